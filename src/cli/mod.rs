@@ -1,0 +1,191 @@
+//! The command line (SPEC §3): `derive`, `check`, `demo`.
+//!
+//! Entry point: [`run`], which returns the exit status: 0 on success, 1 when
+//! a check fails, 2 on a parse, shape, usage or unsupported-construct error.
+
+mod demo;
+mod render;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::numeric::CheckOptions;
+use crate::syntax::{self, VarName};
+use crate::DeriveOptions;
+
+pub use render::{render_check, render_derivation};
+
+const EXAMPLES: &str = "\
+Examples:
+  matdiff derive 'W1*W2*W3*X'                       every gradient of a layer (upstream G)
+  matdiff derive 'A : 3x4; X : 4x5; B : 5x3; tr(A*X*B)' --wrt X
+  matdiff derive 'x : n; A : n x n; x^T*A*x' --json
+  matdiff check 'W1*W2*W3*X' --dims d0=64,d4=8 --seed 7
+  matdiff demo                                      the seed example end to end
+
+Exit status: 0 ok, 1 a check failed, 2 a parse, shape or usage error.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "matdiff",
+    version,
+    about = "A symbolic matrix-calculus engine: shapes, gradients, numeric checks",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Derive the gradient of every variable (or of those given by --wrt).
+    Derive {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        target: Target,
+        /// Print JSON (SPEC §3) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare every derived gradient with central finite differences.
+    Check {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        target: Target,
+        /// Sizes of symbolic dimensions, e.g. d0=3,n=5 (others are random, 2..5).
+        #[arg(long, value_parser = parse_dims)]
+        dims: Option<HashMap<String, usize>>,
+        /// Seed of the random sizes and matrices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Backprop through the layer Z = W1*W2*W3*X, end to end.
+    Demo,
+}
+
+#[derive(Args, Debug)]
+struct Input {
+    /// Declarations and expression, `;`-separated (`W : 3x4; W*X`), or `-` for standard input.
+    expr: Option<String>,
+    /// Read the program from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "expr")]
+    file: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct Target {
+    /// A variable to differentiate by (repeatable); default: all of them.
+    #[arg(long)]
+    wrt: Vec<String>,
+    /// Name of the upstream gradient dL/dZ of a matrix-valued expression.
+    #[arg(long)]
+    upstream: Option<String>,
+}
+
+fn parse_dims(s: &str) -> std::result::Result<HashMap<String, usize>, String> {
+    let mut out = HashMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=').ok_or_else(|| format!("`{part}` is not NAME=SIZE"))?;
+        let n: usize = value.trim().parse().map_err(|_| format!("`{value}` is not a size"))?;
+        if n == 0 || n > 10_000 {
+            return Err(format!("size {n} of `{name}` is outside 1..=10000"));
+        }
+        out.insert(name.trim().to_string(), n);
+    }
+    Ok(out)
+}
+
+/// The program text and a name for it in messages.
+struct Source {
+    name: String,
+    text: String,
+}
+
+impl Input {
+    fn read(&self) -> Result<Source> {
+        let usage = |m: String| Error::new(ErrorKind::Usage, m);
+        match (&self.expr, &self.file) {
+            (Some(e), None) if e == "-" => {
+                let mut text = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut text)
+                    .map_err(|e| usage(format!("cannot read standard input: {e}")))?;
+                Ok(Source { name: "<stdin>".into(), text })
+            }
+            (Some(e), None) => Ok(Source { name: "<expr>".into(), text: e.clone() }),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+                Ok(Source { name: path.display().to_string(), text })
+            }
+            _ => Err(usage("give the expression as an argument, with -f FILE, or `-` for standard input".into())),
+        }
+    }
+}
+
+impl Target {
+    fn options(&self) -> Result<DeriveOptions> {
+        let wrt = self.wrt.iter().map(|w| syntax::parse_var(w)).collect::<Result<Vec<VarName>>>()?;
+        Ok(DeriveOptions { wrt, upstream: self.upstream.clone() })
+    }
+}
+
+/// Runs the command line with these arguments; returns the exit status.
+/// Output goes to `out`, errors (rendered against the source) to `err`.
+pub fn run(args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = e.exit_code();
+            let text = e.render().to_string();
+            let _ = if code == 0 { write!(out, "{text}") } else { write!(err, "{text}") };
+            return code;
+        }
+    };
+    let mut source = Source { name: String::new(), text: String::new() };
+    let result = execute(cli.command, &mut source, out);
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = write!(err, "{}", e.render(&source.name, &source.text));
+            e.exit_code()
+        }
+    }
+}
+
+fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result<i32> {
+    let io = |e: std::io::Error| Error::new(ErrorKind::Usage, format!("cannot write output: {e}"));
+    match command {
+        Command::Derive { input, target, json } => {
+            *source = input.read()?;
+            let options = target.options()?;
+            let program = syntax::parse_program(&source.text)?;
+            let derivation = crate::derive(&program, &options)?;
+            write!(out, "{}", render_derivation(&derivation, json)).map_err(io)?;
+            Ok(0)
+        }
+        Command::Check { input, target, dims, seed, json } => {
+            *source = input.read()?;
+            let options = target.options()?;
+            let program = syntax::parse_program(&source.text)?;
+            let derivation = crate::derive(&program, &options)?;
+            let report = crate::numeric::check(&derivation, &CheckOptions { dims: dims.unwrap_or_default(), seed })?;
+            write!(out, "{}", render_check(&report, json)).map_err(io)?;
+            Ok(if report.ok() { 0 } else { 1 })
+        }
+        Command::Demo => {
+            let (text, ok) = demo::run()?;
+            write!(out, "{text}").map_err(io)?;
+            Ok(if ok { 0 } else { 1 })
+        }
+    }
+}

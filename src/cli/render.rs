@@ -1,0 +1,105 @@
+//! Derivations and checks as text and as JSON (SPEC §3).
+
+use serde_json::json;
+
+use crate::calculus::Mode;
+use crate::numeric::{CheckReport, TOLERANCE};
+use crate::syntax::to_latex;
+use crate::Derivation;
+
+/// `derive` output: a header, then `d/dV = FORMULA  : SHAPE` per variable;
+/// or the JSON document of SPEC §3.
+pub fn render_derivation(d: &Derivation, json: bool) -> String {
+    let expr = &d.typing.program.expr;
+    let shape = d.typing.shape();
+    if json {
+        let upstream = match &d.mode {
+            Mode::Scalar => serde_json::Value::Null,
+            Mode::Layer { upstream } => json!(upstream.to_string()),
+        };
+        let gradients: Vec<_> = d
+            .gradients
+            .iter()
+            .map(|g| {
+                json!({
+                    "wrt": g.wrt.to_string(),
+                    "expr": g.expr.to_string(),
+                    "shape": g.shape.to_json(),
+                    "latex": to_latex(&g.expr),
+                    "occurrences": g.differential.contributions.len(),
+                })
+            })
+            .collect();
+        let doc = json!({
+            "expr": expr.to_string(),
+            "shape": shape.to_json(),
+            "upstream": upstream,
+            "gradients": gradients,
+        });
+        return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
+    }
+    let mut out = String::new();
+    match &d.mode {
+        Mode::Scalar => out.push_str(&format!("L = {expr}\n")),
+        Mode::Layer { upstream } => {
+            let name = d.typing.program.name.as_deref().unwrap_or("Z");
+            out.push_str(&format!("{name} = {expr}  : {shape}\n"));
+            out.push_str(&format!("{upstream} = dL/d{name}  : {shape}\n"));
+        }
+    }
+    let lines: Vec<(String, String)> = d
+        .gradients
+        .iter()
+        .map(|g| (format!("d/d{} = {}", g.wrt, g.expr), g.shape.to_string()))
+        .collect();
+    let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+    for (line, shape) in lines {
+        out.push_str(&format!("{line:<width$}  : {shape}\n"));
+    }
+    out
+}
+
+/// `check` output: the sizes drawn, one line per gradient, a verdict.
+pub fn render_check(r: &CheckReport, json: bool) -> String {
+    if json {
+        let results: Vec<_> = r
+            .results
+            .iter()
+            .map(|c| json!({ "wrt": c.wrt.to_string(), "max_rel_err": c.max_rel_err, "ok": c.ok }))
+            .collect();
+        let doc = json!({
+            "ok": r.ok(),
+            "results": results,
+            "sizes": r.sizes,
+            "seed": r.seed,
+            "tolerance": TOLERANCE,
+        });
+        return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
+    }
+    let mut out = String::new();
+    let sizes: Vec<String> = r.sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let sizes = if sizes.is_empty() { "all dimensions fixed".to_string() } else { sizes.join(" ") };
+    out.push_str(&format!("sizes: {sizes}  (seed {})\n", r.seed));
+    let width = r.results.iter().map(|c| c.wrt.to_string().len()).max().unwrap_or(0);
+    for c in &r.results {
+        let verdict = if c.ok { "ok" } else { "MISMATCH" };
+        out.push_str(&format!(
+            "d/d{:<width$}  max rel err {:.1e}  {verdict}\n",
+            c.wrt.to_string(),
+            c.max_rel_err
+        ));
+    }
+    let bad = r.results.iter().filter(|c| !c.ok).count();
+    if bad == 0 {
+        out.push_str(&format!(
+            "ok: {} gradient(s) agree with central differences (tolerance {TOLERANCE:.0e})\n",
+            r.results.len()
+        ));
+    } else {
+        out.push_str(&format!(
+            "FAILED: {bad} of {} gradient(s) disagree with central differences (tolerance {TOLERANCE:.0e})\n",
+            r.results.len()
+        ));
+    }
+    out
+}

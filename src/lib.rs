@@ -1,0 +1,116 @@
+//! matdiff: a symbolic matrix-calculus engine.
+//!
+//! The pipeline, one module per stage, data flowing forward:
+//! [`syntax`] (grammar, AST, printers) → [`shape`] (inference) →
+//! [`calculus`] (differentials) → [`simplify`] (normal form) → [`numeric`]
+//! (evaluation, finite differences) → front ends ([`cli`]).
+//! [`derive`] runs the stages from a parsed program to simplified gradients.
+//!
+//! ```
+//! let program = matdiff::syntax::parse_program("W1 : 3x4; W2 : 4x5; W3 : 5x6; X : 6x2; W1*W2*W3*X").unwrap();
+//! let d = matdiff::derive(&program, &Default::default()).unwrap();
+//! assert_eq!(d.gradients[1].expr.to_string(), "W1^T * G * X^T * W3^T");
+//! assert_eq!(d.gradients[1].shape.to_string(), "4x5");
+//! ```
+
+pub mod calculus;
+pub mod cli;
+mod error;
+pub mod numeric;
+pub mod shape;
+pub mod simplify;
+pub mod syntax;
+
+pub use error::{Error, ErrorKind, Label, Result};
+
+use calculus::{Differential, Mode};
+use shape::{Shape, Typing};
+use syntax::{Expr, Program, VarName};
+
+/// What to differentiate.
+#[derive(Clone, Debug, Default)]
+pub struct DeriveOptions {
+    /// The variables; empty means every variable of the expression.
+    pub wrt: Vec<VarName>,
+    /// The name of the upstream gradient of a matrix-valued expression
+    /// (default `G`).
+    pub upstream: Option<String>,
+}
+
+/// The simplified gradient of one variable, with its derivation.
+#[derive(Clone, Debug)]
+pub struct Gradient<'p> {
+    pub wrt: VarName,
+    /// ∂L/∂V, simplified; it has V's shape.
+    pub expr: Expr,
+    pub shape: Shape,
+    pub differential: Differential<'p>,
+}
+
+/// Every requested gradient of a program's expression.
+#[derive(Clone, Debug)]
+pub struct Derivation<'p> {
+    pub typing: Typing<'p>,
+    pub mode: Mode,
+    pub gradients: Vec<Gradient<'p>>,
+}
+
+/// Runs shape inference, the calculus and simplification on a program.
+///
+/// A scalar expression is the loss itself; a matrix-valued one is a layer
+/// with upstream gradient `G` (SPEC §2). Every gradient's shape is checked
+/// against its variable's: a mismatch is an internal error, never output.
+pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Derivation<'p>> {
+    let mut typing = shape::infer(program)?;
+    let value_shape = typing.shape();
+    let mode = if value_shape.is_scalar() {
+        Mode::Scalar
+    } else {
+        let name = options.upstream.clone().unwrap_or_else(|| "G".to_string());
+        let upstream = syntax::parse_var(&name)?;
+        if typing.variables().iter().any(|v| v.name == upstream.name) {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("the upstream gradient is called `{name}`, but `{name}` already occurs in the expression"),
+            )
+            .note("name the upstream gradient with --upstream NAME"));
+        }
+        typing.insert_var(upstream.clone(), &value_shape);
+        Mode::Layer { upstream }
+    };
+    let wrt: Vec<VarName> = if options.wrt.is_empty() {
+        typing.variables().to_vec()
+    } else {
+        options.wrt.clone()
+    };
+    let mut gradients = Vec::with_capacity(wrt.len());
+    for v in wrt {
+        calculus::check_target(&program.expr, &v)?;
+        if !typing.variables().contains(&v) {
+            let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
+            return Err(Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))
+                .note(format!("its variables are: {}", known.join(", "))));
+        }
+        let differential = calculus::differentiate(&typing, &v, &mode)?;
+        let expr = simplify::tidy(&differential.sum(), typing.typer())?;
+        let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");
+        check_shape(&typing, &expr, &shape, &v)?;
+        gradients.push(Gradient { wrt: v, expr, shape, differential });
+    }
+    Ok(Derivation { typing, mode, gradients })
+}
+
+/// The read-off gradient must have the variable's shape.
+fn check_shape(typing: &Typing, grad: &Expr, want: &Shape, v: &VarName) -> Result<()> {
+    let mut typer = typing.typer().clone();
+    let got = typer.infer(grad)?;
+    let want_i = typer.lift(want);
+    if typer.unify_shapes(got, want_i) {
+        Ok(())
+    } else {
+        Err(Error::new(
+            ErrorKind::Internal,
+            format!("the gradient `{grad}` has shape {} but `{v}` is {want}", typer.resolve(got)),
+        ))
+    }
+}

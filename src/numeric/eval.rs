@@ -1,0 +1,200 @@
+//! Evaluation of expressions on nalgebra matrices (f64).
+
+use std::collections::HashMap;
+
+use nalgebra::DMatrix;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
+
+pub type Matrix = DMatrix<f64>;
+
+/// Values of the variables. Family members are stored under constant
+/// indices (`W[2]`).
+#[derive(Clone, Debug, Default)]
+pub struct Env {
+    pub vars: HashMap<VarName, Matrix>,
+}
+
+/// An intermediate value: a matrix, or c·I whose size the context decides.
+#[derive(Clone, Debug)]
+enum Value {
+    Matrix(Matrix),
+    Identity(f64),
+}
+
+fn fail(message: String) -> Error {
+    Error::new(ErrorKind::Internal, message)
+}
+
+/// Evaluates `e`; a bare `I` becomes the `rows`×`rows` identity when the
+/// expected size is given.
+///
+/// ```
+/// use matdiff::numeric::{eval, Env, Matrix};
+/// let mut env = Env::default();
+/// env.vars.insert(matdiff::syntax::parse_var("A").unwrap(), Matrix::from_row_slice(2, 2, &[1., 2., 3., 4.]));
+/// let e = matdiff::syntax::parse_expr("tr(A^T * A)").unwrap();
+/// assert_eq!(eval(&e, &env, None).unwrap()[(0, 0)], 30.0);
+/// ```
+pub fn eval(e: &Expr, env: &Env, rows: Option<usize>) -> Result<Matrix> {
+    match eval_in(e, env, &mut Vec::new())? {
+        Value::Matrix(m) => Ok(m),
+        Value::Identity(c) => match rows {
+            Some(n) => Ok(Matrix::identity(n, n) * c),
+            None => Err(fail(format!("the size of I in `{e}` is not determined"))),
+        },
+    }
+}
+
+fn matrix(v: Value, what: &Expr) -> Result<Matrix> {
+    match v {
+        Value::Matrix(m) => Ok(m),
+        Value::Identity(_) => Err(fail(format!("the size of I in `{what}` is not determined"))),
+    }
+}
+
+fn is_one(m: &Matrix) -> bool {
+    m.nrows() == 1 && m.ncols() == 1
+}
+
+/// Entrywise `f(a, b)` with a 1×1 side broadcast.
+fn zip(a: &Matrix, b: &Matrix, f: impl Fn(f64, f64) -> f64) -> Option<Matrix> {
+    if a.shape() == b.shape() {
+        Some(a.zip_map(b, f))
+    } else if is_one(a) {
+        Some(b.map(|y| f(a[(0, 0)], y)))
+    } else if is_one(b) {
+        Some(a.map(|x| f(x, b[(0, 0)])))
+    } else {
+        None
+    }
+}
+
+fn bound_index(i: &Index, bound: &[(String, i64)]) -> Index {
+    bound.iter().fold(i.clone(), |i, (name, value)| i.subst(name, &Index::constant(*value)))
+}
+
+fn eval_in(e: &Expr, env: &Env, bound: &mut Vec<(String, i64)>) -> Result<Value> {
+    let m = |v: Value| matrix(v, e);
+    Ok(Value::Matrix(match &e.kind {
+        ExprKind::Num(x) => Matrix::from_element(1, 1, *x),
+        ExprKind::Identity => return Ok(Value::Identity(1.0)),
+        ExprKind::Var(v) => {
+            let key = VarName { name: v.name.clone(), index: v.index.as_ref().map(|i| bound_index(i, bound)) };
+            env.vars.get(&key).cloned().ok_or_else(|| fail(format!("no value for `{key}`")))?
+        }
+        ExprKind::Neg(a) => match eval_in(a, env, bound)? {
+            Value::Identity(c) => return Ok(Value::Identity(-c)),
+            Value::Matrix(x) => -x,
+        },
+        ExprKind::Transpose(a) => match eval_in(a, env, bound)? {
+            Value::Identity(c) => return Ok(Value::Identity(c)),
+            Value::Matrix(x) => x.transpose(),
+        },
+        ExprKind::Binary { op, lhs, rhs, .. } => {
+            let (a, b) = (eval_in(lhs, env, bound)?, eval_in(rhs, env, bound)?);
+            return binary(*op, a, b, e);
+        }
+        ExprKind::Power(a, k) => {
+            let x = m(eval_in(a, env, bound)?)?;
+            if x.nrows() != x.ncols() {
+                return Err(fail(format!("power of a non-square matrix in `{e}`")));
+            }
+            let base = if *k < 0 {
+                x.try_inverse().ok_or_else(|| {
+                    Error::new(ErrorKind::Usage, format!("`{a}` is singular on this instance"))
+                })?
+            } else {
+                x
+            };
+            let n = base.nrows();
+            (0..k.unsigned_abs()).fold(Matrix::identity(n, n), |acc, _| &acc * &base)
+        }
+        ExprKind::HadamardPower(a, p) => m(eval_in(a, env, bound)?)?.map(|x| x.powf(*p)),
+        ExprKind::Call(f, a) => {
+            let x = m(eval_in(a, env, bound)?)?;
+            let scalar = |v: f64| Matrix::from_element(1, 1, v);
+            match f {
+                Func::Tr => scalar(x.trace()),
+                Func::Det => scalar(x.determinant()),
+                Func::Logdet => scalar(x.determinant().abs().ln()),
+                Func::Sum => scalar(x.sum()),
+                Func::Norm => scalar(x.norm()),
+                Func::Exp => x.map(f64::exp),
+                Func::Log => x.map(f64::ln),
+                Func::Sqrt => x.map(f64::sqrt),
+                Func::Sin => x.map(f64::sin),
+                Func::Cos => x.map(f64::cos),
+                Func::Tanh => x.map(f64::tanh),
+                Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
+            }
+        }
+        ExprKind::Prod { body, var, lo, hi } => {
+            let (lo, hi) = (bound_index(lo, bound), bound_index(hi, bound));
+            let (Some(lo), Some(hi)) = (lo.as_constant(), hi.as_constant()) else {
+                return Err(fail(format!("the range of `{e}` is not numeric")));
+            };
+            let mut acc = Value::Identity(1.0);
+            for i in lo..=hi {
+                bound.push((var.clone(), i));
+                let factor = eval_in(body, env, bound);
+                bound.pop();
+                acc = binary(BinOp::Mul, acc, factor?, e)?;
+            }
+            return Ok(acc);
+        }
+    }))
+}
+
+fn binary(op: BinOp, a: Value, b: Value, e: &Expr) -> Result<Value> {
+    use Value::{Identity as Id, Matrix as M};
+    let mismatch = |a: &Matrix, b: &Matrix| {
+        fail(format!("shapes {:?} and {:?} do not fit `{}` in `{e}`", a.shape(), b.shape(), op.symbol()))
+    };
+    Ok(M(match (op, a, b) {
+        (BinOp::Mul, Id(c), Id(d)) => return Ok(Id(c * d)),
+        (BinOp::Mul, Id(c), M(x)) | (BinOp::Mul, M(x), Id(c)) => x * c,
+        (BinOp::Add | BinOp::Sub, Id(c), Id(d)) => return Ok(Id(if op == BinOp::Add { c + d } else { c - d })),
+        (BinOp::Add | BinOp::Sub, Id(c), M(x)) => {
+            let n = x.nrows();
+            let i = Matrix::identity(n, n) * c;
+            if op == BinOp::Add { i + x } else { i - x }
+        }
+        (BinOp::Add | BinOp::Sub, M(x), Id(c)) => {
+            let n = x.nrows();
+            let i = Matrix::identity(n, n) * c;
+            if op == BinOp::Add { x + i } else { x - i }
+        }
+        (_, Id(_), _) | (_, _, Id(_)) => {
+            return Err(fail(format!("the size of I in `{e}` is not determined")));
+        }
+        (BinOp::Mul, M(x), M(y)) => {
+            if x.ncols() == y.nrows() {
+                x * y
+            } else if is_one(&x) {
+                y * x[(0, 0)]
+            } else if is_one(&y) {
+                x * y[(0, 0)]
+            } else {
+                return Err(mismatch(&x, &y));
+            }
+        }
+        (BinOp::Div, M(x), M(y)) => {
+            if !is_one(&y) {
+                return Err(mismatch(&x, &y));
+            }
+            x / y[(0, 0)]
+        }
+        (op, M(x), M(y)) => {
+            let f: fn(f64, f64) -> f64 = match op {
+                BinOp::Add => |a, b| a + b,
+                BinOp::Sub => |a, b| a - b,
+                BinOp::Hadamard => |a, b| a * b,
+                BinOp::HadamardDiv => |a, b| a / b,
+                BinOp::Mul | BinOp::Div => unreachable!("handled above"),
+            };
+            zip(&x, &y, f).ok_or_else(|| mismatch(&x, &y))?
+        }
+    }))
+}

@@ -1,0 +1,95 @@
+//! Dimensions and shapes as the user sees them, after inference.
+
+use std::fmt;
+
+use crate::syntax::Index;
+
+/// One dimension: a number, a symbol (`d0`, `B`), or a member of an indexed
+/// family of symbols (`d[j-1]`). `Unknown` is a dimension inference left
+/// open, such as the size of a lone `I`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dim {
+    Const(u64),
+    Symbol(String),
+    Indexed(String, Index),
+    Unknown(u32),
+}
+
+impl Dim {
+    /// Replaces the index symbol `var` by `value` inside an indexed dimension.
+    pub fn subst(&self, var: &str, value: &Index) -> Dim {
+        match self {
+            Dim::Indexed(name, i) => Dim::Indexed(name.clone(), i.subst(var, value)),
+            d => d.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dim::Const(n) => write!(f, "{n}"),
+            Dim::Symbol(s) => f.write_str(s),
+            Dim::Indexed(s, i) => write!(f, "{s}[{i}]"),
+            Dim::Unknown(k) => write!(f, "?{k}"),
+        }
+    }
+}
+
+/// The shape of a matrix; scalars are 1×1.
+///
+/// ```
+/// use matdiff::shape::{Dim, Shape};
+/// let s = Shape::new(Dim::Const(3), Dim::Symbol("n".into()));
+/// assert_eq!(s.to_string(), "3 x n");
+/// assert_eq!(Shape::scalar().to_string(), "1x1");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub rows: Dim,
+    pub cols: Dim,
+}
+
+impl Shape {
+    pub fn new(rows: Dim, cols: Dim) -> Shape {
+        Shape { rows, cols }
+    }
+
+    pub fn scalar() -> Shape {
+        Shape::new(Dim::Const(1), Dim::Const(1))
+    }
+
+    /// Known to be 1×1: such a value multiplies and broadcasts as a scalar.
+    pub fn is_scalar(&self) -> bool {
+        self.rows == Dim::Const(1) && self.cols == Dim::Const(1)
+    }
+
+    /// Whether `self * other` is a scalar multiple rather than a matrix
+    /// product: the inner dimensions differ and a side is 1×1.
+    pub fn scales(&self, other: &Shape) -> bool {
+        self.cols != other.rows && (self.is_scalar() || other.is_scalar())
+    }
+
+    pub fn transposed(&self) -> Shape {
+        Shape::new(self.cols.clone(), self.rows.clone())
+    }
+
+    /// Each dimension as JSON: an integer when known, a string otherwise.
+    pub fn to_json(&self) -> serde_json::Value {
+        let one = |d: &Dim| match d {
+            Dim::Const(n) => serde_json::Value::from(*n),
+            d => serde_json::Value::from(d.to_string()),
+        };
+        serde_json::Value::Array(vec![one(&self.rows), one(&self.cols)])
+    }
+}
+
+impl fmt::Display for Shape {
+    /// `3x4` when both are numbers, `d0 x d1` otherwise: the declaration syntax.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.rows, &self.cols) {
+            (Dim::Const(r), Dim::Const(c)) => write!(f, "{r}x{c}"),
+            (r, c) => write!(f, "{r} x {c}"),
+        }
+    }
+}

@@ -1,0 +1,421 @@
+//! Shape inference: one rule per operator, over dimension variables unified
+//! with union-find.
+//!
+//! Named symbols (`d0`, `n`) are rigid: `d0` never equals `3` or `d1`, since a
+//! declaration `W : d0 x d1` promises a result for every size. Dimensions of
+//! undeclared variables are flexible and take whatever the expression needs.
+
+use std::collections::HashMap;
+
+use super::dim::{Dim, Shape};
+use crate::error::{Error, ErrorKind, Result};
+use crate::syntax::{BinOp, DimSpec, Expr, ExprKind, Func, Index, ShapeSpec, Span, VarName};
+
+/// A dimension variable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DimId(u32);
+
+/// A shape whose dimensions are still variables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IShape {
+    pub rows: DimId,
+    pub cols: DimId,
+}
+
+/// A declared family `W[i] : d[i-1] x d[i]`.
+#[derive(Clone, Debug)]
+struct Family {
+    binder: Option<String>,
+    rows: DimSpec,
+    cols: DimSpec,
+}
+
+/// The inference state: union-find over dimensions, and the shape of every
+/// variable seen so far.
+#[derive(Clone, Debug, Default)]
+pub struct Typer {
+    parent: Vec<u32>,
+    binding: Vec<Option<Dim>>,
+    vars: HashMap<VarName, IShape>,
+    families: HashMap<String, Family>,
+}
+
+impl Typer {
+    pub fn new() -> Typer {
+        Typer::default()
+    }
+
+    fn fresh(&mut self) -> DimId {
+        self.parent.push(self.parent.len() as u32);
+        self.binding.push(None);
+        DimId(self.parent.len() as u32 - 1)
+    }
+
+    fn bound(&mut self, d: Dim) -> DimId {
+        let id = self.fresh();
+        self.binding[id.0 as usize] = Some(d);
+        id
+    }
+
+    fn find(&self, mut id: DimId) -> DimId {
+        while self.parent[id.0 as usize] != id.0 {
+            id = DimId(self.parent[id.0 as usize]);
+        }
+        id
+    }
+
+    fn term(&self, id: DimId) -> Option<&Dim> {
+        self.binding[self.find(id).0 as usize].as_ref()
+    }
+
+    /// Makes two dimensions equal, or says they cannot be.
+    fn unify(&mut self, a: DimId, b: DimId) -> bool {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return true;
+        }
+        match (&self.binding[ra.0 as usize], &self.binding[rb.0 as usize]) {
+            (Some(x), Some(y)) if x != y => false,
+            (None, Some(_)) => {
+                self.parent[ra.0 as usize] = rb.0;
+                true
+            }
+            _ => {
+                self.parent[rb.0 as usize] = ra.0;
+                true
+            }
+        }
+    }
+
+    fn same(&self, a: DimId, b: DimId) -> bool {
+        let (ra, rb) = (self.find(a), self.find(b));
+        ra == rb || matches!((self.term(ra), self.term(rb)), (Some(x), Some(y)) if x == y)
+    }
+
+    fn is_one(&self, d: DimId) -> bool {
+        self.term(d) == Some(&Dim::Const(1))
+    }
+
+    /// Known to be 1×1.
+    pub fn is_scalar(&self, s: IShape) -> bool {
+        self.is_one(s.rows) && self.is_one(s.cols)
+    }
+
+    pub fn resolve_dim(&self, d: DimId) -> Dim {
+        let root = self.find(d);
+        self.term(root).cloned().unwrap_or(Dim::Unknown(root.0))
+    }
+
+    pub fn resolve(&self, s: IShape) -> Shape {
+        Shape::new(self.resolve_dim(s.rows), self.resolve_dim(s.cols))
+    }
+
+    /// A fixed shape as variables.
+    pub fn lift(&mut self, s: &Shape) -> IShape {
+        let mut one = |d: &Dim| match d {
+            Dim::Unknown(_) => self.fresh(),
+            d => self.bound(d.clone()),
+        };
+        IShape { rows: one(&s.rows), cols: one(&s.cols) }
+    }
+
+    pub fn scalar(&mut self) -> IShape {
+        IShape { rows: self.bound(Dim::Const(1)), cols: self.bound(Dim::Const(1)) }
+    }
+
+    /// Records a declaration; a second declaration must agree with the first.
+    pub fn declare(&mut self, name: &str, binder: Option<&str>, spec: &ShapeSpec, span: Span) -> Result<()> {
+        let (rows, cols) = match spec {
+            ShapeSpec::Scalar => (DimSpec::Const(1), DimSpec::Const(1)),
+            ShapeSpec::Vector(d) => (d.clone(), DimSpec::Const(1)),
+            ShapeSpec::Matrix(r, c) => (r.clone(), c.clone()),
+        };
+        if let Some(binder) = binder {
+            let family = Family { binder: Some(binder.to_string()), rows, cols };
+            self.families.insert(name.to_string(), family);
+            return Ok(());
+        }
+        let declared = IShape { rows: self.dim_spec(&rows, None), cols: self.dim_spec(&cols, None) };
+        let var = VarName::plain(name);
+        if let Some(&old) = self.vars.get(&var) {
+            if !(self.unify(old.rows, declared.rows) && self.unify(old.cols, declared.cols)) {
+                return Err(Error::new(
+                    ErrorKind::Shape,
+                    format!(
+                        "`{name}` is declared twice with different shapes: {} and {}",
+                        self.resolve(old),
+                        self.resolve(declared)
+                    ),
+                )
+                .label(span, "second declaration"));
+            }
+        } else {
+            self.vars.insert(var, declared);
+        }
+        Ok(())
+    }
+
+    fn dim_spec(&mut self, d: &DimSpec, subst: Option<(&str, &Index)>) -> DimId {
+        let dim = match d {
+            DimSpec::Const(n) => Dim::Const(*n),
+            DimSpec::Symbol(s) => Dim::Symbol(s.clone()),
+            DimSpec::Indexed(s, i) => {
+                let i = match subst {
+                    Some((var, value)) => i.subst(var, value),
+                    None => i.clone(),
+                };
+                Dim::Indexed(s.clone(), i)
+            }
+        };
+        self.bound(dim)
+    }
+
+    /// The shape of a variable, declaring it with fresh dimensions (or from
+    /// its family's declaration) on first sight.
+    pub fn var(&mut self, v: &VarName) -> IShape {
+        if let Some(&s) = self.vars.get(v) {
+            return s;
+        }
+        let s = match (&v.index, self.families.get(&v.name).cloned()) {
+            (Some(index), Some(fam)) => {
+                let subst = fam.binder.as_deref().map(|b| (b, index));
+                IShape { rows: self.dim_spec(&fam.rows, subst), cols: self.dim_spec(&fam.cols, subst) }
+            }
+            _ => IShape { rows: self.fresh(), cols: self.fresh() },
+        };
+        self.vars.insert(v.clone(), s);
+        s
+    }
+
+    /// The shape a variable was declared with, without declaring it.
+    pub fn declared(&self, v: &VarName) -> Option<IShape> {
+        self.vars.get(v).copied()
+    }
+
+    /// Makes two shapes equal, or says they cannot be.
+    pub fn unify_shapes(&mut self, a: IShape, b: IShape) -> bool {
+        self.unify(a.rows, b.rows) && self.unify(a.cols, b.cols)
+    }
+
+    /// The declared or inferred shape of a variable, if it has one.
+    pub fn var_shape(&self, v: &VarName) -> Option<Shape> {
+        self.vars.get(v).map(|&s| self.resolve(s))
+    }
+
+    /// Infers the shape of `e`, calling `visit` on every node with its shape
+    /// (children before parents).
+    pub fn infer_with(&mut self, e: &Expr, visit: &mut dyn FnMut(&Expr, IShape)) -> Result<IShape> {
+        let s = match &e.kind {
+            ExprKind::Prod { body, var, lo, hi } => {
+                let body_shape = self.infer_with(body, visit)?;
+                self.prod(e, body_shape, var, lo, hi)?
+            }
+            _ => {
+                let mut kids = Vec::with_capacity(2);
+                for c in e.children() {
+                    kids.push(self.infer_with(c, visit)?);
+                }
+                self.rule(e, &kids)?
+            }
+        };
+        visit(e, s);
+        Ok(s)
+    }
+
+    pub fn infer(&mut self, e: &Expr) -> Result<IShape> {
+        self.infer_with(e, &mut |_, _| {})
+    }
+
+    /// The shape rule of one node, given its children's shapes. This is the
+    /// only place that knows how operators combine shapes.
+    pub fn rule(&mut self, e: &Expr, kids: &[IShape]) -> Result<IShape> {
+        Ok(match &e.kind {
+            ExprKind::Var(v) => self.var(v),
+            ExprKind::Identity => {
+                let n = self.fresh();
+                IShape { rows: n, cols: n }
+            }
+            ExprKind::Num(_) => self.scalar(),
+            ExprKind::Neg(_) | ExprKind::HadamardPower(..) => kids[0],
+            ExprKind::Transpose(_) => IShape { rows: kids[0].cols, cols: kids[0].rows },
+            ExprKind::Power(..) => {
+                let what = "a matrix power needs a square matrix";
+                self.square(e, kids[0], what)?;
+                kids[0]
+            }
+            ExprKind::Call(f, _) if f.is_entrywise() => kids[0],
+            ExprKind::Call(f @ (Func::Tr | Func::Det | Func::Logdet), _) => {
+                self.square(e, kids[0], &format!("{} needs a square matrix", f.name()))?;
+                self.scalar()
+            }
+            ExprKind::Call(..) => self.scalar(),
+            ExprKind::Binary { op, op_span, lhs, rhs } => {
+                let (a, b) = (kids[0], kids[1]);
+                match op {
+                    BinOp::Mul => self.product(a, b).ok_or_else(|| {
+                        self.mismatch(
+                            format!(
+                                "cannot multiply {} by {}: {} columns against {} rows",
+                                self.resolve(a),
+                                self.resolve(b),
+                                self.resolve_dim(a.cols),
+                                self.resolve_dim(b.rows)
+                            ),
+                            *op_span,
+                            (lhs, a),
+                            (rhs, b),
+                        )
+                    })?,
+                    BinOp::Div => {
+                        let one = self.scalar();
+                        if !(self.unify(b.rows, one.rows) && self.unify(b.cols, one.cols)) {
+                            return Err(self.mismatch(
+                                format!("can only divide by a scalar, not by {}", self.resolve(b)),
+                                *op_span,
+                                (lhs, a),
+                                (rhs, b),
+                            ));
+                        }
+                        a
+                    }
+                    BinOp::Add | BinOp::Sub | BinOp::Hadamard | BinOp::HadamardDiv => {
+                        self.entrywise(a, b).ok_or_else(|| {
+                            let verb = match op {
+                                BinOp::Add => "add",
+                                BinOp::Sub => "subtract",
+                                _ => "combine entrywise",
+                            };
+                            self.mismatch(
+                                format!(
+                                    "cannot {verb} {} and {}: shapes differ",
+                                    self.resolve(a),
+                                    self.resolve(b)
+                                ),
+                                *op_span,
+                                (lhs, a),
+                                (rhs, b),
+                            )
+                        })?
+                    }
+                }
+            }
+            ExprKind::Prod { .. } => unreachable!("prod is typed by infer_with"),
+        })
+    }
+
+    /// `A * B`: a matrix product when the inner dimensions agree (or can be
+    /// made to), scalar·matrix when a side is 1×1 and they do not.
+    pub fn product(&mut self, a: IShape, b: IShape) -> Option<IShape> {
+        if self.same(a.cols, b.rows) {
+            Some(IShape { rows: a.rows, cols: b.cols })
+        } else if self.is_scalar(a) {
+            Some(b)
+        } else if self.is_scalar(b) {
+            Some(a)
+        } else if self.unify(a.cols, b.rows) {
+            Some(IShape { rows: a.rows, cols: b.cols })
+        } else {
+            None
+        }
+    }
+
+    /// Whether `A * B` is a scalar multiple rather than a matrix product.
+    pub fn is_scaling(&self, a: IShape, b: IShape) -> bool {
+        self.resolve(a).scales(&self.resolve(b))
+    }
+
+    /// `A + B` and entrywise operations: equal shapes, or a scalar broadcast.
+    fn entrywise(&mut self, a: IShape, b: IShape) -> Option<IShape> {
+        match (self.is_scalar(a), self.is_scalar(b)) {
+            (true, false) => Some(b),
+            (false, true) => Some(a),
+            _ => (self.unify(a.rows, b.rows) && self.unify(a.cols, b.cols)).then_some(a),
+        }
+    }
+
+    fn square(&mut self, e: &Expr, s: IShape, what: &str) -> Result<()> {
+        if self.unify(s.rows, s.cols) {
+            return Ok(());
+        }
+        let arg = e.children()[0];
+        Err(Error::new(ErrorKind::Shape, format!("{what}, but `{arg}` is {}", self.resolve(s)))
+            .label(e.span, format!("{} is not square", self.resolve(s))))
+    }
+
+    /// An error at the operator, naming both operands and their shapes.
+    fn mismatch(&self, message: String, op: Span, lhs: (&Expr, IShape), rhs: (&Expr, IShape)) -> Error {
+        let (a, b) = (self.resolve(lhs.1), self.resolve(rhs.1));
+        Error::new(ErrorKind::Shape, message)
+            .label(op, format!("{a} on the left, {b} on the right"))
+            .note(format!("left:  `{}` is {a}", brief(lhs.0)))
+            .note(format!("right: `{}` is {b}", brief(rhs.0)))
+    }
+
+    /// `prod(F(i), i=lo..hi)`: F(i) must chain into F(i+1); the product runs
+    /// from the rows of F(lo) to the columns of F(hi).
+    fn prod(&mut self, e: &Expr, body: IShape, var: &str, lo: &Index, hi: &Index) -> Result<IShape> {
+        let next = Index::symbol(var).plus(&Index::constant(1));
+        let at = |t: &mut Typer, d: DimId, value: &Index| match t.term(d).cloned() {
+            Some(dim) => t.bound(dim.subst(var, value)),
+            None => d,
+        };
+        let rows_next = at(self, body.rows, &next);
+        if !self.unify(body.cols, rows_next) {
+            return Err(Error::new(
+                ErrorKind::Shape,
+                format!(
+                    "the factors of this product do not chain: factor {var} is {} but factor {var}+1 has {} rows",
+                    self.resolve(body),
+                    self.resolve_dim(rows_next)
+                ),
+            )
+            .label(e.span, "here"));
+        }
+        Ok(IShape { rows: at(self, body.rows, lo), cols: at(self, body.cols, hi) })
+    }
+
+    /// Names every open dimension of the variables `d0, d1, …` (in order of
+    /// first occurrence, skipping names in use), so a chain `W1*W2*X` reads
+    /// `W1 : d0 x d1, W2 : d1 x d2, X : d2 x d3`.
+    pub fn name_open_dims(&mut self, order: &[VarName], taken: &std::collections::HashSet<String>) {
+        let mut used = taken.clone();
+        for d in &self.binding {
+            if let Some(Dim::Symbol(s) | Dim::Indexed(s, _)) = d {
+                used.insert(s.clone());
+            }
+        }
+        let mut next = 0usize;
+        for v in order {
+            let Some(&s) = self.vars.get(v) else { continue };
+            for d in [s.rows, s.cols] {
+                if self.term(d).is_none() {
+                    let name = loop {
+                        let candidate = format!("d{next}");
+                        next += 1;
+                        if !used.contains(&candidate) {
+                            break candidate;
+                        }
+                    };
+                    let root = self.find(d);
+                    self.binding[root.0 as usize] = Some(Dim::Symbol(name));
+                }
+            }
+        }
+    }
+
+    /// Adds a variable of a given shape (the upstream gradient `G`).
+    pub fn insert_var(&mut self, v: VarName, s: &Shape) {
+        let s = self.lift(s);
+        self.vars.insert(v.clone(), s);
+    }
+}
+
+/// An operand as text, shortened for messages.
+fn brief(e: &Expr) -> String {
+    let text = e.to_string();
+    if text.chars().count() <= 40 {
+        text
+    } else {
+        format!("{}...", text.chars().take(37).collect::<String>())
+    }
+}

@@ -1,0 +1,165 @@
+//! Shapes: dimensions, declarations, and inference by unification.
+//!
+//! Entry point: [`infer`], which types a parsed [`Program`] and keeps the
+//! shape of every node of its expression for the later stages.
+
+mod dim;
+mod infer;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+pub use dim::{Dim, Shape};
+pub use infer::{DimId, IShape, Typer};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::syntax::{Expr, ExprKind, Program, VarName};
+
+/// A typed program: the shape of every variable and of every node of the
+/// program's expression.
+#[derive(Clone, Debug)]
+pub struct Typing<'p> {
+    pub program: &'p Program,
+    typer: Typer,
+    shape: IShape,
+    /// Shapes of the nodes of `program.expr`, by address (the tree is
+    /// borrowed for as long as the typing lives, so addresses are stable).
+    nodes: HashMap<*const Expr, IShape>,
+    variables: Vec<VarName>,
+}
+
+/// Infers every shape in a program, or reports the first conflict at the
+/// operator whose operands disagree.
+///
+/// ```
+/// let p = matdiff::syntax::parse_program("W1 : 3x4; W1*W2*X").unwrap();
+/// let t = matdiff::shape::infer(&p).unwrap();
+/// assert_eq!(t.shape().to_string(), "3 x d1");
+/// let w2 = matdiff::syntax::parse_var("W2").unwrap();
+/// assert_eq!(t.var_shape(&w2).unwrap().to_string(), "4 x d0");
+/// ```
+pub fn infer(program: &Program) -> Result<Typing<'_>> {
+    let mut typer = Typer::new();
+    for d in &program.declarations {
+        typer.declare(&d.name, d.binder.as_deref(), &d.shape, d.span)?;
+    }
+    for def in &program.definitions {
+        let s = typer.infer(&def.expr)?;
+        let name = VarName::plain(&def.name);
+        if let Some(declared) = typer.declared(&name) {
+            if !typer.unify_shapes(declared, s) {
+                return Err(Error::new(
+                    ErrorKind::Shape,
+                    format!(
+                        "`{}` is declared {} but defined as {}",
+                        def.name,
+                        typer.resolve(declared),
+                        typer.resolve(s)
+                    ),
+                )
+                .label(def.span, "this definition"));
+            }
+        }
+    }
+    let mut nodes = HashMap::new();
+    let shape = typer.infer_with(&program.expr, &mut |e, s| {
+        nodes.insert(e as *const Expr, s);
+    })?;
+    let mut taken = HashSet::new();
+    collect_names(&program.expr, &mut taken);
+    for d in &program.declarations {
+        taken.insert(d.name.clone());
+    }
+    let mut variables = Vec::new();
+    collect_variables(&program.expr, &mut Vec::new(), &mut variables);
+    typer.name_open_dims(&variables, &taken);
+    Ok(Typing { program, typer, shape, nodes, variables })
+}
+
+/// Free variables in order of first occurrence; members of a family indexed
+/// by a `prod` variable are not free.
+fn collect_variables(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<VarName>) {
+    match &e.kind {
+        ExprKind::Var(v) => {
+            let free = v.index.as_ref().is_none_or(|i| !bound.iter().any(|b| i.mentions(b)));
+            if free && !out.contains(v) {
+                out.push(v.clone());
+            }
+        }
+        ExprKind::Prod { body, var, .. } => {
+            bound.push(var.clone());
+            collect_variables(body, bound, out);
+            bound.pop();
+        }
+        _ => {
+            for c in e.children() {
+                collect_variables(c, bound, out);
+            }
+        }
+    }
+}
+
+fn collect_names(e: &Expr, out: &mut HashSet<String>) {
+    match &e.kind {
+        ExprKind::Var(v) => {
+            out.insert(v.name.clone());
+            if let Some(i) = &v.index {
+                out.extend(i.terms.keys().cloned());
+            }
+        }
+        ExprKind::Prod { var, .. } => {
+            out.insert(var.clone());
+        }
+        _ => {}
+    }
+    for c in e.children() {
+        collect_names(c, out);
+    }
+}
+
+impl<'p> Typing<'p> {
+    /// The shape of the program's expression.
+    pub fn shape(&self) -> Shape {
+        self.typer.resolve(self.shape)
+    }
+
+    /// The shape of a node of the program's expression (not of a copy).
+    pub fn node_shape(&self, e: &Expr) -> Option<Shape> {
+        self.nodes.get(&(e as *const Expr)).map(|&s| self.typer.resolve(s))
+    }
+
+    pub fn var_shape(&self, v: &VarName) -> Option<Shape> {
+        self.typer.var_shape(v)
+    }
+
+    /// Variables of the expression, in order of first occurrence.
+    pub fn variables(&self) -> &[VarName] {
+        &self.variables
+    }
+
+    /// The inference state, to type expressions built from this program.
+    pub fn typer(&self) -> &Typer {
+        &self.typer
+    }
+
+    /// Adds a variable of a given shape, such as the upstream gradient.
+    pub fn insert_var(&mut self, v: VarName, s: &Shape) {
+        self.typer.insert_var(v, s);
+    }
+
+    /// Every symbolic dimension of the variables, to be given sizes.
+    pub fn symbols(&self) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for v in self.variables() {
+            let s = self.var_shape(v).expect("variable has a shape");
+            for d in [s.rows, s.cols] {
+                match d {
+                    Dim::Symbol(_) | Dim::Indexed(..) => {
+                        out.insert(d.to_string());
+                    }
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,407 @@
+//! The abstract syntax tree: expressions with source spans, and programs
+//! (declarations, definitions, one final expression).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A byte range in the source text.
+///
+/// Spans are metadata, not part of a tree's identity: two spans always compare
+/// equal, so `parse(print(e)) == e` holds although the printed text differs
+/// from the original. Nodes built by later stages carry [`Span::SYNTHETIC`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    /// The span of a node that has no place in the source.
+    pub const SYNTHETIC: Span = Span { start: 0, end: 0 };
+
+    pub fn new(start: usize, end: usize) -> Span {
+        Span { start, end }
+    }
+
+    /// The smallest span covering both.
+    pub fn to(self, other: Span) -> Span {
+        Span::new(self.start.min(other.start), self.end.max(other.end))
+    }
+
+    pub fn is_synthetic(self) -> bool {
+        self.start == 0 && self.end == 0
+    }
+}
+
+impl PartialEq for Span {
+    fn eq(&self, _: &Span) -> bool {
+        true
+    }
+}
+
+/// An index expression of a family member or range bound, kept as a linear
+/// form: `j+1` is `{j: 1} + 1`. Two spellings of the same index (`1+j`,
+/// `j+1`) are the same index.
+///
+/// ```
+/// use matdiff::syntax::Index;
+/// let i = Index::symbol("j").plus(&Index::constant(1));
+/// assert_eq!(i.to_string(), "j+1");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Index {
+    pub terms: BTreeMap<String, i64>,
+    pub constant: i64,
+}
+
+impl Index {
+    pub fn constant(c: i64) -> Index {
+        Index { terms: BTreeMap::new(), constant: c }
+    }
+
+    pub fn symbol(name: &str) -> Index {
+        let mut terms = BTreeMap::new();
+        terms.insert(name.to_string(), 1);
+        Index { terms, constant: 0 }
+    }
+
+    pub fn plus(&self, other: &Index) -> Index {
+        self.combine(other, 1)
+    }
+
+    pub fn minus(&self, other: &Index) -> Index {
+        self.combine(other, -1)
+    }
+
+    fn combine(&self, other: &Index, sign: i64) -> Index {
+        let mut out = self.clone();
+        for (name, c) in &other.terms {
+            *out.terms.entry(name.clone()).or_insert(0) += sign * c;
+        }
+        out.terms.retain(|_, c| *c != 0);
+        out.constant += sign * other.constant;
+        out
+    }
+
+    /// The value when no index symbol occurs.
+    pub fn as_constant(&self) -> Option<i64> {
+        self.terms.is_empty().then_some(self.constant)
+    }
+
+    /// Replaces the symbol `name` by `value`.
+    pub fn subst(&self, name: &str, value: &Index) -> Index {
+        let Some(&c) = self.terms.get(name) else { return self.clone() };
+        let mut out = self.clone();
+        out.terms.remove(name);
+        let mut scaled = value.clone();
+        for v in scaled.terms.values_mut() {
+            *v *= c;
+        }
+        scaled.constant *= c;
+        out.plus(&scaled)
+    }
+
+    pub fn mentions(&self, name: &str) -> bool {
+        self.terms.contains_key(name)
+    }
+}
+
+impl fmt::Display for Index {
+    /// Positive symbols, then the constant, then negative symbols: `n-j+1`
+    /// prints as `n+1-j`; every form re-parses to the same linear form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        let mut put = |f: &mut fmt::Formatter<'_>, negative: bool, text: &str| {
+            let sign = match (first, negative) {
+                (true, false) => "",
+                (_, true) => "-",
+                (false, false) => "+",
+            };
+            first = false;
+            write!(f, "{sign}{text}")
+        };
+        for (name, &c) in self.terms.iter().filter(|(_, c)| **c > 0) {
+            for _ in 0..c {
+                put(f, false, name)?;
+            }
+        }
+        if self.constant > 0 || (self.constant == 0 && self.terms.is_empty()) {
+            put(f, false, &self.constant.to_string())?;
+        }
+        for (name, &c) in self.terms.iter().filter(|(_, c)| **c < 0) {
+            for _ in 0..-c {
+                put(f, true, name)?;
+            }
+        }
+        if self.constant < 0 {
+            put(f, true, &(-self.constant).to_string())?;
+        }
+        Ok(())
+    }
+}
+
+/// A variable: a plain name (`W1`) or one member of a family (`W[j+1]`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VarName {
+    pub name: String,
+    pub index: Option<Index>,
+}
+
+impl VarName {
+    pub fn plain(name: &str) -> VarName {
+        VarName { name: name.to_string(), index: None }
+    }
+}
+
+impl fmt::Display for VarName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.index {
+            None => write!(f, "{}", self.name),
+            Some(i) => write!(f, "{}[{i}]", self.name),
+        }
+    }
+}
+
+/// Binary operators, all left-associative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinOp {
+    Add,
+    Sub,
+    /// Matrix product, or scalar·matrix when a side is 1×1.
+    Mul,
+    Hadamard,
+    HadamardDiv,
+    /// Division by a scalar.
+    Div,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinOp::Add => "+",
+            BinOp::Sub => "-",
+            BinOp::Mul => "*",
+            BinOp::Hadamard => ".*",
+            BinOp::HadamardDiv => "./",
+            BinOp::Div => "/",
+        }
+    }
+}
+
+/// Functions applied to one argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Func {
+    Tr,
+    Det,
+    Logdet,
+    Exp,
+    Log,
+    Sqrt,
+    Sin,
+    Cos,
+    Tanh,
+    Sigmoid,
+    Sum,
+    Norm,
+}
+
+impl Func {
+    pub const ALL: [Func; 12] = [
+        Func::Tr,
+        Func::Det,
+        Func::Logdet,
+        Func::Exp,
+        Func::Log,
+        Func::Sqrt,
+        Func::Sin,
+        Func::Cos,
+        Func::Tanh,
+        Func::Sigmoid,
+        Func::Sum,
+        Func::Norm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Func::Tr => "tr",
+            Func::Det => "det",
+            Func::Logdet => "logdet",
+            Func::Exp => "exp",
+            Func::Log => "log",
+            Func::Sqrt => "sqrt",
+            Func::Sin => "sin",
+            Func::Cos => "cos",
+            Func::Tanh => "tanh",
+            Func::Sigmoid => "sigmoid",
+            Func::Sum => "sum",
+            Func::Norm => "norm",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Func> {
+        Func::ALL.into_iter().find(|f| f.name() == name)
+    }
+
+    /// Entrywise functions keep their argument's shape; the others are scalars.
+    pub fn is_entrywise(self) -> bool {
+        !matches!(self, Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm)
+    }
+}
+
+/// An expression node with its span.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub span: Span,
+}
+
+/// What an expression is. `inv(A)` and `A^-1` are both `Power(A, -1)`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExprKind {
+    Var(VarName),
+    /// The identity matrix `I`; its size comes from the context.
+    Identity,
+    /// A non-negative literal (a leading minus is `Neg`).
+    Num(f64),
+    Neg(Box<Expr>),
+    /// `op_span` is the operator's own span, where shape errors point.
+    Binary { op: BinOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
+    Transpose(Box<Expr>),
+    /// `A^k` for an integer k; k = -1 is the inverse.
+    Power(Box<Expr>, i64),
+    /// `A .^ p` entrywise.
+    HadamardPower(Box<Expr>, f64),
+    Call(Func, Box<Expr>),
+    /// `prod(body, var=lo..hi)`: body(lo) · body(lo+1) ⋯ body(hi).
+    Prod { body: Box<Expr>, var: String, lo: Index, hi: Index },
+}
+
+impl Expr {
+    pub fn new(kind: ExprKind, span: Span) -> Expr {
+        Expr { kind, span }
+    }
+
+    /// A node with no source position, for expressions built by later stages.
+    pub fn synthetic(kind: ExprKind) -> Expr {
+        Expr::new(kind, Span::SYNTHETIC)
+    }
+
+    pub fn var(name: &str) -> Expr {
+        Expr::synthetic(ExprKind::Var(VarName::plain(name)))
+    }
+
+    pub fn num(x: f64) -> Expr {
+        debug_assert!(x >= 0.0, "literals are non-negative; use Expr::neg");
+        Expr::synthetic(ExprKind::Num(x))
+    }
+
+    pub fn identity() -> Expr {
+        Expr::synthetic(ExprKind::Identity)
+    }
+
+    pub fn binary(op: BinOp, lhs: Expr, rhs: Expr) -> Expr {
+        Expr::synthetic(ExprKind::Binary {
+            op,
+            op_span: Span::SYNTHETIC,
+            lhs: Box::new(lhs),
+            rhs: Box::new(rhs),
+        })
+    }
+
+    pub fn mul(lhs: Expr, rhs: Expr) -> Expr {
+        Expr::binary(BinOp::Mul, lhs, rhs)
+    }
+
+    pub fn add(lhs: Expr, rhs: Expr) -> Expr {
+        Expr::binary(BinOp::Add, lhs, rhs)
+    }
+
+    pub fn sub(lhs: Expr, rhs: Expr) -> Expr {
+        Expr::binary(BinOp::Sub, lhs, rhs)
+    }
+
+    #[allow(clippy::should_implement_trait)]
+    pub fn neg(e: Expr) -> Expr {
+        Expr::synthetic(ExprKind::Neg(Box::new(e)))
+    }
+
+    pub fn transpose(e: Expr) -> Expr {
+        Expr::synthetic(ExprKind::Transpose(Box::new(e)))
+    }
+
+    pub fn call(f: Func, e: Expr) -> Expr {
+        Expr::synthetic(ExprKind::Call(f, Box::new(e)))
+    }
+
+    /// The direct children, in source order.
+    pub fn children(&self) -> Vec<&Expr> {
+        match &self.kind {
+            ExprKind::Var(_) | ExprKind::Identity | ExprKind::Num(_) => vec![],
+            ExprKind::Neg(a)
+            | ExprKind::Transpose(a)
+            | ExprKind::Power(a, _)
+            | ExprKind::HadamardPower(a, _)
+            | ExprKind::Call(_, a) => vec![a],
+            ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
+            ExprKind::Prod { body, .. } => vec![body],
+        }
+    }
+
+    /// Whether the variable occurs anywhere in the expression.
+    pub fn mentions(&self, v: &VarName) -> bool {
+        match &self.kind {
+            ExprKind::Var(w) => w == v,
+            _ => self.children().into_iter().any(|c| c.mentions(v)),
+        }
+    }
+
+    /// Number of nodes.
+    pub fn size(&self) -> usize {
+        1 + self.children().into_iter().map(Expr::size).sum::<usize>()
+    }
+}
+
+/// A declared shape, as written (`3x4`, `d0 x d1`, `n`, `scalar`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ShapeSpec {
+    Scalar,
+    /// `n`: a column vector, n×1.
+    Vector(DimSpec),
+    Matrix(DimSpec, DimSpec),
+}
+
+/// One declared dimension.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum DimSpec {
+    Const(u64),
+    Symbol(String),
+    Indexed(String, Index),
+}
+
+/// `W1 : 3x4`, or for a family `W[i] : d[i-1] x d[i]` (binder `i`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Declaration {
+    pub name: String,
+    pub binder: Option<String>,
+    pub shape: ShapeSpec,
+    pub span: Span,
+}
+
+/// `Z = W1*W2`: a name for an expression, inlined into later statements.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Definition {
+    pub name: String,
+    pub expr: Expr,
+    pub span: Span,
+}
+
+/// A parsed program: declarations, definitions, and the final expression
+/// (definitions already inlined into it).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Program {
+    pub declarations: Vec<Declaration>,
+    pub definitions: Vec<Definition>,
+    pub expr: Expr,
+    /// The name of the final expression when it was a definition (`Z = ...`).
+    pub name: Option<String>,
+}

@@ -1,0 +1,154 @@
+//! Expressions → LaTeX in standard notation: `W_{1}^{\top}`,
+//! `\operatorname{tr}`, `\odot`, `\prod_{i=1}^{n}`.
+
+use super::ast::{BinOp, Expr, ExprKind, Func, VarName};
+use super::printer::{format_number, prec, Prec};
+
+const GREEK: [&str; 17] = [
+    "alpha", "beta", "gamma", "delta", "epsilon", "lambda", "mu", "nu", "rho", "sigma", "tau", "theta",
+    "phi", "psi", "omega", "eta", "kappa",
+];
+
+/// LaTeX for an expression (math mode, no delimiters).
+///
+/// ```
+/// let e = matdiff::syntax::parse_expr("W1^T * G * tr(A)").unwrap();
+/// assert_eq!(matdiff::syntax::to_latex(&e), r"W_{1}^{\top} G \operatorname{tr}\left(A\right)");
+/// ```
+pub fn to_latex(e: &Expr) -> String {
+    let mut out = String::new();
+    write(&mut out, e, Prec::Loosest);
+    out
+}
+
+/// LaTeX for a variable name: trailing digits and `_x` become subscripts,
+/// Greek names become letters.
+pub fn var_latex(v: &VarName) -> String {
+    let (base, sub) = split_name(&v.name);
+    let base = if GREEK.contains(&base) {
+        format!("\\{base}")
+    } else if base.chars().count() > 1 {
+        format!("\\mathit{{{base}}}")
+    } else {
+        base.to_string()
+    };
+    let mut subs: Vec<String> = sub.into_iter().map(str::to_string).collect();
+    if let Some(i) = &v.index {
+        subs.push(i.to_string());
+    }
+    if subs.is_empty() {
+        base
+    } else {
+        format!("{base}_{{{}}}", subs.join(","))
+    }
+}
+
+fn split_name(name: &str) -> (&str, Option<&str>) {
+    if let Some((b, s)) = name.split_once('_') {
+        if !b.is_empty() && !s.is_empty() {
+            return (b, Some(s));
+        }
+    }
+    let digits = name.len() - name.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    if digits > 0 && digits < name.len() {
+        let (b, s) = name.split_at(name.len() - digits);
+        return (b, Some(s));
+    }
+    (name, None)
+}
+
+fn write(out: &mut String, e: &Expr, min: Prec) {
+    let p = prec(e);
+    if p < min {
+        out.push_str("\\left(");
+        write(out, e, Prec::Loosest);
+        out.push_str("\\right)");
+        return;
+    }
+    match &e.kind {
+        ExprKind::Var(v) => out.push_str(&var_latex(v)),
+        ExprKind::Identity => out.push('I'),
+        ExprKind::Num(x) => out.push_str(&format_number(*x)),
+        ExprKind::Neg(a) => {
+            out.push('-');
+            write(out, a, Prec::Postfix);
+        }
+        ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => {
+            out.push_str("\\frac{");
+            write(out, lhs, Prec::Loosest);
+            out.push_str("}{");
+            write(out, rhs, Prec::Loosest);
+            out.push('}');
+        }
+        ExprKind::Binary { op, lhs, rhs, .. } => {
+            write(out, lhs, p);
+            out.push_str(match op {
+                BinOp::Add => " + ",
+                BinOp::Sub => " - ",
+                BinOp::Mul => " ",
+                BinOp::Hadamard => " \\odot ",
+                BinOp::HadamardDiv => " \\oslash ",
+                BinOp::Div => unreachable!("handled above"),
+            });
+            write(out, rhs, p.tighter());
+        }
+        ExprKind::Transpose(a) => {
+            write_base(out, a);
+            out.push_str("^{\\top}");
+        }
+        ExprKind::Power(a, k) => {
+            write_base(out, a);
+            out.push_str(&format!("^{{{k}}}"));
+        }
+        ExprKind::HadamardPower(a, k) => {
+            write_base(out, a);
+            let sign = if *k < 0.0 { "-" } else { "" };
+            out.push_str(&format!("^{{\\circ {sign}{}}}", format_number(k.abs())));
+        }
+        ExprKind::Call(Func::Norm, a) => {
+            out.push_str("\\left\\|");
+            write(out, a, Prec::Loosest);
+            out.push_str("\\right\\|_{F}");
+        }
+        ExprKind::Call(f, a) => {
+            out.push_str(match f {
+                Func::Tr => "\\operatorname{tr}",
+                Func::Det => "\\det",
+                Func::Logdet => "\\log\\left|\\det",
+                Func::Exp => "\\exp",
+                Func::Log => "\\log",
+                Func::Sqrt => "\\operatorname{sqrt}",
+                Func::Sin => "\\sin",
+                Func::Cos => "\\cos",
+                Func::Tanh => "\\tanh",
+                Func::Sigmoid => "\\sigma",
+                Func::Sum => "\\operatorname{sum}",
+                Func::Norm => unreachable!("handled above"),
+            });
+            out.push_str("\\left(");
+            write(out, a, Prec::Loosest);
+            out.push_str("\\right)");
+            if *f == Func::Logdet {
+                out.push_str("\\right|");
+            }
+        }
+        ExprKind::Prod { body, var, lo, hi } => {
+            out.push_str(&format!("\\prod_{{{var}={lo}}}^{{{hi}}} "));
+            write(out, body, Prec::Postfix);
+        }
+    }
+}
+
+/// The base of a superscript: a double superscript needs braces
+/// (`{A^{\top}}^{-1}`), anything looser needs parentheses.
+fn write_base(out: &mut String, a: &Expr) {
+    match prec(a) {
+        Prec::Atom => write(out, a, Prec::Atom),
+        Prec::Postfix => {
+            out.push('{');
+            write(out, a, Prec::Postfix);
+            out.push('}');
+        }
+        _ => write(out, a, Prec::Atom),
+    }
+}

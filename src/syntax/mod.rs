@@ -1,0 +1,15 @@
+//! Syntax: the grammar (`grammar/matdiff.pest`), the AST with spans, the
+//! text printer (whose output re-parses to the same tree) and LaTeX.
+
+mod ast;
+mod latex;
+mod parser;
+mod printer;
+
+pub use ast::{
+    BinOp, Declaration, Definition, DimSpec, Expr, ExprKind, Func, Index, Program, ShapeSpec, Span,
+    VarName,
+};
+pub use latex::{to_latex, var_latex};
+pub use parser::{parse_expr, parse_program, parse_var, MAX_NESTING, MAX_NODES};
+pub use printer::format_number;

@@ -1,0 +1,420 @@
+//! Source text → [`Program`]: pest's parser for `grammar/matdiff.pest`, and
+//! the PrattParser that holds the precedence table (SPEC §1).
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use pest::iterators::Pair;
+use pest::pratt_parser::{Assoc, Op, PrattParser};
+use pest::Parser as _;
+
+use super::ast::*;
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(pest_derive::Parser)]
+#[grammar = "../grammar/matdiff.pest"]
+struct Grammar;
+
+/// Deepest nesting of brackets accepted. pest's generated parser recurses per
+/// level, so deeper input is refused before parsing rather than overflowing.
+pub const MAX_NESTING: usize = 200;
+
+/// Most nodes an expression may have once definitions are inlined
+/// (`A = B*B; C = A*A; ...` doubles with every line).
+pub const MAX_NODES: usize = 2_000_000;
+
+/// Precedence, loosest first: `+ -` · `* .* ./ /` · unary `-` · postfix.
+fn pratt() -> &'static PrattParser<Rule> {
+    static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
+    PRATT.get_or_init(|| {
+        PrattParser::new()
+            .op(Op::infix(Rule::add, Assoc::Left) | Op::infix(Rule::sub, Assoc::Left))
+            .op(Op::infix(Rule::mul, Assoc::Left)
+                | Op::infix(Rule::hadamard, Assoc::Left)
+                | Op::infix(Rule::hadamard_div, Assoc::Left)
+                | Op::infix(Rule::div, Assoc::Left))
+            .op(Op::prefix(Rule::neg))
+            .op(Op::postfix(Rule::transpose)
+                | Op::postfix(Rule::power)
+                | Op::postfix(Rule::hadamard_power))
+    })
+}
+
+/// Parses a whole program: declarations and definitions separated by `;` or
+/// newlines, the last statement being the expression.
+///
+/// ```
+/// let p = matdiff::syntax::parse_program("W : 3x4; x : 4; W*x").unwrap();
+/// assert_eq!(p.declarations.len(), 2);
+/// assert_eq!(p.expr.to_string(), "W * x");
+/// ```
+pub fn parse_program(src: &str) -> Result<Program> {
+    check_nesting(src)?;
+    let mut pairs = Grammar::parse(Rule::program, src).map_err(|e| convert_error(e, src))?;
+    let program = pairs.next().expect("program rule");
+    let mut builder = Builder::default();
+    let mut declarations = Vec::new();
+    let mut last: Option<(Expr, Option<String>, Span)> = None;
+    for stmt in program.into_inner().filter(|p| p.as_rule() != Rule::EOI) {
+        if let Some((_, None, span)) = &last {
+            return Err(Error::new(
+                ErrorKind::Parse,
+                "only the last statement can be an expression",
+            )
+            .label(*span, "this expression is not the last statement")
+            .note("separate declarations (`W : 3x4`) and definitions (`Z = W*X`) with `;`"));
+        }
+        let span = span_of(&stmt);
+        match stmt.as_rule() {
+            Rule::declaration => declarations.push(builder.declaration(stmt)?),
+            Rule::definition => {
+                let def = builder.definition(stmt)?;
+                last = Some((def.expr.clone(), Some(def.name.clone()), span));
+                builder.defined.insert(def.name.clone(), def.expr.clone());
+                builder.definitions.push(def);
+            }
+            Rule::expr => last = Some((builder.expr(stmt)?, None, span)),
+            r => unreachable!("statement rule {r:?}"),
+        }
+    }
+    let Some((expr, name, _)) = last else {
+        return Err(Error::new(ErrorKind::Parse, "no expression: the last statement must be an expression")
+            .label(Span::new(src.len().saturating_sub(1), src.len()), "expected an expression"));
+    };
+    Ok(Program { declarations, definitions: builder.definitions, expr, name })
+}
+
+/// Parses a lone expression (no declarations), such as a claimed gradient.
+///
+/// ```
+/// let e = matdiff::syntax::parse_expr("(A*B)'").unwrap();
+/// assert_eq!(e.to_string(), "(A * B)^T");
+/// ```
+pub fn parse_expr(src: &str) -> Result<Expr> {
+    let program = parse_program(src)?;
+    if let Some(d) = program.declarations.first() {
+        return Err(Error::new(ErrorKind::Parse, "expected an expression, found a declaration")
+            .label(d.span, "declaration"));
+    }
+    Ok(program.expr)
+}
+
+/// Parses a `--wrt` argument: `W2` or `W[j]`.
+///
+/// ```
+/// assert_eq!(matdiff::syntax::parse_var("W[j+1]").unwrap().to_string(), "W[j+1]");
+/// ```
+pub fn parse_var(src: &str) -> Result<VarName> {
+    let mut pairs = Grammar::parse(Rule::wrt_target, src.trim()).map_err(|e| {
+        Error::new(ErrorKind::Usage, format!("`{src}` is not a variable name (like `W2` or `W[j]`)"))
+            .note(convert_error(e, src).message)
+    })?;
+    let target = pairs.next().expect("wrt_target").into_inner().next().expect("name");
+    let mut builder = Builder::default();
+    match target.as_rule() {
+        Rule::ident if target.as_str() == "I" => {
+            Err(Error::new(ErrorKind::Usage, "`I` is the identity matrix, not a variable"))
+        }
+        Rule::ident => Ok(VarName::plain(target.as_str())),
+        Rule::indexed => match builder.primary(target)?.kind {
+            ExprKind::Var(v) => Ok(v),
+            _ => unreachable!("indexed builds a variable"),
+        },
+        r => unreachable!("wrt rule {r:?}"),
+    }
+}
+
+fn span_of(pair: &Pair<Rule>) -> Span {
+    let s = pair.as_span();
+    Span::new(s.start(), s.end())
+}
+
+fn parse_int(pair: &Pair<Rule>) -> Result<i64> {
+    pair.as_str().parse::<i64>().map_err(|_| {
+        Error::new(ErrorKind::Parse, format!("integer `{}` is too large", pair.as_str()))
+            .label(span_of(pair), "too large")
+    })
+}
+
+fn check_nesting(src: &str) -> Result<()> {
+    let mut depth = 0usize;
+    for (i, c) in src.char_indices() {
+        match c {
+            '(' | '[' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(Error::new(
+                        ErrorKind::Limit,
+                        format!("brackets nested deeper than {MAX_NESTING} levels"),
+                    )
+                    .label(Span::new(i, i + 1), format!("nesting level {depth}")));
+                }
+            }
+            ')' | ']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Builds AST nodes from pest pairs, inlining definitions as it goes.
+#[derive(Default)]
+struct Builder {
+    defined: HashMap<String, Expr>,
+    definitions: Vec<Definition>,
+    /// Nodes created so far by inlining definitions.
+    inlined: usize,
+}
+
+impl Builder {
+    fn declaration(&self, pair: Pair<Rule>) -> Result<Declaration> {
+        let span = span_of(&pair);
+        let mut inner = pair.into_inner();
+        let mut target = inner.next().expect("decl_target").into_inner();
+        let name_pair = target.next().expect("name");
+        let name = name_pair.as_str().to_string();
+        if name == "I" {
+            return Err(Error::new(ErrorKind::Parse, "`I` is the identity matrix; it cannot be declared")
+                .label(span_of(&name_pair), "the identity's size is inferred"));
+        }
+        let binder = target.next().map(|p| p.as_str().to_string());
+        let spec = inner.next().expect("shape_spec").into_inner().collect::<Vec<_>>();
+        let shape = match spec.as_slice() {
+            [p] if p.as_rule() == Rule::scalar_kw => ShapeSpec::Scalar,
+            [d] => ShapeSpec::Vector(self.dim(d.clone())?),
+            [r, c] => ShapeSpec::Matrix(self.dim(r.clone())?, self.dim(c.clone())?),
+            _ => unreachable!("shape_spec"),
+        };
+        Ok(Declaration { name, binder, shape, span })
+    }
+
+    fn dim(&self, pair: Pair<Rule>) -> Result<DimSpec> {
+        let inner = pair.into_inner().next().expect("dim");
+        Ok(match inner.as_rule() {
+            Rule::int => DimSpec::Const(parse_int(&inner)? as u64),
+            Rule::ident => DimSpec::Symbol(inner.as_str().to_string()),
+            Rule::indexed_dim => {
+                let mut parts = inner.into_inner();
+                let name = parts.next().expect("name").as_str().to_string();
+                DimSpec::Indexed(name, self.index(parts.next().expect("index"))?)
+            }
+            r => unreachable!("dim rule {r:?}"),
+        })
+    }
+
+    fn definition(&mut self, pair: Pair<Rule>) -> Result<Definition> {
+        let span = span_of(&pair);
+        let mut inner = pair.into_inner();
+        let name_pair = inner.next().expect("name");
+        let name = name_pair.as_str().to_string();
+        if name == "I" {
+            return Err(Error::new(ErrorKind::Parse, "`I` is the identity matrix; it cannot be redefined")
+                .label(span_of(&name_pair), "here"));
+        }
+        let expr = self.expr(inner.next().expect("expr"))?;
+        if expr.mentions(&VarName::plain(&name)) {
+            return Err(Error::new(ErrorKind::Parse, format!("`{name}` is defined in terms of itself"))
+                .label(span, "a definition cannot refer to its own name"));
+        }
+        Ok(Definition { name, expr, span })
+    }
+
+    fn expr(&mut self, pair: Pair<Rule>) -> Result<Expr> {
+        // The Pratt closures cannot return early, so errors are threaded as values.
+        pratt()
+            .map_primary(|p| self.primary(p))
+            .map_prefix(|op, rhs| {
+                let rhs = rhs?;
+                let span = span_of(&op).to(rhs.span);
+                Ok(Expr::new(ExprKind::Neg(Box::new(rhs)), span))
+            })
+            .map_postfix(|lhs, op| {
+                let lhs = lhs?;
+                let span = lhs.span.to(span_of(&op));
+                let kind = match op.as_rule() {
+                    Rule::transpose => ExprKind::Transpose(Box::new(lhs)),
+                    Rule::power => {
+                        let k = op.clone().into_inner().next().expect("exponent");
+                        let k = parse_int(&k)?;
+                        ExprKind::Power(Box::new(lhs), k)
+                    }
+                    Rule::hadamard_power => {
+                        let p = op.into_inner().next().expect("exponent");
+                        let value: f64 = p.as_str().parse().expect("number grammar");
+                        if !value.is_finite() {
+                            return Err(Error::new(ErrorKind::Parse, "exponent out of range")
+                                .label(span_of(&p), "not a finite number"));
+                        }
+                        ExprKind::HadamardPower(Box::new(lhs), value)
+                    }
+                    r => unreachable!("postfix rule {r:?}"),
+                };
+                Ok(Expr::new(kind, span))
+            })
+            .map_infix(|lhs, op, rhs| {
+                let (lhs, rhs) = (lhs?, rhs?);
+                let op_kind = match op.as_rule() {
+                    Rule::add => BinOp::Add,
+                    Rule::sub => BinOp::Sub,
+                    Rule::mul => BinOp::Mul,
+                    Rule::hadamard => BinOp::Hadamard,
+                    Rule::hadamard_div => BinOp::HadamardDiv,
+                    Rule::div => BinOp::Div,
+                    r => unreachable!("infix rule {r:?}"),
+                };
+                let span = lhs.span.to(rhs.span);
+                Ok(Expr::new(
+                    ExprKind::Binary {
+                        op: op_kind,
+                        op_span: span_of(&op),
+                        lhs: Box::new(lhs),
+                        rhs: Box::new(rhs),
+                    },
+                    span,
+                ))
+            })
+            .parse(pair.into_inner())
+    }
+
+    fn primary(&mut self, pair: Pair<Rule>) -> Result<Expr> {
+        let span = span_of(&pair);
+        let kind = match pair.as_rule() {
+            Rule::expr => return self.expr(pair),
+            Rule::number => {
+                let x: f64 = pair.as_str().parse().expect("number grammar");
+                if !x.is_finite() {
+                    return Err(Error::new(ErrorKind::Parse, "number out of range")
+                        .label(span, "not a finite number"));
+                }
+                ExprKind::Num(x)
+            }
+            Rule::identity => ExprKind::Identity,
+            Rule::ident => {
+                let name = pair.as_str();
+                if let Some(def) = self.defined.get(name) {
+                    self.inlined += def.size();
+                    if self.inlined > MAX_NODES {
+                        return Err(Error::new(
+                            ErrorKind::Limit,
+                            format!("inlining definitions makes the expression larger than {MAX_NODES} nodes"),
+                        )
+                        .label(span, format!("`{name}` inlined here")));
+                    }
+                    return Ok(def.clone());
+                }
+                ExprKind::Var(VarName::plain(name))
+            }
+            Rule::indexed => {
+                let mut inner = pair.into_inner();
+                let name = inner.next().expect("name").as_str().to_string();
+                let index = self.index(inner.next().expect("index"))?;
+                ExprKind::Var(VarName { name, index: Some(index) })
+            }
+            Rule::call => {
+                let mut inner = pair.into_inner();
+                let name = inner.next().expect("func").as_str();
+                let arg = self.expr(inner.next().expect("argument"))?;
+                if name == "inv" {
+                    ExprKind::Power(Box::new(arg), -1)
+                } else {
+                    ExprKind::Call(Func::from_name(name).expect("func_name grammar"), Box::new(arg))
+                }
+            }
+            Rule::prod_expr => {
+                let mut inner = pair.into_inner();
+                let body = self.expr(inner.next().expect("body"))?;
+                let var = inner.next().expect("var").as_str().to_string();
+                let lo = self.index(inner.next().expect("lo"))?;
+                let hi = self.index(inner.next().expect("hi"))?;
+                ExprKind::Prod { body: Box::new(body), var, lo, hi }
+            }
+            r => unreachable!("primary rule {r:?}"),
+        };
+        Ok(Expr::new(kind, span))
+    }
+
+    fn index(&self, pair: Pair<Rule>) -> Result<Index> {
+        let mut acc = Index::default();
+        let mut sign = 1;
+        for p in pair.into_inner() {
+            let term = match p.as_rule() {
+                Rule::index_neg => {
+                    sign = -1;
+                    continue;
+                }
+                Rule::index_op => {
+                    sign = if p.as_str() == "-" { -1 } else { 1 };
+                    continue;
+                }
+                Rule::int => Index::constant(parse_int(&p)?),
+                Rule::ident => Index::symbol(p.as_str()),
+                Rule::index => self.index(p)?,
+                r => unreachable!("index rule {r:?}"),
+            };
+            acc = if sign > 0 { acc.plus(&term) } else { acc.minus(&term) };
+        }
+        Ok(acc)
+    }
+}
+
+/// A pest error as an [`Error`] with a caret where parsing stopped.
+fn convert_error(e: pest::error::Error<Rule>, src: &str) -> Error {
+    use pest::error::{ErrorVariant, InputLocation};
+    let (start, end) = match e.location {
+        InputLocation::Pos(p) => (p, p + 1),
+        InputLocation::Span((a, b)) => (a, b),
+    };
+    let found = match src.get(start..).and_then(|s| s.chars().next()) {
+        Some('\n') => "the end of the line".to_string(),
+        Some(c) => format!("`{c}`"),
+        None => "the end of the input".to_string(),
+    };
+    // A caret past the end goes under the last character.
+    let (start, end) = if start >= src.len() && !src.is_empty() {
+        (src.len() - 1, src.len())
+    } else {
+        (start, end.min(src.len()).max(start))
+    };
+    let expected = match &e.variant {
+        ErrorVariant::ParsingError { positives, .. } => {
+            let mut names: Vec<&str> = positives.iter().filter_map(|r| describe(*r)).collect();
+            names.dedup();
+            let mut seen = std::collections::HashSet::new();
+            names.retain(|n| seen.insert(*n));
+            if names.contains(&"an expression") {
+                names.retain(|n| *n != "a name");
+            }
+            names
+        }
+        ErrorVariant::CustomError { .. } => vec![],
+    };
+    let wanted = match expected.len() {
+        0 => "something else".to_string(),
+        1 => expected[0].to_string(),
+        n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
+    };
+    Error::new(ErrorKind::Parse, format!("expected {wanted}, found {found}"))
+        .label(Span::new(start, end), format!("expected {wanted}"))
+}
+
+fn describe(rule: Rule) -> Option<&'static str> {
+    Some(match rule {
+        Rule::expr | Rule::number | Rule::call | Rule::prod_expr | Rule::indexed | Rule::identity
+        | Rule::neg => "an expression",
+        Rule::ident => "a name",
+        Rule::add | Rule::sub | Rule::mul | Rule::hadamard | Rule::hadamard_div | Rule::div => {
+            "an operator"
+        }
+        Rule::transpose | Rule::power | Rule::hadamard_power => "an operator",
+        Rule::EOI => "the end of the input",
+        Rule::declaration | Rule::definition => "a statement",
+        Rule::shape_spec | Rule::dim | Rule::scalar_kw | Rule::int | Rule::indexed_dim => {
+            "a shape (`3x4`, `m x n`, `n` or `scalar`)"
+        }
+        Rule::index | Rule::index_neg => "an index",
+        Rule::index_op => "`+` or `-`",
+        Rule::signed_int => "an integer exponent",
+        Rule::signed_number => "a number",
+        _ => return None,
+    })
+}
