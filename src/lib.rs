@@ -79,7 +79,13 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         Mode::Layer { upstream }
     };
     let wrt: Vec<VarName> = if options.wrt.is_empty() {
-        typing.variables().to_vec()
+        // Every variable, and a generic member `W[j]` of every family.
+        let index = fresh_index_name(program);
+        let members = typing.families().iter().map(|name| VarName {
+            name: name.clone(),
+            index: Some(syntax::Index::symbol(&index)),
+        });
+        typing.variables().iter().cloned().chain(members).collect()
     } else {
         options.wrt.clone()
     };
@@ -88,29 +94,72 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         calculus::check_target(&program.expr, &v)?;
         if !typing.variables().contains(&v) {
             let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
-            return Err(Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))
-                .note(format!("its variables are: {}", known.join(", "))));
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("`{v}` does not occur in the expression"),
+            )
+            .note(format!("its variables are: {}", known.join(", "))));
         }
         let differential = calculus::differentiate(&typing, &v, &mode)?;
         let expr = simplify::tidy(&differential.sum(), typing.typer())?;
-        let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");
+        let shape = typing
+            .var_shape(&v)
+            .expect("a variable of the expression has a shape");
         check_shape(&typing, &expr, &shape, &v)?;
-        gradients.push(Gradient { wrt: v, expr, shape, differential });
+        gradients.push(Gradient {
+            wrt: v,
+            expr,
+            shape,
+            differential,
+        });
     }
-    Ok(Derivation { typing, mode, gradients })
+    Ok(Derivation {
+        typing,
+        mode,
+        gradients,
+    })
 }
 
-/// The read-off gradient must have the variable's shape.
+/// `j`, or another index name the program does not use.
+fn fresh_index_name(program: &Program) -> String {
+    let text = program.expr.to_string();
+    ["j", "k", "m", "p", "q"]
+        .into_iter()
+        .find(|c| {
+            !text
+                .split(|ch: char| !ch.is_alphanumeric() && ch != '_')
+                .any(|w| w == *c)
+        })
+        .unwrap_or("j_")
+        .to_string()
+}
+
+/// The read-off gradient must have the variable's shape, and every `I` in
+/// it a size the formula determines (`sum(a * I)` would not say which I).
 fn check_shape(typing: &Typing, grad: &Expr, want: &Shape, v: &VarName) -> Result<()> {
     let mut typer = typing.typer().clone();
-    let got = typer.infer(grad)?;
+    let mut identities = Vec::new();
+    let got = typer.infer_with(grad, &mut |e, s| {
+        if e.kind == syntax::ExprKind::Identity {
+            identities.push(s);
+        }
+    })?;
     let want_i = typer.lift(want);
-    if typer.unify_shapes(got, want_i) {
-        Ok(())
-    } else {
-        Err(Error::new(
+    if !typer.unify_shapes(got, want_i) {
+        return Err(Error::new(
             ErrorKind::Internal,
-            format!("the gradient `{grad}` has shape {} but `{v}` is {want}", typer.resolve(got)),
-        ))
+            format!(
+                "the gradient `{grad}` has shape {} but `{v}` is {want}",
+                typer.resolve(got)
+            ),
+        ));
     }
+    let open = |d: &shape::Dim| matches!(d, shape::Dim::Unknown(_));
+    if identities.iter().any(|&s| open(&typer.resolve(s).rows)) {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the gradient with respect to `{v}` is `{grad}`, where the size of I cannot be told from the formula; such gradients (a scalar broadcast inside a trace) are not supported yet"),
+        ));
+    }
+    Ok(())
 }

@@ -90,8 +90,10 @@ impl Differential<'_> {
     /// ∂L/∂V as the plain sum of the contributions (not simplified).
     pub fn sum(&self) -> Expr {
         let mut terms = self.contributions.iter().map(|c| c.adjoint.clone());
-        let first = terms.next().expect("a variable that occurs has a contribution");
-        terms.fold(first, Expr::add)
+        let first = terms
+            .next()
+            .expect("a variable that occurs has a contribution");
+        terms.fold(first, Expr::plus)
     }
 }
 
@@ -105,17 +107,32 @@ impl Differential<'_> {
 /// assert_eq!(d.contributions.len(), 1);
 /// assert_eq!(d.sum().to_string(), "A^T * (1 * I) * B^T");
 /// ```
-pub fn differentiate<'p>(typing: &Typing<'p>, wrt: &VarName, mode: &Mode) -> Result<Differential<'p>> {
+pub fn differentiate<'p>(
+    typing: &Typing<'p>,
+    wrt: &VarName,
+    mode: &Mode,
+) -> Result<Differential<'p>> {
     let root = &typing.program.expr;
     check_target(root, wrt)?;
     let start = match mode {
         Mode::Scalar => Expr::num(1.0),
         Mode::Layer { upstream } => Expr::synthetic(ExprKind::Var(upstream.clone())),
     };
-    let mut walk = Walk { typing, wrt, out: vec![] };
-    let steps = vec![Step { rule: Rule::Start, target: root, adjoint: start.clone() }];
+    let mut walk = Walk {
+        typing,
+        wrt,
+        out: vec![],
+    };
+    let steps = vec![Step {
+        rule: Rule::Start,
+        target: root,
+        adjoint: start.clone(),
+    }];
     walk.visit(root, start, steps)?;
-    Ok(Differential { wrt: wrt.clone(), contributions: walk.out })
+    Ok(Differential {
+        wrt: wrt.clone(),
+        contributions: walk.out,
+    })
 }
 
 /// Refuses a variable whose gradient cannot be derived (yet): a family
@@ -178,16 +195,24 @@ impl<'t, 'p> Walk<'t, 'p> {
             return Ok(());
         }
         let next = |mut steps: Vec<Step<'p>>, rule, target, adjoint: &Expr| {
-            steps.push(Step { rule, target, adjoint: adjoint.clone() });
+            steps.push(Step {
+                rule,
+                target,
+                adjoint: adjoint.clone(),
+            });
             steps
         };
         match &e.kind {
             ExprKind::Var(_) => {
-                self.out.push(Contribution { occurrence: e.span, steps, adjoint });
+                self.out.push(Contribution {
+                    occurrence: e.span,
+                    steps,
+                    adjoint,
+                });
                 Ok(())
             }
             ExprKind::Neg(a) => {
-                let adj = Expr::neg(adjoint);
+                let adj = Expr::negate(adjoint);
                 let steps = next(steps, Rule::Negation, a, &adj);
                 self.visit(a, adj, steps)
             }
@@ -197,11 +222,14 @@ impl<'t, 'p> Walk<'t, 'p> {
                 self.visit(a, adj, steps)
             }
             ExprKind::Call(Func::Tr, a) => {
-                let adj = Expr::mul(adjoint, Expr::identity());
+                let adj = Expr::product(adjoint, Expr::identity());
                 let steps = next(steps, Rule::Trace, a, &adj);
                 self.visit(a, adj, steps)
             }
-            ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. } => {
+            ExprKind::Binary {
+                op: BinOp::Add | BinOp::Sub,
+                ..
+            } => {
                 let mut terms = vec![];
                 flatten_sum(e, false, &mut terms);
                 let whole_scalar = self.is_scalar(e);
@@ -209,9 +237,13 @@ impl<'t, 'p> Walk<'t, 'p> {
                     if !term.mentions(self.wrt) {
                         continue;
                     }
-                    let signed = if negative { Expr::neg(adjoint.clone()) } else { adjoint.clone() };
+                    let signed = if negative {
+                        Expr::negate(adjoint.clone())
+                    } else {
+                        adjoint.clone()
+                    };
                     let (rule, adj) = if self.is_scalar(term) && !whole_scalar {
-                        (Rule::Broadcast, Expr::call(Func::Sum, signed))
+                        (Rule::Broadcast, self.broadcast_adjoint(e, term, signed)?)
                     } else {
                         (Rule::Sum, signed)
                     };
@@ -241,22 +273,69 @@ impl<'t, 'p> Walk<'t, 'p> {
         }
     }
 
+    /// sum(A) for a scalar broadcast over the sum `whole`. When A is c·I
+    /// (from a trace), sum(c·I) = n·c: the size n must be a number, since the
+    /// language has no way to write a symbolic dimension.
+    fn broadcast_adjoint(&self, whole: &Expr, term: &Expr, adjoint: Expr) -> Result<Expr> {
+        let (negative, core) = match &adjoint.kind {
+            ExprKind::Neg(inner) => (true, &**inner),
+            _ => (false, &adjoint),
+        };
+        let ExprKind::Binary {
+            op: BinOp::Mul,
+            lhs,
+            rhs,
+            ..
+        } = &core.kind
+        else {
+            return Ok(Expr::call(Func::Sum, adjoint));
+        };
+        if rhs.kind != ExprKind::Identity {
+            return Ok(Expr::call(Func::Sum, adjoint));
+        }
+        let n = match self.typing.node_shape(whole).map(|s| s.rows) {
+            Some(crate::shape::Dim::Const(n)) => n,
+            other => {
+                let n = other.map(|d| d.to_string()).unwrap_or_default();
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("this gradient is {n} times a scalar, and a symbolic dimension cannot be written in a formula; declare a number for `{n}`"),
+                )
+                .label(term.span, "a scalar broadcast inside a trace"));
+            }
+        };
+        let scaled = Expr::product(Expr::num(n as f64), (**lhs).clone());
+        Ok(if negative { Expr::negate(scaled) } else { scaled })
+    }
+
     /// The factors of a product, flattened through nested products; a 1×1
     /// side of a scalar multiple is one scalar factor.
     fn flatten_product(&self, e: &'p Expr, out: &mut Vec<Factor<'p>>) {
-        if let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind {
+        if let ExprKind::Binary {
+            op: BinOp::Mul,
+            lhs,
+            rhs,
+            ..
+        } = &e.kind
+        {
             let (a, b) = (self.typing.node_shape(lhs), self.typing.node_shape(rhs));
             let (a, b) = (a.expect("typed node"), b.expect("typed node"));
             let scaling = a.scales(&b);
             for (side, shape) in [(&**lhs, &a), (&**rhs, &b)] {
                 if scaling && shape.is_scalar() {
-                    out.push(Factor { expr: side, scalar: true });
+                    out.push(Factor {
+                        expr: side,
+                        scalar: true,
+                    });
                 } else {
                     self.flatten_product(side, out);
                 }
             }
         } else {
-            out.push(Factor { expr: e, scalar: false });
+            out.push(Factor {
+                expr: e,
+                scalar: false,
+            });
         }
     }
 }
@@ -264,7 +343,12 @@ impl<'t, 'p> Walk<'t, 'p> {
 /// Splits `a + b - (c - d)` into signed terms, through negations.
 fn flatten_sum<'p>(e: &'p Expr, negative: bool, out: &mut Vec<(bool, &'p Expr)>) {
     match &e.kind {
-        ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
+        ExprKind::Binary {
+            op: op @ (BinOp::Add | BinOp::Sub),
+            lhs,
+            rhs,
+            ..
+        } => {
             flatten_sum(lhs, negative, out);
             flatten_sum(rhs, negative ^ (*op == BinOp::Sub), out);
         }
@@ -273,15 +357,33 @@ fn flatten_sum<'p>(e: &'p Expr, negative: bool, out: &mut Vec<(bool, &'p Expr)>)
 }
 
 fn fold_product(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
-    parts.into_iter().reduce(Expr::mul)
+    parts.into_iter().reduce(Expr::product)
 }
 
 /// For matrix factor i of s·M1⋯Mk: s · (M1⋯M(i−1))ᵀ · A · (M(i+1)⋯Mk)ᵀ.
 fn product_adjoint(factors: &[Factor], i: usize, adjoint: &Expr) -> Expr {
-    let scalars = factors.iter().enumerate().filter(|(j, f)| f.scalar && *j != i).map(|(_, f)| f.expr.clone());
-    let matrices: Vec<(usize, &Factor)> = factors.iter().enumerate().filter(|(_, f)| !f.scalar).collect();
-    let before = fold_product(matrices.iter().filter(|(j, _)| *j < i).map(|(_, f)| f.expr.clone()));
-    let after = fold_product(matrices.iter().filter(|(j, _)| *j > i).map(|(_, f)| f.expr.clone()));
+    let scalars = factors
+        .iter()
+        .enumerate()
+        .filter(|(j, f)| f.scalar && *j != i)
+        .map(|(_, f)| f.expr.clone());
+    let matrices: Vec<(usize, &Factor)> = factors
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !f.scalar)
+        .collect();
+    let before = fold_product(
+        matrices
+            .iter()
+            .filter(|(j, _)| *j < i)
+            .map(|(_, f)| f.expr.clone()),
+    );
+    let after = fold_product(
+        matrices
+            .iter()
+            .filter(|(j, _)| *j > i)
+            .map(|(_, f)| f.expr.clone()),
+    );
     let parts = scalars
         .chain(before.map(Expr::transpose))
         .chain(std::iter::once(adjoint.clone()))
@@ -291,11 +393,14 @@ fn product_adjoint(factors: &[Factor], i: usize, adjoint: &Expr) -> Expr {
 
 /// For scalar factor i of a product R·s: tr(Aᵀ R).
 fn scaling_adjoint(factors: &[Factor], i: usize, adjoint: &Expr) -> Expr {
-    let scalars = factors.iter().enumerate().filter(|(j, f)| f.scalar && *j != i);
+    let scalars = factors
+        .iter()
+        .enumerate()
+        .filter(|(j, f)| f.scalar && *j != i);
     let matrices = factors.iter().enumerate().filter(|(_, f)| !f.scalar);
     let rest = fold_product(scalars.chain(matrices).map(|(_, f)| f.expr.clone()))
         .expect("a product has another factor");
-    Expr::call(Func::Tr, Expr::mul(Expr::transpose(adjoint.clone()), rest))
+    Expr::call(Func::Tr, Expr::product(Expr::transpose(adjoint.clone()), rest))
 }
 
 /// Names the construct whose derivative is not derived (yet).
@@ -305,8 +410,14 @@ fn refusal(e: &Expr) -> Error {
         ExprKind::Power(_, -1) => "the inverse (A^-1)".to_string(),
         ExprKind::Power(..) => "a power (A^k)".to_string(),
         ExprKind::HadamardPower(..) => "an entrywise power (.^)".to_string(),
-        ExprKind::Binary { op: BinOp::Hadamard, .. } => "the Hadamard product (.*)".to_string(),
-        ExprKind::Binary { op: BinOp::HadamardDiv, .. } => "the entrywise division (./)".to_string(),
+        ExprKind::Binary {
+            op: BinOp::Hadamard,
+            ..
+        } => "the Hadamard product (.*)".to_string(),
+        ExprKind::Binary {
+            op: BinOp::HadamardDiv,
+            ..
+        } => "the entrywise division (./)".to_string(),
         ExprKind::Binary { op: BinOp::Div, .. } => "a division by a scalar (/)".to_string(),
         ExprKind::Prod { .. } => "prod(...)".to_string(),
         _ => format!("`{e}`"),
@@ -315,6 +426,9 @@ fn refusal(e: &Expr) -> Error {
         ExprKind::Call(f, _) => f.name().to_string(),
         _ => what.clone(),
     };
-    Error::new(ErrorKind::Unsupported, format!("derivative of {name} is not supported yet"))
-        .label(e.span, format!("the variable occurs inside {what}"))
+    Error::new(
+        ErrorKind::Unsupported,
+        format!("derivative of {name} is not supported yet"),
+    )
+    .label(e.span, format!("the variable occurs inside {what}"))
 }

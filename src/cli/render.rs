@@ -36,7 +36,10 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
             "upstream": upstream,
             "gradients": gradients,
         });
-        return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
+        return format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).expect("JSON values serialize")
+        );
     }
     let mut out = String::new();
     match &d.mode {
@@ -52,7 +55,11 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
         .iter()
         .map(|g| (format!("d/d{} = {}", g.wrt, g.expr), g.shape.to_string()))
         .collect();
-    let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0);
+    let width = lines
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
     for (line, shape) in lines {
         out.push_str(&format!("{line:<width$}  : {shape}\n"));
     }
@@ -74,13 +81,25 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
             "seed": r.seed,
             "tolerance": TOLERANCE,
         });
-        return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
+        return format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).expect("JSON values serialize")
+        );
     }
     let mut out = String::new();
     let sizes: Vec<String> = r.sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let sizes = if sizes.is_empty() { "all dimensions fixed".to_string() } else { sizes.join(" ") };
+    let sizes = if sizes.is_empty() {
+        "all dimensions fixed".to_string()
+    } else {
+        sizes.join(" ")
+    };
     out.push_str(&format!("sizes: {sizes}  (seed {})\n", r.seed));
-    let width = r.results.iter().map(|c| c.wrt.to_string().len()).max().unwrap_or(0);
+    let width = r
+        .results
+        .iter()
+        .map(|c| c.wrt.to_string().len())
+        .max()
+        .unwrap_or(0);
     for c in &r.results {
         let verdict = if c.ok { "ok" } else { "MISMATCH" };
         out.push_str(&format!(

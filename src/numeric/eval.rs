@@ -72,7 +72,9 @@ fn zip(a: &Matrix, b: &Matrix, f: impl Fn(f64, f64) -> f64) -> Option<Matrix> {
 }
 
 fn bound_index(i: &Index, bound: &[(String, i64)]) -> Index {
-    bound.iter().fold(i.clone(), |i, (name, value)| i.subst(name, &Index::constant(*value)))
+    bound.iter().fold(i.clone(), |i, (name, value)| {
+        i.subst(name, &Index::constant(*value))
+    })
 }
 
 fn eval_in(e: &Expr, env: &Env, bound: &mut Vec<(String, i64)>) -> Result<Value> {
@@ -81,8 +83,14 @@ fn eval_in(e: &Expr, env: &Env, bound: &mut Vec<(String, i64)>) -> Result<Value>
         ExprKind::Num(x) => Matrix::from_element(1, 1, *x),
         ExprKind::Identity => return Ok(Value::Identity(1.0)),
         ExprKind::Var(v) => {
-            let key = VarName { name: v.name.clone(), index: v.index.as_ref().map(|i| bound_index(i, bound)) };
-            env.vars.get(&key).cloned().ok_or_else(|| fail(format!("no value for `{key}`")))?
+            let key = VarName {
+                name: v.name.clone(),
+                index: v.index.as_ref().map(|i| bound_index(i, bound)),
+            };
+            env.vars
+                .get(&key)
+                .cloned()
+                .ok_or_else(|| fail(format!("no value for `{key}`")))?
         }
         ExprKind::Neg(a) => match eval_in(a, env, bound)? {
             Value::Identity(c) => return Ok(Value::Identity(-c)),
@@ -103,7 +111,10 @@ fn eval_in(e: &Expr, env: &Env, bound: &mut Vec<(String, i64)>) -> Result<Value>
             }
             let base = if *k < 0 {
                 x.try_inverse().ok_or_else(|| {
-                    Error::new(ErrorKind::Usage, format!("`{a}` is singular on this instance"))
+                    Error::new(
+                        ErrorKind::Usage,
+                        format!("`{a}` is singular on this instance"),
+                    )
                 })?
             } else {
                 x
@@ -150,21 +161,40 @@ fn eval_in(e: &Expr, env: &Env, bound: &mut Vec<(String, i64)>) -> Result<Value>
 fn binary(op: BinOp, a: Value, b: Value, e: &Expr) -> Result<Value> {
     use Value::{Identity as Id, Matrix as M};
     let mismatch = |a: &Matrix, b: &Matrix| {
-        fail(format!("shapes {:?} and {:?} do not fit `{}` in `{e}`", a.shape(), b.shape(), op.symbol()))
+        fail(format!(
+            "shapes {:?} and {:?} do not fit `{}` in `{e}`",
+            a.shape(),
+            b.shape(),
+            op.symbol()
+        ))
     };
     Ok(M(match (op, a, b) {
         (BinOp::Mul, Id(c), Id(d)) => return Ok(Id(c * d)),
+        // A 1×1 factor may be a scalar times an I of any size: stay lazy.
+        (BinOp::Mul, Id(c), M(x)) | (BinOp::Mul, M(x), Id(c)) if is_one(&x) => {
+            return Ok(Id(c * x[(0, 0)]))
+        }
         (BinOp::Mul, Id(c), M(x)) | (BinOp::Mul, M(x), Id(c)) => x * c,
-        (BinOp::Add | BinOp::Sub, Id(c), Id(d)) => return Ok(Id(if op == BinOp::Add { c + d } else { c - d })),
+        (BinOp::Add | BinOp::Sub, Id(c), Id(d)) => {
+            return Ok(Id(if op == BinOp::Add { c + d } else { c - d }))
+        }
         (BinOp::Add | BinOp::Sub, Id(c), M(x)) => {
             let n = x.nrows();
             let i = Matrix::identity(n, n) * c;
-            if op == BinOp::Add { i + x } else { i - x }
+            if op == BinOp::Add {
+                i + x
+            } else {
+                i - x
+            }
         }
         (BinOp::Add | BinOp::Sub, M(x), Id(c)) => {
             let n = x.nrows();
             let i = Matrix::identity(n, n) * c;
-            if op == BinOp::Add { x + i } else { x - i }
+            if op == BinOp::Add {
+                x + i
+            } else {
+                x - i
+            }
         }
         (_, Id(_), _) | (_, _, Id(_)) => {
             return Err(fail(format!("the size of I in `{e}` is not determined")));

@@ -62,8 +62,16 @@ pub fn size_of(d: &Dim, sizes: &BTreeMap<String, usize>) -> Result<usize> {
         Dim::Const(n) => usize::try_from(*n)
             .ok()
             .filter(|n| *n <= 10_000)
-            .ok_or_else(|| Error::new(ErrorKind::Limit, format!("dimension {n} is too large to check numerically (limit 10000)"))),
-        Dim::Unknown(_) => Err(Error::new(ErrorKind::Usage, "a dimension is undetermined (a lone `I`?); declare the shapes")),
+            .ok_or_else(|| {
+                Error::new(
+                    ErrorKind::Limit,
+                    format!("dimension {n} is too large to check numerically (limit 10000)"),
+                )
+            }),
+        Dim::Unknown(_) => Err(Error::new(
+            ErrorKind::Usage,
+            "a dimension is undetermined (a lone `I`?); declare the shapes",
+        )),
         d => sizes
             .get(&d.to_string())
             .copied()
@@ -72,10 +80,17 @@ pub fn size_of(d: &Dim, sizes: &BTreeMap<String, usize>) -> Result<usize> {
 }
 
 /// Draws a random matrix of the given shape, entries uniform in [-1, 1].
-pub fn random_matrix(shape: &Shape, sizes: &BTreeMap<String, usize>, rng: &mut StdRng) -> Result<Matrix> {
+pub fn random_matrix(
+    shape: &Shape,
+    sizes: &BTreeMap<String, usize>,
+    rng: &mut StdRng,
+) -> Result<Matrix> {
     let (r, c) = (size_of(&shape.rows, sizes)?, size_of(&shape.cols, sizes)?);
     if r.saturating_mul(c) > 1_000_000 {
-        return Err(Error::new(ErrorKind::Limit, format!("a {r}x{c} matrix is too large to check numerically")));
+        return Err(Error::new(
+            ErrorKind::Limit,
+            format!("a {r}x{c} matrix is too large to check numerically"),
+        ));
     }
     Ok(Matrix::from_fn(r, c, |_, _| rng.random_range(-1.0..1.0)))
 }
@@ -103,8 +118,14 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
     }
     for name in options.dims.keys() {
         if !sizes.contains_key(name) {
-            return Err(Error::new(ErrorKind::Usage, format!("--dims names `{name}`, which is not a dimension of the expression"))
-                .note(format!("its dimensions are: {}", sizes.keys().cloned().collect::<Vec<_>>().join(", "))));
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("--dims names `{name}`, which is not a dimension of the expression"),
+            )
+            .note(format!(
+                "its dimensions are: {}",
+                sizes.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
         }
     }
     let mut env = Env::default();
@@ -114,7 +135,8 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
     }
     for v in &vars {
         let shape = typing.var_shape(v).expect("every variable has a shape");
-        env.vars.insert(v.clone(), random_matrix(&shape, &sizes, &mut rng)?);
+        env.vars
+            .insert(v.clone(), random_matrix(&shape, &sizes, &mut rng)?);
     }
     let expr = &typing.program.expr;
     let loss = |env: &Env| -> Result<f64> {
@@ -140,19 +162,29 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
             numeric[idx] = (up - down) / (2.0 * STEP);
         }
         let err = relative_error(&symbolic, &numeric);
-        results.push(CheckResult { wrt: g.wrt.clone(), max_rel_err: err, ok: err <= TOLERANCE });
+        results.push(CheckResult {
+            wrt: g.wrt.clone(),
+            max_rel_err: err,
+            ok: err <= TOLERANCE,
+        });
     }
-    Ok(CheckReport { sizes, seed: options.seed, results })
+    Ok(CheckReport {
+        sizes,
+        seed: options.seed,
+        results,
+    })
 }
 
-/// ‖a − b‖ / max(‖a‖, ‖b‖), with 0 when both vanish; infinite on a shape
-/// mismatch or a NaN.
+/// ‖a − b‖ / max(‖a‖, ‖b‖, 10⁻³): relative for gradients of ordinary size,
+/// absolute near zero, where central differences leave rounding noise
+/// (about 10⁻¹¹·|L|) that a relative measure would blow up. Infinite on a
+/// shape mismatch or a NaN.
 pub fn relative_error(a: &Matrix, b: &Matrix) -> f64 {
     if a.shape() != b.shape() {
         return f64::INFINITY;
     }
-    let scale = a.norm().max(b.norm());
-    let err = if scale < 1e-12 { 0.0 } else { (a - b).norm() / scale };
+    let scale = a.norm().max(b.norm()).max(1e-3);
+    let err = (a - b).norm() / scale;
     if err.is_nan() {
         f64::INFINITY
     } else {

@@ -25,6 +25,7 @@ pub struct Typing<'p> {
     /// borrowed for as long as the typing lives, so addresses are stable).
     nodes: HashMap<*const Expr, IShape>,
     variables: Vec<VarName>,
+    families: Vec<String>,
 }
 
 /// Infers every shape in a program, or reports the first conflict at the
@@ -69,30 +70,52 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
     for d in &program.declarations {
         taken.insert(d.name.clone());
     }
-    let mut variables = Vec::new();
-    collect_variables(&program.expr, &mut Vec::new(), &mut variables);
+    let (mut variables, mut families) = (Vec::new(), Vec::new());
+    collect_variables(
+        &program.expr,
+        &mut Vec::new(),
+        &mut variables,
+        &mut families,
+    );
     typer.name_open_dims(&variables, &taken);
-    Ok(Typing { program, typer, shape, nodes, variables })
+    Ok(Typing {
+        program,
+        typer,
+        shape,
+        nodes,
+        variables,
+        families,
+    })
 }
 
-/// Free variables in order of first occurrence; members of a family indexed
-/// by a `prod` variable are not free.
-fn collect_variables(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<VarName>) {
+/// Free variables in order of first occurrence, and the families whose
+/// members are indexed by a `prod` variable (those members are not free).
+fn collect_variables(
+    e: &Expr,
+    bound: &mut Vec<String>,
+    out: &mut Vec<VarName>,
+    families: &mut Vec<String>,
+) {
     match &e.kind {
         ExprKind::Var(v) => {
-            let free = v.index.as_ref().is_none_or(|i| !bound.iter().any(|b| i.mentions(b)));
+            let free = v
+                .index
+                .as_ref()
+                .is_none_or(|i| !bound.iter().any(|b| i.mentions(b)));
             if free && !out.contains(v) {
                 out.push(v.clone());
+            } else if !free && !families.contains(&v.name) {
+                families.push(v.name.clone());
             }
         }
         ExprKind::Prod { body, var, .. } => {
             bound.push(var.clone());
-            collect_variables(body, bound, out);
+            collect_variables(body, bound, out, families);
             bound.pop();
         }
         _ => {
             for c in e.children() {
-                collect_variables(c, bound, out);
+                collect_variables(c, bound, out, families);
             }
         }
     }
@@ -124,7 +147,9 @@ impl<'p> Typing<'p> {
 
     /// The shape of a node of the program's expression (not of a copy).
     pub fn node_shape(&self, e: &Expr) -> Option<Shape> {
-        self.nodes.get(&(e as *const Expr)).map(|&s| self.typer.resolve(s))
+        self.nodes
+            .get(&(e as *const Expr))
+            .map(|&s| self.typer.resolve(s))
     }
 
     pub fn var_shape(&self, v: &VarName) -> Option<Shape> {
@@ -134,6 +159,12 @@ impl<'p> Typing<'p> {
     /// Variables of the expression, in order of first occurrence.
     pub fn variables(&self) -> &[VarName] {
         &self.variables
+    }
+
+    /// Families whose members are factors of a `prod` (`W` in
+    /// `prod(W[i], i=1..n)`), in order of first occurrence.
+    pub fn families(&self) -> &[String] {
+        &self.families
     }
 
     /// The inference state, to type expressions built from this program.

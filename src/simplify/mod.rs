@@ -29,7 +29,9 @@ use crate::syntax::{BinOp, Expr, ExprKind, Func};
 /// assert_eq!(simplify::tidy(&e, &typer).unwrap().to_string(), "W1^T * G * X^T * W3^T");
 /// ```
 pub fn tidy(e: &Expr, typer: &Typer) -> Result<Expr> {
-    let mut tidier = Tidier { typer: typer.clone() };
+    let mut tidier = Tidier {
+        typer: typer.clone(),
+    };
     let (sum, _) = tidier.norm(e, false)?;
     Ok(build_sum(sum))
 }
@@ -44,24 +46,40 @@ struct Term {
 
 impl Term {
     fn number(x: f64) -> Term {
-        Term { coeff: x, scalars: vec![], chain: vec![] }
+        Term {
+            coeff: x,
+            scalars: vec![],
+            chain: vec![],
+        }
     }
 
     fn leaf(e: Expr, scalar: bool) -> Term {
         if scalar {
-            Term { coeff: 1.0, scalars: vec![e], chain: vec![] }
+            Term {
+                coeff: 1.0,
+                scalars: vec![e],
+                chain: vec![],
+            }
         } else {
-            Term { coeff: 1.0, scalars: vec![], chain: vec![e] }
+            Term {
+                coeff: 1.0,
+                scalars: vec![],
+                chain: vec![e],
+            }
         }
     }
 
     /// The term as one scalar factor (its chain is a 1×1 product).
     fn into_scalar_factor(self) -> Term {
         let mut scalars = self.scalars;
-        if let Some(chain) = self.chain.into_iter().reduce(Expr::mul) {
+        if let Some(chain) = self.chain.into_iter().reduce(Expr::product) {
             scalars.push(chain);
         }
-        Term { coeff: self.coeff, scalars, chain: vec![] }
+        Term {
+            coeff: self.coeff,
+            scalars,
+            chain: vec![],
+        }
     }
 
     fn times(mut self, other: Term) -> Term {
@@ -69,6 +87,20 @@ impl Term {
         self.scalars.extend(other.scalars);
         self.chain.extend(other.chain);
         self
+    }
+
+    /// (A B)ᵀ = Bᵀ Aᵀ for the transposed halves `a`, `b`: the chains swap,
+    /// the scalars commute and keep their order.
+    fn times_transposed(a: Term, b: Term) -> Term {
+        let mut scalars = a.scalars;
+        scalars.extend(b.scalars);
+        let mut chain = b.chain;
+        chain.extend(a.chain);
+        Term {
+            coeff: a.coeff * b.coeff,
+            scalars,
+            chain,
+        }
     }
 }
 
@@ -81,7 +113,10 @@ struct Tidier {
 impl Tidier {
     fn shape(&mut self, e: &Expr, kids: &[IShape]) -> Result<IShape> {
         self.typer.rule(e, kids).map_err(|err| {
-            Error::new(ErrorKind::Internal, format!("simplifying `{e}` met a shape conflict: {err}"))
+            Error::new(
+                ErrorKind::Internal,
+                format!("simplifying `{e}` met a shape conflict: {err}"),
+            )
         })
     }
 
@@ -119,7 +154,12 @@ impl Tidier {
                 let (sum, s) = self.norm(a, !t)?;
                 (sum, self.shape(e, &[s])?)
             }
-            ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
+            ExprKind::Binary {
+                op: op @ (BinOp::Add | BinOp::Sub),
+                lhs,
+                rhs,
+                ..
+            } => {
                 let (mut a, sa) = self.norm(lhs, t)?;
                 let (mut b, sb) = self.norm(rhs, t)?;
                 if *op == BinOp::Sub {
@@ -130,7 +170,12 @@ impl Tidier {
                 a.append(&mut b);
                 (a, self.shape(e, &[sa, sb])?)
             }
-            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+            ExprKind::Binary {
+                op: BinOp::Mul,
+                lhs,
+                rhs,
+                ..
+            } => {
                 let (a, sa) = self.norm(lhs, t)?;
                 let (b, sb) = self.norm(rhs, t)?;
                 let s = self.shape(e, &[sa, sb])?;
@@ -144,7 +189,11 @@ impl Tidier {
                         b = b.into_scalar_factor();
                     }
                 }
-                let term = if t { b.times(a) } else { a.times(b) };
+                let term = if t {
+                    Term::times_transposed(a, b)
+                } else {
+                    a.times(b)
+                };
                 (vec![term], s)
             }
             ExprKind::Call(Func::Tr, a) => {
@@ -155,11 +204,17 @@ impl Tidier {
                 } else if sum.len() == 1 {
                     let mut term = sum.into_iter().next().expect("one term");
                     let chain = std::mem::take(&mut term.chain);
-                    let inner = chain.into_iter().reduce(Expr::mul).unwrap_or_else(Expr::identity);
+                    let inner = chain
+                        .into_iter()
+                        .reduce(Expr::product)
+                        .unwrap_or_else(Expr::identity);
                     term.scalars.push(Expr::call(Func::Tr, inner));
                     (vec![term], s)
                 } else {
-                    (vec![Term::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s)
+                    (
+                        vec![Term::leaf(Expr::call(Func::Tr, build_sum(sum)), true)],
+                        s,
+                    )
                 }
             }
             ExprKind::Call(f, a) => {
@@ -201,7 +256,11 @@ impl Tidier {
                     Error::new(ErrorKind::Internal, format!("simplifying `{e}`: {err}"))
                 })?;
                 let scalar = self.typer.is_scalar(s);
-                let leaf = if t && !scalar { Expr::transpose(e.clone()) } else { e.clone() };
+                let leaf = if t && !scalar {
+                    Expr::transpose(e.clone())
+                } else {
+                    e.clone()
+                };
                 (vec![Term::leaf(leaf, scalar)], s)
             }
         })
@@ -225,7 +284,13 @@ fn build_term(term: Term) -> (bool, Expr) {
     }
     parts.extend(term.scalars);
     parts.extend(chain);
-    (negative, parts.into_iter().reduce(Expr::mul).expect("a term has a factor"))
+    (
+        negative,
+        parts
+            .into_iter()
+            .reduce(Expr::product)
+            .expect("a term has a factor"),
+    )
 }
 
 /// A sum as `t1 + t2 - t3`; a leading minus goes on the first factor.
@@ -236,8 +301,8 @@ fn build_sum(sum: Sum) -> Expr {
         out = Some(match (out, negative) {
             (None, false) => e,
             (None, true) => negate_first_factor(e),
-            (Some(acc), false) => Expr::add(acc, e),
-            (Some(acc), true) => Expr::sub(acc, e),
+            (Some(acc), false) => Expr::plus(acc, e),
+            (Some(acc), true) => Expr::minus(acc, e),
         });
     }
     out.unwrap_or_else(|| Expr::num(0.0))
@@ -246,12 +311,17 @@ fn build_sum(sum: Sum) -> Expr {
 /// −(A * B) as (−A) * B, which prints `-A * B`.
 fn negate_first_factor(e: Expr) -> Expr {
     match e.kind {
-        ExprKind::Binary { op: BinOp::Mul, op_span, lhs, rhs } => Expr::synthetic(ExprKind::Binary {
+        ExprKind::Binary {
+            op: BinOp::Mul,
+            op_span,
+            lhs,
+            rhs,
+        } => Expr::synthetic(ExprKind::Binary {
             op: BinOp::Mul,
             op_span,
             lhs: Box::new(negate_first_factor(*lhs)),
             rhs,
         }),
-        _ => Expr::neg(e),
+        _ => Expr::negate(e),
     }
 }

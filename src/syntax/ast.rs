@@ -56,7 +56,10 @@ pub struct Index {
 
 impl Index {
     pub fn constant(c: i64) -> Index {
-        Index { terms: BTreeMap::new(), constant: c }
+        Index {
+            terms: BTreeMap::new(),
+            constant: c,
+        }
     }
 
     pub fn symbol(name: &str) -> Index {
@@ -90,7 +93,9 @@ impl Index {
 
     /// Replaces the symbol `name` by `value`.
     pub fn subst(&self, name: &str, value: &Index) -> Index {
-        let Some(&c) = self.terms.get(name) else { return self.clone() };
+        let Some(&c) = self.terms.get(name) else {
+            return self.clone();
+        };
         let mut out = self.clone();
         out.terms.remove(name);
         let mut scaled = value.clone();
@@ -149,7 +154,10 @@ pub struct VarName {
 
 impl VarName {
     pub fn plain(name: &str) -> VarName {
-        VarName { name: name.to_string(), index: None }
+        VarName {
+            name: name.to_string(),
+            index: None,
+        }
     }
 }
 
@@ -244,7 +252,10 @@ impl Func {
 
     /// Entrywise functions keep their argument's shape; the others are scalars.
     pub fn is_entrywise(self) -> bool {
-        !matches!(self, Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm)
+        !matches!(
+            self,
+            Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm
+        )
     }
 }
 
@@ -265,7 +276,12 @@ pub enum ExprKind {
     Num(f64),
     Neg(Box<Expr>),
     /// `op_span` is the operator's own span, where shape errors point.
-    Binary { op: BinOp, op_span: Span, lhs: Box<Expr>, rhs: Box<Expr> },
+    Binary {
+        op: BinOp,
+        op_span: Span,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
     Transpose(Box<Expr>),
     /// `A^k` for an integer k; k = -1 is the inverse.
     Power(Box<Expr>, i64),
@@ -273,7 +289,12 @@ pub enum ExprKind {
     HadamardPower(Box<Expr>, f64),
     Call(Func, Box<Expr>),
     /// `prod(body, var=lo..hi)`: body(lo) · body(lo+1) ⋯ body(hi).
-    Prod { body: Box<Expr>, var: String, lo: Index, hi: Index },
+    Prod {
+        body: Box<Expr>,
+        var: String,
+        lo: Index,
+        hi: Index,
+    },
 }
 
 impl Expr {
@@ -291,7 +312,7 @@ impl Expr {
     }
 
     pub fn num(x: f64) -> Expr {
-        debug_assert!(x >= 0.0, "literals are non-negative; use Expr::neg");
+        debug_assert!(x >= 0.0, "literals are non-negative; use Expr::negate");
         Expr::synthetic(ExprKind::Num(x))
     }
 
@@ -308,20 +329,19 @@ impl Expr {
         })
     }
 
-    pub fn mul(lhs: Expr, rhs: Expr) -> Expr {
+    pub fn product(lhs: Expr, rhs: Expr) -> Expr {
         Expr::binary(BinOp::Mul, lhs, rhs)
     }
 
-    pub fn add(lhs: Expr, rhs: Expr) -> Expr {
+    pub fn plus(lhs: Expr, rhs: Expr) -> Expr {
         Expr::binary(BinOp::Add, lhs, rhs)
     }
 
-    pub fn sub(lhs: Expr, rhs: Expr) -> Expr {
+    pub fn minus(lhs: Expr, rhs: Expr) -> Expr {
         Expr::binary(BinOp::Sub, lhs, rhs)
     }
 
-    #[allow(clippy::should_implement_trait)]
-    pub fn neg(e: Expr) -> Expr {
+    pub fn negate(e: Expr) -> Expr {
         Expr::synthetic(ExprKind::Neg(Box::new(e)))
     }
 

@@ -30,7 +30,10 @@ impl Prec {
 
 pub(crate) fn prec(e: &Expr) -> Prec {
     match &e.kind {
-        ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. } => Prec::Sum,
+        ExprKind::Binary {
+            op: BinOp::Add | BinOp::Sub,
+            ..
+        } => Prec::Sum,
         ExprKind::Binary { .. } => Prec::Product,
         ExprKind::Neg(_) => Prec::Prefix,
         ExprKind::Transpose(_) | ExprKind::Power(..) | ExprKind::HadamardPower(..) => Prec::Postfix,

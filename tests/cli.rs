@@ -1,0 +1,227 @@
+//! The command line as a user runs it: output, JSON fields, exit statuses.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+const SEED: &str = "W1 : 3x4; W2 : 4x5; W3 : 5x6; X : 6x2; W1*W2*W3*X";
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn matdiff(args: &[&str], stdin: Option<&str>) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_matdiff"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run matdiff");
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8(out.stdout).unwrap(),
+        stderr: String::from_utf8(out.stderr).unwrap(),
+    }
+}
+
+/// Relative errors vary in their last digits with the platform's rounding;
+/// snapshots show where they stand, not their digits.
+fn redact_errors(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.find("max rel err ") {
+            Some(i) => {
+                let rest = &l[i + 12..];
+                let end = rest.find(' ').unwrap_or(rest.len());
+                format!("{}max rel err [err]{}", &l[..i], &rest[end..])
+            }
+            None => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn derive_prints_the_seed_gradients() {
+    let r = matdiff(&["derive", SEED], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("d/dW2 = W1^T * G * X^T * W3^T"));
+    common::snapshots().bind(|| insta::assert_snapshot!("cli_derive_seed", r.stdout));
+}
+
+#[test]
+fn derive_json_has_the_fixed_fields() {
+    let r = matdiff(
+        &[
+            "derive",
+            "--json",
+            "W1*W2*W3*X",
+            "--wrt",
+            "W2",
+            "--wrt",
+            "X",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["expr"], "W1 * W2 * W3 * X");
+    assert_eq!(doc["shape"], serde_json::json!(["d0", "d4"]));
+    assert_eq!(doc["upstream"], "G");
+    let grads = doc["gradients"].as_array().unwrap();
+    assert_eq!(grads.len(), 2);
+    assert_eq!(grads[0]["wrt"], "W2");
+    assert_eq!(grads[0]["expr"], "W1^T * G * X^T * W3^T");
+    assert_eq!(grads[0]["shape"], serde_json::json!(["d1", "d2"]));
+    assert_eq!(grads[0]["latex"], r"W_{1}^{\top} G X^{\top} W_{3}^{\top}");
+    assert_eq!(grads[1]["wrt"], "X");
+    common::snapshots().bind(|| insta::assert_snapshot!("cli_derive_json", r.stdout));
+
+    let r = matdiff(
+        &[
+            "derive",
+            "--json",
+            "A : 3x4; X : 4x5; B : 5x3; tr(A*X*B)",
+            "--wrt",
+            "X",
+        ],
+        None,
+    );
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["upstream"], serde_json::Value::Null);
+    assert_eq!(doc["shape"], serde_json::json!([1, 1]));
+    assert_eq!(doc["gradients"][0]["shape"], serde_json::json!([4, 5]));
+}
+
+#[test]
+fn upstream_can_be_renamed() {
+    let r = matdiff(&["derive", "W*X", "--upstream", "dZ"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert!(r.stdout.contains("d/dW = dZ * X^T"), "{}", r.stdout);
+    let r = matdiff(&["derive", "W*X", "--upstream", "W"], None);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("already occurs"), "{}", r.stderr);
+}
+
+#[test]
+fn input_from_file_and_stdin() {
+    let dir = std::env::temp_dir().join(format!("matdiff-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("layer.md");
+    std::fs::write(
+        &file,
+        "# the seed layer\nW1 : 3x4\nW2 : 4x5\nW1*W2*X   # a layer\n",
+    )
+    .unwrap();
+    let from_file = matdiff(&["derive", "-f", file.to_str().unwrap()], None);
+    assert_eq!(from_file.code, 0, "{}", from_file.stderr);
+    let from_stdin = matdiff(&["derive", "-"], Some("W1 : 3x4; W2 : 4x5; W1*W2*X"));
+    assert_eq!(from_stdin.code, 0, "{}", from_stdin.stderr);
+    assert_eq!(from_file.stdout, from_stdin.stdout);
+    assert!(
+        from_file.stdout.contains("d/dW2 = W1^T * G * X^T  : 4x5"),
+        "{}",
+        from_file.stdout
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn errors_exit_2_with_the_message_on_stderr() {
+    for (args, needle) in [
+        (
+            vec!["derive", "W1 : 3x4; W2 : 5x6; W1*W2"],
+            "cannot multiply 3x4 by 5x6",
+        ),
+        (vec!["derive", "W1 * (W2 + "], "parse error"),
+        (
+            vec!["derive", "X : 4x4; det(X)"],
+            "derivative of det is not supported yet",
+        ),
+        (vec!["derive", "W*X", "--wrt", "Q"], "`Q` does not occur"),
+        (
+            vec!["derive", "W*X", "--wrt", "1+"],
+            "is not a variable name",
+        ),
+        (vec!["derive"], "give the expression"),
+        (vec!["derive", "--bogus", "W"], "unexpected argument"),
+        (vec!["check", "W*X", "--dims", "q=3"], "not a dimension"),
+        (vec!["frobnicate"], "unrecognized subcommand"),
+    ] {
+        let r = matdiff(&args, None);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.stdout);
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+        assert!(
+            r.stdout.is_empty(),
+            "{args:?} printed a partial answer: {}",
+            r.stdout
+        );
+    }
+}
+
+#[test]
+fn check_agrees_with_finite_differences() {
+    let r = matdiff(
+        &["check", "W1*W2*W3*X", "--dims", "d0=2,d4=3", "--seed", "7"],
+        None,
+    );
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stdout.contains("d0=2") && r.stdout.contains("d4=3"),
+        "{}",
+        r.stdout
+    );
+    common::snapshots().bind(|| insta::assert_snapshot!("cli_check", redact_errors(&r.stdout)));
+
+    let r = matdiff(&["check", "--json", "x : 4; A : 4x4; x^T*A*x"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(doc["ok"], true);
+    let results = doc["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for res in results {
+        assert!(res["max_rel_err"].as_f64().unwrap() < 1e-6, "{res}");
+    }
+}
+
+#[test]
+fn demo_answers_the_seed_and_passes_its_check() {
+    let r = matdiff(&["demo"], None);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    for needle in [
+        "d/dW2 = W1^T * G * X^T * W3^T",
+        "d/dX = W3^T * W2^T * W1^T * G",
+        "(4x3)(3x2)(2x6)(6x5) = 4x5",
+    ] {
+        assert!(
+            r.stdout.contains(needle),
+            "demo lacks {needle}:\n{}",
+            r.stdout
+        );
+    }
+    common::snapshots().bind(|| insta::assert_snapshot!("cli_demo", redact_errors(&r.stdout)));
+}
+
+#[test]
+fn help_shows_examples() {
+    let r = matdiff(&["--help"], None);
+    assert_eq!(r.code, 0);
+    assert!(
+        r.stdout.contains("Examples:") && r.stdout.contains("matdiff derive"),
+        "{}",
+        r.stdout
+    );
+}
