@@ -7,6 +7,7 @@
 //!     gradient agrees with finite differences, and `tidy` keeps the value.
 
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 use matdiff::numeric::{check, eval, relative_error, CheckOptions, Env, Matrix};
 use matdiff::syntax::{parse_expr, parse_program, BinOp, Expr, ExprKind, Func, Index, VarName};
@@ -77,9 +78,9 @@ fn any_expr() -> impl Strategy<Value = Expr> {
             )
                 .prop_map(|(op, a, b)| Expr::binary(op, a, b)),
             (inner.clone(), -4i64..=4)
-                .prop_map(|(a, k)| Expr::synthetic(ExprKind::Power(Box::new(a), k))),
+                .prop_map(|(a, k)| Expr::synthetic(ExprKind::Power(Rc::new(a), k))),
             (inner.clone(), prop::num::f64::NORMAL | prop::num::f64::ZERO)
-                .prop_map(|(a, p)| Expr::synthetic(ExprKind::HadamardPower(Box::new(a), p))),
+                .prop_map(|(a, p)| Expr::synthetic(ExprKind::HadamardPower(Rc::new(a), p))),
             (prop::sample::select(Func::ALL.to_vec()), inner.clone())
                 .prop_map(|(f, a)| Expr::call(f, a)),
             (
@@ -90,7 +91,7 @@ fn any_expr() -> impl Strategy<Value = Expr> {
             )
                 .prop_map(|(body, var, lo, hi)| {
                     Expr::synthetic(ExprKind::Prod {
-                        body: Box::new(body),
+                        body: Rc::new(body),
                         var: var.to_string(),
                         lo,
                         hi,

@@ -305,7 +305,11 @@ impl<'t, 'p> Walk<'t, 'p> {
             }
         };
         let scaled = Expr::product(Expr::num(n as f64), (**lhs).clone());
-        Ok(if negative { Expr::negate(scaled) } else { scaled })
+        Ok(if negative {
+            Expr::negate(scaled)
+        } else {
+            scaled
+        })
     }
 
     /// The factors of a product, flattened through nested products; a 1×1
@@ -400,7 +404,10 @@ fn scaling_adjoint(factors: &[Factor], i: usize, adjoint: &Expr) -> Expr {
     let matrices = factors.iter().enumerate().filter(|(_, f)| !f.scalar);
     let rest = fold_product(scalars.chain(matrices).map(|(_, f)| f.expr.clone()))
         .expect("a product has another factor");
-    Expr::call(Func::Tr, Expr::product(Expr::transpose(adjoint.clone()), rest))
+    Expr::call(
+        Func::Tr,
+        Expr::product(Expr::transpose(adjoint.clone()), rest),
+    )
 }
 
 /// Names the construct whose derivative is not derived (yet).

@@ -55,11 +55,13 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
         .iter()
         .map(|g| (format!("d/d{} = {}", g.wrt, g.expr), g.shape.to_string()))
         .collect();
+    // Align the shapes, unless a formula is too long for alignment to help.
     let width = lines
         .iter()
         .map(|(l, _)| l.chars().count())
         .max()
-        .unwrap_or(0);
+        .unwrap_or(0)
+        .min(100);
     for (line, shape) in lines {
         out.push_str(&format!("{line:<width$}  : {shape}\n"));
     }

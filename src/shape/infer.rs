@@ -87,6 +87,15 @@ impl Typer {
         }
     }
 
+    /// Points every dimension straight at its root, so that later lookups
+    /// (every gradient types its formula against this state) take one step.
+    pub fn compress(&mut self) {
+        for i in 0..self.parent.len() {
+            let root = self.find(DimId(i as u32));
+            self.parent[i] = root.0;
+        }
+    }
+
     fn same(&self, a: DimId, b: DimId) -> bool {
         let (ra, rb) = (self.find(a), self.find(b));
         ra == rb || matches!((self.term(ra), self.term(rb)), (Some(x), Some(y)) if x == y)

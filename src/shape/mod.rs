@@ -78,6 +78,7 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
         &mut families,
     );
     typer.name_open_dims(&variables, &taken);
+    typer.compress();
     Ok(Typing {
         program,
         typer,

@@ -9,6 +9,9 @@
 //! the trace of a scalar dropped, and negations moved to the front of a term.
 //! Sums are not distributed over products: `(A + B) * x` stays factored.
 
+use std::collections::VecDeque;
+use std::rc::Rc;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{IShape, Typer};
 use crate::syntax::{BinOp, Expr, ExprKind, Func};
@@ -41,7 +44,7 @@ pub fn tidy(e: &Expr, typer: &Typer) -> Result<Expr> {
 struct Term {
     coeff: f64,
     scalars: Vec<Expr>,
-    chain: Vec<Expr>,
+    chain: VecDeque<Expr>,
 }
 
 impl Term {
@@ -49,7 +52,7 @@ impl Term {
         Term {
             coeff: x,
             scalars: vec![],
-            chain: vec![],
+            chain: VecDeque::new(),
         }
     }
 
@@ -58,13 +61,13 @@ impl Term {
             Term {
                 coeff: 1.0,
                 scalars: vec![e],
-                chain: vec![],
+                chain: VecDeque::new(),
             }
         } else {
             Term {
                 coeff: 1.0,
                 scalars: vec![],
-                chain: vec![e],
+                chain: VecDeque::from([e]),
             }
         }
     }
@@ -78,14 +81,14 @@ impl Term {
         Term {
             coeff: self.coeff,
             scalars,
-            chain: vec![],
+            chain: VecDeque::new(),
         }
     }
 
     fn times(mut self, other: Term) -> Term {
         self.coeff *= other.coeff;
         self.scalars.extend(other.scalars);
-        self.chain.extend(other.chain);
+        self.chain = concat(self.chain, other.chain);
         self
     }
 
@@ -94,17 +97,29 @@ impl Term {
     fn times_transposed(a: Term, b: Term) -> Term {
         let mut scalars = a.scalars;
         scalars.extend(b.scalars);
-        let mut chain = b.chain;
-        chain.extend(a.chain);
         Term {
             coeff: a.coeff * b.coeff,
             scalars,
-            chain,
+            chain: concat(b.chain, a.chain),
         }
     }
 }
 
 type Sum = Vec<Term>;
+
+/// `a` then `b`, moving the shorter side: products nest to any depth on
+/// either side, and copying the longer one at every level is quadratic.
+fn concat(mut a: VecDeque<Expr>, mut b: VecDeque<Expr>) -> VecDeque<Expr> {
+    if a.len() >= b.len() {
+        a.append(&mut b);
+        a
+    } else {
+        while let Some(x) = a.pop_back() {
+            b.push_front(x);
+        }
+        b
+    }
+}
 
 struct Tidier {
     typer: Typer,
@@ -231,14 +246,14 @@ impl Tidier {
                 let (sum, sa) = self.norm(a, t)?;
                 let s = self.shape(e, &[sa])?;
                 let scalar = self.typer.is_scalar(s);
-                let leaf = Expr::synthetic(ExprKind::Power(Box::new(build_sum(sum)), *k));
+                let leaf = Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k));
                 (vec![Term::leaf(leaf, scalar)], s)
             }
             ExprKind::HadamardPower(a, p) => {
                 let (sum, sa) = self.norm(a, t)?;
                 let s = self.shape(e, &[sa])?;
                 let scalar = self.typer.is_scalar(s);
-                let leaf = Expr::synthetic(ExprKind::HadamardPower(Box::new(build_sum(sum)), *p));
+                let leaf = Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p));
                 (vec![Term::leaf(leaf, scalar)], s)
             }
             ExprKind::Binary { op, lhs, rhs, .. } => {
@@ -272,7 +287,7 @@ fn build_term(term: Term) -> (bool, Expr) {
     let negative = term.coeff < 0.0;
     let magnitude = term.coeff.abs();
     let has_matrix = term.chain.iter().any(|m| m.kind != ExprKind::Identity);
-    let mut chain: Vec<Expr> = term.chain;
+    let mut chain = term.chain;
     if has_matrix {
         chain.retain(|m| m.kind != ExprKind::Identity);
     } else {
@@ -319,7 +334,7 @@ fn negate_first_factor(e: Expr) -> Expr {
         } => Expr::synthetic(ExprKind::Binary {
             op: BinOp::Mul,
             op_span,
-            lhs: Box::new(negate_first_factor(*lhs)),
+            lhs: Rc::new(negate_first_factor((*lhs).clone())),
             rhs,
         }),
         _ => Expr::negate(e),

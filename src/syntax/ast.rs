@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::rc::Rc;
 
 /// A byte range in the source text.
 ///
@@ -274,23 +275,23 @@ pub enum ExprKind {
     Identity,
     /// A non-negative literal (a leading minus is `Neg`).
     Num(f64),
-    Neg(Box<Expr>),
+    Neg(Rc<Expr>),
     /// `op_span` is the operator's own span, where shape errors point.
     Binary {
         op: BinOp,
         op_span: Span,
-        lhs: Box<Expr>,
-        rhs: Box<Expr>,
+        lhs: Rc<Expr>,
+        rhs: Rc<Expr>,
     },
-    Transpose(Box<Expr>),
+    Transpose(Rc<Expr>),
     /// `A^k` for an integer k; k = -1 is the inverse.
-    Power(Box<Expr>, i64),
+    Power(Rc<Expr>, i64),
     /// `A .^ p` entrywise.
-    HadamardPower(Box<Expr>, f64),
-    Call(Func, Box<Expr>),
+    HadamardPower(Rc<Expr>, f64),
+    Call(Func, Rc<Expr>),
     /// `prod(body, var=lo..hi)`: body(lo) · body(lo+1) ⋯ body(hi).
     Prod {
-        body: Box<Expr>,
+        body: Rc<Expr>,
         var: String,
         lo: Index,
         hi: Index,
@@ -324,8 +325,8 @@ impl Expr {
         Expr::synthetic(ExprKind::Binary {
             op,
             op_span: Span::SYNTHETIC,
-            lhs: Box::new(lhs),
-            rhs: Box::new(rhs),
+            lhs: Rc::new(lhs),
+            rhs: Rc::new(rhs),
         })
     }
 
@@ -342,15 +343,15 @@ impl Expr {
     }
 
     pub fn negate(e: Expr) -> Expr {
-        Expr::synthetic(ExprKind::Neg(Box::new(e)))
+        Expr::synthetic(ExprKind::Neg(Rc::new(e)))
     }
 
     pub fn transpose(e: Expr) -> Expr {
-        Expr::synthetic(ExprKind::Transpose(Box::new(e)))
+        Expr::synthetic(ExprKind::Transpose(Rc::new(e)))
     }
 
     pub fn call(f: Func, e: Expr) -> Expr {
-        Expr::synthetic(ExprKind::Call(f, Box::new(e)))
+        Expr::synthetic(ExprKind::Call(f, Rc::new(e)))
     }
 
     /// The direct children, in source order.

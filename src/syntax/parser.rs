@@ -8,6 +8,8 @@ use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op, PrattParser};
 use pest::Parser as _;
 
+use std::rc::Rc;
+
 use super::ast::*;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -270,17 +272,17 @@ impl Builder {
             .map_prefix(|op, rhs| {
                 let rhs = rhs?;
                 let span = span_of(&op).to(rhs.span);
-                Ok(Expr::new(ExprKind::Neg(Box::new(rhs)), span))
+                Ok(Expr::new(ExprKind::Neg(Rc::new(rhs)), span))
             })
             .map_postfix(|lhs, op| {
                 let lhs = lhs?;
                 let span = lhs.span.to(span_of(&op));
                 let kind = match op.as_rule() {
-                    Rule::transpose => ExprKind::Transpose(Box::new(lhs)),
+                    Rule::transpose => ExprKind::Transpose(Rc::new(lhs)),
                     Rule::power => {
                         let k = op.clone().into_inner().next().expect("exponent");
                         let k = parse_int(&k)?;
-                        ExprKind::Power(Box::new(lhs), k)
+                        ExprKind::Power(Rc::new(lhs), k)
                     }
                     Rule::hadamard_power => {
                         let p = op.into_inner().next().expect("exponent");
@@ -289,7 +291,7 @@ impl Builder {
                             return Err(Error::new(ErrorKind::Parse, "exponent out of range")
                                 .label(span_of(&p), "not a finite number"));
                         }
-                        ExprKind::HadamardPower(Box::new(lhs), value)
+                        ExprKind::HadamardPower(Rc::new(lhs), value)
                     }
                     r => unreachable!("postfix rule {r:?}"),
                 };
@@ -311,8 +313,8 @@ impl Builder {
                     ExprKind::Binary {
                         op: op_kind,
                         op_span: span_of(&op),
-                        lhs: Box::new(lhs),
-                        rhs: Box::new(rhs),
+                        lhs: Rc::new(lhs),
+                        rhs: Rc::new(rhs),
                     },
                     span,
                 ))
@@ -362,11 +364,11 @@ impl Builder {
                 let name = inner.next().expect("func").as_str();
                 let arg = self.expr(inner.next().expect("argument"))?;
                 if name == "inv" {
-                    ExprKind::Power(Box::new(arg), -1)
+                    ExprKind::Power(Rc::new(arg), -1)
                 } else {
                     ExprKind::Call(
                         Func::from_name(name).expect("func_name grammar"),
-                        Box::new(arg),
+                        Rc::new(arg),
                     )
                 }
             }
@@ -377,7 +379,7 @@ impl Builder {
                 let lo = self.index(inner.next().expect("lo"))?;
                 let hi = self.index(inner.next().expect("hi"))?;
                 ExprKind::Prod {
-                    body: Box::new(body),
+                    body: Rc::new(body),
                     var,
                     lo,
                     hi,
