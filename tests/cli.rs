@@ -225,3 +225,17 @@ fn help_shows_examples() {
         r.stdout
     );
 }
+
+/// Large inputs are answered, not crashed on: a 10 000-term sum, 10 000
+/// nested negations, and a formula line longer than any format width.
+#[test]
+fn deep_and_long_inputs_are_answered() {
+    let sum = format!("A : 3x3; {}", vec!["A"; 10_000].join("+"));
+    let negations = format!("{}A", "-".repeat(10_000));
+    let tied = format!("A : 2x2; {}", vec!["A"; 120].join("*"));
+    for src in [sum, negations, tied] {
+        let r = matdiff(&["derive", "-"], Some(&src));
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        assert!(r.stdout.contains("d/dA = "));
+    }
+}
