@@ -47,21 +47,13 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error {
-            kind,
-            message: message.into(),
-            labels: vec![],
-            notes: vec![],
-        }
+        Error { kind, message: message.into(), labels: vec![], notes: vec![] }
     }
 
     /// Adds a label; synthetic spans (nodes built by matdiff) are skipped.
     pub fn label(mut self, span: Span, message: impl Into<String>) -> Error {
         if !span.is_synthetic() {
-            self.labels.push(Label {
-                span,
-                message: message.into(),
-            });
+            self.labels.push(Label { span, message: message.into() });
         }
         self
     }
@@ -87,11 +79,8 @@ impl Error {
             ErrorKind::Limit => "limit reached",
             ErrorKind::Internal => "internal error (a bug in matdiff)",
         };
-        let labels: Vec<&Label> = self
-            .labels
-            .iter()
-            .filter(|l| l.span.end.max(l.span.start + 1) <= source.len())
-            .collect();
+        let labels: Vec<&Label> =
+            self.labels.iter().filter(|l| l.span.end.max(l.span.start + 1) <= source.len()).collect();
         if labels.is_empty() {
             let mut out = format!("error: {title}: {}\n", self.message);
             for n in &self.notes {
@@ -104,10 +93,9 @@ impl Error {
             .with_color(false)
             .with_char_set(CharSet::Ascii)
             .with_index_type(IndexType::Byte);
-        let mut report =
-            Report::build(ReportKind::Error, (source_name, primary.start..primary.end))
-                .with_config(config)
-                .with_message(format!("{title}: {}", self.message));
+        let mut report = Report::build(ReportKind::Error, (source_name, primary.start..primary.end))
+            .with_config(config)
+            .with_message(format!("{title}: {}", self.message));
         for (i, l) in labels.iter().enumerate() {
             report = report.with_label(
                 ALabel::new((source_name, l.span.start..l.span.end.max(l.span.start + 1)))
@@ -119,9 +107,7 @@ impl Error {
             report = report.with_note(n);
         }
         let mut buf = Vec::new();
-        let written = report
-            .finish()
-            .write((source_name, Source::from(source)), &mut buf);
+        let written = report.finish().write((source_name, Source::from(source)), &mut buf);
         match written {
             Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
             Err(_) => format!("error: {title}: {}\n", self.message),

@@ -71,7 +71,9 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         if typing.variables().iter().any(|v| v.name == upstream.name) {
             return Err(Error::new(
                 ErrorKind::Usage,
-                format!("the upstream gradient is called `{name}`, but `{name}` already occurs in the expression"),
+                format!(
+                    "the upstream gradient is called `{name}`, but `{name}` already occurs in the expression"
+                ),
             )
             .note("name the upstream gradient with --upstream NAME"));
         }
@@ -81,10 +83,10 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
     let wrt: Vec<VarName> = if options.wrt.is_empty() {
         // Every variable, and a generic member `W[j]` of every family.
         let index = fresh_index_name(program);
-        let members = typing.families().iter().map(|name| VarName {
-            name: name.clone(),
-            index: Some(syntax::Index::symbol(&index)),
-        });
+        let members = typing
+            .families()
+            .iter()
+            .map(|name| VarName { name: name.clone(), index: Some(syntax::Index::symbol(&index)) });
         typing.variables().iter().cloned().chain(members).collect()
     } else {
         options.wrt.clone()
@@ -94,30 +96,21 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         calculus::check_target(&program.expr, &v)?;
         if !typing.variables().contains(&v) {
             let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
-            return Err(Error::new(
-                ErrorKind::Usage,
-                format!("`{v}` does not occur in the expression"),
-            )
-            .note(format!("its variables are: {}", known.join(", "))));
+            return Err(Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))
+                .note(format!("its variables are: {}", known.join(", "))));
         }
         let differential = calculus::differentiate(&typing, &v, &mode)?;
-        let expr = simplify::tidy(&differential.sum(), typing.typer())?;
-        let shape = typing
-            .var_shape(&v)
-            .expect("a variable of the expression has a shape");
+        let mut expr = simplify::tidy(&differential.sum(), typing.typer())?;
+        if let syntax::ExprKind::Binary { op: syntax::BinOp::Mul, lhs, .. } = &expr.kind {
+            if lhs.kind == syntax::ExprKind::Num(0.0) {
+                expr = Expr::num(0.0); // a gradient that cancels is `0`, of the variable's shape
+            }
+        }
+        let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");
         check_shape(&typing, &expr, &shape, &v)?;
-        gradients.push(Gradient {
-            wrt: v,
-            expr,
-            shape,
-            differential,
-        });
+        gradients.push(Gradient { wrt: v, expr, shape, differential });
     }
-    Ok(Derivation {
-        typing,
-        mode,
-        gradients,
-    })
+    Ok(Derivation { typing, mode, gradients })
 }
 
 /// `j`, or another index name the program does not use.
@@ -125,11 +118,7 @@ fn fresh_index_name(program: &Program) -> String {
     let text = program.expr.to_string();
     ["j", "k", "m", "p", "q"]
         .into_iter()
-        .find(|c| {
-            !text
-                .split(|ch: char| !ch.is_alphanumeric() && ch != '_')
-                .any(|w| w == *c)
-        })
+        .find(|c| !text.split(|ch: char| !ch.is_alphanumeric() && ch != '_').any(|w| w == *c))
         .unwrap_or("j_")
         .to_string()
 }
@@ -137,6 +126,9 @@ fn fresh_index_name(program: &Program) -> String {
 /// The read-off gradient must have the variable's shape, and every `I` in
 /// it a size the formula determines (`sum(a * I)` would not say which I).
 fn check_shape(typing: &Typing, grad: &Expr, want: &Shape, v: &VarName) -> Result<()> {
+    if grad.kind == syntax::ExprKind::Num(0.0) {
+        return Ok(()); // the zero gradient, `0`, of any shape
+    }
     let mut typer = typing.typer().clone();
     let mut identities = Vec::new();
     let got = typer.infer_with(grad, &mut |e, s| {
@@ -148,10 +140,7 @@ fn check_shape(typing: &Typing, grad: &Expr, want: &Shape, v: &VarName) -> Resul
     if !typer.unify_shapes(got, want_i) {
         return Err(Error::new(
             ErrorKind::Internal,
-            format!(
-                "the gradient `{grad}` has shape {} but `{v}` is {want}",
-                typer.resolve(got)
-            ),
+            format!("the gradient `{grad}` has shape {} but `{v}` is {want}", typer.resolve(got)),
         ));
     }
     let open = |d: &shape::Dim| matches!(d, shape::Dim::Unknown(_));

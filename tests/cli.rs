@@ -22,12 +22,7 @@ fn matdiff(args: &[&str], stdin: Option<&str>) -> Run {
         .spawn()
         .expect("run matdiff");
     if let Some(text) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(text.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
@@ -64,18 +59,7 @@ fn derive_prints_the_seed_gradients() {
 
 #[test]
 fn derive_json_has_the_fixed_fields() {
-    let r = matdiff(
-        &[
-            "derive",
-            "--json",
-            "W1*W2*W3*X",
-            "--wrt",
-            "W2",
-            "--wrt",
-            "X",
-        ],
-        None,
-    );
+    let r = matdiff(&["derive", "--json", "W1*W2*W3*X", "--wrt", "W2", "--wrt", "X"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(doc["expr"], "W1 * W2 * W3 * X");
@@ -90,16 +74,7 @@ fn derive_json_has_the_fixed_fields() {
     assert_eq!(grads[1]["wrt"], "X");
     common::snapshots().bind(|| insta::assert_snapshot!("cli_derive_json", r.stdout));
 
-    let r = matdiff(
-        &[
-            "derive",
-            "--json",
-            "A : 3x4; X : 4x5; B : 5x3; tr(A*X*B)",
-            "--wrt",
-            "X",
-        ],
-        None,
-    );
+    let r = matdiff(&["derive", "--json", "A : 3x4; X : 4x5; B : 5x3; tr(A*X*B)", "--wrt", "X"], None);
     let doc: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
     assert_eq!(doc["upstream"], serde_json::Value::Null);
     assert_eq!(doc["shape"], serde_json::json!([1, 1]));
@@ -121,41 +96,27 @@ fn input_from_file_and_stdin() {
     let dir = std::env::temp_dir().join(format!("matdiff-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("layer.md");
-    std::fs::write(
-        &file,
-        "# the seed layer\nW1 : 3x4\nW2 : 4x5\nW1*W2*X   # a layer\n",
-    )
-    .unwrap();
+    std::fs::write(&file, "# the seed layer\nW1 : 3x4\nW2 : 4x5\nW1*W2*X   # a layer\n").unwrap();
     let from_file = matdiff(&["derive", "-f", file.to_str().unwrap()], None);
     assert_eq!(from_file.code, 0, "{}", from_file.stderr);
     let from_stdin = matdiff(&["derive", "-"], Some("W1 : 3x4; W2 : 4x5; W1*W2*X"));
     assert_eq!(from_stdin.code, 0, "{}", from_stdin.stderr);
     assert_eq!(from_file.stdout, from_stdin.stdout);
-    assert!(
-        from_file.stdout.contains("d/dW2 = W1^T * G * X^T  : 4x5"),
-        "{}",
-        from_file.stdout
-    );
+    assert!(from_file.stdout.contains("d/dW2 = W1^T * G * X^T  : 4x5"), "{}", from_file.stdout);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn errors_exit_2_with_the_message_on_stderr() {
     for (args, needle) in [
-        (
-            vec!["derive", "W1 : 3x4; W2 : 5x6; W1*W2"],
-            "cannot multiply 3x4 by 5x6",
-        ),
+        (vec!["derive", "W1 : 3x4; W2 : 5x6; W1*W2"], "cannot multiply 3x4 by 5x6"),
         (vec!["derive", "W1 * (W2 + "], "parse error"),
         (
-            vec!["derive", "X : 4x4; det(X)"],
-            "derivative of det is not supported yet",
+            vec!["derive", "W[i] : 2x2; prod(W[i], i=1..3) * X", "--wrt", "X", "--wrt", "W[1]"],
+            "not supported yet",
         ),
         (vec!["derive", "W*X", "--wrt", "Q"], "`Q` does not occur"),
-        (
-            vec!["derive", "W*X", "--wrt", "1+"],
-            "is not a variable name",
-        ),
+        (vec!["derive", "W*X", "--wrt", "1+"], "is not a variable name"),
         (vec!["derive"], "give the expression"),
         (vec!["derive", "--bogus", "W"], "unexpected argument"),
         (vec!["check", "W*X", "--dims", "q=3"], "not a dimension"),
@@ -164,26 +125,15 @@ fn errors_exit_2_with_the_message_on_stderr() {
         let r = matdiff(&args, None);
         assert_eq!(r.code, 2, "{args:?}: {}", r.stdout);
         assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
-        assert!(
-            r.stdout.is_empty(),
-            "{args:?} printed a partial answer: {}",
-            r.stdout
-        );
+        assert!(r.stdout.is_empty(), "{args:?} printed a partial answer: {}", r.stdout);
     }
 }
 
 #[test]
 fn check_agrees_with_finite_differences() {
-    let r = matdiff(
-        &["check", "W1*W2*W3*X", "--dims", "d0=2,d4=3", "--seed", "7"],
-        None,
-    );
+    let r = matdiff(&["check", "W1*W2*W3*X", "--dims", "d0=2,d4=3", "--seed", "7"], None);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(
-        r.stdout.contains("d0=2") && r.stdout.contains("d4=3"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("d0=2") && r.stdout.contains("d4=3"), "{}", r.stdout);
     common::snapshots().bind(|| insta::assert_snapshot!("cli_check", redact_errors(&r.stdout)));
 
     let r = matdiff(&["check", "--json", "x : 4; A : 4x4; x^T*A*x"], None);
@@ -201,16 +151,10 @@ fn check_agrees_with_finite_differences() {
 fn demo_answers_the_seed_and_passes_its_check() {
     let r = matdiff(&["demo"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    for needle in [
-        "d/dW2 = W1^T * G * X^T * W3^T",
-        "d/dX = W3^T * W2^T * W1^T * G",
-        "(4x3)(3x2)(2x6)(6x5) = 4x5",
-    ] {
-        assert!(
-            r.stdout.contains(needle),
-            "demo lacks {needle}:\n{}",
-            r.stdout
-        );
+    for needle in
+        ["d/dW2 = W1^T * G * X^T * W3^T", "d/dX = W3^T * W2^T * W1^T * G", "(4x3)(3x2)(2x6)(6x5) = 4x5"]
+    {
+        assert!(r.stdout.contains(needle), "demo lacks {needle}:\n{}", r.stdout);
     }
     common::snapshots().bind(|| insta::assert_snapshot!("cli_demo", redact_errors(&r.stdout)));
 }
@@ -219,11 +163,7 @@ fn demo_answers_the_seed_and_passes_its_check() {
 fn help_shows_examples() {
     let r = matdiff(&["--help"], None);
     assert_eq!(r.code, 0);
-    assert!(
-        r.stdout.contains("Examples:") && r.stdout.contains("matdiff derive"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("Examples:") && r.stdout.contains("matdiff derive"), "{}", r.stdout);
 }
 
 /// Large inputs are answered, not crashed on: a 10 000-term sum, 10 000

@@ -43,20 +43,42 @@ const CASES: &[&str] = &[
     "U : 3x4; 1 - U",
     "a : scalar; U : 3x4; a + U",
     "W1 : 5x4; X : 4x3; H = W1*X; W2 : 2x5; Z = W2*H",
+    // Inverses, powers, determinants.
+    "X : 4x4; A : 4x4; tr(X^-1*A)",
+    "X : 3x3; logdet(X) - tr(X)",
+    "X : 3x3; det(X)^2",
+    "A : 3x3; B : 3x3; A^3 * B",
+    "X : 3x3; b : 3; x = X^-1*b; x^T*x",
+    "a : scalar; b : scalar; a^2 * b^-1",
+    // Hadamard products, divisions, powers, broadcasting.
+    "A : 3x4; B : 3x4; A .* B",
+    "A : 3x4; B : 3x4; A ./ B",
+    "A : 3x4; A .^ 3",
+    "P : 3x4; sum(P .^ -0.5)",
+    "s : scalar; A : 3x4; s .* A",
+    "s : scalar; A : 3x4; A ./ s",
+    "s : scalar; A : 3x4; A / s",
+    // Entrywise functions, sums, norms.
+    "W : 3x4; X : 4x5; sum(tanh(W*X))",
+    "W : 3x4; X : 4x5; sum(sigmoid(W*X))",
+    "U : 3x4; sum(exp(U) + log(U) + sqrt(U))",
+    "U : 3x4; sum(sin(U) .* cos(U))",
+    "W : 3x4; X : 4x6; Y : 3x6; norm(W*X - Y)^2",
+    "W : 3x4; X : 4x6; Y : 3x6; norm(W*X - Y)",
+    "x : 4; sum(x)",
+    // A two-layer network, its loss and a log-likelihood.
+    "W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; sum(Y .* tanh(W2*tanh(W1*X)))",
+    "W1 : 4x3; b1 : 4; W2 : 2x4; X : 3x1; H = sigmoid(W1*X + b1); W2*H",
+    "S : 3x3; x : 3; mu : 3; logdet(S) + (x - mu)^T * S^-1 * (x - mu)",
 ];
 
 #[test]
 fn every_case_matches_finite_differences() {
     for case in CASES {
         for seed in 1..=3 {
-            let report =
-                common::derive_and_check(case, seed).unwrap_or_else(|e| panic!("{case}:\n{e}"));
+            let report = common::derive_and_check(case, seed).unwrap_or_else(|e| panic!("{case}:\n{e}"));
             for r in &report.results {
-                assert!(
-                    r.ok,
-                    "{case} (seed {seed}): d/d{} off by {:.2e}",
-                    r.wrt, r.max_rel_err
-                );
+                assert!(r.ok, "{case} (seed {seed}): d/d{} off by {:.2e}", r.wrt, r.max_rel_err);
             }
         }
     }
@@ -66,10 +88,7 @@ fn every_case_matches_finite_differences() {
 fn printed_derivations() {
     let mut text = String::new();
     for case in CASES {
-        text.push_str(&format!(
-            "$ matdiff derive '{case}'\n{}\n",
-            common::derive_text(case)
-        ));
+        text.push_str(&format!("$ matdiff derive '{case}'\n{}\n", common::derive_text(case)));
     }
     common::snapshots().bind(|| insta::assert_snapshot!("derive_cases", text));
 }
@@ -85,5 +104,22 @@ fn printed_gradients_reparse() {
             let back = matdiff::syntax::parse_expr(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
             assert_eq!(back, g.expr, "{text}");
         }
+    }
+}
+
+/// The two-layer network of the calculus issue: both weight gradients,
+/// checked numerically on several instances, in the textbook form.
+#[test]
+fn two_layer_network() {
+    let src = "W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; sum(Y .* tanh(W2*tanh(W1*X)))";
+    let program = matdiff::syntax::parse_program(src).unwrap();
+    let wrt = ["W1", "W2"].map(|v| matdiff::syntax::parse_var(v).unwrap()).to_vec();
+    let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, upstream: None }).unwrap();
+    assert_eq!(d.gradients[1].expr.to_string(), "(Y .* (1 - tanh(W2 * tanh(W1 * X)) .^ 2)) * tanh(W1 * X)^T");
+    for seed in 1..=5 {
+        let report =
+            matdiff::numeric::check(&d, &matdiff::numeric::CheckOptions { seed, ..Default::default() })
+                .unwrap();
+        assert!(report.ok(), "{:?}", report.results);
     }
 }

@@ -9,30 +9,26 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use matdiff::numeric::{check, eval, relative_error, CheckOptions, Env, Matrix};
+use matdiff::numeric::{check, eval, relative_error, CheckOptions, Instance, Matrix};
 use matdiff::syntax::{parse_expr, parse_program, BinOp, Expr, ExprKind, Func, Index, VarName};
 use proptest::prelude::*;
 
 // ------------------------------------------------------------ (a) round trip
 
 fn index() -> impl Strategy<Value = Index> {
-    (
-        prop::collection::vec((prop::sample::select(vec!["i", "j", "n"]), -2i64..=2), 0..3),
-        -3i64..=3,
-    )
-        .prop_map(|(terms, c)| {
-            terms
-                .into_iter()
-                .fold(Index::constant(c), |acc, (name, k)| {
-                    (0..k.abs()).fold(acc, |acc, _| {
-                        if k > 0 {
-                            acc.plus(&Index::symbol(name))
-                        } else {
-                            acc.minus(&Index::symbol(name))
-                        }
-                    })
+    (prop::collection::vec((prop::sample::select(vec!["i", "j", "n"]), -2i64..=2), 0..3), -3i64..=3).prop_map(
+        |(terms, c)| {
+            terms.into_iter().fold(Index::constant(c), |acc, (name, k)| {
+                (0..k.abs()).fold(acc, |acc, _| {
+                    if k > 0 {
+                        acc.plus(&Index::symbol(name))
+                    } else {
+                        acc.minus(&Index::symbol(name))
+                    }
                 })
-        })
+            })
+        },
+    )
 }
 
 fn number() -> impl Strategy<Value = f64> {
@@ -48,10 +44,7 @@ fn leaf() -> impl Strategy<Value = Expr> {
     prop_oneof![
         prop::sample::select(names).prop_map(Expr::var),
         (prop::sample::select(vec!["W", "d"]), index()).prop_map(|(n, i)| {
-            Expr::synthetic(ExprKind::Var(VarName {
-                name: n.to_string(),
-                index: Some(i),
-            }))
+            Expr::synthetic(ExprKind::Var(VarName { name: n.to_string(), index: Some(i) }))
         }),
         Just(Expr::identity()),
         number().prop_map(Expr::num),
@@ -59,44 +52,22 @@ fn leaf() -> impl Strategy<Value = Expr> {
 }
 
 fn any_expr() -> impl Strategy<Value = Expr> {
-    let ops = vec![
-        BinOp::Add,
-        BinOp::Sub,
-        BinOp::Mul,
-        BinOp::Hadamard,
-        BinOp::HadamardDiv,
-        BinOp::Div,
-    ];
+    let ops = vec![BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Hadamard, BinOp::HadamardDiv, BinOp::Div];
     leaf().prop_recursive(6, 80, 2, move |inner| {
         prop_oneof![
             inner.clone().prop_map(Expr::negate),
             inner.clone().prop_map(Expr::transpose),
-            (
-                prop::sample::select(ops.clone()),
-                inner.clone(),
-                inner.clone()
-            )
+            (prop::sample::select(ops.clone()), inner.clone(), inner.clone())
                 .prop_map(|(op, a, b)| Expr::binary(op, a, b)),
-            (inner.clone(), -4i64..=4)
-                .prop_map(|(a, k)| Expr::synthetic(ExprKind::Power(Rc::new(a), k))),
+            (inner.clone(), -4i64..=4).prop_map(|(a, k)| Expr::synthetic(ExprKind::Power(Rc::new(a), k))),
             (inner.clone(), prop::num::f64::NORMAL | prop::num::f64::ZERO)
                 .prop_map(|(a, p)| Expr::synthetic(ExprKind::HadamardPower(Rc::new(a), p))),
-            (prop::sample::select(Func::ALL.to_vec()), inner.clone())
-                .prop_map(|(f, a)| Expr::call(f, a)),
-            (
-                inner,
-                prop::sample::select(vec!["i", "k"]),
-                index(),
-                index()
-            )
-                .prop_map(|(body, var, lo, hi)| {
-                    Expr::synthetic(ExprKind::Prod {
-                        body: Rc::new(body),
-                        var: var.to_string(),
-                        lo,
-                        hi,
-                    })
-                }),
+            (prop::sample::select(Func::ALL.to_vec()), inner.clone()).prop_map(|(f, a)| Expr::call(f, a)),
+            (inner, prop::sample::select(vec!["i", "k"]), index(), index()).prop_map(
+                |(body, var, lo, hi)| {
+                    Expr::synthetic(ExprKind::Prod { body: Rc::new(body), var: var.to_string(), lo, hi })
+                }
+            ),
         ]
     })
 }
@@ -145,16 +116,9 @@ fn chain_program(dims: &[usize], choices: &[(u8, bool)], trace: bool) -> String 
             }
         }
     }
-    let decls: Vec<String> = vars
-        .iter()
-        .map(|(n, r, c)| format!("{n} : {r}x{c}"))
-        .collect();
+    let decls: Vec<String> = vars.iter().map(|(n, r, c)| format!("{n} : {r}x{c}")).collect();
     let chain = factors.join("*");
-    let body = if trace && dims[0] == dims[dims.len() - 1] {
-        format!("tr({chain})")
-    } else {
-        chain
-    };
+    let body = if trace && dims[0] == dims[dims.len() - 1] { format!("tr({chain})") } else { chain };
     format!("{}; {body}", decls.join("; "))
 }
 
@@ -175,23 +139,10 @@ fn assert_checks(src: &str) -> Result<(), TestCaseError> {
     let d = matdiff::derive(&program, &Default::default())
         .map_err(|e| TestCaseError::fail(format!("{src}: {e}")))?;
     for seed in [1, 2] {
-        let report = check(
-            &d,
-            &CheckOptions {
-                seed,
-                ..Default::default()
-            },
-        )
-        .map_err(|e| TestCaseError::fail(format!("{src}: {e}")))?;
+        let report = check(&d, &CheckOptions { seed, ..Default::default() })
+            .map_err(|e| TestCaseError::fail(format!("{src}: {e}")))?;
         for (r, g) in report.results.iter().zip(&d.gradients) {
-            prop_assert!(
-                r.ok,
-                "{}: d/d{} = {} is off by {:.2e}",
-                src,
-                r.wrt,
-                g.expr,
-                r.max_rel_err
-            );
+            prop_assert!(r.ok, "{}: d/d{} = {} is off by {:.2e}", src, r.wrt, g.expr, r.max_rel_err);
         }
     }
     Ok(())
@@ -208,7 +159,9 @@ proptest! {
 // ------------------------------------------- (c) typed random expressions
 
 /// Builds a random expression of a required shape from a tape of choices,
-/// declaring variables as it needs them.
+/// over the whole language, declaring variables as it needs them. Logs,
+/// square roots and divisors get positive arguments, inverses and
+/// determinants positive definite ones, so every instance is defined.
 struct Gen {
     tape: Vec<u32>,
     at: usize,
@@ -222,8 +175,8 @@ impl Gen {
         v % n
     }
 
-    fn var(&mut self, r: usize, c: usize) -> String {
-        let name = format!("M{r}{c}{}", ["a", "b"][self.pick(2) as usize]);
+    fn var(&mut self, prefix: &str, r: usize, c: usize) -> String {
+        let name = format!("{prefix}{r}{c}{}", ["a", "b"][self.pick(2) as usize]);
         self.vars.insert(name.clone(), (r, c));
         name
     }
@@ -231,64 +184,108 @@ impl Gen {
     fn expr(&mut self, r: usize, c: usize, depth: u32) -> String {
         if depth == 0 {
             return if self.pick(3) == 0 {
-                format!("{}^T", self.var(c, r))
+                format!("{}^T", self.var("M", c, r))
             } else {
-                self.var(r, c)
+                self.var("M", r, c)
             };
         }
         let d = depth - 1;
-        match self.pick(11) {
-            0 | 1 => self.var(r, c),
+        let k = 1 + self.pick(3) as usize;
+        match self.pick(24) {
+            0 => self.var("M", r, c),
+            1 => format!("({} * {})", self.expr(r, k, d), self.expr(k, c, d)),
             2 => format!("({} + {})", self.expr(r, c, d), self.expr(r, c, d)),
             3 => format!("({} - {})", self.expr(r, c, d), self.expr(r, c, d)),
             4 => format!("(-{})", self.expr(r, c, d)),
-            5 | 6 => {
-                let k = 1 + self.pick(3) as usize;
-                format!("({} * {})", self.expr(r, k, d), self.expr(k, c, d))
-            }
+            5 | 6 => format!("({} * {})", self.expr(r, k, d), self.expr(k, c, d)),
             7 => match self.pick(2) {
                 0 => format!("({} * {})", self.expr(1, 1, d), self.expr(r, c, d)),
-                _ => format!(
-                    "({} * {})",
-                    ["2", "0.5", "3"][self.pick(3) as usize],
-                    self.expr(r, c, d)
-                ),
+                _ => format!("({} * {})", ["2", "0.5", "3"][self.pick(3) as usize], self.expr(r, c, d)),
             },
-            8 if r == 1 && c == 1 => {
-                let n = 1 + self.pick(3) as usize;
-                format!("tr({})", self.expr(n, n, d))
+            8 if (r, c) != (1, 1) => format!("({} + {})", self.expr(1, 1, d), self.expr(r, c, d)),
+            9 => format!("({})^T", self.expr(c, r, d)),
+            10 => format!("({} .* {})", self.expr(r, c, d), self.expr(r, c, d)),
+            11 => format!("({} ./ {})", self.expr(r, c, d), self.positive(r, c, d)),
+            // exp of a variable only: exp(exp(exp(x))) overflows near x = 2.
+            12 => match self.pick(5) {
+                0 => format!("exp({})", self.var("M", r, c)),
+                f => format!("{}({})", ["sin", "cos", "tanh", "sigmoid"][f as usize - 1], self.expr(r, c, d)),
+            },
+            13 => {
+                let f = ["log", "sqrt"][self.pick(2) as usize];
+                format!("{f}({})", self.positive(r, c, d))
             }
-            8 if r == c => match self.pick(2) {
+            14 => match self.pick(3) {
+                0 => format!("({} .^ 2)", self.expr(r, c, d)),
+                1 => format!("({} .^ 0.5)", self.positive(r, c, d)),
+                _ => format!("({} .^ -1.5)", self.positive(r, c, d)),
+            },
+            15 => format!("({} / {})", self.expr(r, c, d), self.positive(1, 1, d)),
+            16 if r == c => format!("({})^-1", self.spd(r, d)),
+            17 if r == c => format!("({})^2", self.expr(r, c, d)),
+            18 if r == c => format!("({})^-2", self.spd(r, d)),
+            19 if (r, c) == (1, 1) => format!("tr({})", self.expr(k, k, d)),
+            20 if (r, c) == (1, 1) => match self.pick(3) {
+                0 => format!("sum({})", self.expr(k, k + 1, d)),
+                1 => format!("norm({})", self.positive(k, k + 1, d)),
+                _ => format!("norm({})^2", self.expr(k, k + 1, d)),
+            },
+            21 if (r, c) == (1, 1) => match self.pick(2) {
+                0 => format!("det({})", self.spd(k, d)),
+                _ => format!("logdet({})", self.spd(k, d)),
+            },
+            // `s + I` with a 1×1 s broadcasts s over an I of any size.
+            22 if r == c && r > 1 => match self.pick(2) {
                 0 => format!("({} + I)", self.expr(r, c, d)),
                 _ => format!("(I * {})", self.expr(r, c, d)),
             },
-            9 if (r, c) != (1, 1) => format!("({} + {})", self.expr(1, 1, d), self.expr(r, c, d)),
-            _ => format!("({})^T", self.expr(c, r, d)),
+            _ => format!("({} - {})", self.expr(r, c, d), self.expr(r, c, d)),
+        }
+    }
+
+    /// An expression with positive entries.
+    fn positive(&mut self, r: usize, c: usize, depth: u32) -> String {
+        if depth == 0 {
+            return self.var("P", r, c);
+        }
+        let d = depth - 1;
+        match self.pick(7) {
+            0 | 1 => self.var("P", r, c),
+            2 => format!("exp({})", self.var("M", r, c)),
+            3 => format!("sigmoid({})", self.expr(r, c, d)),
+            4 => format!("({} + {})", self.positive(r, c, d), self.positive(r, c, d)),
+            5 => format!("({} .* {})", self.positive(r, c, d), self.positive(r, c, d)),
+            _ => format!("(2 * {})", self.positive(r, c, d)),
+        }
+    }
+
+    /// A symmetric positive definite n×n expression.
+    fn spd(&mut self, n: usize, depth: u32) -> String {
+        if depth == 0 {
+            return self.var("S", n, n);
+        }
+        let d = depth - 1;
+        match self.pick(4) {
+            0 | 1 => self.var("S", n, n),
+            2 if n > 1 => {
+                let m = 1 + self.pick(3) as usize;
+                let x = self.expr(m, n, d);
+                format!("(({x})^T * ({x}) + I)")
+            }
+            _ => format!("({} + {})", self.spd(n, d), self.spd(n, d)),
         }
     }
 }
 
 fn typed_programs() -> impl Strategy<Value = String> {
-    (
-        prop::collection::vec(any::<u32>(), 256),
-        1usize..=3,
-        1usize..=3,
-        1u32..=4,
-    )
-        .prop_map(|(tape, r, c, depth)| {
-            let mut g = Gen {
-                tape,
-                at: 0,
-                vars: BTreeMap::new(),
-            };
+    (prop::collection::vec(any::<u32>(), 256), 1usize..=3, 1usize..=3, 1u32..=5).prop_map(
+        |(tape, r, c, depth)| {
+            let mut g = Gen { tape, at: 0, vars: BTreeMap::new() };
             let body = g.expr(r, c, depth);
-            let decls: Vec<String> = g
-                .vars
-                .iter()
-                .map(|(n, (r, c))| format!("{n} : {r}x{c}"))
-                .collect();
+            let decls: Vec<String> = g.vars.iter().map(|(n, (r, c))| format!("{n} : {r}x{c}")).collect();
             format!("{}; {body}", decls.join("; "))
-        })
+        },
+    )
 }
 
 proptest! {
@@ -300,20 +297,16 @@ proptest! {
 
     #[test]
     fn tidy_keeps_the_value(src in typed_programs(), seed in 0u64..1000) {
-        use rand::SeedableRng;
         let program = parse_program(&src).unwrap();
-        let typing = matdiff::shape::infer(&program).unwrap();
-        let tidy = matdiff::simplify::tidy(&program.expr, typing.typer()).unwrap();
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let mut env = Env::default();
-        let sizes = BTreeMap::new();
-        for v in typing.variables() {
-            let shape = typing.var_shape(v).unwrap();
-            env.vars.insert(v.clone(), matdiff::numeric::random_matrix(&shape, &sizes, &mut rng).unwrap());
-        }
-        let rows = match typing.shape().rows { matdiff::shape::Dim::Const(n) => n as usize, _ => unreachable!() };
-        let before: Matrix = eval(&program.expr, &env, Some(rows)).unwrap();
-        let after: Matrix = eval(&tidy, &env, Some(rows)).unwrap();
-        prop_assert!(relative_error(&before, &after) < 1e-12, "{} became {}", src, tidy);
+        let d = matdiff::derive(&program, &Default::default());
+        prop_assume!(d.is_ok(), "refused: {}", src);
+        let d = d.unwrap();
+        let instance = Instance::draw(&d, &CheckOptions { seed, ..Default::default() }).unwrap();
+        let tidy = matdiff::simplify::tidy(&program.expr, d.typing.typer()).unwrap();
+        let size = |d: matdiff::shape::Dim| match d { matdiff::shape::Dim::Const(n) => n as usize, _ => unreachable!() };
+        let (rows, cols) = (size(d.typing.shape().rows), size(d.typing.shape().cols));
+        let before: Matrix = eval(&program.expr, &instance.env, Some((rows, cols))).unwrap();
+        let after: Matrix = eval(&tidy, &instance.env, Some((rows, cols))).unwrap();
+        prop_assert!(relative_error(&before, &after) < 1e-10, "{} became {}", src, tidy);
     }
 }

@@ -9,6 +9,11 @@
 //! contribution. Every rewrite is kept as a [`Step`], so explanations are a
 //! rendering of the record, not a second derivation.
 
+mod rules;
+
+use std::collections::HashSet;
+use std::rc::Rc;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::Typing;
 use crate::syntax::{BinOp, Expr, ExprKind, Func, Span, VarName};
@@ -28,21 +33,29 @@ pub enum Mode {
 pub enum Rule {
     /// dL = tr(Gᵀ dZ) (layer) or dL = tr(1ᵀ dL) (scalar).
     Start,
-    /// d(A ± B) = dA ± dB.
     Sum,
-    /// d(−A) = −dA.
     Negation,
-    /// A scalar s broadcast over a matrix: tr(Aᵀ (ds·𝟙)) = ds · sum(A).
+    /// A scalar s broadcast over a matrix.
     Broadcast,
-    /// Product rule with the other factors frozen, then cyclic rotation:
-    /// tr(Aᵀ P dF S) = tr((Pᵀ A Sᵀ)ᵀ dF).
+    /// Product rule with the other factors frozen, then cyclic rotation.
     Product,
-    /// A scalar factor: tr(Aᵀ (ds R)) = ds · tr(Aᵀ R).
+    /// A 1×1 factor of a product.
     Scaling,
-    /// tr(Aᵀ dFᵀ) = tr((Aᵀ)ᵀ dF).
     Transpose,
-    /// a · tr(dF) = tr((a I)ᵀ dF).
     Trace,
+    Inverse,
+    Power,
+    Det,
+    Logdet,
+    SumEntries,
+    Norm,
+    NormSquared,
+    Hadamard,
+    HadamardDiv,
+    HadamardPower,
+    Division,
+    /// d f(U) = f′(U) ⊙ dU, then tr(Aᵀ(B ⊙ C)) = tr((A ⊙ B)ᵀ C).
+    Entrywise(Func),
 }
 
 impl Rule {
@@ -57,6 +70,27 @@ impl Rule {
             Rule::Scaling => "tr(A^T ds R) = ds tr(A^T R)",
             Rule::Transpose => "tr(A^T dF^T) = tr((A^T)^T dF)",
             Rule::Trace => "a tr(dF) = tr((a I)^T dF)",
+            Rule::Inverse => "d(X^-1) = -X^-1 dX X^-1",
+            Rule::Power => "d(X^k) = sum_i X^i dX X^(k-1-i)",
+            Rule::Det => "d det(X) = det(X) tr(X^-1 dX)",
+            Rule::Logdet => "d logdet(X) = tr(X^-1 dX)",
+            Rule::SumEntries => "d sum(X) = tr(1^T dX)",
+            Rule::Norm => "d norm(X) = tr(X^T dX) / norm(X)",
+            Rule::NormSquared => "d norm(X)^2 = 2 tr(X^T dX)",
+            Rule::Hadamard => "d(X .* Y) = dX .* Y + X .* dY",
+            Rule::HadamardDiv => "d(X ./ Y) = dX ./ Y - X .* dY ./ Y .^ 2",
+            Rule::HadamardPower => "d(X .^ p) = p X .^ (p-1) .* dX",
+            Rule::Division => "d(X / s) = dX / s - X ds / s^2",
+            Rule::Entrywise(f) => match f {
+                Func::Exp => "d exp(U) = exp(U) .* dU",
+                Func::Log => "d log(U) = dU ./ U",
+                Func::Sqrt => "d sqrt(U) = 0.5 ./ sqrt(U) .* dU",
+                Func::Sin => "d sin(U) = cos(U) .* dU",
+                Func::Cos => "d cos(U) = -sin(U) .* dU",
+                Func::Tanh => "d tanh(U) = (1 - tanh(U) .^ 2) .* dU",
+                Func::Sigmoid => "d sigmoid(U) = sigmoid(U) .* (1 - sigmoid(U)) .* dU",
+                _ => "d f(U) = f'(U) .* dU",
+            },
         }
     }
 }
@@ -88,12 +122,13 @@ pub struct Differential<'p> {
 
 impl Differential<'_> {
     /// ∂L/∂V as the plain sum of the contributions (not simplified).
+    /// No contribution (`A^0`) is the zero gradient, `0`.
     pub fn sum(&self) -> Expr {
-        let mut terms = self.contributions.iter().map(|c| c.adjoint.clone());
-        let first = terms
-            .next()
-            .expect("a variable that occurs has a contribution");
-        terms.fold(first, Expr::plus)
+        self.contributions
+            .iter()
+            .map(|c| c.adjoint.clone())
+            .reduce(Expr::plus)
+            .unwrap_or_else(|| Expr::num(0.0))
     }
 }
 
@@ -107,32 +142,20 @@ impl Differential<'_> {
 /// assert_eq!(d.contributions.len(), 1);
 /// assert_eq!(d.sum().to_string(), "A^T * (1 * I) * B^T");
 /// ```
-pub fn differentiate<'p>(
-    typing: &Typing<'p>,
-    wrt: &VarName,
-    mode: &Mode,
-) -> Result<Differential<'p>> {
+pub fn differentiate<'p>(typing: &Typing<'p>, wrt: &VarName, mode: &Mode) -> Result<Differential<'p>> {
     let root = &typing.program.expr;
     check_target(root, wrt)?;
     let start = match mode {
         Mode::Scalar => Expr::num(1.0),
         Mode::Layer { upstream } => Expr::synthetic(ExprKind::Var(upstream.clone())),
     };
-    let mut walk = Walk {
-        typing,
-        wrt,
-        out: vec![],
-    };
-    let steps = vec![Step {
-        rule: Rule::Start,
-        target: root,
-        adjoint: start.clone(),
-    }];
-    walk.visit(root, start, steps)?;
-    Ok(Differential {
-        wrt: wrt.clone(),
-        contributions: walk.out,
-    })
+    let mut holds = HashSet::new();
+    mark(root, wrt, &mut holds);
+    let mut walk = Walk { typing, holds, out: vec![] };
+    let trail =
+        Rc::new(Trail { step: Step { rule: Rule::Start, target: root, adjoint: start.clone() }, prev: None });
+    walk.visit(root, start, trail)?;
+    Ok(Differential { wrt: wrt.clone(), contributions: walk.out })
 }
 
 /// Refuses a variable whose gradient cannot be derived (yet): a family
@@ -175,14 +198,47 @@ fn visit_all<'e>(e: &'e Expr, f: &mut impl FnMut(&'e Expr)) {
 
 struct Walk<'t, 'p> {
     typing: &'t Typing<'p>,
-    wrt: &'t VarName,
+    /// The nodes (by address) whose subtree holds the variable, computed
+    /// once so that the walk is linear in the depth of the tree.
+    holds: HashSet<*const Expr>,
     out: Vec<Contribution<'p>>,
 }
 
+/// The steps from the root to the current node, shared between branches.
+struct Trail<'p> {
+    step: Step<'p>,
+    prev: Option<Rc<Trail<'p>>>,
+}
+
+impl<'p> Trail<'p> {
+    fn steps(trail: &Rc<Trail<'p>>) -> Vec<Step<'p>> {
+        let mut out = vec![];
+        let mut at = Some(trail);
+        while let Some(t) = at {
+            out.push(t.step.clone());
+            at = t.prev.as_ref();
+        }
+        out.reverse();
+        out
+    }
+}
+
+/// Marks every node whose subtree mentions `v`; returns whether `e` does.
+fn mark(e: &Expr, v: &VarName, holds: &mut HashSet<*const Expr>) -> bool {
+    let here = match &e.kind {
+        ExprKind::Var(w) => w == v,
+        _ => e.children().into_iter().fold(false, |any, c| mark(c, v, holds) | any),
+    };
+    if here {
+        holds.insert(e as *const Expr);
+    }
+    here
+}
+
 /// A factor of a flattened product, and whether it multiplies as a scalar.
-struct Factor<'p> {
-    expr: &'p Expr,
-    scalar: bool,
+pub(crate) struct Factor<'p> {
+    pub(crate) expr: &'p Expr,
+    pub(crate) scalar: bool,
 }
 
 impl<'t, 'p> Walk<'t, 'p> {
@@ -190,109 +246,126 @@ impl<'t, 'p> Walk<'t, 'p> {
         self.typing.node_shape(e).is_some_and(|s| s.is_scalar())
     }
 
-    fn visit(&mut self, e: &'p Expr, adjoint: Expr, steps: Vec<Step<'p>>) -> Result<()> {
-        if !e.mentions(self.wrt) {
+    fn holds(&self, e: &Expr) -> bool {
+        self.holds.contains(&(e as *const Expr))
+    }
+
+    fn visit(&mut self, e: &'p Expr, adjoint: Expr, trail: Rc<Trail<'p>>) -> Result<()> {
+        if !self.holds(e) {
             return Ok(());
         }
-        let next = |mut steps: Vec<Step<'p>>, rule, target, adjoint: &Expr| {
-            steps.push(Step {
-                rule,
-                target,
-                adjoint: adjoint.clone(),
-            });
-            steps
-        };
-        match &e.kind {
-            ExprKind::Var(_) => {
-                self.out.push(Contribution {
-                    occurrence: e.span,
-                    steps,
-                    adjoint,
-                });
-                Ok(())
+        if let ExprKind::Var(_) = e.kind {
+            self.out.push(Contribution { occurrence: e.span, steps: Trail::steps(&trail), adjoint });
+            return Ok(());
+        }
+        for (rule, child, adj) in self.descend(e, &adjoint)? {
+            if self.holds(child) {
+                let step = Step { rule, target: child, adjoint: adj.clone() };
+                self.visit(child, adj, Rc::new(Trail { step, prev: Some(trail.clone()) }))?;
             }
-            ExprKind::Neg(a) => {
-                let adj = Expr::negate(adjoint);
-                let steps = next(steps, Rule::Negation, a, &adj);
-                self.visit(a, adj, steps)
-            }
-            ExprKind::Transpose(a) => {
-                let adj = Expr::transpose(adjoint);
-                let steps = next(steps, Rule::Transpose, a, &adj);
-                self.visit(a, adj, steps)
-            }
-            ExprKind::Call(Func::Tr, a) => {
-                let adj = Expr::product(adjoint, Expr::identity());
-                let steps = next(steps, Rule::Trace, a, &adj);
-                self.visit(a, adj, steps)
-            }
-            ExprKind::Binary {
-                op: BinOp::Add | BinOp::Sub,
-                ..
-            } => {
+        }
+        Ok(())
+    }
+
+    /// The children of `e` with their adjoints, given the adjoint of `e`:
+    /// tr(Aᵀ dE) rewritten as a sum of tr(Aᵢᵀ dCᵢ) by one identity per node.
+    fn descend(&self, e: &'p Expr, a: &Expr) -> Result<Vec<(Rule, &'p Expr, Expr)>> {
+        let scalar = |x: &Expr| self.is_scalar(x);
+        Ok(match &e.kind {
+            ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => vec![],
+            ExprKind::Neg(x) => vec![(Rule::Negation, &**x, Expr::negate(a.clone()))],
+            ExprKind::Transpose(x) => vec![(Rule::Transpose, &**x, Expr::transpose(a.clone()))],
+            ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. } => {
                 let mut terms = vec![];
                 flatten_sum(e, false, &mut terms);
-                let whole_scalar = self.is_scalar(e);
+                let mut out = vec![];
                 for (negative, term) in terms {
-                    if !term.mentions(self.wrt) {
-                        continue;
-                    }
-                    let signed = if negative {
-                        Expr::negate(adjoint.clone())
+                    let signed = if negative { Expr::negate(a.clone()) } else { a.clone() };
+                    out.push(if scalar(term) && !scalar(e) {
+                        (Rule::Broadcast, term, self.broadcast_adjoint(e, term, signed)?)
                     } else {
-                        adjoint.clone()
-                    };
-                    let (rule, adj) = if self.is_scalar(term) && !whole_scalar {
-                        (Rule::Broadcast, self.broadcast_adjoint(e, term, signed)?)
-                    } else {
-                        (Rule::Sum, signed)
-                    };
-                    let steps = next(steps.clone(), rule, term, &adj);
-                    self.visit(term, adj, steps)?;
+                        (Rule::Sum, term, signed)
+                    });
                 }
-                Ok(())
+                out
             }
             ExprKind::Binary { op: BinOp::Mul, .. } => {
                 let mut factors = vec![];
                 self.flatten_product(e, &mut factors);
-                for (i, f) in factors.iter().enumerate() {
-                    if !f.expr.mentions(self.wrt) {
-                        continue;
-                    }
-                    let (rule, adj) = if f.scalar {
-                        (Rule::Scaling, scaling_adjoint(&factors, i, &adjoint))
-                    } else {
-                        (Rule::Product, product_adjoint(&factors, i, &adjoint))
-                    };
-                    let steps = next(steps.clone(), rule, f.expr, &adj);
-                    self.visit(f.expr, adj, steps)?;
-                }
-                Ok(())
+                (0..factors.len())
+                    .filter(|&i| self.holds(factors[i].expr))
+                    .map(|i| {
+                        if factors[i].scalar {
+                            (Rule::Scaling, factors[i].expr, rules::scaling(&factors, i, a))
+                        } else {
+                            (Rule::Product, factors[i].expr, rules::product(&factors, i, a))
+                        }
+                    })
+                    .collect()
             }
-            _ => Err(refusal(e)),
-        }
+            ExprKind::Binary { op, lhs, rhs, .. } => {
+                let broadcast = |x: &Expr| scalar(x) && !scalar(e);
+                let (l, r) = (&**lhs, &**rhs);
+                match op {
+                    BinOp::Hadamard => vec![
+                        (Rule::Hadamard, l, rules::sum_if(broadcast(l), rules::hadamard_factor(a, r))),
+                        (Rule::Hadamard, r, rules::sum_if(broadcast(r), rules::hadamard_factor(a, l))),
+                    ],
+                    BinOp::HadamardDiv => vec![
+                        (Rule::HadamardDiv, l, rules::sum_if(broadcast(l), rules::div_numerator(a, r))),
+                        (Rule::HadamardDiv, r, rules::div_denominator(a, l, r, broadcast(r))),
+                    ],
+                    BinOp::Div => vec![
+                        (Rule::Division, l, rules::div_numerator(a, r)),
+                        (Rule::Division, r, rules::div_denominator(a, l, r, !scalar(l))),
+                    ],
+                    BinOp::Add | BinOp::Sub | BinOp::Mul => unreachable!("handled above"),
+                }
+            }
+            ExprKind::Power(x, 2) if matches!(&x.kind, ExprKind::Call(Func::Norm, _)) => {
+                let ExprKind::Call(_, inner) = &x.kind else { unreachable!("matched above") };
+                vec![(Rule::NormSquared, &**inner, rules::norm_squared(a, inner))]
+            }
+            ExprKind::Power(x, k) => {
+                let rule = if *k == -1 { Rule::Inverse } else { Rule::Power };
+                if k.abs() > rules::MAX_POWER {
+                    return Err(Error::new(
+                        ErrorKind::Limit,
+                        format!(
+                            "the derivative of a power is expanded term by term up to |k| = {}",
+                            rules::MAX_POWER
+                        ),
+                    )
+                    .label(e.span, format!("power {k}")));
+                }
+                rules::power_rule(a, x, *k, scalar(x)).map(|adj| vec![(rule, &**x, adj)]).unwrap_or_default()
+            }
+            ExprKind::HadamardPower(x, p) => rules::hadamard_power(a, x, *p)
+                .map(|adj| vec![(Rule::HadamardPower, &**x, adj)])
+                .unwrap_or_default(),
+            ExprKind::Call(f, x) => {
+                let x = &**x;
+                let (rule, adj) = match f {
+                    Func::Tr => (Rule::Trace, Expr::product(a.clone(), Expr::identity())),
+                    Func::Det => (Rule::Det, rules::det(a, e, x)),
+                    Func::Logdet => (Rule::Logdet, rules::logdet(a, x)),
+                    Func::Sum => (Rule::SumEntries, rules::sum_entries(a, x, scalar(x))),
+                    Func::Norm => (Rule::Norm, rules::norm(a, e, x)),
+                    f => (Rule::Entrywise(*f), rules::entrywise(a, *f, e, x, scalar(x) && scalar(a))),
+                };
+                vec![(rule, x, adj)]
+            }
+            ExprKind::Prod { .. } => return Err(refusal(e)),
+        })
     }
 
     /// sum(A) for a scalar broadcast over the sum `whole`. When A is c·I
     /// (from a trace), sum(c·I) = n·c: the size n must be a number, since the
     /// language has no way to write a symbolic dimension.
     fn broadcast_adjoint(&self, whole: &Expr, term: &Expr, adjoint: Expr) -> Result<Expr> {
-        let (negative, core) = match &adjoint.kind {
-            ExprKind::Neg(inner) => (true, &**inner),
-            _ => (false, &adjoint),
-        };
-        let ExprKind::Binary {
-            op: BinOp::Mul,
-            lhs,
-            rhs,
-            ..
-        } = &core.kind
-        else {
+        let Some((negative, c)) = self.identity_multiple(&adjoint) else {
             return Ok(Expr::call(Func::Sum, adjoint));
         };
-        if rhs.kind != ExprKind::Identity {
-            return Ok(Expr::call(Func::Sum, adjoint));
-        }
         let n = match self.typing.node_shape(whole).map(|s| s.rows) {
             Some(crate::shape::Dim::Const(n)) => n,
             other => {
@@ -304,42 +377,52 @@ impl<'t, 'p> Walk<'t, 'p> {
                 .label(term.span, "a scalar broadcast inside a trace"));
             }
         };
-        let scaled = Expr::product(Expr::num(n as f64), (**lhs).clone());
-        Ok(if negative {
-            Expr::negate(scaled)
-        } else {
-            scaled
-        })
+        let scaled = Expr::product(Expr::num(n as f64), c);
+        Ok(if negative { Expr::negate(scaled) } else { scaled })
+    }
+
+    /// c·I up to negations, transposes and scalar factors, as the trace rule
+    /// makes it: the sign and c (1 for a bare I).
+    fn identity_multiple(&self, e: &Expr) -> Option<(bool, Expr)> {
+        match &e.kind {
+            ExprKind::Identity => Some((false, Expr::num(1.0))),
+            ExprKind::Transpose(x) => self.identity_multiple(x),
+            ExprKind::Neg(x) => self.identity_multiple(x).map(|(negative, c)| (!negative, c)),
+            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                let scalar = |x: &Expr| {
+                    let mut typer = self.typing.typer().clone();
+                    typer.infer(x).is_ok_and(|s| typer.is_scalar(s))
+                };
+                if scalar(lhs) {
+                    let (negative, c) = self.identity_multiple(rhs)?;
+                    Some((negative, Expr::product((**lhs).clone(), c)))
+                } else if scalar(rhs) {
+                    let (negative, c) = self.identity_multiple(lhs)?;
+                    Some((negative, Expr::product(c, (**rhs).clone())))
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
     }
 
     /// The factors of a product, flattened through nested products; a 1×1
     /// side of a scalar multiple is one scalar factor.
     fn flatten_product(&self, e: &'p Expr, out: &mut Vec<Factor<'p>>) {
-        if let ExprKind::Binary {
-            op: BinOp::Mul,
-            lhs,
-            rhs,
-            ..
-        } = &e.kind
-        {
+        if let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind {
             let (a, b) = (self.typing.node_shape(lhs), self.typing.node_shape(rhs));
             let (a, b) = (a.expect("typed node"), b.expect("typed node"));
             let scaling = a.scales(&b);
             for (side, shape) in [(&**lhs, &a), (&**rhs, &b)] {
                 if scaling && shape.is_scalar() {
-                    out.push(Factor {
-                        expr: side,
-                        scalar: true,
-                    });
+                    out.push(Factor { expr: side, scalar: true });
                 } else {
                     self.flatten_product(side, out);
                 }
             }
         } else {
-            out.push(Factor {
-                expr: e,
-                scalar: false,
-            });
+            out.push(Factor { expr: e, scalar: false });
         }
     }
 }
@@ -347,12 +430,7 @@ impl<'t, 'p> Walk<'t, 'p> {
 /// Splits `a + b - (c - d)` into signed terms, through negations.
 fn flatten_sum<'p>(e: &'p Expr, negative: bool, out: &mut Vec<(bool, &'p Expr)>) {
     match &e.kind {
-        ExprKind::Binary {
-            op: op @ (BinOp::Add | BinOp::Sub),
-            lhs,
-            rhs,
-            ..
-        } => {
+        ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
             flatten_sum(lhs, negative, out);
             flatten_sum(rhs, negative ^ (*op == BinOp::Sub), out);
         }
@@ -360,82 +438,8 @@ fn flatten_sum<'p>(e: &'p Expr, negative: bool, out: &mut Vec<(bool, &'p Expr)>)
     }
 }
 
-fn fold_product(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
-    parts.into_iter().reduce(Expr::product)
-}
-
-/// For matrix factor i of s·M1⋯Mk: s · (M1⋯M(i−1))ᵀ · A · (M(i+1)⋯Mk)ᵀ.
-fn product_adjoint(factors: &[Factor], i: usize, adjoint: &Expr) -> Expr {
-    let scalars = factors
-        .iter()
-        .enumerate()
-        .filter(|(j, f)| f.scalar && *j != i)
-        .map(|(_, f)| f.expr.clone());
-    let matrices: Vec<(usize, &Factor)> = factors
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| !f.scalar)
-        .collect();
-    let before = fold_product(
-        matrices
-            .iter()
-            .filter(|(j, _)| *j < i)
-            .map(|(_, f)| f.expr.clone()),
-    );
-    let after = fold_product(
-        matrices
-            .iter()
-            .filter(|(j, _)| *j > i)
-            .map(|(_, f)| f.expr.clone()),
-    );
-    let parts = scalars
-        .chain(before.map(Expr::transpose))
-        .chain(std::iter::once(adjoint.clone()))
-        .chain(after.map(Expr::transpose));
-    fold_product(parts).expect("the adjoint is a part")
-}
-
-/// For scalar factor i of a product R·s: tr(Aᵀ R).
-fn scaling_adjoint(factors: &[Factor], i: usize, adjoint: &Expr) -> Expr {
-    let scalars = factors
-        .iter()
-        .enumerate()
-        .filter(|(j, f)| f.scalar && *j != i);
-    let matrices = factors.iter().enumerate().filter(|(_, f)| !f.scalar);
-    let rest = fold_product(scalars.chain(matrices).map(|(_, f)| f.expr.clone()))
-        .expect("a product has another factor");
-    Expr::call(
-        Func::Tr,
-        Expr::product(Expr::transpose(adjoint.clone()), rest),
-    )
-}
-
 /// Names the construct whose derivative is not derived (yet).
 fn refusal(e: &Expr) -> Error {
-    let what = match &e.kind {
-        ExprKind::Call(f, _) => format!("{}(...)", f.name()),
-        ExprKind::Power(_, -1) => "the inverse (A^-1)".to_string(),
-        ExprKind::Power(..) => "a power (A^k)".to_string(),
-        ExprKind::HadamardPower(..) => "an entrywise power (.^)".to_string(),
-        ExprKind::Binary {
-            op: BinOp::Hadamard,
-            ..
-        } => "the Hadamard product (.*)".to_string(),
-        ExprKind::Binary {
-            op: BinOp::HadamardDiv,
-            ..
-        } => "the entrywise division (./)".to_string(),
-        ExprKind::Binary { op: BinOp::Div, .. } => "a division by a scalar (/)".to_string(),
-        ExprKind::Prod { .. } => "prod(...)".to_string(),
-        _ => format!("`{e}`"),
-    };
-    let name = match &e.kind {
-        ExprKind::Call(f, _) => f.name().to_string(),
-        _ => what.clone(),
-    };
-    Error::new(
-        ErrorKind::Unsupported,
-        format!("derivative of {name} is not supported yet"),
-    )
-    .label(e.span, format!("the variable occurs inside {what}"))
+    Error::new(ErrorKind::Unsupported, "derivative of prod(...) is not supported yet")
+        .label(e.span, "the variable occurs inside this product of symbolic length")
 }

@@ -14,12 +14,8 @@ const INFERRED: &str = "Z = W1*W2*W3*X";
 pub fn run() -> Result<(String, bool)> {
     let mut out = String::new();
     out.push_str("matdiff demo: backprop through a matrix-product layer\n\n");
-    out.push_str(
-        "The layer Z = W1 W2 W3 X sits inside some loss L; backprop hands it the upstream\n",
-    );
-    out.push_str(
-        "gradient G = dL/dZ, so dL = tr(G^T dZ). Each gradient is read off that trace.\n\n",
-    );
+    out.push_str("The layer Z = W1 W2 W3 X sits inside some loss L; backprop hands it the upstream\n");
+    out.push_str("gradient G = dL/dZ, so dL = tr(G^T dZ). Each gradient is read off that trace.\n\n");
 
     out.push_str(&format!("1. With declared shapes:  {DECLARED}\n\n"));
     let program = parse_program(DECLARED)?;
@@ -37,17 +33,8 @@ pub fn run() -> Result<(String, bool)> {
 
     let mut ok = true;
     out.push_str("\n3. Numeric check against central differences (float64):\n\n");
-    for (label, d) in [
-        ("declared shapes", &declared),
-        ("inferred shapes, random sizes", &inferred),
-    ] {
-        let report = check(
-            d,
-            &CheckOptions {
-                seed: 2026,
-                ..Default::default()
-            },
-        )?;
+    for (label, d) in [("declared shapes", &declared), ("inferred shapes, random sizes", &inferred)] {
+        let report = check(d, &CheckOptions { seed: 2026, ..Default::default() })?;
         ok &= report.ok();
         out.push_str(&format!("   {label}:\n"));
         out.push_str(&indent(&render_check(&report, false)));
@@ -88,12 +75,7 @@ fn shape_checks(d: &Derivation) -> Result<String> {
 
 fn flatten<'e>(e: &'e Expr, out: &mut Vec<&'e Expr>) {
     match &e.kind {
-        ExprKind::Binary {
-            op: BinOp::Mul,
-            lhs,
-            rhs,
-            ..
-        } => {
+        ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
             flatten(lhs, out);
             flatten(rhs, out);
         }

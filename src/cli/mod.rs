@@ -94,13 +94,8 @@ struct Target {
 fn parse_dims(s: &str) -> std::result::Result<HashMap<String, usize>, String> {
     let mut out = HashMap::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (name, value) = part
-            .split_once('=')
-            .ok_or_else(|| format!("`{part}` is not NAME=SIZE"))?;
-        let n: usize = value
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{value}` is not a size"))?;
+        let (name, value) = part.split_once('=').ok_or_else(|| format!("`{part}` is not NAME=SIZE"))?;
+        let n: usize = value.trim().parse().map_err(|_| format!("`{value}` is not a size"))?;
         if n == 0 || n > 10_000 {
             return Err(format!("size {n} of `{name}` is outside 1..=10000"));
         }
@@ -124,26 +119,16 @@ impl Input {
                 std::io::stdin()
                     .read_to_string(&mut text)
                     .map_err(|e| usage(format!("cannot read standard input: {e}")))?;
-                Ok(Source {
-                    name: "<stdin>".into(),
-                    text,
-                })
+                Ok(Source { name: "<stdin>".into(), text })
             }
-            (Some(e), None) => Ok(Source {
-                name: "<expr>".into(),
-                text: e.clone(),
-            }),
+            (Some(e), None) => Ok(Source { name: "<expr>".into(), text: e.clone() }),
             (None, Some(path)) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
-                Ok(Source {
-                    name: path.display().to_string(),
-                    text,
-                })
+                Ok(Source { name: path.display().to_string(), text })
             }
             _ => Err(usage(
-                "give the expression as an argument, with -f FILE, or `-` for standard input"
-                    .into(),
+                "give the expression as an argument, with -f FILE, or `-` for standard input".into(),
             )),
         }
     }
@@ -151,15 +136,8 @@ impl Input {
 
 impl Target {
     fn options(&self) -> Result<DeriveOptions> {
-        let wrt = self
-            .wrt
-            .iter()
-            .map(|w| syntax::parse_var(w))
-            .collect::<Result<Vec<VarName>>>()?;
-        Ok(DeriveOptions {
-            wrt,
-            upstream: self.upstream.clone(),
-        })
+        let wrt = self.wrt.iter().map(|w| syntax::parse_var(w)).collect::<Result<Vec<VarName>>>()?;
+        Ok(DeriveOptions { wrt, upstream: self.upstream.clone() })
     }
 }
 
@@ -171,18 +149,11 @@ pub fn run(args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         Err(e) => {
             let code = e.exit_code();
             let text = e.render().to_string();
-            let _ = if code == 0 {
-                write!(out, "{text}")
-            } else {
-                write!(err, "{text}")
-            };
+            let _ = if code == 0 { write!(out, "{text}") } else { write!(err, "{text}") };
             return code;
         }
     };
-    let mut source = Source {
-        name: String::new(),
-        text: String::new(),
-    };
+    let mut source = Source { name: String::new(), text: String::new() };
     let result = execute(cli.command, &mut source, out);
     match result {
         Ok(code) => code,
@@ -196,11 +167,7 @@ pub fn run(args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result<i32> {
     let io = |e: std::io::Error| Error::new(ErrorKind::Usage, format!("cannot write output: {e}"));
     match command {
-        Command::Derive {
-            input,
-            target,
-            json,
-        } => {
+        Command::Derive { input, target, json } => {
             *source = input.read()?;
             let options = target.options()?;
             let program = syntax::parse_program(&source.text)?;
@@ -208,24 +175,13 @@ fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result
             write!(out, "{}", render_derivation(&derivation, json)).map_err(io)?;
             Ok(0)
         }
-        Command::Check {
-            input,
-            target,
-            dims,
-            seed,
-            json,
-        } => {
+        Command::Check { input, target, dims, seed, json } => {
             *source = input.read()?;
             let options = target.options()?;
             let program = syntax::parse_program(&source.text)?;
             let derivation = crate::derive(&program, &options)?;
-            let report = crate::numeric::check(
-                &derivation,
-                &CheckOptions {
-                    dims: dims.unwrap_or_default(),
-                    seed,
-                },
-            )?;
+            let report =
+                crate::numeric::check(&derivation, &CheckOptions { dims: dims.unwrap_or_default(), seed })?;
             write!(out, "{}", render_check(&report, json)).map_err(io)?;
             Ok(if report.ok() { 0 } else { 1 })
         }

@@ -36,10 +36,7 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
             "upstream": upstream,
             "gradients": gradients,
         });
-        return format!(
-            "{}\n",
-            serde_json::to_string_pretty(&doc).expect("JSON values serialize")
-        );
+        return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
     }
     let mut out = String::new();
     match &d.mode {
@@ -50,18 +47,10 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
             out.push_str(&format!("{upstream} = dL/d{name}  : {shape}\n"));
         }
     }
-    let lines: Vec<(String, String)> = d
-        .gradients
-        .iter()
-        .map(|g| (format!("d/d{} = {}", g.wrt, g.expr), g.shape.to_string()))
-        .collect();
+    let lines: Vec<(String, String)> =
+        d.gradients.iter().map(|g| (format!("d/d{} = {}", g.wrt, g.expr), g.shape.to_string())).collect();
     // Align the shapes, unless a formula is too long for alignment to help.
-    let width = lines
-        .iter()
-        .map(|(l, _)| l.chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(100);
+    let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).min(100);
     for (line, shape) in lines {
         out.push_str(&format!("{line:<width$}  : {shape}\n"));
     }
@@ -81,27 +70,24 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
             "results": results,
             "sizes": r.sizes,
             "seed": r.seed,
+            "domains": r.domains.iter().map(|(v, d)| (v.to_string(), d.name())).collect::<std::collections::BTreeMap<_, _>>(),
+            "redraws": r.redraws,
             "tolerance": TOLERANCE,
         });
-        return format!(
-            "{}\n",
-            serde_json::to_string_pretty(&doc).expect("JSON values serialize")
-        );
+        return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
     }
     let mut out = String::new();
     let sizes: Vec<String> = r.sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let sizes = if sizes.is_empty() {
-        "all dimensions fixed".to_string()
-    } else {
-        sizes.join(" ")
-    };
+    let sizes = if sizes.is_empty() { "all dimensions fixed".to_string() } else { sizes.join(" ") };
     out.push_str(&format!("sizes: {sizes}  (seed {})\n", r.seed));
-    let width = r
-        .results
-        .iter()
-        .map(|c| c.wrt.to_string().len())
-        .max()
-        .unwrap_or(0);
+    if !r.domains.is_empty() {
+        let d: Vec<String> = r.domains.iter().map(|(v, d)| format!("{v} {}", d.name())).collect();
+        out.push_str(&format!("domains: {}  (the others: entries in [-1, 1])\n", d.join(", ")));
+    }
+    if r.redraws > 0 {
+        out.push_str(&format!("redrew the instance {} time(s): the expression was not finite\n", r.redraws));
+    }
+    let width = r.results.iter().map(|c| c.wrt.to_string().len()).max().unwrap_or(0);
     for c in &r.results {
         let verdict = if c.ok { "ok" } else { "MISMATCH" };
         out.push_str(&format!(

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use nalgebra::DMatrix;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::shape::{Dim, Shape, Typer};
 use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
 
 pub type Matrix = DMatrix<f64>;
@@ -27,8 +28,8 @@ fn fail(message: String) -> Error {
     Error::new(ErrorKind::Internal, message)
 }
 
-/// Evaluates `e`; a bare `I` becomes the `rows`×`rows` identity when the
-/// expected size is given.
+/// Evaluates `e`. With the expected shape of the result given, every `I`
+/// whose size only that shape decides (a gradient `a * I`) gets it.
 ///
 /// ```
 /// use matdiff::numeric::{eval, Env, Matrix};
@@ -37,13 +38,57 @@ fn fail(message: String) -> Error {
 /// let e = matdiff::syntax::parse_expr("tr(A^T * A)").unwrap();
 /// assert_eq!(eval(&e, &env, None).unwrap()[(0, 0)], 30.0);
 /// ```
-pub fn eval(e: &Expr, env: &Env, rows: Option<usize>) -> Result<Matrix> {
-    match eval_in(e, env, &mut Vec::new())? {
-        Value::Matrix(m) => Ok(m),
-        Value::Identity(c) => match rows {
-            Some(n) => Ok(Matrix::identity(n, n) * c),
-            None => Err(fail(format!("the size of I in `{e}` is not determined"))),
-        },
+pub fn eval(e: &Expr, env: &Env, shape: Option<(usize, usize)>) -> Result<Matrix> {
+    Evaluator::new(e, env, shape).eval(env)
+}
+
+/// An expression ready to evaluate on instances of fixed sizes: the size of
+/// every `I` is settled once by shape inference against the variables'
+/// sizes (`s - I` with a 1×1 s broadcasts s over an I that only the context
+/// sizes), then each evaluation is a plain walk.
+pub struct Evaluator<'e> {
+    expr: &'e Expr,
+    identity: HashMap<*const Expr, usize>,
+    shape: Option<(usize, usize)>,
+}
+
+impl<'e> Evaluator<'e> {
+    pub fn new(expr: &'e Expr, env: &Env, shape: Option<(usize, usize)>) -> Evaluator<'e> {
+        let mut typer = Typer::new();
+        for (v, m) in &env.vars {
+            let shape = Shape::new(Dim::Const(m.nrows() as u64), Dim::Const(m.ncols() as u64));
+            typer.insert_var(v.clone(), &shape);
+        }
+        let mut nodes = Vec::new();
+        let inferred = typer.infer_with(expr, &mut |e, s| {
+            if e.kind == ExprKind::Identity {
+                nodes.push((e as *const Expr, s));
+            }
+        });
+        let mut identity = HashMap::new();
+        if let (Ok(got), Some((r, c))) = (&inferred, shape) {
+            let want = typer.lift(&Shape::new(Dim::Const(r as u64), Dim::Const(c as u64)));
+            typer.unify_shapes(*got, want);
+        }
+        if inferred.is_ok() {
+            for (node, s) in nodes {
+                if let Dim::Const(n) = typer.resolve_dim(s.rows) {
+                    identity.insert(node, n as usize);
+                }
+            }
+        }
+        Evaluator { expr, identity, shape }
+    }
+
+    /// The value; a result that is a bare `I` of open size gets the shape.
+    pub fn eval(&self, env: &Env) -> Result<Matrix> {
+        match self.eval_in(self.expr, env, &mut Vec::new())? {
+            Value::Matrix(m) => Ok(m),
+            Value::Identity(c) => match self.shape {
+                Some((n, _)) => Ok(Matrix::identity(n, n) * c),
+                None => Err(fail(format!("the size of I in `{}` is not determined", self.expr))),
+            },
+        }
     }
 }
 
@@ -72,108 +117,96 @@ fn zip(a: &Matrix, b: &Matrix, f: impl Fn(f64, f64) -> f64) -> Option<Matrix> {
 }
 
 fn bound_index(i: &Index, bound: &[(String, i64)]) -> Index {
-    bound.iter().fold(i.clone(), |i, (name, value)| {
-        i.subst(name, &Index::constant(*value))
-    })
+    bound.iter().fold(i.clone(), |i, (name, value)| i.subst(name, &Index::constant(*value)))
 }
 
-fn eval_in(e: &Expr, env: &Env, bound: &mut Vec<(String, i64)>) -> Result<Value> {
-    let m = |v: Value| matrix(v, e);
-    Ok(Value::Matrix(match &e.kind {
-        ExprKind::Num(x) => Matrix::from_element(1, 1, *x),
-        ExprKind::Identity => return Ok(Value::Identity(1.0)),
-        ExprKind::Var(v) => {
-            let key = VarName {
-                name: v.name.clone(),
-                index: v.index.as_ref().map(|i| bound_index(i, bound)),
-            };
-            env.vars
-                .get(&key)
-                .cloned()
-                .ok_or_else(|| fail(format!("no value for `{key}`")))?
-        }
-        ExprKind::Neg(a) => match eval_in(a, env, bound)? {
-            Value::Identity(c) => return Ok(Value::Identity(-c)),
-            Value::Matrix(x) => -x,
-        },
-        ExprKind::Transpose(a) => match eval_in(a, env, bound)? {
-            Value::Identity(c) => return Ok(Value::Identity(c)),
-            Value::Matrix(x) => x.transpose(),
-        },
-        ExprKind::Binary { op, lhs, rhs, .. } => {
-            let (a, b) = (eval_in(lhs, env, bound)?, eval_in(rhs, env, bound)?);
-            return binary(*op, a, b, e);
-        }
-        ExprKind::Power(a, k) => {
-            let x = m(eval_in(a, env, bound)?)?;
-            if x.nrows() != x.ncols() {
-                return Err(fail(format!("power of a non-square matrix in `{e}`")));
+impl Evaluator<'_> {
+    fn eval_in(&self, e: &Expr, env: &Env, bound: &mut Vec<(String, i64)>) -> Result<Value> {
+        let m = |v: Value| matrix(v, e);
+        Ok(Value::Matrix(match &e.kind {
+            ExprKind::Num(x) => Matrix::from_element(1, 1, *x),
+            ExprKind::Identity => match self.identity.get(&(e as *const Expr)) {
+                Some(&n) => Matrix::identity(n, n),
+                None => return Ok(Value::Identity(1.0)),
+            },
+            ExprKind::Var(v) => {
+                let key =
+                    VarName { name: v.name.clone(), index: v.index.as_ref().map(|i| bound_index(i, bound)) };
+                env.vars.get(&key).cloned().ok_or_else(|| fail(format!("no value for `{key}`")))?
             }
-            let base = if *k < 0 {
-                x.try_inverse().ok_or_else(|| {
-                    Error::new(
-                        ErrorKind::Usage,
-                        format!("`{a}` is singular on this instance"),
-                    )
-                })?
-            } else {
-                x
-            };
-            let n = base.nrows();
-            (0..k.unsigned_abs()).fold(Matrix::identity(n, n), |acc, _| &acc * &base)
-        }
-        ExprKind::HadamardPower(a, p) => m(eval_in(a, env, bound)?)?.map(|x| x.powf(*p)),
-        ExprKind::Call(f, a) => {
-            let x = m(eval_in(a, env, bound)?)?;
-            let scalar = |v: f64| Matrix::from_element(1, 1, v);
-            match f {
-                Func::Tr => scalar(x.trace()),
-                Func::Det => scalar(x.determinant()),
-                Func::Logdet => scalar(x.determinant().abs().ln()),
-                Func::Sum => scalar(x.sum()),
-                Func::Norm => scalar(x.norm()),
-                Func::Exp => x.map(f64::exp),
-                Func::Log => x.map(f64::ln),
-                Func::Sqrt => x.map(f64::sqrt),
-                Func::Sin => x.map(f64::sin),
-                Func::Cos => x.map(f64::cos),
-                Func::Tanh => x.map(f64::tanh),
-                Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
+            ExprKind::Neg(a) => match self.eval_in(a, env, bound)? {
+                Value::Identity(c) => return Ok(Value::Identity(-c)),
+                Value::Matrix(x) => -x,
+            },
+            ExprKind::Transpose(a) => match self.eval_in(a, env, bound)? {
+                Value::Identity(c) => return Ok(Value::Identity(c)),
+                Value::Matrix(x) => x.transpose(),
+            },
+            ExprKind::Binary { op, lhs, rhs, .. } => {
+                let (a, b) = (self.eval_in(lhs, env, bound)?, self.eval_in(rhs, env, bound)?);
+                return binary(*op, a, b, e);
             }
-        }
-        ExprKind::Prod { body, var, lo, hi } => {
-            let (lo, hi) = (bound_index(lo, bound), bound_index(hi, bound));
-            let (Some(lo), Some(hi)) = (lo.as_constant(), hi.as_constant()) else {
-                return Err(fail(format!("the range of `{e}` is not numeric")));
-            };
-            let mut acc = Value::Identity(1.0);
-            for i in lo..=hi {
-                bound.push((var.clone(), i));
-                let factor = eval_in(body, env, bound);
-                bound.pop();
-                acc = binary(BinOp::Mul, acc, factor?, e)?;
+            ExprKind::Power(a, k) => {
+                let x = m(self.eval_in(a, env, bound)?)?;
+                if x.nrows() != x.ncols() {
+                    return Err(fail(format!("power of a non-square matrix in `{e}`")));
+                }
+                let base = if *k < 0 {
+                    x.try_inverse().ok_or_else(|| {
+                        Error::new(ErrorKind::Usage, format!("`{a}` is singular on this instance"))
+                    })?
+                } else {
+                    x
+                };
+                let n = base.nrows();
+                (0..k.unsigned_abs()).fold(Matrix::identity(n, n), |acc, _| &acc * &base)
             }
-            return Ok(acc);
-        }
-    }))
+            ExprKind::HadamardPower(a, p) => m(self.eval_in(a, env, bound)?)?.map(|x| x.powf(*p)),
+            ExprKind::Call(f, a) => {
+                let x = m(self.eval_in(a, env, bound)?)?;
+                let scalar = |v: f64| Matrix::from_element(1, 1, v);
+                match f {
+                    Func::Tr => scalar(x.trace()),
+                    Func::Det => scalar(x.determinant()),
+                    Func::Logdet => scalar(x.determinant().abs().ln()),
+                    Func::Sum => scalar(x.sum()),
+                    Func::Norm => scalar(x.norm()),
+                    Func::Exp => x.map(f64::exp),
+                    Func::Log => x.map(f64::ln),
+                    Func::Sqrt => x.map(f64::sqrt),
+                    Func::Sin => x.map(f64::sin),
+                    Func::Cos => x.map(f64::cos),
+                    Func::Tanh => x.map(f64::tanh),
+                    Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
+                }
+            }
+            ExprKind::Prod { body, var, lo, hi } => {
+                let (lo, hi) = (bound_index(lo, bound), bound_index(hi, bound));
+                let (Some(lo), Some(hi)) = (lo.as_constant(), hi.as_constant()) else {
+                    return Err(fail(format!("the range of `{e}` is not numeric")));
+                };
+                let mut acc = Value::Identity(1.0);
+                for i in lo..=hi {
+                    bound.push((var.clone(), i));
+                    let factor = self.eval_in(body, env, bound);
+                    bound.pop();
+                    acc = binary(BinOp::Mul, acc, factor?, e)?;
+                }
+                return Ok(acc);
+            }
+        }))
+    }
 }
 
 fn binary(op: BinOp, a: Value, b: Value, e: &Expr) -> Result<Value> {
     use Value::{Identity as Id, Matrix as M};
     let mismatch = |a: &Matrix, b: &Matrix| {
-        fail(format!(
-            "shapes {:?} and {:?} do not fit `{}` in `{e}`",
-            a.shape(),
-            b.shape(),
-            op.symbol()
-        ))
+        fail(format!("shapes {:?} and {:?} do not fit `{}` in `{e}`", a.shape(), b.shape(), op.symbol()))
     };
     Ok(M(match (op, a, b) {
         (BinOp::Mul, Id(c), Id(d)) => return Ok(Id(c * d)),
         // A 1×1 factor may be a scalar times an I of any size: stay lazy.
-        (BinOp::Mul, Id(c), M(x)) | (BinOp::Mul, M(x), Id(c)) if is_one(&x) => {
-            return Ok(Id(c * x[(0, 0)]))
-        }
+        (BinOp::Mul, Id(c), M(x)) | (BinOp::Mul, M(x), Id(c)) if is_one(&x) => return Ok(Id(c * x[(0, 0)])),
         (BinOp::Mul, Id(c), M(x)) | (BinOp::Mul, M(x), Id(c)) => x * c,
         (BinOp::Add | BinOp::Sub, Id(c), Id(d)) => {
             return Ok(Id(if op == BinOp::Add { c + d } else { c - d }))
@@ -195,6 +228,13 @@ fn binary(op: BinOp, a: Value, b: Value, e: &Expr) -> Result<Value> {
             } else {
                 x - i
             }
+        }
+        // Elsewhere I takes the size of the other side.
+        (op, Id(c), M(x)) if x.is_square() => {
+            return binary(op, M(Matrix::identity(x.nrows(), x.nrows()) * c), M(x), e)
+        }
+        (op, M(x), Id(c)) if x.is_square() => {
+            return binary(op, M(x.clone()), M(Matrix::identity(x.nrows(), x.nrows()) * c), e)
         }
         (_, Id(_), _) | (_, _, Id(_)) => {
             return Err(fail(format!("the size of I in `{e}` is not determined")));

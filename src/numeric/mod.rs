@@ -3,6 +3,7 @@
 //!
 //! Entry point: [`check`].
 
+mod domain;
 mod eval;
 
 use std::collections::{BTreeMap, HashMap};
@@ -10,7 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-pub use eval::{eval, Env, Matrix};
+pub use domain::{domains, Domain};
+pub use eval::{eval, Env, Evaluator, Matrix};
 
 use crate::calculus::Mode;
 use crate::error::{Error, ErrorKind, Result};
@@ -21,8 +23,60 @@ use crate::Derivation;
 /// Largest relative error accepted between a gradient and finite differences.
 pub const TOLERANCE: f64 = 1e-6;
 
-/// Step of the central differences.
-const STEP: f64 = 1e-5;
+/// First steps of Ridders' extrapolation of central differences (each
+/// shrinks by 1.4 per round). Two tableaus, and the estimate with the smaller
+/// error: one start alone is fooled now and then (1e-6 off on rational
+/// functions such as (XᵀX + I)⁻¹ from 0.1; measured over 300 instances).
+const FIRST_STEPS: [f64; 2] = [0.1, 0.01];
+
+/// Ridders' method (Numerical Recipes, dfridr): central differences at
+/// shrinking steps, extrapolated to step 0 in a Neville tableau. Unlike one
+/// fixed step, it stays accurate (about 1e-12 relative) across curvatures,
+/// from a linear map to exp(exp(exp(x))).
+fn derivative(mut f: impl FnMut(f64) -> Result<f64>, x: f64) -> Result<f64> {
+    let mut f = move |at: f64| -> Result<f64> {
+        let y = f(at)?;
+        if y.is_finite() {
+            Ok(y)
+        } else {
+            Err(Error::new(
+                ErrorKind::Usage,
+                "the expression is not finite near the drawn instance, so finite differences cannot be taken; try another --seed",
+            ))
+        }
+    };
+    let (a, ea) = ridders(&mut f, x, FIRST_STEPS[0])?;
+    let (b, eb) = ridders(&mut f, x, FIRST_STEPS[1])?;
+    Ok(if ea <= eb { a } else { b })
+}
+
+/// One Ridders tableau from step `h`: the estimate and its error.
+fn ridders(f: &mut impl FnMut(f64) -> Result<f64>, x: f64, mut h: f64) -> Result<(f64, f64)> {
+    const SHRINK: f64 = 1.4;
+    const ROUNDS: usize = 10;
+    let mut table = [[0.0f64; ROUNDS]; ROUNDS];
+    let mut best = f64::NAN;
+    let mut err = f64::INFINITY;
+    table[0][0] = (f(x + h)? - f(x - h)?) / (2.0 * h);
+    for i in 1..ROUNDS {
+        h /= SHRINK;
+        table[0][i] = (f(x + h)? - f(x - h)?) / (2.0 * h);
+        let mut fac = SHRINK * SHRINK;
+        for j in 1..=i {
+            table[j][i] = (table[j - 1][i] * fac - table[j - 1][i - 1]) / (fac - 1.0);
+            fac *= SHRINK * SHRINK;
+            let e = (table[j][i] - table[j - 1][i]).abs().max((table[j][i] - table[j - 1][i - 1]).abs());
+            if e <= err {
+                err = e;
+                best = table[j][i];
+            }
+        }
+        if (table[i][i] - table[i - 1][i - 1]).abs() >= 2.0 * err {
+            break;
+        }
+    }
+    Ok(if best.is_nan() { (table[0][0], f64::INFINITY) } else { (best, err) })
+}
 
 /// How to instantiate a check.
 #[derive(Clone, Debug, Default)]
@@ -47,8 +101,16 @@ pub struct CheckReport {
     /// The size given to each symbolic dimension.
     pub sizes: BTreeMap<String, usize>,
     pub seed: u64,
+    /// Variables drawn from a restricted domain (the others: entries in [-1, 1]).
+    pub domains: BTreeMap<VarName, Domain>,
+    /// Instances discarded because the expression was not finite on them.
+    pub redraws: usize,
     pub results: Vec<CheckResult>,
 }
+
+/// Instances tried before giving up on finding one where the expression is
+/// defined.
+const MAX_DRAWS: usize = 20;
 
 impl CheckReport {
     pub fn ok(&self) -> bool {
@@ -59,19 +121,15 @@ impl CheckReport {
 /// The size of a dimension under an assignment of the symbols.
 pub fn size_of(d: &Dim, sizes: &BTreeMap<String, usize>) -> Result<usize> {
     match d {
-        Dim::Const(n) => usize::try_from(*n)
-            .ok()
-            .filter(|n| *n <= 10_000)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Limit,
-                    format!("dimension {n} is too large to check numerically (limit 10000)"),
-                )
-            }),
-        Dim::Unknown(_) => Err(Error::new(
-            ErrorKind::Usage,
-            "a dimension is undetermined (a lone `I`?); declare the shapes",
-        )),
+        Dim::Const(n) => usize::try_from(*n).ok().filter(|n| *n <= 10_000).ok_or_else(|| {
+            Error::new(
+                ErrorKind::Limit,
+                format!("dimension {n} is too large to check numerically (limit 10000)"),
+            )
+        }),
+        Dim::Unknown(_) => {
+            Err(Error::new(ErrorKind::Usage, "a dimension is undetermined (a lone `I`?); declare the shapes"))
+        }
         d => sizes
             .get(&d.to_string())
             .copied()
@@ -80,11 +138,7 @@ pub fn size_of(d: &Dim, sizes: &BTreeMap<String, usize>) -> Result<usize> {
 }
 
 /// Draws a random matrix of the given shape, entries uniform in [-1, 1].
-pub fn random_matrix(
-    shape: &Shape,
-    sizes: &BTreeMap<String, usize>,
-    rng: &mut StdRng,
-) -> Result<Matrix> {
+pub fn random_matrix(shape: &Shape, sizes: &BTreeMap<String, usize>, rng: &mut StdRng) -> Result<Matrix> {
     let (r, c) = (size_of(&shape.rows, sizes)?, size_of(&shape.cols, sizes)?);
     if r.saturating_mul(c) > 1_000_000 {
         return Err(Error::new(
@@ -95,9 +149,100 @@ pub fn random_matrix(
     Ok(Matrix::from_fn(r, c, |_, _| rng.random_range(-1.0..1.0)))
 }
 
+/// A random instance of a derivation: sizes for the symbolic dimensions and
+/// values for every variable (and the upstream gradient), drawn from each
+/// variable's domain, on which the expression and its gradients are finite.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    pub sizes: BTreeMap<String, usize>,
+    pub env: Env,
+    pub domains: BTreeMap<VarName, Domain>,
+    /// Draws discarded because something was not finite on them.
+    pub redraws: usize,
+}
+
+impl Instance {
+    /// Draws an instance (seeded); `options.dims` fixes some sizes.
+    pub fn draw(derivation: &Derivation, options: &CheckOptions) -> Result<Instance> {
+        let typing = &derivation.typing;
+        let mut rng = StdRng::seed_from_u64(options.seed);
+        let mut sizes = BTreeMap::new();
+        for symbol in typing.symbols() {
+            let n = match options.dims.get(&symbol) {
+                Some(&n) => n,
+                None => rng.random_range(2..=5),
+            };
+            sizes.insert(symbol, n);
+        }
+        for name in options.dims.keys() {
+            if !sizes.contains_key(name) {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("--dims names `{name}`, which is not a dimension of the expression"),
+                )
+                .note(format!(
+                    "its dimensions are: {}",
+                    sizes.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        let mut vars: Vec<VarName> = typing.variables().to_vec();
+        if let Mode::Layer { upstream } = &derivation.mode {
+            vars.push(upstream.clone());
+        }
+        let domains = domains(&typing.program.expr);
+        let mut redraws = 0;
+        loop {
+            let mut env = Env::default();
+            for v in &vars {
+                let shape = typing.var_shape(v).expect("every variable has a shape");
+                let (r, c) = (size_of(&shape.rows, &sizes)?, size_of(&shape.cols, &sizes)?);
+                if r.saturating_mul(c) > 1_000_000 {
+                    return Err(Error::new(
+                        ErrorKind::Limit,
+                        format!("a {r}x{c} matrix is too large to check numerically"),
+                    ));
+                }
+                let domain = domains.get(v).copied().unwrap_or_default();
+                env.vars.insert(v.clone(), domain.draw(r, c, &mut rng));
+            }
+            let finite = |m: Result<Matrix>| m.is_ok_and(|m| m.iter().all(|x| x.is_finite()));
+            if finite(eval(&typing.program.expr, &env, None))
+                && derivation.gradients.iter().all(|g| finite(gradient_value(g, &env)))
+            {
+                let domains = domains.into_iter().filter(|(_, d)| *d != Domain::Any).collect();
+                return Ok(Instance { sizes, env, domains, redraws });
+            }
+            redraws += 1;
+            if redraws >= MAX_DRAWS {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("found no instance in {MAX_DRAWS} draws where the expression and its gradients are finite"),
+                ));
+            }
+        }
+    }
+}
+
+/// The value of a gradient formula, as a matrix of its variable's shape (a
+/// lone `I` takes that size, a scalar `0` fills it).
+pub fn gradient_value(g: &crate::Gradient, env: &Env) -> Result<Matrix> {
+    let value = env
+        .vars
+        .get(&g.wrt)
+        .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no value for `{}`", g.wrt)))?;
+    let m = eval(&g.expr, env, Some(value.shape()))?;
+    Ok(if m.shape() == (1, 1) && value.shape() != (1, 1) {
+        Matrix::from_element(value.nrows(), value.ncols(), m[(0, 0)])
+    } else {
+        m
+    })
+}
+
 /// Instantiates the symbolic dimensions with small random sizes (or the
-/// given ones), draws seeded random matrices, and compares every gradient
-/// with central finite differences of the expression.
+/// given ones), draws seeded random matrices from each variable's domain,
+/// and compares every gradient with central finite differences of the
+/// expression.
 ///
 /// ```
 /// let p = matdiff::syntax::parse_program("W1*W2*X").unwrap();
@@ -106,41 +251,10 @@ pub fn random_matrix(
 /// assert!(report.ok());
 /// ```
 pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckReport> {
-    let typing = &derivation.typing;
-    let mut rng = StdRng::seed_from_u64(options.seed);
-    let mut sizes = BTreeMap::new();
-    for symbol in typing.symbols() {
-        let n = match options.dims.get(&symbol) {
-            Some(&n) => n,
-            None => rng.random_range(2..=5),
-        };
-        sizes.insert(symbol, n);
-    }
-    for name in options.dims.keys() {
-        if !sizes.contains_key(name) {
-            return Err(Error::new(
-                ErrorKind::Usage,
-                format!("--dims names `{name}`, which is not a dimension of the expression"),
-            )
-            .note(format!(
-                "its dimensions are: {}",
-                sizes.keys().cloned().collect::<Vec<_>>().join(", ")
-            )));
-        }
-    }
-    let mut env = Env::default();
-    let mut vars: Vec<VarName> = typing.variables().to_vec();
-    if let Mode::Layer { upstream } = &derivation.mode {
-        vars.push(upstream.clone());
-    }
-    for v in &vars {
-        let shape = typing.var_shape(v).expect("every variable has a shape");
-        env.vars
-            .insert(v.clone(), random_matrix(&shape, &sizes, &mut rng)?);
-    }
-    let expr = &typing.program.expr;
+    let Instance { sizes, env, domains, redraws } = Instance::draw(derivation, options)?;
+    let forward = Evaluator::new(&derivation.typing.program.expr, &env, None);
     let loss = |env: &Env| -> Result<f64> {
-        let z = eval(expr, env, None)?;
+        let z = forward.eval(env)?;
         Ok(match &derivation.mode {
             Mode::Scalar => z[(0, 0)],
             Mode::Layer { upstream } => env.vars[upstream].component_mul(&z).sum(),
@@ -149,30 +263,24 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
     let mut results = Vec::new();
     for g in &derivation.gradients {
         let value = &env.vars[&g.wrt];
-        let symbolic = eval(&g.expr, &env, Some(value.nrows()))?;
+        let symbolic = gradient_value(g, &env)?;
         let mut numeric = Matrix::zeros(value.nrows(), value.ncols());
         let mut probe = env.clone();
         for idx in 0..value.len() {
             let x = value[idx];
-            probe.vars.get_mut(&g.wrt).expect("variable")[idx] = x + STEP;
-            let up = loss(&probe)?;
-            probe.vars.get_mut(&g.wrt).expect("variable")[idx] = x - STEP;
-            let down = loss(&probe)?;
+            numeric[idx] = derivative(
+                |at| {
+                    probe.vars.get_mut(&g.wrt).expect("variable")[idx] = at;
+                    loss(&probe)
+                },
+                x,
+            )?;
             probe.vars.get_mut(&g.wrt).expect("variable")[idx] = x;
-            numeric[idx] = (up - down) / (2.0 * STEP);
         }
         let err = relative_error(&symbolic, &numeric);
-        results.push(CheckResult {
-            wrt: g.wrt.clone(),
-            max_rel_err: err,
-            ok: err <= TOLERANCE,
-        });
+        results.push(CheckResult { wrt: g.wrt.clone(), max_rel_err: err, ok: err <= TOLERANCE });
     }
-    Ok(CheckReport {
-        sizes,
-        seed: options.seed,
-        results,
-    })
+    Ok(CheckReport { sizes, seed: options.seed, domains, redraws, results })
 }
 
 /// ‖a − b‖ / max(‖a‖, ‖b‖, 10⁻³): relative for gradients of ordinary size,

@@ -125,45 +125,26 @@ impl Typer {
             Dim::Unknown(_) => self.fresh(),
             d => self.bound(d.clone()),
         };
-        IShape {
-            rows: one(&s.rows),
-            cols: one(&s.cols),
-        }
+        IShape { rows: one(&s.rows), cols: one(&s.cols) }
     }
 
     pub fn scalar(&mut self) -> IShape {
-        IShape {
-            rows: self.bound(Dim::Const(1)),
-            cols: self.bound(Dim::Const(1)),
-        }
+        IShape { rows: self.bound(Dim::Const(1)), cols: self.bound(Dim::Const(1)) }
     }
 
     /// Records a declaration; a second declaration must agree with the first.
-    pub fn declare(
-        &mut self,
-        name: &str,
-        binder: Option<&str>,
-        spec: &ShapeSpec,
-        span: Span,
-    ) -> Result<()> {
+    pub fn declare(&mut self, name: &str, binder: Option<&str>, spec: &ShapeSpec, span: Span) -> Result<()> {
         let (rows, cols) = match spec {
             ShapeSpec::Scalar => (DimSpec::Const(1), DimSpec::Const(1)),
             ShapeSpec::Vector(d) => (d.clone(), DimSpec::Const(1)),
             ShapeSpec::Matrix(r, c) => (r.clone(), c.clone()),
         };
         if let Some(binder) = binder {
-            let family = Family {
-                binder: Some(binder.to_string()),
-                rows,
-                cols,
-            };
+            let family = Family { binder: Some(binder.to_string()), rows, cols };
             self.families.insert(name.to_string(), family);
             return Ok(());
         }
-        let declared = IShape {
-            rows: self.dim_spec(&rows, None),
-            cols: self.dim_spec(&cols, None),
-        };
+        let declared = IShape { rows: self.dim_spec(&rows, None), cols: self.dim_spec(&cols, None) };
         let var = VarName::plain(name);
         if let Some(&old) = self.vars.get(&var) {
             if !(self.unify(old.rows, declared.rows) && self.unify(old.cols, declared.cols)) {
@@ -207,15 +188,9 @@ impl Typer {
         let s = match (&v.index, self.families.get(&v.name).cloned()) {
             (Some(index), Some(fam)) => {
                 let subst = fam.binder.as_deref().map(|b| (b, index));
-                IShape {
-                    rows: self.dim_spec(&fam.rows, subst),
-                    cols: self.dim_spec(&fam.cols, subst),
-                }
+                IShape { rows: self.dim_spec(&fam.rows, subst), cols: self.dim_spec(&fam.cols, subst) }
             }
-            _ => IShape {
-                rows: self.fresh(),
-                cols: self.fresh(),
-            },
+            _ => IShape { rows: self.fresh(), cols: self.fresh() },
         };
         self.vars.insert(v.clone(), s);
         s
@@ -271,10 +246,7 @@ impl Typer {
             }
             ExprKind::Num(_) => self.scalar(),
             ExprKind::Neg(_) | ExprKind::HadamardPower(..) => kids[0],
-            ExprKind::Transpose(_) => IShape {
-                rows: kids[0].cols,
-                cols: kids[0].rows,
-            },
+            ExprKind::Transpose(_) => IShape { rows: kids[0].cols, cols: kids[0].rows },
             ExprKind::Power(..) => {
                 let what = "a matrix power needs a square matrix";
                 self.square(e, kids[0], what)?;
@@ -286,12 +258,7 @@ impl Typer {
                 self.scalar()
             }
             ExprKind::Call(..) => self.scalar(),
-            ExprKind::Binary {
-                op,
-                op_span,
-                lhs,
-                rhs,
-            } => {
+            ExprKind::Binary { op, op_span, lhs, rhs } => {
                 let (a, b) = (kids[0], kids[1]);
                 match op {
                     BinOp::Mul => self.product(a, b).ok_or_else(|| {
@@ -349,19 +316,13 @@ impl Typer {
     /// made to), scalar·matrix when a side is 1×1 and they do not.
     pub fn product(&mut self, a: IShape, b: IShape) -> Option<IShape> {
         if self.same(a.cols, b.rows) {
-            Some(IShape {
-                rows: a.rows,
-                cols: b.cols,
-            })
+            Some(IShape { rows: a.rows, cols: b.cols })
         } else if self.is_scalar(a) {
             Some(b)
         } else if self.is_scalar(b) {
             Some(a)
         } else if self.unify(a.cols, b.rows) {
-            Some(IShape {
-                rows: a.rows,
-                cols: b.cols,
-            })
+            Some(IShape { rows: a.rows, cols: b.cols })
         } else {
             None
         }
@@ -386,21 +347,12 @@ impl Typer {
             return Ok(());
         }
         let arg = e.children()[0];
-        Err(Error::new(
-            ErrorKind::Shape,
-            format!("{what}, but `{arg}` is {}", self.resolve(s)),
-        )
-        .label(e.span, format!("{} is not square", self.resolve(s))))
+        Err(Error::new(ErrorKind::Shape, format!("{what}, but `{arg}` is {}", self.resolve(s)))
+            .label(e.span, format!("{} is not square", self.resolve(s))))
     }
 
     /// An error at the operator, naming both operands and their shapes.
-    fn mismatch(
-        &self,
-        message: String,
-        op: Span,
-        lhs: (&Expr, IShape),
-        rhs: (&Expr, IShape),
-    ) -> Error {
+    fn mismatch(&self, message: String, op: Span, lhs: (&Expr, IShape), rhs: (&Expr, IShape)) -> Error {
         let (a, b) = (self.resolve(lhs.1), self.resolve(rhs.1));
         Error::new(ErrorKind::Shape, message)
             .label(op, format!("{a} on the left, {b} on the right"))
@@ -410,14 +362,7 @@ impl Typer {
 
     /// `prod(F(i), i=lo..hi)`: F(i) must chain into F(i+1); the product runs
     /// from the rows of F(lo) to the columns of F(hi).
-    fn prod(
-        &mut self,
-        e: &Expr,
-        body: IShape,
-        var: &str,
-        lo: &Index,
-        hi: &Index,
-    ) -> Result<IShape> {
+    fn prod(&mut self, e: &Expr, body: IShape, var: &str, lo: &Index, hi: &Index) -> Result<IShape> {
         let next = Index::symbol(var).plus(&Index::constant(1));
         let at = |t: &mut Typer, d: DimId, value: &Index| match t.term(d).cloned() {
             Some(dim) => t.bound(dim.subst(var, value)),
@@ -435,10 +380,7 @@ impl Typer {
             )
             .label(e.span, "here"));
         }
-        Ok(IShape {
-            rows: at(self, body.rows, lo),
-            cols: at(self, body.cols, hi),
-        })
+        Ok(IShape { rows: at(self, body.rows, lo), cols: at(self, body.cols, hi) })
     }
 
     /// Names every open dimension of the variables `d0, d1, …` (in order of

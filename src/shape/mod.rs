@@ -71,38 +71,18 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
         taken.insert(d.name.clone());
     }
     let (mut variables, mut families) = (Vec::new(), Vec::new());
-    collect_variables(
-        &program.expr,
-        &mut Vec::new(),
-        &mut variables,
-        &mut families,
-    );
+    collect_variables(&program.expr, &mut Vec::new(), &mut variables, &mut families);
     typer.name_open_dims(&variables, &taken);
     typer.compress();
-    Ok(Typing {
-        program,
-        typer,
-        shape,
-        nodes,
-        variables,
-        families,
-    })
+    Ok(Typing { program, typer, shape, nodes, variables, families })
 }
 
 /// Free variables in order of first occurrence, and the families whose
 /// members are indexed by a `prod` variable (those members are not free).
-fn collect_variables(
-    e: &Expr,
-    bound: &mut Vec<String>,
-    out: &mut Vec<VarName>,
-    families: &mut Vec<String>,
-) {
+fn collect_variables(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<VarName>, families: &mut Vec<String>) {
     match &e.kind {
         ExprKind::Var(v) => {
-            let free = v
-                .index
-                .as_ref()
-                .is_none_or(|i| !bound.iter().any(|b| i.mentions(b)));
+            let free = v.index.as_ref().is_none_or(|i| !bound.iter().any(|b| i.mentions(b)));
             if free && !out.contains(v) {
                 out.push(v.clone());
             } else if !free && !families.contains(&v.name) {
@@ -148,9 +128,7 @@ impl<'p> Typing<'p> {
 
     /// The shape of a node of the program's expression (not of a copy).
     pub fn node_shape(&self, e: &Expr) -> Option<Shape> {
-        self.nodes
-            .get(&(e as *const Expr))
-            .map(|&s| self.typer.resolve(s))
+        self.nodes.get(&(e as *const Expr)).map(|&s| self.typer.resolve(s))
     }
 
     pub fn var_shape(&self, v: &VarName) -> Option<Shape> {

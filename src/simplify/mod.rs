@@ -32,9 +32,7 @@ use crate::syntax::{BinOp, Expr, ExprKind, Func};
 /// assert_eq!(simplify::tidy(&e, &typer).unwrap().to_string(), "W1^T * G * X^T * W3^T");
 /// ```
 pub fn tidy(e: &Expr, typer: &Typer) -> Result<Expr> {
-    let mut tidier = Tidier {
-        typer: typer.clone(),
-    };
+    let mut tidier = Tidier { typer: typer.clone() };
     let (sum, _) = tidier.norm(e, false)?;
     Ok(build_sum(sum))
 }
@@ -45,30 +43,20 @@ struct Term {
     coeff: f64,
     scalars: Vec<Expr>,
     chain: VecDeque<Expr>,
+    /// A scalar broadcast over the matrix the sum it stands in adds up to.
+    broadcast: bool,
 }
 
 impl Term {
     fn number(x: f64) -> Term {
-        Term {
-            coeff: x,
-            scalars: vec![],
-            chain: VecDeque::new(),
-        }
+        Term { coeff: x, scalars: vec![], chain: VecDeque::new(), broadcast: false }
     }
 
     fn leaf(e: Expr, scalar: bool) -> Term {
         if scalar {
-            Term {
-                coeff: 1.0,
-                scalars: vec![e],
-                chain: VecDeque::new(),
-            }
+            Term { coeff: 1.0, scalars: vec![e], chain: VecDeque::new(), broadcast: false }
         } else {
-            Term {
-                coeff: 1.0,
-                scalars: vec![],
-                chain: VecDeque::from([e]),
-            }
+            Term { coeff: 1.0, scalars: vec![], chain: VecDeque::from([e]), broadcast: false }
         }
     }
 
@@ -78,17 +66,14 @@ impl Term {
         if let Some(chain) = self.chain.into_iter().reduce(Expr::product) {
             scalars.push(chain);
         }
-        Term {
-            coeff: self.coeff,
-            scalars,
-            chain: VecDeque::new(),
-        }
+        Term { coeff: self.coeff, scalars, chain: VecDeque::new(), broadcast: false }
     }
 
     fn times(mut self, other: Term) -> Term {
         self.coeff *= other.coeff;
         self.scalars.extend(other.scalars);
         self.chain = concat(self.chain, other.chain);
+        self.broadcast = false;
         self
     }
 
@@ -97,11 +82,7 @@ impl Term {
     fn times_transposed(a: Term, b: Term) -> Term {
         let mut scalars = a.scalars;
         scalars.extend(b.scalars);
-        Term {
-            coeff: a.coeff * b.coeff,
-            scalars,
-            chain: concat(b.chain, a.chain),
-        }
+        Term { coeff: a.coeff * b.coeff, scalars, chain: concat(b.chain, a.chain), broadcast: false }
     }
 }
 
@@ -128,10 +109,7 @@ struct Tidier {
 impl Tidier {
     fn shape(&mut self, e: &Expr, kids: &[IShape]) -> Result<IShape> {
         self.typer.rule(e, kids).map_err(|err| {
-            Error::new(
-                ErrorKind::Internal,
-                format!("simplifying `{e}` met a shape conflict: {err}"),
-            )
+            Error::new(ErrorKind::Internal, format!("simplifying `{e}` met a shape conflict: {err}"))
         })
     }
 
@@ -142,6 +120,12 @@ impl Tidier {
         } else {
             Term::leaf(build_sum(sum), scalar)
         }
+    }
+
+    /// A leaf of shape `s`, transposed when `t` (a scalar is its own transpose).
+    fn leaf(&self, e: Expr, s: IShape, t: bool) -> Term {
+        let scalar = self.typer.is_scalar(s);
+        Term::leaf(if t && !scalar { Expr::transpose(e) } else { e }, scalar)
     }
 
     /// The normal form of `e`, or of `eᵀ` when `t`; and the shape of `e`.
@@ -169,12 +153,7 @@ impl Tidier {
                 let (sum, s) = self.norm(a, !t)?;
                 (sum, self.shape(e, &[s])?)
             }
-            ExprKind::Binary {
-                op: op @ (BinOp::Add | BinOp::Sub),
-                lhs,
-                rhs,
-                ..
-            } => {
+            ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
                 let (mut a, sa) = self.norm(lhs, t)?;
                 let (mut b, sb) = self.norm(rhs, t)?;
                 if *op == BinOp::Sub {
@@ -182,15 +161,17 @@ impl Tidier {
                         term.coeff = -term.coeff;
                     }
                 }
+                let s = self.shape(e, &[sa, sb])?;
+                let whole = self.typer.is_scalar(s);
+                for (side, shape) in [(&mut a, sa), (&mut b, sb)] {
+                    if self.typer.is_scalar(shape) && !whole {
+                        side.iter_mut().for_each(|t| t.broadcast = true);
+                    }
+                }
                 a.append(&mut b);
-                (a, self.shape(e, &[sa, sb])?)
+                (a, s)
             }
-            ExprKind::Binary {
-                op: BinOp::Mul,
-                lhs,
-                rhs,
-                ..
-            } => {
+            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
                 let (a, sa) = self.norm(lhs, t)?;
                 let (b, sb) = self.norm(rhs, t)?;
                 let s = self.shape(e, &[sa, sb])?;
@@ -204,11 +185,7 @@ impl Tidier {
                         b = b.into_scalar_factor();
                     }
                 }
-                let term = if t {
-                    Term::times_transposed(a, b)
-                } else {
-                    a.times(b)
-                };
+                let term = if t { Term::times_transposed(a, b) } else { a.times(b) };
                 (vec![term], s)
             }
             ExprKind::Call(Func::Tr, a) => {
@@ -219,66 +196,118 @@ impl Tidier {
                 } else if sum.len() == 1 {
                     let mut term = sum.into_iter().next().expect("one term");
                     let chain = std::mem::take(&mut term.chain);
-                    let inner = chain
-                        .into_iter()
-                        .reduce(Expr::product)
-                        .unwrap_or_else(Expr::identity);
+                    let inner = chain.into_iter().reduce(Expr::product).unwrap_or_else(Expr::identity);
                     term.scalars.push(Expr::call(Func::Tr, inner));
                     (vec![term], s)
                 } else {
-                    (
-                        vec![Term::leaf(Expr::call(Func::Tr, build_sum(sum)), true)],
-                        s,
-                    )
+                    (vec![Term::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s)
                 }
             }
             ExprKind::Call(f, a) => {
-                // Entrywise functions commute with the transpose; the other
-                // functions are scalars, unchanged by it (det Aᵀ = det A).
-                let inner_t = t && f.is_entrywise();
-                let (sum, sa) = self.norm(a, inner_t)?;
+                // A function of a matrix is a leaf; transposed, it stays
+                // whole (`tanh(W * X)^T`), as the forward pass computed it.
+                let (sum, sa) = self.norm(a, false)?;
                 let s = self.shape(e, &[sa])?;
-                let scalar = self.typer.is_scalar(s);
-                (vec![Term::leaf(Expr::call(*f, build_sum(sum)), scalar)], s)
+                (vec![self.leaf(Expr::call(*f, build_sum(sum)), s, t)], s)
             }
             ExprKind::Power(a, k) => {
-                // (A^k)ᵀ = (Aᵀ)^k, including the inverse.
-                let (sum, sa) = self.norm(a, t)?;
+                // (X^a)^b = X^(ab) for integers: (X^-1)^-1 = X.
+                if let ExprKind::Power(inner, j) = &a.kind {
+                    if let Some(jk) = j.checked_mul(*k) {
+                        let merged = Expr::synthetic(ExprKind::Power(inner.clone(), jk));
+                        return self.norm(if jk == 1 { inner } else { &merged }, t);
+                    }
+                }
+                let (sum, sa) = self.norm(a, false)?;
                 let s = self.shape(e, &[sa])?;
-                let scalar = self.typer.is_scalar(s);
-                let leaf = Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k));
-                (vec![Term::leaf(leaf, scalar)], s)
+                (vec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, t)], s)
             }
             ExprKind::HadamardPower(a, p) => {
-                let (sum, sa) = self.norm(a, t)?;
+                let (sum, sa) = self.norm(a, false)?;
                 let s = self.shape(e, &[sa])?;
-                let scalar = self.typer.is_scalar(s);
-                let leaf = Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p));
-                (vec![Term::leaf(leaf, scalar)], s)
+                if *p == 1.0 {
+                    return self.norm(a, t);
+                }
+                (
+                    vec![self.leaf(
+                        Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p)),
+                        s,
+                        t,
+                    )],
+                    s,
+                )
+            }
+            ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => {
+                // (A / s)ᵀ = Aᵀ / s; numbers and scalars of A move out.
+                let (a, sa) = self.norm(lhs, t)?;
+                let (b, sb) = self.norm(rhs, false)?;
+                let s = self.shape(e, &[sa, sb])?;
+                let mut outer = Term::number(1.0);
+                let numerator = factor_out(a, &mut outer);
+                let leaf = Expr::binary(BinOp::Div, numerator, build_sum(b));
+                (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
             }
             ExprKind::Binary { op, lhs, rhs, .. } => {
-                // Entrywise operations commute with the transpose, and
-                // (A / s)ᵀ = Aᵀ / s.
+                // Entrywise operations commute with the transpose.
                 let (a, sa) = self.norm(lhs, t)?;
-                let (b, sb) = self.norm(rhs, t && *op != BinOp::Div)?;
+                let (b, sb) = self.norm(rhs, t)?;
                 let s = self.shape(e, &[sa, sb])?;
-                let scalar = self.typer.is_scalar(s);
-                let leaf = Expr::binary(*op, build_sum(a), build_sum(b));
-                (vec![Term::leaf(leaf, scalar)], s)
+                let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
+                if *op == BinOp::Hadamard {
+                    // 𝟙 ⊙ B = B, and a scalar side is a scalar multiple.
+                    if is_ones(&a) && !b_scalar {
+                        return Ok((b, s));
+                    }
+                    if is_ones(&b) && !a_scalar {
+                        return Ok((a, s));
+                    }
+                    if a_scalar || b_scalar {
+                        let a = self.single(a, a_scalar);
+                        let b = self.single(b, b_scalar);
+                        let (a, b) =
+                            if a_scalar { (a.into_scalar_factor(), b) } else { (a, b.into_scalar_factor()) };
+                        return Ok((vec![a.times(b)], s));
+                    }
+                }
+                // Numbers and scalar factors of the operands move out:
+                // (c A) ⊙ B = c (A ⊙ B); only the numerator of ./ gives them.
+                let mut outer = Term::number(1.0);
+                let a = factor_out(a, &mut outer);
+                let b = if *op == BinOp::Hadamard { factor_out(b, &mut outer) } else { build_sum(b) };
+                let leaf = Expr::binary(*op, a, b);
+                (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
             }
             ExprKind::Prod { .. } => {
-                let s = self.typer.infer(e).map_err(|err| {
-                    Error::new(ErrorKind::Internal, format!("simplifying `{e}`: {err}"))
-                })?;
+                let s = self
+                    .typer
+                    .infer(e)
+                    .map_err(|err| Error::new(ErrorKind::Internal, format!("simplifying `{e}`: {err}")))?;
                 let scalar = self.typer.is_scalar(s);
-                let leaf = if t && !scalar {
-                    Expr::transpose(e.clone())
-                } else {
-                    e.clone()
-                };
+                let leaf = if t && !scalar { Expr::transpose(e.clone()) } else { e.clone() };
                 (vec![Term::leaf(leaf, scalar)], s)
             }
         })
+    }
+}
+
+/// Whether a sum is the ones matrix `X .^ 0` (or its transpose).
+fn is_ones(sum: &Sum) -> bool {
+    let ones = |e: &Expr| matches!(e.kind, ExprKind::HadamardPower(_, p) if p == 0.0);
+    matches!(sum.as_slice(), [t] if t.coeff == 1.0 && t.scalars.is_empty() && t.chain.len() == 1
+        && (ones(&t.chain[0]) || matches!(&t.chain[0].kind, ExprKind::Transpose(x) if ones(x))))
+}
+
+/// The operand of an entrywise operation with its number and scalar factors
+/// moved into `outer` when it is one term with a matrix part.
+fn factor_out(sum: Sum, outer: &mut Term) -> Expr {
+    match <[Term; 1]>::try_from(sum) {
+        Ok([term]) if !term.chain.is_empty() => {
+            outer.coeff *= term.coeff;
+            outer.scalars.extend(term.scalars);
+            term.chain.into_iter().reduce(Expr::product).expect("a matrix part")
+        }
+        Ok([term]) => build_sum(vec![term]),
+        Err(sum) => build_sum(sum),
     }
 }
 
@@ -299,19 +328,44 @@ fn build_term(term: Term) -> (bool, Expr) {
     }
     parts.extend(term.scalars);
     parts.extend(chain);
-    (
-        negative,
-        parts
-            .into_iter()
-            .reduce(Expr::product)
-            .expect("a term has a factor"),
-    )
+    (negative, parts.into_iter().reduce(Expr::product).expect("a term has a factor"))
 }
 
-/// A sum as `t1 + t2 - t3`; a leading minus goes on the first factor.
+/// Like terms merged: `A + A` is `2 * A`, `A - A` vanishes. Terms are alike
+/// when their factors print the same (spans aside, that is equality). When
+/// every matrix term of a broadcast sum (`s + M - M`) cancels, one stays with
+/// coefficient 0, so the sum keeps its shape.
+fn collect_like_terms(sum: Sum) -> Sum {
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut out: Sum = Vec::with_capacity(sum.len());
+    for term in sum {
+        let key = build_term(Term { coeff: 1.0, ..term.clone() }).1.to_string();
+        match index.get(&key) {
+            Some(&i) => out[i].coeff += term.coeff,
+            None => {
+                index.insert(key, out.len());
+                out.push(term);
+            }
+        }
+    }
+    let broadcast = out.iter().any(|t| t.broadcast);
+    let matrix_left = out.iter().any(|t| !t.broadcast && t.coeff != 0.0);
+    if broadcast && !matrix_left {
+        if let Some(holder) = out.iter_mut().find(|t| !t.broadcast) {
+            holder.coeff = -0.0; // kept by build_sum: prints `0 * M`
+        }
+    }
+    out
+}
+
+/// A sum as `t1 + t2 - t3`; a leading minus goes on the first factor. A sum
+/// whose terms all cancel is `0 * t1`, which keeps t1's shape.
 fn build_sum(sum: Sum) -> Expr {
     let mut out: Option<Expr> = None;
-    for term in sum.into_iter().filter(|t| t.coeff != 0.0) {
+    let sum = if sum.len() > 1 { collect_like_terms(sum) } else { sum };
+    let zero = sum.first().map(|t| Term { coeff: 0.0, ..t.clone() });
+    let keep = |t: &Term| t.coeff != 0.0 || t.coeff.is_sign_negative();
+    for term in sum.into_iter().filter(keep) {
         let (negative, e) = build_term(term);
         out = Some(match (out, negative) {
             (None, false) => e,
@@ -320,18 +374,18 @@ fn build_sum(sum: Sum) -> Expr {
             (Some(acc), true) => Expr::minus(acc, e),
         });
     }
-    out.unwrap_or_else(|| Expr::num(0.0))
+    out.unwrap_or_else(|| match zero {
+        Some(t) if !(t.scalars.is_empty() && t.chain.is_empty()) => {
+            Expr::product(Expr::num(0.0), build_term(Term { coeff: 1.0, ..t }).1)
+        }
+        _ => Expr::num(0.0),
+    })
 }
 
 /// −(A * B) as (−A) * B, which prints `-A * B`.
 fn negate_first_factor(e: Expr) -> Expr {
     match e.kind {
-        ExprKind::Binary {
-            op: BinOp::Mul,
-            op_span,
-            lhs,
-            rhs,
-        } => Expr::synthetic(ExprKind::Binary {
+        ExprKind::Binary { op: BinOp::Mul, op_span, lhs, rhs } => Expr::synthetic(ExprKind::Binary {
             op: BinOp::Mul,
             op_span,
             lhs: Rc::new(negate_first_factor((*lhs).clone())),

@@ -57,10 +57,7 @@ pub struct Index {
 
 impl Index {
     pub fn constant(c: i64) -> Index {
-        Index {
-            terms: BTreeMap::new(),
-            constant: c,
-        }
+        Index { terms: BTreeMap::new(), constant: c }
     }
 
     pub fn symbol(name: &str) -> Index {
@@ -155,10 +152,7 @@ pub struct VarName {
 
 impl VarName {
     pub fn plain(name: &str) -> VarName {
-        VarName {
-            name: name.to_string(),
-            index: None,
-        }
+        VarName { name: name.to_string(), index: None }
     }
 }
 
@@ -253,10 +247,7 @@ impl Func {
 
     /// Entrywise functions keep their argument's shape; the others are scalars.
     pub fn is_entrywise(self) -> bool {
-        !matches!(
-            self,
-            Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm
-        )
+        !matches!(self, Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm)
     }
 }
 

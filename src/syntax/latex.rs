@@ -5,8 +5,8 @@ use super::ast::{BinOp, Expr, ExprKind, Func, VarName};
 use super::printer::{format_number, prec, Prec};
 
 const GREEK: [&str; 17] = [
-    "alpha", "beta", "gamma", "delta", "epsilon", "lambda", "mu", "nu", "rho", "sigma", "tau",
-    "theta", "phi", "psi", "omega", "eta", "kappa",
+    "alpha", "beta", "gamma", "delta", "epsilon", "lambda", "mu", "nu", "rho", "sigma", "tau", "theta",
+    "phi", "psi", "omega", "eta", "kappa",
 ];
 
 /// LaTeX for an expression (math mode, no delimiters).
@@ -73,12 +73,7 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
             out.push('-');
             write(out, a, Prec::Postfix);
         }
-        ExprKind::Binary {
-            op: BinOp::Div,
-            lhs,
-            rhs,
-            ..
-        } => {
+        ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => {
             out.push_str("\\frac{");
             write(out, lhs, Prec::Loosest);
             out.push_str("}{");

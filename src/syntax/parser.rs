@@ -36,9 +36,7 @@ fn pratt() -> &'static PrattParser<Rule> {
                 | Op::infix(Rule::hadamard_div, Assoc::Left)
                 | Op::infix(Rule::div, Assoc::Left))
             .op(Op::prefix(Rule::neg))
-            .op(Op::postfix(Rule::transpose)
-                | Op::postfix(Rule::power)
-                | Op::postfix(Rule::hadamard_power))
+            .op(Op::postfix(Rule::transpose) | Op::postfix(Rule::power) | Op::postfix(Rule::hadamard_power))
     })
 }
 
@@ -59,12 +57,9 @@ pub fn parse_program(src: &str) -> Result<Program> {
     let mut last: Option<(Expr, Option<String>, Span)> = None;
     for stmt in program.into_inner().filter(|p| p.as_rule() != Rule::EOI) {
         if let Some((_, None, span)) = &last {
-            return Err(Error::new(
-                ErrorKind::Parse,
-                "only the last statement can be an expression",
-            )
-            .label(*span, "this expression is not the last statement")
-            .note("separate declarations (`W : 3x4`) and definitions (`Z = W*X`) with `;`"));
+            return Err(Error::new(ErrorKind::Parse, "only the last statement can be an expression")
+                .label(*span, "this expression is not the last statement")
+                .note("separate declarations (`W : 3x4`) and definitions (`Z = W*X`) with `;`"));
         }
         let span = span_of(&stmt);
         match stmt.as_rule() {
@@ -80,21 +75,10 @@ pub fn parse_program(src: &str) -> Result<Program> {
         }
     }
     let Some((expr, name, _)) = last else {
-        return Err(Error::new(
-            ErrorKind::Parse,
-            "no expression: the last statement must be an expression",
-        )
-        .label(
-            Span::new(src.len().saturating_sub(1), src.len()),
-            "expected an expression",
-        ));
+        return Err(Error::new(ErrorKind::Parse, "no expression: the last statement must be an expression")
+            .label(Span::new(src.len().saturating_sub(1), src.len()), "expected an expression"));
     };
-    Ok(Program {
-        declarations,
-        definitions: builder.definitions,
-        expr,
-        name,
-    })
+    Ok(Program { declarations, definitions: builder.definitions, expr, name })
 }
 
 /// Parses a lone expression (no declarations), such as a claimed gradient.
@@ -106,11 +90,8 @@ pub fn parse_program(src: &str) -> Result<Program> {
 pub fn parse_expr(src: &str) -> Result<Expr> {
     let program = parse_program(src)?;
     if let Some(d) = program.declarations.first() {
-        return Err(Error::new(
-            ErrorKind::Parse,
-            "expected an expression, found a declaration",
-        )
-        .label(d.span, "declaration"));
+        return Err(Error::new(ErrorKind::Parse, "expected an expression, found a declaration")
+            .label(d.span, "declaration"));
     }
     Ok(program.expr)
 }
@@ -122,24 +103,15 @@ pub fn parse_expr(src: &str) -> Result<Expr> {
 /// ```
 pub fn parse_var(src: &str) -> Result<VarName> {
     let mut pairs = Grammar::parse(Rule::wrt_target, src.trim()).map_err(|e| {
-        Error::new(
-            ErrorKind::Usage,
-            format!("`{src}` is not a variable name (like `W2` or `W[j]`)"),
-        )
-        .note(convert_error(e, src).message)
+        Error::new(ErrorKind::Usage, format!("`{src}` is not a variable name (like `W2` or `W[j]`)"))
+            .note(convert_error(e, src).message)
     })?;
-    let target = pairs
-        .next()
-        .expect("wrt_target")
-        .into_inner()
-        .next()
-        .expect("name");
+    let target = pairs.next().expect("wrt_target").into_inner().next().expect("name");
     let mut builder = Builder::default();
     match target.as_rule() {
-        Rule::ident if target.as_str() == "I" => Err(Error::new(
-            ErrorKind::Usage,
-            "`I` is the identity matrix, not a variable",
-        )),
+        Rule::ident if target.as_str() == "I" => {
+            Err(Error::new(ErrorKind::Usage, "`I` is the identity matrix, not a variable"))
+        }
         Rule::ident => Ok(VarName::plain(target.as_str())),
         Rule::indexed => match builder.primary(target)?.kind {
             ExprKind::Var(v) => Ok(v),
@@ -156,11 +128,8 @@ fn span_of(pair: &Pair<Rule>) -> Span {
 
 fn parse_int(pair: &Pair<Rule>) -> Result<i64> {
     pair.as_str().parse::<i64>().map_err(|_| {
-        Error::new(
-            ErrorKind::Parse,
-            format!("integer `{}` is too large", pair.as_str()),
-        )
-        .label(span_of(pair), "too large")
+        Error::new(ErrorKind::Parse, format!("integer `{}` is too large", pair.as_str()))
+            .label(span_of(pair), "too large")
     })
 }
 
@@ -202,30 +171,18 @@ impl Builder {
         let name_pair = target.next().expect("name");
         let name = name_pair.as_str().to_string();
         if name == "I" {
-            return Err(Error::new(
-                ErrorKind::Parse,
-                "`I` is the identity matrix; it cannot be declared",
-            )
-            .label(span_of(&name_pair), "the identity's size is inferred"));
+            return Err(Error::new(ErrorKind::Parse, "`I` is the identity matrix; it cannot be declared")
+                .label(span_of(&name_pair), "the identity's size is inferred"));
         }
         let binder = target.next().map(|p| p.as_str().to_string());
-        let spec = inner
-            .next()
-            .expect("shape_spec")
-            .into_inner()
-            .collect::<Vec<_>>();
+        let spec = inner.next().expect("shape_spec").into_inner().collect::<Vec<_>>();
         let shape = match spec.as_slice() {
             [p] if p.as_rule() == Rule::scalar_kw => ShapeSpec::Scalar,
             [d] => ShapeSpec::Vector(self.dim(d.clone())?),
             [r, c] => ShapeSpec::Matrix(self.dim(r.clone())?, self.dim(c.clone())?),
             _ => unreachable!("shape_spec"),
         };
-        Ok(Declaration {
-            name,
-            binder,
-            shape,
-            span,
-        })
+        Ok(Declaration { name, binder, shape, span })
     }
 
     fn dim(&self, pair: Pair<Rule>) -> Result<DimSpec> {
@@ -248,19 +205,13 @@ impl Builder {
         let name_pair = inner.next().expect("name");
         let name = name_pair.as_str().to_string();
         if name == "I" {
-            return Err(Error::new(
-                ErrorKind::Parse,
-                "`I` is the identity matrix; it cannot be redefined",
-            )
-            .label(span_of(&name_pair), "here"));
+            return Err(Error::new(ErrorKind::Parse, "`I` is the identity matrix; it cannot be redefined")
+                .label(span_of(&name_pair), "here"));
         }
         let expr = self.expr(inner.next().expect("expr"))?;
         if expr.mentions(&VarName::plain(&name)) {
-            return Err(Error::new(
-                ErrorKind::Parse,
-                format!("`{name}` is defined in terms of itself"),
-            )
-            .label(span, "a definition cannot refer to its own name"));
+            return Err(Error::new(ErrorKind::Parse, format!("`{name}` is defined in terms of itself"))
+                .label(span, "a definition cannot refer to its own name"));
         }
         Ok(Definition { name, expr, span })
     }
@@ -342,7 +293,9 @@ impl Builder {
                     if self.inlined > MAX_NODES {
                         return Err(Error::new(
                             ErrorKind::Limit,
-                            format!("inlining definitions makes the expression larger than {MAX_NODES} nodes"),
+                            format!(
+                                "inlining definitions makes the expression larger than {MAX_NODES} nodes"
+                            ),
                         )
                         .label(span, format!("`{name}` inlined here")));
                     }
@@ -354,10 +307,7 @@ impl Builder {
                 let mut inner = pair.into_inner();
                 let name = inner.next().expect("name").as_str().to_string();
                 let index = self.index(inner.next().expect("index"))?;
-                ExprKind::Var(VarName {
-                    name,
-                    index: Some(index),
-                })
+                ExprKind::Var(VarName { name, index: Some(index) })
             }
             Rule::call => {
                 let mut inner = pair.into_inner();
@@ -366,10 +316,7 @@ impl Builder {
                 if name == "inv" {
                     ExprKind::Power(Rc::new(arg), -1)
                 } else {
-                    ExprKind::Call(
-                        Func::from_name(name).expect("func_name grammar"),
-                        Rc::new(arg),
-                    )
+                    ExprKind::Call(Func::from_name(name).expect("func_name grammar"), Rc::new(arg))
                 }
             }
             Rule::prod_expr => {
@@ -378,12 +325,7 @@ impl Builder {
                 let var = inner.next().expect("var").as_str().to_string();
                 let lo = self.index(inner.next().expect("lo"))?;
                 let hi = self.index(inner.next().expect("hi"))?;
-                ExprKind::Prod {
-                    body: Rc::new(body),
-                    var,
-                    lo,
-                    hi,
-                }
+                ExprKind::Prod { body: Rc::new(body), var, lo, hi }
             }
             r => unreachable!("primary rule {r:?}"),
         };
@@ -408,11 +350,7 @@ impl Builder {
                 Rule::index => self.index(p)?,
                 r => unreachable!("index rule {r:?}"),
             };
-            acc = if sign > 0 {
-                acc.plus(&term)
-            } else {
-                acc.minus(&term)
-            };
+            acc = if sign > 0 { acc.plus(&term) } else { acc.minus(&term) };
         }
         Ok(acc)
     }
@@ -454,11 +392,8 @@ fn convert_error(e: pest::error::Error<Rule>, src: &str) -> Error {
         1 => expected[0].to_string(),
         n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
     };
-    Error::new(
-        ErrorKind::Parse,
-        format!("expected {wanted}, found {found}"),
-    )
-    .label(Span::new(start, end), format!("expected {wanted}"))
+    Error::new(ErrorKind::Parse, format!("expected {wanted}, found {found}"))
+        .label(Span::new(start, end), format!("expected {wanted}"))
 }
 
 fn describe(rule: Rule) -> Option<&'static str> {
@@ -471,9 +406,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         | Rule::identity
         | Rule::neg => "an expression",
         Rule::ident => "a name",
-        Rule::add | Rule::sub | Rule::mul | Rule::hadamard | Rule::hadamard_div | Rule::div => {
-            "an operator"
-        }
+        Rule::add | Rule::sub | Rule::mul | Rule::hadamard | Rule::hadamard_div | Rule::div => "an operator",
         Rule::transpose | Rule::power | Rule::hadamard_power => "an operator",
         Rule::EOI => "the end of the input",
         Rule::declaration | Rule::definition => "a statement",

@@ -30,10 +30,7 @@ impl Prec {
 
 pub(crate) fn prec(e: &Expr) -> Prec {
     match &e.kind {
-        ExprKind::Binary {
-            op: BinOp::Add | BinOp::Sub,
-            ..
-        } => Prec::Sum,
+        ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. } => Prec::Sum,
         ExprKind::Binary { .. } => Prec::Product,
         ExprKind::Neg(_) => Prec::Prefix,
         ExprKind::Transpose(_) | ExprKind::Power(..) | ExprKind::HadamardPower(..) => Prec::Postfix,
@@ -83,7 +80,13 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
             write_expr(f, a, Prec::Postfix)
         }
         ExprKind::Binary { op, lhs, rhs, .. } => {
-            write_expr(f, lhs, p)?;
+            // `A .* B * C` parses as `(A .* B) * C`, but a reader should not
+            // have to know that: mixed product-level operators get parentheses.
+            let mixed = |x: &Expr| {
+                p == Prec::Product
+                    && matches!(&x.kind, ExprKind::Binary { op: o, .. } if prec(x) == Prec::Product && o != op)
+            };
+            write_expr(f, lhs, if mixed(lhs) { Prec::Atom } else { p })?;
             write!(f, " {} ", op.symbol())?;
             write_expr(f, rhs, p.tighter())
         }

@@ -29,12 +29,5 @@ pub fn derive_text(src: &str) -> String {
 pub fn derive_and_check(src: &str, seed: u64) -> Result<CheckReport, String> {
     let program = parse_program(src).map_err(|e| e.render("<expr>", src))?;
     let d = derive(&program, &DeriveOptions::default()).map_err(|e| e.render("<expr>", src))?;
-    check(
-        &d,
-        &CheckOptions {
-            seed,
-            ..Default::default()
-        },
-    )
-    .map_err(|e| e.render("<expr>", src))
+    check(&d, &CheckOptions { seed, ..Default::default() }).map_err(|e| e.render("<expr>", src))
 }

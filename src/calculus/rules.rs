@@ -1,0 +1,190 @@
+//! The identities of the calculus, one function per operator: given the
+//! adjoint A of a node (dL = tr(Aᵀ dE) + …), the adjoint of one child.
+//! Formulas are built unsimplified; `simplify::tidy` gives them their form.
+
+use std::rc::Rc;
+
+use super::Factor;
+use crate::syntax::{BinOp, Expr, ExprKind, Func};
+
+fn num(x: f64) -> Expr {
+    Expr::num(x)
+}
+
+fn hadamard(a: Expr, b: Expr) -> Expr {
+    Expr::binary(BinOp::Hadamard, a, b)
+}
+
+fn power(x: &Expr, k: i64) -> Expr {
+    Expr::synthetic(ExprKind::Power(Rc::new(x.clone()), k))
+}
+
+fn entry_power(x: &Expr, p: f64) -> Expr {
+    Expr::synthetic(ExprKind::HadamardPower(Rc::new(x.clone()), p))
+}
+
+/// `c * e` for a signed number c, keeping literals non-negative.
+fn times(c: f64, e: Expr) -> Expr {
+    let scaled = if c.abs() == 1.0 { e } else { Expr::product(num(c.abs()), e) };
+    if c < 0.0 {
+        Expr::negate(scaled)
+    } else {
+        scaled
+    }
+}
+
+fn fold_product(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+    parts.into_iter().reduce(Expr::product)
+}
+
+/// For matrix factor i of s·M1⋯Mk: s · (M1⋯M(i−1))ᵀ · A · (M(i+1)⋯Mk)ᵀ.
+pub(super) fn product(factors: &[Factor], i: usize, a: &Expr) -> Expr {
+    let scalars =
+        factors.iter().enumerate().filter(|(j, f)| f.scalar && *j != i).map(|(_, f)| f.expr.clone());
+    let matrices: Vec<(usize, &Factor)> = factors.iter().enumerate().filter(|(_, f)| !f.scalar).collect();
+    let before = fold_product(matrices.iter().filter(|(j, _)| *j < i).map(|(_, f)| f.expr.clone()));
+    let after = fold_product(matrices.iter().filter(|(j, _)| *j > i).map(|(_, f)| f.expr.clone()));
+    let parts = scalars
+        .chain(before.map(Expr::transpose))
+        .chain(std::iter::once(a.clone()))
+        .chain(after.map(Expr::transpose));
+    fold_product(parts).expect("the adjoint is a part")
+}
+
+/// For scalar factor i of a product R·s: tr(Aᵀ R).
+pub(super) fn scaling(factors: &[Factor], i: usize, a: &Expr) -> Expr {
+    let scalars = factors.iter().enumerate().filter(|(j, f)| f.scalar && *j != i);
+    let matrices = factors.iter().enumerate().filter(|(_, f)| !f.scalar);
+    let rest = fold_product(scalars.chain(matrices).map(|(_, f)| f.expr.clone()))
+        .expect("a product has another factor");
+    Expr::call(Func::Tr, Expr::product(Expr::transpose(a.clone()), rest))
+}
+
+/// A scalar broadcast over a matrix collects the sum of its adjoint.
+pub(super) fn sum_if(broadcast: bool, adjoint: Expr) -> Expr {
+    if broadcast {
+        Expr::call(Func::Sum, adjoint)
+    } else {
+        adjoint
+    }
+}
+
+/// X in X ⊙ Y: A ⊙ Y.
+pub(super) fn hadamard_factor(a: &Expr, other: &Expr) -> Expr {
+    hadamard(a.clone(), other.clone())
+}
+
+/// P in P ./ Q (or P / s): A ./ Q.
+pub(super) fn div_numerator(a: &Expr, q: &Expr) -> Expr {
+    Expr::binary(BinOp::HadamardDiv, a.clone(), q.clone())
+}
+
+/// Q in P ./ Q: −A ⊙ P ./ Q.^2, summed when Q is a broadcast scalar.
+pub(super) fn div_denominator(a: &Expr, p: &Expr, q: &Expr, broadcast: bool) -> Expr {
+    let raw = Expr::binary(BinOp::HadamardDiv, hadamard(a.clone(), p.clone()), entry_power(q, 2.0));
+    Expr::negate(sum_if(broadcast, raw))
+}
+
+/// X in ‖X‖²: 2·a·X.
+pub(super) fn norm_squared(a: &Expr, x: &Expr) -> Expr {
+    Expr::product(Expr::product(num(2.0), a.clone()), x.clone())
+}
+
+/// Largest |k| whose power rule is expanded term by term.
+pub const MAX_POWER: i64 = 64;
+
+/// X in X^k. A scalar X gives k·X^(k−1)·A; a matrix gives
+/// Σᵢ (Xⁱ)ᵀ A (X^(k−1−i))ᵀ, and for k = −m < 0, with d(X⁻¹) = −X⁻¹ dX X⁻¹,
+/// −Σᵢ (X^−(i+1))ᵀ A (X^−(m−i))ᵀ. None when k = 0 (a constant).
+pub(super) fn power_rule(a: &Expr, x: &Expr, k: i64, scalar: bool) -> Option<Expr> {
+    if k == 0 {
+        return None;
+    }
+    if scalar {
+        let base = match k - 1 {
+            0 => a.clone(),
+            1 => Expr::product(x.clone(), a.clone()),
+            j => Expr::product(power(x, j), a.clone()),
+        };
+        return Some(times(k as f64, base));
+    }
+    let pow_t = |j: i64| match j {
+        0 => None,
+        1 => Some(Expr::transpose(x.clone())),
+        j => Some(Expr::transpose(power(x, j))),
+    };
+    let term = |left: i64, right: i64| {
+        fold_product(pow_t(left).into_iter().chain(std::iter::once(a.clone())).chain(pow_t(right)))
+            .expect("the adjoint is a factor")
+    };
+    let terms: Vec<Expr> = if k > 0 {
+        (0..k).map(|i| term(i, k - 1 - i)).collect()
+    } else {
+        let m = -k;
+        (0..m).map(|i| term(-(i + 1), -(m - i))).collect()
+    };
+    let sum = terms.into_iter().reduce(Expr::plus).expect("k != 0");
+    Some(if k > 0 { sum } else { Expr::negate(sum) })
+}
+
+/// X in X .^ p: p · (A ⊙ X .^ (p−1)). None when p = 0.
+pub(super) fn hadamard_power(a: &Expr, x: &Expr, p: f64) -> Option<Expr> {
+    if p == 0.0 {
+        return None;
+    }
+    let base = if p == 1.0 {
+        a.clone()
+    } else if p == 2.0 {
+        hadamard(a.clone(), x.clone())
+    } else {
+        hadamard(a.clone(), entry_power(x, p - 1.0))
+    };
+    Some(times(p, base))
+}
+
+/// X in det(X): a · det(X) · (X⁻¹)ᵀ.
+pub(super) fn det(a: &Expr, det_x: &Expr, x: &Expr) -> Expr {
+    Expr::product(Expr::product(a.clone(), det_x.clone()), Expr::transpose(power(x, -1)))
+}
+
+/// X in logdet(X): a · (X⁻¹)ᵀ.
+pub(super) fn logdet(a: &Expr, x: &Expr) -> Expr {
+    Expr::product(a.clone(), Expr::transpose(power(x, -1)))
+}
+
+/// X in sum(X): a·𝟙, written `X .^ 0` (the language has no ones matrix; x⁰ = 1
+/// for every x). A later ⊙ with the same shape absorbs it.
+pub(super) fn sum_entries(a: &Expr, x: &Expr, scalar: bool) -> Expr {
+    if scalar {
+        a.clone()
+    } else {
+        Expr::product(a.clone(), entry_power(x, 0.0))
+    }
+}
+
+/// X in norm(X): a · X / norm(X).
+pub(super) fn norm(a: &Expr, norm_x: &Expr, x: &Expr) -> Expr {
+    Expr::binary(BinOp::Div, Expr::product(a.clone(), x.clone()), norm_x.clone())
+}
+
+/// U in f(U): A ⊙ f′(U), with f′ in the language; `f_u` is the node f(U).
+pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -> Expr {
+    let one_minus = |e: Expr| Expr::minus(num(1.0), e);
+    let derivative = match f {
+        Func::Exp => f_u.clone(),
+        Func::Log => Expr::binary(BinOp::HadamardDiv, num(1.0), u.clone()),
+        Func::Sqrt => Expr::binary(BinOp::HadamardDiv, num(0.5), f_u.clone()),
+        Func::Sin => Expr::call(Func::Cos, u.clone()),
+        Func::Cos => Expr::negate(Expr::call(Func::Sin, u.clone())),
+        Func::Tanh => one_minus(entry_power(f_u, 2.0)),
+        Func::Sigmoid => hadamard(f_u.clone(), one_minus(f_u.clone())),
+        Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm => {
+            unreachable!("{} is not entrywise", f.name())
+        }
+    };
+    if scalar {
+        Expr::product(a.clone(), derivative)
+    } else {
+        hadamard(a.clone(), derivative)
+    }
+}

@@ -1,0 +1,109 @@
+//! Where each variable's random values must come from for the expression to
+//! be defined and well conditioned: positive entries under `log`, `sqrt`,
+//! divisors and fractional powers; symmetric positive definite matrices under
+//! inverses, `det` and `logdet`.
+
+use std::collections::BTreeMap;
+
+use rand::rngs::StdRng;
+use rand::Rng;
+
+use super::Matrix;
+use crate::syntax::{BinOp, Expr, ExprKind, Func, VarName};
+
+/// The distribution a variable is drawn from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Domain {
+    /// Entries uniform in [-1, 1].
+    #[default]
+    Any,
+    /// Entries uniform in [0.5, 2].
+    Positive,
+    /// B Bᵀ / n + I with B uniform in [-1, 1]: eigenvalues at least 1.
+    Spd,
+    /// B Bᵀ / n + I with B uniform in [0.5, 2]: also positive entries.
+    SpdPositive,
+}
+
+impl Domain {
+    pub fn name(self) -> &'static str {
+        match self {
+            Domain::Any => "any",
+            Domain::Positive => "positive",
+            Domain::Spd => "spd",
+            Domain::SpdPositive => "spd-positive",
+        }
+    }
+
+    fn with(self, positive: bool, invertible: bool) -> Domain {
+        let positive = positive || matches!(self, Domain::Positive | Domain::SpdPositive);
+        let invertible = invertible || matches!(self, Domain::Spd | Domain::SpdPositive);
+        match (positive, invertible) {
+            (false, false) => Domain::Any,
+            (true, false) => Domain::Positive,
+            (false, true) => Domain::Spd,
+            (true, true) => Domain::SpdPositive,
+        }
+    }
+
+    /// A random matrix of this domain; a non-square matrix cannot be
+    /// positive definite and keeps only the sign constraint.
+    pub fn draw(self, rows: usize, cols: usize, rng: &mut StdRng) -> Matrix {
+        let positive = matches!(self, Domain::Positive | Domain::SpdPositive);
+        let range = if positive { 0.5..2.0 } else { -1.0..1.0 };
+        let mut entry = || rng.random_range(range.clone());
+        if rows == cols && matches!(self, Domain::Spd | Domain::SpdPositive) {
+            let b = Matrix::from_fn(rows, rows, |_, _| entry());
+            &b * b.transpose() / rows as f64 + Matrix::identity(rows, rows)
+        } else {
+            Matrix::from_fn(rows, cols, |_, _| entry())
+        }
+    }
+}
+
+/// The domain each variable of `e` needs.
+///
+/// ```
+/// use matdiff::numeric::Domain;
+/// let e = matdiff::syntax::parse_expr("logdet(X) + sum(log(W * Y))").unwrap();
+/// let d = matdiff::numeric::domains(&e);
+/// assert_eq!(d[&matdiff::syntax::parse_var("X").unwrap()], Domain::Spd);
+/// assert_eq!(d[&matdiff::syntax::parse_var("W").unwrap()], Domain::Positive);
+/// ```
+pub fn domains(e: &Expr) -> BTreeMap<VarName, Domain> {
+    let mut out = BTreeMap::new();
+    walk(e, false, false, &mut out);
+    out
+}
+
+/// `positive`: inside the argument of log, sqrt, a divisor or a fractional
+/// power. `invertible`: the matrix (up to sums, negation, transposes and
+/// numbers) is inverted or its determinant taken.
+fn walk(e: &Expr, positive: bool, invertible: bool, out: &mut BTreeMap<VarName, Domain>) {
+    match &e.kind {
+        ExprKind::Var(v) => {
+            let d = out.entry(v.clone()).or_default();
+            *d = d.with(positive, invertible);
+        }
+        ExprKind::Num(_) | ExprKind::Identity => {}
+        ExprKind::Neg(x) | ExprKind::Transpose(x) => walk(x, positive, invertible, out),
+        ExprKind::Binary { op, lhs, rhs, .. } => {
+            let (l_inv, r_inv) = match op {
+                BinOp::Add | BinOp::Sub => (invertible, invertible),
+                BinOp::Mul if matches!(lhs.kind, ExprKind::Num(_)) => (false, invertible),
+                _ => (false, false),
+            };
+            let r_pos = positive || matches!(op, BinOp::HadamardDiv | BinOp::Div);
+            walk(lhs, positive, l_inv, out);
+            walk(rhs, r_pos, r_inv, out);
+        }
+        ExprKind::Power(x, k) => walk(x, positive, invertible || *k < 0, out),
+        ExprKind::HadamardPower(x, p) => walk(x, positive || p.fract() != 0.0 || *p < 0.0, false, out),
+        ExprKind::Call(f, x) => match f {
+            Func::Log | Func::Sqrt => walk(x, true, false, out),
+            Func::Det | Func::Logdet => walk(x, positive, true, out),
+            _ => walk(x, positive, false, out),
+        },
+        ExprKind::Prod { body, .. } => walk(body, positive, false, out),
+    }
+}
