@@ -16,6 +16,7 @@
 pub mod calculus;
 pub mod cli;
 mod error;
+pub mod explain;
 pub mod numeric;
 pub mod shape;
 pub mod simplify;
@@ -39,12 +40,12 @@ pub struct DeriveOptions {
 
 /// The simplified gradient of one variable, with its derivation.
 #[derive(Clone, Debug)]
-pub struct Gradient<'p> {
+pub struct Gradient {
     pub wrt: VarName,
     /// ∂L/∂V, simplified; it has V's shape.
     pub expr: Expr,
     pub shape: Shape,
-    pub differential: Differential<'p>,
+    pub differential: Differential,
 }
 
 /// Every requested gradient of a program's expression.
@@ -52,7 +53,7 @@ pub struct Gradient<'p> {
 pub struct Derivation<'p> {
     pub typing: Typing<'p>,
     pub mode: Mode,
-    pub gradients: Vec<Gradient<'p>>,
+    pub gradients: Vec<Gradient>,
 }
 
 /// Runs shape inference, the calculus and simplification on a program.

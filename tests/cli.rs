@@ -151,9 +151,13 @@ fn check_agrees_with_finite_differences() {
 fn demo_answers_the_seed_and_passes_its_check() {
     let r = matdiff(&["demo"], None);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    for needle in
-        ["d/dW2 = W1^T * G * X^T * W3^T", "d/dX = W3^T * W2^T * W1^T * G", "(4x3)(3x2)(2x6)(6x5) = 4x5"]
-    {
+    for needle in [
+        "d/dW2 = W1^T * G * X^T * W3^T",
+        "d/dX = W3^T * W2^T * W1^T * G",
+        "W1^T (4x3) · G (3x2) · X^T (2x6) · W3^T (6x5) = 4x5 = shape of W2; contracted: 3, 2 (batch), 6",
+        "d/dW = G * X^T * W^T + W^T * G * X^T",
+        "d/dW2 = W1^T * H * W3^T",
+    ] {
         assert!(r.stdout.contains(needle), "demo lacks {needle}:\n{}", r.stdout);
     }
     common::snapshots().bind(|| insta::assert_snapshot!("cli_demo", redact_errors(&r.stdout)));

@@ -97,30 +97,33 @@ impl Rule {
 
 /// One equality of the walk: dL = tr(adjointᵀ · d(target)) + (other terms).
 #[derive(Clone, Debug)]
-pub struct Step<'p> {
+pub struct Step {
     pub rule: Rule,
-    pub target: &'p Expr,
+    pub target: Expr,
     pub adjoint: Expr,
+    /// For a product: its differential with the other factors frozen, the
+    /// target's factor written `d(target)` (as in `W1 * dW2 * W3 * X`).
+    pub frozen: Option<Expr>,
 }
 
 /// What one occurrence of the variable contributes to its gradient.
 #[derive(Clone, Debug)]
-pub struct Contribution<'p> {
+pub struct Contribution {
     /// Where the occurrence stands in the source.
     pub occurrence: Span,
-    pub steps: Vec<Step<'p>>,
+    pub steps: Vec<Step>,
     /// The A of tr(Aᵀ dV), before simplification.
     pub adjoint: Expr,
 }
 
 /// The raw gradient of one variable: the sum of its contributions.
 #[derive(Clone, Debug)]
-pub struct Differential<'p> {
+pub struct Differential {
     pub wrt: VarName,
-    pub contributions: Vec<Contribution<'p>>,
+    pub contributions: Vec<Contribution>,
 }
 
-impl Differential<'_> {
+impl Differential {
     /// ∂L/∂V as the plain sum of the contributions (not simplified).
     /// No contribution (`A^0`) is the zero gradient, `0`.
     pub fn sum(&self) -> Expr {
@@ -140,9 +143,9 @@ impl Differential<'_> {
 /// let t = shape::infer(&p).unwrap();
 /// let d = calculus::differentiate(&t, &syntax::parse_var("X").unwrap(), &calculus::Mode::Scalar).unwrap();
 /// assert_eq!(d.contributions.len(), 1);
-/// assert_eq!(d.sum().to_string(), "A^T * (1 * I) * B^T");
+/// assert_eq!(d.sum().to_string(), "A^T * B^T");
 /// ```
-pub fn differentiate<'p>(typing: &Typing<'p>, wrt: &VarName, mode: &Mode) -> Result<Differential<'p>> {
+pub fn differentiate(typing: &Typing, wrt: &VarName, mode: &Mode) -> Result<Differential> {
     let root = &typing.program.expr;
     check_target(root, wrt)?;
     let start = match mode {
@@ -152,8 +155,8 @@ pub fn differentiate<'p>(typing: &Typing<'p>, wrt: &VarName, mode: &Mode) -> Res
     let mut holds = HashSet::new();
     mark(root, wrt, &mut holds);
     let mut walk = Walk { typing, holds, out: vec![] };
-    let trail =
-        Rc::new(Trail { step: Step { rule: Rule::Start, target: root, adjoint: start.clone() }, prev: None });
+    let start_step = Step { rule: Rule::Start, target: root.clone(), adjoint: start.clone(), frozen: None };
+    let trail = Rc::new(Trail { step: start_step, prev: None });
     walk.visit(root, start, trail)?;
     Ok(Differential { wrt: wrt.clone(), contributions: walk.out })
 }
@@ -201,17 +204,17 @@ struct Walk<'t, 'p> {
     /// The nodes (by address) whose subtree holds the variable, computed
     /// once so that the walk is linear in the depth of the tree.
     holds: HashSet<*const Expr>,
-    out: Vec<Contribution<'p>>,
+    out: Vec<Contribution>,
 }
 
 /// The steps from the root to the current node, shared between branches.
-struct Trail<'p> {
-    step: Step<'p>,
-    prev: Option<Rc<Trail<'p>>>,
+struct Trail {
+    step: Step,
+    prev: Option<Rc<Trail>>,
 }
 
-impl<'p> Trail<'p> {
-    fn steps(trail: &Rc<Trail<'p>>) -> Vec<Step<'p>> {
+impl Trail {
+    fn steps(trail: &Rc<Trail>) -> Vec<Step> {
         let mut out = vec![];
         let mut at = Some(trail);
         while let Some(t) = at {
@@ -250,7 +253,7 @@ impl<'t, 'p> Walk<'t, 'p> {
         self.holds.contains(&(e as *const Expr))
     }
 
-    fn visit(&mut self, e: &'p Expr, adjoint: Expr, trail: Rc<Trail<'p>>) -> Result<()> {
+    fn visit(&mut self, e: &'p Expr, adjoint: Expr, trail: Rc<Trail>) -> Result<()> {
         if !self.holds(e) {
             return Ok(());
         }
@@ -260,7 +263,8 @@ impl<'t, 'p> Walk<'t, 'p> {
         }
         for (rule, child, adj) in self.descend(e, &adjoint)? {
             if self.holds(child) {
-                let step = Step { rule, target: child, adjoint: adj.clone() };
+                let frozen = matches!(rule, Rule::Product | Rule::Scaling).then(|| self.frozen(e, child));
+                let step = Step { rule, target: child.clone(), adjoint: adj.clone(), frozen };
                 self.visit(child, adj, Rc::new(Trail { step, prev: Some(trail.clone()) }))?;
             }
         }
@@ -346,7 +350,7 @@ impl<'t, 'p> Walk<'t, 'p> {
             ExprKind::Call(f, x) => {
                 let x = &**x;
                 let (rule, adj) = match f {
-                    Func::Tr => (Rule::Trace, Expr::product(a.clone(), Expr::identity())),
+                    Func::Tr => (Rule::Trace, rules::times_expr(a, Expr::identity())),
                     Func::Det => (Rule::Det, rules::det(a, e, x)),
                     Func::Logdet => (Rule::Logdet, rules::logdet(a, x)),
                     Func::Sum => (Rule::SumEntries, rules::sum_entries(a, x, scalar(x))),
@@ -356,6 +360,7 @@ impl<'t, 'p> Walk<'t, 'p> {
                 vec![(rule, x, adj)]
             }
             ExprKind::Prod { .. } => return Err(refusal(e)),
+            ExprKind::Differential(_) => unreachable!("differentials appear in explanations only"),
         })
     }
 
@@ -405,6 +410,20 @@ impl<'t, 'p> Walk<'t, 'p> {
             }
             _ => None,
         }
+    }
+
+    /// d(product) with every factor but `factor` frozen.
+    fn frozen(&self, product: &'p Expr, factor: &'p Expr) -> Expr {
+        let mut factors = vec![];
+        self.flatten_product(product, &mut factors);
+        let parts = factors.iter().map(|f| {
+            if std::ptr::eq(f.expr, factor) {
+                Expr::synthetic(ExprKind::Differential(Rc::new(factor.clone())))
+            } else {
+                f.expr.clone()
+            }
+        });
+        parts.reduce(Expr::product).expect("a product has factors")
     }
 
     /// The factors of a product, flattened through nested products; a 1×1

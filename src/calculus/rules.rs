@@ -33,8 +33,19 @@ fn times(c: f64, e: Expr) -> Expr {
     }
 }
 
+/// A product of parts, leaving out the literal 1 (the scalar mode's first
+/// adjoint) so the recorded steps read as a person would write them.
 fn fold_product(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
-    parts.into_iter().reduce(Expr::product)
+    let one = |e: &Expr| e.kind == ExprKind::Num(1.0);
+    let parts: Vec<Expr> = parts.into_iter().collect();
+    let n = parts.len();
+    let all_ones = n > 0 && parts.iter().all(one);
+    parts.into_iter().filter(|p| !one(p)).reduce(Expr::product).or_else(|| all_ones.then(|| num(1.0)))
+}
+
+/// `a * b` without a literal 1 factor.
+pub(super) fn times_expr(a: &Expr, b: Expr) -> Expr {
+    fold_product([a.clone(), b]).expect("two parts")
 }
 
 /// For matrix factor i of s·M1⋯Mk: s · (M1⋯M(i−1))ᵀ · A · (M(i+1)⋯Mk)ᵀ.
@@ -44,9 +55,11 @@ pub(super) fn product(factors: &[Factor], i: usize, a: &Expr) -> Expr {
     let matrices: Vec<(usize, &Factor)> = factors.iter().enumerate().filter(|(_, f)| !f.scalar).collect();
     let before = fold_product(matrices.iter().filter(|(j, _)| *j < i).map(|(_, f)| f.expr.clone()));
     let after = fold_product(matrices.iter().filter(|(j, _)| *j > i).map(|(_, f)| f.expr.clone()));
+    // An identity adjoint (from a trace) vanishes between other factors.
+    let keep_a = a.kind != ExprKind::Identity || (before.is_none() && after.is_none());
     let parts = scalars
         .chain(before.map(Expr::transpose))
-        .chain(std::iter::once(a.clone()))
+        .chain(keep_a.then(|| a.clone()))
         .chain(after.map(Expr::transpose));
     fold_product(parts).expect("the adjoint is a part")
 }
@@ -87,7 +100,7 @@ pub(super) fn div_denominator(a: &Expr, p: &Expr, q: &Expr, broadcast: bool) -> 
 
 /// X in ‖X‖²: 2·a·X.
 pub(super) fn norm_squared(a: &Expr, x: &Expr) -> Expr {
-    Expr::product(Expr::product(num(2.0), a.clone()), x.clone())
+    Expr::product(num(2.0), times_expr(a, x.clone()))
 }
 
 /// Largest |k| whose power rule is expanded term by term.
@@ -103,8 +116,8 @@ pub(super) fn power_rule(a: &Expr, x: &Expr, k: i64, scalar: bool) -> Option<Exp
     if scalar {
         let base = match k - 1 {
             0 => a.clone(),
-            1 => Expr::product(x.clone(), a.clone()),
-            j => Expr::product(power(x, j), a.clone()),
+            1 => times_expr(a, x.clone()),
+            j => times_expr(a, power(x, j)),
         };
         return Some(times(k as f64, base));
     }
@@ -144,12 +157,12 @@ pub(super) fn hadamard_power(a: &Expr, x: &Expr, p: f64) -> Option<Expr> {
 
 /// X in det(X): a · det(X) · (X⁻¹)ᵀ.
 pub(super) fn det(a: &Expr, det_x: &Expr, x: &Expr) -> Expr {
-    Expr::product(Expr::product(a.clone(), det_x.clone()), Expr::transpose(power(x, -1)))
+    Expr::product(times_expr(a, det_x.clone()), Expr::transpose(power(x, -1)))
 }
 
 /// X in logdet(X): a · (X⁻¹)ᵀ.
 pub(super) fn logdet(a: &Expr, x: &Expr) -> Expr {
-    Expr::product(a.clone(), Expr::transpose(power(x, -1)))
+    times_expr(a, Expr::transpose(power(x, -1)))
 }
 
 /// X in sum(X): a·𝟙, written `X .^ 0` (the language has no ones matrix; x⁰ = 1
@@ -158,13 +171,13 @@ pub(super) fn sum_entries(a: &Expr, x: &Expr, scalar: bool) -> Expr {
     if scalar {
         a.clone()
     } else {
-        Expr::product(a.clone(), entry_power(x, 0.0))
+        times_expr(a, entry_power(x, 0.0))
     }
 }
 
 /// X in norm(X): a · X / norm(X).
 pub(super) fn norm(a: &Expr, norm_x: &Expr, x: &Expr) -> Expr {
-    Expr::binary(BinOp::Div, Expr::product(a.clone(), x.clone()), norm_x.clone())
+    Expr::binary(BinOp::Div, times_expr(a, x.clone()), norm_x.clone())
 }
 
 /// U in f(U): A ⊙ f′(U), with f′ in the language; `f_u` is the node f(U).
@@ -183,7 +196,9 @@ pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -
         }
     };
     if scalar {
-        Expr::product(a.clone(), derivative)
+        times_expr(a, derivative)
+    } else if a.kind == ExprKind::Num(1.0) {
+        derivative
     } else {
         hadamard(a.clone(), derivative)
     }

@@ -24,6 +24,8 @@ Examples:
   matdiff derive 'W1*W2*W3*X'                       every gradient of a layer (upstream G)
   matdiff derive 'A : 3x4; X : 4x5; B : 5x3; tr(A*X*B)' --wrt X
   matdiff derive 'x : n; A : n x n; x^T*A*x' --json
+  matdiff derive 'X : n x n; logdet(X)' --steps --latex --standalone
+  matdiff latex 'norm(W*X - Y)^2'
   matdiff check 'W1*W2*W3*X' --dims d0=64,d4=8 --seed 7
   matdiff demo                                      the seed example end to end
 
@@ -49,8 +51,17 @@ enum Command {
         input: Input,
         #[command(flatten)]
         target: Target,
-        /// Print JSON (SPEC §3) instead of text.
+        /// Show the derivation: differential, trace, rotation, read-off, shape check.
         #[arg(long)]
+        steps: bool,
+        /// Print LaTeX instead of text.
+        #[arg(long)]
+        latex: bool,
+        /// With --latex: a complete amsmath document.
+        #[arg(long, requires = "latex")]
+        standalone: bool,
+        /// Print JSON (SPEC §3) instead of text.
+        #[arg(long, conflicts_with = "latex")]
         json: bool,
     },
     /// Compare every derived gradient with central finite differences.
@@ -68,8 +79,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print an expression as LaTeX.
+    Latex {
+        #[command(flatten)]
+        input: Input,
+        /// A complete amsmath document.
+        #[arg(long)]
+        standalone: bool,
+    },
     /// Backprop through the layer Z = W1*W2*W3*X, end to end.
-    Demo,
+    Demo {
+        /// Print LaTeX instead of text.
+        #[arg(long)]
+        latex: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -167,12 +190,29 @@ pub fn run(args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
 fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result<i32> {
     let io = |e: std::io::Error| Error::new(ErrorKind::Usage, format!("cannot write output: {e}"));
     match command {
-        Command::Derive { input, target, json } => {
+        Command::Derive { input, target, steps, latex, standalone, json } => {
             *source = input.read()?;
             let options = target.options()?;
             let program = syntax::parse_program(&source.text)?;
             let derivation = crate::derive(&program, &options)?;
-            write!(out, "{}", render_derivation(&derivation, json)).map_err(io)?;
+            let text = match (json, latex) {
+                (true, _) => render::derivation_json(&derivation, steps),
+                (false, true) => {
+                    render::latex_document(&render::derivation_latex(&derivation, steps), standalone)
+                }
+                (false, false) => {
+                    render_derivation(&derivation, false) + &render::steps_text(&derivation, steps)
+                }
+            };
+            write!(out, "{text}").map_err(io)?;
+            Ok(0)
+        }
+        Command::Latex { input, standalone } => {
+            *source = input.read()?;
+            let program = syntax::parse_program(&source.text)?;
+            crate::shape::infer(&program)?;
+            let math = format!("\\[ {} \\]\n", syntax::to_latex(&program.expr));
+            write!(out, "{}", render::latex_document(&math, standalone)).map_err(io)?;
             Ok(0)
         }
         Command::Check { input, target, dims, seed, json } => {
@@ -185,8 +225,8 @@ fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result
             write!(out, "{}", render_check(&report, json)).map_err(io)?;
             Ok(if report.ok() { 0 } else { 1 })
         }
-        Command::Demo => {
-            let (text, ok) = demo::run()?;
+        Command::Demo { latex } => {
+            let (text, ok) = demo::run(latex)?;
             write!(out, "{text}").map_err(io)?;
             Ok(if ok { 0 } else { 1 })
         }

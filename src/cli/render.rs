@@ -3,41 +3,19 @@
 use serde_json::json;
 
 use crate::calculus::Mode;
+use crate::explain;
 use crate::numeric::{CheckReport, TOLERANCE};
-use crate::syntax::to_latex;
+use crate::syntax::{to_latex, var_latex};
 use crate::Derivation;
 
 /// `derive` output: a header, then `d/dV = FORMULA  : SHAPE` per variable;
 /// or the JSON document of SPEC §3.
 pub fn render_derivation(d: &Derivation, json: bool) -> String {
+    if json {
+        return derivation_json(d, false);
+    }
     let expr = &d.typing.program.expr;
     let shape = d.typing.shape();
-    if json {
-        let upstream = match &d.mode {
-            Mode::Scalar => serde_json::Value::Null,
-            Mode::Layer { upstream } => json!(upstream.to_string()),
-        };
-        let gradients: Vec<_> = d
-            .gradients
-            .iter()
-            .map(|g| {
-                json!({
-                    "wrt": g.wrt.to_string(),
-                    "expr": g.expr.to_string(),
-                    "shape": g.shape.to_json(),
-                    "latex": to_latex(&g.expr),
-                    "occurrences": g.differential.contributions.len(),
-                })
-            })
-            .collect();
-        let doc = json!({
-            "expr": expr.to_string(),
-            "shape": shape.to_json(),
-            "upstream": upstream,
-            "gradients": gradients,
-        });
-        return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
-    }
     let mut out = String::new();
     match &d.mode {
         Mode::Scalar => out.push_str(&format!("L = {expr}\n")),
@@ -55,6 +33,83 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
         out.push_str(&format!("{line:<width$}  : {shape}\n"));
     }
     out
+}
+
+/// The derivation steps as text (empty unless asked for).
+pub fn steps_text(d: &Derivation, steps: bool) -> String {
+    if steps {
+        format!("\n{}", explain::to_text(&explain::explain(d)))
+    } else {
+        String::new()
+    }
+}
+
+/// `derive --json`, with each gradient's steps when asked for.
+pub fn derivation_json(d: &Derivation, steps: bool) -> String {
+    let upstream = match &d.mode {
+        Mode::Scalar => serde_json::Value::Null,
+        Mode::Layer { upstream } => json!(upstream.to_string()),
+    };
+    let explanations = if steps { explain::explain(d) } else { vec![] };
+    let gradients: Vec<_> = d
+        .gradients
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            let mut doc = json!({
+                "wrt": g.wrt.to_string(),
+                "expr": g.expr.to_string(),
+                "shape": g.shape.to_json(),
+                "latex": to_latex(&g.expr),
+                "occurrences": g.differential.contributions.len(),
+            });
+            if let Some(e) = explanations.get(i) {
+                let lines: Vec<_> = e
+                    .lines
+                    .iter()
+                    .map(|l| json!({"expr": l.rhs.to_string(), "latex": to_latex(&l.rhs), "why": l.why}))
+                    .collect();
+                doc["steps"] = json!(lines);
+                doc["shape_check"] = json!(e.shape_check);
+            }
+            doc
+        })
+        .collect();
+    let doc = json!({
+        "expr": d.typing.program.expr.to_string(),
+        "shape": d.typing.shape().to_json(),
+        "upstream": upstream,
+        "gradients": gradients,
+    });
+    format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"))
+}
+
+/// `derive --latex`: each gradient as display math, or the derivations.
+pub fn derivation_latex(d: &Derivation, steps: bool) -> String {
+    if steps {
+        return explain::to_latex_blocks(&explain::explain(d));
+    }
+    d.gradients
+        .iter()
+        .map(|g| {
+            format!(
+                "\\[ \\frac{{\\partial \\mathcal{{L}}}}{{\\partial {}}} = {} \\]\n",
+                var_latex(&g.wrt),
+                to_latex(&g.expr)
+            )
+        })
+        .collect()
+}
+
+/// Math as is, or wrapped in a complete amsmath document.
+pub fn latex_document(math: &str, standalone: bool) -> String {
+    if standalone {
+        format!(
+            "\\documentclass{{article}}\n\\usepackage{{amsmath,amssymb}}\n\\begin{{document}}\n{math}\\end{{document}}\n"
+        )
+    } else {
+        math.to_string()
+    }
 }
 
 /// `check` output: the sizes drawn, one line per gradient, a verdict.

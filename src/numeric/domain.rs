@@ -105,5 +105,6 @@ fn walk(e: &Expr, positive: bool, invertible: bool, out: &mut BTreeMap<VarName, 
             _ => walk(x, positive, false, out),
         },
         ExprKind::Prod { body, .. } => walk(body, positive, false, out),
+        ExprKind::Differential(x) => walk(x, positive, invertible, out),
     }
 }

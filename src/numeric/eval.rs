@@ -180,6 +180,7 @@ impl Evaluator<'_> {
                     Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
                 }
             }
+            ExprKind::Differential(_) => return Err(fail(format!("`{e}` is a differential, not a value"))),
             ExprKind::Prod { body, var, lo, hi } => {
                 let (lo, hi) = (bound_index(lo, bound), bound_index(hi, bound));
                 let (Some(lo), Some(hi)) = (lo.as_constant(), hi.as_constant()) else {

@@ -277,6 +277,11 @@ impl Tidier {
                 let leaf = Expr::binary(*op, a, b);
                 (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
             }
+            ExprKind::Differential(_) => {
+                let s =
+                    self.typer.infer(e).map_err(|err| Error::new(ErrorKind::Internal, format!("{err}")))?;
+                (vec![self.leaf(e.clone(), s, t)], s)
+            }
             ExprKind::Prod { .. } => {
                 let s = self
                     .typer

@@ -287,6 +287,8 @@ pub enum ExprKind {
         lo: Index,
         hi: Index,
     },
+    /// `dX`: a differential, in explanations only; it is not input syntax.
+    Differential(Rc<Expr>),
 }
 
 impl Expr {
@@ -353,7 +355,8 @@ impl Expr {
             | ExprKind::Transpose(a)
             | ExprKind::Power(a, _)
             | ExprKind::HadamardPower(a, _)
-            | ExprKind::Call(_, a) => vec![a],
+            | ExprKind::Call(_, a)
+            | ExprKind::Differential(a) => vec![a],
             ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
             ExprKind::Prod { body, .. } => vec![body],
         }

@@ -132,6 +132,10 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 out.push_str("\\right|");
             }
         }
+        ExprKind::Differential(a) => {
+            out.push_str("\\mathrm{d}");
+            write(out, a, Prec::Atom);
+        }
         ExprKind::Prod { body, var, lo, hi } => {
             out.push_str(&format!("\\prod_{{{var}={lo}}}^{{{hi}}} "));
             write(out, body, Prec::Postfix);

@@ -38,7 +38,8 @@ pub(crate) fn prec(e: &Expr) -> Prec {
         | ExprKind::Identity
         | ExprKind::Num(_)
         | ExprKind::Call(..)
-        | ExprKind::Prod { .. } => Prec::Atom,
+        | ExprKind::Prod { .. }
+        | ExprKind::Differential(_) => Prec::Atom,
     }
 }
 
@@ -108,6 +109,8 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
             write_expr(f, a, Prec::Loosest)?;
             f.write_str(")")
         }
+        ExprKind::Differential(a) if matches!(a.kind, ExprKind::Var(_)) => write!(f, "d{a}"),
+        ExprKind::Differential(a) => write!(f, "d({a})"),
         ExprKind::Prod { body, var, lo, hi } => {
             f.write_str("prod(")?;
             write_expr(f, body, Prec::Loosest)?;

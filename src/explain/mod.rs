@@ -1,0 +1,296 @@
+//! Explanations: a derivation's recorded steps as numbered equalities, each
+//! naming its identity, rendered as text or LaTeX from one list of lines.
+//!
+//! Entry point: [`explain`]. Nothing here differentiates: every formula
+//! comes from the calculus' record ([`crate::calculus::Step`]) or from the
+//! simplified gradient.
+
+use crate::calculus::{Mode, Rule, Step};
+use crate::shape::{Dim, Shape};
+use crate::syntax::{to_latex, var_latex, BinOp, Expr, ExprKind, Func, VarName};
+use crate::{Derivation, Gradient};
+
+/// What stands left of the relation.
+#[derive(Clone, Debug)]
+pub enum Lhs {
+    /// dL
+    Loss,
+    /// ∂L/∂V
+    Gradient(VarName),
+    /// Continues the previous line.
+    Same,
+}
+
+/// One line of an explanation: `lhs = rhs` and why.
+#[derive(Clone, Debug)]
+pub struct Line {
+    pub lhs: Lhs,
+    pub rhs: Expr,
+    /// Terms of dL without the variable's differential are left out.
+    pub partial: bool,
+    pub why: String,
+}
+
+/// The explanation of one gradient.
+#[derive(Clone, Debug)]
+pub struct Explanation {
+    pub wrt: VarName,
+    pub lines: Vec<Line>,
+    /// Factor by factor: shapes, contracted dimensions, the result.
+    pub shape_check: Vec<String>,
+}
+
+fn tr(e: Expr) -> Expr {
+    Expr::call(Func::Tr, e)
+}
+
+fn differential(e: &Expr) -> Expr {
+    Expr::synthetic(ExprKind::Differential(std::rc::Rc::new(e.clone())))
+}
+
+fn flatten(e: &Expr, out: &mut Vec<Expr>) {
+    match &e.kind {
+        ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+            flatten(lhs, out);
+            flatten(rhs, out);
+        }
+        _ => out.push(e.clone()),
+    }
+}
+
+fn product(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
+    parts.into_iter().reduce(Expr::product)
+}
+
+/// Explains every gradient of a derivation.
+///
+/// ```
+/// let p = matdiff::syntax::parse_program("A : 3x4; X : 4x5; B : 5x3; tr(A*X*B)").unwrap();
+/// let d = matdiff::derive(&p, &Default::default()).unwrap();
+/// let e = matdiff::explain::explain(&d);
+/// assert_eq!(e[1].lines.last().unwrap().rhs.to_string(), "A^T * B^T");
+/// ```
+pub fn explain(d: &Derivation) -> Vec<Explanation> {
+    d.gradients.iter().map(|g| explain_gradient(d, g)).collect()
+}
+
+fn explain_gradient(d: &Derivation, g: &Gradient) -> Explanation {
+    let mut lines = vec![];
+    let contributions = &g.differential.contributions;
+    for (k, c) in contributions.iter().enumerate() {
+        let steps = &c.steps;
+        let start = &steps[0];
+        let (first, why) = match &d.mode {
+            Mode::Layer { upstream } => {
+                let z = Expr::var(d.typing.program.name.as_deref().unwrap_or("Z"));
+                let g = Expr::synthetic(ExprKind::Var(upstream.clone()));
+                (
+                    tr(Expr::product(Expr::transpose(g), differential(&z))),
+                    format!("the upstream gradient {upstream} = dL/d{z}"),
+                )
+            }
+            Mode::Scalar => (differential(&start.target), "L is the expression".to_string()),
+        };
+        let why = if contributions.len() > 1 {
+            format!("{why}; occurrence {} of {} of {}", k + 1, contributions.len(), g.wrt)
+        } else {
+            why
+        };
+        lines.push(Line { lhs: Lhs::Loss, rhs: first, partial: false, why });
+        if let Mode::Layer { .. } = d.mode {
+            lines.push(Line {
+                lhs: Lhs::Same,
+                rhs: tr(Expr::product(Expr::transpose(start.adjoint.clone()), differential(&start.target))),
+                partial: false,
+                why: format!("substitute d{}", d.typing.program.name.as_deref().unwrap_or("Z")),
+            });
+        }
+        for pair in steps.windows(2) {
+            explain_step(&pair[0], &pair[1], &mut lines);
+        }
+        lines.push(Line {
+            lhs: Lhs::Gradient(g.wrt.clone()),
+            rhs: c.adjoint.clone(),
+            partial: contributions.len() > 1,
+            why: format!("read off: tr(A^T d{0}) gives dL/d{0} = A", g.wrt),
+        });
+    }
+    if contributions.len() > 1 {
+        let sum = g.differential.sum();
+        lines.push(Line {
+            lhs: Lhs::Gradient(g.wrt.clone()),
+            rhs: sum,
+            partial: false,
+            why: format!("the sum of the {} occurrences (tied)", contributions.len()),
+        });
+    }
+    lines.push(Line {
+        lhs: Lhs::Same,
+        rhs: g.expr.clone(),
+        partial: false,
+        why: "simplified: transposes at the leaves, like terms collected".to_string(),
+    });
+    Explanation { wrt: g.wrt.clone(), lines, shape_check: shape_check(d, g) }
+}
+
+/// The equalities that take `tr(Aᵀ d(E))` (the previous step) to
+/// `tr(A'ᵀ d(F))` (this one).
+fn explain_step(prev: &Step, step: &Step, lines: &mut Vec<Line>) {
+    let a_t = Expr::transpose(prev.adjoint.clone());
+    let df = differential(&step.target);
+    let read = tr(Expr::product(Expr::transpose(step.adjoint.clone()), df.clone()));
+    let line = |rhs: Expr, why: &str| Line { lhs: Lhs::Same, rhs, partial: true, why: why.to_string() };
+    match (&step.rule, &step.frozen) {
+        (Rule::Product, Some(frozen)) => {
+            lines.push(line(
+                tr(Expr::product(a_t.clone(), frozen.clone())),
+                "product rule, the other factors frozen",
+            ));
+            let mut factors = vec![];
+            flatten(frozen, &mut factors);
+            if let Some(k) = factors.iter().position(|f| matches!(f.kind, ExprKind::Differential(_))) {
+                let before = product(factors[..k].iter().cloned());
+                let after = product(factors[k + 1..].iter().cloned());
+                if after.is_some() {
+                    let rotated = product(after.into_iter().chain([a_t]).chain(before).chain([df]));
+                    lines.push(line(
+                        tr(rotated.expect("parts")),
+                        "cyclic rotation of the trace: tr(P dF S) = tr(S P dF)",
+                    ));
+                }
+            }
+            lines.push(line(read, "transpose: tr(S A^T P dF) = tr((P^T A S^T)^T dF)"));
+        }
+        (Rule::Scaling, Some(frozen)) => {
+            lines
+                .push(line(tr(Expr::product(a_t, frozen.clone())), "product rule, the other factors frozen"));
+            lines.push(line(read, "a scalar leaves the trace: tr(A^T ds R) = ds tr(A^T R)"));
+        }
+        (rule, _) => lines.push(line(read, rule.identity())),
+    }
+}
+
+/// `d/dW2: W1^T (4x3) G (3x2) X^T (2x6) W3^T (6x5) = 4x5 = shape of W2`, per
+/// product term of the simplified gradient, naming the contracted
+/// dimensions (the batch: the columns of a layer's output).
+fn shape_check(d: &Derivation, g: &Gradient) -> Vec<String> {
+    let mut terms = vec![];
+    split_sum(&g.expr, &mut terms);
+    let batch = match d.mode {
+        Mode::Layer { .. } => Some(d.typing.shape().cols),
+        Mode::Scalar => None,
+    };
+    let mut out = vec![];
+    let mut typer = d.typing.typer().clone();
+    for term in terms {
+        let mut factors = vec![];
+        flatten(&term, &mut factors);
+        let mut parts = vec![];
+        let mut shapes: Vec<Shape> = vec![];
+        for f in &factors {
+            let Ok(s) = typer.infer(f) else { return vec![] };
+            let s = typer.resolve(s);
+            parts.push(format!("{f} ({s})"));
+            shapes.push(s);
+        }
+        let matrices: Vec<&Shape> = shapes.iter().filter(|s| !s.is_scalar()).collect();
+        let mut contracted = vec![];
+        for pair in matrices.windows(2) {
+            let dim = &pair[0].cols;
+            if *dim != Dim::Const(1) || pair[1].rows != Dim::Const(1) {
+                let mark = if Some(dim) == batch.as_ref() && *dim != Dim::Const(1) { " (batch)" } else { "" };
+                contracted.push(format!("{dim}{mark}"));
+            }
+        }
+        let contracted = if contracted.is_empty() {
+            String::new()
+        } else {
+            format!("; contracted: {}", contracted.join(", "))
+        };
+        out.push(format!("{} = {} = shape of {}{contracted}", parts.join(" · "), g.shape, g.wrt));
+    }
+    out
+}
+
+fn split_sum(e: &Expr, out: &mut Vec<Expr>) {
+    match &e.kind {
+        ExprKind::Binary { op: BinOp::Add | BinOp::Sub, lhs, rhs, .. } => {
+            split_sum(lhs, out);
+            split_sum(rhs, out);
+        }
+        ExprKind::Neg(x) => split_sum(x, out),
+        _ => out.push(e.clone()),
+    }
+}
+
+/// The explanations as text: numbered equalities with their reasons.
+pub fn to_text(explanations: &[Explanation]) -> String {
+    let mut out = String::new();
+    for e in explanations {
+        out.push_str(&format!("d/d{}   (… stands for the terms of dL without d{})\n", e.wrt, e.wrt));
+        let rendered: Vec<(String, &str)> = e
+            .lines
+            .iter()
+            .map(|l| {
+                let lhs = match &l.lhs {
+                    Lhs::Loss => "dL =".to_string(),
+                    Lhs::Gradient(v) if l.partial => format!("=> dL/d{v} ∋"),
+                    Lhs::Gradient(v) => format!("dL/d{v} ="),
+                    Lhs::Same => "   =".to_string(),
+                };
+                let tail = if l.partial && !matches!(l.lhs, Lhs::Gradient(_)) { " + …" } else { "" };
+                (format!("{lhs} {}{tail}", l.rhs), l.why.as_str())
+            })
+            .collect();
+        let width = rendered.iter().map(|(t, _)| t.chars().count()).max().unwrap_or(0).min(90);
+        for (i, (text, why)) in rendered.iter().enumerate() {
+            out.push_str(&format!("  ({:>2}) {text:<width$}   [{why}]\n", i + 1));
+        }
+        for check in &e.shape_check {
+            out.push_str(&format!("  shape check: {check}\n"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn text_latex(s: &str) -> String {
+    let escaped: String = s
+        .chars()
+        .map(|c| match c {
+            '_' => "\\_".to_string(),
+            '^' => "\\textasciicircum{}".to_string(),
+            '&' | '%' | '$' | '#' | '{' | '}' => format!("\\{c}"),
+            '~' => "\\textasciitilde{}".to_string(),
+            '\\' => "\\textbackslash{}".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    format!("\\text{{{escaped}}}")
+}
+
+/// The explanations as LaTeX: one `aligned` block per gradient, in `\[ \]`.
+pub fn to_latex_blocks(explanations: &[Explanation]) -> String {
+    let mut out = String::new();
+    for e in explanations {
+        out.push_str("\\[\n\\begin{aligned}\n");
+        for l in &e.lines {
+            let lhs = match &l.lhs {
+                Lhs::Loss => "\\mathrm{d}\\mathcal{L}".to_string(),
+                Lhs::Gradient(v) => {
+                    format!("\\frac{{\\partial \\mathcal{{L}}}}{{\\partial {}}}", var_latex(v))
+                }
+                Lhs::Same => String::new(),
+            };
+            let rel = if l.partial && matches!(l.lhs, Lhs::Gradient(_)) { "\\ni" } else { "=" };
+            let tail = if l.partial && !matches!(l.lhs, Lhs::Gradient(_)) { " + \\dots" } else { "" };
+            out.push_str(&format!(
+                "{lhs} &{rel} {}{tail} && {} \\\\\n",
+                to_latex(&l.rhs),
+                text_latex(&l.why)
+            ));
+        }
+        out.push_str("\\end{aligned}\n\\]\n");
+    }
+    out
+}
