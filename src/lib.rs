@@ -21,6 +21,7 @@ pub mod numeric;
 pub mod shape;
 pub mod simplify;
 pub mod syntax;
+pub mod verify;
 
 pub use error::{Error, ErrorKind, Label, Result};
 
@@ -46,6 +47,8 @@ pub struct Gradient {
     pub expr: Expr,
     pub shape: Shape,
     pub differential: Differential,
+    /// Whether the e-graph saturated while simplifying it.
+    pub saturated: bool,
 }
 
 /// Every requested gradient of a program's expression.
@@ -101,15 +104,16 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
                 .note(format!("its variables are: {}", known.join(", "))));
         }
         let differential = calculus::differentiate(&typing, &v, &mode)?;
-        let mut expr = simplify::tidy(&differential.sum(), typing.typer())?;
+        let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");
+        let simplified = simplify::simplify(&differential.sum(), typing.typer(), Some(&shape))?;
+        let mut expr = simplified.expr;
         if let syntax::ExprKind::Binary { op: syntax::BinOp::Mul, lhs, .. } = &expr.kind {
             if lhs.kind == syntax::ExprKind::Num(0.0) {
                 expr = Expr::num(0.0); // a gradient that cancels is `0`, of the variable's shape
             }
         }
-        let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");
         check_shape(&typing, &expr, &shape, &v)?;
-        gradients.push(Gradient { wrt: v, expr, shape, differential });
+        gradients.push(Gradient { wrt: v, expr, shape, differential, saturated: simplified.saturated });
     }
     Ok(Derivation { typing, mode, gradients })
 }

@@ -246,7 +246,7 @@ pub(crate) struct Factor<'p> {
 
 impl<'t, 'p> Walk<'t, 'p> {
     fn is_scalar(&self, e: &Expr) -> bool {
-        self.typing.node_shape(e).is_some_and(|s| s.is_scalar())
+        self.typing.node_is_scalar(e).unwrap_or(false)
     }
 
     fn holds(&self, e: &Expr) -> bool {
@@ -430,11 +430,9 @@ impl<'t, 'p> Walk<'t, 'p> {
     /// side of a scalar multiple is one scalar factor.
     fn flatten_product(&self, e: &'p Expr, out: &mut Vec<Factor<'p>>) {
         if let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind {
-            let (a, b) = (self.typing.node_shape(lhs), self.typing.node_shape(rhs));
-            let (a, b) = (a.expect("typed node"), b.expect("typed node"));
-            let scaling = a.scales(&b);
-            for (side, shape) in [(&**lhs, &a), (&**rhs, &b)] {
-                if scaling && shape.is_scalar() {
+            let scaling = self.typing.node_scales(lhs, rhs).expect("typed nodes");
+            for side in [&**lhs, &**rhs] {
+                if scaling && self.is_scalar(side) {
                     out.push(Factor { expr: side, scalar: true });
                 } else {
                     self.flatten_product(side, out);

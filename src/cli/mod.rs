@@ -26,6 +26,7 @@ Examples:
   matdiff derive 'x : n; A : n x n; x^T*A*x' --json
   matdiff derive 'X : n x n; logdet(X)' --steps --latex --standalone
   matdiff latex 'norm(W*X - Y)^2'
+  matdiff verify 'W1*W2*W3*X' --wrt W2 --claim 'W1^T*G*X^T*W3^T'
   matdiff check 'W1*W2*W3*X' --dims d0=64,d4=8 --seed 7
   matdiff demo                                      the seed example end to end
 
@@ -62,6 +63,22 @@ enum Command {
         standalone: bool,
         /// Print JSON (SPEC §3) instead of text.
         #[arg(long, conflicts_with = "latex")]
+        json: bool,
+    },
+    /// Decide whether a hand-derived gradient is right (exit 0) or not (exit 1).
+    Verify {
+        #[command(flatten)]
+        input: Input,
+        /// The variable the claim is the gradient of.
+        #[arg(long)]
+        wrt: String,
+        /// The claimed gradient, in the expression language.
+        #[arg(long)]
+        claim: String,
+        /// Name of the upstream gradient dL/dZ of a matrix-valued expression.
+        #[arg(long)]
+        upstream: Option<String>,
+        #[arg(long)]
         json: bool,
     },
     /// Compare every derived gradient with central finite differences.
@@ -206,6 +223,14 @@ fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result
             };
             write!(out, "{text}").map_err(io)?;
             Ok(0)
+        }
+        Command::Verify { input, wrt, claim, upstream, json } => {
+            *source = input.read()?;
+            let wrt = syntax::parse_var(&wrt)?;
+            let program = syntax::parse_program(&source.text)?;
+            let verdict = crate::verify::verify(&program, &wrt, &claim, upstream)?;
+            write!(out, "{}", render::verdict(&verdict, json)).map_err(io)?;
+            Ok(if verdict.equivalent { 0 } else { 1 })
         }
         Command::Latex { input, standalone } => {
             *source = input.read()?;

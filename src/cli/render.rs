@@ -62,6 +62,7 @@ pub fn derivation_json(d: &Derivation, steps: bool) -> String {
                 "shape": g.shape.to_json(),
                 "latex": to_latex(&g.expr),
                 "occurrences": g.differential.contributions.len(),
+                "saturated": g.saturated,
             });
             if let Some(e) = explanations.get(i) {
                 let lines: Vec<_> = e
@@ -80,6 +81,7 @@ pub fn derivation_json(d: &Derivation, steps: bool) -> String {
         "shape": d.typing.shape().to_json(),
         "upstream": upstream,
         "gradients": gradients,
+        "saturated": d.gradients.iter().all(|g| g.saturated),
     });
     format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"))
 }
@@ -110,6 +112,21 @@ pub fn latex_document(math: &str, standalone: bool) -> String {
     } else {
         math.to_string()
     }
+}
+
+/// `verify` output: the verdict, how it was reached, and the evidence.
+pub fn verdict(v: &crate::verify::Verdict, json: bool) -> String {
+    if json {
+        let doc = json!({
+            "equivalent": v.equivalent,
+            "method": v.method.name(),
+            "detail": v.detail,
+            "derived": v.derived.to_string(),
+        });
+        return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
+    }
+    let word = if v.equivalent { "equivalent" } else { "not equivalent" };
+    format!("{word} ({}): {}\n", v.method.name(), v.detail)
 }
 
 /// `check` output: the sizes drawn, one line per gradient, a verdict.

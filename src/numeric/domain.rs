@@ -1,7 +1,8 @@
 //! Where each variable's random values must come from for the expression to
 //! be defined and well conditioned: positive entries under `log`, `sqrt`,
-//! divisors and fractional powers; symmetric positive definite matrices under
-//! inverses, `det` and `logdet`.
+//! divisors and fractional powers; well-conditioned invertible matrices under
+//! inverses, `det` and `logdet`. Never symmetric ones: on a symmetric X,
+//! X⁻¹ and X⁻ᵀ agree, and a misplaced transpose would go unseen.
 
 use std::collections::BTreeMap;
 
@@ -19,10 +20,11 @@ pub enum Domain {
     Any,
     /// Entries uniform in [0.5, 2].
     Positive,
-    /// B Bᵀ / n + I with B uniform in [-1, 1]: eigenvalues at least 1.
-    Spd,
-    /// B Bᵀ / n + I with B uniform in [0.5, 2]: also positive entries.
-    SpdPositive,
+    /// B + (n + 1) I with B uniform in [-1, 1]: strictly diagonally
+    /// dominant, so invertible, well conditioned and of positive determinant.
+    Invertible,
+    /// B + (2n + 1) I with B uniform in [0.5, 2]: also positive entries.
+    InvertiblePositive,
 }
 
 impl Domain {
@@ -30,33 +32,33 @@ impl Domain {
         match self {
             Domain::Any => "any",
             Domain::Positive => "positive",
-            Domain::Spd => "spd",
-            Domain::SpdPositive => "spd-positive",
+            Domain::Invertible => "invertible",
+            Domain::InvertiblePositive => "invertible-positive",
         }
     }
 
     fn with(self, positive: bool, invertible: bool) -> Domain {
-        let positive = positive || matches!(self, Domain::Positive | Domain::SpdPositive);
-        let invertible = invertible || matches!(self, Domain::Spd | Domain::SpdPositive);
+        let positive = positive || matches!(self, Domain::Positive | Domain::InvertiblePositive);
+        let invertible = invertible || matches!(self, Domain::Invertible | Domain::InvertiblePositive);
         match (positive, invertible) {
             (false, false) => Domain::Any,
             (true, false) => Domain::Positive,
-            (false, true) => Domain::Spd,
-            (true, true) => Domain::SpdPositive,
+            (false, true) => Domain::Invertible,
+            (true, true) => Domain::InvertiblePositive,
         }
     }
 
     /// A random matrix of this domain; a non-square matrix cannot be
-    /// positive definite and keeps only the sign constraint.
+    /// inverted and keeps only the sign constraint.
     pub fn draw(self, rows: usize, cols: usize, rng: &mut StdRng) -> Matrix {
-        let positive = matches!(self, Domain::Positive | Domain::SpdPositive);
+        let positive = matches!(self, Domain::Positive | Domain::InvertiblePositive);
         let range = if positive { 0.5..2.0 } else { -1.0..1.0 };
-        let mut entry = || rng.random_range(range.clone());
-        if rows == cols && matches!(self, Domain::Spd | Domain::SpdPositive) {
-            let b = Matrix::from_fn(rows, rows, |_, _| entry());
-            &b * b.transpose() / rows as f64 + Matrix::identity(rows, rows)
+        let b = Matrix::from_fn(rows, cols, |_, _| rng.random_range(range.clone()));
+        if rows == cols && matches!(self, Domain::Invertible | Domain::InvertiblePositive) {
+            let shift = if positive { 2 * rows + 1 } else { rows + 1 } as f64;
+            b + Matrix::identity(rows, rows) * shift
         } else {
-            Matrix::from_fn(rows, cols, |_, _| entry())
+            b
         }
     }
 }
@@ -67,7 +69,7 @@ impl Domain {
 /// use matdiff::numeric::Domain;
 /// let e = matdiff::syntax::parse_expr("logdet(X) + sum(log(W * Y))").unwrap();
 /// let d = matdiff::numeric::domains(&e);
-/// assert_eq!(d[&matdiff::syntax::parse_var("X").unwrap()], Domain::Spd);
+/// assert_eq!(d[&matdiff::syntax::parse_var("X").unwrap()], Domain::Invertible);
 /// assert_eq!(d[&matdiff::syntax::parse_var("W").unwrap()], Domain::Positive);
 /// ```
 pub fn domains(e: &Expr) -> BTreeMap<VarName, Domain> {

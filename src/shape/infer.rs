@@ -328,9 +328,12 @@ impl Typer {
         }
     }
 
-    /// Whether `A * B` is a scalar multiple rather than a matrix product.
+    /// Whether `A * B` is a scalar multiple rather than a matrix product:
+    /// [`Shape::scales`] of the resolved shapes, without resolving them.
     pub fn is_scaling(&self, a: IShape, b: IShape) -> bool {
-        self.resolve(a).scales(&self.resolve(b))
+        let scales = !self.same(a.cols, b.rows) && (self.is_scalar(a) || self.is_scalar(b));
+        debug_assert_eq!(scales, self.resolve(a).scales(&self.resolve(b)));
+        scales
     }
 
     /// `A + B` and entrywise operations: equal shapes, or a scalar broadcast.

@@ -131,6 +131,18 @@ impl<'p> Typing<'p> {
         self.nodes.get(&(e as *const Expr)).map(|&s| self.typer.resolve(s))
     }
 
+    /// Whether the product `lhs * rhs` of two nodes of the program's
+    /// expression is a scalar multiple (see [`Shape::scales`]).
+    pub fn node_scales(&self, lhs: &Expr, rhs: &Expr) -> Option<bool> {
+        let (a, b) = (self.nodes.get(&(lhs as *const Expr))?, self.nodes.get(&(rhs as *const Expr))?);
+        Some(self.typer.is_scaling(*a, *b))
+    }
+
+    /// Whether a node of the program's expression is known to be 1×1.
+    pub fn node_is_scalar(&self, e: &Expr) -> Option<bool> {
+        self.nodes.get(&(e as *const Expr)).map(|s| self.typer.is_scalar(*s))
+    }
+
     pub fn var_shape(&self, v: &VarName) -> Option<Shape> {
         self.typer.var_shape(v)
     }

@@ -1,6 +1,11 @@
-//! Simplification. For now, one normalisation ([`tidy`]) that gives
-//! gradients their textbook form; the e-graph simplifier will replace or
-//! reuse it.
+//! Simplification: [`simplify`] (and [`equivalent`]) run an e-graph over a
+//! first normal form given by [`tidy`].
+//!
+//! The e-graph (`egraph.rs`, `rules.rs`) does the algebra that needs
+//! search: factoring sums, the trace's rotations, transposes and inverses
+//! of products, scalars, identities. Its runs are bounded by nodes,
+//! iterations and time; a run that stops at a limit still yields its best
+//! form so far, and says it did not saturate.
 //!
 //! `tidy` rewrites an expression into a signed sum of products: transposes
 //! pushed to the leaves ((AB)ᵀ = BᵀAᵀ, (A+B)ᵀ = Aᵀ+Bᵀ, (Aᵀ)ᵀ = A, f(A)ᵀ = f(Aᵀ)
@@ -9,11 +14,95 @@
 //! the trace of a scalar dropped, and negations moved to the front of a term.
 //! Sums are not distributed over products: `(A + B) * x` stays factored.
 
+mod egraph;
+mod rules;
+
 use std::collections::VecDeque;
 use std::rc::Rc;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use egg::{Extractor, Rewrite, Runner, StopReason};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::shape::{IShape, Typer};
+use crate::shape::{IShape, Shape, Typer};
+
+pub use egraph::Mat;
+use egraph::{Converter, Shapes};
+
+/// Bounds on every e-graph run.
+pub const NODE_LIMIT: usize = 20_000;
+pub const ITER_LIMIT: usize = 40;
+pub const TIME_LIMIT: Duration = Duration::from_millis(500);
+/// Larger inputs skip the e-graph and keep their tidy form.
+pub const MAX_INPUT_NODES: usize = 4_000;
+
+/// A simplified expression, and whether the e-graph saturated (false when
+/// a limit stopped it, or the input was too large to enter it).
+#[derive(Clone, Debug)]
+pub struct Simplified {
+    pub expr: Expr,
+    pub saturated: bool,
+}
+
+fn rewrites() -> &'static [Rewrite<Mat, Shapes>] {
+    static RULES: OnceLock<Vec<Rewrite<Mat, Shapes>>> = OnceLock::new();
+    RULES.get_or_init(rules::rules)
+}
+
+fn runner(shapes: Shapes) -> Runner<Mat, Shapes> {
+    Runner::new(shapes).with_node_limit(NODE_LIMIT).with_iter_limit(ITER_LIMIT).with_time_limit(TIME_LIMIT)
+}
+
+/// The textbook form of `e`: tidied, then the cheapest form the e-graph
+/// finds (transposes on leaves, sums factored, no `I` or `0` left over).
+/// `expect` is the shape the context gives `e` (a gradient's variable's).
+///
+/// ```
+/// use matdiff::{shape, simplify, syntax};
+/// let p = syntax::parse_program("A : 3x3; x : 3; A*x + A^T*x").unwrap();
+/// let t = shape::infer(&p).unwrap();
+/// let s = simplify::simplify(&p.expr, t.typer(), None).unwrap();
+/// assert_eq!(s.expr.to_string(), "(A + A^T) * x");
+/// assert!(s.saturated);
+/// ```
+pub fn simplify(e: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Simplified> {
+    let tidied = tidy(e, typer)?;
+    if tidied.size() > MAX_INPUT_NODES {
+        return Ok(Simplified { expr: tidied, saturated: false });
+    }
+    let mut converter = Converter::new(typer);
+    let rec = converter.build(&tidied, expect)?;
+    let runner = runner(converter.shapes()).with_expr(&rec).run(rewrites());
+    if let Some(conflict) = &runner.egraph.analysis.conflict {
+        return Err(Error::new(ErrorKind::Internal, format!("simplifying `{tidied}`: {conflict}")));
+    }
+    let saturated = matches!(runner.stop_reason, Some(StopReason::Saturated));
+    let extractor = Extractor::new(&runner.egraph, rules::TextbookCost { egraph: &runner.egraph });
+    let (_, best) = extractor.find_best(runner.roots[0]);
+    if best.to_string() == rec.to_string() {
+        return Ok(Simplified { expr: tidied, saturated }); // already the best form
+    }
+    let expr = tidy(&converter.read_back(&best)?, typer)?;
+    Ok(Simplified { expr, saturated })
+}
+
+/// Whether the e-graph proves `a = b` (both of shape `expect`, when given):
+/// `Some(true)` when they end in one class, `None` when it cannot tell.
+pub fn equivalent(a: &Expr, b: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Option<bool>> {
+    let (ta, tb) = (tidy(a, typer)?, tidy(b, typer)?);
+    if ta.size() + tb.size() > MAX_INPUT_NODES {
+        return Ok(None);
+    }
+    let mut converter = Converter::new(typer);
+    let (ra, rb) = (converter.build(&ta, expect)?, converter.build(&tb, expect)?);
+    let runner = runner(converter.shapes()).with_expr(&ra).with_expr(&rb).run(rewrites());
+    if let Some(conflict) = &runner.egraph.analysis.conflict {
+        return Err(Error::new(ErrorKind::Internal, format!("comparing `{ta}` and `{tb}`: {conflict}")));
+    }
+    let same = runner.egraph.find(runner.roots[0]) == runner.egraph.find(runner.roots[1]);
+    Ok(same.then_some(true))
+}
 use crate::syntax::{BinOp, Expr, ExprKind, Func};
 
 /// The normal form of `e`, equal to it as a function of its variables.

@@ -1,0 +1,444 @@
+//! The e-graph language of matrix expressions, its shape analysis, and the
+//! conversions from and to [`Expr`].
+//!
+//! Products are one n-ary node, `(* f1 f2 … fn)`, in order, and scalar
+//! multiples a separate `(scale s x)`: associativity is never a rewrite, so
+//! a product of 64 factors is one node, not the Catalan number of its
+//! bracketings. Rules that need the whole factor list (transpose of a
+//! product, the trace's cyclic rotations, factoring sums) are written in
+//! Rust over that list (`rules.rs`).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::rc::Rc;
+use std::str::FromStr;
+
+use egg::{define_language, Analysis, DidMerge, EGraph, Id, Language, RecExpr, Symbol};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::shape::{Dim, IShape, Shape, Typer};
+use crate::syntax::{parse_var, BinOp, Expr, ExprKind, Func, VarName};
+
+/// A numeric literal, by its bits so that it can be hashed and ordered.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Constant(u64);
+
+impl Constant {
+    pub fn new(x: f64) -> Constant {
+        Constant(if x == 0.0 { 0.0f64.to_bits() } else { x.to_bits() })
+    }
+
+    pub fn value(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
+impl fmt::Display for Constant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.value())
+    }
+}
+
+impl FromStr for Constant {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Constant, ()> {
+        s.parse::<f64>().ok().filter(|x| x.is_finite()).map(Constant::new).ok_or(())
+    }
+}
+
+/// The size of an identity, `#3` or `#d0`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Size(Symbol);
+
+impl Size {
+    pub fn named(dim: &str) -> Size {
+        Size(Symbol::from(dim))
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+impl FromStr for Size {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Size, ()> {
+        s.strip_prefix('#').map(|d| Size(Symbol::from(d))).ok_or(())
+    }
+}
+
+define_language! {
+    /// Matrix expressions in the e-graph.
+    pub enum Mat {
+        "+" = Add([Id; 2]),
+        "neg" = Neg(Id),
+        "*" = Mul(Box<[Id]>),
+        "scale" = Scale([Id; 2]),
+        "T" = Trans(Id),
+        "^" = Pow([Id; 2]),
+        ".*" = Had([Id; 2]),
+        "./" = HadDiv([Id; 2]),
+        ".^" = HadPow([Id; 2]),
+        "/" = Div([Id; 2]),
+        "I" = Ident(Id),
+        "tr" = Tr(Id),
+        "det" = Det(Id),
+        "logdet" = Logdet(Id),
+        "exp" = Exp(Id),
+        "log" = Log(Id),
+        "sqrt" = Sqrt(Id),
+        "sin" = Sin(Id),
+        "cos" = Cos(Id),
+        "tanh" = Tanh(Id),
+        "sigmoid" = Sigmoid(Id),
+        "sum" = Sum(Id),
+        "norm" = Norm(Id),
+        Num(Constant),
+        Size(Size),
+        Leaf(Symbol),
+    }
+}
+
+/// Per e-class: its shape and, for numbers, its value.
+#[derive(Clone, Debug, Default)]
+pub struct Data {
+    pub shape: Option<Shape>,
+    pub constant: Option<f64>,
+}
+
+/// The shape analysis. It knows the shape of every leaf; a merge of two
+/// classes of different shapes is a bug in a rule, recorded in `conflict`.
+#[derive(Clone, Debug, Default)]
+pub struct Shapes {
+    pub leaves: HashMap<Symbol, Shape>,
+    pub conflict: Option<String>,
+}
+
+pub type MatGraph = EGraph<Mat, Shapes>;
+
+fn square(d: Dim) -> Shape {
+    Shape::new(d.clone(), d)
+}
+
+impl Analysis<Mat> for Shapes {
+    type Data = Data;
+
+    fn make(egraph: &mut MatGraph, enode: &Mat, _id: Id) -> Data {
+        let shape = |id: &Id| egraph[*id].data.shape.clone();
+        let constant = |id: &Id| egraph[*id].data.constant;
+        let value = match enode {
+            Mat::Num(c) => Some(c.value()),
+            Mat::Neg(a) => constant(a).map(|x| -x),
+            Mat::Add([a, b]) => constant(a).zip(constant(b)).map(|(x, y)| x + y),
+            Mat::Scale([a, b]) => constant(a).zip(constant(b)).map(|(x, y)| x * y),
+            _ => None,
+        };
+        let scalar = Some(Shape::scalar());
+        let shape = match enode {
+            Mat::Num(_) => scalar,
+            Mat::Size(_) => None,
+            Mat::Leaf(s) => egraph.analysis.leaves.get(s).cloned(),
+            Mat::Ident(n) => match &egraph[*n].nodes[0] {
+                Mat::Size(Size(d)) => Some(square(dim_of(*d))),
+                _ => None,
+            },
+            Mat::Mul(fs) => match (shape(&fs[0]), shape(&fs[fs.len() - 1])) {
+                (Some(a), Some(b)) => Some(Shape::new(a.rows, b.cols)),
+                _ => None,
+            },
+            Mat::Scale([_, x]) => shape(x),
+            Mat::Add([a, b]) | Mat::Had([a, b]) | Mat::HadDiv([a, b]) => match (shape(a), shape(b)) {
+                (Some(x), Some(y)) if x.is_scalar() => Some(y),
+                (x, _) => x,
+            },
+            Mat::Neg(a) | Mat::Pow([a, _]) | Mat::HadPow([a, _]) | Mat::Div([a, _]) => shape(a),
+            Mat::Exp(a)
+            | Mat::Log(a)
+            | Mat::Sqrt(a)
+            | Mat::Sin(a)
+            | Mat::Cos(a)
+            | Mat::Tanh(a)
+            | Mat::Sigmoid(a) => shape(a),
+            Mat::Trans(a) => shape(a).map(|s| s.transposed()),
+            Mat::Tr(_) | Mat::Det(_) | Mat::Logdet(_) | Mat::Sum(_) | Mat::Norm(_) => scalar,
+        };
+        Data { shape, constant: value }
+    }
+
+    fn merge(&mut self, a: &mut Data, b: Data) -> DidMerge {
+        let mut changed = DidMerge(false, false);
+        match (&a.shape, b.shape) {
+            (None, Some(s)) => {
+                a.shape = Some(s);
+                changed.0 = true;
+            }
+            (Some(x), Some(y)) if *x != y && self.conflict.is_none() => {
+                self.conflict = Some(format!("a rule equated shapes {x} and {y}"));
+            }
+            _ => {}
+        }
+        if a.constant.is_none() && b.constant.is_some() {
+            a.constant = b.constant;
+            changed.0 = true;
+        }
+        changed
+    }
+
+    /// Folds numbers: a class with a known value gets the literal.
+    fn modify(egraph: &mut MatGraph, id: Id) {
+        if let Some(x) = egraph[id].data.constant {
+            if x.is_finite() && !egraph[id].nodes.iter().any(|n| matches!(n, Mat::Num(_))) {
+                let literal = egraph.add(Mat::Num(Constant::new(x)));
+                egraph.union(id, literal);
+            }
+        }
+    }
+}
+
+fn dim_of(s: Symbol) -> Dim {
+    let text = s.as_str();
+    match text.parse::<u64>() {
+        Ok(n) => Dim::Const(n),
+        Err(_) => Dim::Symbol(text.to_string()),
+    }
+}
+
+/// Builds e-graph expressions from [`Expr`]s typed against one [`Typer`],
+/// and turns extracted ones back.
+pub struct Converter {
+    typer: Typer,
+    leaves: HashMap<Symbol, Shape>,
+    names: HashMap<Symbol, VarName>,
+    /// Constructs the e-graph does not model (`prod`, differentials), kept
+    /// whole as leaves `@0`, `@1`, ….
+    opaque: Vec<Expr>,
+    fresh: u32,
+}
+
+impl Converter {
+    pub fn new(typer: &Typer) -> Converter {
+        Converter {
+            typer: typer.clone(),
+            leaves: HashMap::new(),
+            names: HashMap::new(),
+            opaque: vec![],
+            fresh: 0,
+        }
+    }
+
+    /// The leaf shapes seen so far, for the analysis.
+    pub fn shapes(&self) -> Shapes {
+        Shapes { leaves: self.leaves.clone(), conflict: None }
+    }
+
+    /// `e` as an e-graph expression; `expect` is its shape when the context
+    /// fixes it (a gradient has its variable's shape), which sizes a bare `I`.
+    pub fn build(&mut self, e: &Expr, expect: Option<&Shape>) -> Result<RecExpr<Mat>> {
+        let mut shapes: HashMap<*const Expr, IShape> = HashMap::new();
+        let root = self.typer.infer_with(e, &mut |node, s| {
+            shapes.insert(node as *const Expr, s);
+        })?;
+        if let Some(want) = expect {
+            let want = self.typer.lift(want);
+            self.typer.unify_shapes(root, want);
+        }
+        let mut rec = RecExpr::default();
+        self.add(e, &shapes, &mut rec)?;
+        Ok(rec)
+    }
+
+    fn shape(&self, shapes: &HashMap<*const Expr, IShape>, e: &Expr) -> Result<IShape> {
+        shapes
+            .get(&(e as *const Expr))
+            .copied()
+            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no shape for `{e}`")))
+    }
+
+    fn leaf(&mut self, name: String, shape: Shape, rec: &mut RecExpr<Mat>) -> Id {
+        let sym = Symbol::from(name);
+        self.leaves.insert(sym, shape);
+        rec.add(Mat::Leaf(sym))
+    }
+
+    fn add(&mut self, e: &Expr, shapes: &HashMap<*const Expr, IShape>, rec: &mut RecExpr<Mat>) -> Result<Id> {
+        let resolved =
+            |c: &Converter, e: &Expr| -> Result<Shape> { Ok(c.typer.resolve(c.shape(shapes, e)?)) };
+        let num = |rec: &mut RecExpr<Mat>, x: f64| rec.add(Mat::Num(Constant::new(x)));
+        Ok(match &e.kind {
+            ExprKind::Var(v) => {
+                let s = resolved(self, e)?;
+                let id = self.leaf(v.to_string(), s, rec);
+                if let Mat::Leaf(sym) = rec[id] {
+                    self.names.insert(sym, v.clone());
+                }
+                id
+            }
+            ExprKind::Num(x) => num(rec, *x),
+            ExprKind::Identity => {
+                let size = match resolved(self, e)?.rows {
+                    Dim::Unknown(_) => {
+                        self.fresh += 1;
+                        format!("?{}", self.fresh)
+                    }
+                    d => d.to_string(),
+                };
+                let n = rec.add(Mat::Size(Size(Symbol::from(size))));
+                rec.add(Mat::Ident(n))
+            }
+            ExprKind::Neg(a) => {
+                let a = self.add(a, shapes, rec)?;
+                rec.add(Mat::Neg(a))
+            }
+            ExprKind::Transpose(a) => {
+                let a = self.add(a, shapes, rec)?;
+                rec.add(Mat::Trans(a))
+            }
+            ExprKind::Power(a, k) => {
+                let a = self.add(a, shapes, rec)?;
+                let k = num(rec, *k as f64);
+                rec.add(Mat::Pow([a, k]))
+            }
+            ExprKind::HadamardPower(a, p) => {
+                let a = self.add(a, shapes, rec)?;
+                let p = num(rec, *p);
+                rec.add(Mat::HadPow([a, p]))
+            }
+            ExprKind::Call(f, a) => {
+                let a = self.add(a, shapes, rec)?;
+                rec.add(match f {
+                    Func::Tr => Mat::Tr(a),
+                    Func::Det => Mat::Det(a),
+                    Func::Logdet => Mat::Logdet(a),
+                    Func::Exp => Mat::Exp(a),
+                    Func::Log => Mat::Log(a),
+                    Func::Sqrt => Mat::Sqrt(a),
+                    Func::Sin => Mat::Sin(a),
+                    Func::Cos => Mat::Cos(a),
+                    Func::Tanh => Mat::Tanh(a),
+                    Func::Sigmoid => Mat::Sigmoid(a),
+                    Func::Sum => Mat::Sum(a),
+                    Func::Norm => Mat::Norm(a),
+                })
+            }
+            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                let (sa, sb) = (self.shape(shapes, lhs)?, self.shape(shapes, rhs)?);
+                if self.typer.is_scaling(sa, sb) {
+                    let (s, m) = if self.typer.is_scalar(sa) { (lhs, rhs) } else { (rhs, lhs) };
+                    let s = self.add(s, shapes, rec)?;
+                    let m = self.add(m, shapes, rec)?;
+                    rec.add(Mat::Scale([s, m]))
+                } else {
+                    let mut factors = vec![];
+                    self.factors(e, shapes, rec, &mut factors)?;
+                    rec.add(Mat::Mul(factors.into_boxed_slice()))
+                }
+            }
+            ExprKind::Binary { op, lhs, rhs, .. } => {
+                let a = self.add(lhs, shapes, rec)?;
+                let b = self.add(rhs, shapes, rec)?;
+                let b = if *op == BinOp::Sub { rec.add(Mat::Neg(b)) } else { b };
+                rec.add(match op {
+                    BinOp::Add | BinOp::Sub => Mat::Add([a, b]),
+                    BinOp::Hadamard => Mat::Had([a, b]),
+                    BinOp::HadamardDiv => Mat::HadDiv([a, b]),
+                    BinOp::Div => Mat::Div([a, b]),
+                    BinOp::Mul => unreachable!("handled above"),
+                })
+            }
+            ExprKind::Prod { .. } | ExprKind::Differential(_) => {
+                let s = resolved(self, e)?;
+                self.opaque.push(e.clone());
+                self.leaf(format!("@{}", self.opaque.len() - 1), s, rec)
+            }
+        })
+    }
+
+    /// The factors of a chain of matrix products, in order.
+    fn factors(
+        &mut self,
+        e: &Expr,
+        shapes: &HashMap<*const Expr, IShape>,
+        rec: &mut RecExpr<Mat>,
+        out: &mut Vec<Id>,
+    ) -> Result<()> {
+        if let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind {
+            let (sa, sb) = (self.shape(shapes, lhs)?, self.shape(shapes, rhs)?);
+            if !self.typer.is_scaling(sa, sb) {
+                self.factors(lhs, shapes, rec, out)?;
+                return self.factors(rhs, shapes, rec, out);
+            }
+        }
+        out.push(self.add(e, shapes, rec)?);
+        Ok(())
+    }
+
+    /// An extracted expression back as an [`Expr`].
+    pub fn read_back(&self, rec: &RecExpr<Mat>) -> Result<Expr> {
+        self.back(rec, Id::from(rec.as_ref().len() - 1))
+    }
+
+    fn back(&self, rec: &RecExpr<Mat>, id: Id) -> Result<Expr> {
+        let b = |i: &Id| self.back(rec, *i);
+        let rc = |e: Expr| Rc::new(e);
+        let node = &rec[id];
+        let constant = |i: &Id| match &rec[*i] {
+            Mat::Num(c) => Ok(c.value()),
+            other => Err(Error::new(ErrorKind::Internal, format!("an exponent is `{other}`, not a number"))),
+        };
+        let call = |f: Func, a: &Id| -> Result<Expr> { Ok(Expr::call(f, b(a)?)) };
+        Ok(match node {
+            Mat::Num(c) => {
+                let x = c.value();
+                if x < 0.0 || (x == 0.0 && x.is_sign_negative()) {
+                    Expr::negate(Expr::num(-x))
+                } else {
+                    Expr::num(x)
+                }
+            }
+            Mat::Leaf(s) => match s.as_str().strip_prefix('@') {
+                Some(k) => self.opaque[k.parse::<usize>().expect("opaque index")].clone(),
+                None => match self.names.get(s) {
+                    Some(v) => Expr::synthetic(ExprKind::Var(v.clone())),
+                    None => Expr::synthetic(ExprKind::Var(parse_var(s.as_str())?)),
+                },
+            },
+            Mat::Size(_) => return Err(Error::new(ErrorKind::Internal, "a size outside an identity")),
+            Mat::Ident(_) => Expr::identity(),
+            Mat::Add([x, y]) => match &rec[*y] {
+                Mat::Neg(z) => Expr::minus(b(x)?, b(z)?),
+                _ => Expr::plus(b(x)?, b(y)?),
+            },
+            Mat::Neg(x) => Expr::negate(b(x)?),
+            Mat::Mul(fs) => {
+                let parts = fs.iter().map(b).collect::<Result<Vec<_>>>()?;
+                parts.into_iter().reduce(Expr::product).expect("a product has factors")
+            }
+            Mat::Scale([s, x]) => Expr::product(b(s)?, b(x)?),
+            Mat::Trans(x) => Expr::transpose(b(x)?),
+            Mat::Pow([x, k]) => Expr::synthetic(ExprKind::Power(rc(b(x)?), constant(k)? as i64)),
+            Mat::HadPow([x, p]) => Expr::synthetic(ExprKind::HadamardPower(rc(b(x)?), constant(p)?)),
+            Mat::Had([x, y]) => Expr::binary(BinOp::Hadamard, b(x)?, b(y)?),
+            Mat::HadDiv([x, y]) => Expr::binary(BinOp::HadamardDiv, b(x)?, b(y)?),
+            Mat::Div([x, y]) => Expr::binary(BinOp::Div, b(x)?, b(y)?),
+            Mat::Tr(x) => call(Func::Tr, x)?,
+            Mat::Det(x) => call(Func::Det, x)?,
+            Mat::Logdet(x) => call(Func::Logdet, x)?,
+            Mat::Exp(x) => call(Func::Exp, x)?,
+            Mat::Log(x) => call(Func::Log, x)?,
+            Mat::Sqrt(x) => call(Func::Sqrt, x)?,
+            Mat::Sin(x) => call(Func::Sin, x)?,
+            Mat::Cos(x) => call(Func::Cos, x)?,
+            Mat::Tanh(x) => call(Func::Tanh, x)?,
+            Mat::Sigmoid(x) => call(Func::Sigmoid, x)?,
+            Mat::Sum(x) => call(Func::Sum, x)?,
+            Mat::Norm(x) => call(Func::Norm, x)?,
+        })
+    }
+}
+
+/// Whether a node is a leaf for the cost of transposes.
+pub fn is_atom(node: &Mat) -> bool {
+    node.is_leaf() || matches!(node, Mat::Ident(_))
+}

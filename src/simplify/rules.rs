@@ -1,0 +1,399 @@
+//! The rewrite rules of the e-graph, and the cost that extracts the
+//! textbook form.
+//!
+//! Pattern rules handle binary structure (transposes, traces, sums,
+//! scalars); [`NodeRule`]s work on whole factor lists of n-ary products.
+//! A rule whose validity depends on shapes asks the analysis.
+
+use egg::{
+    rewrite as rw, Applier, CostFunction, Id, Language, PatternAst, Rewrite, SearchMatches, Searcher, Subst,
+    Symbol, Var,
+};
+
+use super::egraph::{is_atom, Mat, MatGraph, Shapes};
+
+fn is_scalar(var: &str) -> impl Fn(&mut MatGraph, Id, &Subst) -> bool {
+    let var: Var = var.parse().expect("a pattern variable");
+    move |egraph, _, subst| egraph[subst[var]].data.shape.as_ref().is_some_and(|s| s.is_scalar())
+}
+
+fn same_shape(a: &str, b: &str) -> impl Fn(&mut MatGraph, Id, &Subst) -> bool {
+    let (a, b): (Var, Var) = (a.parse().expect("var"), b.parse().expect("var"));
+    move |egraph, _, subst| {
+        let (x, y) = (&egraph[subst[a]].data.shape, &egraph[subst[b]].data.shape);
+        x.is_some() && x == y
+    }
+}
+
+/// Every rule of the simplifier.
+pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
+    let mut rules: Vec<Rewrite<Mat, Shapes>> = vec![
+        // Transposes.
+        rw!("transpose-transpose"; "(T (T ?a))" => "?a"),
+        rw!("transpose-sum"; "(T (+ ?a ?b))" => "(+ (T ?a) (T ?b))"),
+        rw!("transpose-neg"; "(T (neg ?a))" => "(neg (T ?a))"),
+        rw!("transpose-scale"; "(T (scale ?s ?a))" => "(scale ?s (T ?a))"),
+        rw!("transpose-inverse"; "(T (^ ?a -1))" => "(^ (T ?a) -1)"),
+        rw!("inverse-transpose"; "(^ (T ?a) -1)" => "(T (^ ?a -1))"),
+        rw!("transpose-identity"; "(T (I ?n))" => "(I ?n)"),
+        rw!("transpose-scalar"; "(T ?a)" => "?a" if is_scalar("?a")),
+        rw!("transpose-hadamard"; "(T (.* ?a ?b))" => "(.* (T ?a) (T ?b))"),
+        // Traces.
+        rw!("trace-transpose"; "(tr (T ?a))" => "(tr ?a)"),
+        // Not over a broadcast sum: tr(s + M) is n·s + tr(M).
+        rw!("trace-sum"; "(tr (+ ?a ?b))" => "(+ (tr ?a) (tr ?b))" if same_shape("?a", "?b")),
+        rw!("trace-neg"; "(tr (neg ?a))" => "(neg (tr ?a))"),
+        rw!("trace-scale"; "(tr (scale ?s ?a))" => "(scale ?s (tr ?a))"),
+        rw!("trace-scalar"; "(tr ?a)" => "?a" if is_scalar("?a")),
+        // Sums and scalars.
+        rw!("add-commute"; "(+ ?a ?b)" => "(+ ?b ?a)"),
+        rw!("add-associate"; "(+ (+ ?a ?b) ?c)" => "(+ ?a (+ ?b ?c))"),
+        rw!("add-self"; "(+ ?a ?a)" => "(scale 2 ?a)"),
+        rw!("neg-neg"; "(neg (neg ?a))" => "?a"),
+        rw!("neg-scale"; "(neg ?a)" => "(scale -1 ?a)"),
+        rw!("scale-minus-one"; "(scale -1 ?a)" => "(neg ?a)"),
+        rw!("scale-one"; "(scale 1 ?a)" => "?a"),
+        rw!("scale-scale"; "(scale ?s (scale ?t ?a))" => "(scale (scale ?s ?t) ?a)"),
+        rw!("collect"; "(+ (scale ?s ?a) (scale ?t ?a))" => "(scale (+ ?s ?t) ?a)"),
+        rw!("collect-one"; "(+ (scale ?s ?a) ?a)" => "(scale (+ ?s 1) ?a)"),
+        rw!("cancel"; "(+ ?a (neg ?a))" => "(scale 0 ?a)"),
+        rw!("scale-add"; "(scale ?s (+ ?a ?b))" => "(+ (scale ?s ?a) (scale ?s ?b))"),
+        rw!("factor-scale"; "(+ (scale ?s ?a) (scale ?s ?b))" => "(scale ?s (+ ?a ?b))"),
+        rw!("scale-commute"; "(scale ?s ?t)" => "(scale ?t ?s)" if is_scalar("?t")),
+        // Entrywise operations.
+        rw!("hadamard-commute"; "(.* ?a ?b)" => "(.* ?b ?a)"),
+        rw!("hadamard-scalar"; "(.* ?s ?a)" => "(scale ?s ?a)" if is_scalar("?s")),
+        rw!("hadamard-ones"; "(.* (.^ ?x 0) ?a)" => "?a" if same_shape("?x", "?a")),
+        // Inverses and powers.
+        rw!("inverse-inverse"; "(^ (^ ?a -1) -1)" => "?a"),
+        rw!("inverse-identity"; "(^ (I ?n) -1)" => "(I ?n)"),
+        rw!("power-transpose"; "(^ (T ?a) ?k)" => "(T (^ ?a ?k))"),
+        rw!("transpose-power"; "(T (^ ?a ?k))" => "(^ (T ?a) ?k)"),
+        rw!("det-transpose"; "(det (T ?a))" => "(det ?a)"),
+        rw!("logdet-transpose"; "(logdet (T ?a))" => "(logdet ?a)"),
+    ];
+    let is_mul = |n: &Mat| matches!(n, Mat::Mul(_));
+    let is_add = |n: &Mat| matches!(n, Mat::Add(_));
+    rules.extend([
+        NodeRule::rewrite("transpose-product", |n| matches!(n, Mat::Trans(_)), transpose_product),
+        NodeRule::rewrite("inverse-product", |n| matches!(n, Mat::Pow(_)), inverse_product),
+        NodeRule::rewrite("trace-rotate", |n| matches!(n, Mat::Tr(_)), trace_rotations),
+        NodeRule::rewrite("product-flatten", is_mul, flatten_product),
+        NodeRule::rewrite("product-identity", is_mul, drop_identity),
+        NodeRule::rewrite("product-inverse-pair", is_mul, cancel_inverse),
+        NodeRule::rewrite("product-power", is_mul, adjacent_power),
+        NodeRule::rewrite("product-scalars-out", is_mul, scalars_out),
+        NodeRule::rewrite("factor-left", is_add, factor_left),
+        NodeRule::rewrite("factor-right", is_add, factor_right),
+        NodeRule::rewrite("distribute", is_mul, distribute),
+    ]);
+    rules
+}
+
+/// A rewrite written in Rust: for a node of an e-class, the ids of
+/// equivalent expressions it builds (through `egraph.add`).
+type NodeFn = fn(&mut MatGraph, &Mat) -> Vec<Id>;
+
+/// The kind of node a [`NodeRule`] looks at.
+type NodeKind = fn(&Mat) -> bool;
+
+#[derive(Clone)]
+struct NodeRule {
+    kind: NodeKind,
+    f: NodeFn,
+}
+
+impl NodeRule {
+    fn rewrite(name: &str, kind: NodeKind, f: NodeFn) -> Rewrite<Mat, Shapes> {
+        let rule = NodeRule { kind, f };
+        Rewrite::new(name, rule.clone(), rule).expect("a node rule binds no variables")
+    }
+}
+
+impl Searcher<Mat, Shapes> for NodeRule {
+    fn search_eclass_with_limit(
+        &self,
+        egraph: &MatGraph,
+        eclass: Id,
+        limit: usize,
+    ) -> Option<SearchMatches<'_, Mat>> {
+        let found = egraph[eclass].nodes.iter().any(self.kind);
+        (found && limit > 0).then(|| SearchMatches { eclass, substs: vec![Subst::default()], ast: None })
+    }
+
+    fn vars(&self) -> Vec<Var> {
+        vec![]
+    }
+}
+
+impl Applier<Mat, Shapes> for NodeRule {
+    fn apply_one(
+        &self,
+        egraph: &mut MatGraph,
+        eclass: Id,
+        _: &Subst,
+        _: Option<&PatternAst<Mat>>,
+        _: Symbol,
+    ) -> Vec<Id> {
+        let nodes: Vec<Mat> = egraph[eclass].nodes.iter().filter(|n| (self.kind)(n)).cloned().collect();
+        let mut changed = vec![];
+        for node in &nodes {
+            for id in (self.f)(egraph, node) {
+                if egraph.union(eclass, id) {
+                    changed.push(eclass);
+                }
+            }
+        }
+        changed
+    }
+}
+
+fn mul(egraph: &mut MatGraph, factors: Vec<Id>) -> Id {
+    match factors.len() {
+        1 => factors[0],
+        _ => egraph.add(Mat::Mul(factors.into_boxed_slice())),
+    }
+}
+
+fn factors_of(egraph: &MatGraph, id: Id) -> Option<Vec<Id>> {
+    egraph[id].nodes.iter().find_map(|n| match n {
+        Mat::Mul(fs) => Some(fs.to_vec()),
+        _ => None,
+    })
+}
+
+fn shape_square(egraph: &MatGraph, id: Id) -> bool {
+    egraph[id].data.shape.as_ref().is_some_and(|s| s.rows == s.cols)
+}
+
+/// (F1 ⋯ Fn)ᵀ = Fnᵀ ⋯ F1ᵀ.
+fn transpose_product(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    let Mat::Trans(x) = node else { return vec![] };
+    let Some(fs) = factors_of(egraph, *x) else { return vec![] };
+    let ts: Vec<Id> = fs.iter().rev().map(|f| egraph.add(Mat::Trans(*f))).collect();
+    vec![mul(egraph, ts)]
+}
+
+/// (F1 ⋯ Fn)⁻¹ = Fn⁻¹ ⋯ F1⁻¹ when every factor is square.
+fn inverse_product(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    let Mat::Pow([x, k]) = node else { return vec![] };
+    if egraph[*k].data.constant != Some(-1.0) {
+        return vec![];
+    }
+    let Some(fs) = factors_of(egraph, *x) else { return vec![] };
+    if !fs.iter().all(|f| shape_square(egraph, *f)) {
+        return vec![];
+    }
+    let invs: Vec<Id> = fs.iter().rev().map(|f| egraph.add(Mat::Pow([*f, *k]))).collect();
+    vec![mul(egraph, invs)]
+}
+
+/// tr(F1 ⋯ Fn) = tr(Fk ⋯ Fn F1 ⋯ F(k−1)): every rotation is defined, since
+/// the product is square.
+fn trace_rotations(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    let Mat::Tr(x) = node else { return vec![] };
+    let Some(fs) = factors_of(egraph, *x) else { return vec![] };
+    if fs.len() > 16 {
+        return vec![];
+    }
+    (1..fs.len())
+        .map(|k| {
+            let rotated: Vec<Id> = fs[k..].iter().chain(&fs[..k]).copied().collect();
+            let p = mul(egraph, rotated);
+            egraph.add(Mat::Tr(p))
+        })
+        .collect()
+}
+
+/// Products inside products are one product.
+fn flatten_product(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    let Mat::Mul(fs) = node else { return vec![] };
+    let mut out = vec![];
+    let mut nested = false;
+    for f in fs.iter() {
+        match factors_of(egraph, *f) {
+            Some(inner) if inner.len() > 1 => {
+                nested = true;
+                out.extend(inner);
+            }
+            _ => out.push(*f),
+        }
+    }
+    if nested {
+        vec![mul(egraph, out)]
+    } else {
+        vec![]
+    }
+}
+
+/// `A I` = `A`: an identity among other factors goes.
+fn drop_identity(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    let Mat::Mul(fs) = node else { return vec![] };
+    let is_identity = |g: &MatGraph, f: &Id| g[*f].nodes.iter().any(|n| matches!(n, Mat::Ident(_)));
+    if !fs.iter().any(|f| is_identity(egraph, f)) {
+        return vec![];
+    }
+    let kept: Vec<Id> = fs.iter().copied().filter(|f| !is_identity(egraph, f)).collect();
+    if kept.len() == fs.len() || kept.is_empty() {
+        return vec![];
+    }
+    vec![mul(egraph, kept)]
+}
+
+fn inverse_of(egraph: &MatGraph, f: Id, g: Id) -> bool {
+    egraph[f].nodes.iter().any(|n| {
+        matches!(n, Mat::Pow([x, k]) if egraph.find(*x) == egraph.find(g) && egraph[*k].data.constant == Some(-1.0))
+    })
+}
+
+/// A⁻¹ A = A A⁻¹ = I: an adjacent pair goes (the identity stays when nothing
+/// else is left, with A's size).
+fn cancel_inverse(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    let Mat::Mul(fs) = node else { return vec![] };
+    for i in 0..fs.len() - 1 {
+        let (f, g) = (fs[i], fs[i + 1]);
+        if inverse_of(egraph, f, g) || inverse_of(egraph, g, f) {
+            let mut rest = fs.to_vec();
+            rest.drain(i..i + 2);
+            if rest.is_empty() {
+                let size = egraph[f].data.shape.as_ref().map(|s| s.rows.to_string());
+                let Some(size) = size else { return vec![] };
+                let n = egraph.add(Mat::Size(super::egraph::Size::named(&size)));
+                return vec![egraph.add(Mat::Ident(n))];
+            }
+            return vec![mul(egraph, rest)];
+        }
+    }
+    vec![]
+}
+
+/// A A = A^2 for adjacent equal factors (and A A^k = A^(k+1)).
+fn adjacent_power(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    let Mat::Mul(fs) = node else { return vec![] };
+    for i in 0..fs.len() - 1 {
+        if egraph.find(fs[i]) == egraph.find(fs[i + 1]) {
+            let mut rest = fs.to_vec();
+            let two = egraph.add(Mat::Num(super::egraph::Constant::new(2.0)));
+            let square = egraph.add(Mat::Pow([fs[i], two]));
+            rest.splice(i..i + 2, [square]);
+            return vec![mul(egraph, rest)];
+        }
+    }
+    vec![]
+}
+
+/// A scalar multiple inside a product moves out: A (s B) C = s (A B C).
+fn scalars_out(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    let Mat::Mul(fs) = node else { return vec![] };
+    for (i, f) in fs.iter().enumerate() {
+        let scaled = egraph[*f].nodes.iter().find_map(|n| match n {
+            Mat::Scale([s, x]) => Some((*s, *x)),
+            _ => None,
+        });
+        if let Some((s, x)) = scaled {
+            let mut inner = fs.to_vec();
+            inner[i] = x;
+            let p = mul(egraph, inner);
+            return vec![egraph.add(Mat::Scale([s, p]))];
+        }
+    }
+    vec![]
+}
+
+/// A B + A C = A (B + C).
+fn factor_left(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    factor(egraph, node, true)
+}
+
+/// B A + C A = (B + C) A.
+fn factor_right(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    factor(egraph, node, false)
+}
+
+fn same_shapes(egraph: &MatGraph, a: Id, b: Id) -> bool {
+    let (x, y) = (&egraph[a].data.shape, &egraph[b].data.shape);
+    x.is_some() && x == y
+}
+
+fn factor(egraph: &mut MatGraph, node: &Mat, left: bool) -> Vec<Id> {
+    let Mat::Add([a, b]) = node else { return vec![] };
+    if !same_shapes(egraph, *a, *b) {
+        return vec![]; // a scalar broadcast over a matrix is no product term
+    }
+    let (Some(fa), Some(fb)) = (factors_of(egraph, *a), factors_of(egraph, *b)) else { return vec![] };
+    let (ca, cb) = if left { (fa[0], fb[0]) } else { (fa[fa.len() - 1], fb[fb.len() - 1]) };
+    if egraph.find(ca) != egraph.find(cb) {
+        return vec![];
+    }
+    let (ra, rb) = if left {
+        (fa[1..].to_vec(), fb[1..].to_vec())
+    } else {
+        (fa[..fa.len() - 1].to_vec(), fb[..fb.len() - 1].to_vec())
+    };
+    let (ra, rb) = (mul(egraph, ra), mul(egraph, rb));
+    let sum = egraph.add(Mat::Add([ra, rb]));
+    vec![mul(egraph, if left { vec![ca, sum] } else { vec![sum, ca] })]
+}
+
+/// A (B + C) = A B + A C, one sum factor at a time.
+fn distribute(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+    let Mat::Mul(fs) = node else { return vec![] };
+    if fs.len() > 8 {
+        return vec![];
+    }
+    for (i, f) in fs.iter().enumerate() {
+        let sum = egraph[*f].nodes.iter().find_map(|n| match n {
+            Mat::Add([x, y]) if same_shapes(egraph, *x, *y) => Some((*x, *y)),
+            _ => None,
+        });
+        if let Some((x, y)) = sum {
+            let mut with_x = fs.to_vec();
+            with_x[i] = x;
+            let mut with_y = fs.to_vec();
+            with_y[i] = y;
+            let (px, py) = (mul(egraph, with_x), mul(egraph, with_y));
+            return vec![egraph.add(Mat::Add([px, py]))];
+        }
+    }
+    vec![]
+}
+
+/// What extraction minimises, in order: transposes of anything but a leaf,
+/// identities and zero multiples left over, then the number of nodes.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
+pub struct Cost {
+    penalty: u32,
+    size: u32,
+    atom: bool,
+}
+
+pub struct TextbookCost<'g> {
+    pub egraph: &'g MatGraph,
+}
+
+impl CostFunction<Mat> for TextbookCost<'_> {
+    type Cost = Cost;
+
+    fn cost<C>(&mut self, enode: &Mat, mut costs: C) -> Cost
+    where
+        C: FnMut(Id) -> Cost,
+    {
+        let kids: Vec<Cost> = enode.children().iter().map(|c| costs(*c)).collect();
+        let mut penalty: u32 = kids.iter().map(|c| c.penalty).fold(0, u32::saturating_add);
+        let size: u32 = kids.iter().map(|c| c.size).fold(1, u32::saturating_add);
+        match enode {
+            Mat::Trans(_) if !kids[0].atom => penalty += 1,
+            Mat::Mul(fs)
+                if fs.iter().any(|f| self.egraph[*f].nodes.iter().any(|n| matches!(n, Mat::Ident(_)))) =>
+            {
+                penalty += 1
+            }
+            Mat::Scale([s, _]) if self.egraph[*s].data.constant.is_some_and(|x| x == 0.0 || x == 1.0) => {
+                penalty += 1
+            }
+            _ => {}
+        }
+        let atom = is_atom(enode) || matches!(enode, Mat::Trans(_)) && kids[0].atom;
+        Cost { penalty, size, atom }
+    }
+}
