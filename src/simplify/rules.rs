@@ -57,6 +57,7 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         rw!("collect"; "(+ (scale ?s ?a) (scale ?t ?a))" => "(scale (+ ?s ?t) ?a)"),
         rw!("collect-one"; "(+ (scale ?s ?a) ?a)" => "(scale (+ ?s 1) ?a)"),
         rw!("cancel"; "(+ ?a (neg ?a))" => "(scale 0 ?a)"),
+        rw!("add-zero"; "(+ ?a (scale 0 ?b))" => "?a" if same_shape("?a", "?b")),
         rw!("scale-add"; "(scale ?s (+ ?a ?b))" => "(+ (scale ?s ?a) (scale ?s ?b))"),
         rw!("factor-scale"; "(+ (scale ?s ?a) (scale ?s ?b))" => "(scale ?s (+ ?a ?b))"),
         rw!("scale-commute"; "(scale ?s ?t)" => "(scale ?t ?s)" if is_scalar("?t")),
