@@ -98,7 +98,11 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
     let mut gradients = Vec::with_capacity(wrt.len());
     for v in wrt {
         calculus::check_target(&program.expr, &v)?;
-        if !typing.variables().contains(&v) {
+        let member = v.index.as_ref().is_some_and(|i| i.as_constant().is_none())
+            && typing.families().contains(&v.name);
+        if member {
+            typing.declare_member(&v);
+        } else if !typing.variables().contains(&v) {
             let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
             return Err(Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))
                 .note(format!("its variables are: {}", known.join(", "))));

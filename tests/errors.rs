@@ -31,7 +31,9 @@ const CASES: &[(&str, ErrorKind)] = &[
     // Refused by name: what the language cannot write, limits, later issues.
     ("a : 1x1; M : n x n; tr(a + M)", ErrorKind::Unsupported),
     ("A : 2x2; A^100", ErrorKind::Limit),
-    ("W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X", ErrorKind::Unsupported),
+    ("W[i] : n x n; prod(W[i], i=1..n) * prod(W[i], i=1..m)", ErrorKind::Unsupported),
+    ("W[i] : n x n; A : n x n; prod(W[i] * A, i=1..n)", ErrorKind::Unsupported),
+    ("W[i] : n x n; W[k] * prod(W[i], i=1..n)", ErrorKind::Unsupported),
 ];
 
 #[test]

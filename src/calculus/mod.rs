@@ -16,7 +16,7 @@ use std::rc::Rc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::Typing;
-use crate::syntax::{BinOp, Expr, ExprKind, Func, Span, VarName};
+use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, Span, VarName};
 
 /// How the loss L relates to the expression.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,6 +56,8 @@ pub enum Rule {
     Division,
     /// d f(U) = f′(U) ⊙ dU, then tr(Aᵀ(B ⊙ C)) = tr((A ⊙ B)ᵀ C).
     Entrywise(Func),
+    /// prod(F, i=a..b) = prod(F, i=a..j-1) F(j) prod(F, i=j+1..b), a ≤ j ≤ b.
+    ProdSplit,
 }
 
 impl Rule {
@@ -81,6 +83,7 @@ impl Rule {
             Rule::HadamardDiv => "d(X ./ Y) = dX ./ Y - X .* dY ./ Y .^ 2",
             Rule::HadamardPower => "d(X .^ p) = p X .^ (p-1) .* dX",
             Rule::Division => "d(X / s) = dX / s - X ds / s^2",
+            Rule::ProdSplit => "prod(F, i=a..b) = prod(F, i=a..j-1) * F(j) * prod(F, i=j+1..b)",
             Rule::Entrywise(f) => match f {
                 Func::Exp => "d exp(U) = exp(U) .* dU",
                 Func::Log => "d log(U) = dU ./ U",
@@ -121,6 +124,8 @@ pub struct Contribution {
 pub struct Differential {
     pub wrt: VarName,
     pub contributions: Vec<Contribution>,
+    /// Side conditions under which the gradient holds (`1 <= j <= n`).
+    pub conditions: Vec<String>,
 }
 
 impl Differential {
@@ -154,57 +159,71 @@ pub fn differentiate(typing: &Typing, wrt: &VarName, mode: &Mode) -> Result<Diff
     };
     let mut holds = HashSet::new();
     mark(root, wrt, &mut holds);
-    let mut walk = Walk { typing, holds, out: vec![] };
+    let mut walk = Walk { typing, wrt, holds, out: vec![], conditions: vec![] };
     let start_step = Step { rule: Rule::Start, target: root.clone(), adjoint: start.clone(), frozen: None };
     let trail = Rc::new(Trail { step: start_step, prev: None });
     walk.visit(root, start, trail)?;
-    Ok(Differential { wrt: wrt.clone(), contributions: walk.out })
+    Ok(Differential { wrt: wrt.clone(), contributions: walk.out, conditions: walk.conditions })
 }
 
-/// Refuses a variable whose gradient cannot be derived (yet): a family
-/// member of symbolic index, or one that may be the same matrix as a member
-/// `W[j]` of symbolic index; matdiff does not guess.
+/// Refuses a variable whose gradient cannot be derived (yet): a member of a
+/// family that may also be another occurrence (`W[k]` beside `W[j]`), or a
+/// family used in two products (tied families); matdiff does not guess.
 pub fn check_target(root: &Expr, wrt: &VarName) -> Result<()> {
-    if let Some(i) = &wrt.index {
-        if i.as_constant().is_none() {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("gradients with respect to a family member of symbolic index (`{wrt}`) are not supported yet"),
-            ));
+    let symbolic = |v: &VarName| v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
+    let mut prods: Vec<&Expr> = vec![];
+    let mut loose: Option<&Expr> = None;
+    fn walk<'e>(e: &'e Expr, wrt: &VarName, in_prod: bool, prods: &mut Vec<&'e Expr>, loose: &mut Option<&'e Expr>) {
+        match &e.kind {
+            ExprKind::Prod { body, .. } => {
+                if body.mentions_family(&wrt.name) {
+                    prods.push(e);
+                }
+                walk(body, wrt, true, prods, loose);
+            }
+            ExprKind::Var(v) if !in_prod && v.name == wrt.name && wrt.index.is_some() && loose.is_none() => {
+                let symbolic = v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
+                if symbolic || wrt.index.as_ref().is_some_and(|i| i.as_constant().is_none()) && v != wrt {
+                    *loose = Some(e);
+                }
+            }
+            _ => e.children().into_iter().for_each(|c| walk(c, wrt, in_prod, prods, loose)),
         }
     }
-    let mut clash: Option<&Expr> = None;
-    visit_all(root, &mut |e| {
-        if let ExprKind::Var(v) = &e.kind {
-            let symbolic = v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
-            if v.name == wrt.name && wrt.index.is_some() && symbolic && clash.is_none() {
-                clash = Some(e);
-            }
-        }
-    });
-    if let Some(e) = clash {
+    walk(root, wrt, false, &mut prods, &mut loose);
+    if let Some(e) = loose {
         return Err(Error::new(
             ErrorKind::Unsupported,
-            format!("`{e}` may be the same matrix as `{wrt}`: derivatives through families with symbolic indices (and `prod`) are not supported yet"),
+            format!("`{e}` may be the same matrix as `{wrt}`: a family used both in and beside a product, or with two symbolic indices, is not supported yet"),
         )
-        .label(e.span, "symbolic index"));
+        .label(e.span, "here"));
+    }
+    if wrt.index.is_some() && !prods.is_empty() && !symbolic(wrt) {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("`{wrt}` is one factor of a product of symbolic length; ask for `{}[j]` (any j) instead", wrt.name),
+        )
+        .label(prods[0].span, "here"));
+    }
+    if prods.len() > 1 {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the family `{}` is used in {} products; tied families are not supported yet", wrt.name, prods.len()),
+        )
+        .label(prods[1].span, "used again here"));
     }
     Ok(())
 }
 
-fn visit_all<'e>(e: &'e Expr, f: &mut impl FnMut(&'e Expr)) {
-    f(e);
-    for c in e.children() {
-        visit_all(c, f);
-    }
-}
 
 struct Walk<'t, 'p> {
     typing: &'t Typing<'p>,
     /// The nodes (by address) whose subtree holds the variable, computed
     /// once so that the walk is linear in the depth of the tree.
     holds: HashSet<*const Expr>,
+    wrt: &'t VarName,
     out: Vec<Contribution>,
+    conditions: Vec<String>,
 }
 
 /// The steps from the root to the current node, shared between branches.
@@ -228,8 +247,9 @@ impl Trail {
 
 /// Marks every node whose subtree mentions `v`; returns whether `e` does.
 fn mark(e: &Expr, v: &VarName, holds: &mut HashSet<*const Expr>) -> bool {
+    let family = v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
     let here = match &e.kind {
-        ExprKind::Var(w) => w == v,
+        ExprKind::Var(w) => w == v || (family && w.name == v.name),
         _ => e.children().into_iter().fold(false, |any, c| mark(c, v, holds) | any),
     };
     if here {
@@ -261,6 +281,9 @@ impl<'t, 'p> Walk<'t, 'p> {
             self.out.push(Contribution { occurrence: e.span, steps: Trail::steps(&trail), adjoint });
             return Ok(());
         }
+        if let ExprKind::Prod { .. } = e.kind {
+            return self.visit_prod(e, adjoint, trail);
+        }
         for (rule, child, adj) in self.descend(e, &adjoint)? {
             if self.holds(child) {
                 let frozen = matches!(rule, Rule::Product | Rule::Scaling).then(|| self.frozen(e, child));
@@ -268,6 +291,52 @@ impl<'t, 'p> Walk<'t, 'p> {
                 self.visit(child, adj, Rc::new(Trail { step, prev: Some(trail.clone()) }))?;
             }
         }
+        Ok(())
+    }
+
+    /// W[j] inside prod(W[i], i=a..b): split the product at j, under the side
+    /// condition a ≤ j ≤ b, and read off the middle factor.
+    fn visit_prod(&mut self, e: &'p Expr, adjoint: Expr, trail: Rc<Trail>) -> Result<()> {
+        let ExprKind::Prod { body, var, lo, hi } = &e.kind else { unreachable!("a prod") };
+        let refuse = |why: &str| {
+            Error::new(ErrorKind::Unsupported, format!("derivative of prod(...) {why} is not supported yet"))
+                .label(e.span, format!("`{}` occurs here", self.wrt))
+        };
+        let (member, transposed) = match &body.kind {
+            ExprKind::Var(v) => (v, false),
+            ExprKind::Transpose(x) => match &x.kind {
+                ExprKind::Var(v) => (v, true),
+                _ => return Err(refuse("over factors other than W[i] or W[i]^T")),
+            },
+            _ => return Err(refuse("over factors other than W[i] or W[i]^T")),
+        };
+        let (Some(j), Some(idx)) = (&self.wrt.index, &member.index) else {
+            return Err(refuse("with respect to a member of a concrete index"));
+        };
+        // The member's index is i + c; W[j] is the factor at i = j - c.
+        let offset = idx.minus(&Index::symbol(var));
+        if offset.as_constant().is_none() || j.mentions(var) {
+            return Err(refuse("over factors W[f(i)] other than W[i + c]"));
+        }
+        let at = j.minus(&offset);
+        let one = Index::constant(1);
+        let part = |lo: &Index, hi: &Index| {
+            Expr::synthetic(ExprKind::Prod { body: body.clone(), var: var.clone(), lo: lo.clone(), hi: hi.clone() })
+        };
+        let (left, right) = (part(lo, &at.minus(&one)), part(&at.plus(&one), hi));
+        let factor = Expr::synthetic(ExprKind::Var(self.wrt.clone()));
+        let factor = if transposed { Expr::transpose(factor) } else { factor };
+        let inner = Expr::product(Expr::product(Expr::transpose(left.clone()), adjoint), Expr::transpose(right.clone()));
+        let adj = if transposed { Expr::transpose(inner) } else { inner };
+        let frozen = Expr::product(
+            Expr::product(left, Expr::synthetic(ExprKind::Differential(Rc::new(factor)))),
+            right,
+        );
+        self.conditions.push(format!("{lo} <= {at} <= {hi}"));
+        let target = Expr::synthetic(ExprKind::Var(self.wrt.clone()));
+        let step = Step { rule: Rule::ProdSplit, target, adjoint: adj.clone(), frozen: Some(frozen) };
+        let trail = Rc::new(Trail { step, prev: Some(trail) });
+        self.out.push(Contribution { occurrence: e.span, steps: Trail::steps(&trail), adjoint: adj });
         Ok(())
     }
 

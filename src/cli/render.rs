@@ -25,8 +25,19 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
             out.push_str(&format!("{upstream} = dL/d{name}  : {shape}\n"));
         }
     }
-    let lines: Vec<(String, String)> =
-        d.gradients.iter().map(|g| (format!("d/d{} = {}", g.wrt, g.expr), g.shape.to_string())).collect();
+    let lines: Vec<(String, String)> = d
+        .gradients
+        .iter()
+        .map(|g| {
+            let conditions = &g.differential.conditions;
+            let shape = if conditions.is_empty() {
+                g.shape.to_string()
+            } else {
+                format!("{}   for {}", g.shape, conditions.join(", "))
+            };
+            (format!("d/d{} = {}", g.wrt, g.expr), shape)
+        })
+        .collect();
     // Align the shapes, unless a formula is too long for alignment to help.
     let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).min(100);
     for (line, shape) in lines {
@@ -64,6 +75,9 @@ pub fn derivation_json(d: &Derivation, steps: bool) -> String {
                 "occurrences": g.differential.contributions.len(),
                 "saturated": g.saturated,
             });
+            if !g.differential.conditions.is_empty() {
+                doc["condition"] = json!(g.differential.conditions.join(", "));
+            }
             if let Some(e) = explanations.get(i) {
                 let lines: Vec<_> = e
                     .lines

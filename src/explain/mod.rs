@@ -141,7 +141,7 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Vec<Line>) {
     let read = tr(Expr::product(Expr::transpose(step.adjoint.clone()), df.clone()));
     let line = |rhs: Expr, why: &str| Line { lhs: Lhs::Same, rhs, partial: true, why: why.to_string() };
     match (&step.rule, &step.frozen) {
-        (Rule::Product, Some(frozen)) => {
+        (Rule::Product | Rule::ProdSplit, Some(frozen)) => {
             lines.push(line(
                 tr(Expr::product(a_t.clone(), frozen.clone())),
                 "product rule, the other factors frozen",

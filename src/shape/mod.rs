@@ -163,6 +163,13 @@ impl<'p> Typing<'p> {
         &self.typer
     }
 
+    /// The shape of a member of a family (`W[j]` of `W[i] : d[i-1] x d[i]`),
+    /// declaring it.
+    pub fn declare_member(&mut self, v: &VarName) -> Shape {
+        let s = self.typer.var(v);
+        self.typer.resolve(s)
+    }
+
     /// Adds a variable of a given shape, such as the upstream gradient.
     pub fn insert_var(&mut self, v: VarName, s: &Shape) {
         self.typer.insert_var(v, s);

@@ -370,6 +370,14 @@ impl Expr {
         }
     }
 
+    /// Whether a member of the family `name` (`name[...]`) occurs.
+    pub fn mentions_family(&self, name: &str) -> bool {
+        match &self.kind {
+            ExprKind::Var(w) => w.name == name && w.index.is_some(),
+            _ => self.children().into_iter().any(|c| c.mentions_family(name)),
+        }
+    }
+
     /// Number of nodes.
     pub fn size(&self) -> usize {
         1 + self.children().into_iter().map(Expr::size).sum::<usize>()
