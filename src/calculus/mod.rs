@@ -172,33 +172,42 @@ pub fn differentiate(typing: &Typing, wrt: &VarName, mode: &Mode) -> Result<Diff
 pub fn check_target(root: &Expr, wrt: &VarName) -> Result<()> {
     let symbolic = |v: &VarName| v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
     let mut prods: Vec<&Expr> = vec![];
-    let mut loose: Option<&Expr> = None;
-    fn walk<'e>(e: &'e Expr, wrt: &VarName, in_prod: bool, prods: &mut Vec<&'e Expr>, loose: &mut Option<&'e Expr>) {
+    let mut loose: Vec<&Expr> = vec![];
+    fn walk<'e>(e: &'e Expr, family: &str, in_prod: bool, prods: &mut Vec<&'e Expr>, loose: &mut Vec<&'e Expr>) {
         match &e.kind {
             ExprKind::Prod { body, .. } => {
-                if body.mentions_family(&wrt.name) {
+                if body.mentions_family(family) {
                     prods.push(e);
                 }
-                walk(body, wrt, true, prods, loose);
+                walk(body, family, true, prods, loose);
             }
-            ExprKind::Var(v) if !in_prod && v.name == wrt.name && wrt.index.is_some() && loose.is_none() => {
-                let symbolic = v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
-                if symbolic || wrt.index.as_ref().is_some_and(|i| i.as_constant().is_none()) && v != wrt {
-                    *loose = Some(e);
-                }
-            }
-            _ => e.children().into_iter().for_each(|c| walk(c, wrt, in_prod, prods, loose)),
+            ExprKind::Var(v) if !in_prod && v.name == family && v.index.is_some() => loose.push(e),
+            _ => e.children().into_iter().for_each(|c| walk(c, family, in_prod, prods, loose)),
         }
     }
-    walk(root, wrt, false, &mut prods, &mut loose);
-    if let Some(e) = loose {
+    if wrt.index.is_none() {
+        return Ok(());
+    }
+    walk(root, &wrt.name, false, &mut prods, &mut loose);
+    let var = |e: &Expr| match &e.kind {
+        ExprKind::Var(v) => v.clone(),
+        _ => unreachable!("loose members are variables"),
+    };
+    if let (Some(p), Some(e)) = (prods.first(), loose.first()) {
         return Err(Error::new(
             ErrorKind::Unsupported,
-            format!("`{e}` may be the same matrix as `{wrt}`: a family used both in and beside a product, or with two symbolic indices, is not supported yet"),
+            format!("`{e}` may be one of the factors of `{p}`; a family used both in and beside a product is not supported yet"),
         )
         .label(e.span, "here"));
     }
-    if wrt.index.is_some() && !prods.is_empty() && !symbolic(wrt) {
+    if let Some(e) = loose.iter().find(|e| var(e) != *wrt && (symbolic(&var(e)) || symbolic(wrt))) {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("`{e}` may be the same matrix as `{wrt}`: members of a family with symbolic indices are not supported yet"),
+        )
+        .label(e.span, "here"));
+    }
+    if !prods.is_empty() && !symbolic(wrt) {
         return Err(Error::new(
             ErrorKind::Unsupported,
             format!("`{wrt}` is one factor of a product of symbolic length; ask for `{}[j]` (any j) instead", wrt.name),
@@ -302,6 +311,9 @@ impl<'t, 'p> Walk<'t, 'p> {
             Error::new(ErrorKind::Unsupported, format!("derivative of prod(...) {why} is not supported yet"))
                 .label(e.span, format!("`{}` occurs here", self.wrt))
         };
+        if !body.mentions_family(&self.wrt.name) {
+            return Err(refuse("with respect to a matrix inside its factors"));
+        }
         let (member, transposed) = match &body.kind {
             ExprKind::Var(v) => (v, false),
             ExprKind::Transpose(x) => match &x.kind {
@@ -310,6 +322,9 @@ impl<'t, 'p> Walk<'t, 'p> {
             },
             _ => return Err(refuse("over factors other than W[i] or W[i]^T")),
         };
+        if member.name != self.wrt.name {
+            return Err(refuse("with respect to a matrix inside its factors"));
+        }
         let (Some(j), Some(idx)) = (&self.wrt.index, &member.index) else {
             return Err(refuse("with respect to a member of a concrete index"));
         };
