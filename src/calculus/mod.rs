@@ -119,13 +119,27 @@ pub struct Contribution {
     pub adjoint: Expr,
 }
 
+/// A side condition `lo <= at <= hi` on index expressions.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Condition {
+    pub at: Index,
+    pub lo: Index,
+    pub hi: Index,
+}
+
+impl std::fmt::Display for Condition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} <= {} <= {}", self.lo, self.at, self.hi)
+    }
+}
+
 /// The raw gradient of one variable: the sum of its contributions.
 #[derive(Clone, Debug)]
 pub struct Differential {
     pub wrt: VarName,
     pub contributions: Vec<Contribution>,
     /// Side conditions under which the gradient holds (`1 <= j <= n`).
-    pub conditions: Vec<String>,
+    pub conditions: Vec<Condition>,
 }
 
 impl Differential {
@@ -173,7 +187,13 @@ pub fn check_target(root: &Expr, wrt: &VarName) -> Result<()> {
     let symbolic = |v: &VarName| v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
     let mut prods: Vec<&Expr> = vec![];
     let mut loose: Vec<&Expr> = vec![];
-    fn walk<'e>(e: &'e Expr, family: &str, in_prod: bool, prods: &mut Vec<&'e Expr>, loose: &mut Vec<&'e Expr>) {
+    fn walk<'e>(
+        e: &'e Expr,
+        family: &str,
+        in_prod: bool,
+        prods: &mut Vec<&'e Expr>,
+        loose: &mut Vec<&'e Expr>,
+    ) {
         match &e.kind {
             ExprKind::Prod { body, .. } => {
                 if body.mentions_family(family) {
@@ -210,20 +230,26 @@ pub fn check_target(root: &Expr, wrt: &VarName) -> Result<()> {
     if !prods.is_empty() && !symbolic(wrt) {
         return Err(Error::new(
             ErrorKind::Unsupported,
-            format!("`{wrt}` is one factor of a product of symbolic length; ask for `{}[j]` (any j) instead", wrt.name),
+            format!(
+                "`{wrt}` is one factor of a product of symbolic length; ask for `{}[j]` (any j) instead",
+                wrt.name
+            ),
         )
         .label(prods[0].span, "here"));
     }
     if prods.len() > 1 {
         return Err(Error::new(
             ErrorKind::Unsupported,
-            format!("the family `{}` is used in {} products; tied families are not supported yet", wrt.name, prods.len()),
+            format!(
+                "the family `{}` is used in {} products; tied families are not supported yet",
+                wrt.name,
+                prods.len()
+            ),
         )
         .label(prods[1].span, "used again here"));
     }
     Ok(())
 }
-
 
 struct Walk<'t, 'p> {
     typing: &'t Typing<'p>,
@@ -232,7 +258,7 @@ struct Walk<'t, 'p> {
     holds: HashSet<*const Expr>,
     wrt: &'t VarName,
     out: Vec<Contribution>,
-    conditions: Vec<String>,
+    conditions: Vec<Condition>,
 }
 
 /// The steps from the root to the current node, shared between branches.
@@ -336,18 +362,26 @@ impl<'t, 'p> Walk<'t, 'p> {
         let at = j.minus(&offset);
         let one = Index::constant(1);
         let part = |lo: &Index, hi: &Index| {
-            Expr::synthetic(ExprKind::Prod { body: body.clone(), var: var.clone(), lo: lo.clone(), hi: hi.clone() })
+            Expr::synthetic(ExprKind::Prod {
+                body: body.clone(),
+                var: var.clone(),
+                lo: lo.clone(),
+                hi: hi.clone(),
+            })
         };
         let (left, right) = (part(lo, &at.minus(&one)), part(&at.plus(&one), hi));
         let factor = Expr::synthetic(ExprKind::Var(self.wrt.clone()));
         let factor = if transposed { Expr::transpose(factor) } else { factor };
-        let inner = Expr::product(Expr::product(Expr::transpose(left.clone()), adjoint), Expr::transpose(right.clone()));
+        let inner = Expr::product(
+            Expr::product(Expr::transpose(left.clone()), adjoint),
+            Expr::transpose(right.clone()),
+        );
         let adj = if transposed { Expr::transpose(inner) } else { inner };
         let frozen = Expr::product(
             Expr::product(left, Expr::synthetic(ExprKind::Differential(Rc::new(factor)))),
             right,
         );
-        self.conditions.push(format!("{lo} <= {at} <= {hi}"));
+        self.conditions.push(Condition { at: at.clone(), lo: lo.clone(), hi: hi.clone() });
         let target = Expr::synthetic(ExprKind::Var(self.wrt.clone()));
         let step = Step { rule: Rule::ProdSplit, target, adjoint: adj.clone(), frozen: Some(frozen) };
         let trail = Rc::new(Trail { step, prev: Some(trail) });

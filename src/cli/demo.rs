@@ -11,6 +11,7 @@ use crate::{derive, Derivation, DeriveOptions};
 const DECLARED: &str = "W1 : 3x4; W2 : 4x5; W3 : 5x6; X : 6x2; Z = W1*W2*W3*X";
 const INFERRED: &str = "Z = W1*W2*W3*X";
 const TIED: &str = "W : 4x4; X : 4x2; Z = W*W*X";
+const SYMBOLIC: &str = "W[i] : d[i-1] x d[i]; X : d[n] x B; Z = prod(W[i], i=1..n) * X";
 const PRODUCT: &str = "W1 : 3x4; W2 : 4x5; W3 : 5x6; C = W1*W2*W3";
 const COLLAPSED: &str = "C : 3x6; X : 6x2; Z = C*X";
 
@@ -106,6 +107,17 @@ pub fn run(latex: bool) -> Result<(String, bool)> {
     let inferred_w2 = explain(&inferred).into_iter().find(|e| e.wrt.to_string() == "W2");
     if let Some(e) = inferred_w2 {
         doc.verbatim(&e.shape_check.iter().map(|c| format!("d/dW2: {c}\n")).collect::<String>());
+    }
+
+    let symbolic_program = parse_program(SYMBOLIC)?;
+    let symbolic = derive(&symbolic_program, &DeriveOptions::default())?;
+    doc.section(&format!("4b. For a chain of any length n ({SYMBOLIC})"));
+    doc.derivation(&symbolic);
+    let wj = explain(&symbolic).into_iter().filter(|e| e.wrt.to_string() == "W[j]").collect::<Vec<_>>();
+    if latex {
+        doc.out.push_str(&to_latex_blocks(&wj));
+    } else {
+        doc.verbatim(&to_text(&wj));
     }
 
     let tied_program = parse_program(TIED)?;

@@ -33,7 +33,8 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
             let shape = if conditions.is_empty() {
                 g.shape.to_string()
             } else {
-                format!("{}   for {}", g.shape, conditions.join(", "))
+                let c: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
+                format!("{}   for {}", g.shape, c.join(", "))
             };
             (format!("d/d{} = {}", g.wrt, g.expr), shape)
         })
@@ -76,7 +77,8 @@ pub fn derivation_json(d: &Derivation, steps: bool) -> String {
                 "saturated": g.saturated,
             });
             if !g.differential.conditions.is_empty() {
-                doc["condition"] = json!(g.differential.conditions.join(", "));
+                let c: Vec<String> = g.differential.conditions.iter().map(|c| c.to_string()).collect();
+                doc["condition"] = json!(c.join(", "));
             }
             if let Some(e) = explanations.get(i) {
                 let lines: Vec<_> = e
@@ -158,6 +160,7 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
             "seed": r.seed,
             "domains": r.domains.iter().map(|(v, d)| (v.to_string(), d.name())).collect::<std::collections::BTreeMap<_, _>>(),
             "redraws": r.redraws,
+            "indices": r.indices,
             "tolerance": TOLERANCE,
         });
         return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
@@ -166,6 +169,10 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
     let sizes: Vec<String> = r.sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let sizes = if sizes.is_empty() { "all dimensions fixed".to_string() } else { sizes.join(" ") };
     out.push_str(&format!("sizes: {sizes}  (seed {})\n", r.seed));
+    if !r.indices.is_empty() {
+        let i: Vec<String> = r.indices.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!("indices: {}\n", i.join(" ")));
+    }
     if !r.domains.is_empty() {
         let d: Vec<String> = r.domains.iter().map(|(v, d)| format!("{v} {}", d.name())).collect();
         out.push_str(&format!("domains: {}  (the others: entries in [-1, 1])\n", d.join(", ")));

@@ -15,6 +15,8 @@ pub type Matrix = DMatrix<f64>;
 #[derive(Clone, Debug, Default)]
 pub struct Env {
     pub vars: HashMap<VarName, Matrix>,
+    /// Values of free index symbols (`n`, `j`).
+    pub indices: Vec<(String, i64)>,
 }
 
 /// An intermediate value: a matrix, or c·I whose size the context decides.
@@ -82,7 +84,7 @@ impl<'e> Evaluator<'e> {
 
     /// The value; a result that is a bare `I` of open size gets the shape.
     pub fn eval(&self, env: &Env) -> Result<Matrix> {
-        match self.eval_in(self.expr, env, &mut Vec::new())? {
+        match self.eval_in(self.expr, env, &mut env.indices.clone())? {
             Value::Matrix(m) => Ok(m),
             Value::Identity(c) => match self.shape {
                 Some((n, _)) => Ok(Matrix::identity(n, n) * c),

@@ -17,7 +17,7 @@ pub use eval::{eval, Env, Evaluator, Matrix};
 use crate::calculus::Mode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Dim, Shape};
-use crate::syntax::VarName;
+use crate::syntax::{Expr, ExprKind, Index, VarName};
 use crate::Derivation;
 
 /// Largest relative error accepted between a gradient and finite differences.
@@ -101,6 +101,8 @@ pub struct CheckReport {
     /// The size given to each symbolic dimension.
     pub sizes: BTreeMap<String, usize>,
     pub seed: u64,
+    /// Values of the index symbols (`n`, `j`).
+    pub indices: BTreeMap<String, i64>,
     /// Variables drawn from a restricted domain (the others: entries in [-1, 1]).
     pub domains: BTreeMap<VarName, Domain>,
     /// Instances discarded because the expression was not finite on them.
@@ -155,6 +157,8 @@ pub fn random_matrix(shape: &Shape, sizes: &BTreeMap<String, usize>, rng: &mut S
 #[derive(Clone, Debug)]
 pub struct Instance {
     pub sizes: BTreeMap<String, usize>,
+    /// Values of the index symbols (`n`, `j`).
+    pub indices: BTreeMap<String, i64>,
     pub env: Env,
     pub domains: BTreeMap<VarName, Domain>,
     /// Draws discarded because something was not finite on them.
@@ -162,20 +166,67 @@ pub struct Instance {
 }
 
 impl Instance {
-    /// Draws an instance (seeded); `options.dims` fixes some sizes.
+    /// Draws an instance (seeded). Index symbols (`n` of a product's range,
+    /// `j` of a family member) get values first, within the gradients' side
+    /// conditions; then every dimension a size, 2..=5. `options.dims` fixes
+    /// any of them by name (`n=4`, `d0=3`, `d[2]=5`).
     pub fn draw(derivation: &Derivation, options: &CheckOptions) -> Result<Instance> {
         let typing = &derivation.typing;
         let mut rng = StdRng::seed_from_u64(options.seed);
-        let mut sizes = BTreeMap::new();
-        for symbol in typing.symbols() {
-            let n = match options.dims.get(&symbol) {
-                Some(&n) => n,
-                None => rng.random_range(2..=5),
+        let indices = draw_indices(derivation, options, &mut rng)?;
+        let bind = |i: &Index| indices.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)));
+        let concrete = |v: &VarName| VarName { name: v.name.clone(), index: v.index.as_ref().map(bind) };
+
+        // The variables, the members of families that products use, and G.
+        let mut typer = typing.typer().clone();
+        let mut vars: Vec<(VarName, Shape)> = vec![];
+        for v in typing.variables() {
+            vars.push((concrete(v), typing.var_shape(v).expect("typed")));
+        }
+        for (family, lo, hi) in product_ranges(&typing.program.expr) {
+            let (lo, hi) = (bind(&lo).as_constant(), bind(&hi).as_constant());
+            let (Some(lo), Some(hi)) = (lo, hi) else {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    "a product's range has no value; give its symbols with --dims",
+                ));
             };
-            sizes.insert(symbol, n);
+            for k in lo..=hi {
+                let member = VarName { name: family.clone(), index: Some(Index::constant(k)) };
+                let s = typer.var(&member);
+                vars.push((member, typer.resolve(s)));
+            }
+        }
+        if let Mode::Layer { upstream } = &derivation.mode {
+            vars.push((upstream.clone(), typing.var_shape(upstream).expect("typed")));
+        }
+        let mut sizes = BTreeMap::new();
+        let mut size = |d: &Dim, rng: &mut StdRng| -> Result<usize> {
+            let key = match d {
+                Dim::Indexed(name, i) => format!("{name}[{}]", bind(i)),
+                d => d.to_string(),
+            };
+            if let Dim::Const(_) | Dim::Unknown(_) = d {
+                return size_of(d, &BTreeMap::new());
+            }
+            let n = *sizes.entry(key.clone()).or_insert_with(|| {
+                options.dims.get(&key).copied().unwrap_or_else(|| rng.random_range(2..=5))
+            });
+            Ok(n)
+        };
+        let mut shapes = vec![];
+        for (v, shape) in &vars {
+            let (r, c) = (size(&shape.rows, &mut rng)?, size(&shape.cols, &mut rng)?);
+            if r.saturating_mul(c) > 1_000_000 {
+                return Err(Error::new(
+                    ErrorKind::Limit,
+                    format!("a {r}x{c} matrix is too large to check numerically"),
+                ));
+            }
+            shapes.push((v.clone(), r, c));
         }
         for name in options.dims.keys() {
-            if !sizes.contains_key(name) {
+            if !sizes.contains_key(name) && !indices.iter().any(|(k, _)| k == name) {
                 return Err(Error::new(
                     ErrorKind::Usage,
                     format!("--dims names `{name}`, which is not a dimension of the expression"),
@@ -186,32 +237,25 @@ impl Instance {
                 )));
             }
         }
-        let mut vars: Vec<VarName> = typing.variables().to_vec();
-        if let Mode::Layer { upstream } = &derivation.mode {
-            vars.push(upstream.clone());
-        }
         let domains = domains(&typing.program.expr);
+        let domain_of = |v: &VarName| {
+            domains
+                .get(v)
+                .copied()
+                .or_else(|| domains.iter().find(|(k, _)| k.name == v.name).map(|(_, d)| *d))
+        };
         let mut redraws = 0;
         loop {
-            let mut env = Env::default();
-            for v in &vars {
-                let shape = typing.var_shape(v).expect("every variable has a shape");
-                let (r, c) = (size_of(&shape.rows, &sizes)?, size_of(&shape.cols, &sizes)?);
-                if r.saturating_mul(c) > 1_000_000 {
-                    return Err(Error::new(
-                        ErrorKind::Limit,
-                        format!("a {r}x{c} matrix is too large to check numerically"),
-                    ));
-                }
-                let domain = domains.get(v).copied().unwrap_or_default();
-                env.vars.insert(v.clone(), domain.draw(r, c, &mut rng));
+            let mut env = Env { indices: indices.clone(), ..Env::default() };
+            for (v, r, c) in &shapes {
+                env.vars.insert(v.clone(), domain_of(v).unwrap_or_default().draw(*r, *c, &mut rng));
             }
             let finite = |m: Result<Matrix>| m.is_ok_and(|m| m.iter().all(|x| x.is_finite()));
             if finite(eval(&typing.program.expr, &env, None))
                 && derivation.gradients.iter().all(|g| finite(gradient_value(g, &env)))
             {
                 let domains = domains.into_iter().filter(|(_, d)| *d != Domain::Any).collect();
-                return Ok(Instance { sizes, env, domains, redraws });
+                return Ok(Instance { sizes, env, domains, redraws, indices: indices.into_iter().collect() });
             }
             redraws += 1;
             if redraws >= MAX_DRAWS {
@@ -224,19 +268,107 @@ impl Instance {
     }
 }
 
+/// Values for the free index symbols: those of product ranges and of
+/// declared dimensions first (1..=5), then the gradients' own indices,
+/// within their side conditions.
+fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Result<Vec<(String, i64)>> {
+    let mut outer = std::collections::BTreeSet::new();
+    for (_, lo, hi) in product_ranges(&d.typing.program.expr) {
+        outer.extend(lo.terms.keys().cloned());
+        outer.extend(hi.terms.keys().cloned());
+    }
+    for v in d.typing.variables() {
+        let s = d.typing.var_shape(v).expect("typed");
+        for dim in [s.rows, s.cols] {
+            if let Dim::Indexed(_, i) = dim {
+                outer.extend(i.terms.keys().cloned());
+            }
+        }
+    }
+    let mut values: Vec<(String, i64)> = vec![];
+    for name in outer {
+        let v = options.dims.get(&name).map(|&n| n as i64).unwrap_or_else(|| rng.random_range(1..=5));
+        values.push((name, v));
+    }
+    let bind = |i: &Index, values: &[(String, i64)]| {
+        values.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
+    };
+    for g in &d.gradients {
+        let Some(index) = &g.wrt.index else { continue };
+        for name in index.terms.keys() {
+            if values.iter().any(|(k, _)| k == name) {
+                continue;
+            }
+            // The condition lo <= at <= hi, with at = name + c.
+            let range = g.differential.conditions.iter().find(|c| c.at.mentions(name)).and_then(|c| {
+                let c0 = c.at.subst(name, &Index::constant(0));
+                let (lo, hi, off) = (bind(&c.lo, &values), bind(&c.hi, &values), bind(&c0, &values));
+                Some((lo.as_constant()? - off.as_constant()?, hi.as_constant()? - off.as_constant()?))
+            });
+            let v = match (options.dims.get(name), range) {
+                (Some(&n), _) => n as i64,
+                (None, Some((lo, hi))) if lo <= hi => rng.random_range(lo..=hi),
+                (None, Some(_)) => {
+                    return Err(Error::new(
+                        ErrorKind::Usage,
+                        format!("no value of `{name}` satisfies its side condition"),
+                    ));
+                }
+                (None, None) => rng.random_range(1..=5),
+            };
+            values.push((name.clone(), v));
+        }
+    }
+    Ok(values)
+}
+
+/// Every `prod(F, i=lo..hi)` as (the family its body uses, lo, hi).
+fn product_ranges(e: &Expr) -> Vec<(String, Index, Index)> {
+    let mut out = vec![];
+    if let ExprKind::Prod { body, var, lo, hi } = &e.kind {
+        let mut families = vec![];
+        collect_families(body, var, &mut families);
+        out.extend(families.into_iter().map(|f| (f, lo.clone(), hi.clone())));
+    }
+    for c in e.children() {
+        out.extend(product_ranges(c));
+    }
+    out
+}
+
+fn collect_families(e: &Expr, var: &str, out: &mut Vec<String>) {
+    if let ExprKind::Var(v) = &e.kind {
+        if v.index.as_ref().is_some_and(|i| i.mentions(var)) && !out.contains(&v.name) {
+            out.push(v.name.clone());
+        }
+    }
+    for c in e.children() {
+        collect_families(c, var, out);
+    }
+}
+
 /// The value of a gradient formula, as a matrix of its variable's shape (a
 /// lone `I` takes that size, a scalar `0` fills it).
 pub fn gradient_value(g: &crate::Gradient, env: &Env) -> Result<Matrix> {
-    let value = env
-        .vars
-        .get(&g.wrt)
-        .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no value for `{}`", g.wrt)))?;
+    let wrt = member(&g.wrt, env);
+    let value =
+        env.vars.get(&wrt).ok_or_else(|| Error::new(ErrorKind::Internal, format!("no value for `{wrt}`")))?;
     let m = eval(&g.expr, env, Some(value.shape()))?;
     Ok(if m.shape() == (1, 1) && value.shape() != (1, 1) {
         Matrix::from_element(value.nrows(), value.ncols(), m[(0, 0)])
     } else {
         m
     })
+}
+
+/// The concrete variable a gradient's variable names on an instance (`W[j]`
+/// with j = 2 is `W[2]`).
+pub fn member(v: &VarName, env: &Env) -> VarName {
+    let index = v
+        .index
+        .as_ref()
+        .map(|i| env.indices.iter().fold(i.clone(), |i, (k, x)| i.subst(k, &Index::constant(*x))));
+    VarName { name: v.name.clone(), index }
 }
 
 /// Instantiates the symbolic dimensions with small random sizes (or the
@@ -251,7 +383,7 @@ pub fn gradient_value(g: &crate::Gradient, env: &Env) -> Result<Matrix> {
 /// assert!(report.ok());
 /// ```
 pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckReport> {
-    let Instance { sizes, env, domains, redraws } = Instance::draw(derivation, options)?;
+    let Instance { sizes, env, domains, redraws, indices } = Instance::draw(derivation, options)?;
     let forward = Evaluator::new(&derivation.typing.program.expr, &env, None);
     let loss = |env: &Env| -> Result<f64> {
         let z = forward.eval(env)?;
@@ -262,7 +394,8 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
     };
     let mut results = Vec::new();
     for g in &derivation.gradients {
-        let value = &env.vars[&g.wrt];
+        let wrt = member(&g.wrt, &env);
+        let value = &env.vars[&wrt];
         let symbolic = gradient_value(g, &env)?;
         let mut numeric = Matrix::zeros(value.nrows(), value.ncols());
         let mut probe = env.clone();
@@ -270,17 +403,17 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
             let x = value[idx];
             numeric[idx] = derivative(
                 |at| {
-                    probe.vars.get_mut(&g.wrt).expect("variable")[idx] = at;
+                    probe.vars.get_mut(&wrt).expect("variable")[idx] = at;
                     loss(&probe)
                 },
                 x,
             )?;
-            probe.vars.get_mut(&g.wrt).expect("variable")[idx] = x;
+            probe.vars.get_mut(&wrt).expect("variable")[idx] = x;
         }
         let err = relative_error(&symbolic, &numeric);
         results.push(CheckResult { wrt: g.wrt.clone(), max_rel_err: err, ok: err <= TOLERANCE });
     }
-    Ok(CheckReport { sizes, seed: options.seed, domains, redraws, results })
+    Ok(CheckReport { sizes, seed: options.seed, indices, domains, redraws, results })
 }
 
 /// ‖a − b‖ / max(‖a‖, ‖b‖, 10⁻³): relative for gradients of ordinary size,

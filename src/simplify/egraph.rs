@@ -348,9 +348,16 @@ impl Converter {
                 })
             }
             ExprKind::Prod { .. } | ExprKind::Differential(_) => {
+                // Equal constructs are one leaf, so that they can cancel and match.
                 let s = resolved(self, e)?;
-                self.opaque.push(e.clone());
-                self.leaf(format!("@{}", self.opaque.len() - 1), s, rec)
+                let k = match self.opaque.iter().position(|o| o == e) {
+                    Some(k) => k,
+                    None => {
+                        self.opaque.push(e.clone());
+                        self.opaque.len() - 1
+                    }
+                };
+                self.leaf(format!("@{k}"), s, rec)
             }
         })
     }

@@ -103,7 +103,7 @@ pub fn equivalent(a: &Expr, b: &Expr, typer: &Typer, expect: Option<&Shape>) -> 
     let same = runner.egraph.find(runner.roots[0]) == runner.egraph.find(runner.roots[1]);
     Ok(same.then_some(true))
 }
-use crate::syntax::{BinOp, Expr, ExprKind, Func};
+use crate::syntax::{BinOp, Expr, ExprKind, Func, Index};
 
 /// The normal form of `e`, equal to it as a function of its variables.
 ///
@@ -405,12 +405,74 @@ fn factor_out(sum: Sum, outer: &mut Term) -> Expr {
     }
 }
 
+/// `prod(F, i=a..b)` as its parts.
+fn as_prod(e: &Expr) -> Option<(&Rc<Expr>, &str, &Index, &Index)> {
+    match &e.kind {
+        ExprKind::Prod { body, var, lo, hi } => Some((body, var, lo, hi)),
+        _ => None,
+    }
+}
+
+fn prod(body: &Rc<Expr>, var: &str, lo: Index, hi: Index) -> Expr {
+    Expr::synthetic(ExprKind::Prod { body: body.clone(), var: var.to_string(), lo, hi })
+}
+
+/// Adjacent ranges merge: prod(F, i=a..b) F(b+1) = prod(F, i=a..b+1), F(a-1)
+/// prod(F, i=a..b) = prod(F, i=a-1..b), prod(F, i=a..b) prod(F, i=b+1..c) =
+/// prod(F, i=a..c); a range with b = a - 1 is empty, the identity.
+fn merge_ranges(chain: VecDeque<Expr>) -> VecDeque<Expr> {
+    let one = Index::constant(1);
+    let merge = |x: &Expr, y: &Expr| -> Option<Expr> {
+        match (as_prod(x), as_prod(y)) {
+            (Some((b1, v1, lo1, hi1)), Some((b2, v2, lo2, hi2)))
+                if b1 == b2 && v1 == v2 && *lo2 == hi1.plus(&one) =>
+            {
+                Some(prod(b1, v1, lo1.clone(), hi2.clone()))
+            }
+            (Some((b, v, lo, hi)), None) if b.subst_index(v, &hi.plus(&one)) == *y => {
+                Some(prod(b, v, lo.clone(), hi.plus(&one)))
+            }
+            (None, Some((b, v, lo, hi))) if b.subst_index(v, &lo.minus(&one)) == *x => {
+                Some(prod(b, v, lo.minus(&one), hi.clone()))
+            }
+            _ => None,
+        }
+    };
+    let untranspose = |e: &Expr| match &e.kind {
+        ExprKind::Transpose(x) => Some((**x).clone()),
+        _ => None,
+    };
+    let mut out: VecDeque<Expr> = VecDeque::with_capacity(chain.len());
+    for e in chain {
+        let e = match as_prod(&e) {
+            Some((_, _, lo, hi)) if hi.plus(&one) == *lo => Expr::identity(),
+            _ => e,
+        };
+        let merged = out.back().and_then(|last| {
+            merge(last, &e).or_else(|| {
+                // (B A)^T = A^T B^T: transposed neighbours merge in reverse.
+                let (a, b) = (untranspose(last)?, untranspose(&e)?);
+                merge(&b, &a).map(Expr::transpose)
+            })
+        });
+        match merged {
+            Some(m) => {
+                out.pop_back();
+                out.push_back(m);
+            }
+            None => out.push_back(e),
+        }
+    }
+    out
+}
+
 /// A term as an expression: its sign, and `c * s1 * … * M1 * …`.
 fn build_term(term: Term) -> (bool, Expr) {
     let negative = term.coeff < 0.0;
     let magnitude = term.coeff.abs();
-    let has_matrix = term.chain.iter().any(|m| m.kind != ExprKind::Identity);
-    let mut chain = term.chain;
+    let chain = merge_ranges(term.chain);
+    let has_matrix = chain.iter().any(|m| m.kind != ExprKind::Identity);
+    let mut chain = chain;
     if has_matrix {
         chain.retain(|m| m.kind != ExprKind::Identity);
     } else {

@@ -370,6 +370,38 @@ impl Expr {
         }
     }
 
+    /// The expression with the index symbol `var` replaced by `value`
+    /// (not inside a `prod` that binds `var` itself).
+    pub fn subst_index(&self, var: &str, value: &Index) -> Expr {
+        let kind = match &self.kind {
+            ExprKind::Var(v) => ExprKind::Var(VarName {
+                name: v.name.clone(),
+                index: v.index.as_ref().map(|i| i.subst(var, value)),
+            }),
+            ExprKind::Prod { var: bound, .. } if bound == var => return self.clone(),
+            ExprKind::Prod { body, var: bound, lo, hi } => ExprKind::Prod {
+                body: Rc::new(body.subst_index(var, value)),
+                var: bound.clone(),
+                lo: lo.subst(var, value),
+                hi: hi.subst(var, value),
+            },
+            ExprKind::Identity | ExprKind::Num(_) => return self.clone(),
+            ExprKind::Neg(a) => ExprKind::Neg(Rc::new(a.subst_index(var, value))),
+            ExprKind::Transpose(a) => ExprKind::Transpose(Rc::new(a.subst_index(var, value))),
+            ExprKind::Differential(a) => ExprKind::Differential(Rc::new(a.subst_index(var, value))),
+            ExprKind::Power(a, k) => ExprKind::Power(Rc::new(a.subst_index(var, value)), *k),
+            ExprKind::HadamardPower(a, p) => ExprKind::HadamardPower(Rc::new(a.subst_index(var, value)), *p),
+            ExprKind::Call(f, a) => ExprKind::Call(*f, Rc::new(a.subst_index(var, value))),
+            ExprKind::Binary { op, op_span, lhs, rhs } => ExprKind::Binary {
+                op: *op,
+                op_span: *op_span,
+                lhs: Rc::new(lhs.subst_index(var, value)),
+                rhs: Rc::new(rhs.subst_index(var, value)),
+            },
+        };
+        Expr::new(kind, self.span)
+    }
+
     /// Whether a member of the family `name` (`name[...]`) occurs.
     pub fn mentions_family(&self, name: &str) -> bool {
         match &self.kind {

@@ -136,9 +136,11 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
             out.push_str("\\mathrm{d}");
             write(out, a, Prec::Atom);
         }
+        // Parenthesised, so that neighbours and superscripts stay outside.
         ExprKind::Prod { body, var, lo, hi } => {
-            out.push_str(&format!("\\prod_{{{var}={lo}}}^{{{hi}}} "));
+            out.push_str(&format!("\\left(\\prod_{{{var}={lo}}}^{{{hi}}} "));
             write(out, body, Prec::Postfix);
+            out.push_str("\\right)");
         }
     }
 }
