@@ -29,6 +29,7 @@ Examples:
   matdiff verify 'W1*W2*W3*X' --wrt W2 --claim 'W1^T*G*X^T*W3^T'
   matdiff check 'W1*W2*W3*X' --dims d0=64,d4=8 --seed 7
   matdiff demo                                      the seed example end to end
+  matdiff repl                                      an interactive session
 
 Exit status: 0 ok, 1 a check failed, 2 a parse, shape or usage error.";
 
@@ -104,6 +105,8 @@ enum Command {
         #[arg(long)]
         standalone: bool,
     },
+    /// An interactive session (also: plain `matdiff` on a terminal).
+    Repl,
     /// Backprop through the layer Z = W1*W2*W3*X, end to end.
     Demo {
         /// Print LaTeX instead of text.
@@ -184,6 +187,9 @@ impl Target {
 /// Runs the command line with these arguments; returns the exit status.
 /// Output goes to `out`, errors (rendered against the source) to `err`.
 pub fn run(args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    if args.len() == 1 && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        return crate::repl::run();
+    }
     let cli = match Cli::try_parse_from(args) {
         Ok(cli) => cli,
         Err(e) => {
@@ -250,6 +256,7 @@ fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result
             write!(out, "{}", render_check(&report, json)).map_err(io)?;
             Ok(if report.ok() { 0 } else { 1 })
         }
+        Command::Repl => Ok(crate::repl::run()),
         Command::Demo { latex } => {
             let (text, ok) = demo::run(latex)?;
             write!(out, "{text}").map_err(io)?;
