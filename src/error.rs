@@ -93,12 +93,28 @@ impl Error {
             .with_color(false)
             .with_char_set(CharSet::Ascii)
             .with_index_type(IndexType::Byte);
-        let mut report = Report::build(ReportKind::Error, (source_name, primary.start..primary.end))
+        let mut primary_start = primary.start.min(source.len());
+        while !source.is_char_boundary(primary_start) {
+            primary_start -= 1;
+        }
+        let mut report = Report::build(ReportKind::Error, (source_name, primary_start..primary_start))
             .with_config(config)
             .with_message(format!("{title}: {}", self.message));
+        // Byte spans on character boundaries (a caret under `⊙` covers all of it).
+        let snap = |start: usize, end: usize| {
+            let mut start = start.min(source.len());
+            while !source.is_char_boundary(start) {
+                start -= 1;
+            }
+            let mut end = end.max(start + 1).min(source.len());
+            while end < source.len() && !source.is_char_boundary(end) {
+                end += 1;
+            }
+            start..end.max(start)
+        };
         for (i, l) in labels.iter().enumerate() {
             report = report.with_label(
-                ALabel::new((source_name, l.span.start..l.span.end.max(l.span.start + 1)))
+                ALabel::new((source_name, snap(l.span.start, l.span.end)))
                     .with_message(&l.message)
                     .with_order(i as i32),
             );

@@ -30,6 +30,9 @@ use calculus::{Differential, Mode};
 use shape::{Shape, Typing};
 use syntax::{Expr, Program, VarName};
 
+/// Most nodes all the gradients of one derivation may have together.
+pub const MAX_TOTAL_NODES: usize = 4_000_000;
+
 /// What to differentiate.
 #[derive(Clone, Debug, Default)]
 pub struct DeriveOptions {
@@ -97,6 +100,7 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         options.wrt.clone()
     };
     let mut gradients = Vec::with_capacity(wrt.len());
+    let mut total = 0usize;
     for v in wrt {
         calculus::check_target(&program.expr, &v)?;
         let member = v.index.as_ref().is_some_and(|i| i.as_constant().is_none())
@@ -109,6 +113,13 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
                 .note(format!("its variables are: {}", known.join(", "))));
         }
         let differential = calculus::differentiate(&typing, &v, &mode)?;
+        total += differential.contributions.iter().map(|c| c.adjoint.size()).sum::<usize>();
+        if total > MAX_TOTAL_NODES {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("the gradients together would have more than {MAX_TOTAL_NODES} nodes; ask for fewer with --wrt"),
+            ));
+        }
         let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");
         let simplified = simplify::simplify(&differential.sum(), typing.typer(), Some(&shape))?;
         let mut expr = simplified.expr;

@@ -154,6 +154,10 @@ impl Differential {
     }
 }
 
+/// Most nodes the contributions of one gradient may have together: a
+/// 2000-fold tied product would print 4 million factors.
+pub const MAX_GRADIENT_NODES: usize = 2_000_000;
+
 /// The differential of the typed program's expression with respect to `wrt`.
 ///
 /// ```
@@ -173,7 +177,7 @@ pub fn differentiate(typing: &Typing, wrt: &VarName, mode: &Mode) -> Result<Diff
     };
     let mut holds = HashSet::new();
     mark(root, wrt, &mut holds);
-    let mut walk = Walk { typing, wrt, holds, out: vec![], conditions: vec![] };
+    let mut walk = Walk { typing, wrt, holds, out: vec![], conditions: vec![], nodes: 0 };
     let start_step = Step { rule: Rule::Start, target: root.clone(), adjoint: start.clone(), frozen: None };
     let trail = Rc::new(Trail { step: start_step, prev: None });
     walk.visit(root, start, trail)?;
@@ -259,6 +263,8 @@ struct Walk<'t, 'p> {
     wrt: &'t VarName,
     out: Vec<Contribution>,
     conditions: Vec<Condition>,
+    /// Nodes of the contributions so far, against MAX_GRADIENT_NODES.
+    nodes: usize,
 }
 
 /// The steps from the root to the current node, shared between branches.
@@ -313,6 +319,17 @@ impl<'t, 'p> Walk<'t, 'p> {
             return Ok(());
         }
         if let ExprKind::Var(_) = e.kind {
+            self.nodes += adjoint.size();
+            if self.nodes > MAX_GRADIENT_NODES {
+                return Err(Error::new(
+                    ErrorKind::Limit,
+                    format!(
+                        "the gradient with respect to `{}` would have more than {MAX_GRADIENT_NODES} nodes",
+                        self.wrt
+                    ),
+                )
+                .label(e.span, format!("occurrence {} of `{}`", self.out.len() + 1, self.wrt)));
+            }
             self.out.push(Contribution { occurrence: e.span, steps: Trail::steps(&trail), adjoint });
             return Ok(());
         }

@@ -178,7 +178,10 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
         out.push_str(&format!("domains: {}  (the others: entries in [-1, 1])\n", d.join(", ")));
     }
     if r.redraws > 0 {
-        out.push_str(&format!("redrew the instance {} time(s): the expression was not finite\n", r.redraws));
+        out.push_str(&format!(
+            "redrew the instance {} time(s): it was not finite or ill-conditioned (cond > 1e8 under an inverse, |x| < 1e-6 under log, sqrt or a division)\n",
+            r.redraws
+        ));
     }
     let width = r.results.iter().map(|c| c.wrt.to_string().len()).max().unwrap_or(0);
     for c in &r.results {

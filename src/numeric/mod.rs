@@ -17,7 +17,7 @@ pub use eval::{eval, Env, Evaluator, Matrix};
 use crate::calculus::Mode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Dim, Shape};
-use crate::syntax::{Expr, ExprKind, Index, VarName};
+use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
 use crate::Derivation;
 
 /// Largest relative error accepted between a gradient and finite differences.
@@ -111,7 +111,7 @@ pub struct CheckReport {
 }
 
 /// Instances tried before giving up on finding one where the expression is
-/// defined.
+/// defined and well conditioned.
 const MAX_DRAWS: usize = 20;
 
 impl CheckReport {
@@ -251,9 +251,11 @@ impl Instance {
                 env.vars.insert(v.clone(), domain_of(v).unwrap_or_default().draw(*r, *c, &mut rng));
             }
             let finite = |m: Result<Matrix>| m.is_ok_and(|m| m.iter().all(|x| x.is_finite()));
-            if finite(eval(&typing.program.expr, &env, None))
-                && derivation.gradients.iter().all(|g| finite(gradient_value(g, &env)))
-            {
+            let fine = finite(eval(&typing.program.expr, &env, None))
+                && derivation.gradients.iter().all(|g| finite(gradient_value(g, &env)));
+            let trouble =
+                if fine { trouble(&typing.program.expr, &env) } else { Some("not finite".to_string()) };
+            if trouble.is_none() {
                 let domains = domains.into_iter().filter(|(_, d)| *d != Domain::Any).collect();
                 return Ok(Instance { sizes, env, domains, redraws, indices: indices.into_iter().collect() });
             }
@@ -261,11 +263,52 @@ impl Instance {
             if redraws >= MAX_DRAWS {
                 return Err(Error::new(
                     ErrorKind::Usage,
-                    format!("found no instance in {MAX_DRAWS} draws where the expression and its gradients are finite"),
+                    format!(
+                        "found no well-conditioned instance in {MAX_DRAWS} draws (the last: {})",
+                        trouble.unwrap_or_default()
+                    ),
                 ));
             }
         }
     }
+}
+
+/// Largest condition number accepted under an inverse, `det` or `logdet`.
+pub const MAX_CONDITION: f64 = 1e8;
+/// Smallest magnitude accepted under `log`, `sqrt`, a divisor or a fractional power.
+pub const MIN_MAGNITUDE: f64 = 1e-6;
+
+/// Why an instance is a poor place for finite differences: a matrix that is
+/// inverted while ill-conditioned, or an entry near zero where the
+/// expression divides by it or takes its log. `None` when it is fine.
+fn trouble(e: &Expr, env: &Env) -> Option<String> {
+    let value = |x: &Expr| eval(x, env, None).ok();
+    let ill_conditioned = |x: &Expr, what: &str| {
+        let m = value(x).filter(|m| m.is_square() && m.nrows() > 0)?;
+        let s = m.singular_values();
+        let cond = s.max() / s.min();
+        let fine = cond.is_finite() && cond <= MAX_CONDITION;
+        (!fine).then(|| format!("`{x}` has condition number {cond:.1e}, under {what}"))
+    };
+    let near_zero = |x: &Expr, what: &str| {
+        let m = value(x)?;
+        let smallest = m.iter().fold(f64::INFINITY, |a, v| a.min(v.abs()));
+        (smallest < MIN_MAGNITUDE).then(|| format!("an entry of `{x}` is {smallest:.1e}, under {what}"))
+    };
+    let here = match &e.kind {
+        ExprKind::Power(x, k) if *k < 0 => ill_conditioned(x, "an inverse"),
+        ExprKind::Call(Func::Det | Func::Logdet, x) => ill_conditioned(x, "det"),
+        ExprKind::Call(Func::Log, x) => near_zero(x, "log"),
+        ExprKind::Call(Func::Sqrt, x) => near_zero(x, "sqrt"),
+        ExprKind::Binary { op: BinOp::HadamardDiv | BinOp::Div, rhs, .. } => near_zero(rhs, "a division"),
+        ExprKind::HadamardPower(x, p) if p.fract() != 0.0 || *p < 0.0 => near_zero(x, "a fractional power"),
+        ExprKind::Prod { .. } => None,
+        _ => None,
+    };
+    here.or_else(|| match &e.kind {
+        ExprKind::Prod { .. } => None,
+        _ => e.children().into_iter().find_map(|c| trouble(c, env)),
+    })
 }
 
 /// Values for the free index symbols: those of product ranges and of
