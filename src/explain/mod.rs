@@ -136,14 +136,17 @@ fn explain_gradient(d: &Derivation, g: &Gradient) -> Explanation {
 /// The equalities that take `tr(Aᵀ d(E))` (the previous step) to
 /// `tr(A'ᵀ d(F))` (this one).
 fn explain_step(prev: &Step, step: &Step, lines: &mut Vec<Line>) {
+    // The scalar mode's first adjoint is the number 1: no `1^T *` in print.
+    let one = prev.adjoint.kind == ExprKind::Num(1.0);
     let a_t = Expr::transpose(prev.adjoint.clone());
+    let times_a_t = |x: Expr| if one { x } else { Expr::product(a_t.clone(), x) };
     let df = differential(&step.target);
     let read = tr(Expr::product(Expr::transpose(step.adjoint.clone()), df.clone()));
     let line = |rhs: Expr, why: &str| Line { lhs: Lhs::Same, rhs, partial: true, why: why.to_string() };
     match (&step.rule, &step.frozen) {
         (Rule::Product | Rule::ProdSplit, Some(frozen)) => {
             lines.push(line(
-                tr(Expr::product(a_t.clone(), frozen.clone())),
+                tr(times_a_t(frozen.clone())),
                 "product rule, the other factors frozen",
             ));
             let mut factors = vec![];
@@ -152,7 +155,7 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Vec<Line>) {
                 let before = product(factors[..k].iter().cloned());
                 let after = product(factors[k + 1..].iter().cloned());
                 if after.is_some() {
-                    let rotated = product(after.into_iter().chain([a_t]).chain(before).chain([df]));
+                    let rotated = product(after.into_iter().chain((!one).then(|| a_t.clone())).chain(before).chain([df]));
                     lines.push(line(
                         tr(rotated.expect("parts")),
                         "cyclic rotation of the trace: tr(P dF S) = tr(S P dF)",
@@ -163,7 +166,7 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Vec<Line>) {
         }
         (Rule::Scaling, Some(frozen)) => {
             lines
-                .push(line(tr(Expr::product(a_t, frozen.clone())), "product rule, the other factors frozen"));
+                .push(line(tr(times_a_t(frozen.clone())), "product rule, the other factors frozen"));
             lines.push(line(read, "a scalar leaves the trace: tr(A^T ds R) = ds tr(A^T R)"));
         }
         (rule, _) => lines.push(line(read, rule.identity())),
