@@ -70,6 +70,8 @@ const CASES: &[&str] = &[
     "W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; sum(Y .* tanh(W2*tanh(W1*X)))",
     "W1 : 4x3; b1 : 4; W2 : 2x4; X : 3x1; H = sigmoid(W1*X + b1); W2*H",
     "S : 3x3; x : 3; mu : 3; logdet(S) + (x - mu)^T * S^-1 * (x - mu)",
+    // Found by the fuzzer: a tied factor under logdet grew the e-graph for a minute.
+    "W : 3x3; W2 : 3x3; logdet(W*W2*W)",
 ];
 
 #[test]

@@ -145,17 +145,16 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Vec<Line>) {
     let line = |rhs: Expr, why: &str| Line { lhs: Lhs::Same, rhs, partial: true, why: why.to_string() };
     match (&step.rule, &step.frozen) {
         (Rule::Product | Rule::ProdSplit, Some(frozen)) => {
-            lines.push(line(
-                tr(times_a_t(frozen.clone())),
-                "product rule, the other factors frozen",
-            ));
+            lines.push(line(tr(times_a_t(frozen.clone())), "product rule, the other factors frozen"));
             let mut factors = vec![];
             flatten(frozen, &mut factors);
             if let Some(k) = factors.iter().position(|f| matches!(f.kind, ExprKind::Differential(_))) {
                 let before = product(factors[..k].iter().cloned());
                 let after = product(factors[k + 1..].iter().cloned());
                 if after.is_some() {
-                    let rotated = product(after.into_iter().chain((!one).then(|| a_t.clone())).chain(before).chain([df]));
+                    let rotated = product(
+                        after.into_iter().chain((!one).then(|| a_t.clone())).chain(before).chain([df]),
+                    );
                     lines.push(line(
                         tr(rotated.expect("parts")),
                         "cyclic rotation of the trace: tr(P dF S) = tr(S P dF)",
@@ -165,8 +164,7 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Vec<Line>) {
             lines.push(line(read, "transpose: tr(S A^T P dF) = tr((P^T A S^T)^T dF)"));
         }
         (Rule::Scaling, Some(frozen)) => {
-            lines
-                .push(line(tr(times_a_t(frozen.clone())), "product rule, the other factors frozen"));
+            lines.push(line(tr(times_a_t(frozen.clone())), "product rule, the other factors frozen"));
             lines.push(line(read, "a scalar leaves the trace: tr(A^T ds R) = ds tr(A^T R)"));
         }
         (rule, _) => lines.push(line(read, rule.identity())),

@@ -36,6 +36,9 @@ pub const ITER_LIMIT: usize = 40;
 pub const TIME_LIMIT: Duration = Duration::from_millis(500);
 /// Larger inputs skip the e-graph and keep their tidy form.
 pub const MAX_INPUT_NODES: usize = 4_000;
+/// An e-graph that grew past this (within one iteration) is not extracted
+/// from: the tidy form stands, marked unsaturated.
+pub const MAX_EXTRACT_NODES: usize = NODE_LIMIT;
 
 /// A simplified expression, and whether the e-graph saturated (false when
 /// a limit stopped it, or the input was too large to enter it).
@@ -50,8 +53,16 @@ fn rewrites() -> &'static [Rewrite<Mat, Shapes>] {
     RULES.get_or_init(rules::rules)
 }
 
+/// Matches one rule may apply per iteration before it backs off: it bounds
+/// the growth of a single iteration, which the limits only see after it.
+const MATCH_LIMIT: usize = 200;
+
 fn runner(shapes: Shapes) -> Runner<Mat, Shapes> {
-    Runner::new(shapes).with_node_limit(NODE_LIMIT).with_iter_limit(ITER_LIMIT).with_time_limit(TIME_LIMIT)
+    Runner::new(shapes)
+        .with_scheduler(egg::BackoffScheduler::default().with_initial_match_limit(MATCH_LIMIT))
+        .with_node_limit(NODE_LIMIT)
+        .with_iter_limit(ITER_LIMIT)
+        .with_time_limit(TIME_LIMIT)
 }
 
 /// The textbook form of `e`: tidied, then the cheapest form the e-graph
@@ -78,6 +89,9 @@ pub fn simplify(e: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Simpl
         return Err(Error::new(ErrorKind::Internal, format!("simplifying `{tidied}`: {conflict}")));
     }
     let saturated = matches!(runner.stop_reason, Some(StopReason::Saturated));
+    if runner.egraph.total_number_of_nodes() > MAX_EXTRACT_NODES {
+        return Ok(Simplified { expr: tidied, saturated: false });
+    }
     let extractor = Extractor::new(&runner.egraph, rules::TextbookCost { egraph: &runner.egraph });
     let (_, best) = extractor.find_best(runner.roots[0]);
     if best.to_string() == rec.to_string() {

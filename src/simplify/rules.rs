@@ -366,6 +366,7 @@ pub struct Cost {
     penalty: u32,
     size: u32,
     atom: bool,
+    identity: bool,
 }
 
 pub struct TextbookCost<'g> {
@@ -384,17 +385,13 @@ impl CostFunction<Mat> for TextbookCost<'_> {
         let size: u32 = kids.iter().map(|c| c.size).fold(1, u32::saturating_add);
         match enode {
             Mat::Trans(_) if !kids[0].atom => penalty += 1,
-            Mat::Mul(fs)
-                if fs.iter().any(|f| self.egraph[*f].nodes.iter().any(|n| matches!(n, Mat::Ident(_)))) =>
-            {
-                penalty += 1
-            }
+            Mat::Mul(_) if kids.iter().any(|k| k.identity) => penalty += 1,
             Mat::Scale([s, _]) if self.egraph[*s].data.constant.is_some_and(|x| x == 0.0 || x == 1.0) => {
                 penalty += 1
             }
             _ => {}
         }
         let atom = is_atom(enode) || matches!(enode, Mat::Trans(_)) && kids[0].atom;
-        Cost { penalty, size, atom }
+        Cost { penalty, size, atom, identity: matches!(enode, Mat::Ident(_)) }
     }
 }
