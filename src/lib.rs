@@ -18,6 +18,7 @@ pub mod cli;
 mod error;
 pub mod explain;
 pub mod numeric;
+pub mod plan;
 pub mod repl;
 pub mod shape;
 pub mod simplify;

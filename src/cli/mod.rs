@@ -1,4 +1,4 @@
-//! The command line (SPEC §3): `derive`, `check`, `demo`.
+//! The command line (SPEC §3): `derive`, `verify`, `check`, `plan`, `latex`, `repl`, `demo`.
 //!
 //! Entry point: [`run`], which returns the exit status: 0 on success, 1 when
 //! a check fails, 2 on a parse, shape, usage or unsupported-construct error.
@@ -28,6 +28,8 @@ Examples:
   matdiff latex 'norm(W*X - Y)^2'
   matdiff verify 'W1*W2*W3*X' --wrt W2 --claim 'W1^T*G*X^T*W3^T'
   matdiff check 'W1*W2*W3*X' --dims d0=64,d4=8 --seed 7
+  matdiff plan 'W1*W2*W3*X' --dims d0=64,d1=64,d2=64,d3=64,d4=65536
+  matdiff plan 'W1*W2*W3*X' --emit numpy            the plan as a NumPy function
   matdiff demo                                      the seed example end to end
   matdiff repl                                      an interactive session
 
@@ -97,6 +99,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compile the value and every gradient into one numeric plan that shares products.
+    Plan {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        target: Target,
+        /// Sizes of symbolic dimensions and product lengths, e.g. d0=64,B=65536,n=8;
+        /// with them, costs are numbers and the bracketing is chosen by them.
+        #[arg(long, value_parser = parse_plan_dims)]
+        dims: Option<HashMap<String, u64>>,
+        /// Print JSON (SPEC §3) instead of text.
+        #[arg(long, conflicts_with = "emit")]
+        json: bool,
+        /// Print the plan as code: a NumPy function or a torch.autograd.Function.
+        #[arg(long, value_enum)]
+        emit: Option<Emit>,
+    },
     /// Print an expression as LaTeX.
     Latex {
         #[command(flatten)]
@@ -113,6 +132,13 @@ enum Command {
         #[arg(long)]
         latex: bool,
     },
+}
+
+/// Languages `plan --emit` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Emit {
+    Numpy,
+    Pytorch,
 }
 
 #[derive(Args, Debug)]
@@ -141,6 +167,20 @@ fn parse_dims(s: &str) -> std::result::Result<HashMap<String, usize>, String> {
         let n: usize = value.trim().parse().map_err(|_| format!("`{value}` is not a size"))?;
         if n == 0 || n > 10_000 {
             return Err(format!("size {n} of `{name}` is outside 1..=10000"));
+        }
+        out.insert(name.trim().to_string(), n);
+    }
+    Ok(out)
+}
+
+/// Like [`parse_dims`], but sizes only price a plan, so they may be large (B=65536).
+fn parse_plan_dims(s: &str) -> std::result::Result<HashMap<String, u64>, String> {
+    let mut out = HashMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=').ok_or_else(|| format!("`{part}` is not NAME=SIZE"))?;
+        let n: u64 = value.trim().parse().map_err(|_| format!("`{value}` is not a size"))?;
+        if n == 0 || n > 1 << 40 {
+            return Err(format!("size {n} of `{name}` is outside 1..=2^40"));
         }
         out.insert(name.trim().to_string(), n);
     }
@@ -255,6 +295,16 @@ fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result
                 crate::numeric::check(&derivation, &CheckOptions { dims: dims.unwrap_or_default(), seed })?;
             write!(out, "{}", render_check(&report, json)).map_err(io)?;
             Ok(if report.ok() { 0 } else { 1 })
+        }
+        Command::Plan { input, target, dims, json, emit } => {
+            *source = input.read()?;
+            let options = target.options()?;
+            let program = syntax::parse_program(&source.text)?;
+            let derivation = crate::derive(&program, &options)?;
+            let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
+            let text = render::plan(&derivation, &options, json, emit.map(|e| matches!(e, Emit::Pytorch)))?;
+            write!(out, "{text}").map_err(io)?;
+            Ok(0)
         }
         Command::Repl => Ok(crate::repl::run()),
         Command::Demo { latex } => {

@@ -5,6 +5,7 @@ use serde_json::json;
 use crate::calculus::Mode;
 use crate::explain;
 use crate::numeric::{CheckReport, TOLERANCE};
+use crate::plan::PlanOptions;
 use crate::syntax::{to_latex, var_latex};
 use crate::Derivation;
 
@@ -205,4 +206,98 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
         ));
     }
     out
+}
+
+/// `plan` output: the steps with shapes and multiply-adds, the outputs, the
+/// totals; or JSON (SPEC §3); or code (`pytorch`: Some(true)).
+pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool>) -> crate::Result<String> {
+    let plan = crate::plan::compile(d, options)?;
+    let expr = &d.typing.program.expr;
+    if let Some(pytorch) = emit {
+        let upstream = match &d.mode {
+            Mode::Layer { upstream } => Some(upstream),
+            Mode::Scalar => None,
+        };
+        let header = format!("{expr}");
+        return if pytorch {
+            crate::plan::pytorch(&plan, &header, upstream)
+        } else {
+            crate::plan::numpy(&plan, &header)
+        };
+    }
+    if json {
+        let steps: Vec<_> = plan
+            .steps
+            .iter()
+            .map(|s| {
+                json!({"out": s.out, "op": plan.op_text(&s.op), "shape": s.shape.to_json(), "madds": s.madds.to_json()})
+            })
+            .collect();
+        let outputs: Vec<_> = plan
+            .outputs
+            .iter()
+            .map(|o| {
+                json!({"wrt": o.wrt.as_ref().map(|v| v.to_string()), "value": plan.operand_text(o.operand), "shape": o.shape.to_json()})
+            })
+            .collect();
+        let sweeps: Vec<_> = plan
+            .sweeps
+            .iter()
+            .map(|s| {
+                let m = s.cycle.len();
+                json!({"cycle": s.cycle, "cut": s.cut, "between": [s.cycle[s.cut], s.cycle[(s.cut + 1) % m]]})
+            })
+            .collect();
+        let doc = json!({
+            "expr": expr.to_string(),
+            "steps": steps,
+            "outputs": outputs,
+            "total_madds": plan.total.to_json(),
+            "separate_madds": plan.separate.to_json(),
+            "forward_madds": plan.forward.to_json(),
+            "products": plan.products(),
+            "sweeps": sweeps,
+        });
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize")));
+    }
+    let mut out = String::new();
+    let what = match &d.mode {
+        Mode::Scalar => format!("L = {expr}"),
+        Mode::Layer { upstream } => format!("{expr}, upstream {upstream}"),
+    };
+    out.push_str(&format!(
+        "plan for {what}: the value and {} gradient(s) in {} steps, {} matrix products\n",
+        plan.outputs.len() - 1,
+        plan.steps.len(),
+        plan.products()
+    ));
+    for s in &plan.sweeps {
+        let m = s.cycle.len();
+        let (a, b) = (&s.cycle[s.cut], &s.cycle[(s.cut + 1) % m]);
+        let kind = match &d.mode {
+            Mode::Layer { upstream } if *b == format!("{upstream}^T") || *a == upstream.to_string() => {
+                " (standard backprop: S forward, H backward)"
+            }
+            _ => "",
+        };
+        out.push_str(&format!(
+            "two sweeps around the cycle {}, meeting between {a} and {b}{kind}\n",
+            s.cycle.join(" ")
+        ));
+    }
+    out.push_str(&plan.to_string());
+    let width = plan.outputs.iter().map(|o| crate::plan::Plan::output_label(o).len()).max().unwrap_or(0);
+    out.push_str("outputs:\n");
+    for o in &plan.outputs {
+        out.push_str(&format!(
+            "  {:<width$} = {}   {}\n",
+            crate::plan::Plan::output_label(o),
+            plan.operand_text(o.operand),
+            o.shape
+        ));
+    }
+    out.push_str(&format!("multiply-adds: {}\n", plan.total));
+    out.push_str(&format!("  the forward value alone: {}\n", plan.forward));
+    out.push_str(&format!("  the value and each gradient separately: {}\n", plan.separate));
+    Ok(out)
 }

@@ -106,7 +106,7 @@ fn is_one(m: &Matrix) -> bool {
 }
 
 /// Entrywise `f(a, b)` with a 1×1 side broadcast.
-fn zip(a: &Matrix, b: &Matrix, f: impl Fn(f64, f64) -> f64) -> Option<Matrix> {
+pub(super) fn zip(a: &Matrix, b: &Matrix, f: impl Fn(f64, f64) -> f64) -> Option<Matrix> {
     if a.shape() == b.shape() {
         Some(a.zip_map(b, f))
     } else if is_one(a) {

@@ -5,6 +5,7 @@
 
 mod domain;
 mod eval;
+mod plan;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -13,10 +14,12 @@ use rand::{Rng, SeedableRng};
 
 pub use domain::{domains, Domain};
 pub use eval::{eval, Env, Evaluator, Matrix};
+pub use plan::run_plan;
 
 use crate::calculus::Mode;
 use crate::error::{Error, ErrorKind, Result};
-use crate::shape::{Dim, Shape};
+use crate::plan::{Plan, PlanOptions, Target};
+use crate::shape::{Dim, Shape, Typer};
 use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
 use crate::Derivation;
 
@@ -435,11 +438,20 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
             Mode::Layer { upstream } => env.vars[upstream].component_mul(&z).sum(),
         })
     };
+    // The gradients as the plan computes them; its value must be the expression's.
+    let plan = instance_plan(derivation, &env)?;
+    let outputs = run_plan(&plan, &env)?;
+    let direct = forward.eval(&env)?;
+    if relative_error(&outputs[0], &direct) > 1e-9 {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!("the plan's value differs from the expression's by {:.1e}", relative_error(&outputs[0], &direct)),
+        ));
+    }
     let mut results = Vec::new();
-    for g in &derivation.gradients {
+    for (g, symbolic) in derivation.gradients.iter().zip(outputs.into_iter().skip(1)) {
         let wrt = member(&g.wrt, &env);
         let value = &env.vars[&wrt];
-        let symbolic = gradient_value(g, &env)?;
         let mut numeric = Matrix::zeros(value.nrows(), value.ncols());
         let mut probe = env.clone();
         for idx in 0..value.len() {
@@ -457,6 +469,30 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
         results.push(CheckResult { wrt: g.wrt.clone(), max_rel_err: err, ok: err <= TOLERANCE });
     }
     Ok(CheckReport { sizes, seed: options.seed, indices, domains, redraws, results })
+}
+
+/// The plan of a derivation on an instance: index symbols bound, every
+/// dimension the size of the instance's matrices.
+pub fn instance_plan(derivation: &Derivation, env: &Env) -> Result<Plan> {
+    let bind = |e: &Expr| env.indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
+    let mut typer = Typer::new();
+    for (v, m) in &env.vars {
+        let shape = Shape::new(Dim::Const(m.nrows() as u64), Dim::Const(m.ncols() as u64));
+        typer.insert_var(v.clone(), &shape);
+    }
+    let concrete = |m: &Matrix| Shape::new(Dim::Const(m.nrows() as u64), Dim::Const(m.ncols() as u64));
+    let value = eval(&derivation.typing.program.expr, env, None)?;
+    let mut targets = vec![Target { wrt: None, expr: bind(&derivation.typing.program.expr), shape: concrete(&value) }];
+    for g in &derivation.gradients {
+        let wrt = member(&g.wrt, env);
+        let shape = concrete(&env.vars[&wrt]);
+        targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr), shape });
+    }
+    let upstream = match &derivation.mode {
+        Mode::Layer { upstream } => Some(upstream),
+        Mode::Scalar => None,
+    };
+    crate::plan::compile_targets(&targets, &typer, upstream, &PlanOptions::default())
 }
 
 /// ‖a − b‖ / max(‖a‖, ‖b‖, 10⁻³): relative for gradients of ordinary size,

@@ -1,0 +1,130 @@
+//! Running a compiled [`Plan`] on nalgebra matrices.
+
+use std::collections::HashMap;
+
+use super::eval::{zip, Env, Matrix};
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{Op, Operand, Plan, Value};
+use crate::shape::Dim;
+use crate::syntax::Func;
+
+fn fail(message: String) -> Error {
+    Error::new(ErrorKind::Internal, message)
+}
+
+/// Runs every step of `plan` on the variables of `env`; returns the outputs
+/// in order (the value, then each gradient, a scalar formula filled out to
+/// its variable's shape).
+///
+/// ```
+/// use matdiff::numeric::{run_plan, Env, Matrix};
+/// let p = matdiff::syntax::parse_program("tr(A^T * A)").unwrap();
+/// let d = matdiff::derive(&p, &Default::default()).unwrap();
+/// let plan = matdiff::plan::compile(&d, &Default::default()).unwrap();
+/// let mut env = Env::default();
+/// env.vars.insert(matdiff::syntax::parse_var("A").unwrap(), Matrix::from_row_slice(2, 2, &[1., 2., 3., 4.]));
+/// let out = run_plan(&plan, &env).unwrap();
+/// assert_eq!(out[0][(0, 0)], 30.0);
+/// assert_eq!(out[1], Matrix::from_row_slice(2, 2, &[2., 4., 6., 8.]));
+/// ```
+pub fn run_plan(plan: &Plan, env: &Env) -> Result<Vec<Matrix>> {
+    let mut inputs = Vec::with_capacity(plan.inputs.len());
+    let mut sizes: HashMap<&Dim, usize> = HashMap::new();
+    for i in &plan.inputs {
+        let m = env.vars.get(&i.var).ok_or_else(|| fail(format!("no value for `{}`", i.var)))?;
+        sizes.insert(&i.shape.rows, m.nrows());
+        sizes.insert(&i.shape.cols, m.ncols());
+        inputs.push(m);
+    }
+    let mut steps: Vec<Matrix> = Vec::with_capacity(plan.steps.len());
+    for s in &plan.steps {
+        let get = |o: &Operand| -> Matrix {
+            let m = match o.value {
+                Value::Input(k) => inputs[k].clone(),
+                Value::Step(k) => steps[k].clone(),
+                Value::Num(x) => Matrix::from_element(1, 1, x),
+            };
+            if o.transposed {
+                m.transpose()
+            } else {
+                m
+            }
+        };
+        let mismatch = |a: &Matrix, b: &Matrix| {
+            fail(format!("shapes {:?} and {:?} do not fit step `{}`", a.shape(), b.shape(), s.out))
+        };
+        let scalar = |m: &Matrix| -> Result<f64> {
+            if m.shape() == (1, 1) {
+                Ok(m[(0, 0)])
+            } else {
+                Err(fail(format!("step `{}` wants a scalar, not {:?}", s.out, m.shape())))
+            }
+        };
+        let two = |a: &Operand, b: &Operand, f: fn(f64, f64) -> f64| -> Result<Matrix> {
+            let (x, y) = (get(a), get(b));
+            zip(&x, &y, f).ok_or_else(|| mismatch(&x, &y))
+        };
+        let value = match &s.op {
+            Op::MatMul(a, b) => {
+                let (x, y) = (get(a), get(b));
+                if x.ncols() != y.nrows() {
+                    return Err(mismatch(&x, &y));
+                }
+                x * y
+            }
+            Op::Scale(a, b) => get(b) * scalar(&get(a))?,
+            Op::Add(a, b) => two(a, b, |x, y| x + y)?,
+            Op::Sub(a, b) => two(a, b, |x, y| x - y)?,
+            Op::Hadamard(a, b) => two(a, b, |x, y| x * y)?,
+            Op::HadamardDiv(a, b) => two(a, b, |x, y| x / y)?,
+            Op::Div(a, b) => get(a) / scalar(&get(b))?,
+            Op::Neg(a) => -get(a),
+            Op::HadamardPower(a, p) => get(a).map(|x| x.powf(*p)),
+            Op::Inverse(a) => get(a).try_inverse().ok_or_else(|| {
+                Error::new(ErrorKind::Usage, format!("step `{}` inverts a singular matrix", s.out))
+            })?,
+            Op::Identity => {
+                let n = match &s.shape.rows {
+                    Dim::Const(n) => Some(*n as usize),
+                    d => sizes.get(d).copied(),
+                };
+                let n = n.ok_or_else(|| fail(format!("no size for the I of step `{}`", s.out)))?;
+                Matrix::identity(n, n)
+            }
+            Op::Call(f, a) => {
+                let x = get(a);
+                let one = |v: f64| Matrix::from_element(1, 1, v);
+                match f {
+                    Func::Tr => one(x.trace()),
+                    Func::Det => one(x.determinant()),
+                    Func::Logdet => one(x.determinant().abs().ln()),
+                    Func::Sum => one(x.sum()),
+                    Func::Norm => one(x.norm()),
+                    Func::Exp => x.map(f64::exp),
+                    Func::Log => x.map(f64::ln),
+                    Func::Sqrt => x.map(f64::sqrt),
+                    Func::Sin => x.map(f64::sin),
+                    Func::Cos => x.map(f64::cos),
+                    Func::Tanh => x.map(f64::tanh),
+                    Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
+                }
+            }
+        };
+        steps.push(value);
+    }
+    let mut outputs = Vec::with_capacity(plan.outputs.len());
+    for o in &plan.outputs {
+        let m = match o.operand.value {
+            Value::Input(k) => inputs[k].clone(),
+            Value::Step(k) => steps[k].clone(),
+            Value::Num(x) => Matrix::from_element(1, 1, x),
+        };
+        let m = if o.operand.transposed { m.transpose() } else { m };
+        let want = o.wrt.as_ref().and_then(|v| env.vars.get(v)).map(|v| v.shape());
+        outputs.push(match want {
+            Some((r, c)) if m.shape() == (1, 1) && (r, c) != (1, 1) => Matrix::from_element(r, c, m[(0, 0)]),
+            _ => m,
+        });
+    }
+    Ok(outputs)
+}

@@ -1,0 +1,139 @@
+//! Multiply-add counts as polynomials in the symbolic dimensions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::ops::{Add, AddAssign};
+
+use crate::shape::Dim;
+
+/// A count of multiply-adds: a polynomial with non-negative integer
+/// coefficients in the symbolic dimensions, a plain number when every
+/// dimension is known.
+///
+/// ```
+/// use matdiff::plan::Cost;
+/// use matdiff::shape::Dim;
+/// let d = |s: &str| Dim::Symbol(s.into());
+/// let c = Cost::product(&[d("d0"), d("d1"), d("B")]) + Cost::product(&[d("d1"), d("d0"), d("B")]);
+/// assert_eq!(c.to_string(), "2*B*d0*d1");
+/// assert_eq!(Cost::product(&[Dim::Const(3), Dim::Const(4), d("n")]).to_string(), "12*n");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cost {
+    /// Monomial (sorted symbol names, repeated for powers) → coefficient.
+    terms: BTreeMap<Vec<String>, u128>,
+}
+
+impl Cost {
+    pub fn zero() -> Cost {
+        Cost::default()
+    }
+
+    pub fn constant(c: u128) -> Cost {
+        let mut terms = BTreeMap::new();
+        if c != 0 {
+            terms.insert(vec![], c);
+        }
+        Cost { terms }
+    }
+
+    /// The product of some dimensions: `r·k·c` for a matrix product.
+    pub fn product(dims: &[Dim]) -> Cost {
+        let mut coefficient: u128 = 1;
+        let mut symbols = vec![];
+        for d in dims {
+            match d {
+                Dim::Const(n) => coefficient = coefficient.saturating_mul(*n as u128),
+                d => symbols.push(d.to_string()),
+            }
+        }
+        symbols.sort();
+        let mut terms = BTreeMap::new();
+        if coefficient != 0 {
+            terms.insert(symbols, coefficient);
+        }
+        Cost { terms }
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    /// The number, when no symbol occurs.
+    pub fn as_number(&self) -> Option<u128> {
+        match self.terms.len() {
+            0 => Some(0),
+            1 => self.terms.get(&vec![]).copied(),
+            _ => None,
+        }
+    }
+
+    /// The value with each symbol's size from `sizes`, and `default` for
+    /// the others.
+    pub fn value(&self, sizes: &HashMap<String, f64>, default: f64) -> f64 {
+        self.terms
+            .iter()
+            .map(|(m, &c)| c as f64 * m.iter().map(|s| sizes.get(s).copied().unwrap_or(default)).product::<f64>())
+            .sum()
+    }
+
+    /// A number in JSON when known, else the polynomial as a string.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self.as_number() {
+            Some(n) if n <= u64::MAX as u128 => serde_json::Value::from(n as u64),
+            Some(n) => serde_json::Value::from(n as f64),
+            None => serde_json::Value::from(self.to_string()),
+        }
+    }
+}
+
+impl Add for Cost {
+    type Output = Cost;
+    fn add(mut self, other: Cost) -> Cost {
+        self += other;
+        self
+    }
+}
+
+impl AddAssign for Cost {
+    fn add_assign(&mut self, other: Cost) {
+        for (m, c) in other.terms {
+            let e = self.terms.entry(m).or_insert(0);
+            *e = e.saturating_add(c);
+        }
+    }
+}
+
+impl std::iter::Sum for Cost {
+    fn sum<I: Iterator<Item = Cost>>(iter: I) -> Cost {
+        iter.fold(Cost::zero(), |a, b| a + b)
+    }
+}
+
+impl fmt::Display for Cost {
+    /// Highest degree first; `d1^2` for a repeated symbol.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.terms.is_empty() {
+            return f.write_str("0");
+        }
+        let mut terms: Vec<_> = self.terms.iter().collect();
+        terms.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
+        for (k, (monomial, &c)) in terms.into_iter().enumerate() {
+            if k > 0 {
+                f.write_str(" + ")?;
+            }
+            let mut parts = vec![];
+            if c != 1 || monomial.is_empty() {
+                parts.push(c.to_string());
+            }
+            let mut i = 0;
+            while i < monomial.len() {
+                let run = monomial[i..].iter().take_while(|s| **s == monomial[i]).count();
+                parts.push(if run == 1 { monomial[i].clone() } else { format!("{}^{run}", monomial[i]) });
+                i += run;
+            }
+            f.write_str(&parts.join("*"))?;
+        }
+        Ok(())
+    }
+}

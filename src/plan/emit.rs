@@ -1,0 +1,324 @@
+//! A plan as Python: a NumPy function, or a `torch.autograd.Function`
+//! whose backward is the plan's gradient steps.
+
+use std::collections::HashSet;
+
+use super::{Op, Operand, Plan, Value};
+use crate::error::{Error, ErrorKind, Result};
+use crate::shape::Dim;
+use crate::syntax::{format_number, Func, VarName};
+
+/// Python's keywords and the names the generated code uses itself.
+const RESERVED: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def",
+    "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is",
+    "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield", "np",
+    "torch", "arrays", "ctx", "grads", "Plan", "value_and_grads",
+];
+
+/// Which library the code calls.
+#[derive(Clone, Copy, PartialEq)]
+enum Lib {
+    Numpy,
+    Torch,
+}
+
+struct Code<'p> {
+    plan: &'p Plan,
+    lib: Lib,
+    /// A Python name per input and per step.
+    inputs: Vec<String>,
+    steps: Vec<String>,
+    /// The upstream gradient: an input `forward` does not have.
+    upstream: Option<usize>,
+}
+
+impl<'p> Code<'p> {
+    fn new(plan: &'p Plan, lib: Lib, upstream: Option<&VarName>) -> Code<'p> {
+        let upstream = upstream.and_then(|u| plan.inputs.iter().position(|i| i.var == *u));
+        let mut taken: HashSet<String> = RESERVED.iter().map(|s| s.to_string()).collect();
+        let mut name = |base: String| {
+            let mut n = base;
+            while taken.contains(&n) {
+                n.push('_');
+            }
+            taken.insert(n.clone());
+            n
+        };
+        let inputs = plan.inputs.iter().map(|i| name(super::identifier(&i.var))).collect();
+        let steps = plan.steps.iter().map(|s| name(s.out.clone())).collect();
+        Code { plan, lib, inputs, steps, upstream }
+    }
+
+    /// Input numbers, the upstream gradient last.
+    fn inputs_first(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.inputs.len()).filter(|k| Some(*k) != self.upstream).chain(self.upstream)
+    }
+
+    fn module(&self) -> &'static str {
+        match self.lib {
+            Lib::Numpy => "np",
+            Lib::Torch => "torch",
+        }
+    }
+
+    /// An array that is like every other: dtype and device of the first input.
+    fn like(&self) -> String {
+        match self.lib {
+            Lib::Numpy => String::new(),
+            Lib::Torch => {
+                let first = self.inputs_first().next().map(|k| self.inputs[k].as_str()).unwrap_or("None");
+                format!(", dtype={first}.dtype, device={first}.device")
+            }
+        }
+    }
+
+    fn operand(&self, o: Operand) -> String {
+        let base = match o.value {
+            Value::Input(k) => self.inputs[k].clone(),
+            Value::Step(k) => self.steps[k].clone(),
+            Value::Num(x) => format!("{}.full((1, 1), {}{})", self.module(), float(x), self.like()),
+        };
+        if o.transposed {
+            format!("{base}.T")
+        } else {
+            base
+        }
+    }
+
+    /// A dimension as Python: a number, or read off an input's shape.
+    fn dim(&self, d: &Dim) -> Result<String> {
+        if let Dim::Const(n) = d {
+            return Ok(n.to_string());
+        }
+        for k in self.inputs_first() {
+            let input = &self.plan.inputs[k];
+            if input.shape.rows == *d {
+                return Ok(format!("{}.shape[0]", self.inputs[k]));
+            }
+            if input.shape.cols == *d {
+                return Ok(format!("{}.shape[1]", self.inputs[k]));
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the plan needs the size `{d}`, which no input's shape gives; fix it with --dims"),
+        ))
+    }
+
+    fn step(&self, k: usize) -> Result<String> {
+        let s = &self.plan.steps[k];
+        let m = self.module();
+        let o = |x: &Operand| self.operand(*x);
+        let scalar = |call: String| format!("{call}.reshape(1, 1)");
+        let rhs = match &s.op {
+            Op::MatMul(a, b) => format!("{} @ {}", o(a), o(b)),
+            Op::Scale(a, b) | Op::Hadamard(a, b) => format!("{} * {}", o(a), o(b)),
+            Op::Add(a, b) => format!("{} + {}", o(a), o(b)),
+            Op::Sub(a, b) => format!("{} - {}", o(a), o(b)),
+            Op::Neg(a) => format!("-{}", o(a)),
+            Op::HadamardDiv(a, b) | Op::Div(a, b) => format!("{} / {}", o(a), o(b)),
+            Op::HadamardPower(a, p) => format!("{} ** {}", o(a), float(*p)),
+            Op::Inverse(a) => format!("{m}.linalg.inv({})", o(a)),
+            Op::Identity => format!("{m}.eye({}{})", self.dim(&s.shape.rows)?, self.like()),
+            Op::Call(f, a) => {
+                let a = o(a);
+                match f {
+                    Func::Tr => scalar(format!("{m}.trace({a})")),
+                    Func::Det => scalar(format!("{m}.linalg.det({a})")),
+                    Func::Logdet => scalar(format!("{m}.linalg.slogdet({a})[1]")),
+                    Func::Sum => scalar(format!("{m}.sum({a})")),
+                    Func::Norm => scalar(format!("{m}.linalg.norm({a})")),
+                    Func::Sigmoid => match self.lib {
+                        Lib::Numpy => format!("1.0 / (1.0 + np.exp(-{a}))"),
+                        Lib::Torch => format!("torch.sigmoid({a})"),
+                    },
+                    f => format!("{m}.{}({a})", f.name()),
+                }
+            }
+        };
+        Ok(format!("{} = {rhs}", self.steps[k]))
+    }
+
+    /// The value of an output, broadcast to its variable's shape when the
+    /// formula is a scalar (a gradient `0`, or `c` filling a matrix).
+    fn output(&self, k: usize) -> String {
+        let out = &self.plan.outputs[k];
+        let value = self.operand(out.operand);
+        let shape = match out.operand.value {
+            Value::Input(i) => self.plan.inputs[i].shape.clone(),
+            Value::Step(i) => self.plan.steps[i].shape.clone(),
+            Value::Num(_) => crate::shape::Shape::scalar(),
+        };
+        let wrt = out.wrt.as_ref().and_then(|v| self.plan.inputs.iter().position(|i| i.var == *v));
+        match wrt {
+            Some(i) if shape.is_scalar() && !out.shape.is_scalar() => {
+                let target = &self.inputs[i];
+                match self.lib {
+                    Lib::Numpy => format!("np.broadcast_to({value}, {target}.shape).copy()"),
+                    Lib::Torch => format!("{value}.expand_as({target}).clone()"),
+                }
+            }
+            _ => value,
+        }
+    }
+
+    /// Steps the value needs (transitively).
+    fn forward_steps(&self) -> Vec<bool> {
+        let mut need = vec![false; self.plan.steps.len()];
+        let mut stack: Vec<usize> = match self.plan.outputs[0].operand.value {
+            Value::Step(k) => vec![k],
+            _ => vec![],
+        };
+        while let Some(k) = stack.pop() {
+            if need[k] {
+                continue;
+            }
+            need[k] = true;
+            for o in self.plan.steps[k].op.operands() {
+                if let Value::Step(j) = o.value {
+                    stack.push(j);
+                }
+            }
+        }
+        need
+    }
+}
+
+fn float(x: f64) -> String {
+    let s = format_number(x);
+    if s.contains(['.', 'e', 'i', 'N']) {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+fn key(v: &VarName) -> String {
+    format!("{:?}", v.to_string())
+}
+
+/// The plan as a NumPy function `value_and_grads(**arrays)`, returning the
+/// value (a float when it is 1×1) and a dict of gradients by variable name.
+///
+/// ```
+/// let p = matdiff::syntax::parse_program("W1*W2*X").unwrap();
+/// let d = matdiff::derive(&p, &Default::default()).unwrap();
+/// let plan = matdiff::plan::compile(&d, &Default::default()).unwrap();
+/// let code = matdiff::plan::numpy(&plan, "W1 * W2 * X").unwrap();
+/// assert!(code.contains("def value_and_grads(**arrays):"));
+/// assert!(code.contains("S1 = W2 @ X"));
+/// ```
+pub fn numpy(plan: &Plan, title: &str) -> Result<String> {
+    let code = Code::new(plan, Lib::Numpy, None);
+    let mut out = String::new();
+    out.push_str(&format!("# Generated by matdiff: the plan for {title}\n"));
+    out.push_str(&format!(
+        "# {} matrix products, {} multiply-adds\n",
+        plan.products(),
+        plan.total
+    ));
+    out.push_str("import numpy as np\n\n\n");
+    out.push_str("def value_and_grads(**arrays):\n");
+    out.push_str("    \"\"\"The value and the gradient of every variable, as {name: array}.\"\"\"\n");
+    for (k, i) in plan.inputs.iter().enumerate() {
+        out.push_str(&format!("    {} = np.asarray(arrays[{}], dtype=np.float64)\n", code.inputs[k], key(&i.var)));
+    }
+    for k in 0..plan.steps.len() {
+        out.push_str(&format!("    {}\n", code.step(k)?));
+    }
+    let value = code.output(0);
+    let value = if plan.outputs[0].shape.is_scalar() { format!("float({value}[0, 0])") } else { value };
+    out.push_str("    grads = {}\n");
+    for (k, o) in plan.outputs.iter().enumerate().skip(1) {
+        let v = o.wrt.as_ref().expect("gradients name their variable");
+        out.push_str(&format!("    grads[{}] = {}\n", key(v), code.output(k)));
+    }
+    out.push_str(&format!("    return {value}, grads\n"));
+    Ok(out)
+}
+
+/// The plan as a `torch.autograd.Function` named `Plan`: `forward` runs the
+/// steps the value needs, `backward` the rest, with the upstream gradient
+/// (a layer's `G`, or the loss's scalar grad_output) as its input.
+pub fn pytorch(plan: &Plan, title: &str, upstream: Option<&VarName>) -> Result<String> {
+    let code = Code::new(plan, Lib::Torch, upstream);
+    let forward = code.forward_steps();
+    let up = code.upstream;
+    let args: Vec<usize> = (0..plan.inputs.len()).filter(|k| Some(*k) != up).collect();
+    // Forward steps the backward reads.
+    let mut saved: Vec<usize> = vec![];
+    for (k, s) in plan.steps.iter().enumerate() {
+        if forward[k] {
+            continue;
+        }
+        for o in s.op.operands() {
+            if let Value::Step(j) = o.value {
+                if forward[j] && !saved.contains(&j) {
+                    saved.push(j);
+                }
+            }
+        }
+    }
+    for o in &plan.outputs[1..] {
+        if let Value::Step(j) = o.operand.value {
+            if forward[j] && !saved.contains(&j) {
+                saved.push(j);
+            }
+        }
+    }
+    let arg_names: Vec<&str> = args.iter().map(|&k| code.inputs[k].as_str()).collect();
+    let saved_names: Vec<&str> = saved.iter().map(|&k| code.steps[k].as_str()).collect();
+    let all_saved: Vec<&str> = arg_names.iter().chain(&saved_names).copied().collect();
+    let tuple = |names: &[&str]| match names.len() {
+        0 => "()".to_string(),
+        1 => format!("{},", names[0]),
+        _ => names.join(", "),
+    };
+
+    let mut out = String::new();
+    out.push_str(&format!("# Generated by matdiff: the plan for {title}\n"));
+    out.push_str(&format!("# {} matrix products, {} multiply-adds\n", plan.products(), plan.total));
+    out.push_str("import torch\n\n\n");
+    out.push_str("class Plan(torch.autograd.Function):\n");
+    out.push_str(&format!(
+        "    \"\"\"Plan.apply({}) is the value; its backward is the plan's gradient steps.\"\"\"\n\n",
+        arg_names.join(", ")
+    ));
+    out.push_str("    @staticmethod\n");
+    out.push_str(&format!("    def forward(ctx, {}):\n", arg_names.join(", ")));
+    for k in (0..plan.steps.len()).filter(|&k| forward[k]) {
+        out.push_str(&format!("        {}\n", code.step(k)?));
+    }
+    out.push_str(&format!("        ctx.save_for_backward({})\n", all_saved.join(", ")));
+    let value = code.output(0);
+    if plan.outputs[0].shape.is_scalar() {
+        out.push_str(&format!("        return {value}.reshape(())\n\n"));
+    } else {
+        out.push_str(&format!("        return {value}\n\n"));
+    }
+    out.push_str("    @staticmethod\n");
+    let grad_out = match up {
+        Some(k) => code.inputs[k].clone(),
+        None => "grad_output".to_string(),
+    };
+    out.push_str(&format!("    def backward(ctx, {grad_out}):\n"));
+    if !all_saved.is_empty() {
+        out.push_str(&format!("        {} = ctx.saved_tensors\n", tuple(&all_saved)));
+    }
+    for k in (0..plan.steps.len()).filter(|&k| !forward[k]) {
+        out.push_str(&format!("        {}\n", code.step(k)?));
+    }
+    let mut grads = vec![];
+    for &k in &args {
+        let var = &plan.inputs[k].var;
+        let grad = plan.outputs.iter().position(|o| o.wrt.as_ref() == Some(var));
+        grads.push(match grad {
+            None => "None".to_string(),
+            Some(g) if up.is_none() => format!("{grad_out} * {}", code.output(g)),
+            Some(g) => code.output(g),
+        });
+    }
+    out.push_str(&format!("        return {}\n", tuple(&grads.iter().map(String::as_str).collect::<Vec<_>>())));
+    Ok(out)
+}

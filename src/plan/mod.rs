@@ -1,0 +1,573 @@
+//! The numeric plan: the forward value and every gradient compiled into one
+//! straight-line program of matrix operations that computes each common
+//! product once.
+//!
+//! Entry point: [`compile`]. Expressions are lowered into one shared graph
+//! ([`lower`]: hash-consing, transposes on the edges, products as chains of
+//! factors), the chains are bracketed jointly ([`schedule`]: two sweeps per
+//! family of chains, cut where they are cheapest), and the graph is written
+//! out as [`Step`]s in dependency order, each with its multiply-adds
+//! ([`Cost`], a polynomial in the symbolic dimensions).
+
+mod cost;
+mod emit;
+mod lower;
+mod schedule;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+pub use cost::Cost;
+pub use emit::{numpy, pytorch};
+pub use schedule::{Strategy, DP_LIMIT};
+
+use crate::calculus::Mode;
+use crate::error::{Error, ErrorKind, Result};
+use crate::shape::{Shape, Typer};
+use crate::syntax::{format_number, Expr, Func, Index, VarName};
+use crate::Derivation;
+use lower::{Atom, Graph, Node, NodeId};
+use schedule::{Role, Schedule, Sizes, Term};
+
+/// A value a step reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    /// The plan's input number k.
+    Input(usize),
+    /// The result of step number k.
+    Step(usize),
+    Num(f64),
+}
+
+/// A value, used as it is or transposed (a transpose costs nothing).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Operand {
+    pub value: Value,
+    pub transposed: bool,
+}
+
+/// One matrix operation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    MatMul(Operand, Operand),
+    /// A 1×1 value times a matrix.
+    Scale(Operand, Operand),
+    Add(Operand, Operand),
+    Sub(Operand, Operand),
+    Neg(Operand),
+    Hadamard(Operand, Operand),
+    HadamardDiv(Operand, Operand),
+    HadamardPower(Operand, f64),
+    /// Division by a 1×1 value.
+    Div(Operand, Operand),
+    Call(Func, Operand),
+    Inverse(Operand),
+    /// The identity of the step's shape.
+    Identity,
+}
+
+impl Op {
+    pub fn operands(&self) -> Vec<Operand> {
+        match self {
+            Op::MatMul(a, b)
+            | Op::Scale(a, b)
+            | Op::Add(a, b)
+            | Op::Sub(a, b)
+            | Op::Hadamard(a, b)
+            | Op::HadamardDiv(a, b)
+            | Op::Div(a, b) => vec![*a, *b],
+            Op::Neg(a) | Op::HadamardPower(a, _) | Op::Call(_, a) | Op::Inverse(a) => vec![*a],
+            Op::Identity => vec![],
+        }
+    }
+}
+
+/// One line of a plan: `out = op`, with the result's shape and the
+/// multiply-adds it takes.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub out: String,
+    pub op: Op,
+    pub shape: Shape,
+    pub madds: Cost,
+}
+
+/// A variable the plan reads.
+#[derive(Clone, Debug)]
+pub struct Input {
+    pub var: VarName,
+    pub shape: Shape,
+}
+
+/// A result of the plan: the forward value (`wrt` is None) or a gradient.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub wrt: Option<VarName>,
+    pub operand: Operand,
+    pub shape: Shape,
+}
+
+/// A family of chains the planner computed by two sweeps.
+#[derive(Clone, Debug)]
+pub struct Sweeps {
+    /// The cycle's factors, as text (`W1`, `X`, `G^T`).
+    pub cycle: Vec<String>,
+    /// The sweeps meet between `cycle[cut]` and `cycle[cut + 1]` (mod its length).
+    pub cut: usize,
+    /// The multiply-adds of the plan at every cut, priced with the sizes.
+    pub prices: Vec<f64>,
+}
+
+/// A compiled plan.
+///
+/// ```
+/// let p = matdiff::syntax::parse_program("W1*W2*W3*X").unwrap();
+/// let d = matdiff::derive(&p, &Default::default()).unwrap();
+/// let plan = matdiff::plan::compile(&d, &Default::default()).unwrap();
+/// // Two sweeps: 3 forward products, 3 backward, 3 meets.
+/// let products = plan.steps.iter().filter(|s| matches!(s.op, matdiff::plan::Op::MatMul(..))).count();
+/// assert_eq!(products, 9);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub inputs: Vec<Input>,
+    pub steps: Vec<Step>,
+    pub outputs: Vec<Output>,
+    /// Multiply-adds of all steps.
+    pub total: Cost,
+    /// Multiply-adds of the forward value alone.
+    pub forward: Cost,
+    /// Multiply-adds of computing the value and each gradient on its own.
+    pub separate: Cost,
+    pub sweeps: Vec<Sweeps>,
+}
+
+/// How to compile.
+#[derive(Clone, Debug)]
+pub struct PlanOptions {
+    /// Sizes of symbolic dimensions (`d0=64`, `B=65536`) and index symbols (`n=8`).
+    pub dims: HashMap<String, u64>,
+    /// Size assumed, for choosing, for the dimensions `dims` does not give.
+    pub default_size: f64,
+    pub strategy: Strategy,
+}
+
+impl Default for PlanOptions {
+    fn default() -> PlanOptions {
+        PlanOptions { dims: HashMap::new(), default_size: 64.0, strategy: Strategy::Auto }
+    }
+}
+
+/// One expression to compile.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub wrt: Option<VarName>,
+    pub expr: Expr,
+    pub shape: Shape,
+}
+
+/// Compiles a derivation's forward value and gradients into one plan.
+/// Dimensions named in `options.dims` become numbers; index symbols (`n`)
+/// named there fix the length of `prod` ranges.
+pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
+    let indices: Vec<(String, i64)> =
+        options.dims.iter().map(|(k, &v)| (k.clone(), v as i64)).collect();
+    let bind = |e: &Expr| indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
+    let typing = &derivation.typing;
+    let mut targets = vec![Target { wrt: None, expr: bind(&typing.program.expr), shape: typing.shape() }];
+    for g in &derivation.gradients {
+        let wrt = VarName {
+            name: g.wrt.name.clone(),
+            index: g
+                .wrt
+                .index
+                .as_ref()
+                .map(|i| indices.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))),
+        };
+        if wrt.index.as_ref().is_some_and(|i| i.as_constant().is_none()) {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("the gradient with respect to `{}` is symbolic; a numeric plan needs its index (give it with --dims)", g.wrt),
+            ));
+        }
+        targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr), shape: g.shape.clone() });
+    }
+    let typer = typing.typer();
+    let upstream = match &derivation.mode {
+        Mode::Layer { upstream } => Some(upstream.clone()),
+        Mode::Scalar => None,
+    };
+    let upstream = upstream.as_ref();
+    let mut plan = compile_targets(&targets, typer, upstream, options)?;
+    plan.forward = compile_targets(&targets[..1], typer, upstream, options)?.total;
+    plan.separate = targets
+        .iter()
+        .map(|t| compile_targets(std::slice::from_ref(t), typer, upstream, options).map(|p| p.total))
+        .sum::<Result<Cost>>()?;
+    Ok(plan)
+}
+
+/// Compiles expressions whose variables `typer` knows (the first target is
+/// the forward value), without pricing the alternatives: `forward` and
+/// `separate` are left zero.
+pub fn compile_targets(targets: &[Target], typer: &Typer, upstream: Option<&VarName>, options: &PlanOptions) -> Result<Plan> {
+    let mut graph = Graph::new(options.dims.clone());
+    let mut roots = vec![];
+    for t in targets {
+        roots.push(graph.lower(&t.expr, typer, Some(&t.shape))?);
+    }
+    let order = topological(&graph, &roots);
+    let chains: Vec<NodeId> =
+        order.iter().copied().filter(|&n| matches!(graph.nodes[n as usize], Node::Chain(_))).collect();
+    // Seeds: nodes that are not a variable being differentiated.
+    let wrt: HashSet<&VarName> = targets.iter().filter_map(|t| t.wrt.as_ref()).collect();
+    let seeds = order
+        .iter()
+        .copied()
+        .filter(|&n| match &graph.nodes[n as usize] {
+            Node::Input(v) => !wrt.contains(v) || upstream == Some(v),
+            _ => true,
+        })
+        .collect();
+    let known = options.dims.iter().map(|(k, &v)| (k.clone(), v as f64)).collect();
+    let sizes = Sizes { known, default: options.default_size, seeds };
+    let schedule = schedule::schedule(&graph, &chains, &sizes, options.strategy);
+    let mut writer = Writer::new(&graph, &schedule);
+    for &n in &order {
+        writer.node(n);
+    }
+    let mut outputs = vec![];
+    for (t, root) in targets.iter().zip(&roots) {
+        outputs.push(Output { wrt: t.wrt.clone(), operand: writer.atom(*root), shape: t.shape.clone() });
+    }
+    let sweeps = schedule
+        .families
+        .iter()
+        .map(|f| Sweeps {
+            cycle: f.cycle.iter().map(|&a| writer.atom_text(a)).collect(),
+            cut: f.cut,
+            prices: f.prices.clone(),
+        })
+        .collect();
+    let mut plan = Plan {
+        inputs: writer.inputs,
+        steps: writer.steps,
+        outputs,
+        total: Cost::zero(),
+        forward: Cost::zero(),
+        separate: Cost::zero(),
+        sweeps,
+    };
+    plan.total = plan.steps.iter().map(|s| s.madds.clone()).sum();
+    name_outputs(&mut plan);
+    Ok(plan)
+}
+
+/// Nodes reachable from the roots, children first (iteratively: sweeps nest
+/// as deep as a chain is long).
+fn topological(graph: &Graph, roots: &[Atom]) -> Vec<NodeId> {
+    let mut seen = vec![false; graph.nodes.len()];
+    let mut order = vec![];
+    let mut stack: Vec<(NodeId, bool)> = roots.iter().rev().map(|a| (a.node, false)).collect();
+    while let Some((n, expanded)) = stack.pop() {
+        if expanded {
+            order.push(n);
+            continue;
+        }
+        if seen[n as usize] {
+            continue;
+        }
+        seen[n as usize] = true;
+        stack.push((n, true));
+        for a in children(&graph.nodes[n as usize]).into_iter().rev() {
+            if !seen[a.node as usize] {
+                stack.push((a.node, false));
+            }
+        }
+    }
+    order
+}
+
+fn children(node: &Node) -> Vec<Atom> {
+    match node {
+        Node::Input(_) | Node::Num(_) | Node::Identity(_) => vec![],
+        Node::Chain(w) => w.clone(),
+        Node::Scale(a, b)
+        | Node::Add(a, b)
+        | Node::Sub(a, b)
+        | Node::Hadamard(a, b)
+        | Node::HadamardDiv(a, b)
+        | Node::Div(a, b) => vec![*a, *b],
+        Node::Neg(a) | Node::HadamardPower(a, _) | Node::Call(_, a) | Node::Inverse(a) => vec![*a],
+    }
+}
+
+/// Writes the graph out as steps.
+struct Writer<'a> {
+    graph: &'a Graph,
+    schedule: &'a Schedule,
+    inputs: Vec<Input>,
+    steps: Vec<Step>,
+    values: HashMap<NodeId, Operand>,
+    prod_steps: HashMap<u32, usize>,
+    counters: HashMap<&'static str, usize>,
+    taken: HashSet<String>,
+}
+
+impl<'a> Writer<'a> {
+    fn new(graph: &'a Graph, schedule: &'a Schedule) -> Writer<'a> {
+        let taken = graph
+            .nodes
+            .iter()
+            .filter_map(|n| match n {
+                Node::Input(v) => Some(identifier(v)),
+                _ => None,
+            })
+            .collect();
+        Writer {
+            graph,
+            schedule,
+            inputs: vec![],
+            steps: vec![],
+            values: HashMap::new(),
+            prod_steps: HashMap::new(),
+            counters: HashMap::new(),
+            taken,
+        }
+    }
+
+    fn fresh(&mut self, prefix: &'static str) -> String {
+        loop {
+            let k = self.counters.entry(prefix).or_insert(0);
+            *k += 1;
+            let name = format!("{prefix}{k}");
+            if !self.taken.contains(&name) {
+                self.taken.insert(name.clone());
+                return name;
+            }
+        }
+    }
+
+    fn atom(&self, a: Atom) -> Operand {
+        let v = self.values[&a.node];
+        Operand { value: v.value, transposed: v.transposed ^ a.t }
+    }
+
+    fn operand_shape(&self, o: Operand) -> Shape {
+        let s = match o.value {
+            Value::Input(k) => self.inputs[k].shape.clone(),
+            Value::Step(k) => self.steps[k].shape.clone(),
+            Value::Num(_) => Shape::scalar(),
+        };
+        if o.transposed {
+            s.transposed()
+        } else {
+            s
+        }
+    }
+
+    fn push(&mut self, prefix: &'static str, op: Op, shape: Shape, madds: Cost) -> Operand {
+        let out = self.fresh(prefix);
+        self.steps.push(Step { out, op, shape, madds });
+        Operand { value: Value::Step(self.steps.len() - 1), transposed: false }
+    }
+
+    fn node(&mut self, n: NodeId) {
+        let shape = self.graph.shapes[n as usize].clone();
+        let entries = |s: &Shape| Cost::product(&[s.rows.clone(), s.cols.clone()]);
+        let value = match &self.graph.nodes[n as usize] {
+            Node::Input(v) => {
+                self.inputs.push(Input { var: v.clone(), shape });
+                Operand { value: Value::Input(self.inputs.len() - 1), transposed: false }
+            }
+            Node::Num(bits) => Operand { value: Value::Num(f64::from_bits(*bits)), transposed: false },
+            Node::Identity(_) => self.push("T", Op::Identity, shape, Cost::zero()),
+            Node::Chain(_) => {
+                let term = self.schedule.chains[&n];
+                self.term(term)
+            }
+            node => {
+                let a = |w: &Self, x: &Atom| w.atom(*x);
+                let (op, madds) = match node {
+                    Node::Scale(x, y) => (Op::Scale(a(self, x), a(self, y)), entries(&shape)),
+                    Node::Add(x, y) => (Op::Add(a(self, x), a(self, y)), Cost::zero()),
+                    Node::Sub(x, y) => (Op::Sub(a(self, x), a(self, y)), Cost::zero()),
+                    Node::Neg(x) => (Op::Neg(a(self, x)), Cost::zero()),
+                    Node::Hadamard(x, y) => (Op::Hadamard(a(self, x), a(self, y)), entries(&shape)),
+                    Node::HadamardDiv(x, y) => (Op::HadamardDiv(a(self, x), a(self, y)), entries(&shape)),
+                    Node::HadamardPower(x, p) => {
+                        (Op::HadamardPower(a(self, x), f64::from_bits(*p)), entries(&shape))
+                    }
+                    Node::Div(x, y) => (Op::Div(a(self, x), a(self, y)), entries(&shape)),
+                    Node::Call(f, x) => {
+                        let arg = self.graph.shape(*x);
+                        let madds = match f {
+                            // An LU factorisation, counted as n³.
+                            Func::Det | Func::Logdet => {
+                                Cost::product(&[arg.rows.clone(), arg.rows.clone(), arg.rows.clone()])
+                            }
+                            Func::Norm => entries(&arg),
+                            _ => Cost::zero(),
+                        };
+                        (Op::Call(*f, a(self, x)), madds)
+                    }
+                    Node::Inverse(x) => {
+                        let d = shape.rows.clone();
+                        (Op::Inverse(a(self, x)), Cost::product(&[d.clone(), d.clone(), d]))
+                    }
+                    _ => unreachable!("leaves and chains above"),
+                };
+                self.push("T", op, shape, madds)
+            }
+        };
+        self.values.insert(n, value);
+    }
+
+    /// The operand of a scheduled term, writing the products it needs.
+    fn term(&mut self, t: Term) -> Operand {
+        match t {
+            Term::Atom(a) => self.atom(a),
+            Term::Prod(p, transposed) => {
+                self.prod(p);
+                Operand { value: Value::Step(self.prod_steps[&p]), transposed }
+            }
+        }
+    }
+
+    fn prod(&mut self, p: u32) {
+        let prods = &self.schedule.prods;
+        let mut stack = vec![p];
+        while let Some(&q) = stack.last() {
+            if self.prod_steps.contains_key(&q) {
+                stack.pop();
+                continue;
+            }
+            let pending: Vec<u32> = [prods[q as usize].left, prods[q as usize].right]
+                .into_iter()
+                .filter_map(|t| match t {
+                    Term::Prod(r, _) if !self.prod_steps.contains_key(&r) => Some(r),
+                    _ => None,
+                })
+                .collect();
+            if !pending.is_empty() {
+                stack.extend(pending);
+                continue;
+            }
+            stack.pop();
+            let (l, r) = (self.term(prods[q as usize].left), self.term(prods[q as usize].right));
+            let (ls, rs) = (self.operand_shape(l), self.operand_shape(r));
+            let madds = Cost::product(&[ls.rows.clone(), ls.cols.clone(), rs.cols.clone()]);
+            let prefix = match prods[q as usize].role {
+                Role::Left => "S",
+                Role::Right => "H",
+                Role::Other => "T",
+            };
+            let out = self.push(prefix, Op::MatMul(l, r), Shape::new(ls.rows, rs.cols), madds);
+            let Value::Step(k) = out.value else { unreachable!("a step") };
+            self.prod_steps.insert(q, k);
+        }
+    }
+
+    fn atom_text(&self, a: Atom) -> String {
+        operand_text(&self.inputs, &self.steps, self.atom(a))
+    }
+}
+
+/// A variable as an identifier: `W[2]` is `W_2`.
+fn identifier(v: &VarName) -> String {
+    match &v.index {
+        None => v.name.clone(),
+        Some(i) => format!("{}_{}", v.name, i.to_string().replace('-', "m").replace('+', "p")),
+    }
+}
+
+/// Gives each output's step the output's name (`value`, `dW1`) when the
+/// output is that step as it is.
+fn name_outputs(plan: &mut Plan) {
+    let mut taken: HashSet<String> = plan.inputs.iter().map(|i| identifier(&i.var)).collect();
+    taken.extend(plan.steps.iter().map(|s| s.out.clone()));
+    let mut renamed = HashSet::new();
+    for o in &plan.outputs {
+        let Operand { value: Value::Step(k), transposed: false } = o.operand else { continue };
+        if !renamed.insert(k) {
+            continue;
+        }
+        let mut name = match &o.wrt {
+            None => "value".to_string(),
+            Some(v) => format!("d{}", identifier(v)),
+        };
+        while taken.contains(&name) {
+            name.push('_');
+        }
+        taken.insert(name.clone());
+        plan.steps[k].out = name;
+    }
+}
+
+fn operand_text(inputs: &[Input], steps: &[Step], o: Operand) -> String {
+    let base = match o.value {
+        Value::Input(k) => inputs[k].var.to_string(),
+        Value::Step(k) => steps[k].out.clone(),
+        Value::Num(x) => format_number(x),
+    };
+    if o.transposed {
+        format!("{base}^T")
+    } else {
+        base
+    }
+}
+
+impl Plan {
+    /// An operand as text (`S2^T`).
+    pub fn operand_text(&self, o: Operand) -> String {
+        operand_text(&self.inputs, &self.steps, o)
+    }
+
+    /// A step's operation as text, in the expression syntax (`W1^T * H1`).
+    pub fn op_text(&self, op: &Op) -> String {
+        let t = |o: &Operand| self.operand_text(*o);
+        match op {
+            Op::MatMul(a, b) | Op::Scale(a, b) => format!("{} * {}", t(a), t(b)),
+            Op::Add(a, b) => format!("{} + {}", t(a), t(b)),
+            Op::Sub(a, b) => format!("{} - {}", t(a), t(b)),
+            Op::Neg(a) => format!("-{}", t(a)),
+            Op::Hadamard(a, b) => format!("{} .* {}", t(a), t(b)),
+            Op::HadamardDiv(a, b) => format!("{} ./ {}", t(a), t(b)),
+            Op::HadamardPower(a, p) => format!("{} .^ {}", t(a), crate::syntax::Expr::num(*p)),
+            Op::Div(a, b) => format!("{} / {}", t(a), t(b)),
+            Op::Call(f, a) => format!("{}({})", f.name(), t(a)),
+            Op::Inverse(a) => format!("{}^-1", t(a)),
+            Op::Identity => "I".to_string(),
+        }
+    }
+
+    /// The number of matrix products.
+    pub fn products(&self) -> usize {
+        self.steps.iter().filter(|s| matches!(s.op, Op::MatMul(..))).count()
+    }
+
+    /// The output's label: `value`, or `d/dW1`.
+    pub fn output_label(o: &Output) -> String {
+        match &o.wrt {
+            None => "value".to_string(),
+            Some(v) => format!("d/d{v}"),
+        }
+    }
+}
+
+impl fmt::Display for Plan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<(String, String, String, String)> = self
+            .steps
+            .iter()
+            .map(|s| (s.out.clone(), self.op_text(&s.op), s.shape.to_string(), s.madds.to_string()))
+            .collect();
+        let w0 = lines.iter().map(|l| l.0.chars().count()).max().unwrap_or(0);
+        let w1 = lines.iter().map(|l| l.1.chars().count()).max().unwrap_or(0);
+        let w2 = lines.iter().map(|l| l.2.chars().count()).max().unwrap_or(0);
+        for (out, op, shape, madds) in &lines {
+            writeln!(f, "  {out:<w0$} = {op:<w1$}   {shape:<w2$}   {madds}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,465 @@
+//! Bracketing every chain of the graph, jointly, so that products are
+//! shared across outputs.
+//!
+//! The search space. The chains of a gradient set are, most of the time,
+//! arcs of one cycle: the gradients of tr(Gᵀ W1⋯WnX) are the cycle
+//! W1, …, Wn, X, Gᵀ with one element left out (transposed), and the forward
+//! value is the arc without Gᵀ. Such a *family* is found from the words
+//! alone (two chains are neighbours when one, shifted by a factor, is the
+//! other). A family is computed by two sweeps that meet at a *cut* between
+//! two neighbours c_e | c_{e+1} of the cycle: the left sweep builds the arcs
+//! ending at c_e one factor at a time, the right sweep those starting at
+//! c_{e+1}, and each target is one product of an arc from each (or an arc
+//! itself). Every one of the m cuts is priced exactly, in O(m) each; the
+//! cut beside the upstream gradient is standard backprop, the cut beside the
+//! batch-contracting product `G Xᵀ` is "batch first". Chains outside
+//! families are bracketed by the matrix-chain dynamic programme, where a
+//! product that is already computed costs nothing. The planner builds both
+//! the best-cut plan and the chain-by-chain plan and keeps the cheaper.
+//!
+//! Limits: a single cut per family (no plan that sweeps twice), and
+//! chains longer than [`DP_LIMIT`] outside families are multiplied left to
+//! right or right to left, whichever is cheaper.
+
+use std::collections::{HashMap, HashSet};
+
+use super::lower::{Atom, Graph, Node, NodeId};
+use crate::shape::Dim;
+
+/// Longest chain bracketed by the O(L³) dynamic programme.
+pub const DP_LIMIT: usize = 96;
+
+/// A matrix value in a schedule: a factor of a chain, or a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Term {
+    Atom(Atom),
+    /// A product, transposed or not.
+    Prod(u32, bool),
+}
+
+impl Term {
+    pub fn transposed(self) -> Term {
+        match self {
+            Term::Atom(a) => Term::Atom(a.transposed()),
+            Term::Prod(p, t) => Term::Prod(p, !t),
+        }
+    }
+}
+
+/// Which sweep a product belongs to, for naming its step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// The sweep towards the cut from the left (the forward sweep of backprop).
+    Left,
+    /// The sweep from the right of the cut (the backward sweep of backprop).
+    Right,
+    Other,
+}
+
+/// One binary matrix product.
+#[derive(Clone, Debug)]
+pub struct Prod {
+    pub left: Term,
+    pub right: Term,
+    pub role: Role,
+}
+
+/// How to bracket the chains.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// The cheaper of the best cut of every family and chain by chain.
+    #[default]
+    Auto,
+    /// Every family cut after its cycle element number `e` (mod its length).
+    Cut(usize),
+    /// Each chain bracketed on its own, reusing products already computed.
+    ChainByChain,
+}
+
+/// What the planner chose for one family.
+#[derive(Clone, Debug)]
+pub struct FamilyChoice {
+    pub cycle: Vec<Atom>,
+    /// The chosen cut: between `cycle[cut]` and `cycle[cut + 1]`.
+    pub cut: usize,
+    /// The multiply-adds of each cut's products, as priced with the sizes.
+    pub prices: Vec<f64>,
+}
+
+/// The bracketing of every chain.
+#[derive(Debug)]
+pub struct Schedule {
+    pub prods: Vec<Prod>,
+    pub chains: HashMap<NodeId, Term>,
+    pub families: Vec<FamilyChoice>,
+}
+
+/// Brackets the chains (given children before parents).
+pub fn schedule(graph: &Graph, chains: &[NodeId], sizes: &Sizes, strategy: Strategy) -> Schedule {
+    match strategy {
+        Strategy::Auto => {
+            let joint = Planner::new(graph, sizes).run(chains, Some(None));
+            let alone = Planner::new(graph, sizes).run(chains, None);
+            if alone.price(graph, sizes) < joint.price(graph, sizes) {
+                alone
+            } else {
+                joint
+            }
+        }
+        Strategy::Cut(e) => Planner::new(graph, sizes).run(chains, Some(Some(e))),
+        Strategy::ChainByChain => Planner::new(graph, sizes).run(chains, None),
+    }
+}
+
+/// Sizes for pricing: known symbols, a default for the others, and the
+/// nodes that may seed a sweep when prices tie (not the variables being
+/// differentiated: the upstream `G`, or a computed residual).
+pub struct Sizes {
+    pub known: HashMap<String, f64>,
+    pub default: f64,
+    pub seeds: HashSet<NodeId>,
+}
+
+impl Sizes {
+    fn dim(&self, d: &Dim) -> f64 {
+        match d {
+            Dim::Const(n) => *n as f64,
+            d => self.known.get(&d.to_string()).copied().unwrap_or(self.default),
+        }
+    }
+}
+
+impl Schedule {
+    /// Multiply-adds of all products, priced with the sizes.
+    fn price(&self, graph: &Graph, sizes: &Sizes) -> f64 {
+        self.prods
+            .iter()
+            .map(|p| {
+                let (r, k) = term_dims(graph, &self.prods, p.left);
+                let (_, c) = term_dims(graph, &self.prods, p.right);
+                sizes.dim(&r) * sizes.dim(&k) * sizes.dim(&c)
+            })
+            .sum()
+    }
+}
+
+/// Rows and columns of a term.
+pub fn term_dims(graph: &Graph, prods: &[Prod], t: Term) -> (Dim, Dim) {
+    // Products nest deeply (a sweep of a 1000-chain); walk down iteratively.
+    let (mut rows_of, mut cols_of) = (t, t);
+    let rows = loop {
+        match rows_of {
+            Term::Atom(a) => break graph.shape(a).rows,
+            Term::Prod(p, false) => rows_of = prods[p as usize].left,
+            Term::Prod(p, true) => rows_of = prods[p as usize].right.transposed(),
+        }
+    };
+    let cols = loop {
+        match cols_of {
+            Term::Atom(a) => break graph.shape(a).cols,
+            Term::Prod(p, false) => cols_of = prods[p as usize].right,
+            Term::Prod(p, true) => cols_of = prods[p as usize].left.transposed(),
+        }
+    };
+    (rows, cols)
+}
+
+fn reversed(word: &[Atom]) -> Vec<Atom> {
+    word.iter().rev().map(|a| a.transposed()).collect()
+}
+
+/// A family: a cycle, and the chains that are arcs of it missing one element.
+struct Family {
+    cycle: Vec<Atom>,
+    /// (chain, the element it misses, whether the chain reads the arc backwards).
+    targets: Vec<(NodeId, usize, bool)>,
+}
+
+struct Planner<'g> {
+    graph: &'g Graph,
+    sizes: &'g Sizes,
+    prods: Vec<Prod>,
+    words: HashMap<Vec<Atom>, Term>,
+}
+
+impl<'g> Planner<'g> {
+    fn new(graph: &'g Graph, sizes: &'g Sizes) -> Planner<'g> {
+        Planner { graph, sizes, prods: vec![], words: HashMap::new() }
+    }
+
+    fn word(&self, chain: NodeId) -> &'g [Atom] {
+        match &self.graph.nodes[chain as usize] {
+            Node::Chain(w) => w,
+            _ => unreachable!("a chain node"),
+        }
+    }
+
+    /// `cut`: None for chain by chain; Some(None) for the best cut of each
+    /// family; Some(Some(e)) for cut e everywhere.
+    fn run(mut self, chains: &[NodeId], cut: Option<Option<usize>>) -> Schedule {
+        let mut terms = HashMap::new();
+        let mut families = vec![];
+        if let Some(cut) = cut {
+            for family in self.families(chains) {
+                let prices = self.prices(&family);
+                let e = match cut {
+                    Some(e) => e % family.cycle.len(),
+                    None => self.best_cut(&family, &prices),
+                };
+                self.sweep(&family, e, &mut terms);
+                families.push(FamilyChoice { cycle: family.cycle, cut: e, prices });
+            }
+        }
+        for &c in chains {
+            if !terms.contains_key(&c) {
+                let t = self.bracket(self.word(c));
+                terms.insert(c, t);
+            }
+        }
+        Schedule { prods: self.prods, chains: terms, families }
+    }
+
+    /// The product `l · r` whose factors are `word`, or the one already made.
+    fn product(&mut self, l: Term, r: Term, word: Vec<Atom>, role: Role) -> Term {
+        if let Some(&t) = self.words.get(&word) {
+            return t;
+        }
+        let id = self.prods.len() as u32;
+        self.prods.push(Prod { left: l, right: r, role });
+        let back = reversed(&word);
+        if back != word {
+            self.words.insert(back, Term::Prod(id, true));
+        }
+        self.words.insert(word, Term::Prod(id, false));
+        Term::Prod(id, false)
+    }
+
+    fn dims(&self, a: Atom) -> (f64, f64) {
+        let s = self.graph.shape(a);
+        (self.sizes.dim(&s.rows), self.sizes.dim(&s.cols))
+    }
+
+    /// Groups chains of equal length into families.
+    fn families(&self, chains: &[NodeId]) -> Vec<Family> {
+        let mut by_len: HashMap<usize, Vec<NodeId>> = HashMap::new();
+        for &c in chains {
+            by_len.entry(self.word(c).len()).or_default().push(c);
+        }
+        let mut lengths: Vec<_> = by_len.into_iter().filter(|(_, cs)| cs.len() >= 2).collect();
+        lengths.sort_by_key(|(l, _)| std::cmp::Reverse(*l));
+        let mut out = vec![];
+        for (len, group) in lengths {
+            // Each orientation of each chain, by its first len-1 factors.
+            let mut heads: HashMap<&[Atom], Vec<(NodeId, bool)>> = HashMap::new();
+            let backs: HashMap<NodeId, Vec<Atom>> = group.iter().map(|&c| (c, reversed(self.word(c)))).collect();
+            for &c in &group {
+                heads.entry(&self.word(c)[..len - 1]).or_default().push((c, false));
+                heads.entry(&backs[&c][..len - 1]).or_default().push((c, true));
+            }
+            let mut assigned: HashSet<NodeId> = HashSet::new();
+            for &a in &group {
+                if assigned.contains(&a) {
+                    continue;
+                }
+                let orientations = [self.word(a), &backs[&a][..]];
+                let next = orientations.iter().find_map(|w| {
+                    let tail = &w[1..];
+                    let (b, back) = heads.get(tail)?.iter().find(|(b, _)| *b != a)?;
+                    let bw = if *back { &backs[b][..] } else { self.word(*b) };
+                    Some((w.to_vec(), bw[len - 1]))
+                });
+                let Some((mut cycle, missing)) = next else { continue };
+                // `a` misses the element after its last; put it first.
+                cycle.insert(0, missing);
+                let m = cycle.len();
+                let mut arcs: HashMap<Vec<Atom>, usize> = HashMap::new();
+                for k in (0..m).rev() {
+                    let arc: Vec<Atom> = (1..m).map(|s| cycle[(k + s) % m]).collect();
+                    arcs.insert(arc, k);
+                }
+                let mut targets = vec![];
+                for &b in &group {
+                    if assigned.contains(&b) {
+                        continue;
+                    }
+                    let hit = arcs
+                        .get(self.word(b))
+                        .map(|&k| (k, false))
+                        .or_else(|| arcs.get(&backs[&b]).map(|&k| (k, true)));
+                    if let Some((k, back)) = hit {
+                        targets.push((b, k, back));
+                    }
+                }
+                if targets.len() >= 2 {
+                    assigned.extend(targets.iter().map(|t| t.0));
+                    out.push(Family { cycle, targets });
+                }
+            }
+        }
+        out
+    }
+
+    /// The multiply-adds of the plan cut after each element: O(m) per cut.
+    fn prices(&self, f: &Family) -> Vec<f64> {
+        let m = f.cycle.len();
+        let dims: Vec<(f64, f64)> = f.cycle.iter().map(|&a| self.dims(a)).collect();
+        let at = |i: isize| dims[i.rem_euclid(m as isize) as usize];
+        (0..m as isize)
+            .map(|e| {
+                let (mut left, mut right, mut meets) = (0, 0, 0.0);
+                for &(_, k, _) in &f.targets {
+                    let a = (e - k as isize).rem_euclid(m as isize) as usize;
+                    let b = m - 1 - a;
+                    left = left.max(a);
+                    right = right.max(b);
+                    if a > 0 && b > 0 {
+                        meets += at(k as isize + 1).0 * at(e).1 * at(k as isize - 1).1;
+                    }
+                }
+                let sweep_left: f64 = (2..=left as isize).map(|l| at(e - l + 1).0 * at(e - l + 1).1 * at(e).1).sum();
+                let sweep_right: f64 =
+                    (2..=right as isize).map(|l| at(e + 1).0 * at(e + l).0 * at(e + l).1).sum();
+                sweep_left + sweep_right + meets
+            })
+            .collect()
+    }
+
+    /// The cheapest cut; among equal prices, one whose right side starts at
+    /// a seed (standard backprop when sizes are unknown), then the first.
+    fn best_cut(&self, f: &Family, prices: &[f64]) -> usize {
+        let m = f.cycle.len();
+        let min = prices.iter().copied().fold(f64::INFINITY, f64::min);
+        let tied = |e: &usize| prices[*e] <= min * (1.0 + 1e-12);
+        let seed = |e: &usize| self.sizes.seeds.contains(&f.cycle[(*e + 1) % m].node);
+        (0..m).filter(tied).find(seed).or_else(|| (0..m).find(tied)).unwrap_or(0)
+    }
+
+    /// The two sweeps of a family cut after element `e`, and its targets.
+    fn sweep(&mut self, f: &Family, e: usize, terms: &mut HashMap<NodeId, Term>) {
+        let m = f.cycle.len();
+        let c = |i: isize| f.cycle[i.rem_euclid(m as isize) as usize];
+        let e = e as isize;
+        let lengths = |k: usize| {
+            let a = (e - k as isize).rem_euclid(m as isize) as usize;
+            (a, m - 1 - a)
+        };
+        let left_len = f.targets.iter().map(|t| lengths(t.1).0).max().unwrap_or(0);
+        let right_len = f.targets.iter().map(|t| lengths(t.1).1).max().unwrap_or(0);
+
+        // Arcs ending at c_e (left) and starting at c_{e+1} (right), in cycle
+        // orientation; each stored with its seed untransposed.
+        let mut left = vec![(Term::Atom(c(e)), vec![c(e)])];
+        for l in 2..=left_len as isize {
+            let (prev, prev_word) = left.last().expect("seeded").clone();
+            let new = c(e - l + 1);
+            let mut word = vec![new];
+            word.extend_from_slice(&prev_word);
+            let t = if c(e).t {
+                self.product(prev.transposed(), Term::Atom(new.transposed()), reversed(&word), Role::Left)
+                    .transposed()
+            } else {
+                self.product(Term::Atom(new), prev, word.clone(), Role::Left)
+            };
+            left.push((t, word));
+        }
+        let mut right = vec![(Term::Atom(c(e + 1)), vec![c(e + 1)])];
+        for l in 2..=right_len as isize {
+            let (prev, prev_word) = right.last().expect("seeded").clone();
+            let new = c(e + l);
+            let mut word = prev_word;
+            word.push(new);
+            let t = if c(e + 1).t {
+                self.product(Term::Atom(new.transposed()), prev.transposed(), reversed(&word), Role::Right)
+                    .transposed()
+            } else {
+                self.product(prev, Term::Atom(new), word.clone(), Role::Right)
+            };
+            right.push((t, word));
+        }
+        for &(chain, k, back) in &f.targets {
+            let (a, b) = lengths(k);
+            let t = match (a, b) {
+                (0, b) => right[b - 1].0,
+                (a, 0) => left[a - 1].0,
+                (a, b) => {
+                    let (l, lw) = &left[a - 1];
+                    let (r, rw) = &right[b - 1];
+                    let mut word = lw.clone();
+                    word.extend_from_slice(rw);
+                    if back {
+                        let t = self.product(r.transposed(), l.transposed(), reversed(&word), Role::Other);
+                        terms.insert(chain, t);
+                        continue;
+                    }
+                    self.product(*l, *r, word, Role::Other)
+                }
+            };
+            terms.insert(chain, if back { t.transposed() } else { t });
+        }
+    }
+
+    /// One chain on its own: the matrix-chain programme, where a product
+    /// already made costs nothing.
+    fn bracket(&mut self, w: &[Atom]) -> Term {
+        let n = w.len();
+        if n > DP_LIMIT {
+            return self.sequential(w);
+        }
+        let dims: Vec<(f64, f64)> = w.iter().map(|&a| self.dims(a)).collect();
+        // cost[i][j], split[i][j] over factors i..=j.
+        let mut cost = vec![vec![0.0f64; n]; n];
+        let mut split = vec![vec![usize::MAX; n]; n];
+        for len in 2..=n {
+            for i in 0..=n - len {
+                let j = i + len - 1;
+                if self.words.contains_key(&w[i..=j]) {
+                    continue; // made already: cost 0, no split
+                }
+                let mut best = (f64::INFINITY, i);
+                for k in i..j {
+                    let c = cost[i][k] + cost[k + 1][j] + dims[i].0 * dims[k].1 * dims[j].1;
+                    if c < best.0 {
+                        best = (c, k);
+                    }
+                }
+                cost[i][j] = best.0;
+                split[i][j] = best.1;
+            }
+        }
+        self.build(w, 0, n - 1, &split)
+    }
+
+    fn build(&mut self, w: &[Atom], i: usize, j: usize, split: &[Vec<usize>]) -> Term {
+        if i == j {
+            return Term::Atom(w[i]);
+        }
+        if let Some(&t) = self.words.get(&w[i..=j]) {
+            return t;
+        }
+        let k = split[i][j];
+        let l = self.build(w, i, k, split);
+        let r = self.build(w, k + 1, j, split);
+        self.product(l, r, w[i..=j].to_vec(), Role::Other)
+    }
+
+    /// A long chain: left to right or right to left, the cheaper.
+    fn sequential(&mut self, w: &[Atom]) -> Term {
+        let dims: Vec<(f64, f64)> = w.iter().map(|&a| self.dims(a)).collect();
+        let n = w.len();
+        let ltr: f64 = (1..n).map(|k| dims[0].0 * dims[k].0 * dims[k].1).sum();
+        let rtl: f64 = (0..n - 1).map(|k| dims[k].0 * dims[k].1 * dims[n - 1].1).sum();
+        if ltr <= rtl {
+            let mut t = Term::Atom(w[0]);
+            for k in 1..n {
+                t = self.product(t, Term::Atom(w[k]), w[..=k].to_vec(), Role::Other);
+            }
+            t
+        } else {
+            let mut t = Term::Atom(w[n - 1]);
+            for k in (0..n - 1).rev() {
+                t = self.product(Term::Atom(w[k]), t, w[k..].to_vec(), Role::Other);
+            }
+            t
+        }
+    }
+}
