@@ -17,7 +17,7 @@ use crate::numeric::CheckOptions;
 use crate::syntax::{self, VarName};
 use crate::DeriveOptions;
 
-pub use render::{render_check, render_derivation};
+pub use render::{plan as render_plan, render_check, render_derivation};
 
 const EXAMPLES: &str = "\
 Examples:

@@ -244,8 +244,8 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
             .sweeps
             .iter()
             .map(|s| {
-                let m = s.cycle.len();
-                json!({"cycle": s.cycle, "cut": s.cut, "between": [s.cycle[s.cut], s.cycle[(s.cut + 1) % m]]})
+                let (cycle, a, b) = plan.cycle_text(s);
+                json!({"cycle": cycle, "cut": s.cut, "between": [a, b]})
             })
             .collect();
         let doc = json!({
@@ -272,29 +272,34 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
         plan.products()
     ));
     for s in &plan.sweeps {
-        let m = s.cycle.len();
-        let (a, b) = (&s.cycle[s.cut], &s.cycle[(s.cut + 1) % m]);
+        let (cycle, a, b) = plan.cycle_text(s);
+        let (a, b) = (&a, &b);
         let kind = match &d.mode {
-            Mode::Layer { upstream } if *b == format!("{upstream}^T") || *a == upstream.to_string() => {
+            Mode::Layer { upstream } if *b == format!("{upstream}^T") => {
                 " (standard backprop: S forward, H backward)"
+            }
+            Mode::Layer { upstream } if *a == format!("{upstream}^T") => {
+                " (batch first: S from the upstream, H the products of the weights)"
             }
             _ => "",
         };
         out.push_str(&format!(
             "two sweeps around the cycle {}, meeting between {a} and {b}{kind}\n",
-            s.cycle.join(" ")
+            cycle.join(" ")
         ));
     }
     out.push_str(&plan.to_string());
-    let width = plan.outputs.iter().map(|o| crate::plan::Plan::output_label(o).len()).max().unwrap_or(0);
-    out.push_str("outputs:\n");
+    // Outputs that are not a step of their own name (`d/dX = H2^T`, `d/dA = 0`).
     for o in &plan.outputs {
-        out.push_str(&format!(
-            "  {:<width$} = {}   {}\n",
-            crate::plan::Plan::output_label(o),
-            plan.operand_text(o.operand),
-            o.shape
-        ));
+        let label = crate::plan::Plan::output_label(o);
+        let text = plan.operand_text(o.operand);
+        let own = match &o.wrt {
+            None => text == "value",
+            Some(_) => text.starts_with('d') && !o.operand.transposed && label.ends_with(&text[1..]),
+        };
+        if !own {
+            out.push_str(&format!("  {label} = {text}   {}\n", o.shape));
+        }
     }
     out.push_str(&format!("multiply-adds: {}\n", plan.total));
     out.push_str(&format!("  the forward value alone: {}\n", plan.forward));

@@ -73,6 +73,11 @@ impl Graph {
         Graph { sizes, ..Graph::default() }
     }
 
+    /// A shape with the given sizes.
+    pub fn fix_shape(&self, s: &Shape) -> Shape {
+        Shape::new(self.fix(s.rows.clone()), self.fix(s.cols.clone()))
+    }
+
     /// A dimension with its given size, if it has one.
     fn fix(&self, d: Dim) -> Dim {
         let size = match &d {
@@ -286,8 +291,13 @@ impl Lowering<'_> {
                 // own factors (x^T*y in (x^T*y)*W is not part of a chain with W).
                 let scalar = |x: &Expr| self.scalars.contains(&(x as *const Expr));
                 let (first, second) = if t { (rhs, lhs) } else { (lhs, rhs) };
+                let number = |x: &Expr| match &x.kind {
+                    ExprKind::Num(_) => true,
+                    ExprKind::Neg(y) => matches!(y.kind, ExprKind::Num(_)),
+                    _ => false,
+                };
                 for side in [first, second] {
-                    if scalar(side) && !scalar(e) {
+                    if scalar(side) && !scalar(e) && !number(side) {
                         let a = self.expr(side)?;
                         out.push(a);
                     } else {

@@ -110,8 +110,8 @@ pub struct Output {
 /// A family of chains the planner computed by two sweeps.
 #[derive(Clone, Debug)]
 pub struct Sweeps {
-    /// The cycle's factors, as text (`W1`, `X`, `G^T`).
-    pub cycle: Vec<String>,
+    /// The cycle's factors (`W1`, `X`, `G^T`).
+    pub cycle: Vec<Operand>,
     /// The sweeps meet between `cycle[cut]` and `cycle[cut + 1]` (mod its length).
     pub cut: usize,
     /// The multiply-adds of the plan at every cut, priced with the sizes.
@@ -176,21 +176,33 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
     let typing = &derivation.typing;
     let mut targets = vec![Target { wrt: None, expr: bind(&typing.program.expr), shape: typing.shape() }];
     for g in &derivation.gradients {
-        let wrt = VarName {
-            name: g.wrt.name.clone(),
-            index: g
-                .wrt
-                .index
-                .as_ref()
-                .map(|i| indices.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))),
+        let index = g.wrt.index.as_ref().map(|i| bind_index(i, &indices));
+        let free = index.as_ref().and_then(|i| i.terms.keys().next().cloned());
+        let Some(name) = free else {
+            let wrt = VarName { name: g.wrt.name.clone(), index };
+            targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr), shape: g.shape.clone() });
+            continue;
         };
-        if wrt.index.as_ref().is_some_and(|i| i.as_constant().is_none()) {
+        // `W[j]` of a product of known length: one gradient per member.
+        let range = g.differential.conditions.iter().find(|c| c.at.mentions(&name)).and_then(|c| {
+            let off = bind_index(&c.at.subst(&name, &Index::constant(0)), &indices).as_constant()?;
+            let lo = bind_index(&c.lo, &indices).as_constant()?;
+            let hi = bind_index(&c.hi, &indices).as_constant()?;
+            Some((lo - off, hi - off))
+        });
+        let Some((lo, hi)) = range else {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("the gradient with respect to `{}` is symbolic; a numeric plan needs its index (give it with --dims)", g.wrt),
+                format!("the gradient with respect to `{}` is for a symbolic length; a numeric plan needs it (give it with --dims, e.g. n=8)", g.wrt),
             ));
+        };
+        for k in lo..=hi {
+            let value = Index::constant(k);
+            let wrt = VarName { name: g.wrt.name.clone(), index: index.as_ref().map(|i| i.subst(&name, &value)) };
+            let expr = bind(&g.expr).subst_index(&name, &value);
+            let shape = Shape::new(g.shape.rows.subst(&name, &value), g.shape.cols.subst(&name, &value));
+            targets.push(Target { wrt: Some(wrt), expr, shape });
         }
-        targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr), shape: g.shape.clone() });
     }
     let typer = typing.typer();
     let upstream = match &derivation.mode {
@@ -207,6 +219,10 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
     Ok(plan)
 }
 
+fn bind_index(i: &Index, values: &[(String, i64)]) -> Index {
+    values.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
+}
+
 /// Compiles expressions whose variables `typer` knows (the first target is
 /// the forward value), without pricing the alternatives: `forward` and
 /// `separate` are left zero.
@@ -219,16 +235,20 @@ pub fn compile_targets(targets: &[Target], typer: &Typer, upstream: Option<&VarN
     let order = topological(&graph, &roots);
     let chains: Vec<NodeId> =
         order.iter().copied().filter(|&n| matches!(graph.nodes[n as usize], Node::Chain(_))).collect();
-    // Seeds: nodes that are not a variable being differentiated.
+    // Seeds, best first: the upstream gradient, then computed values, then
+    // inputs not being differentiated.
     let wrt: HashSet<&VarName> = targets.iter().filter_map(|t| t.wrt.as_ref()).collect();
-    let seeds = order
+    let mut seeds: Vec<(u8, NodeId)> = order
         .iter()
-        .copied()
-        .filter(|&n| match &graph.nodes[n as usize] {
-            Node::Input(v) => !wrt.contains(v) || upstream == Some(v),
-            _ => true,
+        .filter_map(|&n| match &graph.nodes[n as usize] {
+            Node::Input(v) if upstream == Some(v) => Some((0, n)),
+            Node::Input(v) if wrt.contains(v) => None,
+            Node::Input(_) => Some((2, n)),
+            _ => Some((1, n)),
         })
         .collect();
+    seeds.sort();
+    let seeds = seeds.into_iter().map(|(_, n)| n).collect();
     let known = options.dims.iter().map(|(k, &v)| (k.clone(), v as f64)).collect();
     let sizes = Sizes { known, default: options.default_size, seeds };
     let schedule = schedule::schedule(&graph, &chains, &sizes, options.strategy);
@@ -238,13 +258,14 @@ pub fn compile_targets(targets: &[Target], typer: &Typer, upstream: Option<&VarN
     }
     let mut outputs = vec![];
     for (t, root) in targets.iter().zip(&roots) {
-        outputs.push(Output { wrt: t.wrt.clone(), operand: writer.atom(*root), shape: t.shape.clone() });
+        let shape = graph.fix_shape(&t.shape);
+        outputs.push(Output { wrt: t.wrt.clone(), operand: writer.atom(*root), shape });
     }
     let sweeps = schedule
         .families
         .iter()
         .map(|f| Sweeps {
-            cycle: f.cycle.iter().map(|&a| writer.atom_text(a)).collect(),
+            cycle: f.cycle.iter().map(|&a| writer.atom(a)).collect(),
             cut: f.cut,
             prices: f.prices.clone(),
         })
@@ -467,10 +488,6 @@ impl<'a> Writer<'a> {
             self.prod_steps.insert(q, k);
         }
     }
-
-    fn atom_text(&self, a: Atom) -> String {
-        operand_text(&self.inputs, &self.steps, self.atom(a))
-    }
 }
 
 /// A variable as an identifier: `W[2]` is `W_2`.
@@ -482,14 +499,14 @@ fn identifier(v: &VarName) -> String {
 }
 
 /// Gives each output's step the output's name (`value`, `dW1`) when the
-/// output is that step as it is.
+/// output is that step as it is, then numbers the other steps of each kind
+/// (`S`, `H`, `T`) from 1 in order.
 fn name_outputs(plan: &mut Plan) {
     let mut taken: HashSet<String> = plan.inputs.iter().map(|i| identifier(&i.var)).collect();
-    taken.extend(plan.steps.iter().map(|s| s.out.clone()));
-    let mut renamed = HashSet::new();
+    let mut named = HashSet::new();
     for o in &plan.outputs {
         let Operand { value: Value::Step(k), transposed: false } = o.operand else { continue };
-        if !renamed.insert(k) {
+        if !named.insert(k) {
             continue;
         }
         let mut name = match &o.wrt {
@@ -501,6 +518,23 @@ fn name_outputs(plan: &mut Plan) {
         }
         taken.insert(name.clone());
         plan.steps[k].out = name;
+    }
+    let mut counters: HashMap<String, usize> = HashMap::new();
+    for (k, step) in plan.steps.iter_mut().enumerate() {
+        if named.contains(&k) {
+            continue;
+        }
+        let prefix: String = step.out.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
+        let name = loop {
+            let n = counters.entry(prefix.clone()).or_insert(0);
+            *n += 1;
+            let name = format!("{prefix}{n}");
+            if !taken.contains(&name) {
+                break name;
+            }
+        };
+        taken.insert(name.clone());
+        step.out = name;
     }
 }
 
@@ -539,6 +573,13 @@ impl Plan {
             Op::Inverse(a) => format!("{}^-1", t(a)),
             Op::Identity => "I".to_string(),
         }
+    }
+
+    /// The factors of a family's cycle, as text, and the two the cut is between.
+    pub fn cycle_text(&self, s: &Sweeps) -> (Vec<String>, String, String) {
+        let cycle: Vec<String> = s.cycle.iter().map(|o| self.operand_text(*o)).collect();
+        let (a, b) = (cycle[s.cut].clone(), cycle[(s.cut + 1) % cycle.len()].clone());
+        (cycle, a, b)
     }
 
     /// The number of matrix products.

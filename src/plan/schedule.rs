@@ -112,12 +112,13 @@ pub fn schedule(graph: &Graph, chains: &[NodeId], sizes: &Sizes, strategy: Strat
 }
 
 /// Sizes for pricing: known symbols, a default for the others, and the
-/// nodes that may seed a sweep when prices tie (not the variables being
-/// differentiated: the upstream `G`, or a computed residual).
+/// nodes that may seed a sweep when prices tie, best first (the upstream
+/// `G`, then computed values such as a residual; never a variable being
+/// differentiated).
 pub struct Sizes {
     pub known: HashMap<String, f64>,
     pub default: f64,
-    pub seeds: HashSet<NodeId>,
+    pub seeds: Vec<NodeId>,
 }
 
 impl Sizes {
@@ -324,14 +325,18 @@ impl<'g> Planner<'g> {
             .collect()
     }
 
-    /// The cheapest cut; among equal prices, one whose right side starts at
-    /// a seed (standard backprop when sizes are unknown), then the first.
+    /// The cheapest cut; among equal prices, the one whose right side
+    /// starts at the best seed (standard backprop when sizes are unknown).
     fn best_cut(&self, f: &Family, prices: &[f64]) -> usize {
         let m = f.cycle.len();
         let min = prices.iter().copied().fold(f64::INFINITY, f64::min);
         let tied = |e: &usize| prices[*e] <= min * (1.0 + 1e-12);
-        let seed = |e: &usize| self.sizes.seeds.contains(&f.cycle[(*e + 1) % m].node);
-        (0..m).filter(tied).find(seed).or_else(|| (0..m).find(tied)).unwrap_or(0)
+        let rank = |e: &usize| {
+            let node = f.cycle[(*e + 1) % m].node;
+            let seed = self.sizes.seeds.iter().position(|&s| s == node);
+            (seed.unwrap_or(usize::MAX), *e)
+        };
+        (0..m).filter(tied).min_by_key(rank).unwrap_or(0)
     }
 
     /// The two sweeps of a family cut after element `e`, and its targets.

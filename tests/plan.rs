@@ -1,0 +1,388 @@
+//! The numeric plan: two sweeps found from the formulas, costs, the choice
+//! of cut by cost (optimal over its search space), agreement with the
+//! formulas on every cut, and the emitted NumPy and PyTorch code.
+
+mod common;
+
+use std::collections::HashMap;
+use std::process::Command;
+
+use matdiff::numeric::{gradient_value, run_plan, CheckOptions, Env, Instance, Matrix};
+use matdiff::plan::{compile, numpy, pytorch, Op, Plan, PlanOptions, Strategy};
+use matdiff::syntax::{parse_program, Program};
+use matdiff::{derive, Derivation, DeriveOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// `W1*W2*...*Wn*X`.
+fn chain(n: usize) -> String {
+    (1..=n).map(|i| format!("W{i}*")).collect::<String>() + "X"
+}
+
+fn program(src: &str) -> Program {
+    parse_program(src).unwrap_or_else(|e| panic!("{}", e.render("<expr>", src)))
+}
+
+fn derivation(p: &Program) -> Derivation<'_> {
+    derive(p, &DeriveOptions::default()).unwrap()
+}
+
+fn plan_with(d: &Derivation, dims: &HashMap<String, u64>, strategy: Strategy) -> Plan {
+    compile(d, &PlanOptions { dims: dims.clone(), strategy, ..Default::default() }).unwrap()
+}
+
+fn number(c: &matdiff::plan::Cost) -> u128 {
+    c.as_number().unwrap_or_else(|| panic!("`{c}` is not a number"))
+}
+
+/// Sizes for the n-chain: d0..dn, and the batch d{n+1}.
+fn chain_dims(widths: &[u64], batch: u64) -> HashMap<String, u64> {
+    let mut dims: HashMap<String, u64> = widths.iter().enumerate().map(|(i, &w)| (format!("d{i}"), w)).collect();
+    dims.insert(format!("d{}", widths.len()), batch);
+    dims
+}
+
+/// The plan's outputs against the derived formulas, on a random instance.
+fn assert_plan_matches_formulas(d: &Derivation, plan: &Plan, seed: u64) {
+    let instance = Instance::draw(d, &CheckOptions { seed, ..Default::default() }).unwrap();
+    let env: &Env = &instance.env;
+    // The plan is symbolic here: its steps read sizes from the inputs.
+    let out = run_plan(plan, env).unwrap();
+    let value = matdiff::numeric::eval(&d.typing.program.expr, env, None).unwrap();
+    assert!(matdiff::numeric::relative_error(&out[0], &value) < 1e-12);
+    for (g, got) in d.gradients.iter().zip(&out[1..]) {
+        let want = gradient_value(g, env).unwrap();
+        let err = matdiff::numeric::relative_error(got, &want);
+        assert!(err < 1e-12, "d/d{} off by {err:e} in the plan\n{plan}", g.wrt);
+    }
+}
+
+#[test]
+fn a_chain_takes_two_sweeps_of_linear_length() {
+    for n in [1, 2, 3, 5, 8, 16, 40] {
+        let p = program(&chain(n));
+        let d = derivation(&p);
+        let plan = compile(&d, &PlanOptions::default()).unwrap();
+        // n products forward (the value among them), n backward (dX among
+        // them), and one product per weight where the sweeps meet.
+        assert_eq!(plan.products(), 3 * n, "n = {n}\n{plan}");
+        assert_eq!(plan.sweeps.len(), 1);
+        let (_, a, b) = plan.cycle_text(&plan.sweeps[0]);
+        assert_eq!((a.as_str(), b.as_str()), ("X", "G^T"), "standard backprop when sizes are unknown");
+        // With the batch smaller than the widths: at most 3x the forward, and
+        // no prefix product d0 x d[j-1] (j > 2) is ever formed.
+        let widths: Vec<u64> = (0..=n as u64).map(|i| 32 + 7 * i).collect();
+        let dims = chain_dims(&widths, 8);
+        let plan = plan_with(&d, &dims, Strategy::Auto);
+        assert!(number(&plan.total) <= 3 * number(&plan.forward), "n = {n}");
+        for s in &plan.steps {
+            let is = |dim: &matdiff::shape::Dim, w: u64| *dim == matdiff::shape::Dim::Const(w);
+            let inner = widths.get(2..n).unwrap_or(&[]);
+            let prefix = is(&s.shape.rows, widths[0]) && inner.iter().any(|&w| is(&s.shape.cols, w));
+            assert!(!prefix, "n = {n}: step {} is a {} prefix product", s.out, s.shape);
+        }
+        if n <= 5 {
+            assert_plan_matches_formulas(&d, &compile(&d, &PlanOptions::default()).unwrap(), n as u64);
+        }
+    }
+}
+
+#[test]
+fn the_cut_follows_the_sizes() {
+    let p = program(&chain(4));
+    let d = derivation(&p);
+    let between = |plan: &Plan| {
+        let (_, a, b) = plan.cycle_text(&plan.sweeps[0]);
+        format!("{a}|{b}")
+    };
+    // A large batch against widths 64..1024: contract the batch first.
+    for w in [64, 256, 1024] {
+        let plan = plan_with(&d, &chain_dims(&[w; 5], 65536), Strategy::Auto);
+        assert_eq!(between(&plan), "G^T|W1", "width {w}\n{plan}");
+        let backprop = plan_with(&d, &chain_dims(&[w; 5], 65536), Strategy::Cut(5));
+        assert_eq!(between(&backprop), "X|G^T");
+        assert!(number(&plan.total) < number(&backprop.total));
+    }
+    // A 1024 -> 16 -> 1024 bottleneck: backprop.
+    let p2 = program(&chain(2));
+    let d2 = derivation(&p2);
+    let plan = plan_with(&d2, &chain_dims(&[1024, 16, 1024], 65536), Strategy::Auto);
+    assert_eq!(between(&plan), "X|G^T", "\n{plan}");
+}
+
+/// Random widths: small, large, bottlenecks, and batches from 1 to 65536.
+fn random_widths(rng: &mut StdRng, n: usize) -> (Vec<u64>, u64) {
+    // (Not 1: a 1x1 weight is a scalar factor, and the chain would be shorter.)
+    let pick = |rng: &mut StdRng| [2, 3, 5, 8, 16, 64, 100, 1024][rng.random_range(0..8)];
+    let widths = (0..=n).map(|_| pick(rng)).collect();
+    let batch = [1, 4, 64, 4096, 65536][rng.random_range(0..5)];
+    (widths, batch)
+}
+
+#[test]
+fn the_chosen_plan_is_the_optimum_of_its_search_space_for_chains_up_to_7() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for n in 1..=7 {
+        let p = program(&chain(n));
+        let d = derivation(&p);
+        for _ in 0..12 {
+            let (widths, batch) = random_widths(&mut rng, n);
+            let dims = chain_dims(&widths, batch);
+            let auto = plan_with(&d, &dims, Strategy::Auto);
+            // The search space: every cut of the cycle W1..Wn X G^T, and chain by chain.
+            let m = n + 2;
+            let mut best = number(&plan_with(&d, &dims, Strategy::ChainByChain).total);
+            let mut backprop = None;
+            for e in 0..m {
+                let plan = plan_with(&d, &dims, Strategy::Cut(e));
+                let total = number(&plan.total);
+                // The planner's price of each cut is exactly what its plan costs.
+                assert_eq!(plan.sweeps[0].prices[e] as u128, total, "n = {n}, cut {e}, {widths:?} B={batch}");
+                let (_, a, b) = plan.cycle_text(&plan.sweeps[0]);
+                if (a.as_str(), b.as_str()) == ("X", "G^T") {
+                    backprop = Some(total);
+                }
+                best = best.min(total);
+            }
+            let total = number(&auto.total);
+            assert_eq!(total, best, "n = {n}, {widths:?} B={batch}\n{auto}");
+            assert!(total <= backprop.expect("backprop is a cut"), "never more than standard backprop");
+            assert!(total <= number(&auto.separate), "never more than each gradient separately");
+        }
+    }
+}
+
+#[test]
+fn every_cut_computes_the_same_gradients() {
+    for n in 1..=4 {
+        let p = program(&chain(n));
+        let d = derivation(&p);
+        for e in 0..n + 2 {
+            let plan = plan_with(&d, &HashMap::new(), Strategy::Cut(e));
+            assert_plan_matches_formulas(&d, &plan, e as u64 + 1);
+        }
+        assert_plan_matches_formulas(&d, &plan_with(&d, &HashMap::new(), Strategy::ChainByChain), 9);
+    }
+}
+
+/// How many steps do `op`.
+fn count(plan: &Plan, op: impl Fn(&Op) -> bool) -> usize {
+    plan.steps.iter().filter(|s| op(&s.op)).count()
+}
+
+#[test]
+fn sharing_serves_losses_tied_weights_and_two_layers() {
+    use matdiff::syntax::Func;
+    let cases: &[(&str, usize)] = &[
+        // (source, most matrix products)
+        ("norm(W1*W2*W3 - A)^2", 6),
+        ("W*W*X", 6),
+        ("W^T*W*X", 6),
+        ("W2*tanh(W1*X)", 6),
+        ("norm(W2*tanh(W1*X) - Y)^2", 6),
+        ("W3*sigmoid(W2*tanh(W1*X))", 9),
+        ("x : n; A : n x n; x^T*A*x", 4),
+        ("A : n x n; B : n x n; tr(A*B*A^T*B)", 12),
+    ];
+    for &(src, most) in cases {
+        let p = program(src);
+        let d = derivation(&p);
+        let plan = compile(&d, &PlanOptions::default()).unwrap();
+        assert!(plan.products() <= most, "{src}: {} products\n{plan}", plan.products());
+        // Nothing is computed twice: no two steps do the same thing.
+        let mut seen = std::collections::HashSet::new();
+        for s in &plan.steps {
+            assert!(seen.insert(plan.op_text(&s.op)), "{src}: `{}` twice\n{plan}", plan.op_text(&s.op));
+        }
+        assert!(count(&plan, |op| matches!(op, Op::Call(Func::Tanh, _))) <= 1, "{src}");
+        assert_plan_matches_formulas(&d, &plan, 3);
+    }
+}
+
+#[test]
+fn a_long_chain_plans_in_linear_products() {
+    // (1000 factors are the criterion bench's; debug builds derive slowly.)
+    let n = 200;
+    let p = program(&chain(n));
+    let d = derive(&p, &DeriveOptions { wrt: vec![], upstream: None }).unwrap();
+    let plan = compile(&d, &PlanOptions::default()).unwrap();
+    assert_eq!(plan.products(), 3 * n);
+}
+
+fn python() -> String {
+    std::env::var("MATDIFF_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Whether `module` imports; when `MATDIFF_REQUIRE_NUMPY` is set (CI), numpy must.
+fn has_module(module: &str) -> bool {
+    let ok = Command::new(python()).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success());
+    if !ok && module == "numpy" && std::env::var_os("MATDIFF_REQUIRE_NUMPY").is_some() {
+        panic!("numpy is required (MATDIFF_REQUIRE_NUMPY) but `{} -c 'import numpy'` fails", python());
+    }
+    if !ok {
+        eprintln!("{module} is not installed for {}: skipping the run of emitted code", python());
+    }
+    ok
+}
+
+fn matrix_json(m: &Matrix) -> serde_json::Value {
+    (0..m.nrows()).map(|i| (0..m.ncols()).map(|j| m[(i, j)]).collect::<Vec<f64>>()).collect()
+}
+
+const EMITTED: &[&str] = &[
+    "W1*W2*W3*X",
+    "W1 : 3x4; W2 : 4x5; W3 : 5x6; X : 6x2; W1*W2*W3*X",
+    "norm(W1*W2*W3 - A)^2",
+    "W*W*X",
+    "W2*tanh(W1*X)",
+    "norm(W2*sigmoid(W1*X) - Y)^2",
+    "X : n x n; logdet(X) + tr(X^-1 * A)",
+    "x : n; A : n x n; x^T*A*x",
+    "A : 3x3; B : 3x3; det(A) * tr(A*B) + sum(exp(A) ./ (B .* B + 1)) + norm(A^2)",
+    "a : scalar; U : 3x4; sum(sqrt(a + U .^ 2)) + a * sum(U) / 2",
+    "W[i] : d[i-1] x d[i]; prod(W[i], i=1..3) * X",
+];
+
+#[test]
+fn emitted_numpy_computes_what_the_plan_computes() {
+    if !has_module("numpy") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("matdiff-numpy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (k, src) in EMITTED.iter().enumerate() {
+        let p = program(src);
+        let d = derivation(&p);
+        let plan = compile(&d, &PlanOptions::default()).unwrap();
+        let code = numpy(&plan, src).unwrap();
+        let instance = Instance::draw(&d, &CheckOptions { seed: k as u64 + 1, ..Default::default() }).unwrap();
+        let want = run_plan(&plan, &instance.env).unwrap();
+        let arrays: serde_json::Map<String, serde_json::Value> =
+            instance.env.vars.iter().map(|(v, m)| (v.to_string(), matrix_json(m))).collect();
+        let module = dir.join(format!("plan{k}.py"));
+        std::fs::write(&module, &code).unwrap();
+        std::fs::write(dir.join(format!("arrays{k}.json")), serde_json::Value::Object(arrays).to_string()).unwrap();
+        let driver = format!(
+            "import json, sys, numpy as np\nsys.path.insert(0, {dir:?})\nfrom plan{k} import value_and_grads\n\
+             arrays = {{k: np.array(v) for k, v in json.load(open({arrays:?})).items()}}\n\
+             value, grads = value_and_grads(**arrays)\n\
+             out = {{'value': np.atleast_2d(value).tolist(), 'grads': {{k: np.asarray(g).tolist() for k, g in grads.items()}}}}\n\
+             print(json.dumps(out))\n",
+            dir = dir.display().to_string(),
+            arrays = dir.join(format!("arrays{k}.json")).display().to_string(),
+        );
+        let out = Command::new(python()).args(["-c", &driver]).output().unwrap();
+        assert!(out.status.success(), "{src}:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
+        let got: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let close = |json: &serde_json::Value, m: &Matrix, what: &str| {
+            let rows = json.as_array().unwrap();
+            assert_eq!((rows.len(), rows[0].as_array().unwrap().len()), m.shape(), "{src}: {what}");
+            for (i, row) in rows.iter().enumerate() {
+                for (j, x) in row.as_array().unwrap().iter().enumerate() {
+                    let (x, y) = (x.as_f64().unwrap(), m[(i, j)]);
+                    assert!((x - y).abs() <= 1e-9 * (1.0 + y.abs()), "{src}: {what}[{i},{j}] {x} vs {y}\n{code}");
+                }
+            }
+        };
+        close(&got["value"], &want[0], "value");
+        for (o, m) in plan.outputs.iter().zip(&want).skip(1) {
+            let name = o.wrt.as_ref().unwrap().to_string();
+            close(&got["grads"][&name], m, &name);
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn emitted_pytorch_compiles_and_runs_where_torch_is() {
+    let dir = std::env::temp_dir().join(format!("matdiff-torch-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let torch = has_module("torch");
+    for (k, src) in EMITTED.iter().enumerate() {
+        let p = program(src);
+        let d = derivation(&p);
+        let plan = compile(&d, &PlanOptions::default()).unwrap();
+        let upstream = match &d.mode {
+            matdiff::calculus::Mode::Layer { upstream } => Some(upstream),
+            matdiff::calculus::Mode::Scalar => None,
+        };
+        let code = pytorch(&plan, src, upstream).unwrap();
+        let module = dir.join(format!("torchplan{k}.py"));
+        std::fs::write(&module, &code).unwrap();
+        let out = Command::new(python()).args(["-m", "py_compile"]).arg(&module).output().unwrap();
+        assert!(out.status.success(), "{src}:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
+        if !torch {
+            continue;
+        }
+        // Plan.apply's gradients against the plan's own, through autograd.
+        let instance = Instance::draw(&d, &CheckOptions { seed: k as u64 + 1, ..Default::default() }).unwrap();
+        let want = run_plan(&plan, &instance.env).unwrap();
+        let args: Vec<String> = plan
+            .inputs
+            .iter()
+            .filter(|i| Some(&i.var) != upstream)
+            .map(|i| {
+                format!("torch.tensor({}, dtype=torch.float64, requires_grad=True)", matrix_json(&instance.env.vars[&i.var]))
+            })
+            .collect();
+        let seed = match upstream {
+            Some(u) => format!("torch.tensor({}, dtype=torch.float64)", matrix_json(&instance.env.vars[u])),
+            None => "torch.tensor(1.0, dtype=torch.float64)".to_string(),
+        };
+        let driver = format!(
+            "import json, sys, torch\nsys.path.insert(0, {dir:?})\nfrom torchplan{k} import Plan\n\
+             args = [{}]\nvalue = Plan.apply(*args)\nvalue.backward({seed})\n\
+             print(json.dumps([a.grad.tolist() if a.grad is not None else None for a in args]))\n",
+            args.join(", "),
+            dir = dir.display().to_string(),
+        );
+        let out = Command::new(python()).args(["-c", &driver]).output().unwrap();
+        assert!(out.status.success(), "{src}:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
+        let got: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        let inputs: Vec<_> = plan.inputs.iter().filter(|i| Some(&i.var) != upstream).collect();
+        for (input, g) in inputs.iter().zip(got) {
+            let Some(k) = plan.outputs.iter().position(|o| o.wrt.as_ref() == Some(&input.var)) else { continue };
+            let rows = g.as_array().unwrap();
+            for (i, row) in rows.iter().enumerate() {
+                for (j, x) in row.as_array().unwrap().iter().enumerate() {
+                    let (x, y) = (x.as_f64().unwrap(), want[k][(i, j)]);
+                    assert!((x - y).abs() <= 1e-9 * (1.0 + y.abs()), "{src}: d/d{} [{i},{j}]", input.var);
+                }
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn printed_plans() {
+    let text = |src: &str, dims: &[(&str, u64)]| {
+        let p = program(src);
+        let d = derivation(&p);
+        let dims: HashMap<String, u64> = dims.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        let options = PlanOptions { dims, ..Default::default() };
+        matdiff::cli::render_plan(&d, &options, false, None).unwrap()
+    };
+    let mut out = String::new();
+    out.push_str(&text("W1*W2*W3*X", &[]));
+    out.push('\n');
+    let big = [("d0", 64), ("d1", 64), ("d2", 64), ("d3", 64), ("d4", 65536)];
+    out.push_str(&text("W1*W2*W3*X", &big));
+    out.push('\n');
+    out.push_str(&text("W1*W2*X", &[("d0", 1024), ("d1", 16), ("d2", 1024), ("d3", 65536)]));
+    out.push('\n');
+    out.push_str(&text("norm(W1*W2*W3 - A)^2", &[]));
+    out.push('\n');
+    out.push_str(&text("W*W*X", &[]));
+    out.push('\n');
+    out.push_str(&text("W2*tanh(W1*X)", &[]));
+    common::snapshots().bind(|| insta::assert_snapshot!("plan_text", out));
+
+    let p = program("W1*W2*W3*X");
+    let d = derivation(&p);
+    let plan = compile(&d, &PlanOptions::default()).unwrap();
+    let code = numpy(&plan, "W1 * W2 * W3 * X").unwrap()
+        + "\n"
+        + &pytorch(&plan, "W1 * W2 * W3 * X", Some(&matdiff::syntax::parse_var("G").unwrap())).unwrap();
+    common::snapshots().bind(|| insta::assert_snapshot!("plan_code", code));
+}
