@@ -386,3 +386,82 @@ fn printed_plans() {
         + &pytorch(&plan, "W1 * W2 * W3 * X", Some(&matdiff::syntax::parse_var("G").unwrap())).unwrap();
     common::snapshots().bind(|| insta::assert_snapshot!("plan_code", code));
 }
+
+/// The symbolic plan's recurrences, parsed back and run for every j, give
+/// the derived gradient at every j.
+#[test]
+fn symbolic_recurrences_compute_the_gradient_at_every_j() {
+    use matdiff::numeric::eval;
+    use matdiff::syntax::{parse_expr, Index, VarName};
+    let sources = [
+        "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X",
+        "W[i] : d[i-1] x d[i]; A : m x d[0]; A * prod(W[i], i=1..n) * X",
+        "W[i] : d[i-1] x d[i]; norm(prod(W[i], i=1..n) * X - Y)^2",
+        "W[i] : d[i-1] x d[i]; prod(W[i], i=1..n)^T * X",
+    ];
+    for src in sources {
+        let p = program(src);
+        let d = derivation(&p);
+        let all = matdiff::plan::compile_symbolic(&d).unwrap_or_else(|e| panic!("{src}: {e:?}"));
+        let r = &all[0];
+        let g = d.gradients.iter().find(|g| g.wrt == r.wrt).unwrap();
+        for seed in 1..=4 {
+            let instance = Instance::draw(&d, &CheckOptions { seed, ..Default::default() }).unwrap();
+            let mut env = instance.env.clone();
+            let n = instance.indices["n"];
+            let split = |text: &str| {
+                let (lhs, rhs) = text.split_once(" = ").unwrap();
+                (matdiff::syntax::parse_var(lhs).unwrap(), parse_expr(rhs).unwrap())
+            };
+            // Base cases, then each recurrence over its range.
+            for line in &r.lines[..2] {
+                let (mut name, base) = split(line.base.as_ref().unwrap());
+                let value = eval(&base, &env, None).unwrap();
+                name.index = name.index.map(|i| i.subst("n", &Index::constant(n)));
+                env.vars.insert(name, value);
+            }
+            let with_j = |env: &Env, j: i64| {
+                let mut e = env.clone();
+                e.indices.retain(|(k, _)| k != "j");
+                e.indices.push(("j".into(), j));
+                e
+            };
+            let define = |env: &mut Env, line: &matdiff::plan::Recurrence, j: i64| {
+                let out = matdiff::syntax::parse_var(&line.out).unwrap();
+                let formula = parse_expr(&line.formula).unwrap();
+                let value = eval(&formula, &with_j(env, j), None).unwrap();
+                let at = out.index.unwrap().subst("j", &Index::constant(j));
+                env.vars.insert(VarName { name: out.name, index: Some(at) }, value);
+            };
+            for j in 1..=n {
+                define(&mut env, &r.lines[0], j); // H[j]
+            }
+            for j in (1..=n).rev() {
+                define(&mut env, &r.lines[1], j); // S[j-1]
+            }
+            let grad = parse_expr(&r.lines[2].formula).unwrap();
+            for j in 1..=n {
+                let got = eval(&grad, &with_j(&env, j), None).unwrap();
+                let want = eval(&g.expr, &with_j(&instance.env, j), None).unwrap();
+                let err = matdiff::numeric::relative_error(&got, &want);
+                assert!(err < 1e-12, "{src}: n = {n}, j = {j}: off by {err:e}");
+            }
+        }
+    }
+}
+
+#[test]
+fn printed_symbolic_plans() {
+    let text = |src: &str| {
+        let p = program(src);
+        let d = derivation(&p);
+        matdiff::cli::render_plan(&d, &PlanOptions::default(), false, None).unwrap()
+    };
+    let out = [
+        text("W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X"),
+        text("W[i] : d[i-1] x d[i]; A : m x d[0]; A * prod(W[i], i=1..n) * X"),
+        text("W[i] : d[i-1] x d[i]; norm(prod(W[i], i=1..n) * X - Y)^2"),
+    ]
+    .join("\n");
+    common::snapshots().bind(|| insta::assert_snapshot!("plan_symbolic", out));
+}

@@ -211,8 +211,17 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
 /// `plan` output: the steps with shapes and multiply-adds, the outputs, the
 /// totals; or JSON (SPEC §3); or code (`pytorch`: Some(true)).
 pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool>) -> crate::Result<String> {
-    let plan = crate::plan::compile(d, options)?;
     let expr = &d.typing.program.expr;
+    if crate::plan::symbolic_length(d, &options.dims) {
+        if emit.is_some() {
+            return Err(crate::Error::new(
+                crate::ErrorKind::Usage,
+                "code is emitted for a numeric plan: give the product's length with --dims (e.g. n=8)",
+            ));
+        }
+        return symbolic_plan(d, json);
+    }
+    let plan = crate::plan::compile(d, options)?;
     if let Some(pytorch) = emit {
         let upstream = match &d.mode {
             Mode::Layer { upstream } => Some(upstream),
@@ -293,16 +302,69 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
     for o in &plan.outputs {
         let label = crate::plan::Plan::output_label(o);
         let text = plan.operand_text(o.operand);
-        let own = match &o.wrt {
-            None => text == "value",
-            Some(_) => text.starts_with('d') && !o.operand.transposed && label.ends_with(&text[1..]),
-        };
-        if !own {
+        if !o.named {
             out.push_str(&format!("  {label} = {text}   {}\n", o.shape));
         }
     }
     out.push_str(&format!("multiply-adds: {}\n", plan.total));
     out.push_str(&format!("  the forward value alone: {}\n", plan.forward));
     out.push_str(&format!("  the value and each gradient separately: {}\n", plan.separate));
+    Ok(out)
+}
+
+/// `plan` for a chain of symbolic length: the recurrences of each member's
+/// gradient and their cost per index.
+fn symbolic_plan(d: &Derivation, json: bool) -> crate::Result<String> {
+    let all = crate::plan::compile_symbolic(d)?;
+    let expr = &d.typing.program.expr;
+    if json {
+        let mut steps = vec![];
+        let mut totals = vec![];
+        let mut separate = vec![];
+        for r in &all {
+            for l in &r.lines {
+                steps.push(json!({
+                    "out": l.out, "op": l.formula, "shape": l.shape.to_json(), "madds": l.madds.to_string(),
+                    "base": l.base, "range": l.range,
+                }));
+            }
+            totals.push(format!("sum_{{{}={}..{}}} {}", r.index, r.lo, r.hi, r.per_index));
+            separate.push(r.separate.clone());
+        }
+        let doc = json!({
+            "expr": expr.to_string(),
+            "symbolic": true,
+            "steps": steps,
+            "total_madds": totals.join(" + "),
+            "separate_madds": separate.join(" + "),
+        });
+        return Ok(format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize")));
+    }
+    let mut out = String::new();
+    for r in &all {
+        out.push_str(&format!(
+            "plan for {expr}, every {} in {}..{}: two sweeps, one product each per {}, and one product per gradient\n",
+            r.index, r.lo, r.hi, r.index
+        ));
+        let rows: Vec<(String, String, String, String)> = r
+            .lines
+            .iter()
+            .map(|l| {
+                let from = l.base.as_ref().map(|b| format!(", from {b}")).unwrap_or_default();
+                (format!("{} = {}", l.out, l.formula), format!("for {}{from}", l.range), l.shape.to_string(), l.madds.to_string())
+            })
+            .collect();
+        let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
+        let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
+        let w2 = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
+        for (a, b, c, m) in rows {
+            out.push_str(&format!("  {a:<w0$}   {b:<w1$}   {c:<w2$}   {m}\n"));
+        }
+        out.push_str(&format!(
+            "multiply-adds: sum_{{{}={}..{}}} {}   (each gradient on its own: {})\n",
+            r.index, r.lo, r.hi, r.per_index, r.separate
+        ));
+    }
+    out.push_str("for numbers, give the length: --dims n=8 (and sizes, d[0]=64,...)\n");
     Ok(out)
 }

@@ -13,6 +13,7 @@ mod cost;
 mod emit;
 mod lower;
 mod schedule;
+mod symbolic;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -20,11 +21,12 @@ use std::fmt;
 pub use cost::Cost;
 pub use emit::{numpy, pytorch};
 pub use schedule::{Strategy, DP_LIMIT};
+pub use symbolic::{recurrences, Recurrence, Recurrences};
 
 use crate::calculus::Mode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Shape, Typer};
-use crate::syntax::{format_number, Expr, Func, Index, VarName};
+use crate::syntax::{format_number, Expr, ExprKind, Func, Index, VarName};
 use crate::Derivation;
 use lower::{Atom, Graph, Node, NodeId};
 use schedule::{Role, Schedule, Sizes, Term};
@@ -105,6 +107,8 @@ pub struct Output {
     pub wrt: Option<VarName>,
     pub operand: Operand,
     pub shape: Shape,
+    /// Whether the output is a step of its own name (`dW1`).
+    pub named: bool,
 }
 
 /// A family of chains the planner computed by two sweeps.
@@ -174,13 +178,17 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
         options.dims.iter().map(|(k, &v)| (k.clone(), v as i64)).collect();
     let bind = |e: &Expr| indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
     let typing = &derivation.typing;
-    let mut targets = vec![Target { wrt: None, expr: bind(&typing.program.expr), shape: typing.shape() }];
+    let bind_shape = |s: &Shape| {
+        let dim = |d: &crate::shape::Dim| indices.iter().fold(d.clone(), |d, (k, v)| d.subst(k, &Index::constant(*v)));
+        Shape::new(dim(&s.rows), dim(&s.cols))
+    };
+    let mut targets = vec![Target { wrt: None, expr: bind(&typing.program.expr), shape: bind_shape(&typing.shape()) }];
     for g in &derivation.gradients {
         let index = g.wrt.index.as_ref().map(|i| bind_index(i, &indices));
         let free = index.as_ref().and_then(|i| i.terms.keys().next().cloned());
         let Some(name) = free else {
             let wrt = VarName { name: g.wrt.name.clone(), index };
-            targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr), shape: g.shape.clone() });
+            targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr), shape: bind_shape(&g.shape) });
             continue;
         };
         // `W[j]` of a product of known length: one gradient per member.
@@ -200,11 +208,15 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
             let value = Index::constant(k);
             let wrt = VarName { name: g.wrt.name.clone(), index: index.as_ref().map(|i| i.subst(&name, &value)) };
             let expr = bind(&g.expr).subst_index(&name, &value);
-            let shape = Shape::new(g.shape.rows.subst(&name, &value), g.shape.cols.subst(&name, &value));
+            let shape = bind_shape(&Shape::new(g.shape.rows.subst(&name, &value), g.shape.cols.subst(&name, &value)));
             targets.push(Target { wrt: Some(wrt), expr, shape });
         }
     }
-    let typer = typing.typer();
+    let mut typer = typing.typer().clone();
+    for (name, value) in &indices {
+        typer.bind_index(name, *value);
+    }
+    let typer = &typer;
     let upstream = match &derivation.mode {
         Mode::Layer { upstream } => Some(upstream.clone()),
         Mode::Scalar => None,
@@ -217,6 +229,41 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
         .map(|t| compile_targets(std::slice::from_ref(t), typer, upstream, options).map(|p| p.total))
         .sum::<Result<Cost>>()?;
     Ok(plan)
+}
+
+/// The symbolic plan of every gradient with respect to a member `W[j]` of a
+/// family whose product has symbolic length: its two recurrences.
+pub fn compile_symbolic(derivation: &Derivation) -> Result<Vec<Recurrences>> {
+    let upstream = match &derivation.mode {
+        Mode::Layer { upstream } => Some(upstream.name.as_str()),
+        Mode::Scalar => None,
+    };
+    let mut out = vec![];
+    for g in &derivation.gradients {
+        let Some(index) = &g.wrt.index else { continue };
+        let Some(j) = index.terms.keys().next() else { continue };
+        let Some(c) = g.differential.conditions.iter().find(|c| c.at == Index::symbol(j)) else { continue };
+        out.push(recurrences(&g.expr, &g.wrt, j, &c.lo, &c.hi, derivation.typing.typer(), upstream)?);
+    }
+    if out.is_empty() {
+        return Err(Error::new(ErrorKind::Usage, "no gradient with respect to a member W[j] of a product"));
+    }
+    Ok(out)
+}
+
+/// Whether a `prod` range of the expression has a length that `dims` does
+/// not fix (then [`compile`] cannot run and [`compile_symbolic`] answers).
+pub fn symbolic_length(derivation: &Derivation, dims: &HashMap<String, u64>) -> bool {
+    let values: Vec<(String, i64)> = dims.iter().map(|(k, &v)| (k.clone(), v as i64)).collect();
+    fn walk(e: &Expr, values: &[(String, i64)]) -> bool {
+        if let ExprKind::Prod { lo, hi, .. } = &e.kind {
+            if bind_index(lo, values).as_constant().is_none() || bind_index(hi, values).as_constant().is_none() {
+                return true;
+            }
+        }
+        e.children().into_iter().any(|c| walk(c, values))
+    }
+    walk(&derivation.typing.program.expr, &values)
 }
 
 fn bind_index(i: &Index, values: &[(String, i64)]) -> Index {
@@ -259,7 +306,7 @@ pub fn compile_targets(targets: &[Target], typer: &Typer, upstream: Option<&VarN
     let mut outputs = vec![];
     for (t, root) in targets.iter().zip(&roots) {
         let shape = graph.fix_shape(&t.shape);
-        outputs.push(Output { wrt: t.wrt.clone(), operand: writer.atom(*root), shape });
+        outputs.push(Output { wrt: t.wrt.clone(), operand: writer.atom(*root), shape, named: false });
     }
     let sweeps = schedule
         .families
@@ -504,11 +551,12 @@ fn identifier(v: &VarName) -> String {
 fn name_outputs(plan: &mut Plan) {
     let mut taken: HashSet<String> = plan.inputs.iter().map(|i| identifier(&i.var)).collect();
     let mut named = HashSet::new();
-    for o in &plan.outputs {
+    for o in &mut plan.outputs {
         let Operand { value: Value::Step(k), transposed: false } = o.operand else { continue };
         if !named.insert(k) {
             continue;
         }
+        o.named = true;
         let mut name = match &o.wrt {
             None => "value".to_string(),
             Some(v) => format!("d{}", identifier(v)),

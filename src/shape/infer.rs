@@ -415,6 +415,16 @@ impl Typer {
         }
     }
 
+    /// Gives the index symbol `name` a value in every dimension bound so far
+    /// (`X : d[n] x B` with n = 3 is `d[3] x B`), for a plan of known length.
+    pub fn bind_index(&mut self, name: &str, value: i64) {
+        for d in self.binding.iter_mut().flatten() {
+            if let Dim::Indexed(_, i) = d {
+                *i = i.subst(name, &Index::constant(value));
+            }
+        }
+    }
+
     /// Adds a variable of a given shape (the upstream gradient `G`).
     pub fn insert_var(&mut self, v: VarName, s: &Shape) {
         let s = self.lift(s);
