@@ -183,3 +183,60 @@ fn deep_and_long_inputs_are_answered() {
         assert!(r.stdout.contains("d/dA = "));
     }
 }
+
+#[test]
+fn plan_json_has_the_fixed_fields() {
+    let run = matdiff(&["plan", SEED, "--json"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let steps = doc["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 9);
+    for s in steps {
+        assert!(s["out"].is_string() && s["op"].is_string());
+        assert!(s["shape"].as_array().unwrap().iter().all(|d| d.is_u64()), "numbers: {s}");
+        assert!(s["madds"].is_u64());
+    }
+    assert_eq!(steps[0]["op"], "W3 * X");
+    // Forward 6*2*5 + 5*2*4 + 4*2*3 = 124; three times that for everything.
+    assert_eq!(doc["total_madds"], 372);
+    assert_eq!(doc["forward_madds"], 124);
+    assert!(doc["separate_madds"].as_u64().unwrap() > 372);
+
+    // Symbolic sizes: costs are polynomials, as strings.
+    let run = matdiff(&["plan", "W1*W2*X", "--json"], None);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["total_madds"], "3*d0*d1*d3 + 3*d1*d2*d3");
+    assert_eq!(doc["steps"][0]["shape"], serde_json::json!(["d1", "d3"]));
+
+    // --dims prices the cut: a large batch is contracted first.
+    let run = matdiff(&["plan", "W1*W2*W3*X", "--json", "--dims", "d0=64,d1=64,d2=64,d3=64,d4=65536"], None);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["sweeps"][0]["between"], serde_json::json!(["G^T", "W1"]));
+
+    // A product of symbolic length: the recurrences.
+    let run = matdiff(&["plan", "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X", "--json"], None);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(doc["symbolic"], true);
+    assert_eq!(doc["total_madds"], "sum_{j=1..n} 3*B*d[j-1]*d[j]");
+    assert_eq!(doc["steps"][0]["op"], "W[j]^T * H[j-1]");
+}
+
+#[test]
+fn plan_emits_code_and_refuses_cleanly() {
+    let run = matdiff(&["plan", SEED, "--emit", "numpy"], None);
+    assert_eq!(run.code, 0);
+    assert!(run.stdout.contains("def value_and_grads(**arrays):"));
+    let run = matdiff(&["plan", SEED, "--emit", "pytorch"], None);
+    assert!(run.stdout.contains("class Plan(torch.autograd.Function):"));
+    // Code needs numbers for the length of a symbolic product.
+    let symbolic = "W[i] : d[i-1] x d[i]; prod(W[i], i=1..n) * X";
+    let run = matdiff(&["plan", symbolic, "--emit", "numpy"], None);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("--dims"), "{}", run.stderr);
+    let run = matdiff(&["plan", symbolic, "--emit", "numpy", "--dims", "n=3"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("grads[\"W[2]\"]"), "{}", run.stdout);
+    // Errors exit 2.
+    assert_eq!(matdiff(&["plan", "W1 : 3x4; W2 : 5x6; W1*W2"], None).code, 2);
+    assert_eq!(matdiff(&["plan", "W1*W2", "--dims", "d0=x"], None).code, 2);
+}

@@ -17,6 +17,7 @@ W1*W3 + (
 W1 * W1
 :shapes
 verify W1*W2*X --wrt W2 --claim 'W1^T*G*X^T'
+plan W1*W2*X
 :reset
 :shapes
 :quit
@@ -42,6 +43,8 @@ fn piped_session() {
     );
     assert!(text.contains("cannot multiply 3x4 by 3x4"), "the error is shown: {text}");
     assert!(text.contains("equivalent (symbolic)"), "the session goes on after the error: {text}");
+    assert!(text.contains("plan for W1 * W2 * X"), "plan runs in the session: {text}");
+    assert!(text.contains("H1    = W1 * W2     3x5"), "with the session's declarations: {text}");
     common::snapshots().bind(|| insta::assert_snapshot!("repl_piped", text));
 }
 

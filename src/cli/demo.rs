@@ -1,7 +1,10 @@
 //! `matdiff demo`: the seed problem end to end. Everything printed is
 //! computed by the pipeline; nothing here knows the answers.
 
-use super::render::{derivation_latex, latex_document, render_check, render_derivation};
+use std::collections::HashMap;
+
+use super::render::{derivation_latex, latex_document, plan as render_plan, render_check, render_derivation};
+use crate::plan::PlanOptions;
 use crate::error::Result;
 use crate::explain::{explain, to_latex_blocks, to_text};
 use crate::numeric::{check, eval, CheckOptions, Instance};
@@ -137,11 +140,26 @@ pub fn run(latex: bool) -> Result<(String, bool)> {
     doc.derivation(&through_product);
     doc.para("and H = G X^T gives back dL/dW2 of section 1.");
 
-    doc.section("7. How the long products condition (a random instance)");
+    doc.section("7. All gradients in O(n) products: the plan");
+    doc.para("Evaluated one by one, the n gradients repeat each other's prefix and suffix products:");
+    doc.para("O(n^2) products. One plan shares them: a forward sweep S, a backward sweep H, and one");
+    doc.para("product per gradient where they meet (found from the formulas above, not assumed).");
+    let options = PlanOptions::default();
+    doc.verbatim(&render_plan(&declared, &options, false, None)?);
+    doc.para("With sizes it prices every way to cut the two sweeps and takes the cheapest. With a");
+    doc.para("batch of 65536 against widths of 64, contracting the batch first (G X^T) wins:");
+    let wide: HashMap<String, u64> =
+        [("d0", 64), ("d1", 64), ("d2", 64), ("d3", 64), ("d4", 65536)].map(|(k, v)| (k.to_string(), v)).into();
+    let wide = PlanOptions { dims: wide, ..Default::default() };
+    doc.verbatim(&render_plan(&inferred, &wide, false, None)?);
+    doc.para(&format!("For a chain of any length ({SYMBOLIC}), the same sweeps as recurrences:"));
+    doc.verbatim(&render_plan(&symbolic, &options, false, None)?);
+
+    doc.section("8. How the long products condition (a random instance)");
     doc.verbatim(&conditioning(&declared)?);
 
     let mut ok = true;
-    doc.section("8. Numeric check against central differences (float64)");
+    doc.section("9. Numeric check of the plan against central differences (float64)");
     for (label, d) in
         [("declared shapes", &declared), ("inferred shapes, random sizes", &inferred), ("tied", &tied)]
     {

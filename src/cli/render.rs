@@ -296,6 +296,13 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
             "two sweeps around the cycle {}, meeting between {a} and {b}{kind}\n",
             cycle.join(" ")
         ));
+        let choice_mattered = s.prices.iter().any(|p| (p - s.prices[s.cut]).abs() > 1e-9 * p.abs());
+        if choice_mattered && plan.total.as_number().is_none() {
+            out.push_str(&format!(
+                "  (the cut is chosen by price; sizes not given were priced as {}: give them with --dims)\n",
+                options.default_size
+            ));
+        }
     }
     out.push_str(&plan.to_string());
     // Outputs that are not a step of their own name (`d/dX = H2^T`, `d/dA = 0`).

@@ -28,11 +28,12 @@ Commands take the same options as on the command line:
   derive EXPR [--wrt V]... [--steps] [--latex] [--json]
   verify EXPR --wrt V --claim FORMULA
   check EXPR [--wrt V]... [--dims d0=3] [--seed N]
+  plan EXPR [--dims d0=64,B=65536] [--json] [--emit numpy|pytorch]
   latex EXPR
   :help   :shapes (declared and inferred shapes)   :reset   :quit
 A line ending in \\ or with an open parenthesis continues on the next line.";
 
-const COMMANDS: [&str; 8] = ["derive", "verify", "check", "latex", ":help", ":shapes", ":reset", ":quit"];
+const COMMANDS: [&str; 9] = ["derive", "verify", "check", "plan", "latex", ":help", ":shapes", ":reset", ":quit"];
 
 /// The session: the declarations and definitions so far.
 #[derive(Default)]
@@ -86,7 +87,7 @@ impl Session {
                 let _ = writeln!(out, "declarations cleared");
             }
             ":shapes" => self.shapes(out, err),
-            "derive" | "verify" | "check" | "latex" => self.command(first, &line[first.len()..], out, err),
+            "derive" | "verify" | "check" | "plan" | "latex" => self.command(first, &line[first.len()..], out, err),
             _ if first.starts_with(':') => {
                 let _ = writeln!(err, "unknown command `{first}`; :help lists them");
             }
