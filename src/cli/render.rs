@@ -262,7 +262,11 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
             "steps": steps,
             "outputs": outputs,
             "total_madds": plan.total.to_json(),
-            "separate_madds": plan.separate.to_json(),
+            "separate_madds": match &plan.separate {
+                Some(c) => c.to_json(),
+                None => json!(format!("more than {} terms; give the sizes with --dims for a number", crate::plan::MAX_COST_TERMS)),
+            },
+            "separate_products": plan.separate_products as u64,
             "forward_madds": plan.forward.to_json(),
             "products": plan.products(),
             "sweeps": sweeps,
@@ -313,9 +317,16 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
             out.push_str(&format!("  {label} = {text}   {}\n", o.shape));
         }
     }
-    out.push_str(&format!("multiply-adds: {}\n", plan.total));
-    out.push_str(&format!("  the forward value alone: {}\n", plan.forward));
-    out.push_str(&format!("  the value and each gradient separately: {}\n", plan.separate));
+    out.push_str(&format!("multiply-adds: {}\n", plan.total.brief(12)));
+    out.push_str(&format!("  the forward value alone: {}\n", plan.forward.brief(12)));
+    let separate = match &plan.separate {
+        Some(c) => c.brief(12),
+        None => format!("a polynomial of more than {} terms (give the sizes with --dims)", crate::plan::MAX_COST_TERMS),
+    };
+    out.push_str(&format!(
+        "  the value and each gradient separately: {separate}, in {} matrix products\n",
+        plan.separate_products
+    ));
     Ok(out)
 }
 

@@ -1,6 +1,8 @@
 //! Multiply-add counts as polynomials in the symbolic dimensions.
 
 use std::collections::{BTreeMap, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 use std::ops::{Add, AddAssign};
 
@@ -77,6 +79,16 @@ impl Cost {
             .sum()
     }
 
+    /// The polynomial, its first `max` terms only when it has more.
+    pub fn brief(&self, max: usize) -> String {
+        let full = self.to_string();
+        if self.terms.len() <= max {
+            return full;
+        }
+        let shown: Vec<&str> = full.split(" + ").take(max).collect();
+        format!("{} + ... ({} terms in all)", shown.join(" + "), self.terms.len())
+    }
+
     /// A number in JSON when known, else the polynomial as a string.
     pub fn to_json(&self) -> serde_json::Value {
         match self.as_number() {
@@ -84,6 +96,65 @@ impl Cost {
             Some(n) => serde_json::Value::from(n as f64),
             None => serde_json::Value::from(self.to_string()),
         }
+    }
+}
+
+/// A running count of products of interned dimensions (`[r, k, c]`, or
+/// `[r, c, NONE]` for an entrywise operation), turned into a [`Cost`] once:
+/// adding up a million products stays cheap.
+#[derive(Clone, Debug, Default)]
+pub(super) struct Tally {
+    counts: FxHashMap<[u32; 3], u128>,
+}
+
+/// No dimension (a factor 1).
+pub(super) const NONE: u32 = u32::MAX;
+
+impl Tally {
+    pub fn add(&mut self, mut dims: [u32; 3]) {
+        dims.sort_unstable();
+        *self.counts.entry(dims).or_insert(0) += 1;
+    }
+
+    /// The number of distinct products of dimensions (the terms, at most).
+    pub fn len(&self) -> usize {
+        self.counts.len()
+    }
+
+    pub fn merge(&mut self, other: &Tally) {
+        for (k, c) in &other.counts {
+            *self.counts.entry(*k).or_insert(0) += c;
+        }
+    }
+
+    /// The polynomial, with `dims` naming the interned dimensions. Built in
+    /// bulk (sorted, then merged), since a separate evaluation of a long
+    /// chain has a term for every pair of factors.
+    pub fn cost(&self, dims: &[Dim]) -> Cost {
+        let mut terms: Vec<(Vec<String>, u128)> = Vec::with_capacity(self.counts.len());
+        for (key, &count) in &self.counts {
+            let mut coefficient = count;
+            let mut symbols = Vec::with_capacity(3);
+            for &d in key.iter().filter(|&&d| d != NONE) {
+                match &dims[d as usize] {
+                    Dim::Const(n) => coefficient = coefficient.saturating_mul(*n as u128),
+                    d => symbols.push(d.to_string()),
+                }
+            }
+            symbols.sort();
+            if coefficient != 0 {
+                terms.push((symbols, coefficient));
+            }
+        }
+        terms.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let mut merged: Vec<(Vec<String>, u128)> = Vec::with_capacity(terms.len());
+        for (m, c) in terms {
+            match merged.last_mut() {
+                Some((last, total)) if *last == m => *total = total.saturating_add(c),
+                _ => merged.push((m, c)),
+            }
+        }
+        Cost { terms: merged.into_iter().collect() }
     }
 }
 

@@ -6,13 +6,19 @@
 //! same node, and a chain is the only place where associativity matters:
 //! [`super::schedule`] decides its bracketing.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Dim, Shape, Typer};
 use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
 
 pub type NodeId = u32;
+
+/// A dimension, interned in the graph ([`Graph::dims`]).
+pub type DimId = u32;
+
+/// The first and last matrix factors a flattening appended, if any.
+type Span = Option<(Atom, Atom)>;
 
 /// A node used as it is, or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,7 +67,14 @@ pub struct Graph {
     pub shapes: Vec<Shape>,
     index: HashMap<Node, NodeId>,
     /// Sizes given to symbolic dimensions (`d0=64`, `d[2]=16`).
-    sizes: HashMap<String, u64>,
+    sizes: std::collections::HashMap<String, u64>,
+    /// Every dimension of a node's shape, once; and each node's rows and columns.
+    pub dims: Vec<Dim>,
+    dim_index: HashMap<Dim, DimId>,
+    node_dims: Vec<[DimId; 2]>,
+    /// The input node of each variable seen (a chain of a thousand factors
+    /// looks each one up once per target).
+    inputs: HashMap<VarName, Atom>,
 }
 
 /// Largest number of factors a product may expand to (`prod` ranges and
@@ -69,7 +82,7 @@ pub struct Graph {
 pub const MAX_FACTORS: usize = 100_000;
 
 impl Graph {
-    pub fn new(sizes: HashMap<String, u64>) -> Graph {
+    pub fn new(sizes: std::collections::HashMap<String, u64>) -> Graph {
         Graph { sizes, ..Graph::default() }
     }
 
@@ -86,6 +99,26 @@ impl Graph {
             _ => None,
         };
         size.map_or(d, |&n| Dim::Const(n))
+    }
+
+    /// The rows and columns of an atom, as interned dimensions.
+    pub fn atom_dims(&self, a: Atom) -> [DimId; 2] {
+        let [r, c] = self.node_dims[a.node as usize];
+        if a.t {
+            [c, r]
+        } else {
+            [r, c]
+        }
+    }
+
+    fn dim_id(&mut self, d: Dim) -> DimId {
+        if let Some(&id) = self.dim_index.get(&d) {
+            return id;
+        }
+        let id = self.dims.len() as DimId;
+        self.dim_index.insert(d.clone(), id);
+        self.dims.push(d);
+        id
     }
 
     pub fn shape(&self, a: Atom) -> Shape {
@@ -107,9 +140,11 @@ impl Graph {
         }
         let id = self.nodes.len() as NodeId;
         let shape = Shape::new(self.fix(shape.rows), self.fix(shape.cols));
+        let dims = [self.dim_id(shape.rows.clone()), self.dim_id(shape.cols.clone())];
         self.index.insert(node.clone(), id);
         self.nodes.push(node);
         self.shapes.push(shape);
+        self.node_dims.push(dims);
         Atom::plain(id)
     }
 
@@ -118,57 +153,67 @@ impl Graph {
     }
 
     /// Lowers `e` (its `prod` ranges numeric) into the graph. `typer` knows
-    /// every variable's shape; `want` is the shape the result must have (it
-    /// sizes an `I` that only the result's shape determines).
-    pub fn lower(&mut self, e: &Expr, typer: &Typer, want: Option<&Shape>) -> Result<Atom> {
-        let e = expand_products(e, &mut 0)?;
-        let mut typer = typer.clone();
-        let mut identities = HashMap::new();
-        let mut scalars = Vec::new();
-        let got = typer.infer_with(&e, &mut |x, s| {
-            if x.kind == ExprKind::Identity {
-                identities.insert(x as *const Expr, s);
+    /// every variable's shape (it is shared by the targets of one plan, so
+    /// it is not cloned per target); `want` is the shape the result must
+    /// have (it sizes an `I` that only the result's shape determines).
+    pub fn lower(&mut self, e: &Expr, typer: &mut Typer, want: Option<&Shape>) -> Result<Atom> {
+        let expanded;
+        let e = if has_product(e) {
+            expanded = expand_products(e, &mut 0)?;
+            &expanded
+        } else {
+            e
+        };
+        // Shape inference only sizes the identities (gradients were typed
+        // when they were derived); a chain of a thousand factors skips it.
+        let mut sizes = HashMap::default();
+        if has_identity(e) {
+            let mut identities = vec![];
+            let got = typer.infer_with(e, &mut |x, s| {
+                if x.kind == ExprKind::Identity {
+                    identities.push((x as *const Expr, s));
+                }
+            })?;
+            if let Some(want) = want {
+                let want = typer.lift(want);
+                if !typer.unify_shapes(got, want) && !typer.is_scalar(got) {
+                    return Err(Error::new(ErrorKind::Internal, format!("`{e}` does not have the expected shape")));
+                }
             }
-            scalars.push((x as *const Expr, s));
-        })?;
-        if let Some(want) = want {
-            let want = typer.lift(want);
-            if !typer.unify_shapes(got, want) && !typer.is_scalar(got) {
-                return Err(Error::new(ErrorKind::Internal, format!("`{e}` does not have the expected shape")));
+            for (ptr, s) in identities {
+                let d = typer.resolve_dim(s.rows);
+                if let Dim::Unknown(_) = d {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        format!("the size of an I in `{e}` cannot be told; declare the shapes"),
+                    ));
+                }
+                sizes.insert(ptr, d);
             }
         }
-        let mut sizes = HashMap::new();
-        for (ptr, s) in identities {
-            let d = typer.resolve_dim(s.rows);
-            if let Dim::Unknown(_) = d {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    format!("the size of an I in `{e}` cannot be told; declare the shapes"),
-                ));
-            }
-            sizes.insert(ptr, d);
-        }
-        let scalars = scalars.into_iter().filter(|(_, s)| typer.is_scalar(*s)).map(|(p, _)| p).collect();
-        Lowering { graph: self, typer: &typer, identity: &sizes, scalars: &scalars }.expr(&e)
+        Lowering { graph: self, typer, identity: &sizes }.expr(e)
     }
 }
 
 struct Lowering<'a> {
     graph: &'a mut Graph,
-    typer: &'a Typer,
+    typer: &'a mut Typer,
     identity: &'a HashMap<*const Expr, Dim>,
-    /// The nodes that are 1×1.
-    scalars: &'a HashSet<*const Expr>,
 }
 
 impl Lowering<'_> {
     fn expr(&mut self, e: &Expr) -> Result<Atom> {
         Ok(match &e.kind {
             ExprKind::Var(v) => {
-                let shape = self.typer.var_shape(v).ok_or_else(|| {
-                    Error::new(ErrorKind::Internal, format!("`{v}` has no shape in the plan"))
-                })?;
-                self.graph.intern(Node::Input(v.clone()), shape)
+                if let Some(&a) = self.graph.inputs.get(v) {
+                    return Ok(a);
+                }
+                // (A family's member is declared from the family on first sight.)
+                let s = self.typer.var(v);
+                let shape = self.typer.resolve(s);
+                let a = self.graph.intern(Node::Input(v.clone()), shape);
+                self.graph.inputs.insert(v.clone(), a);
+                a
             }
             ExprKind::Num(x) => self.graph.num(*x),
             ExprKind::Identity => {
@@ -230,6 +275,24 @@ impl Lowering<'_> {
         let mut factors = vec![];
         let mut coefficient = 1.0;
         self.flatten(e, false, &mut factors, &mut coefficient)?;
+        Ok(self.assemble(factors, coefficient))
+    }
+
+    /// Whether a product whose first and last matrix (not 1×1) factors are
+    /// these is 1×1.
+    fn is_scalar_span(&self, span: Span) -> bool {
+        match span {
+            None => true,
+            Some((first, last)) => {
+                let one = |d: DimId| self.graph.dims[d as usize] == Dim::Const(1);
+                one(self.graph.atom_dims(first)[0]) && one(self.graph.atom_dims(last)[1])
+            }
+        }
+    }
+
+    /// The product of factors times a number: scalars apart, the matrix
+    /// factors one chain.
+    fn assemble(&mut self, factors: Vec<Atom>, coefficient: f64) -> Atom {
         let (scalars, matrices): (Vec<Atom>, Vec<Atom>) =
             factors.into_iter().partition(|&a| self.graph.is_scalar(a));
         let matrices: Vec<Atom> = {
@@ -270,46 +333,69 @@ impl Lowering<'_> {
                 self.graph.intern(Node::Scale(s, m), shape)
             }
         };
-        Ok(if coefficient < 0.0 {
+        if coefficient < 0.0 {
             let shape = self.graph.shape(value);
             self.graph.intern(Node::Neg(value), shape)
         } else {
             value
-        })
+        }
     }
 
     fn flatten(&mut self, e: &Expr, t: bool, out: &mut Vec<Atom>, coefficient: &mut f64) -> Result<()> {
+        self.flatten_span(e, t, out, coefficient).map(|_| ())
+    }
+
+    /// Appends the factors of `e` to `out`; returns the first and last
+    /// matrix factors it appended, so that each level of a deep product
+    /// knows in O(1) whether a side is 1×1.
+    fn flatten_span(&mut self, e: &Expr, t: bool, out: &mut Vec<Atom>, coefficient: &mut f64) -> Result<Span> {
         if out.len() > MAX_FACTORS {
             return Err(Error::new(
                 ErrorKind::Limit,
                 format!("a product in the plan has more than {MAX_FACTORS} factors"),
             ));
         }
-        match &e.kind {
+        let push = |this: &Self, out: &mut Vec<Atom>, a: Atom| -> Span {
+            out.push(a);
+            (!this.graph.is_scalar(a)).then_some((a, a))
+        };
+        Ok(match &e.kind {
             ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-                // A 1×1 side scales the other: it is one scalar factor, whatever its
-                // own factors (x^T*y in (x^T*y)*W is not part of a chain with W).
-                let scalar = |x: &Expr| self.scalars.contains(&(x as *const Expr));
+                // A 1×1 side scales the other: it stays one scalar factor, whatever
+                // its own factors (x^T*y in (x^T*y)*W is not part of a chain with W).
                 let (first, second) = if t { (rhs, lhs) } else { (lhs, rhs) };
-                let number = |x: &Expr| match &x.kind {
-                    ExprKind::Num(_) => true,
-                    ExprKind::Neg(y) => matches!(y.kind, ExprKind::Num(_)),
-                    _ => false,
-                };
-                for side in [first, second] {
-                    if scalar(side) && !scalar(e) && !number(side) {
-                        let a = self.expr(side)?;
-                        out.push(a);
-                    } else {
-                        self.flatten(side, t, out, coefficient)?;
+                let start = out.len();
+                let mut a = self.flatten_span(first, t, out, coefficient)?;
+                let mid = out.len();
+                let mut b = self.flatten_span(second, t, out, coefficient)?;
+                match (self.is_scalar_span(a), self.is_scalar_span(b)) {
+                    (true, false) if mid - start > 1 => {
+                        let side: Vec<Atom> = out.drain(start..mid).collect();
+                        let x = self.assemble(side, 1.0);
+                        out.insert(start, x);
+                        a = None;
                     }
+                    (false, true) if out.len() - mid > 1 => {
+                        let side: Vec<Atom> = out.drain(mid..).collect();
+                        let x = self.assemble(side, 1.0);
+                        out.push(x);
+                        b = None;
+                    }
+                    _ => {}
+                }
+                match (a, b) {
+                    (Some((f, _)), Some((_, l))) => Some((f, l)),
+                    (a, b) => a.or(b),
                 }
             }
-            ExprKind::Transpose(a) => self.flatten(a, !t, out, coefficient)?,
-            ExprKind::Num(x) => *coefficient *= x,
+            ExprKind::Transpose(a) => self.flatten_span(a, !t, out, coefficient)?,
+            ExprKind::Num(x) => {
+                *coefficient *= x;
+                None
+            }
             ExprKind::Neg(a) => {
                 *coefficient = -*coefficient;
-                self.flatten(a, t, out, coefficient)?;
+                self.flatten_span(a, t, out, coefficient)?
             }
             ExprKind::Power(a, k) if *k != -1 => {
                 let base = if *k < 0 {
@@ -318,32 +404,63 @@ impl Lowering<'_> {
                 } else {
                     self.expr(a)?
                 };
+                let base = if t { base.transposed() } else { base };
+                let mut span = None;
                 if *k == 0 {
                     let d = self.graph.shape(base).rows;
                     let id = self.graph.intern(Node::Identity(d.clone()), Shape::new(d.clone(), d));
-                    out.push(id);
+                    span = push(self, out, id);
                 }
                 for _ in 0..k.unsigned_abs() {
-                    out.push(if t { base.transposed() } else { base });
+                    span = push(self, out, base);
                 }
+                span
             }
             ExprKind::Power(a, _) => {
                 let inner = self.expr(a)?;
                 let inv = self.inverse(inner);
-                out.push(if t { inv.transposed() } else { inv });
+                push(self, out, if t { inv.transposed() } else { inv })
             }
             _ => {
                 let a = self.expr(e)?;
-                out.push(if t { a.transposed() } else { a });
+                push(self, out, if t { a.transposed() } else { a })
             }
-        }
-        Ok(())
+        })
     }
 
     /// inv(Aᵀ) = inv(A)ᵀ: one node for both.
     fn inverse(&mut self, a: Atom) -> Atom {
         let shape = self.graph.shape(Atom::plain(a.node));
         Atom { t: a.t, ..self.graph.intern(Node::Inverse(Atom::plain(a.node)), shape) }
+    }
+}
+
+fn has_identity(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Identity => true,
+        ExprKind::Var(_) | ExprKind::Num(_) => false,
+        ExprKind::Binary { lhs, rhs, .. } => has_identity(lhs) || has_identity(rhs),
+        ExprKind::Prod { body, .. } => has_identity(body),
+        ExprKind::Neg(a)
+        | ExprKind::Transpose(a)
+        | ExprKind::Power(a, _)
+        | ExprKind::HadamardPower(a, _)
+        | ExprKind::Call(_, a)
+        | ExprKind::Differential(a) => has_identity(a),
+    }
+}
+
+fn has_product(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Prod { .. } => true,
+        ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => false,
+        ExprKind::Binary { lhs, rhs, .. } => has_product(lhs) || has_product(rhs),
+        ExprKind::Neg(a)
+        | ExprKind::Transpose(a)
+        | ExprKind::Power(a, _)
+        | ExprKind::HadamardPower(a, _)
+        | ExprKind::Call(_, a)
+        | ExprKind::Differential(a) => has_product(a),
     }
 }
 

@@ -16,6 +16,8 @@ mod schedule;
 mod symbolic;
 
 use std::collections::{HashMap, HashSet};
+
+use rustc_hash::FxHashMap;
 use std::fmt;
 
 pub use cost::Cost;
@@ -29,7 +31,8 @@ use crate::shape::{Shape, Typer};
 use crate::syntax::{format_number, Expr, ExprKind, Func, Index, VarName};
 use crate::Derivation;
 use lower::{Atom, Graph, Node, NodeId};
-use schedule::{Role, Schedule, Sizes, Term};
+use cost::Tally;
+use schedule::{Role, Schedule, Sizes, Term, Use};
 
 /// A value a step reads.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -141,10 +144,17 @@ pub struct Plan {
     pub total: Cost,
     /// Multiply-adds of the forward value alone.
     pub forward: Cost,
-    /// Multiply-adds of computing the value and each gradient on its own.
-    pub separate: Cost,
+    /// Multiply-adds of computing the value and each gradient on its own;
+    /// None when that polynomial would have more than [`MAX_COST_TERMS`]
+    /// terms (a long chain with symbolic sizes has one per pair of factors).
+    pub separate: Option<Cost>,
+    /// Matrix products of computing the value and each gradient on its own.
+    pub separate_products: u128,
     pub sweeps: Vec<Sweeps>,
 }
+
+/// Most terms a printed cost polynomial may have.
+pub const MAX_COST_TERMS: usize = 20_000;
 
 /// How to compile.
 #[derive(Clone, Debug)]
@@ -222,12 +232,25 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
         Mode::Scalar => None,
     };
     let upstream = upstream.as_ref();
-    let mut plan = compile_targets(&targets, typer, upstream, options)?;
-    plan.forward = compile_targets(&targets[..1], typer, upstream, options)?.total;
-    plan.separate = targets
-        .iter()
-        .map(|t| compile_targets(std::slice::from_ref(t), typer, upstream, options).map(|p| p.total))
-        .sum::<Result<Cost>>()?;
+    let compiled = compile_graph(&targets, typer, upstream, options)?;
+    let mut plan = compiled.write(&targets, options.strategy);
+    // Each target on its own: the same graph, only what the target reaches.
+    // (Past MAX_COST_TERMS terms the polynomial is dropped: products are counted.)
+    let mut separate = Some(Tally::default());
+    for (k, root) in compiled.roots.iter().enumerate() {
+        let (alone, products) = compiled.alone(*root, separate.is_some());
+        if k == 0 {
+            plan.forward = alone.cost(&compiled.graph.dims);
+        }
+        if let Some(s) = &mut separate {
+            s.merge(&alone);
+            if s.len() > MAX_COST_TERMS {
+                separate = None;
+            }
+        }
+        plan.separate_products += products;
+    }
+    plan.separate = separate.map(|s| s.cost(&compiled.graph.dims));
     Ok(plan)
 }
 
@@ -274,20 +297,33 @@ fn bind_index(i: &Index, values: &[(String, i64)]) -> Index {
 /// the forward value), without pricing the alternatives: `forward` and
 /// `separate` are left zero.
 pub fn compile_targets(targets: &[Target], typer: &Typer, upstream: Option<&VarName>, options: &PlanOptions) -> Result<Plan> {
+    Ok(compile_graph(targets, typer, upstream, options)?.write(targets, options.strategy))
+}
+
+/// The targets lowered into one graph, with the sizes that price it.
+struct Compiled {
+    graph: Graph,
+    roots: Vec<Atom>,
+    sizes: Sizes,
+}
+
+fn compile_graph(
+    targets: &[Target],
+    typer: &Typer,
+    upstream: Option<&VarName>,
+    options: &PlanOptions,
+) -> Result<Compiled> {
     let mut graph = Graph::new(options.dims.clone());
+    let mut typer = typer.clone();
     let mut roots = vec![];
     for t in targets {
-        roots.push(graph.lower(&t.expr, typer, Some(&t.shape))?);
+        roots.push(graph.lower(&t.expr, &mut typer, Some(&t.shape))?);
     }
-    let order = topological(&graph, &roots);
-    let chains: Vec<NodeId> =
-        order.iter().copied().filter(|&n| matches!(graph.nodes[n as usize], Node::Chain(_))).collect();
     // Seeds, best first: the upstream gradient, then computed values, then
     // inputs not being differentiated.
     let wrt: HashSet<&VarName> = targets.iter().filter_map(|t| t.wrt.as_ref()).collect();
-    let mut seeds: Vec<(u8, NodeId)> = order
-        .iter()
-        .filter_map(|&n| match &graph.nodes[n as usize] {
+    let mut seeds: Vec<(u8, NodeId)> = (0..graph.nodes.len() as NodeId)
+        .filter_map(|n| match &graph.nodes[n as usize] {
             Node::Input(v) if upstream == Some(v) => Some((0, n)),
             Node::Input(v) if wrt.contains(v) => None,
             Node::Input(_) => Some((2, n)),
@@ -297,38 +333,95 @@ pub fn compile_targets(targets: &[Target], typer: &Typer, upstream: Option<&VarN
     seeds.sort();
     let seeds = seeds.into_iter().map(|(_, n)| n).collect();
     let known = options.dims.iter().map(|(k, &v)| (k.clone(), v as f64)).collect();
-    let sizes = Sizes { known, default: options.default_size, seeds };
-    let schedule = schedule::schedule(&graph, &chains, &sizes, options.strategy);
-    let mut writer = Writer::new(&graph, &schedule);
-    for &n in &order {
-        writer.node(n);
+    let sizes = Sizes::new(&graph, &known, options.default_size, seeds);
+    Ok(Compiled { graph, roots, sizes })
+}
+
+fn chains_of(graph: &Graph, order: &[NodeId]) -> Vec<NodeId> {
+    order.iter().copied().filter(|&n| matches!(graph.nodes[n as usize], Node::Chain(_))).collect()
+}
+
+impl Compiled {
+    /// The plan of every target together.
+    fn write(&self, targets: &[Target], strategy: Strategy) -> Plan {
+        let graph = &self.graph;
+        let order = topological(graph, &self.roots);
+        let schedule = schedule::schedule(graph, &chains_of(graph, &order), &self.sizes, strategy, Use::Write);
+        let mut writer = Writer::new(graph, &schedule);
+        for &n in &order {
+            writer.node(n);
+        }
+        let mut outputs = vec![];
+        for (t, root) in targets.iter().zip(&self.roots) {
+            let shape = graph.fix_shape(&t.shape);
+            outputs.push(Output { wrt: t.wrt.clone(), operand: writer.atom(*root), shape, named: false });
+        }
+        let sweeps = schedule
+            .families
+            .iter()
+            .map(|f| Sweeps {
+                cycle: f.cycle.iter().map(|&a| writer.atom(a)).collect(),
+                cut: f.cut,
+                prices: f.prices.clone(),
+            })
+            .collect();
+        let mut plan = Plan {
+            inputs: writer.inputs,
+            steps: writer.steps,
+            outputs,
+            total: Cost::zero(),
+            forward: Cost::zero(),
+            separate: None,
+            separate_products: 0,
+            sweeps,
+        };
+        plan.total = plan.steps.iter().map(|s| s.madds.clone()).sum();
+        name_outputs(&mut plan);
+        plan
     }
-    let mut outputs = vec![];
-    for (t, root) in targets.iter().zip(&roots) {
-        let shape = graph.fix_shape(&t.shape);
-        outputs.push(Output { wrt: t.wrt.clone(), operand: writer.atom(*root), shape, named: false });
+
+    /// The number of matrix products of one target computed on its own,
+    /// and (when `tally`) its multiply-adds.
+    fn alone(&self, root: Atom, tally: bool) -> (Tally, u128) {
+        let graph = &self.graph;
+        let order = topological(graph, &[root]);
+        let usage = if tally { Use::Tally } else { Use::Price };
+        let schedule = schedule::schedule(graph, &chains_of(graph, &order), &self.sizes, Strategy::Auto, usage);
+        let products = schedule.products();
+        if !tally {
+            return (Tally::default(), products);
+        }
+        let mut tally = schedule.tally();
+        for &n in &order {
+            if let Some(dims) = node_madds(graph, n) {
+                tally.add(dims);
+            }
+        }
+        (tally, products)
     }
-    let sweeps = schedule
-        .families
-        .iter()
-        .map(|f| Sweeps {
-            cycle: f.cycle.iter().map(|&a| writer.atom(a)).collect(),
-            cut: f.cut,
-            prices: f.prices.clone(),
-        })
-        .collect();
-    let mut plan = Plan {
-        inputs: writer.inputs,
-        steps: writer.steps,
-        outputs,
-        total: Cost::zero(),
-        forward: Cost::zero(),
-        separate: Cost::zero(),
-        sweeps,
-    };
-    plan.total = plan.steps.iter().map(|s| s.madds.clone()).sum();
-    name_outputs(&mut plan);
-    Ok(plan)
+}
+
+/// The multiply-adds of a node other than a chain, as interned dimensions:
+/// entrywise products, scalings and divisions cost one per entry (a norm
+/// one per entry of its argument); an inverse and a determinant (an LU
+/// factorisation) n³; additions and entrywise functions are not counted.
+fn node_madds(graph: &Graph, n: NodeId) -> Option<[u32; 3]> {
+    let [r, c] = graph.atom_dims(Atom::plain(n));
+    match &graph.nodes[n as usize] {
+        Node::Scale(..) | Node::Hadamard(..) | Node::HadamardDiv(..) | Node::HadamardPower(..) | Node::Div(..) => {
+            Some([r, c, cost::NONE])
+        }
+        Node::Inverse(_) => Some([r, r, r]),
+        Node::Call(Func::Det | Func::Logdet, x) => {
+            let [k, _] = graph.atom_dims(*x);
+            Some([k, k, k])
+        }
+        Node::Call(Func::Norm, x) => {
+            let [xr, xc] = graph.atom_dims(*x);
+            Some([xr, xc, cost::NONE])
+        }
+        _ => None,
+    }
 }
 
 /// Nodes reachable from the roots, children first (iteratively: sweeps nest
@@ -376,8 +469,8 @@ struct Writer<'a> {
     schedule: &'a Schedule,
     inputs: Vec<Input>,
     steps: Vec<Step>,
-    values: HashMap<NodeId, Operand>,
-    prod_steps: HashMap<u32, usize>,
+    values: FxHashMap<NodeId, Operand>,
+    prod_steps: FxHashMap<u32, usize>,
     counters: HashMap<&'static str, usize>,
     taken: HashSet<String>,
 }
@@ -397,8 +490,8 @@ impl<'a> Writer<'a> {
             schedule,
             inputs: vec![],
             steps: vec![],
-            values: HashMap::new(),
-            prod_steps: HashMap::new(),
+            values: FxHashMap::default(),
+            prod_steps: FxHashMap::default(),
             counters: HashMap::new(),
             taken,
         }
@@ -442,47 +535,38 @@ impl<'a> Writer<'a> {
 
     fn node(&mut self, n: NodeId) {
         let shape = self.graph.shapes[n as usize].clone();
-        let entries = |s: &Shape| Cost::product(&[s.rows.clone(), s.cols.clone()]);
+        let madds = match node_madds(self.graph, n) {
+            Some(dims) => {
+                let dims: Vec<_> =
+                    dims.iter().filter(|&&d| d != cost::NONE).map(|&d| self.graph.dims[d as usize].clone()).collect();
+                Cost::product(&dims)
+            }
+            None => Cost::zero(),
+        };
+        let a = |w: &Self, x: &Atom| w.atom(*x);
         let value = match &self.graph.nodes[n as usize] {
             Node::Input(v) => {
                 self.inputs.push(Input { var: v.clone(), shape });
                 Operand { value: Value::Input(self.inputs.len() - 1), transposed: false }
             }
             Node::Num(bits) => Operand { value: Value::Num(f64::from_bits(*bits)), transposed: false },
-            Node::Identity(_) => self.push("T", Op::Identity, shape, Cost::zero()),
+            Node::Identity(_) => self.push("T", Op::Identity, shape, madds),
             Node::Chain(_) => {
                 let term = self.schedule.chains[&n];
                 self.term(term)
             }
             node => {
-                let a = |w: &Self, x: &Atom| w.atom(*x);
-                let (op, madds) = match node {
-                    Node::Scale(x, y) => (Op::Scale(a(self, x), a(self, y)), entries(&shape)),
-                    Node::Add(x, y) => (Op::Add(a(self, x), a(self, y)), Cost::zero()),
-                    Node::Sub(x, y) => (Op::Sub(a(self, x), a(self, y)), Cost::zero()),
-                    Node::Neg(x) => (Op::Neg(a(self, x)), Cost::zero()),
-                    Node::Hadamard(x, y) => (Op::Hadamard(a(self, x), a(self, y)), entries(&shape)),
-                    Node::HadamardDiv(x, y) => (Op::HadamardDiv(a(self, x), a(self, y)), entries(&shape)),
-                    Node::HadamardPower(x, p) => {
-                        (Op::HadamardPower(a(self, x), f64::from_bits(*p)), entries(&shape))
-                    }
-                    Node::Div(x, y) => (Op::Div(a(self, x), a(self, y)), entries(&shape)),
-                    Node::Call(f, x) => {
-                        let arg = self.graph.shape(*x);
-                        let madds = match f {
-                            // An LU factorisation, counted as n³.
-                            Func::Det | Func::Logdet => {
-                                Cost::product(&[arg.rows.clone(), arg.rows.clone(), arg.rows.clone()])
-                            }
-                            Func::Norm => entries(&arg),
-                            _ => Cost::zero(),
-                        };
-                        (Op::Call(*f, a(self, x)), madds)
-                    }
-                    Node::Inverse(x) => {
-                        let d = shape.rows.clone();
-                        (Op::Inverse(a(self, x)), Cost::product(&[d.clone(), d.clone(), d]))
-                    }
+                let op = match node {
+                    Node::Scale(x, y) => Op::Scale(a(self, x), a(self, y)),
+                    Node::Add(x, y) => Op::Add(a(self, x), a(self, y)),
+                    Node::Sub(x, y) => Op::Sub(a(self, x), a(self, y)),
+                    Node::Neg(x) => Op::Neg(a(self, x)),
+                    Node::Hadamard(x, y) => Op::Hadamard(a(self, x), a(self, y)),
+                    Node::HadamardDiv(x, y) => Op::HadamardDiv(a(self, x), a(self, y)),
+                    Node::HadamardPower(x, p) => Op::HadamardPower(a(self, x), f64::from_bits(*p)),
+                    Node::Div(x, y) => Op::Div(a(self, x), a(self, y)),
+                    Node::Call(f, x) => Op::Call(*f, a(self, x)),
+                    Node::Inverse(x) => Op::Inverse(a(self, x)),
                     _ => unreachable!("leaves and chains above"),
                 };
                 self.push("T", op, shape, madds)
@@ -524,7 +608,7 @@ impl<'a> Writer<'a> {
             stack.pop();
             let (l, r) = (self.term(prods[q as usize].left), self.term(prods[q as usize].right));
             let (ls, rs) = (self.operand_shape(l), self.operand_shape(r));
-            let madds = Cost::product(&[ls.rows.clone(), ls.cols.clone(), rs.cols.clone()]);
+            let madds = Cost::product(&prods[q as usize].dims.map(|d| self.graph.dims[d as usize].clone()));
             let prefix = match prods[q as usize].role {
                 Role::Left => "S",
                 Role::Right => "H",

@@ -19,11 +19,14 @@
 //!
 //! Limits: a single cut per family (no plan that sweeps twice), and
 //! chains longer than [`DP_LIMIT`] outside families are multiplied left to
-//! right or right to left, whichever is cheaper.
+//! right or right to left, whichever is cheaper, sharing only the whole chain.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
-use super::lower::{Atom, Graph, Node, NodeId};
+
+use super::cost::Tally;
+
+use super::lower::{Atom, DimId, Graph, Node, NodeId};
 use crate::shape::Dim;
 
 /// Longest chain bracketed by the O(L³) dynamic programme.
@@ -56,12 +59,13 @@ pub enum Role {
     Other,
 }
 
-/// One binary matrix product.
+/// One binary matrix product, with its dimensions (rows, inner, columns).
 #[derive(Clone, Debug)]
 pub struct Prod {
     pub left: Term,
     pub right: Term,
     pub role: Role,
+    pub dims: [DimId; 3],
 }
 
 /// How to bracket the chains.
@@ -92,77 +96,145 @@ pub struct Schedule {
     pub prods: Vec<Prod>,
     pub chains: HashMap<NodeId, Term>,
     pub families: Vec<FamilyChoice>,
+    /// A schedule that is not written keeps the products of long chains
+    /// here, as counts (when asked for a tally), instead of in `prods`.
+    pub extra: Tally,
+    extra_price: f64,
+    extra_products: u128,
 }
 
-/// Brackets the chains (given children before parents).
-pub fn schedule(graph: &Graph, chains: &[NodeId], sizes: &Sizes, strategy: Strategy) -> Schedule {
+/// What a schedule is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Use {
+    /// To be written out as steps: every product kept.
+    Write,
+    /// Only its price and number of products.
+    Price,
+    /// Its price, products, and a tally of their dimensions.
+    Tally,
+}
+
+/// Brackets the chains (given children before parents). A schedule that is
+/// not for [`Use::Write`] does not keep the inner products of long chains,
+/// so it cannot be written out.
+pub fn schedule(graph: &Graph, chains: &[NodeId], sizes: &Sizes, strategy: Strategy, usage: Use) -> Schedule {
     match strategy {
+        // With one chain there is no family: both ways are one.
+        Strategy::Auto if chains.len() <= 1 => Planner::new(graph, sizes, usage).run(chains, None),
         Strategy::Auto => {
-            let joint = Planner::new(graph, sizes).run(chains, Some(None));
-            let alone = Planner::new(graph, sizes).run(chains, None);
-            if alone.price(graph, sizes) < joint.price(graph, sizes) {
-                alone
+            let joint = Planner::new(graph, sizes, usage).run(chains, Some(None));
+            let alone = Planner::new(graph, sizes, Use::Price).run(chains, None);
+            if alone.price(sizes) < joint.price(sizes) {
+                Planner::new(graph, sizes, usage).run(chains, None)
             } else {
                 joint
             }
         }
-        Strategy::Cut(e) => Planner::new(graph, sizes).run(chains, Some(Some(e))),
-        Strategy::ChainByChain => Planner::new(graph, sizes).run(chains, None),
+        Strategy::Cut(e) => Planner::new(graph, sizes, usage).run(chains, Some(Some(e))),
+        Strategy::ChainByChain => Planner::new(graph, sizes, usage).run(chains, None),
     }
 }
 
-/// Sizes for pricing: known symbols, a default for the others, and the
-/// nodes that may seed a sweep when prices tie, best first (the upstream
-/// `G`, then computed values such as a residual; never a variable being
-/// differentiated).
+/// Sizes for pricing: a number for every interned dimension of the graph
+/// (given, or a default), and the nodes that may seed a sweep when prices
+/// tie, best first (the upstream `G`, then computed values such as a
+/// residual; never a variable being differentiated).
 pub struct Sizes {
-    pub known: HashMap<String, f64>,
-    pub default: f64,
+    pub values: Vec<f64>,
     pub seeds: Vec<NodeId>,
 }
 
 impl Sizes {
-    fn dim(&self, d: &Dim) -> f64 {
-        match d {
-            Dim::Const(n) => *n as f64,
-            d => self.known.get(&d.to_string()).copied().unwrap_or(self.default),
-        }
+    pub fn new(graph: &Graph, known: &std::collections::HashMap<String, f64>, default: f64, seeds: Vec<NodeId>) -> Sizes {
+        let values = graph
+            .dims
+            .iter()
+            .map(|d| match d {
+                Dim::Const(n) => *n as f64,
+                d => known.get(&d.to_string()).copied().unwrap_or(default),
+            })
+            .collect();
+        Sizes { values, seeds }
+    }
+
+    fn dim(&self, d: DimId) -> f64 {
+        self.values[d as usize]
     }
 }
 
 impl Schedule {
     /// Multiply-adds of all products, priced with the sizes.
-    fn price(&self, graph: &Graph, sizes: &Sizes) -> f64 {
-        self.prods
-            .iter()
-            .map(|p| {
-                let (r, k) = term_dims(graph, &self.prods, p.left);
-                let (_, c) = term_dims(graph, &self.prods, p.right);
-                sizes.dim(&r) * sizes.dim(&k) * sizes.dim(&c)
-            })
-            .sum()
+    fn price(&self, sizes: &Sizes) -> f64 {
+        let kept: f64 = self.prods.iter().map(|p| p.dims.iter().map(|&d| sizes.dim(d)).product::<f64>()).sum();
+        kept + self.extra_price
+    }
+
+    /// The number of matrix products, kept or counted.
+    pub fn products(&self) -> u128 {
+        self.prods.len() as u128 + self.extra_products
+    }
+
+    /// Every product, kept or counted, as a tally of dimensions.
+    pub fn tally(&self) -> Tally {
+        let mut t = self.extra.clone();
+        for p in &self.prods {
+            t.add(p.dims);
+        }
+        t
     }
 }
 
 /// Rows and columns of a term.
-pub fn term_dims(graph: &Graph, prods: &[Prod], t: Term) -> (Dim, Dim) {
-    // Products nest deeply (a sweep of a 1000-chain); walk down iteratively.
-    let (mut rows_of, mut cols_of) = (t, t);
-    let rows = loop {
-        match rows_of {
-            Term::Atom(a) => break graph.shape(a).rows,
-            Term::Prod(p, false) => rows_of = prods[p as usize].left,
-            Term::Prod(p, true) => rows_of = prods[p as usize].right.transposed(),
+pub fn term_dims(graph: &Graph, prods: &[Prod], t: Term) -> [DimId; 2] {
+    match t {
+        Term::Atom(a) => graph.atom_dims(a),
+        Term::Prod(p, t) => {
+            let [r, _, c] = prods[p as usize].dims;
+            if t {
+                [c, r]
+            } else {
+                [r, c]
+            }
         }
-    };
-    let cols = loop {
-        match cols_of {
-            Term::Atom(a) => break graph.shape(a).cols,
-            Term::Prod(p, false) => cols_of = prods[p as usize].right,
-            Term::Prod(p, true) => cols_of = prods[p as usize].left.transposed(),
+    }
+}
+
+/// A rolling hash of a word: `h(a1..ak) = Σ c(ai)·B^(k-i)` (wrapping).
+const BASE: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn code(a: Atom) -> u64 {
+    // splitmix64 of the atom, so that neighbouring ids spread.
+    let mut z = (u64::from(a.node) << 1 | u64::from(a.t)).wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn fingerprint(word: &[Atom]) -> u64 {
+    word.iter().fold(0u64, |h, &a| h.wrapping_mul(BASE).wrapping_add(code(a)))
+}
+
+/// Prefix hashes of a word: the fingerprint of any interval in O(1).
+struct Prefix {
+    hashes: Vec<u64>,
+    powers: Vec<u64>,
+}
+
+impl Prefix {
+    fn new(word: &[Atom]) -> Prefix {
+        let mut hashes = vec![0u64];
+        let mut powers = vec![1u64];
+        for &a in word {
+            hashes.push(hashes.last().expect("seeded").wrapping_mul(BASE).wrapping_add(code(a)));
+            powers.push(powers.last().expect("seeded").wrapping_mul(BASE));
         }
-    };
-    (rows, cols)
+        Prefix { hashes, powers }
+    }
+
+    /// The fingerprint of `word[i..=j]`.
+    fn interval(&self, i: usize, j: usize) -> u64 {
+        self.hashes[j + 1].wrapping_sub(self.hashes[i].wrapping_mul(self.powers[j + 1 - i]))
+    }
 }
 
 fn reversed(word: &[Atom]) -> Vec<Atom> {
@@ -181,11 +253,28 @@ struct Planner<'g> {
     sizes: &'g Sizes,
     prods: Vec<Prod>,
     words: HashMap<Vec<Atom>, Term>,
+    /// Fingerprints of `words`, so that the programme asks about each of a
+    /// chain's O(L²) intervals in O(1) (a miss here is a miss there).
+    fingerprints: HashSet<u64>,
+    usage: Use,
+    extra: Tally,
+    extra_price: f64,
+    extra_products: u128,
 }
 
 impl<'g> Planner<'g> {
-    fn new(graph: &'g Graph, sizes: &'g Sizes) -> Planner<'g> {
-        Planner { graph, sizes, prods: vec![], words: HashMap::new() }
+    fn new(graph: &'g Graph, sizes: &'g Sizes, usage: Use) -> Planner<'g> {
+        Planner {
+            graph,
+            sizes,
+            prods: vec![],
+            words: HashMap::default(),
+            fingerprints: HashSet::default(),
+            usage,
+            extra: Tally::default(),
+            extra_price: 0.0,
+            extra_products: 0,
+        }
     }
 
     fn word(&self, chain: NodeId) -> &'g [Atom] {
@@ -198,7 +287,7 @@ impl<'g> Planner<'g> {
     /// `cut`: None for chain by chain; Some(None) for the best cut of each
     /// family; Some(Some(e)) for cut e everywhere.
     fn run(mut self, chains: &[NodeId], cut: Option<Option<usize>>) -> Schedule {
-        let mut terms = HashMap::new();
+        let mut terms = HashMap::default();
         let mut families = vec![];
         if let Some(cut) = cut {
             for family in self.families(chains) {
@@ -217,7 +306,14 @@ impl<'g> Planner<'g> {
                 terms.insert(c, t);
             }
         }
-        Schedule { prods: self.prods, chains: terms, families }
+        Schedule {
+            prods: self.prods,
+            chains: terms,
+            families,
+            extra: self.extra,
+            extra_price: self.extra_price,
+            extra_products: self.extra_products,
+        }
     }
 
     /// The product `l · r` whose factors are `word`, or the one already made.
@@ -225,24 +321,36 @@ impl<'g> Planner<'g> {
         if let Some(&t) = self.words.get(&word) {
             return t;
         }
-        let id = self.prods.len() as u32;
-        self.prods.push(Prod { left: l, right: r, role });
+        let Term::Prod(id, _) = self.unshared(l, r, role) else { unreachable!("a product") };
         let back = reversed(&word);
         if back != word {
+            self.fingerprints.insert(fingerprint(&back));
             self.words.insert(back, Term::Prod(id, true));
         }
+        self.fingerprints.insert(fingerprint(&word));
         self.words.insert(word, Term::Prod(id, false));
         Term::Prod(id, false)
     }
 
+    /// The product `l · r`, not registered for sharing (the inner products
+    /// of a long chain, which nothing else could reuse at a price worth the
+    /// memory of remembering them).
+    fn unshared(&mut self, l: Term, r: Term, role: Role) -> Term {
+        let [rows, inner] = term_dims(self.graph, &self.prods, l);
+        let [_, cols] = term_dims(self.graph, &self.prods, r);
+        let id = self.prods.len() as u32;
+        self.prods.push(Prod { left: l, right: r, role, dims: [rows, inner, cols] });
+        Term::Prod(id, false)
+    }
+
     fn dims(&self, a: Atom) -> (f64, f64) {
-        let s = self.graph.shape(a);
-        (self.sizes.dim(&s.rows), self.sizes.dim(&s.cols))
+        let [r, c] = self.graph.atom_dims(a);
+        (self.sizes.dim(r), self.sizes.dim(c))
     }
 
     /// Groups chains of equal length into families.
     fn families(&self, chains: &[NodeId]) -> Vec<Family> {
-        let mut by_len: HashMap<usize, Vec<NodeId>> = HashMap::new();
+        let mut by_len: HashMap<usize, Vec<NodeId>> = HashMap::default();
         for &c in chains {
             by_len.entry(self.word(c).len()).or_default().push(c);
         }
@@ -251,13 +359,13 @@ impl<'g> Planner<'g> {
         let mut out = vec![];
         for (len, group) in lengths {
             // Each orientation of each chain, by its first len-1 factors.
-            let mut heads: HashMap<&[Atom], Vec<(NodeId, bool)>> = HashMap::new();
+            let mut heads: HashMap<&[Atom], Vec<(NodeId, bool)>> = HashMap::default();
             let backs: HashMap<NodeId, Vec<Atom>> = group.iter().map(|&c| (c, reversed(self.word(c)))).collect();
             for &c in &group {
                 heads.entry(&self.word(c)[..len - 1]).or_default().push((c, false));
                 heads.entry(&backs[&c][..len - 1]).or_default().push((c, true));
             }
-            let mut assigned: HashSet<NodeId> = HashSet::new();
+            let mut assigned: HashSet<NodeId> = HashSet::default();
             for &a in &group {
                 if assigned.contains(&a) {
                     continue;
@@ -273,7 +381,7 @@ impl<'g> Planner<'g> {
                 // `a` misses the element after its last; put it first.
                 cycle.insert(0, missing);
                 let m = cycle.len();
-                let mut arcs: HashMap<Vec<Atom>, usize> = HashMap::new();
+                let mut arcs: HashMap<Vec<Atom>, usize> = HashMap::default();
                 for k in (0..m).rev() {
                     let arc: Vec<Atom> = (1..m).map(|s| cycle[(k + s) % m]).collect();
                     arcs.insert(arc, k);
@@ -411,13 +519,14 @@ impl<'g> Planner<'g> {
             return self.sequential(w);
         }
         let dims: Vec<(f64, f64)> = w.iter().map(|&a| self.dims(a)).collect();
+        let prefix = Prefix::new(w);
         // cost[i][j], split[i][j] over factors i..=j.
         let mut cost = vec![vec![0.0f64; n]; n];
         let mut split = vec![vec![usize::MAX; n]; n];
         for len in 2..=n {
             for i in 0..=n - len {
                 let j = i + len - 1;
-                if self.words.contains_key(&w[i..=j]) {
+                if self.fingerprints.contains(&prefix.interval(i, j)) && self.words.contains_key(&w[i..=j]) {
                     continue; // made already: cost 0, no split
                 }
                 let mut best = (f64::INFINITY, i);
@@ -438,8 +547,10 @@ impl<'g> Planner<'g> {
         if i == j {
             return Term::Atom(w[i]);
         }
-        if let Some(&t) = self.words.get(&w[i..=j]) {
-            return t;
+        if split[i][j] == usize::MAX {
+            if let Some(&t) = self.words.get(&w[i..=j]) {
+                return t;
+            }
         }
         let k = split[i][j];
         let l = self.build(w, i, k, split);
@@ -447,24 +558,49 @@ impl<'g> Planner<'g> {
         self.product(l, r, w[i..=j].to_vec(), Role::Other)
     }
 
-    /// A long chain: left to right or right to left, the cheaper.
+    /// A long chain: left to right or right to left, the cheaper. Only the
+    /// whole chain is shared; a planner that does not write counts them.
     fn sequential(&mut self, w: &[Atom]) -> Term {
-        let dims: Vec<(f64, f64)> = w.iter().map(|&a| self.dims(a)).collect();
         let n = w.len();
-        let ltr: f64 = (1..n).map(|k| dims[0].0 * dims[k].0 * dims[k].1).sum();
-        let rtl: f64 = (0..n - 1).map(|k| dims[k].0 * dims[k].1 * dims[n - 1].1).sum();
-        if ltr <= rtl {
-            let mut t = Term::Atom(w[0]);
-            for k in 1..n {
-                t = self.product(t, Term::Atom(w[k]), w[..=k].to_vec(), Role::Other);
-            }
-            t
-        } else {
-            let mut t = Term::Atom(w[n - 1]);
-            for k in (0..n - 1).rev() {
-                t = self.product(Term::Atom(w[k]), t, w[k..].to_vec(), Role::Other);
-            }
-            t
+        if let Some(&t) = self.words.get(w) {
+            return t;
         }
+        let dims: Vec<[DimId; 2]> = w.iter().map(|&a| self.graph.atom_dims(a)).collect();
+        let size = |d: DimId| self.sizes.dim(d);
+        let ltr: f64 = (1..n).map(|k| size(dims[0][0]) * size(dims[k][0]) * size(dims[k][1])).sum();
+        let rtl: f64 = (0..n - 1).map(|k| size(dims[k][0]) * size(dims[k][1]) * size(dims[n - 1][1])).sum();
+        if self.usage != Use::Write {
+            if self.usage == Use::Tally {
+                for k in 1..n {
+                    self.extra.add(if ltr <= rtl {
+                        [dims[0][0], dims[k][0], dims[k][1]]
+                    } else {
+                        [dims[k - 1][0], dims[k - 1][1], dims[n - 1][1]]
+                    });
+                }
+            }
+            self.extra_price += ltr.min(rtl);
+            self.extra_products += n as u128 - 1;
+            // Never written out: a placeholder that shares the whole chain.
+            let t = Term::Atom(w[0]);
+            self.fingerprints.insert(fingerprint(w));
+            self.words.insert(w.to_vec(), t);
+            return t;
+        }
+        let mut t;
+        if ltr <= rtl {
+            t = Term::Atom(w[0]);
+            for &a in &w[1..n - 1] {
+                t = self.unshared(t, Term::Atom(a), Role::Other);
+            }
+            t = self.product(t, Term::Atom(w[n - 1]), w.to_vec(), Role::Other);
+        } else {
+            t = Term::Atom(w[n - 1]);
+            for &a in w[1..n - 1].iter().rev() {
+                t = self.unshared(Term::Atom(a), t, Role::Other);
+            }
+            t = self.product(Term::Atom(w[0]), t, w.to_vec(), Role::Other);
+        }
+        t
     }
 }
