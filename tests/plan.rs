@@ -163,6 +163,17 @@ fn every_cut_computes_the_same_gradients() {
         }
         assert_plan_matches_formulas(&d, &plan_with(&d, &HashMap::new(), Strategy::ChainByChain), 9);
     }
+    // Chains past the programme's limit, each multiplied on its own: left to
+    // right, right to left, or outward from the narrow batch dimension.
+    let n = matdiff::plan::DP_LIMIT + 4;
+    let p = program(&chain(n));
+    let d = derivation(&p);
+    for batch in [1024, 2] {
+        let dims = chain_dims(&vec![64; n + 1], batch);
+        let plan = plan_with(&d, &dims, Strategy::ChainByChain);
+        assert!(plan.products() > 3 * n, "chain by chain: no sweeps");
+        assert_plan_matches_formulas(&d, &plan, batch);
+    }
 }
 
 /// How many steps do `op`.

@@ -184,10 +184,21 @@ pub struct Target {
 /// Dimensions named in `options.dims` become numbers; index symbols (`n`)
 /// named there fix the length of `prod` ranges.
 pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
-    let indices: Vec<(String, i64)> =
-        options.dims.iter().map(|(k, &v)| (k.clone(), v as i64)).collect();
-    let bind = |e: &Expr| indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
     let typing = &derivation.typing;
+    // The --dims entries that name index symbols (`n`), not dimensions.
+    let mut symbols = HashSet::new();
+    index_symbols(&typing.program.expr, &mut symbols);
+    for g in &derivation.gradients {
+        index_symbols(&g.expr, &mut symbols);
+        for d in [&g.shape.rows, &g.shape.cols] {
+            if let crate::shape::Dim::Indexed(_, i) = d {
+                symbols.extend(i.terms.keys().cloned());
+            }
+        }
+    }
+    let indices: Vec<(String, i64)> =
+        options.dims.iter().filter(|(k, _)| symbols.contains(*k)).map(|(k, &v)| (k.clone(), v as i64)).collect();
+    let bind = |e: &Expr| indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
     let bind_shape = |s: &Shape| {
         let dim = |d: &crate::shape::Dim| indices.iter().fold(d.clone(), |d, (k, v)| d.subst(k, &Index::constant(*v)));
         Shape::new(dim(&s.rows), dim(&s.cols))
@@ -272,6 +283,25 @@ pub fn compile_symbolic(derivation: &Derivation) -> Result<Vec<Recurrences>> {
         return Err(Error::new(ErrorKind::Usage, "no gradient with respect to a member W[j] of a product"));
     }
     Ok(out)
+}
+
+/// The index symbols an expression's members and ranges use.
+fn index_symbols(e: &Expr, out: &mut HashSet<String>) {
+    match &e.kind {
+        ExprKind::Var(v) => {
+            if let Some(i) = &v.index {
+                out.extend(i.terms.keys().cloned());
+            }
+        }
+        ExprKind::Prod { lo, hi, .. } => {
+            out.extend(lo.terms.keys().cloned());
+            out.extend(hi.terms.keys().cloned());
+        }
+        _ => {}
+    }
+    for c in e.children() {
+        index_symbols(c, out);
+    }
 }
 
 /// Whether a `prod` range of the expression has a length that `dims` does

@@ -19,7 +19,8 @@
 //!
 //! Limits: a single cut per family (no plan that sweeps twice), and
 //! chains longer than [`DP_LIMIT`] outside families are multiplied left to
-//! right or right to left, whichever is cheaper, sharing only the whole chain.
+//! right, right to left or outward from their narrowest inner dimension,
+//! whichever is cheapest, sharing only the whole chain.
 
 use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
@@ -558,28 +559,37 @@ impl<'g> Planner<'g> {
         self.product(l, r, w[i..=j].to_vec(), Role::Other)
     }
 
-    /// A long chain: left to right or right to left, the cheaper. Only the
-    /// whole chain is shared; a planner that does not write counts them.
+    /// A long chain: left to right, right to left, or outward from its
+    /// narrowest inner dimension (both sides grown from there, as backprop
+    /// does), the cheapest. Only the whole chain is shared; a planner that
+    /// does not write counts the inner products.
     fn sequential(&mut self, w: &[Atom]) -> Term {
         let n = w.len();
         if let Some(&t) = self.words.get(w) {
             return t;
         }
         let dims: Vec<[DimId; 2]> = w.iter().map(|&a| self.graph.atom_dims(a)).collect();
-        let size = |d: DimId| self.sizes.dim(d);
-        let ltr: f64 = (1..n).map(|k| size(dims[0][0]) * size(dims[k][0]) * size(dims[k][1])).sum();
-        let rtl: f64 = (0..n - 1).map(|k| size(dims[k][0]) * size(dims[k][1]) * size(dims[n - 1][1])).sum();
+        // The products of each order, as (rows, inner, columns).
+        let ltr: Vec<[DimId; 3]> = (1..n).map(|k| [dims[0][0], dims[k][0], dims[k][1]]).collect();
+        let rtl: Vec<[DimId; 3]> = (0..n - 1).rev().map(|k| [dims[k][0], dims[k][1], dims[n - 1][1]]).collect();
+        let p = (0..n - 1)
+            .min_by(|&a, &b| self.sizes.dim(dims[a][1]).total_cmp(&self.sizes.dim(dims[b][1])))
+            .expect("two factors or more");
+        let mut outward: Vec<[DimId; 3]> = (0..p).rev().map(|k| [dims[k][0], dims[k][1], dims[p][1]]).collect();
+        outward.extend((p + 2..n).map(|k| [dims[p + 1][0], dims[k][0], dims[k][1]]));
+        outward.push([dims[0][0], dims[p][1], dims[n - 1][1]]);
+        let price = |order: &[[DimId; 3]]| -> f64 {
+            order.iter().map(|d| d.iter().map(|&x| self.sizes.dim(x)).product::<f64>()).sum()
+        };
+        let orders = [(price(&ltr), 0), (price(&rtl), 1), (price(&outward), 2)];
+        let (best, which) = orders.into_iter().min_by(|a, b| a.0.total_cmp(&b.0)).expect("three orders");
         if self.usage != Use::Write {
             if self.usage == Use::Tally {
-                for k in 1..n {
-                    self.extra.add(if ltr <= rtl {
-                        [dims[0][0], dims[k][0], dims[k][1]]
-                    } else {
-                        [dims[k - 1][0], dims[k - 1][1], dims[n - 1][1]]
-                    });
+                for d in [&ltr, &rtl, &outward][which] {
+                    self.extra.add(*d);
                 }
             }
-            self.extra_price += ltr.min(rtl);
+            self.extra_price += best;
             self.extra_products += n as u128 - 1;
             // Never written out: a placeholder that shares the whole chain.
             let t = Term::Atom(w[0]);
@@ -587,20 +597,33 @@ impl<'g> Planner<'g> {
             self.words.insert(w.to_vec(), t);
             return t;
         }
-        let mut t;
-        if ltr <= rtl {
-            t = Term::Atom(w[0]);
-            for &a in &w[1..n - 1] {
-                t = self.unshared(t, Term::Atom(a), Role::Other);
+        let atom = |k: usize| Term::Atom(w[k]);
+        match which {
+            0 => {
+                let mut t = atom(0);
+                for k in 1..n - 1 {
+                    t = self.unshared(t, atom(k), Role::Other);
+                }
+                self.product(t, atom(n - 1), w.to_vec(), Role::Other)
             }
-            t = self.product(t, Term::Atom(w[n - 1]), w.to_vec(), Role::Other);
-        } else {
-            t = Term::Atom(w[n - 1]);
-            for &a in w[1..n - 1].iter().rev() {
-                t = self.unshared(Term::Atom(a), t, Role::Other);
+            1 => {
+                let mut t = atom(n - 1);
+                for k in (1..n - 1).rev() {
+                    t = self.unshared(atom(k), t, Role::Other);
+                }
+                self.product(atom(0), t, w.to_vec(), Role::Other)
             }
-            t = self.product(Term::Atom(w[0]), t, w.to_vec(), Role::Other);
+            _ => {
+                let mut left = atom(p);
+                for k in (0..p).rev() {
+                    left = self.unshared(atom(k), left, Role::Other);
+                }
+                let mut right = atom(p + 1);
+                for k in p + 2..n {
+                    right = self.unshared(right, atom(k), Role::Other);
+                }
+                self.product(left, right, w.to_vec(), Role::Other)
+            }
         }
-        t
     }
 }
