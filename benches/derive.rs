@@ -13,12 +13,15 @@ fn chain(n: usize) -> String {
 
 fn layer_chain(c: &mut Criterion) {
     let mut group = c.benchmark_group("chain_all_gradients");
-    for n in [4, 16, 64] {
+    group.sample_size(10);
+    for n in [4, 16, 64, 256, 1024] {
         let src = chain(n);
         group.bench_with_input(BenchmarkId::from_parameter(n), &src, |b, src| {
             b.iter(|| {
                 let program = parse_program(black_box(src)).unwrap();
-                let d = matdiff::derive(&program, &Default::default()).unwrap();
+                // As `matdiff derive` without --steps: the steps are not kept.
+                let options = matdiff::DeriveOptions { lean: true, ..Default::default() };
+                let d = matdiff::derive(&program, &options).unwrap();
                 assert!(d.gradients.iter().all(|g| g.saturated));
                 let text: usize = d.gradients.iter().map(|g| g.expr.to_string().len()).sum();
                 black_box(text)
@@ -48,6 +51,17 @@ fn cookbook_like(c: &mut Criterion) {
     });
 }
 
+/// ∂L/∂W[j] of a chain of symbolic length, for every j.
+fn symbolic_length(c: &mut Criterion) {
+    let src = "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X";
+    c.bench_function("symbolic_length_chain", |b| {
+        b.iter(|| {
+            let program = parse_program(black_box(src)).unwrap();
+            black_box(matdiff::derive(&program, &Default::default()).unwrap())
+        })
+    });
+}
+
 fn verify(c: &mut Criterion) {
     let program = parse_program("W1*W2*W3*X").unwrap();
     let w2 = parse_var("W2").unwrap();
@@ -61,5 +75,5 @@ fn verify(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, layer_chain, cookbook_like, verify);
+criterion_group!(benches, layer_chain, cookbook_like, symbolic_length, verify);
 criterion_main!(benches);

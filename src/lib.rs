@@ -42,6 +42,11 @@ pub struct DeriveOptions {
     /// The name of the upstream gradient of a matrix-valued expression
     /// (default `G`).
     pub upstream: Option<String>,
+    /// Drop each gradient's recorded derivation steps once it is simplified:
+    /// only explanations read them, and for a chain of a thousand factors
+    /// they are half the memory. The side conditions and the number of
+    /// occurrences are kept.
+    pub lean: bool,
 }
 
 /// The simplified gradient of one variable, with its derivation.
@@ -54,6 +59,8 @@ pub struct Gradient {
     pub differential: Differential,
     /// Whether the e-graph saturated while simplifying it.
     pub saturated: bool,
+    /// How many times the variable occurs (tied weights: more than once).
+    pub occurrences: usize,
 }
 
 /// Every requested gradient of a program's expression.
@@ -130,7 +137,13 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
             }
         }
         check_shape(&typing, &expr, &shape, &v)?;
-        gradients.push(Gradient { wrt: v, expr, shape, differential, saturated: simplified.saturated });
+        let mut differential = differential;
+        let occurrences = differential.contributions.len();
+        if options.lean {
+            differential.contributions.clear();
+        }
+        let saturated = simplified.saturated;
+        gradients.push(Gradient { wrt: v, expr, shape, differential, saturated, occurrences });
     }
     Ok(Derivation { typing, mode, gradients })
 }

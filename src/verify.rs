@@ -55,7 +55,7 @@ pub struct Verdict {
 /// assert!(!v.equivalent);
 /// ```
 pub fn verify(program: &Program, wrt: &VarName, claim: &str, upstream: Option<String>) -> Result<Verdict> {
-    let d = derive(program, &DeriveOptions { wrt: vec![wrt.clone()], upstream })?;
+    let d = derive(program, &DeriveOptions { wrt: vec![wrt.clone()], upstream, lean: true })?;
     let g = &d.gradients[0];
     let claim = parse_expr(claim).map_err(|e| {
         Error::new(ErrorKind::Usage, format!("the claim does not parse: {}", e.message))

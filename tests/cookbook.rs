@@ -111,7 +111,7 @@ fn cookbook_identities() {
     let mut text = String::new();
     for (eq, src, wrt, claimed) in IDENTITIES {
         let program = parse_program(src).unwrap_or_else(|e| panic!("{eq} {src}: {e}"));
-        let options = matdiff::DeriveOptions { wrt: vec![parse_var(wrt).unwrap()], upstream: None };
+        let options = matdiff::DeriveOptions { wrt: vec![parse_var(wrt).unwrap()], ..Default::default() };
         let d = matdiff::derive(&program, &options).unwrap_or_else(|e| panic!("{eq} {src}: {e}"));
         let claimed = parse_expr(claimed).unwrap();
         for seed in 1..=3 {

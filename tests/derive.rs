@@ -116,7 +116,7 @@ fn two_layer_network() {
     let src = "W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; sum(Y .* tanh(W2*tanh(W1*X)))";
     let program = matdiff::syntax::parse_program(src).unwrap();
     let wrt = ["W1", "W2"].map(|v| matdiff::syntax::parse_var(v).unwrap()).to_vec();
-    let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, upstream: None }).unwrap();
+    let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, ..Default::default() }).unwrap();
     assert_eq!(d.gradients[1].expr.to_string(), "(Y .* (1 - tanh(W2 * tanh(W1 * X)) .^ 2)) * tanh(W1 * X)^T");
     for seed in 1..=5 {
         let report =

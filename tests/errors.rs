@@ -58,7 +58,7 @@ fn messages() {
 fn unknown_wrt_and_clashing_upstream_are_usage_errors() {
     let p = matdiff::syntax::parse_program("W*X").unwrap();
     let wrt = vec![matdiff::syntax::parse_var("Q").unwrap()];
-    let e = matdiff::derive(&p, &matdiff::DeriveOptions { wrt, upstream: None }).unwrap_err();
+    let e = matdiff::derive(&p, &matdiff::DeriveOptions { wrt, ..Default::default() }).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Usage);
     assert!(e.message.contains("`Q` does not occur"), "{}", e.message);
 
@@ -66,7 +66,7 @@ fn unknown_wrt_and_clashing_upstream_are_usage_errors() {
     let e = matdiff::derive(&p, &Default::default()).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Usage);
     let ok =
-        matdiff::derive(&p, &matdiff::DeriveOptions { wrt: vec![], upstream: Some("H".into()) }).unwrap();
+        matdiff::derive(&p, &matdiff::DeriveOptions { upstream: Some("H".into()), ..Default::default() }).unwrap();
     assert_eq!(ok.gradients[0].expr.to_string(), "H * X^T");
 }
 

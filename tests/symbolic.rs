@@ -77,7 +77,7 @@ fn concrete_gradient(n: usize, j: usize, env: &Env) -> Matrix {
     let src = format!("{}*X", factors.join("*"));
     let program = parse_program(&src).unwrap();
     let wrt = vec![parse_var(&format!("W{j}")).unwrap()];
-    let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, upstream: None }).unwrap();
+    let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, ..Default::default() }).unwrap();
     let mut concrete = Env::default();
     for i in 1..=n {
         concrete.vars.insert(
@@ -100,7 +100,7 @@ proptest! {
     fn symbolic_formula_equals_concrete_chains(n in 1usize..=7, seed in 0u64..1000) {
         let program = parse_program(SEED).unwrap();
         let wrt = vec![parse_var("W[j]").unwrap()];
-        let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, upstream: None }).unwrap();
+        let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, ..Default::default() }).unwrap();
         for j in 1..=n {
             let dims = [("n".to_string(), n), ("j".to_string(), j)].into_iter().collect();
             let instance = Instance::draw(&d, &CheckOptions { seed, dims }).unwrap();

@@ -99,7 +99,7 @@ fn saturation_is_reported() {
     // The best form so far is still right.
     let program = parse_program(&src).unwrap();
     let wrt = vec![parse_var("A").unwrap()];
-    let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, upstream: None }).unwrap();
+    let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, ..Default::default() }).unwrap();
     let report = matdiff::numeric::check(&d, &Default::default()).unwrap();
     assert!(report.ok());
 }

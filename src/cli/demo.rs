@@ -66,7 +66,7 @@ fn indent(text: &str) -> String {
 
 fn derived<'p>(program: &'p Program, wrt: &[&str], upstream: Option<&str>) -> Result<Derivation<'p>> {
     let wrt = wrt.iter().map(|w| parse_var(w)).collect::<Result<Vec<_>>>()?;
-    derive(program, &DeriveOptions { wrt, upstream: upstream.map(str::to_string) })
+    derive(program, &DeriveOptions { wrt, upstream: upstream.map(str::to_string), lean: false })
 }
 
 /// The demo, and whether every numeric check passed.

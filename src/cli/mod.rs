@@ -218,9 +218,10 @@ impl Input {
 }
 
 impl Target {
-    fn options(&self) -> Result<DeriveOptions> {
+    /// `lean`: the derivation steps are not shown, so they are not kept.
+    fn options(&self, lean: bool) -> Result<DeriveOptions> {
         let wrt = self.wrt.iter().map(|w| syntax::parse_var(w)).collect::<Result<Vec<VarName>>>()?;
-        Ok(DeriveOptions { wrt, upstream: self.upstream.clone() })
+        Ok(DeriveOptions { wrt, upstream: self.upstream.clone(), lean })
     }
 }
 
@@ -255,7 +256,7 @@ fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result
     match command {
         Command::Derive { input, target, steps, latex, standalone, json } => {
             *source = input.read()?;
-            let options = target.options()?;
+            let options = target.options(!steps)?;
             let program = syntax::parse_program(&source.text)?;
             let derivation = crate::derive(&program, &options)?;
             let text = match (json, latex) {
@@ -288,7 +289,7 @@ fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result
         }
         Command::Check { input, target, dims, seed, json } => {
             *source = input.read()?;
-            let options = target.options()?;
+            let options = target.options(true)?;
             let program = syntax::parse_program(&source.text)?;
             let derivation = crate::derive(&program, &options)?;
             let report =
@@ -298,7 +299,7 @@ fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result
         }
         Command::Plan { input, target, dims, json, emit } => {
             *source = input.read()?;
-            let options = target.options()?;
+            let options = target.options(true)?;
             let program = syntax::parse_program(&source.text)?;
             let derivation = crate::derive(&program, &options)?;
             let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };

@@ -74,7 +74,7 @@ pub fn derivation_json(d: &Derivation, steps: bool) -> String {
                 "expr": g.expr.to_string(),
                 "shape": g.shape.to_json(),
                 "latex": to_latex(&g.expr),
-                "occurrences": g.differential.contributions.len(),
+                "occurrences": g.occurrences,
                 "saturated": g.saturated,
             });
             if !g.differential.conditions.is_empty() {

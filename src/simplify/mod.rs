@@ -79,6 +79,67 @@ fn runner(shapes: Shapes) -> Runner<Mat, Shapes> {
 /// ```
 pub fn simplify(e: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Simplified> {
     let tidied = tidy(e, typer)?;
+    if is_plain_product(&tidied, typer) {
+        // No rule applies to it: the e-graph would saturate on it unchanged.
+        return Ok(Simplified { expr: tidied, saturated: true });
+    }
+    simplify_tidied(tidied, typer, expect)
+}
+
+/// A product of matrix variables, each maybe transposed, no two neighbours
+/// alike, maybe times a number: what tidy makes of every gradient of a
+/// matrix chain. No rewrite rule matches such a product (none looks inside
+/// a plain factor list but those for identities, neighbouring powers,
+/// scaled factors, 1×1 transposes and sums), so it is its own normal form,
+/// and a chain of a thousand factors skips the e-graph. The unit test
+/// `plain_products_are_what_the_egraph_makes_of_them` holds the two equal.
+fn is_plain_product(e: &Expr, typer: &Typer) -> bool {
+    let mut e = e;
+    if let ExprKind::Neg(a) = &e.kind {
+        e = a;
+    }
+    let mut factors = vec![];
+    let mut stack = vec![e];
+    while let Some(x) = stack.pop() {
+        match &x.kind {
+            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                stack.push(rhs);
+                stack.push(lhs);
+            }
+            _ => factors.push(x),
+        }
+    }
+    if let Some(ExprKind::Num(c)) = factors.first().map(|f| &f.kind) {
+        if *c == 0.0 || *c == 1.0 {
+            return false;
+        }
+        factors.remove(0);
+    }
+    let leaf = |f: &Expr| -> Option<(bool, crate::syntax::VarName)> {
+        let (t, v) = match &f.kind {
+            ExprKind::Var(v) => (false, v),
+            ExprKind::Transpose(a) => match &a.kind {
+                ExprKind::Var(v) => (true, v),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        let shape = typer.var_shape(v)?;
+        (!shape.is_scalar()).then(|| (t, v.clone()))
+    };
+    let mut previous = None;
+    for f in &factors {
+        let Some(this) = leaf(f) else { return false };
+        if previous.as_ref() == Some(&this) {
+            return false;
+        }
+        previous = Some(this);
+    }
+    factors.len() >= 2
+}
+
+/// The e-graph's part of [`simplify`].
+fn simplify_tidied(tidied: Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Simplified> {
     if tidied.size() > MAX_INPUT_NODES {
         return Ok(Simplified { expr: tidied, saturated: false });
     }
@@ -562,5 +623,43 @@ fn negate_first_factor(e: Expr) -> Expr {
             rhs,
         }),
         _ => Expr::negate(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    /// The fast path of `simplify` returns what the e-graph returns.
+    #[test]
+    fn plain_products_are_what_the_egraph_makes_of_them() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let names = ["A", "B", "C", "D"];
+        let program = crate::syntax::parse_program("A : n x n; B : n x n; C : n x n; D : n x n; A").unwrap();
+        let typing = crate::shape::infer(&program).unwrap();
+        let mut plain = 0;
+        for _ in 0..300 {
+            let len = rng.random_range(2..7);
+            let mut text = if rng.random_bool(0.3) { "3 * ".to_string() } else { String::new() };
+            let factors: Vec<String> = (0..len)
+                .map(|_| {
+                    let v = names[rng.random_range(0..names.len())];
+                    if rng.random_bool(0.4) { format!("{v}^T") } else { v.to_string() }
+                })
+                .collect();
+            text.push_str(&factors.join(" * "));
+            let e = crate::syntax::parse_expr(&text).unwrap();
+            let tidied = tidy(&e, typing.typer()).unwrap();
+            if !is_plain_product(&tidied, typing.typer()) {
+                continue;
+            }
+            plain += 1;
+            let via_egraph = simplify_tidied(tidied.clone(), typing.typer(), None).unwrap();
+            assert!(via_egraph.saturated, "{text}");
+            assert_eq!(via_egraph.expr.to_string(), tidied.to_string(), "{text}");
+        }
+        assert!(plain > 100, "the fast path was taken {plain} times");
     }
 }
