@@ -164,24 +164,7 @@ impl Evaluator<'_> {
                 (0..k.unsigned_abs()).fold(Matrix::identity(n, n), |acc, _| &acc * &base)
             }
             ExprKind::HadamardPower(a, p) => m(self.eval_in(a, env, bound)?)?.map(|x| x.powf(*p)),
-            ExprKind::Call(f, a) => {
-                let x = m(self.eval_in(a, env, bound)?)?;
-                let scalar = |v: f64| Matrix::from_element(1, 1, v);
-                match f {
-                    Func::Tr => scalar(x.trace()),
-                    Func::Det => scalar(x.determinant()),
-                    Func::Logdet => scalar(x.determinant().abs().ln()),
-                    Func::Sum => scalar(x.sum()),
-                    Func::Norm => scalar(x.norm()),
-                    Func::Exp => x.map(f64::exp),
-                    Func::Log => x.map(f64::ln),
-                    Func::Sqrt => x.map(f64::sqrt),
-                    Func::Sin => x.map(f64::sin),
-                    Func::Cos => x.map(f64::cos),
-                    Func::Tanh => x.map(f64::tanh),
-                    Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
-                }
-            }
+            ExprKind::Call(f, a) => call(*f, &m(self.eval_in(a, env, bound)?)?),
             ExprKind::Differential(_) => return Err(fail(format!("`{e}` is a differential, not a value"))),
             ExprKind::Prod { body, var, lo, hi } => {
                 let (lo, hi) = (bound_index(lo, bound), bound_index(hi, bound));
@@ -198,6 +181,26 @@ impl Evaluator<'_> {
                 return Ok(acc);
             }
         }))
+    }
+}
+
+/// A function of the language applied to a matrix: the one place that
+/// says what `tr`, `logdet`, `sigmoid`, … compute.
+pub(super) fn call(f: Func, x: &Matrix) -> Matrix {
+    let scalar = |v: f64| Matrix::from_element(1, 1, v);
+    match f {
+        Func::Tr => scalar(x.trace()),
+        Func::Det => scalar(x.determinant()),
+        Func::Logdet => scalar(x.determinant().abs().ln()),
+        Func::Sum => scalar(x.sum()),
+        Func::Norm => scalar(x.norm()),
+        Func::Exp => x.map(f64::exp),
+        Func::Log => x.map(f64::ln),
+        Func::Sqrt => x.map(f64::sqrt),
+        Func::Sin => x.map(f64::sin),
+        Func::Cos => x.map(f64::cos),
+        Func::Tanh => x.map(f64::tanh),
+        Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
     }
 }
 

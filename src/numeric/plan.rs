@@ -2,11 +2,10 @@
 
 use std::collections::HashMap;
 
-use super::eval::{zip, Env, Matrix};
+use super::eval::{call, zip, Env, Matrix};
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Op, Operand, Plan, Value};
 use crate::shape::Dim;
-use crate::syntax::Func;
 
 fn fail(message: String) -> Error {
     Error::new(ErrorKind::Internal, message)
@@ -91,24 +90,7 @@ pub fn run_plan(plan: &Plan, env: &Env) -> Result<Vec<Matrix>> {
                 let n = n.ok_or_else(|| fail(format!("no size for the I of step `{}`", s.out)))?;
                 Matrix::identity(n, n)
             }
-            Op::Call(f, a) => {
-                let x = get(a);
-                let one = |v: f64| Matrix::from_element(1, 1, v);
-                match f {
-                    Func::Tr => one(x.trace()),
-                    Func::Det => one(x.determinant()),
-                    Func::Logdet => one(x.determinant().abs().ln()),
-                    Func::Sum => one(x.sum()),
-                    Func::Norm => one(x.norm()),
-                    Func::Exp => x.map(f64::exp),
-                    Func::Log => x.map(f64::ln),
-                    Func::Sqrt => x.map(f64::sqrt),
-                    Func::Sin => x.map(f64::sin),
-                    Func::Cos => x.map(f64::cos),
-                    Func::Tanh => x.map(f64::tanh),
-                    Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
-                }
-            }
+            Op::Call(f, a) => call(*f, &get(a)),
         };
         steps.push(value);
     }
