@@ -1,6 +1,6 @@
 //! Multiply-add counts as polynomials in the symbolic dimensions.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use rustc_hash::FxHashMap;
 use std::fmt;
@@ -57,10 +57,6 @@ impl Cost {
         Cost { terms }
     }
 
-    pub fn is_zero(&self) -> bool {
-        self.terms.is_empty()
-    }
-
     /// The number, when no symbol occurs.
     pub fn as_number(&self) -> Option<u128> {
         match self.terms.len() {
@@ -68,15 +64,6 @@ impl Cost {
             1 => self.terms.get(&vec![]).copied(),
             _ => None,
         }
-    }
-
-    /// The value with each symbol's size from `sizes`, and `default` for
-    /// the others.
-    pub fn value(&self, sizes: &HashMap<String, f64>, default: f64) -> f64 {
-        self.terms
-            .iter()
-            .map(|(m, &c)| c as f64 * m.iter().map(|s| sizes.get(s).copied().unwrap_or(default)).product::<f64>())
-            .sum()
     }
 
     /// The polynomial, its first `max` terms only when it has more.
