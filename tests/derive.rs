@@ -70,6 +70,12 @@ const CASES: &[&str] = &[
     "W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; sum(Y .* tanh(W2*tanh(W1*X)))",
     "W1 : 4x3; b1 : 4; W2 : 2x4; X : 3x1; H = sigmoid(W1*X + b1); W2*H",
     "S : 3x3; x : 3; mu : 3; logdet(S) + (x - mu)^T * S^-1 * (x - mu)",
+    // A scalar broadcast inside a trace, then divided or scaled entrywise:
+    // the gradient is (size) times a scalar (found by the property tests).
+    "a : scalar; M : 2x2; s : scalar; tr((a + M) / s - M)",
+    "a : scalar; M : 3x3; s : scalar; tr((a + M) ./ s)",
+    "a : scalar; M : 2x2; s : scalar; tr(s .* (a + M))",
+    "a : scalar; M : 2x2; s : scalar; tr((a + M) .* s)",
     // Found by the fuzzer: a tied factor under logdet grew the e-graph for a minute.
     "W : 3x3; W2 : 3x3; logdet(W*W2*W)",
 ];

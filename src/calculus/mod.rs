@@ -11,7 +11,7 @@
 
 mod rules;
 
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 use std::rc::Rc;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -175,7 +175,7 @@ pub fn differentiate(typing: &Typing, wrt: &VarName, mode: &Mode) -> Result<Diff
         Mode::Scalar => Expr::num(1.0),
         Mode::Layer { upstream } => Expr::synthetic(ExprKind::Var(upstream.clone())),
     };
-    let mut holds = HashSet::new();
+    let mut holds = HashSet::default();
     mark(root, wrt, &mut holds);
     let mut walk = Walk { typing, wrt, holds, out: vec![], conditions: vec![], nodes: 0 };
     let start_step = Step { rule: Rule::Start, target: root.clone(), adjoint: start.clone(), frozen: None };
@@ -301,7 +301,7 @@ fn mark(e: &Expr, v: &VarName, holds: &mut HashSet<*const Expr>) -> bool {
 
 /// A factor of a flattened product, and whether it multiplies as a scalar.
 pub(crate) struct Factor<'p> {
-    pub(crate) expr: &'p Expr,
+    pub(crate) expr: &'p Rc<Expr>,
     pub(crate) scalar: bool,
 }
 
@@ -435,9 +435,9 @@ impl<'t, 'p> Walk<'t, 'p> {
                     .filter(|&i| self.holds(factors[i].expr))
                     .map(|i| {
                         if factors[i].scalar {
-                            (Rule::Scaling, factors[i].expr, rules::scaling(&factors, i, a))
+                            (Rule::Scaling, &**factors[i].expr, rules::scaling(&factors, i, a))
                         } else {
-                            (Rule::Product, factors[i].expr, rules::product(&factors, i, a))
+                            (Rule::Product, &**factors[i].expr, rules::product(&factors, i, a))
                         }
                     })
                     .collect()
@@ -524,21 +524,33 @@ impl<'t, 'p> Walk<'t, 'p> {
     /// c·I up to negations, transposes and scalar factors, as the trace rule
     /// makes it: the sign and c (1 for a bare I).
     fn identity_multiple(&self, e: &Expr) -> Option<(bool, Expr)> {
+        let scalar = |x: &Expr| {
+            let mut typer = self.typing.typer().clone();
+            typer.infer(x).is_ok_and(|s| typer.is_scalar(s))
+        };
         match &e.kind {
             ExprKind::Identity => Some((false, Expr::num(1.0))),
             ExprKind::Transpose(x) => self.identity_multiple(x),
             ExprKind::Neg(x) => self.identity_multiple(x).map(|(negative, c)| (!negative, c)),
             ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-                let scalar = |x: &Expr| {
-                    let mut typer = self.typing.typer().clone();
-                    typer.infer(x).is_ok_and(|s| typer.is_scalar(s))
-                };
                 if scalar(lhs) {
                     let (negative, c) = self.identity_multiple(rhs)?;
                     Some((negative, Expr::product((**lhs).clone(), c)))
                 } else if scalar(rhs) {
                     let (negative, c) = self.identity_multiple(lhs)?;
                     Some((negative, Expr::product(c, (**rhs).clone())))
+                } else {
+                    None
+                }
+            }
+            // (c I) / s and (c I) ./ s are (c / s) I; s .* (c I) is (s c) I.
+            ExprKind::Binary { op: op @ (BinOp::Div | BinOp::HadamardDiv | BinOp::Hadamard), lhs, rhs, .. } => {
+                if scalar(rhs) {
+                    let (negative, c) = self.identity_multiple(lhs)?;
+                    Some((negative, Expr::binary(*op, c, rhs.clone())))
+                } else if *op == BinOp::Hadamard && scalar(lhs) {
+                    let (negative, c) = self.identity_multiple(rhs)?;
+                    Some((negative, Expr::binary(*op, lhs.clone(), c)))
                 } else {
                     None
                 }
@@ -552,29 +564,31 @@ impl<'t, 'p> Walk<'t, 'p> {
         let mut factors = vec![];
         self.flatten_product(product, &mut factors);
         let parts = factors.iter().map(|f| {
-            if std::ptr::eq(f.expr, factor) {
-                Expr::synthetic(ExprKind::Differential(Rc::new(factor.clone())))
+            if std::ptr::eq(&**f.expr, factor) {
+                Rc::new(Expr::synthetic(ExprKind::Differential(f.expr.clone())))
             } else {
                 f.expr.clone()
             }
         });
-        parts.reduce(Expr::product).expect("a product has factors")
+        Rc::unwrap_or_clone(parts.reduce(|a, b| Rc::new(Expr::product(a, b))).expect("a product has factors"))
     }
 
     /// The factors of a product, flattened through nested products; a 1×1
     /// side of a scalar multiple is one scalar factor.
+    /// `e` is a product; its factors are shared, not copied, into the
+    /// formulas made from them.
     fn flatten_product(&self, e: &'p Expr, out: &mut Vec<Factor<'p>>) {
-        if let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind {
-            let scaling = self.typing.node_scales(lhs, rhs).expect("typed nodes");
-            for side in [&**lhs, &**rhs] {
-                if scaling && self.is_scalar(side) {
-                    out.push(Factor { expr: side, scalar: true });
-                } else {
-                    self.flatten_product(side, out);
-                }
+        let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind else {
+            unreachable!("flatten_product of a product")
+        };
+        let scaling = self.typing.node_scales(lhs, rhs).expect("typed nodes");
+        for side in [lhs, rhs] {
+            let scalar = scaling && self.is_scalar(side);
+            if !scalar && matches!(side.kind, ExprKind::Binary { op: BinOp::Mul, .. }) {
+                self.flatten_product(side, out);
+            } else {
+                out.push(Factor { expr: side, scalar });
             }
-        } else {
-            out.push(Factor { expr: e, scalar: false });
         }
     }
 }
