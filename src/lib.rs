@@ -109,6 +109,8 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
     };
     let mut gradients = Vec::with_capacity(wrt.len());
     let mut total = 0usize;
+    // One simplifier for all the gradients, which share their leaves.
+    let mut simplifier = simplify::Simplifier::default();
     for v in wrt {
         calculus::check_target(&program.expr, &v)?;
         let member = v.index.as_ref().is_some_and(|i| i.as_constant().is_none())
@@ -129,14 +131,15 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
             ));
         }
         let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");
-        let simplified = simplify::simplify(&differential.sum(), typing.typer(), Some(&shape))?;
+        let simplified =
+            typing.scratch(|typer| simplifier.simplify(&differential.sum(), typer, Some(&shape)))?;
         let mut expr = simplified.expr;
         if let syntax::ExprKind::Binary { op: syntax::BinOp::Mul, lhs, .. } = &expr.kind {
             if lhs.kind == syntax::ExprKind::Num(0.0) {
                 expr = Expr::num(0.0); // a gradient that cancels is `0`, of the variable's shape
             }
         }
-        check_shape(&typing, &expr, &shape, &v)?;
+        typing.scratch(|typer| check_shape(typer, &expr, &shape, &v))?;
         let mut differential = differential;
         let occurrences = differential.contributions.len();
         if options.lean {
@@ -160,11 +163,10 @@ fn fresh_index_name(program: &Program) -> String {
 
 /// The read-off gradient must have the variable's shape, and every `I` in
 /// it a size the formula determines (`sum(a * I)` would not say which I).
-fn check_shape(typing: &Typing, grad: &Expr, want: &Shape, v: &VarName) -> Result<()> {
+fn check_shape(typer: &mut shape::Typer, grad: &Expr, want: &Shape, v: &VarName) -> Result<()> {
     if grad.kind == syntax::ExprKind::Num(0.0) {
         return Ok(()); // the zero gradient, `0`, of any shape
     }
-    let mut typer = typing.typer().clone();
     let mut identities = Vec::new();
     let got = typer.infer_with(grad, &mut |e, s| {
         if e.kind == syntax::ExprKind::Identity {

@@ -35,12 +35,13 @@ fn times(c: f64, e: Expr) -> Expr {
 
 /// A product of parts, leaving out the literal 1 (the scalar mode's first
 /// adjoint) so the recorded steps read as a person would write them.
-fn fold_product(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
-    let one = |e: &Expr| e.kind == ExprKind::Num(1.0);
-    let parts: Vec<Expr> = parts.into_iter().collect();
+fn fold_product<P: Into<Rc<Expr>>>(parts: impl IntoIterator<Item = P>) -> Option<Expr> {
+    let one = |e: &Rc<Expr>| e.kind == ExprKind::Num(1.0);
+    let parts: Vec<Rc<Expr>> = parts.into_iter().map(Into::into).collect();
     let n = parts.len();
     let all_ones = n > 0 && parts.iter().all(one);
-    parts.into_iter().filter(|p| !one(p)).reduce(Expr::product).or_else(|| all_ones.then(|| num(1.0)))
+    let product = parts.into_iter().filter(|p| !one(p)).reduce(|a, b| Rc::new(Expr::product(a, b)));
+    product.map(Rc::unwrap_or_clone).or_else(|| all_ones.then(|| num(1.0)))
 }
 
 /// `a * b` without a literal 1 factor.
@@ -58,9 +59,9 @@ pub(super) fn product(factors: &[Factor], i: usize, a: &Expr) -> Expr {
     // An identity adjoint (from a trace) vanishes between other factors.
     let keep_a = a.kind != ExprKind::Identity || (before.is_none() && after.is_none());
     let parts = scalars
-        .chain(before.map(Expr::transpose))
-        .chain(keep_a.then(|| a.clone()))
-        .chain(after.map(Expr::transpose));
+        .chain(before.map(|b| Rc::new(Expr::transpose(b))))
+        .chain(keep_a.then(|| Rc::new(a.clone())))
+        .chain(after.map(|b| Rc::new(Expr::transpose(b))));
     fold_product(parts).expect("the adjoint is a part")
 }
 

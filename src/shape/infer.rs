@@ -5,7 +5,8 @@
 //! declaration `W : d0 x d1` promises a result for every size. Dimensions of
 //! undeclared variables are flexible and take whatever the expression needs.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
+use std::rc::Rc;
 
 use super::dim::{Dim, Shape};
 use crate::error::{Error, ErrorKind, Result};
@@ -36,8 +37,19 @@ struct Family {
 pub struct Typer {
     parent: Vec<u32>,
     binding: Vec<Option<Dim>>,
-    vars: HashMap<VarName, IShape>,
-    families: HashMap<String, Family>,
+    // Shared between clones: simplification clones the typer once per
+    // formula, and a thousand-variable map copied each time would dominate.
+    vars: Rc<FxHashMap<VarName, IShape>>,
+    families: Rc<FxHashMap<String, Family>>,
+    /// Inside [`Typer::scratch`]: the old value of every entry overwritten.
+    trail: Option<Vec<Undo>>,
+}
+
+/// An entry of a dimension before it was overwritten.
+#[derive(Clone, Debug)]
+enum Undo {
+    Parent(u32, u32),
+    Binding(u32, Option<Dim>),
 }
 
 impl Typer {
@@ -55,6 +67,55 @@ impl Typer {
         let id = self.fresh();
         self.binding[id.0 as usize] = Some(d);
         id
+    }
+
+    /// Runs `f` on this typer, then forgets everything `f` taught it: new
+    /// dimensions, unifications, variables. Every formula of a derivation is
+    /// typed this way against the program's typer; a clone per formula would
+    /// copy every dimension of the program each time.
+    ///
+    /// ```
+    /// use matdiff::{shape, syntax};
+    /// let p = syntax::parse_program("A : 2x3; A").unwrap();
+    /// let mut typer = shape::infer(&p).unwrap().typer().clone();
+    /// let z = syntax::parse_var("Z").unwrap();
+    /// typer.scratch(|t| {
+    ///     let (a, z) = (t.var(&syntax::parse_var("A").unwrap()), t.var(&z));
+    ///     assert!(t.unify_shapes(a, z));
+    ///     assert_eq!(t.var_shape(&syntax::parse_var("Z").unwrap()).unwrap().to_string(), "2x3");
+    /// });
+    /// assert!(typer.declared(&z).is_none());
+    /// ```
+    pub fn scratch<R>(&mut self, f: impl FnOnce(&mut Typer) -> R) -> R {
+        let (dims, vars, families) = (self.parent.len(), self.vars.clone(), self.families.clone());
+        let outer = self.trail.replace(Vec::new());
+        let result = f(self);
+        let trail = std::mem::replace(&mut self.trail, outer).expect("set above");
+        for undo in trail.into_iter().rev() {
+            match undo {
+                Undo::Parent(i, old) => self.parent[i as usize] = old,
+                Undo::Binding(i, old) => self.binding[i as usize] = old,
+            }
+        }
+        self.parent.truncate(dims);
+        self.binding.truncate(dims);
+        self.vars = vars;
+        self.families = families;
+        result
+    }
+
+    fn set_parent(&mut self, i: u32, root: u32) {
+        if let Some(trail) = &mut self.trail {
+            trail.push(Undo::Parent(i, self.parent[i as usize]));
+        }
+        self.parent[i as usize] = root;
+    }
+
+    fn set_binding(&mut self, i: u32, d: Option<Dim>) {
+        if let Some(trail) = &mut self.trail {
+            trail.push(Undo::Binding(i, self.binding[i as usize].clone()));
+        }
+        self.binding[i as usize] = d;
     }
 
     fn find(&self, mut id: DimId) -> DimId {
@@ -77,11 +138,11 @@ impl Typer {
         match (&self.binding[ra.0 as usize], &self.binding[rb.0 as usize]) {
             (Some(x), Some(y)) if x != y => false,
             (None, Some(_)) => {
-                self.parent[ra.0 as usize] = rb.0;
+                self.set_parent(ra.0, rb.0);
                 true
             }
             _ => {
-                self.parent[rb.0 as usize] = ra.0;
+                self.set_parent(rb.0, ra.0);
                 true
             }
         }
@@ -92,7 +153,7 @@ impl Typer {
     pub fn compress(&mut self) {
         for i in 0..self.parent.len() {
             let root = self.find(DimId(i as u32));
-            self.parent[i] = root.0;
+            self.set_parent(i as u32, root.0);
         }
     }
 
@@ -141,7 +202,7 @@ impl Typer {
         };
         if let Some(binder) = binder {
             let family = Family { binder: Some(binder.to_string()), rows, cols };
-            self.families.insert(name.to_string(), family);
+            Rc::make_mut(&mut self.families).insert(name.to_string(), family);
             return Ok(());
         }
         let declared = IShape { rows: self.dim_spec(&rows, None), cols: self.dim_spec(&cols, None) };
@@ -159,7 +220,7 @@ impl Typer {
                 .label(span, "second declaration"));
             }
         } else {
-            self.vars.insert(var, declared);
+            Rc::make_mut(&mut self.vars).insert(var, declared);
         }
         Ok(())
     }
@@ -192,7 +253,7 @@ impl Typer {
             }
             _ => IShape { rows: self.fresh(), cols: self.fresh() },
         };
-        self.vars.insert(v.clone(), s);
+        Rc::make_mut(&mut self.vars).insert(v.clone(), s);
         s
     }
 
@@ -220,11 +281,13 @@ impl Typer {
                 self.prod(e, body_shape, var, lo, hi)?
             }
             _ => {
-                let mut kids = Vec::with_capacity(2);
+                let mut kids = [IShape { rows: DimId(0), cols: DimId(0) }; 2];
+                let mut n = 0;
                 for c in e.children() {
-                    kids.push(self.infer_with(c, visit)?);
+                    kids[n] = self.infer_with(c, visit)?;
+                    n += 1;
                 }
-                self.rule(e, &kids)?
+                self.rule(e, &kids[..n])?
             }
         };
         visit(e, s);
@@ -349,7 +412,7 @@ impl Typer {
         if self.unify(s.rows, s.cols) {
             return Ok(());
         }
-        let arg = e.children()[0];
+        let arg = e.children().next().expect("a function has an argument");
         Err(Error::new(ErrorKind::Shape, format!("{what}, but `{arg}` is {}", self.resolve(s)))
             .label(e.span, format!("{} is not square", self.resolve(s))))
     }
@@ -409,7 +472,7 @@ impl Typer {
                         }
                     };
                     let root = self.find(d);
-                    self.binding[root.0 as usize] = Some(Dim::Symbol(name));
+                    self.set_binding(root.0, Some(Dim::Symbol(name)));
                 }
             }
         }
@@ -418,9 +481,10 @@ impl Typer {
     /// Gives the index symbol `name` a value in every dimension bound so far
     /// (`X : d[n] x B` with n = 3 is `d[3] x B`), for a plan of known length.
     pub fn bind_index(&mut self, name: &str, value: i64) {
-        for d in self.binding.iter_mut().flatten() {
-            if let Dim::Indexed(_, i) = d {
-                *i = i.subst(name, &Index::constant(value));
+        for k in 0..self.binding.len() {
+            if let Some(Dim::Indexed(base, i)) = &self.binding[k] {
+                let bound = Dim::Indexed(base.clone(), i.subst(name, &Index::constant(value)));
+                self.set_binding(k as u32, Some(bound));
             }
         }
     }
@@ -428,7 +492,7 @@ impl Typer {
     /// Adds a variable of a given shape (the upstream gradient `G`).
     pub fn insert_var(&mut self, v: VarName, s: &Shape) {
         let s = self.lift(s);
-        self.vars.insert(v.clone(), s);
+        Rc::make_mut(&mut self.vars).insert(v.clone(), s);
     }
 }
 

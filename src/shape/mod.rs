@@ -6,7 +6,7 @@
 mod dim;
 mod infer;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 
 pub use dim::{Dim, Shape};
 pub use infer::{DimId, IShape, Typer};
@@ -23,7 +23,8 @@ pub struct Typing<'p> {
     shape: IShape,
     /// Shapes of the nodes of `program.expr`, by address (the tree is
     /// borrowed for as long as the typing lives, so addresses are stable).
-    nodes: HashMap<*const Expr, IShape>,
+    /// Keyed by address: hashed once per node per gradient, so FxHash.
+    nodes: rustc_hash::FxHashMap<*const Expr, IShape>,
     variables: Vec<VarName>,
     families: Vec<String>,
 }
@@ -61,7 +62,7 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
             }
         }
     }
-    let mut nodes = HashMap::new();
+    let mut nodes = rustc_hash::FxHashMap::default();
     let shape = typer.infer_with(&program.expr, &mut |e, s| {
         nodes.insert(e as *const Expr, s);
     })?;
@@ -161,6 +162,12 @@ impl<'p> Typing<'p> {
     /// The inference state, to type expressions built from this program.
     pub fn typer(&self) -> &Typer {
         &self.typer
+    }
+
+    /// Runs `f` on the typer, which forgets afterwards what `f` taught it
+    /// (see [`Typer::scratch`]): for typing formulas derived from the program.
+    pub fn scratch<R>(&mut self, f: impl FnOnce(&mut Typer) -> R) -> R {
+        self.typer.scratch(f)
     }
 
     /// The shape of a member of a family (`W[j]` of `W[i] : d[i-1] x d[i]`),

@@ -78,12 +78,68 @@ fn runner(shapes: Shapes) -> Runner<Mat, Shapes> {
 /// assert!(s.saturated);
 /// ```
 pub fn simplify(e: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Simplified> {
-    let tidied = tidy(e, typer)?;
-    if is_plain_product(&tidied, typer) {
-        // No rule applies to it: the e-graph would saturate on it unchanged.
-        return Ok(Simplified { expr: tidied, saturated: true });
+    Simplifier::default().simplify(e, &mut typer.clone(), expect)
+}
+
+/// [`simplify`] and [`tidy`] for many formulas over one typing, sharing
+/// their leaves: the n gradients of an n-factor chain hold the same n
+/// transposed variables, and a copy in every gradient would be most of
+/// their memory.
+///
+/// ```
+/// use matdiff::{shape, simplify::Simplifier, syntax};
+/// let p = syntax::parse_program("A : 3x3; B : 3x3; A*B").unwrap();
+/// let t = shape::infer(&p).unwrap();
+/// let (mut s, mut typer) = (Simplifier::default(), t.typer().clone());
+/// let one = s.simplify(&syntax::parse_expr("(A*B)^T").unwrap(), &mut typer, None).unwrap();
+/// let two = s.simplify(&syntax::parse_expr("(B*A)^T").unwrap(), &mut typer, None).unwrap();
+/// assert_eq!((one.expr.to_string(), two.expr.to_string()), ("B^T * A^T".into(), "A^T * B^T".into()));
+/// ```
+#[derive(Default)]
+pub struct Simplifier {
+    leaves: Leaves,
+}
+
+impl Simplifier {
+    /// See [`simplify`]; `typer` comes back as it was.
+    pub fn simplify(&mut self, e: &Expr, typer: &mut Typer, expect: Option<&Shape>) -> Result<Simplified> {
+        let tidied = self.tidy(e, typer)?;
+        if is_plain_product(&tidied, typer) {
+            // No rule applies to it: the e-graph would saturate on it unchanged.
+            return Ok(Simplified { expr: tidied, saturated: true });
+        }
+        simplify_tidied(tidied, typer, expect)
     }
-    simplify_tidied(tidied, typer, expect)
+
+    /// See [`tidy`]; `typer` comes back as it was.
+    pub fn tidy(&mut self, e: &Expr, typer: &mut Typer) -> Result<Expr> {
+        typer.scratch(|typer| {
+            let mut tidier = Tidier { typer, leaves: &mut self.leaves };
+            let (sum, _) = tidier.norm(&Rc::new(e.clone()), false)?;
+            Ok(build_sum(sum))
+        })
+    }
+}
+
+/// The variables of the formulas tidied so far, plain and transposed, as
+/// shared nodes.
+#[derive(Default)]
+struct Leaves {
+    plain: FxHashMap<VarName, Rc<Expr>>,
+    transposed: FxHashMap<VarName, Rc<Expr>>,
+}
+
+impl Leaves {
+    /// `e` (the variable `v`), or its transpose.
+    fn get(&mut self, e: &Rc<Expr>, v: &VarName, transposed: bool) -> Rc<Expr> {
+        let map = if transposed { &mut self.transposed } else { &mut self.plain };
+        if let Some(leaf) = map.get(v) {
+            return leaf.clone();
+        }
+        let leaf = if transposed { Rc::new(Expr::transpose(e.clone())) } else { e.clone() };
+        map.insert(v.clone(), leaf.clone());
+        leaf
+    }
 }
 
 /// A product of matrix variables, each maybe transposed, no two neighbours
@@ -93,7 +149,7 @@ pub fn simplify(e: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Simpl
 /// scaled factors, 1×1 transposes and sums), so it is its own normal form,
 /// and a chain of a thousand factors skips the e-graph. The unit test
 /// `plain_products_are_what_the_egraph_makes_of_them` holds the two equal.
-fn is_plain_product(e: &Expr, typer: &Typer) -> bool {
+fn is_plain_product<'e>(e: &'e Expr, typer: &Typer) -> bool {
     let mut e = e;
     if let ExprKind::Neg(a) = &e.kind {
         e = a;
@@ -115,7 +171,7 @@ fn is_plain_product(e: &Expr, typer: &Typer) -> bool {
         }
         factors.remove(0);
     }
-    let leaf = |f: &Expr| -> Option<(bool, crate::syntax::VarName)> {
+    let leaf = |f: &'e Expr| -> Option<(bool, &'e VarName)> {
         let (t, v) = match &f.kind {
             ExprKind::Var(v) => (false, v),
             ExprKind::Transpose(a) => match &a.kind {
@@ -124,11 +180,10 @@ fn is_plain_product(e: &Expr, typer: &Typer) -> bool {
             },
             _ => return None,
         };
-        let shape = typer.var_shape(v)?;
-        (!shape.is_scalar()).then(|| (t, v.clone()))
+        (!typer.is_scalar(typer.declared(v)?)).then_some((t, v))
     };
     let mut previous = None;
-    for f in &factors {
+    for &f in &factors {
         let Some(this) = leaf(f) else { return false };
         if previous.as_ref() == Some(&this) {
             return false;
@@ -178,7 +233,8 @@ pub fn equivalent(a: &Expr, b: &Expr, typer: &Typer, expect: Option<&Shape>) -> 
     let same = runner.egraph.find(runner.roots[0]) == runner.egraph.find(runner.roots[1]);
     Ok(same.then_some(true))
 }
-use crate::syntax::{BinOp, Expr, ExprKind, Func, Index};
+use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
+use rustc_hash::FxHashMap;
 
 /// The normal form of `e`, equal to it as a function of its variables.
 ///
@@ -196,17 +252,15 @@ use crate::syntax::{BinOp, Expr, ExprKind, Func, Index};
 /// assert_eq!(simplify::tidy(&e, &typer).unwrap().to_string(), "W1^T * G * X^T * W3^T");
 /// ```
 pub fn tidy(e: &Expr, typer: &Typer) -> Result<Expr> {
-    let mut tidier = Tidier { typer: typer.clone() };
-    let (sum, _) = tidier.norm(e, false)?;
-    Ok(build_sum(sum))
+    Simplifier::default().tidy(e, &mut typer.clone())
 }
 
 /// c · s1 ⋯ sm · M1 ⋯ Mk: scalar factors commute, matrix factors do not.
 #[derive(Clone, Debug)]
 struct Term {
     coeff: f64,
-    scalars: Vec<Expr>,
-    chain: VecDeque<Expr>,
+    scalars: Vec<Rc<Expr>>,
+    chain: VecDeque<Rc<Expr>>,
     /// A scalar broadcast over the matrix the sum it stands in adds up to.
     broadcast: bool,
 }
@@ -216,7 +270,8 @@ impl Term {
         Term { coeff: x, scalars: vec![], chain: VecDeque::new(), broadcast: false }
     }
 
-    fn leaf(e: Expr, scalar: bool) -> Term {
+    fn leaf(e: impl Into<Rc<Expr>>, scalar: bool) -> Term {
+        let e = e.into();
         if scalar {
             Term { coeff: 1.0, scalars: vec![e], chain: VecDeque::new(), broadcast: false }
         } else {
@@ -227,7 +282,7 @@ impl Term {
     /// The term as one scalar factor (its chain is a 1×1 product).
     fn into_scalar_factor(self) -> Term {
         let mut scalars = self.scalars;
-        if let Some(chain) = self.chain.into_iter().reduce(Expr::product) {
+        if let Some(chain) = self.chain.into_iter().reduce(mul) {
             scalars.push(chain);
         }
         Term { coeff: self.coeff, scalars, chain: VecDeque::new(), broadcast: false }
@@ -254,7 +309,7 @@ type Sum = Vec<Term>;
 
 /// `a` then `b`, moving the shorter side: products nest to any depth on
 /// either side, and copying the longer one at every level is quadratic.
-fn concat(mut a: VecDeque<Expr>, mut b: VecDeque<Expr>) -> VecDeque<Expr> {
+fn concat(mut a: VecDeque<Rc<Expr>>, mut b: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
     if a.len() >= b.len() {
         a.append(&mut b);
         a
@@ -266,11 +321,17 @@ fn concat(mut a: VecDeque<Expr>, mut b: VecDeque<Expr>) -> VecDeque<Expr> {
     }
 }
 
-struct Tidier {
-    typer: Typer,
+/// `a * b`, sharing both.
+fn mul(a: Rc<Expr>, b: Rc<Expr>) -> Rc<Expr> {
+    Rc::new(Expr::product(a, b))
 }
 
-impl Tidier {
+struct Tidier<'a> {
+    typer: &'a mut Typer,
+    leaves: &'a mut Leaves,
+}
+
+impl Tidier<'_> {
     fn shape(&mut self, e: &Expr, kids: &[IShape]) -> Result<IShape> {
         self.typer.rule(e, kids).map_err(|err| {
             Error::new(ErrorKind::Internal, format!("simplifying `{e}` met a shape conflict: {err}"))
@@ -287,24 +348,20 @@ impl Tidier {
     }
 
     /// A leaf of shape `s`, transposed when `t` (a scalar is its own transpose).
-    fn leaf(&self, e: Expr, s: IShape, t: bool) -> Term {
-        let scalar = self.typer.is_scalar(s);
-        Term::leaf(if t && !scalar { Expr::transpose(e) } else { e }, scalar)
+    fn leaf(&self, e: impl Into<Rc<Expr>>, s: IShape, t: bool) -> Term {
+        let (e, scalar) = (e.into(), self.typer.is_scalar(s));
+        Term::leaf(if t && !scalar { Rc::new(Expr::transpose(e)) } else { e }, scalar)
     }
 
     /// The normal form of `e`, or of `eᵀ` when `t`; and the shape of `e`.
-    fn norm(&mut self, e: &Expr, t: bool) -> Result<(Sum, IShape)> {
+    fn norm(&mut self, e: &Rc<Expr>, t: bool) -> Result<(Sum, IShape)> {
         Ok(match &e.kind {
-            ExprKind::Var(_) | ExprKind::Identity => {
+            ExprKind::Var(v) => {
                 let s = self.shape(e, &[])?;
                 let scalar = self.typer.is_scalar(s);
-                let leaf = if t && !scalar && e.kind != ExprKind::Identity {
-                    Expr::transpose(e.clone())
-                } else {
-                    e.clone()
-                };
-                (vec![Term::leaf(leaf, scalar)], s)
+                (vec![Term::leaf(self.leaves.get(e, v, t && !scalar), scalar)], s)
             }
+            ExprKind::Identity => (vec![Term::leaf(e.clone(), false)], self.shape(e, &[])?),
             ExprKind::Num(x) => (vec![Term::number(*x)], self.shape(e, &[])?),
             ExprKind::Neg(a) => {
                 let (mut sum, s) = self.norm(a, t)?;
@@ -360,8 +417,8 @@ impl Tidier {
                 } else if sum.len() == 1 {
                     let mut term = sum.into_iter().next().expect("one term");
                     let chain = std::mem::take(&mut term.chain);
-                    let inner = chain.into_iter().reduce(Expr::product).unwrap_or_else(Expr::identity);
-                    term.scalars.push(Expr::call(Func::Tr, inner));
+                    let inner = chain.into_iter().reduce(mul).unwrap_or_else(|| Rc::new(Expr::identity()));
+                    term.scalars.push(Rc::new(Expr::call(Func::Tr, inner)));
                     (vec![term], s)
                 } else {
                     (vec![Term::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s)
@@ -378,7 +435,7 @@ impl Tidier {
                 // (X^a)^b = X^(ab) for integers: (X^-1)^-1 = X.
                 if let ExprKind::Power(inner, j) = &a.kind {
                     if let Some(jk) = j.checked_mul(*k) {
-                        let merged = Expr::synthetic(ExprKind::Power(inner.clone(), jk));
+                        let merged = Rc::new(Expr::synthetic(ExprKind::Power(inner.clone(), jk)));
                         return self.norm(if jk == 1 { inner } else { &merged }, t);
                     }
                 }
@@ -437,7 +494,8 @@ impl Tidier {
                 // (c A) ⊙ B = c (A ⊙ B); only the numerator of ./ gives them.
                 let mut outer = Term::number(1.0);
                 let a = factor_out(a, &mut outer);
-                let b = if *op == BinOp::Hadamard { factor_out(b, &mut outer) } else { build_sum(b) };
+                let b =
+                    if *op == BinOp::Hadamard { factor_out(b, &mut outer) } else { Rc::new(build_sum(b)) };
                 let leaf = Expr::binary(*op, a, b);
                 (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
             }
@@ -451,9 +509,7 @@ impl Tidier {
                     .typer
                     .infer(e)
                     .map_err(|err| Error::new(ErrorKind::Internal, format!("simplifying `{e}`: {err}")))?;
-                let scalar = self.typer.is_scalar(s);
-                let leaf = if t && !scalar { Expr::transpose(e.clone()) } else { e.clone() };
-                (vec![Term::leaf(leaf, scalar)], s)
+                (vec![self.leaf(e.clone(), s, t)], s)
             }
         })
     }
@@ -468,15 +524,15 @@ fn is_ones(sum: &Sum) -> bool {
 
 /// The operand of an entrywise operation with its number and scalar factors
 /// moved into `outer` when it is one term with a matrix part.
-fn factor_out(sum: Sum, outer: &mut Term) -> Expr {
+fn factor_out(sum: Sum, outer: &mut Term) -> Rc<Expr> {
     match <[Term; 1]>::try_from(sum) {
         Ok([term]) if !term.chain.is_empty() => {
             outer.coeff *= term.coeff;
             outer.scalars.extend(term.scalars);
-            term.chain.into_iter().reduce(Expr::product).expect("a matrix part")
+            term.chain.into_iter().reduce(mul).expect("a matrix part")
         }
-        Ok([term]) => build_sum(vec![term]),
-        Err(sum) => build_sum(sum),
+        Ok([term]) => Rc::new(build_sum(vec![term])),
+        Err(sum) => Rc::new(build_sum(sum)),
     }
 }
 
@@ -495,7 +551,7 @@ fn prod(body: &Rc<Expr>, var: &str, lo: Index, hi: Index) -> Expr {
 /// Adjacent ranges merge: prod(F, i=a..b) F(b+1) = prod(F, i=a..b+1), F(a-1)
 /// prod(F, i=a..b) = prod(F, i=a-1..b), prod(F, i=a..b) prod(F, i=b+1..c) =
 /// prod(F, i=a..c); a range with b = a - 1 is empty, the identity.
-fn merge_ranges(chain: VecDeque<Expr>) -> VecDeque<Expr> {
+fn merge_ranges(chain: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
     let one = Index::constant(1);
     let merge = |x: &Expr, y: &Expr| -> Option<Expr> {
         match (as_prod(x), as_prod(y)) {
@@ -514,13 +570,13 @@ fn merge_ranges(chain: VecDeque<Expr>) -> VecDeque<Expr> {
         }
     };
     let untranspose = |e: &Expr| match &e.kind {
-        ExprKind::Transpose(x) => Some((**x).clone()),
+        ExprKind::Transpose(x) => Some(x.clone()),
         _ => None,
     };
-    let mut out: VecDeque<Expr> = VecDeque::with_capacity(chain.len());
+    let mut out: VecDeque<Rc<Expr>> = VecDeque::with_capacity(chain.len());
     for e in chain {
         let e = match as_prod(&e) {
-            Some((_, _, lo, hi)) if hi.plus(&one) == *lo => Expr::identity(),
+            Some((_, _, lo, hi)) if hi.plus(&one) == *lo => Rc::new(Expr::identity()),
             _ => e,
         };
         let merged = out.back().and_then(|last| {
@@ -533,7 +589,7 @@ fn merge_ranges(chain: VecDeque<Expr>) -> VecDeque<Expr> {
         match merged {
             Some(m) => {
                 out.pop_back();
-                out.push_back(m);
+                out.push_back(Rc::new(m));
             }
             None => out.push_back(e),
         }
@@ -555,11 +611,11 @@ fn build_term(term: Term) -> (bool, Expr) {
     }
     let mut parts = Vec::new();
     if magnitude != 1.0 || (term.scalars.is_empty() && chain.is_empty()) {
-        parts.push(Expr::num(magnitude));
+        parts.push(Rc::new(Expr::num(magnitude)));
     }
     parts.extend(term.scalars);
     parts.extend(chain);
-    (negative, parts.into_iter().reduce(Expr::product).expect("a term has a factor"))
+    (negative, Rc::unwrap_or_clone(parts.into_iter().reduce(mul).expect("a term has a factor")))
 }
 
 /// Like terms merged: `A + A` is `2 * A`, `A - A` vanishes. Terms are alike
@@ -646,7 +702,11 @@ mod tests {
             let factors: Vec<String> = (0..len)
                 .map(|_| {
                     let v = names[rng.random_range(0..names.len())];
-                    if rng.random_bool(0.4) { format!("{v}^T") } else { v.to_string() }
+                    if rng.random_bool(0.4) {
+                        format!("{v}^T")
+                    } else {
+                        v.to_string()
+                    }
                 })
                 .collect();
             text.push_str(&factors.join(" * "));

@@ -314,52 +314,52 @@ impl Expr {
         Expr::synthetic(ExprKind::Identity)
     }
 
-    pub fn binary(op: BinOp, lhs: Expr, rhs: Expr) -> Expr {
-        Expr::synthetic(ExprKind::Binary {
-            op,
-            op_span: Span::SYNTHETIC,
-            lhs: Rc::new(lhs),
-            rhs: Rc::new(rhs),
-        })
+    // The builders take a node or a shared node (`impl Into<Rc<Expr>>`):
+    // passing an `Rc` shares the subtree instead of copying it.
+
+    pub fn binary(op: BinOp, lhs: impl Into<Rc<Expr>>, rhs: impl Into<Rc<Expr>>) -> Expr {
+        Expr::synthetic(ExprKind::Binary { op, op_span: Span::SYNTHETIC, lhs: lhs.into(), rhs: rhs.into() })
     }
 
-    pub fn product(lhs: Expr, rhs: Expr) -> Expr {
+    pub fn product(lhs: impl Into<Rc<Expr>>, rhs: impl Into<Rc<Expr>>) -> Expr {
         Expr::binary(BinOp::Mul, lhs, rhs)
     }
 
-    pub fn plus(lhs: Expr, rhs: Expr) -> Expr {
+    pub fn plus(lhs: impl Into<Rc<Expr>>, rhs: impl Into<Rc<Expr>>) -> Expr {
         Expr::binary(BinOp::Add, lhs, rhs)
     }
 
-    pub fn minus(lhs: Expr, rhs: Expr) -> Expr {
+    pub fn minus(lhs: impl Into<Rc<Expr>>, rhs: impl Into<Rc<Expr>>) -> Expr {
         Expr::binary(BinOp::Sub, lhs, rhs)
     }
 
-    pub fn negate(e: Expr) -> Expr {
-        Expr::synthetic(ExprKind::Neg(Rc::new(e)))
+    pub fn negate(e: impl Into<Rc<Expr>>) -> Expr {
+        Expr::synthetic(ExprKind::Neg(e.into()))
     }
 
-    pub fn transpose(e: Expr) -> Expr {
-        Expr::synthetic(ExprKind::Transpose(Rc::new(e)))
+    pub fn transpose(e: impl Into<Rc<Expr>>) -> Expr {
+        Expr::synthetic(ExprKind::Transpose(e.into()))
     }
 
-    pub fn call(f: Func, e: Expr) -> Expr {
-        Expr::synthetic(ExprKind::Call(f, Rc::new(e)))
+    pub fn call(f: Func, e: impl Into<Rc<Expr>>) -> Expr {
+        Expr::synthetic(ExprKind::Call(f, e.into()))
     }
 
-    /// The direct children, in source order.
-    pub fn children(&self) -> Vec<&Expr> {
-        match &self.kind {
-            ExprKind::Var(_) | ExprKind::Identity | ExprKind::Num(_) => vec![],
+    /// The direct children, in source order (at most two; no allocation,
+    /// since every pass over a tree asks every node).
+    pub fn children(&self) -> impl Iterator<Item = &Expr> {
+        let (a, b): (Option<&Expr>, Option<&Expr>) = match &self.kind {
+            ExprKind::Var(_) | ExprKind::Identity | ExprKind::Num(_) => (None, None),
             ExprKind::Neg(a)
             | ExprKind::Transpose(a)
             | ExprKind::Power(a, _)
             | ExprKind::HadamardPower(a, _)
             | ExprKind::Call(_, a)
-            | ExprKind::Differential(a) => vec![a],
-            ExprKind::Binary { lhs, rhs, .. } => vec![lhs, rhs],
-            ExprKind::Prod { body, .. } => vec![body],
-        }
+            | ExprKind::Differential(a) => (Some(a), None),
+            ExprKind::Binary { lhs, rhs, .. } => (Some(lhs), Some(rhs)),
+            ExprKind::Prod { body, .. } => (Some(body), None),
+        };
+        a.into_iter().chain(b)
     }
 
     /// Whether the variable occurs anywhere in the expression.
