@@ -172,7 +172,7 @@ fn upstream_of(d: &crate::Derivation) -> Option<VarName> {
 fn unknown_variable(e: &Expr, known: &[VarName]) -> Option<VarName> {
     if let crate::syntax::ExprKind::Var(v) = &e.kind {
         if !known.contains(v) {
-            return Some(v.clone());
+            return Some(VarName::clone(v));
         }
     }
     e.children().into_iter().find_map(|c| unknown_variable(c, known))

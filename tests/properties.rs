@@ -44,7 +44,7 @@ fn leaf() -> impl Strategy<Value = Expr> {
     prop_oneof![
         prop::sample::select(names).prop_map(Expr::var),
         (prop::sample::select(vec!["W", "d"]), index()).prop_map(|(n, i)| {
-            Expr::synthetic(ExprKind::Var(VarName { name: n.to_string(), index: Some(i) }))
+            Expr::synthetic(ExprKind::Var(Rc::new(VarName { name: n.to_string(), index: Some(i) })))
         }),
         Just(Expr::identity()),
         number().prop_map(Expr::num),
@@ -65,7 +65,12 @@ fn any_expr() -> impl Strategy<Value = Expr> {
             (prop::sample::select(Func::ALL.to_vec()), inner.clone()).prop_map(|(f, a)| Expr::call(f, a)),
             (inner, prop::sample::select(vec!["i", "k"]), index(), index()).prop_map(
                 |(body, var, lo, hi)| {
-                    Expr::synthetic(ExprKind::Prod { body: Rc::new(body), var: var.to_string(), lo, hi })
+                    Expr::synthetic(ExprKind::Prod(Rc::new(matdiff::syntax::Prod {
+                        body: Rc::new(body),
+                        var: var.to_string(),
+                        lo,
+                        hi,
+                    })))
                 }
             ),
         ]

@@ -173,7 +173,7 @@ pub fn differentiate(typing: &Typing, wrt: &VarName, mode: &Mode) -> Result<Diff
     check_target(root, wrt)?;
     let start = match mode {
         Mode::Scalar => Expr::num(1.0),
-        Mode::Layer { upstream } => Expr::synthetic(ExprKind::Var(upstream.clone())),
+        Mode::Layer { upstream } => Expr::synthetic(ExprKind::Var(Rc::new(upstream.clone()))),
     };
     let mut holds = HashSet::default();
     mark(root, wrt, &mut holds);
@@ -199,7 +199,8 @@ pub fn check_target(root: &Expr, wrt: &VarName) -> Result<()> {
         loose: &mut Vec<&'e Expr>,
     ) {
         match &e.kind {
-            ExprKind::Prod { body, .. } => {
+            ExprKind::Prod(prod) => {
+                let crate::syntax::Prod { body, .. } = &**prod;
                 if body.mentions_family(family) {
                     prods.push(e);
                 }
@@ -214,7 +215,7 @@ pub fn check_target(root: &Expr, wrt: &VarName) -> Result<()> {
     }
     walk(root, &wrt.name, false, &mut prods, &mut loose);
     let var = |e: &Expr| match &e.kind {
-        ExprKind::Var(v) => v.clone(),
+        ExprKind::Var(v) => VarName::clone(v),
         _ => unreachable!("loose members are variables"),
     };
     if let (Some(p), Some(e)) = (prods.first(), loose.first()) {
@@ -290,7 +291,7 @@ impl Trail {
 fn mark(e: &Expr, v: &VarName, holds: &mut HashSet<*const Expr>) -> bool {
     let family = v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
     let here = match &e.kind {
-        ExprKind::Var(w) => w == v || (family && w.name == v.name),
+        ExprKind::Var(w) => **w == *v || (family && w.name == v.name),
         _ => e.children().into_iter().fold(false, |any, c| mark(c, v, holds) | any),
     };
     if here {
@@ -333,7 +334,7 @@ impl<'t, 'p> Walk<'t, 'p> {
             self.out.push(Contribution { occurrence: e.span, steps: Trail::steps(&trail), adjoint });
             return Ok(());
         }
-        if let ExprKind::Prod { .. } = e.kind {
+        if let ExprKind::Prod(_) = e.kind {
             return self.visit_prod(e, adjoint, trail);
         }
         for (rule, child, adj) in self.descend(e, &adjoint)? {
@@ -349,7 +350,8 @@ impl<'t, 'p> Walk<'t, 'p> {
     /// W[j] inside prod(W[i], i=a..b): split the product at j, under the side
     /// condition a ≤ j ≤ b, and read off the middle factor.
     fn visit_prod(&mut self, e: &'p Expr, adjoint: Expr, trail: Rc<Trail>) -> Result<()> {
-        let ExprKind::Prod { body, var, lo, hi } = &e.kind else { unreachable!("a prod") };
+        let ExprKind::Prod(prod) = &e.kind else { unreachable!("a prod") };
+        let crate::syntax::Prod { body, var, lo, hi } = &**prod;
         let refuse = |why: &str| {
             Error::new(ErrorKind::Unsupported, format!("derivative of prod(...) {why} is not supported yet"))
                 .label(e.span, format!("`{}` occurs here", self.wrt))
@@ -379,15 +381,15 @@ impl<'t, 'p> Walk<'t, 'p> {
         let at = j.minus(&offset);
         let one = Index::constant(1);
         let part = |lo: &Index, hi: &Index| {
-            Expr::synthetic(ExprKind::Prod {
+            Expr::synthetic(ExprKind::Prod(Rc::new(crate::syntax::Prod {
                 body: body.clone(),
                 var: var.clone(),
                 lo: lo.clone(),
                 hi: hi.clone(),
-            })
+            })))
         };
         let (left, right) = (part(lo, &at.minus(&one)), part(&at.plus(&one), hi));
-        let factor = Expr::synthetic(ExprKind::Var(self.wrt.clone()));
+        let factor = Expr::synthetic(ExprKind::Var(Rc::new(self.wrt.clone())));
         let factor = if transposed { Expr::transpose(factor) } else { factor };
         let inner = Expr::product(
             Expr::product(Expr::transpose(left.clone()), adjoint),
@@ -399,7 +401,7 @@ impl<'t, 'p> Walk<'t, 'p> {
             right,
         );
         self.conditions.push(Condition { at: at.clone(), lo: lo.clone(), hi: hi.clone() });
-        let target = Expr::synthetic(ExprKind::Var(self.wrt.clone()));
+        let target = Expr::synthetic(ExprKind::Var(Rc::new(self.wrt.clone())));
         let step = Step { rule: Rule::ProdSplit, target, adjoint: adj.clone(), frozen: Some(frozen) };
         let trail = Rc::new(Trail { step, prev: Some(trail) });
         self.out.push(Contribution { occurrence: e.span, steps: Trail::steps(&trail), adjoint: adj });
@@ -494,7 +496,7 @@ impl<'t, 'p> Walk<'t, 'p> {
                 };
                 vec![(rule, x, adj)]
             }
-            ExprKind::Prod { .. } => return Err(refusal(e)),
+            ExprKind::Prod(_) => return Err(refusal(e)),
             ExprKind::Differential(_) => unreachable!("differentials appear in explanations only"),
         })
     }
@@ -544,7 +546,12 @@ impl<'t, 'p> Walk<'t, 'p> {
                 }
             }
             // (c I) / s and (c I) ./ s are (c / s) I; s .* (c I) is (s c) I.
-            ExprKind::Binary { op: op @ (BinOp::Div | BinOp::HadamardDiv | BinOp::Hadamard), lhs, rhs, .. } => {
+            ExprKind::Binary {
+                op: op @ (BinOp::Div | BinOp::HadamardDiv | BinOp::Hadamard),
+                lhs,
+                rhs,
+                ..
+            } => {
                 if scalar(rhs) {
                     let (negative, c) = self.identity_multiple(lhs)?;
                     Some((negative, Expr::binary(*op, c, rhs.clone())))

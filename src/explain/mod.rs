@@ -83,7 +83,7 @@ fn explain_gradient(d: &Derivation, g: &Gradient) -> Explanation {
         let (first, why) = match &d.mode {
             Mode::Layer { upstream } => {
                 let z = Expr::var(d.typing.program.name.as_deref().unwrap_or("Z"));
-                let g = Expr::synthetic(ExprKind::Var(upstream.clone()));
+                let g = Expr::synthetic(ExprKind::Var(std::rc::Rc::new(upstream.clone())));
                 (
                     tr(Expr::product(Expr::transpose(g), differential(&z))),
                     format!("the upstream gradient {upstream} = dL/d{z}"),

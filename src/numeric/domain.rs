@@ -84,7 +84,7 @@ pub fn domains(e: &Expr) -> BTreeMap<VarName, Domain> {
 fn walk(e: &Expr, positive: bool, invertible: bool, out: &mut BTreeMap<VarName, Domain>) {
     match &e.kind {
         ExprKind::Var(v) => {
-            let d = out.entry(v.clone()).or_default();
+            let d = out.entry(VarName::clone(v)).or_default();
             *d = d.with(positive, invertible);
         }
         ExprKind::Num(_) | ExprKind::Identity => {}
@@ -106,7 +106,7 @@ fn walk(e: &Expr, positive: bool, invertible: bool, out: &mut BTreeMap<VarName, 
             Func::Det | Func::Logdet => walk(x, positive, true, out),
             _ => walk(x, positive, false, out),
         },
-        ExprKind::Prod { body, .. } => walk(body, positive, false, out),
+        ExprKind::Prod(p) => walk(&p.body, positive, false, out),
         ExprKind::Differential(x) => walk(x, positive, invertible, out),
     }
 }

@@ -166,7 +166,8 @@ impl Evaluator<'_> {
             ExprKind::HadamardPower(a, p) => m(self.eval_in(a, env, bound)?)?.map(|x| x.powf(*p)),
             ExprKind::Call(f, a) => call(*f, &m(self.eval_in(a, env, bound)?)?),
             ExprKind::Differential(_) => return Err(fail(format!("`{e}` is a differential, not a value"))),
-            ExprKind::Prod { body, var, lo, hi } => {
+            ExprKind::Prod(prod) => {
+                let crate::syntax::Prod { body, var, lo, hi } = &**prod;
                 let (lo, hi) = (bound_index(lo, bound), bound_index(hi, bound));
                 let (Some(lo), Some(hi)) = (lo.as_constant(), hi.as_constant()) else {
                     return Err(fail(format!("the range of `{e}` is not numeric")));

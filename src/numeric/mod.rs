@@ -305,11 +305,11 @@ fn trouble(e: &Expr, env: &Env) -> Option<String> {
         ExprKind::Call(Func::Sqrt, x) => near_zero(x, "sqrt"),
         ExprKind::Binary { op: BinOp::HadamardDiv | BinOp::Div, rhs, .. } => near_zero(rhs, "a division"),
         ExprKind::HadamardPower(x, p) if p.fract() != 0.0 || *p < 0.0 => near_zero(x, "a fractional power"),
-        ExprKind::Prod { .. } => None,
+        ExprKind::Prod(_) => None,
         _ => None,
     };
     here.or_else(|| match &e.kind {
-        ExprKind::Prod { .. } => None,
+        ExprKind::Prod(_) => None,
         _ => e.children().into_iter().find_map(|c| trouble(c, env)),
     })
 }
@@ -371,7 +371,8 @@ fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Res
 /// Every `prod(F, i=lo..hi)` as (the family its body uses, lo, hi).
 fn product_ranges(e: &Expr) -> Vec<(String, Index, Index)> {
     let mut out = vec![];
-    if let ExprKind::Prod { body, var, lo, hi } = &e.kind {
+    if let ExprKind::Prod(prod) = &e.kind {
+        let crate::syntax::Prod { body, var, lo, hi } = &**prod;
         let mut families = vec![];
         collect_families(body, var, &mut families);
         out.extend(families.into_iter().map(|f| (f, lo.clone(), hi.clone())));
@@ -445,7 +446,10 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
     if relative_error(&outputs[0], &direct) > 1e-9 {
         return Err(Error::new(
             ErrorKind::Internal,
-            format!("the plan's value differs from the expression's by {:.1e}", relative_error(&outputs[0], &direct)),
+            format!(
+                "the plan's value differs from the expression's by {:.1e}",
+                relative_error(&outputs[0], &direct)
+            ),
         ));
     }
     let mut results = Vec::new();
@@ -474,7 +478,8 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
 /// The plan of a derivation on an instance: index symbols bound, every
 /// dimension the size of the instance's matrices.
 pub fn instance_plan(derivation: &Derivation, env: &Env) -> Result<Plan> {
-    let bind = |e: &Expr| env.indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
+    let bind =
+        |e: &Expr| env.indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
     let mut typer = Typer::new();
     for (v, m) in &env.vars {
         let shape = Shape::new(Dim::Const(m.nrows() as u64), Dim::Const(m.ncols() as u64));
@@ -482,7 +487,8 @@ pub fn instance_plan(derivation: &Derivation, env: &Env) -> Result<Plan> {
     }
     let concrete = |m: &Matrix| Shape::new(Dim::Const(m.nrows() as u64), Dim::Const(m.ncols() as u64));
     let value = eval(&derivation.typing.program.expr, env, None)?;
-    let mut targets = vec![Target { wrt: None, expr: bind(&derivation.typing.program.expr), shape: concrete(&value) }];
+    let mut targets =
+        vec![Target { wrt: None, expr: bind(&derivation.typing.program.expr), shape: concrete(&value) }];
     for g in &derivation.gradients {
         let wrt = member(&g.wrt, env);
         let shape = concrete(&env.vars[&wrt]);

@@ -177,7 +177,10 @@ impl Graph {
             if let Some(want) = want {
                 let want = typer.lift(want);
                 if !typer.unify_shapes(got, want) && !typer.is_scalar(got) {
-                    return Err(Error::new(ErrorKind::Internal, format!("`{e}` does not have the expected shape")));
+                    return Err(Error::new(
+                        ErrorKind::Internal,
+                        format!("`{e}` does not have the expected shape"),
+                    ));
                 }
             }
             for (ptr, s) in identities {
@@ -211,8 +214,8 @@ impl Lowering<'_> {
                 // (A family's member is declared from the family on first sight.)
                 let s = self.typer.var(v);
                 let shape = self.typer.resolve(s);
-                let a = self.graph.intern(Node::Input(v.clone()), shape);
-                self.graph.inputs.insert(v.clone(), a);
+                let a = self.graph.intern(Node::Input(VarName::clone(v)), shape);
+                self.graph.inputs.insert(VarName::clone(v), a);
                 a
             }
             ExprKind::Num(x) => self.graph.num(*x),
@@ -262,7 +265,7 @@ impl Lowering<'_> {
                     self.graph.intern(Node::Call(*f, Atom::plain(a.node)), Shape::scalar())
                 }
             }
-            ExprKind::Prod { .. } => unreachable!("expanded before lowering"),
+            ExprKind::Prod(_) => unreachable!("expanded before lowering"),
             ExprKind::Differential(_) => {
                 return Err(Error::new(ErrorKind::Internal, format!("`{e}` is a differential, not a value")))
             }
@@ -348,7 +351,13 @@ impl Lowering<'_> {
     /// Appends the factors of `e` to `out`; returns the first and last
     /// matrix factors it appended, so that each level of a deep product
     /// knows in O(1) whether a side is 1×1.
-    fn flatten_span(&mut self, e: &Expr, t: bool, out: &mut Vec<Atom>, coefficient: &mut f64) -> Result<Span> {
+    fn flatten_span(
+        &mut self,
+        e: &Expr,
+        t: bool,
+        out: &mut Vec<Atom>,
+        coefficient: &mut f64,
+    ) -> Result<Span> {
         if out.len() > MAX_FACTORS {
             return Err(Error::new(
                 ErrorKind::Limit,
@@ -440,7 +449,7 @@ fn has_identity(e: &Expr) -> bool {
         ExprKind::Identity => true,
         ExprKind::Var(_) | ExprKind::Num(_) => false,
         ExprKind::Binary { lhs, rhs, .. } => has_identity(lhs) || has_identity(rhs),
-        ExprKind::Prod { body, .. } => has_identity(body),
+        ExprKind::Prod(p) => has_identity(&p.body),
         ExprKind::Neg(a)
         | ExprKind::Transpose(a)
         | ExprKind::Power(a, _)
@@ -452,7 +461,7 @@ fn has_identity(e: &Expr) -> bool {
 
 fn has_product(e: &Expr) -> bool {
     match &e.kind {
-        ExprKind::Prod { .. } => true,
+        ExprKind::Prod(_) => true,
         ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => false,
         ExprKind::Binary { lhs, rhs, .. } => has_product(lhs) || has_product(rhs),
         ExprKind::Neg(a)
@@ -467,7 +476,8 @@ fn has_product(e: &Expr) -> bool {
 /// `prod(F, i=a..b)` with numeric bounds as the explicit product
 /// `F(a) * ... * F(b)` (`I` when empty).
 fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {
-    if let ExprKind::Prod { body, var, lo, hi } = &e.kind {
+    if let ExprKind::Prod(prod) = &e.kind {
+        let crate::syntax::Prod { body, var, lo, hi } = &**prod;
         let (Some(a), Some(b)) = (lo.as_constant(), hi.as_constant()) else {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -498,9 +508,7 @@ fn rebuild(e: &Expr, kids: Vec<Expr>) -> Expr {
     let mut kids = kids.into_iter().map(Rc::new);
     let mut next = || kids.next().expect("one child per slot");
     let kind = match &e.kind {
-        ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity | ExprKind::Prod { .. } => {
-            return e.clone()
-        }
+        ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity | ExprKind::Prod(_) => return e.clone(),
         ExprKind::Neg(_) => ExprKind::Neg(next()),
         ExprKind::Transpose(_) => ExprKind::Transpose(next()),
         ExprKind::Differential(_) => ExprKind::Differential(next()),

@@ -30,8 +30,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Shape, Typer};
 use crate::syntax::{format_number, Expr, ExprKind, Func, Index, VarName};
 use crate::Derivation;
-use lower::{Atom, Graph, Node, NodeId};
 use cost::Tally;
+use lower::{Atom, Graph, Node, NodeId};
 use schedule::{Role, Schedule, Sizes, Term, Use};
 
 /// A value a step reads.
@@ -196,14 +196,21 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
             }
         }
     }
-    let indices: Vec<(String, i64)> =
-        options.dims.iter().filter(|(k, _)| symbols.contains(*k)).map(|(k, &v)| (k.clone(), v as i64)).collect();
+    let indices: Vec<(String, i64)> = options
+        .dims
+        .iter()
+        .filter(|(k, _)| symbols.contains(*k))
+        .map(|(k, &v)| (k.clone(), v as i64))
+        .collect();
     let bind = |e: &Expr| indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
     let bind_shape = |s: &Shape| {
-        let dim = |d: &crate::shape::Dim| indices.iter().fold(d.clone(), |d, (k, v)| d.subst(k, &Index::constant(*v)));
+        let dim = |d: &crate::shape::Dim| {
+            indices.iter().fold(d.clone(), |d, (k, v)| d.subst(k, &Index::constant(*v)))
+        };
         Shape::new(dim(&s.rows), dim(&s.cols))
     };
-    let mut targets = vec![Target { wrt: None, expr: bind(&typing.program.expr), shape: bind_shape(&typing.shape()) }];
+    let mut targets =
+        vec![Target { wrt: None, expr: bind(&typing.program.expr), shape: bind_shape(&typing.shape()) }];
     for g in &derivation.gradients {
         let index = g.wrt.index.as_ref().map(|i| bind_index(i, &indices));
         let free = index.as_ref().and_then(|i| i.terms.keys().next().cloned());
@@ -227,9 +234,11 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
         };
         for k in lo..=hi {
             let value = Index::constant(k);
-            let wrt = VarName { name: g.wrt.name.clone(), index: index.as_ref().map(|i| i.subst(&name, &value)) };
+            let wrt =
+                VarName { name: g.wrt.name.clone(), index: index.as_ref().map(|i| i.subst(&name, &value)) };
             let expr = bind(&g.expr).subst_index(&name, &value);
-            let shape = bind_shape(&Shape::new(g.shape.rows.subst(&name, &value), g.shape.cols.subst(&name, &value)));
+            let shape =
+                bind_shape(&Shape::new(g.shape.rows.subst(&name, &value), g.shape.cols.subst(&name, &value)));
             targets.push(Target { wrt: Some(wrt), expr, shape });
         }
     }
@@ -293,7 +302,8 @@ fn index_symbols(e: &Expr, out: &mut HashSet<String>) {
                 out.extend(i.terms.keys().cloned());
             }
         }
-        ExprKind::Prod { lo, hi, .. } => {
+        ExprKind::Prod(prod) => {
+            let crate::syntax::Prod { lo, hi, .. } = &**prod;
             out.extend(lo.terms.keys().cloned());
             out.extend(hi.terms.keys().cloned());
         }
@@ -309,8 +319,11 @@ fn index_symbols(e: &Expr, out: &mut HashSet<String>) {
 pub fn symbolic_length(derivation: &Derivation, dims: &HashMap<String, u64>) -> bool {
     let values: Vec<(String, i64)> = dims.iter().map(|(k, &v)| (k.clone(), v as i64)).collect();
     fn walk(e: &Expr, values: &[(String, i64)]) -> bool {
-        if let ExprKind::Prod { lo, hi, .. } = &e.kind {
-            if bind_index(lo, values).as_constant().is_none() || bind_index(hi, values).as_constant().is_none() {
+        if let ExprKind::Prod(prod) = &e.kind {
+            let crate::syntax::Prod { lo, hi, .. } = &**prod;
+            if bind_index(lo, values).as_constant().is_none()
+                || bind_index(hi, values).as_constant().is_none()
+            {
                 return true;
             }
         }
@@ -326,7 +339,12 @@ fn bind_index(i: &Index, values: &[(String, i64)]) -> Index {
 /// Compiles expressions whose variables `typer` knows (the first target is
 /// the forward value), without pricing the alternatives: `forward` and
 /// `separate` are left zero.
-pub fn compile_targets(targets: &[Target], typer: &Typer, upstream: Option<&VarName>, options: &PlanOptions) -> Result<Plan> {
+pub fn compile_targets(
+    targets: &[Target],
+    typer: &Typer,
+    upstream: Option<&VarName>,
+    options: &PlanOptions,
+) -> Result<Plan> {
     Ok(compile_graph(targets, typer, upstream, options)?.write(targets, options.strategy))
 }
 
@@ -376,7 +394,8 @@ impl Compiled {
     fn write(&self, targets: &[Target], strategy: Strategy) -> Plan {
         let graph = &self.graph;
         let order = topological(graph, &self.roots);
-        let schedule = schedule::schedule(graph, &chains_of(graph, &order), &self.sizes, strategy, Use::Write);
+        let schedule =
+            schedule::schedule(graph, &chains_of(graph, &order), &self.sizes, strategy, Use::Write);
         let mut writer = Writer::new(graph, &schedule);
         for &n in &order {
             writer.node(n);
@@ -416,7 +435,8 @@ impl Compiled {
         let graph = &self.graph;
         let order = topological(graph, &[root]);
         let usage = if tally { Use::Tally } else { Use::Price };
-        let schedule = schedule::schedule(graph, &chains_of(graph, &order), &self.sizes, Strategy::Auto, usage);
+        let schedule =
+            schedule::schedule(graph, &chains_of(graph, &order), &self.sizes, Strategy::Auto, usage);
         let products = schedule.products();
         if !tally {
             return (Tally::default(), products);
@@ -438,9 +458,11 @@ impl Compiled {
 fn node_madds(graph: &Graph, n: NodeId) -> Option<[u32; 3]> {
     let [r, c] = graph.atom_dims(Atom::plain(n));
     match &graph.nodes[n as usize] {
-        Node::Scale(..) | Node::Hadamard(..) | Node::HadamardDiv(..) | Node::HadamardPower(..) | Node::Div(..) => {
-            Some([r, c, cost::NONE])
-        }
+        Node::Scale(..)
+        | Node::Hadamard(..)
+        | Node::HadamardDiv(..)
+        | Node::HadamardPower(..)
+        | Node::Div(..) => Some([r, c, cost::NONE]),
         Node::Inverse(_) => Some([r, r, r]),
         Node::Call(Func::Det | Func::Logdet, x) => {
             let [k, _] = graph.atom_dims(*x);
@@ -567,8 +589,11 @@ impl<'a> Writer<'a> {
         let shape = self.graph.shapes[n as usize].clone();
         let madds = match node_madds(self.graph, n) {
             Some(dims) => {
-                let dims: Vec<_> =
-                    dims.iter().filter(|&&d| d != cost::NONE).map(|&d| self.graph.dims[d as usize].clone()).collect();
+                let dims: Vec<_> = dims
+                    .iter()
+                    .filter(|&&d| d != cost::NONE)
+                    .map(|&d| self.graph.dims[d as usize].clone())
+                    .collect();
                 Cost::product(&dims)
             }
             None => Cost::zero(),

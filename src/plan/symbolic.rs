@@ -14,6 +14,7 @@ use super::Cost;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Shape, Typer};
 use crate::syntax::{BinOp, Expr, ExprKind, Index, VarName};
+use std::rc::Rc;
 
 /// One recurrence or formula of the symbolic plan.
 #[derive(Clone, Debug)]
@@ -79,7 +80,7 @@ fn product(factors: &[Factor]) -> Expr {
 /// The range factor `prod(body, i=lo..hi)` as (body, binder, lo, hi).
 fn range(e: &Expr) -> Option<(&Expr, &str, &Index, &Index)> {
     match &e.kind {
-        ExprKind::Prod { body, var, lo, hi } => Some((body, var, lo, hi)),
+        ExprKind::Prod(p) => Some((&p.body, &p.var, &p.lo, &p.hi)),
         _ => None,
     }
 }
@@ -146,7 +147,9 @@ pub fn recurrences(
     let member = |at: &Index| body.subst_index(binder, at);
     let f_j = member(&Index::symbol(j));
 
-    let var = |name: &str, at: &Index| Expr::synthetic(ExprKind::Var(VarName { name: name.into(), index: Some(at.clone()) }));
+    let var = |name: &str, at: &Index| {
+        Expr::synthetic(ExprKind::Var(Rc::new(VarName { name: name.into(), index: Some(at.clone()) })))
+    };
     let h_base = product(m_left);
     let s_base = product(&m_right.iter().rev().map(|(e, t)| (e.clone(), !t)).collect::<Vec<_>>());
     // Shapes: H[j-1] = prod(a..j-1)^T * M_left; S[j] = prod(j+1..b) * M_right^T.
@@ -210,4 +213,3 @@ pub fn recurrences(
         hi: hi.clone(),
     })
 }
-

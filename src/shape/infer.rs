@@ -276,7 +276,8 @@ impl Typer {
     /// (children before parents).
     pub fn infer_with(&mut self, e: &Expr, visit: &mut dyn FnMut(&Expr, IShape)) -> Result<IShape> {
         let s = match &e.kind {
-            ExprKind::Prod { body, var, lo, hi } => {
+            ExprKind::Prod(prod) => {
+                let crate::syntax::Prod { body, var, lo, hi } = &**prod;
                 let body_shape = self.infer_with(body, visit)?;
                 self.prod(e, body_shape, var, lo, hi)?
             }
@@ -371,7 +372,7 @@ impl Typer {
                     }
                 }
             }
-            ExprKind::Prod { .. } => unreachable!("prod is typed by infer_with"),
+            ExprKind::Prod(_) => unreachable!("prod is typed by infer_with"),
         })
     }
 

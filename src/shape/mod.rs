@@ -85,12 +85,13 @@ fn collect_variables(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<VarName>, 
         ExprKind::Var(v) => {
             let free = v.index.as_ref().is_none_or(|i| !bound.iter().any(|b| i.mentions(b)));
             if free && !out.contains(v) {
-                out.push(v.clone());
+                out.push(VarName::clone(v));
             } else if !free && !families.contains(&v.name) {
                 families.push(v.name.clone());
             }
         }
-        ExprKind::Prod { body, var, .. } => {
+        ExprKind::Prod(prod) => {
+            let crate::syntax::Prod { body, var, .. } = &**prod;
             bound.push(var.clone());
             collect_variables(body, bound, out, families);
             bound.pop();
@@ -111,7 +112,8 @@ fn collect_names(e: &Expr, out: &mut HashSet<String>) {
                 out.extend(i.terms.keys().cloned());
             }
         }
-        ExprKind::Prod { var, .. } => {
+        ExprKind::Prod(prod) => {
+            let crate::syntax::Prod { var, .. } = &**prod;
             out.insert(var.clone());
         }
         _ => {}

@@ -271,7 +271,7 @@ impl Converter {
                 let s = resolved(self, e)?;
                 let id = self.leaf(v.to_string(), s, rec);
                 if let Mat::Leaf(sym) = rec[id] {
-                    self.names.insert(sym, v.clone());
+                    self.names.insert(sym, VarName::clone(v));
                 }
                 id
             }
@@ -347,7 +347,7 @@ impl Converter {
                     BinOp::Mul => unreachable!("handled above"),
                 })
             }
-            ExprKind::Prod { .. } | ExprKind::Differential(_) => {
+            ExprKind::Prod(_) | ExprKind::Differential(_) => {
                 // Equal constructs are one leaf, so that they can cancel and match.
                 let s = resolved(self, e)?;
                 let k = match self.opaque.iter().position(|o| o == e) {
@@ -407,8 +407,8 @@ impl Converter {
             Mat::Leaf(s) => match s.as_str().strip_prefix('@') {
                 Some(k) => self.opaque[k.parse::<usize>().expect("opaque index")].clone(),
                 None => match self.names.get(s) {
-                    Some(v) => Expr::synthetic(ExprKind::Var(v.clone())),
-                    None => Expr::synthetic(ExprKind::Var(parse_var(s.as_str())?)),
+                    Some(v) => Expr::synthetic(ExprKind::Var(Rc::new(v.clone()))),
+                    None => Expr::synthetic(ExprKind::Var(Rc::new(parse_var(s.as_str())?))),
                 },
             },
             Mat::Size(_) => return Err(Error::new(ErrorKind::Internal, "a size outside an identity")),

@@ -504,7 +504,7 @@ impl Tidier<'_> {
                     self.typer.infer(e).map_err(|err| Error::new(ErrorKind::Internal, format!("{err}")))?;
                 (vec![self.leaf(e.clone(), s, t)], s)
             }
-            ExprKind::Prod { .. } => {
+            ExprKind::Prod(_) => {
                 let s = self
                     .typer
                     .infer(e)
@@ -539,13 +539,18 @@ fn factor_out(sum: Sum, outer: &mut Term) -> Rc<Expr> {
 /// `prod(F, i=a..b)` as its parts.
 fn as_prod(e: &Expr) -> Option<(&Rc<Expr>, &str, &Index, &Index)> {
     match &e.kind {
-        ExprKind::Prod { body, var, lo, hi } => Some((body, var, lo, hi)),
+        ExprKind::Prod(p) => Some((&p.body, &p.var, &p.lo, &p.hi)),
         _ => None,
     }
 }
 
 fn prod(body: &Rc<Expr>, var: &str, lo: Index, hi: Index) -> Expr {
-    Expr::synthetic(ExprKind::Prod { body: body.clone(), var: var.to_string(), lo, hi })
+    Expr::synthetic(ExprKind::Prod(Rc::new(crate::syntax::Prod {
+        body: body.clone(),
+        var: var.to_string(),
+        lo,
+        hi,
+    })))
 }
 
 /// Adjacent ranges merge: prod(F, i=a..b) F(b+1) = prod(F, i=a..b+1), F(a-1)

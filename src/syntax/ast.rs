@@ -251,6 +251,16 @@ impl Func {
     }
 }
 
+/// `prod(body, var=lo..hi)`, boxed: it is the largest node, and every
+/// node of every formula would otherwise be its size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Prod {
+    pub body: Rc<Expr>,
+    pub var: String,
+    pub lo: Index,
+    pub hi: Index,
+}
+
 /// An expression node with its span.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Expr {
@@ -261,7 +271,9 @@ pub struct Expr {
 /// What an expression is. `inv(A)` and `A^-1` are both `Power(A, -1)`.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ExprKind {
-    Var(VarName),
+    /// Shared: a gradient of an n-factor chain repeats n variables, and a
+    /// node is cloned wherever a formula reuses it.
+    Var(Rc<VarName>),
     /// The identity matrix `I`; its size comes from the context.
     Identity,
     /// A non-negative literal (a leading minus is `Neg`).
@@ -281,12 +293,7 @@ pub enum ExprKind {
     HadamardPower(Rc<Expr>, f64),
     Call(Func, Rc<Expr>),
     /// `prod(body, var=lo..hi)`: body(lo) · body(lo+1) ⋯ body(hi).
-    Prod {
-        body: Rc<Expr>,
-        var: String,
-        lo: Index,
-        hi: Index,
-    },
+    Prod(Rc<Prod>),
     /// `dX`: a differential, in explanations only; it is not input syntax.
     Differential(Rc<Expr>),
 }
@@ -302,7 +309,7 @@ impl Expr {
     }
 
     pub fn var(name: &str) -> Expr {
-        Expr::synthetic(ExprKind::Var(VarName::plain(name)))
+        Expr::synthetic(ExprKind::Var(Rc::new(VarName::plain(name))))
     }
 
     pub fn num(x: f64) -> Expr {
@@ -357,7 +364,7 @@ impl Expr {
             | ExprKind::Call(_, a)
             | ExprKind::Differential(a) => (Some(a), None),
             ExprKind::Binary { lhs, rhs, .. } => (Some(lhs), Some(rhs)),
-            ExprKind::Prod { body, .. } => (Some(body), None),
+            ExprKind::Prod(p) => (Some(&p.body), None),
         };
         a.into_iter().chain(b)
     }
@@ -365,7 +372,7 @@ impl Expr {
     /// Whether the variable occurs anywhere in the expression.
     pub fn mentions(&self, v: &VarName) -> bool {
         match &self.kind {
-            ExprKind::Var(w) => w == v,
+            ExprKind::Var(w) => **w == *v,
             _ => self.children().into_iter().any(|c| c.mentions(v)),
         }
     }
@@ -374,17 +381,18 @@ impl Expr {
     /// (not inside a `prod` that binds `var` itself).
     pub fn subst_index(&self, var: &str, value: &Index) -> Expr {
         let kind = match &self.kind {
-            ExprKind::Var(v) => ExprKind::Var(VarName {
+            ExprKind::Var(v) if !v.index.as_ref().is_some_and(|i| i.mentions(var)) => return self.clone(),
+            ExprKind::Var(v) => ExprKind::Var(Rc::new(VarName {
                 name: v.name.clone(),
                 index: v.index.as_ref().map(|i| i.subst(var, value)),
-            }),
-            ExprKind::Prod { var: bound, .. } if bound == var => return self.clone(),
-            ExprKind::Prod { body, var: bound, lo, hi } => ExprKind::Prod {
-                body: Rc::new(body.subst_index(var, value)),
-                var: bound.clone(),
-                lo: lo.subst(var, value),
-                hi: hi.subst(var, value),
-            },
+            })),
+            ExprKind::Prod(p) if p.var == var => return self.clone(),
+            ExprKind::Prod(p) => ExprKind::Prod(Rc::new(Prod {
+                body: Rc::new(p.body.subst_index(var, value)),
+                var: p.var.clone(),
+                lo: p.lo.subst(var, value),
+                hi: p.hi.subst(var, value),
+            })),
             ExprKind::Identity | ExprKind::Num(_) => return self.clone(),
             ExprKind::Neg(a) => ExprKind::Neg(Rc::new(a.subst_index(var, value))),
             ExprKind::Transpose(a) => ExprKind::Transpose(Rc::new(a.subst_index(var, value))),

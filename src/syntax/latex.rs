@@ -137,7 +137,8 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
             write(out, a, Prec::Atom);
         }
         // Parenthesised, so that neighbours and superscripts stay outside.
-        ExprKind::Prod { body, var, lo, hi } => {
+        ExprKind::Prod(prod) => {
+            let crate::syntax::Prod { body, var, lo, hi } = &**prod;
             out.push_str(&format!("\\left(\\prod_{{{var}={lo}}}^{{{hi}}} "));
             write(out, body, Prec::Postfix);
             out.push_str("\\right)");

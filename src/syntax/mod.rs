@@ -7,7 +7,8 @@ mod parser;
 mod printer;
 
 pub use ast::{
-    BinOp, Declaration, Definition, DimSpec, Expr, ExprKind, Func, Index, Program, ShapeSpec, Span, VarName,
+    BinOp, Declaration, Definition, DimSpec, Expr, ExprKind, Func, Index, Prod, Program, ShapeSpec, Span,
+    VarName,
 };
 pub use latex::{to_latex, var_latex};
 pub use parser::{parse_expr, parse_program, parse_var, MAX_NESTING, MAX_NODES};

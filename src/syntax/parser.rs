@@ -114,7 +114,7 @@ pub fn parse_var(src: &str) -> Result<VarName> {
         }
         Rule::ident => Ok(VarName::plain(target.as_str())),
         Rule::indexed => match builder.primary(target)?.kind {
-            ExprKind::Var(v) => Ok(v),
+            ExprKind::Var(v) => Ok(Rc::unwrap_or_clone(v)),
             _ => unreachable!("indexed builds a variable"),
         },
         r => unreachable!("wrt rule {r:?}"),
@@ -301,13 +301,13 @@ impl Builder {
                     }
                     return Ok(def.clone());
                 }
-                ExprKind::Var(VarName::plain(name))
+                ExprKind::Var(Rc::new(VarName::plain(name)))
             }
             Rule::indexed => {
                 let mut inner = pair.into_inner();
                 let name = inner.next().expect("name").as_str().to_string();
                 let index = self.index(inner.next().expect("index"))?;
-                ExprKind::Var(VarName { name, index: Some(index) })
+                ExprKind::Var(Rc::new(VarName { name, index: Some(index) }))
             }
             Rule::call => {
                 let mut inner = pair.into_inner();
@@ -325,7 +325,7 @@ impl Builder {
                 let var = inner.next().expect("var").as_str().to_string();
                 let lo = self.index(inner.next().expect("lo"))?;
                 let hi = self.index(inner.next().expect("hi"))?;
-                ExprKind::Prod { body: Rc::new(body), var, lo, hi }
+                ExprKind::Prod(Rc::new(crate::syntax::Prod { body: Rc::new(body), var, lo, hi }))
             }
             r => unreachable!("primary rule {r:?}"),
         };

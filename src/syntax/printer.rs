@@ -38,7 +38,7 @@ pub(crate) fn prec(e: &Expr) -> Prec {
         | ExprKind::Identity
         | ExprKind::Num(_)
         | ExprKind::Call(..)
-        | ExprKind::Prod { .. }
+        | ExprKind::Prod(_)
         | ExprKind::Differential(_) => Prec::Atom,
     }
 }
@@ -111,7 +111,8 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
         }
         ExprKind::Differential(a) if matches!(a.kind, ExprKind::Var(_)) => write!(f, "d{a}"),
         ExprKind::Differential(a) => write!(f, "d({a})"),
-        ExprKind::Prod { body, var, lo, hi } => {
+        ExprKind::Prod(prod) => {
+            let crate::syntax::Prod { body, var, lo, hi } = &**prod;
             f.write_str("prod(")?;
             write_expr(f, body, Prec::Loosest)?;
             write!(f, ", {var}={lo}..{hi})")
