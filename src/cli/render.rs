@@ -45,6 +45,17 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
     for (line, shape) in lines {
         out.push_str(&format!("{line:<width$}  : {shape}\n"));
     }
+    let stopped: Vec<String> =
+        d.gradients.iter().filter(|g| !g.saturated).map(|g| format!("d/d{}", g.wrt)).collect();
+    if !stopped.is_empty() {
+        use crate::simplify::{BUDGET, ITER_LIMIT, MAX_INPUT_NODES, NODE_LIMIT, TIME_LIMIT};
+        out.push_str(&format!(
+            "note: {}: simplification stopped at a limit (e-graph {NODE_LIMIT} nodes, {ITER_LIMIT} iterations, {} ms per formula, {} s per derivation; no e-graph past {MAX_INPUT_NODES} nodes): right, but maybe not simplest\n",
+            stopped.join(", "),
+            TIME_LIMIT.as_millis(),
+            BUDGET.as_secs_f64(),
+        ));
+    }
     out
 }
 
@@ -321,7 +332,10 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
     out.push_str(&format!("  the forward value alone: {}\n", plan.forward.brief(12)));
     let separate = match &plan.separate {
         Some(c) => c.brief(12),
-        None => format!("a polynomial of more than {} terms (give the sizes with --dims)", crate::plan::MAX_COST_TERMS),
+        None => format!(
+            "a polynomial of more than {} terms (give the sizes with --dims)",
+            crate::plan::MAX_COST_TERMS
+        ),
     };
     out.push_str(&format!(
         "  the value and each gradient separately: {separate}, in {} matrix products\n",
@@ -369,7 +383,12 @@ fn symbolic_plan(d: &Derivation, json: bool) -> crate::Result<String> {
             .iter()
             .map(|l| {
                 let from = l.base.as_ref().map(|b| format!(", from {b}")).unwrap_or_default();
-                (format!("{} = {}", l.out, l.formula), format!("for {}{from}", l.range), l.shape.to_string(), l.madds.to_string())
+                (
+                    format!("{} = {}", l.out, l.formula),
+                    format!("for {}{from}", l.range),
+                    l.shape.to_string(),
+                    l.madds.to_string(),
+                )
             })
             .collect();
         let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);

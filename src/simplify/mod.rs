@@ -34,6 +34,11 @@ use egraph::{Converter, Shapes};
 pub const NODE_LIMIT: usize = 20_000;
 pub const ITER_LIMIT: usize = 40;
 pub const TIME_LIMIT: Duration = Duration::from_millis(500);
+/// E-graph time for all the formulas of one [`Simplifier`] (all gradients
+/// of one derivation): past it, formulas keep their tidy form, unsaturated.
+/// Without it, a derivation of many gradients that each run to the time
+/// limit takes many seconds.
+pub const BUDGET: Duration = Duration::from_secs(2);
 /// Larger inputs skip the e-graph and keep their tidy form.
 pub const MAX_INPUT_NODES: usize = 4_000;
 /// An e-graph that grew past this (within one iteration) is not extracted
@@ -57,12 +62,12 @@ fn rewrites() -> &'static [Rewrite<Mat, Shapes>] {
 /// the growth of a single iteration, which the limits only see after it.
 const MATCH_LIMIT: usize = 200;
 
-fn runner(shapes: Shapes) -> Runner<Mat, Shapes> {
+fn runner(shapes: Shapes, time: Duration) -> Runner<Mat, Shapes> {
     Runner::new(shapes)
         .with_scheduler(egg::BackoffScheduler::default().with_initial_match_limit(MATCH_LIMIT))
         .with_node_limit(NODE_LIMIT)
         .with_iter_limit(ITER_LIMIT)
-        .with_time_limit(TIME_LIMIT)
+        .with_time_limit(time.min(TIME_LIMIT))
 }
 
 /// The textbook form of `e`: tidied, then the cheapest form the e-graph
@@ -95,12 +100,24 @@ pub fn simplify(e: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Simpl
 /// let two = s.simplify(&syntax::parse_expr("(B*A)^T").unwrap(), &mut typer, None).unwrap();
 /// assert_eq!((one.expr.to_string(), two.expr.to_string()), ("B^T * A^T".into(), "A^T * B^T".into()));
 /// ```
-#[derive(Default)]
 pub struct Simplifier {
     leaves: Leaves,
+    /// E-graph time left, out of [`BUDGET`].
+    time_left: Duration,
+}
+
+impl Default for Simplifier {
+    fn default() -> Simplifier {
+        Simplifier::with_budget(BUDGET)
+    }
 }
 
 impl Simplifier {
+    /// A simplifier whose formulas may use `budget` of e-graph time in all.
+    pub fn with_budget(budget: Duration) -> Simplifier {
+        Simplifier { leaves: Leaves::default(), time_left: budget }
+    }
+
     /// See [`simplify`]; `typer` comes back as it was.
     pub fn simplify(&mut self, e: &Expr, typer: &mut Typer, expect: Option<&Shape>) -> Result<Simplified> {
         let tidied = self.tidy(e, typer)?;
@@ -108,7 +125,13 @@ impl Simplifier {
             // No rule applies to it: the e-graph would saturate on it unchanged.
             return Ok(Simplified { expr: tidied, saturated: true });
         }
-        simplify_tidied(tidied, typer, expect)
+        if self.time_left.is_zero() {
+            return Ok(Simplified { expr: tidied, saturated: false });
+        }
+        let start = std::time::Instant::now();
+        let simplified = simplify_tidied(tidied, typer, expect, self.time_left);
+        self.time_left = self.time_left.saturating_sub(start.elapsed());
+        simplified
     }
 
     /// See [`tidy`]; `typer` comes back as it was.
@@ -194,13 +217,18 @@ fn is_plain_product<'e>(e: &'e Expr, typer: &Typer) -> bool {
 }
 
 /// The e-graph's part of [`simplify`].
-fn simplify_tidied(tidied: Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Simplified> {
+fn simplify_tidied(
+    tidied: Expr,
+    typer: &Typer,
+    expect: Option<&Shape>,
+    time: Duration,
+) -> Result<Simplified> {
     if tidied.size() > MAX_INPUT_NODES {
         return Ok(Simplified { expr: tidied, saturated: false });
     }
     let mut converter = Converter::new(typer);
     let rec = converter.build(&tidied, expect)?;
-    let runner = runner(converter.shapes()).with_expr(&rec).run(rewrites());
+    let runner = runner(converter.shapes(), time).with_expr(&rec).run(rewrites());
     if let Some(conflict) = &runner.egraph.analysis.conflict {
         return Err(Error::new(ErrorKind::Internal, format!("simplifying `{tidied}`: {conflict}")));
     }
@@ -226,7 +254,7 @@ pub fn equivalent(a: &Expr, b: &Expr, typer: &Typer, expect: Option<&Shape>) -> 
     }
     let mut converter = Converter::new(typer);
     let (ra, rb) = (converter.build(&ta, expect)?, converter.build(&tb, expect)?);
-    let runner = runner(converter.shapes()).with_expr(&ra).with_expr(&rb).run(rewrites());
+    let runner = runner(converter.shapes(), TIME_LIMIT).with_expr(&ra).with_expr(&rb).run(rewrites());
     if let Some(conflict) = &runner.egraph.analysis.conflict {
         return Err(Error::new(ErrorKind::Internal, format!("comparing `{ta}` and `{tb}`: {conflict}")));
     }
@@ -693,6 +721,69 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
+    /// One simplifier's formulas share their leaves, plain and transposed:
+    /// the memory of a chain's n gradients is one node per factor each.
+    #[test]
+    fn formulas_of_one_simplifier_share_their_leaves() {
+        let program = crate::syntax::parse_program("A : n x n; B : n x n; C : n x n; A").unwrap();
+        let typing = crate::shape::infer(&program).unwrap();
+        let mut typer = typing.typer().clone();
+        let mut simplifier = Simplifier::default();
+        let mut leaves = |text: &str| {
+            let e = crate::syntax::parse_expr(text).unwrap();
+            let out = simplifier.simplify(&e, &mut typer, None).unwrap().expr;
+            let mut found: Vec<(String, *const Expr)> = vec![];
+            let mut stack = vec![&out];
+            while let Some(x) = stack.pop() {
+                match &x.kind {
+                    ExprKind::Binary { lhs, rhs, .. } => {
+                        for side in [lhs, rhs] {
+                            if matches!(side.kind, ExprKind::Binary { .. }) {
+                                stack.push(side);
+                            } else {
+                                found.push((side.to_string(), Rc::as_ptr(side)));
+                            }
+                        }
+                    }
+                    _ => panic!("a product: {out}"),
+                }
+            }
+            found.sort();
+            (out.clone(), found)
+        };
+        let (one, first) = leaves("(A*B)^T * C");
+        let (two, second) = leaves("C * (B*A^T)^T");
+        assert_eq!((one.to_string(), two.to_string()), ("B^T * A^T * C".into(), "C * A * B^T".into()));
+        let shared: Vec<&String> = first
+            .iter()
+            .filter(|(t, p)| second.iter().any(|(u, q)| t == u && p == q))
+            .map(|(t, _)| t)
+            .collect();
+        assert_eq!(shared, ["B^T", "C"], "{first:?} {second:?}");
+    }
+
+    /// With no e-graph time left, a formula keeps its tidy form, marked
+    /// unsaturated; a plain product needs no e-graph and is saturated.
+    #[test]
+    fn no_time_left_gives_the_tidy_form() {
+        let program = crate::syntax::parse_program("A : n x n; B : n x n; A").unwrap();
+        let typing = crate::shape::infer(&program).unwrap();
+        let mut typer = typing.typer().clone();
+        let mut simplifier = Simplifier::with_budget(Duration::ZERO);
+        let e = crate::syntax::parse_expr("A*B + A*A").unwrap();
+        let out = simplifier.simplify(&e, &mut typer, None).unwrap();
+        assert_eq!((out.expr.to_string(), out.saturated), ("A * B + A * A".into(), false));
+        let e = crate::syntax::parse_expr("(B*A)^T").unwrap();
+        let out = simplifier.simplify(&e, &mut typer, None).unwrap();
+        assert_eq!((out.expr.to_string(), out.saturated), ("A^T * B^T".into(), true));
+        let full = Simplifier::default().simplify(
+            &crate::syntax::parse_expr("A*B + A*A").unwrap(),
+            &mut typer,
+            None,
+        );
+        assert_eq!(full.unwrap().expr.to_string(), "A * (A + B)");
+    }
+
     /// The fast path of `simplify` returns what the e-graph returns.
     #[test]
     fn plain_products_are_what_the_egraph_makes_of_them() {
@@ -721,7 +812,7 @@ mod tests {
                 continue;
             }
             plain += 1;
-            let via_egraph = simplify_tidied(tidied.clone(), typing.typer(), None).unwrap();
+            let via_egraph = simplify_tidied(tidied.clone(), typing.typer(), None, TIME_LIMIT).unwrap();
             assert!(via_egraph.saturated, "{text}");
             assert_eq!(via_egraph.expr.to_string(), tidied.to_string(), "{text}");
         }
