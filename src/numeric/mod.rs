@@ -249,9 +249,13 @@ impl Instance {
         };
         let mut redraws = 0;
         loop {
+            // Redraws alternate smaller and larger scales (1/2, 2, 1/4, 4, ...):
+            // `sigmoid(-norm(P) * norm(M)^2)` underflows at scale 1, and
+            // `1 - sigmoid(...)` at a small one.
+            let scale = 2f64.powi((redraws as i32 + 1) / 2 * if redraws % 2 == 1 { -1 } else { 1 });
             let mut env = Env { indices: indices.clone(), ..Env::default() };
             for (v, r, c) in &shapes {
-                env.vars.insert(v.clone(), domain_of(v).unwrap_or_default().draw(*r, *c, &mut rng));
+                env.vars.insert(v.clone(), domain_of(v).unwrap_or_default().draw(*r, *c, &mut rng) * scale);
             }
             let finite = |m: Result<Matrix>| m.is_ok_and(|m| m.iter().all(|x| x.is_finite()));
             let fine = finite(eval(&typing.program.expr, &env, None))

@@ -54,6 +54,11 @@ impl Size {
     pub fn named(dim: &str) -> Size {
         Size(Symbol::from(dim))
     }
+
+    /// The size when it is a number.
+    pub fn value(self) -> Option<u64> {
+        self.0.as_str().parse().ok()
+    }
 }
 
 impl fmt::Display for Size {
@@ -114,6 +119,10 @@ pub struct Data {
 pub struct Shapes {
     pub leaves: HashMap<Symbol, Shape>,
     pub conflict: Option<String>,
+    /// Most factors a product built by the rules may have: the number of
+    /// leaves of the inputs. Equalities like `B = A C A` and `C = A^-1 B
+    /// A^-1` would otherwise unfold into ever longer products.
+    pub longest: usize,
 }
 
 pub type MatGraph = EGraph<Mat, Shapes>;
@@ -215,6 +224,8 @@ pub struct Converter {
     /// whole as leaves `@0`, `@1`, ….
     opaque: Vec<Expr>,
     fresh: u32,
+    /// Leaves of the expressions built so far.
+    leaf_count: usize,
 }
 
 impl Converter {
@@ -225,12 +236,13 @@ impl Converter {
             names: HashMap::new(),
             opaque: vec![],
             fresh: 0,
+            leaf_count: 0,
         }
     }
 
     /// The leaf shapes seen so far, for the analysis.
     pub fn shapes(&self) -> Shapes {
-        Shapes { leaves: self.leaves.clone(), conflict: None }
+        Shapes { leaves: self.leaves.clone(), conflict: None, longest: self.leaf_count.max(2) }
     }
 
     /// `e` as an e-graph expression; `expect` is its shape when the context
@@ -246,6 +258,7 @@ impl Converter {
         }
         let mut rec = RecExpr::default();
         self.add(e, &shapes, &mut rec)?;
+        self.leaf_count += rec.as_ref().iter().filter(|n| matches!(n, Mat::Leaf(_) | Mat::Ident(_))).count();
         Ok(rec)
     }
 

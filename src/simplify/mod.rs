@@ -784,6 +784,30 @@ mod tests {
         assert_eq!(full.unwrap().expr.to_string(), "A * (A + B)");
     }
 
+    /// Small formulas saturate, in their textbook form: identities and
+    /// inverse pairs do not unfold into ever longer products (each of these
+    /// once ran the e-graph to its time limit), and `tr(I)` is its size or
+    /// is kept inside the trace.
+    #[test]
+    fn small_formulas_saturate() {
+        let src = "W : 3x3; W2 : 3x3; G : 3x2; S : 1x1; X : n x n; W";
+        let program = crate::syntax::parse_program(src).unwrap();
+        let typing = crate::shape::infer(&program).unwrap();
+        for (e, want) in [
+            ("(W^T + I) * G", "G + W^T * G"),
+            ("W^T * (W * W2 * W)^-1^T * W^T", "W2^T^-1"),
+            ("tr(W + I)", "tr(W) + 3"),
+            ("tr(X + I)", "tr(X + I)"),
+        ] {
+            let out = simplify(&crate::syntax::parse_expr(e).unwrap(), typing.typer(), None).unwrap();
+            assert_eq!((out.expr.to_string(), out.saturated), (want.to_string(), true), "{e}");
+        }
+        // This one still reaches the node limit, fast, with its simplest form.
+        let e = "(W * W2 * W)^-1^T * W^T * W2^T + W2^T * W^T * (W * W2 * W)^-1^T";
+        let out = simplify(&crate::syntax::parse_expr(e).unwrap(), typing.typer(), None).unwrap();
+        assert_eq!(out.expr.to_string(), "2 * W^T^-1");
+    }
+
     /// The fast path of `simplify` returns what the e-graph returns.
     #[test]
     fn plain_products_are_what_the_egraph_makes_of_them() {

@@ -79,6 +79,7 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         NodeRule::rewrite("transpose-product", |n| matches!(n, Mat::Trans(_)), transpose_product),
         NodeRule::rewrite("inverse-product", |n| matches!(n, Mat::Pow(_)), inverse_product),
         NodeRule::rewrite("trace-rotate", |n| matches!(n, Mat::Tr(_)), trace_rotations),
+        NodeRule::rewrite("trace-identity", |n| matches!(n, Mat::Tr(_)), trace_identity),
         NodeRule::rewrite("product-flatten", is_mul, flatten_product),
         NodeRule::rewrite("product-identity", is_mul, drop_identity),
         NodeRule::rewrite("product-inverse-pair", is_mul, cancel_inverse),
@@ -93,7 +94,7 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
 
 /// A rewrite written in Rust: for a node of an e-class, the ids of
 /// equivalent expressions it builds (through `egraph.add`).
-type NodeFn = fn(&mut MatGraph, &Mat) -> Vec<Id>;
+type NodeFn = fn(&mut MatGraph, Id, &Mat) -> Vec<Id>;
 
 /// The kind of node a [`NodeRule`] looks at.
 type NodeKind = fn(&Mat) -> bool;
@@ -139,7 +140,7 @@ impl Applier<Mat, Shapes> for NodeRule {
         let nodes: Vec<Mat> = egraph[eclass].nodes.iter().filter(|n| (self.kind)(n)).cloned().collect();
         let mut changed = vec![];
         for node in &nodes {
-            for id in (self.f)(egraph, node) {
+            for id in (self.f)(egraph, eclass, node) {
                 if egraph.union(eclass, id) {
                     changed.push(eclass);
                 }
@@ -157,8 +158,11 @@ fn mul(egraph: &mut MatGraph, factors: Vec<Id>) -> Id {
 }
 
 fn factors_of(egraph: &MatGraph, id: Id) -> Option<Vec<Id>> {
+    // A product that holds its own class (`A = A I` once `A I` merged with
+    // `A`) is no factorisation: unfolding it grows the graph without end.
+    let root = egraph.find(id);
     egraph[id].nodes.iter().find_map(|n| match n {
-        Mat::Mul(fs) => Some(fs.to_vec()),
+        Mat::Mul(fs) if !fs.iter().any(|f| egraph.find(*f) == root) => Some(fs.to_vec()),
         _ => None,
     })
 }
@@ -167,8 +171,25 @@ fn shape_square(egraph: &MatGraph, id: Id) -> bool {
     egraph[id].data.shape.as_ref().is_some_and(|s| s.rows == s.cols)
 }
 
+/// tr(I) = n for an identity of a known size n. (A symbolic n cannot be
+/// written as a value; extraction avoids `tr(I)` then, see [`TextbookCost`].)
+fn trace_identity(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
+    let Mat::Tr(x) = node else { return vec![] };
+    let size = egraph[*x].nodes.iter().find_map(|n| match n {
+        Mat::Ident(s) => egraph[*s].nodes.iter().find_map(|m| match m {
+            Mat::Size(size) => size.value(),
+            _ => None,
+        }),
+        _ => None,
+    });
+    match size {
+        Some(n) => vec![egraph.add(Mat::Num(super::egraph::Constant::new(n as f64)))],
+        None => vec![],
+    }
+}
+
 /// (F1 ⋯ Fn)ᵀ = Fnᵀ ⋯ F1ᵀ.
-fn transpose_product(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn transpose_product(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Trans(x) = node else { return vec![] };
     let Some(fs) = factors_of(egraph, *x) else { return vec![] };
     let ts: Vec<Id> = fs.iter().rev().map(|f| egraph.add(Mat::Trans(*f))).collect();
@@ -176,7 +197,7 @@ fn transpose_product(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
 }
 
 /// (F1 ⋯ Fn)⁻¹ = Fn⁻¹ ⋯ F1⁻¹ when every factor is square.
-fn inverse_product(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn inverse_product(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Pow([x, k]) = node else { return vec![] };
     if egraph[*k].data.constant != Some(-1.0) {
         return vec![];
@@ -191,7 +212,7 @@ fn inverse_product(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
 
 /// tr(F1 ⋯ Fn) = tr(Fk ⋯ Fn F1 ⋯ F(k−1)): every rotation is defined, since
 /// the product is square.
-fn trace_rotations(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn trace_rotations(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Tr(x) = node else { return vec![] };
     let Some(fs) = factors_of(egraph, *x) else { return vec![] };
     if fs.len() > 16 {
@@ -207,20 +228,27 @@ fn trace_rotations(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
 }
 
 /// Products inside products are one product.
-fn flatten_product(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn flatten_product(egraph: &mut MatGraph, eclass: Id, node: &Mat) -> Vec<Id> {
     let Mat::Mul(fs) = node else { return vec![] };
     let mut out = vec![];
     let mut nested = false;
+    // A factor equal to I is dropped, not unfolded (`A I B` would become
+    // `A W W^-1 B`, and that again, without end).
+    let identity = |g: &MatGraph, f: &Id| g[*f].nodes.iter().any(|n| matches!(n, Mat::Ident(_)));
+    // Nor is a factor whose factors hold this product's own class (`B = A^T
+    // C A^T` and `C = A^-T B A^-T`): unfolding it would nest B in itself.
+    let root = egraph.find(eclass);
+    let holds = |g: &MatGraph, inner: &[Id]| inner.iter().any(|x| g.find(*x) == root);
     for f in fs.iter() {
         match factors_of(egraph, *f) {
-            Some(inner) if inner.len() > 1 => {
+            Some(inner) if inner.len() > 1 && !identity(egraph, f) && !holds(egraph, &inner) => {
                 nested = true;
                 out.extend(inner);
             }
             _ => out.push(*f),
         }
     }
-    if nested {
+    if nested && out.len() <= egraph.analysis.longest {
         vec![mul(egraph, out)]
     } else {
         vec![]
@@ -228,7 +256,7 @@ fn flatten_product(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
 }
 
 /// `A I` = `A`: an identity among other factors goes.
-fn drop_identity(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn drop_identity(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Mul(fs) = node else { return vec![] };
     let is_identity = |g: &MatGraph, f: &Id| g[*f].nodes.iter().any(|n| matches!(n, Mat::Ident(_)));
     if !fs.iter().any(|f| is_identity(egraph, f)) {
@@ -249,7 +277,7 @@ fn inverse_of(egraph: &MatGraph, f: Id, g: Id) -> bool {
 
 /// A⁻¹ A = A A⁻¹ = I: an adjacent pair goes (the identity stays when nothing
 /// else is left, with A's size).
-fn cancel_inverse(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn cancel_inverse(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Mul(fs) = node else { return vec![] };
     for i in 0..fs.len() - 1 {
         let (f, g) = (fs[i], fs[i + 1]);
@@ -269,7 +297,7 @@ fn cancel_inverse(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
 }
 
 /// A A = A^2 for adjacent equal factors (and A A^k = A^(k+1)).
-fn adjacent_power(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn adjacent_power(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Mul(fs) = node else { return vec![] };
     for i in 0..fs.len() - 1 {
         if egraph.find(fs[i]) == egraph.find(fs[i + 1]) {
@@ -284,7 +312,7 @@ fn adjacent_power(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
 }
 
 /// A scalar multiple inside a product moves out: A (s B) C = s (A B C).
-fn scalars_out(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn scalars_out(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Mul(fs) = node else { return vec![] };
     for (i, f) in fs.iter().enumerate() {
         let scaled = egraph[*f].nodes.iter().find_map(|n| match n {
@@ -302,12 +330,12 @@ fn scalars_out(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
 }
 
 /// A B + A C = A (B + C).
-fn factor_left(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn factor_left(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     factor(egraph, node, true)
 }
 
 /// B A + C A = (B + C) A.
-fn factor_right(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn factor_right(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     factor(egraph, node, false)
 }
 
@@ -337,7 +365,7 @@ fn factor(egraph: &mut MatGraph, node: &Mat, left: bool) -> Vec<Id> {
 }
 
 /// A (B + C) = A B + A C, one sum factor at a time.
-fn distribute(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
+fn distribute(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Mul(fs) = node else { return vec![] };
     if fs.len() > 8 {
         return vec![];
@@ -360,7 +388,8 @@ fn distribute(egraph: &mut MatGraph, node: &Mat) -> Vec<Id> {
 }
 
 /// What extraction minimises, in order: transposes of anything but a leaf,
-/// identities and zero multiples left over, then the number of nodes.
+/// identities and zero multiples left over, traces of an identity, then
+/// the number of nodes.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
 pub struct Cost {
     penalty: u32,
@@ -386,6 +415,8 @@ impl CostFunction<Mat> for TextbookCost<'_> {
         match enode {
             Mat::Trans(_) if !kids[0].atom => penalty += 1,
             Mat::Mul(_) if kids.iter().any(|k| k.identity) => penalty += 1,
+            // Its size cannot be told from the printed formula.
+            Mat::Tr(_) if kids[0].identity => penalty += 1,
             Mat::Scale([s, _]) if self.egraph[*s].data.constant.is_some_and(|x| x == 0.0 || x == 1.0) => {
                 penalty += 1
             }
