@@ -133,3 +133,28 @@ fn two_layer_network() {
         assert!(report.ok(), "{:?}", report.results);
     }
 }
+
+/// The numeric check is not fooled: a gradient off by a factor of 1.0001,
+/// with its factors in the wrong order, or missing a term, is reported.
+#[test]
+fn wrong_gradients_are_caught() {
+    let cases = [
+        ("A : 3x3; X : 3x3; B : 3x3; tr(A*X*B)", "X", "1.0001 * A^T * B^T"),
+        ("A : 3x3; X : 3x3; B : 3x3; tr(A*X*B)", "X", "B^T * A^T"),
+        ("A : 3x3; X : 3x3; tr(X*A*X^T)", "X", "X * A^T"),
+        ("W : 3x4; X : 4x6; Y : 3x6; norm(W*X - Y)^2", "W", "2 * (W * X - Y) * X^T + 0.001 * W"),
+        ("S : 3x3; logdet(S)", "S", "S^-1"),
+    ];
+    for (src, wrt, wrong) in cases {
+        let program = matdiff::syntax::parse_program(src).unwrap();
+        let mut d = matdiff::derive(&program, &Default::default()).unwrap();
+        let g = d.gradients.iter_mut().find(|g| g.wrt.to_string() == wrt).unwrap();
+        g.expr = matdiff::syntax::parse_expr(wrong).unwrap();
+        for seed in 1..=3 {
+            let options = matdiff::numeric::CheckOptions { seed, ..Default::default() };
+            let report = matdiff::numeric::check(&d, &options).unwrap();
+            let r = report.results.iter().find(|r| r.wrt.to_string() == wrt).unwrap();
+            assert!(!r.ok, "{src}: `{wrong}` passed (seed {seed}, error {:.1e})", r.max_rel_err);
+        }
+    }
+}

@@ -6,11 +6,14 @@
 //!     sums, negation, scalars, broadcasting, transposes, traces, I): every
 //!     gradient agrees with finite differences, and `tidy` keeps the value.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use matdiff::numeric::{check, eval, relative_error, CheckOptions, Instance, Matrix};
 use matdiff::syntax::{parse_expr, parse_program, BinOp, Expr, ExprKind, Func, Index, VarName};
+use matdiff::ErrorKind;
 use proptest::prelude::*;
 
 // ------------------------------------------------------------ (a) round trip
@@ -78,6 +81,7 @@ fn any_expr() -> impl Strategy<Value = Expr> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(1000)))]
     #[test]
     fn print_then_parse_is_identity(e in any_expr()) {
         let text = e.to_string();
@@ -154,7 +158,7 @@ fn assert_checks(src: &str) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(200))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(200)))]
     #[test]
     fn chain_gradients_match_finite_differences(src in chains()) {
         assert_checks(&src)?;
@@ -283,7 +287,17 @@ impl Gen {
 }
 
 fn typed_programs() -> impl Strategy<Value = String> {
-    (prop::collection::vec(any::<u32>(), 256), 1usize..=3, 1usize..=3, 1u32..=5).prop_map(
+    programs(256, 1..=5)
+}
+
+/// Deeper programs: up to depth 12, as long as a tape of 512 choices lasts
+/// (past its end every choice is a variable, which ends the expression).
+fn deep_typed_programs() -> impl Strategy<Value = String> {
+    programs(512, 6..=12)
+}
+
+fn programs(tape: usize, depth: std::ops::RangeInclusive<u32>) -> impl Strategy<Value = String> {
+    (prop::collection::vec(any::<u32>(), tape), 1usize..=3, 1usize..=3, depth).prop_map(
         |(tape, r, c, depth)| {
             let mut g = Gen { tape, at: 0, vars: BTreeMap::new() };
             let body = g.expr(r, c, depth);
@@ -294,7 +308,7 @@ fn typed_programs() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(300)))]
     #[test]
     fn typed_gradients_match_finite_differences(src in typed_programs()) {
         assert_checks(&src)?;
@@ -316,6 +330,34 @@ proptest! {
         for after in [&tidy, &simplified] {
             let value: Matrix = eval(after, &instance.env, Some((rows, cols))).unwrap();
             prop_assert!(relative_error(&before, &value) < 1e-10, "{} became {}", src, after);
+        }
+    }
+}
+
+proptest! {
+    // Deep programs cost seconds each in a debug build; more with
+    // PROPTEST_CASES (README, "Robustness and fuzzing").
+    #![proptest_config(ProptestConfig::with_cases(common::cases(60)))]
+
+    /// Deep programs are derived, or refused by name; a derived gradient
+    /// agrees with finite differences wherever an instance is well-conditioned.
+    #[test]
+    fn deep_gradients_match_finite_differences_or_are_refused(src in deep_typed_programs()) {
+        let program = parse_program(&src).map_err(|e| TestCaseError::fail(format!("{src}: {e}")))?;
+        let d = match matdiff::derive(&program, &Default::default()) {
+            Ok(d) => d,
+            Err(e) if matches!(e.kind, ErrorKind::Unsupported | ErrorKind::Limit) => return Ok(()),
+            Err(e) => return Err(TestCaseError::fail(format!("{src}: {e}"))),
+        };
+        for seed in [1, 2] {
+            let report = match check(&d, &CheckOptions { seed, ..Default::default() }) {
+                Ok(report) => report,
+                Err(e) if e.message.contains("no well-conditioned instance") => continue,
+                Err(e) => return Err(TestCaseError::fail(format!("{src}: {e}"))),
+            };
+            for (r, g) in report.results.iter().zip(&d.gradients) {
+                prop_assert!(r.ok, "{} (seed {}): d/d{} = {} is off by {:.2e}", src, seed, r.wrt, g.expr, r.max_rel_err);
+            }
         }
     }
 }

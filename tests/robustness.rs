@@ -4,6 +4,8 @@
 //!
 //! More cases: `PROPTEST_CASES=100000 cargo test --release --test robustness`.
 
+mod common;
+
 use matdiff::ErrorKind;
 use proptest::prelude::*;
 
@@ -27,7 +29,7 @@ const TOKENS: &[&str] = &[
 ];
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(common::cases(600)))]
 
     #[test]
     fn arbitrary_bytes_are_answered_or_refused(bytes in prop::collection::vec(any::<u8>(), 0..200)) {

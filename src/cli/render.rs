@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::calculus::Mode;
 use crate::explain;
-use crate::numeric::{CheckReport, TOLERANCE};
+use crate::numeric::{CheckReport, FD_MARGIN, TOLERANCE};
 use crate::plan::PlanOptions;
 use crate::syntax::{to_latex, var_latex};
 use crate::Derivation;
@@ -163,7 +163,9 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
         let results: Vec<_> = r
             .results
             .iter()
-            .map(|c| json!({ "wrt": c.wrt.to_string(), "max_rel_err": c.max_rel_err, "ok": c.ok }))
+            .map(|c| {
+                json!({ "wrt": c.wrt.to_string(), "max_rel_err": c.max_rel_err, "fd_error": c.fd_error, "ok": c.ok })
+            })
             .collect();
         let doc = json!({
             "ok": r.ok(),
@@ -198,8 +200,14 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
     let width = r.results.iter().map(|c| c.wrt.to_string().len()).max().unwrap_or(0);
     for c in &r.results {
         let verdict = if c.ok { "ok" } else { "MISMATCH" };
+        // The differences' own error, where it is what decided.
+        let noisy = if c.fd_error > TOLERANCE / FD_MARGIN {
+            format!(" (finite differences ±{:.1e})", c.fd_error)
+        } else {
+            String::new()
+        };
         out.push_str(&format!(
-            "d/d{:<width$}  max rel err {:.1e}  {verdict}\n",
+            "d/d{:<width$}  max rel err {:.1e}{noisy}  {verdict}\n",
             c.wrt.to_string(),
             c.max_rel_err
         ));

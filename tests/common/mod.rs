@@ -31,3 +31,10 @@ pub fn derive_and_check(src: &str, seed: u64) -> Result<CheckReport, String> {
     let d = derive(&program, &DeriveOptions::default()).map_err(|e| e.render("<expr>", src))?;
     check(&d, &CheckOptions { seed, ..Default::default() }).map_err(|e| e.render("<expr>", src))
 }
+
+/// `n` cases of a property, or `PROPTEST_CASES` when set: an explicit
+/// `ProptestConfig::with_cases` would otherwise ignore the variable, and
+/// the long runs (README) set it.
+pub fn cases(n: u32) -> u32 {
+    std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(n)
+}
