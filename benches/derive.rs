@@ -40,6 +40,15 @@ const SET: &[&str] = &[
     "B : m x k; X : n x m; C : n x n; tr(B^T * X^T * C * X * X^T * C * X * B)",
 ];
 
+/// Parsing alone: the cookbook set, and a 1024-factor chain.
+fn parsing(c: &mut Criterion) {
+    c.bench_function("parse_cookbook_set", |b| {
+        b.iter(|| SET.iter().map(|src| parse_program(black_box(src)).unwrap().declarations.len()).sum::<usize>())
+    });
+    let src = chain(1024);
+    c.bench_function("parse_chain_1024", |b| b.iter(|| parse_program(black_box(&src)).unwrap()));
+}
+
 fn cookbook_like(c: &mut Criterion) {
     c.bench_function("cookbook_like_set", |b| {
         b.iter(|| {
@@ -76,5 +85,5 @@ fn verify(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, layer_chain, cookbook_like, symbolic_length, verify);
+criterion_group!(benches, parsing, layer_chain, cookbook_like, symbolic_length, verify);
 criterion_main!(benches);

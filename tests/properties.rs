@@ -356,7 +356,9 @@ proptest! {
                 Err(e) => return Err(TestCaseError::fail(format!("{src}: {e}"))),
             };
             for (r, g) in report.results.iter().zip(&d.gradients) {
-                prop_assert!(r.ok, "{} (seed {}): d/d{} = {} is off by {:.2e}", src, seed, r.wrt, g.expr, r.max_rel_err);
+                // Differences too noisy to decide (a huge loss) are no evidence either way.
+                let undecided = r.fd_error > matdiff::numeric::MAX_FD_ERROR;
+                prop_assert!(r.ok || undecided, "{} (seed {}): d/d{} = {} is off by {:.2e}", src, seed, r.wrt, g.expr, r.max_rel_err);
             }
         }
     }

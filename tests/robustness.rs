@@ -113,10 +113,19 @@ fn every_construct_is_derived_or_named() {
 #[test]
 fn huge_gradients_are_refused_by_name() {
     let src = format!("A : 2x2; {}", vec!["A"; 2000].join("*"));
-    let program = matdiff::syntax::parse_program(&src).unwrap();
-    let e = matdiff::derive(&program, &Default::default()).unwrap_err();
-    assert_eq!(e.kind, ErrorKind::Limit);
-    assert!(e.message.contains(&matdiff::calculus::MAX_GRADIENT_NODES.to_string()), "{e}");
+    // 2000 levels of nesting: more stack than a test thread has.
+    let e = std::thread::Builder::new()
+        .stack_size(64 << 20)
+        .spawn(move || {
+            let program = matdiff::syntax::parse_program(&src).unwrap();
+            let e = matdiff::derive(&program, &Default::default()).unwrap_err();
+            (e.kind, e.message)
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(e.0, ErrorKind::Limit);
+    assert!(e.1.contains(&matdiff::calculus::MAX_GRADIENT_NODES.to_string()), "{}", e.1);
 }
 
 /// Carets under multi-byte characters (found by the fuzzer's first minutes:
@@ -144,4 +153,28 @@ fn fuzzer_findings_stay_fixed() {
         count += 1;
     }
     assert!(count > 0, "the regression inputs are there");
+}
+
+/// 10 000 levels of nesting through the library on an ordinary stack: the
+/// parse is answered, the derivation refused by name, never a stack
+/// overflow. (On the command line's 512 MiB stack both are answered:
+/// tests/cli.rs, `deep_and_long_inputs_are_answered`.)
+#[test]
+fn deep_input_on_an_ordinary_stack_is_refused_by_name() {
+    let sum = format!("A : 3x3; {}", vec!["A"; 10_000].join("+"));
+    let negations = format!("A : 3x3; {}A", "-".repeat(10_000));
+    for src in [sum, negations] {
+        let (kind, message) = std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(move || {
+                let program = matdiff::syntax::parse_program(&src).unwrap();
+                let e = matdiff::derive(&program, &Default::default()).err().expect("refused");
+                (e.kind, e.message)
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(kind, ErrorKind::Limit, "{message}");
+        assert!(message.contains("levels deep") && message.contains("stack"), "{message}");
+    }
 }

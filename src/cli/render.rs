@@ -193,13 +193,17 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
     }
     if r.redraws > 0 {
         out.push_str(&format!(
-            "redrew the instance {} time(s): it was not finite or ill-conditioned (cond > 1e8 under an inverse, |x| < 1e-6 under log, sqrt or a division)\n",
+            "redrew the instance {} time(s): it was not finite, ill-conditioned (cond > 1e8 under an inverse, |x| < 1e-6 under log, sqrt or a division), or too large for finite differences to decide\n",
             r.redraws
         ));
     }
     let width = r.results.iter().map(|c| c.wrt.to_string().len()).max().unwrap_or(0);
     for c in &r.results {
-        let verdict = if c.ok { "ok" } else { "MISMATCH" };
+        let verdict = match (c.ok, c.fd_error > crate::numeric::MAX_FD_ERROR) {
+            (true, _) => "ok",
+            (false, true) => "UNDECIDED (finite differences too noisy here; try another --seed)",
+            (false, false) => "MISMATCH",
+        };
         // The differences' own error, where it is what decided.
         let noisy = if c.fd_error > TOLERANCE / FD_MARGIN {
             format!(" (finite differences ±{:.1e})", c.fd_error)
@@ -219,8 +223,11 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
             r.results.len()
         ));
     } else {
+        let undecided =
+            r.results.iter().filter(|c| !c.ok && c.fd_error > crate::numeric::MAX_FD_ERROR).count();
+        let why = if undecided > 0 { format!(" ({undecided} undecided)") } else { String::new() };
         out.push_str(&format!(
-            "FAILED: {bad} of {} gradient(s) disagree with central differences (tolerance {TOLERANCE:.0e})\n",
+            "FAILED: {bad} of {} gradient(s) do not agree with central differences{why} (tolerance {TOLERANCE:.0e})\n",
             r.results.len()
         ));
     }

@@ -44,10 +44,15 @@ const FIRST_STEPS: [f64; 2] = [0.1, 0.01];
 /// shrinking steps, extrapolated to step 0 in a Neville tableau. Unlike one
 /// fixed step, it stays accurate (about 1e-12 relative) across curvatures,
 /// from a linear map to exp(exp(exp(x))).
-/// Returns the derivative and the error estimate of the better tableau.
+/// Returns the derivative and its error: the better tableau's estimate, or
+/// the rounding floor where that is larger (a loss of 1e12 rounds to about
+/// 1e-4, and a difference over a step h carries 1e-4 / h of noise that the
+/// tableau does not always see).
 fn derivative(mut f: impl FnMut(f64) -> Result<f64>, x: f64) -> Result<(f64, f64)> {
-    let mut f = move |at: f64| -> Result<f64> {
+    let mut largest = 0.0f64;
+    let mut f = |at: f64| -> Result<f64> {
         let y = f(at)?;
+        largest = largest.max(y.abs());
         if y.is_finite() {
             Ok(y)
         } else {
@@ -57,18 +62,21 @@ fn derivative(mut f: impl FnMut(f64) -> Result<f64>, x: f64) -> Result<(f64, f64
             ))
         }
     };
-    let (a, ea) = ridders(&mut f, x, FIRST_STEPS[0])?;
-    let (b, eb) = ridders(&mut f, x, FIRST_STEPS[1])?;
-    Ok(if ea <= eb { (a, ea) } else { (b, eb) })
+    let (a, ea, ha) = ridders(&mut f, x, FIRST_STEPS[0])?;
+    let (b, eb, hb) = ridders(&mut f, x, FIRST_STEPS[1])?;
+    let (value, err, h) = if ea <= eb { (a, ea, ha) } else { (b, eb, hb) };
+    Ok((value, err.max(8.0 * f64::EPSILON * largest / h)))
 }
 
-/// One Ridders tableau from step `h`: the estimate and its error.
-fn ridders(f: &mut impl FnMut(f64) -> Result<f64>, x: f64, mut h: f64) -> Result<(f64, f64)> {
+/// One Ridders tableau from step `h`: the estimate, its error, and the
+/// step of the estimate.
+fn ridders(f: &mut impl FnMut(f64) -> Result<f64>, x: f64, mut h: f64) -> Result<(f64, f64, f64)> {
     const SHRINK: f64 = 1.4;
     const ROUNDS: usize = 10;
     let mut table = [[0.0f64; ROUNDS]; ROUNDS];
     let mut best = f64::NAN;
     let mut err = f64::INFINITY;
+    let mut at = h;
     table[0][0] = (f(x + h)? - f(x - h)?) / (2.0 * h);
     for i in 1..ROUNDS {
         h /= SHRINK;
@@ -81,13 +89,14 @@ fn ridders(f: &mut impl FnMut(f64) -> Result<f64>, x: f64, mut h: f64) -> Result
             if e <= err {
                 err = e;
                 best = table[j][i];
+                at = h;
             }
         }
         if (table[i][i] - table[i - 1][i - 1]).abs() >= 2.0 * err {
             break;
         }
     }
-    Ok(if best.is_nan() { (table[0][0], f64::INFINITY) } else { (best, err) })
+    Ok(if best.is_nan() { (table[0][0], f64::INFINITY, h) } else { (best, err, at) })
 }
 
 /// How to instantiate a check.
@@ -185,6 +194,12 @@ impl Instance {
     /// conditions; then every dimension a size, 2..=5. `options.dims` fixes
     /// any of them by name (`n=4`, `d0=3`, `d[2]=5`).
     pub fn draw(derivation: &Derivation, options: &CheckOptions) -> Result<Instance> {
+        Instance::draw_from(derivation, options, 0)
+    }
+
+    /// [`Instance::draw`], counting `skipped` draws as done already: the
+    /// same values at the next scale.
+    fn draw_from(derivation: &Derivation, options: &CheckOptions, skipped: usize) -> Result<Instance> {
         let typing = &derivation.typing;
         let mut rng = StdRng::seed_from_u64(options.seed);
         let indices = draw_indices(derivation, options, &mut rng)?;
@@ -258,7 +273,7 @@ impl Instance {
                 .copied()
                 .or_else(|| domains.iter().find(|(k, _)| k.name == v.name).map(|(_, d)| *d))
         };
-        let mut redraws = 0;
+        let mut redraws = skipped;
         loop {
             // Redraws alternate smaller and larger scales (1/2, 2, 1/4, 4, ...):
             // `sigmoid(-norm(P) * norm(M)^2)` underflows at scale 1, and
@@ -278,7 +293,7 @@ impl Instance {
                 return Ok(Instance { sizes, env, domains, redraws, indices: indices.into_iter().collect() });
             }
             redraws += 1;
-            if redraws >= MAX_DRAWS {
+            if redraws >= skipped + MAX_DRAWS {
                 return Err(Error::new(
                     ErrorKind::Usage,
                     format!(
@@ -445,7 +460,29 @@ pub fn member(v: &VarName, env: &Env) -> VarName {
 /// assert!(report.ok());
 /// ```
 pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckReport> {
-    let Instance { sizes, env, domains, redraws, indices } = Instance::draw(derivation, options)?;
+    // Where the differences are too noisy to decide (a huge loss rounds off
+    // a small gradient), the same instance at other scales may not be.
+    let first = check_on(derivation, options, Instance::draw(derivation, options)?)?;
+    let undecided = |r: &CheckReport| r.results.iter().any(|r| !r.ok && r.fd_error > MAX_FD_ERROR);
+    let mut skipped = first.redraws;
+    while undecided(&first) && skipped < first.redraws + MAX_NOISY_REDRAWS {
+        skipped += 1;
+        // Another scale may overflow where this one did not: go on to the next.
+        let Ok(instance) = Instance::draw_from(derivation, options, skipped) else { continue };
+        let Ok(report) = check_on(derivation, options, instance) else { continue };
+        if !undecided(&report) {
+            return Ok(report);
+        }
+        skipped = report.redraws;
+    }
+    Ok(first)
+}
+
+/// Redraws for finite differences too noisy to decide, at most.
+const MAX_NOISY_REDRAWS: usize = 6;
+
+fn check_on(derivation: &Derivation, options: &CheckOptions, instance: Instance) -> Result<CheckReport> {
+    let Instance { sizes, env, domains, redraws, indices } = instance;
     let forward = Evaluator::new(&derivation.typing.program.expr, &env, None);
     let loss = |env: &Env| -> Result<f64> {
         let z = forward.eval(env)?;
