@@ -234,14 +234,13 @@ fn flatten_product(egraph: &mut MatGraph, eclass: Id, node: &Mat) -> Vec<Id> {
     let mut nested = false;
     // A factor equal to I is dropped, not unfolded (`A I B` would become
     // `A W W^-1 B`, and that again, without end).
-    let identity = |g: &MatGraph, f: &Id| g[*f].nodes.iter().any(|n| matches!(n, Mat::Ident(_)));
     // Nor is a factor whose factors hold this product's own class (`B = A^T
     // C A^T` and `C = A^-T B A^-T`): unfolding it would nest B in itself.
     let root = egraph.find(eclass);
     let holds = |g: &MatGraph, inner: &[Id]| inner.iter().any(|x| g.find(*x) == root);
     for f in fs.iter() {
         match factors_of(egraph, *f) {
-            Some(inner) if inner.len() > 1 && !identity(egraph, f) && !holds(egraph, &inner) => {
+            Some(inner) if inner.len() > 1 && !is_identity(egraph, f) && !holds(egraph, &inner) => {
                 nested = true;
                 out.extend(inner);
             }
@@ -255,10 +254,14 @@ fn flatten_product(egraph: &mut MatGraph, eclass: Id, node: &Mat) -> Vec<Id> {
     }
 }
 
+/// Whether the class is (equal to) an identity.
+fn is_identity(egraph: &MatGraph, id: &Id) -> bool {
+    egraph[*id].nodes.iter().any(|n| matches!(n, Mat::Ident(_)))
+}
+
 /// `A I` = `A`: an identity among other factors goes.
 fn drop_identity(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Mul(fs) = node else { return vec![] };
-    let is_identity = |g: &MatGraph, f: &Id| g[*f].nodes.iter().any(|n| matches!(n, Mat::Ident(_)));
     if !fs.iter().any(|f| is_identity(egraph, f)) {
         return vec![];
     }
