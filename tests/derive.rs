@@ -78,6 +78,9 @@ const CASES: &[&str] = &[
     "a : scalar; M : 2x2; s : scalar; tr((a + M) .* s)",
     // Underflows on instances of scale 1: the check redraws at other scales.
     "P : 1x2; M : 4x3; A : 2x2; A / sigmoid(-(norm(P) * norm(M)^2))",
+    // A plain `W` beside a member `W[i]` is another variable (a 100 000-case
+    // run found `W[i] .* W` counted W as an occurrence of W[i]).
+    "W[i] .* W",
     // Found by the fuzzer: a tied factor under logdet grew the e-graph for a minute.
     "W : 3x3; W2 : 3x3; logdet(W*W2*W)",
 ];

@@ -291,7 +291,8 @@ impl Trail {
 fn mark(e: &Expr, v: &VarName, holds: &mut HashSet<*const Expr>) -> bool {
     let family = v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
     let here = match &e.kind {
-        ExprKind::Var(w) => **w == *v || (family && w.name == v.name),
+        // Members of the family count (inside a product); a plain `W` beside `W[i]` is another variable.
+        ExprKind::Var(w) => **w == *v || (family && w.name == v.name && w.index.is_some()),
         _ => e.children().into_iter().fold(false, |any, c| mark(c, v, holds) | any),
     };
     if here {
