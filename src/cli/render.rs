@@ -199,7 +199,7 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
     }
     let width = r.results.iter().map(|c| c.wrt.to_string().len()).max().unwrap_or(0);
     for c in &r.results {
-        let verdict = match (c.ok, c.fd_error > crate::numeric::MAX_FD_ERROR) {
+        let verdict = match (c.ok, c.undecided()) {
             (true, _) => "ok",
             (false, true) => "UNDECIDED (finite differences too noisy here; try another --seed)",
             (false, false) => "MISMATCH",
@@ -223,8 +223,7 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
             r.results.len()
         ));
     } else {
-        let undecided =
-            r.results.iter().filter(|c| !c.ok && c.fd_error > crate::numeric::MAX_FD_ERROR).count();
+        let undecided = r.results.iter().filter(|c| c.undecided()).count();
         let why = if undecided > 0 { format!(" ({undecided} undecided)") } else { String::new() };
         out.push_str(&format!(
             "FAILED: {bad} of {} gradient(s) do not agree with central differences{why} (tolerance {TOLERANCE:.0e})\n",

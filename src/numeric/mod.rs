@@ -118,6 +118,13 @@ pub struct CheckResult {
     pub ok: bool,
 }
 
+impl CheckResult {
+    /// Disagrees, but the differences were too noisy to decide.
+    pub fn undecided(&self) -> bool {
+        !self.ok && self.fd_error > MAX_FD_ERROR
+    }
+}
+
 /// The outcome of [`check`].
 #[derive(Clone, Debug)]
 pub struct CheckReport {
@@ -463,7 +470,7 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
     // Where the differences are too noisy to decide (a huge loss rounds off
     // a small gradient), the same instance at other scales may not be.
     let first = check_on(derivation, options, Instance::draw(derivation, options)?)?;
-    let undecided = |r: &CheckReport| r.results.iter().any(|r| !r.ok && r.fd_error > MAX_FD_ERROR);
+    let undecided = |r: &CheckReport| r.results.iter().any(CheckResult::undecided);
     let mut skipped = first.redraws;
     while undecided(&first) && skipped < first.redraws + MAX_NOISY_REDRAWS {
         skipped += 1;

@@ -389,7 +389,10 @@ impl Tidier<'_> {
                 let scalar = self.typer.is_scalar(s);
                 (vec![Term::leaf(self.leaves.get(e, v, t && !scalar), scalar)], s)
             }
-            ExprKind::Identity => (vec![Term::leaf(e.clone(), false)], self.shape(e, &[])?),
+            ExprKind::Identity => {
+                let s = self.shape(e, &[])?;
+                (vec![Term::leaf(e.clone(), self.typer.is_scalar(s))], s)
+            }
             ExprKind::Num(x) => (vec![Term::number(*x)], self.shape(e, &[])?),
             ExprKind::Neg(a) => {
                 let (mut sum, s) = self.norm(a, t)?;
