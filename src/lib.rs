@@ -22,6 +22,7 @@ pub mod plan;
 pub mod repl;
 pub mod shape;
 pub mod simplify;
+mod stack;
 pub mod syntax;
 pub mod verify;
 
@@ -77,7 +78,6 @@ pub struct Derivation<'p> {
 /// with upstream gradient `G` (SPEC §2). Every gradient's shape is checked
 /// against its variable's: a mismatch is an internal error, never output.
 pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Derivation<'p>> {
-    check_stack(&program.expr)?;
     let mut typing = shape::infer(program)?;
     let value_shape = typing.shape();
     let mode = if value_shape.is_scalar() {
@@ -150,32 +150,6 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         gradients.push(Gradient { wrt: v, expr, shape, differential, saturated, occurrences });
     }
     Ok(Derivation { typing, mode, gradients })
-}
-
-/// Stack the recursive stages of a derivation (inference, the calculus,
-/// tidying, printing) take per level of nesting, with a margin: a 5 000-deep
-/// sum overflows 8 MB.
-pub const STACK_PER_LEVEL: usize = 4 * 1024;
-
-/// Refuses, by name, an expression nested deeper than this thread's stack
-/// can derive. The command line runs on a 512 MiB stack (100 000 levels);
-/// a library caller with deep inputs should run matdiff on a large one too.
-fn check_stack(e: &Expr) -> Result<()> {
-    let Some(left) = stacker::remaining_stack() else { return Ok(()) };
-    let depth = e.depth();
-    let need = depth.saturating_mul(STACK_PER_LEVEL);
-    if need > left {
-        return Err(Error::new(
-            ErrorKind::Limit,
-            format!(
-                "the expression nests {depth} levels deep: deriving it takes about {} MiB of stack, and this thread has {} MiB left",
-                need >> 20,
-                left >> 20
-            ),
-        )
-        .note("run matdiff on a thread with a larger stack (the command line uses 512 MiB)"));
-    }
-    Ok(())
 }
 
 /// `j`, or another index name the program does not use.

@@ -170,10 +170,12 @@ fn upstream_of(d: &crate::Derivation) -> Option<VarName> {
 }
 
 fn unknown_variable(e: &Expr, known: &[VarName]) -> Option<VarName> {
-    if let crate::syntax::ExprKind::Var(v) = &e.kind {
-        if !known.contains(v) {
-            return Some(VarName::clone(v));
+    crate::stack::ensure(|| {
+        if let crate::syntax::ExprKind::Var(v) = &e.kind {
+            if !known.contains(v) {
+                return Some(VarName::clone(v));
+            }
         }
-    }
-    e.children().into_iter().find_map(|c| unknown_variable(c, known))
+        e.children().find_map(|c| unknown_variable(c, known))
+    })
 }

@@ -161,3 +161,26 @@ fn wrong_gradients_are_caught() {
         }
     }
 }
+
+/// Where a huge loss rounds off a small gradient, the check redraws at other
+/// scales until the differences can decide, and says UNDECIDED where none
+/// can: never a spurious mismatch, never a pass without evidence.
+#[test]
+fn noisy_differences_are_redrawn_or_undecided() {
+    let check = |src: &str, seed: u64| {
+        let program = matdiff::syntax::parse_program(src).unwrap();
+        let d = matdiff::derive(&program, &Default::default()).unwrap();
+        let options = matdiff::numeric::CheckOptions { seed, ..Default::default() };
+        matdiff::numeric::check(&d, &options).unwrap()
+    };
+    for seed in 1..=3 {
+        // exp(20 Σ b²) is about e^60 at scale 1, where tr(A) is lost in its
+        // rounding; at scale 1/2 it is e^15, and d/dA = I is decided.
+        let report = check("A : 3x3; B : 3x3; exp(20 * sum(B .* B)) + tr(A)", seed);
+        assert!(report.ok() && report.redraws >= 1, "seed {seed}: {:?}", report.results);
+        // 1e20 Σ b at any scale: tr(A) is below the loss's last digit.
+        let report = check("A : 3x3; B : 3x3; 1e20 * sum(B) + tr(A)", seed);
+        let [b, a] = &report.results[..] else { panic!("two gradients") };
+        assert!(b.ok && !a.ok && a.undecided() && !b.undecided(), "seed {seed}: {a:?}");
+    }
+}

@@ -155,26 +155,62 @@ fn fuzzer_findings_stay_fixed() {
     assert!(count > 0, "the regression inputs are there");
 }
 
-/// 10 000 levels of nesting through the library on an ordinary stack: the
-/// parse is answered, the derivation refused by name, never a stack
-/// overflow. (On the command line's 512 MiB stack both are answered:
-/// tests/cli.rs, `deep_and_long_inputs_are_answered`.)
+/// Deep input on a small stack: every subcommand answers a 10 000-term
+/// sum, 10 000 nested negations and transposes, and a 2 000-factor product,
+/// or refuses it by naming a limit, on a thread of 1 MiB. Every recursive
+/// walk grows its stack from the heap when it runs short (src/stack.rs), so
+/// a missed one overflows here and fails the test.
 #[test]
-fn deep_input_on_an_ordinary_stack_is_refused_by_name() {
-    let sum = format!("A : 3x3; {}", vec!["A"; 10_000].join("+"));
-    let negations = format!("A : 3x3; {}A", "-".repeat(10_000));
-    for src in [sum, negations] {
-        let (kind, message) = std::thread::Builder::new()
-            .stack_size(8 << 20)
-            .spawn(move || {
-                let program = matdiff::syntax::parse_program(&src).unwrap();
-                let e = matdiff::derive(&program, &Default::default()).err().expect("refused");
-                (e.kind, e.message)
-            })
-            .unwrap()
-            .join()
-            .unwrap();
-        assert_eq!(kind, ErrorKind::Limit, "{message}");
-        assert!(message.contains("levels deep") && message.contains("stack"), "{message}");
+fn deep_input_is_answered_on_a_small_stack() {
+    let chain: Vec<String> = (1..=2000).map(|i| format!("W{i}")).collect();
+    let decls: Vec<String> = chain.iter().map(|w| format!("{w} : 2x2")).collect();
+    // (variable, input, whether to ask for the steps: those of a long sum or
+    // unary chain restate the whole expression at every level or occurrence,
+    // O(n²) text, 300 MB here.)
+    let inputs = [
+        ("A", format!("A : 3x3; {}", vec!["A"; 10_000].join("+")), false),
+        ("A", format!("A : 3x3; tr({}A)", "-".repeat(10_000)), false),
+        ("A", format!("A : 3x3; A{}", "^T".repeat(10_000)), false),
+        ("A", "A : 3x3; B = A*A - A; C = B*B - B; D = C*C - C; E = D*D - D; tr(E*E - E)".to_string(), true),
+        ("W1000", format!("{}; {}", decls.join("; "), chain.join("*")), true),
+    ];
+    for (v, src, steps) in &inputs {
+        let runs: [&[&str]; 10] = [
+            if *steps { &["derive", "--steps"] } else { &["derive"] },
+            &["derive", "--json"],
+            &["derive", "--latex"],
+            &["check", "--json"],
+            &["plan"],
+            &["plan", "--json"],
+            &["plan", "--emit", "numpy"],
+            &["plan", "--emit", "pytorch"],
+            &["verify", "--claim", v],
+            &["latex"],
+        ];
+        for run in runs {
+            let wrt: &[&str] = if run[0] == "latex" { &[] } else { &["--wrt", v] };
+            let args: Vec<String> = ["matdiff"]
+                .iter()
+                .chain(run)
+                .chain(wrt)
+                .chain([&src.as_str()])
+                .map(|a| a.to_string())
+                .collect();
+            let what = format!("{run:?} on {}...", &src[..30]);
+            let started = std::time::Instant::now();
+            let (code, stderr) = std::thread::Builder::new()
+                .stack_size(1 << 20)
+                .spawn(move || {
+                    let mut err = Vec::new();
+                    let code = matdiff::cli::run(args, &mut Vec::new(), &mut err);
+                    (code, String::from_utf8_lossy(&err).into_owned())
+                })
+                .unwrap()
+                .join()
+                .unwrap_or_else(|_| panic!("{what}: panicked"));
+            eprintln!("{what}: exit {code} in {:?}", started.elapsed());
+            let limit = code == 2 && stderr.contains("limit") || stderr.contains("more than");
+            assert!(code == 0 || code == 1 || limit, "{what}: exit {code}: {stderr}");
+        }
     }
 }

@@ -198,7 +198,7 @@ pub fn check_target(root: &Expr, wrt: &VarName) -> Result<()> {
         prods: &mut Vec<&'e Expr>,
         loose: &mut Vec<&'e Expr>,
     ) {
-        match &e.kind {
+        crate::stack::ensure(|| match &e.kind {
             ExprKind::Prod(prod) => {
                 let crate::syntax::Prod { body, .. } = &**prod;
                 if body.mentions_family(family) {
@@ -207,8 +207,8 @@ pub fn check_target(root: &Expr, wrt: &VarName) -> Result<()> {
                 walk(body, family, true, prods, loose);
             }
             ExprKind::Var(v) if !in_prod && v.name == family && v.index.is_some() => loose.push(e),
-            _ => e.children().into_iter().for_each(|c| walk(c, family, in_prod, prods, loose)),
-        }
+            _ => e.children().for_each(|c| walk(c, family, in_prod, prods, loose)),
+        })
     }
     if wrt.index.is_none() {
         return Ok(());
@@ -287,18 +287,30 @@ impl Trail {
     }
 }
 
+/// A trail is as long as the expression is deep; it is freed link by link.
+impl Drop for Trail {
+    fn drop(&mut self) {
+        let mut prev = self.prev.take();
+        while let Some(link) = prev {
+            prev = Rc::into_inner(link).and_then(|mut t| t.prev.take());
+        }
+    }
+}
+
 /// Marks every node whose subtree mentions `v`; returns whether `e` does.
 fn mark(e: &Expr, v: &VarName, holds: &mut HashSet<*const Expr>) -> bool {
-    let family = v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
-    let here = match &e.kind {
-        // Members of the family count (inside a product); a plain `W` beside `W[i]` is another variable.
-        ExprKind::Var(w) => **w == *v || (family && w.name == v.name && w.index.is_some()),
-        _ => e.children().into_iter().fold(false, |any, c| mark(c, v, holds) | any),
-    };
-    if here {
-        holds.insert(e as *const Expr);
-    }
-    here
+    crate::stack::ensure(|| {
+        let family = v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
+        let here = match &e.kind {
+            // Members of the family count (inside a product); a plain `W` beside `W[i]` is another variable.
+            ExprKind::Var(w) => **w == *v || (family && w.name == v.name && w.index.is_some()),
+            _ => e.children().fold(false, |any, c| mark(c, v, holds) | any),
+        };
+        if here {
+            holds.insert(e as *const Expr);
+        }
+        here
+    })
 }
 
 /// A factor of a flattened product, and whether it multiplies as a scalar.
@@ -317,35 +329,37 @@ impl<'t, 'p> Walk<'t, 'p> {
     }
 
     fn visit(&mut self, e: &'p Expr, adjoint: Expr, trail: Rc<Trail>) -> Result<()> {
-        if !self.holds(e) {
-            return Ok(());
-        }
-        if let ExprKind::Var(_) = e.kind {
-            self.nodes += adjoint.size();
-            if self.nodes > MAX_GRADIENT_NODES {
-                return Err(Error::new(
-                    ErrorKind::Limit,
-                    format!(
-                        "the gradient with respect to `{}` would have more than {MAX_GRADIENT_NODES} nodes",
-                        self.wrt
-                    ),
-                )
-                .label(e.span, format!("occurrence {} of `{}`", self.out.len() + 1, self.wrt)));
+        crate::stack::ensure(|| {
+            if !self.holds(e) {
+                return Ok(());
             }
-            self.out.push(Contribution { occurrence: e.span, steps: Trail::steps(&trail), adjoint });
-            return Ok(());
-        }
-        if let ExprKind::Prod(_) = e.kind {
-            return self.visit_prod(e, adjoint, trail);
-        }
-        for (rule, child, adj) in self.descend(e, &adjoint)? {
-            if self.holds(child) {
-                let frozen = matches!(rule, Rule::Product | Rule::Scaling).then(|| self.frozen(e, child));
-                let step = Step { rule, target: child.clone(), adjoint: adj.clone(), frozen };
-                self.visit(child, adj, Rc::new(Trail { step, prev: Some(trail.clone()) }))?;
+            if let ExprKind::Var(_) = e.kind {
+                self.nodes += adjoint.size();
+                if self.nodes > MAX_GRADIENT_NODES {
+                    return Err(Error::new(
+                        ErrorKind::Limit,
+                        format!(
+                            "the gradient with respect to `{}` would have more than {MAX_GRADIENT_NODES} nodes",
+                            self.wrt
+                        ),
+                    )
+                    .label(e.span, format!("occurrence {} of `{}`", self.out.len() + 1, self.wrt)));
+                }
+                self.out.push(Contribution { occurrence: e.span, steps: Trail::steps(&trail), adjoint });
+                return Ok(());
             }
-        }
-        Ok(())
+            if let ExprKind::Prod(_) = e.kind {
+                return self.visit_prod(e, adjoint, trail);
+            }
+            for (rule, child, adj) in self.descend(e, &adjoint)? {
+                if self.holds(child) {
+                    let frozen = matches!(rule, Rule::Product | Rule::Scaling).then(|| self.frozen(e, child));
+                    let step = Step { rule, target: child.clone(), adjoint: adj.clone(), frozen };
+                    self.visit(child, adj, Rc::new(Trail { step, prev: Some(trail.clone()) }))?;
+                }
+            }
+            Ok(())
+        })
     }
 
     /// W[j] inside prod(W[i], i=a..b): split the product at j, under the side
@@ -527,44 +541,46 @@ impl<'t, 'p> Walk<'t, 'p> {
     /// c·I up to negations, transposes and scalar factors, as the trace rule
     /// makes it: the sign and c (1 for a bare I).
     fn identity_multiple(&self, e: &Expr) -> Option<(bool, Expr)> {
-        let scalar = |x: &Expr| {
-            let mut typer = self.typing.typer().clone();
-            typer.infer(x).is_ok_and(|s| typer.is_scalar(s))
-        };
-        match &e.kind {
-            ExprKind::Identity => Some((false, Expr::num(1.0))),
-            ExprKind::Transpose(x) => self.identity_multiple(x),
-            ExprKind::Neg(x) => self.identity_multiple(x).map(|(negative, c)| (!negative, c)),
-            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-                if scalar(lhs) {
-                    let (negative, c) = self.identity_multiple(rhs)?;
-                    Some((negative, Expr::product((**lhs).clone(), c)))
-                } else if scalar(rhs) {
-                    let (negative, c) = self.identity_multiple(lhs)?;
-                    Some((negative, Expr::product(c, (**rhs).clone())))
-                } else {
-                    None
+        crate::stack::ensure(|| {
+            let scalar = |x: &Expr| {
+                let mut typer = self.typing.typer().clone();
+                typer.infer(x).is_ok_and(|s| typer.is_scalar(s))
+            };
+            match &e.kind {
+                ExprKind::Identity => Some((false, Expr::num(1.0))),
+                ExprKind::Transpose(x) => self.identity_multiple(x),
+                ExprKind::Neg(x) => self.identity_multiple(x).map(|(negative, c)| (!negative, c)),
+                ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                    if scalar(lhs) {
+                        let (negative, c) = self.identity_multiple(rhs)?;
+                        Some((negative, Expr::product((**lhs).clone(), c)))
+                    } else if scalar(rhs) {
+                        let (negative, c) = self.identity_multiple(lhs)?;
+                        Some((negative, Expr::product(c, (**rhs).clone())))
+                    } else {
+                        None
+                    }
                 }
-            }
-            // (c I) / s and (c I) ./ s are (c / s) I; s .* (c I) is (s c) I.
-            ExprKind::Binary {
-                op: op @ (BinOp::Div | BinOp::HadamardDiv | BinOp::Hadamard),
-                lhs,
-                rhs,
-                ..
-            } => {
-                if scalar(rhs) {
-                    let (negative, c) = self.identity_multiple(lhs)?;
-                    Some((negative, Expr::binary(*op, c, rhs.clone())))
-                } else if *op == BinOp::Hadamard && scalar(lhs) {
-                    let (negative, c) = self.identity_multiple(rhs)?;
-                    Some((negative, Expr::binary(*op, lhs.clone(), c)))
-                } else {
-                    None
+                // (c I) / s and (c I) ./ s are (c / s) I; s .* (c I) is (s c) I.
+                ExprKind::Binary {
+                    op: op @ (BinOp::Div | BinOp::HadamardDiv | BinOp::Hadamard),
+                    lhs,
+                    rhs,
+                    ..
+                } => {
+                    if scalar(rhs) {
+                        let (negative, c) = self.identity_multiple(lhs)?;
+                        Some((negative, Expr::binary(*op, c, rhs.clone())))
+                    } else if *op == BinOp::Hadamard && scalar(lhs) {
+                        let (negative, c) = self.identity_multiple(rhs)?;
+                        Some((negative, Expr::binary(*op, lhs.clone(), c)))
+                    } else {
+                        None
+                    }
                 }
+                _ => None,
             }
-            _ => None,
-        }
+        })
     }
 
     /// d(product) with every factor but `factor` frozen.
@@ -586,30 +602,32 @@ impl<'t, 'p> Walk<'t, 'p> {
     /// `e` is a product; its factors are shared, not copied, into the
     /// formulas made from them.
     fn flatten_product(&self, e: &'p Expr, out: &mut Vec<Factor<'p>>) {
-        let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind else {
-            unreachable!("flatten_product of a product")
-        };
-        let scaling = self.typing.node_scales(lhs, rhs).expect("typed nodes");
-        for side in [lhs, rhs] {
-            let scalar = scaling && self.is_scalar(side);
-            if !scalar && matches!(side.kind, ExprKind::Binary { op: BinOp::Mul, .. }) {
-                self.flatten_product(side, out);
-            } else {
-                out.push(Factor { expr: side, scalar });
+        crate::stack::ensure(|| {
+            let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind else {
+                unreachable!("flatten_product of a product")
+            };
+            let scaling = self.typing.node_scales(lhs, rhs).expect("typed nodes");
+            for side in [lhs, rhs] {
+                let scalar = scaling && self.is_scalar(side);
+                if !scalar && matches!(side.kind, ExprKind::Binary { op: BinOp::Mul, .. }) {
+                    self.flatten_product(side, out);
+                } else {
+                    out.push(Factor { expr: side, scalar });
+                }
             }
-        }
+        })
     }
 }
 
 /// Splits `a + b - (c - d)` into signed terms, through negations.
 fn flatten_sum<'p>(e: &'p Expr, negative: bool, out: &mut Vec<(bool, &'p Expr)>) {
-    match &e.kind {
+    crate::stack::ensure(|| match &e.kind {
         ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
             flatten_sum(lhs, negative, out);
             flatten_sum(rhs, negative ^ (*op == BinOp::Sub), out);
         }
         _ => out.push((negative, e)),
-    }
+    })
 }
 
 /// Names the construct whose derivative is not derived (yet).

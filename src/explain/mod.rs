@@ -49,13 +49,13 @@ fn differential(e: &Expr) -> Expr {
 }
 
 fn flatten(e: &Expr, out: &mut Vec<Expr>) {
-    match &e.kind {
+    crate::stack::ensure(|| match &e.kind {
         ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
             flatten(lhs, out);
             flatten(rhs, out);
         }
         _ => out.push(e.clone()),
-    }
+    })
 }
 
 fn product(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
@@ -214,14 +214,14 @@ fn shape_check(d: &Derivation, g: &Gradient) -> Vec<String> {
 }
 
 fn split_sum(e: &Expr, out: &mut Vec<Expr>) {
-    match &e.kind {
+    crate::stack::ensure(|| match &e.kind {
         ExprKind::Binary { op: BinOp::Add | BinOp::Sub, lhs, rhs, .. } => {
             split_sum(lhs, out);
             split_sum(rhs, out);
         }
         ExprKind::Neg(x) => split_sum(x, out),
         _ => out.push(e.clone()),
-    }
+    })
 }
 
 /// The explanations as text: numbered equalities with their reasons.

@@ -82,7 +82,7 @@ pub fn domains(e: &Expr) -> BTreeMap<VarName, Domain> {
 /// power. `invertible`: the matrix (up to sums, negation, transposes and
 /// numbers) is inverted or its determinant taken.
 fn walk(e: &Expr, positive: bool, invertible: bool, out: &mut BTreeMap<VarName, Domain>) {
-    match &e.kind {
+    crate::stack::ensure(|| match &e.kind {
         ExprKind::Var(v) => {
             let d = out.entry(VarName::clone(v)).or_default();
             *d = d.with(positive, invertible);
@@ -108,5 +108,5 @@ fn walk(e: &Expr, positive: bool, invertible: bool, out: &mut BTreeMap<VarName, 
         },
         ExprKind::Prod(p) => walk(&p.body, positive, false, out),
         ExprKind::Differential(x) => walk(x, positive, invertible, out),
-    }
+    })
 }

@@ -124,64 +124,70 @@ fn bound_index(i: &Index, bound: &[(String, i64)]) -> Index {
 
 impl Evaluator<'_> {
     fn eval_in(&self, e: &Expr, env: &Env, bound: &mut Vec<(String, i64)>) -> Result<Value> {
-        let m = |v: Value| matrix(v, e);
-        Ok(Value::Matrix(match &e.kind {
-            ExprKind::Num(x) => Matrix::from_element(1, 1, *x),
-            ExprKind::Identity => match self.identity.get(&(e as *const Expr)) {
-                Some(&n) => Matrix::identity(n, n),
-                None => return Ok(Value::Identity(1.0)),
-            },
-            ExprKind::Var(v) => {
-                let key =
-                    VarName { name: v.name.clone(), index: v.index.as_ref().map(|i| bound_index(i, bound)) };
-                env.vars.get(&key).cloned().ok_or_else(|| fail(format!("no value for `{key}`")))?
-            }
-            ExprKind::Neg(a) => match self.eval_in(a, env, bound)? {
-                Value::Identity(c) => return Ok(Value::Identity(-c)),
-                Value::Matrix(x) => -x,
-            },
-            ExprKind::Transpose(a) => match self.eval_in(a, env, bound)? {
-                Value::Identity(c) => return Ok(Value::Identity(c)),
-                Value::Matrix(x) => x.transpose(),
-            },
-            ExprKind::Binary { op, lhs, rhs, .. } => {
-                let (a, b) = (self.eval_in(lhs, env, bound)?, self.eval_in(rhs, env, bound)?);
-                return binary(*op, a, b, e);
-            }
-            ExprKind::Power(a, k) => {
-                let x = m(self.eval_in(a, env, bound)?)?;
-                if x.nrows() != x.ncols() {
-                    return Err(fail(format!("power of a non-square matrix in `{e}`")));
+        crate::stack::ensure(|| {
+            let m = |v: Value| matrix(v, e);
+            Ok(Value::Matrix(match &e.kind {
+                ExprKind::Num(x) => Matrix::from_element(1, 1, *x),
+                ExprKind::Identity => match self.identity.get(&(e as *const Expr)) {
+                    Some(&n) => Matrix::identity(n, n),
+                    None => return Ok(Value::Identity(1.0)),
+                },
+                ExprKind::Var(v) => {
+                    let key = VarName {
+                        name: v.name.clone(),
+                        index: v.index.as_ref().map(|i| bound_index(i, bound)),
+                    };
+                    env.vars.get(&key).cloned().ok_or_else(|| fail(format!("no value for `{key}`")))?
                 }
-                let base = if *k < 0 {
-                    x.try_inverse().ok_or_else(|| {
-                        Error::new(ErrorKind::Usage, format!("`{a}` is singular on this instance"))
-                    })?
-                } else {
-                    x
-                };
-                let n = base.nrows();
-                (0..k.unsigned_abs()).fold(Matrix::identity(n, n), |acc, _| &acc * &base)
-            }
-            ExprKind::HadamardPower(a, p) => m(self.eval_in(a, env, bound)?)?.map(|x| x.powf(*p)),
-            ExprKind::Call(f, a) => call(*f, &m(self.eval_in(a, env, bound)?)?),
-            ExprKind::Differential(_) => return Err(fail(format!("`{e}` is a differential, not a value"))),
-            ExprKind::Prod(prod) => {
-                let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-                let (lo, hi) = (bound_index(lo, bound), bound_index(hi, bound));
-                let (Some(lo), Some(hi)) = (lo.as_constant(), hi.as_constant()) else {
-                    return Err(fail(format!("the range of `{e}` is not numeric")));
-                };
-                let mut acc = Value::Identity(1.0);
-                for i in lo..=hi {
-                    bound.push((var.clone(), i));
-                    let factor = self.eval_in(body, env, bound);
-                    bound.pop();
-                    acc = binary(BinOp::Mul, acc, factor?, e)?;
+                ExprKind::Neg(a) => match self.eval_in(a, env, bound)? {
+                    Value::Identity(c) => return Ok(Value::Identity(-c)),
+                    Value::Matrix(x) => -x,
+                },
+                ExprKind::Transpose(a) => match self.eval_in(a, env, bound)? {
+                    Value::Identity(c) => return Ok(Value::Identity(c)),
+                    Value::Matrix(x) => x.transpose(),
+                },
+                ExprKind::Binary { op, lhs, rhs, .. } => {
+                    let (a, b) = (self.eval_in(lhs, env, bound)?, self.eval_in(rhs, env, bound)?);
+                    return binary(*op, a, b, e);
                 }
-                return Ok(acc);
-            }
-        }))
+                ExprKind::Power(a, k) => {
+                    let x = m(self.eval_in(a, env, bound)?)?;
+                    if x.nrows() != x.ncols() {
+                        return Err(fail(format!("power of a non-square matrix in `{e}`")));
+                    }
+                    let base = if *k < 0 {
+                        x.try_inverse().ok_or_else(|| {
+                            Error::new(ErrorKind::Usage, format!("`{a}` is singular on this instance"))
+                        })?
+                    } else {
+                        x
+                    };
+                    let n = base.nrows();
+                    (0..k.unsigned_abs()).fold(Matrix::identity(n, n), |acc, _| &acc * &base)
+                }
+                ExprKind::HadamardPower(a, p) => m(self.eval_in(a, env, bound)?)?.map(|x| x.powf(*p)),
+                ExprKind::Call(f, a) => call(*f, &m(self.eval_in(a, env, bound)?)?),
+                ExprKind::Differential(_) => {
+                    return Err(fail(format!("`{e}` is a differential, not a value")))
+                }
+                ExprKind::Prod(prod) => {
+                    let crate::syntax::Prod { body, var, lo, hi } = &**prod;
+                    let (lo, hi) = (bound_index(lo, bound), bound_index(hi, bound));
+                    let (Some(lo), Some(hi)) = (lo.as_constant(), hi.as_constant()) else {
+                        return Err(fail(format!("the range of `{e}` is not numeric")));
+                    };
+                    let mut acc = Value::Identity(1.0);
+                    for i in lo..=hi {
+                        bound.push((var.clone(), i));
+                        let factor = self.eval_in(body, env, bound);
+                        bound.pop();
+                        acc = binary(BinOp::Mul, acc, factor?, e)?;
+                    }
+                    return Ok(acc);
+                }
+            }))
+        })
     }
 }
 

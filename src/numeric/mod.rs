@@ -322,32 +322,36 @@ pub const MIN_MAGNITUDE: f64 = 1e-6;
 /// inverted while ill-conditioned, or an entry near zero where the
 /// expression divides by it or takes its log. `None` when it is fine.
 fn trouble(e: &Expr, env: &Env) -> Option<String> {
-    let value = |x: &Expr| eval(x, env, None).ok();
-    let ill_conditioned = |x: &Expr, what: &str| {
-        let m = value(x).filter(|m| m.is_square() && m.nrows() > 0)?;
-        let s = m.singular_values();
-        let cond = s.max() / s.min();
-        let fine = cond.is_finite() && cond <= MAX_CONDITION;
-        (!fine).then(|| format!("`{x}` has condition number {cond:.1e}, under {what}"))
-    };
-    let near_zero = |x: &Expr, what: &str| {
-        let m = value(x)?;
-        let smallest = m.iter().fold(f64::INFINITY, |a, v| a.min(v.abs()));
-        (smallest < MIN_MAGNITUDE).then(|| format!("an entry of `{x}` is {smallest:.1e}, under {what}"))
-    };
-    let here = match &e.kind {
-        ExprKind::Power(x, k) if *k < 0 => ill_conditioned(x, "an inverse"),
-        ExprKind::Call(Func::Det | Func::Logdet, x) => ill_conditioned(x, "det"),
-        ExprKind::Call(Func::Log, x) => near_zero(x, "log"),
-        ExprKind::Call(Func::Sqrt, x) => near_zero(x, "sqrt"),
-        ExprKind::Binary { op: BinOp::HadamardDiv | BinOp::Div, rhs, .. } => near_zero(rhs, "a division"),
-        ExprKind::HadamardPower(x, p) if p.fract() != 0.0 || *p < 0.0 => near_zero(x, "a fractional power"),
-        ExprKind::Prod(_) => None,
-        _ => None,
-    };
-    here.or_else(|| match &e.kind {
-        ExprKind::Prod(_) => None,
-        _ => e.children().into_iter().find_map(|c| trouble(c, env)),
+    crate::stack::ensure(|| {
+        let value = |x: &Expr| eval(x, env, None).ok();
+        let ill_conditioned = |x: &Expr, what: &str| {
+            let m = value(x).filter(|m| m.is_square() && m.nrows() > 0)?;
+            let s = m.singular_values();
+            let cond = s.max() / s.min();
+            let fine = cond.is_finite() && cond <= MAX_CONDITION;
+            (!fine).then(|| format!("`{x}` has condition number {cond:.1e}, under {what}"))
+        };
+        let near_zero = |x: &Expr, what: &str| {
+            let m = value(x)?;
+            let smallest = m.iter().fold(f64::INFINITY, |a, v| a.min(v.abs()));
+            (smallest < MIN_MAGNITUDE).then(|| format!("an entry of `{x}` is {smallest:.1e}, under {what}"))
+        };
+        let here = match &e.kind {
+            ExprKind::Power(x, k) if *k < 0 => ill_conditioned(x, "an inverse"),
+            ExprKind::Call(Func::Det | Func::Logdet, x) => ill_conditioned(x, "det"),
+            ExprKind::Call(Func::Log, x) => near_zero(x, "log"),
+            ExprKind::Call(Func::Sqrt, x) => near_zero(x, "sqrt"),
+            ExprKind::Binary { op: BinOp::HadamardDiv | BinOp::Div, rhs, .. } => near_zero(rhs, "a division"),
+            ExprKind::HadamardPower(x, p) if p.fract() != 0.0 || *p < 0.0 => {
+                near_zero(x, "a fractional power")
+            }
+            ExprKind::Prod(_) => None,
+            _ => None,
+        };
+        here.or_else(|| match &e.kind {
+            ExprKind::Prod(_) => None,
+            _ => e.children().find_map(|c| trouble(c, env)),
+        })
     })
 }
 
@@ -407,28 +411,32 @@ fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Res
 
 /// Every `prod(F, i=lo..hi)` as (the family its body uses, lo, hi).
 fn product_ranges(e: &Expr) -> Vec<(String, Index, Index)> {
-    let mut out = vec![];
-    if let ExprKind::Prod(prod) = &e.kind {
-        let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-        let mut families = vec![];
-        collect_families(body, var, &mut families);
-        out.extend(families.into_iter().map(|f| (f, lo.clone(), hi.clone())));
-    }
-    for c in e.children() {
-        out.extend(product_ranges(c));
-    }
-    out
+    crate::stack::ensure(|| {
+        let mut out = vec![];
+        if let ExprKind::Prod(prod) = &e.kind {
+            let crate::syntax::Prod { body, var, lo, hi } = &**prod;
+            let mut families = vec![];
+            collect_families(body, var, &mut families);
+            out.extend(families.into_iter().map(|f| (f, lo.clone(), hi.clone())));
+        }
+        for c in e.children() {
+            out.extend(product_ranges(c));
+        }
+        out
+    })
 }
 
 fn collect_families(e: &Expr, var: &str, out: &mut Vec<String>) {
-    if let ExprKind::Var(v) = &e.kind {
-        if v.index.as_ref().is_some_and(|i| i.mentions(var)) && !out.contains(&v.name) {
-            out.push(v.name.clone());
+    crate::stack::ensure(|| {
+        if let ExprKind::Var(v) = &e.kind {
+            if v.index.as_ref().is_some_and(|i| i.mentions(var)) && !out.contains(&v.name) {
+                out.push(v.name.clone());
+            }
         }
-    }
-    for c in e.children() {
-        collect_families(c, var, out);
-    }
+        for c in e.children() {
+            collect_families(c, var, out);
+        }
+    })
 }
 
 /// The value of a gradient formula, as a matrix of its variable's shape (a

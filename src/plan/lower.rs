@@ -206,69 +206,74 @@ struct Lowering<'a> {
 
 impl Lowering<'_> {
     fn expr(&mut self, e: &Expr) -> Result<Atom> {
-        Ok(match &e.kind {
-            ExprKind::Var(v) => {
-                if let Some(&a) = self.graph.inputs.get(v) {
-                    return Ok(a);
+        crate::stack::ensure(|| {
+            Ok(match &e.kind {
+                ExprKind::Var(v) => {
+                    if let Some(&a) = self.graph.inputs.get(v) {
+                        return Ok(a);
+                    }
+                    // (A family's member is declared from the family on first sight.)
+                    let s = self.typer.var(v);
+                    let shape = self.typer.resolve(s);
+                    let a = self.graph.intern(Node::Input(VarName::clone(v)), shape);
+                    self.graph.inputs.insert(VarName::clone(v), a);
+                    a
                 }
-                // (A family's member is declared from the family on first sight.)
-                let s = self.typer.var(v);
-                let shape = self.typer.resolve(s);
-                let a = self.graph.intern(Node::Input(VarName::clone(v)), shape);
-                self.graph.inputs.insert(VarName::clone(v), a);
-                a
-            }
-            ExprKind::Num(x) => self.graph.num(*x),
-            ExprKind::Identity => {
-                let d = self.identity.get(&(e as *const Expr)).cloned().ok_or_else(|| {
-                    Error::new(ErrorKind::Internal, "an I without a size in the plan".to_string())
-                })?;
-                self.graph.intern(Node::Identity(d.clone()), Shape::new(d.clone(), d))
-            }
-            ExprKind::Binary { op: BinOp::Mul, .. } | ExprKind::Power(..) => self.product(e)?,
-            ExprKind::Transpose(_) => self.product(e)?,
-            ExprKind::Neg(a) => {
-                let a = self.expr(a)?;
-                let shape = self.graph.shape(Atom::plain(a.node));
-                Atom { t: a.t, ..self.graph.intern(Node::Neg(Atom::plain(a.node)), shape) }
-            }
-            ExprKind::Binary { op, lhs, rhs, .. } => {
-                let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);
-                let (sa, sb) = (self.graph.shape(a), self.graph.shape(b));
-                let shape = if sa.is_scalar() { sb } else { sa };
-                // Commutative: one order, so that A + B and B + A are one node.
-                let (x, y) = if (a.node, a.t) <= (b.node, b.t) { (a, b) } else { (b, a) };
-                let node = match op {
-                    BinOp::Add => Node::Add(x, y),
-                    BinOp::Hadamard => Node::Hadamard(x, y),
-                    BinOp::Sub => Node::Sub(a, b),
-                    BinOp::HadamardDiv => Node::HadamardDiv(a, b),
-                    BinOp::Div => Node::Div(a, b),
-                    BinOp::Mul => unreachable!("products are chains"),
-                };
-                self.graph.intern(node, shape)
-            }
-            ExprKind::HadamardPower(a, p) => {
-                let a = self.expr(a)?;
-                let shape = self.graph.shape(Atom::plain(a.node));
-                let node = Node::HadamardPower(Atom::plain(a.node), p.to_bits());
-                Atom { t: a.t, ..self.graph.intern(node, shape) }
-            }
-            ExprKind::Call(f, a) => {
-                let a = self.expr(a)?;
-                if f.is_entrywise() {
-                    // f(Aᵀ) = f(A)ᵀ: one node for both.
+                ExprKind::Num(x) => self.graph.num(*x),
+                ExprKind::Identity => {
+                    let d = self.identity.get(&(e as *const Expr)).cloned().ok_or_else(|| {
+                        Error::new(ErrorKind::Internal, "an I without a size in the plan".to_string())
+                    })?;
+                    self.graph.intern(Node::Identity(d.clone()), Shape::new(d.clone(), d))
+                }
+                ExprKind::Binary { op: BinOp::Mul, .. } | ExprKind::Power(..) => self.product(e)?,
+                ExprKind::Transpose(_) => self.product(e)?,
+                ExprKind::Neg(a) => {
+                    let a = self.expr(a)?;
                     let shape = self.graph.shape(Atom::plain(a.node));
-                    Atom { t: a.t, ..self.graph.intern(Node::Call(*f, Atom::plain(a.node)), shape) }
-                } else {
-                    // tr, det, logdet, sum and norm do not see a transpose.
-                    self.graph.intern(Node::Call(*f, Atom::plain(a.node)), Shape::scalar())
+                    Atom { t: a.t, ..self.graph.intern(Node::Neg(Atom::plain(a.node)), shape) }
                 }
-            }
-            ExprKind::Prod(_) => unreachable!("expanded before lowering"),
-            ExprKind::Differential(_) => {
-                return Err(Error::new(ErrorKind::Internal, format!("`{e}` is a differential, not a value")))
-            }
+                ExprKind::Binary { op, lhs, rhs, .. } => {
+                    let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);
+                    let (sa, sb) = (self.graph.shape(a), self.graph.shape(b));
+                    let shape = if sa.is_scalar() { sb } else { sa };
+                    // Commutative: one order, so that A + B and B + A are one node.
+                    let (x, y) = if (a.node, a.t) <= (b.node, b.t) { (a, b) } else { (b, a) };
+                    let node = match op {
+                        BinOp::Add => Node::Add(x, y),
+                        BinOp::Hadamard => Node::Hadamard(x, y),
+                        BinOp::Sub => Node::Sub(a, b),
+                        BinOp::HadamardDiv => Node::HadamardDiv(a, b),
+                        BinOp::Div => Node::Div(a, b),
+                        BinOp::Mul => unreachable!("products are chains"),
+                    };
+                    self.graph.intern(node, shape)
+                }
+                ExprKind::HadamardPower(a, p) => {
+                    let a = self.expr(a)?;
+                    let shape = self.graph.shape(Atom::plain(a.node));
+                    let node = Node::HadamardPower(Atom::plain(a.node), p.to_bits());
+                    Atom { t: a.t, ..self.graph.intern(node, shape) }
+                }
+                ExprKind::Call(f, a) => {
+                    let a = self.expr(a)?;
+                    if f.is_entrywise() {
+                        // f(Aᵀ) = f(A)ᵀ: one node for both.
+                        let shape = self.graph.shape(Atom::plain(a.node));
+                        Atom { t: a.t, ..self.graph.intern(Node::Call(*f, Atom::plain(a.node)), shape) }
+                    } else {
+                        // tr, det, logdet, sum and norm do not see a transpose.
+                        self.graph.intern(Node::Call(*f, Atom::plain(a.node)), Shape::scalar())
+                    }
+                }
+                ExprKind::Prod(_) => unreachable!("expanded before lowering"),
+                ExprKind::Differential(_) => {
+                    return Err(Error::new(
+                        ErrorKind::Internal,
+                        format!("`{e}` is a differential, not a value"),
+                    ))
+                }
+            })
         })
     }
 
@@ -358,82 +363,84 @@ impl Lowering<'_> {
         out: &mut Vec<Atom>,
         coefficient: &mut f64,
     ) -> Result<Span> {
-        if out.len() > MAX_FACTORS {
-            return Err(Error::new(
-                ErrorKind::Limit,
-                format!("a product in the plan has more than {MAX_FACTORS} factors"),
-            ));
-        }
-        let push = |this: &Self, out: &mut Vec<Atom>, a: Atom| -> Span {
-            out.push(a);
-            (!this.graph.is_scalar(a)).then_some((a, a))
-        };
-        Ok(match &e.kind {
-            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-                // A 1×1 side scales the other: it stays one scalar factor, whatever
-                // its own factors (x^T*y in (x^T*y)*W is not part of a chain with W).
-                let (first, second) = if t { (rhs, lhs) } else { (lhs, rhs) };
-                let start = out.len();
-                let mut a = self.flatten_span(first, t, out, coefficient)?;
-                let mid = out.len();
-                let mut b = self.flatten_span(second, t, out, coefficient)?;
-                match (self.is_scalar_span(a), self.is_scalar_span(b)) {
-                    (true, false) if mid - start > 1 => {
-                        let side: Vec<Atom> = out.drain(start..mid).collect();
-                        let x = self.assemble(side, 1.0);
-                        out.insert(start, x);
-                        a = None;
+        crate::stack::ensure(|| {
+            if out.len() > MAX_FACTORS {
+                return Err(Error::new(
+                    ErrorKind::Limit,
+                    format!("a product in the plan has more than {MAX_FACTORS} factors"),
+                ));
+            }
+            let push = |this: &Self, out: &mut Vec<Atom>, a: Atom| -> Span {
+                out.push(a);
+                (!this.graph.is_scalar(a)).then_some((a, a))
+            };
+            Ok(match &e.kind {
+                ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                    // A 1×1 side scales the other: it stays one scalar factor, whatever
+                    // its own factors (x^T*y in (x^T*y)*W is not part of a chain with W).
+                    let (first, second) = if t { (rhs, lhs) } else { (lhs, rhs) };
+                    let start = out.len();
+                    let mut a = self.flatten_span(first, t, out, coefficient)?;
+                    let mid = out.len();
+                    let mut b = self.flatten_span(second, t, out, coefficient)?;
+                    match (self.is_scalar_span(a), self.is_scalar_span(b)) {
+                        (true, false) if mid - start > 1 => {
+                            let side: Vec<Atom> = out.drain(start..mid).collect();
+                            let x = self.assemble(side, 1.0);
+                            out.insert(start, x);
+                            a = None;
+                        }
+                        (false, true) if out.len() - mid > 1 => {
+                            let side: Vec<Atom> = out.drain(mid..).collect();
+                            let x = self.assemble(side, 1.0);
+                            out.push(x);
+                            b = None;
+                        }
+                        _ => {}
                     }
-                    (false, true) if out.len() - mid > 1 => {
-                        let side: Vec<Atom> = out.drain(mid..).collect();
-                        let x = self.assemble(side, 1.0);
-                        out.push(x);
-                        b = None;
+                    match (a, b) {
+                        (Some((f, _)), Some((_, l))) => Some((f, l)),
+                        (a, b) => a.or(b),
                     }
-                    _ => {}
                 }
-                match (a, b) {
-                    (Some((f, _)), Some((_, l))) => Some((f, l)),
-                    (a, b) => a.or(b),
+                ExprKind::Transpose(a) => self.flatten_span(a, !t, out, coefficient)?,
+                ExprKind::Num(x) => {
+                    *coefficient *= x;
+                    None
                 }
-            }
-            ExprKind::Transpose(a) => self.flatten_span(a, !t, out, coefficient)?,
-            ExprKind::Num(x) => {
-                *coefficient *= x;
-                None
-            }
-            ExprKind::Neg(a) => {
-                *coefficient = -*coefficient;
-                self.flatten_span(a, t, out, coefficient)?
-            }
-            ExprKind::Power(a, k) if *k != -1 => {
-                let base = if *k < 0 {
+                ExprKind::Neg(a) => {
+                    *coefficient = -*coefficient;
+                    self.flatten_span(a, t, out, coefficient)?
+                }
+                ExprKind::Power(a, k) if *k != -1 => {
+                    let base = if *k < 0 {
+                        let inner = self.expr(a)?;
+                        self.inverse(inner)
+                    } else {
+                        self.expr(a)?
+                    };
+                    let base = if t { base.transposed() } else { base };
+                    let mut span = None;
+                    if *k == 0 {
+                        let d = self.graph.shape(base).rows;
+                        let id = self.graph.intern(Node::Identity(d.clone()), Shape::new(d.clone(), d));
+                        span = push(self, out, id);
+                    }
+                    for _ in 0..k.unsigned_abs() {
+                        span = push(self, out, base);
+                    }
+                    span
+                }
+                ExprKind::Power(a, _) => {
                     let inner = self.expr(a)?;
-                    self.inverse(inner)
-                } else {
-                    self.expr(a)?
-                };
-                let base = if t { base.transposed() } else { base };
-                let mut span = None;
-                if *k == 0 {
-                    let d = self.graph.shape(base).rows;
-                    let id = self.graph.intern(Node::Identity(d.clone()), Shape::new(d.clone(), d));
-                    span = push(self, out, id);
+                    let inv = self.inverse(inner);
+                    push(self, out, if t { inv.transposed() } else { inv })
                 }
-                for _ in 0..k.unsigned_abs() {
-                    span = push(self, out, base);
+                _ => {
+                    let a = self.expr(e)?;
+                    push(self, out, if t { a.transposed() } else { a })
                 }
-                span
-            }
-            ExprKind::Power(a, _) => {
-                let inner = self.expr(a)?;
-                let inv = self.inverse(inner);
-                push(self, out, if t { inv.transposed() } else { inv })
-            }
-            _ => {
-                let a = self.expr(e)?;
-                push(self, out, if t { a.transposed() } else { a })
-            }
+            })
         })
     }
 
@@ -445,7 +452,7 @@ impl Lowering<'_> {
 }
 
 fn has_identity(e: &Expr) -> bool {
-    match &e.kind {
+    crate::stack::ensure(|| match &e.kind {
         ExprKind::Identity => true,
         ExprKind::Var(_) | ExprKind::Num(_) => false,
         ExprKind::Binary { lhs, rhs, .. } => has_identity(lhs) || has_identity(rhs),
@@ -456,11 +463,11 @@ fn has_identity(e: &Expr) -> bool {
         | ExprKind::HadamardPower(a, _)
         | ExprKind::Call(_, a)
         | ExprKind::Differential(a) => has_identity(a),
-    }
+    })
 }
 
 fn has_product(e: &Expr) -> bool {
-    match &e.kind {
+    crate::stack::ensure(|| match &e.kind {
         ExprKind::Prod(_) => true,
         ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => false,
         ExprKind::Binary { lhs, rhs, .. } => has_product(lhs) || has_product(rhs),
@@ -470,36 +477,38 @@ fn has_product(e: &Expr) -> bool {
         | ExprKind::HadamardPower(a, _)
         | ExprKind::Call(_, a)
         | ExprKind::Differential(a) => has_product(a),
-    }
+    })
 }
 
 /// `prod(F, i=a..b)` with numeric bounds as the explicit product
 /// `F(a) * ... * F(b)` (`I` when empty).
 fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {
-    if let ExprKind::Prod(prod) = &e.kind {
-        let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-        let (Some(a), Some(b)) = (lo.as_constant(), hi.as_constant()) else {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("`{e}` has a symbolic range; a numeric plan needs its length (give it with --dims, e.g. n=8)"),
-            ));
-        };
-        *count += usize::try_from(b - a + 1).unwrap_or(0);
-        if *count > MAX_FACTORS {
-            return Err(Error::new(
-                ErrorKind::Limit,
-                format!("the products in the plan expand to more than {MAX_FACTORS} factors"),
-            ));
+    crate::stack::ensure(|| {
+        if let ExprKind::Prod(prod) = &e.kind {
+            let crate::syntax::Prod { body, var, lo, hi } = &**prod;
+            let (Some(a), Some(b)) = (lo.as_constant(), hi.as_constant()) else {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("`{e}` has a symbolic range; a numeric plan needs its length (give it with --dims, e.g. n=8)"),
+                ));
+            };
+            *count += usize::try_from(b - a + 1).unwrap_or(0);
+            if *count > MAX_FACTORS {
+                return Err(Error::new(
+                    ErrorKind::Limit,
+                    format!("the products in the plan expand to more than {MAX_FACTORS} factors"),
+                ));
+            }
+            let body = expand_products(body, count)?;
+            return Ok((a..=b)
+                .map(|k| body.subst_index(var, &Index::constant(k)))
+                .reduce(Expr::product)
+                .unwrap_or_else(Expr::identity));
         }
-        let body = expand_products(body, count)?;
-        return Ok((a..=b)
-            .map(|k| body.subst_index(var, &Index::constant(k)))
-            .reduce(Expr::product)
-            .unwrap_or_else(Expr::identity));
-    }
-    let kids: Vec<Expr> =
-        e.children().into_iter().map(|c| expand_products(c, count)).collect::<Result<_>>()?;
-    Ok(rebuild(e, kids))
+        let kids: Vec<Expr> =
+            e.children().map(|c| expand_products(c, count)).collect::<Result<_>>()?;
+        Ok(rebuild(e, kids))
+    })
 }
 
 /// `e` with new children, in the order [`Expr::children`] gives them.

@@ -296,22 +296,24 @@ pub fn compile_symbolic(derivation: &Derivation) -> Result<Vec<Recurrences>> {
 
 /// The index symbols an expression's members and ranges use.
 fn index_symbols(e: &Expr, out: &mut HashSet<String>) {
-    match &e.kind {
-        ExprKind::Var(v) => {
-            if let Some(i) = &v.index {
-                out.extend(i.terms.keys().cloned());
+    crate::stack::ensure(|| {
+        match &e.kind {
+            ExprKind::Var(v) => {
+                if let Some(i) = &v.index {
+                    out.extend(i.terms.keys().cloned());
+                }
             }
+            ExprKind::Prod(prod) => {
+                let crate::syntax::Prod { lo, hi, .. } = &**prod;
+                out.extend(lo.terms.keys().cloned());
+                out.extend(hi.terms.keys().cloned());
+            }
+            _ => {}
         }
-        ExprKind::Prod(prod) => {
-            let crate::syntax::Prod { lo, hi, .. } = &**prod;
-            out.extend(lo.terms.keys().cloned());
-            out.extend(hi.terms.keys().cloned());
+        for c in e.children() {
+            index_symbols(c, out);
         }
-        _ => {}
-    }
-    for c in e.children() {
-        index_symbols(c, out);
-    }
+    })
 }
 
 /// Whether a `prod` range of the expression has a length that `dims` does
@@ -319,15 +321,17 @@ fn index_symbols(e: &Expr, out: &mut HashSet<String>) {
 pub fn symbolic_length(derivation: &Derivation, dims: &HashMap<String, u64>) -> bool {
     let values: Vec<(String, i64)> = dims.iter().map(|(k, &v)| (k.clone(), v as i64)).collect();
     fn walk(e: &Expr, values: &[(String, i64)]) -> bool {
-        if let ExprKind::Prod(prod) = &e.kind {
-            let crate::syntax::Prod { lo, hi, .. } = &**prod;
-            if bind_index(lo, values).as_constant().is_none()
-                || bind_index(hi, values).as_constant().is_none()
-            {
-                return true;
+        crate::stack::ensure(|| {
+            if let ExprKind::Prod(prod) = &e.kind {
+                let crate::syntax::Prod { lo, hi, .. } = &**prod;
+                if bind_index(lo, values).as_constant().is_none()
+                    || bind_index(hi, values).as_constant().is_none()
+                {
+                    return true;
+                }
             }
-        }
-        e.children().into_iter().any(|c| walk(c, values))
+            e.children().any(|c| walk(c, values))
+        })
     }
     walk(&derivation.typing.program.expr, &values)
 }

@@ -545,18 +545,20 @@ impl<'g> Planner<'g> {
     }
 
     fn build(&mut self, w: &[Atom], i: usize, j: usize, split: &[Vec<usize>]) -> Term {
-        if i == j {
-            return Term::Atom(w[i]);
-        }
-        if split[i][j] == usize::MAX {
-            if let Some(&t) = self.words.get(&w[i..=j]) {
-                return t;
+        crate::stack::ensure(|| {
+            if i == j {
+                return Term::Atom(w[i]);
             }
-        }
-        let k = split[i][j];
-        let l = self.build(w, i, k, split);
-        let r = self.build(w, k + 1, j, split);
-        self.product(l, r, w[i..=j].to_vec(), Role::Other)
+            if split[i][j] == usize::MAX {
+                if let Some(&t) = self.words.get(&w[i..=j]) {
+                    return t;
+                }
+            }
+            let k = split[i][j];
+            let l = self.build(w, i, k, split);
+            let r = self.build(w, k + 1, j, split);
+            self.product(l, r, w[i..=j].to_vec(), Role::Other)
+        })
     }
 
     /// A long chain: left to right, right to left, or outward from its

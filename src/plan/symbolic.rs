@@ -52,7 +52,7 @@ pub struct Recurrences {
 type Factor = (Expr, bool);
 
 fn flatten(e: &Expr, t: bool, out: &mut Vec<Factor>, scalars: &mut Vec<Expr>, typer: &mut Typer) {
-    match &e.kind {
+    crate::stack::ensure(|| match &e.kind {
         ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
             let (first, second) = if t { (rhs, lhs) } else { (lhs, rhs) };
             for side in [first, second] {
@@ -66,7 +66,7 @@ fn flatten(e: &Expr, t: bool, out: &mut Vec<Factor>, scalars: &mut Vec<Expr>, ty
         }
         ExprKind::Transpose(a) => flatten(a, !t, out, scalars, typer),
         _ => out.push((e.clone(), t)),
-    }
+    })
 }
 
 fn product(factors: &[Factor]) -> Expr {

@@ -81,7 +81,7 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
 /// Free variables in order of first occurrence, and the families whose
 /// members are indexed by a `prod` variable (those members are not free).
 fn collect_variables(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<VarName>, families: &mut Vec<String>) {
-    match &e.kind {
+    crate::stack::ensure(|| match &e.kind {
         ExprKind::Var(v) => {
             let free = v.index.as_ref().is_none_or(|i| !bound.iter().any(|b| i.mentions(b)));
             if free && !out.contains(v) {
@@ -101,26 +101,28 @@ fn collect_variables(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<VarName>, 
                 collect_variables(c, bound, out, families);
             }
         }
-    }
+    })
 }
 
 fn collect_names(e: &Expr, out: &mut HashSet<String>) {
-    match &e.kind {
-        ExprKind::Var(v) => {
-            out.insert(v.name.clone());
-            if let Some(i) = &v.index {
-                out.extend(i.terms.keys().cloned());
+    crate::stack::ensure(|| {
+        match &e.kind {
+            ExprKind::Var(v) => {
+                out.insert(v.name.clone());
+                if let Some(i) = &v.index {
+                    out.extend(i.terms.keys().cloned());
+                }
             }
+            ExprKind::Prod(prod) => {
+                let crate::syntax::Prod { var, .. } = &**prod;
+                out.insert(var.clone());
+            }
+            _ => {}
         }
-        ExprKind::Prod(prod) => {
-            let crate::syntax::Prod { var, .. } = &**prod;
-            out.insert(var.clone());
+        for c in e.children() {
+            collect_names(c, out);
         }
-        _ => {}
-    }
-    for c in e.children() {
-        collect_names(c, out);
-    }
+    })
 }
 
 impl<'p> Typing<'p> {

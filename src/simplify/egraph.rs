@@ -276,102 +276,104 @@ impl Converter {
     }
 
     fn add(&mut self, e: &Expr, shapes: &HashMap<*const Expr, IShape>, rec: &mut RecExpr<Mat>) -> Result<Id> {
-        let resolved =
-            |c: &Converter, e: &Expr| -> Result<Shape> { Ok(c.typer.resolve(c.shape(shapes, e)?)) };
-        let num = |rec: &mut RecExpr<Mat>, x: f64| rec.add(Mat::Num(Constant::new(x)));
-        Ok(match &e.kind {
-            ExprKind::Var(v) => {
-                let s = resolved(self, e)?;
-                let id = self.leaf(v.to_string(), s, rec);
-                if let Mat::Leaf(sym) = rec[id] {
-                    self.names.insert(sym, VarName::clone(v));
-                }
-                id
-            }
-            ExprKind::Num(x) => num(rec, *x),
-            ExprKind::Identity => {
-                let size = match resolved(self, e)?.rows {
-                    Dim::Unknown(_) => {
-                        self.fresh += 1;
-                        format!("?{}", self.fresh)
+        crate::stack::ensure(|| {
+            let resolved =
+                |c: &Converter, e: &Expr| -> Result<Shape> { Ok(c.typer.resolve(c.shape(shapes, e)?)) };
+            let num = |rec: &mut RecExpr<Mat>, x: f64| rec.add(Mat::Num(Constant::new(x)));
+            Ok(match &e.kind {
+                ExprKind::Var(v) => {
+                    let s = resolved(self, e)?;
+                    let id = self.leaf(v.to_string(), s, rec);
+                    if let Mat::Leaf(sym) = rec[id] {
+                        self.names.insert(sym, VarName::clone(v));
                     }
-                    d => d.to_string(),
-                };
-                let n = rec.add(Mat::Size(Size(Symbol::from(size))));
-                rec.add(Mat::Ident(n))
-            }
-            ExprKind::Neg(a) => {
-                let a = self.add(a, shapes, rec)?;
-                rec.add(Mat::Neg(a))
-            }
-            ExprKind::Transpose(a) => {
-                let a = self.add(a, shapes, rec)?;
-                rec.add(Mat::Trans(a))
-            }
-            ExprKind::Power(a, k) => {
-                let a = self.add(a, shapes, rec)?;
-                let k = num(rec, *k as f64);
-                rec.add(Mat::Pow([a, k]))
-            }
-            ExprKind::HadamardPower(a, p) => {
-                let a = self.add(a, shapes, rec)?;
-                let p = num(rec, *p);
-                rec.add(Mat::HadPow([a, p]))
-            }
-            ExprKind::Call(f, a) => {
-                let a = self.add(a, shapes, rec)?;
-                rec.add(match f {
-                    Func::Tr => Mat::Tr(a),
-                    Func::Det => Mat::Det(a),
-                    Func::Logdet => Mat::Logdet(a),
-                    Func::Exp => Mat::Exp(a),
-                    Func::Log => Mat::Log(a),
-                    Func::Sqrt => Mat::Sqrt(a),
-                    Func::Sin => Mat::Sin(a),
-                    Func::Cos => Mat::Cos(a),
-                    Func::Tanh => Mat::Tanh(a),
-                    Func::Sigmoid => Mat::Sigmoid(a),
-                    Func::Sum => Mat::Sum(a),
-                    Func::Norm => Mat::Norm(a),
-                })
-            }
-            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-                let (sa, sb) = (self.shape(shapes, lhs)?, self.shape(shapes, rhs)?);
-                if self.typer.is_scaling(sa, sb) {
-                    let (s, m) = if self.typer.is_scalar(sa) { (lhs, rhs) } else { (rhs, lhs) };
-                    let s = self.add(s, shapes, rec)?;
-                    let m = self.add(m, shapes, rec)?;
-                    rec.add(Mat::Scale([s, m]))
-                } else {
-                    let mut factors = vec![];
-                    self.factors(e, shapes, rec, &mut factors)?;
-                    rec.add(Mat::Mul(factors.into_boxed_slice()))
+                    id
                 }
-            }
-            ExprKind::Binary { op, lhs, rhs, .. } => {
-                let a = self.add(lhs, shapes, rec)?;
-                let b = self.add(rhs, shapes, rec)?;
-                let b = if *op == BinOp::Sub { rec.add(Mat::Neg(b)) } else { b };
-                rec.add(match op {
-                    BinOp::Add | BinOp::Sub => Mat::Add([a, b]),
-                    BinOp::Hadamard => Mat::Had([a, b]),
-                    BinOp::HadamardDiv => Mat::HadDiv([a, b]),
-                    BinOp::Div => Mat::Div([a, b]),
-                    BinOp::Mul => unreachable!("handled above"),
-                })
-            }
-            ExprKind::Prod(_) | ExprKind::Differential(_) => {
-                // Equal constructs are one leaf, so that they can cancel and match.
-                let s = resolved(self, e)?;
-                let k = match self.opaque.iter().position(|o| o == e) {
-                    Some(k) => k,
-                    None => {
-                        self.opaque.push(e.clone());
-                        self.opaque.len() - 1
+                ExprKind::Num(x) => num(rec, *x),
+                ExprKind::Identity => {
+                    let size = match resolved(self, e)?.rows {
+                        Dim::Unknown(_) => {
+                            self.fresh += 1;
+                            format!("?{}", self.fresh)
+                        }
+                        d => d.to_string(),
+                    };
+                    let n = rec.add(Mat::Size(Size(Symbol::from(size))));
+                    rec.add(Mat::Ident(n))
+                }
+                ExprKind::Neg(a) => {
+                    let a = self.add(a, shapes, rec)?;
+                    rec.add(Mat::Neg(a))
+                }
+                ExprKind::Transpose(a) => {
+                    let a = self.add(a, shapes, rec)?;
+                    rec.add(Mat::Trans(a))
+                }
+                ExprKind::Power(a, k) => {
+                    let a = self.add(a, shapes, rec)?;
+                    let k = num(rec, *k as f64);
+                    rec.add(Mat::Pow([a, k]))
+                }
+                ExprKind::HadamardPower(a, p) => {
+                    let a = self.add(a, shapes, rec)?;
+                    let p = num(rec, *p);
+                    rec.add(Mat::HadPow([a, p]))
+                }
+                ExprKind::Call(f, a) => {
+                    let a = self.add(a, shapes, rec)?;
+                    rec.add(match f {
+                        Func::Tr => Mat::Tr(a),
+                        Func::Det => Mat::Det(a),
+                        Func::Logdet => Mat::Logdet(a),
+                        Func::Exp => Mat::Exp(a),
+                        Func::Log => Mat::Log(a),
+                        Func::Sqrt => Mat::Sqrt(a),
+                        Func::Sin => Mat::Sin(a),
+                        Func::Cos => Mat::Cos(a),
+                        Func::Tanh => Mat::Tanh(a),
+                        Func::Sigmoid => Mat::Sigmoid(a),
+                        Func::Sum => Mat::Sum(a),
+                        Func::Norm => Mat::Norm(a),
+                    })
+                }
+                ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                    let (sa, sb) = (self.shape(shapes, lhs)?, self.shape(shapes, rhs)?);
+                    if self.typer.is_scaling(sa, sb) {
+                        let (s, m) = if self.typer.is_scalar(sa) { (lhs, rhs) } else { (rhs, lhs) };
+                        let s = self.add(s, shapes, rec)?;
+                        let m = self.add(m, shapes, rec)?;
+                        rec.add(Mat::Scale([s, m]))
+                    } else {
+                        let mut factors = vec![];
+                        self.factors(e, shapes, rec, &mut factors)?;
+                        rec.add(Mat::Mul(factors.into_boxed_slice()))
                     }
-                };
-                self.leaf(format!("@{k}"), s, rec)
-            }
+                }
+                ExprKind::Binary { op, lhs, rhs, .. } => {
+                    let a = self.add(lhs, shapes, rec)?;
+                    let b = self.add(rhs, shapes, rec)?;
+                    let b = if *op == BinOp::Sub { rec.add(Mat::Neg(b)) } else { b };
+                    rec.add(match op {
+                        BinOp::Add | BinOp::Sub => Mat::Add([a, b]),
+                        BinOp::Hadamard => Mat::Had([a, b]),
+                        BinOp::HadamardDiv => Mat::HadDiv([a, b]),
+                        BinOp::Div => Mat::Div([a, b]),
+                        BinOp::Mul => unreachable!("handled above"),
+                    })
+                }
+                ExprKind::Prod(_) | ExprKind::Differential(_) => {
+                    // Equal constructs are one leaf, so that they can cancel and match.
+                    let s = resolved(self, e)?;
+                    let k = match self.opaque.iter().position(|o| o == e) {
+                        Some(k) => k,
+                        None => {
+                            self.opaque.push(e.clone());
+                            self.opaque.len() - 1
+                        }
+                    };
+                    self.leaf(format!("@{k}"), s, rec)
+                }
+            })
         })
     }
 
@@ -383,15 +385,17 @@ impl Converter {
         rec: &mut RecExpr<Mat>,
         out: &mut Vec<Id>,
     ) -> Result<()> {
-        if let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind {
-            let (sa, sb) = (self.shape(shapes, lhs)?, self.shape(shapes, rhs)?);
-            if !self.typer.is_scaling(sa, sb) {
-                self.factors(lhs, shapes, rec, out)?;
-                return self.factors(rhs, shapes, rec, out);
+        crate::stack::ensure(|| {
+            if let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind {
+                let (sa, sb) = (self.shape(shapes, lhs)?, self.shape(shapes, rhs)?);
+                if !self.typer.is_scaling(sa, sb) {
+                    self.factors(lhs, shapes, rec, out)?;
+                    return self.factors(rhs, shapes, rec, out);
+                }
             }
-        }
-        out.push(self.add(e, shapes, rec)?);
-        Ok(())
+            out.push(self.add(e, shapes, rec)?);
+            Ok(())
+        })
     }
 
     /// An extracted expression back as an [`Expr`].
@@ -400,60 +404,64 @@ impl Converter {
     }
 
     fn back(&self, rec: &RecExpr<Mat>, id: Id) -> Result<Expr> {
-        let b = |i: &Id| self.back(rec, *i);
-        let rc = |e: Expr| Rc::new(e);
-        let node = &rec[id];
-        let constant = |i: &Id| match &rec[*i] {
-            Mat::Num(c) => Ok(c.value()),
-            other => Err(Error::new(ErrorKind::Internal, format!("an exponent is `{other}`, not a number"))),
-        };
-        let call = |f: Func, a: &Id| -> Result<Expr> { Ok(Expr::call(f, b(a)?)) };
-        Ok(match node {
-            Mat::Num(c) => {
-                let x = c.value();
-                if x < 0.0 || (x == 0.0 && x.is_sign_negative()) {
-                    Expr::negate(Expr::num(-x))
-                } else {
-                    Expr::num(x)
+        crate::stack::ensure(|| {
+            let b = |i: &Id| self.back(rec, *i);
+            let rc = |e: Expr| Rc::new(e);
+            let node = &rec[id];
+            let constant = |i: &Id| match &rec[*i] {
+                Mat::Num(c) => Ok(c.value()),
+                other => {
+                    Err(Error::new(ErrorKind::Internal, format!("an exponent is `{other}`, not a number")))
                 }
-            }
-            Mat::Leaf(s) => match s.as_str().strip_prefix('@') {
-                Some(k) => self.opaque[k.parse::<usize>().expect("opaque index")].clone(),
-                None => match self.names.get(s) {
-                    Some(v) => Expr::synthetic(ExprKind::Var(Rc::new(v.clone()))),
-                    None => Expr::synthetic(ExprKind::Var(Rc::new(parse_var(s.as_str())?))),
+            };
+            let call = |f: Func, a: &Id| -> Result<Expr> { Ok(Expr::call(f, b(a)?)) };
+            Ok(match node {
+                Mat::Num(c) => {
+                    let x = c.value();
+                    if x < 0.0 || (x == 0.0 && x.is_sign_negative()) {
+                        Expr::negate(Expr::num(-x))
+                    } else {
+                        Expr::num(x)
+                    }
+                }
+                Mat::Leaf(s) => match s.as_str().strip_prefix('@') {
+                    Some(k) => self.opaque[k.parse::<usize>().expect("opaque index")].clone(),
+                    None => match self.names.get(s) {
+                        Some(v) => Expr::synthetic(ExprKind::Var(Rc::new(v.clone()))),
+                        None => Expr::synthetic(ExprKind::Var(Rc::new(parse_var(s.as_str())?))),
+                    },
                 },
-            },
-            Mat::Size(_) => return Err(Error::new(ErrorKind::Internal, "a size outside an identity")),
-            Mat::Ident(_) => Expr::identity(),
-            Mat::Add([x, y]) => match &rec[*y] {
-                Mat::Neg(z) => Expr::minus(b(x)?, b(z)?),
-                _ => Expr::plus(b(x)?, b(y)?),
-            },
-            Mat::Neg(x) => Expr::negate(b(x)?),
-            Mat::Mul(fs) => {
-                let parts = fs.iter().map(b).collect::<Result<Vec<_>>>()?;
-                parts.into_iter().reduce(Expr::product).expect("a product has factors")
-            }
-            Mat::Scale([s, x]) => Expr::product(b(s)?, b(x)?),
-            Mat::Trans(x) => Expr::transpose(b(x)?),
-            Mat::Pow([x, k]) => Expr::synthetic(ExprKind::Power(rc(b(x)?), constant(k)? as i64)),
-            Mat::HadPow([x, p]) => Expr::synthetic(ExprKind::HadamardPower(rc(b(x)?), constant(p)?)),
-            Mat::Had([x, y]) => Expr::binary(BinOp::Hadamard, b(x)?, b(y)?),
-            Mat::HadDiv([x, y]) => Expr::binary(BinOp::HadamardDiv, b(x)?, b(y)?),
-            Mat::Div([x, y]) => Expr::binary(BinOp::Div, b(x)?, b(y)?),
-            Mat::Tr(x) => call(Func::Tr, x)?,
-            Mat::Det(x) => call(Func::Det, x)?,
-            Mat::Logdet(x) => call(Func::Logdet, x)?,
-            Mat::Exp(x) => call(Func::Exp, x)?,
-            Mat::Log(x) => call(Func::Log, x)?,
-            Mat::Sqrt(x) => call(Func::Sqrt, x)?,
-            Mat::Sin(x) => call(Func::Sin, x)?,
-            Mat::Cos(x) => call(Func::Cos, x)?,
-            Mat::Tanh(x) => call(Func::Tanh, x)?,
-            Mat::Sigmoid(x) => call(Func::Sigmoid, x)?,
-            Mat::Sum(x) => call(Func::Sum, x)?,
-            Mat::Norm(x) => call(Func::Norm, x)?,
+                Mat::Size(_) => return Err(Error::new(ErrorKind::Internal, "a size outside an identity")),
+                Mat::Ident(_) => Expr::identity(),
+                Mat::Add([x, y]) => match &rec[*y] {
+                    Mat::Neg(z) => Expr::minus(b(x)?, b(z)?),
+                    _ => Expr::plus(b(x)?, b(y)?),
+                },
+                Mat::Neg(x) => Expr::negate(b(x)?),
+                Mat::Mul(fs) => {
+                    let parts = fs.iter().map(b).collect::<Result<Vec<_>>>()?;
+                    parts.into_iter().reduce(Expr::product).expect("a product has factors")
+                }
+                Mat::Scale([s, x]) => Expr::product(b(s)?, b(x)?),
+                Mat::Trans(x) => Expr::transpose(b(x)?),
+                Mat::Pow([x, k]) => Expr::synthetic(ExprKind::Power(rc(b(x)?), constant(k)? as i64)),
+                Mat::HadPow([x, p]) => Expr::synthetic(ExprKind::HadamardPower(rc(b(x)?), constant(p)?)),
+                Mat::Had([x, y]) => Expr::binary(BinOp::Hadamard, b(x)?, b(y)?),
+                Mat::HadDiv([x, y]) => Expr::binary(BinOp::HadamardDiv, b(x)?, b(y)?),
+                Mat::Div([x, y]) => Expr::binary(BinOp::Div, b(x)?, b(y)?),
+                Mat::Tr(x) => call(Func::Tr, x)?,
+                Mat::Det(x) => call(Func::Det, x)?,
+                Mat::Logdet(x) => call(Func::Logdet, x)?,
+                Mat::Exp(x) => call(Func::Exp, x)?,
+                Mat::Log(x) => call(Func::Log, x)?,
+                Mat::Sqrt(x) => call(Func::Sqrt, x)?,
+                Mat::Sin(x) => call(Func::Sin, x)?,
+                Mat::Cos(x) => call(Func::Cos, x)?,
+                Mat::Tanh(x) => call(Func::Tanh, x)?,
+                Mat::Sigmoid(x) => call(Func::Sigmoid, x)?,
+                Mat::Sum(x) => call(Func::Sum, x)?,
+                Mat::Norm(x) => call(Func::Norm, x)?,
+            })
         })
     }
 }

@@ -383,165 +383,175 @@ impl Tidier<'_> {
 
     /// The normal form of `e`, or of `eᵀ` when `t`; and the shape of `e`.
     fn norm(&mut self, e: &Rc<Expr>, t: bool) -> Result<(Sum, IShape)> {
-        Ok(match &e.kind {
-            ExprKind::Var(v) => {
-                let s = self.shape(e, &[])?;
-                let scalar = self.typer.is_scalar(s);
-                (vec![Term::leaf(self.leaves.get(e, v, t && !scalar), scalar)], s)
-            }
-            ExprKind::Identity => {
-                let s = self.shape(e, &[])?;
-                (vec![Term::leaf(e.clone(), self.typer.is_scalar(s))], s)
-            }
-            ExprKind::Num(x) => (vec![Term::number(*x)], self.shape(e, &[])?),
-            ExprKind::Neg(a) => {
-                let (mut sum, s) = self.norm(a, t)?;
-                for term in &mut sum {
-                    term.coeff = -term.coeff;
+        crate::stack::ensure(|| {
+            Ok(match &e.kind {
+                ExprKind::Var(v) => {
+                    let s = self.shape(e, &[])?;
+                    let scalar = self.typer.is_scalar(s);
+                    (vec![Term::leaf(self.leaves.get(e, v, t && !scalar), scalar)], s)
                 }
-                (sum, s)
-            }
-            ExprKind::Transpose(a) => {
-                let (sum, s) = self.norm(a, !t)?;
-                (sum, self.shape(e, &[s])?)
-            }
-            ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
-                let (mut a, sa) = self.norm(lhs, t)?;
-                let (mut b, sb) = self.norm(rhs, t)?;
-                if *op == BinOp::Sub {
-                    for term in &mut b {
+                ExprKind::Identity => {
+                    let s = self.shape(e, &[])?;
+                    (vec![Term::leaf(e.clone(), self.typer.is_scalar(s))], s)
+                }
+                ExprKind::Num(x) => (vec![Term::number(*x)], self.shape(e, &[])?),
+                ExprKind::Neg(a) => {
+                    let (mut sum, s) = self.norm(a, t)?;
+                    for term in &mut sum {
                         term.coeff = -term.coeff;
                     }
-                }
-                let s = self.shape(e, &[sa, sb])?;
-                let whole = self.typer.is_scalar(s);
-                for (side, shape) in [(&mut a, sa), (&mut b, sb)] {
-                    if self.typer.is_scalar(shape) && !whole {
-                        side.iter_mut().for_each(|t| t.broadcast = true);
-                    }
-                }
-                a.append(&mut b);
-                (a, s)
-            }
-            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-                let (a, sa) = self.norm(lhs, t)?;
-                let (b, sb) = self.norm(rhs, t)?;
-                let s = self.shape(e, &[sa, sb])?;
-                let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
-                let mut a = self.single(a, a_scalar);
-                let mut b = self.single(b, b_scalar);
-                if self.typer.is_scaling(sa, sb) {
-                    if a_scalar {
-                        a = a.into_scalar_factor();
-                    } else {
-                        b = b.into_scalar_factor();
-                    }
-                }
-                let term = if t { Term::times_transposed(a, b) } else { a.times(b) };
-                (vec![term], s)
-            }
-            ExprKind::Call(Func::Tr, a) => {
-                let (sum, sa) = self.norm(a, false)?;
-                let s = self.shape(e, &[sa])?;
-                if self.typer.is_scalar(sa) {
                     (sum, s)
-                } else if sum.len() == 1 {
-                    let mut term = sum.into_iter().next().expect("one term");
-                    let chain = std::mem::take(&mut term.chain);
-                    let inner = chain.into_iter().reduce(mul).unwrap_or_else(|| Rc::new(Expr::identity()));
-                    term.scalars.push(Rc::new(Expr::call(Func::Tr, inner)));
+                }
+                ExprKind::Transpose(a) => {
+                    let (sum, s) = self.norm(a, !t)?;
+                    (sum, self.shape(e, &[s])?)
+                }
+                ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
+                    let (mut a, sa) = self.norm(lhs, t)?;
+                    let (mut b, sb) = self.norm(rhs, t)?;
+                    if *op == BinOp::Sub {
+                        for term in &mut b {
+                            term.coeff = -term.coeff;
+                        }
+                    }
+                    let s = self.shape(e, &[sa, sb])?;
+                    let whole = self.typer.is_scalar(s);
+                    for (side, shape) in [(&mut a, sa), (&mut b, sb)] {
+                        if self.typer.is_scalar(shape) && !whole {
+                            side.iter_mut().for_each(|t| t.broadcast = true);
+                        }
+                    }
+                    a.append(&mut b);
+                    (a, s)
+                }
+                ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                    let (a, sa) = self.norm(lhs, t)?;
+                    let (b, sb) = self.norm(rhs, t)?;
+                    let s = self.shape(e, &[sa, sb])?;
+                    let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
+                    let mut a = self.single(a, a_scalar);
+                    let mut b = self.single(b, b_scalar);
+                    if self.typer.is_scaling(sa, sb) {
+                        if a_scalar {
+                            a = a.into_scalar_factor();
+                        } else {
+                            b = b.into_scalar_factor();
+                        }
+                    }
+                    let term = if t { Term::times_transposed(a, b) } else { a.times(b) };
                     (vec![term], s)
-                } else {
-                    (vec![Term::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s)
                 }
-            }
-            ExprKind::Call(f, a) => {
-                // A function of a matrix is a leaf; transposed, it stays
-                // whole (`tanh(W * X)^T`), as the forward pass computed it.
-                let (sum, sa) = self.norm(a, false)?;
-                let s = self.shape(e, &[sa])?;
-                (vec![self.leaf(Expr::call(*f, build_sum(sum)), s, t)], s)
-            }
-            ExprKind::Power(a, k) => {
-                // (X^a)^b = X^(ab) for integers: (X^-1)^-1 = X.
-                if let ExprKind::Power(inner, j) = &a.kind {
-                    if let Some(jk) = j.checked_mul(*k) {
-                        let merged = Rc::new(Expr::synthetic(ExprKind::Power(inner.clone(), jk)));
-                        return self.norm(if jk == 1 { inner } else { &merged }, t);
+                ExprKind::Call(Func::Tr, a) => {
+                    let (sum, sa) = self.norm(a, false)?;
+                    let s = self.shape(e, &[sa])?;
+                    if self.typer.is_scalar(sa) {
+                        (sum, s)
+                    } else if sum.len() == 1 {
+                        let mut term = sum.into_iter().next().expect("one term");
+                        let chain = std::mem::take(&mut term.chain);
+                        let inner =
+                            chain.into_iter().reduce(mul).unwrap_or_else(|| Rc::new(Expr::identity()));
+                        term.scalars.push(Rc::new(Expr::call(Func::Tr, inner)));
+                        (vec![term], s)
+                    } else {
+                        (vec![Term::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s)
                     }
                 }
-                let (sum, sa) = self.norm(a, false)?;
-                let s = self.shape(e, &[sa])?;
-                (vec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, t)], s)
-            }
-            ExprKind::HadamardPower(a, p) => {
-                let (sum, sa) = self.norm(a, false)?;
-                let s = self.shape(e, &[sa])?;
-                if *p == 1.0 {
-                    return self.norm(a, t);
+                ExprKind::Call(f, a) => {
+                    // A function of a matrix is a leaf; transposed, it stays
+                    // whole (`tanh(W * X)^T`), as the forward pass computed it.
+                    let (sum, sa) = self.norm(a, false)?;
+                    let s = self.shape(e, &[sa])?;
+                    (vec![self.leaf(Expr::call(*f, build_sum(sum)), s, t)], s)
                 }
-                (
-                    vec![self.leaf(
-                        Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p)),
+                ExprKind::Power(a, k) => {
+                    // (X^a)^b = X^(ab) for integers: (X^-1)^-1 = X.
+                    if let ExprKind::Power(inner, j) = &a.kind {
+                        if let Some(jk) = j.checked_mul(*k) {
+                            let merged = Rc::new(Expr::synthetic(ExprKind::Power(inner.clone(), jk)));
+                            return self.norm(if jk == 1 { inner } else { &merged }, t);
+                        }
+                    }
+                    let (sum, sa) = self.norm(a, false)?;
+                    let s = self.shape(e, &[sa])?;
+                    (vec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, t)], s)
+                }
+                ExprKind::HadamardPower(a, p) => {
+                    let (sum, sa) = self.norm(a, false)?;
+                    let s = self.shape(e, &[sa])?;
+                    if *p == 1.0 {
+                        return self.norm(a, t);
+                    }
+                    (
+                        vec![self.leaf(
+                            Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p)),
+                            s,
+                            t,
+                        )],
                         s,
-                        t,
-                    )],
-                    s,
-                )
-            }
-            ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => {
-                // (A / s)ᵀ = Aᵀ / s; numbers and scalars of A move out.
-                let (a, sa) = self.norm(lhs, t)?;
-                let (b, sb) = self.norm(rhs, false)?;
-                let s = self.shape(e, &[sa, sb])?;
-                let mut outer = Term::number(1.0);
-                let numerator = factor_out(a, &mut outer);
-                let leaf = Expr::binary(BinOp::Div, numerator, build_sum(b));
-                (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
-            }
-            ExprKind::Binary { op, lhs, rhs, .. } => {
-                // Entrywise operations commute with the transpose.
-                let (a, sa) = self.norm(lhs, t)?;
-                let (b, sb) = self.norm(rhs, t)?;
-                let s = self.shape(e, &[sa, sb])?;
-                let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
-                if *op == BinOp::Hadamard {
-                    // 𝟙 ⊙ B = B, and a scalar side is a scalar multiple.
-                    if is_ones(&a) && !b_scalar {
-                        return Ok((b, s));
-                    }
-                    if is_ones(&b) && !a_scalar {
-                        return Ok((a, s));
-                    }
-                    if a_scalar || b_scalar {
-                        let a = self.single(a, a_scalar);
-                        let b = self.single(b, b_scalar);
-                        let (a, b) =
-                            if a_scalar { (a.into_scalar_factor(), b) } else { (a, b.into_scalar_factor()) };
-                        return Ok((vec![a.times(b)], s));
-                    }
+                    )
                 }
-                // Numbers and scalar factors of the operands move out:
-                // (c A) ⊙ B = c (A ⊙ B); only the numerator of ./ gives them.
-                let mut outer = Term::number(1.0);
-                let a = factor_out(a, &mut outer);
-                let b =
-                    if *op == BinOp::Hadamard { factor_out(b, &mut outer) } else { Rc::new(build_sum(b)) };
-                let leaf = Expr::binary(*op, a, b);
-                (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
-            }
-            ExprKind::Differential(_) => {
-                let s =
-                    self.typer.infer(e).map_err(|err| Error::new(ErrorKind::Internal, format!("{err}")))?;
-                (vec![self.leaf(e.clone(), s, t)], s)
-            }
-            ExprKind::Prod(_) => {
-                let s = self
-                    .typer
-                    .infer(e)
-                    .map_err(|err| Error::new(ErrorKind::Internal, format!("simplifying `{e}`: {err}")))?;
-                (vec![self.leaf(e.clone(), s, t)], s)
-            }
+                ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => {
+                    // (A / s)ᵀ = Aᵀ / s; numbers and scalars of A move out.
+                    let (a, sa) = self.norm(lhs, t)?;
+                    let (b, sb) = self.norm(rhs, false)?;
+                    let s = self.shape(e, &[sa, sb])?;
+                    let mut outer = Term::number(1.0);
+                    let numerator = factor_out(a, &mut outer);
+                    let leaf = Expr::binary(BinOp::Div, numerator, build_sum(b));
+                    (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
+                }
+                ExprKind::Binary { op, lhs, rhs, .. } => {
+                    // Entrywise operations commute with the transpose.
+                    let (a, sa) = self.norm(lhs, t)?;
+                    let (b, sb) = self.norm(rhs, t)?;
+                    let s = self.shape(e, &[sa, sb])?;
+                    let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
+                    if *op == BinOp::Hadamard {
+                        // 𝟙 ⊙ B = B, and a scalar side is a scalar multiple.
+                        if is_ones(&a) && !b_scalar {
+                            return Ok((b, s));
+                        }
+                        if is_ones(&b) && !a_scalar {
+                            return Ok((a, s));
+                        }
+                        if a_scalar || b_scalar {
+                            let a = self.single(a, a_scalar);
+                            let b = self.single(b, b_scalar);
+                            let (a, b) = if a_scalar {
+                                (a.into_scalar_factor(), b)
+                            } else {
+                                (a, b.into_scalar_factor())
+                            };
+                            return Ok((vec![a.times(b)], s));
+                        }
+                    }
+                    // Numbers and scalar factors of the operands move out:
+                    // (c A) ⊙ B = c (A ⊙ B); only the numerator of ./ gives them.
+                    let mut outer = Term::number(1.0);
+                    let a = factor_out(a, &mut outer);
+                    let b = if *op == BinOp::Hadamard {
+                        factor_out(b, &mut outer)
+                    } else {
+                        Rc::new(build_sum(b))
+                    };
+                    let leaf = Expr::binary(*op, a, b);
+                    (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
+                }
+                ExprKind::Differential(_) => {
+                    let s = self
+                        .typer
+                        .infer(e)
+                        .map_err(|err| Error::new(ErrorKind::Internal, format!("{err}")))?;
+                    (vec![self.leaf(e.clone(), s, t)], s)
+                }
+                ExprKind::Prod(_) => {
+                    let s = self.typer.infer(e).map_err(|err| {
+                        Error::new(ErrorKind::Internal, format!("simplifying `{e}`: {err}"))
+                    })?;
+                    (vec![self.leaf(e.clone(), s, t)], s)
+                }
+            })
         })
     }
 }
@@ -707,15 +717,15 @@ fn build_sum(sum: Sum) -> Expr {
 
 /// −(A * B) as (−A) * B, which prints `-A * B`.
 fn negate_first_factor(e: Expr) -> Expr {
-    match e.kind {
+    crate::stack::ensure(|| match &e.kind {
         ExprKind::Binary { op: BinOp::Mul, op_span, lhs, rhs } => Expr::synthetic(ExprKind::Binary {
             op: BinOp::Mul,
-            op_span,
-            lhs: Rc::new(negate_first_factor((*lhs).clone())),
-            rhs,
+            op_span: *op_span,
+            lhs: Rc::new(negate_first_factor((**lhs).clone())),
+            rhs: rhs.clone(),
         }),
         _ => Expr::negate(e),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -58,92 +58,94 @@ fn split_name(name: &str) -> (&str, Option<&str>) {
 }
 
 fn write(out: &mut String, e: &Expr, min: Prec) {
-    let p = prec(e);
-    if p < min {
-        out.push_str("\\left(");
-        write(out, e, Prec::Loosest);
-        out.push_str("\\right)");
-        return;
-    }
-    match &e.kind {
-        ExprKind::Var(v) => out.push_str(&var_latex(v)),
-        ExprKind::Identity => out.push('I'),
-        ExprKind::Num(x) => out.push_str(&format_number(*x)),
-        ExprKind::Neg(a) => {
-            out.push('-');
-            write(out, a, Prec::Postfix);
-        }
-        ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => {
-            out.push_str("\\frac{");
-            write(out, lhs, Prec::Loosest);
-            out.push_str("}{");
-            write(out, rhs, Prec::Loosest);
-            out.push('}');
-        }
-        ExprKind::Binary { op, lhs, rhs, .. } => {
-            write(out, lhs, p);
-            out.push_str(match op {
-                BinOp::Add => " + ",
-                BinOp::Sub => " - ",
-                BinOp::Mul => " ",
-                BinOp::Hadamard => " \\odot ",
-                BinOp::HadamardDiv => " \\oslash ",
-                BinOp::Div => unreachable!("handled above"),
-            });
-            write(out, rhs, p.tighter());
-        }
-        ExprKind::Transpose(a) => {
-            write_base(out, a);
-            out.push_str("^{\\top}");
-        }
-        ExprKind::Power(a, k) => {
-            write_base(out, a);
-            out.push_str(&format!("^{{{k}}}"));
-        }
-        ExprKind::HadamardPower(a, k) => {
-            write_base(out, a);
-            let sign = if *k < 0.0 { "-" } else { "" };
-            out.push_str(&format!("^{{\\circ {sign}{}}}", format_number(k.abs())));
-        }
-        ExprKind::Call(Func::Norm, a) => {
-            out.push_str("\\left\\|");
-            write(out, a, Prec::Loosest);
-            out.push_str("\\right\\|_{F}");
-        }
-        ExprKind::Call(f, a) => {
-            out.push_str(match f {
-                Func::Tr => "\\operatorname{tr}",
-                Func::Det => "\\det",
-                Func::Logdet => "\\log\\left|\\det",
-                Func::Exp => "\\exp",
-                Func::Log => "\\log",
-                Func::Sqrt => "\\operatorname{sqrt}",
-                Func::Sin => "\\sin",
-                Func::Cos => "\\cos",
-                Func::Tanh => "\\tanh",
-                Func::Sigmoid => "\\sigma",
-                Func::Sum => "\\operatorname{sum}",
-                Func::Norm => unreachable!("handled above"),
-            });
+    crate::stack::ensure(|| {
+        let p = prec(e);
+        if p < min {
             out.push_str("\\left(");
-            write(out, a, Prec::Loosest);
+            write(out, e, Prec::Loosest);
             out.push_str("\\right)");
-            if *f == Func::Logdet {
-                out.push_str("\\right|");
+            return;
+        }
+        match &e.kind {
+            ExprKind::Var(v) => out.push_str(&var_latex(v)),
+            ExprKind::Identity => out.push('I'),
+            ExprKind::Num(x) => out.push_str(&format_number(*x)),
+            ExprKind::Neg(a) => {
+                out.push('-');
+                write(out, a, Prec::Postfix);
+            }
+            ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => {
+                out.push_str("\\frac{");
+                write(out, lhs, Prec::Loosest);
+                out.push_str("}{");
+                write(out, rhs, Prec::Loosest);
+                out.push('}');
+            }
+            ExprKind::Binary { op, lhs, rhs, .. } => {
+                write(out, lhs, p);
+                out.push_str(match op {
+                    BinOp::Add => " + ",
+                    BinOp::Sub => " - ",
+                    BinOp::Mul => " ",
+                    BinOp::Hadamard => " \\odot ",
+                    BinOp::HadamardDiv => " \\oslash ",
+                    BinOp::Div => unreachable!("handled above"),
+                });
+                write(out, rhs, p.tighter());
+            }
+            ExprKind::Transpose(a) => {
+                write_base(out, a);
+                out.push_str("^{\\top}");
+            }
+            ExprKind::Power(a, k) => {
+                write_base(out, a);
+                out.push_str(&format!("^{{{k}}}"));
+            }
+            ExprKind::HadamardPower(a, k) => {
+                write_base(out, a);
+                let sign = if *k < 0.0 { "-" } else { "" };
+                out.push_str(&format!("^{{\\circ {sign}{}}}", format_number(k.abs())));
+            }
+            ExprKind::Call(Func::Norm, a) => {
+                out.push_str("\\left\\|");
+                write(out, a, Prec::Loosest);
+                out.push_str("\\right\\|_{F}");
+            }
+            ExprKind::Call(f, a) => {
+                out.push_str(match f {
+                    Func::Tr => "\\operatorname{tr}",
+                    Func::Det => "\\det",
+                    Func::Logdet => "\\log\\left|\\det",
+                    Func::Exp => "\\exp",
+                    Func::Log => "\\log",
+                    Func::Sqrt => "\\operatorname{sqrt}",
+                    Func::Sin => "\\sin",
+                    Func::Cos => "\\cos",
+                    Func::Tanh => "\\tanh",
+                    Func::Sigmoid => "\\sigma",
+                    Func::Sum => "\\operatorname{sum}",
+                    Func::Norm => unreachable!("handled above"),
+                });
+                out.push_str("\\left(");
+                write(out, a, Prec::Loosest);
+                out.push_str("\\right)");
+                if *f == Func::Logdet {
+                    out.push_str("\\right|");
+                }
+            }
+            ExprKind::Differential(a) => {
+                out.push_str("\\mathrm{d}");
+                write(out, a, Prec::Atom);
+            }
+            // Parenthesised, so that neighbours and superscripts stay outside.
+            ExprKind::Prod(prod) => {
+                let crate::syntax::Prod { body, var, lo, hi } = &**prod;
+                out.push_str(&format!("\\left(\\prod_{{{var}={lo}}}^{{{hi}}} "));
+                write(out, body, Prec::Postfix);
+                out.push_str("\\right)");
             }
         }
-        ExprKind::Differential(a) => {
-            out.push_str("\\mathrm{d}");
-            write(out, a, Prec::Atom);
-        }
-        // Parenthesised, so that neighbours and superscripts stay outside.
-        ExprKind::Prod(prod) => {
-            let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-            out.push_str(&format!("\\left(\\prod_{{{var}={lo}}}^{{{hi}}} "));
-            write(out, body, Prec::Postfix);
-            out.push_str("\\right)");
-        }
-    }
+    })
 }
 
 /// The base of a superscript: a double superscript needs braces

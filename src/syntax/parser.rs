@@ -25,6 +25,10 @@ pub const MAX_NESTING: usize = 200;
 /// (`A = B*B; C = A*A; ...` doubles with every line).
 pub const MAX_NODES: usize = 2_000_000;
 
+/// Stack pest's Pratt parser takes per level of prefix operators, with a
+/// margin (measured: under 0.5 KiB in the test build).
+const PRATT_FRAME: usize = 4 * 1024;
+
 /// Precedence, loosest first: `+ -` · `* .* ./ /` · unary `-` · postfix.
 fn pratt() -> &'static PrattParser<Rule> {
     static PRATT: OnceLock<PrattParser<Rule>> = OnceLock::new();
@@ -113,8 +117,8 @@ pub fn parse_var(src: &str) -> Result<VarName> {
             Err(Error::new(ErrorKind::Usage, "`I` is the identity matrix, not a variable"))
         }
         Rule::ident => Ok(VarName::plain(target.as_str())),
-        Rule::indexed => match builder.primary(target)?.kind {
-            ExprKind::Var(v) => Ok(Rc::unwrap_or_clone(v)),
+        Rule::indexed => match &builder.primary(target)?.kind {
+            ExprKind::Var(v) => Ok((**v).clone()),
             _ => unreachable!("indexed builds a variable"),
         },
         r => unreachable!("wrt rule {r:?}"),
@@ -217,60 +221,65 @@ impl Builder {
     }
 
     fn expr(&mut self, pair: Pair<Rule>) -> Result<Expr> {
-        // The Pratt closures cannot return early, so errors are threaded as values.
-        pratt()
-            .map_primary(|p| self.primary(p))
-            .map_prefix(|op, rhs| {
-                let rhs = rhs?;
-                let span = span_of(&op).to(rhs.span);
-                Ok(Expr::new(ExprKind::Neg(Rc::new(rhs)), span))
-            })
-            .map_postfix(|lhs, op| {
-                let lhs = lhs?;
-                let span = lhs.span.to(span_of(&op));
-                let kind = match op.as_rule() {
-                    Rule::transpose => ExprKind::Transpose(Rc::new(lhs)),
-                    Rule::power => {
-                        let k = op.clone().into_inner().next().expect("exponent");
-                        let k = parse_int(&k)?;
-                        ExprKind::Power(Rc::new(lhs), k)
-                    }
-                    Rule::hadamard_power => {
-                        let p = op.into_inner().next().expect("exponent");
-                        let value: f64 = p.as_str().parse().expect("number grammar");
-                        if !value.is_finite() {
-                            return Err(Error::new(ErrorKind::Parse, "exponent out of range")
-                                .label(span_of(&p), "not a finite number"));
+        // pest's Pratt parser recurses once per prefix `-`, out of reach of
+        // `stack::ensure`; it gets the stack for all of them up front.
+        let prefixes = pair.clone().into_inner().filter(|p| p.as_rule() == Rule::neg).count();
+        crate::stack::ensure_levels(prefixes, PRATT_FRAME, || {
+            // The Pratt closures cannot return early, so errors are threaded as values.
+            pratt()
+                .map_primary(|p| self.primary(p))
+                .map_prefix(|op, rhs| {
+                    let rhs = rhs?;
+                    let span = span_of(&op).to(rhs.span);
+                    Ok(Expr::new(ExprKind::Neg(Rc::new(rhs)), span))
+                })
+                .map_postfix(|lhs, op| {
+                    let lhs = lhs?;
+                    let span = lhs.span.to(span_of(&op));
+                    let kind = match op.as_rule() {
+                        Rule::transpose => ExprKind::Transpose(Rc::new(lhs)),
+                        Rule::power => {
+                            let k = op.clone().into_inner().next().expect("exponent");
+                            let k = parse_int(&k)?;
+                            ExprKind::Power(Rc::new(lhs), k)
                         }
-                        ExprKind::HadamardPower(Rc::new(lhs), value)
-                    }
-                    r => unreachable!("postfix rule {r:?}"),
-                };
-                Ok(Expr::new(kind, span))
-            })
-            .map_infix(|lhs, op, rhs| {
-                let (lhs, rhs) = (lhs?, rhs?);
-                let op_kind = match op.as_rule() {
-                    Rule::add => BinOp::Add,
-                    Rule::sub => BinOp::Sub,
-                    Rule::mul => BinOp::Mul,
-                    Rule::hadamard => BinOp::Hadamard,
-                    Rule::hadamard_div => BinOp::HadamardDiv,
-                    Rule::div => BinOp::Div,
-                    r => unreachable!("infix rule {r:?}"),
-                };
-                let span = lhs.span.to(rhs.span);
-                Ok(Expr::new(
-                    ExprKind::Binary {
-                        op: op_kind,
-                        op_span: span_of(&op),
-                        lhs: Rc::new(lhs),
-                        rhs: Rc::new(rhs),
-                    },
-                    span,
-                ))
-            })
-            .parse(pair.into_inner())
+                        Rule::hadamard_power => {
+                            let p = op.into_inner().next().expect("exponent");
+                            let value: f64 = p.as_str().parse().expect("number grammar");
+                            if !value.is_finite() {
+                                return Err(Error::new(ErrorKind::Parse, "exponent out of range")
+                                    .label(span_of(&p), "not a finite number"));
+                            }
+                            ExprKind::HadamardPower(Rc::new(lhs), value)
+                        }
+                        r => unreachable!("postfix rule {r:?}"),
+                    };
+                    Ok(Expr::new(kind, span))
+                })
+                .map_infix(|lhs, op, rhs| {
+                    let (lhs, rhs) = (lhs?, rhs?);
+                    let op_kind = match op.as_rule() {
+                        Rule::add => BinOp::Add,
+                        Rule::sub => BinOp::Sub,
+                        Rule::mul => BinOp::Mul,
+                        Rule::hadamard => BinOp::Hadamard,
+                        Rule::hadamard_div => BinOp::HadamardDiv,
+                        Rule::div => BinOp::Div,
+                        r => unreachable!("infix rule {r:?}"),
+                    };
+                    let span = lhs.span.to(rhs.span);
+                    Ok(Expr::new(
+                        ExprKind::Binary {
+                            op: op_kind,
+                            op_span: span_of(&op),
+                            lhs: Rc::new(lhs),
+                            rhs: Rc::new(rhs),
+                        },
+                        span,
+                    ))
+                })
+                .parse(pair.into_inner())
+        })
     }
 
     fn primary(&mut self, pair: Pair<Rule>) -> Result<Expr> {

@@ -66,56 +66,58 @@ impl fmt::Display for Expr {
 }
 
 fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
-    let p = prec(e);
-    if p < min {
-        f.write_str("(")?;
-        write_expr(f, e, Prec::Loosest)?;
-        return f.write_str(")");
-    }
-    match &e.kind {
-        ExprKind::Var(v) => write!(f, "{v}"),
-        ExprKind::Identity => f.write_str("I"),
-        ExprKind::Num(x) => f.write_str(&format_number(*x)),
-        ExprKind::Neg(a) => {
-            f.write_str("-")?;
-            write_expr(f, a, Prec::Postfix)
+    crate::stack::ensure(|| {
+        let p = prec(e);
+        if p < min {
+            f.write_str("(")?;
+            write_expr(f, e, Prec::Loosest)?;
+            return f.write_str(")");
         }
-        ExprKind::Binary { op, lhs, rhs, .. } => {
-            // `A .* B * C` parses as `(A .* B) * C`, but a reader should not
-            // have to know that: mixed product-level operators get parentheses.
-            let mixed = |x: &Expr| {
-                p == Prec::Product
-                    && matches!(&x.kind, ExprKind::Binary { op: o, .. } if prec(x) == Prec::Product && o != op)
-            };
-            write_expr(f, lhs, if mixed(lhs) { Prec::Atom } else { p })?;
-            write!(f, " {} ", op.symbol())?;
-            write_expr(f, rhs, p.tighter())
+        match &e.kind {
+            ExprKind::Var(v) => write!(f, "{v}"),
+            ExprKind::Identity => f.write_str("I"),
+            ExprKind::Num(x) => f.write_str(&format_number(*x)),
+            ExprKind::Neg(a) => {
+                f.write_str("-")?;
+                write_expr(f, a, Prec::Postfix)
+            }
+            ExprKind::Binary { op, lhs, rhs, .. } => {
+                // `A .* B * C` parses as `(A .* B) * C`, but a reader should not
+                // have to know that: mixed product-level operators get parentheses.
+                let mixed = |x: &Expr| {
+                    p == Prec::Product
+                        && matches!(&x.kind, ExprKind::Binary { op: o, .. } if prec(x) == Prec::Product && o != op)
+                };
+                write_expr(f, lhs, if mixed(lhs) { Prec::Atom } else { p })?;
+                write!(f, " {} ", op.symbol())?;
+                write_expr(f, rhs, p.tighter())
+            }
+            ExprKind::Transpose(a) => {
+                write_expr(f, a, Prec::Postfix)?;
+                f.write_str("^T")
+            }
+            ExprKind::Power(a, k) => {
+                write_expr(f, a, Prec::Postfix)?;
+                write!(f, "^{k}")
+            }
+            ExprKind::HadamardPower(a, k) => {
+                write_expr(f, a, Prec::Postfix)?;
+                let sign = if *k < 0.0 { "-" } else { "" };
+                write!(f, " .^ {sign}{}", format_number(k.abs()))
+            }
+            ExprKind::Call(func, a) => {
+                write!(f, "{}(", func.name())?;
+                write_expr(f, a, Prec::Loosest)?;
+                f.write_str(")")
+            }
+            ExprKind::Differential(a) if matches!(a.kind, ExprKind::Var(_)) => write!(f, "d{a}"),
+            ExprKind::Differential(a) => write!(f, "d({a})"),
+            ExprKind::Prod(prod) => {
+                let crate::syntax::Prod { body, var, lo, hi } = &**prod;
+                f.write_str("prod(")?;
+                write_expr(f, body, Prec::Loosest)?;
+                write!(f, ", {var}={lo}..{hi})")
+            }
         }
-        ExprKind::Transpose(a) => {
-            write_expr(f, a, Prec::Postfix)?;
-            f.write_str("^T")
-        }
-        ExprKind::Power(a, k) => {
-            write_expr(f, a, Prec::Postfix)?;
-            write!(f, "^{k}")
-        }
-        ExprKind::HadamardPower(a, k) => {
-            write_expr(f, a, Prec::Postfix)?;
-            let sign = if *k < 0.0 { "-" } else { "" };
-            write!(f, " .^ {sign}{}", format_number(k.abs()))
-        }
-        ExprKind::Call(func, a) => {
-            write!(f, "{}(", func.name())?;
-            write_expr(f, a, Prec::Loosest)?;
-            f.write_str(")")
-        }
-        ExprKind::Differential(a) if matches!(a.kind, ExprKind::Var(_)) => write!(f, "d{a}"),
-        ExprKind::Differential(a) => write!(f, "d({a})"),
-        ExprKind::Prod(prod) => {
-            let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-            f.write_str("prod(")?;
-            write_expr(f, body, Prec::Loosest)?;
-            write!(f, ", {var}={lo}..{hi})")
-        }
-    }
+    })
 }
