@@ -156,7 +156,7 @@ fn instances(g: &crate::Gradient) -> Vec<CheckOptions> {
         for j_value in (lo - c).max(0)..=(hi - c) {
             let dims =
                 [((*n).clone(), n_value as usize), ((*j).clone(), j_value as usize)].into_iter().collect();
-            out.push(CheckOptions { seed: out.len() as u64 + 1, dims });
+            out.push(CheckOptions { seed: out.len() as u64 + 1, dims, ..Default::default() });
         }
     }
     out

@@ -214,3 +214,17 @@ fn deep_input_is_answered_on_a_small_stack() {
         }
     }
 }
+
+/// The numeric check has a time limit, and says so when it hits it (at
+/// sizes of a few hundred, finite differences would take hours).
+#[test]
+fn the_numeric_check_stops_at_its_time_limit() {
+    let program = matdiff::syntax::parse_program("A : 3x3; B : 3x3; tr(A * B)").unwrap();
+    let d = matdiff::derive(&program, &Default::default()).unwrap();
+    let options = |time_limit| matdiff::numeric::CheckOptions { seed: 1, time_limit, ..Default::default() };
+    let e = matdiff::numeric::check(&d, &options(std::time::Duration::ZERO)).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Limit, "{e}");
+    assert!(e.message.contains("time limit"), "{e}");
+    let report = matdiff::numeric::check(&d, &options(matdiff::numeric::CHECK_TIME_LIMIT)).unwrap();
+    assert!(report.ok());
+}

@@ -103,7 +103,7 @@ proptest! {
         let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, ..Default::default() }).unwrap();
         for j in 1..=n {
             let dims = [("n".to_string(), n), ("j".to_string(), j)].into_iter().collect();
-            let instance = Instance::draw(&d, &CheckOptions { seed, dims }).unwrap();
+            let instance = Instance::draw(&d, &CheckOptions { seed, dims, ..Default::default() }).unwrap();
             let symbolic = gradient_value(&d.gradients[0], &instance.env).unwrap();
             let concrete = concrete_gradient(n, j, &instance.env);
             prop_assert!(relative_error(&symbolic, &concrete) < 1e-12, "n={} j={}", n, j);

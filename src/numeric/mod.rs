@@ -8,6 +8,7 @@ mod eval;
 mod plan;
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -100,11 +101,24 @@ fn ridders(f: &mut impl FnMut(f64) -> Result<f64>, x: f64, mut h: f64) -> Result
 }
 
 /// How to instantiate a check.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CheckOptions {
     /// Sizes for symbolic dimensions; the others are drawn from 2..=5.
     pub dims: HashMap<String, usize>,
     pub seed: u64,
+    /// Wall-clock time the check may take before it stops and says so.
+    pub time_limit: Duration,
+}
+
+/// Default [`CheckOptions::time_limit`]. Finite differences evaluate the
+/// expression some 40 times per entry of every gradient: at sizes of a few
+/// hundred that is hours, which the check refuses to spend silently.
+pub const CHECK_TIME_LIMIT: Duration = Duration::from_secs(30);
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions { dims: HashMap::new(), seed: 0, time_limit: CHECK_TIME_LIMIT }
+    }
 }
 
 /// The comparison for one variable.
@@ -477,14 +491,15 @@ pub fn member(v: &VarName, env: &Env) -> VarName {
 pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckReport> {
     // Where the differences are too noisy to decide (a huge loss rounds off
     // a small gradient), the same instance at other scales may not be.
-    let first = check_on(derivation, options, Instance::draw(derivation, options)?)?;
+    let deadline = Instant::now() + options.time_limit;
+    let first = check_on(derivation, options, Instance::draw(derivation, options)?, deadline)?;
     let undecided = |r: &CheckReport| r.results.iter().any(CheckResult::undecided);
     let mut skipped = first.redraws;
     while undecided(&first) && skipped < first.redraws + MAX_NOISY_REDRAWS {
         skipped += 1;
         // Another scale may overflow where this one did not: go on to the next.
         let Ok(instance) = Instance::draw_from(derivation, options, skipped) else { continue };
-        let Ok(report) = check_on(derivation, options, instance) else { continue };
+        let Ok(report) = check_on(derivation, options, instance, deadline) else { continue };
         if !undecided(&report) {
             return Ok(report);
         }
@@ -496,10 +511,25 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
 /// Redraws for finite differences too noisy to decide, at most.
 const MAX_NOISY_REDRAWS: usize = 6;
 
-fn check_on(derivation: &Derivation, options: &CheckOptions, instance: Instance) -> Result<CheckReport> {
+fn check_on(
+    derivation: &Derivation,
+    options: &CheckOptions,
+    instance: Instance,
+    deadline: Instant,
+) -> Result<CheckReport> {
     let Instance { sizes, env, domains, redraws, indices } = instance;
     let forward = Evaluator::new(&derivation.typing.program.expr, &env, None);
     let loss = |env: &Env| -> Result<f64> {
+        if Instant::now() > deadline {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "the numeric check stopped at its time limit ({} s): finite differences evaluate the expression about 40 times per gradient entry",
+                    options.time_limit.as_secs_f64()
+                ),
+            )
+            .note("check at smaller sizes: declare smaller shapes, or give symbolic ones with --dims n=3"));
+        }
         let z = forward.eval(env)?;
         Ok(match &derivation.mode {
             Mode::Scalar => z[(0, 0)],
