@@ -173,6 +173,15 @@ fn deep_input_is_answered_on_a_small_stack() {
         ("A", format!("A : 3x3; A{}", "^T".repeat(10_000)), false),
         ("A", "A : 3x3; B = A*A - A; C = B*B - B; D = C*C - C; E = D*D - D; tr(E*E - E)".to_string(), true),
         ("W1000", format!("{}; {}", decls.join("; "), chain.join("*")), true),
+        // A gradient that stays a 1 000-term sum through tidying, into the e-graph.
+        (
+            "A",
+            format!(
+                "A : 3x3; tr(A * ({}))",
+                (1..=1000).map(|i| format!("X{i}")).collect::<Vec<_>>().join(" + ")
+            ),
+            true,
+        ),
     ];
     for (v, src, steps) in &inputs {
         let runs: [&[&str]; 10] = [

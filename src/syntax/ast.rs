@@ -462,21 +462,35 @@ impl Expr {
 
 impl PartialEq for Expr {
     fn eq(&self, other: &Expr) -> bool {
-        let mut pending = vec![(self, other)];
-        while let Some((a, b)) = pending.pop() {
-            if !a.kind.same_node(&b.kind) {
-                return false;
+        // Leaves and unequal roots allocate nothing; shared subtrees (the
+        // leaves of one derivation's formulas) are equal at a glance.
+        let mut pending = Vec::new();
+        let (mut a, mut b) = (self, other);
+        loop {
+            if !std::ptr::eq(a, b) {
+                if !a.kind.same_node(&b.kind) {
+                    return false;
+                }
+                pending.extend(a.children().zip(b.children()));
             }
-            pending.extend(a.children().zip(b.children()));
+            match pending.pop() {
+                Some(next) => (a, b) = next,
+                None => return true,
+            }
         }
-        true
     }
 }
 
 impl Drop for Expr {
     fn drop(&mut self) {
         // Subtrees this node alone owns are unlinked onto a worklist and
-        // freed one by one; shared ones only lose a count.
+        // freed one by one; shared ones only lose a count. A node with no
+        // such subtree (most, once formulas share their leaves) is left to
+        // the ordinary drop, which then goes one level deep.
+        let owns_subtree = |c: &Expr| c.children().next().is_some();
+        if !self.kind.child_links().any(|c| Rc::strong_count(c) == 1 && owns_subtree(c)) {
+            return;
+        }
         let mut pending = Vec::new();
         self.kind.unlink_children(&mut pending);
         while let Some(child) = pending.pop() {
@@ -506,14 +520,31 @@ impl ExprKind {
         }
     }
 
+    /// The links to the children that dropping this node would follow
+    /// (a shared `prod` is not followed).
+    fn child_links(&self) -> impl Iterator<Item = &Rc<Expr>> {
+        use ExprKind as K;
+        let (a, b) = match self {
+            K::Var(_) | K::Identity | K::Num(_) => (None, None),
+            K::Neg(a) | K::Transpose(a) | K::Differential(a) => (Some(a), None),
+            K::Power(a, _) | K::HadamardPower(a, _) | K::Call(_, a) => (Some(a), None),
+            K::Binary { lhs, rhs, .. } => (Some(lhs), Some(rhs)),
+            K::Prod(p) if Rc::strong_count(p) == 1 => (Some(&p.body), None),
+            K::Prod(_) => (None, None),
+        };
+        a.into_iter().chain(b)
+    }
+
     /// Moves the children only this node holds onto `out`, leaving a leaf.
     fn unlink_children(&mut self, out: &mut Vec<Rc<Expr>>) {
         use ExprKind as K;
         if matches!(self, K::Var(_) | K::Identity | K::Num(_)) {
             return;
         }
+        // A shared child only loses a count, and a leaf frees nothing
+        // below it: both are dropped here.
         let mut keep = |child: Rc<Expr>| {
-            if Rc::strong_count(&child) == 1 {
+            if Rc::strong_count(&child) == 1 && child.children().next().is_some() {
                 out.push(child);
             }
         };
