@@ -146,7 +146,11 @@ fn fuzzer_findings_stay_fixed() {
     for entry in std::fs::read_dir(dir).unwrap() {
         let bytes = std::fs::read(entry.unwrap().path()).unwrap();
         let text = String::from_utf8_lossy(&bytes).into_owned();
-        for args in [vec!["derive", "--steps", &text], vec!["derive", "--json", "--latex", &text]] {
+        for args in [
+            vec!["derive", "--steps", &text],
+            vec!["derive", "--latex", &text],
+            vec!["plan", "--json", &text],
+        ] {
             let code = run(&args);
             assert!(code == 0 || code == 2, "exit {code} on {text:?}");
         }
