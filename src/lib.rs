@@ -168,21 +168,15 @@ fn check_shape(typer: &mut shape::Typer, grad: &Expr, want: &Shape, v: &VarName)
     if grad.kind == syntax::ExprKind::Num(0.0) {
         return Ok(()); // the zero gradient, `0`, of any shape
     }
-    let mut identities = Vec::new();
-    let got = typer.infer_with(grad, &mut |e, s| {
-        if e.kind == syntax::ExprKind::Identity {
-            identities.push(s);
-        }
-    })?;
     let want_i = typer.lift(want);
-    if !typer.unify_shapes(got, want_i) {
+    let (got, fits, sized) = typer.infer_as(grad, want_i)?;
+    if !fits {
         return Err(Error::new(
             ErrorKind::Internal,
             format!("the gradient `{grad}` has shape {} but `{v}` is {want}", typer.resolve(got)),
         ));
     }
-    let open = |d: &shape::Dim| matches!(d, shape::Dim::Unknown(_));
-    if identities.iter().any(|&s| open(&typer.resolve(s).rows)) {
+    if !sized {
         return Err(Error::new(
             ErrorKind::Unsupported,
             format!("the gradient with respect to `{v}` is `{grad}`, where the size of I cannot be told from the formula; such gradients (a scalar broadcast inside a trace) are not supported yet"),

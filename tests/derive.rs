@@ -76,6 +76,10 @@ const CASES: &[&str] = &[
     "a : scalar; M : 3x3; s : scalar; tr((a + M) ./ s)",
     "a : scalar; M : 2x2; s : scalar; tr(s .* (a + M))",
     "a : scalar; M : 2x2; s : scalar; tr((a + M) .* s)",
+    // Nested traces: the outer one's 1x1 I times the inner one's (found by a
+    // 100 000-case property run; it was refused as `sum(I)`).
+    "a : 1x1; M : 2x2; tr(tr(a^T + M^T))",
+    "a : 1x1; M : 3x3; tr(-tr(2 * (a + M))) + tr(tr(tr(a - M)))",
     // Underflows on instances of scale 1: the check redraws at other scales.
     "P : 1x2; M : 4x3; A : 2x2; A / sigmoid(-(norm(P) * norm(M)^2))",
     // A plain `W` beside a member `W[i]` is another variable (a 100 000-case

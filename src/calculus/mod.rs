@@ -558,7 +558,11 @@ impl<'t, 'p> Walk<'t, 'p> {
                         let (negative, c) = self.identity_multiple(lhs)?;
                         Some((negative, Expr::product(c, (**rhs).clone())))
                     } else {
-                        None
+                        // (a I)(b I) = (a b) I: nested traces make `I * I`,
+                        // the outer one's I of size 1.
+                        let (nl, a) = self.identity_multiple(lhs)?;
+                        let (nr, b) = self.identity_multiple(rhs)?;
+                        Some((nl != nr, Expr::product(a, b)))
                     }
                 }
                 // (c I) / s and (c I) ./ s are (c / s) I; s .* (c I) is (s c) I.

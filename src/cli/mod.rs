@@ -292,8 +292,10 @@ fn execute(command: Command, source: &mut Source, out: &mut dyn Write) -> Result
             let options = target.options(true)?;
             let program = syntax::parse_program(&source.text)?;
             let derivation = crate::derive(&program, &options)?;
-            let report =
-                crate::numeric::check(&derivation, &CheckOptions { dims: dims.unwrap_or_default(), seed, ..Default::default() })?;
+            let report = crate::numeric::check(
+                &derivation,
+                &CheckOptions { dims: dims.unwrap_or_default(), seed, ..Default::default() },
+            )?;
             write!(out, "{}", render_check(&report, json)).map_err(io)?;
             Ok(if report.ok() { 0 } else { 1 })
         }

@@ -505,8 +505,7 @@ fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {
                 .reduce(Expr::product)
                 .unwrap_or_else(Expr::identity));
         }
-        let kids: Vec<Expr> =
-            e.children().map(|c| expand_products(c, count)).collect::<Result<_>>()?;
+        let kids: Vec<Expr> = e.children().map(|c| expand_products(c, count)).collect::<Result<_>>()?;
         Ok(rebuild(e, kids))
     })
 }

@@ -297,6 +297,21 @@ impl Typer {
         })
     }
 
+    /// Infers `e` as a value of shape `want`. Returns its shape, whether
+    /// that can be `want`, and whether the formula tells the size of every
+    /// `I` in it (`sum(a * I)` does not: any size would type).
+    pub fn infer_as(&mut self, e: &Expr, want: IShape) -> Result<(IShape, bool, bool)> {
+        let mut identities = Vec::new();
+        let got = self.infer_with(e, &mut |e, s| {
+            if e.kind == ExprKind::Identity {
+                identities.push(s);
+            }
+        })?;
+        let fits = self.unify_shapes(got, want);
+        let sized = identities.iter().all(|&s| !matches!(self.resolve(s).rows, Dim::Unknown(_)));
+        Ok((got, fits, sized))
+    }
+
     pub fn infer(&mut self, e: &Expr) -> Result<IShape> {
         self.infer_with(e, &mut |_, _| {})
     }

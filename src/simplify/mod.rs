@@ -219,7 +219,7 @@ fn is_plain_product<'e>(e: &'e Expr, typer: &Typer) -> bool {
 /// The e-graph's part of [`simplify`].
 fn simplify_tidied(
     tidied: Expr,
-    typer: &Typer,
+    typer: &mut Typer,
     expect: Option<&Shape>,
     time: Duration,
 ) -> Result<Simplified> {
@@ -242,6 +242,21 @@ fn simplify_tidied(
         return Ok(Simplified { expr: tidied, saturated }); // already the best form
     }
     let expr = tidy(&converter.read_back(&best)?, typer)?;
+    // Extraction picks each class's best node alone, and may pick `I` where
+    // only the rest of the input told its size: det(0·M + I) is det(I).
+    // Such a form cannot be printed; the input's can.
+    let sized = typer.scratch(|typer| -> Result<bool> {
+        let want = typer.infer(&tidied)?;
+        if let Some(shape) = expect {
+            let shape = typer.lift(shape);
+            typer.unify_shapes(want, shape);
+        }
+        let (_, fits, sized) = typer.infer_as(&expr, want)?;
+        Ok(fits && sized)
+    })?;
+    if !sized {
+        return Ok(Simplified { expr: tidied, saturated });
+    }
     Ok(Simplified { expr, saturated })
 }
 
@@ -681,11 +696,15 @@ fn collect_like_terms(sum: Sum) -> Sum {
             }
         }
     }
-    let broadcast = out.iter().any(|t| t.broadcast);
-    let matrix_left = out.iter().any(|t| !t.broadcast && t.coeff != 0.0);
-    if broadcast && !matrix_left {
-        if let Some(holder) = out.iter_mut().find(|t| !t.broadcast) {
-            holder.coeff = -0.0; // kept by build_sum: prints `0 * M`
+    // Broadcast scalars and identities take their size from the other
+    // terms: when only cancelled terms told it, one stays, as `0 * M`
+    // (`a + M - M` is `a + 0 * M`, `0 * M * Mᵀ + I` is not a bare `I`).
+    let tells_size = |t: &Term| !t.broadcast && t.chain.iter().any(|m| m.kind != ExprKind::Identity);
+    let takes_size = |t: &Term| t.coeff != 0.0 && (t.broadcast || !t.chain.is_empty() && !tells_size(t));
+    if out.iter().any(takes_size) && !out.iter().any(|t| t.coeff != 0.0 && tells_size(t)) {
+        let holder = out.iter().position(tells_size).or_else(|| out.iter().position(|t| !t.broadcast));
+        if let Some(holder) = holder.filter(|&i| out[i].coeff == 0.0) {
+            out[holder].coeff = -0.0; // kept by build_sum
         }
     }
     out
@@ -821,6 +840,31 @@ mod tests {
         assert_eq!(out.expr.to_string(), "2 * W^T^-1");
     }
 
+    /// Where only cancelled terms told the size of an `I`, the result still
+    /// tells it: tidy keeps one as `0 * M`, det(I) and logdet(I) are numbers,
+    /// and the e-graph's `sum(I)` is not printed (found by the 100 000-case
+    /// property run: `det(0·M + I)` became `det(I)`).
+    #[test]
+    fn identities_keep_a_size() {
+        let src = "M : 2x1; S : 3x3; M";
+        let program = crate::syntax::parse_program(src).unwrap();
+        let typing = crate::shape::infer(&program).unwrap();
+        for (e, want) in [
+            ("det((M^T - M^T)^T * (M^T - M^T) + I) + M - M", "0 * M + 1"),
+            ("logdet(S * S^-1)", "0"),
+            ("sum(0 * M * M^T + I)", "sum(0 * M * M^T + I)"),
+            ("tr(0 * M * M^T + I)", "2"),
+        ] {
+            let tidied = tidy(&crate::syntax::parse_expr(e).unwrap(), typing.typer()).unwrap();
+            let mut typer = typing.typer().clone();
+            let shape = typer.infer(&crate::syntax::parse_expr(e).unwrap()).unwrap();
+            let (_, fits, sized) = typer.infer_as(&tidied, shape).unwrap();
+            assert!(fits && sized, "{e}: tidied to {tidied}");
+            let out = simplify(&crate::syntax::parse_expr(e).unwrap(), typing.typer(), None).unwrap();
+            assert_eq!(out.expr.to_string(), want, "{e}");
+        }
+    }
+
     /// The fast path of `simplify` returns what the e-graph returns.
     #[test]
     fn plain_products_are_what_the_egraph_makes_of_them() {
@@ -849,7 +893,8 @@ mod tests {
                 continue;
             }
             plain += 1;
-            let via_egraph = simplify_tidied(tidied.clone(), typing.typer(), None, TIME_LIMIT).unwrap();
+            let via_egraph =
+                simplify_tidied(tidied.clone(), &mut typing.typer().clone(), None, TIME_LIMIT).unwrap();
             assert!(via_egraph.saturated, "{text}");
             assert_eq!(via_egraph.expr.to_string(), tidied.to_string(), "{text}");
         }

@@ -70,6 +70,8 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         rw!("inverse-identity"; "(^ (I ?n) -1)" => "(I ?n)"),
         rw!("power-transpose"; "(^ (T ?a) ?k)" => "(T (^ ?a ?k))"),
         rw!("transpose-power"; "(T (^ ?a ?k))" => "(^ (T ?a) ?k)"),
+        rw!("det-identity"; "(det (I ?n))" => "1"),
+        rw!("logdet-identity"; "(logdet (I ?n))" => "0"),
         rw!("det-transpose"; "(det (T ?a))" => "(det ?a)"),
         rw!("logdet-transpose"; "(logdet (T ?a))" => "(logdet ?a)"),
     ];
