@@ -758,7 +758,7 @@ impl Plan {
             Op::Neg(a) => format!("-{}", t(a)),
             Op::Hadamard(a, b) => format!("{} .* {}", t(a), t(b)),
             Op::HadamardDiv(a, b) => format!("{} ./ {}", t(a), t(b)),
-            Op::HadamardPower(a, p) => format!("{} .^ {}", t(a), crate::syntax::Expr::num(*p)),
+            Op::HadamardPower(a, p) => format!("{} .^ {}", t(a), format_number(*p)),
             Op::Div(a, b) => format!("{} / {}", t(a), t(b)),
             Op::Call(f, a) => format!("{}({})", f.name(), t(a)),
             Op::Inverse(a) => format!("{}^-1", t(a)),

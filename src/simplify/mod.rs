@@ -697,14 +697,22 @@ fn collect_like_terms(sum: Sum) -> Sum {
         }
     }
     // Broadcast scalars and identities take their size from the other
-    // terms: when only cancelled terms told it, one stays, as `0 * M`
-    // (`a + M - M` is `a + 0 * M`, `0 * M * Mᵀ + I` is not a bare `I`).
+    // terms: when only cancelled terms told it, one of them stays, and
+    // prints `0 * M` (`a + M - M` is `a + 0 * M`; `0 * M * Mᵀ + I` is not
+    // a bare `I`).
+    let broadcast = out.iter().any(|t| t.broadcast);
+    let matrix_left = out.iter().any(|t| !t.broadcast && t.coeff != 0.0);
+    if broadcast && !matrix_left {
+        if let Some(holder) = out.iter_mut().find(|t| !t.broadcast) {
+            holder.coeff = -0.0; // kept by build_sum
+        }
+    }
     let tells_size = |t: &Term| !t.broadcast && t.chain.iter().any(|m| m.kind != ExprKind::Identity);
-    let takes_size = |t: &Term| t.coeff != 0.0 && (t.broadcast || !t.chain.is_empty() && !tells_size(t));
-    if out.iter().any(takes_size) && !out.iter().any(|t| t.coeff != 0.0 && tells_size(t)) {
-        let holder = out.iter().position(tells_size).or_else(|| out.iter().position(|t| !t.broadcast));
-        if let Some(holder) = holder.filter(|&i| out[i].coeff == 0.0) {
-            out[holder].coeff = -0.0; // kept by build_sum
+    let identity = |t: &Term| !t.broadcast && !t.chain.is_empty() && !tells_size(t);
+    let kept = |t: &Term| t.coeff != 0.0 || t.coeff.is_sign_negative();
+    if out.iter().any(|t| kept(t) && identity(t)) && !out.iter().any(|t| kept(t) && tells_size(t)) {
+        if let Some(holder) = out.iter_mut().find(|t| tells_size(t)) {
+            holder.coeff = -0.0;
         }
     }
     out
