@@ -241,3 +241,19 @@ fn the_numeric_check_stops_at_its_time_limit() {
     let report = matdiff::numeric::check(&d, &options(matdiff::numeric::CHECK_TIME_LIMIT)).unwrap();
     assert!(report.ok());
 }
+
+/// Huge powers, found by the fuzzer: the plan refuses to expand them by
+/// name, and the check evaluates them by squaring (so it finds the value
+/// not finite at once instead of multiplying 3 billion times).
+#[test]
+fn huge_powers_are_bounded() {
+    let mut err = Vec::new();
+    let args = ["matdiff", "plan", "--json", "4^3333333344"].map(String::from).to_vec();
+    assert_eq!(matdiff::cli::run(args, &mut Vec::new(), &mut err), 2);
+    let err = String::from_utf8_lossy(&err);
+    assert!(err.contains("100000 factors"), "{err}");
+    let program = matdiff::syntax::parse_program("A : 2x2; tr(A) * 4^3333333344").unwrap();
+    let d = matdiff::derive(&program, &Default::default()).unwrap();
+    let e = matdiff::numeric::check(&d, &Default::default()).unwrap_err();
+    assert!(e.message.contains("not finite"), "{e}");
+}

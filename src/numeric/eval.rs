@@ -163,8 +163,19 @@ impl Evaluator<'_> {
                     } else {
                         x
                     };
+                    // By squaring: |k| may be anything the parser accepts.
                     let n = base.nrows();
-                    (0..k.unsigned_abs()).fold(Matrix::identity(n, n), |acc, _| &acc * &base)
+                    let (mut result, mut square, mut k) = (Matrix::identity(n, n), base, k.unsigned_abs());
+                    while k > 0 {
+                        if k & 1 == 1 {
+                            result = &result * &square;
+                        }
+                        k >>= 1;
+                        if k > 0 {
+                            square = &square * &square;
+                        }
+                    }
+                    result
                 }
                 ExprKind::HadamardPower(a, p) => m(self.eval_in(a, env, bound)?)?.map(|x| x.powf(*p)),
                 ExprKind::Call(f, a) => call(*f, &m(self.eval_in(a, env, bound)?)?),

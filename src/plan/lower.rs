@@ -426,6 +426,13 @@ impl Lowering<'_> {
                         let id = self.graph.intern(Node::Identity(d.clone()), Shape::new(d.clone(), d));
                         span = push(self, out, id);
                     }
+                    if out.len().saturating_add(k.unsigned_abs() as usize) > MAX_FACTORS {
+                        return Err(Error::new(
+                            ErrorKind::Limit,
+                            format!("a product in the plan has more than {MAX_FACTORS} factors"),
+                        )
+                        .label(e.span, format!("power {k}")));
+                    }
                     for _ in 0..k.unsigned_abs() {
                         span = push(self, out, base);
                     }
