@@ -331,6 +331,12 @@ impl Term {
         Term { coeff: self.coeff, scalars, chain: VecDeque::new(), broadcast: false }
     }
 
+    /// Printed: a term that did not cancel, or a cancelled one marked `-0`
+    /// to keep the sum's shape ([`collect_like_terms`]).
+    fn kept(&self) -> bool {
+        self.coeff != 0.0 || self.coeff.is_sign_negative()
+    }
+
     fn times(mut self, other: Term) -> Term {
         self.coeff *= other.coeff;
         self.scalars.extend(other.scalars);
@@ -709,8 +715,7 @@ fn collect_like_terms(sum: Sum) -> Sum {
     }
     let tells_size = |t: &Term| !t.broadcast && t.chain.iter().any(|m| m.kind != ExprKind::Identity);
     let identity = |t: &Term| !t.broadcast && !t.chain.is_empty() && !tells_size(t);
-    let kept = |t: &Term| t.coeff != 0.0 || t.coeff.is_sign_negative();
-    if out.iter().any(|t| kept(t) && identity(t)) && !out.iter().any(|t| kept(t) && tells_size(t)) {
+    if out.iter().any(|t| t.kept() && identity(t)) && !out.iter().any(|t| t.kept() && tells_size(t)) {
         if let Some(holder) = out.iter_mut().find(|t| tells_size(t)) {
             holder.coeff = -0.0;
         }
@@ -724,8 +729,7 @@ fn build_sum(sum: Sum) -> Expr {
     let mut out: Option<Expr> = None;
     let sum = if sum.len() > 1 { collect_like_terms(sum) } else { sum };
     let zero = sum.first().map(|t| Term { coeff: 0.0, ..t.clone() });
-    let keep = |t: &Term| t.coeff != 0.0 || t.coeff.is_sign_negative();
-    for term in sum.into_iter().filter(keep) {
+    for term in sum.into_iter().filter(Term::kept) {
         let (negative, e) = build_term(term);
         out = Some(match (out, negative) {
             (None, false) => e,

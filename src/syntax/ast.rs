@@ -441,23 +441,6 @@ impl Expr {
         }
         n
     }
-
-    /// Levels of nesting: 1 for a leaf. Computed without recursion, so
-    /// that it can be asked of any tree before a recursive stage meets it.
-    ///
-    /// ```
-    /// let e = matdiff::syntax::parse_expr("A + B * C").unwrap();
-    /// assert_eq!(e.depth(), 3);
-    /// ```
-    pub fn depth(&self) -> usize {
-        let mut stack = vec![(self, 1)];
-        let mut deepest = 0;
-        while let Some((e, d)) = stack.pop() {
-            deepest = deepest.max(d);
-            stack.extend(e.children().map(|c| (c, d + 1)));
-        }
-        deepest
-    }
 }
 
 impl PartialEq for Expr {
