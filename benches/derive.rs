@@ -76,12 +76,12 @@ fn verify(c: &mut Criterion) {
     let program = parse_program("W1*W2*W3*X").unwrap();
     let w2 = parse_var("W2").unwrap();
     c.bench_function("verify_true_symbolic", |b| {
-        b.iter(|| matdiff::verify::verify(&program, &w2, black_box("W1^T*G*X^T*W3^T"), None).unwrap())
+        b.iter(|| matdiff::verify::verify(&program, &w2, black_box("W1^T*G*X^T*W3^T"), &Default::default()).unwrap())
     });
     let program = parse_program("x : n; A : n x n; x^T*A*x").unwrap();
     let x = parse_var("x").unwrap();
     c.bench_function("verify_false_numeric", |b| {
-        b.iter(|| matdiff::verify::verify(&program, &x, black_box("2*A*x"), None).unwrap())
+        b.iter(|| matdiff::verify::verify(&program, &x, black_box("2*A*x"), &Default::default()).unwrap())
     });
 }
 

@@ -2,21 +2,47 @@
 //! e-graph where it can, otherwise by randomized identity testing.
 //!
 //! Products, sums, transposes and traces are polynomials in the entries,
-//! inverses and determinants rational functions: two different ones
-//! disagree on random instances with probability 1, so agreement on several
-//! independent instances with random sizes decides equality in practice.
+//! inverses and determinants rational functions, the entrywise functions
+//! analytic: two different ones disagree on random instances with
+//! probability 1, so agreement on several independent instances with
+//! random sizes decides equality in practice — provided the instances
+//! could have told a difference. So the instances are drawn with both
+//! signs wherever the expression is defined for both (a sign analysis,
+//! [`crate::numeric::domains`]), and an instance decides only where the
+//! two values are well above their own rounding noise: a gradient of 1e-28
+//! is compared with a claim of 0 relatively, not against a floor. Where no
+//! instance can decide, the verdict is UNDECIDED, never "equivalent".
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::SeedableRng;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::numeric::{eval, gradient_value, relative_error, CheckOptions, Instance};
-use crate::syntax::{parse_expr, Expr, Program, VarName};
+use crate::numeric::{
+    compare, eval, gradient_value, rounding_noise, CheckOptions, Deadline, Domain, Instance, Matrix, Outcome,
+    Tolerances,
+};
+use crate::syntax::{parse_expr, DomainSpec, Expr, ExprKind, Program, VarName};
 use crate::{derive, DeriveOptions};
 
-/// Independent random instances of a numeric decision.
+/// Independent random instances a numeric decision needs, every one decided.
 pub const INSTANCES: u64 = 8;
 
-/// Largest relative difference still taken for equality: both sides are
-/// computed exactly (no finite differences), so only rounding separates them.
+/// Draws tried for one instance that the values could not decide (both
+/// below their rounding, or the claim not finite there).
+const ATTEMPTS: u64 = 3;
+
+/// Largest relative difference taken for equality: both sides are computed
+/// exactly (no finite differences), so only rounding separates them.
 pub const TOLERANCE: f64 = 1e-7;
+
+/// Rounding noise of the two values, relative to them, above which a
+/// difference within it decides nothing.
+pub const MAX_NOISE: f64 = 1e-6;
+
+/// Default [`VerifyOptions::time_limit`].
+pub const VERIFY_TIME_LIMIT: Duration = Duration::from_secs(30);
 
 /// How a verdict was reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,104 +60,286 @@ impl Method {
     }
 }
 
+/// What a numeric decision rests on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Evidence {
+    /// Instances compared (draws that could not decide included).
+    pub instances: usize,
+    /// Instances on which the values were well above their noise.
+    pub decided: usize,
+    /// The relative tolerance of agreement.
+    pub tolerance: f64,
+    /// The largest relative difference on a deciding instance.
+    pub worst_rel_err: f64,
+    /// Variables drawn from a restricted domain (the others: entries in [-1, 1]).
+    pub domains: BTreeMap<VarName, Domain>,
+}
+
 /// The answer of [`verify`].
 #[derive(Clone, Debug)]
 pub struct Verdict {
-    pub equivalent: bool,
+    /// [`Outcome::Agree`]: equivalent; [`Outcome::Differ`]: not equivalent;
+    /// [`Outcome::Undecided`]: the instances could not tell.
+    pub outcome: Outcome,
     pub method: Method,
     pub detail: String,
     /// matdiff's own gradient, for comparison.
     pub derived: Expr,
+    /// The numeric evidence, where instances were drawn.
+    pub evidence: Option<Evidence>,
+}
+
+impl Verdict {
+    /// The claim is the gradient.
+    pub fn equivalent(&self) -> bool {
+        self.outcome == Outcome::Agree
+    }
+
+    /// The verdict as a user reads it: `equivalent`, `not equivalent`, `UNDECIDED`.
+    pub fn word(&self) -> &'static str {
+        match self.outcome {
+            Outcome::Agree => "equivalent",
+            Outcome::Differ => "not equivalent",
+            Outcome::Undecided => "UNDECIDED",
+        }
+    }
+}
+
+/// What to verify against, beside the program.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// The name of the upstream gradient of a matrix-valued expression.
+    pub upstream: Option<String>,
+    /// Domains given for variables, beside (and over) the declared ones.
+    pub domains: BTreeMap<VarName, DomainSpec>,
+    /// Wall-clock time the decision may take.
+    pub time_limit: Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> VerifyOptions {
+        VerifyOptions { upstream: None, domains: BTreeMap::new(), time_limit: VERIFY_TIME_LIMIT }
+    }
 }
 
 /// Decides whether `claim` is ∂L/∂`wrt` of the program's expression.
 ///
 /// ```
+/// use matdiff::verify::{verify, VerifyOptions};
 /// let p = matdiff::syntax::parse_program("W1*W2*W3*X").unwrap();
 /// let w2 = matdiff::syntax::parse_var("W2").unwrap();
-/// let v = matdiff::verify::verify(&p, &w2, "W1^T*G*X^T*W3^T", None).unwrap();
-/// assert!(v.equivalent);
-/// let v = matdiff::verify::verify(&p, &w2, "W1^T*G*X^T*W3", None).unwrap();
-/// assert!(!v.equivalent);
+/// let v = verify(&p, &w2, "W1^T*G*X^T*W3^T", &VerifyOptions::default()).unwrap();
+/// assert!(v.equivalent());
+/// let v = verify(&p, &w2, "W1^T*G*X^T*W3", &VerifyOptions::default()).unwrap();
+/// assert!(!v.equivalent());
 /// ```
-pub fn verify(program: &Program, wrt: &VarName, claim: &str, upstream: Option<String>) -> Result<Verdict> {
-    let d = derive(program, &DeriveOptions { wrt: vec![wrt.clone()], upstream, lean: true })?;
+pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOptions) -> Result<Verdict> {
+    let derive_options =
+        DeriveOptions { wrt: vec![wrt.clone()], upstream: options.upstream.clone(), lean: true };
+    let d = derive(program, &derive_options)?;
     let g = &d.gradients[0];
     let claim = parse_expr(claim).map_err(|e| {
         Error::new(ErrorKind::Usage, format!("the claim does not parse: {}", e.message))
             .note("pass it with --claim 'FORMULA'")
     })?;
-    let not =
-        |method, detail: String| Ok(Verdict { equivalent: false, method, detail, derived: g.expr.clone() });
+    let verdict = |outcome, method, detail: String, evidence| Verdict {
+        outcome,
+        method,
+        detail,
+        derived: g.expr.clone(),
+        evidence,
+    };
 
-    // The claim must be a formula in the expression's variables, of V's shape.
+    // The claim must be a formula in the expression's variables, of V's
+    // shape; a bare `0` is the zero of V's shape.
     let mut typer = d.typing.typer().clone();
     let known: Vec<VarName> = d.typing.variables().iter().cloned().chain(upstream_of(&d)).collect();
     let families = d.typing.families();
     if let Some(v) = unknown_variable(&claim, &known).filter(|v| !families.contains(&v.name)) {
-        return not(
-            Method::Symbolic,
-            format!("the claim uses `{v}`, which is not a variable of the expression"),
-        );
+        let detail = format!("the claim uses `{v}`, which is not a variable of the expression");
+        return Ok(verdict(Outcome::Differ, Method::Symbolic, detail, None));
     }
+    let zero = claim.kind == ExprKind::Num(0.0);
     let shape = match typer.infer(&claim) {
         Ok(s) => s,
-        Err(e) => return not(Method::Symbolic, format!("the claim is not well formed: {}", e.message)),
+        Err(e) => {
+            let detail = format!("the claim is not well formed: {}", e.message);
+            return Ok(verdict(Outcome::Differ, Method::Symbolic, detail, None));
+        }
     };
     let want = typer.lift(&g.shape);
     let claimed_shape = typer.resolve(shape);
-    if !typer.unify_shapes(shape, want) {
-        return not(
-            Method::Symbolic,
-            format!("the claim has shape {claimed_shape}, but dL/d{wrt} has the shape of {wrt}, {}", g.shape),
-        );
+    if !zero && !typer.unify_shapes(shape, want) {
+        let detail =
+            format!("the claim has shape {claimed_shape}, but dL/d{wrt} has the shape of {wrt}, {}", g.shape);
+        return Ok(verdict(Outcome::Differ, Method::Symbolic, detail, None));
     }
 
-    if crate::simplify::equivalent(&g.expr, &claim, d.typing.typer(), Some(&g.shape))? == Some(true) {
-        return Ok(Verdict {
-            equivalent: true,
-            method: Method::Symbolic,
-            detail: format!("the claim and dL/d{wrt} = {} are one class of the e-graph", g.expr),
-            derived: g.expr.clone(),
-        });
-    }
-
-    let mut worst = 0.0f64;
-    for options in instances(g) {
-        let seed = options.seed;
-        let instance = Instance::draw(&d, &options)?;
-        let ours = gradient_value(g, &instance.env)?;
-        let theirs = eval(&claim, &instance.env, Some(ours.shape()))?;
-        let theirs = if theirs.shape() == (1, 1) && ours.shape() != (1, 1) {
-            crate::numeric::Matrix::from_element(ours.nrows(), ours.ncols(), theirs[(0, 0)])
-        } else {
-            theirs
+    let deadline = Deadline::after(options.time_limit);
+    let symbolic = crate::simplify::equivalent(&g.expr, &claim, d.typing.typer(), Some(&g.shape))? == Some(true);
+    let numeric = decide_numerically(&d, &claim, options, &deadline);
+    if symbolic {
+        // The e-graph's rewrites are checked by the numbers too: a class
+        // that merged two different functions is a bug, never a verdict.
+        // (Where no instance can be drawn, the e-graph decides alone.)
+        let evidence = match numeric {
+            Ok(n) if n.outcome == Outcome::Differ => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format!(
+                        "the e-graph took the claim for dL/d{wrt} = {}, but they differ numerically: {}",
+                        g.expr, n.detail
+                    ),
+                ))
+            }
+            Ok(n) => Some(n.evidence),
+            Err(e) if e.kind == ErrorKind::Internal => return Err(e),
+            Err(_) => None,
         };
-        let err = relative_error(&ours, &theirs);
-        if err.is_nan() || err > TOLERANCE {
-            let sizes: Vec<String> = instance.sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let sizes =
-                if sizes.is_empty() { String::new() } else { format!(" (sizes {})", sizes.join(" ")) };
-            return not(
-                Method::Numeric,
-                format!(
-                    "on random instance {seed}{sizes} the claim differs from dL/d{wrt} = {} by a relative error of {err:.2e}",
-                    g.expr
-                ),
-            );
-        }
-        worst = worst.max(err);
+        let detail = format!("the claim and dL/d{wrt} = {} are one class of the e-graph", g.expr);
+        return Ok(verdict(Outcome::Agree, Method::Symbolic, detail, evidence));
     }
-    Ok(Verdict {
-        equivalent: true,
-        method: Method::Numeric,
-        detail: format!(
-            "the claim agrees with dL/d{wrt} = {} on {} random instances (largest relative difference {worst:.1e})",
-            g.expr,
-            instances(g).len()
-        ),
-        derived: g.expr.clone(),
+    let numeric = numeric?;
+    Ok(verdict(numeric.outcome, Method::Numeric, numeric.detail, Some(numeric.evidence)))
+}
+
+/// A numeric decision: the outcome, why, and its evidence.
+struct Decision {
+    outcome: Outcome,
+    detail: String,
+    evidence: Evidence,
+}
+
+/// Compares the gradient with the claim on [`INSTANCES`] random instances
+/// (or every n and j of a chain of symbolic length), each drawn again up to
+/// [`ATTEMPTS`] times where its values cannot decide. A difference on any
+/// instance decides "not equivalent"; agreement needs every instance.
+fn decide_numerically(
+    d: &crate::Derivation,
+    claim: &Expr,
+    options: &VerifyOptions,
+    deadline: &Deadline,
+) -> Result<Decision> {
+    let g = &d.gradients[0];
+    let tolerances = Tolerances { relative: TOLERANCE, max_noise: MAX_NOISE, zero_scale: 0.0 };
+    let mut evidence =
+        Evidence { instances: 0, decided: 0, tolerance: TOLERANCE, worst_rel_err: 0.0, domains: BTreeMap::new() };
+    let bases = instances(g);
+    let mut undecided: Option<String> = None;
+    for base in &bases {
+        let mut decided = false;
+        let mut why = String::new();
+        for attempt in 0..ATTEMPTS {
+            deadline.check()?;
+            let seed = base.seed + 1000 * attempt;
+            let check_options = CheckOptions { seed, domains: options.domains.clone(), ..base.clone() };
+            // Each attempt at another scale too (1, 1/2, 2).
+            let instance = Instance::draw_within(d, &check_options, attempt as usize, deadline)?;
+            evidence.instances += 1;
+            if evidence.domains.is_empty() {
+                evidence.domains = instance.domains.clone();
+            }
+            let env = &instance.env;
+            let ours = gradient_value(g, env)?;
+            let shape = ours.shape();
+            let theirs_at = |env: &crate::numeric::Env| -> Result<Matrix> {
+                let m = eval(claim, env, Some(shape))?;
+                Ok(if m.shape() == (1, 1) && shape != (1, 1) {
+                    Matrix::from_element(shape.0, shape.1, m[(0, 0)])
+                } else {
+                    m
+                })
+            };
+            let theirs = match theirs_at(env) {
+                Ok(m) if m.iter().all(|x| x.is_finite()) => m,
+                Ok(_) => {
+                    why = "the claim is not finite on the instances drawn".into();
+                    continue;
+                }
+                Err(e) if e.kind == ErrorKind::Internal => return Err(e),
+                Err(e) => {
+                    why = format!("the claim cannot be evaluated on the instances drawn: {}", e.message);
+                    continue;
+                }
+            };
+            let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+            let noise = rounding_noise(&mut |e| gradient_value(g, e), env, &ours, &mut rng)?
+                + rounding_noise(&mut |e| theirs_at(e), env, &theirs, &mut rng).unwrap_or(f64::INFINITY);
+            let c = compare(&ours, &theirs, noise, &tolerances);
+            // Both exactly zero where the gradient is not `0`: underflow
+            // (exp(-1000*sum(X .^ 2))) would make any claim agree.
+            let zero = |m: &Matrix| m.iter().all(|x| *x == 0.0);
+            if zero(&ours) && zero(&theirs) && g.expr.kind != ExprKind::Num(0.0) {
+                why = "the gradient and the claim are both exactly zero on the instances drawn (underflow?)".into();
+                continue;
+            }
+            match c.outcome {
+                Outcome::Differ => {
+                    evidence.decided += 1;
+                    evidence.worst_rel_err = c.rel_err;
+                    let sizes: Vec<String> = instance.sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    let sizes =
+                        if sizes.is_empty() { String::new() } else { format!(" (sizes {})", sizes.join(" ")) };
+                    let detail = format!(
+                        "on random instance {seed}{sizes} the claim differs from dL/d{} = {} by a relative error of {:.2e}, beyond rounding (±{:.1e}); {}",
+                        g.wrt,
+                        g.expr,
+                        c.rel_err,
+                        c.rel_noise,
+                        domains_text(&instance.domains)
+                    );
+                    return Ok(Decision { outcome: Outcome::Differ, detail, evidence });
+                }
+                Outcome::Agree => {
+                    evidence.decided += 1;
+                    evidence.worst_rel_err = evidence.worst_rel_err.max(c.rel_err);
+                    decided = true;
+                    break;
+                }
+                Outcome::Undecided => {
+                    why = format!(
+                        "the values are within their rounding noise (±{:.1e} relative) on the instances drawn",
+                        c.rel_noise
+                    );
+                }
+            }
+        }
+        if !decided && undecided.is_none() {
+            undecided = Some(why);
+        }
+    }
+    let domains = domains_text(&evidence.domains);
+    Ok(match undecided {
+        None => Decision {
+            outcome: Outcome::Agree,
+            detail: format!(
+                "the claim agrees with dL/d{} = {} on {} of {} random instances (largest relative difference {:.1e}, tolerance {TOLERANCE:.0e}; {domains})",
+                g.wrt, g.expr, evidence.decided, evidence.instances, evidence.worst_rel_err
+            ),
+            evidence,
+        },
+        Some(why) => Decision {
+            outcome: Outcome::Undecided,
+            detail: format!(
+                "{why}: {} of {} instances decided, none differed, and agreement needs {} (dL/d{} = {}; {domains})",
+                evidence.decided,
+                evidence.instances,
+                bases.len(),
+                g.wrt,
+                g.expr
+            ),
+            evidence,
+        },
     })
+}
+
+/// "both signs", or the restricted domains.
+fn domains_text(domains: &BTreeMap<VarName, Domain>) -> String {
+    if domains.is_empty() {
+        return "every variable drawn with both signs".to_string();
+    }
+    let d: Vec<String> = domains.iter().map(|(v, d)| format!("{v} {d}")).collect();
+    format!("drawn {}, the others with both signs", d.join(", "))
 }
 
 /// The instances a numeric decision draws: INSTANCES seeds; for a gradient
@@ -171,7 +379,7 @@ fn upstream_of(d: &crate::Derivation) -> Option<VarName> {
 
 fn unknown_variable(e: &Expr, known: &[VarName]) -> Option<VarName> {
     crate::stack::ensure(|| {
-        if let crate::syntax::ExprKind::Var(v) = &e.kind {
+        if let ExprKind::Var(v) = &e.kind {
             if !known.contains(v) {
                 return Some(VarName::clone(v));
             }

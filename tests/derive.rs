@@ -95,7 +95,7 @@ fn every_case_matches_finite_differences() {
         for seed in 1..=3 {
             let report = common::derive_and_check(case, seed).unwrap_or_else(|e| panic!("{case}:\n{e}"));
             for r in &report.results {
-                assert!(r.ok, "{case} (seed {seed}): d/d{} off by {:.2e}", r.wrt, r.max_rel_err);
+                assert!(r.ok(), "{case} (seed {seed}): d/d{} off by {:?} ({:?})", r.wrt, r.max_rel_err, r.reason);
             }
         }
     }
@@ -161,7 +161,7 @@ fn wrong_gradients_are_caught() {
             let options = matdiff::numeric::CheckOptions { seed, ..Default::default() };
             let report = matdiff::numeric::check(&d, &options).unwrap();
             let r = report.results.iter().find(|r| r.wrt.to_string() == wrt).unwrap();
-            assert!(!r.ok, "{src}: `{wrong}` passed (seed {seed}, error {:.1e})", r.max_rel_err);
+            assert!(!r.ok(), "{src}: `{wrong}` passed (seed {seed}, error {:?})", r.max_rel_err);
         }
     }
 }
@@ -178,13 +178,14 @@ fn noisy_differences_are_redrawn_or_undecided() {
         matdiff::numeric::check(&d, &options).unwrap()
     };
     for seed in 1..=3 {
-        // exp(20 Σ b²) is about e^60 at scale 1, where tr(A) is lost in its
-        // rounding; at scale 1/2 it is e^15, and d/dA = I is decided.
-        let report = check("A : 3x3; B : 3x3; exp(20 * sum(B .* B)) + tr(A)", seed);
-        assert!(report.ok() && report.redraws >= 1, "seed {seed}: {:?}", report.results);
+        // exp(20 Σ b²) is at least e^45 at scale 1, where tr(A) is lost in
+        // its rounding; on a fresh draw at scale 1/2 it is e^11 at least,
+        // and d/dA = I is decided.
+        let report = check("A : 3x3; B : 3x3 positive; exp(20 * sum(B .* B)) + tr(A)", seed);
+        assert!(report.ok() && report.instances >= 2, "seed {seed}: {:?}", report.results);
         // 1e20 Σ b at any scale: tr(A) is below the loss's last digit.
-        let report = check("A : 3x3; B : 3x3; 1e20 * sum(B) + tr(A)", seed);
+        let report = check("A : 3x3; B : 3x3 positive; 1e20 * sum(B) + tr(A)", seed);
         let [b, a] = &report.results[..] else { panic!("two gradients") };
-        assert!(b.ok && !a.ok && a.undecided() && !b.undecided(), "seed {seed}: {a:?}");
+        assert!(b.ok() && a.undecided(), "seed {seed}: {a:?}");
     }
 }

@@ -53,21 +53,21 @@ fn verify_symbolic_claims() {
     let program = parse_program(SEED).unwrap();
     let wj = parse_var("W[j]").unwrap();
     let grouped = "prod(W[i], i=1..j-1)^T * G * (prod(W[i], i=j+1..n) * X)^T";
-    let v = matdiff::verify::verify(&program, &wj, grouped, None).unwrap();
-    assert!(v.equivalent, "{}", v.detail);
+    let v = matdiff::verify::verify(&program, &wj, grouped, &Default::default()).unwrap();
+    assert!(v.equivalent(), "{}", v.detail);
     // An off-by-one in a range has the wrong shape; a missing transpose too.
     for wrong in [
         "prod(W[i], i=1..j)^T * G * X^T * prod(W[i], i=j+1..n)^T",
         "prod(W[i], i=1..j-1) * G * X^T * prod(W[i], i=j+1..n)^T",
     ] {
-        let v = matdiff::verify::verify(&program, &wj, wrong, None).unwrap();
-        assert!(!v.equivalent, "{wrong}: {}", v.detail);
+        let v = matdiff::verify::verify(&program, &wj, wrong, &Default::default()).unwrap();
+        assert!(!v.equivalent(), "{wrong}: {}", v.detail);
     }
     // With square factors the shapes agree and only the numbers can refute.
     let square = parse_program("W[i] : d x d; X : d x B; prod(W[i], i=1..n) * X").unwrap();
     let off_by_one = "prod(W[i], i=1..j)^T * G * X^T * prod(W[i], i=j+2..n)^T";
-    let v = matdiff::verify::verify(&square, &wj, off_by_one, None).unwrap();
-    assert!(!v.equivalent && v.method == matdiff::verify::Method::Numeric, "{}", v.detail);
+    let v = matdiff::verify::verify(&square, &wj, off_by_one, &Default::default()).unwrap();
+    assert!(!v.equivalent() && v.method == matdiff::verify::Method::Numeric, "{}", v.detail);
 }
 
 /// The concrete chain W1 ⋯ Wn X with the same matrices as a symbolic

@@ -44,12 +44,12 @@ fn claims() {
     for (src, wrt, claim, want, method) in CLAIMS {
         let program = parse_program(src).unwrap();
         let v =
-            verify(&program, &parse_var(wrt).unwrap(), claim, None).unwrap_or_else(|e| panic!("{src}: {e}"));
-        assert_eq!(v.equivalent, *want, "{src}, d/d{wrt} claimed {claim}: {}", v.detail);
+            verify(&program, &parse_var(wrt).unwrap(), claim, &Default::default()).unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert_eq!(v.equivalent(), *want, "{src}, d/d{wrt} claimed {claim}: {}", v.detail);
         if let Some(m) = method {
             assert_eq!(v.method, *m, "{src}, d/d{wrt} claimed {claim}: {}", v.detail);
         }
-        let word = if v.equivalent { "equivalent" } else { "not equivalent" };
+        let word = v.word();
         text.push_str(&format!("{src}  d/d{wrt} = {claim}\n  {word} ({}): {}\n", v.method.name(), v.detail));
     }
     common::snapshots().bind(|| insta::assert_snapshot!("verify_claims", text));
@@ -102,4 +102,168 @@ fn saturation_is_reported() {
     let d = matdiff::derive(&program, &matdiff::DeriveOptions { wrt, ..Default::default() }).unwrap();
     let report = matdiff::numeric::check(&d, &Default::default()).unwrap();
     assert!(report.ok());
+}
+
+/// Runs the command line; returns the exit status and standard output.
+fn run(args: &[&str]) -> (i32, String) {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let argv = std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
+    let code = matdiff::cli::run(argv, &mut out, &mut err);
+    (code, String::from_utf8(out).unwrap() + &String::from_utf8(err).unwrap())
+}
+
+/// The wrong verdicts of the trust issue, each with the right one now:
+/// claims right only for positive inputs, claims off by a factor that a
+/// tiny gradient hid under an absolute floor, a zero claim.
+#[test]
+fn verdicts_that_were_wrong() {
+    let cases: &[(&str, &str, &str, bool)] = &[
+        // σ(|z|) for σ(z): right only where z > 0.
+        ("W : 3x4; X : 4x5; sum(log(1 + exp(W*X)))", "W", "sigmoid(sqrt((W*X) .^ 2))*X^T", false),
+        ("W : 3x4; X : 4x5; sum(log(1 + exp(W*X)))", "W", "sigmoid(W*X)*X^T", true),
+        // Ones for the sign of z.
+        ("W : 3x4; X : 4x5; sum(sqrt((W*X).^2))", "W", "(W*X) .^ 0 * X^T", false),
+        ("W : 3x4; X : 4x5; sum(sqrt((W*X).^2))", "W", "((W*X) ./ sqrt((W*X).^2)) * X^T", true),
+        // A gradient of about 1e-28 at det X of 64: the factor det X forgotten, or all of it.
+        ("X : 3x3; exp(-det(X))", "X", "(-exp(-det(X)))*inv(X)^T", false),
+        ("X : 3x3; exp(-det(X))", "X", "0*X", false),
+        ("X : 3x3; exp(-det(X))", "X", "0", false),
+        ("X : 3x3; exp(-det(X))", "X", "-exp(-det(X))*det(X)*inv(X)^T", true),
+        // Logistic regression, both halves of the loss.
+        ("X : 5x3; w : 3; y : 5; sum(log(1 + exp(-y .* (X*w))))", "w", "-X^T * (y .* sigmoid(-y .* (X*w)))", true),
+        ("X : 5x3; w : 3; y : 5; sum(log(1 + exp(-y .* (X*w))))", "w", "-X^T * (y .* sigmoid(sqrt((y .* (X*w)) .^ 2)))", false),
+        // A bare 0 is the zero of the variable's shape.
+        ("X : 3x3; tr(X - X^T)", "X", "0", true),
+        ("X : 3x3; tr(X - 2*X^T)", "X", "0", false),
+        // Claims and expressions that begin with a minus.
+        ("U : 3x2; V : 4x2; X : 3x4; norm(X - U*V^T)^2", "U", "-2*(X - U*V^T)*V", true),
+        ("P : 3x3; C : 3x3; -logdet(P) + tr(P*C)", "C", "-P^T", false),
+    ];
+    for (src, wrt, claim, want) in cases {
+        let (code, out) = run(&["verify", src, "--wrt", wrt, "--claim", claim]);
+        let word = if *want { "equivalent" } else { "not equivalent" };
+        assert!(out.starts_with(word), "{src}, d/d{wrt} claimed {claim}: {out}");
+        assert_eq!(code, if *want { 0 } else { 1 }, "{src}, d/d{wrt} claimed {claim}: {out}");
+    }
+}
+
+/// Where no instance can tell the claim from the gradient, the verdict
+/// says so (exit 1), for verify and for check alike, with the reason.
+#[test]
+fn undecidable_claims_are_undecided() {
+    // exp(-1000 - 1000 x^2) underflows to zero everywhere: so does any claim.
+    let src = "X : 2x2; sum(exp(-1000 * (X .^ 2 + 1)))";
+    let (code, out) = run(&["verify", src, "--wrt", "X", "--claim", "0", "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["outcome"], "undecided", "{doc}");
+    assert_eq!(doc["equivalent"], false);
+    assert_eq!(doc["evidence"]["decided"], 0, "{doc}");
+    let (code, out) = run(&["check", src, "--json"]);
+    assert_eq!(code, 1, "{out}");
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["results"][0]["outcome"], "undecided", "{doc}");
+    assert_eq!(doc["results"][0]["reason"], matdiff::numeric::EXACTLY_ZERO, "{doc}");
+    // A wrong claim is still told apart.
+    let (code, out) = run(&["verify", src, "--wrt", "X", "--claim", "X"]);
+    assert!(code == 1 && out.starts_with("not equivalent"), "{out}");
+}
+
+/// Every verdict carries its evidence: method, instances, tolerance,
+/// domains and the worst relative error, for both outcomes.
+#[test]
+fn verdicts_carry_their_evidence() {
+    let src = "X : 3x3; y : 3; sum(log(1 + exp(X*y))) + logdet(X)";
+    for (claim, outcome) in [("sigmoid(X*y)*y^T + inv(X)^T", "equivalent"), ("sigmoid(X*y)*y^T + inv(X)", "not equivalent")]
+    {
+        let (_, out) = run(&["verify", src, "--wrt", "X", "--claim", claim, "--json"]);
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(doc["outcome"], outcome, "{doc}");
+        let e = &doc["evidence"];
+        assert!(e["instances"].as_u64().unwrap() >= 1 && e["decided"].as_u64().unwrap() >= 1, "{doc}");
+        assert_eq!(e["tolerance"], 1e-7);
+        assert_eq!(e["domains"]["X"], "invertible", "{doc}");
+        assert!(e["domains"].get("y").is_none(), "y is drawn with both signs: {doc}");
+        assert!(e["worst_rel_err"].as_f64().is_some(), "{doc}");
+        let (_, text) = run(&["verify", src, "--wrt", "X", "--claim", claim]);
+        assert!(text.contains("random instance") && text.contains("X invertible"), "{text}");
+    }
+}
+
+/// Declared domains: in declarations and as --domain, honoured by every
+/// draw; refused where the expression needs what they forbid.
+#[test]
+fn declared_domains() {
+    use matdiff::numeric::{CheckOptions, Instance};
+    use matdiff::syntax::DomainSpec;
+    let draws = |src: &str, extra: &[(&str, DomainSpec)]| {
+        let program = parse_program(src).unwrap();
+        let d = matdiff::derive(&program, &Default::default()).unwrap();
+        let domains: std::collections::BTreeMap<_, _> = extra.iter().map(|(v, s)| (parse_var(v).unwrap(), *s)).collect();
+        (1..=20)
+            .map(|seed| Instance::draw(&d, &CheckOptions { seed, domains: domains.clone(), ..Default::default() }).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let x = parse_var("X").unwrap();
+    for i in draws("X : 3x3 positive; A : 3x3; tr(A*X)", &[]) {
+        assert!(i.env.vars[&x].iter().all(|v| *v > 0.0));
+    }
+    for i in draws("X : 3x3 negative; A : 3x3; tr(A*inv(X))", &[]) {
+        assert!(i.env.vars[&x].iter().all(|v| *v < 0.0), "{}", i.env.vars[&x]);
+    }
+    for i in draws("X : 3x3 spd; A : 3x3; tr(A*inv(X))", &[]) {
+        let m = &i.env.vars[&x];
+        assert!(*m == m.transpose() && m.clone().symmetric_eigenvalues().min() > 0.0, "{m}");
+    }
+    for i in draws("X : 3x3; A : 3x3; tr(A*X)", &[("X", DomainSpec::NonZero)]) {
+        assert!(i.env.vars[&x].iter().all(|v| v.abs() >= 0.5), "{}", i.env.vars[&x]);
+    }
+    // Without a declaration, both signs.
+    let signs = draws("X : 3x3; A : 3x3; tr(A*X)", &[]);
+    assert!(signs.iter().any(|i| i.env.vars[&x].iter().any(|v| *v < 0.0)));
+    assert!(signs.iter().any(|i| i.env.vars[&x].iter().any(|v| *v > 0.0)));
+
+    let (code, out) = run(&["check", "X : 3x4 negative; sum(log(X))"]);
+    assert!(code == 2 && out.contains("declared negative"), "{out}");
+    let (code, out) = run(&["check", "X : 3x4; sum(log(X))", "--domain", "X=negative"]);
+    assert!(code == 2 && out.contains("declared negative"), "{out}");
+    let (code, out) = run(&["check", "S : 3x4 spd; sum(S)"]);
+    assert!(code == 2 && out.contains("not square"), "{out}");
+    let (code, out) = run(&["check", "X : 3x4; sum(X)", "--domain", "Q=positive"]);
+    assert!(code == 2 && out.contains("not a variable"), "{out}");
+    let (code, out) = run(&["verify", "X : 3x4; sum(X)", "--wrt", "X", "--claim", "X .^ 0", "--domain", "X=spd"]);
+    assert!(code == 2 && out.contains("not square"), "{out}");
+    // A declaration round-trips through the printer of programs' shapes.
+    let program = parse_program("S : n x n spd; x : n; x^T*S*x").unwrap();
+    assert_eq!(program.declarations[0].domain, Some(DomainSpec::Spd));
+}
+
+/// `check` exercises both signs wherever the expression allows them: the
+/// negative-logit half of logistic regression, the negative half of a
+/// quadratic, the inputs of tanh and sigmoid layers.
+#[test]
+fn check_draws_both_signs() {
+    use matdiff::numeric::{CheckOptions, Instance};
+    let cases = [
+        "X : 5x3; w : 3; y : 5; sum(log(1 + exp(-y .* (X*w))))",
+        "W : 3x4; X : 4x5; sum(sqrt((W*X) .^ 2))",
+        "x : 4; A : 4x4; log(x^T*A^T*A*x)",
+        "W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; sum(Y .* tanh(W2*tanh(W1*X)))",
+        "A : 3x4; B : 3x4; sum(A ./ B)",
+    ];
+    for src in cases {
+        let program = parse_program(src).unwrap();
+        let d = matdiff::derive(&program, &Default::default()).unwrap();
+        // Over a few draws, every variable takes both signs.
+        let draws: Vec<Instance> = (1..=4)
+            .map(|seed| Instance::draw(&d, &CheckOptions { seed, ..Default::default() }).unwrap())
+            .collect();
+        for v in draws[0].env.vars.keys() {
+            let entries = || draws.iter().flat_map(|i| i.env.vars[v].iter().copied());
+            assert!(entries().any(|x| x < 0.0) && entries().any(|x| x > 0.0), "{src}: {v}");
+        }
+        let report = matdiff::numeric::check(&d, &CheckOptions { seed: 3, ..Default::default() }).unwrap();
+        assert!(report.ok(), "{src}: {:?}", report.results);
+    }
 }

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::calculus::Mode;
 use crate::explain;
-use crate::numeric::{CheckReport, FD_MARGIN, TOLERANCE};
+use crate::numeric::{CheckReport, CheckResult, Outcome, NOISE_MARGIN, TOLERANCE};
 use crate::plan::PlanOptions;
 use crate::syntax::{to_latex, var_latex};
 use crate::Derivation;
@@ -145,35 +145,69 @@ pub fn latex_document(math: &str, standalone: bool) -> String {
 /// `verify` output: the verdict, how it was reached, and the evidence.
 pub fn verdict(v: &crate::verify::Verdict, json: bool) -> String {
     if json {
+        let evidence = v.evidence.as_ref().map(|e| {
+            json!({
+                "instances": e.instances,
+                "decided": e.decided,
+                "tolerance": e.tolerance,
+                "worst_rel_err": e.worst_rel_err,
+                "domains": e.domains.iter().map(|(v, d)| (v.to_string(), d.name())).collect::<std::collections::BTreeMap<_, _>>(),
+            })
+        });
         let doc = json!({
-            "equivalent": v.equivalent,
+            "equivalent": v.equivalent(),
+            "outcome": v.word().to_lowercase(),
             "method": v.method.name(),
             "detail": v.detail,
             "derived": v.derived.to_string(),
+            "evidence": evidence,
         });
         return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
     }
-    let word = if v.equivalent { "equivalent" } else { "not equivalent" };
-    format!("{word} ({}): {}\n", v.method.name(), v.detail)
+    let mut out = format!("{} ({}): {}\n", v.word(), v.method.name(), v.detail);
+    if let (Some(e), crate::verify::Method::Symbolic) = (&v.evidence, v.method) {
+        out.push_str(&format!(
+            "  and numerically: {} of {} random instances agree (largest relative difference {:.1e})\n",
+            e.decided, e.instances, e.worst_rel_err
+        ));
+    }
+    if v.outcome == Outcome::Undecided {
+        out.push_str("  UNDECIDED: no instance could tell the claim from the gradient; declare the domains the expression lives on (`X : 3x3 positive`, --domain X=positive) or rewrite the claim\n");
+    }
+    out
 }
 
 /// `check` output: the sizes drawn, one line per gradient, a verdict.
 pub fn render_check(r: &CheckReport, json: bool) -> String {
+    let word = |c: &CheckResult| match c.outcome {
+        Outcome::Agree => "ok",
+        Outcome::Differ => "mismatch",
+        Outcome::Undecided => "undecided",
+    };
     if json {
         let results: Vec<_> = r
             .results
             .iter()
             .map(|c| {
-                json!({ "wrt": c.wrt.to_string(), "max_rel_err": c.max_rel_err, "fd_error": c.fd_error, "ok": c.ok })
+                json!({
+                    "wrt": c.wrt.to_string(),
+                    "outcome": word(c),
+                    "ok": c.ok(),
+                    "max_rel_err": c.max_rel_err,
+                    "fd_error": c.fd_error,
+                    "reason": c.reason,
+                })
             })
             .collect();
         let doc = json!({
             "ok": r.ok(),
+            "undecided": r.results.iter().filter(|c| c.undecided()).count(),
             "results": results,
             "sizes": r.sizes,
             "seed": r.seed,
             "domains": r.domains.iter().map(|(v, d)| (v.to_string(), d.name())).collect::<std::collections::BTreeMap<_, _>>(),
             "redraws": r.redraws,
+            "instances": r.instances,
             "indices": r.indices,
             "tolerance": TOLERANCE,
         });
@@ -187,50 +221,64 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
         let i: Vec<String> = r.indices.iter().map(|(k, v)| format!("{k}={v}")).collect();
         out.push_str(&format!("indices: {}\n", i.join(" ")));
     }
-    if !r.domains.is_empty() {
-        let d: Vec<String> = r.domains.iter().map(|(v, d)| format!("{v} {}", d.name())).collect();
-        out.push_str(&format!("domains: {}  (the others: entries in [-1, 1])\n", d.join(", ")));
-    }
+    out.push_str(&domains_line(&r.domains));
     if r.redraws > 0 {
         out.push_str(&format!(
-            "redrew the instance {} time(s): it was not finite, ill-conditioned (cond > 1e8 under an inverse, |x| < 1e-6 under log, sqrt or a division), or too large for finite differences to decide\n",
+            "redrew the instance {} time(s): it was not finite, underflowed to a zero gradient, or was ill-conditioned (cond > 1e8 under an inverse, an entry near 0 under log, sqrt or a division)\n",
             r.redraws
         ));
     }
-    let width = r.results.iter().map(|c| c.wrt.to_string().len()).max().unwrap_or(0);
-    for c in &r.results {
-        let verdict = match (c.ok, c.undecided()) {
-            (true, _) => "ok",
-            (false, true) => "UNDECIDED (finite differences too noisy here; try another --seed)",
-            (false, false) => "MISMATCH",
-        };
-        // The differences' own error, where it is what decided.
-        let noisy = if c.fd_error > TOLERANCE / FD_MARGIN {
-            format!(" (finite differences ±{:.1e})", c.fd_error)
-        } else {
-            String::new()
-        };
+    if r.instances > 1 {
         out.push_str(&format!(
-            "d/d{:<width$}  max rel err {:.1e}{noisy}  {verdict}\n",
-            c.wrt.to_string(),
-            c.max_rel_err
+            "compared on {} instances: the first left a gradient undecided\n",
+            r.instances
         ));
     }
-    let bad = r.results.iter().filter(|c| !c.ok).count();
+    let width = r.results.iter().map(|c| c.wrt.to_string().chars().count()).max().unwrap_or(0).min(60);
+    for c in &r.results {
+        let verdict = match c.outcome {
+            Outcome::Agree => "ok".to_string(),
+            Outcome::Differ => "MISMATCH".to_string(),
+            Outcome::Undecided => format!(
+                "UNDECIDED ({}; try another --seed)",
+                c.reason.as_deref().unwrap_or("finite differences cannot tell")
+            ),
+        };
+        let err = match c.max_rel_err {
+            Some(e) => format!("max rel err {e:.1e}"),
+            None => "not measured".to_string(),
+        };
+        // The differences' own error, where it is what decided.
+        let noisy = match c.fd_error {
+            Some(e) if e > TOLERANCE / NOISE_MARGIN => format!(" (finite differences ±{e:.1e})"),
+            _ => String::new(),
+        };
+        out.push_str(&format!("d/d{:<width$}  {err}{noisy}  {verdict}\n", c.wrt.to_string()));
+    }
+    let bad = r.results.iter().filter(|c| !c.ok()).count();
     if bad == 0 {
         out.push_str(&format!(
-            "ok: {} gradient(s) agree with central differences (tolerance {TOLERANCE:.0e})\n",
+            "ok: {} gradient(s) agree with finite differences (tolerance {TOLERANCE:.0e})\n",
             r.results.len()
         ));
     } else {
         let undecided = r.results.iter().filter(|c| c.undecided()).count();
         let why = if undecided > 0 { format!(" ({undecided} undecided)") } else { String::new() };
         out.push_str(&format!(
-            "FAILED: {bad} of {} gradient(s) do not agree with central differences{why} (tolerance {TOLERANCE:.0e})\n",
+            "FAILED: {bad} of {} gradient(s) do not agree with finite differences{why} (tolerance {TOLERANCE:.0e})\n",
             r.results.len()
         ));
     }
     out
+}
+
+/// The domains variables were drawn from, as a line of a report.
+fn domains_line(domains: &std::collections::BTreeMap<crate::syntax::VarName, crate::numeric::Domain>) -> String {
+    let d: Vec<String> = domains.iter().map(|(v, d)| format!("{v} {}", d.name())).collect();
+    if d.is_empty() {
+        return "domains: every variable with entries in [-1, 1]\n".to_string();
+    }
+    format!("domains: {}  (the others: entries in [-1, 1])\n", d.join(", "))
 }
 
 /// `plan` output: the steps with shapes and multiply-adds, the outputs, the

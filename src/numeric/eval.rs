@@ -2,7 +2,11 @@
 
 use std::collections::HashMap;
 
+use std::cell::Cell;
+
 use nalgebra::DMatrix;
+
+use super::Deadline;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Dim, Shape, Typer};
@@ -52,6 +56,9 @@ pub struct Evaluator<'e> {
     expr: &'e Expr,
     identity: HashMap<*const Expr, usize>,
     shape: Option<(usize, usize)>,
+    deadline: Option<Deadline>,
+    /// Operations since the clock was last read.
+    ticks: Cell<u32>,
 }
 
 impl<'e> Evaluator<'e> {
@@ -79,7 +86,28 @@ impl<'e> Evaluator<'e> {
                 }
             }
         }
-        Evaluator { expr, identity, shape }
+        Evaluator { expr, identity, shape, deadline: None, ticks: Cell::new(0) }
+    }
+
+    /// The evaluator, stopping with a limit error once `deadline` passes
+    /// (checked between operations: one product of two 1000x1000 matrices
+    /// is the longest wait).
+    pub fn within(mut self, deadline: Deadline) -> Evaluator<'e> {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Reads the clock every few operations, and after every large one.
+    fn tick(&self, large: bool) -> Result<()> {
+        let Some(deadline) = &self.deadline else { return Ok(()) };
+        let n = self.ticks.get() + 1;
+        if large || n >= 64 {
+            self.ticks.set(0);
+            deadline.check()
+        } else {
+            self.ticks.set(n);
+            Ok(())
+        }
     }
 
     /// The value; a result that is a bare `I` of open size gets the shape.
@@ -149,7 +177,9 @@ impl Evaluator<'_> {
                 },
                 ExprKind::Binary { op, lhs, rhs, .. } => {
                     let (a, b) = (self.eval_in(lhs, env, bound)?, self.eval_in(rhs, env, bound)?);
-                    return binary(*op, a, b, e);
+                    let value = binary(*op, a, b, e)?;
+                    self.tick(matches!(&value, Value::Matrix(m) if m.len() > 10_000))?;
+                    return Ok(value);
                 }
                 ExprKind::Power(a, k) => {
                     let x = m(self.eval_in(a, env, bound)?)?;
@@ -167,6 +197,7 @@ impl Evaluator<'_> {
                     let n = base.nrows();
                     let (mut result, mut square, mut k) = (Matrix::identity(n, n), base, k.unsigned_abs());
                     while k > 0 {
+                        self.tick(n > 100)?;
                         if k & 1 == 1 {
                             result = &result * &square;
                         }
@@ -178,7 +209,11 @@ impl Evaluator<'_> {
                     result
                 }
                 ExprKind::HadamardPower(a, p) => m(self.eval_in(a, env, bound)?)?.map(|x| x.powf(*p)),
-                ExprKind::Call(f, a) => call(*f, &m(self.eval_in(a, env, bound)?)?),
+                ExprKind::Call(f, a) => {
+                    let x = m(self.eval_in(a, env, bound)?)?;
+                    self.tick(x.len() > 10_000)?;
+                    call(*f, &x)
+                }
                 ExprKind::Differential(_) => {
                     return Err(fail(format!("`{e}` is a differential, not a value")))
                 }
@@ -190,6 +225,7 @@ impl Evaluator<'_> {
                     };
                     let mut acc = Value::Identity(1.0);
                     for i in lo..=hi {
+                        self.tick(false)?;
                         bound.push((var.clone(), i));
                         let factor = self.eval_in(body, env, bound);
                         bound.pop();

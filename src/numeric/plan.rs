@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 
 use super::eval::{call, zip, Env, Matrix};
+use super::Deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Op, Operand, Plan, Value};
 use crate::shape::Dim;
@@ -27,6 +28,12 @@ fn fail(message: String) -> Error {
 /// assert_eq!(out[1], Matrix::from_row_slice(2, 2, &[2., 4., 6., 8.]));
 /// ```
 pub fn run_plan(plan: &Plan, env: &Env) -> Result<Vec<Matrix>> {
+    run_plan_within(plan, env, None)
+}
+
+/// [`run_plan`], stopping with a limit error once `deadline` passes
+/// (checked between steps).
+pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> Result<Vec<Matrix>> {
     let mut inputs = Vec::with_capacity(plan.inputs.len());
     let mut sizes: HashMap<&Dim, usize> = HashMap::new();
     for i in &plan.inputs {
@@ -37,6 +44,9 @@ pub fn run_plan(plan: &Plan, env: &Env) -> Result<Vec<Matrix>> {
     }
     let mut steps: Vec<Matrix> = Vec::with_capacity(plan.steps.len());
     for s in &plan.steps {
+        if let Some(d) = deadline {
+            d.check()?;
+        }
         let get = |o: &Operand| -> Matrix {
             let m = match o.value {
                 Value::Input(k) => inputs[k].clone(),

@@ -43,6 +43,9 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
     let mut typer = Typer::new();
     for d in &program.declarations {
         typer.declare(&d.name, d.binder.as_deref(), &d.shape, d.span)?;
+        if d.domain == Some(crate::syntax::DomainSpec::Spd) {
+            square_for_spd(&mut typer, d)?;
+        }
     }
     for def in &program.definitions {
         let s = typer.infer(&def.expr)?;
@@ -76,6 +79,26 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
     typer.name_open_dims(&variables, &taken);
     typer.compress();
     Ok(Typing { program, typer, shape, nodes, variables, families })
+}
+
+/// A variable declared `spd` is a square matrix.
+fn square_for_spd(typer: &mut Typer, d: &crate::syntax::Declaration) -> Result<()> {
+    use crate::syntax::ShapeSpec;
+    let square = match (&d.shape, &d.binder) {
+        (ShapeSpec::Scalar, _) => true,
+        (ShapeSpec::Vector(_), _) => false,
+        (ShapeSpec::Matrix(r, c), Some(_)) => r == c,
+        (ShapeSpec::Matrix(..), None) => {
+            let s = typer.declared(&VarName::plain(&d.name)).expect("just declared");
+            typer.unify_shapes(s, IShape { rows: s.cols, cols: s.rows })
+        }
+    };
+    if square {
+        return Ok(());
+    }
+    Err(Error::new(ErrorKind::Shape, format!("`{}` is declared spd, but its shape is not square", d.name))
+        .label(d.span, "spd needs a square shape (`n x n`)")
+        .note("symmetric positive definite matrices are square; drop `spd` or declare `n x n`"))
 }
 
 /// Free variables in order of first occurrence, and the families whose

@@ -565,13 +565,51 @@ pub enum DimSpec {
     Indexed(String, Index),
 }
 
-/// `W1 : 3x4`, or for a family `W[i] : d[i-1] x d[i]` (binder `i`).
+/// `W1 : 3x4`, or for a family `W[i] : d[i-1] x d[i]` (binder `i`), with
+/// an optional domain (`X : 3x3 positive`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Declaration {
     pub name: String,
     pub binder: Option<String>,
     pub shape: ShapeSpec,
+    /// Where the values lie, when declared: numeric checks draw from it.
+    pub domain: Option<DomainSpec>,
     pub span: Span,
+}
+
+/// A declared domain: what the entries of a variable may be, for the random
+/// instances of `check` and `verify`. A variable without one is drawn with
+/// both signs wherever the expression allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DomainSpec {
+    /// Every entry positive.
+    Positive,
+    /// Every entry negative.
+    Negative,
+    /// No entry zero (either sign).
+    NonZero,
+    /// Symmetric positive definite (a square matrix).
+    Spd,
+}
+
+impl DomainSpec {
+    /// Every domain, in the order the language lists them.
+    pub const ALL: [DomainSpec; 4] = [DomainSpec::Positive, DomainSpec::Negative, DomainSpec::NonZero, DomainSpec::Spd];
+
+    /// The keyword, as written in declarations and `--domain`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DomainSpec::Positive => "positive",
+            DomainSpec::Negative => "negative",
+            DomainSpec::NonZero => "nonzero",
+            DomainSpec::Spd => "spd",
+        }
+    }
+
+    /// The domain named by a keyword.
+    pub fn from_name(name: &str) -> Option<DomainSpec> {
+        DomainSpec::ALL.into_iter().find(|d| d.name() == name)
+    }
 }
 
 /// `Z = W1*W2`: a name for an expression, inlined into later statements.

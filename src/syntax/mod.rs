@@ -7,7 +7,7 @@ mod parser;
 mod printer;
 
 pub use ast::{
-    BinOp, Declaration, Definition, DimSpec, Expr, ExprKind, Func, Index, Prod, Program, ShapeSpec, Span,
+    BinOp, Declaration, Definition, DimSpec, DomainSpec, Expr, ExprKind, Func, Index, Prod, Program, ShapeSpec, Span,
     VarName,
 };
 pub use latex::{to_latex, var_latex};

@@ -180,13 +180,14 @@ impl Builder {
         }
         let binder = target.next().map(|p| p.as_str().to_string());
         let spec = inner.next().expect("shape_spec").into_inner().collect::<Vec<_>>();
+        let domain = inner.next().map(|p| DomainSpec::from_name(p.as_str()).expect("domain_kw grammar"));
         let shape = match spec.as_slice() {
             [p] if p.as_rule() == Rule::scalar_kw => ShapeSpec::Scalar,
             [d] => ShapeSpec::Vector(self.dim(d.clone())?),
             [r, c] => ShapeSpec::Matrix(self.dim(r.clone())?, self.dim(c.clone())?),
             _ => unreachable!("shape_spec"),
         };
-        Ok(Declaration { name, binder, shape, span })
+        Ok(Declaration { name, binder, shape, domain, span })
     }
 
     fn dim(&self, pair: Pair<Rule>) -> Result<DimSpec> {
@@ -422,6 +423,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::shape_spec | Rule::dim | Rule::scalar_kw | Rule::int | Rule::indexed_dim => {
             "a shape (`3x4`, `m x n`, `n` or `scalar`)"
         }
+        Rule::domain_kw => "a domain (`positive`, `negative`, `nonzero` or `spd`)",
         Rule::index | Rule::index_neg => "an index",
         Rule::index_op => "`+` or `-`",
         Rule::signed_int => "an integer exponent",

@@ -1,0 +1,347 @@
+//! The check: every gradient, computed by the derivation's plan, against
+//! Ridders' finite differences of the expression, on random instances.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use super::ridders::derivative_from;
+use super::{
+    compare, instance_plan, member, norm, run_plan_within, Comparison, Deadline, Domain, Env, Evaluator,
+    Instance, Matrix, Outcome, Tolerances, TOLERANCE,
+};
+use crate::calculus::Mode;
+use crate::error::{Error, ErrorKind, Result};
+use crate::syntax::{DomainSpec, ExprKind, VarName};
+use crate::Derivation;
+
+/// Where the finite differences are less accurate than [`TOLERANCE`] (a
+/// large loss whose rounding swamps a small gradient), a gradient within
+/// [`super::NOISE_MARGIN`] times their error agrees only while that error
+/// is below this, relative to the gradient: noisier differences decide
+/// nothing (and a gradient off by 1e-4 is always told apart).
+pub const MAX_FD_ERROR: f64 = 5e-6;
+
+/// Below this size (Frobenius, absolute) a gradient counts as zero when
+/// weighing the differences' noise: a zero gradient agrees with
+/// differences whose noise is below `MAX_FD_ERROR` times this.
+const ZERO_SCALE: f64 = 1e-3;
+
+/// Default [`CheckOptions::time_limit`]. Finite differences evaluate the
+/// expression some 40 times per entry of every gradient: at sizes of a few
+/// hundred that is hours, which the check refuses to spend silently.
+pub const CHECK_TIME_LIMIT: Duration = Duration::from_secs(30);
+
+/// Most multiply-adds the finite differences of one instance may take
+/// (about 40 evaluations of the expression per gradient entry), refused
+/// before they start: at 10¹¹ the check would run for minutes.
+pub const MAX_FD_MADDS: u128 = 20_000_000_000;
+
+/// Evaluations of the expression per entry of a gradient, at most (two
+/// Ridders tableaus of ten rounds, two evaluations each).
+const EVALUATIONS_PER_ENTRY: u128 = 40;
+
+/// A value whose rounding noise is above this fraction of it has cancelled.
+const CANCELLED: f64 = 1e-3;
+
+/// Two evaluation orders of an accurate value may differ by this many
+/// times its estimated rounding before the plan is taken to be wrong.
+const PLAN_MARGIN: f64 = 1000.0;
+
+/// Fresh instances tried, at most, for gradients the first left undecided.
+const MAX_NOISY_REDRAWS: usize = 6;
+
+/// How to instantiate a check.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Sizes for symbolic dimensions; the others are drawn from 2..=5.
+    pub dims: HashMap<String, usize>,
+    pub seed: u64,
+    /// Wall-clock time the whole check may take before it stops and says so.
+    pub time_limit: Duration,
+    /// Domains given for variables, beside (and over) the declared ones.
+    pub domains: BTreeMap<VarName, DomainSpec>,
+}
+
+impl Default for CheckOptions {
+    fn default() -> CheckOptions {
+        CheckOptions { dims: HashMap::new(), seed: 0, time_limit: CHECK_TIME_LIMIT, domains: BTreeMap::new() }
+    }
+}
+
+/// The comparison for one variable.
+#[derive(Clone, Debug)]
+pub struct CheckResult {
+    pub wrt: VarName,
+    pub outcome: Outcome,
+    /// ‖symbolic − numeric‖ / max(‖symbolic‖, ‖numeric‖) (Frobenius), on
+    /// the instance that decided; `None` where nothing could be measured.
+    pub max_rel_err: Option<f64>,
+    /// The finite differences' own error (Ridders' estimate), on the same scale.
+    pub fd_error: Option<f64>,
+    /// Why it is undecided, when it is.
+    pub reason: Option<String>,
+}
+
+impl CheckResult {
+    /// Agrees with finite differences, on evidence that could tell.
+    pub fn ok(&self) -> bool {
+        self.outcome == Outcome::Agree
+    }
+
+    /// Nothing decided: the differences were too noisy, or not finite.
+    pub fn undecided(&self) -> bool {
+        self.outcome == Outcome::Undecided
+    }
+}
+
+/// The outcome of [`check`].
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    /// The size given to each symbolic dimension.
+    pub sizes: BTreeMap<String, usize>,
+    pub seed: u64,
+    /// Values of the index symbols (`n`, `j`).
+    pub indices: BTreeMap<String, i64>,
+    /// Variables drawn from a restricted domain (the others: entries in [-1, 1]).
+    pub domains: BTreeMap<VarName, Domain>,
+    /// Draws discarded before the first instance (not finite, ill-conditioned).
+    pub redraws: usize,
+    /// Instances compared: more than one when the first left a gradient undecided.
+    pub instances: usize,
+    pub results: Vec<CheckResult>,
+}
+
+impl CheckReport {
+    /// Every gradient agrees.
+    pub fn ok(&self) -> bool {
+        self.results.iter().all(CheckResult::ok)
+    }
+}
+
+/// Instantiates the symbolic dimensions with small random sizes (or the
+/// given ones), draws seeded random matrices from each variable's domain
+/// (both signs wherever the expression allows), and compares every
+/// gradient with finite differences of the expression. A gradient the
+/// differences cannot resolve is compared again on fresh instances, and
+/// is UNDECIDED when none resolves it; a gradient that differs on any
+/// instance is a mismatch.
+///
+/// ```
+/// let p = matdiff::syntax::parse_program("W1*W2*X").unwrap();
+/// let d = matdiff::derive(&p, &matdiff::DeriveOptions::default()).unwrap();
+/// let report = matdiff::numeric::check(&d, &Default::default()).unwrap();
+/// assert!(report.ok());
+/// ```
+pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckReport> {
+    let deadline = Deadline::after(options.time_limit);
+    let first = Instance::draw_within(derivation, options, 0, &deadline)?;
+    let (sizes, indices, domains, redraws) =
+        (first.sizes.clone(), first.indices.clone(), first.domains.clone(), first.redraws);
+    let mut results = check_on(derivation, first, &deadline)?;
+    let mut instances = 1;
+    let mut skipped = redraws + 1;
+    while results.iter().any(CheckResult::undecided) && instances <= MAX_NOISY_REDRAWS {
+        // Another draw may overflow where this one did not: go on to the next.
+        let Ok(instance) = Instance::draw_within(derivation, options, skipped, &deadline) else {
+            deadline.check()?;
+            skipped += 1;
+            continue;
+        };
+        skipped = instance.redraws + 1;
+        instances += 1;
+        let again = check_on(derivation, instance, &deadline)?;
+        for (r, new) in results.iter_mut().zip(again) {
+            // A difference anywhere is a mismatch; else the first decision.
+            if new.outcome == Outcome::Differ || (r.undecided() && new.outcome == Outcome::Agree) {
+                *r = new;
+            }
+        }
+    }
+    Ok(CheckReport { sizes, seed: options.seed, indices, domains, redraws, instances, results })
+}
+
+/// Compares every gradient on one instance.
+fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) -> Result<Vec<CheckResult>> {
+    let env = instance.env;
+    let forward = Evaluator::new(&derivation.typing.program.expr, &env, None).within(*deadline);
+    let loss = |env: &Env| -> Result<f64> {
+        let z = forward.eval(env)?;
+        Ok(match &derivation.mode {
+            Mode::Scalar => z[(0, 0)],
+            Mode::Layer { upstream } => env.vars[upstream].component_mul(&z).sum(),
+        })
+    };
+    // The gradients as the plan computes them; its value must be the expression's.
+    let shapes: Vec<(VarName, usize, usize)> =
+        env.vars.iter().map(|(v, m)| (v.clone(), m.nrows(), m.ncols())).collect();
+    let indices: Vec<(String, i64)> = env.indices.clone();
+    let plan = instance_plan(derivation, &shapes, &indices)?;
+    let entries: u128 = derivation
+        .gradients
+        .iter()
+        .map(|g| env.vars.get(&member(&g.wrt, &env)).map_or(0, |m| m.len() as u128))
+        .sum();
+    if let Some(madds) = plan.forward.as_number() {
+        let work = madds.max(1).saturating_mul(entries).saturating_mul(EVALUATIONS_PER_ENTRY);
+        if work > MAX_FD_MADDS {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "finite differences at these sizes would take about {work} multiply-adds ({entries} gradient entries, {madds} per evaluation), more than the {MAX_FD_MADDS} a check may spend"
+                ),
+            )
+            .note("check at smaller sizes: declare smaller shapes, or give symbolic dimensions small sizes"));
+        }
+    }
+    let outputs = run_plan_within(&plan, &env, Some(deadline))?;
+    let direct = forward.eval(&env)?;
+    let value_noise = super::rounding_noise(&mut |e| forward.eval(e), &env, &direct, &mut seeded(0))?;
+    // The plan evaluates in another order: on instances conditioned up to
+    // MAX_CONDITION, and through nested inverses, rounding alone differs by
+    // 1e-9 (a deep property case: 1.8e-9). Where the value cancels to its
+    // rounding (logdet(A^64) - 64*logdet(A)), the two orders differ
+    // entirely and neither the value nor its differences mean anything; a
+    // wrong plan is off by far more than rounding on an accurate value.
+    let same = Tolerances { relative: TOLERANCE, max_noise: TOLERANCE, zero_scale: 0.0 };
+    let value = compare(&outputs[0], &direct, value_noise, &same);
+    if value.rel_err > TOLERANCE {
+        if value.rel_noise > CANCELLED || value.rel_err <= PLAN_MARGIN * value.rel_noise {
+            let reason = format!(
+                "the expression cancels to within its rounding here (±{:.1e} of its value), so its differences mean nothing",
+                value.rel_noise
+            );
+            return Ok(undecided_all(derivation, reason));
+        }
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "the plan's value differs from the expression's by {:.1e}, far beyond rounding ({:.1e})",
+                value.rel_err, value.rel_noise
+            ),
+        ));
+    }
+    let tolerances = Tolerances { relative: TOLERANCE, max_noise: MAX_FD_ERROR, zero_scale: ZERO_SCALE };
+    let mut results = Vec::new();
+    let scale = loss(&env)?.abs();
+    for (g, symbolic) in derivation.gradients.iter().zip(outputs.into_iter().skip(1)) {
+        let wrt = member(&g.wrt, &env);
+        let Some((mut numeric, noise)) = differences(&loss, &env, &wrt, |_| DEFAULT_STEP)? else {
+            results.push(not_finite(g));
+            continue;
+        };
+        let mut c = compare(&symbolic, &numeric, norm(&noise), &tolerances);
+        if c.outcome == Outcome::Differ {
+            // Before calling a gradient wrong, look again at steps short
+            // enough for its size: a loss that varies faster than the
+            // default steps (sum(sin(1e6*A))) aliases them into nonsense.
+            let step = |idx: usize| {
+                let s = symbolic[idx].abs();
+                if s > 0.0 {
+                    (0.01 * scale.max(f64::MIN_POSITIVE) / s).clamp(1e-9, DEFAULT_STEP)
+                } else {
+                    DEFAULT_STEP
+                }
+            };
+            match differences(&loss, &env, &wrt, step)? {
+                Some((fine, noise)) => {
+                    c = compare(&symbolic, &fine, norm(&noise), &tolerances);
+                    numeric = fine;
+                }
+                None => {
+                    results.push(not_finite(g));
+                    continue;
+                }
+            }
+        }
+        // Everything exactly zero tests nothing: the expression underflowed
+        // (exp(-1000*sum(X .^ 2))), or is zero everywhere.
+        let vacuous = c.outcome == Outcome::Agree
+            && g.expr.kind != ExprKind::Num(0.0)
+            && [&direct, &symbolic, &numeric].iter().all(|m| m.iter().all(|x| *x == 0.0));
+        let Comparison { outcome, rel_err, rel_noise } = c;
+        let (outcome, reason) = if vacuous {
+            (Outcome::Undecided, Some(EXACTLY_ZERO.to_string()))
+        } else if outcome == Outcome::Undecided {
+            (outcome, Some(format!("finite differences too noisy here (±{rel_noise:.1e} of the gradient's size)")))
+        } else {
+            (outcome, None)
+        };
+        results.push(CheckResult {
+            wrt: g.wrt.clone(),
+            outcome,
+            max_rel_err: Some(rel_err).filter(|e| e.is_finite()),
+            fd_error: Some(rel_noise).filter(|e| e.is_finite()),
+            reason,
+        });
+    }
+    Ok(results)
+}
+
+/// Why a gradient that, with the expression and its differences, is
+/// exactly zero on every instance is undecided.
+pub const EXACTLY_ZERO: &str =
+    "the expression, this gradient and its differences are all exactly zero here (underflow, or zero everywhere): nothing is tested";
+
+/// The first step of finite differences: a tenth of an entry of typical size.
+const DEFAULT_STEP: f64 = 0.1;
+
+/// Finite differences of the loss in every entry of `wrt`, each from its
+/// own first step, with their errors; `None` where the loss is not finite
+/// within a step.
+fn differences(
+    loss: &dyn Fn(&Env) -> Result<f64>,
+    env: &Env,
+    wrt: &VarName,
+    step: impl Fn(usize) -> f64,
+) -> Result<Option<(Matrix, Matrix)>> {
+    let value = &env.vars[wrt];
+    let mut numeric = Matrix::zeros(value.nrows(), value.ncols());
+    let mut noise = Matrix::zeros(value.nrows(), value.ncols());
+    let mut probe = env.clone();
+    for idx in 0..value.len() {
+        let x = value[idx];
+        let estimate = derivative_from(
+            |at| {
+                probe.vars.get_mut(wrt).expect("variable")[idx] = at;
+                loss(&probe)
+            },
+            x,
+            step(idx),
+        )?;
+        probe.vars.get_mut(wrt).expect("variable")[idx] = x;
+        match estimate {
+            Some(e) => (numeric[idx], noise[idx]) = (e.value, e.error),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some((numeric, noise)))
+}
+
+fn not_finite(g: &crate::Gradient) -> CheckResult {
+    CheckResult {
+        wrt: g.wrt.clone(),
+        outcome: Outcome::Undecided,
+        max_rel_err: None,
+        fd_error: None,
+        reason: Some("the expression is not finite within a step of the instance".into()),
+    }
+}
+
+/// Every gradient undecided, for one reason.
+fn undecided_all(derivation: &Derivation, reason: String) -> Vec<CheckResult> {
+    derivation
+        .gradients
+        .iter()
+        .map(|g| CheckResult {
+            wrt: g.wrt.clone(),
+            outcome: Outcome::Undecided,
+            max_rel_err: None,
+            fd_error: None,
+            reason: Some(reason.clone()),
+        })
+        .collect()
+}
+
+fn seeded(seed: u64) -> rand::rngs::StdRng {
+    rand::SeedableRng::seed_from_u64(seed)
+}

@@ -1,0 +1,371 @@
+//! Random instances of a derivation: sizes for the symbolic dimensions,
+//! values for the index symbols, and matrices for every variable, drawn
+//! from the domain each needs, on which the expression and its gradients
+//! are finite and well conditioned.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{domain_of, domains, eval, gradient_value, norm, size_of, CheckOptions, Deadline, Domain, Env, Matrix};
+use crate::calculus::Mode;
+use crate::error::{Error, ErrorKind, Result};
+use crate::plan::{Plan, PlanOptions, Target};
+use crate::shape::{Dim, Shape, Typer};
+use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
+use crate::Derivation;
+
+/// A random instance of a derivation: sizes for the symbolic dimensions and
+/// values for every variable (and the upstream gradient), drawn from each
+/// variable's domain, on which the expression and its gradients are finite.
+#[derive(Clone, Debug)]
+pub struct Instance {
+    pub sizes: BTreeMap<String, usize>,
+    /// Values of the index symbols (`n`, `j`).
+    pub indices: BTreeMap<String, i64>,
+    pub env: Env,
+    /// Variables drawn from a restricted domain (the others: entries in [-1, 1]).
+    pub domains: BTreeMap<VarName, Domain>,
+    /// Draws discarded because something was not finite on them.
+    pub redraws: usize,
+    /// The scale the values were drawn at (1, then 1/2, 2, 1/4, … on redraws).
+    pub scale: f64,
+}
+
+/// Instances tried before giving up on finding one where the expression is
+/// defined and well conditioned.
+pub const MAX_DRAWS: usize = 20;
+
+/// Most multiply-adds one evaluation of the expression and its gradients
+/// may take on an instance: past it (a chain of sixty 1000x1000 matrices),
+/// drawing the instance alone would take minutes, and is refused first.
+pub const MAX_EVALUATION_MADDS: u128 = 2_000_000_000;
+
+impl Instance {
+    /// Draws an instance (seeded). Index symbols (`n` of a product's range,
+    /// `j` of a family member) get values first, within the gradients' side
+    /// conditions; then every dimension a size, 2..=5. `options.dims` fixes
+    /// any of them by name (`n=4`, `d0=3`, `d[2]=5`).
+    pub fn draw(derivation: &Derivation, options: &CheckOptions) -> Result<Instance> {
+        Instance::draw_within(derivation, options, 0, &Deadline::after(options.time_limit))
+    }
+
+    /// [`Instance::draw`] under a deadline, counting `skipped` draws as done
+    /// already: the same sizes, and the values of the next draws.
+    pub fn draw_within(
+        derivation: &Derivation,
+        options: &CheckOptions,
+        skipped: usize,
+        deadline: &Deadline,
+    ) -> Result<Instance> {
+        let typing = &derivation.typing;
+        let mut rng = StdRng::seed_from_u64(options.seed);
+        let indices = draw_indices(derivation, options, &mut rng)?;
+        let bind = |i: &Index| indices.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)));
+        let concrete = |v: &VarName| VarName { name: v.name.clone(), index: v.index.as_ref().map(bind) };
+
+        // The variables, the members of families that products use, and G.
+        let mut typer = typing.typer().clone();
+        let mut vars: Vec<(VarName, Shape)> = vec![];
+        for v in typing.variables() {
+            vars.push((concrete(v), typing.var_shape(v).expect("typed")));
+        }
+        for (family, lo, hi) in product_ranges(&typing.program.expr) {
+            let (lo, hi) = (bind(&lo).as_constant(), bind(&hi).as_constant());
+            let (Some(lo), Some(hi)) = (lo, hi) else {
+                return Err(Error::new(ErrorKind::Usage, "a product's range has no value")
+                    .note("give the symbols of its range values (`n=4`)"));
+            };
+            for k in lo..=hi {
+                let member = VarName { name: family.clone(), index: Some(Index::constant(k)) };
+                let s = typer.var(&member);
+                vars.push((member, typer.resolve(s)));
+            }
+        }
+        if let Mode::Layer { upstream } = &derivation.mode {
+            vars.push((upstream.clone(), typing.var_shape(upstream).expect("typed")));
+        }
+        let mut sizes = BTreeMap::new();
+        let mut size = |d: &Dim, rng: &mut StdRng| -> Result<usize> {
+            if let Dim::Const(_) | Dim::Unknown(_) = d {
+                return size_of(d, &BTreeMap::new());
+            }
+            let key = dim_key(d, &bind);
+            let n = *sizes.entry(key.clone()).or_insert_with(|| {
+                options.dims.get(&key).copied().unwrap_or_else(|| rng.random_range(2..=5))
+            });
+            Ok(n)
+        };
+        let mut shapes = vec![];
+        for (v, shape) in &vars {
+            let (r, c) = (size(&shape.rows, &mut rng)?, size(&shape.cols, &mut rng)?);
+            if r.saturating_mul(c) > 1_000_000 {
+                return Err(Error::new(
+                    ErrorKind::Limit,
+                    format!("a {r}x{c} matrix is too large to check numerically"),
+                ));
+            }
+            shapes.push((v.clone(), r, c));
+        }
+        for name in options.dims.keys() {
+            if !sizes.contains_key(name) && !indices.iter().any(|(k, _)| k == name) {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("a size is given for `{name}`, which is not a dimension of the expression"),
+                )
+                .note(format!(
+                    "its dimensions are: {}",
+                    sizes.keys().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        // What evaluating costs at these sizes, before anything is evaluated.
+        let plan = instance_plan(derivation, &shapes, &indices)?;
+        if let Some(madds) = plan.total.as_number().filter(|m| *m > MAX_EVALUATION_MADDS) {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!(
+                    "one evaluation of the expression and its gradients at these sizes takes {madds} multiply-adds, more than the {MAX_EVALUATION_MADDS} a numeric check may spend on one"
+                ),
+            )
+            .note("check at smaller sizes: declare smaller shapes, or give symbolic dimensions small sizes"));
+        }
+        let domains = domains(typing, &options.domains)?;
+        let mut redraws = skipped;
+        // The values of the draws skipped.
+        for _ in 0..skipped {
+            for (v, r, c) in &shapes {
+                domain_of(&domains, v).draw(*r, *c, &mut rng);
+            }
+        }
+        loop {
+            deadline.check()?;
+            // Redraws alternate smaller and larger scales (1/2, 2, 1/4, 4, ...):
+            // `sigmoid(-norm(P) * norm(M)^2)` underflows at scale 1, and
+            // `1 - sigmoid(...)` at a small one.
+            let scale = 2f64.powi((redraws as i32 + 1) / 2 * if redraws % 2 == 1 { -1 } else { 1 });
+            let mut env = Env { indices: indices.clone(), ..Env::default() };
+            for (v, r, c) in &shapes {
+                env.vars.insert(v.clone(), domain_of(&domains, v).draw(*r, *c, &mut rng) * scale);
+            }
+            let trouble = trouble_with(derivation, &env, deadline)?;
+            if trouble.is_none() {
+                let domains = domains.into_iter().filter(|(_, d)| *d != Domain::ANY).collect();
+                let indices = indices.into_iter().collect();
+                return Ok(Instance { sizes, env, domains, redraws, indices, scale });
+            }
+            redraws += 1;
+            if redraws >= skipped + MAX_DRAWS {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!(
+                        "found no well-conditioned instance in {MAX_DRAWS} draws (the last: {})",
+                        trouble.unwrap_or_default()
+                    ),
+                )
+                .note("declare the domain the expression needs (`X : 3x3 positive`, `S : n x n spd`)"));
+            }
+        }
+    }
+}
+
+/// The name of a symbolic dimension under values of the index symbols
+/// (`d[j+1]` with j = 2 is `d[3]`).
+fn dim_key(d: &Dim, bind: &dyn Fn(&Index) -> Index) -> String {
+    match d {
+        Dim::Indexed(name, i) => format!("{name}[{}]", bind(i)),
+        d => d.to_string(),
+    }
+}
+
+/// Why an instance is a poor one: something not finite, or a poorly
+/// conditioned argument. `None` when fine.
+fn trouble_with(derivation: &Derivation, env: &Env, deadline: &Deadline) -> Result<Option<String>> {
+    let finite = |m: &Matrix| m.iter().all(|x| x.is_finite());
+    match eval(&derivation.typing.program.expr, env, None) {
+        Ok(m) if finite(&m) => {}
+        _ => return Ok(Some("the expression is not finite".to_string())),
+    }
+    for g in &derivation.gradients {
+        deadline.check()?;
+        match gradient_value(g, env) {
+            Ok(m) if finite(&m) => {}
+            Ok(_) => return Ok(Some(format!("d/d{} is not finite", g.wrt))),
+            Err(_) => return Ok(Some(format!("d/d{} cannot be evaluated", g.wrt))),
+        }
+    }
+    Ok(trouble(&derivation.typing.program.expr, env))
+}
+
+/// Largest condition number accepted under an inverse, `det` or `logdet`.
+pub const MAX_CONDITION: f64 = 1e8;
+/// Smallest magnitude accepted under `log`, `sqrt`, a divisor or a
+/// fractional power, absolutely and relative to the argument's size.
+const MIN_MAGNITUDE: f64 = 1e-6;
+const MIN_RELATIVE_MAGNITUDE: f64 = 1e-3;
+
+/// Why an instance is a poor place for finite differences: a matrix that is
+/// inverted while ill-conditioned, or an entry near zero where the
+/// expression divides by it or takes its log. `None` when it is fine.
+fn trouble(e: &Expr, env: &Env) -> Option<String> {
+    crate::stack::ensure(|| {
+        let value = |x: &Expr| eval(x, env, None).ok();
+        let ill_conditioned = |x: &Expr, what: &str| {
+            let m = value(x).filter(|m| m.is_square() && m.nrows() > 0)?;
+            let s = m.singular_values();
+            let cond = s.max() / s.min();
+            let fine = cond.is_finite() && cond <= MAX_CONDITION;
+            (!fine).then(|| format!("`{x}` has condition number {cond:.1e}, under {what}"))
+        };
+        let near_zero = |x: &Expr, what: &str| {
+            let m = value(x)?;
+            let typical = norm(&m) / (m.len().max(1) as f64).sqrt();
+            let smallest = m.iter().fold(f64::INFINITY, |a, v| a.min(v.abs()));
+            (smallest < MIN_MAGNITUDE.max(MIN_RELATIVE_MAGNITUDE * typical))
+                .then(|| format!("an entry of `{x}` is {smallest:.1e}, under {what}"))
+        };
+        let here = match &e.kind {
+            ExprKind::Power(x, k) if *k < 0 => ill_conditioned(x, "an inverse"),
+            ExprKind::Call(Func::Det | Func::Logdet, x) => ill_conditioned(x, "det"),
+            ExprKind::Call(Func::Log, x) => near_zero(x, "log"),
+            ExprKind::Call(Func::Sqrt, x) => near_zero(x, "sqrt"),
+            ExprKind::Binary { op: BinOp::HadamardDiv | BinOp::Div, rhs, .. } => near_zero(rhs, "a division"),
+            ExprKind::HadamardPower(x, p) if p.fract() != 0.0 || *p < 0.0 => {
+                near_zero(x, "a fractional power")
+            }
+            _ => None,
+        };
+        here.or_else(|| match &e.kind {
+            ExprKind::Prod(_) => None,
+            _ => e.children().find_map(|c| trouble(c, env)),
+        })
+    })
+}
+
+/// Values for the free index symbols: those of product ranges and of
+/// declared dimensions first (1..=5), then the gradients' own indices,
+/// within their side conditions.
+fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Result<Vec<(String, i64)>> {
+    let mut outer = BTreeSet::new();
+    for (_, lo, hi) in product_ranges(&d.typing.program.expr) {
+        outer.extend(lo.terms.keys().cloned());
+        outer.extend(hi.terms.keys().cloned());
+    }
+    for v in d.typing.variables() {
+        let s = d.typing.var_shape(v).expect("typed");
+        for dim in [s.rows, s.cols] {
+            if let Dim::Indexed(_, i) = dim {
+                outer.extend(i.terms.keys().cloned());
+            }
+        }
+    }
+    let mut values: Vec<(String, i64)> = vec![];
+    for name in outer {
+        let v = options.dims.get(&name).map(|&n| n as i64).unwrap_or_else(|| rng.random_range(1..=5));
+        values.push((name, v));
+    }
+    let bind = |i: &Index, values: &[(String, i64)]| {
+        values.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
+    };
+    for g in &d.gradients {
+        let Some(index) = &g.wrt.index else { continue };
+        for name in index.terms.keys() {
+            if values.iter().any(|(k, _)| k == name) {
+                continue;
+            }
+            // The condition lo <= at <= hi, with at = name + c.
+            let range = g.differential.conditions.iter().find(|c| c.at.mentions(name)).and_then(|c| {
+                let c0 = c.at.subst(name, &Index::constant(0));
+                let (lo, hi, off) = (bind(&c.lo, &values), bind(&c.hi, &values), bind(&c0, &values));
+                Some((lo.as_constant()? - off.as_constant()?, hi.as_constant()? - off.as_constant()?))
+            });
+            let v = match (options.dims.get(name), range) {
+                (Some(&n), _) => n as i64,
+                (None, Some((lo, hi))) if lo <= hi => rng.random_range(lo..=hi),
+                (None, Some(_)) => {
+                    return Err(Error::new(
+                        ErrorKind::Usage,
+                        format!("no value of `{name}` satisfies its side condition"),
+                    ));
+                }
+                (None, None) => rng.random_range(1..=5),
+            };
+            values.push((name.clone(), v));
+        }
+    }
+    Ok(values)
+}
+
+/// Every `prod(F, i=lo..hi)` as (the family its body uses, lo, hi).
+pub(super) fn product_ranges(e: &Expr) -> Vec<(String, Index, Index)> {
+    crate::stack::ensure(|| {
+        let mut out = vec![];
+        if let ExprKind::Prod(prod) = &e.kind {
+            let crate::syntax::Prod { body, var, lo, hi } = &**prod;
+            let mut families = vec![];
+            collect_families(body, var, &mut families);
+            out.extend(families.into_iter().map(|f| (f, lo.clone(), hi.clone())));
+        }
+        for c in e.children() {
+            out.extend(product_ranges(c));
+        }
+        out
+    })
+}
+
+fn collect_families(e: &Expr, var: &str, out: &mut Vec<String>) {
+    crate::stack::ensure(|| {
+        if let ExprKind::Var(v) = &e.kind {
+            if v.index.as_ref().is_some_and(|i| i.mentions(var)) && !out.contains(&v.name) {
+                out.push(v.name.clone());
+            }
+        }
+        for c in e.children() {
+            collect_families(c, var, out);
+        }
+    })
+}
+
+/// The plan of a derivation at concrete sizes: index symbols bound, every
+/// variable (`shapes`: name, rows, columns) of its size.
+pub fn instance_plan(
+    derivation: &Derivation,
+    shapes: &[(VarName, usize, usize)],
+    indices: &[(String, i64)],
+) -> Result<Plan> {
+    let bind = |e: &Expr| indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
+    let concrete = |r: usize, c: usize| Shape::new(Dim::Const(r as u64), Dim::Const(c as u64));
+    let mut typer = Typer::new();
+    for (v, r, c) in shapes {
+        typer.insert_var(v.clone(), &concrete(*r, *c));
+    }
+    // The value has the upstream gradient's shape, or is a scalar.
+    let (r, c) = match &derivation.mode {
+        Mode::Layer { upstream } => shapes
+            .iter()
+            .find(|(v, _, _)| v == upstream)
+            .map(|(_, r, c)| (*r, *c))
+            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no size for `{upstream}`")))?,
+        Mode::Scalar => (1, 1),
+    };
+    let value = bind(&derivation.typing.program.expr);
+    let mut targets = vec![Target { wrt: None, expr: value, shape: concrete(r, c) }];
+    for g in &derivation.gradients {
+        let wrt = VarName {
+            name: g.wrt.name.clone(),
+            index: g.wrt.index.as_ref().map(|i| {
+                indices.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
+            }),
+        };
+        let &(_, r, c) = shapes.iter().find(|(v, _, _)| *v == wrt).ok_or_else(|| {
+            Error::new(ErrorKind::Internal, format!("no size for `{wrt}`"))
+        })?;
+        targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr), shape: concrete(r, c) });
+    }
+    let upstream = match &derivation.mode {
+        Mode::Layer { upstream } => Some(upstream),
+        Mode::Scalar => None,
+    };
+    crate::plan::compile_targets(&targets, &typer, upstream, &PlanOptions::default())
+}

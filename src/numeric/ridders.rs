@@ -1,0 +1,116 @@
+//! Derivatives by Ridders' extrapolation of central differences, with an
+//! honest estimate of their error.
+
+use crate::error::Result;
+
+/// First steps of the two tableaus, relative (each shrinks by 1.4 per round). One
+/// start alone is fooled now and then (1e-6 off on rational functions such
+/// as (XᵀX + I)⁻¹ from 0.1; measured over 300 instances); where the two
+/// disagree beyond their own error estimates, the disagreement is the error.
+const FIRST_STEPS: [f64; 2] = [0.1, 0.01];
+
+/// A derivative and its estimated absolute error.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Estimate {
+    pub value: f64,
+    pub error: f64,
+}
+
+/// The derivative of `f` at `x` by Ridders' method (Numerical Recipes,
+/// dfridr): central differences at shrinking steps, extrapolated to step 0
+/// in a Neville tableau. Unlike one fixed step, it stays accurate (about
+/// 1e-12 relative) across curvatures, from a linear map to exp(exp(exp(x))).
+///
+/// The error is the better tableau's estimate, or the rounding floor where
+/// that is larger (a loss of 1e12 rounds to about 1e-4, and a difference
+/// over a step h carries 1e-4 / h of noise that the tableau does not always
+/// see), or the two tableaus' disagreement where they disagree beyond their
+/// estimates (an expression that oscillates faster than the smallest step
+/// fools both, differently). `None` when `f` is not finite within a step.
+///
+/// The tableaus start from `first` and `first / 10`; a function that varies
+/// faster than the steps resolve (sin(10⁶ x) is all aliasing at steps of
+/// 10⁻²) needs a smaller `first`.
+pub fn derivative_from(mut f: impl FnMut(f64) -> Result<f64>, x: f64, first: f64) -> Result<Option<Estimate>> {
+    let mut largest = 0.0f64;
+    let mut finite = true;
+    let mut f = |at: f64| -> Result<f64> {
+        let y = f(at)?;
+        if !y.is_finite() {
+            finite = false;
+            return Ok(0.0);
+        }
+        largest = largest.max(y.abs());
+        Ok(y)
+    };
+    let (a, ea, ha) = ridders(&mut f, x, first)?;
+    let (b, eb, hb) = ridders(&mut f, x, first * FIRST_STEPS[1] / FIRST_STEPS[0])?;
+    if !finite {
+        return Ok(None);
+    }
+    let (value, err, h) = if ea <= eb { (a, ea, ha) } else { (b, eb, hb) };
+    let floor = 8.0 * f64::EPSILON * largest / h;
+    let disagreement = (a - b).abs();
+    let error = if disagreement > ea + eb + 2.0 * floor { err.max(disagreement) } else { err };
+    Ok(Some(Estimate { value, error: error.max(floor) }))
+}
+
+/// One Ridders tableau from step `h`: the estimate, its error, and the
+/// step of the estimate.
+fn ridders(f: &mut impl FnMut(f64) -> Result<f64>, x: f64, mut h: f64) -> Result<(f64, f64, f64)> {
+    const SHRINK: f64 = 1.4;
+    const ROUNDS: usize = 10;
+    let mut table = [[0.0f64; ROUNDS]; ROUNDS];
+    let mut best = f64::NAN;
+    let mut err = f64::INFINITY;
+    let mut at = h;
+    table[0][0] = (f(x + h)? - f(x - h)?) / (2.0 * h);
+    for i in 1..ROUNDS {
+        h /= SHRINK;
+        table[0][i] = (f(x + h)? - f(x - h)?) / (2.0 * h);
+        let mut fac = SHRINK * SHRINK;
+        for j in 1..=i {
+            table[j][i] = (table[j - 1][i] * fac - table[j - 1][i - 1]) / (fac - 1.0);
+            fac *= SHRINK * SHRINK;
+            let e = (table[j][i] - table[j - 1][i]).abs().max((table[j][i] - table[j - 1][i - 1]).abs());
+            if e <= err {
+                err = e;
+                best = table[j][i];
+                at = h;
+            }
+        }
+        if (table[i][i] - table[i - 1][i - 1]).abs() >= 2.0 * err {
+            break;
+        }
+    }
+    Ok(if best.is_nan() { (table[0][0], f64::INFINITY, h) } else { (best, err, at) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smooth_functions_are_exact_to_rounding() {
+        let e = derivative_from(|x| Ok((x * x).exp()), 0.7, 0.1).unwrap().unwrap();
+        let want = 2.0 * 0.7 * (0.49f64).exp();
+        assert!((e.value - want).abs() < 1e-10 && e.error < 1e-8, "{e:?}");
+    }
+
+    /// sin(1e6 x) oscillates far faster than steps of 1e-2: they alias
+    /// (the check looks again at short steps before calling a gradient
+    /// wrong); from a step suited to the derivative, it is resolved.
+    #[test]
+    fn fast_oscillation_needs_short_steps() {
+        let want = 1e6 * (1e6 * 0.3f64).cos();
+        let coarse = derivative_from(|x| Ok((1e6 * x).sin()), 0.3, 0.1).unwrap().unwrap();
+        assert!((coarse.value - want).abs() > 1e3, "{coarse:?} against {want}");
+        let fine = derivative_from(|x| Ok((1e6 * x).sin()), 0.3, 1e-8).unwrap().unwrap();
+        assert!((fine.value - want).abs() < 1e-6 * want.abs() && fine.error < 1e-5 * want.abs(), "{fine:?} against {want}");
+    }
+
+    #[test]
+    fn a_loss_undefined_within_a_step_is_reported() {
+        assert_eq!(derivative_from(|x| Ok((x - 0.05).ln()), 0.1, 0.1).unwrap(), None);
+    }
+}
