@@ -267,3 +267,22 @@ fn check_draws_both_signs() {
         assert!(report.ok(), "{src}: {:?}", report.results);
     }
 }
+
+/// In the REPL too, an expression or a claim may begin with a minus.
+#[test]
+fn leading_minus_in_the_repl() {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_matdiff"))
+        .arg("repl")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = "P : 3x3\nC : 3x3\nderive -logdet(P) + tr(P*C)\nverify -logdet(P) + tr(P*C) --wrt P --claim '-inv(P)^T + C^T'\n";
+    child.stdin.take().unwrap().write_all(session.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("d/dP = -P^T^-1 + C^T"), "{text}");
+    assert!(text.contains("equivalent (symbolic)"), "{text}");
+}
