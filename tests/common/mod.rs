@@ -1,6 +1,11 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+pub mod cookbook;
+pub mod generators;
+pub mod judge;
+pub mod mutants;
+
 use matdiff::numeric::{check, CheckOptions, CheckReport};
 use matdiff::syntax::parse_program;
 use matdiff::{derive, DeriveOptions};
