@@ -226,15 +226,18 @@ fn decide_numerically(
         Evidence { instances: 0, decided: 0, tolerance: TOLERANCE, worst_rel_err: 0.0, domains: BTreeMap::new() };
     let bases = instances(g);
     let mut undecided: Option<String> = None;
-    for base in &bases {
+    for (k, base) in bases.iter().enumerate() {
         let mut decided = false;
         let mut why = String::new();
         for attempt in 0..ATTEMPTS {
             deadline.check()?;
             let seed = base.seed + 1000 * attempt;
-            let check_options = CheckOptions { seed, domains: options.domains.clone(), ..base.clone() };
-            // Each attempt at another scale too (1, 1/2, 2).
-            let instance = Instance::draw_within(d, &check_options, attempt as usize, deadline)?;
+            let instance = k + attempt as usize;
+            let check_options =
+                CheckOptions { seed, domains: options.domains.clone(), instance, ..base.clone() };
+            // Instances at scales 1, 1/2, 2, 1/4, 4: `1 - y` keeps its sign
+            // for every y in [-1, 1], and |1 - y| would pass for it there.
+            let instance = Instance::draw_within(d, &check_options, instance % 5, deadline)?;
             evidence.instances += 1;
             if evidence.domains.is_empty() {
                 evidence.domains = instance.domains.clone();

@@ -228,12 +228,10 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
             r.redraws
         ));
     }
-    if r.instances > 1 {
-        out.push_str(&format!(
-            "compared on {} instances: the first left a gradient undecided\n",
-            r.instances
-        ));
-    }
+    out.push_str(&format!(
+        "compared on {} random instances of these sizes\n",
+        r.instances
+    ));
     let width = r.results.iter().map(|c| c.wrt.to_string().chars().count()).max().unwrap_or(0).min(60);
     for c in &r.results {
         let verdict = match c.outcome {

@@ -47,7 +47,12 @@ const CANCELLED: f64 = 1e-3;
 /// times its estimated rounding before the plan is taken to be wrong.
 const PLAN_MARGIN: f64 = 1000.0;
 
-/// Fresh instances tried, at most, for gradients the first left undecided.
+/// Instances every check compares on: the sizes of the seed, fresh values
+/// at scales 1, 1/2 and 2. A claim wrong only for some signs, or at some
+/// scale, shows on one of them where it might not on one alone.
+pub const INSTANCES: usize = 3;
+
+/// More instances tried, at most, for gradients those left undecided.
 const MAX_NOISY_REDRAWS: usize = 6;
 
 /// How to instantiate a check.
@@ -60,11 +65,21 @@ pub struct CheckOptions {
     pub time_limit: Duration,
     /// Domains given for variables, beside (and over) the declared ones.
     pub domains: BTreeMap<VarName, DomainSpec>,
+    /// Which of several instances of one seed this is (0 for the first):
+    /// each scalar variable, and the determinant of each invertible one,
+    /// takes both signs within any three consecutive instances.
+    pub instance: usize,
 }
 
 impl Default for CheckOptions {
     fn default() -> CheckOptions {
-        CheckOptions { dims: HashMap::new(), seed: 0, time_limit: CHECK_TIME_LIMIT, domains: BTreeMap::new() }
+        CheckOptions {
+            dims: HashMap::new(),
+            seed: 0,
+            time_limit: CHECK_TIME_LIMIT,
+            domains: BTreeMap::new(),
+            instance: 0,
+        }
     }
 }
 
@@ -106,7 +121,7 @@ pub struct CheckReport {
     pub domains: BTreeMap<VarName, Domain>,
     /// Draws discarded before the first instance (not finite, ill-conditioned).
     pub redraws: usize,
-    /// Instances compared: more than one when the first left a gradient undecided.
+    /// Instances compared: [`INSTANCES`], more where those left a gradient undecided.
     pub instances: usize,
     pub results: Vec<CheckResult>,
 }
@@ -120,11 +135,12 @@ impl CheckReport {
 
 /// Instantiates the symbolic dimensions with small random sizes (or the
 /// given ones), draws seeded random matrices from each variable's domain
-/// (both signs wherever the expression allows), and compares every
-/// gradient with finite differences of the expression. A gradient the
-/// differences cannot resolve is compared again on fresh instances, and
-/// is UNDECIDED when none resolves it; a gradient that differs on any
-/// instance is a mismatch.
+/// (both signs wherever the expression allows) on [`INSTANCES`] instances,
+/// and compares every gradient with finite differences of the expression.
+/// A gradient that differs on any instance is a mismatch; one that agrees
+/// on one and differs on none is ok; one the differences cannot resolve
+/// is compared again on fresh instances, and is UNDECIDED when none
+/// resolves it.
 ///
 /// ```
 /// let p = matdiff::syntax::parse_program("W1*W2*X").unwrap();
@@ -137,12 +153,19 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
     let first = Instance::draw_within(derivation, options, 0, &deadline)?;
     let (sizes, indices, domains, redraws) =
         (first.sizes.clone(), first.indices.clone(), first.domains.clone(), first.redraws);
+    let mut skipped = redraws + 1;
     let mut results = check_on(derivation, first, &deadline)?;
     let mut instances = 1;
-    let mut skipped = redraws + 1;
-    while results.iter().any(CheckResult::undecided) && instances <= MAX_NOISY_REDRAWS {
-        // Another draw may overflow where this one did not: go on to the next.
-        let Ok(instance) = Instance::draw_within(derivation, options, skipped, &deadline) else {
+    let mut tries = 1;
+    let wanted = |results: &[CheckResult], instances: usize| {
+        instances < INSTANCES
+            || (results.iter().any(CheckResult::undecided) && instances < INSTANCES + MAX_NOISY_REDRAWS)
+    };
+    while wanted(&results, instances) && tries < 2 * (INSTANCES + MAX_NOISY_REDRAWS) {
+        tries += 1;
+        // Another scale may overflow where the first did not: go on to the next.
+        let nth = CheckOptions { instance: instances, ..options.clone() };
+        let Ok(instance) = Instance::draw_within(derivation, &nth, skipped, &deadline) else {
             deadline.check()?;
             skipped += 1;
             continue;
@@ -151,7 +174,7 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
         instances += 1;
         let again = check_on(derivation, instance, &deadline)?;
         for (r, new) in results.iter_mut().zip(again) {
-            // A difference anywhere is a mismatch; else the first decision.
+            // A difference anywhere is a mismatch; else the first agreement.
             if new.outcome == Outcome::Differ || (r.undecided() && new.outcome == Outcome::Agree) {
                 *r = new;
             }

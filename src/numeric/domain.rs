@@ -191,7 +191,7 @@ pub fn domains(
         }
     }
     declared.extend(extra.iter().map(|(v, s)| (v.clone(), *s)));
-    let mut analysis = Analysis { typing, declared: &declared, domains: BTreeMap::new(), signs: HashMap::new() };
+    let mut analysis = Analysis { typing, declared: &declared, domains: BTreeMap::new(), facts: HashMap::new() };
     for (v, spec) in &declared {
         analysis.domains.insert(v.clone(), Domain::declared(*spec));
     }
@@ -278,6 +278,28 @@ impl Signs {
         zero.union(pos)
     }
 
+    /// These signs, less those that bounds `[lo, hi]` rule out.
+    fn within_bounds(self, lo: f64, hi: f64) -> Signs {
+        let mut out = self.0;
+        if lo >= 0.0 {
+            out &= !Signs::NEG.0;
+        }
+        if lo > 0.0 {
+            out &= !Signs::ZERO.0;
+        }
+        if hi <= 0.0 {
+            out &= !Signs::POS.0;
+        }
+        if hi < 0.0 {
+            out &= !Signs::ZERO.0;
+        }
+        if out == 0 {
+            self
+        } else {
+            Signs(out)
+        }
+    }
+
     fn of_sign(sign: Sign) -> Signs {
         match sign {
             Sign::Any | Sign::NonZero => Signs::NONZERO,
@@ -287,12 +309,69 @@ impl Signs {
     }
 }
 
+/// What the analysis knows of a node: the signs its entries take, and
+/// bounds on them.
+#[derive(Clone, Copy, Debug)]
+struct Facts {
+    signs: Signs,
+    lo: f64,
+    hi: f64,
+}
+
+/// The product of two intervals (0 · ∞ taken as 0: a bound, not a value).
+fn interval_mul(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
+    let times = |x: f64, y: f64| if x == 0.0 || y == 0.0 { 0.0 } else { x * y };
+    let p = [times(a.0, b.0), times(a.0, b.1), times(a.1, b.0), times(a.1, b.1)];
+    let lo = p.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if lo.is_nan() || hi.is_nan() {
+        (f64::NEG_INFINITY, f64::INFINITY)
+    } else {
+        (lo, hi)
+    }
+}
+
+/// Bounds of a sum of any number (at least one) of terms within `t`.
+fn many(t: (f64, f64)) -> (f64, f64) {
+    let lo = if t.0 >= 0.0 { t.0 } else { f64::NEG_INFINITY };
+    let hi = if t.1 <= 0.0 { t.1 } else { f64::INFINITY };
+    (lo, hi)
+}
+
+/// Bounds of `x .^ p` for x within `t`.
+fn power_bounds(t: (f64, f64), p: f64) -> (f64, f64) {
+    let (lo, hi) = t;
+    let even = p.fract() == 0.0 && (p / 2.0).fract() == 0.0;
+    let odd = p.fract() == 0.0 && !even;
+    let all = (f64::NEG_INFINITY, f64::INFINITY);
+    if p == 0.0 {
+        (1.0, 1.0)
+    } else if lo > 0.0 || (lo >= 0.0 && p > 0.0) {
+        // Monotone on the positive half-line.
+        let (a, b) = (lo.powf(p), hi.powf(p));
+        (a.min(b), a.max(b))
+    } else if even && p > 0.0 {
+        let top = lo.abs().max(hi.abs()).powf(p);
+        if hi < 0.0 {
+            (hi.powf(p), lo.powf(p))
+        } else {
+            (0.0, top)
+        }
+    } else if odd && p > 0.0 {
+        (lo.powf(p), hi.powf(p))
+    } else if even {
+        (0.0, f64::INFINITY)
+    } else {
+        all
+    }
+}
+
 struct Analysis<'a, 'p> {
     typing: &'a Typing<'p>,
     declared: &'a BTreeMap<VarName, DomainSpec>,
     domains: BTreeMap<VarName, Domain>,
-    /// Signs of the nodes, by address, for the current domains.
-    signs: HashMap<*const Expr, Signs>,
+    /// Signs and bounds of the nodes, by address, for the current domains.
+    facts: HashMap<*const Expr, Facts>,
 }
 
 /// Rounds of the sign analysis that restrict one argument at a time (the
@@ -313,7 +392,7 @@ impl Analysis<'_, '_> {
     fn restrict_signs(&mut self) -> Result<()> {
         let expr = &self.typing.program.expr;
         for round in 0.. {
-            self.signs.clear();
+            self.facts.clear();
             let mut failing = Vec::new();
             self.sign_of(expr, &mut failing);
             if failing.is_empty() {
@@ -358,8 +437,8 @@ impl Analysis<'_, '_> {
     /// The signs of `e`; records every argument that must be positive and
     /// is not (innermost first).
     fn sign_of<'e>(&mut self, e: &'e Expr, failing: &mut Vec<(&'e Expr, &'static str)>) -> Signs {
-        if let Some(&s) = self.signs.get(&(e as *const Expr)) {
-            return s;
+        if let Some(f) = self.facts.get(&(e as *const Expr)) {
+            return f.signs;
         }
         let s = crate::stack::ensure(|| match &e.kind {
             ExprKind::Var(v) => Signs::of_sign(self.domain(v).sign),
@@ -463,8 +542,69 @@ impl Analysis<'_, '_> {
                 }
             }
         });
-        self.signs.insert(e as *const Expr, s);
+        // What the bounds add: 1 - sigmoid(z) is at least 0, and zero only
+        // on a null set (the signs say), so it is positive.
+        let (lo, hi) = self.bounds(e);
+        let s = s.within_bounds(lo, hi);
+        self.facts.insert(e as *const Expr, Facts { signs: s, lo, hi });
         s
+    }
+
+    /// Bounds of every entry of `e` (closed; ±inf where there are none),
+    /// from its children's, which are known by now.
+    fn bounds(&self, e: &Expr) -> (f64, f64) {
+        const ALL: (f64, f64) = (f64::NEG_INFINITY, f64::INFINITY);
+        let of = |x: &Expr| self.facts.get(&(x as *const Expr)).map_or(ALL, |f| (f.lo, f.hi));
+        let scalar = |x: &Expr| self.typing.node_is_scalar(x) == Some(true);
+        match &e.kind {
+            ExprKind::Var(v) => match self.domain(v).sign {
+                Sign::Positive => (0.0, f64::INFINITY),
+                Sign::Negative => (f64::NEG_INFINITY, 0.0),
+                _ => ALL,
+            },
+            ExprKind::Num(x) => (*x, *x),
+            ExprKind::Identity => (0.0, 1.0),
+            ExprKind::Neg(a) => {
+                let (lo, hi) = of(a);
+                (-hi, -lo)
+            }
+            ExprKind::Transpose(a) | ExprKind::Differential(a) => of(a),
+            ExprKind::Binary { op, lhs, rhs, .. } => {
+                let (a, b) = (of(lhs), of(rhs));
+                match op {
+                    BinOp::Add => (a.0 + b.0, a.1 + b.1),
+                    BinOp::Sub => (a.0 - b.1, a.1 - b.0),
+                    BinOp::Hadamard => interval_mul(a, b),
+                    BinOp::Mul if self.typing.node_scales(lhs, rhs) == Some(true) => interval_mul(a, b),
+                    BinOp::Mul => many(interval_mul(a, b)),
+                    BinOp::HadamardDiv | BinOp::Div if b.0 > 0.0 || b.1 < 0.0 => {
+                        interval_mul(a, (1.0 / b.1, 1.0 / b.0))
+                    }
+                    BinOp::HadamardDiv | BinOp::Div => ALL,
+                }
+            }
+            ExprKind::Power(a, k) if scalar(a) => power_bounds(of(a), *k as f64),
+            ExprKind::Power(a, k) if *k > 0 && of(a).0 >= 0.0 => (0.0, f64::INFINITY),
+            ExprKind::Power(..) => ALL,
+            ExprKind::HadamardPower(a, p) => power_bounds(of(a), *p),
+            ExprKind::Call(f, a) => {
+                let (lo, hi) = of(a);
+                let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+                match f {
+                    Func::Exp => (lo.exp(), hi.exp()),
+                    Func::Sigmoid => (sigmoid(lo), sigmoid(hi)),
+                    Func::Tanh => (lo.tanh(), hi.tanh()),
+                    Func::Sin | Func::Cos => (-1.0, 1.0),
+                    Func::Log if hi > 0.0 => (if lo > 0.0 { lo.ln() } else { f64::NEG_INFINITY }, hi.ln()),
+                    Func::Sqrt if hi >= 0.0 => (lo.max(0.0).sqrt(), hi.sqrt()),
+                    Func::Norm => (0.0, f64::INFINITY),
+                    Func::Sum | Func::Tr => many((lo, hi)),
+                    _ => ALL,
+                }
+            }
+            ExprKind::Prod(p) if of(&p.body).0 >= 0.0 => (0.0, f64::INFINITY),
+            ExprKind::Prod(_) => ALL,
+        }
     }
 
     /// The signs of an argument that must be positive, recording it when
@@ -716,12 +856,17 @@ mod tests {
             ("x : 4; sum(log(x .* x))", "x:nonzero"),
             ("S : 3x3 spd; x : 3; log(x^T*S*x)", "S:spd"),
             ("x : 3; sum(log(exp(x) + x .^ 2))", ""),
+            // Bounded functions: 1 - sigmoid(z) and 1 - tanh(z)^2 are positive.
+            ("X : 6x3; w : 3; y : 6; -sum(y .* log(sigmoid(X*w)) + (1 - y) .* log(1 - sigmoid(X*w)))", ""),
+            ("z : 4; sum(log(1 - tanh(z) .^ 2))", ""),
+            ("z : 4; sum(sqrt(2 + sin(z)))", ""),
             // Not positive: the variables inside are.
             ("W : 3x4; X : 4x5; sum(log(W*X))", "W:positive X:positive"),
             ("U : 3x4; sum(sqrt(U))", "U:positive"),
             ("P : 3x4; sum(P .^ -0.5)", "P:positive"),
             ("x : 4; log(sum(x))", "x:positive"),
             ("a : scalar; b : scalar; log(a - b)", "a:positive b:positive"),
+            ("z : 4; sum(log(1 - sigmoid(z) - sigmoid(z)))", "z:positive"),
             // Only what the first restriction leaves unsettled.
             ("x : 4; y : 4; sum(log(x)) + sum(log(x .* y .^ 2))", "x:positive y:nonzero"),
             // Divisors keep both signs, away from zero.
