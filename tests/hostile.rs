@@ -1,0 +1,137 @@
+//! Hostile input through the binary (issue 27): argv that is not UTF-8,
+//! integers at the edge of i64 and of f64, identifiers of 64 KiB, names that
+//! Python or LaTeX reserve. Every run exits 0, 1 or 2 within [`TIME_CAP`],
+//! never with a panic (101) or a signal, and what it prints means what the
+//! input said.
+
+mod common;
+
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest a run may take; past it the process is killed and the test fails.
+const TIME_CAP: Duration = Duration::from_secs(10);
+
+/// What a run of the binary printed, and its exit status.
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+/// Runs the binary on raw arguments (bytes allowed), killing it at the cap.
+fn run_os(args: &[OsString]) -> Run {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_matdiff"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn matdiff");
+    // Pipes are drained while the child runs, so a large output cannot block it.
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > TIME_CAP {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{} ran past {TIME_CAP:?}", shown(args));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    let Some(code) = status.code() else {
+        panic!("{} ended by a signal ({status})\n{err}", shown(args));
+    };
+    assert!(matches!(code, 0..=2), "{} exited {code}\n{err}", shown(args));
+    Run { code, out, err }
+}
+
+fn run(args: &[&str]) -> Run {
+    run_os(&args.iter().map(OsString::from).collect::<Vec<_>>())
+}
+
+/// The arguments as a reader sees them in a failure message (truncated).
+fn shown(args: &[OsString]) -> String {
+    let text = format!("{args:?}");
+    match text.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text,
+    }
+}
+
+fn bytes(b: &[u8]) -> OsString {
+    OsStr::from_bytes(b).to_os_string()
+}
+
+// ---------------------------------------------------------------- argv
+
+#[test]
+fn an_expression_that_is_not_utf8_is_refused_by_name() {
+    let r = run_os(&[bytes(b"derive"), bytes(b"A*B\xff")]);
+    assert_eq!(r.code, 2, "{}", r.err);
+    assert!(r.err.contains("[EXPR] is not UTF-8") && r.err.contains("0xFF at offset 3"), "{}", r.err);
+    assert!(r.err.contains("A*B\\xFF\n     ^^^^"), "a caret under the byte:\n{}", r.err);
+}
+
+#[test]
+fn every_text_option_that_is_not_utf8_is_refused_by_name() {
+    let cases: &[(&[&[u8]], &str)] = &[
+        (&[b"derive", b"A*B", b"--wrt", b"A\xfe"], "--wrt"),
+        (&[b"derive", b"A*B", b"--upstream", b"\xc3"], "--upstream"),
+        (&[b"verify", b"A*B", b"--wrt", b"A", b"--claim", b"G*B^T\x80"], "--claim"),
+        (&[b"check", b"A*B", b"--dims", b"d0=\xff"], "--dims"),
+        (&[b"plan", b"A*B", b"--dims", b"d\xff=3"], "--dims"),
+        (&[b"latex", b"\xffA"], "[EXPR]"),
+    ];
+    for (args, name) in cases {
+        let args: Vec<OsString> = args.iter().map(|a| bytes(a)).collect();
+        let r = run_os(&args);
+        assert_eq!(r.code, 2, "{args:?}: {}", r.err);
+        assert!(
+            r.err.contains(&format!("argument {name}")) && r.err.contains("is not UTF-8"),
+            "{args:?}: {}",
+            r.err
+        );
+    }
+    // A subcommand or flag that is not UTF-8 is clap's usage error.
+    assert_eq!(run_os(&[bytes(b"der\xffive"), bytes(b"A")]).code, 2);
+    assert_eq!(run_os(&[bytes(b"derive"), bytes(b"--\xff"), bytes(b"A")]).code, 2);
+}
+
+#[test]
+fn a_file_name_that_is_not_utf8_is_a_path() {
+    let dir = std::env::temp_dir().join(format!("matdiff-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut name = dir.clone().into_os_string().into_vec();
+    name.extend_from_slice(b"/layer\xff.txt");
+    let path = OsString::from_vec(name);
+    std::fs::write(&path, "W : 3x4; W*X\n").unwrap();
+    let r = run_os(&[bytes(b"derive"), bytes(b"-f"), path.clone()]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("d/dW = G * X^T"), "{}", r.out);
+    // A missing one is a usage error.
+    let r = run_os(&[bytes(b"derive"), bytes(b"-f"), bytes(b"/nonexistent/bad\xff.txt")]);
+    assert_eq!(r.code, 2);
+    assert!(r.err.contains("cannot read"), "{}", r.err);
+    // Contents that are not UTF-8 are refused.
+    std::fs::write(&path, b"W : 3x4; W*X\xff\n").unwrap();
+    let r = run_os(&[bytes(b"derive"), bytes(b"-f"), path]);
+    assert_eq!(r.code, 2);
+    assert!(r.err.contains("UTF-8"), "{}", r.err);
+    std::fs::remove_dir_all(&dir).ok();
+}
