@@ -135,3 +135,34 @@ fn a_file_name_that_is_not_utf8_is_a_path() {
     assert!(r.err.contains("UTF-8"), "{}", r.err);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+// ------------------------------------------------- 64 KiB identifiers
+
+/// An identifier longer than std's largest formatting width (u16::MAX).
+fn long_name() -> String {
+    "A".repeat(70_000)
+}
+
+#[test]
+fn tables_with_a_64kib_name_are_printed() {
+    let a = long_name();
+    let layer = format!("{a}*B");
+    let symbolic = format!("W[i] : d[i-1] x d[i]; prod(W[i], i=1..n) * {a}");
+    let runs: Vec<Vec<&str>> = vec![
+        vec!["plan", &layer],
+        vec!["plan", "--json", &layer],
+        vec!["plan", "--emit", "numpy", &layer],
+        vec!["check", &layer],
+        vec!["plan", &symbolic],
+        vec!["derive", "--steps", &layer],
+        vec!["derive", "--latex", &layer],
+    ];
+    for args in runs {
+        let r = run(&args);
+        assert_eq!(r.code, 0, "{} {}: {}", args[0], args[1], r.err);
+        assert!(r.out.contains(&a), "{} {}: the name is printed", args[0], args[1]);
+        // Alignment stops at 100 characters: no row is padded to the long name.
+        let padded = r.out.lines().filter(|l| !l.contains(&a) && l.len() > a.len()).count();
+        assert_eq!(padded, 0, "{} {}: rows padded to the long name", args[0], args[1]);
+    }
+}

@@ -197,7 +197,9 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
             r.redraws
         ));
     }
-    let width = r.results.iter().map(|c| c.wrt.to_string().len()).max().unwrap_or(0);
+    // Aligned up to 100 characters, as `derive` aligns (std's formatter
+    // panics on a width past u16::MAX, and a name can be longer).
+    let width = r.results.iter().map(|c| c.wrt.to_string().chars().count()).max().unwrap_or(0).min(100);
     for c in &r.results {
         let verdict = match (c.ok, c.undecided()) {
             (true, _) => "ok",
@@ -405,9 +407,10 @@ fn symbolic_plan(d: &Derivation, json: bool) -> crate::Result<String> {
                 )
             })
             .collect();
-        let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
-        let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
-        let w2 = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
+        // Aligned up to 100 characters, as the numeric plan's table.
+        let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0).min(100);
+        let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0).min(100);
+        let w2 = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0).min(100);
         for (a, b, c, m) in rows {
             out.push_str(&format!("  {a:<w0$}   {b:<w1$}   {c:<w2$}   {m}\n"));
         }

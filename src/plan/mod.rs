@@ -794,9 +794,12 @@ impl fmt::Display for Plan {
             .iter()
             .map(|s| (s.out.clone(), self.op_text(&s.op), s.shape.to_string(), s.madds.to_string()))
             .collect();
-        let w0 = lines.iter().map(|l| l.0.chars().count()).max().unwrap_or(0);
-        let w1 = lines.iter().map(|l| l.1.chars().count()).max().unwrap_or(0);
-        let w2 = lines.iter().map(|l| l.2.chars().count()).max().unwrap_or(0);
+        // Columns align up to 100 characters: a longer cell (a 64 KiB name)
+        // would pad every row to it, and std's formatter panics on a width
+        // past u16::MAX.
+        let w0 = lines.iter().map(|l| l.0.chars().count()).max().unwrap_or(0).min(100);
+        let w1 = lines.iter().map(|l| l.1.chars().count()).max().unwrap_or(0).min(100);
+        let w2 = lines.iter().map(|l| l.2.chars().count()).max().unwrap_or(0).min(100);
         for (out, op, shape, madds) in &lines {
             writeln!(f, "  {out:<w0$} = {op:<w1$}   {shape:<w2$}   {madds}")?;
         }
