@@ -166,3 +166,55 @@ fn tables_with_a_64kib_name_are_printed() {
         assert_eq!(padded, 0, "{} {}: rows padded to the long name", args[0], args[1]);
     }
 }
+
+// ------------------------------------------- exponents and indices in i64
+
+#[test]
+fn exponents_at_the_edge_of_i64_are_refused_by_the_power_limit() {
+    for src in [
+        "X : n x n; tr(X^-9223372036854775808)",
+        "X : n x n; tr(X^9223372036854775807)",
+        "s : scalar; s^-9223372036854775808",
+        "s : scalar; s^9223372036854775807",
+        "X : n x n; tr(X^65)",
+    ] {
+        let r = run(&["derive", src]);
+        assert_eq!(r.code, 2, "{src}: {}{}", r.out, r.err);
+        assert!(r.err.contains("up to |k| = 64") && r.err.contains("-- power"), "{src}: {}", r.err);
+    }
+    // At the limit, the power is derived.
+    let r = run(&["derive", "s : scalar; s^-64"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("d/ds = -64 * s^-65"), "{}", r.out);
+}
+
+#[test]
+fn index_arithmetic_past_i64_is_refused_with_a_caret() {
+    let refused = [
+        ("W[9223372036854775807+1]*X", "`9223372036854775807` + `1`"),
+        ("W[-9223372036854775807-2]*X", "`-9223372036854775807` - `2`"),
+        ("W[-9223372036854775807-1]*X", "`-9223372036854775807` - `1`"),
+        ("W[1-9223372036854775807-9223372036854775807]*X", "- `9223372036854775807`"),
+        // A family's dimensions at a member: 3 times 25 copies of j.
+        (
+            "W[i] : d[i+i+i] x d[i+i+i+1]; W[j+j+j+j+j+j+j+j+j+j+j+j+j+j+j+j+j+j+j+j+j+j+j+j+j]*X",
+            "for `i` in `i+i+i`",
+        ),
+        // Splitting a product at W[j]: j - c - 1 for a member W[i + c].
+        ("W[i] : d[i-1] x d[i]; prod(W[i+9223372036854775807], i=0..n)*X", "`j-9223372036854775807` - `1`"),
+    ];
+    for (src, what) in refused {
+        let r = run(&["derive", src, "--wrt", if src.contains("prod") { "W[j]" } else { "X" }]);
+        assert_eq!(r.code, 2, "{src}: {}{}", r.out, r.err);
+        assert!(r.err.contains("index arithmetic out of range") && r.err.contains(what), "{src}: {}", r.err);
+        assert!(r.err.contains("-- "), "{src}: a labelled caret\n{}", r.err);
+    }
+    // The extremes themselves are indices, and print as text that re-parses.
+    for src in ["W[9223372036854775807]*X", "W[-9223372036854775807]*X", "W[0-9223372036854775807]*X"] {
+        let r = run(&["derive", src]);
+        assert_eq!(r.code, 0, "{src}: {}", r.err);
+        let printed = r.out.lines().next().unwrap().trim_start_matches("Z = ").split("  :").next().unwrap();
+        let again = run(&["derive", printed]);
+        assert_eq!((again.code, &again.out), (0, &r.out), "{src} printed as {printed}");
+    }
+}

@@ -389,11 +389,12 @@ impl<'t, 'p> Walk<'t, 'p> {
             return Err(refuse("with respect to a member of a concrete index"));
         };
         // The member's index is i + c; W[j] is the factor at i = j - c.
-        let offset = idx.minus(&Index::symbol(var));
+        let in_prod = |err: Error| err.label(e.span, "splitting this product");
+        let offset = idx.minus(&Index::symbol(var)).map_err(in_prod)?;
         if offset.as_constant().is_none() || j.mentions(var) {
             return Err(refuse("over factors W[f(i)] other than W[i + c]"));
         }
-        let at = j.minus(&offset);
+        let at = j.minus(&offset).map_err(in_prod)?;
         let one = Index::constant(1);
         let part = |lo: &Index, hi: &Index| {
             Expr::synthetic(ExprKind::Prod(Rc::new(crate::syntax::Prod {
@@ -403,7 +404,8 @@ impl<'t, 'p> Walk<'t, 'p> {
                 hi: hi.clone(),
             })))
         };
-        let (left, right) = (part(lo, &at.minus(&one)), part(&at.plus(&one), hi));
+        let (left, right) =
+            (part(lo, &at.minus(&one).map_err(in_prod)?), part(&at.plus(&one).map_err(in_prod)?, hi));
         let factor = Expr::synthetic(ExprKind::Var(Rc::new(self.wrt.clone())));
         let factor = if transposed { Expr::transpose(factor) } else { factor };
         let inner = Expr::product(
@@ -484,7 +486,9 @@ impl<'t, 'p> Walk<'t, 'p> {
             }
             ExprKind::Power(x, k) => {
                 let rule = if *k == -1 { Rule::Inverse } else { Rule::Power };
-                if k.abs() > rules::MAX_POWER {
+                // `unsigned_abs`: |i64::MIN| does not fit an i64 (`abs` wrapped
+                // it to a negative number, under the limit).
+                if k.unsigned_abs() > rules::MAX_POWER.unsigned_abs() {
                     return Err(Error::new(
                         ErrorKind::Limit,
                         format!(

@@ -109,8 +109,10 @@ pub const MAX_POWER: i64 = 64;
 
 /// X in X^k. A scalar X gives k·X^(k−1)·A; a matrix gives
 /// Σᵢ (Xⁱ)ᵀ A (X^(k−1−i))ᵀ, and for k = −m < 0, with d(X⁻¹) = −X⁻¹ dX X⁻¹,
-/// −Σᵢ (X^−(i+1))ᵀ A (X^−(m−i))ᵀ. None when k = 0 (a constant).
+/// −Σᵢ (X^−(i+1))ᵀ A (X^−(m−i))ᵀ. None when k = 0 (a constant). The caller
+/// keeps |k| ≤ [`MAX_POWER`], so k − 1 and −k exist.
 pub(super) fn power_rule(a: &Expr, x: &Expr, k: i64, scalar: bool) -> Option<Expr> {
+    debug_assert!(k.unsigned_abs() <= MAX_POWER.unsigned_abs(), "power {k} past the limit");
     if k == 0 {
         return None;
     }

@@ -224,17 +224,20 @@ impl Instance {
         let typing = &derivation.typing;
         let mut rng = StdRng::seed_from_u64(options.seed);
         let indices = draw_indices(derivation, options, &mut rng)?;
-        let bind = |i: &Index| indices.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)));
-        let concrete = |v: &VarName| VarName { name: v.name.clone(), index: v.index.as_ref().map(bind) };
+        let bind =
+            |i: &Index| indices.iter().try_fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)));
+        let concrete = |v: &VarName| -> Result<VarName> {
+            Ok(VarName { name: v.name.clone(), index: v.index.as_ref().map(bind).transpose()? })
+        };
 
         // The variables, the members of families that products use, and G.
         let mut typer = typing.typer().clone();
         let mut vars: Vec<(VarName, Shape)> = vec![];
         for v in typing.variables() {
-            vars.push((concrete(v), typing.var_shape(v).expect("typed")));
+            vars.push((concrete(v)?, typing.var_shape(v).expect("typed")));
         }
         for (family, lo, hi) in product_ranges(&typing.program.expr) {
-            let (lo, hi) = (bind(&lo).as_constant(), bind(&hi).as_constant());
+            let (lo, hi) = (bind(&lo)?.as_constant(), bind(&hi)?.as_constant());
             let (Some(lo), Some(hi)) = (lo, hi) else {
                 return Err(Error::new(
                     ErrorKind::Usage,
@@ -243,7 +246,7 @@ impl Instance {
             };
             for k in lo..=hi {
                 let member = VarName { name: family.clone(), index: Some(Index::constant(k)) };
-                let s = typer.var(&member);
+                let s = typer.var(&member)?;
                 vars.push((member, typer.resolve(s)));
             }
         }
@@ -253,7 +256,7 @@ impl Instance {
         let mut sizes = BTreeMap::new();
         let mut size = |d: &Dim, rng: &mut StdRng| -> Result<usize> {
             let key = match d {
-                Dim::Indexed(name, i) => format!("{name}[{}]", bind(i)),
+                Dim::Indexed(name, i) => format!("{name}[{}]", bind(i)?),
                 d => d.to_string(),
             };
             if let Dim::Const(_) | Dim::Unknown(_) = d {
@@ -392,7 +395,7 @@ fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Res
         values.push((name, v));
     }
     let bind = |i: &Index, values: &[(String, i64)]| {
-        values.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
+        values.iter().try_fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
     };
     for g in &d.gradients {
         let Some(index) = &g.wrt.index else { continue };
@@ -401,10 +404,13 @@ fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Res
                 continue;
             }
             // The condition lo <= at <= hi, with at = name + c.
+            // (Checked: bounds and offsets come from the input, anywhere in i64.)
             let range = g.differential.conditions.iter().find(|c| c.at.mentions(name)).and_then(|c| {
-                let c0 = c.at.subst(name, &Index::constant(0));
+                let c0 = c.at.subst(name, &Index::constant(0)).ok()?;
                 let (lo, hi, off) = (bind(&c.lo, &values), bind(&c.hi, &values), bind(&c0, &values));
-                Some((lo.as_constant()? - off.as_constant()?, hi.as_constant()? - off.as_constant()?))
+                let (lo, hi, off) =
+                    (lo.ok()?.as_constant()?, hi.ok()?.as_constant()?, off.ok()?.as_constant()?);
+                Some((lo.checked_sub(off)?, hi.checked_sub(off)?))
             });
             let v = match (options.dims.get(name), range) {
                 (Some(&n), _) => n as i64,
@@ -456,7 +462,7 @@ fn collect_families(e: &Expr, var: &str, out: &mut Vec<String>) {
 /// The value of a gradient formula, as a matrix of its variable's shape (a
 /// lone `I` takes that size, a scalar `0` fills it).
 pub fn gradient_value(g: &crate::Gradient, env: &Env) -> Result<Matrix> {
-    let wrt = member(&g.wrt, env);
+    let wrt = member(&g.wrt, env)?;
     let value =
         env.vars.get(&wrt).ok_or_else(|| Error::new(ErrorKind::Internal, format!("no value for `{wrt}`")))?;
     let m = eval(&g.expr, env, Some(value.shape()))?;
@@ -469,12 +475,13 @@ pub fn gradient_value(g: &crate::Gradient, env: &Env) -> Result<Matrix> {
 
 /// The concrete variable a gradient's variable names on an instance (`W[j]`
 /// with j = 2 is `W[2]`).
-pub fn member(v: &VarName, env: &Env) -> VarName {
+pub fn member(v: &VarName, env: &Env) -> Result<VarName> {
     let index = v
         .index
         .as_ref()
-        .map(|i| env.indices.iter().fold(i.clone(), |i, (k, x)| i.subst(k, &Index::constant(*x))));
-    VarName { name: v.name.clone(), index }
+        .map(|i| env.indices.iter().try_fold(i.clone(), |i, (k, x)| i.subst(k, &Index::constant(*x))))
+        .transpose()?;
+    Ok(VarName { name: v.name.clone(), index })
 }
 
 /// Instantiates the symbolic dimensions with small random sizes (or the
@@ -554,7 +561,7 @@ fn check_on(
     }
     let mut results = Vec::new();
     for (g, symbolic) in derivation.gradients.iter().zip(outputs.into_iter().skip(1)) {
-        let wrt = member(&g.wrt, &env);
+        let wrt = member(&g.wrt, &env)?;
         let value = &env.vars[&wrt];
         let mut numeric = Matrix::zeros(value.nrows(), value.ncols());
         let mut noise = Matrix::zeros(value.nrows(), value.ncols());
@@ -582,7 +589,7 @@ fn check_on(
 /// dimension the size of the instance's matrices.
 pub fn instance_plan(derivation: &Derivation, env: &Env) -> Result<Plan> {
     let bind =
-        |e: &Expr| env.indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
+        |e: &Expr| env.indices.iter().try_fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
     let mut typer = Typer::new();
     for (v, m) in &env.vars {
         let shape = Shape::new(Dim::Const(m.nrows() as u64), Dim::Const(m.ncols() as u64));
@@ -591,11 +598,11 @@ pub fn instance_plan(derivation: &Derivation, env: &Env) -> Result<Plan> {
     let concrete = |m: &Matrix| Shape::new(Dim::Const(m.nrows() as u64), Dim::Const(m.ncols() as u64));
     let value = eval(&derivation.typing.program.expr, env, None)?;
     let mut targets =
-        vec![Target { wrt: None, expr: bind(&derivation.typing.program.expr), shape: concrete(&value) }];
+        vec![Target { wrt: None, expr: bind(&derivation.typing.program.expr)?, shape: concrete(&value) }];
     for g in &derivation.gradients {
-        let wrt = member(&g.wrt, env);
+        let wrt = member(&g.wrt, env)?;
         let shape = concrete(&env.vars[&wrt]);
-        targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr), shape });
+        targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr)?, shape });
     }
     let upstream = match &derivation.mode {
         Mode::Layer { upstream } => Some(upstream),

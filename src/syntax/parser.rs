@@ -342,9 +342,11 @@ impl Builder {
     }
 
     fn index(&self, pair: Pair<Rule>) -> Result<Index> {
+        let start = span_of(&pair).start;
         let mut acc = Index::default();
         let mut sign = 1;
         for p in pair.into_inner() {
+            let end = span_of(&p).end;
             let term = match p.as_rule() {
                 Rule::index_neg => {
                     sign = -1;
@@ -359,7 +361,9 @@ impl Builder {
                 Rule::index => self.index(p)?,
                 r => unreachable!("index rule {r:?}"),
             };
-            acc = if sign > 0 { acc.plus(&term) } else { acc.minus(&term) };
+            // Checked: `W[9223372036854775807+1]` is refused, never wrapped.
+            let sum = if sign > 0 { acc.plus(&term) } else { acc.minus(&term) };
+            acc = sum.map_err(|e| e.label(Span::new(start, end), "this index is out of range"))?;
         }
         Ok(acc)
     }
