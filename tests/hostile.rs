@@ -218,3 +218,100 @@ fn index_arithmetic_past_i64_is_refused_with_a_caret() {
         assert_eq!((again.code, &again.out), (0, &r.out), "{src} printed as {printed}");
     }
 }
+
+// ------------------------------------------- exponents and literals, exact
+
+/// The formula of each gradient line (`d/dX = F  : shape` gives F).
+fn formulas(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| l.starts_with("d/d"))
+        .map(|l| l.split_once(" = ").unwrap().1.rsplit_once("  :").unwrap().0.trim().to_string())
+        .collect()
+}
+
+#[test]
+fn integer_exponents_stay_exact_through_the_egraph() {
+    let src = "X : n x n; Y : n x n; tr(X^9007199254740993*Y)";
+    let r = run(&["derive", src, "--wrt", "Y"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert_eq!(formulas(&r.out), ["X^T^9007199254740993"], "{}", r.out);
+    // The neighbour 2^53 is another claim, however it is then decided.
+    let r = run(&["verify", src, "--wrt", "Y", "--claim", "X^T^9007199254740992"]);
+    assert!(!r.out.contains("equivalent (symbolic)"), "{}", r.out);
+    let r = run(&["verify", src, "--wrt", "Y", "--claim", "(X^9007199254740993)^T"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("equivalent (symbolic)"), "{}", r.out);
+    // Inverses are still exponents the rules know (-1).
+    let r = run(&["derive", "A : n x n; B : n x n; tr(inv(A*B)^T * B^-1)", "--wrt", "B"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains("^-1"), "{}", r.out);
+}
+
+#[test]
+fn literals_a_double_cannot_hold_are_refused_not_rounded() {
+    for (src, what) in [
+        ("A .^ 9007199254740993", "exponent `9007199254740993`"),
+        ("9007199254740993 * A", "number `9007199254740993`"),
+        ("A .^ -9007199254740993", "exponent `-9007199254740993`"),
+        ("1e-400 * A", "number `1e-400`"),
+        ("0.10000000000000000001 * A", "number `0.10000000000000000001`"),
+        ("123456789012345678 * A", "number `123456789012345678`"),
+    ] {
+        let r = run(&["derive", src]);
+        assert_eq!(r.code, 2, "{src}: {}", r.out);
+        assert!(r.err.contains(&format!("{what} is not exactly representable")), "{src}: {}", r.err);
+        assert!(r.err.contains("a double holds"), "{src}: a labelled caret\n{}", r.err);
+    }
+    // Every literal a double holds as written is accepted, in any spelling.
+    for src in ["0.1 * A", "1.50 * A", "1e3 * A", ".5 * A", "0e999999999999999999999 * A", "A .^ 1e-5"] {
+        assert_eq!(run(&["derive", src]).code, 0, "{src}");
+    }
+}
+
+#[test]
+fn entrywise_exponents_print_back_exactly() {
+    // p and p - 1 are printed as given, and the output re-parses to itself.
+    for (p, q) in [
+        ("9007199254740992", "9007199254740991"),
+        ("-9007199254740991", "-9007199254740992"),
+        ("0.1", "-0.9"),
+        ("0.3", "-0.7"),
+        ("1e15", "999999999999999"),
+        ("2.25", "1.25"),
+    ] {
+        let r = run(&["derive", &format!("A .^ {p}")]);
+        assert_eq!(r.code, 0, "{p}: {}", r.err);
+        let grad = formulas(&r.out).remove(0);
+        let number = |s: &str| s.parse::<f64>().unwrap();
+        let shown: Vec<f64> = grad.split([' ', '(', ')']).filter_map(|w| w.parse::<f64>().ok()).collect();
+        assert!(shown.contains(&number(p)) && shown.contains(&number(q)), "{p}: {grad}");
+        let again = run(&["latex", "--", &grad.replace('G', "B")]);
+        assert_eq!(again.code, 0, "{grad} re-parses: {}", again.err);
+    }
+    // An exponent whose p - 1 no double is, is refused by name.
+    for p in ["1e17", "1e-20", "1.5e300"] {
+        let r = run(&["derive", &format!("A .^ {p}")]);
+        assert_eq!(r.code, 2, "{p}: {}", r.out);
+        assert!(
+            r.err.contains("which no double is exactly") && r.err.contains("this power"),
+            "{p}: {}",
+            r.err
+        );
+    }
+}
+
+#[test]
+fn sizes_past_2_to_53_never_become_rounded_literals() {
+    // tr(I) folds to its size only where a double holds it.
+    let r = run(&["derive", "X : 9007199254740993 x 9007199254740993; s : scalar; s * tr(X * X^-1)"]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(!r.out.contains("9007199254740992"), "{}", r.out);
+    let r = run(&["derive", "X : 5 x 5; s : scalar; s * tr(X * X^-1)", "--wrt", "s"]);
+    assert_eq!(formulas(&r.out), ["5"], "{}", r.out);
+    // A broadcast scalar in a trace is n times its adjoint: refused past 2^53.
+    let r = run(&["derive", "s : scalar; X : 9007199254740993 x 9007199254740993; tr(s + X)"]);
+    assert_eq!(r.code, 2, "{}", r.out);
+    assert!(r.err.contains("past 2^53"), "{}", r.err);
+    let r = run(&["derive", "s : scalar; X : 9007199254740992 x 9007199254740992; tr(s + X)", "--wrt", "s"]);
+    assert_eq!(formulas(&r.out), ["9007199254740992.0"], "{}", r.out);
+}

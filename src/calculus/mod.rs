@@ -500,9 +500,25 @@ impl<'t, 'p> Walk<'t, 'p> {
                 }
                 rules::power_rule(a, x, *k, scalar(x)).map(|adj| vec![(rule, &**x, adj)]).unwrap_or_default()
             }
-            ExprKind::HadamardPower(x, p) => rules::hadamard_power(a, x, *p)
-                .map(|adj| vec![(Rule::HadamardPower, &**x, adj)])
-                .unwrap_or_default(),
+            ExprKind::HadamardPower(x, p) => {
+                // X .^ (p - 1) is printed: a rounded p - 1 would be another formula
+                // (`.^ 1e17` gave `.^ 1e17` back, `.^ 1e-20` gave `.^ -1`).
+                let Some(q) = crate::syntax::exact_minus_one(*p) else {
+                    return Err(Error::new(
+                        ErrorKind::Limit,
+                        format!(
+                            "the derivative of `.^ {}` needs the exponent {} - 1, which no double is exactly",
+                            crate::syntax::format_number(*p),
+                            crate::syntax::format_number(*p)
+                        ),
+                    )
+                    .label(e.span, "this power")
+                    .note("p - 1 must be a number a double holds as written: true of integers up to 2^53 and of short decimals like 0.1 or 2.25"));
+                };
+                rules::hadamard_power(a, x, *p, q)
+                    .map(|adj| vec![(Rule::HadamardPower, &**x, adj)])
+                    .unwrap_or_default()
+            }
             ExprKind::Call(f, x) => {
                 let x = &**x;
                 let (rule, adj) = match f {
@@ -538,6 +554,14 @@ impl<'t, 'p> Walk<'t, 'p> {
                 .label(term.span, "a scalar broadcast inside a trace"));
             }
         };
+        // The size becomes a literal: only one a double holds exactly.
+        if n > 1 << f64::MANTISSA_DIGITS {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("this gradient is {n} times a scalar, and {n} is past 2^53, where a number literal is no longer exact"),
+            )
+            .label(term.span, "a scalar broadcast inside a trace"));
+        }
         let scaled = Expr::product(Expr::num(n as f64), c);
         Ok(if negative { Expr::negate(scaled) } else { scaled })
     }

@@ -143,8 +143,9 @@ pub(super) fn power_rule(a: &Expr, x: &Expr, k: i64, scalar: bool) -> Option<Exp
     Some(if k > 0 { sum } else { Expr::negate(sum) })
 }
 
-/// X in X .^ p: p · (A ⊙ X .^ (p−1)). None when p = 0.
-pub(super) fn hadamard_power(a: &Expr, x: &Expr, p: f64) -> Option<Expr> {
+/// X in X .^ p: p · (A ⊙ X .^ (p−1)), with p − 1 given exactly (as its
+/// decimal, [`crate::syntax::exact_minus_one`]). None when p = 0.
+pub(super) fn hadamard_power(a: &Expr, x: &Expr, p: f64, p_minus_one: f64) -> Option<Expr> {
     if p == 0.0 {
         return None;
     }
@@ -153,7 +154,7 @@ pub(super) fn hadamard_power(a: &Expr, x: &Expr, p: f64) -> Option<Expr> {
     } else if p == 2.0 {
         hadamard(a.clone(), x.clone())
     } else {
-        hadamard(a.clone(), entry_power(x, p - 1.0))
+        hadamard(a.clone(), entry_power(x, p_minus_one))
     };
     Some(times(p, base))
 }
