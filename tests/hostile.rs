@@ -315,3 +315,29 @@ fn sizes_past_2_to_53_never_become_rounded_literals() {
     let r = run(&["derive", "s : scalar; X : 9007199254740992 x 9007199254740992; tr(s + X)", "--wrt", "s"]);
     assert_eq!(formulas(&r.out), ["9007199254740992.0"], "{}", r.out);
 }
+
+// ---------------------------------------------------- multiply-add counts
+
+#[test]
+fn multiply_add_counts_past_u128_say_so() {
+    let max = u128::MAX.to_string();
+    let src =
+        "A : 9223372036854775807 x 9223372036854775807; B : 9223372036854775807 x 9223372036854775807; A*B*A";
+    let r = run(&["plan", src]);
+    assert_eq!(r.code, 0, "{}", r.err);
+    assert!(r.out.contains(&format!("multiply-adds: more than {max}")), "{}", r.out);
+    // No count is printed as if it were exact at the bound.
+    let exact = r.out.lines().filter(|l| l.trim_end().ends_with(&max) && !l.contains("more than")).count();
+    assert_eq!(exact, 0, "{}", r.out);
+    let r = run(&["plan", "--json", src]);
+    let doc: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(doc["total_madds"], format!("more than {max}"));
+    // Under the bound and past u64 a count is exact: its digits, not a rounded float.
+    let big = "d0=1099511627776,d1=1099511627776,d2=1099511627776";
+    let r = run(&["plan", "--json", "A*B", "--dims", big]);
+    let doc: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(doc["total_madds"], (3u128 << 120).to_string(), "{}", r.out);
+    let r = run(&["plan", "--json", "A*B", "--dims", "d0=2,d1=3,d2=5"]);
+    let doc: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+    assert_eq!(doc["total_madds"], 90, "{}", r.out);
+}

@@ -328,7 +328,7 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
             cycle.join(" ")
         ));
         let choice_mattered = s.prices.iter().any(|p| (p - s.prices[s.cut]).abs() > 1e-9 * p.abs());
-        if choice_mattered && plan.total.as_number().is_none() {
+        if choice_mattered && plan.total.as_number().is_none() && !plan.total.is_overflow() {
             out.push_str(&format!(
                 "  (the cut is chosen by price; sizes not given were priced as {}: give them with --dims)\n",
                 options.default_size
