@@ -341,3 +341,279 @@ fn multiply_add_counts_past_u128_say_so() {
     let doc: serde_json::Value = serde_json::from_str(&r.out).unwrap();
     assert_eq!(doc["total_madds"], 90, "{}", r.out);
 }
+
+// ------------------------------------------------- names in emitted code
+
+fn python() -> String {
+    std::env::var("MATDIFF_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Whether NumPy imports (required where `MATDIFF_REQUIRE_NUMPY` is set, as
+/// in CI; skipped with a note elsewhere, as tests/plan.rs does).
+fn has_numpy() -> bool {
+    let ok = Command::new(python()).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
+    if !ok && std::env::var_os("MATDIFF_REQUIRE_NUMPY").is_some() {
+        panic!("numpy is required (MATDIFF_REQUIRE_NUMPY) but `{} -c 'import numpy'` fails", python());
+    }
+    if !ok {
+        eprintln!("numpy is not installed for {}: skipping the run of emitted code", python());
+    }
+    ok
+}
+
+/// Runs a Python program; its standard output.
+fn run_python(program: &str) -> String {
+    let out = Command::new(python()).args(["-c", program]).output().expect("run python");
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A torch stand-in on NumPy, enough for the emitted `Plan`: its forward
+/// and backward run without PyTorch (which is not installed here).
+const FAKE_TORCH: &str = r#"
+import sys, types, numpy as np
+class T(np.ndarray):
+    def expand_as(self, other): return np.broadcast_to(self, np.shape(other)).view(T)
+    def clone(self): return np.array(self).view(T)
+    @property
+    def device(self): return None
+def t(x): return np.asarray(x, dtype=np.float64).view(T)
+torch = types.ModuleType('torch')
+torch.autograd = types.SimpleNamespace(Function=object)
+torch.float64 = np.float64
+for f in ['exp', 'log', 'sqrt', 'sin', 'cos', 'tanh', 'trace', 'sum']:
+    setattr(torch, f, (lambda g: lambda a: t(g(a)))(getattr(np, f)))
+torch.sigmoid = lambda a: t(1.0 / (1.0 + np.exp(-a)))
+torch.eye = lambda n, dtype=None, device=None: t(np.eye(n))
+torch.full = lambda shape, x, dtype=None, device=None: t(np.full(shape, x))
+torch.linalg = types.SimpleNamespace(
+    inv=lambda a: t(np.linalg.inv(a)), det=lambda a: t(np.linalg.det(a)),
+    slogdet=lambda a: tuple(t(x) for x in np.linalg.slogdet(a)), norm=lambda a: t(np.linalg.norm(a)))
+sys.modules['torch'] = torch
+class Ctx:
+    def save_for_backward(self, *xs): self.saved_tensors = xs
+"#;
+
+/// Every name Python reserves (keywords, soft keywords, builtins) and every
+/// name the emitted code itself uses (read off emitted programs with
+/// Python's `ast`), that is a matdiff identifier.
+fn hostile_python_names(samples: &[String]) -> Vec<String> {
+    let program = format!(
+        "import ast, builtins, json, keyword\n\
+         names = set(keyword.kwlist) | set(keyword.softkwlist) | set(dir(builtins))\n\
+         for code in json.loads({:?}):\n\
+         \x20   for node in ast.walk(ast.parse(code)):\n\
+         \x20       if isinstance(node, ast.Name): names.add(node.id)\n\
+         \x20       if isinstance(node, ast.arg): names.add(node.arg)\n\
+         \x20       if isinstance(node, (ast.FunctionDef, ast.ClassDef)): names.add(node.name)\n\
+         \x20       if isinstance(node, ast.alias): names.add(node.asname or node.name)\n\
+         print(json.dumps(sorted(names)))\n",
+        serde_json::to_string(samples).unwrap()
+    );
+    let names: Vec<String> = serde_json::from_str(&run_python(&program)).unwrap();
+    let legal = |n: &String| {
+        n.starts_with(|c: char| c.is_ascii_alphabetic())
+            && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+            && n != "I"
+    };
+    let mut names: Vec<String> = names.into_iter().filter(legal).collect();
+    // Gradient steps are `d` + the variable: `el` gives `del`, `ict` gives `dict`.
+    let steps: Vec<String> = names
+        .iter()
+        .filter_map(|n| n.strip_prefix('d'))
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect();
+    names.extend(steps.into_iter().filter(|s| legal(s)));
+    // A variable named like a renamed one (`float` is `float_`), and names
+    // Python code conventionally binds.
+    names.extend(["float_", "np_", "grad_output_", "self", "cls"].map(String::from));
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn matrix_json(m: &matdiff::numeric::Matrix) -> serde_json::Value {
+    (0..m.nrows()).map(|i| (0..m.ncols()).map(|j| m[(i, j)]).collect::<Vec<f64>>()).collect()
+}
+
+/// One program of the test: its text, the upstream's name (a layer), the
+/// instance's arrays, and the value and gradients the evaluator gives.
+struct Case {
+    src: String,
+    upstream: Option<String>,
+    arrays: serde_json::Map<String, serde_json::Value>,
+    value: matdiff::numeric::Matrix,
+    grads: Vec<(String, matdiff::numeric::Matrix)>,
+    /// The arguments of `Plan.apply`, in order (every input but the upstream).
+    args: Vec<String>,
+}
+
+fn case(src: String, upstream: Option<&str>, seed: u64) -> Case {
+    use matdiff::numeric::{eval, gradient_value, CheckOptions, Instance};
+    let program =
+        matdiff::syntax::parse_program(&src).unwrap_or_else(|e| panic!("{}", e.render("<expr>", &src)));
+    let options = matdiff::DeriveOptions { upstream: upstream.map(String::from), ..Default::default() };
+    let d = matdiff::derive(&program, &options).unwrap_or_else(|e| panic!("{}", e.render("<expr>", &src)));
+    let instance = Instance::draw(&d, &CheckOptions { seed, ..Default::default() }).unwrap();
+    let env = &instance.env;
+    let value = eval(&program.expr, env, None).unwrap();
+    let grads = d.gradients.iter().map(|g| (g.wrt.to_string(), gradient_value(g, env).unwrap())).collect();
+    let plan = matdiff::plan::compile(&d, &Default::default()).unwrap();
+    let args =
+        plan.inputs.iter().map(|i| i.var.to_string()).filter(|v| Some(v.as_str()) != upstream).collect();
+    let arrays = env.vars.iter().map(|(v, m)| (v.to_string(), matrix_json(m))).collect();
+    Case { src, upstream: upstream.map(String::from), arrays, value, grads, args }
+}
+
+fn assert_close(got: &serde_json::Value, want: &matdiff::numeric::Matrix, what: &str) {
+    let rows: Vec<Vec<f64>> = serde_json::from_value(got.clone()).unwrap_or_else(|_| panic!("{what}: {got}"));
+    assert_eq!((rows.len(), rows[0].len()), want.shape(), "{what}");
+    for (i, row) in rows.iter().enumerate() {
+        for (j, x) in row.iter().enumerate() {
+            let y = want[(i, j)];
+            assert!((x - y).abs() <= 1e-9 * (1.0 + y.abs()), "{what}[{i},{j}]: {x} vs {y}");
+        }
+    }
+}
+
+/// Variables named like every Python keyword and builtin, and like every
+/// name of the generated code (`grad_output`, `ctx`, `float`, `np`, ...):
+/// the emitted NumPy runs and gives the evaluator's value and gradients,
+/// and the emitted PyTorch (on a NumPy stand-in for torch) gives them too.
+#[test]
+fn emitted_code_runs_for_every_reserved_name() {
+    if !has_numpy() {
+        return;
+    }
+    let samples: Vec<String> = [
+        ["plan", "--emit", "numpy", "tr(A*B) + sum(exp(A) .* B) + norm(A)^2"],
+        ["plan", "--emit", "pytorch", "tr(A*B) + sum(exp(A) .* B) + norm(A)^2"],
+        ["plan", "--emit", "numpy", "A*B*C"],
+        ["plan", "--emit", "pytorch", "A*B*C"],
+    ]
+    .iter()
+    .map(|args| run(args).out)
+    .collect();
+    let names = hostile_python_names(&samples);
+    for must in
+        ["grad_output", "ctx", "float", "np", "torch", "lambda", "in", "sum", "len", "None", "self", "del"]
+    {
+        assert!(names.iter().any(|n| n == must), "`{must}` is among the names tested");
+    }
+    let dir = std::env::temp_dir().join(format!("matdiff-hostile-names-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut cases = vec![];
+    for (k, chunk) in names.chunks(12).enumerate() {
+        let decls: String = chunk.iter().map(|n| format!("{n} : 2x2; ")).collect();
+        let product = chunk.join(" * ");
+        let (first, last) = (&chunk[0], &chunk[chunk.len() - 1]);
+        // A scalar loss (the NumPy `float(...)`, PyTorch's own grad_output) and
+        // a layer whose upstream is a reserved name too.
+        let upstream = names.iter().find(|n| !chunk.contains(n) && n.as_str() != "G").unwrap();
+        cases.push(case(format!("{decls}tr({product}) + sum(exp({first}) .* {last})"), None, k as u64 + 1));
+        cases.push(case(format!("{decls}{product}"), Some(upstream), k as u64 + 1));
+    }
+    // The code, through the binary; one Python process runs all of it.
+    let mut driver = format!("{FAKE_TORCH}\nimport importlib.util, json\nout = []\n");
+    for (k, c) in cases.iter().enumerate() {
+        let mut args = vec!["plan".to_string(), "--emit".into(), "numpy".into(), c.src.clone()];
+        if let Some(u) = &c.upstream {
+            args.extend(["--upstream".to_string(), u.clone()]);
+        }
+        let numpy = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(numpy.code, 0, "{}: {}", c.src, numpy.err);
+        args[2] = "pytorch".into();
+        let torch = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(torch.code, 0, "{}: {}", c.src, torch.err);
+        // The scalar loss's backward takes the upstream as `grad_output`,
+        // which no variable is any more.
+        if c.upstream.is_none() {
+            assert!(torch.out.contains("def backward(ctx, grad_output):"), "{}", torch.out);
+            assert!(!torch.out.contains("def forward(ctx, grad_output,"), "{}", torch.out);
+        }
+        std::fs::write(dir.join(format!("np{k}.py")), &numpy.out).unwrap();
+        std::fs::write(dir.join(format!("torch{k}.py")), &torch.out).unwrap();
+        let arrays = serde_json::Value::Object(c.arrays.clone()).to_string();
+        let upstream = match &c.upstream {
+            Some(u) => format!("t(arrays[{u:?}])"),
+            None => "t(1.0)".to_string(),
+        };
+        let args: Vec<String> = c.args.iter().map(|a| format!("t(arrays[{a:?}])")).collect();
+        driver.push_str(&format!(
+            "arrays = {{k: np.array(v) for k, v in json.loads({arrays:?}).items()}}\n\
+             def load(name):\n\
+             \x20   spec = importlib.util.spec_from_file_location(name, {dir:?} + '/' + name + '.py')\n\
+             \x20   m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); return m\n\
+             value, grads = load('np{k}').value_and_grads(**arrays)\n\
+             Plan = load('torch{k}').Plan\n\
+             ctx = Ctx()\n\
+             tvalue = Plan.forward(ctx, {args})\n\
+             tgrads = Plan.backward(ctx, {upstream})\n\
+             tgrads = tgrads if isinstance(tgrads, tuple) else (tgrads,)\n\
+             out.append({{'value': np.atleast_2d(value).tolist(), 'grads': {{k: np.asarray(g).tolist() for k, g in grads.items()}},\n\
+             \x20   'tvalue': np.atleast_2d(tvalue).tolist(), 'tgrads': [np.atleast_2d(g).tolist() for g in tgrads]}})\n",
+            dir = dir.display().to_string(),
+            args = args.join(", "),
+        ));
+    }
+    driver.push_str("print(json.dumps(out))\n");
+    let results: Vec<serde_json::Value> = serde_json::from_str(&run_python(&driver)).unwrap();
+    for (c, got) in cases.iter().zip(&results) {
+        assert_close(&got["value"], &c.value, &format!("{}: numpy value", c.src));
+        assert_close(&got["tvalue"], &c.value, &format!("{}: torch value", c.src));
+        for (name, want) in &c.grads {
+            assert_close(&got["grads"][name], want, &format!("{}: numpy d/d{name}", c.src));
+            let at = c.args.iter().position(|a| a == name).unwrap();
+            assert_close(&got["tgrads"][at], want, &format!("{}: torch d/d{name}", c.src));
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The renaming at the level of the text, with no Python needed: the
+/// backward's `grad_output` and `ctx` are the generated ones, the variables
+/// are renamed, and the dict keys keep the variables' own names.
+#[test]
+fn emitted_code_renames_reserved_names() {
+    let src = "grad_output : 2x2; ctx : 2x2; float : 2x2; float_ : 2x2; lambda : 2x2; \
+               tr(grad_output * ctx * float * float_ * lambda)";
+    let torch = run(&["plan", "--emit", "pytorch", src]);
+    assert_eq!(torch.code, 0, "{}", torch.err);
+    assert!(
+        torch.out.contains("def forward(ctx, grad_output_, ctx_, float_, float__, lambda_):"),
+        "{}",
+        torch.out
+    );
+    assert!(torch.out.contains("def backward(ctx, grad_output):"), "{}", torch.out);
+    assert!(torch.out.contains("return grad_output * "), "{}", torch.out);
+    assert!(torch.out.contains("# Renamed here, as Python or this code reserves the name: grad_output is grad_output_, ctx is ctx_, float is float_, float_ is float__, lambda is lambda_"), "{}", torch.out);
+    let numpy = run(&["plan", "--emit", "numpy", src]);
+    assert!(
+        numpy.out.contains("    float_ = np.asarray(arrays[\"float\"], dtype=np.float64)"),
+        "{}",
+        numpy.out
+    );
+    assert!(
+        numpy.out.contains("    lambda_ = np.asarray(arrays[\"lambda\"], dtype=np.float64)"),
+        "{}",
+        numpy.out
+    );
+    assert!(numpy.out.contains("grads[\"lambda\"] = "), "{}", numpy.out);
+    assert!(numpy.out.contains("return float(value[0, 0]), grads"), "{}", numpy.out);
+    assert!(numpy.out.contains("pass it as value_and_grads(**{\"lambda\": ...})"), "{}", numpy.out);
+    // A step named `d` + a variable is renamed too: `el` gives `del_`, not `del`.
+    let r = run(&["plan", "--emit", "numpy", "el * ef"]);
+    assert!(
+        r.out.contains("del_ = ") && r.out.contains("def_ = ") && !r.out.contains("    del = "),
+        "{}",
+        r.out
+    );
+    // Where Python is, every such program compiles (NumPy is not needed for that).
+    let compiles = Command::new(python()).args(["-c", "pass"]).output().is_ok_and(|o| o.status.success());
+    if compiles {
+        for code in [&torch.out, &numpy.out, &r.out] {
+            run_python(&format!("compile({code:?}, 'emitted', 'exec')"));
+        }
+    }
+}
