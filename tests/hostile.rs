@@ -617,3 +617,79 @@ fn emitted_code_renames_reserved_names() {
         }
     }
 }
+
+// ------------------------------------------------------ names in LaTeX
+
+/// Identifiers whose underscores once made LaTeX that TeX and KaTeX reject
+/// (`x_` gave `\mathit{x_}`, `W__` gave `W_{_}`), with names of LaTeX
+/// commands and Greek letters.
+const LATEX_NAMES: &[&str] = &[
+    "x_", "W__", "a_b_c", "my_var_", "a___b", "W_1_", "x__1", "lambda_", "theta_2_", "frac", "mathit",
+    "left", "end", "alpha", "d", "dW",
+];
+
+/// What TeX needs of `_` in math: a subscript argument after it (a group or
+/// one character), unless it is the text underscore `\_`; and braces that
+/// balance.
+fn assert_tex_subscripts(tex: &str) {
+    let bytes = tex.as_bytes();
+    let mut depth = 0i64;
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'{' if i == 0 || bytes[i - 1] != b'\\' => depth += 1,
+            b'}' if i == 0 || bytes[i - 1] != b'\\' => depth -= 1,
+            b'_' if i > 0 && bytes[i - 1] == b'\\' => {}
+            b'_' => {
+                let next = bytes.get(i + 1).copied();
+                assert!(
+                    next.is_some_and(|c| c == b'{' || c.is_ascii_alphanumeric()),
+                    "a bare `_` at {i} in {tex}"
+                );
+            }
+            _ => {}
+        }
+        assert!(depth >= 0, "unbalanced braces in {tex}");
+    }
+    assert_eq!(depth, 0, "unbalanced braces in {tex}");
+}
+
+#[test]
+fn latex_of_every_identifier_compiles() {
+    let decls: String = LATEX_NAMES.iter().map(|n| format!("{n} : 2x2; ")).collect();
+    let loss = LATEX_NAMES.iter().map(|n| format!("tr({n} * {n})")).collect::<Vec<_>>().join(" + ");
+    let family = "W[i_] : d_[i_-1] x d_[i_]; prod(W[i_], i_=1..n_) * X";
+    let runs = [
+        run(&["derive", "--latex", &format!("{decls}{loss}")]),
+        run(&["derive", "--latex", "--steps", &format!("{decls}{loss}"), "--wrt", "x_", "--wrt", "W__"]),
+        run(&["latex", &format!("{decls}{loss}")]),
+        run(&["derive", "--latex", family, "--wrt", "W[j_]"]),
+    ];
+    let mut text = String::new();
+    for r in &runs {
+        assert_eq!(r.code, 0, "{}", r.err);
+        for block in r.out.split("\\[").skip(1) {
+            assert_tex_subscripts(block.split("\\]").next().unwrap());
+        }
+        text.push_str(&r.out);
+    }
+    assert!(text.contains(r"\mathit{x\_}") && text.contains(r"W_{\_}"), "{text}");
+    // CI renders every block of this snapshot with KaTeX (tests/katex/render.js).
+    common::snapshots().bind(|| insta::assert_snapshot!("hostile_latex", text));
+    // And, where pdflatex is, the standalone document compiles.
+    let has_pdflatex = Command::new("pdflatex").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !has_pdflatex {
+        eprintln!("pdflatex is not installed: the standalone document is not compiled");
+        return;
+    }
+    let doc = run(&["derive", "--latex", "--steps", "--standalone", &format!("{decls}{loss}")]);
+    let dir = std::env::temp_dir().join(format!("matdiff-hostile-latex-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("names.tex"), &doc.out).unwrap();
+    let out = Command::new("pdflatex")
+        .args(["-interaction=nonstopmode", "-halt-on-error", "names.tex"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "pdflatex:\n{}", String::from_utf8_lossy(&out.stdout));
+    std::fs::remove_dir_all(&dir).ok();
+}
