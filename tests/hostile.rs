@@ -12,6 +12,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use proptest::prelude::*;
+
 /// Longest a run may take; past it the process is killed and the test fails.
 const TIME_CAP: Duration = Duration::from_secs(10);
 
@@ -692,4 +694,205 @@ fn latex_of_every_identifier_compiles() {
         .unwrap();
     assert!(out.status.success(), "pdflatex:\n{}", String::from_utf8_lossy(&out.stdout));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+// ------------------------------------------------ adversarial programs
+
+/// Integer exponents at the edges: of i64, of 2^53, of the power limit,
+/// and past i64 (refused as too large).
+const INTEGERS: &[&str] = &[
+    "-9223372036854775808",
+    "-9223372036854775807",
+    "-9007199254740993",
+    "-9007199254740992",
+    "-65",
+    "-64",
+    "-2",
+    "-1",
+    "0",
+    "1",
+    "2",
+    "3",
+    "64",
+    "65",
+    "9007199254740991",
+    "9007199254740992",
+    "9007199254740993",
+    "9223372036854775806",
+    "9223372036854775807",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "99999999999999999999999",
+];
+
+/// Number literals and entrywise exponents: near 2^53, past a double's
+/// precision or range, and ordinary decimals.
+const REALS: &[&str] = &[
+    "2",
+    "0.5",
+    "-1.5",
+    "0.1",
+    "3",
+    "9007199254740992",
+    "9007199254740993",
+    "-9007199254740991",
+    "1e17",
+    "1e-20",
+    "1e308",
+    "1e309",
+    "4.9e-324",
+    "1e-400",
+    "0.10000000000000000001",
+    "123456789012345678",
+];
+
+/// Indices: at the edges of i64, and past them by arithmetic.
+const INDICES: &[&str] = &[
+    "1",
+    "0",
+    "-1",
+    "9223372036854775807",
+    "-9223372036854775807",
+    "9223372036854775807+1",
+    "-9223372036854775807-1",
+    "-9223372036854775807-2",
+    "9223372036854775807-9223372036854775807",
+    "j+j",
+    "n+9223372036854775807",
+];
+
+/// Matrix names: Python's and the generated code's, LaTeX's underscores,
+/// matdiff's own function names, and one of 70 000 characters.
+fn matrix_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        8 => prop::sample::select(vec![
+            "A", "B", "X_", "W__", "a_b_c", "float", "grad_output", "lambda", "ctx", "np", "None", "sum", "self",
+            "del", "el", "value_and_grads", "tr_", "prod_",
+        ])
+        .prop_map(String::from),
+        1 => Just(format!("L{}", "o".repeat(70_000))),
+    ]
+}
+
+fn scalar_name() -> impl Strategy<Value = String> {
+    prop::sample::select(vec!["s", "s_", "True", "in", "len", "float_"]).prop_map(String::from)
+}
+
+/// One term of a scalar loss, and the declarations it needs.
+fn term() -> impl Strategy<Value = (String, Vec<String>)> {
+    let int = || prop::sample::select(INTEGERS);
+    let real = || prop::sample::select(REALS);
+    let index = prop::sample::select(INDICES);
+    let family = prop::sample::select(vec!["W", "V_", "def"]);
+    prop_oneof![
+        (matrix_name(), matrix_name(), int())
+            .prop_map(|(a, b, k)| (format!("tr({a}^{k} * {b})"), vec![a, b])),
+        (matrix_name(), real()).prop_map(|(a, p)| (format!("sum({a} .^ {p})"), vec![a])),
+        (real(), matrix_name(), matrix_name())
+            .prop_map(|(c, a, b)| (format!("{c} * tr({a} * {b})"), vec![a, b])),
+        (family, index, matrix_name())
+            .prop_map(|(w, i, b)| (format!("tr({w}[{i}] * {b})"), vec![format!("{w}[]"), b])),
+        (scalar_name(), int()).prop_map(|(s, k)| (format!("{s}^{k}"), vec![format!("{s}:")])),
+    ]
+}
+
+/// A program of one to three terms: matrices n x n, scalars, families.
+fn adversarial_program() -> impl Strategy<Value = String> {
+    prop::collection::vec(term(), 1..=3).prop_map(|terms| {
+        let mut decls: Vec<String> = vec![];
+        for (_, names) in &terms {
+            for n in names {
+                let decl = match (n.strip_suffix("[]"), n.strip_suffix(':')) {
+                    (Some(w), _) => format!("{w}[i] : n x n"),
+                    (_, Some(s)) => format!("{s} : scalar"),
+                    _ => format!("{n} : n x n"),
+                };
+                if !decls.contains(&decl) {
+                    decls.push(decl);
+                }
+            }
+        }
+        let loss: Vec<&str> = terms.iter().map(|(t, _)| t.as_str()).collect();
+        format!("{}; {}", decls.join("; "), loss.join(" + "))
+    })
+}
+
+/// The integer exponents and the entrywise ones of an expression.
+fn exponents(e: &matdiff::syntax::Expr, ints: &mut Vec<i64>, reals: &mut Vec<f64>) {
+    use matdiff::syntax::ExprKind;
+    match &e.kind {
+        ExprKind::Power(_, k) => ints.push(*k),
+        ExprKind::HadamardPower(_, p) => reals.push(*p),
+        _ => {}
+    }
+    for c in e.children() {
+        exponents(c, ints, reals);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(48)))]
+
+    /// Adversarial programs (huge literals, exponents at the edges of i64
+    /// and 2^53, indices past i64, hostile and long names, a byte that is
+    /// not UTF-8): every run exits 0, 1 or 2 in time; where `derive`
+    /// answers, the expression is printed as given and every gradient
+    /// re-parses, with its exponents those of the input.
+    #[test]
+    fn adversarial_programs_are_answered_exactly_or_refused(
+        src in adversarial_program(),
+        command in 0usize..10,
+        bad_byte in prop::option::weighted(0.15, any::<prop::sample::Index>()),
+    ) {
+        let mut text = src.clone().into_bytes();
+        if let Some(at) = bad_byte {
+            text.insert(at.index(text.len() + 1), 0xff);
+        }
+        // Past Linux's 128 KiB for one argument, the program is a file.
+        let file = std::env::temp_dir().join(format!("matdiff-hostile-program-{}", std::process::id()));
+        let arg: Vec<OsString> = if text.len() > 100_000 {
+            std::fs::write(&file, &text).unwrap();
+            vec!["-f".into(), file.clone().into_os_string()]
+        } else {
+            vec![bytes(&text)]
+        };
+        let mut args: Vec<OsString> = match command {
+            0 => vec!["plan".into()],
+            1 => vec!["latex".into()],
+            2 => vec!["plan".into(), "--emit".into(), "numpy".into()],
+            _ => vec!["derive".into()],
+        };
+        args.extend(arg);
+        let r = run_os(&args);
+        std::fs::remove_file(&file).ok();
+        if bad_byte.is_some() {
+            prop_assert_eq!(r.code, 2);
+            prop_assert!(r.err.contains("UTF-8"), "{}", r.err);
+            return Ok(());
+        }
+        if command < 3 || r.code != 0 {
+            prop_assert!(r.code != 0 || r.err.is_empty(), "{}", r.err);
+            return Ok(());
+        }
+        let program = matdiff::syntax::parse_program(&src).unwrap();
+        let echo = r.out.lines().next().unwrap().strip_prefix("L = ").unwrap();
+        prop_assert!(matdiff::syntax::parse_expr(echo).unwrap() == program.expr, "printed as {}", echo);
+        let (mut ints, mut reals) = (vec![], vec![]);
+        exponents(&program.expr, &mut ints, &mut reals);
+        for f in formulas(&r.out) {
+            let g = matdiff::syntax::parse_expr(&f);
+            prop_assert!(g.is_ok(), "`{}` does not re-parse", f);
+            let (mut gi, mut gr) = (vec![], vec![]);
+            exponents(&g.unwrap(), &mut gi, &mut gr);
+            // Powers past the limit of the power rule are copied, never changed.
+            for k in gi.iter().filter(|k| k.unsigned_abs() > 65) {
+                prop_assert!(ints.contains(k), "exponent {} in `{}` is not the input's", k, f);
+            }
+            // Entrywise exponents are p, p - 1 (exactly), or 0 and 2 of the rules.
+            for q in gr {
+                let known = reals.iter().any(|&p| q == p || q == p - 1.0) || q == 0.0 || q == 2.0;
+                prop_assert!(known, "exponent {} in `{}` is not the input's", q, f);
+            }
+        }
+    }
 }
