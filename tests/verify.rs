@@ -60,8 +60,7 @@ fn exit_status_and_json() {
     let run = |args: &[&str]| {
         let mut out = Vec::new();
         let mut err = Vec::new();
-        let argv: Vec<String> =
-            std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
+        let argv = std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
         let code = matdiff::cli::run(argv, &mut out, &mut err);
         (code, String::from_utf8(out).unwrap())
     };

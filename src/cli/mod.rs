@@ -286,13 +286,15 @@ impl Target {
 }
 
 /// Runs the command line with these arguments (the program name first, as
-/// `std::env::args_os` gives them; `Vec<String>` and `Vec<OsString>` both
-/// do); returns the exit status. Output goes to `out`, errors (rendered
-/// against the source) to `err`. An argument that is not UTF-8 is refused
-/// by name (exit status 2), except a file name (`-f`), which is a path.
-pub fn run<I, T>(args: I, out: &mut dyn Write, err: &mut dyn Write) -> i32
+/// `std::env::args_os` gives them; a `Vec<String>` or a `Vec<OsString>`);
+/// returns the exit status. Output goes to `out`, errors (rendered against
+/// the source) to `err`. An argument that is not UTF-8 is refused by name
+/// (exit status 2), except a file name (`-f`), which is a path.
+///
+/// (A `Vec`, not any iterator: `run(iter.collect(), ..)` then still knows
+/// what to collect into.)
+pub fn run<T>(args: Vec<T>, out: &mut dyn Write, err: &mut dyn Write) -> i32
 where
-    I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
     let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
