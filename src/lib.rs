@@ -117,7 +117,7 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         let member = v.index.as_ref().is_some_and(|i| i.as_constant().is_none())
             && typing.families().contains(&v.name);
         if member {
-            typing.declare_member(&v);
+            typing.declare_member(&v)?;
         } else if !typing.variables().contains(&v) {
             let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
             return Err(Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))

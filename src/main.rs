@@ -7,7 +7,9 @@
 const STACK_BYTES: usize = 512 * 1024 * 1024;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    // As bytes: `std::env::args` panics on an argument that is not UTF-8,
+    // and a file name need not be.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let worker = std::thread::Builder::new()
         .name("matdiff".into())
         .stack_size(STACK_BYTES)

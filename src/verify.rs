@@ -358,13 +358,17 @@ fn instances(g: &crate::Gradient) -> Vec<CheckOptions> {
     let ([j], [n]) = (&inner[..], &outer[..]) else { return seeds() };
     let mut out = vec![];
     for n_value in 1..=6i64 {
-        let at =
-            |i: &crate::syntax::Index| i.subst(n, &crate::syntax::Index::constant(n_value)).as_constant();
-        let offset = condition.at.subst(j, &crate::syntax::Index::constant(0)).as_constant();
+        let at = |i: &crate::syntax::Index| {
+            i.subst(n, &crate::syntax::Index::constant(n_value)).ok().and_then(|i| i.as_constant())
+        };
+        let offset =
+            condition.at.subst(j, &crate::syntax::Index::constant(0)).ok().and_then(|i| i.as_constant());
         let (Some(lo), Some(hi), Some(c)) = (at(&condition.lo), at(&condition.hi), offset) else {
             return seeds();
         };
-        for j_value in (lo - c).max(0)..=(hi - c) {
+        // (Checked: the bounds come from the input, anywhere in i64.)
+        let (Some(from), Some(to)) = (lo.checked_sub(c), hi.checked_sub(c)) else { return seeds() };
+        for j_value in from.max(0)..=to {
             let dims =
                 [((*n).clone(), n_value as usize), ((*j).clone(), j_value as usize)].into_iter().collect();
             out.push(CheckOptions { seed: out.len() as u64 + 1, dims, ..Default::default() });

@@ -428,7 +428,7 @@ fn symbolic_recurrences_compute_the_gradient_at_every_j() {
             for line in &r.lines[..2] {
                 let (mut name, base) = split(line.base.as_ref().unwrap());
                 let value = eval(&base, &env, None).unwrap();
-                name.index = name.index.map(|i| i.subst("n", &Index::constant(n)));
+                name.index = name.index.map(|i| i.subst("n", &Index::constant(n)).unwrap());
                 env.vars.insert(name, value);
             }
             let with_j = |env: &Env, j: i64| {
@@ -441,7 +441,7 @@ fn symbolic_recurrences_compute_the_gradient_at_every_j() {
                 let out = matdiff::syntax::parse_var(&line.out).unwrap();
                 let formula = parse_expr(&line.formula).unwrap();
                 let value = eval(&formula, &with_j(env, j), None).unwrap();
-                let at = out.index.unwrap().subst("j", &Index::constant(j));
+                let at = out.index.unwrap().subst("j", &Index::constant(j)).unwrap();
                 env.vars.insert(VarName { name: out.name, index: Some(at) }, value);
             };
             for j in 1..=n {

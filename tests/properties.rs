@@ -25,9 +25,9 @@ fn index() -> impl Strategy<Value = Index> {
             terms.into_iter().fold(Index::constant(c), |acc, (name, k)| {
                 (0..k.abs()).fold(acc, |acc, _| {
                     if k > 0 {
-                        acc.plus(&Index::symbol(name))
+                        acc.plus(&Index::symbol(name)).unwrap()
                     } else {
-                        acc.minus(&Index::symbol(name))
+                        acc.minus(&Index::symbol(name)).unwrap()
                     }
                 })
             })

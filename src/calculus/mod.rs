@@ -389,11 +389,12 @@ impl<'t, 'p> Walk<'t, 'p> {
             return Err(refuse("with respect to a member of a concrete index"));
         };
         // The member's index is i + c; W[j] is the factor at i = j - c.
-        let offset = idx.minus(&Index::symbol(var));
+        let in_prod = |err: Error| err.label(e.span, "splitting this product");
+        let offset = idx.minus(&Index::symbol(var)).map_err(in_prod)?;
         if offset.as_constant().is_none() || j.mentions(var) {
             return Err(refuse("over factors W[f(i)] other than W[i + c]"));
         }
-        let at = j.minus(&offset);
+        let at = j.minus(&offset).map_err(in_prod)?;
         let one = Index::constant(1);
         let part = |lo: &Index, hi: &Index| {
             Expr::synthetic(ExprKind::Prod(Rc::new(crate::syntax::Prod {
@@ -403,7 +404,8 @@ impl<'t, 'p> Walk<'t, 'p> {
                 hi: hi.clone(),
             })))
         };
-        let (left, right) = (part(lo, &at.minus(&one)), part(&at.plus(&one), hi));
+        let (left, right) =
+            (part(lo, &at.minus(&one).map_err(in_prod)?), part(&at.plus(&one).map_err(in_prod)?, hi));
         let factor = Expr::synthetic(ExprKind::Var(Rc::new(self.wrt.clone())));
         let factor = if transposed { Expr::transpose(factor) } else { factor };
         let inner = Expr::product(
@@ -484,7 +486,9 @@ impl<'t, 'p> Walk<'t, 'p> {
             }
             ExprKind::Power(x, k) => {
                 let rule = if *k == -1 { Rule::Inverse } else { Rule::Power };
-                if k.abs() > rules::MAX_POWER {
+                // `unsigned_abs`: |i64::MIN| does not fit an i64 (`abs` wrapped
+                // it to a negative number, under the limit).
+                if k.unsigned_abs() > rules::MAX_POWER.unsigned_abs() {
                     return Err(Error::new(
                         ErrorKind::Limit,
                         format!(
@@ -496,9 +500,25 @@ impl<'t, 'p> Walk<'t, 'p> {
                 }
                 rules::power_rule(a, x, *k, scalar(x)).map(|adj| vec![(rule, &**x, adj)]).unwrap_or_default()
             }
-            ExprKind::HadamardPower(x, p) => rules::hadamard_power(a, x, *p)
-                .map(|adj| vec![(Rule::HadamardPower, &**x, adj)])
-                .unwrap_or_default(),
+            ExprKind::HadamardPower(x, p) => {
+                // X .^ (p - 1) is printed: a rounded p - 1 would be another formula
+                // (`.^ 1e17` gave `.^ 1e17` back, `.^ 1e-20` gave `.^ -1`).
+                let Some(q) = crate::syntax::exact_minus_one(*p) else {
+                    return Err(Error::new(
+                        ErrorKind::Limit,
+                        format!(
+                            "the derivative of `.^ {}` needs the exponent {} - 1, which no double is exactly",
+                            crate::syntax::format_number(*p),
+                            crate::syntax::format_number(*p)
+                        ),
+                    )
+                    .label(e.span, "this power")
+                    .note("p - 1 must be a number a double holds as written: true of integers up to 2^53 and of short decimals like 0.1 or 2.25"));
+                };
+                rules::hadamard_power(a, x, *p, q)
+                    .map(|adj| vec![(Rule::HadamardPower, &**x, adj)])
+                    .unwrap_or_default()
+            }
             ExprKind::Call(f, x) => {
                 let x = &**x;
                 let (rule, adj) = match f {
@@ -534,6 +554,14 @@ impl<'t, 'p> Walk<'t, 'p> {
                 .label(term.span, "a scalar broadcast inside a trace"));
             }
         };
+        // The size becomes a literal: only one a double holds exactly.
+        if n > 1 << f64::MANTISSA_DIGITS {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("this gradient is {n} times a scalar, and {n} is past 2^53, where a number literal is no longer exact"),
+            )
+            .label(term.span, "a scalar broadcast inside a trace"));
+        }
         let scaled = Expr::product(Expr::num(n as f64), c);
         Ok(if negative { Expr::negate(scaled) } else { scaled })
     }

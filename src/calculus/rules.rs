@@ -109,8 +109,10 @@ pub const MAX_POWER: i64 = 64;
 
 /// X in X^k. A scalar X gives k·X^(k−1)·A; a matrix gives
 /// Σᵢ (Xⁱ)ᵀ A (X^(k−1−i))ᵀ, and for k = −m < 0, with d(X⁻¹) = −X⁻¹ dX X⁻¹,
-/// −Σᵢ (X^−(i+1))ᵀ A (X^−(m−i))ᵀ. None when k = 0 (a constant).
+/// −Σᵢ (X^−(i+1))ᵀ A (X^−(m−i))ᵀ. None when k = 0 (a constant). The caller
+/// keeps |k| ≤ [`MAX_POWER`], so k − 1 and −k exist.
 pub(super) fn power_rule(a: &Expr, x: &Expr, k: i64, scalar: bool) -> Option<Expr> {
+    debug_assert!(k.unsigned_abs() <= MAX_POWER.unsigned_abs(), "power {k} past the limit");
     if k == 0 {
         return None;
     }
@@ -141,8 +143,9 @@ pub(super) fn power_rule(a: &Expr, x: &Expr, k: i64, scalar: bool) -> Option<Exp
     Some(if k > 0 { sum } else { Expr::negate(sum) })
 }
 
-/// X in X .^ p: p · (A ⊙ X .^ (p−1)). None when p = 0.
-pub(super) fn hadamard_power(a: &Expr, x: &Expr, p: f64) -> Option<Expr> {
+/// X in X .^ p: p · (A ⊙ X .^ (p−1)), with p − 1 given exactly (as its
+/// decimal, [`crate::syntax::exact_minus_one`]). None when p = 0.
+pub(super) fn hadamard_power(a: &Expr, x: &Expr, p: f64, p_minus_one: f64) -> Option<Expr> {
     if p == 0.0 {
         return None;
     }
@@ -151,7 +154,7 @@ pub(super) fn hadamard_power(a: &Expr, x: &Expr, p: f64) -> Option<Expr> {
     } else if p == 2.0 {
         hadamard(a.clone(), x.clone())
     } else {
-        hadamard(a.clone(), entry_power(x, p - 1.0))
+        hadamard(a.clone(), entry_power(x, p_minus_one))
     };
     Some(times(p, base))
 }

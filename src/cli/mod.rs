@@ -7,9 +7,11 @@ mod demo;
 mod render;
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
+use clap::builder::{StringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -84,16 +86,16 @@ enum Command {
         #[command(flatten)]
         input: Input,
         /// The variable the claim is the gradient of.
-        #[arg(long)]
+        #[arg(long, value_parser = Utf8(StringValueParser::new()))]
         wrt: String,
         /// The claimed gradient, in the expression language (may begin with `-`).
-        #[arg(long, allow_hyphen_values = true)]
+        #[arg(long, allow_hyphen_values = true, value_parser = Utf8(StringValueParser::new()))]
         claim: String,
         /// Name of the upstream gradient dL/dZ of a matrix-valued expression.
-        #[arg(long)]
+        #[arg(long, value_parser = Utf8(StringValueParser::new()))]
         upstream: Option<String>,
         /// The domain of a variable's values, e.g. X=positive (positive, negative, nonzero, spd).
-        #[arg(long, value_parser = parse_domain)]
+        #[arg(long, value_parser = Utf8(parse_domain))]
         domain: Vec<(String, DomainSpec)>,
         #[arg(long)]
         json: bool,
@@ -112,10 +114,10 @@ enum Command {
         #[command(flatten)]
         target: Target,
         /// Sizes of symbolic dimensions, e.g. d0=3,n=5 (others are random, 2..5).
-        #[arg(long, value_parser = parse_dims)]
+        #[arg(long, value_parser = Utf8(parse_dims))]
         dims: Option<HashMap<String, usize>>,
         /// The domain of a variable's values, e.g. X=positive (positive, negative, nonzero, spd).
-        #[arg(long, value_parser = parse_domain)]
+        #[arg(long, value_parser = Utf8(parse_domain))]
         domain: Vec<(String, DomainSpec)>,
         /// Seed of the random sizes and matrices.
         #[arg(long, default_value_t = 1)]
@@ -131,7 +133,7 @@ enum Command {
         target: Target,
         /// Sizes of symbolic dimensions and product lengths, e.g. d0=64,B=65536,n=8;
         /// with them, costs are numbers and the bracketing is chosen by them.
-        #[arg(long, value_parser = parse_plan_dims)]
+        #[arg(long, value_parser = Utf8(parse_plan_dims))]
         dims: Option<HashMap<String, u64>>,
         /// Print JSON (SPEC §3) instead of text.
         #[arg(long, conflicts_with = "emit")]
@@ -169,7 +171,7 @@ enum Emit {
 struct Input {
     /// Declarations and expression, `;`-separated (`W : 3x4; W*X`), or `-` for standard input.
     /// An expression may begin with `-` (`-logdet(P) + tr(P*C)`).
-    #[arg(allow_hyphen_values = true)]
+    #[arg(allow_hyphen_values = true, value_parser = Utf8(StringValueParser::new()))]
     expr: Option<String>,
     /// Read the program from a file.
     #[arg(short = 'f', long = "file", conflicts_with = "expr")]
@@ -179,11 +181,68 @@ struct Input {
 #[derive(Args, Debug)]
 struct Target {
     /// A variable to differentiate by (repeatable); default: all of them.
-    #[arg(long)]
+    #[arg(long, value_parser = Utf8(StringValueParser::new()))]
     wrt: Vec<String>,
     /// Name of the upstream gradient dL/dZ of a matrix-valued expression.
-    #[arg(long)]
+    #[arg(long, value_parser = Utf8(StringValueParser::new()))]
     upstream: Option<String>,
+}
+
+/// A value parser for text arguments: `P` on UTF-8 text, and for any other
+/// argument (argv is bytes on Unix) an error that names the argument and
+/// points at its first byte that is not UTF-8. (clap's own message names
+/// neither.)
+#[derive(Clone)]
+struct Utf8<P>(P);
+
+impl<P: TypedValueParser> TypedValueParser for Utf8<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> std::result::Result<P::Value, clap::Error> {
+        if value.to_str().is_some() {
+            return self.0.parse_ref(cmd, arg, value);
+        }
+        let name = arg.map(|a| a.to_string()).unwrap_or_else(|| "an argument".into());
+        Err(clap::Error::raw(clap::error::ErrorKind::InvalidUtf8, not_utf8(&name, value)).with_cmd(cmd))
+    }
+}
+
+/// The message for a non-UTF-8 argument: the argument with its undecodable
+/// bytes written `\xNN` (and control characters escaped, so it is one
+/// line), and a caret under the first such byte.
+fn not_utf8(name: &str, value: &OsStr) -> String {
+    let mut shown = String::new();
+    let mut caret: Option<(usize, usize)> = None;
+    for chunk in value.as_encoded_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                shown.extend(c.escape_debug());
+            } else {
+                shown.push(c);
+            }
+        }
+        let bad = chunk.invalid();
+        if !bad.is_empty() && caret.is_none() {
+            caret = Some((shown.chars().count(), 4 * bad.len()));
+        }
+        for b in bad {
+            shown.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    let (at, width) = caret.unwrap_or((0, 1));
+    let first = value.as_encoded_bytes().utf8_chunks().map(|c| c.valid().len()).next().unwrap_or(0);
+    let byte = value.as_encoded_bytes().get(first).copied().unwrap_or(0);
+    format!(
+        "argument {name} is not UTF-8 text: byte 0x{byte:02X} at offset {first}\n  {shown}\n  {}{} not UTF-8\n  \
+         = note: arguments are read as UTF-8 text; convert the text to UTF-8 (e.g. with `iconv -t UTF-8`)\n",
+        " ".repeat(at),
+        "^".repeat(width),
+    )
 }
 
 fn parse_dims(s: &str) -> std::result::Result<HashMap<String, usize>, String> {
@@ -287,9 +346,19 @@ impl Target {
     }
 }
 
-/// Runs the command line with these arguments; returns the exit status.
-/// Output goes to `out`, errors (rendered against the source) to `err`.
-pub fn run(args: Vec<String>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+/// Runs the command line with these arguments (the program name first, as
+/// `std::env::args_os` gives them; a `Vec<String>` or a `Vec<OsString>`);
+/// returns the exit status. Output goes to `out`, errors (rendered against
+/// the source) to `err`. An argument that is not UTF-8 is refused by name
+/// (exit status 2), except a file name (`-f`), which is a path.
+///
+/// (A `Vec`, not any iterator: `run(iter.collect(), ..)` then still knows
+/// what to collect into.)
+pub fn run<T>(args: Vec<T>, out: &mut dyn Write, err: &mut dyn Write) -> i32
+where
+    T: Into<OsString> + Clone,
+{
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
     if args.len() == 1 && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         return crate::repl::run();
     }

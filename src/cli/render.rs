@@ -232,7 +232,9 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
         "compared on {} random instances of these sizes\n",
         r.instances
     ));
-    let width = r.results.iter().map(|c| c.wrt.to_string().chars().count()).max().unwrap_or(0).min(60);
+    // Aligned up to 100 characters, as `derive` aligns (std's formatter
+    // panics on a width past u16::MAX, and a name can be longer).
+    let width = r.results.iter().map(|c| c.wrt.to_string().chars().count()).max().unwrap_or(0).min(100);
     for c in &r.results {
         let verdict = match c.outcome {
             Outcome::Agree => "ok".to_string(),
@@ -372,7 +374,7 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
             cycle.join(" ")
         ));
         let choice_mattered = s.prices.iter().any(|p| (p - s.prices[s.cut]).abs() > 1e-9 * p.abs());
-        if choice_mattered && plan.total.as_number().is_none() {
+        if choice_mattered && plan.total.as_number().is_none() && !plan.total.is_overflow() {
             out.push_str(&format!(
                 "  (the cut is chosen by price; sizes not given were priced as {}: give them with --dims)\n",
                 options.default_size
@@ -451,9 +453,10 @@ fn symbolic_plan(d: &Derivation, json: bool) -> crate::Result<String> {
                 )
             })
             .collect();
-        let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0);
-        let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0);
-        let w2 = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0);
+        // Aligned up to 100 characters, as the numeric plan's table.
+        let w0 = rows.iter().map(|r| r.0.chars().count()).max().unwrap_or(0).min(100);
+        let w1 = rows.iter().map(|r| r.1.chars().count()).max().unwrap_or(0).min(100);
+        let w2 = rows.iter().map(|r| r.2.chars().count()).max().unwrap_or(0).min(100);
         for (a, b, c, m) in rows {
             out.push_str(&format!("  {a:<w0$}   {b:<w1$}   {c:<w2$}   {m}\n"));
         }

@@ -202,8 +202,8 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
     let entries: u128 = derivation
         .gradients
         .iter()
-        .map(|g| env.vars.get(&member(&g.wrt, &env)).map_or(0, |m| m.len() as u128))
-        .sum();
+        .map(|g| Ok(member(&g.wrt, &env).map(|v| env.vars.get(&v).map_or(0, |m| m.len() as u128))?))
+        .sum::<Result<u128>>()?;
     if let Some(madds) = plan.forward.as_number() {
         let work = madds.max(1).saturating_mul(entries).saturating_mul(EVALUATIONS_PER_ENTRY);
         if work > MAX_FD_MADDS {
@@ -247,7 +247,7 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
     let mut results = Vec::new();
     let scale = loss(&env)?.abs();
     for (g, symbolic) in derivation.gradients.iter().zip(outputs.into_iter().skip(1)) {
-        let wrt = member(&g.wrt, &env);
+        let wrt = member(&g.wrt, &env)?;
         let Some((mut numeric, noise)) = differences(&loss, &env, &wrt, |_| DEFAULT_STEP)? else {
             results.push(not_finite(g));
             continue;

@@ -146,8 +146,8 @@ pub(super) fn zip(a: &Matrix, b: &Matrix, f: impl Fn(f64, f64) -> f64) -> Option
     }
 }
 
-fn bound_index(i: &Index, bound: &[(String, i64)]) -> Index {
-    bound.iter().fold(i.clone(), |i, (name, value)| i.subst(name, &Index::constant(*value)))
+fn bound_index(i: &Index, bound: &[(String, i64)]) -> Result<Index> {
+    bound.iter().try_fold(i.clone(), |i, (name, value)| i.subst(name, &Index::constant(*value)))
 }
 
 impl Evaluator<'_> {
@@ -163,7 +163,7 @@ impl Evaluator<'_> {
                 ExprKind::Var(v) => {
                     let key = VarName {
                         name: v.name.clone(),
-                        index: v.index.as_ref().map(|i| bound_index(i, bound)),
+                        index: v.index.as_ref().map(|i| bound_index(i, bound)).transpose()?,
                     };
                     env.vars.get(&key).cloned().ok_or_else(|| fail(format!("no value for `{key}`")))?
                 }
@@ -219,7 +219,7 @@ impl Evaluator<'_> {
                 }
                 ExprKind::Prod(prod) => {
                     let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-                    let (lo, hi) = (bound_index(lo, bound), bound_index(hi, bound));
+                    let (lo, hi) = (bound_index(lo, bound)?, bound_index(hi, bound)?);
                     let (Some(lo), Some(hi)) = (lo.as_constant(), hi.as_constant()) else {
                         return Err(fail(format!("the range of `{e}` is not numeric")));
                     };

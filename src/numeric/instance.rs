@@ -62,24 +62,28 @@ impl Instance {
         let typing = &derivation.typing;
         let mut rng = StdRng::seed_from_u64(options.seed);
         let indices = draw_indices(derivation, options, &mut rng)?;
-        let bind = |i: &Index| indices.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)));
-        let concrete = |v: &VarName| VarName { name: v.name.clone(), index: v.index.as_ref().map(bind) };
+        // Checked: bounds and offsets come from the input, anywhere in i64.
+        let bind =
+            |i: &Index| indices.iter().try_fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)));
+        let concrete = |v: &VarName| -> Result<VarName> {
+            Ok(VarName { name: v.name.clone(), index: v.index.as_ref().map(bind).transpose()? })
+        };
 
         // The variables, the members of families that products use, and G.
         let mut typer = typing.typer().clone();
         let mut vars: Vec<(VarName, Shape)> = vec![];
         for v in typing.variables() {
-            vars.push((concrete(v), typing.var_shape(v).expect("typed")));
+            vars.push((concrete(v)?, typing.var_shape(v).expect("typed")));
         }
         for (family, lo, hi) in product_ranges(&typing.program.expr) {
-            let (lo, hi) = (bind(&lo).as_constant(), bind(&hi).as_constant());
+            let (lo, hi) = (bind(&lo)?.as_constant(), bind(&hi)?.as_constant());
             let (Some(lo), Some(hi)) = (lo, hi) else {
                 return Err(Error::new(ErrorKind::Usage, "a product's range has no value")
                     .note("give the symbols of its range values (`n=4`)"));
             };
             for k in lo..=hi {
                 let member = VarName { name: family.clone(), index: Some(Index::constant(k)) };
-                let s = typer.var(&member);
+                let s = typer.var(&member)?;
                 vars.push((member, typer.resolve(s)));
             }
         }
@@ -91,7 +95,7 @@ impl Instance {
             if let Dim::Const(_) | Dim::Unknown(_) = d {
                 return size_of(d, &BTreeMap::new());
             }
-            let key = dim_key(d, &bind);
+            let key = dim_key(d, &bind)?;
             let n = *sizes.entry(key.clone()).or_insert_with(|| {
                 options.dims.get(&key).copied().unwrap_or_else(|| rng.random_range(2..=5))
             });
@@ -201,11 +205,11 @@ fn pattern_sign(m: &mut Matrix, d: Domain, v: &VarName, options: &CheckOptions) 
 
 /// The name of a symbolic dimension under values of the index symbols
 /// (`d[j+1]` with j = 2 is `d[3]`).
-fn dim_key(d: &Dim, bind: &dyn Fn(&Index) -> Index) -> String {
-    match d {
-        Dim::Indexed(name, i) => format!("{name}[{}]", bind(i)),
+fn dim_key(d: &Dim, bind: &dyn Fn(&Index) -> Result<Index>) -> Result<String> {
+    Ok(match d {
+        Dim::Indexed(name, i) => format!("{name}[{}]", bind(i)?),
         d => d.to_string(),
-    }
+    })
 }
 
 /// Why an instance is a poor one: something not finite, or a poorly
@@ -295,7 +299,7 @@ fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Res
         values.push((name, v));
     }
     let bind = |i: &Index, values: &[(String, i64)]| {
-        values.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
+        values.iter().try_fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
     };
     for g in &d.gradients {
         let Some(index) = &g.wrt.index else { continue };
@@ -304,10 +308,13 @@ fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Res
                 continue;
             }
             // The condition lo <= at <= hi, with at = name + c.
+            // (Checked: bounds and offsets come from the input, anywhere in i64.)
             let range = g.differential.conditions.iter().find(|c| c.at.mentions(name)).and_then(|c| {
-                let c0 = c.at.subst(name, &Index::constant(0));
+                let c0 = c.at.subst(name, &Index::constant(0)).ok()?;
                 let (lo, hi, off) = (bind(&c.lo, &values), bind(&c.hi, &values), bind(&c0, &values));
-                Some((lo.as_constant()? - off.as_constant()?, hi.as_constant()? - off.as_constant()?))
+                let (lo, hi, off) =
+                    (lo.ok()?.as_constant()?, hi.ok()?.as_constant()?, off.ok()?.as_constant()?);
+                Some((lo.checked_sub(off)?, hi.checked_sub(off)?))
             });
             let v = match (options.dims.get(name), range) {
                 (Some(&n), _) => n as i64,
@@ -363,7 +370,8 @@ pub fn instance_plan(
     shapes: &[(VarName, usize, usize)],
     indices: &[(String, i64)],
 ) -> Result<Plan> {
-    let bind = |e: &Expr| indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
+    let bind =
+        |e: &Expr| indices.iter().try_fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
     let concrete = |r: usize, c: usize| Shape::new(Dim::Const(r as u64), Dim::Const(c as u64));
     let mut typer = Typer::new();
     for (v, r, c) in shapes {
@@ -378,19 +386,22 @@ pub fn instance_plan(
             .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no size for `{upstream}`")))?,
         Mode::Scalar => (1, 1),
     };
-    let value = bind(&derivation.typing.program.expr);
+    let value = bind(&derivation.typing.program.expr)?;
     let mut targets = vec![Target { wrt: None, expr: value, shape: concrete(r, c) }];
     for g in &derivation.gradients {
         let wrt = VarName {
             name: g.wrt.name.clone(),
-            index: g.wrt.index.as_ref().map(|i| {
-                indices.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
-            }),
+            index: g
+                .wrt
+                .index
+                .as_ref()
+                .map(|i| indices.iter().try_fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v))))
+                .transpose()?,
         };
         let &(_, r, c) = shapes.iter().find(|(v, _, _)| *v == wrt).ok_or_else(|| {
             Error::new(ErrorKind::Internal, format!("no size for `{wrt}`"))
         })?;
-        targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr), shape: concrete(r, c) });
+        targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr)?, shape: concrete(r, c) });
     }
     let upstream = match &derivation.mode {
         Mode::Layer { upstream } => Some(upstream),

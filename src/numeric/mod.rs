@@ -212,7 +212,7 @@ pub fn random_matrix(shape: &Shape, sizes: &BTreeMap<String, usize>, rng: &mut S
 /// The value of a gradient formula, as a matrix of its variable's shape (a
 /// lone `I` takes that size, a scalar `0` fills it).
 pub fn gradient_value(g: &crate::Gradient, env: &Env) -> Result<Matrix> {
-    let wrt = member(&g.wrt, env);
+    let wrt = member(&g.wrt, env)?;
     let value =
         env.vars.get(&wrt).ok_or_else(|| Error::new(ErrorKind::Internal, format!("no value for `{wrt}`")))?;
     let m = eval(&g.expr, env, Some(value.shape()))?;
@@ -225,12 +225,13 @@ pub fn gradient_value(g: &crate::Gradient, env: &Env) -> Result<Matrix> {
 
 /// The concrete variable a gradient's variable names on an instance (`W[j]`
 /// with j = 2 is `W[2]`).
-pub fn member(v: &VarName, env: &Env) -> VarName {
+pub fn member(v: &VarName, env: &Env) -> Result<VarName> {
     let index = v
         .index
         .as_ref()
-        .map(|i| env.indices.iter().fold(i.clone(), |i, (k, x)| i.subst(k, &Index::constant(*x))));
-    VarName { name: v.name.clone(), index }
+        .map(|i| env.indices.iter().try_fold(i.clone(), |i, (k, x)| i.subst(k, &Index::constant(*x))))
+        .transpose()?;
+    Ok(VarName { name: v.name.clone(), index })
 }
 
 /// An estimate of the rounding noise of evaluating `f` on `env`: how far

@@ -12,6 +12,13 @@ use crate::shape::Dim;
 /// coefficients in the symbolic dimensions, a plain number when every
 /// dimension is known.
 ///
+/// Coefficients are u128 with checked arithmetic. A count past
+/// `u128::MAX` (three sizes near 2^63 multiplied) is not clamped into a
+/// wrong number: the cost is marked, prints as `more than
+/// 340282366920938463463374607431768211455` (in JSON too, as a string), and
+/// is no number ([`Cost::as_number`] is None). Every dimension is at least
+/// 1, so a coefficient past the bound puts the whole count past it.
+///
 /// ```
 /// use matdiff::plan::Cost;
 /// use matdiff::shape::Dim;
@@ -19,11 +26,17 @@ use crate::shape::Dim;
 /// let c = Cost::product(&[d("d0"), d("d1"), d("B")]) + Cost::product(&[d("d1"), d("d0"), d("B")]);
 /// assert_eq!(c.to_string(), "2*B*d0*d1");
 /// assert_eq!(Cost::product(&[Dim::Const(3), Dim::Const(4), d("n")]).to_string(), "12*n");
+/// let huge = Dim::Const(1 << 63);
+/// let past = Cost::product(&[huge.clone(), huge.clone(), huge]);
+/// assert_eq!(past.to_string(), format!("more than {}", u128::MAX));
+/// assert_eq!(past.as_number(), None);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Cost {
     /// Monomial (sorted symbol names, repeated for powers) → coefficient.
     terms: BTreeMap<Vec<String>, u128>,
+    /// A coefficient went past `u128::MAX`; `terms` is then meaningless.
+    overflow: bool,
 }
 
 impl Cost {
@@ -36,7 +49,12 @@ impl Cost {
         if c != 0 {
             terms.insert(vec![], c);
         }
-        Cost { terms }
+        Cost { terms, overflow: false }
+    }
+
+    /// A count past `u128::MAX`.
+    fn overflowed() -> Cost {
+        Cost { terms: BTreeMap::new(), overflow: true }
     }
 
     /// The product of some dimensions: `r·k·c` for a matrix product.
@@ -45,7 +63,10 @@ impl Cost {
         let mut symbols = vec![];
         for d in dims {
             match d {
-                Dim::Const(n) => coefficient = coefficient.saturating_mul(*n as u128),
+                Dim::Const(n) => match coefficient.checked_mul(u128::from(*n)) {
+                    Some(c) => coefficient = c,
+                    None => return Cost::overflowed(),
+                },
                 d => symbols.push(d.to_string()),
             }
         }
@@ -54,11 +75,20 @@ impl Cost {
         if coefficient != 0 {
             terms.insert(symbols, coefficient);
         }
-        Cost { terms }
+        Cost { terms, overflow: false }
     }
 
-    /// The number, when no symbol occurs.
+    /// Whether the count went past `u128::MAX` (then it prints as `more
+    /// than` that bound).
+    pub fn is_overflow(&self) -> bool {
+        self.overflow
+    }
+
+    /// The number, when no symbol occurs (and the count did not overflow).
     pub fn as_number(&self) -> Option<u128> {
+        if self.overflow {
+            return None;
+        }
         match self.terms.len() {
             0 => Some(0),
             1 => self.terms.get(&vec![]).copied(),
@@ -76,12 +106,13 @@ impl Cost {
         format!("{} + ... ({} terms in all)", shown.join(" + "), self.terms.len())
     }
 
-    /// A number in JSON when known, else the polynomial as a string.
+    /// A number in JSON when it is one that JSON numbers hold exactly (up
+    /// to u64::MAX), else the text (`more than ...`, or a polynomial, or a
+    /// larger number as its digits rather than a rounded float).
     pub fn to_json(&self) -> serde_json::Value {
-        match self.as_number() {
-            Some(n) if n <= u64::MAX as u128 => serde_json::Value::from(n as u64),
-            Some(n) => serde_json::Value::from(n as f64),
-            None => serde_json::Value::from(self.to_string()),
+        match self.as_number().map(u64::try_from) {
+            Some(Ok(n)) => serde_json::Value::from(n),
+            _ => serde_json::Value::from(self.to_string()),
         }
     }
 }
@@ -124,7 +155,10 @@ impl Tally {
             let mut symbols = Vec::with_capacity(3);
             for &d in key.iter().filter(|&&d| d != NONE) {
                 match &dims[d as usize] {
-                    Dim::Const(n) => coefficient = coefficient.saturating_mul(*n as u128),
+                    Dim::Const(n) => match coefficient.checked_mul(u128::from(*n)) {
+                        Some(c) => coefficient = c,
+                        None => return Cost::overflowed(),
+                    },
                     d => symbols.push(d.to_string()),
                 }
             }
@@ -137,11 +171,14 @@ impl Tally {
         let mut merged: Vec<(Vec<String>, u128)> = Vec::with_capacity(terms.len());
         for (m, c) in terms {
             match merged.last_mut() {
-                Some((last, total)) if *last == m => *total = total.saturating_add(c),
+                Some((last, total)) if *last == m => match total.checked_add(c) {
+                    Some(t) => *total = t,
+                    None => return Cost::overflowed(),
+                },
                 _ => merged.push((m, c)),
             }
         }
-        Cost { terms: merged.into_iter().collect() }
+        Cost { terms: merged.into_iter().collect(), overflow: false }
     }
 }
 
@@ -155,9 +192,19 @@ impl Add for Cost {
 
 impl AddAssign for Cost {
     fn add_assign(&mut self, other: Cost) {
+        if self.overflow || other.overflow {
+            *self = Cost::overflowed();
+            return;
+        }
         for (m, c) in other.terms {
             let e = self.terms.entry(m).or_insert(0);
-            *e = e.saturating_add(c);
+            match e.checked_add(c) {
+                Some(sum) => *e = sum,
+                None => {
+                    *self = Cost::overflowed();
+                    return;
+                }
+            }
         }
     }
 }
@@ -171,6 +218,9 @@ impl std::iter::Sum for Cost {
 impl fmt::Display for Cost {
     /// Highest degree first; `d1^2` for a repeated symbol.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.overflow {
+            return write!(f, "more than {}", u128::MAX);
+        }
         if self.terms.is_empty() {
             return f.write_str("0");
         }

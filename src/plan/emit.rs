@@ -8,13 +8,196 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::shape::Dim;
 use crate::syntax::{format_number, Func, VarName};
 
-/// Python's keywords and the names the generated code uses itself.
-const RESERVED: &[&str] = &[
-    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def",
-    "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is",
-    "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while", "with", "yield", "np",
-    "torch", "arrays", "ctx", "grads", "Plan", "value_and_grads",
+/// Python's keywords and soft keywords: a variable named `lambda` cannot be
+/// a Python name at all.
+const PYTHON_KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "case", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is",
+    "lambda", "match", "nonlocal", "not", "or", "pass", "raise", "return", "try", "type", "while", "with",
+    "yield",
 ];
+
+/// Python's builtins (3.13). Generated code calls some (`float` in every
+/// scalar loss, `staticmethod`), and a variable shadowing one would break
+/// it; all are reserved, so that no future use of one can be shadowed.
+const PYTHON_BUILTINS: &[&str] = &[
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BaseException",
+    "BaseExceptionGroup",
+    "BlockingIOError",
+    "BrokenPipeError",
+    "BufferError",
+    "BytesWarning",
+    "ChildProcessError",
+    "ConnectionAbortedError",
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "DeprecationWarning",
+    "EOFError",
+    "Ellipsis",
+    "EncodingWarning",
+    "EnvironmentError",
+    "Exception",
+    "ExceptionGroup",
+    "False",
+    "FileExistsError",
+    "FileNotFoundError",
+    "FloatingPointError",
+    "FutureWarning",
+    "GeneratorExit",
+    "IOError",
+    "ImportError",
+    "ImportWarning",
+    "IndentationError",
+    "IndexError",
+    "InterruptedError",
+    "IsADirectoryError",
+    "KeyError",
+    "KeyboardInterrupt",
+    "LookupError",
+    "MemoryError",
+    "ModuleNotFoundError",
+    "NameError",
+    "None",
+    "NotADirectoryError",
+    "NotImplemented",
+    "NotImplementedError",
+    "OSError",
+    "OverflowError",
+    "PendingDeprecationWarning",
+    "PermissionError",
+    "ProcessLookupError",
+    "PythonFinalizationError",
+    "RecursionError",
+    "ReferenceError",
+    "ResourceWarning",
+    "RuntimeError",
+    "RuntimeWarning",
+    "StopAsyncIteration",
+    "StopIteration",
+    "SyntaxError",
+    "SyntaxWarning",
+    "SystemError",
+    "SystemExit",
+    "TabError",
+    "TimeoutError",
+    "True",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "UnicodeError",
+    "UnicodeTranslateError",
+    "UnicodeWarning",
+    "UserWarning",
+    "ValueError",
+    "Warning",
+    "ZeroDivisionError",
+    "abs",
+    "aiter",
+    "all",
+    "anext",
+    "any",
+    "ascii",
+    "bin",
+    "bool",
+    "breakpoint",
+    "bytearray",
+    "bytes",
+    "callable",
+    "chr",
+    "classmethod",
+    "compile",
+    "complex",
+    "copyright",
+    "credits",
+    "delattr",
+    "dict",
+    "dir",
+    "divmod",
+    "enumerate",
+    "eval",
+    "exec",
+    "exit",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "getattr",
+    "globals",
+    "hasattr",
+    "hash",
+    "help",
+    "hex",
+    "id",
+    "input",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "license",
+    "list",
+    "locals",
+    "map",
+    "max",
+    "memoryview",
+    "min",
+    "next",
+    "object",
+    "oct",
+    "open",
+    "ord",
+    "pow",
+    "print",
+    "property",
+    "quit",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "setattr",
+    "slice",
+    "sorted",
+    "staticmethod",
+    "str",
+    "sum",
+    "super",
+    "tuple",
+    "type",
+    "vars",
+    "zip",
+];
+
+/// The names the generated code binds or calls itself: modules, the
+/// function and class, their parameters (`ctx`, and `grad_output`, the
+/// upstream gradient of a scalar loss's backward) and locals.
+const GENERATED: &[&str] = &[
+    "np",
+    "numpy",
+    "torch",
+    "arrays",
+    "grads",
+    "ctx",
+    "grad_output",
+    "Plan",
+    "value_and_grads",
+    "self",
+    "forward",
+    "backward",
+    "apply",
+];
+
+/// Whether a name is one the emitted Python cannot give a variable (or a
+/// step): then the variable is renamed in the code (`float` is `float_`), and
+/// keeps its own name in the dict keys and messages.
+fn reserved(name: &str) -> bool {
+    PYTHON_KEYWORDS.contains(&name) || PYTHON_BUILTINS.contains(&name) || GENERATED.contains(&name)
+}
 
 /// Which library the code calls.
 #[derive(Clone, Copy, PartialEq)]
@@ -36,10 +219,13 @@ struct Code<'p> {
 impl<'p> Code<'p> {
     fn new(plan: &'p Plan, lib: Lib, upstream: Option<&VarName>) -> Code<'p> {
         let upstream = upstream.and_then(|u| plan.inputs.iter().position(|i| i.var == *u));
-        let mut taken: HashSet<String> = RESERVED.iter().map(|s| s.to_string()).collect();
+        // In order, inputs then steps: a name that is reserved or taken gets
+        // `_` until it is neither (`float` is `float_`, and a variable
+        // `float_` met after it `float__`), so the renaming is deterministic.
+        let mut taken: HashSet<String> = HashSet::new();
         let mut name = |base: String| {
             let mut n = base;
-            while taken.contains(&n) {
+            while reserved(&n) || taken.contains(&n) {
                 n.push('_');
             }
             taken.insert(n.clone());
@@ -48,6 +234,39 @@ impl<'p> Code<'p> {
         let inputs = plan.inputs.iter().map(|i| name(super::identifier(&i.var))).collect();
         let steps = plan.steps.iter().map(|s| name(s.out.clone())).collect();
         Code { plan, lib, inputs, steps, upstream }
+    }
+
+    /// Comment lines naming the inputs renamed in the code (`float` is
+    /// `float_`), and how a name that is not a Python identifier (a keyword,
+    /// a member `W[1]`) is passed by name; none when there are none.
+    fn renamings(&self, indent: &str, by_name: Option<&str>) -> String {
+        let renamed: Vec<String> = self
+            .plan
+            .inputs
+            .iter()
+            .zip(&self.inputs)
+            .filter(|(i, python)| super::identifier(&i.var) != **python)
+            .map(|(i, python)| format!("{} is {python}", i.var))
+            .collect();
+        let mut out = String::new();
+        if !renamed.is_empty() {
+            out.push_str(&format!(
+                "{indent}# Renamed here, as Python or this code reserves the name: {}\n",
+                renamed.join(", ")
+            ));
+        }
+        let unusable = self.plan.inputs.iter().find(|i| {
+            let name = i.var.to_string();
+            i.var.index.is_some() || PYTHON_KEYWORDS.contains(&name.as_str())
+        });
+        if let (Some(f), Some(i)) = (by_name, unusable) {
+            out.push_str(&format!(
+                "{indent}# `{}` is no Python keyword argument: pass it as {f}(**{{{}: ...}})\n",
+                i.var,
+                key(&i.var)
+            ));
+        }
+        out
     }
 
     /// Input numbers, the upstream gradient last.
@@ -221,6 +440,7 @@ pub fn numpy(plan: &Plan, title: &str) -> Result<String> {
     out.push_str("import numpy as np\n\n\n");
     out.push_str("def value_and_grads(**arrays):\n");
     out.push_str("    \"\"\"The value and the gradient of every variable, as {name: array}.\"\"\"\n");
+    out.push_str(&code.renamings("    ", Some("value_and_grads")));
     for (k, i) in plan.inputs.iter().enumerate() {
         out.push_str(&format!("    {} = np.asarray(arrays[{}], dtype=np.float64)\n", code.inputs[k], key(&i.var)));
     }
@@ -285,6 +505,11 @@ pub fn pytorch(plan: &Plan, title: &str, upstream: Option<&VarName>) -> Result<S
         "    \"\"\"Plan.apply({}) is the value; its backward is the plan's gradient steps.\"\"\"\n\n",
         arg_names.join(", ")
     ));
+    let renamings = code.renamings("    ", None);
+    if !renamings.is_empty() {
+        out.push_str(&renamings);
+        out.push('\n');
+    }
     out.push_str("    @staticmethod\n");
     out.push_str(&format!("    def forward(ctx, {}):\n", arg_names.join(", ")));
     for k in (0..plan.steps.len()).filter(|&k| forward[k]) {

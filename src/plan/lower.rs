@@ -213,7 +213,7 @@ impl Lowering<'_> {
                         return Ok(a);
                     }
                     // (A family's member is declared from the family on first sight.)
-                    let s = self.typer.var(v);
+                    let s = self.typer.var(v)?;
                     let shape = self.typer.resolve(s);
                     let a = self.graph.intern(Node::Input(VarName::clone(v)), shape);
                     self.graph.inputs.insert(VarName::clone(v), a);
@@ -499,7 +499,9 @@ fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {
                     format!("`{e}` has a symbolic range; a numeric plan needs its length (give it with --dims, e.g. n=8)"),
                 ));
             };
-            *count += usize::try_from(b - a + 1).unwrap_or(0);
+            // In i128: the bounds may be anywhere in i64, and b - a with them.
+            let members = (i128::from(b) - i128::from(a) + 1).max(0);
+            *count = count.saturating_add(usize::try_from(members).unwrap_or(usize::MAX));
             if *count > MAX_FACTORS {
                 return Err(Error::new(
                     ErrorKind::Limit,
@@ -507,10 +509,12 @@ fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {
                 ));
             }
             let body = expand_products(body, count)?;
-            return Ok((a..=b)
-                .map(|k| body.subst_index(var, &Index::constant(k)))
-                .reduce(Expr::product)
-                .unwrap_or_else(Expr::identity));
+            let mut members = (a..=b).map(|k| body.subst_index(var, &Index::constant(k)));
+            let first = members.next().transpose()?;
+            return Ok(match first {
+                Some(first) => members.try_fold(first, |acc, m| Ok::<_, Error>(Expr::product(acc, m?)))?,
+                None => Expr::identity(),
+            });
         }
         let kids: Vec<Expr> = e.children().map(|c| expand_products(c, count)).collect::<Result<_>>()?;
         Ok(rebuild(e, kids))

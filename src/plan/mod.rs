@@ -202,29 +202,32 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
         .filter(|(k, _)| symbols.contains(*k))
         .map(|(k, &v)| (k.clone(), v as i64))
         .collect();
-    let bind = |e: &Expr| indices.iter().fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
-    let bind_shape = |s: &Shape| {
+    let bind =
+        |e: &Expr| indices.iter().try_fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
+    let bind_shape = |s: &Shape| -> Result<Shape> {
         let dim = |d: &crate::shape::Dim| {
-            indices.iter().fold(d.clone(), |d, (k, v)| d.subst(k, &Index::constant(*v)))
+            indices.iter().try_fold(d.clone(), |d, (k, v)| d.subst(k, &Index::constant(*v)))
         };
-        Shape::new(dim(&s.rows), dim(&s.cols))
+        Ok(Shape::new(dim(&s.rows)?, dim(&s.cols)?))
     };
     let mut targets =
-        vec![Target { wrt: None, expr: bind(&typing.program.expr), shape: bind_shape(&typing.shape()) }];
+        vec![Target { wrt: None, expr: bind(&typing.program.expr)?, shape: bind_shape(&typing.shape())? }];
     for g in &derivation.gradients {
-        let index = g.wrt.index.as_ref().map(|i| bind_index(i, &indices));
+        let index = g.wrt.index.as_ref().map(|i| bind_index(i, &indices)).transpose()?;
         let free = index.as_ref().and_then(|i| i.terms.keys().next().cloned());
         let Some(name) = free else {
             let wrt = VarName { name: g.wrt.name.clone(), index };
-            targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr), shape: bind_shape(&g.shape) });
+            targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr)?, shape: bind_shape(&g.shape)? });
             continue;
         };
         // `W[j]` of a product of known length: one gradient per member.
+        // (Checked: bounds and offsets come from the input, anywhere in i64.)
         let range = g.differential.conditions.iter().find(|c| c.at.mentions(&name)).and_then(|c| {
-            let off = bind_index(&c.at.subst(&name, &Index::constant(0)), &indices).as_constant()?;
-            let lo = bind_index(&c.lo, &indices).as_constant()?;
-            let hi = bind_index(&c.hi, &indices).as_constant()?;
-            Some((lo - off, hi - off))
+            let off =
+                bind_index(&c.at.subst(&name, &Index::constant(0)).ok()?, &indices).ok()?.as_constant()?;
+            let lo = bind_index(&c.lo, &indices).ok()?.as_constant()?;
+            let hi = bind_index(&c.hi, &indices).ok()?.as_constant()?;
+            Some((lo.checked_sub(off)?, hi.checked_sub(off)?))
         });
         let Some((lo, hi)) = range else {
             return Err(Error::new(
@@ -234,17 +237,21 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
         };
         for k in lo..=hi {
             let value = Index::constant(k);
-            let wrt =
-                VarName { name: g.wrt.name.clone(), index: index.as_ref().map(|i| i.subst(&name, &value)) };
-            let expr = bind(&g.expr).subst_index(&name, &value);
-            let shape =
-                bind_shape(&Shape::new(g.shape.rows.subst(&name, &value), g.shape.cols.subst(&name, &value)));
+            let wrt = VarName {
+                name: g.wrt.name.clone(),
+                index: index.as_ref().map(|i| i.subst(&name, &value)).transpose()?,
+            };
+            let expr = bind(&g.expr)?.subst_index(&name, &value)?;
+            let shape = bind_shape(&Shape::new(
+                g.shape.rows.subst(&name, &value)?,
+                g.shape.cols.subst(&name, &value)?,
+            ))?;
             targets.push(Target { wrt: Some(wrt), expr, shape });
         }
     }
     let mut typer = typing.typer().clone();
     for (name, value) in &indices {
-        typer.bind_index(name, *value);
+        typer.bind_index(name, *value)?;
     }
     let typer = &typer;
     let upstream = match &derivation.mode {
@@ -324,9 +331,10 @@ pub fn symbolic_length(derivation: &Derivation, dims: &HashMap<String, u64>) -> 
         crate::stack::ensure(|| {
             if let ExprKind::Prod(prod) = &e.kind {
                 let crate::syntax::Prod { lo, hi, .. } = &**prod;
-                if bind_index(lo, values).as_constant().is_none()
-                    || bind_index(hi, values).as_constant().is_none()
-                {
+                // An index out of range is not symbolic: `compile` names it.
+                let symbolic =
+                    |i: &Index| matches!(bind_index(i, values), Ok(i) if i.as_constant().is_none());
+                if symbolic(lo) || symbolic(hi) {
                     return true;
                 }
             }
@@ -336,8 +344,8 @@ pub fn symbolic_length(derivation: &Derivation, dims: &HashMap<String, u64>) -> 
     walk(&derivation.typing.program.expr, &values)
 }
 
-fn bind_index(i: &Index, values: &[(String, i64)]) -> Index {
-    values.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
+fn bind_index(i: &Index, values: &[(String, i64)]) -> Result<Index> {
+    values.iter().try_fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
 }
 
 /// Compiles expressions whose variables `typer` knows (the first target is
@@ -794,9 +802,12 @@ impl fmt::Display for Plan {
             .iter()
             .map(|s| (s.out.clone(), self.op_text(&s.op), s.shape.to_string(), s.madds.to_string()))
             .collect();
-        let w0 = lines.iter().map(|l| l.0.chars().count()).max().unwrap_or(0);
-        let w1 = lines.iter().map(|l| l.1.chars().count()).max().unwrap_or(0);
-        let w2 = lines.iter().map(|l| l.2.chars().count()).max().unwrap_or(0);
+        // Columns align up to 100 characters: a longer cell (a 64 KiB name)
+        // would pad every row to it, and std's formatter panics on a width
+        // past u16::MAX.
+        let w0 = lines.iter().map(|l| l.0.chars().count()).max().unwrap_or(0).min(100);
+        let w1 = lines.iter().map(|l| l.1.chars().count()).max().unwrap_or(0).min(100);
+        let w2 = lines.iter().map(|l| l.2.chars().count()).max().unwrap_or(0).min(100);
         for (out, op, shape, madds) in &lines {
             writeln!(f, "  {out:<w0$} = {op:<w1$}   {shape:<w2$}   {madds}")?;
         }

@@ -116,8 +116,8 @@ pub fn recurrences(
     let mut factors = vec![];
     let mut scalars = vec![];
     flatten(formula, false, &mut factors, &mut scalars, &mut typer);
-    let jm1 = Index::symbol(j).minus(&Index::constant(1));
-    let jp1 = Index::symbol(j).plus(&Index::constant(1));
+    let jm1 = Index::symbol(j).minus(&Index::constant(1))?;
+    let jp1 = Index::symbol(j).plus(&Index::constant(1))?;
     let ends_before = |f: &Factor| range(&f.0).is_some_and(|(_, _, _, h)| *h == jm1);
     let starts_after = |f: &Factor| range(&f.0).is_some_and(|(_, _, l, _)| *l == jp1);
     // In the orientation where prod(.., j-1)^T leads and prod(j+1..)^T ends.
@@ -145,7 +145,7 @@ pub fn recurrences(
     let (body, binder, a, _) = range(&first.0).expect("a range");
     let (_, _, _, b) = range(&last.0).expect("a range");
     let member = |at: &Index| body.subst_index(binder, at);
-    let f_j = member(&Index::symbol(j));
+    let f_j = member(&Index::symbol(j))?;
 
     let var = |name: &str, at: &Index| {
         Expr::synthetic(ExprKind::Var(Rc::new(VarName { name: name.into(), index: Some(at.clone()) })))
@@ -162,7 +162,8 @@ pub fn recurrences(
     let h_shape = shape_of(&mut typer, &h_prev)?;
     let s_shape = shape_of(&mut typer, &s_this)?;
     let f_shape = shape_of(&mut typer, &f_j)?;
-    let bump = |s: &Shape| Shape::new(s.rows.subst(j, &jp1), s.cols.subst(j, &jp1));
+    let bump =
+        |s: &Shape| -> Result<Shape> { Ok(Shape::new(s.rows.subst(j, &jp1)?, s.cols.subst(j, &jp1)?)) };
     let h_cost = Cost::product(&[f_shape.cols.clone(), f_shape.rows.clone(), h_shape.cols.clone()]);
     let s_cost = Cost::product(&[f_shape.rows.clone(), f_shape.cols.clone(), s_shape.cols.clone()]);
     let meet_cost = Cost::product(&[h_shape.rows.clone(), h_shape.cols.clone(), s_shape.rows.clone()]);
@@ -175,7 +176,7 @@ pub fn recurrences(
         None => h(&jm1),
     };
     let grad = Expr::product(left, Expr::transpose(s(&Index::symbol(j))));
-    let am1 = a.minus(&Index::constant(1));
+    let am1 = a.minus(&Index::constant(1))?;
     let range_text = |from: &Index, to: &Index| format!("{j} = {from}..{to}");
     let lines = vec![
         Recurrence {
@@ -183,7 +184,7 @@ pub fn recurrences(
             formula: Expr::product(Expr::transpose(f_j.clone()), h(&jm1)).to_string(),
             base: Some(format!("{} = {h_base}", h(&am1))),
             range: range_text(a, b),
-            shape: bump(&h_shape),
+            shape: bump(&h_shape)?,
             madds: h_cost.clone(),
         },
         Recurrence {

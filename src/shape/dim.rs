@@ -16,12 +16,13 @@ pub enum Dim {
 }
 
 impl Dim {
-    /// Replaces the index symbol `var` by `value` inside an indexed dimension.
-    pub fn subst(&self, var: &str, value: &Index) -> Dim {
-        match self {
-            Dim::Indexed(name, i) => Dim::Indexed(name.clone(), i.subst(var, value)),
+    /// Replaces the index symbol `var` by `value` inside an indexed
+    /// dimension; an error when the index leaves the range of [`Index`].
+    pub fn subst(&self, var: &str, value: &Index) -> crate::Result<Dim> {
+        Ok(match self {
+            Dim::Indexed(name, i) => Dim::Indexed(name.clone(), i.subst(var, value)?),
             d => d.clone(),
-        }
+        })
     }
 }
 

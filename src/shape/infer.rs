@@ -80,7 +80,7 @@ impl Typer {
     /// let mut typer = shape::infer(&p).unwrap().typer().clone();
     /// let z = syntax::parse_var("Z").unwrap();
     /// typer.scratch(|t| {
-    ///     let (a, z) = (t.var(&syntax::parse_var("A").unwrap()), t.var(&z));
+    ///     let (a, z) = (t.var(&syntax::parse_var("A").unwrap()).unwrap(), t.var(&z).unwrap());
     ///     assert!(t.unify_shapes(a, z));
     ///     assert_eq!(t.var_shape(&syntax::parse_var("Z").unwrap()).unwrap().to_string(), "2x3");
     /// });
@@ -205,7 +205,7 @@ impl Typer {
             Rc::make_mut(&mut self.families).insert(name.to_string(), family);
             return Ok(());
         }
-        let declared = IShape { rows: self.dim_spec(&rows, None), cols: self.dim_spec(&cols, None) };
+        let declared = IShape { rows: self.dim_spec(&rows, None)?, cols: self.dim_spec(&cols, None)? };
         let var = VarName::plain(name);
         if let Some(&old) = self.vars.get(&var) {
             if !(self.unify(old.rows, declared.rows) && self.unify(old.cols, declared.cols)) {
@@ -225,36 +225,38 @@ impl Typer {
         Ok(())
     }
 
-    fn dim_spec(&mut self, d: &DimSpec, subst: Option<(&str, &Index)>) -> DimId {
+    fn dim_spec(&mut self, d: &DimSpec, subst: Option<(&str, &Index)>) -> Result<DimId> {
         let dim = match d {
             DimSpec::Const(n) => Dim::Const(*n),
             DimSpec::Symbol(s) => Dim::Symbol(s.clone()),
             DimSpec::Indexed(s, i) => {
                 let i = match subst {
-                    Some((var, value)) => i.subst(var, value),
+                    Some((var, value)) => i.subst(var, value)?,
                     None => i.clone(),
                 };
                 Dim::Indexed(s.clone(), i)
             }
         };
-        self.bound(dim)
+        Ok(self.bound(dim))
     }
 
     /// The shape of a variable, declaring it with fresh dimensions (or from
-    /// its family's declaration) on first sight.
-    pub fn var(&mut self, v: &VarName) -> IShape {
+    /// its family's declaration) on first sight; an error when the member's
+    /// index, put into the family's dimensions, leaves the range of
+    /// [`Index`].
+    pub fn var(&mut self, v: &VarName) -> Result<IShape> {
         if let Some(&s) = self.vars.get(v) {
-            return s;
+            return Ok(s);
         }
         let s = match (&v.index, self.families.get(&v.name).cloned()) {
             (Some(index), Some(fam)) => {
                 let subst = fam.binder.as_deref().map(|b| (b, index));
-                IShape { rows: self.dim_spec(&fam.rows, subst), cols: self.dim_spec(&fam.cols, subst) }
+                IShape { rows: self.dim_spec(&fam.rows, subst)?, cols: self.dim_spec(&fam.cols, subst)? }
             }
             _ => IShape { rows: self.fresh(), cols: self.fresh() },
         };
         Rc::make_mut(&mut self.vars).insert(v.clone(), s);
-        s
+        Ok(s)
     }
 
     /// The shape a variable was declared with, without declaring it.
@@ -320,7 +322,7 @@ impl Typer {
     /// only place that knows how operators combine shapes.
     pub fn rule(&mut self, e: &Expr, kids: &[IShape]) -> Result<IShape> {
         Ok(match &e.kind {
-            ExprKind::Var(v) => self.var(v),
+            ExprKind::Var(v) => self.var(v).map_err(|err| err.label(e.span, "this member"))?,
             ExprKind::Identity => {
                 let n = self.fresh();
                 IShape { rows: n, cols: n }
@@ -447,12 +449,15 @@ impl Typer {
     /// `prod(F(i), i=lo..hi)`: F(i) must chain into F(i+1); the product runs
     /// from the rows of F(lo) to the columns of F(hi).
     fn prod(&mut self, e: &Expr, body: IShape, var: &str, lo: &Index, hi: &Index) -> Result<IShape> {
-        let next = Index::symbol(var).plus(&Index::constant(1));
-        let at = |t: &mut Typer, d: DimId, value: &Index| match t.term(d).cloned() {
-            Some(dim) => t.bound(dim.subst(var, value)),
-            None => d,
+        let in_prod = |err: Error| err.label(e.span, "in this product");
+        let next = Index::symbol(var).plus(&Index::constant(1)).map_err(in_prod)?;
+        let at = |t: &mut Typer, d: DimId, value: &Index| -> Result<DimId> {
+            Ok(match t.term(d).cloned() {
+                Some(dim) => t.bound(dim.subst(var, value).map_err(in_prod)?),
+                None => d,
+            })
         };
-        let rows_next = at(self, body.rows, &next);
+        let rows_next = at(self, body.rows, &next)?;
         if !self.unify(body.cols, rows_next) {
             return Err(Error::new(
                 ErrorKind::Shape,
@@ -464,7 +469,7 @@ impl Typer {
             )
             .label(e.span, "here"));
         }
-        Ok(IShape { rows: at(self, body.rows, lo), cols: at(self, body.cols, hi) })
+        Ok(IShape { rows: at(self, body.rows, lo)?, cols: at(self, body.cols, hi)? })
     }
 
     /// Names every open dimension of the variables `d0, d1, …` (in order of
@@ -498,13 +503,14 @@ impl Typer {
 
     /// Gives the index symbol `name` a value in every dimension bound so far
     /// (`X : d[n] x B` with n = 3 is `d[3] x B`), for a plan of known length.
-    pub fn bind_index(&mut self, name: &str, value: i64) {
+    pub fn bind_index(&mut self, name: &str, value: i64) -> Result<()> {
         for k in 0..self.binding.len() {
             if let Some(Dim::Indexed(base, i)) = &self.binding[k] {
-                let bound = Dim::Indexed(base.clone(), i.subst(name, &Index::constant(value)));
+                let bound = Dim::Indexed(base.clone(), i.subst(name, &Index::constant(value))?);
                 self.set_binding(k as u32, Some(bound));
             }
         }
+        Ok(())
     }
 
     /// Adds a variable of a given shape (the upstream gradient `G`).

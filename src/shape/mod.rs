@@ -198,10 +198,11 @@ impl<'p> Typing<'p> {
     }
 
     /// The shape of a member of a family (`W[j]` of `W[i] : d[i-1] x d[i]`),
-    /// declaring it.
-    pub fn declare_member(&mut self, v: &VarName) -> Shape {
-        let s = self.typer.var(v);
-        self.typer.resolve(s)
+    /// declaring it; an error when its index leaves the range of
+    /// [`crate::syntax::Index`] in the family's dimensions.
+    pub fn declare_member(&mut self, v: &VarName) -> crate::Result<Shape> {
+        let s = self.typer.var(v)?;
+        Ok(self.typer.resolve(s))
     }
 
     /// Adds a variable of a given shape, such as the upstream gradient.

@@ -46,6 +46,26 @@ impl FromStr for Constant {
     }
 }
 
+/// The integer exponent of `^`, kept exact: as an f64 [`Constant`],
+/// `X^9007199254740993` was `X^9007199254740992`, and the two one class.
+/// Written `k-1`, `k2` in patterns, apart from numbers; it has no value in
+/// the analysis, so the folding of numbers never merges it with one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct Exponent(pub i64);
+
+impl fmt::Display for Exponent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "k{}", self.0)
+    }
+}
+
+impl FromStr for Exponent {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Exponent, ()> {
+        s.strip_prefix('k').and_then(|k| k.parse().ok()).map(Exponent).ok_or(())
+    }
+}
+
 /// The size of an identity, `#3` or `#d0`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct Size(Symbol);
@@ -101,6 +121,7 @@ define_language! {
         "sum" = Sum(Id),
         "norm" = Norm(Id),
         Num(Constant),
+        Exponent(Exponent),
         Size(Size),
         Leaf(Symbol),
     }
@@ -147,7 +168,7 @@ impl Analysis<Mat> for Shapes {
         let scalar = Some(Shape::scalar());
         let shape = match enode {
             Mat::Num(_) => scalar,
-            Mat::Size(_) => None,
+            Mat::Size(_) | Mat::Exponent(_) => None,
             Mat::Leaf(s) => egraph.analysis.leaves.get(s).cloned(),
             Mat::Ident(n) => match &egraph[*n].nodes[0] {
                 Mat::Size(Size(d)) => Some(square(dim_of(*d))),
@@ -311,7 +332,7 @@ impl Converter {
                 }
                 ExprKind::Power(a, k) => {
                     let a = self.add(a, shapes, rec)?;
-                    let k = num(rec, *k as f64);
+                    let k = rec.add(Mat::Exponent(Exponent(*k)));
                     rec.add(Mat::Pow([a, k]))
                 }
                 ExprKind::HadamardPower(a, p) => {
@@ -414,6 +435,13 @@ impl Converter {
                     Err(Error::new(ErrorKind::Internal, format!("an exponent is `{other}`, not a number")))
                 }
             };
+            let exponent = |i: &Id| match &rec[*i] {
+                Mat::Exponent(k) => Ok(k.0),
+                other => Err(Error::new(
+                    ErrorKind::Internal,
+                    format!("a power's exponent is `{other}`, not an integer"),
+                )),
+            };
             let call = |f: Func, a: &Id| -> Result<Expr> { Ok(Expr::call(f, b(a)?)) };
             Ok(match node {
                 Mat::Num(c) => {
@@ -432,6 +460,9 @@ impl Converter {
                     },
                 },
                 Mat::Size(_) => return Err(Error::new(ErrorKind::Internal, "a size outside an identity")),
+                Mat::Exponent(_) => {
+                    return Err(Error::new(ErrorKind::Internal, "an exponent outside a power"))
+                }
                 Mat::Ident(_) => Expr::identity(),
                 Mat::Add([x, y]) => match &rec[*y] {
                     Mat::Neg(z) => Expr::minus(b(x)?, b(z)?),
@@ -444,7 +475,7 @@ impl Converter {
                 }
                 Mat::Scale([s, x]) => Expr::product(b(s)?, b(x)?),
                 Mat::Trans(x) => Expr::transpose(b(x)?),
-                Mat::Pow([x, k]) => Expr::synthetic(ExprKind::Power(rc(b(x)?), constant(k)? as i64)),
+                Mat::Pow([x, k]) => Expr::synthetic(ExprKind::Power(rc(b(x)?), exponent(k)?)),
                 Mat::HadPow([x, p]) => Expr::synthetic(ExprKind::HadamardPower(rc(b(x)?), constant(p)?)),
                 Mat::Had([x, y]) => Expr::binary(BinOp::Hadamard, b(x)?, b(y)?),
                 Mat::HadDiv([x, y]) => Expr::binary(BinOp::HadamardDiv, b(x)?, b(y)?),

@@ -620,18 +620,21 @@ fn prod(body: &Rc<Expr>, var: &str, lo: Index, hi: Index) -> Expr {
 /// prod(F, i=a..c); a range with b = a - 1 is empty, the identity.
 fn merge_ranges(chain: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
     let one = Index::constant(1);
+    // (A bound past the range of an index does not merge.)
     let merge = |x: &Expr, y: &Expr| -> Option<Expr> {
         match (as_prod(x), as_prod(y)) {
             (Some((b1, v1, lo1, hi1)), Some((b2, v2, lo2, hi2)))
-                if b1 == b2 && v1 == v2 && *lo2 == hi1.plus(&one) =>
+                if b1 == b2 && v1 == v2 && hi1.plus(&one).ok().as_ref() == Some(lo2) =>
             {
                 Some(prod(b1, v1, lo1.clone(), hi2.clone()))
             }
-            (Some((b, v, lo, hi)), None) if b.subst_index(v, &hi.plus(&one)) == *y => {
-                Some(prod(b, v, lo.clone(), hi.plus(&one)))
+            (Some((b, v, lo, hi)), None) => {
+                let next = hi.plus(&one).ok()?;
+                (b.subst_index(v, &next).ok()? == *y).then(|| prod(b, v, lo.clone(), next))
             }
-            (None, Some((b, v, lo, hi))) if b.subst_index(v, &lo.minus(&one)) == *x => {
-                Some(prod(b, v, lo.minus(&one), hi.clone()))
+            (None, Some((b, v, lo, hi))) => {
+                let before = lo.minus(&one).ok()?;
+                (b.subst_index(v, &before).ok()? == *x).then(|| prod(b, v, before, hi.clone()))
             }
             _ => None,
         }
@@ -643,7 +646,7 @@ fn merge_ranges(chain: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
     let mut out: VecDeque<Rc<Expr>> = VecDeque::with_capacity(chain.len());
     for e in chain {
         let e = match as_prod(&e) {
-            Some((_, _, lo, hi)) if hi.plus(&one) == *lo => Rc::new(Expr::identity()),
+            Some((_, _, lo, hi)) if hi.plus(&one).ok().as_ref() == Some(lo) => Rc::new(Expr::identity()),
             _ => e,
         };
         let merged = out.back().and_then(|last| {

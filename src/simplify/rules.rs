@@ -10,7 +10,7 @@ use egg::{
     Symbol, Var,
 };
 
-use super::egraph::{is_atom, Mat, MatGraph, Shapes};
+use super::egraph::{is_atom, Exponent, Mat, MatGraph, Shapes};
 
 fn is_scalar(var: &str) -> impl Fn(&mut MatGraph, Id, &Subst) -> bool {
     let var: Var = var.parse().expect("a pattern variable");
@@ -33,8 +33,8 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         rw!("transpose-sum"; "(T (+ ?a ?b))" => "(+ (T ?a) (T ?b))"),
         rw!("transpose-neg"; "(T (neg ?a))" => "(neg (T ?a))"),
         rw!("transpose-scale"; "(T (scale ?s ?a))" => "(scale ?s (T ?a))"),
-        rw!("transpose-inverse"; "(T (^ ?a -1))" => "(^ (T ?a) -1)"),
-        rw!("inverse-transpose"; "(^ (T ?a) -1)" => "(T (^ ?a -1))"),
+        rw!("transpose-inverse"; "(T (^ ?a k-1))" => "(^ (T ?a) k-1)"),
+        rw!("inverse-transpose"; "(^ (T ?a) k-1)" => "(T (^ ?a k-1))"),
         rw!("transpose-identity"; "(T (I ?n))" => "(I ?n)"),
         rw!("transpose-scalar"; "(T ?a)" => "?a" if is_scalar("?a")),
         rw!("transpose-hadamard"; "(T (.* ?a ?b))" => "(.* (T ?a) (T ?b))"),
@@ -66,8 +66,8 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         rw!("hadamard-scalar"; "(.* ?s ?a)" => "(scale ?s ?a)" if is_scalar("?s")),
         rw!("hadamard-ones"; "(.* (.^ ?x 0) ?a)" => "?a" if same_shape("?x", "?a")),
         // Inverses and powers.
-        rw!("inverse-inverse"; "(^ (^ ?a -1) -1)" => "?a"),
-        rw!("inverse-identity"; "(^ (I ?n) -1)" => "(I ?n)"),
+        rw!("inverse-inverse"; "(^ (^ ?a k-1) k-1)" => "?a"),
+        rw!("inverse-identity"; "(^ (I ?n) k-1)" => "(I ?n)"),
         rw!("power-transpose"; "(^ (T ?a) ?k)" => "(T (^ ?a ?k))"),
         rw!("transpose-power"; "(T (^ ?a ?k))" => "(^ (T ?a) ?k)"),
         rw!("det-identity"; "(det (I ?n))" => "1"),
@@ -184,9 +184,12 @@ fn trace_identity(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
         }),
         _ => None,
     });
+    // Only a size a double holds exactly: past 2^53, `n as f64` rounds.
     match size {
-        Some(n) => vec![egraph.add(Mat::Num(super::egraph::Constant::new(n as f64)))],
-        None => vec![],
+        Some(n) if n <= 1 << f64::MANTISSA_DIGITS => {
+            vec![egraph.add(Mat::Num(super::egraph::Constant::new(n as f64)))]
+        }
+        _ => vec![],
     }
 }
 
@@ -201,7 +204,7 @@ fn transpose_product(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
 /// (F1 ⋯ Fn)⁻¹ = Fn⁻¹ ⋯ F1⁻¹ when every factor is square.
 fn inverse_product(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Pow([x, k]) = node else { return vec![] };
-    if egraph[*k].data.constant != Some(-1.0) {
+    if !is_exponent(egraph, *k, -1) {
         return vec![];
     }
     let Some(fs) = factors_of(egraph, *x) else { return vec![] };
@@ -274,10 +277,15 @@ fn drop_identity(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     vec![mul(egraph, kept)]
 }
 
+/// Whether the class is the integer exponent `k`.
+fn is_exponent(egraph: &MatGraph, id: Id, k: i64) -> bool {
+    egraph[id].nodes.iter().any(|n| *n == Mat::Exponent(Exponent(k)))
+}
+
 fn inverse_of(egraph: &MatGraph, f: Id, g: Id) -> bool {
-    egraph[f].nodes.iter().any(|n| {
-        matches!(n, Mat::Pow([x, k]) if egraph.find(*x) == egraph.find(g) && egraph[*k].data.constant == Some(-1.0))
-    })
+    egraph[f].nodes.iter().any(
+        |n| matches!(n, Mat::Pow([x, k]) if egraph.find(*x) == egraph.find(g) && is_exponent(egraph, *k, -1)),
+    )
 }
 
 /// A⁻¹ A = A A⁻¹ = I: an adjacent pair goes (the identity stays when nothing
@@ -307,7 +315,7 @@ fn adjacent_power(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     for i in 0..fs.len() - 1 {
         if egraph.find(fs[i]) == egraph.find(fs[i + 1]) {
             let mut rest = fs.to_vec();
-            let two = egraph.add(Mat::Num(super::egraph::Constant::new(2.0)));
+            let two = egraph.add(Mat::Exponent(Exponent(2)));
             let square = egraph.add(Mat::Pow([fs[i], two]));
             rest.splice(i..i + 2, [square]);
             return vec![mul(egraph, rest)];

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::rc::Rc;
 
+use crate::error::{Error, ErrorKind, Result};
+
 /// A byte range in the source text.
 ///
 /// Spans are metadata, not part of a tree's identity: two spans always compare
@@ -44,15 +46,38 @@ impl PartialEq for Span {
 /// form: `j+1` is `{j: 1} + 1`. Two spellings of the same index (`1+j`,
 /// `j+1`) are the same index.
 ///
+/// Arithmetic is checked: the constant stays within ±[`MAX_INDEX_CONSTANT`]
+/// (so that its negation, and its printed form, exist) and each symbol's
+/// coefficient within ±[`MAX_INDEX_COEFFICIENT`]; an operation past either
+/// is an error ([`ErrorKind::Limit`]), never a wrapped value.
+///
 /// ```
 /// use matdiff::syntax::Index;
-/// let i = Index::symbol("j").plus(&Index::constant(1));
+/// let i = Index::symbol("j").plus(&Index::constant(1)).unwrap();
 /// assert_eq!(i.to_string(), "j+1");
+/// assert!(Index::constant(i64::MAX).plus(&Index::constant(1)).is_err());
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Index {
     pub terms: BTreeMap<String, i64>,
     pub constant: i64,
+}
+
+/// Largest |constant| of an index: i64::MIN is left out, since its
+/// negation does not exist and `-9223372036854775808` does not re-parse.
+pub const MAX_INDEX_CONSTANT: i64 = i64::MAX;
+
+/// Largest |coefficient| of a symbol in an index. The grammar has no
+/// product, so 2j prints as `j+j`: a coefficient is that many copies of the
+/// name, and substitution multiplies coefficients.
+pub const MAX_INDEX_COEFFICIENT: i64 = 64;
+
+/// The error of index arithmetic that leaves the range.
+fn index_overflow(what: String) -> Error {
+    Error::new(ErrorKind::Limit, format!("index arithmetic out of range: {what}")).note(format!(
+        "an index's constant lies within ±{MAX_INDEX_CONSTANT} and a symbol counts at most \
+         {MAX_INDEX_COEFFICIENT} times (`j+j` counts j twice)"
+    ))
 }
 
 impl Index {
@@ -66,22 +91,30 @@ impl Index {
         Index { terms, constant: 0 }
     }
 
-    pub fn plus(&self, other: &Index) -> Index {
-        self.combine(other, 1)
+    /// `self + other`, or an error past the limits of [`Index`].
+    pub fn plus(&self, other: &Index) -> Result<Index> {
+        self.combine(other, 1).ok_or_else(|| index_overflow(format!("`{self}` + `{other}`")))
     }
 
-    pub fn minus(&self, other: &Index) -> Index {
-        self.combine(other, -1)
+    /// `self - other`, or an error past the limits of [`Index`].
+    pub fn minus(&self, other: &Index) -> Result<Index> {
+        self.combine(other, -1).ok_or_else(|| index_overflow(format!("`{self}` - `{other}`")))
     }
 
-    fn combine(&self, other: &Index, sign: i64) -> Index {
+    fn combine(&self, other: &Index, sign: i64) -> Option<Index> {
         let mut out = self.clone();
         for (name, c) in &other.terms {
-            *out.terms.entry(name.clone()).or_insert(0) += sign * c;
+            let term = out.terms.entry(name.clone()).or_insert(0);
+            *term = term.checked_add(sign.checked_mul(*c)?)?;
         }
         out.terms.retain(|_, c| *c != 0);
-        out.constant += sign * other.constant;
-        out
+        out.constant = out.constant.checked_add(sign.checked_mul(other.constant)?)?;
+        out.within_limits().then_some(out)
+    }
+
+    fn within_limits(&self) -> bool {
+        self.constant.checked_abs().is_some_and(|c| c <= MAX_INDEX_CONSTANT)
+            && self.terms.values().all(|c| c.unsigned_abs() <= MAX_INDEX_COEFFICIENT.unsigned_abs())
     }
 
     /// The value when no index symbol occurs.
@@ -89,19 +122,21 @@ impl Index {
         self.terms.is_empty().then_some(self.constant)
     }
 
-    /// Replaces the symbol `name` by `value`.
-    pub fn subst(&self, name: &str, value: &Index) -> Index {
+    /// Replaces the symbol `name` by `value`, or an error past the limits
+    /// of [`Index`].
+    pub fn subst(&self, name: &str, value: &Index) -> Result<Index> {
         let Some(&c) = self.terms.get(name) else {
-            return self.clone();
+            return Ok(self.clone());
         };
+        let overflow = || index_overflow(format!("`{value}` for `{name}` in `{self}`"));
         let mut out = self.clone();
         out.terms.remove(name);
         let mut scaled = value.clone();
         for v in scaled.terms.values_mut() {
-            *v *= c;
+            *v = v.checked_mul(c).ok_or_else(overflow)?;
         }
-        scaled.constant *= c;
-        out.plus(&scaled)
+        scaled.constant = scaled.constant.checked_mul(c).ok_or_else(overflow)?;
+        out.combine(&scaled, 1).ok_or_else(overflow)
     }
 
     pub fn mentions(&self, name: &str) -> bool {
@@ -123,6 +158,8 @@ impl fmt::Display for Index {
             first = false;
             write!(f, "{sign}{text}")
         };
+        // (Magnitudes by `unsigned_abs`: the fields are public, and -i64::MIN
+        // does not exist.)
         for (name, &c) in self.terms.iter().filter(|(_, c)| **c > 0) {
             for _ in 0..c {
                 put(f, false, name)?;
@@ -132,12 +169,12 @@ impl fmt::Display for Index {
             put(f, false, &self.constant.to_string())?;
         }
         for (name, &c) in self.terms.iter().filter(|(_, c)| **c < 0) {
-            for _ in 0..-c {
+            for _ in 0..c.unsigned_abs() {
                 put(f, true, name)?;
             }
         }
         if self.constant < 0 {
-            put(f, true, &(-self.constant).to_string())?;
+            put(f, true, &self.constant.unsigned_abs().to_string())?;
         }
         Ok(())
     }
@@ -385,41 +422,38 @@ impl Expr {
     }
 
     /// The expression with the index symbol `var` replaced by `value`
-    /// (not inside a `prod` that binds `var` itself).
-    pub fn subst_index(&self, var: &str, value: &Index) -> Expr {
+    /// (not inside a `prod` that binds `var` itself); an error when an
+    /// index leaves the range of [`Index`].
+    pub fn subst_index(&self, var: &str, value: &Index) -> Result<Expr> {
         crate::stack::ensure(|| {
+            let sub = |a: &Rc<Expr>| a.subst_index(var, value).map(Rc::new);
             let kind = match &self.kind {
                 ExprKind::Var(v) if !v.index.as_ref().is_some_and(|i| i.mentions(var)) => {
-                    return self.clone()
+                    return Ok(self.clone())
                 }
                 ExprKind::Var(v) => ExprKind::Var(Rc::new(VarName {
                     name: v.name.clone(),
-                    index: v.index.as_ref().map(|i| i.subst(var, value)),
+                    index: v.index.as_ref().map(|i| i.subst(var, value)).transpose()?,
                 })),
-                ExprKind::Prod(p) if p.var == var => return self.clone(),
+                ExprKind::Prod(p) if p.var == var => return Ok(self.clone()),
                 ExprKind::Prod(p) => ExprKind::Prod(Rc::new(Prod {
-                    body: Rc::new(p.body.subst_index(var, value)),
+                    body: sub(&p.body)?,
                     var: p.var.clone(),
-                    lo: p.lo.subst(var, value),
-                    hi: p.hi.subst(var, value),
+                    lo: p.lo.subst(var, value)?,
+                    hi: p.hi.subst(var, value)?,
                 })),
-                ExprKind::Identity | ExprKind::Num(_) => return self.clone(),
-                ExprKind::Neg(a) => ExprKind::Neg(Rc::new(a.subst_index(var, value))),
-                ExprKind::Transpose(a) => ExprKind::Transpose(Rc::new(a.subst_index(var, value))),
-                ExprKind::Differential(a) => ExprKind::Differential(Rc::new(a.subst_index(var, value))),
-                ExprKind::Power(a, k) => ExprKind::Power(Rc::new(a.subst_index(var, value)), *k),
-                ExprKind::HadamardPower(a, p) => {
-                    ExprKind::HadamardPower(Rc::new(a.subst_index(var, value)), *p)
+                ExprKind::Identity | ExprKind::Num(_) => return Ok(self.clone()),
+                ExprKind::Neg(a) => ExprKind::Neg(sub(a)?),
+                ExprKind::Transpose(a) => ExprKind::Transpose(sub(a)?),
+                ExprKind::Differential(a) => ExprKind::Differential(sub(a)?),
+                ExprKind::Power(a, k) => ExprKind::Power(sub(a)?, *k),
+                ExprKind::HadamardPower(a, p) => ExprKind::HadamardPower(sub(a)?, *p),
+                ExprKind::Call(f, a) => ExprKind::Call(*f, sub(a)?),
+                ExprKind::Binary { op, op_span, lhs, rhs } => {
+                    ExprKind::Binary { op: *op, op_span: *op_span, lhs: sub(lhs)?, rhs: sub(rhs)? }
                 }
-                ExprKind::Call(f, a) => ExprKind::Call(*f, Rc::new(a.subst_index(var, value))),
-                ExprKind::Binary { op, op_span, lhs, rhs } => ExprKind::Binary {
-                    op: *op,
-                    op_span: *op_span,
-                    lhs: Rc::new(lhs.subst_index(var, value)),
-                    rhs: Rc::new(rhs.subst_index(var, value)),
-                },
             };
-            Expr::new(kind, self.span)
+            Ok(Expr::new(kind, self.span))
         })
     }
 
@@ -634,6 +668,35 @@ pub struct Program {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Index arithmetic stops at its limits instead of wrapping, and what it
+    /// gives prints as text that re-parses to it.
+    #[test]
+    fn index_arithmetic_is_checked() {
+        let (max, one, j) = (Index::constant(i64::MAX), Index::constant(1), Index::symbol("j"));
+        assert!(max.plus(&one).is_err());
+        assert!(Index::constant(-i64::MAX).minus(&one).is_err(), "i64::MIN is out of range");
+        assert!(max.minus(&Index::constant(-1)).is_err());
+        let low = Index::constant(0).minus(&max).unwrap();
+        assert_eq!(low.to_string(), "-9223372036854775807");
+        // Coefficients: 64 copies of j, not 65; substitution multiplies them.
+        let mut many = Index::default();
+        for _ in 0..64 {
+            many = many.plus(&j).unwrap();
+        }
+        assert!(many.plus(&j).is_err());
+        let twice = j.plus(&j).unwrap();
+        assert!(many.subst("j", &twice).is_err());
+        assert!(twice.subst("j", &Index::constant(i64::MAX / 2 + 1)).is_err());
+        assert_eq!(
+            twice.subst("j", &Index::constant(i64::MAX / 2)).unwrap().as_constant(),
+            Some(i64::MAX - 1)
+        );
+        // Public fields can hold i64::MIN; printing does not overflow.
+        assert_eq!(Index::constant(i64::MIN).to_string(), "-9223372036854775808");
+        let e = Expr::synthetic(ExprKind::Var(Rc::new(VarName { name: "W".into(), index: Some(twice) })));
+        assert!(e.subst_index("j", &max).is_err());
+    }
 
     /// 200 000 nested negations (and a 200 000-term sum) are compared and
     /// freed on a 256 KiB thread: neither recurses.

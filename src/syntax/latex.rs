@@ -1,7 +1,7 @@
 //! Expressions → LaTeX in standard notation: `W_{1}^{\top}`,
 //! `\operatorname{tr}`, `\odot`, `\prod_{i=1}^{n}`.
 
-use super::ast::{BinOp, Expr, ExprKind, Func, VarName};
+use super::ast::{BinOp, Expr, ExprKind, Func, Index, VarName};
 use super::printer::{format_number, prec, Prec};
 
 const GREEK: [&str; 17] = [
@@ -22,25 +22,45 @@ pub fn to_latex(e: &Expr) -> String {
 }
 
 /// LaTeX for a variable name: trailing digits and `_x` become subscripts,
-/// Greek names become letters.
+/// Greek names become letters; any other `_` is a literal underscore, so
+/// that every identifier compiles (`x_` is `\mathit{x\_}`, `W__` is
+/// `W_{\_}`).
+///
+/// ```
+/// use matdiff::syntax::{parse_var, var_latex};
+/// assert_eq!(var_latex(&parse_var("W_1").unwrap()), "W_{1}");
+/// assert_eq!(var_latex(&parse_var("x_").unwrap()), r"\mathit{x\_}");
+/// assert_eq!(var_latex(&parse_var("W__").unwrap()), r"W_{\_}");
+/// ```
 pub fn var_latex(v: &VarName) -> String {
     let (base, sub) = split_name(&v.name);
     let base = if GREEK.contains(&base) {
         format!("\\{base}")
     } else if base.chars().count() > 1 {
-        format!("\\mathit{{{base}}}")
+        format!("\\mathit{{{}}}", escape(base))
     } else {
         base.to_string()
     };
-    let mut subs: Vec<String> = sub.into_iter().map(str::to_string).collect();
+    let mut subs: Vec<String> = sub.into_iter().map(escape).collect();
     if let Some(i) = &v.index {
-        subs.push(i.to_string());
+        subs.push(index_latex(i));
     }
     if subs.is_empty() {
         base
     } else {
         format!("{base}_{{{}}}", subs.join(","))
     }
+}
+
+/// An underscore inside a name is text, not a subscript: `_` before `}` or
+/// another `_` is an error in TeX and KaTeX.
+fn escape(text: &str) -> String {
+    text.replace('_', "\\_")
+}
+
+/// An index (`j+1`, `n_1-i`) in LaTeX: its names may hold underscores.
+fn index_latex(i: &Index) -> String {
+    escape(&i.to_string())
 }
 
 fn split_name(name: &str) -> (&str, Option<&str>) {
@@ -140,7 +160,12 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
             // Parenthesised, so that neighbours and superscripts stay outside.
             ExprKind::Prod(prod) => {
                 let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-                out.push_str(&format!("\\left(\\prod_{{{var}={lo}}}^{{{hi}}} "));
+                out.push_str(&format!(
+                    "\\left(\\prod_{{{}={}}}^{{{}}} ",
+                    escape(var),
+                    index_latex(lo),
+                    index_latex(hi)
+                ));
                 write(out, body, Prec::Postfix);
                 out.push_str("\\right)");
             }

@@ -11,6 +11,7 @@ use pest::Parser as _;
 use std::rc::Rc;
 
 use super::ast::*;
+use super::printer::{decimal, format_number};
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(pest_derive::Parser)]
@@ -137,6 +138,32 @@ fn parse_int(pair: &Pair<Rule>) -> Result<i64> {
     })
 }
 
+/// A literal as the double it names, when a double holds it exactly: the
+/// decimal value of the text and of the double's shortest form agree (`0.1`
+/// is the double printed `0.1`). `9007199254740993`, `1e-400` or
+/// `0.10000000000000000001` would be printed as another number, so they are
+/// refused, never rounded: a formula is printed as it was given.
+fn parse_number(pair: &Pair<Rule>, what: &str) -> Result<f64> {
+    let text = pair.as_str();
+    let x: f64 = text.parse().map_err(|_| {
+        Error::new(ErrorKind::Parse, format!("`{text}` is not a number")).label(span_of(pair), "here")
+    })?;
+    if !x.is_finite() {
+        return Err(Error::new(ErrorKind::Parse, format!("{what} out of range"))
+            .label(span_of(pair), "not a finite number"));
+    }
+    let nearest = format!("{:e}", x.abs());
+    if decimal(text).is_none() || decimal(text) != decimal(&nearest) {
+        let shown = format_number(x);
+        return Err(Error::new(ErrorKind::Limit, format!("{what} `{text}` is not exactly representable"))
+            .label(span_of(pair), format!("a double holds {shown} here"))
+            .note(format!(
+                "numbers are doubles (53 bits, about 16 digits); write `{shown}`, the nearest one, if that is meant"
+            )));
+    }
+    Ok(x)
+}
+
 fn check_nesting(src: &str) -> Result<()> {
     let mut depth = 0usize;
     for (i, c) in src.char_indices() {
@@ -246,12 +273,7 @@ impl Builder {
                         }
                         Rule::hadamard_power => {
                             let p = op.into_inner().next().expect("exponent");
-                            let value: f64 = p.as_str().parse().expect("number grammar");
-                            if !value.is_finite() {
-                                return Err(Error::new(ErrorKind::Parse, "exponent out of range")
-                                    .label(span_of(&p), "not a finite number"));
-                            }
-                            ExprKind::HadamardPower(Rc::new(lhs), value)
+                            ExprKind::HadamardPower(Rc::new(lhs), parse_number(&p, "exponent")?)
                         }
                         r => unreachable!("postfix rule {r:?}"),
                     };
@@ -287,14 +309,7 @@ impl Builder {
         let span = span_of(&pair);
         let kind = match pair.as_rule() {
             Rule::expr => return self.expr(pair),
-            Rule::number => {
-                let x: f64 = pair.as_str().parse().expect("number grammar");
-                if !x.is_finite() {
-                    return Err(Error::new(ErrorKind::Parse, "number out of range")
-                        .label(span, "not a finite number"));
-                }
-                ExprKind::Num(x)
-            }
+            Rule::number => ExprKind::Num(parse_number(&pair, "number")?),
             Rule::identity => ExprKind::Identity,
             Rule::ident => {
                 let name = pair.as_str();
@@ -343,9 +358,11 @@ impl Builder {
     }
 
     fn index(&self, pair: Pair<Rule>) -> Result<Index> {
+        let start = span_of(&pair).start;
         let mut acc = Index::default();
         let mut sign = 1;
         for p in pair.into_inner() {
+            let end = span_of(&p).end;
             let term = match p.as_rule() {
                 Rule::index_neg => {
                     sign = -1;
@@ -360,7 +377,9 @@ impl Builder {
                 Rule::index => self.index(p)?,
                 r => unreachable!("index rule {r:?}"),
             };
-            acc = if sign > 0 { acc.plus(&term) } else { acc.minus(&term) };
+            // Checked: `W[9223372036854775807+1]` is refused, never wrapped.
+            let sum = if sign > 0 { acc.plus(&term) } else { acc.minus(&term) };
+            acc = sum.map_err(|e| e.label(Span::new(start, end), "this index is out of range"))?;
         }
         Ok(acc)
     }

@@ -59,6 +59,104 @@ pub fn format_number(x: f64) -> String {
     }
 }
 
+/// The decimal value of a literal, sign aside: its significant digits and the
+/// power of ten of the point before them (`0.0500` and `5e-2` are ("5",
+/// -1); zero is ("", 0)). None when the exponent does not fit an i64.
+pub(crate) fn decimal(text: &str) -> Option<(String, i64)> {
+    let text = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], &text[i + 1..]),
+        None => (text, "0"),
+    };
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits: String = int.chars().chain(frac.chars()).collect();
+    let significant = digits.trim_start_matches('0');
+    let leading = digits.len() - significant.len();
+    let significant = significant.trim_end_matches('0');
+    if significant.is_empty() {
+        return Some((String::new(), 0)); // whatever the exponent
+    }
+    let exponent: i64 = exponent.parse().ok()?;
+    let point =
+        i64::try_from(int.len()).ok()?.checked_add(exponent)?.checked_sub(i64::try_from(leading).ok()?)?;
+    Some((significant.to_string(), point))
+}
+
+/// The double whose shortest form is exactly the decimal p − 1 of p's
+/// shortest form (`0.1` gives `-0.9`, although 0.1 − 1 in binary is not
+/// -0.9), so that the derivative of `X .^ p` prints the exponent p − 1 as
+/// written; None when no double is that number (p = 1e17 or 1e-20).
+pub(crate) fn exact_minus_one(p: f64) -> Option<f64> {
+    if !p.is_finite() {
+        return None;
+    }
+    let (digits, point) = decimal(&format!("{:e}", p.abs()))?;
+    // p as fixed-point digits: int.frac, both without sign.
+    let len = i64::try_from(digits.len()).ok()?;
+    let zeros = |n: i64| "0".repeat(usize::try_from(n).unwrap_or(0));
+    let (int, frac) = if point <= 0 {
+        ("0".to_string(), zeros(-point) + &digits)
+    } else if point >= len {
+        (digits.clone() + &zeros(point - len), String::new())
+    } else {
+        let at = usize::try_from(point).ok()?;
+        (digits[..at].to_string(), digits[at..].to_string())
+    };
+    let (negative, int, frac) = if p < 0.0 {
+        (true, add_one(&int), frac) // -(|p| + 1)
+    } else if int != "0" {
+        (false, sub_one(&int), frac) // p ≥ 1
+    } else if digits.is_empty() {
+        (true, "1".to_string(), String::new()) // 0 − 1
+    } else {
+        (true, "0".to_string(), complement(&frac)) // -(1 − 0.frac)
+    };
+    let text = format!("{}{int}.{frac}0", if negative { "-" } else { "" });
+    let q: f64 = text.parse().ok()?;
+    (decimal(&text)? == decimal(&format!("{:e}", q.abs()))?).then_some(q)
+}
+
+/// n + 1 for a decimal integer.
+fn add_one(n: &str) -> String {
+    let mut d: Vec<u8> = n.bytes().collect();
+    for b in d.iter_mut().rev() {
+        if *b == b'9' {
+            *b = b'0';
+        } else {
+            *b += 1;
+            return String::from_utf8(d).unwrap_or_default();
+        }
+    }
+    format!("1{}", String::from_utf8(d).unwrap_or_default())
+}
+
+/// n − 1 for a decimal integer n ≥ 1.
+fn sub_one(n: &str) -> String {
+    let mut d: Vec<u8> = n.bytes().collect();
+    for b in d.iter_mut().rev() {
+        if *b == b'0' {
+            *b = b'9';
+        } else {
+            *b -= 1;
+            break;
+        }
+    }
+    let s = String::from_utf8(d).unwrap_or_default();
+    let s = s.trim_start_matches('0');
+    if s.is_empty() {
+        "0".into()
+    } else {
+        s.into()
+    }
+}
+
+/// 10^k − f for the k digits of a nonzero fraction f: the digits of 1 − 0.f.
+fn complement(f: &str) -> String {
+    let nines: String = f.bytes().map(|b| char::from(b'9' - (b - b'0'))).collect();
+    // No carry out of k digits: f is nonzero, so 10^k − f < 10^k.
+    add_one(&nines)
+}
+
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write_expr(f, self, Prec::Loosest)
@@ -120,4 +218,40 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// p − 1 is the decimal difference of what is printed, or refused.
+    #[test]
+    fn exponents_minus_one_are_exact_decimals() {
+        let cases: [(f64, Option<&str>); 12] = [
+            (0.1, Some("-0.9")),
+            (0.3, Some("-0.7")),
+            (-0.5, Some("-1.5")),
+            (2.25, Some("1.25")),
+            (0.0, Some("-1")),
+            (1.0, Some("0")),
+            (1e15, Some("999999999999999")),
+            (9007199254740992.0, Some("9007199254740991.0")),
+            (-9007199254740991.0, Some("-9007199254740992.0")),
+            (0.999999999999999, Some("-1e-15")),
+            (1e17, None),
+            (1e-20, None),
+        ];
+        for (p, want) in cases {
+            let got = exact_minus_one(p);
+            assert_eq!(got.map(format_number).as_deref(), want, "{p:e}");
+        }
+        assert_eq!(exact_minus_one(f64::MAX), None);
+        assert_eq!(exact_minus_one(f64::NAN), None);
+        // Carries and borrows across digits.
+        assert_eq!(add_one("999"), "1000");
+        assert_eq!(sub_one("1000"), "999");
+        assert_eq!(complement("001"), "999");
+        assert_eq!(decimal("0.0500"), decimal("5e-2"));
+        assert_eq!(decimal("-0e999999999999999999999"), Some((String::new(), 0)));
+    }
 }

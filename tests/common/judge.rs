@@ -262,15 +262,15 @@ impl<'a, 'p> Subject<'a, 'p> {
         let mut indices: Vec<(String, i64)> =
             outer.into_iter().map(|k| (k, rng.random_range(1..=4))).collect();
         let bind = |i: &Index, values: &[(String, i64)]| {
-            values.iter().fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v)))
+            values.iter().try_fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v))).ok()
         };
         for name in own {
             let condition = self.gradient.differential.conditions.iter().find(|c| c.at.mentions(&name));
             let value = match condition {
                 Some(c) => {
-                    let offset = bind(&c.at.subst(&name, &Index::constant(0)), &indices).as_constant()?;
-                    let lo = bind(&c.lo, &indices).as_constant()? - offset;
-                    let hi = bind(&c.hi, &indices).as_constant()? - offset;
+                    let offset = bind(&c.at.subst(&name, &Index::constant(0)).ok()?, &indices)?.as_constant()?;
+                    let lo = bind(&c.lo, &indices)?.as_constant()?.checked_sub(offset)?;
+                    let hi = bind(&c.hi, &indices)?.as_constant()?.checked_sub(offset)?;
                     if lo > hi {
                         return None;
                     }
@@ -280,15 +280,18 @@ impl<'a, 'p> Subject<'a, 'p> {
             };
             indices.push((name, value));
         }
-        let concrete = |v: &VarName| VarName {
-            name: v.name.clone(),
-            index: v.index.as_ref().map(|i| bind(i, &indices)),
+        let concrete = |v: &VarName| {
+            let index = match &v.index {
+                Some(i) => Some(bind(i, &indices)?),
+                None => None,
+            };
+            Some(VarName { name: v.name.clone(), index })
         };
 
         // The variables, the members of families products use, the upstream gradient.
-        let mut vars: Vec<VarName> = d.typing.variables().iter().map(concrete).collect();
+        let mut vars: Vec<VarName> = d.typing.variables().iter().map(concrete).collect::<Option<_>>()?;
         for (family, lo, hi) in product_ranges(program) {
-            let (lo, hi) = (bind(&lo, &indices).as_constant()?, bind(&hi, &indices).as_constant()?);
+            let (lo, hi) = (bind(&lo, &indices)?.as_constant()?, bind(&hi, &indices)?.as_constant()?);
             for k in lo..=hi {
                 vars.push(VarName { name: family.clone(), index: Some(Index::constant(k)) });
             }
@@ -296,7 +299,7 @@ impl<'a, 'p> Subject<'a, 'p> {
         if let Mode::Layer { upstream } = &d.mode {
             vars.push(upstream.clone());
         }
-        let wrt = concrete(&self.gradient.wrt);
+        let wrt = concrete(&self.gradient.wrt)?;
         vars.push(wrt.clone());
         let mut seen = HashSet::new();
         vars.retain(|v| seen.insert(v.clone()));
@@ -304,7 +307,7 @@ impl<'a, 'p> Subject<'a, 'p> {
         let mut typer: Typer = d.typing.typer().clone();
         let mut sizes = BTreeMap::new();
         let mut size = |dim: Dim, rng: &mut StdRng| -> Option<usize> {
-            let dim = indices.iter().fold(dim, |dim, (k, v)| dim.subst(k, &Index::constant(*v)));
+            let dim = indices.iter().try_fold(dim, |dim, (k, v)| dim.subst(k, &Index::constant(*v))).ok()?;
             let key = match &dim {
                 Dim::Const(n) => return usize::try_from(*n).ok(),
                 Dim::Unknown(_) => return None,
@@ -315,7 +318,7 @@ impl<'a, 'p> Subject<'a, 'p> {
         let scale = if config.scales { [2.0, 1.0, 0.5][attempt % 3] } else { 1.0 };
         let mut env = Env { indices: indices.clone(), ..Env::default() };
         for v in vars {
-            let shape = typer.var(&v);
+            let shape = typer.var(&v).ok()?;
             let shape = typer.resolve(shape);
             let (r, c) = (size(shape.rows, rng)?, size(shape.cols, rng)?);
             let positive = self.positive(config.positive).contains(&v.name);
