@@ -498,11 +498,13 @@ impl Tidier<'_> {
                     (vec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, t)], s)
                 }
                 ExprKind::HadamardPower(a, p) => {
+                    if *p == 1.0 {
+                        // X .^ 1 is X: normalised once (twice doubled the time per level).
+                        let (sum, sa) = self.norm(a, t)?;
+                        return Ok((sum, self.shape(e, &[sa])?));
+                    }
                     let (sum, sa) = self.norm(a, false)?;
                     let s = self.shape(e, &[sa])?;
-                    if *p == 1.0 {
-                        return self.norm(a, t);
-                    }
                     (
                         vec![self.leaf(
                             Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p)),
@@ -874,6 +876,17 @@ mod tests {
             assert!(fits && sized, "{e}: tidied to {tidied}");
             let out = simplify(&crate::syntax::parse_expr(e).unwrap(), typing.typer(), None).unwrap();
             assert_eq!(out.expr.to_string(), want, "{e}");
+        }
+    }
+
+    /// `X .^ 1` is X, transposed or not: its operand is normalised once.
+    #[test]
+    fn hadamard_power_one_is_its_operand() {
+        let program = crate::syntax::parse_program("A : 3x4; B : 3x2; A").unwrap();
+        let typing = crate::shape::infer(&program).unwrap();
+        for (e, want) in [("(A .^ 1)^T * B", "A^T * B"), ("(A .^ 1 .^ 1 .^ 2)^T * B", "A .^ 2^T * B")] {
+            let tidied = tidy(&crate::syntax::parse_expr(e).unwrap(), typing.typer()).unwrap();
+            assert_eq!(tidied.to_string(), want, "{e}");
         }
     }
 

@@ -1,0 +1,190 @@
+//! Hostile input within bounds (issue 27): small inputs that once ran for
+//! hours or took gigabytes are answered or refused, by the binary, within a
+//! time cap and a memory cap, and a refusal names the limit it hit.
+//!
+//! Each run is one process at a time (the caps measure it, not its
+//! neighbours), watched every few milliseconds: its wall time, and its peak
+//! resident memory (`VmHWM` of /proc/PID/status; the 512 MiB stack of the
+//! binary's worker thread is address space, not resident). Past either cap
+//! it is killed and the test fails.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+
+/// Wall time a run may take. The tests run in the test profile
+/// (opt-level 1) on shared CI machines, so the inputs are sized to show a
+/// bug (minutes or hours before the fix) while taking a few seconds there.
+const TIME_CAP: Duration = Duration::from_secs(10);
+
+/// Resident memory a run may reach, in KiB (1 GiB).
+const MEMORY_CAP_KB: u64 = 1 << 20;
+
+/// One run at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What a run's standard input is.
+enum Stdin<'a> {
+    Null,
+    Text(&'a [u8]),
+    File(&'a Path),
+}
+
+/// A finished run.
+struct Run {
+    code: Option<i32>,
+    /// The first MiB of standard output, and its whole length in bytes.
+    stdout: String,
+    stdout_bytes: usize,
+    stderr: String,
+    wall: Duration,
+    peak_kb: u64,
+}
+
+impl Run {
+    /// Exit status 2, with a message that names a limit: `limit` and each
+    /// of `words` (such as the limit's value) appear in it.
+    fn assert_refused(&self, what: &str, words: &[&str]) {
+        assert_eq!(self.code, Some(2), "{what}: exit {:?}\n{}", self.code, self.stderr);
+        assert!(self.stderr.contains("limit"), "{what}: no limit named:\n{}", self.stderr);
+        for w in words {
+            assert!(self.stderr.contains(w), "{what}: `{w}` is not in:\n{}", self.stderr);
+        }
+    }
+}
+
+/// Peak resident memory of a live process, in KiB.
+fn peak_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Reads a stream to its end, keeping the first MiB.
+fn drain(mut stream: impl Read + Send + 'static) -> std::thread::JoinHandle<(Vec<u8>, usize)> {
+    std::thread::spawn(move || {
+        let (mut kept, mut total, mut buf) = (Vec::new(), 0usize, vec![0u8; 1 << 16]);
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            total += n;
+            let room = (1usize << 20).saturating_sub(kept.len());
+            kept.extend_from_slice(&buf[..n.min(room)]);
+        }
+        (kept, total)
+    })
+}
+
+/// Runs the binary under the caps; fails the test past either.
+fn matdiff_with(args: &[&str], stdin: Stdin, env: &[(&str, &Path)]) -> Run {
+    let _turn = one_at_a_time();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matdiff"));
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match stdin {
+        Stdin::Null => cmd.stdin(Stdio::null()),
+        Stdin::Text(_) => cmd.stdin(Stdio::piped()),
+        Stdin::File(path) => cmd.stdin(std::fs::File::open(path).unwrap()),
+    };
+    let what = format!("matdiff {}", args.iter().map(|a| short(a)).collect::<Vec<_>>().join(" "));
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("run matdiff");
+    let pid = child.id();
+    let feeder = match (stdin, child.stdin.take()) {
+        (Stdin::Text(text), Some(mut pipe)) => {
+            let text = text.to_vec();
+            Some(std::thread::spawn(move || {
+                let _ = pipe.write_all(&text); // a refusal may close it early
+            }))
+        }
+        _ => None,
+    };
+    let out = drain(child.stdout.take().unwrap());
+    let err = drain(child.stderr.take().unwrap());
+    let mut peak = 0;
+    let status = loop {
+        // The peak first: once the process is reaped, its memory is gone.
+        peak = peak.max(peak_kb(pid).unwrap_or(0));
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let over_time = started.elapsed() > TIME_CAP;
+        if over_time || peak > MEMORY_CAP_KB {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{what}: killed after {:.1} s at {} MiB resident (caps: {} s, {} MiB)",
+                started.elapsed().as_secs_f64(),
+                peak >> 10,
+                TIME_CAP.as_secs(),
+                MEMORY_CAP_KB >> 10
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let wall = started.elapsed();
+    if let Some(f) = feeder {
+        f.join().unwrap();
+    }
+    let (stdout, stdout_bytes) = out.join().unwrap();
+    let (stderr, _) = err.join().unwrap();
+    let run = Run {
+        code: status.code(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stdout_bytes,
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        wall,
+        peak_kb: peak,
+    };
+    eprintln!(
+        "{what}: exit {:?} in {:.2} s, {} MiB resident, {} bytes out",
+        run.code,
+        run.wall.as_secs_f64(),
+        run.peak_kb >> 10,
+        run.stdout_bytes
+    );
+    run
+}
+
+fn matdiff(args: &[&str]) -> Run {
+    matdiff_with(args, Stdin::Null, &[])
+}
+
+/// An argument as a message shows it.
+fn short(a: &str) -> String {
+    if a.chars().count() <= 40 {
+        a.to_string()
+    } else {
+        format!("{}... ({} bytes)", a.chars().take(30).collect::<String>(), a.len())
+    }
+}
+
+/// A scratch directory of this test process.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("matdiff-hostile-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+
+/// `A .^ 1` was normalised twice by tidy: 30 of them ran for hours.
+#[test]
+fn tidy_is_linear_in_its_input() {
+    let src = format!("A : 3x3; sum(A{})", ".^1".repeat(30));
+    let run = matdiff(&["derive", &src]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout.contains("d/dA = A .^ 0  : 3x3"), "{}", run.stdout);
+}
