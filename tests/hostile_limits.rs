@@ -204,6 +204,23 @@ fn doubling_definitions_are_counted_before_they_are_built() {
     }
 }
 
+/// A chain of definitions (`B1 = sum(B0 + a); B2 = sum(B1 + a); …`) is
+/// typed once per definition, against a union-find that kept its trees
+/// flat: 200 of them took 3.5 s, 1 100 hours.
+#[test]
+fn a_chain_of_definitions_is_typed_in_near_linear_time() {
+    let n = 1100;
+    let mut defs: Vec<String> = vec!["a : scalar; B0 = a".into()];
+    defs.extend((1..=n).map(|k| format!("B{k} = sum(B{} + a)", k - 1)));
+    let src = format!("{}; B{n}", defs.join("; "));
+    for args in [&["derive", "-"][..], &["check", "-"], &["plan", "-"]] {
+        let run = matdiff_with(args, Stdin::Text(src.as_bytes()), &[]);
+        assert_eq!(run.code, Some(0), "{args:?}: {}", run.stderr);
+    }
+    let run = matdiff_with(&["derive", "-"], Stdin::Text(src.as_bytes()), &[]);
+    assert!(run.stdout.contains(&format!("d/da = {}", n + 1)), "{}", &run.stdout[run.stdout.len() - 100..]);
+}
+
 /// `A .^ 1` was normalised twice by tidy: 30 of them ran for hours.
 #[test]
 fn tidy_is_linear_in_its_input() {
