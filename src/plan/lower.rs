@@ -487,6 +487,23 @@ fn has_product(e: &Expr) -> bool {
     })
 }
 
+/// The factors the `prod` ranges of `e` expand to (as [`expand_products`]
+/// counts them), without expanding them.
+pub(super) fn expansion(e: &Expr) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        if let ExprKind::Prod(prod) = &e.kind {
+            if let (Some(a), Some(b)) = (prod.lo.as_constant(), prod.hi.as_constant()) {
+                let len = (i128::from(b) - i128::from(a) + 1).max(0);
+                total = total.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+            }
+        }
+        stack.extend(e.children());
+    }
+    total
+}
+
 /// `prod(F, i=a..b)` with numeric bounds as the explicit product
 /// `F(a) * ... * F(b)` (`I` when empty).
 fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {
