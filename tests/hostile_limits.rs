@@ -252,6 +252,23 @@ fn a_chain_of_definitions_is_typed_in_near_linear_time() {
     assert!(run.stdout.contains(&format!("d/da = {}", n + 1)), "{}", &run.stdout[run.stdout.len() - 100..]);
 }
 
+/// `derive --steps` on 10 000 nested negations wrote 300 MB (every step
+/// restates the expression); at most a few steps of each occurrence and a
+/// few occurrences of each gradient are shown, with a note of the rest.
+#[test]
+fn steps_output_is_bounded_and_says_what_it_left_out() {
+    let src = format!("A : 3x3; tr({}A)", "-".repeat(10_000));
+    let run = matdiff(&["derive", "--steps", &src]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout_bytes < 4 << 20, "{} bytes", run.stdout_bytes);
+    assert!(run.stdout.contains("more steps"), "{}", &run.stdout[..run.stdout.len().min(3000)]);
+    let src = format!("A : 3x3; tr({})", vec!["A"; 5000].join(" + "));
+    let run = matdiff(&["derive", "--steps", &src]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.stdout_bytes < 4 << 20, "{} bytes", run.stdout_bytes);
+    assert!(run.stdout.contains("4990 more occurrences"), "{}", &run.stdout[..run.stdout.len().min(3000)]);
+}
+
 /// `A .^ 1` was normalised twice by tidy: 30 of them ran for hours.
 #[test]
 fn tidy_is_linear_in_its_input() {

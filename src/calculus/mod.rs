@@ -160,7 +160,13 @@ impl Differential {
 /// 2000-fold tied product would print 4 million factors.
 pub const MAX_GRADIENT_NODES: usize = 2_000_000;
 
-/// The differential of the typed program's expression with respect to `wrt`.
+/// Occurrences whose derivation steps are recorded (an explanation shows
+/// no more): each holds a trail as long as its depth, and a thousand
+/// occurrences a thousand levels deep would hold a million steps.
+pub const RECORDED_OCCURRENCES: usize = 10;
+
+/// The differential of the typed program's expression with respect to `wrt`,
+/// with the steps of its first [`RECORDED_OCCURRENCES`] occurrences.
 ///
 /// ```
 /// use matdiff::{calculus, shape, syntax};
@@ -177,7 +183,8 @@ pub fn differentiate(typing: &Typing, wrt: &VarName, mode: &Mode) -> Result<Diff
 impl<'p> Occurrences<'p> {
     /// [`differentiate`] on this index of `typing`'s program, which every
     /// gradient of the program shares. Without `steps`, no derivation step
-    /// is recorded (only explanations read them).
+    /// is recorded (only explanations read them); with them, those of the
+    /// first [`RECORDED_OCCURRENCES`] occurrences.
     pub fn differentiate(
         &mut self,
         typing: &Typing<'p>,
@@ -192,7 +199,7 @@ impl<'p> Occurrences<'p> {
             Mode::Layer { upstream } => Expr::synthetic(ExprKind::Var(Rc::new(upstream.clone()))),
         };
         let marks = self.mark(wrt);
-        let record = if steps { usize::MAX } else { 0 };
+        let record = if steps { RECORDED_OCCURRENCES } else { 0 };
         let mut walk =
             Walk { typing, occ: self, marks, wrt, out: vec![], conditions: vec![], nodes: 0, record };
         let start_step =
