@@ -269,6 +269,15 @@ fn steps_output_is_bounded_and_says_what_it_left_out() {
     assert!(run.stdout.contains("4990 more occurrences"), "{}", &run.stdout[..run.stdout.len().min(3000)]);
 }
 
+/// Input is read through a cap: `-f /dev/zero` read until memory ran out.
+#[test]
+fn input_is_read_through_a_cap() {
+    let cap = format!("{} MiB", matdiff::cli::MAX_INPUT_BYTES >> 20);
+    matdiff(&["derive", "-f", "/dev/zero"]).assert_refused("-f /dev/zero", &["/dev/zero", &cap]);
+    let run = matdiff_with(&["check", "-"], Stdin::File(Path::new("/dev/zero")), &[]);
+    run.assert_refused("stdin /dev/zero", &["standard input", &cap]);
+}
+
 /// `A .^ 1` was normalised twice by tidy: 30 of them ran for hours.
 #[test]
 fn tidy_is_linear_in_its_input() {
