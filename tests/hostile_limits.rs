@@ -310,3 +310,27 @@ fn many_variables_are_derived_in_linear_time() {
     assert_eq!(run.code, Some(0), "{}", run.stderr);
     assert!(run.stdout.contains("d/dW9999 = G"), "{}", &run.stdout[run.stdout.len().saturating_sub(300)..]);
 }
+
+/// A piped session loses no line: an open parenthesis in a comment or in a
+/// quoted option does not continue the input, an input open at the end is
+/// an error naming its first line, and a line that is not UTF-8 is an error
+/// for that line alone.
+#[test]
+fn piped_repl_input_is_never_lost() {
+    let mut session: Vec<u8> = b"W : 3x4\n\
+        # a comment with an open parenthesis (\n\
+        W * W^T\n\
+        verify W*X --wrt W --claim '(G*X^T'\n\
+        W^T * W\n\
+        (W *\n  W^T)^T\n"
+        .to_vec();
+    session.extend_from_slice(b"W * \xff\xfe\n");
+    session.extend_from_slice(b"W\nW * (W^T\n");
+    let run = matdiff_with(&["repl"], Stdin::Text(&session), &[]);
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let shapes: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(shapes, ["3x3", "4x4", "3x3", "3x4"], "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("expected"), "the claim's parse error is shown: {}", run.stderr);
+    assert!(run.stderr.contains("line 8") && run.stderr.contains("UTF-8"), "{}", run.stderr);
+    assert!(run.stderr.contains("line 10") && run.stderr.contains("unfinished"), "{}", run.stderr);
+}

@@ -31,9 +31,11 @@ Commands take the same options as on the command line:
   plan EXPR [--dims d0=64,B=65536] [--json] [--emit numpy|pytorch]
   latex EXPR
   :help   :shapes (declared and inferred shapes)   :reset   :quit
-A line ending in \\ or with an open parenthesis continues on the next line.";
+A line ending in \\, or one the parser finds unfinished (an open parenthesis,
+a trailing operator), continues on the next line.";
 
-const COMMANDS: [&str; 9] = ["derive", "verify", "check", "plan", "latex", ":help", ":shapes", ":reset", ":quit"];
+const COMMANDS: [&str; 9] =
+    ["derive", "verify", "check", "plan", "latex", ":help", ":shapes", ":reset", ":quit"];
 
 /// The session: the declarations and definitions so far.
 #[derive(Default)]
@@ -72,8 +74,8 @@ impl Session {
 
     /// Runs one (possibly multi-line) input; output and errors go to the writers.
     pub fn line(&mut self, input: &str, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
-        let line = input.replace("\\\n", " ").replace('\n', " ").trim().to_string();
-        if line.is_empty() || line.starts_with('#') {
+        let line = join_lines(input).trim().to_string();
+        if line.is_empty() {
             return Outcome::Continue;
         }
         let first = line.split_whitespace().next().unwrap_or("");
@@ -87,7 +89,9 @@ impl Session {
                 let _ = writeln!(out, "declarations cleared");
             }
             ":shapes" => self.shapes(out, err),
-            "derive" | "verify" | "check" | "plan" | "latex" => self.command(first, &line[first.len()..], out, err),
+            "derive" | "verify" | "check" | "plan" | "latex" => {
+                self.command(first, &line[first.len()..], out, err)
+            }
             _ if first.starts_with(':') => {
                 let _ = writeln!(err, "unknown command `{first}`; :help lists them");
             }
@@ -190,18 +194,172 @@ fn split_words(s: &str) -> Vec<String> {
     words
 }
 
-/// Whether an input continues on the next line: a trailing `\` or an open
-/// parenthesis.
-pub fn incomplete(input: &str) -> bool {
-    let depth: i64 = input
-        .chars()
-        .map(|c| match c {
-            '(' | '[' => 1,
-            ')' | ']' => -1,
-            _ => 0,
+/// A line without its comment: from a `#` outside quotes to the end.
+fn strip_comment(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '#') => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+/// An input of one or more lines as one line: each line without its
+/// comment (which would otherwise swallow the lines after it) and its
+/// trailing `\`, the lines joined by a space.
+fn join_lines(input: &str) -> String {
+    input
+        .split('\n')
+        .map(|l| {
+            let l = strip_comment(l).trim_end();
+            l.strip_suffix('\\').unwrap_or(l)
         })
-        .sum();
-    input.trim_end().ends_with('\\') || depth > 0
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The text of a (joined) input that the parser reads: the expression of
+/// a command (its words before the first option), or a statement; `None`
+/// for a `:` command.
+fn parsed_part(line: &str) -> Option<String> {
+    let line = line.trim();
+    let first = line.split_whitespace().next().unwrap_or("");
+    match first {
+        _ if first.starts_with(':') => None,
+        "derive" | "verify" | "check" | "plan" | "latex" => {
+            let words = split_words(&line[first.len()..]);
+            let at = words.iter().position(|w| w.starts_with("--")).unwrap_or(words.len());
+            Some(words[..at].join(" "))
+        }
+        _ => Some(line.to_string()),
+    }
+}
+
+/// Whether an input continues on the next line: its last line ends in
+/// `\`, or the parser finds it unfinished ([`crate::syntax::unfinished`]:
+/// `W * (`, `W +`). Parentheses in comments and quoted options do not
+/// count.
+pub fn incomplete(input: &str) -> bool {
+    let last = input.trim_end_matches('\n').rsplit('\n').next().unwrap_or("");
+    if strip_comment(last).trim_end().ends_with('\\') {
+        return true;
+    }
+    parsed_part(&join_lines(input)).is_some_and(|text| crate::syntax::unfinished(&text))
+}
+
+/// Runs a session on piped input, without prompts. Lines are numbered from
+/// 1 in messages. No line is lost without a word: a line that is not UTF-8
+/// is an error for that line (and the input it continued), and an input
+/// still unfinished at the end is an error that names its first line.
+fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let cap = crate::cli::MAX_INPUT_BYTES;
+    let mut pending = String::new();
+    let (mut first, mut number) = (0usize, 0usize);
+    let mut bytes = Vec::new();
+    loop {
+        bytes.clear();
+        match std::io::Read::take(&mut input, cap as u64 + 1).read_until(b'\n', &mut bytes) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot read standard input after line {number}: {e}");
+                return 2;
+            }
+        }
+        number += 1;
+        if bytes.len() > cap {
+            let _ = writeln!(
+                err,
+                "error: limit reached: line {number} is longer than {} MiB; the rest of the input is not read",
+                cap >> 20
+            );
+            return 2;
+        }
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+        }
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        let line = match std::str::from_utf8(&bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                let dropped = if pending.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("; so is the input from line {first} that it continued")
+                };
+                let _ = writeln!(
+                    err,
+                    "error: line {number} is not UTF-8 text (byte {} is not); it is skipped{dropped}",
+                    e.valid_up_to() + 1
+                );
+                pending.clear();
+                continue;
+            }
+        };
+        if pending.is_empty() {
+            first = number;
+        }
+        if pending.len() + line.len() > cap {
+            let _ = writeln!(
+                err,
+                "error: limit reached: the input from line {first} is longer than {} MiB; it is skipped",
+                cap >> 20
+            );
+            pending.clear();
+            continue;
+        }
+        pending.push_str(line);
+        pending.push('\n');
+        if incomplete(&pending) {
+            continue;
+        }
+        if session.line(&std::mem::take(&mut pending), out, err) == Outcome::Quit {
+            return 0;
+        }
+    }
+    if !pending.trim().is_empty() {
+        let _ = writeln!(err, "error: the input from line {first} is unfinished at the end of the input");
+        if let Some(Err(e)) =
+            parsed_part(&join_lines(&pending)).map(|text| parse_program(&text).map(|_| text))
+        {
+            let text = parsed_part(&join_lines(&pending)).unwrap_or_default();
+            let _ = write!(err, "{}", e.render("<repl>", &text));
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parser decides: an open parenthesis or a trailing operator
+    /// continues, one in a comment or a quoted option does not.
+    #[test]
+    fn inputs_continue_where_the_parser_wants_more() {
+        for (input, more) in [
+            ("W * (\n", true),
+            ("W +\n", true),
+            ("W : 3 x\n", true),
+            ("W1 * \\\n", true),
+            ("derive W1 * (W2\n", true),
+            ("W * W  # an open ( here\n", false),
+            ("# (\n", false),
+            ("verify W*X --wrt W --claim '(G*X^T'\n", false),
+            ("W)\n", false),
+            (":shapes (\n", false),
+            ("W * (  # open\n  W)\n", false),
+        ] {
+            assert_eq!(incomplete(input), more, "{input:?}");
+        }
+        assert_eq!(join_lines("W * (  # open\n  W)\n"), "W * (   W) ");
+    }
 }
 
 /// Completion of commands, functions and the names declared so far.
@@ -262,20 +420,7 @@ pub fn run() -> i32 {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     if !std::io::stdin().is_terminal() {
-        let mut pending = String::new();
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            pending.push_str(&line);
-            pending.push('\n');
-            if incomplete(&pending) {
-                continue;
-            }
-            let input = std::mem::take(&mut pending);
-            if session.line(&input, &mut stdout.lock(), &mut stderr.lock()) == Outcome::Quit {
-                break;
-            }
-        }
-        return 0;
+        return piped(&mut session, std::io::stdin().lock(), &mut stdout.lock(), &mut stderr.lock());
     }
     let names = Rc::new(RefCell::new(vec![]));
     let mut editor: Editor<ReplHelper, DefaultHistory> = match Editor::new() {

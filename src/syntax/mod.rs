@@ -11,5 +11,5 @@ pub use ast::{
     VarName,
 };
 pub use latex::{to_latex, var_latex};
-pub use parser::{parse_expr, parse_program, parse_var, MAX_NESTING, MAX_NODES};
+pub use parser::{parse_expr, parse_program, parse_var, unfinished, MAX_NESTING, MAX_NODES};
 pub use printer::format_number;
