@@ -334,3 +334,125 @@ fn piped_repl_input_is_never_lost() {
     assert!(run.stderr.contains("line 8") && run.stderr.contains("UTF-8"), "{}", run.stderr);
     assert!(run.stderr.contains("line 10") && run.stderr.contains("unfinished"), "{}", run.stderr);
 }
+
+/// Pids of this process's children that run matdiff.
+fn matdiff_children() -> Vec<u32> {
+    let mut pids = vec![];
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+        for pid in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains("matdiff") {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+/// The REPL on a terminal, with its history under `data` (XDG_DATA_HOME):
+/// it must prompt, run a line and quit within the time cap, under the
+/// memory cap (watched from here; `ulimit -v` bounds it if the watch is late).
+fn terminal_session(data: &Path, env: &[(&str, &str)]) -> String {
+    use rexpect::session::spawn_command;
+    let _turn = one_at_a_time();
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -v 4000000; exec \"$0\" repl", env!("CARGO_BIN_EXE_matdiff")])
+        .env("HOME", data)
+        .env("XDG_DATA_HOME", data)
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watch = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                for pid in matdiff_children() {
+                    peak = peak.max(peak_kb(pid).unwrap_or(0));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak
+        })
+    };
+    let started = Instant::now();
+    let mut p = spawn_command(cmd, Some(TIME_CAP.as_millis() as u64)).unwrap();
+    let mut seen = String::new();
+    let mut step = |p: &mut rexpect::session::PtySession, send: Option<&str>, want: &str| {
+        if let Some(line) = send {
+            p.send_line(line).unwrap();
+        }
+        match p.exp_string(want) {
+            Ok(text) => seen.push_str(&text),
+            Err(e) => {
+                done.store(true, std::sync::atomic::Ordering::Relaxed);
+                panic!("waiting for {want:?}: {e}; seen so far:\n{seen}");
+            }
+        }
+    };
+    step(&mut p, None, "matdiff> ");
+    step(&mut p, Some("W : 3x4"), "matdiff> ");
+    step(&mut p, Some("W * W^T"), "3x3");
+    step(&mut p, None, "matdiff> ");
+    p.send_line(":quit").unwrap();
+    p.exp_eof().unwrap();
+    let status = p.process().wait();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let peak = watch.join().unwrap();
+    assert!(started.elapsed() < TIME_CAP, "{:?}", started.elapsed());
+    assert!(peak < MEMORY_CAP_KB, "{} MiB resident", peak >> 10);
+    assert!(matches!(status, Ok(rexpect::process::WaitStatus::Exited(_, 0))), "{status:?}; seen:\n{seen}");
+    seen
+}
+
+/// A history "file" that is a device or a FIFO is neither read nor written:
+/// a link to /dev/zero aborted the REPL at start, a FIFO hung it.
+#[test]
+fn history_is_read_only_from_a_regular_file() {
+    let dir = scratch("history-zero");
+    std::fs::create_dir_all(dir.join("matdiff")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", dir.join("matdiff/history")).unwrap();
+    let seen = terminal_session(&dir, &[]);
+    assert!(seen.contains("not a regular file"), "{seen}");
+
+    let dir = scratch("history-fifo");
+    std::fs::create_dir_all(dir.join("matdiff")).unwrap();
+    let made = Command::new("mkfifo").arg(dir.join("matdiff/history")).status().unwrap();
+    assert!(made.success());
+    let seen = terminal_session(&dir, &[]);
+    assert!(seen.contains("not a regular file"), "{seen}");
+}
+
+/// A history line that is not UTF-8 is skipped, not the rest of the file;
+/// and the history keeps 10 000 entries (MATDIFF_HISTORY_SIZE), not 100.
+#[test]
+fn history_survives_a_bad_line_and_keeps_its_length() {
+    let dir = scratch("history-bad-line");
+    std::fs::create_dir_all(dir.join("matdiff")).unwrap();
+    let path = dir.join("matdiff/history");
+    let mut text = b"#V2\n".to_vec();
+    for k in 0..60 {
+        text.extend_from_slice(format!("W{k} : 2x2\n").as_bytes());
+    }
+    text.extend_from_slice(b"W * \xff\n");
+    for k in 60..150 {
+        text.extend_from_slice(format!("W{k} : 2x2\n").as_bytes());
+    }
+    std::fs::write(&path, &text).unwrap();
+    let seen = terminal_session(&dir, &[]);
+    assert!(seen.contains("skipped") && seen.contains("line 62"), "the bad line is named: {seen}");
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(saved.contains("W0 : 2x2\n") && saved.contains("W149 : 2x2\n"), "{saved}");
+    assert!(saved.contains("W * W^T\n"), "{saved}");
+    assert_eq!(saved.lines().filter(|l| l.ends_with(": 2x2")).count(), 150, "{saved}");
+
+    // A shorter configured length keeps the newest entries, and says so.
+    let seen = terminal_session(&dir, &[("MATDIFF_HISTORY_SIZE", "20")]);
+    assert!(seen.contains("MATDIFF_HISTORY_SIZE"), "{seen}");
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(saved.lines().filter(|l| !l.starts_with('#')).count(), 20, "{saved}");
+    assert!(saved.contains("W149 : 2x2\n") && !saved.contains("W0 : 2x2\n"), "{saved}");
+}

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use rustyline::completion::Completer;
@@ -407,6 +407,118 @@ impl Validator for ReplHelper {
 
 impl Helper for ReplHelper {}
 
+/// Entries the history keeps, unless `MATDIFF_HISTORY_SIZE` says another
+/// number (the oldest go first).
+pub const HISTORY_SIZE: usize = 10_000;
+
+/// Largest history file read; a larger one is neither read nor written.
+const MAX_HISTORY_BYTES: u64 = 16 << 20;
+
+/// The history's length: `MATDIFF_HISTORY_SIZE`, or [`HISTORY_SIZE`].
+fn history_size() -> usize {
+    match std::env::var("MATDIFF_HISTORY_SIZE") {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            eprintln!("note: MATDIFF_HISTORY_SIZE=`{text}` is not a number; the history keeps {HISTORY_SIZE} entries");
+            HISTORY_SIZE
+        }),
+        Err(_) => HISTORY_SIZE,
+    }
+}
+
+/// Whether the history may be read from and saved to `path`: a regular
+/// file of at most [`MAX_HISTORY_BYTES`], or no file yet. (A link to
+/// /dev/zero was read until memory ran out; a FIFO blocked the start.)
+fn history_file(path: &Path) -> std::result::Result<bool, String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Ok(m) if !m.is_file() => Err(format!("{} is not a regular file", path.display())),
+        Ok(m) if m.len() > MAX_HISTORY_BYTES => {
+            Err(format!("{} is larger than {} MiB", path.display(), MAX_HISTORY_BYTES >> 20))
+        }
+        Ok(_) => Ok(true),
+    }
+}
+
+/// A history line of rustyline's format 2 (`\n` a line feed, `\\` a
+/// backslash); a line with another escape is kept as it is, as rustyline does.
+fn unescape(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('\\') => out.push('\\'),
+            _ => return line.to_string(),
+        }
+    }
+    out
+}
+
+/// Loads the history file into the editor, line by line: a line that is
+/// not UTF-8 is skipped (and named), not the rest of the file, which the
+/// next save would then have cut off. Returns whether the history may be
+/// saved to `path`; what is not done is said on standard error.
+fn load_history(editor: &mut Editor<ReplHelper, DefaultHistory>, path: &Path, size: usize) -> bool {
+    let not_kept = |why: String| eprintln!("note: history: {why}; the history is neither read nor saved");
+    match history_file(path) {
+        Ok(false) => return true,
+        Ok(true) => {}
+        Err(why) => {
+            not_kept(why);
+            return false;
+        }
+    }
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| {
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_HISTORY_BYTES + 1), &mut bytes)
+    });
+    if let Err(e) = read {
+        not_kept(format!("cannot read {}: {e}", path.display()));
+        return false;
+    }
+    if bytes.len() as u64 > MAX_HISTORY_BYTES {
+        not_kept(format!("{} is larger than {} MiB", path.display(), MAX_HISTORY_BYTES >> 20));
+        return false;
+    }
+    let mut lines = bytes.split(|&b| b == b'\n').enumerate().peekable();
+    let v2 = lines.peek().is_some_and(|(_, first)| *first == b"#V2");
+    let (mut entries, mut bad) = (0usize, vec![]);
+    for (i, line) in lines.skip(usize::from(v2)) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        match std::str::from_utf8(line) {
+            Ok(text) => {
+                let _ = editor.add_history_entry(if v2 { unescape(text) } else { text.to_string() });
+                entries += 1;
+            }
+            Err(_) => bad.push(i + 1),
+        }
+    }
+    if !bad.is_empty() {
+        let shown: Vec<String> = bad.iter().take(5).map(|n| n.to_string()).collect();
+        let more = if bad.len() > 5 { ", …" } else { "" };
+        eprintln!(
+            "note: history: skipped {} line(s) of {} that are not UTF-8 text (line {}{more}); the other lines are kept",
+            bad.len(),
+            path.display(),
+            shown.join(", ")
+        );
+    }
+    if entries > size {
+        eprintln!(
+            "note: history: keeping the newest {size} of its {entries} entries (MATDIFF_HISTORY_SIZE sets the number)"
+        );
+    }
+    true
+}
+
 fn history_path() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
@@ -423,7 +535,9 @@ pub fn run() -> i32 {
         return piped(&mut session, std::io::stdin().lock(), &mut stdout.lock(), &mut stderr.lock());
     }
     let names = Rc::new(RefCell::new(vec![]));
-    let mut editor: Editor<ReplHelper, DefaultHistory> = match Editor::new() {
+    let size = history_size();
+    let config = rustyline::Config::builder().max_history_size(size).map(|b| b.build()).unwrap_or_default();
+    let mut editor: Editor<ReplHelper, DefaultHistory> = match Editor::with_config(config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot start the line editor: {e}");
@@ -431,10 +545,8 @@ pub fn run() -> i32 {
         }
     };
     editor.set_helper(Some(ReplHelper { names: names.clone() }));
-    let history = history_path();
-    if let Some(path) = &history {
-        let _ = editor.load_history(path);
-    }
+    // (Kept only in a regular file, or where there is none yet.)
+    let history = history_path().filter(|path| load_history(&mut editor, path, size));
     let colour = std::env::var_os("NO_COLOR").is_none();
     let prompt = if colour { "\x1b[1mmatdiff>\x1b[0m " } else { "matdiff> " };
     println!("matdiff {} — :help for help, Ctrl-D to quit", env!("CARGO_PKG_VERSION"));
@@ -452,11 +564,14 @@ pub fn run() -> i32 {
             Err(_) => break,
         }
     }
-    if let Some(path) = &history {
+    // (Unless something other than a regular file took its place meanwhile.)
+    if let Some(path) = history.filter(|path| history_file(path).is_ok()) {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let _ = editor.save_history(path);
+        if let Err(e) = editor.save_history(&path) {
+            eprintln!("note: history: cannot save {}: {e}", path.display());
+        }
     }
     0
 }
