@@ -154,10 +154,17 @@ pub struct Plan {
     pub sweeps: Vec<Sweeps>,
 }
 
-/// Most factors the products of one plan may expand to, all its targets
-/// together (each [`MAX_FACTORS`] at most): the n gradients of a chain of
-/// length n expand to about n² factors.
+/// Most factors the `prod` ranges of one plan may expand to, all its
+/// targets together (each product [`MAX_FACTORS`] at most): the n
+/// gradients of a chain of length n expand to about n² factors.
 pub const MAX_PLAN_FACTORS: usize = 2_000_000;
+
+/// Most factors the integer powers of one plan may expand to, all its
+/// targets together (each product [`MAX_FACTORS`] at most): the power rule
+/// makes many terms of high powers (the gradient of `tr(A^2^39^6^-46)`
+/// expands to 4.7·10⁸ factors). A factor of a power costs a few
+/// nanoseconds, one of a range a microsecond: hence two budgets.
+pub const MAX_PLAN_POWER_FACTORS: usize = 10_000_000;
 
 /// Most terms a printed cost polynomial may have.
 pub const MAX_COST_TERMS: usize = 20_000;
@@ -427,17 +434,31 @@ fn compile_graph(
     options: &PlanOptions,
 ) -> Result<Compiled> {
     // Counted before any is expanded: the n gradients of a product of
-    // length n expand to n² factors together.
-    let expanded = targets.iter().fold(0usize, |n, t| n.saturating_add(lower::expansion(&t.expr)));
-    if expanded > MAX_PLAN_FACTORS {
+    // length n expand to n² factors together, and the power rule makes
+    // many terms of high powers.
+    let (ranges, powers) = targets
+        .iter()
+        .map(|t| lower::expansion(&t.expr))
+        .fold((0usize, 0usize), |(r, p), (a, b)| (r.saturating_add(a), p.saturating_add(b)));
+    if ranges > MAX_PLAN_FACTORS {
         return Err(Error::new(
             ErrorKind::Limit,
             format!(
-                "the plan's {} targets expand their products to {expanded} factors together, more than the limit of {MAX_PLAN_FACTORS}",
+                "the plan's {} targets expand their products to {ranges} factors together, more than the limit of {MAX_PLAN_FACTORS}",
                 targets.len()
             ),
         )
         .note("a numeric plan writes out the gradient of every member of a product, each as long as the product; give its length a smaller value, or leave it out of --dims for the symbolic plan"));
+    }
+    if powers > MAX_PLAN_POWER_FACTORS {
+        return Err(Error::new(
+            ErrorKind::Limit,
+            format!(
+                "the plan's {} targets expand their powers to {powers} factors together, more than the limit of {MAX_PLAN_POWER_FACTORS}",
+                targets.len()
+            ),
+        )
+        .note("a numeric plan writes out every power A^k as k factors; ask for fewer gradients with --wrt"));
     }
     let mut graph = Graph::new(options.dims.clone());
     let mut typer = typer.clone();
