@@ -16,6 +16,8 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use proptest::prelude::*;
+
 /// Wall time a run may take. The tests run in the test profile
 /// (opt-level 1) on shared CI machines, so the inputs are sized to show a
 /// bug (minutes or hours before the fix) while taking a few seconds there.
@@ -459,4 +461,89 @@ fn history_survives_a_bad_line_and_keeps_its_length() {
     let saved = std::fs::read_to_string(&path).unwrap();
     assert_eq!(saved.lines().filter(|l| !l.starts_with('#')).count(), 20, "{saved}");
     assert!(saved.contains("W149 : 2x2\n") && !saved.contains("W0 : 2x2\n"), "{saved}");
+}
+
+/// Deep shared graphs through definitions: each definition combines the
+/// previous one with an earlier one, so the tree doubles where the text
+/// grows by a line.
+fn shared_dag() -> impl Strategy<Value = String> {
+    (1usize..40, prop::collection::vec((0u8..5, any::<prop::sample::Index>()), 40)).prop_map(
+        |(depth, ops)| {
+            let mut lines = vec!["A : 3x3; B : 3x3; D0 = A".to_string()];
+            for k in 1..=depth {
+                let (op, other) = &ops[k - 1];
+                let (p, q) = (format!("D{}", k - 1), format!("D{}", other.index(k)));
+                let e = match op {
+                    0 => format!("{p}*{q}"),
+                    1 => format!("{p} + {q}*B"),
+                    2 => format!("{p} .* {q}"),
+                    3 => format!("({p} - {q})^T"),
+                    _ => format!("tr({p})*{q}"),
+                };
+                lines.push(format!("D{k} = {e}"));
+            }
+            lines.push(format!("tr(D{depth})"));
+            lines.join("; ")
+        },
+    )
+}
+
+/// Long tied products: one matrix, maybe transposed or scaled, n times.
+fn tied_product() -> impl Strategy<Value = String> {
+    (1usize..6000, 0u8..3).prop_map(|(n, kind)| {
+        let factor = |k: usize| match kind {
+            0 => "A".to_string(),
+            1 if k % 2 == 1 => "A'".to_string(),
+            1 => "A".to_string(),
+            _ => "(2*A)".to_string(),
+        };
+        let factors: Vec<String> = (0..n).map(factor).collect();
+        format!("A : 3x3; tr({})", factors.join("*"))
+    })
+}
+
+/// Nested integer powers, bracketed or as a postfix chain.
+fn nested_powers() -> impl Strategy<Value = String> {
+    (prop::collection::vec(-64i64..=64, 1..60), any::<bool>()).prop_map(|(ks, bracketed)| {
+        let mut e = "A".to_string();
+        for (i, k) in ks.iter().enumerate() {
+            e = if bracketed && i < 150 { format!("({e})^{k}") } else { format!("{e}^{k}") };
+        }
+        format!("A : 3x3; tr({e})")
+    })
+}
+
+/// Many distinct variables: a layer that sums them, a chain of them, or a
+/// sum of products.
+fn many_variables() -> impl Strategy<Value = String> {
+    (1usize..6000, 0u8..3).prop_map(|(n, kind)| match kind {
+        0 => (0..n).map(|k| format!("W{k}")).collect::<Vec<_>>().join(" + "),
+        1 => {
+            let n = n.min(400);
+            let decls: Vec<String> = (0..n).map(|k| format!("W{k} : 2x2")).collect();
+            let chain: Vec<String> = (0..n).map(|k| format!("W{k}")).collect();
+            format!("{}; {}", decls.join("; "), chain.join("*"))
+        }
+        _ => (0..n.min(3000)).map(|k| format!("W{k}*X{k}")).collect::<Vec<_>>().join(" + "),
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(24)))]
+
+    /// Adversarial shapes, not random well-typed programs: every command
+    /// answers (0), finds a check failing (1) or refuses by name (2) within
+    /// the caps (the harness kills and fails a run past them).
+    #[test]
+    fn adversarial_shapes_are_answered_within_the_caps(
+        src in prop_oneof![shared_dag(), tied_product(), nested_powers(), many_variables()],
+    ) {
+        for args in [&["derive", "-"][..], &["derive", "--steps", "-"], &["plan", "-"]] {
+            let run = matdiff_with(args, Stdin::Text(src.as_bytes()), &[]);
+            prop_assert!(matches!(run.code, Some(0..=2)), "{args:?} on {}: exit {:?}\n{}", short(&src), run.code, run.stderr);
+            if run.code == Some(2) {
+                prop_assert!(!run.stderr.contains("internal error"), "{args:?} on {}:\n{}", short(&src), run.stderr);
+            }
+        }
+    }
 }
