@@ -110,26 +110,32 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
     };
     let mut gradients = Vec::with_capacity(wrt.len());
     let mut total = 0usize;
-    // One simplifier for all the gradients, which share their leaves.
+    // One simplifier for all the gradients, which share their leaves; one
+    // index of the expression, so that no gradient rescans it.
     let mut simplifier = simplify::Simplifier::default();
+    let mut occurrences = calculus::Occurrences::new(&typing);
+    let variables: std::collections::HashSet<VarName> = typing.variables().iter().cloned().collect();
     for v in wrt {
-        calculus::check_target(&program.expr, &v)?;
+        occurrences.check_target(&v)?;
         let member = v.index.as_ref().is_some_and(|i| i.as_constant().is_none())
             && typing.families().contains(&v.name);
         if member {
             typing.declare_member(&v)?;
-        } else if !typing.variables().contains(&v) {
+        } else if !variables.contains(&v) {
             let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
             return Err(Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))
                 .note(format!("its variables are: {}", known.join(", "))));
         }
-        let differential = calculus::differentiate(&typing, &v, &mode)?;
-        total += differential.contributions.iter().map(|c| c.adjoint.size()).sum::<usize>();
-        if total > MAX_TOTAL_NODES {
-            return Err(Error::new(
-                ErrorKind::Limit,
-                format!("the gradients together would have more than {MAX_TOTAL_NODES} nodes; ask for fewer with --wrt"),
-            ));
+        let differential = occurrences.differentiate(&typing, &v, &mode, !options.lean)?;
+        for c in &differential.contributions {
+            // Each was counted by the calculus, up to its own limit.
+            total += c.adjoint.size_within(MAX_TOTAL_NODES - total + 1).unwrap_or(MAX_TOTAL_NODES + 1);
+            if total > MAX_TOTAL_NODES {
+                return Err(Error::new(
+                    ErrorKind::Limit,
+                    format!("the gradients together would have more than {MAX_TOTAL_NODES} nodes; ask for fewer with --wrt"),
+                ));
+            }
         }
         let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");
         let simplified =

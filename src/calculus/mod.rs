@@ -9,10 +9,12 @@
 //! contribution. Every rewrite is kept as a [`Step`], so explanations are a
 //! rendering of the record, not a second derivation.
 
+mod occurrences;
 mod rules;
 
-use rustc_hash::FxHashSet as HashSet;
 use std::rc::Rc;
+
+pub use occurrences::Occurrences;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::Typing;
@@ -158,7 +160,13 @@ impl Differential {
 /// 2000-fold tied product would print 4 million factors.
 pub const MAX_GRADIENT_NODES: usize = 2_000_000;
 
-/// The differential of the typed program's expression with respect to `wrt`.
+/// Occurrences whose derivation steps are recorded (an explanation shows
+/// no more): each holds a trail as long as its depth, and a thousand
+/// occurrences a thousand levels deep would hold a million steps.
+pub const RECORDED_OCCURRENCES: usize = 10;
+
+/// The differential of the typed program's expression with respect to `wrt`,
+/// with the steps of its first [`RECORDED_OCCURRENCES`] occurrences.
 ///
 /// ```
 /// use matdiff::{calculus, shape, syntax};
@@ -169,103 +177,51 @@ pub const MAX_GRADIENT_NODES: usize = 2_000_000;
 /// assert_eq!(d.sum().to_string(), "A^T * B^T");
 /// ```
 pub fn differentiate(typing: &Typing, wrt: &VarName, mode: &Mode) -> Result<Differential> {
-    let root = &typing.program.expr;
-    check_target(root, wrt)?;
-    let start = match mode {
-        Mode::Scalar => Expr::num(1.0),
-        Mode::Layer { upstream } => Expr::synthetic(ExprKind::Var(Rc::new(upstream.clone()))),
-    };
-    let mut holds = HashSet::default();
-    mark(root, wrt, &mut holds);
-    let mut walk = Walk { typing, wrt, holds, out: vec![], conditions: vec![], nodes: 0 };
-    let start_step = Step { rule: Rule::Start, target: root.clone(), adjoint: start.clone(), frozen: None };
-    let trail = Rc::new(Trail { step: start_step, prev: None });
-    walk.visit(root, start, trail)?;
-    Ok(Differential { wrt: wrt.clone(), contributions: walk.out, conditions: walk.conditions })
+    Occurrences::new(typing).differentiate(typing, wrt, mode, true)
 }
 
-/// Refuses a variable whose gradient cannot be derived (yet): a member of a
-/// family that may also be another occurrence (`W[k]` beside `W[j]`), or a
-/// family used in two products (tied families); matdiff does not guess.
-pub fn check_target(root: &Expr, wrt: &VarName) -> Result<()> {
-    let symbolic = |v: &VarName| v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
-    let mut prods: Vec<&Expr> = vec![];
-    let mut loose: Vec<&Expr> = vec![];
-    fn walk<'e>(
-        e: &'e Expr,
-        family: &str,
-        in_prod: bool,
-        prods: &mut Vec<&'e Expr>,
-        loose: &mut Vec<&'e Expr>,
-    ) {
-        crate::stack::ensure(|| match &e.kind {
-            ExprKind::Prod(prod) => {
-                let crate::syntax::Prod { body, .. } = &**prod;
-                if body.mentions_family(family) {
-                    prods.push(e);
-                }
-                walk(body, family, true, prods, loose);
-            }
-            ExprKind::Var(v) if !in_prod && v.name == family && v.index.is_some() => loose.push(e),
-            _ => e.children().for_each(|c| walk(c, family, in_prod, prods, loose)),
-        })
+impl<'p> Occurrences<'p> {
+    /// [`differentiate`] on this index of `typing`'s program, which every
+    /// gradient of the program shares. Without `steps`, no derivation step
+    /// is recorded (only explanations read them); with them, those of the
+    /// first [`RECORDED_OCCURRENCES`] occurrences.
+    pub fn differentiate(
+        &mut self,
+        typing: &Typing<'p>,
+        wrt: &VarName,
+        mode: &Mode,
+        steps: bool,
+    ) -> Result<Differential> {
+        self.check_target(wrt)?;
+        let root = self.root();
+        let start = match mode {
+            Mode::Scalar => Expr::num(1.0),
+            Mode::Layer { upstream } => Expr::synthetic(ExprKind::Var(Rc::new(upstream.clone()))),
+        };
+        let marks = self.mark(wrt);
+        let record = if steps { RECORDED_OCCURRENCES } else { 0 };
+        let mut walk =
+            Walk { typing, occ: self, marks, wrt, out: vec![], conditions: vec![], nodes: 0, record };
+        let start_step =
+            Step { rule: Rule::Start, target: root.clone(), adjoint: start.clone(), frozen: None };
+        let trail = Rc::new(Trail { step: start_step, prev: None });
+        walk.visit(root, start, trail)?;
+        Ok(Differential { wrt: wrt.clone(), contributions: walk.out, conditions: walk.conditions })
     }
-    if wrt.index.is_none() {
-        return Ok(());
-    }
-    walk(root, &wrt.name, false, &mut prods, &mut loose);
-    let var = |e: &Expr| match &e.kind {
-        ExprKind::Var(v) => VarName::clone(v),
-        _ => unreachable!("loose members are variables"),
-    };
-    if let (Some(p), Some(e)) = (prods.first(), loose.first()) {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!("`{e}` may be one of the factors of `{p}`; a family used both in and beside a product is not supported yet"),
-        )
-        .label(e.span, "here"));
-    }
-    if let Some(e) = loose.iter().find(|e| var(e) != *wrt && (symbolic(&var(e)) || symbolic(wrt))) {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!("`{e}` may be the same matrix as `{wrt}`: members of a family with symbolic indices are not supported yet"),
-        )
-        .label(e.span, "here"));
-    }
-    if !prods.is_empty() && !symbolic(wrt) {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "`{wrt}` is one factor of a product of symbolic length; ask for `{}[j]` (any j) instead",
-                wrt.name
-            ),
-        )
-        .label(prods[0].span, "here"));
-    }
-    if prods.len() > 1 {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "the family `{}` is used in {} products; tied families are not supported yet",
-                wrt.name,
-                prods.len()
-            ),
-        )
-        .label(prods[1].span, "used again here"));
-    }
-    Ok(())
 }
 
 struct Walk<'t, 'p> {
     typing: &'t Typing<'p>,
-    /// The nodes (by address) whose subtree holds the variable, computed
-    /// once so that the walk is linear in the depth of the tree.
-    holds: HashSet<*const Expr>,
+    /// Where the variable occurs, and the nodes above it ([`Occurrences::mark`]).
+    occ: &'t Occurrences<'p>,
+    marks: occurrences::Marks,
     wrt: &'t VarName,
     out: Vec<Contribution>,
     conditions: Vec<Condition>,
     /// Nodes of the contributions so far, against MAX_GRADIENT_NODES.
     nodes: usize,
+    /// Occurrences whose steps are kept.
+    record: usize,
 }
 
 /// The steps from the root to the current node, shared between branches.
@@ -297,22 +253,6 @@ impl Drop for Trail {
     }
 }
 
-/// Marks every node whose subtree mentions `v`; returns whether `e` does.
-fn mark(e: &Expr, v: &VarName, holds: &mut HashSet<*const Expr>) -> bool {
-    crate::stack::ensure(|| {
-        let family = v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
-        let here = match &e.kind {
-            // Members of the family count (inside a product); a plain `W` beside `W[i]` is another variable.
-            ExprKind::Var(w) => **w == *v || (family && w.name == v.name && w.index.is_some()),
-            _ => e.children().fold(false, |any, c| mark(c, v, holds) | any),
-        };
-        if here {
-            holds.insert(e as *const Expr);
-        }
-        here
-    })
-}
-
 /// A factor of a flattened product, and whether it multiplies as a scalar.
 pub(crate) struct Factor<'p> {
     pub(crate) expr: &'p Rc<Expr>,
@@ -325,7 +265,25 @@ impl<'t, 'p> Walk<'t, 'p> {
     }
 
     fn holds(&self, e: &Expr) -> bool {
-        self.holds.contains(&(e as *const Expr))
+        self.occ.holds(e)
+    }
+
+    /// The positions of the terms or factors of the node `e` that hold the
+    /// variable, in order.
+    fn slots(&self, e: &Expr) -> &[u32] {
+        self.occ.id(e).and_then(|k| self.marks.slots.get(&k)).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    fn limit(&self, at: Span, what: String) -> Error {
+        Error::new(
+            ErrorKind::Limit,
+            format!(
+                "the gradient with respect to `{}` would have more than {MAX_GRADIENT_NODES} nodes",
+                self.wrt
+            ),
+        )
+        .label(at, what)
+        .note("a gradient is printed whole, so its size is bounded; ask for other variables with --wrt")
     }
 
     fn visit(&mut self, e: &'p Expr, adjoint: Expr, trail: Rc<Trail>) -> Result<()> {
@@ -334,32 +292,106 @@ impl<'t, 'p> Walk<'t, 'p> {
                 return Ok(());
             }
             if let ExprKind::Var(_) = e.kind {
-                self.nodes += adjoint.size();
-                if self.nodes > MAX_GRADIENT_NODES {
-                    return Err(Error::new(
-                        ErrorKind::Limit,
-                        format!(
-                            "the gradient with respect to `{}` would have more than {MAX_GRADIENT_NODES} nodes",
-                            self.wrt
-                        ),
-                    )
-                    .label(e.span, format!("occurrence {} of `{}`", self.out.len() + 1, self.wrt)));
-                }
-                self.out.push(Contribution { occurrence: e.span, steps: Trail::steps(&trail), adjoint });
+                // Counted as printed, and only up to the limit: the adjoint
+                // shares its parts, and may print 2^28 nodes from a few hundred.
+                let left = MAX_GRADIENT_NODES - self.nodes;
+                let Some(size) = adjoint.size_within(left) else {
+                    let what = format!("occurrence {} of `{}`", self.out.len() + 1, self.wrt);
+                    return Err(self.limit(e.span, what));
+                };
+                self.nodes += size;
+                let steps = if self.out.len() < self.record { Trail::steps(&trail) } else { vec![] };
+                self.out.push(Contribution { occurrence: e.span, steps, adjoint });
                 return Ok(());
             }
-            if let ExprKind::Prod(_) = e.kind {
-                return self.visit_prod(e, adjoint, trail);
+            match &e.kind {
+                ExprKind::Prod(_) => return self.visit_prod(e, adjoint, trail),
+                ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. } => {
+                    return self.visit_sum(e, adjoint, trail)
+                }
+                ExprKind::Binary { op: BinOp::Mul, .. } => return self.visit_product(e, adjoint, trail),
+                _ => {}
             }
             for (rule, child, adj) in self.descend(e, &adjoint)? {
                 if self.holds(child) {
-                    let frozen = matches!(rule, Rule::Product | Rule::Scaling).then(|| self.frozen(e, child));
-                    let step = Step { rule, target: child.clone(), adjoint: adj.clone(), frozen };
-                    self.visit(child, adj, Rc::new(Trail { step, prev: Some(trail.clone()) }))?;
+                    self.step(rule, child, adj, None, &trail)?;
                 }
             }
             Ok(())
         })
+    }
+
+    /// Goes on to `child` with its adjoint, one step further on the trail.
+    fn step(
+        &mut self,
+        rule: Rule,
+        child: &'p Expr,
+        adj: Expr,
+        frozen: Option<Expr>,
+        trail: &Rc<Trail>,
+    ) -> Result<()> {
+        let step = Step { rule, target: child.clone(), adjoint: adj.clone(), frozen };
+        self.visit(child, adj, Rc::new(Trail { step, prev: Some(trail.clone()) }))
+    }
+
+    /// Whether the steps of the occurrences still to come are kept.
+    fn recording(&self) -> bool {
+        self.out.len() < self.record
+    }
+
+    /// A sum: each term that holds the variable gets ±A (a broadcast
+    /// scalar, sum(±A)).
+    fn visit_sum(&mut self, e: &'p Expr, a: Expr, trail: Rc<Trail>) -> Result<()> {
+        let occ = self.occ;
+        let Some(terms) = occ.id(e).and_then(|k| occ.terms(k)) else {
+            unreachable!("the walk stands on sums the index lists")
+        };
+        for slot in self.slots(e).to_vec() {
+            let (negative, term) = terms[slot as usize];
+            let signed = if negative { Expr::negate(a.clone()) } else { a.clone() };
+            let (rule, adj) = if self.is_scalar(term) && !self.is_scalar(e) {
+                (Rule::Broadcast, self.broadcast_adjoint(e, term, signed)?)
+            } else {
+                (Rule::Sum, signed)
+            };
+            self.step(rule, term, adj, None, &trail)?;
+        }
+        Ok(())
+    }
+
+    /// A product: each factor that holds the variable gets its adjoint,
+    /// the other factors frozen. Each such adjoint holds every other factor,
+    /// so k occurrences among m factors make k adjoints of m − 1 factors:
+    /// that is counted before any is built.
+    fn visit_product(&mut self, e: &'p Expr, a: Expr, trail: Rc<Trail>) -> Result<()> {
+        let occ = self.occ;
+        let Some(factors) = occ.id(e).and_then(|k| occ.factors(k)) else {
+            unreachable!("the walk stands on products the index lists")
+        };
+        let slots = self.slots(e).to_vec();
+        // (A literal 1 is left out of an adjoint.)
+        let ones = factors.iter().filter(|f| f.expr.kind == ExprKind::Num(1.0)).count();
+        let each = factors.len().saturating_sub(1 + ones).max(1);
+        if slots.len().saturating_mul(each) > MAX_GRADIENT_NODES - self.nodes {
+            let what = format!(
+                "{} occurrences of `{}` among these {} factors, each with the others beside it",
+                slots.len(),
+                self.wrt,
+                factors.len()
+            );
+            return Err(self.limit(e.span, what));
+        }
+        for slot in slots {
+            let i = slot as usize;
+            let (rule, adj) = if factors[i].scalar {
+                (Rule::Scaling, rules::scaling(factors, i, &a))
+            } else {
+                (Rule::Product, rules::product(factors, i, &a))
+            };
+            let frozen = self.recording().then(|| frozen(factors, i));
+            self.step(rule, factors[i].expr, adj, frozen, &trail)?;
+        }
+        Ok(())
     }
 
     /// W[j] inside prod(W[i], i=a..b): split the product at j, under the side
@@ -421,7 +453,8 @@ impl<'t, 'p> Walk<'t, 'p> {
         let target = Expr::synthetic(ExprKind::Var(Rc::new(self.wrt.clone())));
         let step = Step { rule: Rule::ProdSplit, target, adjoint: adj.clone(), frozen: Some(frozen) };
         let trail = Rc::new(Trail { step, prev: Some(trail) });
-        self.out.push(Contribution { occurrence: e.span, steps: Trail::steps(&trail), adjoint: adj });
+        let steps = if self.recording() { Trail::steps(&trail) } else { vec![] };
+        self.out.push(Contribution { occurrence: e.span, steps, adjoint: adj });
         Ok(())
     }
 
@@ -433,33 +466,8 @@ impl<'t, 'p> Walk<'t, 'p> {
             ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => vec![],
             ExprKind::Neg(x) => vec![(Rule::Negation, &**x, Expr::negate(a.clone()))],
             ExprKind::Transpose(x) => vec![(Rule::Transpose, &**x, Expr::transpose(a.clone()))],
-            ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. } => {
-                let mut terms = vec![];
-                flatten_sum(e, false, &mut terms);
-                let mut out = vec![];
-                for (negative, term) in terms {
-                    let signed = if negative { Expr::negate(a.clone()) } else { a.clone() };
-                    out.push(if scalar(term) && !scalar(e) {
-                        (Rule::Broadcast, term, self.broadcast_adjoint(e, term, signed)?)
-                    } else {
-                        (Rule::Sum, term, signed)
-                    });
-                }
-                out
-            }
-            ExprKind::Binary { op: BinOp::Mul, .. } => {
-                let mut factors = vec![];
-                self.flatten_product(e, &mut factors);
-                (0..factors.len())
-                    .filter(|&i| self.holds(factors[i].expr))
-                    .map(|i| {
-                        if factors[i].scalar {
-                            (Rule::Scaling, &**factors[i].expr, rules::scaling(&factors, i, a))
-                        } else {
-                            (Rule::Product, &**factors[i].expr, rules::product(&factors, i, a))
-                        }
-                    })
-                    .collect()
+            ExprKind::Binary { op: BinOp::Add | BinOp::Sub | BinOp::Mul, .. } => {
+                unreachable!("sums and products are walked by visit_sum and visit_product")
             }
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 let broadcast = |x: &Expr| scalar(x) && !scalar(e);
@@ -614,41 +622,18 @@ impl<'t, 'p> Walk<'t, 'p> {
             }
         })
     }
+}
 
-    /// d(product) with every factor but `factor` frozen.
-    fn frozen(&self, product: &'p Expr, factor: &'p Expr) -> Expr {
-        let mut factors = vec![];
-        self.flatten_product(product, &mut factors);
-        let parts = factors.iter().map(|f| {
-            if std::ptr::eq(&**f.expr, factor) {
-                Rc::new(Expr::synthetic(ExprKind::Differential(f.expr.clone())))
-            } else {
-                f.expr.clone()
-            }
-        });
-        Rc::unwrap_or_clone(parts.reduce(|a, b| Rc::new(Expr::product(a, b))).expect("a product has factors"))
-    }
-
-    /// The factors of a product, flattened through nested products; a 1×1
-    /// side of a scalar multiple is one scalar factor.
-    /// `e` is a product; its factors are shared, not copied, into the
-    /// formulas made from them.
-    fn flatten_product(&self, e: &'p Expr, out: &mut Vec<Factor<'p>>) {
-        crate::stack::ensure(|| {
-            let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind else {
-                unreachable!("flatten_product of a product")
-            };
-            let scaling = self.typing.node_scales(lhs, rhs).expect("typed nodes");
-            for side in [lhs, rhs] {
-                let scalar = scaling && self.is_scalar(side);
-                if !scalar && matches!(side.kind, ExprKind::Binary { op: BinOp::Mul, .. }) {
-                    self.flatten_product(side, out);
-                } else {
-                    out.push(Factor { expr: side, scalar });
-                }
-            }
-        })
-    }
+/// d(product) with every factor but factor `i` frozen.
+fn frozen(factors: &[Factor], i: usize) -> Expr {
+    let parts = factors.iter().enumerate().map(|(k, f)| {
+        if k == i {
+            Rc::new(Expr::synthetic(ExprKind::Differential(f.expr.clone())))
+        } else {
+            f.expr.clone()
+        }
+    });
+    Rc::unwrap_or_clone(parts.reduce(|a, b| Rc::new(Expr::product(a, b))).expect("a product has factors"))
 }
 
 /// Splits `a + b - (c - d)` into signed terms, through negations.

@@ -308,6 +308,29 @@ fn parse_plan_dims(s: &str) -> std::result::Result<HashMap<String, u64>, String>
     Ok(out)
 }
 
+/// Most bytes of a program read from a file or standard input (`-f
+/// /dev/zero` read until memory ran out).
+pub const MAX_INPUT_BYTES: usize = 64 << 20;
+
+/// Reads `what` (a file or standard input) through [`MAX_INPUT_BYTES`].
+fn read_capped(reader: impl Read, what: &str) -> Result<String> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_INPUT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::new(ErrorKind::Usage, format!("cannot read {what}: {e}")))?;
+    if bytes.len() > MAX_INPUT_BYTES {
+        return Err(Error::new(
+            ErrorKind::Limit,
+            format!("{what} is longer than the limit of {} MiB of input", MAX_INPUT_BYTES >> 20),
+        )
+        .note("a program is declarations and one expression; give a smaller one"));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Error::new(ErrorKind::Usage, format!("cannot read {what}: stream did not contain valid UTF-8"))
+    })
+}
+
 /// The program text and a name for it in messages.
 struct Source {
     name: String,
@@ -319,16 +342,14 @@ impl Input {
         let usage = |m: String| Error::new(ErrorKind::Usage, m);
         match (&self.expr, &self.file) {
             (Some(e), None) if e == "-" => {
-                let mut text = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut text)
-                    .map_err(|e| usage(format!("cannot read standard input: {e}")))?;
+                let text = read_capped(std::io::stdin().lock(), "standard input")?;
                 Ok(Source { name: "<stdin>".into(), text })
             }
             (Some(e), None) => Ok(Source { name: "<expr>".into(), text: e.clone() }),
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
+                let file = std::fs::File::open(path)
                     .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+                let text = read_capped(file, &path.display().to_string())?;
                 Ok(Source { name: path.display().to_string(), text })
             }
             _ => Err(usage(

@@ -5,7 +5,7 @@
 //! comes from the calculus' record ([`crate::calculus::Step`]) or from the
 //! simplified gradient.
 
-use crate::calculus::{Mode, Rule, Step};
+use crate::calculus::{Mode, Rule, Step, RECORDED_OCCURRENCES};
 use crate::shape::{Dim, Shape};
 use crate::syntax::{to_latex, var_latex, BinOp, Expr, ExprKind, Func, VarName};
 use crate::{Derivation, Gradient};
@@ -62,7 +62,18 @@ fn product(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
     parts.into_iter().reduce(Expr::product)
 }
 
-/// Explains every gradient of a derivation.
+/// Steps of one occurrence an explanation shows: the first and the last
+/// half of them; those between are one line that names their rules (each
+/// step restates the formula, and 10 000 nested negations wrote 300 MB).
+pub const SHOWN_STEPS: usize = 40;
+
+/// Formula nodes all the lines of one derivation's explanations may print;
+/// the gradients after the one that reaches it show their result only.
+pub const MAX_EXPLAINED_NODES: usize = 2_000_000;
+
+/// Explains every gradient of a derivation: of each, the first
+/// [`RECORDED_OCCURRENCES`] occurrences, [`SHOWN_STEPS`] steps of each,
+/// within [`MAX_EXPLAINED_NODES`] for all; lines say what they leave out.
 ///
 /// ```
 /// let p = matdiff::syntax::parse_program("A : 3x4; X : 4x5; B : 5x3; tr(A*X*B)").unwrap();
@@ -71,13 +82,55 @@ fn product(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
 /// assert_eq!(e[1].lines.last().unwrap().rhs.to_string(), "A^T * B^T");
 /// ```
 pub fn explain(d: &Derivation) -> Vec<Explanation> {
-    d.gradients.iter().map(|g| explain_gradient(d, g)).collect()
+    let mut budget = MAX_EXPLAINED_NODES;
+    d.gradients
+        .iter()
+        .map(|g| {
+            let mut lines = Lines { lines: vec![], budget: &mut budget };
+            match explain_gradient(d, g, &mut lines) {
+                Some(()) => {
+                    Explanation { wrt: g.wrt.clone(), lines: lines.lines, shape_check: shape_check(d, g) }
+                }
+                None => {
+                    budget = 0; // the later gradients are not shown either
+                    not_shown(g)
+                }
+            }
+        })
+        .collect()
 }
 
-fn explain_gradient(d: &Derivation, g: &Gradient) -> Explanation {
-    let mut lines = vec![];
+/// The lines of one explanation, against the nodes left to print.
+struct Lines<'b> {
+    lines: Vec<Line>,
+    budget: &'b mut usize,
+}
+
+impl Lines<'_> {
+    /// Adds a line; `None` when its formula does not fit in what is left.
+    fn push(&mut self, line: Line) -> Option<()> {
+        let size = line.rhs.size_within(*self.budget)?;
+        *self.budget -= size;
+        self.lines.push(line);
+        Some(())
+    }
+}
+
+/// A gradient whose steps did not fit: its result, and why.
+fn not_shown(g: &Gradient) -> Explanation {
+    let why = format!(
+        "steps not shown: the explanations reached their limit of {MAX_EXPLAINED_NODES} formula nodes; ask for `{}` alone with --wrt",
+        g.wrt
+    );
+    let line = Line { lhs: Lhs::Gradient(g.wrt.clone()), rhs: g.expr.clone(), partial: false, why };
+    Explanation { wrt: g.wrt.clone(), lines: vec![line], shape_check: vec![] }
+}
+
+fn explain_gradient(d: &Derivation, g: &Gradient, lines: &mut Lines) -> Option<()> {
     let contributions = &g.differential.contributions;
-    for (k, c) in contributions.iter().enumerate() {
+    // Only the first occurrences have their steps recorded.
+    let shown = contributions.iter().take_while(|c| !c.steps.is_empty()).count().min(RECORDED_OCCURRENCES);
+    for (k, c) in contributions.iter().enumerate().take(shown) {
         let steps = &c.steps;
         let start = &steps[0];
         let (first, why) = match &d.mode {
@@ -96,46 +149,78 @@ fn explain_gradient(d: &Derivation, g: &Gradient) -> Explanation {
         } else {
             why
         };
-        lines.push(Line { lhs: Lhs::Loss, rhs: first, partial: false, why });
+        lines.push(Line { lhs: Lhs::Loss, rhs: first, partial: false, why })?;
         if let Mode::Layer { .. } = d.mode {
             lines.push(Line {
                 lhs: Lhs::Same,
                 rhs: tr(Expr::product(Expr::transpose(start.adjoint.clone()), differential(&start.target))),
                 partial: false,
                 why: format!("substitute d{}", d.typing.program.name.as_deref().unwrap_or("Z")),
-            });
+            })?;
         }
-        for pair in steps.windows(2) {
-            explain_step(&pair[0], &pair[1], &mut lines);
+        let pairs: Vec<&[Step]> = steps.windows(2).collect();
+        let (head, tail) = if pairs.len() > SHOWN_STEPS {
+            (SHOWN_STEPS / 2, pairs.len() - SHOWN_STEPS / 2)
+        } else {
+            (pairs.len(), pairs.len())
+        };
+        for pair in &pairs[..head] {
+            explain_step(&pair[0], &pair[1], lines)?;
+        }
+        if tail > head {
+            lines.push(left_out(&pairs[head..tail]))?;
+        }
+        for pair in &pairs[tail..] {
+            explain_step(&pair[0], &pair[1], lines)?;
         }
         lines.push(Line {
             lhs: Lhs::Gradient(g.wrt.clone()),
             rhs: c.adjoint.clone(),
             partial: contributions.len() > 1,
             why: format!("read off: tr(A^T d{0}) gives dL/d{0} = A", g.wrt),
-        });
+        })?;
     }
     if contributions.len() > 1 {
         let sum = g.differential.sum();
-        lines.push(Line {
-            lhs: Lhs::Gradient(g.wrt.clone()),
-            rhs: sum,
-            partial: false,
-            why: format!("the sum of the {} occurrences (tied)", contributions.len()),
-        });
+        let rest = contributions.len() - shown;
+        let why = if rest > 0 {
+            format!(
+                "the sum of the {} occurrences (tied); … and {rest} more occurrences, not shown (the steps of the first {shown} are)",
+                contributions.len()
+            )
+        } else {
+            format!("the sum of the {} occurrences (tied)", contributions.len())
+        };
+        lines.push(Line { lhs: Lhs::Gradient(g.wrt.clone()), rhs: sum, partial: false, why })?;
     }
     lines.push(Line {
         lhs: Lhs::Same,
         rhs: g.expr.clone(),
         partial: false,
         why: "simplified: transposes at the leaves, like terms collected".to_string(),
-    });
-    Explanation { wrt: g.wrt.clone(), lines, shape_check: shape_check(d, g) }
+    })
+}
+
+/// One line for the steps an explanation leaves out: where they arrive
+/// (the formula the last of them reads off) and the rules they apply.
+fn left_out(pairs: &[&[Step]]) -> Line {
+    let last = &pairs[pairs.len() - 1][1];
+    let rhs = tr(Expr::product(Expr::transpose(last.adjoint.clone()), differential(&last.target)));
+    let mut rules: Vec<(Rule, usize)> = vec![];
+    for pair in pairs {
+        match rules.iter_mut().find(|(r, _)| *r == pair[1].rule) {
+            Some((_, n)) => *n += 1,
+            None => rules.push((pair[1].rule, 1)),
+        }
+    }
+    let named: Vec<String> = rules.iter().map(|(r, n)| format!("{} ({n} times)", r.identity())).collect();
+    let why = format!("… {} more steps, not shown: {}", pairs.len(), named.join(", "));
+    Line { lhs: Lhs::Same, rhs, partial: true, why }
 }
 
 /// The equalities that take `tr(Aᵀ d(E))` (the previous step) to
 /// `tr(A'ᵀ d(F))` (this one).
-fn explain_step(prev: &Step, step: &Step, lines: &mut Vec<Line>) {
+fn explain_step(prev: &Step, step: &Step, lines: &mut Lines) -> Option<()> {
     // The scalar mode's first adjoint is the number 1: no `1^T *` in print.
     let one = prev.adjoint.kind == ExprKind::Num(1.0);
     let a_t = Expr::transpose(prev.adjoint.clone());
@@ -145,7 +230,7 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Vec<Line>) {
     let line = |rhs: Expr, why: &str| Line { lhs: Lhs::Same, rhs, partial: true, why: why.to_string() };
     match (&step.rule, &step.frozen) {
         (Rule::Product | Rule::ProdSplit, Some(frozen)) => {
-            lines.push(line(tr(times_a_t(frozen.clone())), "product rule, the other factors frozen"));
+            lines.push(line(tr(times_a_t(frozen.clone())), "product rule, the other factors frozen"))?;
             let mut factors = vec![];
             flatten(frozen, &mut factors);
             if let Some(k) = factors.iter().position(|f| matches!(f.kind, ExprKind::Differential(_))) {
@@ -158,17 +243,18 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Vec<Line>) {
                     lines.push(line(
                         tr(rotated.expect("parts")),
                         "cyclic rotation of the trace: tr(P dF S) = tr(S P dF)",
-                    ));
+                    ))?;
                 }
             }
-            lines.push(line(read, "transpose: tr(S A^T P dF) = tr((P^T A S^T)^T dF)"));
+            lines.push(line(read, "transpose: tr(S A^T P dF) = tr((P^T A S^T)^T dF)"))?;
         }
         (Rule::Scaling, Some(frozen)) => {
-            lines.push(line(tr(times_a_t(frozen.clone())), "product rule, the other factors frozen"));
-            lines.push(line(read, "a scalar leaves the trace: tr(A^T ds R) = ds tr(A^T R)"));
+            lines.push(line(tr(times_a_t(frozen.clone())), "product rule, the other factors frozen"))?;
+            lines.push(line(read, "a scalar leaves the trace: tr(A^T ds R) = ds tr(A^T R)"))?;
         }
-        (rule, _) => lines.push(line(read, rule.identity())),
+        (rule, _) => lines.push(line(read, rule.identity()))?,
     }
+    Some(())
 }
 
 /// `d/dW2: W1^T (4x3) G (3x2) X^T (2x6) W3^T (6x5) = 4x5 = shape of W2`, per

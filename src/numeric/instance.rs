@@ -81,7 +81,7 @@ impl Instance {
                 return Err(Error::new(ErrorKind::Usage, "a product's range has no value")
                     .note("give the symbols of its range values (`n=4`)"));
             };
-            for k in lo..=hi {
+            for k in crate::plan::product_members(&typing.program.expr, &family, lo, hi)? {
                 let member = VarName { name: family.clone(), index: Some(Index::constant(k)) };
                 let s = typer.var(&member)?;
                 vars.push((member, typer.resolve(s)));

@@ -487,6 +487,30 @@ fn has_product(e: &Expr) -> bool {
     })
 }
 
+/// The factors the `prod` ranges of `e` expand to (as [`expand_products`]
+/// counts them), and those its integer powers expand to (a factor per unit
+/// of the exponent), without expanding either. (One past [`MAX_FACTORS`]
+/// counts as MAX_FACTORS + 1: lowering refuses it by itself.)
+pub(super) fn expansion(e: &Expr) -> (usize, usize) {
+    let one = |n: u128| usize::try_from(n).unwrap_or(usize::MAX).min(MAX_FACTORS + 1);
+    let (mut ranges, mut powers) = (0usize, 0usize);
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
+        match &e.kind {
+            ExprKind::Prod(prod) => {
+                if let (Some(a), Some(b)) = (prod.lo.as_constant(), prod.hi.as_constant()) {
+                    let len = (i128::from(b) - i128::from(a) + 1).max(0);
+                    ranges = ranges.saturating_add(one(len as u128));
+                }
+            }
+            ExprKind::Power(_, k) => powers = powers.saturating_add(one(u128::from(k.unsigned_abs())).max(1)),
+            _ => {}
+        }
+        stack.extend(e.children());
+    }
+    (ranges, powers)
+}
+
 /// `prod(F, i=a..b)` with numeric bounds as the explicit product
 /// `F(a) * ... * F(b)` (`I` when empty).
 fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {

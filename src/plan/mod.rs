@@ -22,6 +22,7 @@ use std::fmt;
 
 pub use cost::Cost;
 pub use emit::{numpy, pytorch};
+pub use lower::MAX_FACTORS;
 pub use schedule::{Strategy, DP_LIMIT};
 pub use symbolic::{recurrences, Recurrence, Recurrences};
 
@@ -153,6 +154,18 @@ pub struct Plan {
     pub sweeps: Vec<Sweeps>,
 }
 
+/// Most factors the `prod` ranges of one plan may expand to, all its
+/// targets together (each product [`MAX_FACTORS`] at most): the n
+/// gradients of a chain of length n expand to about n² factors.
+pub const MAX_PLAN_FACTORS: usize = 2_000_000;
+
+/// Most factors the integer powers of one plan may expand to, all its
+/// targets together (each product [`MAX_FACTORS`] at most): the power rule
+/// makes many terms of high powers (the gradient of `tr(A^2^39^6^-46)`
+/// expands to 4.7·10⁸ factors). A factor of a power costs a few
+/// nanoseconds, one of a range a microsecond: hence two budgets.
+pub const MAX_PLAN_POWER_FACTORS: usize = 10_000_000;
+
 /// Most terms a printed cost polynomial may have.
 pub const MAX_COST_TERMS: usize = 20_000;
 
@@ -235,7 +248,7 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
                 format!("the gradient with respect to `{}` is for a symbolic length; a numeric plan needs it (give it with --dims, e.g. n=8)", g.wrt),
             ));
         };
-        for k in lo..=hi {
+        for k in product_members(&typing.program.expr, &g.wrt.name, lo, hi)? {
             let value = Index::constant(k);
             let wrt = VarName {
                 name: g.wrt.name.clone(),
@@ -279,6 +292,61 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
     }
     plan.separate = separate.map(|s| s.cost(&compiled.graph.dims));
     Ok(plan)
+}
+
+/// The members `lo..=hi` of a product of numeric length, counted before
+/// any is made: a product longer than [`MAX_FACTORS`] can be neither
+/// planned nor evaluated, and one target or matrix per member of a range
+/// of 10¹¹ took every byte there was.
+///
+/// ```
+/// assert_eq!(matdiff::plan::members(1, 3).unwrap().count(), 3);
+/// let e = matdiff::plan::members(1, 99_999_999_999).unwrap_err();
+/// assert!(e.message.contains("99999999999 members"));
+/// ```
+pub fn members(lo: i64, hi: i64) -> Result<std::ops::RangeInclusive<i64>> {
+    let count = i128::from(hi) - i128::from(lo) + 1;
+    if count > MAX_FACTORS as i128 {
+        return Err(Error::new(
+            ErrorKind::Limit,
+            format!("a product of {count} members ({lo}..{hi}) is longer than the limit of {MAX_FACTORS} factors in one product"),
+        )
+        .note("give its range fewer members (a length given with --dims: a smaller value)"));
+    }
+    Ok(lo..=hi)
+}
+
+/// [`members`], the error pointing at the first `prod` over the family
+/// `name` in `root`.
+pub(crate) fn product_members(
+    root: &Expr,
+    name: &str,
+    lo: i64,
+    hi: i64,
+) -> Result<std::ops::RangeInclusive<i64>> {
+    members(lo, hi).map_err(|e| match product_span(root, name) {
+        Some(span) => e.label(span, "this product"),
+        None => e,
+    })
+}
+
+/// Where the first `prod` over the family `name` stands in the source.
+fn product_span(root: &Expr, name: &str) -> Option<crate::syntax::Span> {
+    // Shared subtrees once: a definition can be used many times.
+    let mut seen = HashSet::new();
+    let mut stack = vec![root];
+    while let Some(e) = stack.pop() {
+        if !seen.insert(e as *const Expr) {
+            continue;
+        }
+        if let ExprKind::Prod(p) = &e.kind {
+            if p.body.mentions_family(name) {
+                return Some(e.span);
+            }
+        }
+        stack.extend(e.children().collect::<Vec<_>>().into_iter().rev());
+    }
+    None
 }
 
 /// The symbolic plan of every gradient with respect to a member `W[j]` of a
@@ -373,6 +441,33 @@ fn compile_graph(
     upstream: Option<&VarName>,
     options: &PlanOptions,
 ) -> Result<Compiled> {
+    // Counted before any is expanded: the n gradients of a product of
+    // length n expand to n² factors together, and the power rule makes
+    // many terms of high powers.
+    let (ranges, powers) = targets
+        .iter()
+        .map(|t| lower::expansion(&t.expr))
+        .fold((0usize, 0usize), |(r, p), (a, b)| (r.saturating_add(a), p.saturating_add(b)));
+    if ranges > MAX_PLAN_FACTORS {
+        return Err(Error::new(
+            ErrorKind::Limit,
+            format!(
+                "the plan's {} targets expand their products to {ranges} factors together, more than the limit of {MAX_PLAN_FACTORS}",
+                targets.len()
+            ),
+        )
+        .note("a numeric plan writes out the gradient of every member of a product, each as long as the product; give its length a smaller value, or leave it out of --dims for the symbolic plan"));
+    }
+    if powers > MAX_PLAN_POWER_FACTORS {
+        return Err(Error::new(
+            ErrorKind::Limit,
+            format!(
+                "the plan's {} targets expand their powers to {powers} factors together, more than the limit of {MAX_PLAN_POWER_FACTORS}",
+                targets.len()
+            ),
+        )
+        .note("a numeric plan writes out every power A^k as k factors; ask for fewer gradients with --wrt"));
+    }
     let mut graph = Graph::new(options.dims.clone());
     let mut typer = typer.clone();
     let mut roots = vec![];

@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use rustyline::completion::Completer;
@@ -31,9 +31,11 @@ Commands take the same options as on the command line:
   plan EXPR [--dims d0=64,B=65536] [--json] [--emit numpy|pytorch]
   latex EXPR
   :help   :shapes (declared and inferred shapes)   :reset   :quit
-A line ending in \\ or with an open parenthesis continues on the next line.";
+A line ending in \\, or one the parser finds unfinished (an open parenthesis,
+a trailing operator), continues on the next line.";
 
-const COMMANDS: [&str; 9] = ["derive", "verify", "check", "plan", "latex", ":help", ":shapes", ":reset", ":quit"];
+const COMMANDS: [&str; 9] =
+    ["derive", "verify", "check", "plan", "latex", ":help", ":shapes", ":reset", ":quit"];
 
 /// The session: the declarations and definitions so far.
 #[derive(Default)]
@@ -72,8 +74,8 @@ impl Session {
 
     /// Runs one (possibly multi-line) input; output and errors go to the writers.
     pub fn line(&mut self, input: &str, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
-        let line = input.replace("\\\n", " ").replace('\n', " ").trim().to_string();
-        if line.is_empty() || line.starts_with('#') {
+        let line = join_lines(input).trim().to_string();
+        if line.is_empty() {
             return Outcome::Continue;
         }
         let first = line.split_whitespace().next().unwrap_or("");
@@ -87,7 +89,9 @@ impl Session {
                 let _ = writeln!(out, "declarations cleared");
             }
             ":shapes" => self.shapes(out, err),
-            "derive" | "verify" | "check" | "plan" | "latex" => self.command(first, &line[first.len()..], out, err),
+            "derive" | "verify" | "check" | "plan" | "latex" => {
+                self.command(first, &line[first.len()..], out, err)
+            }
             _ if first.starts_with(':') => {
                 let _ = writeln!(err, "unknown command `{first}`; :help lists them");
             }
@@ -190,18 +194,172 @@ fn split_words(s: &str) -> Vec<String> {
     words
 }
 
-/// Whether an input continues on the next line: a trailing `\` or an open
-/// parenthesis.
-pub fn incomplete(input: &str) -> bool {
-    let depth: i64 = input
-        .chars()
-        .map(|c| match c {
-            '(' | '[' => 1,
-            ')' | ']' => -1,
-            _ => 0,
+/// A line without its comment: from a `#` outside quotes to the end.
+fn strip_comment(line: &str) -> &str {
+    let mut quote: Option<char> = None;
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '#') => return &line[..i],
+            _ => {}
+        }
+    }
+    line
+}
+
+/// An input of one or more lines as one line: each line without its
+/// comment (which would otherwise swallow the lines after it) and its
+/// trailing `\`, the lines joined by a space.
+fn join_lines(input: &str) -> String {
+    input
+        .split('\n')
+        .map(|l| {
+            let l = strip_comment(l).trim_end();
+            l.strip_suffix('\\').unwrap_or(l)
         })
-        .sum();
-    input.trim_end().ends_with('\\') || depth > 0
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The text of a (joined) input that the parser reads: the expression of
+/// a command (its words before the first option), or a statement; `None`
+/// for a `:` command.
+fn parsed_part(line: &str) -> Option<String> {
+    let line = line.trim();
+    let first = line.split_whitespace().next().unwrap_or("");
+    match first {
+        _ if first.starts_with(':') => None,
+        "derive" | "verify" | "check" | "plan" | "latex" => {
+            let words = split_words(&line[first.len()..]);
+            let at = words.iter().position(|w| w.starts_with("--")).unwrap_or(words.len());
+            Some(words[..at].join(" "))
+        }
+        _ => Some(line.to_string()),
+    }
+}
+
+/// Whether an input continues on the next line: its last line ends in
+/// `\`, or the parser finds it unfinished ([`crate::syntax::unfinished`]:
+/// `W * (`, `W +`). Parentheses in comments and quoted options do not
+/// count.
+pub fn incomplete(input: &str) -> bool {
+    let last = input.trim_end_matches('\n').rsplit('\n').next().unwrap_or("");
+    if strip_comment(last).trim_end().ends_with('\\') {
+        return true;
+    }
+    parsed_part(&join_lines(input)).is_some_and(|text| crate::syntax::unfinished(&text))
+}
+
+/// Runs a session on piped input, without prompts. Lines are numbered from
+/// 1 in messages. No line is lost without a word: a line that is not UTF-8
+/// is an error for that line (and the input it continued), and an input
+/// still unfinished at the end is an error that names its first line.
+fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let cap = crate::cli::MAX_INPUT_BYTES;
+    let mut pending = String::new();
+    let (mut first, mut number) = (0usize, 0usize);
+    let mut bytes = Vec::new();
+    loop {
+        bytes.clear();
+        match std::io::Read::take(&mut input, cap as u64 + 1).read_until(b'\n', &mut bytes) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = writeln!(err, "error: cannot read standard input after line {number}: {e}");
+                return 2;
+            }
+        }
+        number += 1;
+        if bytes.len() > cap {
+            let _ = writeln!(
+                err,
+                "error: limit reached: line {number} is longer than {} MiB; the rest of the input is not read",
+                cap >> 20
+            );
+            return 2;
+        }
+        if bytes.last() == Some(&b'\n') {
+            bytes.pop();
+        }
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        let line = match std::str::from_utf8(&bytes) {
+            Ok(line) => line,
+            Err(e) => {
+                let dropped = if pending.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!("; so is the input from line {first} that it continued")
+                };
+                let _ = writeln!(
+                    err,
+                    "error: line {number} is not UTF-8 text (byte {} is not); it is skipped{dropped}",
+                    e.valid_up_to() + 1
+                );
+                pending.clear();
+                continue;
+            }
+        };
+        if pending.is_empty() {
+            first = number;
+        }
+        if pending.len() + line.len() > cap {
+            let _ = writeln!(
+                err,
+                "error: limit reached: the input from line {first} is longer than {} MiB; it is skipped",
+                cap >> 20
+            );
+            pending.clear();
+            continue;
+        }
+        pending.push_str(line);
+        pending.push('\n');
+        if incomplete(&pending) {
+            continue;
+        }
+        if session.line(&std::mem::take(&mut pending), out, err) == Outcome::Quit {
+            return 0;
+        }
+    }
+    if !pending.trim().is_empty() {
+        let _ = writeln!(err, "error: the input from line {first} is unfinished at the end of the input");
+        if let Some(Err(e)) =
+            parsed_part(&join_lines(&pending)).map(|text| parse_program(&text).map(|_| text))
+        {
+            let text = parsed_part(&join_lines(&pending)).unwrap_or_default();
+            let _ = write!(err, "{}", e.render("<repl>", &text));
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parser decides: an open parenthesis or a trailing operator
+    /// continues, one in a comment or a quoted option does not.
+    #[test]
+    fn inputs_continue_where_the_parser_wants_more() {
+        for (input, more) in [
+            ("W * (\n", true),
+            ("W +\n", true),
+            ("W : 3 x\n", true),
+            ("W1 * \\\n", true),
+            ("derive W1 * (W2\n", true),
+            ("W * W  # an open ( here\n", false),
+            ("# (\n", false),
+            ("verify W*X --wrt W --claim '(G*X^T'\n", false),
+            ("W)\n", false),
+            (":shapes (\n", false),
+            ("W * (  # open\n  W)\n", false),
+        ] {
+            assert_eq!(incomplete(input), more, "{input:?}");
+        }
+        assert_eq!(join_lines("W * (  # open\n  W)\n"), "W * (   W) ");
+    }
 }
 
 /// Completion of commands, functions and the names declared so far.
@@ -249,6 +407,118 @@ impl Validator for ReplHelper {
 
 impl Helper for ReplHelper {}
 
+/// Entries the history keeps, unless `MATDIFF_HISTORY_SIZE` says another
+/// number (the oldest go first).
+pub const HISTORY_SIZE: usize = 10_000;
+
+/// Largest history file read; a larger one is neither read nor written.
+const MAX_HISTORY_BYTES: u64 = 16 << 20;
+
+/// The history's length: `MATDIFF_HISTORY_SIZE`, or [`HISTORY_SIZE`].
+fn history_size() -> usize {
+    match std::env::var("MATDIFF_HISTORY_SIZE") {
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            eprintln!("note: MATDIFF_HISTORY_SIZE=`{text}` is not a number; the history keeps {HISTORY_SIZE} entries");
+            HISTORY_SIZE
+        }),
+        Err(_) => HISTORY_SIZE,
+    }
+}
+
+/// Whether the history may be read from and saved to `path`: a regular
+/// file of at most [`MAX_HISTORY_BYTES`], or no file yet. (A link to
+/// /dev/zero was read until memory ran out; a FIFO blocked the start.)
+fn history_file(path: &Path) -> std::result::Result<bool, String> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        Ok(m) if !m.is_file() => Err(format!("{} is not a regular file", path.display())),
+        Ok(m) if m.len() > MAX_HISTORY_BYTES => {
+            Err(format!("{} is larger than {} MiB", path.display(), MAX_HISTORY_BYTES >> 20))
+        }
+        Ok(_) => Ok(true),
+    }
+}
+
+/// A history line of rustyline's format 2 (`\n` a line feed, `\\` a
+/// backslash); a line with another escape is kept as it is, as rustyline does.
+fn unescape(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('\\') => out.push('\\'),
+            _ => return line.to_string(),
+        }
+    }
+    out
+}
+
+/// Loads the history file into the editor, line by line: a line that is
+/// not UTF-8 is skipped (and named), not the rest of the file, which the
+/// next save would then have cut off. Returns whether the history may be
+/// saved to `path`; what is not done is said on standard error.
+fn load_history(editor: &mut Editor<ReplHelper, DefaultHistory>, path: &Path, size: usize) -> bool {
+    let not_kept = |why: String| eprintln!("note: history: {why}; the history is neither read nor saved");
+    match history_file(path) {
+        Ok(false) => return true,
+        Ok(true) => {}
+        Err(why) => {
+            not_kept(why);
+            return false;
+        }
+    }
+    let mut bytes = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| {
+        std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_HISTORY_BYTES + 1), &mut bytes)
+    });
+    if let Err(e) = read {
+        not_kept(format!("cannot read {}: {e}", path.display()));
+        return false;
+    }
+    if bytes.len() as u64 > MAX_HISTORY_BYTES {
+        not_kept(format!("{} is larger than {} MiB", path.display(), MAX_HISTORY_BYTES >> 20));
+        return false;
+    }
+    let mut lines = bytes.split(|&b| b == b'\n').enumerate().peekable();
+    let v2 = lines.peek().is_some_and(|(_, first)| *first == b"#V2");
+    let (mut entries, mut bad) = (0usize, vec![]);
+    for (i, line) in lines.skip(usize::from(v2)) {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        match std::str::from_utf8(line) {
+            Ok(text) => {
+                let _ = editor.add_history_entry(if v2 { unescape(text) } else { text.to_string() });
+                entries += 1;
+            }
+            Err(_) => bad.push(i + 1),
+        }
+    }
+    if !bad.is_empty() {
+        let shown: Vec<String> = bad.iter().take(5).map(|n| n.to_string()).collect();
+        let more = if bad.len() > 5 { ", …" } else { "" };
+        eprintln!(
+            "note: history: skipped {} line(s) of {} that are not UTF-8 text (line {}{more}); the other lines are kept",
+            bad.len(),
+            path.display(),
+            shown.join(", ")
+        );
+    }
+    if entries > size {
+        eprintln!(
+            "note: history: keeping the newest {size} of its {entries} entries (MATDIFF_HISTORY_SIZE sets the number)"
+        );
+    }
+    true
+}
+
 fn history_path() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_DATA_HOME")
         .map(PathBuf::from)
@@ -262,23 +532,12 @@ pub fn run() -> i32 {
     let stdout = std::io::stdout();
     let stderr = std::io::stderr();
     if !std::io::stdin().is_terminal() {
-        let mut pending = String::new();
-        for line in std::io::stdin().lock().lines() {
-            let Ok(line) = line else { break };
-            pending.push_str(&line);
-            pending.push('\n');
-            if incomplete(&pending) {
-                continue;
-            }
-            let input = std::mem::take(&mut pending);
-            if session.line(&input, &mut stdout.lock(), &mut stderr.lock()) == Outcome::Quit {
-                break;
-            }
-        }
-        return 0;
+        return piped(&mut session, std::io::stdin().lock(), &mut stdout.lock(), &mut stderr.lock());
     }
     let names = Rc::new(RefCell::new(vec![]));
-    let mut editor: Editor<ReplHelper, DefaultHistory> = match Editor::new() {
+    let size = history_size();
+    let config = rustyline::Config::builder().max_history_size(size).map(|b| b.build()).unwrap_or_default();
+    let mut editor: Editor<ReplHelper, DefaultHistory> = match Editor::with_config(config) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("error: cannot start the line editor: {e}");
@@ -286,10 +545,8 @@ pub fn run() -> i32 {
         }
     };
     editor.set_helper(Some(ReplHelper { names: names.clone() }));
-    let history = history_path();
-    if let Some(path) = &history {
-        let _ = editor.load_history(path);
-    }
+    // (Kept only in a regular file, or where there is none yet.)
+    let history = history_path().filter(|path| load_history(&mut editor, path, size));
     let colour = std::env::var_os("NO_COLOR").is_none();
     let prompt = if colour { "\x1b[1mmatdiff>\x1b[0m " } else { "matdiff> " };
     println!("matdiff {} — :help for help, Ctrl-D to quit", env!("CARGO_PKG_VERSION"));
@@ -307,11 +564,14 @@ pub fn run() -> i32 {
             Err(_) => break,
         }
     }
-    if let Some(path) = &history {
+    // (Unless something other than a regular file took its place meanwhile.)
+    if let Some(path) = history.filter(|path| history_file(path).is_ok()) {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let _ = editor.save_history(path);
+        if let Err(e) = editor.save_history(&path) {
+            eprintln!("note: history: cannot save {}: {e}", path.display());
+        }
     }
     0
 }

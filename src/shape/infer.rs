@@ -36,6 +36,10 @@ struct Family {
 #[derive(Clone, Debug, Default)]
 pub struct Typer {
     parent: Vec<u32>,
+    /// The number of dimensions under each root: the smaller tree goes
+    /// under the larger, so that a find takes O(log n) steps (without it a
+    /// chain of definitions built chains of thousands of links).
+    size: Vec<u32>,
     binding: Vec<Option<Dim>>,
     // Shared between clones: simplification clones the typer once per
     // formula, and a thousand-variable map copied each time would dominate.
@@ -49,6 +53,7 @@ pub struct Typer {
 #[derive(Clone, Debug)]
 enum Undo {
     Parent(u32, u32),
+    Size(u32, u32),
     Binding(u32, Option<Dim>),
 }
 
@@ -59,6 +64,7 @@ impl Typer {
 
     fn fresh(&mut self) -> DimId {
         self.parent.push(self.parent.len() as u32);
+        self.size.push(1);
         self.binding.push(None);
         DimId(self.parent.len() as u32 - 1)
     }
@@ -94,10 +100,12 @@ impl Typer {
         for undo in trail.into_iter().rev() {
             match undo {
                 Undo::Parent(i, old) => self.parent[i as usize] = old,
+                Undo::Size(i, old) => self.size[i as usize] = old,
                 Undo::Binding(i, old) => self.binding[i as usize] = old,
             }
         }
         self.parent.truncate(dims);
+        self.size.truncate(dims);
         self.binding.truncate(dims);
         self.vars = vars;
         self.families = families;
@@ -109,6 +117,13 @@ impl Typer {
             trail.push(Undo::Parent(i, self.parent[i as usize]));
         }
         self.parent[i as usize] = root;
+    }
+
+    fn set_size(&mut self, i: u32, size: u32) {
+        if let Some(trail) = &mut self.trail {
+            trail.push(Undo::Size(i, self.size[i as usize]));
+        }
+        self.size[i as usize] = size;
     }
 
     fn set_binding(&mut self, i: u32, d: Option<Dim>) {
@@ -135,17 +150,22 @@ impl Typer {
         if ra == rb {
             return true;
         }
-        match (&self.binding[ra.0 as usize], &self.binding[rb.0 as usize]) {
-            (Some(x), Some(y)) if x != y => false,
-            (None, Some(_)) => {
-                self.set_parent(ra.0, rb.0);
-                true
-            }
-            _ => {
-                self.set_parent(rb.0, ra.0);
-                true
+        let (bound_a, bound_b) = (&self.binding[ra.0 as usize], &self.binding[rb.0 as usize]);
+        if matches!((bound_a, bound_b), (Some(x), Some(y)) if x != y) {
+            return false;
+        }
+        // The smaller tree under the larger; the root keeps the binding.
+        let (root, child) =
+            if self.size[ra.0 as usize] >= self.size[rb.0 as usize] { (ra, rb) } else { (rb, ra) };
+        if self.binding[root.0 as usize].is_none() {
+            if let Some(d) = self.binding[child.0 as usize].clone() {
+                self.set_binding(root.0, Some(d));
             }
         }
+        self.set_parent(child.0, root.0);
+        let size = self.size[root.0 as usize].saturating_add(self.size[child.0 as usize]);
+        self.set_size(root.0, size);
+        true
     }
 
     /// Points every dimension straight at its root, so that later lookups

@@ -475,6 +475,34 @@ impl Expr {
         }
         n
     }
+
+    /// Number of nodes, as printed (a shared subtree counts wherever it
+    /// occurs), if it is at most `limit`; `None` past it. The count stops at
+    /// the limit: a formula that shares its parts can print 2²⁸ nodes from a
+    /// few hundred.
+    ///
+    /// ```
+    /// use matdiff::syntax::Expr;
+    /// let mut e = Expr::var("A");
+    /// for _ in 0..40 {
+    ///     let shared = std::rc::Rc::new(e);
+    ///     e = Expr::product(shared.clone(), shared);
+    /// }
+    /// assert_eq!(e.size_within(1000), None);
+    /// assert_eq!(Expr::product(Expr::var("A"), Expr::var("B")).size_within(3), Some(3));
+    /// ```
+    pub fn size_within(&self, limit: usize) -> Option<usize> {
+        let mut stack = vec![self];
+        let mut n = 0;
+        while let Some(e) = stack.pop() {
+            n += 1;
+            if n > limit {
+                return None;
+            }
+            stack.extend(e.children());
+        }
+        Some(n)
+    }
 }
 
 impl PartialEq for Expr {

@@ -86,6 +86,36 @@ pub fn parse_program(src: &str) -> Result<Program> {
     Ok(Program { declarations, definitions: builder.definitions, expr, name })
 }
 
+/// Whether `src` is a program cut short: the parser stops at its end
+/// (past blanks and comments) wanting more, as in `W * (` or `W : 3 x`, so
+/// that more text could complete it. An input with any other error is
+/// not: it is as complete as it will get. The REPL continues such an input
+/// on the next line.
+///
+/// ```
+/// use matdiff::syntax::unfinished;
+/// assert!(unfinished("W1 * (W2 +"));
+/// assert!(unfinished("W : 3 x  # the columns next"));
+/// assert!(!unfinished("W1 * W2  # an open ( in a comment"));
+/// assert!(!unfinished("W1 * W2)"));
+/// ```
+pub fn unfinished(src: &str) -> bool {
+    // (Deeper nesting is refused by the parser, before pest recurses.)
+    if check_nesting(src).is_err() {
+        return false;
+    }
+    match Grammar::parse(Rule::program, src) {
+        Ok(_) => false,
+        Err(e) => {
+            let at = match e.location {
+                pest::error::InputLocation::Pos(p) => p,
+                pest::error::InputLocation::Span((start, _)) => start,
+            };
+            at >= src.trim_end().len()
+        }
+    }
+}
+
 /// Parses a lone expression (no declarations), such as a claimed gradient.
 ///
 /// ```
