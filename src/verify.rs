@@ -27,7 +27,7 @@ use crate::syntax::{parse_expr, DomainSpec, Expr, ExprKind, Program, VarName};
 use crate::{derive, DeriveOptions};
 
 /// Independent random instances a numeric decision needs, every one decided.
-pub const INSTANCES: u64 = 8;
+pub const INSTANCES: u64 = 16;
 
 /// Draws tried for one instance that the values could not decide (both
 /// below their rounding, or the claim not finite there).
@@ -71,7 +71,7 @@ pub struct Evidence {
     pub tolerance: f64,
     /// The largest relative difference on a deciding instance.
     pub worst_rel_err: f64,
-    /// Variables drawn from a restricted domain (the others: entries in [-1, 1]).
+    /// Variables drawn from a restricted domain (the others: both signs, uniform in [-s, s] for the instance's scale s).
     pub domains: BTreeMap<VarName, Domain>,
 }
 
@@ -235,9 +235,10 @@ fn decide_numerically(
             let instance = k + attempt as usize;
             let check_options =
                 CheckOptions { seed, domains: options.domains.clone(), instance, ..base.clone() };
-            // Instances at scales 1, 1/2, 2, 1/4, 4: `1 - y` keeps its sign
-            // for every y in [-1, 1], and |1 - y| would pass for it there.
-            let instance = Instance::draw_within(d, &check_options, instance % 5, deadline)?;
+            // Instances at scales 1, 1/2, 2, 4, 1/4 (`instance::SCALES`):
+            // `1 - y` keeps its sign for every y in [-1, 1], and |1 - y|
+            // would pass for it there.
+            let instance = Instance::draw_within(d, &check_options, 0, deadline)?;
             evidence.instances += 1;
             if evidence.domains.is_empty() {
                 evidence.domains = instance.domains.clone();

@@ -279,6 +279,10 @@ struct Finding {
     judgement: String,
     answer: String,
     cause: String,
+    /// The difference shows on few matdiff-like draws (at most half for
+    /// check, a quarter for verify): a few instances miss it by chance (see
+    /// `run_random`).
+    rare: bool,
 }
 
 impl Finding {
@@ -433,11 +437,11 @@ fn run_gradient(
         mutants(&g.expr).into_iter().map(|m| (m.kind, m.at, m.expr)).collect();
     formulas.extend(extra.iter().map(|e| (Kind::Claim, "the whole".to_string(), e.clone())));
     for (kind, at, formula) in formulas {
-        if tally.fail_fast && !tally.findings.is_empty() {
+        if tally.fail_fast && tally.findings.iter().any(|f| !f.rare) {
             return;
         }
         let counts = tally.counts.entry(kind).or_default();
-        let finding = |judgement: String, answer: String, cause: String| Finding {
+        let finding = |judgement: String, answer: String, (cause, rare): (String, bool)| Finding {
             under,
             program: src.to_string(),
             wrt: g.wrt.to_string(),
@@ -448,6 +452,7 @@ fn run_gradient(
             judgement,
             answer,
             cause,
+            rare,
         };
         match fit(d, g, &formula) {
             Fit::Wrong(why) => {
@@ -456,7 +461,7 @@ fn run_gradient(
                     if let Answer::Accepted { text, .. } = ask(d, g, &formula) {
                         counts.ill_typed_accepted += 1;
                         let f =
-                            finding(format!("of the wrong shape: {why}"), text, "shape check".to_string());
+                            finding(format!("of the wrong shape: {why}"), text, ("shape check".to_string(), false));
                         tally.findings.push(f);
                     }
                 }
@@ -494,10 +499,12 @@ fn run_gradient(
 
 /// The cause of a false verdict, as far as weaker judges tell it: the first
 /// of them under which the difference disappears.
-fn cause(subject: &Subject, formula: &Expr, symbolic: bool, under: Under) -> String {
+/// Also whether the difference is rare on matdiff-like draws (a quarter of
+/// them or fewer).
+fn cause(subject: &Subject, formula: &Expr, symbolic: bool, under: Under) -> (String, bool) {
     if symbolic {
-        return "E-GRAPH: the e-graph put a formula that differs numerically in the gradient's class (unsound rewrite?)"
-            .to_string();
+        let why = "E-GRAPH: the e-graph put a formula that differs numerically in the gradient's class (unsound rewrite?)";
+        return (why.to_string(), false);
     }
     let ladder: [(&str, Config); 5] = [
         (
@@ -518,24 +525,33 @@ fn cause(subject: &Subject, formula: &Expr, symbolic: bool, under: Under) -> Str
     for (why, config) in ladder {
         let samples = subject.samples(&config);
         if !samples.is_empty() && !subject.judge(&samples, formula, &config).differs() {
-            return why.to_string();
+            return (why.to_string(), false);
         }
     }
     let samples = subject.samples(&LIKE_MATDIFF);
     let (shown, of) = subject.differing(&samples, formula, &LIKE_MATDIFF);
     if shown < of {
-        return format!(
+        let why = format!(
             "RARE: on matdiff-like draws the difference shows on {shown} of {of} instances only, and {} drew none of them",
             match under {
-                Under::Check => "check's one instance",
+                Under::Check => "check's instances",
                 Under::Verify => "verify's instances",
             }
         );
+        // Escapes with probability (1 - p)^n for n instances, a share p of
+        // the draws showing it: under 1/16 for check's 4 instances where
+        // p > 1/2, under 1% for verify's 16 where p > 1/4.
+        let rare = match under {
+            Under::Check => 2 * shown <= of,
+            Under::Verify => 4 * shown <= of,
+        };
+        return (why, rare);
     }
-    match under {
-        Under::Check => "ONE INSTANCE: check decides on a single draw (seed 1), on which the difference did not show (a sign that a quarter of the draws would show, say)".to_string(),
-        Under::Verify => "UNEXPLAINED by matdiff's draws (its tolerance, or the instances it happened to draw?)".to_string(),
-    }
+    let why = match under {
+        Under::Check => "UNEXPLAINED by matdiff's draws: check's instances all missed a difference every matdiff-like draw shows",
+        Under::Verify => "UNEXPLAINED by matdiff's draws (its tolerance, or the instances it happened to draw?)",
+    };
+    (why.to_string(), false)
 }
 
 /// Derives `src` by `wrt` and runs [`run_gradient`] on it.
@@ -622,6 +638,16 @@ fn run_random(src: &str, under: Under, ask: Ask, fail_fast: bool) -> Result<Tall
     for g in &d.gradients {
         run_gradient(src, &d, g, under, ask, &[], &mut tally);
     }
+    // A mutant that differs on few of the draws (|t| for a term t negative
+    // on a small part of the inputs; see `cause`) escapes a few random
+    // instances with a probability that no number of them makes zero: on
+    // random programs such an escape is counted, not a failure. Everything
+    // in the curated corpus must be caught.
+    let rare = tally.findings.iter().filter(|f| f.rare).count();
+    if rare > 0 {
+        println!("{rare} rare difference(s) escaped on {src}");
+    }
+    tally.findings.retain(|f| !f.rare);
     Ok(tally)
 }
 

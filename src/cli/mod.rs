@@ -74,7 +74,7 @@ enum Command {
     /// undecidable on the evidence (UNDECIDED, exit 1).
     ///
     /// First symbolically (the claim and the derived gradient in one e-graph class), else
-    /// numerically: both are evaluated exactly on 8 random instances with random sizes,
+    /// numerically: both are evaluated exactly on 16 random instances with random sizes,
     /// drawn with both signs wherever the expression is defined for both (positive only
     /// where a log, sqrt or fractional power needs it; invertible under inverses and
     /// det). An instance decides only where the values are well above their rounding

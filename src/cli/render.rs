@@ -276,9 +276,10 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
 fn domains_line(domains: &std::collections::BTreeMap<crate::syntax::VarName, crate::numeric::Domain>) -> String {
     let d: Vec<String> = domains.iter().map(|(v, d)| format!("{v} {}", d.name())).collect();
     if d.is_empty() {
-        return "domains: every variable with entries in [-1, 1]\n".to_string();
+        return "domains: every variable of either sign (entries uniform in [-s, s], the scale s varying by instance)\n"
+            .to_string();
     }
-    format!("domains: {}  (the others: entries in [-1, 1])\n", d.join(", "))
+    format!("domains: {}  (the others: entries uniform in [-s, s], the scale s varying by instance)\n", d.join(", "))
 }
 
 /// `plan` output: the steps with shapes and multiply-adds, the outputs, the

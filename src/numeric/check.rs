@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::ridders::derivative_from;
 use super::{
-    compare, instance_plan, member, norm, run_plan_within, Comparison, Deadline, Domain, Env, Evaluator,
+    compare, instance_plan, member, norm, run_plan_within, NOISE_MARGIN, Comparison, Deadline, Domain, Env, Evaluator,
     Instance, Matrix, Outcome, Tolerances, TOLERANCE,
 };
 use crate::calculus::Mode;
@@ -48,9 +48,10 @@ const CANCELLED: f64 = 1e-3;
 const PLAN_MARGIN: f64 = 1000.0;
 
 /// Instances every check compares on: the sizes of the seed, fresh values
-/// at scales 1, 1/2 and 2. A claim wrong only for some signs, or at some
-/// scale, shows on one of them where it might not on one alone.
-pub const INSTANCES: usize = 3;
+/// at scales 1, 1/2, 2 and 4 ([`super::SCALES`]). A claim wrong
+/// only for some signs, or at some scale, shows on one of them where it
+/// might not on one alone.
+pub const INSTANCES: usize = 4;
 
 /// More instances tried, at most, for gradients those left undecided.
 const MAX_NOISY_REDRAWS: usize = 6;
@@ -117,7 +118,7 @@ pub struct CheckReport {
     pub seed: u64,
     /// Values of the index symbols (`n`, `j`).
     pub indices: BTreeMap<String, i64>,
-    /// Variables drawn from a restricted domain (the others: entries in [-1, 1]).
+    /// Variables drawn from a restricted domain (the others: both signs, uniform in [-s, s] for the instance's scale s).
     pub domains: BTreeMap<VarName, Domain>,
     /// Draws discarded before the first instance (not finite, ill-conditioned).
     pub redraws: usize,
@@ -217,6 +218,14 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
         }
     }
     let outputs = run_plan_within(&plan, &env, Some(deadline))?;
+    // The gradients' own rounding: (a*a*b - a*b*a)*G with 1x1 a and b is
+    // zero, evaluated as rounding noise, and must not differ from zero.
+    let gradient_noise = super::rounding_noises(
+        &mut |e| run_plan_within(&plan, e, Some(deadline)),
+        &env,
+        &outputs,
+        &mut seeded(1),
+    )?;
     let direct = forward.eval(&env)?;
     let value_noise = super::rounding_noise(&mut |e| forward.eval(e), &env, &direct, &mut seeded(0))?;
     // The plan evaluates in another order: on instances conditioned up to
@@ -246,13 +255,13 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
     let tolerances = Tolerances { relative: TOLERANCE, max_noise: MAX_FD_ERROR, zero_scale: ZERO_SCALE };
     let mut results = Vec::new();
     let scale = loss(&env)?.abs();
-    for (g, symbolic) in derivation.gradients.iter().zip(outputs.into_iter().skip(1)) {
+    for ((g, symbolic), own_noise) in derivation.gradients.iter().zip(outputs.into_iter().skip(1)).zip(gradient_noise.into_iter().skip(1)) {
         let wrt = member(&g.wrt, &env)?;
         let Some((mut numeric, noise)) = differences(&loss, &env, &wrt, |_| DEFAULT_STEP)? else {
             results.push(not_finite(g));
             continue;
         };
-        let mut c = compare(&symbolic, &numeric, norm(&noise), &tolerances);
+        let mut c = compare(&symbolic, &numeric, norm(&noise) + own_noise, &tolerances);
         if c.outcome == Outcome::Differ {
             // Before calling a gradient wrong, look again at steps short
             // enough for its size: a loss that varies faster than the
@@ -267,7 +276,7 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
             };
             match differences(&loss, &env, &wrt, step)? {
                 Some((fine, noise)) => {
-                    c = compare(&symbolic, &fine, norm(&noise), &tolerances);
+                    c = compare(&symbolic, &fine, norm(&noise) + own_noise, &tolerances);
                     numeric = fine;
                 }
                 None => {
@@ -278,9 +287,12 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
         }
         // Everything exactly zero tests nothing: the expression underflowed
         // (exp(-1000*sum(X .^ 2))), or is zero everywhere.
+        let zero = |m: &Matrix| m.iter().all(|x| *x == 0.0);
         let vacuous = c.outcome == Outcome::Agree
             && g.expr.kind != ExprKind::Num(0.0)
-            && [&direct, &symbolic, &numeric].iter().all(|m| m.iter().all(|x| *x == 0.0));
+            && zero(&direct)
+            && zero(&numeric)
+            && norm(&symbolic) <= NOISE_MARGIN * own_noise;
         let Comparison { outcome, rel_err, rel_noise } = c;
         let (outcome, reason) = if vacuous {
             (Outcome::Undecided, Some(EXACTLY_ZERO.to_string()))
@@ -303,7 +315,7 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
 /// Why a gradient that, with the expression and its differences, is
 /// exactly zero on every instance is undecided.
 pub const EXACTLY_ZERO: &str =
-    "the expression, this gradient and its differences are all exactly zero here (underflow, or zero everywhere): nothing is tested";
+    "the expression and its differences are exactly zero here, and this gradient is zero to within its rounding (underflow, or zero everywhere): nothing is tested";
 
 /// The first step of finite differences: a tenth of an entry of typical size.
 const DEFAULT_STEP: f64 = 0.1;

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{domain_of, domains, eval, gradient_value, norm, size_of, CheckOptions, Deadline, Domain, Env, Matrix};
+use super::{domain_of, domains, eval, gradient_value, norm, size_of, CheckOptions, Deadline, Domain, Env, Matrix, Sign, Structure};
 use crate::calculus::Mode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Plan, PlanOptions, Target};
@@ -25,11 +25,11 @@ pub struct Instance {
     /// Values of the index symbols (`n`, `j`).
     pub indices: BTreeMap<String, i64>,
     pub env: Env,
-    /// Variables drawn from a restricted domain (the others: entries in [-1, 1]).
+    /// Variables drawn from a restricted domain (the others: both signs, uniform in [-s, s] for the instance's scale s).
     pub domains: BTreeMap<VarName, Domain>,
     /// Draws discarded because something was not finite on them.
     pub redraws: usize,
-    /// The scale the values were drawn at (1, then 1/2, 2, 1/4, … on redraws).
+    /// The scale the values were drawn at (see [`scale_of`]).
     pub scale: f64,
 }
 
@@ -145,15 +145,22 @@ impl Instance {
         }
         loop {
             deadline.check()?;
-            // Redraws alternate smaller and larger scales (1/2, 2, 1/4, 4, ...):
-            // `sigmoid(-norm(P) * norm(M)^2)` underflows at scale 1, and
-            // `1 - sigmoid(...)` at a small one.
-            let scale = 2f64.powi((redraws as i32 + 1) / 2 * if redraws % 2 == 1 { -1 } else { 1 });
+            let scale = scale_of(options.instance, redraws - skipped);
+            // The terms of a sum under an inverse are drawn with dominant
+            // diagonals of their sign in the sum, so that the sum is
+            // invertible; on every other instance they are all negated, so
+            // that `(S + T)^-1` takes both signs. (A sum with a constant,
+            // `I + S`, may be singular so: its redraw is not negated.)
+            let negate_dominant = options.instance % 2 == 1 && (redraws - skipped) % 2 == 0;
             let mut env = Env { indices: indices.clone(), ..Env::default() };
             for (v, r, c) in &shapes {
                 let d = domain_of(&domains, v);
                 let mut m = d.draw(*r, *c, &mut rng);
                 pattern_sign(&mut m, d, v, options);
+                let dominant = matches!(d.structure, Structure::DominantPositive | Structure::DominantNegative);
+                if negate_dominant && dominant && matches!(d.sign, Sign::Any | Sign::NonZero) {
+                    m.neg_mut();
+                }
                 env.vars.insert(v.clone(), m * scale);
             }
             let trouble = trouble_with(derivation, &env, deadline)?;
@@ -201,6 +208,21 @@ fn pattern_sign(m: &mut Matrix, d: Domain, v: &VarName, options: &CheckOptions) 
     if (value < 0.0) != negative {
         m.row_mut(0).neg_mut();
     }
+}
+
+/// The scales of the instances of one check or verdict, in turn: values
+/// within ±1 keep `1 - y` positive and `cos` of them positive, so a claim
+/// such as `|1 - y|` or `|cos(X)|` would pass there.
+pub const SCALES: [f64; 5] = [1.0, 0.5, 2.0, 4.0, 0.25];
+
+/// The scale of the `redraw`-th draw of the `instance`-th instance: the
+/// instance's own scale ([`SCALES`]), then on redraws (the values were not
+/// finite or ill-conditioned there) alternately smaller and larger ones,
+/// ×1/2, ×2, ×1/4, ×4, …: `sigmoid(-norm(P) * norm(M)^2)` underflows at
+/// scale 1, `log(1 - sigmoid(X*w))` at scale 4.
+pub fn scale_of(instance: usize, redraw: usize) -> f64 {
+    let step = (redraw as i32 + 1) / 2 * if redraw % 2 == 1 { -1 } else { 1 };
+    SCALES[instance % SCALES.len()] * 2f64.powi(step.clamp(-1000, 1000))
 }
 
 /// The name of a symbolic dimension under values of the index symbols

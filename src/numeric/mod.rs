@@ -24,7 +24,7 @@ use rand::Rng;
 pub use check::{check, CheckOptions, CheckReport, CheckResult, CHECK_TIME_LIMIT, EXACTLY_ZERO, MAX_FD_ERROR};
 pub use domain::{domain_of, domains, Domain, Sign, Structure};
 pub use eval::{eval, Env, Evaluator, Matrix};
-pub use instance::{instance_plan, Instance, MAX_CONDITION};
+pub use instance::{instance_plan, scale_of, Instance, MAX_CONDITION, SCALES};
 pub use plan::{run_plan, run_plan_within};
 
 use crate::error::{Error, ErrorKind, Result};
@@ -245,8 +245,20 @@ pub fn rounding_noise(
     at: &Matrix,
     rng: &mut StdRng,
 ) -> Result<f64> {
+    let noises = rounding_noises(&mut |e| Ok(vec![f(e)?]), env, std::slice::from_ref(at), rng)?;
+    Ok(noises[0])
+}
+
+/// [`rounding_noise`] of each of several values computed together (the
+/// outputs of one plan), from the same moves of the inputs.
+pub fn rounding_noises(
+    f: &mut dyn FnMut(&Env) -> Result<Vec<Matrix>>,
+    env: &Env,
+    at: &[Matrix],
+    rng: &mut StdRng,
+) -> Result<Vec<f64>> {
     const NUDGE: f64 = 1e-13;
-    let mut worst = 0.0f64;
+    let mut worst = vec![0.0f64; at.len()];
     for _ in 0..2 {
         let mut moved = env.clone();
         // In the order of the names, so that a seed means one estimate.
@@ -257,11 +269,10 @@ pub fn rounding_noise(
             m.iter_mut().for_each(|x| *x *= 1.0 + NUDGE * rng.random_range(-1.0..1.0));
         }
         let there = f(&moved)?;
-        if there.shape() != at.shape() {
-            return Ok(f64::INFINITY);
+        for ((w, t), a) in worst.iter_mut().zip(&there).zip(at) {
+            *w = if t.shape() == a.shape() { w.max(norm(&(t - a))) } else { f64::INFINITY };
         }
-        worst = worst.max(norm(&(there - at)));
     }
     // An exact evaluation still rounds its last place.
-    Ok(worst.max(4.0 * f64::EPSILON * norm(at)))
+    Ok(worst.into_iter().zip(at).map(|(w, a)| w.max(4.0 * f64::EPSILON * norm(a))).collect())
 }
