@@ -63,7 +63,7 @@ impl Error {
         self
     }
 
-    /// The process exit status for this error (SPEC §3).
+    /// The process exit status for this error (docs/cli.md, Exit status).
     pub fn exit_code(&self) -> i32 {
         2
     }

@@ -75,8 +75,9 @@ pub struct Derivation<'p> {
 /// Runs shape inference, the calculus and simplification on a program.
 ///
 /// A scalar expression is the loss itself; a matrix-valued one is a layer
-/// with upstream gradient `G` (SPEC §2). Every gradient's shape is checked
-/// against its variable's: a mismatch is an internal error, never output.
+/// with upstream gradient `G` (docs/language.md, What a derivation means).
+/// Every gradient's shape is checked against its variable's: a mismatch is
+/// an internal error, never output.
 pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Derivation<'p>> {
     let mut typing = shape::infer(program)?;
     let value_shape = typing.shape();

@@ -48,7 +48,7 @@ proptest! {
     }
 }
 
-/// Every operator and function of SPEC §1: derived and checked, or refused
+/// Every operator and function of docs/language.md: derived and checked, or refused
 /// by name (never a silent zero or a guess).
 #[test]
 fn every_construct_is_derived_or_named() {

@@ -1,4 +1,4 @@
-//! The command line (SPEC §3): `derive`, `verify`, `check`, `plan`, `latex`, `repl`, `demo`.
+//! The command line (docs/cli.md): `derive`, `verify`, `check`, `plan`, `latex`, `repl`, `demo`.
 //!
 //! Entry point: [`run`], which returns the exit status: 0 on success, 1 when
 //! a check fails, 2 on a parse, shape, usage or unsupported-construct error.
@@ -66,7 +66,7 @@ enum Command {
         /// With --latex: a complete amsmath document.
         #[arg(long, requires = "latex")]
         standalone: bool,
-        /// Print JSON (SPEC §3) instead of text.
+        /// Print JSON instead of text.
         #[arg(long, conflicts_with = "latex")]
         json: bool,
     },
@@ -135,7 +135,7 @@ enum Command {
         /// with them, costs are numbers and the bracketing is chosen by them.
         #[arg(long, value_parser = Utf8(parse_plan_dims))]
         dims: Option<HashMap<String, u64>>,
-        /// Print JSON (SPEC §3) instead of text.
+        /// Print JSON instead of text.
         #[arg(long, conflicts_with = "emit")]
         json: bool,
         /// Print the plan as code: a NumPy function or a torch.autograd.Function.

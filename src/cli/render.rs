@@ -1,4 +1,4 @@
-//! Derivations and checks as text and as JSON (SPEC §3).
+//! Derivations and checks as text and as JSON (docs/cli.md, JSON).
 
 use serde_json::json;
 
@@ -10,7 +10,7 @@ use crate::syntax::{to_latex, var_latex};
 use crate::Derivation;
 
 /// `derive` output: a header, then `d/dV = FORMULA  : SHAPE` per variable;
-/// or the JSON document of SPEC §3.
+/// or the JSON document of docs/cli.md, JSON.
 pub fn render_derivation(d: &Derivation, json: bool) -> String {
     if json {
         return derivation_json(d, false);
@@ -283,7 +283,7 @@ fn domains_line(domains: &std::collections::BTreeMap<crate::syntax::VarName, cra
 }
 
 /// `plan` output: the steps with shapes and multiply-adds, the outputs, the
-/// totals; or JSON (SPEC §3); or code (`pytorch`: Some(true)).
+/// totals; or JSON (docs/cli.md, JSON); or code (`pytorch`: Some(true)).
 pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool>) -> crate::Result<String> {
     let expr = &d.typing.program.expr;
     if crate::plan::symbolic_length(d, &options.dims) {

@@ -1,5 +1,5 @@
 //! Source text → [`Program`]: pest's parser for `grammar/matdiff.pest`, and
-//! the PrattParser that holds the precedence table (SPEC §1).
+//! the PrattParser that holds the precedence table (docs/language.md, Precedence).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
