@@ -14,19 +14,20 @@
 //! ```
 
 pub mod calculus;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod error;
 pub mod explain;
 pub mod numeric;
 pub mod plan;
-pub mod repl;
 pub mod shape;
 pub mod simplify;
+mod serialize;
 mod stack;
 pub mod syntax;
 pub mod verify;
 
-pub use error::{Error, ErrorKind, Label, Result};
+pub use error::{Error, ErrorKind, Hint, Label, Result};
 
 use calculus::{Differential, Mode};
 use shape::{Shape, Typing};
@@ -92,7 +93,7 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
                     "the upstream gradient is called `{name}`, but `{name}` already occurs in the expression"
                 ),
             )
-            .note("name the upstream gradient with --upstream NAME"));
+            .hint(Hint::NameUpstream));
         }
         typing.insert_var(upstream.clone(), &value_shape);
         Mode::Layer { upstream }
@@ -133,8 +134,9 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
             if total > MAX_TOTAL_NODES {
                 return Err(Error::new(
                     ErrorKind::Limit,
-                    format!("the gradients together would have more than {MAX_TOTAL_NODES} nodes; ask for fewer with --wrt"),
-                ));
+                    format!("the gradients together would have more than {MAX_TOTAL_NODES} nodes"),
+                )
+                .hint(Hint::FewerTargets));
             }
         }
         let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");
