@@ -213,7 +213,9 @@ fn pattern_sign(m: &mut Matrix, d: Domain, v: &VarName, options: &CheckOptions) 
 /// The scales of the instances of one check or verdict, in turn: values
 /// within ±1 keep `1 - y` positive and `cos` of them positive, so a claim
 /// such as `|1 - y|` or `|cos(X)|` would pass there.
-pub const SCALES: [f64; 5] = [1.0, 0.5, 2.0, 4.0, 0.25];
+/// Past the first four they move outward, for values that only decide
+/// at some scale (a huge loss that rounds off a small gradient).
+pub const SCALES: [f64; 10] = [1.0, 0.5, 2.0, 4.0, 0.25, 0.125, 8.0, 0.0625, 16.0, 0.03125];
 
 /// The scale of the `redraw`-th draw of the `instance`-th instance: the
 /// instance's own scale ([`SCALES`]), then on redraws (the values were not
