@@ -3,8 +3,12 @@
 //! The pipeline, one module per stage, data flowing forward:
 //! [`syntax`] (grammar, AST, printers) → [`shape`] (inference) →
 //! [`calculus`] (differentials) → [`simplify`] (normal form) → [`numeric`]
-//! (evaluation, finite differences) → front ends ([`cli`]).
+//! (evaluation, finite differences) → front ends (`cli`, the command line
+//! and the REPL, behind the default cargo feature `cli`; without it the
+//! crate is the engine alone, and knows nothing of terminals).
 //! [`derive`] runs the stages from a parsed program to simplified gradients.
+//! Results and errors are data: they implement `serde::Serialize`
+//! (docs/json.md).
 //!
 //! ```
 //! let program = matdiff::syntax::parse_program("W1 : 3x4; W2 : 4x5; W3 : 5x6; X : 6x2; W1*W2*W3*X").unwrap();
