@@ -1,16 +1,22 @@
 //! Errors that point at the source: a message, labelled spans, notes.
 //!
-//! Every stage reports through [`Error`]; the front ends render it with the
-//! source text (ariadne, ASCII, no colour) so the user sees the line and a
-//! caret under the offending operator.
+//! Every stage reports through [`Error`], which is data: a kind, a message,
+//! labelled byte spans of the source and notes (it implements
+//! `serde::Serialize`). An error states what is wrong or missing in terms of
+//! the input; how to supply a missing fact through a front end (a
+//! command-line option) is the front end's to say, from the error's
+//! [`Hint`]s. Rendering against the source text and exit statuses belong to
+//! the front ends (`cli`).
 
 use std::fmt;
 
+use serde::Serialize;
+
 use crate::syntax::Span;
 
-/// What went wrong, which decides nothing but the first word of the message;
-/// every kind exits with status 2.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// What went wrong, which decides nothing but the first word of the message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
     Parse,
     Shape,
@@ -23,11 +29,43 @@ pub enum ErrorKind {
     Internal,
 }
 
-/// A labelled span of the source.
-#[derive(Clone, Debug)]
+impl ErrorKind {
+    /// The kind as the first words of a message: `parse error`, `not supported`, ...
+    pub fn title(self) -> &'static str {
+        match self {
+            ErrorKind::Parse => "parse error",
+            ErrorKind::Shape => "shape error",
+            ErrorKind::Unsupported => "not supported",
+            ErrorKind::Usage => "usage error",
+            ErrorKind::Limit => "limit reached",
+            ErrorKind::Internal => "internal error (a bug in matdiff)",
+        }
+    }
+}
+
+/// A labelled span of the source (byte offsets `start..end`).
+#[derive(Clone, Debug, Serialize)]
 pub struct Label {
+    #[serde(flatten)]
     pub span: Span,
     pub message: String,
+}
+
+/// What the caller could supply or ask for instead, for a front end to
+/// phrase in its own terms (the command line names its options).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Hint {
+    /// A size or a length the input does not give; an example assignment
+    /// (`n=8`).
+    GiveSize(String),
+    /// A length given to a product is too large for a numeric plan.
+    SmallerLength,
+    /// Fewer gradients, or other variables, would stay within a limit.
+    FewerTargets,
+    /// The upstream gradient needs another name.
+    NameUpstream,
+    /// The claimed gradient, as a formula.
+    Claim,
 }
 
 /// An error with the places in the source it is about.
@@ -37,17 +75,21 @@ pub struct Label {
 /// let e = Error::new(ErrorKind::Usage, "no expression");
 /// assert_eq!(e.to_string(), "no expression");
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Error {
     pub kind: ErrorKind,
     pub message: String,
     pub labels: Vec<Label>,
     pub notes: Vec<String>,
+    /// How the input could give what is missing (a front end turns these
+    /// into notes of its own).
+    #[serde(skip)]
+    pub hints: Vec<Hint>,
 }
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
-        Error { kind, message: message.into(), labels: vec![], notes: vec![] }
+        Error { kind, message: message.into(), labels: vec![], notes: vec![], hints: vec![] }
     }
 
     /// Adds a label; synthetic spans (nodes built by matdiff) are skipped.
@@ -63,71 +105,9 @@ impl Error {
         self
     }
 
-    /// The process exit status for this error (docs/cli.md, Exit status).
-    pub fn exit_code(&self) -> i32 {
-        2
-    }
-
-    /// The message with the source line and carets, as a user sees it.
-    pub fn render(&self, source_name: &str, source: &str) -> String {
-        use ariadne::{CharSet, Config, IndexType, Label as ALabel, Report, ReportKind, Source};
-        let title = match self.kind {
-            ErrorKind::Parse => "parse error",
-            ErrorKind::Shape => "shape error",
-            ErrorKind::Unsupported => "not supported",
-            ErrorKind::Usage => "usage error",
-            ErrorKind::Limit => "limit reached",
-            ErrorKind::Internal => "internal error (a bug in matdiff)",
-        };
-        let labels: Vec<&Label> =
-            self.labels.iter().filter(|l| l.span.end.max(l.span.start + 1) <= source.len()).collect();
-        if labels.is_empty() {
-            let mut out = format!("error: {title}: {}\n", self.message);
-            for n in &self.notes {
-                out.push_str(&format!("  = note: {n}\n"));
-            }
-            return out;
-        }
-        let primary = labels[0].span;
-        let config = Config::default()
-            .with_color(false)
-            .with_char_set(CharSet::Ascii)
-            .with_index_type(IndexType::Byte);
-        let mut primary_start = primary.start.min(source.len());
-        while !source.is_char_boundary(primary_start) {
-            primary_start -= 1;
-        }
-        let mut report = Report::build(ReportKind::Error, (source_name, primary_start..primary_start))
-            .with_config(config)
-            .with_message(format!("{title}: {}", self.message));
-        // Byte spans on character boundaries (a caret under `⊙` covers all of it).
-        let snap = |start: usize, end: usize| {
-            let mut start = start.min(source.len());
-            while !source.is_char_boundary(start) {
-                start -= 1;
-            }
-            let mut end = end.max(start + 1).min(source.len());
-            while end < source.len() && !source.is_char_boundary(end) {
-                end += 1;
-            }
-            start..end.max(start)
-        };
-        for (i, l) in labels.iter().enumerate() {
-            report = report.with_label(
-                ALabel::new((source_name, snap(l.span.start, l.span.end)))
-                    .with_message(&l.message)
-                    .with_order(i as i32),
-            );
-        }
-        for n in &self.notes {
-            report = report.with_note(n);
-        }
-        let mut buf = Vec::new();
-        let written = report.finish().write((source_name, Source::from(source)), &mut buf);
-        match written {
-            Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
-            Err(_) => format!("error: {title}: {}\n", self.message),
-        }
+    pub fn hint(mut self, hint: Hint) -> Error {
+        self.hints.push(hint);
+        self
     }
 }
 

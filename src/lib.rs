@@ -3,8 +3,12 @@
 //! The pipeline, one module per stage, data flowing forward:
 //! [`syntax`] (grammar, AST, printers) → [`shape`] (inference) →
 //! [`calculus`] (differentials) → [`simplify`] (normal form) → [`numeric`]
-//! (evaluation, finite differences) → front ends ([`cli`]).
+//! (evaluation, finite differences) → front ends (`cli`, the command line
+//! and the REPL, behind the default cargo feature `cli`; without it the
+//! crate is the engine alone, and knows nothing of terminals).
 //! [`derive`] runs the stages from a parsed program to simplified gradients.
+//! Results and errors are data: they implement `serde::Serialize`
+//! (docs/json.md).
 //!
 //! ```
 //! let program = matdiff::syntax::parse_program("W1 : 3x4; W2 : 4x5; W3 : 5x6; X : 6x2; W1*W2*W3*X").unwrap();
@@ -14,19 +18,20 @@
 //! ```
 
 pub mod calculus;
+#[cfg(feature = "cli")]
 pub mod cli;
 mod error;
 pub mod explain;
 pub mod numeric;
 pub mod plan;
-pub mod repl;
 pub mod shape;
 pub mod simplify;
+mod serialize;
 mod stack;
 pub mod syntax;
 pub mod verify;
 
-pub use error::{Error, ErrorKind, Label, Result};
+pub use error::{Error, ErrorKind, Hint, Label, Result};
 
 use calculus::{Differential, Mode};
 use shape::{Shape, Typing};
@@ -93,7 +98,7 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
                     "the upstream gradient is called `{name}`, but `{name}` already occurs in the expression"
                 ),
             )
-            .note("name the upstream gradient with --upstream NAME"));
+            .hint(Hint::NameUpstream));
         }
         typing.insert_var(upstream.clone(), &value_shape);
         Mode::Layer { upstream }
@@ -134,8 +139,9 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
             if total > MAX_TOTAL_NODES {
                 return Err(Error::new(
                     ErrorKind::Limit,
-                    format!("the gradients together would have more than {MAX_TOTAL_NODES} nodes; ask for fewer with --wrt"),
-                ));
+                    format!("the gradients together would have more than {MAX_TOTAL_NODES} nodes"),
+                )
+                .hint(Hint::FewerTargets));
             }
         }
         let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");

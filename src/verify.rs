@@ -140,7 +140,7 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
     let g = &d.gradients[0];
     let claim = parse_expr(claim).map_err(|e| {
         Error::new(ErrorKind::Usage, format!("the claim does not parse: {}", e.message))
-            .note("pass it with --claim 'FORMULA'")
+            .hint(crate::Hint::Claim)
     })?;
     let verdict = |outcome, method, detail: String, evidence| Verdict {
         outcome,

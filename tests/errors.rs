@@ -49,7 +49,7 @@ fn messages() {
             },
         };
         assert_eq!(err.kind, *kind, "{src}: {}", err.message);
-        text.push_str(&format!("$ matdiff derive '{src}'\n{}\n", err.render("<expr>", src)));
+        text.push_str(&format!("$ matdiff derive '{src}'\n{}\n", matdiff::cli::render_error(&err, "<expr>", src)));
     }
     common::snapshots().bind(|| insta::assert_snapshot!("error_messages", text));
 }

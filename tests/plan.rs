@@ -20,7 +20,7 @@ fn chain(n: usize) -> String {
 }
 
 fn program(src: &str) -> Program {
-    parse_program(src).unwrap_or_else(|e| panic!("{}", e.render("<expr>", src)))
+    parse_program(src).unwrap_or_else(|e| panic!("{}", matdiff::cli::render_error(&e, "<expr>", src)))
 }
 
 fn derivation(p: &Program) -> Derivation<'_> {

@@ -283,7 +283,8 @@ impl<'t, 'p> Walk<'t, 'p> {
             ),
         )
         .label(at, what)
-        .note("a gradient is printed whole, so its size is bounded; ask for other variables with --wrt")
+        .note("a gradient is printed whole, so its size is bounded")
+        .hint(crate::Hint::FewerTargets)
     }
 
     fn visit(&mut self, e: &'p Expr, adjoint: Expr, trail: Rc<Trail>) -> Result<()> {

@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::calculus::Mode;
 use crate::explain;
-use crate::numeric::{CheckReport, CheckResult, Outcome, NOISE_MARGIN, TOLERANCE};
+use crate::numeric::{CheckReport, Outcome, NOISE_MARGIN, TOLERANCE};
 use crate::plan::PlanOptions;
 use crate::syntax::{to_latex, var_latex};
 use crate::Derivation;
@@ -68,50 +68,29 @@ pub fn steps_text(d: &Derivation, steps: bool) -> String {
     }
 }
 
-/// `derive --json`, with each gradient's steps when asked for.
+/// `derive --json`: the [`Derivation`] as data, with each gradient's
+/// steps (`steps`: `{expr, latex, why}`, and `shape_check`) when asked for.
 pub fn derivation_json(d: &Derivation, steps: bool) -> String {
-    let upstream = match &d.mode {
-        Mode::Scalar => serde_json::Value::Null,
-        Mode::Layer { upstream } => json!(upstream.to_string()),
-    };
-    let explanations = if steps { explain::explain(d) } else { vec![] };
-    let gradients: Vec<_> = d
-        .gradients
-        .iter()
-        .enumerate()
-        .map(|(i, g)| {
-            let mut doc = json!({
-                "wrt": g.wrt.to_string(),
-                "expr": g.expr.to_string(),
-                "shape": g.shape.to_json(),
-                "latex": to_latex(&g.expr),
-                "occurrences": g.occurrences,
-                "saturated": g.saturated,
-            });
-            if !g.differential.conditions.is_empty() {
-                let c: Vec<String> = g.differential.conditions.iter().map(|c| c.to_string()).collect();
-                doc["condition"] = json!(c.join(", "));
-            }
-            if let Some(e) = explanations.get(i) {
-                let lines: Vec<_> = e
-                    .lines
-                    .iter()
-                    .map(|l| json!({"expr": l.rhs.to_string(), "latex": to_latex(&l.rhs), "why": l.why}))
-                    .collect();
-                doc["steps"] = json!(lines);
-                doc["shape_check"] = json!(e.shape_check);
-            }
-            doc
-        })
-        .collect();
-    let doc = json!({
-        "expr": d.typing.program.expr.to_string(),
-        "shape": d.typing.shape().to_json(),
-        "upstream": upstream,
-        "gradients": gradients,
-        "saturated": d.gradients.iter().all(|g| g.saturated),
-    });
-    format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"))
+    let mut doc = serde_json::to_value(d).expect("a derivation serializes");
+    if steps {
+        for (g, e) in doc["gradients"].as_array_mut().into_iter().flatten().zip(explain::explain(d)) {
+            let lines: Vec<_> = e
+                .lines
+                .iter()
+                .map(|l| json!({"expr": l.rhs.to_string(), "latex": to_latex(&l.rhs), "why": l.why}))
+                .collect();
+            g["steps"] = json!(lines);
+            g["shape_check"] = json!(e.shape_check);
+        }
+    }
+    pretty(&doc)
+}
+
+/// A JSON document as printed: pretty, keys in order, a final newline.
+pub fn pretty(value: &impl serde::Serialize) -> String {
+    let value = serde_json::to_value(value).expect("results serialize");
+    format!("{}
+", serde_json::to_string_pretty(&value).expect("JSON values serialize"))
 }
 
 /// `derive --latex`: each gradient as display math, or the derivations.
@@ -145,24 +124,7 @@ pub fn latex_document(math: &str, standalone: bool) -> String {
 /// `verify` output: the verdict, how it was reached, and the evidence.
 pub fn verdict(v: &crate::verify::Verdict, json: bool) -> String {
     if json {
-        let evidence = v.evidence.as_ref().map(|e| {
-            json!({
-                "instances": e.instances,
-                "decided": e.decided,
-                "tolerance": e.tolerance,
-                "worst_rel_err": e.worst_rel_err,
-                "domains": e.domains.iter().map(|(v, d)| (v.to_string(), d.name())).collect::<std::collections::BTreeMap<_, _>>(),
-            })
-        });
-        let doc = json!({
-            "equivalent": v.equivalent(),
-            "outcome": v.word().to_lowercase(),
-            "method": v.method.name(),
-            "detail": v.detail,
-            "derived": v.derived.to_string(),
-            "evidence": evidence,
-        });
-        return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
+        return pretty(v);
     }
     let mut out = format!("{} ({}): {}\n", v.word(), v.method.name(), v.detail);
     if let (Some(e), crate::verify::Method::Symbolic) = (&v.evidence, v.method) {
@@ -179,39 +141,8 @@ pub fn verdict(v: &crate::verify::Verdict, json: bool) -> String {
 
 /// `check` output: the sizes drawn, one line per gradient, a verdict.
 pub fn render_check(r: &CheckReport, json: bool) -> String {
-    let word = |c: &CheckResult| match c.outcome {
-        Outcome::Agree => "ok",
-        Outcome::Differ => "mismatch",
-        Outcome::Undecided => "undecided",
-    };
     if json {
-        let results: Vec<_> = r
-            .results
-            .iter()
-            .map(|c| {
-                json!({
-                    "wrt": c.wrt.to_string(),
-                    "outcome": word(c),
-                    "ok": c.ok(),
-                    "max_rel_err": c.max_rel_err,
-                    "fd_error": c.fd_error,
-                    "reason": c.reason,
-                })
-            })
-            .collect();
-        let doc = json!({
-            "ok": r.ok(),
-            "undecided": r.results.iter().filter(|c| c.undecided()).count(),
-            "results": results,
-            "sizes": r.sizes,
-            "seed": r.seed,
-            "domains": r.domains.iter().map(|(v, d)| (v.to_string(), d.name())).collect::<std::collections::BTreeMap<_, _>>(),
-            "redraws": r.redraws,
-            "instances": r.instances,
-            "indices": r.indices,
-            "tolerance": TOLERANCE,
-        });
-        return format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize"));
+        return pretty(r);
     }
     let mut out = String::new();
     let sizes: Vec<String> = r.sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -309,43 +240,17 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
         };
     }
     if json {
-        let steps: Vec<_> = plan
-            .steps
-            .iter()
-            .map(|s| {
-                json!({"out": s.out, "op": plan.op_text(&s.op), "shape": s.shape.to_json(), "madds": s.madds.to_json()})
-            })
-            .collect();
-        let outputs: Vec<_> = plan
-            .outputs
-            .iter()
-            .map(|o| {
-                json!({"wrt": o.wrt.as_ref().map(|v| v.to_string()), "value": plan.operand_text(o.operand), "shape": o.shape.to_json()})
-            })
-            .collect();
-        let sweeps: Vec<_> = plan
-            .sweeps
-            .iter()
-            .map(|s| {
-                let (cycle, a, b) = plan.cycle_text(s);
-                json!({"cycle": cycle, "cut": s.cut, "between": [a, b]})
-            })
-            .collect();
-        let doc = json!({
-            "expr": expr.to_string(),
-            "steps": steps,
-            "outputs": outputs,
-            "total_madds": plan.total.to_json(),
-            "separate_madds": match &plan.separate {
-                Some(c) => c.to_json(),
-                None => json!(format!("more than {} terms; give the sizes with --dims for a number", crate::plan::MAX_COST_TERMS)),
-            },
-            "separate_products": plan.separate_products as u64,
-            "forward_madds": plan.forward.to_json(),
-            "products": plan.products(),
-            "sweeps": sweeps,
-        });
-        return Ok(format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize")));
+        // The plan as data, with the expression it is for; a count too
+        // long to write says how to get a number.
+        let mut doc = serde_json::to_value(&plan).expect("a plan serializes");
+        doc["expr"] = json!(expr.to_string());
+        if plan.separate.is_none() {
+            doc["separate_madds"] = json!(format!(
+                "more than {} terms; give the sizes with --dims for a number",
+                crate::plan::MAX_COST_TERMS
+            ));
+        }
+        return Ok(pretty(&doc));
     }
     let mut out = String::new();
     let what = match &d.mode {
@@ -413,19 +318,10 @@ fn symbolic_plan(d: &Derivation, json: bool) -> crate::Result<String> {
     let all = crate::plan::compile_symbolic(d)?;
     let expr = &d.typing.program.expr;
     if json {
-        let mut steps = vec![];
-        let mut totals = vec![];
-        let mut separate = vec![];
-        for r in &all {
-            for l in &r.lines {
-                steps.push(json!({
-                    "out": l.out, "op": l.formula, "shape": l.shape.to_json(), "madds": l.madds.to_string(),
-                    "base": l.base, "range": l.range,
-                }));
-            }
-            totals.push(format!("sum_{{{}={}..{}}} {}", r.index, r.lo, r.hi, r.per_index));
-            separate.push(r.separate.clone());
-        }
+        let steps: Vec<&crate::plan::Recurrence> = all.iter().flat_map(|r| &r.lines).collect();
+        let totals: Vec<String> =
+            all.iter().map(|r| format!("sum_{{{}={}..{}}} {}", r.index, r.lo, r.hi, r.per_index)).collect();
+        let separate: Vec<&str> = all.iter().map(|r| r.separate.as_str()).collect();
         let doc = json!({
             "expr": expr.to_string(),
             "symbolic": true,
@@ -433,7 +329,7 @@ fn symbolic_plan(d: &Derivation, json: bool) -> crate::Result<String> {
             "total_madds": totals.join(" + "),
             "separate_madds": separate.join(" + "),
         });
-        return Ok(format!("{}\n", serde_json::to_string_pretty(&doc).expect("JSON values serialize")));
+        return Ok(pretty(&doc));
     }
     let mut out = String::new();
     for r in &all {

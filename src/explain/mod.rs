@@ -119,7 +119,7 @@ impl Lines<'_> {
 /// A gradient whose steps did not fit: its result, and why.
 fn not_shown(g: &Gradient) -> Explanation {
     let why = format!(
-        "steps not shown: the explanations reached their limit of {MAX_EXPLAINED_NODES} formula nodes; ask for `{}` alone with --wrt",
+        "steps not shown: the explanations reached their limit of {MAX_EXPLAINED_NODES} formula nodes; ask for the gradient of `{}` alone",
         g.wrt
     );
     let line = Line { lhs: Lhs::Gradient(g.wrt.clone()), rhs: g.expr.clone(), partial: false, why };

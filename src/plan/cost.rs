@@ -105,14 +105,16 @@ impl Cost {
         let shown: Vec<&str> = full.split(" + ").take(max).collect();
         format!("{} + ... ({} terms in all)", shown.join(" + "), self.terms.len())
     }
+}
 
-    /// A number in JSON when it is one that JSON numbers hold exactly (up
-    /// to u64::MAX), else the text (`more than ...`, or a polynomial, or a
-    /// larger number as its digits rather than a rounded float).
-    pub fn to_json(&self) -> serde_json::Value {
+/// A number when it is one that JSON numbers hold exactly (up to
+/// u64::MAX), else the text (`more than ...`, or a polynomial, or a larger
+/// number as its digits rather than a rounded float).
+impl serde::Serialize for Cost {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self.as_number().map(u64::try_from) {
-            Some(Ok(n)) => serde_json::Value::from(n),
-            _ => serde_json::Value::from(self.to_string()),
+            Some(Ok(n)) => serializer.serialize_u64(n),
+            _ => serializer.collect_str(self),
         }
     }
 }

@@ -321,8 +321,9 @@ impl<'p> Code<'p> {
         }
         Err(Error::new(
             ErrorKind::Unsupported,
-            format!("the plan needs the size `{d}`, which no input's shape gives; fix it with --dims"),
-        ))
+            format!("the plan needs the size `{d}`, which no input's shape gives"),
+        )
+        .hint(crate::Hint::GiveSize(format!("{d}=8"))))
     }
 
     fn step(&self, k: usize) -> Result<String> {

@@ -520,8 +520,9 @@ fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {
             let (Some(a), Some(b)) = (lo.as_constant(), hi.as_constant()) else {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
-                    format!("`{e}` has a symbolic range; a numeric plan needs its length (give it with --dims, e.g. n=8)"),
-                ));
+                    format!("the length of `{e}` is not known (its range {lo}..{hi} is symbolic); a numeric plan needs it"),
+                )
+                .hint(crate::Hint::GiveSize("n=8".into())));
             };
             // In i128: the bounds may be anywhere in i64, and b - a with them.
             let members = (i128::from(b) - i128::from(a) + 1).max(0);

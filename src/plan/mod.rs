@@ -245,8 +245,9 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
         let Some((lo, hi)) = range else {
             return Err(Error::new(
                 ErrorKind::Unsupported,
-                format!("the gradient with respect to `{}` is for a symbolic length; a numeric plan needs it (give it with --dims, e.g. n=8)", g.wrt),
-            ));
+                format!("the gradient with respect to `{}` is for a product whose length is not known; a numeric plan needs the length", g.wrt),
+            )
+            .hint(crate::Hint::GiveSize("n=8".into())));
         };
         for k in product_members(&typing.program.expr, &g.wrt.name, lo, hi)? {
             let value = Index::constant(k);
@@ -311,7 +312,8 @@ pub fn members(lo: i64, hi: i64) -> Result<std::ops::RangeInclusive<i64>> {
             ErrorKind::Limit,
             format!("a product of {count} members ({lo}..{hi}) is longer than the limit of {MAX_FACTORS} factors in one product"),
         )
-        .note("give its range fewer members (a length given with --dims: a smaller value)"));
+        .note("give its range fewer members")
+        .hint(crate::Hint::SmallerLength));
     }
     Ok(lo..=hi)
 }
@@ -456,7 +458,8 @@ fn compile_graph(
                 targets.len()
             ),
         )
-        .note("a numeric plan writes out the gradient of every member of a product, each as long as the product; give its length a smaller value, or leave it out of --dims for the symbolic plan"));
+        .note("a numeric plan writes out the gradient of every member of a product, each as long as the product; a shorter product has fewer")
+        .hint(crate::Hint::SmallerLength));
     }
     if powers > MAX_PLAN_POWER_FACTORS {
         return Err(Error::new(
@@ -466,7 +469,8 @@ fn compile_graph(
                 targets.len()
             ),
         )
-        .note("a numeric plan writes out every power A^k as k factors; ask for fewer gradients with --wrt"));
+        .note("a numeric plan writes out every power A^k as k factors; fewer gradients have fewer")
+        .hint(crate::Hint::FewerTargets));
     }
     let mut graph = Graph::new(options.dims.clone());
     let mut typer = typer.clone();

@@ -74,14 +74,22 @@ impl Shape {
     pub fn transposed(&self) -> Shape {
         Shape::new(self.cols.clone(), self.rows.clone())
     }
+}
 
-    /// Each dimension as JSON: an integer when known, a string otherwise.
-    pub fn to_json(&self) -> serde_json::Value {
-        let one = |d: &Dim| match d {
-            Dim::Const(n) => serde_json::Value::from(*n),
-            d => serde_json::Value::from(d.to_string()),
-        };
-        serde_json::Value::Array(vec![one(&self.rows), one(&self.cols)])
+/// A dimension as data: an integer when known, its text otherwise (`"d0"`, `"d[i-1]"`).
+impl serde::Serialize for Dim {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Dim::Const(n) => n.serialize(serializer),
+            d => serializer.collect_str(d),
+        }
+    }
+}
+
+/// A shape as data: `[rows, cols]`, each a [`Dim`].
+impl serde::Serialize for Shape {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.rows, &self.cols).serialize(serializer)
     }
 }
 

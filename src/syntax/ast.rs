@@ -12,7 +12,7 @@ use crate::error::{Error, ErrorKind, Result};
 /// Spans are metadata, not part of a tree's identity: two spans always compare
 /// equal, so `parse(print(e)) == e` holds although the printed text differs
 /// from the original. Nodes built by later stages carry [`Span::SYNTHETIC`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct Span {
     pub start: usize,
     pub end: usize,

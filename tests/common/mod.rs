@@ -22,19 +22,19 @@ pub fn snapshots() -> insta::Settings {
 pub fn derive_text(src: &str) -> String {
     let program = match parse_program(src) {
         Ok(p) => p,
-        Err(e) => return e.render("<expr>", src),
+        Err(e) => return matdiff::cli::render_error(&e, "<expr>", src),
     };
     match derive(&program, &DeriveOptions::default()) {
         Ok(d) => matdiff::cli::render_derivation(&d, false),
-        Err(e) => e.render("<expr>", src),
+        Err(e) => matdiff::cli::render_error(&e, "<expr>", src),
     }
 }
 
 /// Derives every gradient and checks each against finite differences.
 pub fn derive_and_check(src: &str, seed: u64) -> Result<CheckReport, String> {
-    let program = parse_program(src).map_err(|e| e.render("<expr>", src))?;
-    let d = derive(&program, &DeriveOptions::default()).map_err(|e| e.render("<expr>", src))?;
-    check(&d, &CheckOptions { seed, ..Default::default() }).map_err(|e| e.render("<expr>", src))
+    let program = parse_program(src).map_err(|e| matdiff::cli::render_error(&e, "<expr>", src))?;
+    let d = derive(&program, &DeriveOptions::default()).map_err(|e| matdiff::cli::render_error(&e, "<expr>", src))?;
+    check(&d, &CheckOptions { seed, ..Default::default() }).map_err(|e| matdiff::cli::render_error(&e, "<expr>", src))
 }
 
 /// `n` cases of a property, or `PROPTEST_CASES` when set: an explicit

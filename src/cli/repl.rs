@@ -19,6 +19,8 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::{ValidationContext, ValidationResult, Validator};
 use rustyline::{Context, Editor, Helper};
 
+use super::command::{self, Command, MAX_INPUT_BYTES};
+use super::report::{self, render_error};
 use crate::syntax::{parse_program, Func};
 
 const HELP: &str = "\
@@ -120,19 +122,43 @@ impl Session {
                 let _ = writeln!(out, "{shape}");
             }
             Err(e) => {
-                let _ = write!(err, "{}", e.render("<repl>", &text));
+                let _ = write!(err, "{}", render_error(&e, "<repl>", &text));
             }
         }
     }
 
     /// A subcommand: the expression is everything before the first option.
+    /// The options are parsed as on the command line; the command, given
+    /// the session's program, runs through the command line's executor.
     fn command(&self, name: &str, rest: &str, out: &mut dyn Write, err: &mut dyn Write) {
         let words: Vec<String> = split_words(rest);
         let at = words.iter().position(|w| w.starts_with("--")).unwrap_or(words.len());
         let expr = words[..at].join(" ");
-        let mut argv = vec!["matdiff".to_string(), name.to_string(), self.program(&expr)];
-        argv.extend(words[at..].iter().cloned());
-        crate::cli::run(argv, out, err);
+        let options = &words[at..];
+        let json = options.iter().any(|w| w == "--json");
+        let args = ["matdiff", name].into_iter().map(str::to_string).chain(options.iter().cloned());
+        let mut command = match command::parse(args.map(Into::into).collect()) {
+            Ok(command) => command,
+            Err(e) => {
+                report::clap_failure(&e, json, out, err);
+                return;
+            }
+        };
+        if let Some(input) = command.input_mut() {
+            let misplaced = match (&input.expr, &input.file) {
+                (Some(e), _) => Some(format!("`{e}` follows the options; the expression comes before them")),
+                (None, Some(_)) => Some("the expression is written on the line, not read with -f".to_string()),
+                (None, None) => None,
+            };
+            if let Some(message) = misplaced {
+                let e = crate::Error::new(crate::ErrorKind::Usage, message);
+                report::fail(&e, "", "", json, out, err);
+                return;
+            }
+            input.expr = Some(self.program(&expr));
+        }
+        debug_assert!(!matches!(command, Command::Repl | Command::Demo { .. }));
+        command::execute(command, out, err);
     }
 
     fn shapes(&self, out: &mut dyn Write, err: &mut dyn Write) {
@@ -140,7 +166,7 @@ impl Session {
         let program = match parse_program(&text) {
             Ok(p) => p,
             Err(e) => {
-                let _ = write!(err, "{}", e.render("<repl>", &text));
+                let _ = write!(err, "{}", render_error(&e, "<repl>", &text));
                 return;
             }
         };
@@ -256,7 +282,7 @@ pub fn incomplete(input: &str) -> bool {
 /// is an error for that line (and the input it continued), and an input
 /// still unfinished at the end is an error that names its first line.
 fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let cap = crate::cli::MAX_INPUT_BYTES;
+    let cap = MAX_INPUT_BYTES;
     let mut pending = String::new();
     let (mut first, mut number) = (0usize, 0usize);
     let mut bytes = Vec::new();
@@ -329,7 +355,7 @@ fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, er
             parsed_part(&join_lines(&pending)).map(|text| parse_program(&text).map(|_| text))
         {
             let text = parsed_part(&join_lines(&pending)).unwrap_or_default();
-            let _ = write!(err, "{}", e.render("<repl>", &text));
+            let _ = write!(err, "{}", render_error(&e, "<repl>", &text));
         }
     }
     0

@@ -1,0 +1,486 @@
+//! The commands of the command line and the REPL: the clap-derived
+//! [`Command`], how its input is read, and [`execute`], which both front
+//! ends run a parsed command through.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ffi::{OsStr, OsString};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use clap::builder::{StringValueParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::numeric::CheckOptions;
+use crate::syntax::{self, DomainSpec, VarName};
+use crate::DeriveOptions;
+
+use super::render::{self, render_check, render_derivation};
+use super::{demo, report};
+
+const EXAMPLES: &str = "\
+Examples:
+  matdiff derive 'W1*W2*W3*X'                       every gradient of a layer (upstream G)
+  matdiff derive 'A : 3x4; X : 4x5; B : 5x3; tr(A*X*B)' --wrt X
+  matdiff derive 'x : n; A : n x n; x^T*A*x' --json
+  matdiff derive 'X : n x n; logdet(X)' --steps --latex --standalone
+  matdiff latex 'norm(W*X - Y)^2'
+  matdiff verify 'W1*W2*W3*X' --wrt W2 --claim 'W1^T*G*X^T*W3^T'
+  matdiff check 'W1*W2*W3*X' --dims d0=64,d4=8 --seed 7
+  matdiff plan 'W1*W2*W3*X' --dims d0=64,d1=64,d2=64,d3=64,d4=65536
+  matdiff plan 'W1*W2*W3*X' --emit numpy            the plan as a NumPy function
+  matdiff demo                                      the seed example end to end
+  matdiff repl                                      an interactive session
+
+Exit status: 0 ok, 1 a check failed, 2 a parse, shape or usage error.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "matdiff",
+    version,
+    about = "A symbolic matrix-calculus engine: shapes, gradients, numeric checks",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// A command, as parsed from the command line or a REPL line.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Derive the gradient of every variable (or of those given by --wrt).
+    Derive {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        target: Target,
+        /// Show the derivation: differential, trace, rotation, read-off, shape check.
+        #[arg(long)]
+        steps: bool,
+        /// Print LaTeX instead of text.
+        #[arg(long)]
+        latex: bool,
+        /// With --latex: a complete amsmath document.
+        #[arg(long, requires = "latex")]
+        standalone: bool,
+        /// Print JSON instead of text.
+        #[arg(long, conflicts_with = "latex")]
+        json: bool,
+    },
+    /// Decide whether a hand-derived gradient is right (exit 0), wrong (exit 1), or
+    /// undecidable on the evidence (UNDECIDED, exit 1).
+    ///
+    /// First symbolically (the claim and the derived gradient in one e-graph class), else
+    /// numerically: both are evaluated exactly on 16 random instances with random sizes,
+    /// drawn with both signs wherever the expression is defined for both (positive only
+    /// where a log, sqrt or fractional power needs it; invertible under inverses and
+    /// det). An instance decides only where the values are well above their rounding
+    /// noise; equivalent needs every instance to agree (relative tolerance 1e-7), and a
+    /// difference on any one is "not equivalent". Where no instance can decide, the
+    /// verdict is UNDECIDED: declare the domain the expression lives on.
+    #[command(verbatim_doc_comment)]
+    Verify {
+        #[command(flatten)]
+        input: Input,
+        /// The variable the claim is the gradient of.
+        #[arg(long, value_parser = Utf8(StringValueParser::new()))]
+        wrt: String,
+        /// The claimed gradient, in the expression language (may begin with `-`).
+        #[arg(long, allow_hyphen_values = true, value_parser = Utf8(StringValueParser::new()))]
+        claim: String,
+        /// Name of the upstream gradient dL/dZ of a matrix-valued expression.
+        #[arg(long, value_parser = Utf8(StringValueParser::new()))]
+        upstream: Option<String>,
+        /// The domain of a variable's values, e.g. X=positive (positive, negative, nonzero, spd).
+        #[arg(long, value_parser = Utf8(parse_domain))]
+        domain: Vec<(String, DomainSpec)>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare every derived gradient with finite differences (Ridders' extrapolation).
+    ///
+    /// Values are drawn with both signs wherever the expression is defined for both. A
+    /// gradient agrees (ok) within a relative 1e-6, or within 10 times the differences'
+    /// own error when that is small; it is a MISMATCH when it differs beyond both; and
+    /// UNDECIDED (exit 1) when the differences are too noisy to tell, on every instance
+    /// tried.
+    #[command(verbatim_doc_comment)]
+    Check {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        target: Target,
+        /// Sizes of symbolic dimensions, e.g. d0=3,n=5 (others are random, 2..5).
+        #[arg(long, value_parser = Utf8(parse_dims))]
+        dims: Option<HashMap<String, usize>>,
+        /// The domain of a variable's values, e.g. X=positive (positive, negative, nonzero, spd).
+        #[arg(long, value_parser = Utf8(parse_domain))]
+        domain: Vec<(String, DomainSpec)>,
+        /// Seed of the random sizes and matrices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compile the value and every gradient into one numeric plan that shares products.
+    Plan {
+        #[command(flatten)]
+        input: Input,
+        #[command(flatten)]
+        target: Target,
+        /// Sizes of symbolic dimensions and product lengths, e.g. d0=64,B=65536,n=8;
+        /// with them, costs are numbers and the bracketing is chosen by them.
+        #[arg(long, value_parser = Utf8(parse_plan_dims))]
+        dims: Option<HashMap<String, u64>>,
+        /// Print JSON instead of text.
+        #[arg(long, conflicts_with = "emit")]
+        json: bool,
+        /// Print the plan as code: a NumPy function or a torch.autograd.Function.
+        #[arg(long, value_enum)]
+        emit: Option<Emit>,
+    },
+    /// Print an expression as LaTeX.
+    Latex {
+        #[command(flatten)]
+        input: Input,
+        /// A complete amsmath document.
+        #[arg(long)]
+        standalone: bool,
+    },
+    /// An interactive session (also: plain `matdiff` on a terminal).
+    Repl,
+    /// Backprop through the layer Z = W1*W2*W3*X, end to end.
+    Demo {
+        /// Print LaTeX instead of text.
+        #[arg(long)]
+        latex: bool,
+    },
+}
+
+/// Languages `plan --emit` writes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum Emit {
+    Numpy,
+    Pytorch,
+}
+
+/// Where a command's program comes from.
+#[derive(Args, Debug)]
+pub struct Input {
+    /// Declarations and expression, `;`-separated (`W : 3x4; W*X`), or `-` for standard input.
+    /// An expression may begin with `-` (`-logdet(P) + tr(P*C)`).
+    #[arg(allow_hyphen_values = true, value_parser = Utf8(StringValueParser::new()))]
+    pub expr: Option<String>,
+    /// Read the program from a file.
+    #[arg(short = 'f', long = "file", conflicts_with = "expr")]
+    pub file: Option<PathBuf>,
+}
+
+/// The variables to differentiate by, and the upstream gradient's name.
+#[derive(Args, Debug)]
+pub struct Target {
+    /// A variable to differentiate by (repeatable); default: all of them.
+    #[arg(long, value_parser = Utf8(StringValueParser::new()))]
+    pub wrt: Vec<String>,
+    /// Name of the upstream gradient dL/dZ of a matrix-valued expression.
+    #[arg(long, value_parser = Utf8(StringValueParser::new()))]
+    pub upstream: Option<String>,
+}
+
+/// A value parser for text arguments: `P` on UTF-8 text, and for any other
+/// argument (argv is bytes on Unix) an error that names the argument and
+/// points at its first byte that is not UTF-8. (clap's own message names
+/// neither.)
+#[derive(Clone)]
+struct Utf8<P>(P);
+
+impl<P: TypedValueParser> TypedValueParser for Utf8<P> {
+    type Value = P::Value;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &OsStr,
+    ) -> std::result::Result<P::Value, clap::Error> {
+        if value.to_str().is_some() {
+            return self.0.parse_ref(cmd, arg, value);
+        }
+        let name = arg.map(|a| a.to_string()).unwrap_or_else(|| "an argument".into());
+        Err(clap::Error::raw(clap::error::ErrorKind::InvalidUtf8, not_utf8(&name, value)).with_cmd(cmd))
+    }
+}
+
+/// The message for a non-UTF-8 argument: the argument with its undecodable
+/// bytes written `\xNN` (and control characters escaped, so it is one
+/// line), and a caret under the first such byte.
+fn not_utf8(name: &str, value: &OsStr) -> String {
+    let mut shown = String::new();
+    let mut caret: Option<(usize, usize)> = None;
+    for chunk in value.as_encoded_bytes().utf8_chunks() {
+        for c in chunk.valid().chars() {
+            if c.is_control() {
+                shown.extend(c.escape_debug());
+            } else {
+                shown.push(c);
+            }
+        }
+        let bad = chunk.invalid();
+        if !bad.is_empty() && caret.is_none() {
+            caret = Some((shown.chars().count(), 4 * bad.len()));
+        }
+        for b in bad {
+            shown.push_str(&format!("\\x{b:02X}"));
+        }
+    }
+    let (at, width) = caret.unwrap_or((0, 1));
+    let first = value.as_encoded_bytes().utf8_chunks().map(|c| c.valid().len()).next().unwrap_or(0);
+    let byte = value.as_encoded_bytes().get(first).copied().unwrap_or(0);
+    format!(
+        "argument {name} is not UTF-8 text: byte 0x{byte:02X} at offset {first}\n  {shown}\n  {}{} not UTF-8\n  \
+         = note: arguments are read as UTF-8 text; convert the text to UTF-8 (e.g. with `iconv -t UTF-8`)\n",
+        " ".repeat(at),
+        "^".repeat(width),
+    )
+}
+
+fn parse_dims(s: &str) -> std::result::Result<HashMap<String, usize>, String> {
+    let mut out = HashMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=').ok_or_else(|| format!("`{part}` is not NAME=SIZE"))?;
+        let n: usize = value.trim().parse().map_err(|_| format!("`{value}` is not a size"))?;
+        if n == 0 || n > 10_000 {
+            return Err(format!("size {n} of `{name}` is outside 1..=10000"));
+        }
+        out.insert(name.trim().to_string(), n);
+    }
+    Ok(out)
+}
+
+/// `X=positive`: a variable and a declared domain.
+fn parse_domain(s: &str) -> std::result::Result<(String, DomainSpec), String> {
+    let (name, domain) = s.split_once('=').ok_or_else(|| format!("`{s}` is not VARIABLE=DOMAIN"))?;
+    let domain = DomainSpec::from_name(domain.trim()).ok_or_else(|| {
+        let names: Vec<&str> = DomainSpec::ALL.iter().map(|d| d.name()).collect();
+        format!("`{}` is not a domain; the domains are {}", domain.trim(), names.join(", "))
+    })?;
+    Ok((name.trim().to_string(), domain))
+}
+
+/// The `--domain` entries of a command, as variables of the program.
+fn domain_map(given: Vec<(String, DomainSpec)>, program: &syntax::Program) -> Result<BTreeMap<VarName, DomainSpec>> {
+    let typing = crate::shape::infer(program)?;
+    let mut out = BTreeMap::new();
+    for (name, domain) in given {
+        let mut v = syntax::parse_var(&name)?;
+        if v.index.is_none() && typing.families().contains(&v.name) {
+            // `--domain W=positive` for the family `W[i]`.
+            v.index = Some(syntax::Index::symbol("i"));
+        } else if !typing.variables().contains(&v) {
+            let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
+            return Err(Error::new(ErrorKind::Usage, format!("--domain names `{v}`, which is not a variable of the expression"))
+                .note(format!("its variables are: {}", known.join(", "))));
+        }
+        if domain == DomainSpec::Spd {
+            let square = typing.var_shape(&v).is_some_and(|s| s.rows == s.cols);
+            if !square {
+                return Err(Error::new(ErrorKind::Usage, format!("--domain {name}=spd, but `{v}` is not square"))
+                    .note("symmetric positive definite matrices are square"));
+            }
+        }
+        out.insert(v, domain);
+    }
+    Ok(out)
+}
+
+/// Like [`parse_dims`], but sizes only price a plan, so they may be large (B=65536).
+fn parse_plan_dims(s: &str) -> std::result::Result<HashMap<String, u64>, String> {
+    let mut out = HashMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, value) = part.split_once('=').ok_or_else(|| format!("`{part}` is not NAME=SIZE"))?;
+        let n: u64 = value.trim().parse().map_err(|_| format!("`{value}` is not a size"))?;
+        if n == 0 || n > 1 << 40 {
+            return Err(format!("size {n} of `{name}` is outside 1..=2^40"));
+        }
+        out.insert(name.trim().to_string(), n);
+    }
+    Ok(out)
+}
+
+/// Most bytes of a program read from a file or standard input (`-f
+/// /dev/zero` read until memory ran out).
+pub const MAX_INPUT_BYTES: usize = 64 << 20;
+
+/// Reads `what` (a file or standard input) through [`MAX_INPUT_BYTES`].
+fn read_capped(reader: impl Read, what: &str) -> Result<String> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_INPUT_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::new(ErrorKind::Usage, format!("cannot read {what}: {e}")))?;
+    if bytes.len() > MAX_INPUT_BYTES {
+        return Err(Error::new(
+            ErrorKind::Limit,
+            format!("{what} is longer than the limit of {} MiB of input", MAX_INPUT_BYTES >> 20),
+        )
+        .note("a program is declarations and one expression; give a smaller one"));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        Error::new(ErrorKind::Usage, format!("cannot read {what}: stream did not contain valid UTF-8"))
+    })
+}
+
+/// The program text and a name for it in messages.
+#[derive(Default)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+impl Input {
+    fn read(&self) -> Result<Source> {
+        let usage = |m: String| Error::new(ErrorKind::Usage, m);
+        match (&self.expr, &self.file) {
+            (Some(e), None) if e == "-" => {
+                let text = read_capped(std::io::stdin().lock(), "standard input")?;
+                Ok(Source { name: "<stdin>".into(), text })
+            }
+            (Some(e), None) => Ok(Source { name: "<expr>".into(), text: e.clone() }),
+            (None, Some(path)) => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| usage(format!("cannot read {}: {e}", path.display())))?;
+                let text = read_capped(file, &path.display().to_string())?;
+                Ok(Source { name: path.display().to_string(), text })
+            }
+            _ => Err(usage(
+                "give the expression as an argument, with -f FILE, or `-` for standard input".into(),
+            )),
+        }
+    }
+}
+
+impl Target {
+    /// `lean`: the derivation steps are not shown, so they are not kept.
+    fn options(&self, lean: bool) -> Result<DeriveOptions> {
+        let wrt = self.wrt.iter().map(|w| syntax::parse_var(w)).collect::<Result<Vec<VarName>>>()?;
+        Ok(DeriveOptions { wrt, upstream: self.upstream.clone(), lean })
+    }
+}
+
+fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Result<i32> {
+    let io = |e: std::io::Error| Error::new(ErrorKind::Usage, format!("cannot write output: {e}"));
+    match command {
+        Command::Derive { input, target, steps, latex, standalone, json } => {
+            *source = input.read()?;
+            let options = target.options(!steps)?;
+            let program = syntax::parse_program(&source.text)?;
+            let derivation = crate::derive(&program, &options)?;
+            let text = match (json, latex) {
+                (true, _) => render::derivation_json(&derivation, steps),
+                (false, true) => {
+                    render::latex_document(&render::derivation_latex(&derivation, steps), standalone)
+                }
+                (false, false) => {
+                    render_derivation(&derivation, false) + &render::steps_text(&derivation, steps)
+                }
+            };
+            write!(out, "{text}").map_err(io)?;
+            Ok(0)
+        }
+        Command::Verify { input, wrt, claim, upstream, domain, json } => {
+            *source = input.read()?;
+            let wrt = syntax::parse_var(&wrt)?;
+            let program = syntax::parse_program(&source.text)?;
+            let domains = domain_map(domain, &program)?;
+            let options = crate::verify::VerifyOptions { upstream, domains, ..Default::default() };
+            let verdict = crate::verify::verify(&program, &wrt, &claim, &options)?;
+            write!(out, "{}", render::verdict(&verdict, json)).map_err(io)?;
+            Ok(if verdict.equivalent() { 0 } else { 1 })
+        }
+        Command::Latex { input, standalone } => {
+            *source = input.read()?;
+            let program = syntax::parse_program(&source.text)?;
+            crate::shape::infer(&program)?;
+            let math = format!("\\[ {} \\]\n", syntax::to_latex(&program.expr));
+            write!(out, "{}", render::latex_document(&math, standalone)).map_err(io)?;
+            Ok(0)
+        }
+        Command::Check { input, target, dims, domain, seed, json } => {
+            *source = input.read()?;
+            let options = target.options(true)?;
+            let program = syntax::parse_program(&source.text)?;
+            let domains = domain_map(domain, &program)?;
+            let derivation = crate::derive(&program, &options)?;
+            let report = crate::numeric::check(
+                &derivation,
+                &CheckOptions { dims: dims.unwrap_or_default(), seed, domains, ..Default::default() },
+            )?;
+            write!(out, "{}", render_check(&report, json)).map_err(io)?;
+            Ok(if report.ok() { 0 } else { 1 })
+        }
+        Command::Plan { input, target, dims, json, emit } => {
+            *source = input.read()?;
+            let options = target.options(true)?;
+            let program = syntax::parse_program(&source.text)?;
+            let derivation = crate::derive(&program, &options)?;
+            let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
+            let text = render::plan(&derivation, &options, json, emit.map(|e| matches!(e, Emit::Pytorch)))?;
+            write!(out, "{text}").map_err(io)?;
+            Ok(0)
+        }
+        Command::Repl => {
+            Err(Error::new(ErrorKind::Usage, "the REPL is an interactive session, started by `cli::run`, not a command to execute"))
+        }
+        Command::Demo { latex } => {
+            let (text, ok) = demo::run(latex)?;
+            write!(out, "{text}").map_err(io)?;
+            Ok(if ok { 0 } else { 1 })
+        }
+    }
+}
+
+impl Command {
+    /// Whether the command prints JSON (and so its errors too).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Derive { json, .. }
+            | Command::Verify { json, .. }
+            | Command::Check { json, .. }
+            | Command::Plan { json, .. } => *json,
+            Command::Latex { .. } | Command::Repl | Command::Demo { .. } => false,
+        }
+    }
+}
+
+impl Command {
+    /// The command's input (`None` for `repl` and `demo`, which read none).
+    pub fn input_mut(&mut self) -> Option<&mut Input> {
+        match self {
+            Command::Derive { input, .. }
+            | Command::Verify { input, .. }
+            | Command::Check { input, .. }
+            | Command::Plan { input, .. }
+            | Command::Latex { input, .. } => Some(input),
+            Command::Repl | Command::Demo { .. } => None,
+        }
+    }
+}
+
+/// Parses a command line (the program name first) into a [`Command`].
+pub fn parse(args: Vec<OsString>) -> std::result::Result<Command, clap::Error> {
+    Cli::try_parse_from(args).map(|cli| cli.command)
+}
+
+/// Runs a parsed command: its output goes to `out`; an error is reported
+/// on `err` (rendered against the program's source) and, for a `--json`
+/// command, as a JSON error object on `out`. Returns the exit status: 0,
+/// 1 when a check or verification fails, 2 on an error.
+pub fn execute(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let json = command.json();
+    let mut source = Source::default();
+    match run_command(command, &mut source, out) {
+        Ok(code) => code,
+        Err(e) => report::fail(&e, &source.name, &source.text, json, out, err),
+    }
+}

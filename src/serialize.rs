@@ -1,0 +1,235 @@
+//! Results as data: `serde::Serialize` for what each stage returns — a
+//! [`Derivation`] and its [`Gradient`]s, a numeric [`Plan`] and the
+//! recurrences of a symbolic one, a check's [`CheckReport`], a verification's
+//! [`Verdict`] — in the shapes the command line prints for `--json`
+//! (docs/json.md). ([`Error`](crate::Error), [`Shape`](crate::shape::Shape),
+//! [`Dim`](crate::shape::Dim) and [`Cost`](crate::plan::Cost) serialize
+//! where they are defined.)
+//!
+//! Formulas serialize as their text (the expression language), variables as
+//! their names, domains as their report names, outcomes as words.
+//!
+//! ```
+//! let p = matdiff::syntax::parse_program("W1 : 3x4; X : 4x2; W1*X").unwrap();
+//! let d = matdiff::derive(&p, &Default::default()).unwrap();
+//! let doc = serde_json::to_value(&d).unwrap();
+//! assert_eq!(doc["gradients"][0]["expr"], "G * X^T");
+//! assert_eq!(doc["gradients"][0]["shape"], serde_json::json!([3, 4]));
+//! ```
+
+use serde::ser::SerializeStruct;
+use serde::{Serialize, Serializer};
+
+use crate::calculus::Mode;
+use crate::numeric::{CheckReport, CheckResult, Domain, Outcome, TOLERANCE};
+use crate::plan::{Plan, Recurrence, MAX_COST_TERMS};
+use crate::syntax::{to_latex, VarName};
+use crate::verify::{Evidence, Method, Verdict};
+use crate::{Derivation, Gradient};
+
+/// A variable as its name: `W2`, `W[j]`.
+impl Serialize for VarName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// A domain as its report name: `positive`, `spd`, `invertible`.
+impl Serialize for Domain {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.name())
+    }
+}
+
+impl Serialize for Method {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
+
+/// `{wrt, expr, latex, shape, occurrences, saturated}`, and `condition`
+/// (the side conditions, joined) where there are any.
+impl Serialize for Gradient {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let conditions = &self.differential.conditions;
+        let mut s = serializer.serialize_struct("Gradient", 6 + usize::from(!conditions.is_empty()))?;
+        s.serialize_field("wrt", &self.wrt)?;
+        s.serialize_field("expr", &self.expr.to_string())?;
+        s.serialize_field("latex", &to_latex(&self.expr))?;
+        s.serialize_field("shape", &self.shape)?;
+        s.serialize_field("occurrences", &self.occurrences)?;
+        s.serialize_field("saturated", &self.saturated)?;
+        if !conditions.is_empty() {
+            let c: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
+            s.serialize_field("condition", &c.join(", "))?;
+        }
+        s.end()
+    }
+}
+
+/// `{expr, shape, upstream, gradients, saturated}`: `upstream` is the
+/// upstream gradient's name for a matrix-valued expression, `null` for a
+/// scalar loss; `saturated`, whether every gradient's simplification did.
+impl Serialize for Derivation<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let upstream = match &self.mode {
+            Mode::Scalar => None,
+            Mode::Layer { upstream } => Some(upstream),
+        };
+        let mut s = serializer.serialize_struct("Derivation", 5)?;
+        s.serialize_field("expr", &self.typing.program.expr.to_string())?;
+        s.serialize_field("shape", &self.typing.shape())?;
+        s.serialize_field("upstream", &upstream)?;
+        s.serialize_field("gradients", &self.gradients)?;
+        s.serialize_field("saturated", &self.gradients.iter().all(|g| g.saturated))?;
+        s.end()
+    }
+}
+
+/// `{steps, outputs, total_madds, separate_madds, separate_products,
+/// forward_madds, products, sweeps}`. Each step is `{out, op, shape,
+/// madds}`; each output `{wrt, value, shape}` (`wrt` null for the value);
+/// each sweep `{cycle, cut, between}`. Counts are numbers, or their text
+/// past u64 (or a polynomial of symbolic sizes).
+impl Serialize for Plan {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Step<'a> {
+            out: &'a str,
+            op: String,
+            shape: &'a crate::shape::Shape,
+            madds: &'a crate::plan::Cost,
+        }
+        #[derive(Serialize)]
+        struct Output<'a> {
+            wrt: &'a Option<VarName>,
+            value: String,
+            shape: &'a crate::shape::Shape,
+        }
+        #[derive(Serialize)]
+        struct Sweep {
+            cycle: Vec<String>,
+            cut: usize,
+            between: [String; 2],
+        }
+        let steps: Vec<Step> = self
+            .steps
+            .iter()
+            .map(|s| Step { out: &s.out, op: self.op_text(&s.op), shape: &s.shape, madds: &s.madds })
+            .collect();
+        let outputs: Vec<Output> = self
+            .outputs
+            .iter()
+            .map(|o| Output { wrt: &o.wrt, value: self.operand_text(o.operand), shape: &o.shape })
+            .collect();
+        let sweeps: Vec<Sweep> = self
+            .sweeps
+            .iter()
+            .map(|s| {
+                let (cycle, a, b) = self.cycle_text(s);
+                Sweep { cycle, cut: s.cut, between: [a, b] }
+            })
+            .collect();
+        let mut s = serializer.serialize_struct("Plan", 8)?;
+        s.serialize_field("steps", &steps)?;
+        s.serialize_field("outputs", &outputs)?;
+        s.serialize_field("total_madds", &self.total)?;
+        match &self.separate {
+            Some(c) => s.serialize_field("separate_madds", c)?,
+            None => s.serialize_field("separate_madds", &format!("more than {MAX_COST_TERMS} terms"))?,
+        }
+        s.serialize_field("separate_products", &(self.separate_products as u64))?;
+        s.serialize_field("forward_madds", &self.forward)?;
+        s.serialize_field("products", &self.products())?;
+        s.serialize_field("sweeps", &sweeps)?;
+        s.end()
+    }
+}
+
+/// One line of a symbolic plan: `{out, op, base, range, shape, madds}`
+/// (`madds` always text: a polynomial of the sizes and the index).
+impl Serialize for Recurrence {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Recurrence", 6)?;
+        s.serialize_field("out", &self.out)?;
+        s.serialize_field("op", &self.formula)?;
+        s.serialize_field("base", &self.base)?;
+        s.serialize_field("range", &self.range)?;
+        s.serialize_field("shape", &self.shape)?;
+        s.serialize_field("madds", &self.madds.to_string())?;
+        s.end()
+    }
+}
+
+/// An outcome as a check reports it: `ok`, `mismatch`, `undecided`.
+fn check_word(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Agree => "ok",
+        Outcome::Differ => "mismatch",
+        Outcome::Undecided => "undecided",
+    }
+}
+
+/// `{wrt, outcome, ok, max_rel_err, fd_error, reason}`.
+impl Serialize for CheckResult {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("CheckResult", 6)?;
+        s.serialize_field("wrt", &self.wrt)?;
+        s.serialize_field("outcome", check_word(self.outcome))?;
+        s.serialize_field("ok", &self.ok())?;
+        s.serialize_field("max_rel_err", &self.max_rel_err)?;
+        s.serialize_field("fd_error", &self.fd_error)?;
+        s.serialize_field("reason", &self.reason)?;
+        s.end()
+    }
+}
+
+/// `{ok, undecided, results, sizes, seed, domains, redraws, instances,
+/// indices, tolerance}`: `undecided` counts the undecided results;
+/// `tolerance` is the relative tolerance of agreement.
+impl Serialize for CheckReport {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("CheckReport", 10)?;
+        s.serialize_field("ok", &self.ok())?;
+        s.serialize_field("undecided", &self.results.iter().filter(|c| c.undecided()).count())?;
+        s.serialize_field("results", &self.results)?;
+        s.serialize_field("sizes", &self.sizes)?;
+        s.serialize_field("seed", &self.seed)?;
+        s.serialize_field("domains", &self.domains)?;
+        s.serialize_field("redraws", &self.redraws)?;
+        s.serialize_field("instances", &self.instances)?;
+        s.serialize_field("indices", &self.indices)?;
+        s.serialize_field("tolerance", &TOLERANCE)?;
+        s.end()
+    }
+}
+
+/// `{instances, decided, tolerance, worst_rel_err, domains}`.
+impl Serialize for Evidence {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Evidence", 5)?;
+        s.serialize_field("instances", &self.instances)?;
+        s.serialize_field("decided", &self.decided)?;
+        s.serialize_field("tolerance", &self.tolerance)?;
+        s.serialize_field("worst_rel_err", &self.worst_rel_err)?;
+        s.serialize_field("domains", &self.domains)?;
+        s.end()
+    }
+}
+
+/// `{equivalent, outcome, method, detail, derived, evidence}`: `outcome`
+/// is `equivalent`, `not equivalent` or `undecided`; `method`, `symbolic`
+/// or `numeric`; `derived`, matdiff's own gradient; `evidence`, null where
+/// no instance was drawn.
+impl Serialize for Verdict {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Verdict", 6)?;
+        s.serialize_field("equivalent", &self.equivalent())?;
+        s.serialize_field("outcome", &self.word().to_lowercase())?;
+        s.serialize_field("method", &self.method)?;
+        s.serialize_field("detail", &self.detail)?;
+        s.serialize_field("derived", &self.derived.to_string())?;
+        s.serialize_field("evidence", &self.evidence)?;
+        s.end()
+    }
+}

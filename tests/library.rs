@@ -1,0 +1,99 @@
+//! The engine as a library: errors state what is missing and the front end
+//! names the option; results and errors are `Serialize` data; the REPL runs
+//! its commands through the command line's executor.
+
+use matdiff::syntax::parse_program;
+use matdiff::{derive, DeriveOptions, Hint};
+
+/// No command-line option in an engine error's own words.
+fn flag_free(e: &matdiff::Error) {
+    let text = format!("{} {}", e.message, e.notes.join(" "));
+    assert!(!text.contains("--"), "an engine error names an option: {text}");
+}
+
+#[test]
+fn engine_errors_state_the_fact_and_the_cli_adds_the_option() {
+    let src = "W : 3x3; G : 3x3; G*W";
+    let program = parse_program(src).unwrap();
+    let e = derive(&program, &DeriveOptions::default()).unwrap_err();
+    flag_free(&e);
+    assert_eq!(e.hints, vec![Hint::NameUpstream]);
+    let shown = matdiff::cli::render_error(&e, "<expr>", src);
+    assert!(shown.contains("--upstream NAME"), "{shown}");
+
+    let src = "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X";
+    let program = parse_program(src).unwrap();
+    let d = derive(&program, &DeriveOptions::default()).unwrap();
+    let e = matdiff::plan::compile(&d, &Default::default()).unwrap_err();
+    flag_free(&e);
+    assert!(e.message.contains("not known"), "{}", e.message);
+    assert!(matches!(e.hints.as_slice(), [Hint::GiveSize(_)]), "{:?}", e.hints);
+    let json: serde_json::Value = serde_json::from_str(&matdiff::cli::error_json(&e)).unwrap();
+    assert!(json["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("--dims")), "{json}");
+}
+
+#[test]
+fn errors_serialize_with_byte_spans() {
+    let src = "W1 : 3x4; W2 : 5x6; W1*W2";
+    let program = parse_program(src).unwrap();
+    let e = derive(&program, &DeriveOptions::default()).unwrap_err();
+    let doc = serde_json::to_value(&e).unwrap();
+    assert_eq!(doc["kind"], "shape");
+    assert_eq!(doc["labels"][0]["start"], 22);
+    assert_eq!(doc["labels"][0]["end"], 23);
+    assert_eq!(&src[22..23], "*");
+    assert!(doc["notes"].is_array() && doc["message"].is_string(), "{doc}");
+}
+
+#[test]
+fn results_serialize_as_the_cli_prints_them() {
+    let src = "W1*W2*W3*X";
+    let program = parse_program(src).unwrap();
+    let options = DeriveOptions { wrt: vec![matdiff::syntax::parse_var("W2").unwrap()], ..Default::default() };
+    let d = derive(&program, &options).unwrap();
+    let args = ["matdiff", "derive", "--json", "--wrt", "W2", src].map(String::from).to_vec();
+    let mut out = Vec::new();
+    assert_eq!(matdiff::cli::run(args, &mut out, &mut Vec::new()), 0);
+    let printed: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(serde_json::to_value(&d).unwrap(), printed);
+}
+
+#[test]
+fn a_failing_json_command_prints_a_json_error_and_keeps_its_status() {
+    for (args, code, kind) in [
+        (vec!["derive", "--json", "W1 : 3x4; W2 : 5x6; W1*W2"], 2, "shape"),
+        (vec!["check", "--json", "W*X", "--wrt", "Q"], 2, "usage"),
+        (vec!["plan", "--json", "W*X", "--dims", "oops"], 2, "usage"),
+        (vec!["verify", "--json", "W*X", "--wrt", "W", "--claim", "(("], 2, "usage"),
+    ] {
+        let argv: Vec<String> = std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(matdiff::cli::run(argv, &mut out, &mut err), code, "{args:?}");
+        let doc: serde_json::Value = serde_json::from_slice(&out)
+            .unwrap_or_else(|e| panic!("{args:?}: no JSON ({e}): {}", String::from_utf8_lossy(&out)));
+        assert_eq!(doc["kind"], kind, "{args:?}: {doc}");
+        assert!(!err.is_empty(), "{args:?}: the rendered error is on standard error too");
+    }
+}
+
+/// A REPL command runs through the command line's executor: the same JSON,
+/// the same JSON error.
+#[test]
+fn repl_commands_run_through_the_executor() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_matdiff"))
+        .arg("repl")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let session = "W1 : 3x4\nW2 : 5x6\nderive W1*W2 --json\n";
+    child.stdin.take().unwrap().write_all(session.as_bytes()).unwrap();
+    let run = child.wait_with_output().unwrap();
+    let out = String::from_utf8(run.stdout).unwrap();
+    let doc: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(doc["kind"], "shape", "{doc}");
+    assert!(String::from_utf8_lossy(&run.stderr).contains("cannot multiply"));
+}
