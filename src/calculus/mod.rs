@@ -193,6 +193,18 @@ impl<'p> Occurrences<'p> {
         steps: bool,
     ) -> Result<Differential> {
         self.check_target(wrt)?;
+        self.differentiate_checked(typing, wrt, mode, steps)
+    }
+
+    /// [`Occurrences::differentiate`] of a target that has passed
+    /// [`Occurrences::check_target`].
+    pub fn differentiate_checked(
+        &mut self,
+        typing: &Typing<'p>,
+        wrt: &VarName,
+        mode: &Mode,
+        steps: bool,
+    ) -> Result<Differential> {
         let root = self.root();
         let start = match mode {
             Mode::Scalar => Expr::num(1.0),

@@ -465,6 +465,34 @@ impl Expr {
         })
     }
 
+    /// Whether `pred` holds at some node, the root first, then each
+    /// subtree in source order. The walk keeps its own worklist: it does
+    /// not recurse, at any depth.
+    ///
+    /// ```
+    /// use matdiff::syntax::{parse_expr, ExprKind};
+    /// let e = parse_expr("A * (B + I)").unwrap();
+    /// assert!(e.any(|x| x.kind == ExprKind::Identity));
+    /// assert!(!e.any(|x| matches!(x.kind, ExprKind::Transpose(_))));
+    /// ```
+    pub fn any(&self, mut pred: impl FnMut(&Expr) -> bool) -> bool {
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            if pred(e) {
+                return true;
+            }
+            let at = stack.len();
+            stack.extend(e.children());
+            stack[at..].reverse();
+        }
+        false
+    }
+
+    /// Whether `pred` holds at every node (see [`Expr::any`]).
+    pub fn all(&self, mut pred: impl FnMut(&Expr) -> bool) -> bool {
+        !self.any(|e| !pred(e))
+    }
+
     /// Number of nodes.
     pub fn size(&self) -> usize {
         let mut stack = vec![self];
