@@ -386,12 +386,13 @@ fn upstream_of(d: &crate::derive::Derivation) -> Option<VarName> {
 }
 
 fn unknown_variable(e: &Expr, known: &[VarName]) -> Option<VarName> {
-    crate::stack::ensure(|| {
-        if let ExprKind::Var(v) = &e.kind {
-            if !known.contains(v) {
-                return Some(VarName::clone(v));
-            }
+    let mut unknown = None;
+    e.any(|e| match &e.kind {
+        ExprKind::Var(v) if !known.contains(v) => {
+            unknown = Some(VarName::clone(v));
+            true
         }
-        e.children().find_map(|c| unknown_variable(c, known))
-    })
+        _ => false,
+    });
+    unknown
 }

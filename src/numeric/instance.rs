@@ -404,30 +404,24 @@ fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Res
 
 /// Every `prod(F, i=lo..hi)` as (the family its body uses, lo, hi).
 pub(super) fn product_ranges(e: &Expr) -> Vec<(String, Index, Index)> {
-    crate::stack::ensure(|| {
-        let mut out = vec![];
+    let mut out = vec![];
+    e.for_each(|e| {
         if let ExprKind::Prod(prod) = &e.kind {
             let crate::syntax::Prod { body, var, lo, hi } = &**prod;
             let mut families = vec![];
             collect_families(body, var, &mut families);
             out.extend(families.into_iter().map(|f| (f, lo.clone(), hi.clone())));
         }
-        for c in e.children() {
-            out.extend(product_ranges(c));
-        }
-        out
-    })
+    });
+    out
 }
 
 fn collect_families(e: &Expr, var: &str, out: &mut Vec<String>) {
-    crate::stack::ensure(|| {
+    e.for_each(|e| {
         if let ExprKind::Var(v) = &e.kind {
             if v.index.as_ref().is_some_and(|i| i.mentions(var)) && !out.contains(&v.name) {
                 out.push(v.name.clone());
             }
-        }
-        for c in e.children() {
-            collect_families(c, var, out);
         }
     })
 }

@@ -158,7 +158,7 @@ impl Graph {
     /// have (it sizes an `I` that only the result's shape determines).
     pub fn lower(&mut self, e: &Expr, typer: &mut Typer, want: Option<&Shape>) -> Result<Atom> {
         let expanded;
-        let e = if has_product(e) {
+        let e = if e.any(|x| matches!(x.kind, ExprKind::Prod(_))) {
             expanded = expand_products(e, &mut 0)?;
             &expanded
         } else {
@@ -167,7 +167,7 @@ impl Graph {
         // Shape inference only sizes the identities (gradients were typed
         // when they were derived); a chain of a thousand factors skips it.
         let mut sizes = HashMap::default();
-        if has_identity(e) {
+        if e.any(|x| x.kind == ExprKind::Identity) {
             let mut identities = vec![];
             let got = typer.infer_with(e, &mut |x, s| {
                 if x.kind == ExprKind::Identity {
@@ -458,35 +458,6 @@ impl Lowering<'_> {
     }
 }
 
-fn has_identity(e: &Expr) -> bool {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Identity => true,
-        ExprKind::Var(_) | ExprKind::Num(_) => false,
-        ExprKind::Binary { lhs, rhs, .. } => has_identity(lhs) || has_identity(rhs),
-        ExprKind::Prod(p) => has_identity(&p.body),
-        ExprKind::Neg(a)
-        | ExprKind::Transpose(a)
-        | ExprKind::Power(a, _)
-        | ExprKind::HadamardPower(a, _)
-        | ExprKind::Call(_, a)
-        | ExprKind::Differential(a) => has_identity(a),
-    })
-}
-
-fn has_product(e: &Expr) -> bool {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Prod(_) => true,
-        ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => false,
-        ExprKind::Binary { lhs, rhs, .. } => has_product(lhs) || has_product(rhs),
-        ExprKind::Neg(a)
-        | ExprKind::Transpose(a)
-        | ExprKind::Power(a, _)
-        | ExprKind::HadamardPower(a, _)
-        | ExprKind::Call(_, a)
-        | ExprKind::Differential(a) => has_product(a),
-    })
-}
-
 /// The factors the `prod` ranges of `e` expand to (as [`expand_products`]
 /// counts them), and those its integer powers expand to (a factor per unit
 /// of the exponent), without expanding either. (One past [`MAX_FACTORS`]
@@ -540,28 +511,6 @@ fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {
                 None => Expr::identity(),
             });
         }
-        let kids: Vec<Expr> = e.children().map(|c| expand_products(c, count)).collect::<Result<_>>()?;
-        Ok(rebuild(e, kids))
+        e.try_map_children(|c| expand_products(c, count).map(std::rc::Rc::new))
     })
-}
-
-/// `e` with new children, in the order [`Expr::children`] gives them.
-fn rebuild(e: &Expr, kids: Vec<Expr>) -> Expr {
-    use std::rc::Rc;
-    let mut kids = kids.into_iter().map(Rc::new);
-    let mut next = || kids.next().expect("one child per slot");
-    let kind = match &e.kind {
-        ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity | ExprKind::Prod(_) => return e.clone(),
-        ExprKind::Neg(_) => ExprKind::Neg(next()),
-        ExprKind::Transpose(_) => ExprKind::Transpose(next()),
-        ExprKind::Differential(_) => ExprKind::Differential(next()),
-        ExprKind::Power(_, k) => ExprKind::Power(next(), *k),
-        ExprKind::HadamardPower(_, p) => ExprKind::HadamardPower(next(), *p),
-        ExprKind::Call(f, _) => ExprKind::Call(*f, next()),
-        ExprKind::Binary { op, op_span, .. } => {
-            let lhs = next();
-            ExprKind::Binary { op: *op, op_span: *op_span, lhs, rhs: next() }
-        }
-    };
-    Expr::new(kind, e.span)
 }

@@ -254,23 +254,18 @@ pub fn compile_symbolic(derivation: &Derivation) -> Result<Vec<Recurrences>> {
 
 /// The index symbols an expression's members and ranges use.
 fn index_symbols(e: &Expr, out: &mut HashSet<String>) {
-    crate::stack::ensure(|| {
-        match &e.kind {
-            ExprKind::Var(v) => {
-                if let Some(i) = &v.index {
-                    out.extend(i.terms.keys().cloned());
-                }
+    e.for_each(|e| match &e.kind {
+        ExprKind::Var(v) => {
+            if let Some(i) = &v.index {
+                out.extend(i.terms.keys().cloned());
             }
-            ExprKind::Prod(prod) => {
-                let crate::syntax::Prod { lo, hi, .. } = &**prod;
-                out.extend(lo.terms.keys().cloned());
-                out.extend(hi.terms.keys().cloned());
-            }
-            _ => {}
         }
-        for c in e.children() {
-            index_symbols(c, out);
+        ExprKind::Prod(prod) => {
+            let crate::syntax::Prod { lo, hi, .. } = &**prod;
+            out.extend(lo.terms.keys().cloned());
+            out.extend(hi.terms.keys().cloned());
         }
+        _ => {}
     })
 }
 
@@ -278,21 +273,12 @@ fn index_symbols(e: &Expr, out: &mut HashSet<String>) {
 /// not fix (then [`compile`] cannot run and [`compile_symbolic`] answers).
 pub fn symbolic_length(derivation: &Derivation, dims: &HashMap<String, u64>) -> bool {
     let values: Vec<(String, i64)> = dims.iter().map(|(k, &v)| (k.clone(), v as i64)).collect();
-    fn walk(e: &Expr, values: &[(String, i64)]) -> bool {
-        crate::stack::ensure(|| {
-            if let ExprKind::Prod(prod) = &e.kind {
-                let crate::syntax::Prod { lo, hi, .. } = &**prod;
-                // An index out of range is not symbolic: `compile` names it.
-                let symbolic =
-                    |i: &Index| matches!(bind_index(i, values), Ok(i) if i.as_constant().is_none());
-                if symbolic(lo) || symbolic(hi) {
-                    return true;
-                }
-            }
-            e.children().any(|c| walk(c, values))
-        })
-    }
-    walk(&derivation.typing.program.expr, &values)
+    // An index out of range is not symbolic: `compile` names it.
+    let symbolic = |i: &Index| matches!(bind_index(i, &values), Ok(i) if i.as_constant().is_none());
+    derivation.typing.program.expr.any(|e| match &e.kind {
+        ExprKind::Prod(prod) => symbolic(&prod.lo) || symbolic(&prod.hi),
+        _ => false,
+    })
 }
 
 fn bind_index(i: &Index, values: &[(String, i64)]) -> Result<Index> {

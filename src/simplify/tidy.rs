@@ -374,15 +374,6 @@ fn as_prod(e: &Expr) -> Option<(&Rc<Expr>, &str, &Index, &Index)> {
     }
 }
 
-fn prod(body: &Rc<Expr>, var: &str, lo: Index, hi: Index) -> Expr {
-    Expr::synthetic(ExprKind::Prod(Rc::new(crate::syntax::Prod {
-        body: body.clone(),
-        var: var.to_string(),
-        lo,
-        hi,
-    })))
-}
-
 /// Adjacent ranges merge: prod(F, i=a..b) F(b+1) = prod(F, i=a..b+1), F(a-1)
 /// prod(F, i=a..b) = prod(F, i=a-1..b), prod(F, i=a..b) prod(F, i=b+1..c) =
 /// prod(F, i=a..c); a range with b = a - 1 is empty, the identity.
@@ -394,15 +385,15 @@ fn merge_ranges(chain: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
             (Some((b1, v1, lo1, hi1)), Some((b2, v2, lo2, hi2)))
                 if b1 == b2 && v1 == v2 && hi1.plus(&one).ok().as_ref() == Some(lo2) =>
             {
-                Some(prod(b1, v1, lo1.clone(), hi2.clone()))
+                Some(Expr::prod(b1.clone(), v1, lo1.clone(), hi2.clone()))
             }
             (Some((b, v, lo, hi)), None) => {
                 let next = hi.plus(&one).ok()?;
-                (b.subst_index(v, &next).ok()? == *y).then(|| prod(b, v, lo.clone(), next))
+                (b.subst_index(v, &next).ok()? == *y).then(|| Expr::prod(b.clone(), v, lo.clone(), next))
             }
             (None, Some((b, v, lo, hi))) => {
                 let before = lo.minus(&one).ok()?;
-                (b.subst_index(v, &before).ok()? == *x).then(|| prod(b, v, before, hi.clone()))
+                (b.subst_index(v, &before).ok()? == *x).then(|| Expr::prod(b.clone(), v, before, hi.clone()))
             }
             _ => None,
         }
