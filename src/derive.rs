@@ -152,7 +152,7 @@ fn check_shape(typer: &mut shape::Typer, grad: &Expr, want: &Shape, v: &VarName)
         return Ok(()); // the zero gradient, `0`, of any shape
     }
     let want_i = typer.lift(want);
-    let (got, fits, sized) = typer.infer_as(grad, want_i)?;
+    let shape::Inferred { shape: got, fits, sized } = typer.infer_as(grad, want_i)?;
     if !fits {
         return Err(Error::new(
             ErrorKind::Internal,

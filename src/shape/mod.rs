@@ -9,7 +9,7 @@ mod infer;
 use std::collections::{BTreeSet, HashSet};
 
 pub use dim::{Dim, Shape};
-pub use infer::{DimId, IShape, Typer};
+pub use infer::{DimId, IShape, Inferred, Typer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::syntax::{Expr, ExprKind, Program, VarName};

@@ -246,8 +246,8 @@ fn simplify_tidied(
             let shape = typer.lift(shape);
             typer.unify_shapes(want, shape);
         }
-        let (_, fits, sized) = typer.infer_as(&expr, want)?;
-        Ok(fits && sized)
+        let inferred = typer.infer_as(&expr, want)?;
+        Ok(inferred.fits && inferred.sized)
     })?;
     if !sized {
         return Ok(Simplified { expr: tidied, saturated });
@@ -384,7 +384,7 @@ mod tests {
             let tidied = tidy(&crate::syntax::parse_expr(e).unwrap(), typing.typer()).unwrap();
             let mut typer = typing.typer().clone();
             let shape = typer.infer(&crate::syntax::parse_expr(e).unwrap()).unwrap();
-            let (_, fits, sized) = typer.infer_as(&tidied, shape).unwrap();
+            let crate::shape::Inferred { fits, sized, .. } = typer.infer_as(&tidied, shape).unwrap();
             assert!(fits && sized, "{e}: tidied to {tidied}");
             let out = simplify(&crate::syntax::parse_expr(e).unwrap(), typing.typer(), None).unwrap();
             assert_eq!(out.expr.to_string(), want, "{e}");
