@@ -1,5 +1,5 @@
 //! The plan's intermediate representation: a straight-line program of
-//! [`Step`]s over [`Input`]s, with its [`Output`]s and the [`Sweeps`] the
+//! [`PlanStep`]s over [`Input`]s, with its [`Output`]s and the [`Sweeps`] the
 //! planner chose.
 
 use super::Cost;
@@ -62,7 +62,7 @@ impl Op {
 /// One line of a plan: `out = op`, with the result's shape and the
 /// multiply-adds it takes.
 #[derive(Clone, Debug)]
-pub struct Step {
+pub struct PlanStep {
     pub out: String,
     pub op: Op,
     pub shape: Shape,
@@ -110,7 +110,7 @@ pub struct Sweeps {
 #[derive(Clone, Debug)]
 pub struct Plan {
     pub inputs: Vec<Input>,
-    pub steps: Vec<Step>,
+    pub steps: Vec<PlanStep>,
     pub outputs: Vec<Output>,
     /// Multiply-adds of all steps.
     pub total: Cost,

@@ -6,7 +6,9 @@
 //! same node, and a chain is the only place where associativity matters:
 //! [`super::schedule`] decides its bracketing.
 
-use rustc_hash::FxHashMap as HashMap;
+use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Dim, Shape, Typer};
@@ -15,10 +17,10 @@ use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
 pub type NodeId = u32;
 
 /// A dimension, interned in the graph ([`Graph::dims`]).
-pub type DimId = u32;
+pub type DimRef = u32;
 
 /// The first and last matrix factors a flattening appended, if any.
-type Span = Option<(Atom, Atom)>;
+type Ends = Option<(Atom, Atom)>;
 
 /// A node used as it is, or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,16 +67,16 @@ pub enum Node {
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub shapes: Vec<Shape>,
-    index: HashMap<Node, NodeId>,
+    index: FxHashMap<Node, NodeId>,
     /// Sizes given to symbolic dimensions (`d0=64`, `d[2]=16`).
-    sizes: std::collections::HashMap<String, u64>,
+    sizes: HashMap<String, u64>,
     /// Every dimension of a node's shape, once; and each node's rows and columns.
     pub dims: Vec<Dim>,
-    dim_index: HashMap<Dim, DimId>,
-    node_dims: Vec<[DimId; 2]>,
+    dim_index: FxHashMap<Dim, DimRef>,
+    node_dims: Vec<[DimRef; 2]>,
     /// The input node of each variable seen (a chain of a thousand factors
     /// looks each one up once per target).
-    inputs: HashMap<VarName, Atom>,
+    inputs: FxHashMap<VarName, Atom>,
 }
 
 /// Largest number of factors a product may expand to (`prod` ranges and
@@ -82,7 +84,7 @@ pub struct Graph {
 pub const MAX_FACTORS: usize = 100_000;
 
 impl Graph {
-    pub fn new(sizes: std::collections::HashMap<String, u64>) -> Graph {
+    pub fn new(sizes: HashMap<String, u64>) -> Graph {
         Graph { sizes, ..Graph::default() }
     }
 
@@ -102,7 +104,7 @@ impl Graph {
     }
 
     /// The rows and columns of an atom, as interned dimensions.
-    pub fn atom_dims(&self, a: Atom) -> [DimId; 2] {
+    pub fn atom_dims(&self, a: Atom) -> [DimRef; 2] {
         let [r, c] = self.node_dims[a.node as usize];
         if a.t {
             [c, r]
@@ -111,11 +113,11 @@ impl Graph {
         }
     }
 
-    fn dim_id(&mut self, d: Dim) -> DimId {
+    fn dim_id(&mut self, d: Dim) -> DimRef {
         if let Some(&id) = self.dim_index.get(&d) {
             return id;
         }
-        let id = self.dims.len() as DimId;
+        let id = self.dims.len() as DimRef;
         self.dim_index.insert(d.clone(), id);
         self.dims.push(d);
         id
@@ -166,7 +168,7 @@ impl Graph {
         };
         // Shape inference only sizes the identities (gradients were typed
         // when they were derived); a chain of a thousand factors skips it.
-        let mut sizes = HashMap::default();
+        let mut sizes = FxHashMap::default();
         if e.any(|x| x.kind == ExprKind::Identity) {
             let mut identities = vec![];
             let got = typer.infer_with(e, &mut |x, s| {
@@ -201,7 +203,7 @@ impl Graph {
 struct Lowering<'a> {
     graph: &'a mut Graph,
     typer: &'a mut Typer,
-    identity: &'a HashMap<*const Expr, Dim>,
+    identity: &'a FxHashMap<*const Expr, Dim>,
 }
 
 impl Lowering<'_> {
@@ -288,11 +290,11 @@ impl Lowering<'_> {
 
     /// Whether a product whose first and last matrix (not 1×1) factors are
     /// these is 1×1.
-    fn is_scalar_span(&self, span: Span) -> bool {
-        match span {
+    fn is_scalar_span(&self, ends: Ends) -> bool {
+        match ends {
             None => true,
             Some((first, last)) => {
-                let one = |d: DimId| self.graph.dims[d as usize] == Dim::Const(1);
+                let one = |d: DimRef| self.graph.dims[d as usize] == Dim::Const(1);
                 one(self.graph.atom_dims(first)[0]) && one(self.graph.atom_dims(last)[1])
             }
         }
@@ -362,7 +364,7 @@ impl Lowering<'_> {
         t: bool,
         out: &mut Vec<Atom>,
         coefficient: &mut f64,
-    ) -> Result<Span> {
+    ) -> Result<Ends> {
         crate::stack::ensure(|| {
             if out.len() > MAX_FACTORS {
                 return Err(Error::new(
@@ -370,7 +372,7 @@ impl Lowering<'_> {
                     format!("a product in the plan has more than {MAX_FACTORS} factors"),
                 ));
             }
-            let push = |this: &Self, out: &mut Vec<Atom>, a: Atom| -> Span {
+            let push = |this: &Self, out: &mut Vec<Atom>, a: Atom| -> Ends {
                 out.push(a);
                 (!this.graph.is_scalar(a)).then_some((a, a))
             };

@@ -6,7 +6,7 @@
 //! ([`lower`]: hash-consing, transposes on the edges, products as chains of
 //! factors), the chains are bracketed jointly ([`schedule`]: two sweeps per
 //! family of chains, cut where they are cheapest), and the graph is written
-//! out as [`Step`]s in dependency order, each with its multiply-adds
+//! out as [`PlanStep`]s in dependency order, each with its multiply-adds
 //! ([`Cost`], a polynomial in the symbolic dimensions).
 
 mod cost;
@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 
 pub use cost::Cost;
 pub use emit::{numpy, pytorch};
-pub use ir::{Input, Op, Operand, Output, Plan, Step, Sweeps, Value};
+pub use ir::{Input, Op, Operand, Output, Plan, PlanStep, Sweeps, Value};
 pub use lower::MAX_FACTORS;
 pub use schedule::{Strategy, DP_LIMIT};
 pub use symbolic::{recurrences, Recurrence, Recurrences};

@@ -1,4 +1,4 @@
-//! Writing the lowered graph out as [`Step`]s in dependency order, with
+//! Writing the lowered graph out as [`PlanStep`]s in dependency order, with
 //! their multiply-adds, and naming them (`value`, `dW1`, `S1`, `H1`, `T1`).
 
 use std::collections::{HashMap, HashSet};
@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use super::cost;
 use super::lower::{Atom, Graph, Node, NodeId};
 use super::schedule::{Role, Schedule, Term};
-use super::{Cost, Input, Op, Operand, Plan, Step, Value};
+use super::{Cost, Input, Op, Operand, Plan, PlanStep, Value};
 use crate::shape::Shape;
 use crate::syntax::{Func, VarName};
 
@@ -17,7 +17,7 @@ pub(super) struct Writer<'a> {
     graph: &'a Graph,
     schedule: &'a Schedule,
     pub(super) inputs: Vec<Input>,
-    pub(super) steps: Vec<Step>,
+    pub(super) steps: Vec<PlanStep>,
     values: FxHashMap<NodeId, Operand>,
     prod_steps: FxHashMap<u32, usize>,
     counters: HashMap<&'static str, usize>,
@@ -78,7 +78,7 @@ impl<'a> Writer<'a> {
 
     fn push(&mut self, prefix: &'static str, op: Op, shape: Shape, madds: Cost) -> Operand {
         let out = self.fresh(prefix);
-        self.steps.push(Step { out, op, shape, madds });
+        self.steps.push(PlanStep { out, op, shape, madds });
         Operand { value: Value::Step(self.steps.len() - 1), transposed: false }
     }
 
@@ -131,7 +131,7 @@ impl<'a> Writer<'a> {
     fn term(&mut self, t: Term) -> Operand {
         match t {
             Term::Atom(a) => self.atom(a),
-            Term::Prod(p, transposed) => {
+            Term::Product(p, transposed) => {
                 self.prod(p);
                 Operand { value: Value::Step(self.prod_steps[&p]), transposed }
             }
@@ -149,7 +149,7 @@ impl<'a> Writer<'a> {
             let pending: Vec<u32> = [prods[q as usize].left, prods[q as usize].right]
                 .into_iter()
                 .filter_map(|t| match t {
-                    Term::Prod(r, _) if !self.prod_steps.contains_key(&r) => Some(r),
+                    Term::Product(r, _) if !self.prod_steps.contains_key(&r) => Some(r),
                     _ => None,
                 })
                 .collect();

@@ -66,44 +66,60 @@ impl Leaves {
 
 /// c · s1 ⋯ sm · M1 ⋯ Mk: scalar factors commute, matrix factors do not.
 #[derive(Clone, Debug)]
-struct Term {
+struct Monomial {
     coeff: f64,
     scalars: Vec<Rc<Expr>>,
     chain: VecDeque<Rc<Expr>>,
     /// A scalar broadcast over the matrix the sum it stands in adds up to.
     broadcast: bool,
+    /// A cancelled term (coefficient 0) kept, printed `0 * M`, so that its
+    /// sum keeps its shape ([`collect_like_terms`]).
+    holds_shape: bool,
 }
 
-impl Term {
-    fn number(x: f64) -> Term {
-        Term { coeff: x, scalars: vec![], chain: VecDeque::new(), broadcast: false }
+impl Monomial {
+    fn number(x: f64) -> Monomial {
+        Monomial { coeff: x, scalars: vec![], chain: VecDeque::new(), broadcast: false, holds_shape: false }
     }
 
-    fn leaf(e: impl Into<Rc<Expr>>, scalar: bool) -> Term {
+    fn leaf(e: impl Into<Rc<Expr>>, scalar: bool) -> Monomial {
         let e = e.into();
         if scalar {
-            Term { coeff: 1.0, scalars: vec![e], chain: VecDeque::new(), broadcast: false }
+            Monomial {
+                coeff: 1.0,
+                scalars: vec![e],
+                chain: VecDeque::new(),
+                broadcast: false,
+                holds_shape: false,
+            }
         } else {
-            Term { coeff: 1.0, scalars: vec![], chain: VecDeque::from([e]), broadcast: false }
+            Monomial {
+                coeff: 1.0,
+                scalars: vec![],
+                chain: VecDeque::from([e]),
+                broadcast: false,
+                holds_shape: false,
+            }
         }
     }
 
     /// The term as one scalar factor (its chain is a 1×1 product).
-    fn into_scalar_factor(self) -> Term {
+    fn into_scalar_factor(self) -> Monomial {
         let mut scalars = self.scalars;
         if let Some(chain) = self.chain.into_iter().reduce(mul) {
             scalars.push(chain);
         }
-        Term { coeff: self.coeff, scalars, chain: VecDeque::new(), broadcast: false }
+        Monomial { coeff: self.coeff, scalars, chain: VecDeque::new(), broadcast: false, holds_shape: false }
     }
 
-    /// Printed: a term that did not cancel, or a cancelled one marked `-0`
-    /// to keep the sum's shape ([`collect_like_terms`]).
+    /// Printed: a term that did not cancel, or a cancelled one that holds
+    /// the sum's shape. (A coefficient of -0, which only arithmetic on zero
+    /// coefficients makes, `-(0 * A)`, is kept too.)
     fn kept(&self) -> bool {
-        self.coeff != 0.0 || self.coeff.is_sign_negative()
+        self.coeff != 0.0 || self.holds_shape || self.coeff.is_sign_negative()
     }
 
-    fn times(mut self, other: Term) -> Term {
+    fn times(mut self, other: Monomial) -> Monomial {
         self.coeff *= other.coeff;
         self.scalars.extend(other.scalars);
         self.chain = concat(self.chain, other.chain);
@@ -113,14 +129,20 @@ impl Term {
 
     /// (A B)ᵀ = Bᵀ Aᵀ for the transposed halves `a`, `b`: the chains swap,
     /// the scalars commute and keep their order.
-    fn times_transposed(a: Term, b: Term) -> Term {
+    fn times_transposed(a: Monomial, b: Monomial) -> Monomial {
         let mut scalars = a.scalars;
         scalars.extend(b.scalars);
-        Term { coeff: a.coeff * b.coeff, scalars, chain: concat(b.chain, a.chain), broadcast: false }
+        Monomial {
+            coeff: a.coeff * b.coeff,
+            scalars,
+            chain: concat(b.chain, a.chain),
+            broadcast: false,
+            holds_shape: false,
+        }
     }
 }
 
-type Sum = Vec<Term>;
+type Sum = Vec<Monomial>;
 
 /// `a` then `b`, moving the shorter side: products nest to any depth on
 /// either side, and copying the longer one at every level is quadratic.
@@ -154,18 +176,18 @@ impl Tidier<'_> {
     }
 
     /// A sum as one factor: its single term, or the whole sum as a leaf.
-    fn single(&self, sum: Sum, scalar: bool) -> Term {
+    fn single(&self, sum: Sum, scalar: bool) -> Monomial {
         if sum.len() == 1 {
             sum.into_iter().next().expect("one term")
         } else {
-            Term::leaf(build_sum(sum), scalar)
+            Monomial::leaf(build_sum(sum), scalar)
         }
     }
 
     /// A leaf of shape `s`, transposed when `t` (a scalar is its own transpose).
-    fn leaf(&self, e: impl Into<Rc<Expr>>, s: IShape, t: bool) -> Term {
+    fn leaf(&self, e: impl Into<Rc<Expr>>, s: IShape, t: bool) -> Monomial {
         let (e, scalar) = (e.into(), self.typer.is_scalar(s));
-        Term::leaf(if t && !scalar { Rc::new(Expr::transpose(e)) } else { e }, scalar)
+        Monomial::leaf(if t && !scalar { Rc::new(Expr::transpose(e)) } else { e }, scalar)
     }
 
     /// The normal form of `e`, or of `eᵀ` when `t`; and the shape of `e`.
@@ -175,13 +197,13 @@ impl Tidier<'_> {
                 ExprKind::Var(v) => {
                     let s = self.shape(e, &[])?;
                     let scalar = self.typer.is_scalar(s);
-                    (vec![Term::leaf(self.leaves.get(e, v, t && !scalar), scalar)], s)
+                    (vec![Monomial::leaf(self.leaves.get(e, v, t && !scalar), scalar)], s)
                 }
                 ExprKind::Identity => {
                     let s = self.shape(e, &[])?;
-                    (vec![Term::leaf(e.clone(), self.typer.is_scalar(s))], s)
+                    (vec![Monomial::leaf(e.clone(), self.typer.is_scalar(s))], s)
                 }
-                ExprKind::Num(x) => (vec![Term::number(*x)], self.shape(e, &[])?),
+                ExprKind::Num(x) => (vec![Monomial::number(*x)], self.shape(e, &[])?),
                 ExprKind::Neg(a) => {
                     let (mut sum, s) = self.norm(a, t)?;
                     for term in &mut sum {
@@ -225,7 +247,7 @@ impl Tidier<'_> {
                             b = b.into_scalar_factor();
                         }
                     }
-                    let term = if t { Term::times_transposed(a, b) } else { a.times(b) };
+                    let term = if t { Monomial::times_transposed(a, b) } else { a.times(b) };
                     (vec![term], s)
                 }
                 ExprKind::Call(Func::Tr, a) => {
@@ -241,7 +263,7 @@ impl Tidier<'_> {
                         term.scalars.push(Rc::new(Expr::call(Func::Tr, inner)));
                         (vec![term], s)
                     } else {
-                        (vec![Term::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s)
+                        (vec![Monomial::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s)
                     }
                 }
                 ExprKind::Call(f, a) => {
@@ -285,10 +307,10 @@ impl Tidier<'_> {
                     let (a, sa) = self.norm(lhs, t)?;
                     let (b, sb) = self.norm(rhs, false)?;
                     let s = self.shape(e, &[sa, sb])?;
-                    let mut outer = Term::number(1.0);
+                    let mut outer = Monomial::number(1.0);
                     let numerator = factor_out(a, &mut outer);
                     let leaf = Expr::binary(BinOp::Div, numerator, build_sum(b));
-                    (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
+                    (vec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))], s)
                 }
                 ExprKind::Binary { op, lhs, rhs, .. } => {
                     // Entrywise operations commute with the transpose.
@@ -317,7 +339,7 @@ impl Tidier<'_> {
                     }
                     // Numbers and scalar factors of the operands move out:
                     // (c A) ⊙ B = c (A ⊙ B); only the numerator of ./ gives them.
-                    let mut outer = Term::number(1.0);
+                    let mut outer = Monomial::number(1.0);
                     let a = factor_out(a, &mut outer);
                     let b = if *op == BinOp::Hadamard {
                         factor_out(b, &mut outer)
@@ -325,7 +347,7 @@ impl Tidier<'_> {
                         Rc::new(build_sum(b))
                     };
                     let leaf = Expr::binary(*op, a, b);
-                    (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
+                    (vec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))], s)
                 }
                 ExprKind::Differential(_) => {
                     let s = self
@@ -354,8 +376,8 @@ fn is_ones(sum: &Sum) -> bool {
 
 /// The operand of an entrywise operation with its number and scalar factors
 /// moved into `outer` when it is one term with a matrix part.
-fn factor_out(sum: Sum, outer: &mut Term) -> Rc<Expr> {
-    match <[Term; 1]>::try_from(sum) {
+fn factor_out(sum: Sum, outer: &mut Monomial) -> Rc<Expr> {
+    match <[Monomial; 1]>::try_from(sum) {
         Ok([term]) if !term.chain.is_empty() => {
             outer.coeff *= term.coeff;
             outer.scalars.extend(term.scalars);
@@ -427,7 +449,7 @@ fn merge_ranges(chain: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
 }
 
 /// A term as an expression: its sign, and `c * s1 * … * M1 * …`.
-fn build_term(term: Term) -> (bool, Expr) {
+fn build_term(term: Monomial) -> (bool, Expr) {
     let negative = term.coeff < 0.0;
     let magnitude = term.coeff.abs();
     let chain = merge_ranges(term.chain);
@@ -455,7 +477,7 @@ fn collect_like_terms(sum: Sum) -> Sum {
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut out: Sum = Vec::with_capacity(sum.len());
     for term in sum {
-        let key = build_term(Term { coeff: 1.0, ..term.clone() }).1.to_string();
+        let key = build_term(Monomial { coeff: 1.0, ..term.clone() }).1.to_string();
         match index.get(&key) {
             Some(&i) => out[i].coeff += term.coeff,
             None => {
@@ -472,14 +494,14 @@ fn collect_like_terms(sum: Sum) -> Sum {
     let matrix_left = out.iter().any(|t| !t.broadcast && t.coeff != 0.0);
     if broadcast && !matrix_left {
         if let Some(holder) = out.iter_mut().find(|t| !t.broadcast) {
-            holder.coeff = -0.0; // kept by build_sum
+            (holder.coeff, holder.holds_shape) = (0.0, true);
         }
     }
-    let tells_size = |t: &Term| !t.broadcast && t.chain.iter().any(|m| m.kind != ExprKind::Identity);
-    let identity = |t: &Term| !t.broadcast && !t.chain.is_empty() && !tells_size(t);
+    let tells_size = |t: &Monomial| !t.broadcast && t.chain.iter().any(|m| m.kind != ExprKind::Identity);
+    let identity = |t: &Monomial| !t.broadcast && !t.chain.is_empty() && !tells_size(t);
     if out.iter().any(|t| t.kept() && identity(t)) && !out.iter().any(|t| t.kept() && tells_size(t)) {
         if let Some(holder) = out.iter_mut().find(|t| tells_size(t)) {
-            holder.coeff = -0.0;
+            (holder.coeff, holder.holds_shape) = (0.0, true);
         }
     }
     out
@@ -490,8 +512,8 @@ fn collect_like_terms(sum: Sum) -> Sum {
 fn build_sum(sum: Sum) -> Expr {
     let mut out: Option<Expr> = None;
     let sum = if sum.len() > 1 { collect_like_terms(sum) } else { sum };
-    let zero = sum.first().map(|t| Term { coeff: 0.0, ..t.clone() });
-    for term in sum.into_iter().filter(Term::kept) {
+    let zero = sum.first().map(|t| Monomial { coeff: 0.0, ..t.clone() });
+    for term in sum.into_iter().filter(Monomial::kept) {
         let (negative, e) = build_term(term);
         out = Some(match (out, negative) {
             (None, false) => e,
@@ -502,7 +524,7 @@ fn build_sum(sum: Sum) -> Expr {
     }
     out.unwrap_or_else(|| match zero {
         Some(t) if !(t.scalars.is_empty() && t.chain.is_empty()) => {
-            Expr::product(Expr::num(0.0), build_term(Term { coeff: 1.0, ..t }).1)
+            Expr::product(Expr::num(0.0), build_term(Monomial { coeff: 1.0, ..t }).1)
         }
         _ => Expr::num(0.0),
     })
