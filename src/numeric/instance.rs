@@ -11,7 +11,7 @@ use rand::{Rng, SeedableRng};
 use super::{domain_of, domains, eval, gradient_value, norm, size_of, CheckOptions, Deadline, Domain, Env, Matrix, Sign, Structure};
 use crate::calculus::Mode;
 use crate::error::{Error, ErrorKind, Result};
-use crate::plan::{Plan, PlanOptions, Target};
+use crate::plan::{Plan, PlanOptions, PlanTarget};
 use crate::shape::{Dim, Shape, Typer};
 use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
 use crate::derive::Derivation;
@@ -230,7 +230,7 @@ pub fn instance_plan(
         Mode::Scalar => (1, 1),
     };
     let value = bind(&derivation.typing.program.expr)?;
-    let mut targets = vec![Target { wrt: None, expr: value, shape: concrete(r, c) }];
+    let mut targets = vec![PlanTarget { wrt: None, expr: value, shape: concrete(r, c) }];
     for g in &derivation.gradients {
         let wrt = VarName {
             name: g.wrt.name.clone(),
@@ -244,7 +244,7 @@ pub fn instance_plan(
         let &(_, r, c) = shapes.iter().find(|(v, _, _)| *v == wrt).ok_or_else(|| {
             Error::new(ErrorKind::Internal, format!("no size for `{wrt}`"))
         })?;
-        targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr)?, shape: concrete(r, c) });
+        targets.push(PlanTarget { wrt: Some(wrt), expr: bind(&g.expr)?, shape: concrete(r, c) });
     }
     let upstream = match &derivation.mode {
         Mode::Layer { upstream } => Some(upstream),

@@ -1,5 +1,5 @@
 //! The plan's intermediate representation: a straight-line program of
-//! [`PlanStep`]s over [`Input`]s, with its [`Output`]s and the [`Sweeps`] the
+//! [`PlanStep`]s over [`PlanInput`]s, with its [`Output`]s and the [`Sweeps`] the
 //! planner chose.
 
 use super::Cost;
@@ -71,7 +71,7 @@ pub struct PlanStep {
 
 /// A variable the plan reads.
 #[derive(Clone, Debug)]
-pub struct Input {
+pub struct PlanInput {
     pub var: VarName,
     pub shape: Shape,
 }
@@ -109,7 +109,7 @@ pub struct Sweeps {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Plan {
-    pub inputs: Vec<Input>,
+    pub inputs: Vec<PlanInput>,
     pub steps: Vec<PlanStep>,
     pub outputs: Vec<Output>,
     /// Multiply-adds of all steps.

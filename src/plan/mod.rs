@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 
 pub use cost::Cost;
 pub use emit::{numpy, pytorch};
-pub use ir::{Input, Op, Operand, Output, Plan, PlanStep, Sweeps, Value};
+pub use ir::{Op, Operand, Output, Plan, PlanInput, PlanStep, Sweeps, Value};
 pub use lower::MAX_FACTORS;
 pub use schedule::{Strategy, DP_LIMIT};
 pub use symbolic::{recurrences, Recurrence, Recurrences};
@@ -70,7 +70,7 @@ impl Default for PlanOptions {
 
 /// One expression to compile.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub struct PlanTarget {
     pub wrt: Option<VarName>,
     pub expr: Expr,
     pub shape: Shape,
@@ -106,14 +106,14 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
         };
         Ok(Shape::new(dim(&s.rows)?, dim(&s.cols)?))
     };
-    let mut targets =
-        vec![Target { wrt: None, expr: bind(&typing.program.expr)?, shape: bind_shape(&typing.shape())? }];
+    let value = bind(&typing.program.expr)?;
+    let mut targets = vec![PlanTarget { wrt: None, expr: value, shape: bind_shape(&typing.shape())? }];
     for g in &derivation.gradients {
         let index = g.wrt.index.as_ref().map(|i| bind_index(i, &indices)).transpose()?;
         let free = index.as_ref().and_then(|i| i.terms.keys().next().cloned());
         let Some(name) = free else {
             let wrt = VarName { name: g.wrt.name.clone(), index };
-            targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr)?, shape: bind_shape(&g.shape)? });
+            targets.push(PlanTarget { wrt: Some(wrt), expr: bind(&g.expr)?, shape: bind_shape(&g.shape)? });
             continue;
         };
         // `W[j]` of a product of known length: one gradient per member.
@@ -142,7 +142,7 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
                 g.shape.rows.subst(&name, &value)?,
                 g.shape.cols.subst(&name, &value)?,
             ))?;
-            targets.push(Target { wrt: Some(wrt), expr, shape });
+            targets.push(PlanTarget { wrt: Some(wrt), expr, shape });
         }
     }
     let mut typer = typing.typer().clone();
@@ -289,7 +289,7 @@ fn bind_index(i: &Index, values: &[(String, i64)]) -> Result<Index> {
 /// the forward value), without pricing the alternatives: `forward` and
 /// `separate` are left zero.
 pub fn compile_targets(
-    targets: &[Target],
+    targets: &[PlanTarget],
     typer: &Typer,
     upstream: Option<&VarName>,
     options: &PlanOptions,
@@ -305,7 +305,7 @@ struct Compiled {
 }
 
 fn compile_graph(
-    targets: &[Target],
+    targets: &[PlanTarget],
     typer: &Typer,
     upstream: Option<&VarName>,
     options: &PlanOptions,
@@ -367,7 +367,7 @@ fn chains_of(graph: &Graph, order: &[NodeId]) -> Vec<NodeId> {
 
 impl Compiled {
     /// The plan of every target together.
-    fn write(&self, targets: &[Target], strategy: Strategy) -> Plan {
+    fn write(&self, targets: &[PlanTarget], strategy: Strategy) -> Plan {
         let graph = &self.graph;
         let order = topological(graph, &self.roots);
         let schedule =

@@ -2,10 +2,10 @@
 
 use std::fmt;
 
-use super::{Input, Op, Operand, Output, Plan, PlanStep, Sweeps, Value};
+use super::{Op, Operand, Output, Plan, PlanInput, PlanStep, Sweeps, Value};
 use crate::syntax::format_number;
 
-fn operand_text(inputs: &[Input], steps: &[PlanStep], o: Operand) -> String {
+fn operand_text(inputs: &[PlanInput], steps: &[PlanStep], o: Operand) -> String {
     let base = match o.value {
         Value::Input(k) => inputs[k].var.to_string(),
         Value::Step(k) => steps[k].out.clone(),

@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use super::cost;
 use super::lower::{Atom, Graph, Node, NodeId};
 use super::schedule::{Role, Schedule, Term};
-use super::{Cost, Input, Op, Operand, Plan, PlanStep, Value};
+use super::{Cost, Op, Operand, Plan, PlanInput, PlanStep, Value};
 use crate::shape::Shape;
 use crate::syntax::{Func, VarName};
 
@@ -16,7 +16,7 @@ use crate::syntax::{Func, VarName};
 pub(super) struct Writer<'a> {
     graph: &'a Graph,
     schedule: &'a Schedule,
-    pub(super) inputs: Vec<Input>,
+    pub(super) inputs: Vec<PlanInput>,
     pub(super) steps: Vec<PlanStep>,
     values: FxHashMap<NodeId, Operand>,
     prod_steps: FxHashMap<u32, usize>,
@@ -98,7 +98,7 @@ impl<'a> Writer<'a> {
         let a = |w: &Self, x: &Atom| w.atom(*x);
         let value = match &self.graph.nodes[n as usize] {
             Node::Input(v) => {
-                self.inputs.push(Input { var: v.clone(), shape });
+                self.inputs.push(PlanInput { var: v.clone(), shape });
                 Operand { value: Value::Input(self.inputs.len() - 1), transposed: false }
             }
             Node::Num(bits) => Operand { value: Value::Num(f64::from_bits(*bits)), transposed: false },
