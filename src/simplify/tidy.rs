@@ -216,56 +216,10 @@ impl Tidier<'_> {
                     (sum, self.shape(e, &[s])?)
                 }
                 ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
-                    let (mut a, sa) = self.norm(lhs, t)?;
-                    let (mut b, sb) = self.norm(rhs, t)?;
-                    if *op == BinOp::Sub {
-                        for term in &mut b {
-                            term.coeff = -term.coeff;
-                        }
-                    }
-                    let s = self.shape(e, &[sa, sb])?;
-                    let whole = self.typer.is_scalar(s);
-                    for (side, shape) in [(&mut a, sa), (&mut b, sb)] {
-                        if self.typer.is_scalar(shape) && !whole {
-                            side.iter_mut().for_each(|t| t.broadcast = true);
-                        }
-                    }
-                    a.append(&mut b);
-                    (a, s)
+                    self.norm_sum(e, op, lhs, rhs, t)?
                 }
-                ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-                    let (a, sa) = self.norm(lhs, t)?;
-                    let (b, sb) = self.norm(rhs, t)?;
-                    let s = self.shape(e, &[sa, sb])?;
-                    let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
-                    let mut a = self.single(a, a_scalar);
-                    let mut b = self.single(b, b_scalar);
-                    if self.typer.is_scaling(sa, sb) {
-                        if a_scalar {
-                            a = a.into_scalar_factor();
-                        } else {
-                            b = b.into_scalar_factor();
-                        }
-                    }
-                    let term = if t { Monomial::times_transposed(a, b) } else { a.times(b) };
-                    (vec![term], s)
-                }
-                ExprKind::Call(Func::Tr, a) => {
-                    let (sum, sa) = self.norm(a, false)?;
-                    let s = self.shape(e, &[sa])?;
-                    if self.typer.is_scalar(sa) {
-                        (sum, s)
-                    } else if sum.len() == 1 {
-                        let mut term = sum.into_iter().next().expect("one term");
-                        let chain = std::mem::take(&mut term.chain);
-                        let inner =
-                            chain.into_iter().reduce(mul).unwrap_or_else(|| Rc::new(Expr::identity()));
-                        term.scalars.push(Rc::new(Expr::call(Func::Tr, inner)));
-                        (vec![term], s)
-                    } else {
-                        (vec![Monomial::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s)
-                    }
-                }
+                ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => self.norm_product(e, lhs, rhs, t)?,
+                ExprKind::Call(Func::Tr, a) => self.norm_trace(e, a)?,
                 ExprKind::Call(f, a) => {
                     // A function of a matrix is a leaf; transposed, it stays
                     // whole (`tanh(W * X)^T`), as the forward pass computed it.
@@ -273,82 +227,10 @@ impl Tidier<'_> {
                     let s = self.shape(e, &[sa])?;
                     (vec![self.leaf(Expr::call(*f, build_sum(sum)), s, t)], s)
                 }
-                ExprKind::Power(a, k) => {
-                    // (X^a)^b = X^(ab) for integers: (X^-1)^-1 = X.
-                    if let ExprKind::Power(inner, j) = &a.kind {
-                        if let Some(jk) = j.checked_mul(*k) {
-                            let merged = Rc::new(Expr::synthetic(ExprKind::Power(inner.clone(), jk)));
-                            return self.norm(if jk == 1 { inner } else { &merged }, t);
-                        }
-                    }
-                    let (sum, sa) = self.norm(a, false)?;
-                    let s = self.shape(e, &[sa])?;
-                    (vec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, t)], s)
-                }
-                ExprKind::HadamardPower(a, p) => {
-                    if *p == 1.0 {
-                        // X .^ 1 is X: normalised once (twice doubled the time per level).
-                        let (sum, sa) = self.norm(a, t)?;
-                        return Ok((sum, self.shape(e, &[sa])?));
-                    }
-                    let (sum, sa) = self.norm(a, false)?;
-                    let s = self.shape(e, &[sa])?;
-                    (
-                        vec![self.leaf(
-                            Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p)),
-                            s,
-                            t,
-                        )],
-                        s,
-                    )
-                }
-                ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => {
-                    // (A / s)ᵀ = Aᵀ / s; numbers and scalars of A move out.
-                    let (a, sa) = self.norm(lhs, t)?;
-                    let (b, sb) = self.norm(rhs, false)?;
-                    let s = self.shape(e, &[sa, sb])?;
-                    let mut outer = Monomial::number(1.0);
-                    let numerator = factor_out(a, &mut outer);
-                    let leaf = Expr::binary(BinOp::Div, numerator, build_sum(b));
-                    (vec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))], s)
-                }
-                ExprKind::Binary { op, lhs, rhs, .. } => {
-                    // Entrywise operations commute with the transpose.
-                    let (a, sa) = self.norm(lhs, t)?;
-                    let (b, sb) = self.norm(rhs, t)?;
-                    let s = self.shape(e, &[sa, sb])?;
-                    let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
-                    if *op == BinOp::Hadamard {
-                        // 𝟙 ⊙ B = B, and a scalar side is a scalar multiple.
-                        if is_ones(&a) && !b_scalar {
-                            return Ok((b, s));
-                        }
-                        if is_ones(&b) && !a_scalar {
-                            return Ok((a, s));
-                        }
-                        if a_scalar || b_scalar {
-                            let a = self.single(a, a_scalar);
-                            let b = self.single(b, b_scalar);
-                            let (a, b) = if a_scalar {
-                                (a.into_scalar_factor(), b)
-                            } else {
-                                (a, b.into_scalar_factor())
-                            };
-                            return Ok((vec![a.times(b)], s));
-                        }
-                    }
-                    // Numbers and scalar factors of the operands move out:
-                    // (c A) ⊙ B = c (A ⊙ B); only the numerator of ./ gives them.
-                    let mut outer = Monomial::number(1.0);
-                    let a = factor_out(a, &mut outer);
-                    let b = if *op == BinOp::Hadamard {
-                        factor_out(b, &mut outer)
-                    } else {
-                        Rc::new(build_sum(b))
-                    };
-                    let leaf = Expr::binary(*op, a, b);
-                    (vec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))], s)
-                }
+                ExprKind::Power(a, k) => self.norm_power(e, a, k, t)?,
+                ExprKind::HadamardPower(a, p) => self.norm_hadamard_power(e, a, p, t)?,
+                ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => self.norm_div(e, lhs, rhs, t)?,
+                ExprKind::Binary { op, lhs, rhs, .. } => self.norm_entrywise(e, op, lhs, rhs, t)?,
                 ExprKind::Differential(_) => {
                     let s = self
                         .typer
@@ -364,6 +246,151 @@ impl Tidier<'_> {
                 }
             })
         })
+    }
+
+    /// `lhs ± rhs`: the terms of both sides, a scalar side broadcast.
+    fn norm_sum(
+        &mut self,
+        e: &Rc<Expr>,
+        op: &BinOp,
+        lhs: &Rc<Expr>,
+        rhs: &Rc<Expr>,
+        t: bool,
+    ) -> Result<(Sum, IShape)> {
+        let (mut a, sa) = self.norm(lhs, t)?;
+        let (mut b, sb) = self.norm(rhs, t)?;
+        if *op == BinOp::Sub {
+            for term in &mut b {
+                term.coeff = -term.coeff;
+            }
+        }
+        let s = self.shape(e, &[sa, sb])?;
+        let whole = self.typer.is_scalar(s);
+        for (side, shape) in [(&mut a, sa), (&mut b, sb)] {
+            if self.typer.is_scalar(shape) && !whole {
+                side.iter_mut().for_each(|t| t.broadcast = true);
+            }
+        }
+        a.append(&mut b);
+        Ok((a, s))
+    }
+
+    /// `lhs * rhs`: one term, a scalar side a scalar factor; transposed, the chains swap.
+    fn norm_product(
+        &mut self,
+        e: &Rc<Expr>,
+        lhs: &Rc<Expr>,
+        rhs: &Rc<Expr>,
+        t: bool,
+    ) -> Result<(Sum, IShape)> {
+        let (a, sa) = self.norm(lhs, t)?;
+        let (b, sb) = self.norm(rhs, t)?;
+        let s = self.shape(e, &[sa, sb])?;
+        let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
+        let mut a = self.single(a, a_scalar);
+        let mut b = self.single(b, b_scalar);
+        if self.typer.is_scaling(sa, sb) {
+            if a_scalar {
+                a = a.into_scalar_factor();
+            } else {
+                b = b.into_scalar_factor();
+            }
+        }
+        let term = if t { Monomial::times_transposed(a, b) } else { a.times(b) };
+        Ok((vec![term], s))
+    }
+
+    /// `tr(a)`: a scalar's trace is the scalar; one term's chain goes inside `tr`.
+    fn norm_trace(&mut self, e: &Rc<Expr>, a: &Rc<Expr>) -> Result<(Sum, IShape)> {
+        let (sum, sa) = self.norm(a, false)?;
+        let s = self.shape(e, &[sa])?;
+        if self.typer.is_scalar(sa) {
+            Ok((sum, s))
+        } else if sum.len() == 1 {
+            let mut term = sum.into_iter().next().expect("one term");
+            let chain = std::mem::take(&mut term.chain);
+            let inner = chain.into_iter().reduce(mul).unwrap_or_else(|| Rc::new(Expr::identity()));
+            term.scalars.push(Rc::new(Expr::call(Func::Tr, inner)));
+            Ok((vec![term], s))
+        } else {
+            Ok((vec![Monomial::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s))
+        }
+    }
+
+    /// `a^k`: a leaf, with (X^a)^b = X^(ab).
+    fn norm_power(&mut self, e: &Rc<Expr>, a: &Rc<Expr>, k: &i64, t: bool) -> Result<(Sum, IShape)> {
+        // (X^a)^b = X^(ab) for integers: (X^-1)^-1 = X.
+        if let ExprKind::Power(inner, j) = &a.kind {
+            if let Some(jk) = j.checked_mul(*k) {
+                let merged = Rc::new(Expr::synthetic(ExprKind::Power(inner.clone(), jk)));
+                return self.norm(if jk == 1 { inner } else { &merged }, t);
+            }
+        }
+        let (sum, sa) = self.norm(a, false)?;
+        let s = self.shape(e, &[sa])?;
+        Ok((vec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, t)], s))
+    }
+
+    /// `a .^ p`: a leaf; `a .^ 1` is `a`.
+    fn norm_hadamard_power(&mut self, e: &Rc<Expr>, a: &Rc<Expr>, p: &f64, t: bool) -> Result<(Sum, IShape)> {
+        if *p == 1.0 {
+            // X .^ 1 is X: normalised once (twice doubled the time per level).
+            let (sum, sa) = self.norm(a, t)?;
+            return Ok((sum, self.shape(e, &[sa])?));
+        }
+        let (sum, sa) = self.norm(a, false)?;
+        let s = self.shape(e, &[sa])?;
+        Ok((vec![self.leaf(Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p)), s, t)], s))
+    }
+
+    /// `lhs / rhs` (rhs a scalar): a leaf, the numbers and scalars of `lhs` moved out.
+    fn norm_div(&mut self, e: &Rc<Expr>, lhs: &Rc<Expr>, rhs: &Rc<Expr>, t: bool) -> Result<(Sum, IShape)> {
+        // (A / s)ᵀ = Aᵀ / s; numbers and scalars of A move out.
+        let (a, sa) = self.norm(lhs, t)?;
+        let (b, sb) = self.norm(rhs, false)?;
+        let s = self.shape(e, &[sa, sb])?;
+        let mut outer = Monomial::number(1.0);
+        let numerator = factor_out(a, &mut outer);
+        let leaf = Expr::binary(BinOp::Div, numerator, build_sum(b));
+        Ok((vec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))], s))
+    }
+
+    /// `lhs .* rhs`, `lhs ./ rhs`: entrywise, so they commute with the transpose.
+    fn norm_entrywise(
+        &mut self,
+        e: &Rc<Expr>,
+        op: &BinOp,
+        lhs: &Rc<Expr>,
+        rhs: &Rc<Expr>,
+        t: bool,
+    ) -> Result<(Sum, IShape)> {
+        // Entrywise operations commute with the transpose.
+        let (a, sa) = self.norm(lhs, t)?;
+        let (b, sb) = self.norm(rhs, t)?;
+        let s = self.shape(e, &[sa, sb])?;
+        let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
+        if *op == BinOp::Hadamard {
+            // 𝟙 ⊙ B = B, and a scalar side is a scalar multiple.
+            if is_ones(&a) && !b_scalar {
+                return Ok((b, s));
+            }
+            if is_ones(&b) && !a_scalar {
+                return Ok((a, s));
+            }
+            if a_scalar || b_scalar {
+                let a = self.single(a, a_scalar);
+                let b = self.single(b, b_scalar);
+                let (a, b) = if a_scalar { (a.into_scalar_factor(), b) } else { (a, b.into_scalar_factor()) };
+                return Ok((vec![a.times(b)], s));
+            }
+        }
+        // Numbers and scalar factors of the operands move out:
+        // (c A) ⊙ B = c (A ⊙ B); only the numerator of ./ gives them.
+        let mut outer = Monomial::number(1.0);
+        let a = factor_out(a, &mut outer);
+        let b = if *op == BinOp::Hadamard { factor_out(b, &mut outer) } else { Rc::new(build_sum(b)) };
+        let leaf = Expr::binary(*op, a, b);
+        Ok((vec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))], s))
     }
 }
 
