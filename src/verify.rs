@@ -215,7 +215,7 @@ struct Decision {
 /// [`ATTEMPTS`] times where its values cannot decide. A difference on any
 /// instance decides "not equivalent"; agreement needs every instance.
 fn decide_numerically(
-    d: &crate::Derivation,
+    d: &crate::derive::Derivation,
     claim: &Expr,
     options: &VerifyOptions,
     deadline: &Deadline,
@@ -349,7 +349,7 @@ fn domains_text(domains: &BTreeMap<VarName, Domain>) -> String {
 /// The instances a numeric decision draws: INSTANCES seeds; for a gradient
 /// under a side condition `lo <= j <= hi` of one more index `n`, every
 /// n in 1..=6 and every j the condition allows, each with random sizes.
-fn instances(g: &crate::Gradient) -> Vec<CheckOptions> {
+fn instances(g: &crate::derive::Gradient) -> Vec<CheckOptions> {
     let seeds = || (1..=INSTANCES).map(|seed| CheckOptions { seed, ..Default::default() }).collect();
     let (Some(index), [condition]) = (&g.wrt.index, &g.differential.conditions[..]) else { return seeds() };
     let inner: Vec<&String> = index.terms.keys().collect();
@@ -378,7 +378,7 @@ fn instances(g: &crate::Gradient) -> Vec<CheckOptions> {
     out
 }
 
-fn upstream_of(d: &crate::Derivation) -> Option<VarName> {
+fn upstream_of(d: &crate::derive::Derivation) -> Option<VarName> {
     match &d.mode {
         crate::calculus::Mode::Layer { upstream } => Some(upstream.clone()),
         crate::calculus::Mode::Scalar => None,
@@ -386,12 +386,13 @@ fn upstream_of(d: &crate::Derivation) -> Option<VarName> {
 }
 
 fn unknown_variable(e: &Expr, known: &[VarName]) -> Option<VarName> {
-    crate::stack::ensure(|| {
-        if let ExprKind::Var(v) = &e.kind {
-            if !known.contains(v) {
-                return Some(VarName::clone(v));
-            }
+    let mut unknown = None;
+    e.any(|e| match &e.kind {
+        ExprKind::Var(v) if !known.contains(v) => {
+            unknown = Some(VarName::clone(v));
+            true
         }
-        e.children().find_map(|c| unknown_variable(c, known))
-    })
+        _ => false,
+    });
+    unknown
 }

@@ -193,6 +193,18 @@ impl<'p> Occurrences<'p> {
         steps: bool,
     ) -> Result<Differential> {
         self.check_target(wrt)?;
+        self.differentiate_checked(typing, wrt, mode, steps)
+    }
+
+    /// [`Occurrences::differentiate`] of a target that has passed
+    /// [`Occurrences::check_target`].
+    pub fn differentiate_checked(
+        &mut self,
+        typing: &Typing<'p>,
+        wrt: &VarName,
+        mode: &Mode,
+        steps: bool,
+    ) -> Result<Differential> {
         let root = self.root();
         let start = match mode {
             Mode::Scalar => Expr::num(1.0),
@@ -429,14 +441,7 @@ impl<'t, 'p> Walk<'t, 'p> {
         }
         let at = j.minus(&offset).map_err(in_prod)?;
         let one = Index::constant(1);
-        let part = |lo: &Index, hi: &Index| {
-            Expr::synthetic(ExprKind::Prod(Rc::new(crate::syntax::Prod {
-                body: body.clone(),
-                var: var.clone(),
-                lo: lo.clone(),
-                hi: hi.clone(),
-            })))
-        };
+        let part = |lo: &Index, hi: &Index| Expr::prod(body.clone(), var.clone(), lo.clone(), hi.clone());
         let (left, right) =
             (part(lo, &at.minus(&one).map_err(in_prod)?), part(&at.plus(&one).map_err(in_prod)?, hi));
         let factor = Expr::synthetic(ExprKind::Var(Rc::new(self.wrt.clone())));

@@ -12,7 +12,7 @@ use super::{
 use crate::calculus::Mode;
 use crate::error::{Error, ErrorKind, Result};
 use crate::syntax::{DomainSpec, ExprKind, VarName};
-use crate::Derivation;
+use crate::derive::Derivation;
 
 /// Where the finite differences are less accurate than [`TOLERANCE`] (a
 /// large loss whose rounding swamps a small gradient), a gradient within
@@ -20,11 +20,6 @@ use crate::Derivation;
 /// is below this, relative to the gradient: noisier differences decide
 /// nothing (and a gradient off by 1e-4 is always told apart).
 pub const MAX_FD_ERROR: f64 = 5e-6;
-
-/// Below this size (Frobenius, absolute) a gradient counts as zero when
-/// weighing the differences' noise: a zero gradient agrees with
-/// differences whose noise is below `MAX_FD_ERROR` times this.
-const ZERO_SCALE: f64 = 1e-3;
 
 /// Default [`CheckOptions::time_limit`]. Finite differences evaluate the
 /// expression some 40 times per entry of every gradient: at sizes of a few
@@ -36,25 +31,11 @@ pub const CHECK_TIME_LIMIT: Duration = Duration::from_secs(30);
 /// before they start: at 10¹¹ the check would run for minutes.
 pub const MAX_FD_MADDS: u128 = 20_000_000_000;
 
-/// Evaluations of the expression per entry of a gradient, at most (two
-/// Ridders tableaus of ten rounds, two evaluations each).
-const EVALUATIONS_PER_ENTRY: u128 = 40;
-
-/// A value whose rounding noise is above this fraction of it has cancelled.
-const CANCELLED: f64 = 1e-3;
-
-/// Two evaluation orders of an accurate value may differ by this many
-/// times its estimated rounding before the plan is taken to be wrong.
-const PLAN_MARGIN: f64 = 1000.0;
-
 /// Instances every check compares on: the sizes of the seed, fresh values
 /// at scales 1, 1/2, 2 and 4 ([`super::SCALES`]). A claim wrong
 /// only for some signs, or at some scale, shows on one of them where it
 /// might not on one alone.
 pub const INSTANCES: usize = 4;
-
-/// More instances tried, at most, for gradients those left undecided.
-const MAX_NOISY_REDRAWS: usize = 6;
 
 /// How to instantiate a check.
 #[derive(Clone, Debug)]
@@ -184,6 +165,30 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
     Ok(CheckReport { sizes, seed: options.seed, indices, domains, redraws, instances, results })
 }
 
+/// Why a gradient that, with the expression and its differences, is
+/// exactly zero on every instance is undecided.
+pub const EXACTLY_ZERO: &str =
+    "the expression and its differences are exactly zero here, and this gradient is zero to within its rounding (underflow, or zero everywhere): nothing is tested";
+
+/// Below this size (Frobenius, absolute) a gradient counts as zero when
+/// weighing the differences' noise: a zero gradient agrees with
+/// differences whose noise is below `MAX_FD_ERROR` times this.
+const ZERO_SCALE: f64 = 1e-3;
+
+/// Evaluations of the expression per entry of a gradient, at most (two
+/// Ridders tableaus of ten rounds, two evaluations each).
+const EVALUATIONS_PER_ENTRY: u128 = 40;
+
+/// A value whose rounding noise is above this fraction of it has cancelled.
+const CANCELLED: f64 = 1e-3;
+
+/// Two evaluation orders of an accurate value may differ by this many
+/// times its estimated rounding before the plan is taken to be wrong.
+const PLAN_MARGIN: f64 = 1000.0;
+
+/// More instances tried, at most, for gradients those left undecided.
+const MAX_NOISY_REDRAWS: usize = 6;
+
 /// Compares every gradient on one instance.
 fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) -> Result<Vec<CheckResult>> {
     let env = instance.env;
@@ -312,11 +317,6 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
     Ok(results)
 }
 
-/// Why a gradient that, with the expression and its differences, is
-/// exactly zero on every instance is undecided.
-pub const EXACTLY_ZERO: &str =
-    "the expression and its differences are exactly zero here, and this gradient is zero to within its rounding (underflow, or zero everywhere): nothing is tested";
-
 /// The first step of finite differences: a tenth of an entry of typical size.
 const DEFAULT_STEP: f64 = 0.1;
 
@@ -352,7 +352,7 @@ fn differences(
     Ok(Some((numeric, noise)))
 }
 
-fn not_finite(g: &crate::Gradient) -> CheckResult {
+fn not_finite(g: &crate::derive::Gradient) -> CheckResult {
     CheckResult {
         wrt: g.wrt.clone(),
         outcome: Outcome::Undecided,

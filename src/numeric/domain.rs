@@ -201,6 +201,15 @@ pub fn domains(
     Ok(analysis.domains.into_iter().filter(|(_, d)| *d != Domain::ANY).collect())
 }
 
+/// The domain of a variable (or family member) in a map of domains.
+pub fn domain_of(domains: &BTreeMap<VarName, Domain>, v: &VarName) -> Domain {
+    domains
+        .get(v)
+        .or_else(|| domains.iter().find(|(k, _)| same_variable(k, v)).map(|(_, d)| d))
+        .copied()
+        .unwrap_or_default()
+}
+
 /// The signs an expression's entries take with positive probability.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Signs(u8);
@@ -785,15 +794,6 @@ impl Context {
 /// (`W[i]` and `W[3]`; a plain `W` is another variable).
 fn same_variable(a: &VarName, b: &VarName) -> bool {
     a == b || (a.name == b.name && a.index.is_some() && b.index.is_some())
-}
-
-/// The domain of a variable (or family member) in a map of domains.
-pub fn domain_of(domains: &BTreeMap<VarName, Domain>, v: &VarName) -> Domain {
-    domains
-        .get(v)
-        .or_else(|| domains.iter().find(|(k, _)| same_variable(k, v)).map(|(_, d)| d))
-        .copied()
-        .unwrap_or_default()
 }
 
 /// The variables of `e`, each once.

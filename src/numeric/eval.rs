@@ -23,17 +23,6 @@ pub struct Env {
     pub indices: Vec<(String, i64)>,
 }
 
-/// An intermediate value: a matrix, or c·I whose size the context decides.
-#[derive(Clone, Debug)]
-enum Value {
-    Matrix(Matrix),
-    Identity(f64),
-}
-
-fn fail(message: String) -> Error {
-    Error::new(ErrorKind::Internal, message)
-}
-
 /// Evaluates `e`. With the expected shape of the result given, every `I`
 /// whose size only that shape decides (a gradient `a * I`) gets it.
 ///
@@ -120,6 +109,17 @@ impl<'e> Evaluator<'e> {
             },
         }
     }
+}
+
+/// An intermediate value: a matrix, or c·I whose size the context decides.
+#[derive(Clone, Debug)]
+enum Value {
+    Matrix(Matrix),
+    Identity(f64),
+}
+
+fn fail(message: String) -> Error {
+    Error::new(ErrorKind::Internal, message)
 }
 
 fn matrix(v: Value, what: &Expr) -> Result<Matrix> {

@@ -11,10 +11,10 @@ use rand::{Rng, SeedableRng};
 use super::{domain_of, domains, eval, gradient_value, norm, size_of, CheckOptions, Deadline, Domain, Env, Matrix, Sign, Structure};
 use crate::calculus::Mode;
 use crate::error::{Error, ErrorKind, Result};
-use crate::plan::{Plan, PlanOptions, Target};
+use crate::plan::{Plan, PlanOptions, PlanTarget};
 use crate::shape::{Dim, Shape, Typer};
 use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
-use crate::Derivation;
+use crate::derive::Derivation;
 
 /// A random instance of a derivation: sizes for the symbolic dimensions and
 /// values for every variable (and the upstream gradient), drawn from each
@@ -32,15 +32,6 @@ pub struct Instance {
     /// The scale the values were drawn at (see [`scale_of`]).
     pub scale: f64,
 }
-
-/// Instances tried before giving up on finding one where the expression is
-/// defined and well conditioned.
-pub const MAX_DRAWS: usize = 20;
-
-/// Most multiply-adds one evaluation of the expression and its gradients
-/// may take on an instance: past it (a chain of sixty 1000x1000 matrices),
-/// drawing the instance alone would take minutes, and is refused first.
-pub const MAX_EVALUATION_MADDS: u128 = 2_000_000_000;
 
 impl Instance {
     /// Draws an instance (seeded). Index symbols (`n` of a product's range,
@@ -184,6 +175,86 @@ impl Instance {
     }
 }
 
+/// Instances tried before giving up on finding one where the expression is
+/// defined and well conditioned.
+pub const MAX_DRAWS: usize = 20;
+
+/// Most multiply-adds one evaluation of the expression and its gradients
+/// may take on an instance: past it (a chain of sixty 1000x1000 matrices),
+/// drawing the instance alone would take minutes, and is refused first.
+pub const MAX_EVALUATION_MADDS: u128 = 2_000_000_000;
+
+/// The scales of the instances of one check or verdict, in turn: values
+/// within ±1 keep `1 - y` positive and `cos` of them positive, so a claim
+/// such as `|1 - y|` or `|cos(X)|` would pass there.
+/// Past the first four they move outward, for values that only decide
+/// at some scale (a huge loss that rounds off a small gradient).
+pub const SCALES: [f64; 10] = [1.0, 0.5, 2.0, 4.0, 0.25, 0.125, 8.0, 0.0625, 16.0, 0.03125];
+
+/// The scale of the `redraw`-th draw of the `instance`-th instance: the
+/// instance's own scale ([`SCALES`]), then on redraws (the values were not
+/// finite or ill-conditioned there) alternately smaller and larger ones,
+/// ×1/2, ×2, ×1/4, ×4, …: `sigmoid(-norm(P) * norm(M)^2)` underflows at
+/// scale 1, `log(1 - sigmoid(X*w))` at scale 4.
+pub fn scale_of(instance: usize, redraw: usize) -> f64 {
+    let step = (redraw as i32 + 1) / 2 * if redraw % 2 == 1 { -1 } else { 1 };
+    SCALES[instance % SCALES.len()] * 2f64.powi(step.clamp(-1000, 1000))
+}
+
+/// Largest condition number accepted under an inverse, `det` or `logdet`.
+pub const MAX_CONDITION: f64 = 1e8;
+/// Smallest magnitude accepted under `log`, `sqrt`, a divisor or a
+/// fractional power, absolutely and relative to the argument's size.
+const MIN_MAGNITUDE: f64 = 1e-6;
+const MIN_RELATIVE_MAGNITUDE: f64 = 1e-3;
+
+/// The plan of a derivation at concrete sizes: index symbols bound, every
+/// variable (`shapes`: name, rows, columns) of its size.
+pub fn instance_plan(
+    derivation: &Derivation,
+    shapes: &[(VarName, usize, usize)],
+    indices: &[(String, i64)],
+) -> Result<Plan> {
+    let bind =
+        |e: &Expr| indices.iter().try_fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
+    let concrete = |r: usize, c: usize| Shape::new(Dim::Const(r as u64), Dim::Const(c as u64));
+    let mut typer = Typer::new();
+    for (v, r, c) in shapes {
+        typer.insert_var(v.clone(), &concrete(*r, *c));
+    }
+    // The value has the upstream gradient's shape, or is a scalar.
+    let (r, c) = match &derivation.mode {
+        Mode::Layer { upstream } => shapes
+            .iter()
+            .find(|(v, _, _)| v == upstream)
+            .map(|(_, r, c)| (*r, *c))
+            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no size for `{upstream}`")))?,
+        Mode::Scalar => (1, 1),
+    };
+    let value = bind(&derivation.typing.program.expr)?;
+    let mut targets = vec![PlanTarget { wrt: None, expr: value, shape: concrete(r, c) }];
+    for g in &derivation.gradients {
+        let wrt = VarName {
+            name: g.wrt.name.clone(),
+            index: g
+                .wrt
+                .index
+                .as_ref()
+                .map(|i| indices.iter().try_fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v))))
+                .transpose()?,
+        };
+        let &(_, r, c) = shapes.iter().find(|(v, _, _)| *v == wrt).ok_or_else(|| {
+            Error::new(ErrorKind::Internal, format!("no size for `{wrt}`"))
+        })?;
+        targets.push(PlanTarget { wrt: Some(wrt), expr: bind(&g.expr)?, shape: concrete(r, c) });
+    }
+    let upstream = match &derivation.mode {
+        Mode::Layer { upstream } => Some(upstream),
+        Mode::Scalar => None,
+    };
+    crate::plan::compile_targets(&targets, &typer, upstream, &PlanOptions::default())
+}
+
 /// Gives a scalar variable, or the determinant of an invertible one, the
 /// sign its pattern says for this instance: each variable has a pattern of
 /// three signs with both in it (from the seed and its name), so three
@@ -208,23 +279,6 @@ fn pattern_sign(m: &mut Matrix, d: Domain, v: &VarName, options: &CheckOptions) 
     if (value < 0.0) != negative {
         m.row_mut(0).neg_mut();
     }
-}
-
-/// The scales of the instances of one check or verdict, in turn: values
-/// within ±1 keep `1 - y` positive and `cos` of them positive, so a claim
-/// such as `|1 - y|` or `|cos(X)|` would pass there.
-/// Past the first four they move outward, for values that only decide
-/// at some scale (a huge loss that rounds off a small gradient).
-pub const SCALES: [f64; 10] = [1.0, 0.5, 2.0, 4.0, 0.25, 0.125, 8.0, 0.0625, 16.0, 0.03125];
-
-/// The scale of the `redraw`-th draw of the `instance`-th instance: the
-/// instance's own scale ([`SCALES`]), then on redraws (the values were not
-/// finite or ill-conditioned there) alternately smaller and larger ones,
-/// ×1/2, ×2, ×1/4, ×4, …: `sigmoid(-norm(P) * norm(M)^2)` underflows at
-/// scale 1, `log(1 - sigmoid(X*w))` at scale 4.
-pub fn scale_of(instance: usize, redraw: usize) -> f64 {
-    let step = (redraw as i32 + 1) / 2 * if redraw % 2 == 1 { -1 } else { 1 };
-    SCALES[instance % SCALES.len()] * 2f64.powi(step.clamp(-1000, 1000))
 }
 
 /// The name of a symbolic dimension under values of the index symbols
@@ -254,13 +308,6 @@ fn trouble_with(derivation: &Derivation, env: &Env, deadline: &Deadline) -> Resu
     }
     Ok(trouble(&derivation.typing.program.expr, env))
 }
-
-/// Largest condition number accepted under an inverse, `det` or `logdet`.
-pub const MAX_CONDITION: f64 = 1e8;
-/// Smallest magnitude accepted under `log`, `sqrt`, a divisor or a
-/// fractional power, absolutely and relative to the argument's size.
-const MIN_MAGNITUDE: f64 = 1e-6;
-const MIN_RELATIVE_MAGNITUDE: f64 = 1e-3;
 
 /// Why an instance is a poor place for finite differences: a matrix that is
 /// inverted while ill-conditioned, or an entry near zero where the
@@ -359,77 +406,24 @@ fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Res
 
 /// Every `prod(F, i=lo..hi)` as (the family its body uses, lo, hi).
 pub(super) fn product_ranges(e: &Expr) -> Vec<(String, Index, Index)> {
-    crate::stack::ensure(|| {
-        let mut out = vec![];
+    let mut out = vec![];
+    e.for_each(|e| {
         if let ExprKind::Prod(prod) = &e.kind {
             let crate::syntax::Prod { body, var, lo, hi } = &**prod;
             let mut families = vec![];
             collect_families(body, var, &mut families);
             out.extend(families.into_iter().map(|f| (f, lo.clone(), hi.clone())));
         }
-        for c in e.children() {
-            out.extend(product_ranges(c));
-        }
-        out
-    })
+    });
+    out
 }
 
 fn collect_families(e: &Expr, var: &str, out: &mut Vec<String>) {
-    crate::stack::ensure(|| {
+    e.for_each(|e| {
         if let ExprKind::Var(v) = &e.kind {
             if v.index.as_ref().is_some_and(|i| i.mentions(var)) && !out.contains(&v.name) {
                 out.push(v.name.clone());
             }
         }
-        for c in e.children() {
-            collect_families(c, var, out);
-        }
     })
-}
-
-/// The plan of a derivation at concrete sizes: index symbols bound, every
-/// variable (`shapes`: name, rows, columns) of its size.
-pub fn instance_plan(
-    derivation: &Derivation,
-    shapes: &[(VarName, usize, usize)],
-    indices: &[(String, i64)],
-) -> Result<Plan> {
-    let bind =
-        |e: &Expr| indices.iter().try_fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
-    let concrete = |r: usize, c: usize| Shape::new(Dim::Const(r as u64), Dim::Const(c as u64));
-    let mut typer = Typer::new();
-    for (v, r, c) in shapes {
-        typer.insert_var(v.clone(), &concrete(*r, *c));
-    }
-    // The value has the upstream gradient's shape, or is a scalar.
-    let (r, c) = match &derivation.mode {
-        Mode::Layer { upstream } => shapes
-            .iter()
-            .find(|(v, _, _)| v == upstream)
-            .map(|(_, r, c)| (*r, *c))
-            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no size for `{upstream}`")))?,
-        Mode::Scalar => (1, 1),
-    };
-    let value = bind(&derivation.typing.program.expr)?;
-    let mut targets = vec![Target { wrt: None, expr: value, shape: concrete(r, c) }];
-    for g in &derivation.gradients {
-        let wrt = VarName {
-            name: g.wrt.name.clone(),
-            index: g
-                .wrt
-                .index
-                .as_ref()
-                .map(|i| indices.iter().try_fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v))))
-                .transpose()?,
-        };
-        let &(_, r, c) = shapes.iter().find(|(v, _, _)| *v == wrt).ok_or_else(|| {
-            Error::new(ErrorKind::Internal, format!("no size for `{wrt}`"))
-        })?;
-        targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr)?, shape: concrete(r, c) });
-    }
-    let upstream = match &derivation.mode {
-        Mode::Layer { upstream } => Some(upstream),
-        Mode::Scalar => None,
-    };
-    crate::plan::compile_targets(&targets, &typer, upstream, &PlanOptions::default())
 }

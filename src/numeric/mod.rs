@@ -211,7 +211,7 @@ pub fn random_matrix(shape: &Shape, sizes: &BTreeMap<String, usize>, rng: &mut S
 
 /// The value of a gradient formula, as a matrix of its variable's shape (a
 /// lone `I` takes that size, a scalar `0` fills it).
-pub fn gradient_value(g: &crate::Gradient, env: &Env) -> Result<Matrix> {
+pub fn gradient_value(g: &crate::derive::Gradient, env: &Env) -> Result<Matrix> {
     let wrt = member(&g.wrt, env)?;
     let value =
         env.vars.get(&wrt).ok_or_else(|| Error::new(ErrorKind::Internal, format!("no value for `{wrt}`")))?;

@@ -8,10 +8,6 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Op, Operand, Plan, Value};
 use crate::shape::Dim;
 
-fn fail(message: String) -> Error {
-    Error::new(ErrorKind::Internal, message)
-}
-
 /// Runs every step of `plan` on the variables of `env`; returns the outputs
 /// in order (the value, then each gradient, a scalar formula filled out to
 /// its variable's shape).
@@ -119,4 +115,8 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
         });
     }
     Ok(outputs)
+}
+
+fn fail(message: String) -> Error {
+    Error::new(ErrorKind::Internal, message)
 }

@@ -6,7 +6,9 @@
 //! same node, and a chain is the only place where associativity matters:
 //! [`super::schedule`] decides its bracketing.
 
-use rustc_hash::FxHashMap as HashMap;
+use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Dim, Shape, Typer};
@@ -15,10 +17,10 @@ use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
 pub type NodeId = u32;
 
 /// A dimension, interned in the graph ([`Graph::dims`]).
-pub type DimId = u32;
+pub type DimRef = u32;
 
 /// The first and last matrix factors a flattening appended, if any.
-type Span = Option<(Atom, Atom)>;
+type Ends = Option<(Atom, Atom)>;
 
 /// A node used as it is, or transposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -65,16 +67,16 @@ pub enum Node {
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub shapes: Vec<Shape>,
-    index: HashMap<Node, NodeId>,
+    index: FxHashMap<Node, NodeId>,
     /// Sizes given to symbolic dimensions (`d0=64`, `d[2]=16`).
-    sizes: std::collections::HashMap<String, u64>,
+    sizes: HashMap<String, u64>,
     /// Every dimension of a node's shape, once; and each node's rows and columns.
     pub dims: Vec<Dim>,
-    dim_index: HashMap<Dim, DimId>,
-    node_dims: Vec<[DimId; 2]>,
+    dim_index: FxHashMap<Dim, DimRef>,
+    node_dims: Vec<[DimRef; 2]>,
     /// The input node of each variable seen (a chain of a thousand factors
     /// looks each one up once per target).
-    inputs: HashMap<VarName, Atom>,
+    inputs: FxHashMap<VarName, Atom>,
 }
 
 /// Largest number of factors a product may expand to (`prod` ranges and
@@ -82,7 +84,7 @@ pub struct Graph {
 pub const MAX_FACTORS: usize = 100_000;
 
 impl Graph {
-    pub fn new(sizes: std::collections::HashMap<String, u64>) -> Graph {
+    pub fn new(sizes: HashMap<String, u64>) -> Graph {
         Graph { sizes, ..Graph::default() }
     }
 
@@ -102,7 +104,7 @@ impl Graph {
     }
 
     /// The rows and columns of an atom, as interned dimensions.
-    pub fn atom_dims(&self, a: Atom) -> [DimId; 2] {
+    pub fn atom_dims(&self, a: Atom) -> [DimRef; 2] {
         let [r, c] = self.node_dims[a.node as usize];
         if a.t {
             [c, r]
@@ -111,11 +113,11 @@ impl Graph {
         }
     }
 
-    fn dim_id(&mut self, d: Dim) -> DimId {
+    fn dim_id(&mut self, d: Dim) -> DimRef {
         if let Some(&id) = self.dim_index.get(&d) {
             return id;
         }
-        let id = self.dims.len() as DimId;
+        let id = self.dims.len() as DimRef;
         self.dim_index.insert(d.clone(), id);
         self.dims.push(d);
         id
@@ -158,7 +160,7 @@ impl Graph {
     /// have (it sizes an `I` that only the result's shape determines).
     pub fn lower(&mut self, e: &Expr, typer: &mut Typer, want: Option<&Shape>) -> Result<Atom> {
         let expanded;
-        let e = if has_product(e) {
+        let e = if e.any(|x| matches!(x.kind, ExprKind::Prod(_))) {
             expanded = expand_products(e, &mut 0)?;
             &expanded
         } else {
@@ -166,8 +168,8 @@ impl Graph {
         };
         // Shape inference only sizes the identities (gradients were typed
         // when they were derived); a chain of a thousand factors skips it.
-        let mut sizes = HashMap::default();
-        if has_identity(e) {
+        let mut sizes = FxHashMap::default();
+        if e.any(|x| x.kind == ExprKind::Identity) {
             let mut identities = vec![];
             let got = typer.infer_with(e, &mut |x, s| {
                 if x.kind == ExprKind::Identity {
@@ -201,7 +203,7 @@ impl Graph {
 struct Lowering<'a> {
     graph: &'a mut Graph,
     typer: &'a mut Typer,
-    identity: &'a HashMap<*const Expr, Dim>,
+    identity: &'a FxHashMap<*const Expr, Dim>,
 }
 
 impl Lowering<'_> {
@@ -288,11 +290,11 @@ impl Lowering<'_> {
 
     /// Whether a product whose first and last matrix (not 1×1) factors are
     /// these is 1×1.
-    fn is_scalar_span(&self, span: Span) -> bool {
-        match span {
+    fn is_scalar_span(&self, ends: Ends) -> bool {
+        match ends {
             None => true,
             Some((first, last)) => {
-                let one = |d: DimId| self.graph.dims[d as usize] == Dim::Const(1);
+                let one = |d: DimRef| self.graph.dims[d as usize] == Dim::Const(1);
                 one(self.graph.atom_dims(first)[0]) && one(self.graph.atom_dims(last)[1])
             }
         }
@@ -362,7 +364,7 @@ impl Lowering<'_> {
         t: bool,
         out: &mut Vec<Atom>,
         coefficient: &mut f64,
-    ) -> Result<Span> {
+    ) -> Result<Ends> {
         crate::stack::ensure(|| {
             if out.len() > MAX_FACTORS {
                 return Err(Error::new(
@@ -370,7 +372,7 @@ impl Lowering<'_> {
                     format!("a product in the plan has more than {MAX_FACTORS} factors"),
                 ));
             }
-            let push = |this: &Self, out: &mut Vec<Atom>, a: Atom| -> Span {
+            let push = |this: &Self, out: &mut Vec<Atom>, a: Atom| -> Ends {
                 out.push(a);
                 (!this.graph.is_scalar(a)).then_some((a, a))
             };
@@ -458,35 +460,6 @@ impl Lowering<'_> {
     }
 }
 
-fn has_identity(e: &Expr) -> bool {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Identity => true,
-        ExprKind::Var(_) | ExprKind::Num(_) => false,
-        ExprKind::Binary { lhs, rhs, .. } => has_identity(lhs) || has_identity(rhs),
-        ExprKind::Prod(p) => has_identity(&p.body),
-        ExprKind::Neg(a)
-        | ExprKind::Transpose(a)
-        | ExprKind::Power(a, _)
-        | ExprKind::HadamardPower(a, _)
-        | ExprKind::Call(_, a)
-        | ExprKind::Differential(a) => has_identity(a),
-    })
-}
-
-fn has_product(e: &Expr) -> bool {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Prod(_) => true,
-        ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => false,
-        ExprKind::Binary { lhs, rhs, .. } => has_product(lhs) || has_product(rhs),
-        ExprKind::Neg(a)
-        | ExprKind::Transpose(a)
-        | ExprKind::Power(a, _)
-        | ExprKind::HadamardPower(a, _)
-        | ExprKind::Call(_, a)
-        | ExprKind::Differential(a) => has_product(a),
-    })
-}
-
 /// The factors the `prod` ranges of `e` expand to (as [`expand_products`]
 /// counts them), and those its integer powers expand to (a factor per unit
 /// of the exponent), without expanding either. (One past [`MAX_FACTORS`]
@@ -541,28 +514,6 @@ fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {
                 None => Expr::identity(),
             });
         }
-        let kids: Vec<Expr> = e.children().map(|c| expand_products(c, count)).collect::<Result<_>>()?;
-        Ok(rebuild(e, kids))
+        e.try_map_children(|c| expand_products(c, count).map(std::rc::Rc::new))
     })
-}
-
-/// `e` with new children, in the order [`Expr::children`] gives them.
-fn rebuild(e: &Expr, kids: Vec<Expr>) -> Expr {
-    use std::rc::Rc;
-    let mut kids = kids.into_iter().map(Rc::new);
-    let mut next = || kids.next().expect("one child per slot");
-    let kind = match &e.kind {
-        ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity | ExprKind::Prod(_) => return e.clone(),
-        ExprKind::Neg(_) => ExprKind::Neg(next()),
-        ExprKind::Transpose(_) => ExprKind::Transpose(next()),
-        ExprKind::Differential(_) => ExprKind::Differential(next()),
-        ExprKind::Power(_, k) => ExprKind::Power(next(), *k),
-        ExprKind::HadamardPower(_, p) => ExprKind::HadamardPower(next(), *p),
-        ExprKind::Call(f, _) => ExprKind::Call(*f, next()),
-        ExprKind::Binary { op, op_span, .. } => {
-            let lhs = next();
-            ExprKind::Binary { op: *op, op_span: *op_span, lhs, rhs: next() }
-        }
-    };
-    Expr::new(kind, e.span)
 }

@@ -6,153 +6,36 @@
 //! ([`lower`]: hash-consing, transposes on the edges, products as chains of
 //! factors), the chains are bracketed jointly ([`schedule`]: two sweeps per
 //! family of chains, cut where they are cheapest), and the graph is written
-//! out as [`Step`]s in dependency order, each with its multiply-adds
+//! out as [`PlanStep`]s in dependency order, each with its multiply-adds
 //! ([`Cost`], a polynomial in the symbolic dimensions).
 
 mod cost;
 mod emit;
+mod ir;
 mod lower;
 mod schedule;
 mod symbolic;
+mod text;
+mod writer;
 
 use std::collections::{HashMap, HashSet};
 
-use rustc_hash::FxHashMap;
-use std::fmt;
-
 pub use cost::Cost;
 pub use emit::{numpy, pytorch};
+pub use ir::{Op, Operand, Output, Plan, PlanInput, PlanStep, Sweeps, Value};
 pub use lower::MAX_FACTORS;
 pub use schedule::{Strategy, DP_LIMIT};
 pub use symbolic::{recurrences, Recurrence, Recurrences};
 
 use crate::calculus::Mode;
+use crate::derive::Derivation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Shape, Typer};
-use crate::syntax::{format_number, Expr, ExprKind, Func, Index, VarName};
-use crate::Derivation;
+use crate::syntax::{Expr, ExprKind, Index, VarName};
 use cost::Tally;
 use lower::{Atom, Graph, Node, NodeId};
-use schedule::{Role, Schedule, Sizes, Term, Use};
-
-/// A value a step reads.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Value {
-    /// The plan's input number k.
-    Input(usize),
-    /// The result of step number k.
-    Step(usize),
-    Num(f64),
-}
-
-/// A value, used as it is or transposed (a transpose costs nothing).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Operand {
-    pub value: Value,
-    pub transposed: bool,
-}
-
-/// One matrix operation.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Op {
-    MatMul(Operand, Operand),
-    /// A 1×1 value times a matrix.
-    Scale(Operand, Operand),
-    Add(Operand, Operand),
-    Sub(Operand, Operand),
-    Neg(Operand),
-    Hadamard(Operand, Operand),
-    HadamardDiv(Operand, Operand),
-    HadamardPower(Operand, f64),
-    /// Division by a 1×1 value.
-    Div(Operand, Operand),
-    Call(Func, Operand),
-    Inverse(Operand),
-    /// The identity of the step's shape.
-    Identity,
-}
-
-impl Op {
-    pub fn operands(&self) -> Vec<Operand> {
-        match self {
-            Op::MatMul(a, b)
-            | Op::Scale(a, b)
-            | Op::Add(a, b)
-            | Op::Sub(a, b)
-            | Op::Hadamard(a, b)
-            | Op::HadamardDiv(a, b)
-            | Op::Div(a, b) => vec![*a, *b],
-            Op::Neg(a) | Op::HadamardPower(a, _) | Op::Call(_, a) | Op::Inverse(a) => vec![*a],
-            Op::Identity => vec![],
-        }
-    }
-}
-
-/// One line of a plan: `out = op`, with the result's shape and the
-/// multiply-adds it takes.
-#[derive(Clone, Debug)]
-pub struct Step {
-    pub out: String,
-    pub op: Op,
-    pub shape: Shape,
-    pub madds: Cost,
-}
-
-/// A variable the plan reads.
-#[derive(Clone, Debug)]
-pub struct Input {
-    pub var: VarName,
-    pub shape: Shape,
-}
-
-/// A result of the plan: the forward value (`wrt` is None) or a gradient.
-#[derive(Clone, Debug)]
-pub struct Output {
-    pub wrt: Option<VarName>,
-    pub operand: Operand,
-    pub shape: Shape,
-    /// Whether the output is a step of its own name (`dW1`).
-    pub named: bool,
-}
-
-/// A family of chains the planner computed by two sweeps.
-#[derive(Clone, Debug)]
-pub struct Sweeps {
-    /// The cycle's factors (`W1`, `X`, `G^T`).
-    pub cycle: Vec<Operand>,
-    /// The sweeps meet between `cycle[cut]` and `cycle[cut + 1]` (mod its length).
-    pub cut: usize,
-    /// The multiply-adds of the plan at every cut, priced with the sizes.
-    pub prices: Vec<f64>,
-}
-
-/// A compiled plan.
-///
-/// ```
-/// let p = matdiff::syntax::parse_program("W1*W2*W3*X").unwrap();
-/// let d = matdiff::derive(&p, &Default::default()).unwrap();
-/// let plan = matdiff::plan::compile(&d, &Default::default()).unwrap();
-/// // Two sweeps: 3 forward products, 3 backward, 3 meets.
-/// let products = plan.steps.iter().filter(|s| matches!(s.op, matdiff::plan::Op::MatMul(..))).count();
-/// assert_eq!(products, 9);
-/// ```
-#[derive(Clone, Debug)]
-pub struct Plan {
-    pub inputs: Vec<Input>,
-    pub steps: Vec<Step>,
-    pub outputs: Vec<Output>,
-    /// Multiply-adds of all steps.
-    pub total: Cost,
-    /// Multiply-adds of the forward value alone.
-    pub forward: Cost,
-    /// Multiply-adds of computing the value and each gradient on its own;
-    /// None when that polynomial would have more than [`MAX_COST_TERMS`]
-    /// terms (a long chain with symbolic sizes has one per pair of factors).
-    pub separate: Option<Cost>,
-    /// Matrix products of computing the value and each gradient on its own.
-    pub separate_products: u128,
-    pub sweeps: Vec<Sweeps>,
-}
+use schedule::{Sizes, Use};
+use writer::{identifier, name_outputs, node_madds, Writer};
 
 /// Most factors the `prod` ranges of one plan may expand to, all its
 /// targets together (each product [`MAX_FACTORS`] at most): the n
@@ -187,7 +70,7 @@ impl Default for PlanOptions {
 
 /// One expression to compile.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub struct PlanTarget {
     pub wrt: Option<VarName>,
     pub expr: Expr,
     pub shape: Shape,
@@ -223,14 +106,14 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
         };
         Ok(Shape::new(dim(&s.rows)?, dim(&s.cols)?))
     };
-    let mut targets =
-        vec![Target { wrt: None, expr: bind(&typing.program.expr)?, shape: bind_shape(&typing.shape())? }];
+    let value = bind(&typing.program.expr)?;
+    let mut targets = vec![PlanTarget { wrt: None, expr: value, shape: bind_shape(&typing.shape())? }];
     for g in &derivation.gradients {
         let index = g.wrt.index.as_ref().map(|i| bind_index(i, &indices)).transpose()?;
         let free = index.as_ref().and_then(|i| i.terms.keys().next().cloned());
         let Some(name) = free else {
             let wrt = VarName { name: g.wrt.name.clone(), index };
-            targets.push(Target { wrt: Some(wrt), expr: bind(&g.expr)?, shape: bind_shape(&g.shape)? });
+            targets.push(PlanTarget { wrt: Some(wrt), expr: bind(&g.expr)?, shape: bind_shape(&g.shape)? });
             continue;
         };
         // `W[j]` of a product of known length: one gradient per member.
@@ -260,7 +143,7 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
                 g.shape.rows.subst(&name, &value)?,
                 g.shape.cols.subst(&name, &value)?,
             ))?;
-            targets.push(Target { wrt: Some(wrt), expr, shape });
+            targets.push(PlanTarget { wrt: Some(wrt), expr, shape });
         }
     }
     let mut typer = typing.typer().clone();
@@ -373,23 +256,18 @@ pub fn compile_symbolic(derivation: &Derivation) -> Result<Vec<Recurrences>> {
 
 /// The index symbols an expression's members and ranges use.
 fn index_symbols(e: &Expr, out: &mut HashSet<String>) {
-    crate::stack::ensure(|| {
-        match &e.kind {
-            ExprKind::Var(v) => {
-                if let Some(i) = &v.index {
-                    out.extend(i.terms.keys().cloned());
-                }
+    e.for_each(|e| match &e.kind {
+        ExprKind::Var(v) => {
+            if let Some(i) = &v.index {
+                out.extend(i.terms.keys().cloned());
             }
-            ExprKind::Prod(prod) => {
-                let crate::syntax::Prod { lo, hi, .. } = &**prod;
-                out.extend(lo.terms.keys().cloned());
-                out.extend(hi.terms.keys().cloned());
-            }
-            _ => {}
         }
-        for c in e.children() {
-            index_symbols(c, out);
+        ExprKind::Prod(prod) => {
+            let crate::syntax::Prod { lo, hi, .. } = &**prod;
+            out.extend(lo.terms.keys().cloned());
+            out.extend(hi.terms.keys().cloned());
         }
+        _ => {}
     })
 }
 
@@ -397,21 +275,12 @@ fn index_symbols(e: &Expr, out: &mut HashSet<String>) {
 /// not fix (then [`compile`] cannot run and [`compile_symbolic`] answers).
 pub fn symbolic_length(derivation: &Derivation, dims: &HashMap<String, u64>) -> bool {
     let values: Vec<(String, i64)> = dims.iter().map(|(k, &v)| (k.clone(), v as i64)).collect();
-    fn walk(e: &Expr, values: &[(String, i64)]) -> bool {
-        crate::stack::ensure(|| {
-            if let ExprKind::Prod(prod) = &e.kind {
-                let crate::syntax::Prod { lo, hi, .. } = &**prod;
-                // An index out of range is not symbolic: `compile` names it.
-                let symbolic =
-                    |i: &Index| matches!(bind_index(i, values), Ok(i) if i.as_constant().is_none());
-                if symbolic(lo) || symbolic(hi) {
-                    return true;
-                }
-            }
-            e.children().any(|c| walk(c, values))
-        })
-    }
-    walk(&derivation.typing.program.expr, &values)
+    // An index out of range is not symbolic: `compile` names it.
+    let symbolic = |i: &Index| matches!(bind_index(i, &values), Ok(i) if i.as_constant().is_none());
+    derivation.typing.program.expr.any(|e| match &e.kind {
+        ExprKind::Prod(prod) => symbolic(&prod.lo) || symbolic(&prod.hi),
+        _ => false,
+    })
 }
 
 fn bind_index(i: &Index, values: &[(String, i64)]) -> Result<Index> {
@@ -422,7 +291,7 @@ fn bind_index(i: &Index, values: &[(String, i64)]) -> Result<Index> {
 /// the forward value), without pricing the alternatives: `forward` and
 /// `separate` are left zero.
 pub fn compile_targets(
-    targets: &[Target],
+    targets: &[PlanTarget],
     typer: &Typer,
     upstream: Option<&VarName>,
     options: &PlanOptions,
@@ -438,7 +307,7 @@ struct Compiled {
 }
 
 fn compile_graph(
-    targets: &[Target],
+    targets: &[PlanTarget],
     typer: &Typer,
     upstream: Option<&VarName>,
     options: &PlanOptions,
@@ -502,7 +371,7 @@ fn chains_of(graph: &Graph, order: &[NodeId]) -> Vec<NodeId> {
 
 impl Compiled {
     /// The plan of every target together.
-    fn write(&self, targets: &[Target], strategy: Strategy) -> Plan {
+    fn write(&self, targets: &[PlanTarget], strategy: Strategy) -> Plan {
         let graph = &self.graph;
         let order = topological(graph, &self.roots);
         let schedule =
@@ -562,31 +431,6 @@ impl Compiled {
     }
 }
 
-/// The multiply-adds of a node other than a chain, as interned dimensions:
-/// entrywise products, scalings and divisions cost one per entry (a norm
-/// one per entry of its argument); an inverse and a determinant (an LU
-/// factorisation) n³; additions and entrywise functions are not counted.
-fn node_madds(graph: &Graph, n: NodeId) -> Option<[u32; 3]> {
-    let [r, c] = graph.atom_dims(Atom::plain(n));
-    match &graph.nodes[n as usize] {
-        Node::Scale(..)
-        | Node::Hadamard(..)
-        | Node::HadamardDiv(..)
-        | Node::HadamardPower(..)
-        | Node::Div(..) => Some([r, c, cost::NONE]),
-        Node::Inverse(_) => Some([r, r, r]),
-        Node::Call(Func::Det | Func::Logdet, x) => {
-            let [k, _] = graph.atom_dims(*x);
-            Some([k, k, k])
-        }
-        Node::Call(Func::Norm, x) => {
-            let [xr, xc] = graph.atom_dims(*x);
-            Some([xr, xc, cost::NONE])
-        }
-        _ => None,
-    }
-}
-
 /// Nodes reachable from the roots, children first (iteratively: sweeps nest
 /// as deep as a chain is long).
 fn topological(graph: &Graph, roots: &[Atom]) -> Vec<NodeId> {
@@ -626,290 +470,3 @@ fn children(node: &Node) -> Vec<Atom> {
     }
 }
 
-/// Writes the graph out as steps.
-struct Writer<'a> {
-    graph: &'a Graph,
-    schedule: &'a Schedule,
-    inputs: Vec<Input>,
-    steps: Vec<Step>,
-    values: FxHashMap<NodeId, Operand>,
-    prod_steps: FxHashMap<u32, usize>,
-    counters: HashMap<&'static str, usize>,
-    taken: HashSet<String>,
-}
-
-impl<'a> Writer<'a> {
-    fn new(graph: &'a Graph, schedule: &'a Schedule) -> Writer<'a> {
-        let taken = graph
-            .nodes
-            .iter()
-            .filter_map(|n| match n {
-                Node::Input(v) => Some(identifier(v)),
-                _ => None,
-            })
-            .collect();
-        Writer {
-            graph,
-            schedule,
-            inputs: vec![],
-            steps: vec![],
-            values: FxHashMap::default(),
-            prod_steps: FxHashMap::default(),
-            counters: HashMap::new(),
-            taken,
-        }
-    }
-
-    fn fresh(&mut self, prefix: &'static str) -> String {
-        loop {
-            let k = self.counters.entry(prefix).or_insert(0);
-            *k += 1;
-            let name = format!("{prefix}{k}");
-            if !self.taken.contains(&name) {
-                self.taken.insert(name.clone());
-                return name;
-            }
-        }
-    }
-
-    fn atom(&self, a: Atom) -> Operand {
-        let v = self.values[&a.node];
-        Operand { value: v.value, transposed: v.transposed ^ a.t }
-    }
-
-    fn operand_shape(&self, o: Operand) -> Shape {
-        let s = match o.value {
-            Value::Input(k) => self.inputs[k].shape.clone(),
-            Value::Step(k) => self.steps[k].shape.clone(),
-            Value::Num(_) => Shape::scalar(),
-        };
-        if o.transposed {
-            s.transposed()
-        } else {
-            s
-        }
-    }
-
-    fn push(&mut self, prefix: &'static str, op: Op, shape: Shape, madds: Cost) -> Operand {
-        let out = self.fresh(prefix);
-        self.steps.push(Step { out, op, shape, madds });
-        Operand { value: Value::Step(self.steps.len() - 1), transposed: false }
-    }
-
-    fn node(&mut self, n: NodeId) {
-        let shape = self.graph.shapes[n as usize].clone();
-        let madds = match node_madds(self.graph, n) {
-            Some(dims) => {
-                let dims: Vec<_> = dims
-                    .iter()
-                    .filter(|&&d| d != cost::NONE)
-                    .map(|&d| self.graph.dims[d as usize].clone())
-                    .collect();
-                Cost::product(&dims)
-            }
-            None => Cost::zero(),
-        };
-        let a = |w: &Self, x: &Atom| w.atom(*x);
-        let value = match &self.graph.nodes[n as usize] {
-            Node::Input(v) => {
-                self.inputs.push(Input { var: v.clone(), shape });
-                Operand { value: Value::Input(self.inputs.len() - 1), transposed: false }
-            }
-            Node::Num(bits) => Operand { value: Value::Num(f64::from_bits(*bits)), transposed: false },
-            Node::Identity(_) => self.push("T", Op::Identity, shape, madds),
-            Node::Chain(_) => {
-                let term = self.schedule.chains[&n];
-                self.term(term)
-            }
-            node => {
-                let op = match node {
-                    Node::Scale(x, y) => Op::Scale(a(self, x), a(self, y)),
-                    Node::Add(x, y) => Op::Add(a(self, x), a(self, y)),
-                    Node::Sub(x, y) => Op::Sub(a(self, x), a(self, y)),
-                    Node::Neg(x) => Op::Neg(a(self, x)),
-                    Node::Hadamard(x, y) => Op::Hadamard(a(self, x), a(self, y)),
-                    Node::HadamardDiv(x, y) => Op::HadamardDiv(a(self, x), a(self, y)),
-                    Node::HadamardPower(x, p) => Op::HadamardPower(a(self, x), f64::from_bits(*p)),
-                    Node::Div(x, y) => Op::Div(a(self, x), a(self, y)),
-                    Node::Call(f, x) => Op::Call(*f, a(self, x)),
-                    Node::Inverse(x) => Op::Inverse(a(self, x)),
-                    _ => unreachable!("leaves and chains above"),
-                };
-                self.push("T", op, shape, madds)
-            }
-        };
-        self.values.insert(n, value);
-    }
-
-    /// The operand of a scheduled term, writing the products it needs.
-    fn term(&mut self, t: Term) -> Operand {
-        match t {
-            Term::Atom(a) => self.atom(a),
-            Term::Prod(p, transposed) => {
-                self.prod(p);
-                Operand { value: Value::Step(self.prod_steps[&p]), transposed }
-            }
-        }
-    }
-
-    fn prod(&mut self, p: u32) {
-        let prods = &self.schedule.prods;
-        let mut stack = vec![p];
-        while let Some(&q) = stack.last() {
-            if self.prod_steps.contains_key(&q) {
-                stack.pop();
-                continue;
-            }
-            let pending: Vec<u32> = [prods[q as usize].left, prods[q as usize].right]
-                .into_iter()
-                .filter_map(|t| match t {
-                    Term::Prod(r, _) if !self.prod_steps.contains_key(&r) => Some(r),
-                    _ => None,
-                })
-                .collect();
-            if !pending.is_empty() {
-                stack.extend(pending);
-                continue;
-            }
-            stack.pop();
-            let (l, r) = (self.term(prods[q as usize].left), self.term(prods[q as usize].right));
-            let (ls, rs) = (self.operand_shape(l), self.operand_shape(r));
-            let madds = Cost::product(&prods[q as usize].dims.map(|d| self.graph.dims[d as usize].clone()));
-            let prefix = match prods[q as usize].role {
-                Role::Left => "S",
-                Role::Right => "H",
-                Role::Other => "T",
-            };
-            let out = self.push(prefix, Op::MatMul(l, r), Shape::new(ls.rows, rs.cols), madds);
-            let Value::Step(k) = out.value else { unreachable!("a step") };
-            self.prod_steps.insert(q, k);
-        }
-    }
-}
-
-/// A variable as an identifier: `W[2]` is `W_2`.
-fn identifier(v: &VarName) -> String {
-    match &v.index {
-        None => v.name.clone(),
-        Some(i) => format!("{}_{}", v.name, i.to_string().replace('-', "m").replace('+', "p")),
-    }
-}
-
-/// Gives each output's step the output's name (`value`, `dW1`) when the
-/// output is that step as it is, then numbers the other steps of each kind
-/// (`S`, `H`, `T`) from 1 in order.
-fn name_outputs(plan: &mut Plan) {
-    let mut taken: HashSet<String> = plan.inputs.iter().map(|i| identifier(&i.var)).collect();
-    let mut named = HashSet::new();
-    for o in &mut plan.outputs {
-        let Operand { value: Value::Step(k), transposed: false } = o.operand else { continue };
-        if !named.insert(k) {
-            continue;
-        }
-        o.named = true;
-        let mut name = match &o.wrt {
-            None => "value".to_string(),
-            Some(v) => format!("d{}", identifier(v)),
-        };
-        while taken.contains(&name) {
-            name.push('_');
-        }
-        taken.insert(name.clone());
-        plan.steps[k].out = name;
-    }
-    let mut counters: HashMap<String, usize> = HashMap::new();
-    for (k, step) in plan.steps.iter_mut().enumerate() {
-        if named.contains(&k) {
-            continue;
-        }
-        let prefix: String = step.out.chars().take_while(|c| c.is_ascii_alphabetic()).collect();
-        let name = loop {
-            let n = counters.entry(prefix.clone()).or_insert(0);
-            *n += 1;
-            let name = format!("{prefix}{n}");
-            if !taken.contains(&name) {
-                break name;
-            }
-        };
-        taken.insert(name.clone());
-        step.out = name;
-    }
-}
-
-fn operand_text(inputs: &[Input], steps: &[Step], o: Operand) -> String {
-    let base = match o.value {
-        Value::Input(k) => inputs[k].var.to_string(),
-        Value::Step(k) => steps[k].out.clone(),
-        Value::Num(x) => format_number(x),
-    };
-    if o.transposed {
-        format!("{base}^T")
-    } else {
-        base
-    }
-}
-
-impl Plan {
-    /// An operand as text (`S2^T`).
-    pub fn operand_text(&self, o: Operand) -> String {
-        operand_text(&self.inputs, &self.steps, o)
-    }
-
-    /// A step's operation as text, in the expression syntax (`W1^T * H1`).
-    pub fn op_text(&self, op: &Op) -> String {
-        let t = |o: &Operand| self.operand_text(*o);
-        match op {
-            Op::MatMul(a, b) | Op::Scale(a, b) => format!("{} * {}", t(a), t(b)),
-            Op::Add(a, b) => format!("{} + {}", t(a), t(b)),
-            Op::Sub(a, b) => format!("{} - {}", t(a), t(b)),
-            Op::Neg(a) => format!("-{}", t(a)),
-            Op::Hadamard(a, b) => format!("{} .* {}", t(a), t(b)),
-            Op::HadamardDiv(a, b) => format!("{} ./ {}", t(a), t(b)),
-            Op::HadamardPower(a, p) => format!("{} .^ {}", t(a), format_number(*p)),
-            Op::Div(a, b) => format!("{} / {}", t(a), t(b)),
-            Op::Call(f, a) => format!("{}({})", f.name(), t(a)),
-            Op::Inverse(a) => format!("{}^-1", t(a)),
-            Op::Identity => "I".to_string(),
-        }
-    }
-
-    /// The factors of a family's cycle, as text, and the two the cut is between.
-    pub fn cycle_text(&self, s: &Sweeps) -> (Vec<String>, String, String) {
-        let cycle: Vec<String> = s.cycle.iter().map(|o| self.operand_text(*o)).collect();
-        let (a, b) = (cycle[s.cut].clone(), cycle[(s.cut + 1) % cycle.len()].clone());
-        (cycle, a, b)
-    }
-
-    /// The number of matrix products.
-    pub fn products(&self) -> usize {
-        self.steps.iter().filter(|s| matches!(s.op, Op::MatMul(..))).count()
-    }
-
-    /// The output's label: `value`, or `d/dW1`.
-    pub fn output_label(o: &Output) -> String {
-        match &o.wrt {
-            None => "value".to_string(),
-            Some(v) => format!("d/d{v}"),
-        }
-    }
-}
-
-impl fmt::Display for Plan {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lines: Vec<(String, String, String, String)> = self
-            .steps
-            .iter()
-            .map(|s| (s.out.clone(), self.op_text(&s.op), s.shape.to_string(), s.madds.to_string()))
-            .collect();
-        // Columns align up to 100 characters: a longer cell (a 64 KiB name)
-        // would pad every row to it, and std's formatter panics on a width
-        // past u16::MAX.
-        let w0 = lines.iter().map(|l| l.0.chars().count()).max().unwrap_or(0).min(100);
-        let w1 = lines.iter().map(|l| l.1.chars().count()).max().unwrap_or(0).min(100);
-        let w2 = lines.iter().map(|l| l.2.chars().count()).max().unwrap_or(0).min(100);
-        for (out, op, shape, madds) in &lines {
-            writeln!(f, "  {out:<w0$} = {op:<w1$}   {shape:<w2$}   {madds}")?;
-        }
-        Ok(())
-    }
-}

@@ -22,12 +22,13 @@
 //! right, right to left or outward from their narrowest inner dimension,
 //! whichever is cheapest, sharing only the whole chain.
 
-use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::collections::HashMap;
 
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::cost::Tally;
 
-use super::lower::{Atom, DimId, Graph, Node, NodeId};
+use super::lower::{Atom, DimRef, Graph, Node, NodeId};
 use crate::shape::Dim;
 
 /// Longest chain bracketed by the O(L³) dynamic programme.
@@ -38,14 +39,14 @@ pub const DP_LIMIT: usize = 96;
 pub enum Term {
     Atom(Atom),
     /// A product, transposed or not.
-    Prod(u32, bool),
+    Product(u32, bool),
 }
 
 impl Term {
     pub fn transposed(self) -> Term {
         match self {
             Term::Atom(a) => Term::Atom(a.transposed()),
-            Term::Prod(p, t) => Term::Prod(p, !t),
+            Term::Product(p, t) => Term::Product(p, !t),
         }
     }
 }
@@ -62,11 +63,11 @@ pub enum Role {
 
 /// One binary matrix product, with its dimensions (rows, inner, columns).
 #[derive(Clone, Debug)]
-pub struct Prod {
+pub struct Product {
     pub left: Term,
     pub right: Term,
     pub role: Role,
-    pub dims: [DimId; 3],
+    pub dims: [DimRef; 3],
 }
 
 /// How to bracket the chains.
@@ -94,8 +95,8 @@ pub struct FamilyChoice {
 /// The bracketing of every chain.
 #[derive(Debug)]
 pub struct Schedule {
-    pub prods: Vec<Prod>,
-    pub chains: HashMap<NodeId, Term>,
+    pub prods: Vec<Product>,
+    pub chains: FxHashMap<NodeId, Term>,
     pub families: Vec<FamilyChoice>,
     /// A schedule that is not written keeps the products of long chains
     /// here, as counts (when asked for a tally), instead of in `prods`.
@@ -146,7 +147,7 @@ pub struct Sizes {
 }
 
 impl Sizes {
-    pub fn new(graph: &Graph, known: &std::collections::HashMap<String, f64>, default: f64, seeds: Vec<NodeId>) -> Sizes {
+    pub fn new(graph: &Graph, known: &HashMap<String, f64>, default: f64, seeds: Vec<NodeId>) -> Sizes {
         let values = graph
             .dims
             .iter()
@@ -158,7 +159,7 @@ impl Sizes {
         Sizes { values, seeds }
     }
 
-    fn dim(&self, d: DimId) -> f64 {
+    fn dim(&self, d: DimRef) -> f64 {
         self.values[d as usize]
     }
 }
@@ -186,10 +187,10 @@ impl Schedule {
 }
 
 /// Rows and columns of a term.
-pub fn term_dims(graph: &Graph, prods: &[Prod], t: Term) -> [DimId; 2] {
+pub fn term_dims(graph: &Graph, prods: &[Product], t: Term) -> [DimRef; 2] {
     match t {
         Term::Atom(a) => graph.atom_dims(a),
-        Term::Prod(p, t) => {
+        Term::Product(p, t) => {
             let [r, _, c] = prods[p as usize].dims;
             if t {
                 [c, r]
@@ -252,11 +253,11 @@ struct Family {
 struct Planner<'g> {
     graph: &'g Graph,
     sizes: &'g Sizes,
-    prods: Vec<Prod>,
-    words: HashMap<Vec<Atom>, Term>,
+    prods: Vec<Product>,
+    words: FxHashMap<Vec<Atom>, Term>,
     /// Fingerprints of `words`, so that the programme asks about each of a
     /// chain's O(L²) intervals in O(1) (a miss here is a miss there).
-    fingerprints: HashSet<u64>,
+    fingerprints: FxHashSet<u64>,
     usage: Use,
     extra: Tally,
     extra_price: f64,
@@ -269,8 +270,8 @@ impl<'g> Planner<'g> {
             graph,
             sizes,
             prods: vec![],
-            words: HashMap::default(),
-            fingerprints: HashSet::default(),
+            words: FxHashMap::default(),
+            fingerprints: FxHashSet::default(),
             usage,
             extra: Tally::default(),
             extra_price: 0.0,
@@ -288,7 +289,7 @@ impl<'g> Planner<'g> {
     /// `cut`: None for chain by chain; Some(None) for the best cut of each
     /// family; Some(Some(e)) for cut e everywhere.
     fn run(mut self, chains: &[NodeId], cut: Option<Option<usize>>) -> Schedule {
-        let mut terms = HashMap::default();
+        let mut terms = FxHashMap::default();
         let mut families = vec![];
         if let Some(cut) = cut {
             for family in self.families(chains) {
@@ -322,15 +323,15 @@ impl<'g> Planner<'g> {
         if let Some(&t) = self.words.get(&word) {
             return t;
         }
-        let Term::Prod(id, _) = self.unshared(l, r, role) else { unreachable!("a product") };
+        let Term::Product(id, _) = self.unshared(l, r, role) else { unreachable!("a product") };
         let back = reversed(&word);
         if back != word {
             self.fingerprints.insert(fingerprint(&back));
-            self.words.insert(back, Term::Prod(id, true));
+            self.words.insert(back, Term::Product(id, true));
         }
         self.fingerprints.insert(fingerprint(&word));
-        self.words.insert(word, Term::Prod(id, false));
-        Term::Prod(id, false)
+        self.words.insert(word, Term::Product(id, false));
+        Term::Product(id, false)
     }
 
     /// The product `l · r`, not registered for sharing (the inner products
@@ -340,8 +341,8 @@ impl<'g> Planner<'g> {
         let [rows, inner] = term_dims(self.graph, &self.prods, l);
         let [_, cols] = term_dims(self.graph, &self.prods, r);
         let id = self.prods.len() as u32;
-        self.prods.push(Prod { left: l, right: r, role, dims: [rows, inner, cols] });
-        Term::Prod(id, false)
+        self.prods.push(Product { left: l, right: r, role, dims: [rows, inner, cols] });
+        Term::Product(id, false)
     }
 
     fn dims(&self, a: Atom) -> (f64, f64) {
@@ -351,7 +352,7 @@ impl<'g> Planner<'g> {
 
     /// Groups chains of equal length into families.
     fn families(&self, chains: &[NodeId]) -> Vec<Family> {
-        let mut by_len: HashMap<usize, Vec<NodeId>> = HashMap::default();
+        let mut by_len: FxHashMap<usize, Vec<NodeId>> = FxHashMap::default();
         for &c in chains {
             by_len.entry(self.word(c).len()).or_default().push(c);
         }
@@ -360,13 +361,13 @@ impl<'g> Planner<'g> {
         let mut out = vec![];
         for (len, group) in lengths {
             // Each orientation of each chain, by its first len-1 factors.
-            let mut heads: HashMap<&[Atom], Vec<(NodeId, bool)>> = HashMap::default();
-            let backs: HashMap<NodeId, Vec<Atom>> = group.iter().map(|&c| (c, reversed(self.word(c)))).collect();
+            let mut heads: FxHashMap<&[Atom], Vec<(NodeId, bool)>> = FxHashMap::default();
+            let backs: FxHashMap<NodeId, Vec<Atom>> = group.iter().map(|&c| (c, reversed(self.word(c)))).collect();
             for &c in &group {
                 heads.entry(&self.word(c)[..len - 1]).or_default().push((c, false));
                 heads.entry(&backs[&c][..len - 1]).or_default().push((c, true));
             }
-            let mut assigned: HashSet<NodeId> = HashSet::default();
+            let mut assigned: FxHashSet<NodeId> = FxHashSet::default();
             for &a in &group {
                 if assigned.contains(&a) {
                     continue;
@@ -382,7 +383,7 @@ impl<'g> Planner<'g> {
                 // `a` misses the element after its last; put it first.
                 cycle.insert(0, missing);
                 let m = cycle.len();
-                let mut arcs: HashMap<Vec<Atom>, usize> = HashMap::default();
+                let mut arcs: FxHashMap<Vec<Atom>, usize> = FxHashMap::default();
                 for k in (0..m).rev() {
                     let arc: Vec<Atom> = (1..m).map(|s| cycle[(k + s) % m]).collect();
                     arcs.insert(arc, k);
@@ -449,7 +450,7 @@ impl<'g> Planner<'g> {
     }
 
     /// The two sweeps of a family cut after element `e`, and its targets.
-    fn sweep(&mut self, f: &Family, e: usize, terms: &mut HashMap<NodeId, Term>) {
+    fn sweep(&mut self, f: &Family, e: usize, terms: &mut FxHashMap<NodeId, Term>) {
         let m = f.cycle.len();
         let c = |i: isize| f.cycle[i.rem_euclid(m as isize) as usize];
         let e = e as isize;
@@ -570,17 +571,17 @@ impl<'g> Planner<'g> {
         if let Some(&t) = self.words.get(w) {
             return t;
         }
-        let dims: Vec<[DimId; 2]> = w.iter().map(|&a| self.graph.atom_dims(a)).collect();
+        let dims: Vec<[DimRef; 2]> = w.iter().map(|&a| self.graph.atom_dims(a)).collect();
         // The products of each order, as (rows, inner, columns).
-        let ltr: Vec<[DimId; 3]> = (1..n).map(|k| [dims[0][0], dims[k][0], dims[k][1]]).collect();
-        let rtl: Vec<[DimId; 3]> = (0..n - 1).rev().map(|k| [dims[k][0], dims[k][1], dims[n - 1][1]]).collect();
+        let ltr: Vec<[DimRef; 3]> = (1..n).map(|k| [dims[0][0], dims[k][0], dims[k][1]]).collect();
+        let rtl: Vec<[DimRef; 3]> = (0..n - 1).rev().map(|k| [dims[k][0], dims[k][1], dims[n - 1][1]]).collect();
         let p = (0..n - 1)
             .min_by(|&a, &b| self.sizes.dim(dims[a][1]).total_cmp(&self.sizes.dim(dims[b][1])))
             .expect("two factors or more");
-        let mut outward: Vec<[DimId; 3]> = (0..p).rev().map(|k| [dims[k][0], dims[k][1], dims[p][1]]).collect();
+        let mut outward: Vec<[DimRef; 3]> = (0..p).rev().map(|k| [dims[k][0], dims[k][1], dims[p][1]]).collect();
         outward.extend((p + 2..n).map(|k| [dims[p + 1][0], dims[k][0], dims[k][1]]));
         outward.push([dims[0][0], dims[p][1], dims[n - 1][1]]);
-        let price = |order: &[[DimId; 3]]| -> f64 {
+        let price = |order: &[[DimRef; 3]]| -> f64 {
             order.iter().map(|d| d.iter().map(|&x| self.sizes.dim(x)).product::<f64>()).sum()
         };
         let orders = [(price(&ltr), 0), (price(&rtl), 1), (price(&outward), 2)];

@@ -23,6 +23,17 @@ pub struct IShape {
     pub cols: DimId,
 }
 
+/// What [`Typer::infer_as`] found out about a formula.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Inferred {
+    /// The formula's shape.
+    pub shape: IShape,
+    /// Whether that shape can be the one wanted (they unified).
+    pub fits: bool,
+    /// Whether the formula tells the size of every `I` in it.
+    pub sized: bool,
+}
+
 /// A declared family `W[i] : d[i-1] x d[i]`.
 #[derive(Clone, Debug)]
 struct Family {
@@ -319,10 +330,10 @@ impl Typer {
         })
     }
 
-    /// Infers `e` as a value of shape `want`. Returns its shape, whether
-    /// that can be `want`, and whether the formula tells the size of every
-    /// `I` in it (`sum(a * I)` does not: any size would type).
-    pub fn infer_as(&mut self, e: &Expr, want: IShape) -> Result<(IShape, bool, bool)> {
+    /// Infers `e` as a value of shape `want`: its shape, whether that can
+    /// be `want`, and whether the formula tells the size of every `I` in it
+    /// (`sum(a * I)` does not: any size would type).
+    pub fn infer_as(&mut self, e: &Expr, want: IShape) -> Result<Inferred> {
         let mut identities = Vec::new();
         let got = self.infer_with(e, &mut |e, s| {
             if e.kind == ExprKind::Identity {
@@ -331,7 +342,7 @@ impl Typer {
         })?;
         let fits = self.unify_shapes(got, want);
         let sized = identities.iter().all(|&s| !matches!(self.resolve(s).rows, Dim::Unknown(_)));
-        Ok((got, fits, sized))
+        Ok(Inferred { shape: got, fits, sized })
     }
 
     pub fn infer(&mut self, e: &Expr) -> Result<IShape> {

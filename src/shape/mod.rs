@@ -9,7 +9,7 @@ mod infer;
 use std::collections::{BTreeSet, HashSet};
 
 pub use dim::{Dim, Shape};
-pub use infer::{DimId, IShape, Typer};
+pub use infer::{DimId, IShape, Inferred, Typer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::syntax::{Expr, ExprKind, Program, VarName};
@@ -128,23 +128,18 @@ fn collect_variables(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<VarName>, 
 }
 
 fn collect_names(e: &Expr, out: &mut HashSet<String>) {
-    crate::stack::ensure(|| {
-        match &e.kind {
-            ExprKind::Var(v) => {
-                out.insert(v.name.clone());
-                if let Some(i) = &v.index {
-                    out.extend(i.terms.keys().cloned());
-                }
+    e.for_each(|e| match &e.kind {
+        ExprKind::Var(v) => {
+            out.insert(v.name.clone());
+            if let Some(i) = &v.index {
+                out.extend(i.terms.keys().cloned());
             }
-            ExprKind::Prod(prod) => {
-                let crate::syntax::Prod { var, .. } = &**prod;
-                out.insert(var.clone());
-            }
-            _ => {}
         }
-        for c in e.children() {
-            collect_names(c, out);
+        ExprKind::Prod(prod) => {
+            let crate::syntax::Prod { var, .. } = &**prod;
+            out.insert(var.clone());
         }
+        _ => {}
     })
 }
 

@@ -1,34 +1,29 @@
 //! Simplification: [`simplify`] (and [`equivalent`]) run an e-graph over a
-//! first normal form given by [`tidy`].
+//! first normal form given by [`tidy()`] (`tidy.rs`).
 //!
 //! The e-graph (`egraph.rs`, `rules.rs`) does the algebra that needs
 //! search: factoring sums, the trace's rotations, transposes and inverses
 //! of products, scalars, identities. Its runs are bounded by nodes,
 //! iterations and time; a run that stops at a limit still yields its best
 //! form so far, and says it did not saturate.
-//!
-//! `tidy` rewrites an expression into a signed sum of products: transposes
-//! pushed to the leaves ((AB)ᵀ = BᵀAᵀ, (A+B)ᵀ = Aᵀ+Bᵀ, (Aᵀ)ᵀ = A, f(A)ᵀ = f(Aᵀ)
-//! for entrywise f), products flattened with numbers gathered into one
-//! coefficient and scalar factors in front, identities dropped from products,
-//! the trace of a scalar dropped, and negations moved to the front of a term.
-//! Sums are not distributed over products: `(A + B) * x` stays factored.
 
 mod egraph;
 mod rules;
+mod tidy;
 
-use std::collections::VecDeque;
-use std::rc::Rc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use egg::{Extractor, Rewrite, Runner, StopReason};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::shape::{IShape, Shape, Typer};
+use crate::shape::{Shape, Typer};
+use crate::syntax::{BinOp, Expr, ExprKind, VarName};
 
 pub use egraph::Mat;
 use egraph::{Converter, Shapes};
+pub use tidy::tidy;
+use tidy::Leaves;
 
 /// Bounds on every e-graph run.
 pub const NODE_LIMIT: usize = 20_000;
@@ -86,7 +81,7 @@ pub fn simplify(e: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Simpl
     Simplifier::default().simplify(e, &mut typer.clone(), expect)
 }
 
-/// [`simplify`] and [`tidy`] for many formulas over one typing, sharing
+/// [`simplify`] and [`tidy()`] for many formulas over one typing, sharing
 /// their leaves: the n gradients of an n-factor chain hold the same n
 /// transposed variables, and a copy in every gradient would be most of
 /// their memory.
@@ -134,34 +129,22 @@ impl Simplifier {
         simplified
     }
 
-    /// See [`tidy`]; `typer` comes back as it was.
-    pub fn tidy(&mut self, e: &Expr, typer: &mut Typer) -> Result<Expr> {
-        typer.scratch(|typer| {
-            let mut tidier = Tidier { typer, leaves: &mut self.leaves };
-            let (sum, _) = tidier.norm(&Rc::new(e.clone()), false)?;
-            Ok(build_sum(sum))
-        })
-    }
-}
-
-/// The variables of the formulas tidied so far, plain and transposed, as
-/// shared nodes.
-#[derive(Default)]
-struct Leaves {
-    plain: FxHashMap<VarName, Rc<Expr>>,
-    transposed: FxHashMap<VarName, Rc<Expr>>,
-}
-
-impl Leaves {
-    /// `e` (the variable `v`), or its transpose.
-    fn get(&mut self, e: &Rc<Expr>, v: &VarName, transposed: bool) -> Rc<Expr> {
-        let map = if transposed { &mut self.transposed } else { &mut self.plain };
-        if let Some(leaf) = map.get(v) {
-            return leaf.clone();
+    /// The gradient `e` of a variable of shape `shape`, simplified: as
+    /// [`Simplifier::simplify`], and a gradient that cancels (`0 * M`) is
+    /// `0`, the zero of any shape.
+    pub fn simplify_gradient(&mut self, e: &Expr, typer: &mut Typer, shape: &Shape) -> Result<Simplified> {
+        let mut simplified = self.simplify(e, typer, Some(shape))?;
+        if let ExprKind::Binary { op: BinOp::Mul, lhs, .. } = &simplified.expr.kind {
+            if lhs.kind == ExprKind::Num(0.0) {
+                simplified.expr = Expr::num(0.0);
+            }
         }
-        let leaf = if transposed { Rc::new(Expr::transpose(e.clone())) } else { e.clone() };
-        map.insert(v.clone(), leaf.clone());
-        leaf
+        Ok(simplified)
+    }
+
+    /// See [`tidy()`]; `typer` comes back as it was.
+    pub fn tidy(&mut self, e: &Expr, typer: &mut Typer) -> Result<Expr> {
+        typer.scratch(|typer| tidy::tidy_sharing(e, typer, &mut self.leaves))
     }
 }
 
@@ -263,8 +246,8 @@ fn simplify_tidied(
             let shape = typer.lift(shape);
             typer.unify_shapes(want, shape);
         }
-        let (_, fits, sized) = typer.infer_as(&expr, want)?;
-        Ok(fits && sized)
+        let inferred = typer.infer_as(&expr, want)?;
+        Ok(inferred.fits && inferred.sized)
     })?;
     if !sized {
         return Ok(Simplified { expr: tidied, saturated });
@@ -288,496 +271,10 @@ pub fn equivalent(a: &Expr, b: &Expr, typer: &Typer, expect: Option<&Shape>) -> 
     let same = runner.egraph.find(runner.roots[0]) == runner.egraph.find(runner.roots[1]);
     Ok(same.then_some(true))
 }
-use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
-use rustc_hash::FxHashMap;
-
-/// The normal form of `e`, equal to it as a function of its variables.
-///
-/// `typer` must know the shape of every variable in `e`; it decides which
-/// products are scalar multiples.
-///
-/// ```
-/// use matdiff::{shape, simplify, syntax};
-/// let p = syntax::parse_program("W1*W2*W3*X").unwrap();
-/// let t = shape::infer(&p).unwrap();
-/// let e = syntax::parse_expr("W1^T * G * (W3 * X)^T").unwrap();
-/// let mut typer = t.typer().clone();
-/// let g = typer.infer(&p.expr).map(|s| typer.resolve(s)).unwrap();
-/// typer.insert_var(syntax::parse_var("G").unwrap(), &g);
-/// assert_eq!(simplify::tidy(&e, &typer).unwrap().to_string(), "W1^T * G * X^T * W3^T");
-/// ```
-pub fn tidy(e: &Expr, typer: &Typer) -> Result<Expr> {
-    Simplifier::default().tidy(e, &mut typer.clone())
-}
-
-/// c · s1 ⋯ sm · M1 ⋯ Mk: scalar factors commute, matrix factors do not.
-#[derive(Clone, Debug)]
-struct Term {
-    coeff: f64,
-    scalars: Vec<Rc<Expr>>,
-    chain: VecDeque<Rc<Expr>>,
-    /// A scalar broadcast over the matrix the sum it stands in adds up to.
-    broadcast: bool,
-}
-
-impl Term {
-    fn number(x: f64) -> Term {
-        Term { coeff: x, scalars: vec![], chain: VecDeque::new(), broadcast: false }
-    }
-
-    fn leaf(e: impl Into<Rc<Expr>>, scalar: bool) -> Term {
-        let e = e.into();
-        if scalar {
-            Term { coeff: 1.0, scalars: vec![e], chain: VecDeque::new(), broadcast: false }
-        } else {
-            Term { coeff: 1.0, scalars: vec![], chain: VecDeque::from([e]), broadcast: false }
-        }
-    }
-
-    /// The term as one scalar factor (its chain is a 1×1 product).
-    fn into_scalar_factor(self) -> Term {
-        let mut scalars = self.scalars;
-        if let Some(chain) = self.chain.into_iter().reduce(mul) {
-            scalars.push(chain);
-        }
-        Term { coeff: self.coeff, scalars, chain: VecDeque::new(), broadcast: false }
-    }
-
-    /// Printed: a term that did not cancel, or a cancelled one marked `-0`
-    /// to keep the sum's shape ([`collect_like_terms`]).
-    fn kept(&self) -> bool {
-        self.coeff != 0.0 || self.coeff.is_sign_negative()
-    }
-
-    fn times(mut self, other: Term) -> Term {
-        self.coeff *= other.coeff;
-        self.scalars.extend(other.scalars);
-        self.chain = concat(self.chain, other.chain);
-        self.broadcast = false;
-        self
-    }
-
-    /// (A B)ᵀ = Bᵀ Aᵀ for the transposed halves `a`, `b`: the chains swap,
-    /// the scalars commute and keep their order.
-    fn times_transposed(a: Term, b: Term) -> Term {
-        let mut scalars = a.scalars;
-        scalars.extend(b.scalars);
-        Term { coeff: a.coeff * b.coeff, scalars, chain: concat(b.chain, a.chain), broadcast: false }
-    }
-}
-
-type Sum = Vec<Term>;
-
-/// `a` then `b`, moving the shorter side: products nest to any depth on
-/// either side, and copying the longer one at every level is quadratic.
-fn concat(mut a: VecDeque<Rc<Expr>>, mut b: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
-    if a.len() >= b.len() {
-        a.append(&mut b);
-        a
-    } else {
-        while let Some(x) = a.pop_back() {
-            b.push_front(x);
-        }
-        b
-    }
-}
-
-/// `a * b`, sharing both.
-fn mul(a: Rc<Expr>, b: Rc<Expr>) -> Rc<Expr> {
-    Rc::new(Expr::product(a, b))
-}
-
-struct Tidier<'a> {
-    typer: &'a mut Typer,
-    leaves: &'a mut Leaves,
-}
-
-impl Tidier<'_> {
-    fn shape(&mut self, e: &Expr, kids: &[IShape]) -> Result<IShape> {
-        self.typer.rule(e, kids).map_err(|err| {
-            Error::new(ErrorKind::Internal, format!("simplifying `{e}` met a shape conflict: {err}"))
-        })
-    }
-
-    /// A sum as one factor: its single term, or the whole sum as a leaf.
-    fn single(&self, sum: Sum, scalar: bool) -> Term {
-        if sum.len() == 1 {
-            sum.into_iter().next().expect("one term")
-        } else {
-            Term::leaf(build_sum(sum), scalar)
-        }
-    }
-
-    /// A leaf of shape `s`, transposed when `t` (a scalar is its own transpose).
-    fn leaf(&self, e: impl Into<Rc<Expr>>, s: IShape, t: bool) -> Term {
-        let (e, scalar) = (e.into(), self.typer.is_scalar(s));
-        Term::leaf(if t && !scalar { Rc::new(Expr::transpose(e)) } else { e }, scalar)
-    }
-
-    /// The normal form of `e`, or of `eᵀ` when `t`; and the shape of `e`.
-    fn norm(&mut self, e: &Rc<Expr>, t: bool) -> Result<(Sum, IShape)> {
-        crate::stack::ensure(|| {
-            Ok(match &e.kind {
-                ExprKind::Var(v) => {
-                    let s = self.shape(e, &[])?;
-                    let scalar = self.typer.is_scalar(s);
-                    (vec![Term::leaf(self.leaves.get(e, v, t && !scalar), scalar)], s)
-                }
-                ExprKind::Identity => {
-                    let s = self.shape(e, &[])?;
-                    (vec![Term::leaf(e.clone(), self.typer.is_scalar(s))], s)
-                }
-                ExprKind::Num(x) => (vec![Term::number(*x)], self.shape(e, &[])?),
-                ExprKind::Neg(a) => {
-                    let (mut sum, s) = self.norm(a, t)?;
-                    for term in &mut sum {
-                        term.coeff = -term.coeff;
-                    }
-                    (sum, s)
-                }
-                ExprKind::Transpose(a) => {
-                    let (sum, s) = self.norm(a, !t)?;
-                    (sum, self.shape(e, &[s])?)
-                }
-                ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
-                    let (mut a, sa) = self.norm(lhs, t)?;
-                    let (mut b, sb) = self.norm(rhs, t)?;
-                    if *op == BinOp::Sub {
-                        for term in &mut b {
-                            term.coeff = -term.coeff;
-                        }
-                    }
-                    let s = self.shape(e, &[sa, sb])?;
-                    let whole = self.typer.is_scalar(s);
-                    for (side, shape) in [(&mut a, sa), (&mut b, sb)] {
-                        if self.typer.is_scalar(shape) && !whole {
-                            side.iter_mut().for_each(|t| t.broadcast = true);
-                        }
-                    }
-                    a.append(&mut b);
-                    (a, s)
-                }
-                ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-                    let (a, sa) = self.norm(lhs, t)?;
-                    let (b, sb) = self.norm(rhs, t)?;
-                    let s = self.shape(e, &[sa, sb])?;
-                    let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
-                    let mut a = self.single(a, a_scalar);
-                    let mut b = self.single(b, b_scalar);
-                    if self.typer.is_scaling(sa, sb) {
-                        if a_scalar {
-                            a = a.into_scalar_factor();
-                        } else {
-                            b = b.into_scalar_factor();
-                        }
-                    }
-                    let term = if t { Term::times_transposed(a, b) } else { a.times(b) };
-                    (vec![term], s)
-                }
-                ExprKind::Call(Func::Tr, a) => {
-                    let (sum, sa) = self.norm(a, false)?;
-                    let s = self.shape(e, &[sa])?;
-                    if self.typer.is_scalar(sa) {
-                        (sum, s)
-                    } else if sum.len() == 1 {
-                        let mut term = sum.into_iter().next().expect("one term");
-                        let chain = std::mem::take(&mut term.chain);
-                        let inner =
-                            chain.into_iter().reduce(mul).unwrap_or_else(|| Rc::new(Expr::identity()));
-                        term.scalars.push(Rc::new(Expr::call(Func::Tr, inner)));
-                        (vec![term], s)
-                    } else {
-                        (vec![Term::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s)
-                    }
-                }
-                ExprKind::Call(f, a) => {
-                    // A function of a matrix is a leaf; transposed, it stays
-                    // whole (`tanh(W * X)^T`), as the forward pass computed it.
-                    let (sum, sa) = self.norm(a, false)?;
-                    let s = self.shape(e, &[sa])?;
-                    (vec![self.leaf(Expr::call(*f, build_sum(sum)), s, t)], s)
-                }
-                ExprKind::Power(a, k) => {
-                    // (X^a)^b = X^(ab) for integers: (X^-1)^-1 = X.
-                    if let ExprKind::Power(inner, j) = &a.kind {
-                        if let Some(jk) = j.checked_mul(*k) {
-                            let merged = Rc::new(Expr::synthetic(ExprKind::Power(inner.clone(), jk)));
-                            return self.norm(if jk == 1 { inner } else { &merged }, t);
-                        }
-                    }
-                    let (sum, sa) = self.norm(a, false)?;
-                    let s = self.shape(e, &[sa])?;
-                    (vec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, t)], s)
-                }
-                ExprKind::HadamardPower(a, p) => {
-                    if *p == 1.0 {
-                        // X .^ 1 is X: normalised once (twice doubled the time per level).
-                        let (sum, sa) = self.norm(a, t)?;
-                        return Ok((sum, self.shape(e, &[sa])?));
-                    }
-                    let (sum, sa) = self.norm(a, false)?;
-                    let s = self.shape(e, &[sa])?;
-                    (
-                        vec![self.leaf(
-                            Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p)),
-                            s,
-                            t,
-                        )],
-                        s,
-                    )
-                }
-                ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => {
-                    // (A / s)ᵀ = Aᵀ / s; numbers and scalars of A move out.
-                    let (a, sa) = self.norm(lhs, t)?;
-                    let (b, sb) = self.norm(rhs, false)?;
-                    let s = self.shape(e, &[sa, sb])?;
-                    let mut outer = Term::number(1.0);
-                    let numerator = factor_out(a, &mut outer);
-                    let leaf = Expr::binary(BinOp::Div, numerator, build_sum(b));
-                    (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
-                }
-                ExprKind::Binary { op, lhs, rhs, .. } => {
-                    // Entrywise operations commute with the transpose.
-                    let (a, sa) = self.norm(lhs, t)?;
-                    let (b, sb) = self.norm(rhs, t)?;
-                    let s = self.shape(e, &[sa, sb])?;
-                    let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
-                    if *op == BinOp::Hadamard {
-                        // 𝟙 ⊙ B = B, and a scalar side is a scalar multiple.
-                        if is_ones(&a) && !b_scalar {
-                            return Ok((b, s));
-                        }
-                        if is_ones(&b) && !a_scalar {
-                            return Ok((a, s));
-                        }
-                        if a_scalar || b_scalar {
-                            let a = self.single(a, a_scalar);
-                            let b = self.single(b, b_scalar);
-                            let (a, b) = if a_scalar {
-                                (a.into_scalar_factor(), b)
-                            } else {
-                                (a, b.into_scalar_factor())
-                            };
-                            return Ok((vec![a.times(b)], s));
-                        }
-                    }
-                    // Numbers and scalar factors of the operands move out:
-                    // (c A) ⊙ B = c (A ⊙ B); only the numerator of ./ gives them.
-                    let mut outer = Term::number(1.0);
-                    let a = factor_out(a, &mut outer);
-                    let b = if *op == BinOp::Hadamard {
-                        factor_out(b, &mut outer)
-                    } else {
-                        Rc::new(build_sum(b))
-                    };
-                    let leaf = Expr::binary(*op, a, b);
-                    (vec![outer.times(Term::leaf(leaf, self.typer.is_scalar(s)))], s)
-                }
-                ExprKind::Differential(_) => {
-                    let s = self
-                        .typer
-                        .infer(e)
-                        .map_err(|err| Error::new(ErrorKind::Internal, format!("{err}")))?;
-                    (vec![self.leaf(e.clone(), s, t)], s)
-                }
-                ExprKind::Prod(_) => {
-                    let s = self.typer.infer(e).map_err(|err| {
-                        Error::new(ErrorKind::Internal, format!("simplifying `{e}`: {err}"))
-                    })?;
-                    (vec![self.leaf(e.clone(), s, t)], s)
-                }
-            })
-        })
-    }
-}
-
-/// Whether a sum is the ones matrix `X .^ 0` (or its transpose).
-fn is_ones(sum: &Sum) -> bool {
-    let ones = |e: &Expr| matches!(e.kind, ExprKind::HadamardPower(_, p) if p == 0.0);
-    matches!(sum.as_slice(), [t] if t.coeff == 1.0 && t.scalars.is_empty() && t.chain.len() == 1
-        && (ones(&t.chain[0]) || matches!(&t.chain[0].kind, ExprKind::Transpose(x) if ones(x))))
-}
-
-/// The operand of an entrywise operation with its number and scalar factors
-/// moved into `outer` when it is one term with a matrix part.
-fn factor_out(sum: Sum, outer: &mut Term) -> Rc<Expr> {
-    match <[Term; 1]>::try_from(sum) {
-        Ok([term]) if !term.chain.is_empty() => {
-            outer.coeff *= term.coeff;
-            outer.scalars.extend(term.scalars);
-            term.chain.into_iter().reduce(mul).expect("a matrix part")
-        }
-        Ok([term]) => Rc::new(build_sum(vec![term])),
-        Err(sum) => Rc::new(build_sum(sum)),
-    }
-}
-
-/// `prod(F, i=a..b)` as its parts.
-fn as_prod(e: &Expr) -> Option<(&Rc<Expr>, &str, &Index, &Index)> {
-    match &e.kind {
-        ExprKind::Prod(p) => Some((&p.body, &p.var, &p.lo, &p.hi)),
-        _ => None,
-    }
-}
-
-fn prod(body: &Rc<Expr>, var: &str, lo: Index, hi: Index) -> Expr {
-    Expr::synthetic(ExprKind::Prod(Rc::new(crate::syntax::Prod {
-        body: body.clone(),
-        var: var.to_string(),
-        lo,
-        hi,
-    })))
-}
-
-/// Adjacent ranges merge: prod(F, i=a..b) F(b+1) = prod(F, i=a..b+1), F(a-1)
-/// prod(F, i=a..b) = prod(F, i=a-1..b), prod(F, i=a..b) prod(F, i=b+1..c) =
-/// prod(F, i=a..c); a range with b = a - 1 is empty, the identity.
-fn merge_ranges(chain: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
-    let one = Index::constant(1);
-    // (A bound past the range of an index does not merge.)
-    let merge = |x: &Expr, y: &Expr| -> Option<Expr> {
-        match (as_prod(x), as_prod(y)) {
-            (Some((b1, v1, lo1, hi1)), Some((b2, v2, lo2, hi2)))
-                if b1 == b2 && v1 == v2 && hi1.plus(&one).ok().as_ref() == Some(lo2) =>
-            {
-                Some(prod(b1, v1, lo1.clone(), hi2.clone()))
-            }
-            (Some((b, v, lo, hi)), None) => {
-                let next = hi.plus(&one).ok()?;
-                (b.subst_index(v, &next).ok()? == *y).then(|| prod(b, v, lo.clone(), next))
-            }
-            (None, Some((b, v, lo, hi))) => {
-                let before = lo.minus(&one).ok()?;
-                (b.subst_index(v, &before).ok()? == *x).then(|| prod(b, v, before, hi.clone()))
-            }
-            _ => None,
-        }
-    };
-    let untranspose = |e: &Expr| match &e.kind {
-        ExprKind::Transpose(x) => Some(x.clone()),
-        _ => None,
-    };
-    let mut out: VecDeque<Rc<Expr>> = VecDeque::with_capacity(chain.len());
-    for e in chain {
-        let e = match as_prod(&e) {
-            Some((_, _, lo, hi)) if hi.plus(&one).ok().as_ref() == Some(lo) => Rc::new(Expr::identity()),
-            _ => e,
-        };
-        let merged = out.back().and_then(|last| {
-            merge(last, &e).or_else(|| {
-                // (B A)^T = A^T B^T: transposed neighbours merge in reverse.
-                let (a, b) = (untranspose(last)?, untranspose(&e)?);
-                merge(&b, &a).map(Expr::transpose)
-            })
-        });
-        match merged {
-            Some(m) => {
-                out.pop_back();
-                out.push_back(Rc::new(m));
-            }
-            None => out.push_back(e),
-        }
-    }
-    out
-}
-
-/// A term as an expression: its sign, and `c * s1 * … * M1 * …`.
-fn build_term(term: Term) -> (bool, Expr) {
-    let negative = term.coeff < 0.0;
-    let magnitude = term.coeff.abs();
-    let chain = merge_ranges(term.chain);
-    let has_matrix = chain.iter().any(|m| m.kind != ExprKind::Identity);
-    let mut chain = chain;
-    if has_matrix {
-        chain.retain(|m| m.kind != ExprKind::Identity);
-    } else {
-        chain.truncate(1);
-    }
-    let mut parts = Vec::new();
-    if magnitude != 1.0 || (term.scalars.is_empty() && chain.is_empty()) {
-        parts.push(Rc::new(Expr::num(magnitude)));
-    }
-    parts.extend(term.scalars);
-    parts.extend(chain);
-    (negative, Rc::unwrap_or_clone(parts.into_iter().reduce(mul).expect("a term has a factor")))
-}
-
-/// Like terms merged: `A + A` is `2 * A`, `A - A` vanishes. Terms are alike
-/// when their factors print the same (spans aside, that is equality). When
-/// every matrix term of a broadcast sum (`s + M - M`) cancels, one stays with
-/// coefficient 0, so the sum keeps its shape.
-fn collect_like_terms(sum: Sum) -> Sum {
-    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut out: Sum = Vec::with_capacity(sum.len());
-    for term in sum {
-        let key = build_term(Term { coeff: 1.0, ..term.clone() }).1.to_string();
-        match index.get(&key) {
-            Some(&i) => out[i].coeff += term.coeff,
-            None => {
-                index.insert(key, out.len());
-                out.push(term);
-            }
-        }
-    }
-    // Broadcast scalars and identities take their size from the other
-    // terms: when only cancelled terms told it, one of them stays, and
-    // prints `0 * M` (`a + M - M` is `a + 0 * M`; `0 * M * Mᵀ + I` is not
-    // a bare `I`).
-    let broadcast = out.iter().any(|t| t.broadcast);
-    let matrix_left = out.iter().any(|t| !t.broadcast && t.coeff != 0.0);
-    if broadcast && !matrix_left {
-        if let Some(holder) = out.iter_mut().find(|t| !t.broadcast) {
-            holder.coeff = -0.0; // kept by build_sum
-        }
-    }
-    let tells_size = |t: &Term| !t.broadcast && t.chain.iter().any(|m| m.kind != ExprKind::Identity);
-    let identity = |t: &Term| !t.broadcast && !t.chain.is_empty() && !tells_size(t);
-    if out.iter().any(|t| t.kept() && identity(t)) && !out.iter().any(|t| t.kept() && tells_size(t)) {
-        if let Some(holder) = out.iter_mut().find(|t| tells_size(t)) {
-            holder.coeff = -0.0;
-        }
-    }
-    out
-}
-
-/// A sum as `t1 + t2 - t3`; a leading minus goes on the first factor. A sum
-/// whose terms all cancel is `0 * t1`, which keeps t1's shape.
-fn build_sum(sum: Sum) -> Expr {
-    let mut out: Option<Expr> = None;
-    let sum = if sum.len() > 1 { collect_like_terms(sum) } else { sum };
-    let zero = sum.first().map(|t| Term { coeff: 0.0, ..t.clone() });
-    for term in sum.into_iter().filter(Term::kept) {
-        let (negative, e) = build_term(term);
-        out = Some(match (out, negative) {
-            (None, false) => e,
-            (None, true) => negate_first_factor(e),
-            (Some(acc), false) => Expr::plus(acc, e),
-            (Some(acc), true) => Expr::minus(acc, e),
-        });
-    }
-    out.unwrap_or_else(|| match zero {
-        Some(t) if !(t.scalars.is_empty() && t.chain.is_empty()) => {
-            Expr::product(Expr::num(0.0), build_term(Term { coeff: 1.0, ..t }).1)
-        }
-        _ => Expr::num(0.0),
-    })
-}
-
-/// −(A * B) as (−A) * B, which prints `-A * B`.
-fn negate_first_factor(e: Expr) -> Expr {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Binary { op: BinOp::Mul, op_span, lhs, rhs } => Expr::synthetic(ExprKind::Binary {
-            op: BinOp::Mul,
-            op_span: *op_span,
-            lhs: Rc::new(negate_first_factor((**lhs).clone())),
-            rhs: rhs.clone(),
-        }),
-        _ => Expr::negate(e),
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::rc::Rc;
+
     use super::*;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
@@ -887,7 +384,7 @@ mod tests {
             let tidied = tidy(&crate::syntax::parse_expr(e).unwrap(), typing.typer()).unwrap();
             let mut typer = typing.typer().clone();
             let shape = typer.infer(&crate::syntax::parse_expr(e).unwrap()).unwrap();
-            let (_, fits, sized) = typer.infer_as(&tidied, shape).unwrap();
+            let crate::shape::Inferred { fits, sized, .. } = typer.infer_as(&tidied, shape).unwrap();
             assert!(fits && sized, "{e}: tidied to {tidied}");
             let out = simplify(&crate::syntax::parse_expr(e).unwrap(), typing.typer(), None).unwrap();
             assert_eq!(out.expr.to_string(), want, "{e}");

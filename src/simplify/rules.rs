@@ -404,7 +404,7 @@ fn distribute(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
 /// identities and zero multiples left over, traces of an identity, then
 /// the number of nodes.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd)]
-pub struct Cost {
+pub struct ExtractionCost {
     penalty: u32,
     size: u32,
     atom: bool,
@@ -416,13 +416,13 @@ pub struct TextbookCost<'g> {
 }
 
 impl CostFunction<Mat> for TextbookCost<'_> {
-    type Cost = Cost;
+    type Cost = ExtractionCost;
 
-    fn cost<C>(&mut self, enode: &Mat, mut costs: C) -> Cost
+    fn cost<C>(&mut self, enode: &Mat, mut costs: C) -> ExtractionCost
     where
-        C: FnMut(Id) -> Cost,
+        C: FnMut(Id) -> ExtractionCost,
     {
-        let kids: Vec<Cost> = enode.children().iter().map(|c| costs(*c)).collect();
+        let kids: Vec<ExtractionCost> = enode.children().iter().map(|c| costs(*c)).collect();
         let mut penalty: u32 = kids.iter().map(|c| c.penalty).fold(0, u32::saturating_add);
         let size: u32 = kids.iter().map(|c| c.size).fold(1, u32::saturating_add);
         match enode {
@@ -436,6 +436,6 @@ impl CostFunction<Mat> for TextbookCost<'_> {
             _ => {}
         }
         let atom = is_atom(enode) || matches!(enode, Mat::Trans(_)) && kids[0].atom;
-        Cost { penalty, size, atom, identity: matches!(enode, Mat::Ident(_)) }
+        ExtractionCost { penalty, size, atom, identity: matches!(enode, Mat::Ident(_)) }
     }
 }

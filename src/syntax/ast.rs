@@ -396,6 +396,17 @@ impl Expr {
         Expr::synthetic(ExprKind::Call(f, e.into()))
     }
 
+    /// `prod(body, var=lo..hi)`.
+    pub fn prod(body: impl Into<Rc<Expr>>, var: impl Into<String>, lo: Index, hi: Index) -> Expr {
+        Expr::synthetic(ExprKind::Prod(Rc::new(Prod { body: body.into(), var: var.into(), lo, hi })))
+    }
+
+    /// The same node at `span` in the source.
+    pub fn at(mut self, span: Span) -> Expr {
+        self.span = span;
+        self
+    }
+
     /// The direct children, in source order (at most two; no allocation,
     /// since every pass over a tree asks every node).
     pub fn children(&self) -> impl Iterator<Item = &Expr> {
@@ -415,10 +426,7 @@ impl Expr {
 
     /// Whether the variable occurs anywhere in the expression.
     pub fn mentions(&self, v: &VarName) -> bool {
-        crate::stack::ensure(|| match &self.kind {
-            ExprKind::Var(w) => **w == *v,
-            _ => self.children().any(|c| c.mentions(v)),
-        })
+        self.any(|e| matches!(&e.kind, ExprKind::Var(w) if **w == *v))
     }
 
     /// The expression with the index symbol `var` replaced by `value`
@@ -436,22 +444,12 @@ impl Expr {
                     index: v.index.as_ref().map(|i| i.subst(var, value)).transpose()?,
                 })),
                 ExprKind::Prod(p) if p.var == var => return Ok(self.clone()),
-                ExprKind::Prod(p) => ExprKind::Prod(Rc::new(Prod {
-                    body: sub(&p.body)?,
-                    var: p.var.clone(),
-                    lo: p.lo.subst(var, value)?,
-                    hi: p.hi.subst(var, value)?,
-                })),
-                ExprKind::Identity | ExprKind::Num(_) => return Ok(self.clone()),
-                ExprKind::Neg(a) => ExprKind::Neg(sub(a)?),
-                ExprKind::Transpose(a) => ExprKind::Transpose(sub(a)?),
-                ExprKind::Differential(a) => ExprKind::Differential(sub(a)?),
-                ExprKind::Power(a, k) => ExprKind::Power(sub(a)?, *k),
-                ExprKind::HadamardPower(a, p) => ExprKind::HadamardPower(sub(a)?, *p),
-                ExprKind::Call(f, a) => ExprKind::Call(*f, sub(a)?),
-                ExprKind::Binary { op, op_span, lhs, rhs } => {
-                    ExprKind::Binary { op: *op, op_span: *op_span, lhs: sub(lhs)?, rhs: sub(rhs)? }
+                ExprKind::Prod(p) => {
+                    let body = sub(&p.body)?;
+                    let (lo, hi) = (p.lo.subst(var, value)?, p.hi.subst(var, value)?);
+                    return Ok(Expr::prod(body, p.var.clone(), lo, hi).at(self.span));
                 }
+                _ => return self.try_map_children(sub),
             };
             Ok(Expr::new(kind, self.span))
         })
@@ -459,10 +457,118 @@ impl Expr {
 
     /// Whether a member of the family `name` (`name[...]`) occurs.
     pub fn mentions_family(&self, name: &str) -> bool {
-        crate::stack::ensure(|| match &self.kind {
-            ExprKind::Var(w) => w.name == name && w.index.is_some(),
-            _ => self.children().any(|c| c.mentions_family(name)),
+        self.any(|e| matches!(&e.kind, ExprKind::Var(w) if w.name == name && w.index.is_some()))
+    }
+
+    /// `self` with each child `c` replaced by `f(c)`, in the order of
+    /// [`Expr::children`] (a `prod`'s child is its body); a leaf comes back
+    /// as it is. A pass that recurses through `f` is guarded against deep
+    /// trees here (the stack grows on the heap when it runs short), so it
+    /// need not guard itself.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use matdiff::syntax::{parse_expr, Expr, ExprKind};
+    /// // Every variable transposed.
+    /// fn t(e: &Expr) -> Expr {
+    ///     match e.kind {
+    ///         ExprKind::Var(_) => Expr::transpose(e.clone()),
+    ///         _ => e.map_children(|c| Rc::new(t(c))),
+    ///     }
+    /// }
+    /// assert_eq!(t(&parse_expr("A * (B + C)").unwrap()).to_string(), "A^T * (B^T + C^T)");
+    /// ```
+    pub fn map_children(&self, mut f: impl FnMut(&Rc<Expr>) -> Rc<Expr>) -> Expr {
+        let result: std::result::Result<Expr, std::convert::Infallible> = self.try_map_children(|c| Ok(f(c)));
+        match result {
+            Ok(e) => e,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Expr::map_children`] with a fallible `f`: the first error stops it.
+    pub fn try_map_children<E>(
+        &self,
+        mut f: impl FnMut(&Rc<Expr>) -> std::result::Result<Rc<Expr>, E>,
+    ) -> std::result::Result<Expr, E> {
+        crate::stack::ensure(|| {
+            let kind = match &self.kind {
+                ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => return Ok(self.clone()),
+                ExprKind::Neg(a) => ExprKind::Neg(f(a)?),
+                ExprKind::Transpose(a) => ExprKind::Transpose(f(a)?),
+                ExprKind::Differential(a) => ExprKind::Differential(f(a)?),
+                ExprKind::Power(a, k) => ExprKind::Power(f(a)?, *k),
+                ExprKind::HadamardPower(a, p) => ExprKind::HadamardPower(f(a)?, *p),
+                ExprKind::Call(g, a) => ExprKind::Call(*g, f(a)?),
+                ExprKind::Binary { op, op_span, lhs, rhs } => {
+                    let lhs = f(lhs)?;
+                    ExprKind::Binary { op: *op, op_span: *op_span, lhs, rhs: f(rhs)? }
+                }
+                ExprKind::Prod(p) => ExprKind::Prod(Rc::new(Prod {
+                    body: f(&p.body)?,
+                    var: p.var.clone(),
+                    lo: p.lo.clone(),
+                    hi: p.hi.clone(),
+                })),
+            };
+            Ok(Expr::new(kind, self.span))
         })
+    }
+
+    /// The tree folded bottom-up: `f(node, results of its children)`, the
+    /// children in the order of [`Expr::children`]. A shared subtree is
+    /// folded wherever it occurs. Guarded against deep trees, as
+    /// [`Expr::map_children`] is.
+    ///
+    /// ```
+    /// use matdiff::syntax::parse_expr;
+    /// let depth = parse_expr("A * (B + C^T)").unwrap().fold(&mut |_, kids: Vec<usize>| {
+    ///     1 + kids.into_iter().max().unwrap_or(0)
+    /// });
+    /// assert_eq!(depth, 4);
+    /// ```
+    pub fn fold<T>(&self, f: &mut impl FnMut(&Expr, Vec<T>) -> T) -> T {
+        crate::stack::ensure(|| {
+            let kids = self.children().map(|c| c.fold(f)).collect();
+            f(self, kids)
+        })
+    }
+
+    /// Whether `pred` holds at some node, the root first, then each
+    /// subtree in source order. The walk keeps its own worklist: it does
+    /// not recurse, at any depth.
+    ///
+    /// ```
+    /// use matdiff::syntax::{parse_expr, ExprKind};
+    /// let e = parse_expr("A * (B + I)").unwrap();
+    /// assert!(e.any(|x| x.kind == ExprKind::Identity));
+    /// assert!(!e.any(|x| matches!(x.kind, ExprKind::Transpose(_))));
+    /// ```
+    pub fn any(&self, mut pred: impl FnMut(&Expr) -> bool) -> bool {
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            if pred(e) {
+                return true;
+            }
+            let at = stack.len();
+            stack.extend(e.children());
+            stack[at..].reverse();
+        }
+        false
+    }
+
+    /// Calls `f` at every node, in the order of [`Expr::any`] (preorder,
+    /// source order), without recursion.
+    pub fn for_each(&self, mut f: impl FnMut(&Expr)) {
+        self.any(|e| {
+            f(e);
+            false
+        });
+    }
+
+    /// Whether `pred` holds at every node (see [`Expr::any`]).
+    pub fn all(&self, mut pred: impl FnMut(&Expr) -> bool) -> bool {
+        !self.any(|e| !pred(e))
     }
 
     /// Number of nodes.

@@ -380,7 +380,7 @@ impl Builder {
                 let var = inner.next().expect("var").as_str().to_string();
                 let lo = self.index(inner.next().expect("lo"))?;
                 let hi = self.index(inner.next().expect("hi"))?;
-                ExprKind::Prod(Rc::new(crate::syntax::Prod { body: Rc::new(body), var, lo, hi }))
+                return Ok(Expr::prod(body, var, lo, hi).at(span));
             }
             r => unreachable!("primary rule {r:?}"),
         };

@@ -1,0 +1,170 @@
+//! The pipeline from a parsed program to its simplified gradients:
+//! shape inference, the calculus, simplification, and a shape check of
+//! every gradient. [`derive`] is the entry point; its result, a
+//! [`Derivation`], is what plan, numeric, explain and verify consume.
+
+use crate::calculus::{self, Differential, Mode};
+use crate::error::{Error, ErrorKind, Hint, Result};
+use crate::shape::{self, Shape, Typing};
+use crate::simplify;
+use crate::syntax::{self, Expr, ExprKind, Program, VarName};
+
+/// Most nodes all the gradients of one derivation may have together.
+pub const MAX_TOTAL_NODES: usize = 4_000_000;
+
+/// What to differentiate.
+#[derive(Clone, Debug, Default)]
+pub struct DeriveOptions {
+    /// The variables; empty means every variable of the expression.
+    pub wrt: Vec<VarName>,
+    /// The name of the upstream gradient of a matrix-valued expression
+    /// (default `G`).
+    pub upstream: Option<String>,
+    /// Drop each gradient's recorded derivation steps once it is simplified:
+    /// only explanations read them, and for a chain of a thousand factors
+    /// they are half the memory. The side conditions and the number of
+    /// occurrences are kept.
+    pub lean: bool,
+}
+
+/// The simplified gradient of one variable, with its derivation.
+#[derive(Clone, Debug)]
+pub struct Gradient {
+    pub wrt: VarName,
+    /// ∂L/∂V, simplified; it has V's shape.
+    pub expr: Expr,
+    pub shape: Shape,
+    pub differential: Differential,
+    /// Whether the e-graph saturated while simplifying it.
+    pub saturated: bool,
+    /// How many times the variable occurs (tied weights: more than once).
+    pub occurrences: usize,
+}
+
+/// Every requested gradient of a program's expression.
+#[derive(Clone, Debug)]
+pub struct Derivation<'p> {
+    pub typing: Typing<'p>,
+    pub mode: Mode,
+    pub gradients: Vec<Gradient>,
+}
+
+/// Runs shape inference, the calculus and simplification on a program.
+///
+/// A scalar expression is the loss itself; a matrix-valued one is a layer
+/// with upstream gradient `G` (docs/language.md, What a derivation means). Every gradient's shape is checked
+/// against its variable's: a mismatch is an internal error, never output.
+pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Derivation<'p>> {
+    let mut typing = shape::infer(program)?;
+    let value_shape = typing.shape();
+    let mode = if value_shape.is_scalar() {
+        Mode::Scalar
+    } else {
+        let name = options.upstream.clone().unwrap_or_else(|| "G".to_string());
+        let upstream = syntax::parse_var(&name)?;
+        if typing.variables().iter().any(|v| v.name == upstream.name) {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!(
+                    "the upstream gradient is called `{name}`, but `{name}` already occurs in the expression"
+                ),
+            )
+            .hint(Hint::NameUpstream));
+        }
+        typing.insert_var(upstream.clone(), &value_shape);
+        Mode::Layer { upstream }
+    };
+    let wrt: Vec<VarName> = if options.wrt.is_empty() {
+        // Every variable, and a generic member `W[j]` of every family.
+        let index = fresh_index_name(&program.expr);
+        let members = typing
+            .families()
+            .iter()
+            .map(|name| VarName { name: name.clone(), index: Some(syntax::Index::symbol(&index)) });
+        typing.variables().iter().cloned().chain(members).collect()
+    } else {
+        options.wrt.clone()
+    };
+    let mut gradients = Vec::with_capacity(wrt.len());
+    let mut total = 0usize;
+    // One simplifier for all the gradients, which share their leaves; one
+    // index of the expression, so that no gradient rescans it.
+    let mut simplifier = simplify::Simplifier::default();
+    let mut occurrences = calculus::Occurrences::new(&typing);
+    let variables: std::collections::HashSet<VarName> = typing.variables().iter().cloned().collect();
+    for v in wrt {
+        occurrences.check_target(&v)?; // before the errors of declare_member and occurrence
+        let member = v.index.as_ref().is_some_and(|i| i.as_constant().is_none())
+            && typing.families().contains(&v.name);
+        if member {
+            typing.declare_member(&v)?;
+        } else if !variables.contains(&v) {
+            let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
+            return Err(Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))
+                .note(format!("its variables are: {}", known.join(", "))));
+        }
+        let differential = occurrences.differentiate_checked(&typing, &v, &mode, !options.lean)?;
+        for c in &differential.contributions {
+            // Each was counted by the calculus, up to its own limit.
+            total += c.adjoint.size_within(MAX_TOTAL_NODES - total + 1).unwrap_or(MAX_TOTAL_NODES + 1);
+            if total > MAX_TOTAL_NODES {
+                return Err(Error::new(
+                    ErrorKind::Limit,
+                    format!("the gradients together would have more than {MAX_TOTAL_NODES} nodes"),
+                )
+                .hint(Hint::FewerTargets));
+            }
+        }
+        let shape = typing.var_shape(&v).expect("a variable of the expression has a shape");
+        let simplified =
+            typing.scratch(|typer| simplifier.simplify_gradient(&differential.sum(), typer, &shape))?;
+        let expr = simplified.expr;
+        typing.scratch(|typer| check_shape(typer, &expr, &shape, &v))?;
+        let mut differential = differential;
+        let occurrences = differential.contributions.len();
+        if options.lean {
+            differential.contributions.clear();
+        }
+        let saturated = simplified.saturated;
+        gradients.push(Gradient { wrt: v, expr, shape, differential, saturated, occurrences });
+    }
+    Ok(Derivation { typing, mode, gradients })
+}
+
+/// `j`, or another index name the expression does not use (as a
+/// variable, an index symbol or a `prod`'s bound variable).
+fn fresh_index_name(expr: &Expr) -> String {
+    ["j", "k", "m", "p", "q"].into_iter().find(|c| !uses_name(expr, c)).unwrap_or("j_").to_string()
+}
+
+/// Whether `name` names a variable, an index symbol or a bound variable in `e`.
+fn uses_name(e: &Expr, name: &str) -> bool {
+    e.any(|x| match &x.kind {
+        ExprKind::Var(v) => v.name == name || v.index.as_ref().is_some_and(|i| i.mentions(name)),
+        ExprKind::Prod(p) => p.var == name || p.lo.mentions(name) || p.hi.mentions(name),
+        _ => false,
+    })
+}
+
+/// The read-off gradient must have the variable's shape, and every `I` in
+/// it a size the formula determines (`sum(a * I)` would not say which I).
+fn check_shape(typer: &mut shape::Typer, grad: &Expr, want: &Shape, v: &VarName) -> Result<()> {
+    if grad.kind == ExprKind::Num(0.0) {
+        return Ok(()); // the zero gradient, `0`, of any shape
+    }
+    let want_i = typer.lift(want);
+    let shape::Inferred { shape: got, fits, sized } = typer.infer_as(grad, want_i)?;
+    if !fits {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!("the gradient `{grad}` has shape {} but `{v}` is {want}", typer.resolve(got)),
+        ));
+    }
+    if !sized {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the gradient with respect to `{v}` is `{grad}`, where the size of I cannot be told from the formula; such gradients (a scalar broadcast inside a trace) are not supported yet"),
+        ));
+    }
+    Ok(())
+}

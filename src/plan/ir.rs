@@ -1,0 +1,133 @@
+//! The plan's intermediate representation: a straight-line program of
+//! [`PlanStep`]s over [`PlanInput`]s, with its [`Output`]s and the [`Sweeps`] the
+//! planner chose.
+
+use super::Cost;
+use crate::shape::Shape;
+use crate::syntax::{Func, VarName};
+
+/// A value a step reads.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Value {
+    /// The plan's input number k.
+    Input(usize),
+    /// The result of step number k.
+    Step(usize),
+    Num(f64),
+}
+
+/// A value, used as it is or transposed (a transpose costs nothing).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Operand {
+    pub value: Value,
+    pub transposed: bool,
+}
+
+/// One matrix operation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    MatMul(Operand, Operand),
+    /// A 1×1 value times a matrix.
+    Scale(Operand, Operand),
+    Add(Operand, Operand),
+    Sub(Operand, Operand),
+    Neg(Operand),
+    Hadamard(Operand, Operand),
+    HadamardDiv(Operand, Operand),
+    HadamardPower(Operand, f64),
+    /// Division by a 1×1 value.
+    Div(Operand, Operand),
+    Call(Func, Operand),
+    Inverse(Operand),
+    /// The identity of the step's shape.
+    Identity,
+}
+
+impl Op {
+    pub fn operands(&self) -> Vec<Operand> {
+        match self {
+            Op::MatMul(a, b)
+            | Op::Scale(a, b)
+            | Op::Add(a, b)
+            | Op::Sub(a, b)
+            | Op::Hadamard(a, b)
+            | Op::HadamardDiv(a, b)
+            | Op::Div(a, b) => vec![*a, *b],
+            Op::Neg(a) | Op::HadamardPower(a, _) | Op::Call(_, a) | Op::Inverse(a) => vec![*a],
+            Op::Identity => vec![],
+        }
+    }
+}
+
+/// One line of a plan: `out = op`, with the result's shape and the
+/// multiply-adds it takes.
+#[derive(Clone, Debug)]
+pub struct PlanStep {
+    pub out: String,
+    pub op: Op,
+    pub shape: Shape,
+    pub madds: Cost,
+}
+
+/// A variable the plan reads.
+#[derive(Clone, Debug)]
+pub struct PlanInput {
+    pub var: VarName,
+    pub shape: Shape,
+}
+
+/// A result of the plan: the forward value (`wrt` is None) or a gradient.
+#[derive(Clone, Debug)]
+pub struct Output {
+    pub wrt: Option<VarName>,
+    pub operand: Operand,
+    pub shape: Shape,
+    /// Whether the output is a step of its own name (`dW1`).
+    pub named: bool,
+}
+
+/// A family of chains the planner computed by two sweeps.
+#[derive(Clone, Debug)]
+pub struct Sweeps {
+    /// The cycle's factors (`W1`, `X`, `G^T`).
+    pub cycle: Vec<Operand>,
+    /// The sweeps meet between `cycle[cut]` and `cycle[cut + 1]` (mod its length).
+    pub cut: usize,
+    /// The multiply-adds of the plan at every cut, priced with the sizes.
+    pub prices: Vec<f64>,
+}
+
+/// A compiled plan.
+///
+/// ```
+/// let p = matdiff::syntax::parse_program("W1*W2*W3*X").unwrap();
+/// let d = matdiff::derive(&p, &Default::default()).unwrap();
+/// let plan = matdiff::plan::compile(&d, &Default::default()).unwrap();
+/// // Two sweeps: 3 forward products, 3 backward, 3 meets.
+/// let products = plan.steps.iter().filter(|s| matches!(s.op, matdiff::plan::Op::MatMul(..))).count();
+/// assert_eq!(products, 9);
+/// ```
+#[derive(Clone, Debug)]
+pub struct Plan {
+    pub inputs: Vec<PlanInput>,
+    pub steps: Vec<PlanStep>,
+    pub outputs: Vec<Output>,
+    /// Multiply-adds of all steps.
+    pub total: Cost,
+    /// Multiply-adds of the forward value alone.
+    pub forward: Cost,
+    /// Multiply-adds of computing the value and each gradient on its own;
+    /// None when that polynomial would have more than [`MAX_COST_TERMS`](super::MAX_COST_TERMS)
+    /// terms (a long chain with symbolic sizes has one per pair of factors).
+    pub separate: Option<Cost>,
+    /// Matrix products of computing the value and each gradient on its own.
+    pub separate_products: u128,
+    pub sweeps: Vec<Sweeps>,
+}
+
+impl Plan {
+    /// The number of matrix products.
+    pub fn products(&self) -> usize {
+        self.steps.iter().filter(|s| matches!(s.op, Op::MatMul(..))).count()
+    }
+}
