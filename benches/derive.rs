@@ -43,7 +43,9 @@ const SET: &[&str] = &[
 /// Parsing alone: the cookbook set, and a 1024-factor chain.
 fn parsing(c: &mut Criterion) {
     c.bench_function("parse_cookbook_set", |b| {
-        b.iter(|| SET.iter().map(|src| parse_program(black_box(src)).unwrap().declarations.len()).sum::<usize>())
+        b.iter(|| {
+            SET.iter().map(|src| parse_program(black_box(src)).unwrap().declarations.len()).sum::<usize>()
+        })
     });
     let src = chain(1024);
     c.bench_function("parse_chain_1024", |b| b.iter(|| parse_program(black_box(&src)).unwrap()));
@@ -76,7 +78,9 @@ fn verify(c: &mut Criterion) {
     let program = parse_program("W1*W2*W3*X").unwrap();
     let w2 = parse_var("W2").unwrap();
     c.bench_function("verify_true_symbolic", |b| {
-        b.iter(|| matdiff::verify::verify(&program, &w2, black_box("W1^T*G*X^T*W3^T"), &Default::default()).unwrap())
+        b.iter(|| {
+            matdiff::verify::verify(&program, &w2, black_box("W1^T*G*X^T*W3^T"), &Default::default()).unwrap()
+        })
     });
     let program = parse_program("x : n; A : n x n; x^T*A*x").unwrap();
     let x = parse_var("x").unwrap();

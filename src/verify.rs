@@ -176,7 +176,8 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
     }
 
     let deadline = Deadline::after(options.time_limit);
-    let symbolic = crate::simplify::equivalent(&g.expr, &claim, d.typing.typer(), Some(&g.shape))? == Some(true);
+    let symbolic =
+        crate::simplify::equivalent(&g.expr, &claim, d.typing.typer(), Some(&g.shape))? == Some(true);
     let numeric = decide_numerically(&d, &claim, options, &deadline);
     if symbolic {
         // The e-graph's rewrites are checked by the numbers too: a class
@@ -222,8 +223,13 @@ fn decide_numerically(
 ) -> Result<Decision> {
     let g = &d.gradients[0];
     let tolerances = Tolerances { relative: TOLERANCE, max_noise: MAX_NOISE, zero_scale: 0.0 };
-    let mut evidence =
-        Evidence { instances: 0, decided: 0, tolerance: TOLERANCE, worst_rel_err: 0.0, domains: BTreeMap::new() };
+    let mut evidence = Evidence {
+        instances: 0,
+        decided: 0,
+        tolerance: TOLERANCE,
+        worst_rel_err: 0.0,
+        domains: BTreeMap::new(),
+    };
     let bases = instances(g);
     let mut undecided: Option<String> = None;
     for (k, base) in bases.iter().enumerate() {
@@ -274,7 +280,8 @@ fn decide_numerically(
             // (exp(-1000*sum(X .^ 2))) would make any claim agree.
             let zero = |m: &Matrix| m.iter().all(|x| *x == 0.0);
             if zero(&ours) && zero(&theirs) && g.expr.kind != ExprKind::Num(0.0) {
-                why = "the gradient and the claim are both exactly zero on the instances drawn (underflow?)".into();
+                why = "the gradient and the claim are both exactly zero on the instances drawn (underflow?)"
+                    .into();
                 continue;
             }
             match c.outcome {
@@ -282,8 +289,11 @@ fn decide_numerically(
                     evidence.decided += 1;
                     evidence.worst_rel_err = c.rel_err;
                     let sizes: Vec<String> = instance.sizes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    let sizes =
-                        if sizes.is_empty() { String::new() } else { format!(" (sizes {})", sizes.join(" ")) };
+                    let sizes = if sizes.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (sizes {})", sizes.join(" "))
+                    };
                     let detail = format!(
                         "on random instance {seed}{sizes} the claim differs from dL/d{} = {} by a relative error of {:.2e}, beyond rounding (±{:.1e}); {}",
                         g.wrt,

@@ -214,7 +214,8 @@ fn plan_json_has_the_fixed_fields() {
     assert_eq!(doc["sweeps"][0]["between"], serde_json::json!(["G^T", "W1"]));
 
     // A product of symbolic length: the recurrences.
-    let run = matdiff(&["plan", "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X", "--json"], None);
+    let run =
+        matdiff(&["plan", "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X", "--json"], None);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(doc["symbolic"], true);
     assert_eq!(doc["total_madds"], "sum_{j=1..n} 3*B*d[j-1]*d[j]");

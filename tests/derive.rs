@@ -95,7 +95,13 @@ fn every_case_matches_finite_differences() {
         for seed in 1..=3 {
             let report = common::derive_and_check(case, seed).unwrap_or_else(|e| panic!("{case}:\n{e}"));
             for r in &report.results {
-                assert!(r.ok(), "{case} (seed {seed}): d/d{} off by {:?} ({:?})", r.wrt, r.max_rel_err, r.reason);
+                assert!(
+                    r.ok(),
+                    "{case} (seed {seed}): d/d{} off by {:?} ({:?})",
+                    r.wrt,
+                    r.max_rel_err,
+                    r.reason
+                );
             }
         }
     }

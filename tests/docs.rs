@@ -188,8 +188,18 @@ fn console_examples(page: &str, block: &Block) -> Vec<Example> {
                 command.push_str(next);
             }
             let words = shell_words(&command);
-            assert_eq!(words.first().map(String::as_str), Some("matdiff"), "{at}: not a matdiff command: {line}");
-            out.push(Example { at, args: words[1..].to_vec(), stdin: String::new(), expected: vec![], code: 0 });
+            assert_eq!(
+                words.first().map(String::as_str),
+                Some("matdiff"),
+                "{at}: not a matdiff command: {line}"
+            );
+            out.push(Example {
+                at,
+                args: words[1..].to_vec(),
+                stdin: String::new(),
+                expected: vec![],
+                code: 0,
+            });
             continue;
         }
         let ex = out.last_mut().unwrap_or_else(|| panic!("{at}: output before any `$ matdiff` line"));
@@ -206,7 +216,8 @@ fn console_examples(page: &str, block: &Block) -> Vec<Example> {
         while ex.expected.last().is_some_and(|l| l.trim().is_empty()) {
             ex.expected.pop();
         }
-        let status = ex.expected.last().and_then(|l| l.strip_prefix("[exit ")?.strip_suffix(']')?.parse().ok());
+        let status =
+            ex.expected.last().and_then(|l| l.strip_prefix("[exit ")?.strip_suffix(']')?.parse().ok());
         if let Some(code) = status {
             ex.code = code;
             ex.expected.pop();
@@ -254,8 +265,12 @@ fn examples() -> Vec<(Example, &'static str)> {
         for block in blocks(&text) {
             match block.info.as_str() {
                 "console" => out.extend(console_examples(&page, &block).into_iter().map(|e| (e, "console"))),
-                "text accepted" => out.extend(program_examples(&page, &block, 0).into_iter().map(|e| (e, "accepted"))),
-                "text refused" => out.extend(program_examples(&page, &block, 2).into_iter().map(|e| (e, "refused"))),
+                "text accepted" => {
+                    out.extend(program_examples(&page, &block, 0).into_iter().map(|e| (e, "accepted")))
+                }
+                "text refused" => {
+                    out.extend(program_examples(&page, &block, 2).into_iter().map(|e| (e, "refused")))
+                }
                 _ => {}
             }
         }
@@ -296,7 +311,12 @@ fn every_example_in_the_docs_prints_what_it_shows() {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} example(s) differ from the pages:\n\n{}", failures.len(), failures.join("\n\n"));
+    assert!(
+        failures.is_empty(),
+        "{} example(s) differ from the pages:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
 
 /// The pages say what the code does: the clap help of every command is
@@ -343,7 +363,10 @@ fn no_file_cites_the_shared_directory() {
 
 #[test]
 fn the_matchers_mean_what_the_module_doc_says() {
-    assert_eq!(shell_words(r#"derive 'W : 3x4; W*X' --wrt "W" x"y"'z'"#), ["derive", "W : 3x4; W*X", "--wrt", "W", "xyz"]);
+    assert_eq!(
+        shell_words(r#"derive 'W : 3x4; W*X' --wrt "W" x"y"'z'"#),
+        ["derive", "W : 3x4; W*X", "--wrt", "W", "xyz"]
+    );
     assert!(line_matches("d/dW  max rel err [..]  ok", "d/dW  max rel err 3.1e-15  ok"));
     assert!(!line_matches("d/dW  max rel err [..]  ok", "d/dW  max rel err 3.1e-15  MISMATCH"));
     assert!(open_quote("derive 'W : 3x4") && !open_quote(r#"derive 'W' "x\"""#));

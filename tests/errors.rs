@@ -49,7 +49,10 @@ fn messages() {
             },
         };
         assert_eq!(err.kind, *kind, "{src}: {}", err.message);
-        text.push_str(&format!("$ matdiff derive '{src}'\n{}\n", matdiff::cli::render_error(&err, "<expr>", src)));
+        text.push_str(&format!(
+            "$ matdiff derive '{src}'\n{}\n",
+            matdiff::cli::render_error(&err, "<expr>", src)
+        ));
     }
     common::snapshots().bind(|| insta::assert_snapshot!("error_messages", text));
 }
@@ -66,7 +69,8 @@ fn unknown_wrt_and_clashing_upstream_are_usage_errors() {
     let e = matdiff::derive(&p, &Default::default()).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Usage);
     let ok =
-        matdiff::derive(&p, &matdiff::DeriveOptions { upstream: Some("H".into()), ..Default::default() }).unwrap();
+        matdiff::derive(&p, &matdiff::DeriveOptions { upstream: Some("H".into()), ..Default::default() })
+            .unwrap();
     assert_eq!(ok.gradients[0].expr.to_string(), "H * X^T");
 }
 

@@ -453,10 +453,11 @@ struct Case {
 
 fn case(src: String, upstream: Option<&str>, seed: u64) -> Case {
     use matdiff::numeric::{eval, gradient_value, CheckOptions, Instance};
-    let program =
-        matdiff::syntax::parse_program(&src).unwrap_or_else(|e| panic!("{}", matdiff::cli::render_error(&e, "<expr>", &src)));
+    let program = matdiff::syntax::parse_program(&src)
+        .unwrap_or_else(|e| panic!("{}", matdiff::cli::render_error(&e, "<expr>", &src)));
     let options = matdiff::DeriveOptions { upstream: upstream.map(String::from), ..Default::default() };
-    let d = matdiff::derive(&program, &options).unwrap_or_else(|e| panic!("{}", matdiff::cli::render_error(&e, "<expr>", &src)));
+    let d = matdiff::derive(&program, &options)
+        .unwrap_or_else(|e| panic!("{}", matdiff::cli::render_error(&e, "<expr>", &src)));
     let instance = Instance::draw(&d, &CheckOptions { seed, ..Default::default() }).unwrap();
     let env = &instance.env;
     let value = eval(&program.expr, env, None).unwrap();

@@ -29,7 +29,10 @@ fn engine_errors_state_the_fact_and_the_cli_adds_the_option() {
     assert!(e.message.contains("not known"), "{}", e.message);
     assert!(matches!(e.hints.as_slice(), [Hint::GiveSize(_)]), "{:?}", e.hints);
     let json: serde_json::Value = serde_json::from_str(&matdiff::cli::error_json(&e)).unwrap();
-    assert!(json["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("--dims")), "{json}");
+    assert!(
+        json["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().contains("--dims")),
+        "{json}"
+    );
 }
 
 #[test]
@@ -49,7 +52,8 @@ fn errors_serialize_with_byte_spans() {
 fn results_serialize_as_the_cli_prints_them() {
     let src = "W1*W2*W3*X";
     let program = parse_program(src).unwrap();
-    let options = DeriveOptions { wrt: vec![matdiff::syntax::parse_var("W2").unwrap()], ..Default::default() };
+    let options =
+        DeriveOptions { wrt: vec![matdiff::syntax::parse_var("W2").unwrap()], ..Default::default() };
     let d = derive(&program, &options).unwrap();
     let args = ["matdiff", "derive", "--json", "--wrt", "W2", src].map(String::from).to_vec();
     let mut out = Vec::new();
@@ -66,7 +70,8 @@ fn a_failing_json_command_prints_a_json_error_and_keeps_its_status() {
         (vec!["plan", "--json", "W*X", "--dims", "oops"], 2, "usage"),
         (vec!["verify", "--json", "W*X", "--wrt", "W", "--claim", "(("], 2, "usage"),
     ] {
-        let argv: Vec<String> = std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
+        let argv: Vec<String> =
+            std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
         let (mut out, mut err) = (Vec::new(), Vec::new());
         assert_eq!(matdiff::cli::run(argv, &mut out, &mut err), code, "{args:?}");
         let doc: serde_json::Value = serde_json::from_slice(&out)

@@ -460,8 +460,11 @@ fn run_gradient(
                 if under == Under::Verify {
                     if let Answer::Accepted { text, .. } = ask(d, g, &formula) {
                         counts.ill_typed_accepted += 1;
-                        let f =
-                            finding(format!("of the wrong shape: {why}"), text, ("shape check".to_string(), false));
+                        let f = finding(
+                            format!("of the wrong shape: {why}"),
+                            text,
+                            ("shape check".to_string(), false),
+                        );
                         tally.findings.push(f);
                     }
                 }

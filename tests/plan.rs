@@ -37,7 +37,8 @@ fn number(c: &matdiff::plan::Cost) -> u128 {
 
 /// Sizes for the n-chain: d0..dn, and the batch d{n+1}.
 fn chain_dims(widths: &[u64], batch: u64) -> HashMap<String, u64> {
-    let mut dims: HashMap<String, u64> = widths.iter().enumerate().map(|(i, &w)| (format!("d{i}"), w)).collect();
+    let mut dims: HashMap<String, u64> =
+        widths.iter().enumerate().map(|(i, &w)| (format!("d{i}"), w)).collect();
     dims.insert(format!("d{}", widths.len()), batch);
     dims
 }
@@ -147,7 +148,10 @@ fn the_chosen_plan_is_the_optimum_of_its_search_space_for_chains_up_to_7() {
             let total = number(&auto.total);
             assert_eq!(total, best, "n = {n}, {widths:?} B={batch}\n{auto}");
             assert!(total <= backprop.expect("backprop is a cut"), "never more than standard backprop");
-            assert!(total <= number(auto.separate.as_ref().unwrap()), "never more than each gradient separately");
+            assert!(
+                total <= number(auto.separate.as_ref().unwrap()),
+                "never more than each gradient separately"
+            );
         }
     }
 }
@@ -226,7 +230,10 @@ fn python() -> String {
 
 /// Whether `module` imports; when `MATDIFF_REQUIRE_NUMPY` is set (CI), numpy must.
 fn has_module(module: &str) -> bool {
-    let ok = Command::new(python()).args(["-c", &format!("import {module}")]).output().is_ok_and(|o| o.status.success());
+    let ok = Command::new(python())
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !ok && module == "numpy" && std::env::var_os("MATDIFF_REQUIRE_NUMPY").is_some() {
         panic!("numpy is required (MATDIFF_REQUIRE_NUMPY) but `{} -c 'import numpy'` fails", python());
     }
@@ -266,13 +273,15 @@ fn emitted_numpy_computes_what_the_plan_computes() {
         let d = derivation(&p);
         let plan = compile(&d, &PlanOptions::default()).unwrap();
         let code = numpy(&plan, src).unwrap();
-        let instance = Instance::draw(&d, &CheckOptions { seed: k as u64 + 1, ..Default::default() }).unwrap();
+        let instance =
+            Instance::draw(&d, &CheckOptions { seed: k as u64 + 1, ..Default::default() }).unwrap();
         let want = run_plan(&plan, &instance.env).unwrap();
         let arrays: serde_json::Map<String, serde_json::Value> =
             instance.env.vars.iter().map(|(v, m)| (v.to_string(), matrix_json(m))).collect();
         let module = dir.join(format!("plan{k}.py"));
         std::fs::write(&module, &code).unwrap();
-        std::fs::write(dir.join(format!("arrays{k}.json")), serde_json::Value::Object(arrays).to_string()).unwrap();
+        std::fs::write(dir.join(format!("arrays{k}.json")), serde_json::Value::Object(arrays).to_string())
+            .unwrap();
         let driver = format!(
             "import json, sys, numpy as np\nsys.path.insert(0, {dir:?})\nfrom plan{k} import value_and_grads\n\
              arrays = {{k: np.array(v) for k, v in json.load(open({arrays:?})).items()}}\n\
@@ -291,7 +300,10 @@ fn emitted_numpy_computes_what_the_plan_computes() {
             for (i, row) in rows.iter().enumerate() {
                 for (j, x) in row.as_array().unwrap().iter().enumerate() {
                     let (x, y) = (x.as_f64().unwrap(), m[(i, j)]);
-                    assert!((x - y).abs() <= 1e-9 * (1.0 + y.abs()), "{src}: {what}[{i},{j}] {x} vs {y}\n{code}");
+                    assert!(
+                        (x - y).abs() <= 1e-9 * (1.0 + y.abs()),
+                        "{src}: {what}[{i},{j}] {x} vs {y}\n{code}"
+                    );
                 }
             }
         };
@@ -326,14 +338,18 @@ fn emitted_pytorch_compiles_and_runs_where_torch_is() {
             continue;
         }
         // Plan.apply's gradients against the plan's own, through autograd.
-        let instance = Instance::draw(&d, &CheckOptions { seed: k as u64 + 1, ..Default::default() }).unwrap();
+        let instance =
+            Instance::draw(&d, &CheckOptions { seed: k as u64 + 1, ..Default::default() }).unwrap();
         let want = run_plan(&plan, &instance.env).unwrap();
         let args: Vec<String> = plan
             .inputs
             .iter()
             .filter(|i| Some(&i.var) != upstream)
             .map(|i| {
-                format!("torch.tensor({}, dtype=torch.float64, requires_grad=True)", matrix_json(&instance.env.vars[&i.var]))
+                format!(
+                    "torch.tensor({}, dtype=torch.float64, requires_grad=True)",
+                    matrix_json(&instance.env.vars[&i.var])
+                )
             })
             .collect();
         let seed = match upstream {
@@ -352,7 +368,9 @@ fn emitted_pytorch_compiles_and_runs_where_torch_is() {
         let got: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
         let inputs: Vec<_> = plan.inputs.iter().filter(|i| Some(&i.var) != upstream).collect();
         for (input, g) in inputs.iter().zip(got) {
-            let Some(k) = plan.outputs.iter().position(|o| o.wrt.as_ref() == Some(&input.var)) else { continue };
+            let Some(k) = plan.outputs.iter().position(|o| o.wrt.as_ref() == Some(&input.var)) else {
+                continue;
+            };
             let rows = g.as_array().unwrap();
             for (i, row) in rows.iter().enumerate() {
                 for (j, x) in row.as_array().unwrap().iter().enumerate() {

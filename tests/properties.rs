@@ -105,7 +105,15 @@ fn assert_checks(src: &str) -> Result<(), TestCaseError> {
             // An expression that is zero everywhere (`(M - M) * A`) has
             // a zero gradient that tests nothing; anything else must agree.
             let vacuous = r.reason.as_deref() == Some(matdiff::numeric::EXACTLY_ZERO);
-            prop_assert!(r.ok() || vacuous, "{}: d/d{} = {} is off by {:?} ({:?})", src, r.wrt, g.expr, r.max_rel_err, r.reason);
+            prop_assert!(
+                r.ok() || vacuous,
+                "{}: d/d{} = {} is off by {:?} ({:?})",
+                src,
+                r.wrt,
+                g.expr,
+                r.max_rel_err,
+                r.reason
+            );
         }
     }
     Ok(())

@@ -43,8 +43,8 @@ fn claims() {
     let mut text = String::new();
     for (src, wrt, claim, want, method) in CLAIMS {
         let program = parse_program(src).unwrap();
-        let v =
-            verify(&program, &parse_var(wrt).unwrap(), claim, &Default::default()).unwrap_or_else(|e| panic!("{src}: {e}"));
+        let v = verify(&program, &parse_var(wrt).unwrap(), claim, &Default::default())
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
         assert_eq!(v.equivalent(), *want, "{src}, d/d{wrt} claimed {claim}: {}", v.detail);
         if let Some(m) = method {
             assert_eq!(v.method, *m, "{src}, d/d{wrt} claimed {claim}: {}", v.detail);
@@ -131,8 +131,18 @@ fn verdicts_that_were_wrong() {
         ("X : 3x3; exp(-det(X))", "X", "0", false),
         ("X : 3x3; exp(-det(X))", "X", "-exp(-det(X))*det(X)*inv(X)^T", true),
         // Logistic regression, both halves of the loss.
-        ("X : 5x3; w : 3; y : 5; sum(log(1 + exp(-y .* (X*w))))", "w", "-X^T * (y .* sigmoid(-y .* (X*w)))", true),
-        ("X : 5x3; w : 3; y : 5; sum(log(1 + exp(-y .* (X*w))))", "w", "-X^T * (y .* sigmoid(sqrt((y .* (X*w)) .^ 2)))", false),
+        (
+            "X : 5x3; w : 3; y : 5; sum(log(1 + exp(-y .* (X*w))))",
+            "w",
+            "-X^T * (y .* sigmoid(-y .* (X*w)))",
+            true,
+        ),
+        (
+            "X : 5x3; w : 3; y : 5; sum(log(1 + exp(-y .* (X*w))))",
+            "w",
+            "-X^T * (y .* sigmoid(sqrt((y .* (X*w)) .^ 2)))",
+            false,
+        ),
         // A bare 0 is the zero of the variable's shape.
         ("X : 3x3; tr(X - X^T)", "X", "0", true),
         ("X : 3x3; tr(X - 2*X^T)", "X", "0", false),
@@ -175,7 +185,8 @@ fn undecidable_claims_are_undecided() {
 #[test]
 fn verdicts_carry_their_evidence() {
     let src = "X : 3x3; y : 3; sum(log(1 + exp(X*y))) + logdet(X)";
-    for (claim, outcome) in [("sigmoid(X*y)*y^T + inv(X)^T", "equivalent"), ("sigmoid(X*y)*y^T + inv(X)", "not equivalent")]
+    for (claim, outcome) in
+        [("sigmoid(X*y)*y^T + inv(X)^T", "equivalent"), ("sigmoid(X*y)*y^T + inv(X)", "not equivalent")]
     {
         let (_, out) = run(&["verify", src, "--wrt", "X", "--claim", claim, "--json"]);
         let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -200,9 +211,13 @@ fn declared_domains() {
     let draws = |src: &str, extra: &[(&str, DomainSpec)]| {
         let program = parse_program(src).unwrap();
         let d = matdiff::derive(&program, &Default::default()).unwrap();
-        let domains: std::collections::BTreeMap<_, _> = extra.iter().map(|(v, s)| (parse_var(v).unwrap(), *s)).collect();
+        let domains: std::collections::BTreeMap<_, _> =
+            extra.iter().map(|(v, s)| (parse_var(v).unwrap(), *s)).collect();
         (1..=20)
-            .map(|seed| Instance::draw(&d, &CheckOptions { seed, domains: domains.clone(), ..Default::default() }).unwrap())
+            .map(|seed| {
+                Instance::draw(&d, &CheckOptions { seed, domains: domains.clone(), ..Default::default() })
+                    .unwrap()
+            })
             .collect::<Vec<_>>()
     };
     let x = parse_var("X").unwrap();
@@ -232,7 +247,8 @@ fn declared_domains() {
     assert!(code == 2 && out.contains("not square"), "{out}");
     let (code, out) = run(&["check", "X : 3x4; sum(X)", "--domain", "Q=positive"]);
     assert!(code == 2 && out.contains("not a variable"), "{out}");
-    let (code, out) = run(&["verify", "X : 3x4; sum(X)", "--wrt", "X", "--claim", "X .^ 0", "--domain", "X=spd"]);
+    let (code, out) =
+        run(&["verify", "X : 3x4; sum(X)", "--wrt", "X", "--claim", "X .^ 0", "--domain", "X=spd"]);
     assert!(code == 2 && out.contains("not square"), "{out}");
     // A declaration round-trips through the printer of programs' shapes.
     let program = parse_program("S : n x n spd; x : n; x^T*S*x").unwrap();

@@ -269,7 +269,10 @@ fn parse_domain(s: &str) -> std::result::Result<(String, DomainSpec), String> {
 }
 
 /// The `--domain` entries of a command, as variables of the program.
-fn domain_map(given: Vec<(String, DomainSpec)>, program: &syntax::Program) -> Result<BTreeMap<VarName, DomainSpec>> {
+fn domain_map(
+    given: Vec<(String, DomainSpec)>,
+    program: &syntax::Program,
+) -> Result<BTreeMap<VarName, DomainSpec>> {
     let typing = crate::shape::infer(program)?;
     let mut out = BTreeMap::new();
     for (name, domain) in given {
@@ -279,14 +282,20 @@ fn domain_map(given: Vec<(String, DomainSpec)>, program: &syntax::Program) -> Re
             v.index = Some(syntax::Index::symbol("i"));
         } else if !typing.variables().contains(&v) {
             let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
-            return Err(Error::new(ErrorKind::Usage, format!("--domain names `{v}`, which is not a variable of the expression"))
-                .note(format!("its variables are: {}", known.join(", "))));
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("--domain names `{v}`, which is not a variable of the expression"),
+            )
+            .note(format!("its variables are: {}", known.join(", "))));
         }
         if domain == DomainSpec::Spd {
             let square = typing.var_shape(&v).is_some_and(|s| s.rows == s.cols);
             if !square {
-                return Err(Error::new(ErrorKind::Usage, format!("--domain {name}=spd, but `{v}` is not square"))
-                    .note("symmetric positive definite matrices are square"));
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("--domain {name}=spd, but `{v}` is not square"),
+                )
+                .note("symmetric positive definite matrices are square"));
             }
         }
         out.insert(v, domain);
@@ -429,9 +438,10 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             write!(out, "{text}").map_err(io)?;
             Ok(0)
         }
-        Command::Repl => {
-            Err(Error::new(ErrorKind::Usage, "the REPL is an interactive session, started by `cli::run`, not a command to execute"))
-        }
+        Command::Repl => Err(Error::new(
+            ErrorKind::Usage,
+            "the REPL is an interactive session, started by `cli::run`, not a command to execute",
+        )),
         Command::Demo { latex } => {
             let (text, ok) = demo::run(latex)?;
             write!(out, "{text}").map_err(io)?;

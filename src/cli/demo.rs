@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use super::render::{derivation_latex, latex_document, plan as render_plan, render_check, render_derivation};
-use crate::plan::PlanOptions;
 use crate::error::Result;
 use crate::explain::{explain, to_latex_blocks, to_text};
 use crate::numeric::{check, eval, CheckOptions, Instance};
+use crate::plan::PlanOptions;
 use crate::syntax::{parse_program, parse_var, Expr, Program};
 use crate::{derive, Derivation, DeriveOptions};
 
@@ -148,8 +148,9 @@ pub fn run(latex: bool) -> Result<(String, bool)> {
     doc.verbatim(&render_plan(&declared, &options, false, None)?);
     doc.para("With sizes it prices every way to cut the two sweeps and takes the cheapest. With a");
     doc.para("batch of 65536 against widths of 64, contracting the batch first (G X^T) wins:");
-    let wide: HashMap<String, u64> =
-        [("d0", 64), ("d1", 64), ("d2", 64), ("d3", 64), ("d4", 65536)].map(|(k, v)| (k.to_string(), v)).into();
+    let wide: HashMap<String, u64> = [("d0", 64), ("d1", 64), ("d2", 64), ("d3", 64), ("d4", 65536)]
+        .map(|(k, v)| (k.to_string(), v))
+        .into();
     let wide = PlanOptions { dims: wide, ..Default::default() };
     doc.verbatim(&render_plan(&inferred, &wide, false, None)?);
     doc.para(&format!("For a chain of any length ({SYMBOLIC}), the same sweeps as recurrences:"));

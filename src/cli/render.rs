@@ -89,8 +89,11 @@ pub fn derivation_json(d: &Derivation, steps: bool) -> String {
 /// A JSON document as printed: pretty, keys in order, a final newline.
 pub fn pretty(value: &impl serde::Serialize) -> String {
     let value = serde_json::to_value(value).expect("results serialize");
-    format!("{}
-", serde_json::to_string_pretty(&value).expect("JSON values serialize"))
+    format!(
+        "{}
+",
+        serde_json::to_string_pretty(&value).expect("JSON values serialize")
+    )
 }
 
 /// `derive --latex`: each gradient as display math, or the derivations.
@@ -159,10 +162,7 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
             r.redraws
         ));
     }
-    out.push_str(&format!(
-        "compared on {} random instances of these sizes\n",
-        r.instances
-    ));
+    out.push_str(&format!("compared on {} random instances of these sizes\n", r.instances));
     // Aligned up to 100 characters, as `derive` aligns (std's formatter
     // panics on a width past u16::MAX, and a name can be longer).
     let width = r.results.iter().map(|c| c.wrt.to_string().chars().count()).max().unwrap_or(0).min(100);
@@ -204,13 +204,18 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
 }
 
 /// The domains variables were drawn from, as a line of a report.
-fn domains_line(domains: &std::collections::BTreeMap<crate::syntax::VarName, crate::numeric::Domain>) -> String {
+fn domains_line(
+    domains: &std::collections::BTreeMap<crate::syntax::VarName, crate::numeric::Domain>,
+) -> String {
     let d: Vec<String> = domains.iter().map(|(v, d)| format!("{v} {}", d.name())).collect();
     if d.is_empty() {
         return "domains: every variable of either sign (entries uniform in [-s, s], the scale s varying by instance)\n"
             .to_string();
     }
-    format!("domains: {}  (the others: entries uniform in [-s, s], the scale s varying by instance)\n", d.join(", "))
+    format!(
+        "domains: {}  (the others: entries uniform in [-s, s], the scale s varying by instance)\n",
+        d.join(", ")
+    )
 }
 
 /// `plan` output: the steps with shapes and multiply-adds, the outputs, the

@@ -147,7 +147,9 @@ impl Session {
         if let Some(input) = command.input_mut() {
             let misplaced = match (&input.expr, &input.file) {
                 (Some(e), _) => Some(format!("`{e}` follows the options; the expression comes before them")),
-                (None, Some(_)) => Some("the expression is written on the line, not read with -f".to_string()),
+                (None, Some(_)) => {
+                    Some("the expression is written on the line, not read with -f".to_string())
+                }
                 (None, None) => None,
             };
             if let Some(message) = misplaced {
@@ -359,33 +361,6 @@ fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, er
         }
     }
     0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The parser decides: an open parenthesis or a trailing operator
-    /// continues, one in a comment or a quoted option does not.
-    #[test]
-    fn inputs_continue_where_the_parser_wants_more() {
-        for (input, more) in [
-            ("W * (\n", true),
-            ("W +\n", true),
-            ("W : 3 x\n", true),
-            ("W1 * \\\n", true),
-            ("derive W1 * (W2\n", true),
-            ("W * W  # an open ( here\n", false),
-            ("# (\n", false),
-            ("verify W*X --wrt W --claim '(G*X^T'\n", false),
-            ("W)\n", false),
-            (":shapes (\n", false),
-            ("W * (  # open\n  W)\n", false),
-        ] {
-            assert_eq!(incomplete(input), more, "{input:?}");
-        }
-        assert_eq!(join_lines("W * (  # open\n  W)\n"), "W * (   W) ");
-    }
 }
 
 /// Completion of commands, functions and the names declared so far.
@@ -600,4 +575,31 @@ pub fn run() -> i32 {
         }
     }
     0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parser decides: an open parenthesis or a trailing operator
+    /// continues, one in a comment or a quoted option does not.
+    #[test]
+    fn inputs_continue_where_the_parser_wants_more() {
+        for (input, more) in [
+            ("W * (\n", true),
+            ("W +\n", true),
+            ("W : 3 x\n", true),
+            ("W1 * \\\n", true),
+            ("derive W1 * (W2\n", true),
+            ("W * W  # an open ( here\n", false),
+            ("# (\n", false),
+            ("verify W*X --wrt W --claim '(G*X^T'\n", false),
+            ("W)\n", false),
+            (":shapes (\n", false),
+            ("W * (  # open\n  W)\n", false),
+        ] {
+            assert_eq!(incomplete(input), more, "{input:?}");
+        }
+        assert_eq!(join_lines("W * (  # open\n  W)\n"), "W * (   W) ");
+    }
 }

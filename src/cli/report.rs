@@ -55,7 +55,14 @@ fn json_text(value: &impl serde::Serialize) -> String {
 
 /// Reports a failed command: the rendered error on `err`, and for a
 /// `--json` command the JSON error on `out`; returns the exit status.
-pub(super) fn fail(e: &Error, source_name: &str, source: &str, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+pub(super) fn fail(
+    e: &Error,
+    source_name: &str,
+    source: &str,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
     let _ = write!(err, "{}", render_error(e, source_name, source));
     if json {
         let _ = write!(out, "{}", error_json(e));

@@ -6,13 +6,13 @@ use std::time::Duration;
 
 use super::ridders::derivative_from;
 use super::{
-    compare, instance_plan, member, norm, run_plan_within, NOISE_MARGIN, Comparison, Deadline, Domain, Env, Evaluator,
-    Instance, Matrix, Outcome, Tolerances, TOLERANCE,
+    compare, instance_plan, member, norm, run_plan_within, Comparison, Deadline, Domain, Env, Evaluator,
+    Instance, Matrix, Outcome, Tolerances, NOISE_MARGIN, TOLERANCE,
 };
 use crate::calculus::Mode;
+use crate::derive::Derivation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::syntax::{DomainSpec, ExprKind, VarName};
-use crate::derive::Derivation;
 
 /// Where the finite differences are less accurate than [`TOLERANCE`] (a
 /// large loss whose rounding swamps a small gradient), a gradient within
@@ -35,7 +35,7 @@ pub const MAX_FD_MADDS: u128 = 20_000_000_000;
 /// at scales 1, 1/2, 2 and 4 ([`super::SCALES`]). A claim wrong
 /// only for some signs, or at some scale, shows on one of them where it
 /// might not on one alone.
-pub const INSTANCES: usize = 4;
+pub const CHECK_INSTANCES: usize = 4;
 
 /// How to instantiate a check.
 #[derive(Clone, Debug)]
@@ -103,7 +103,7 @@ pub struct CheckReport {
     pub domains: BTreeMap<VarName, Domain>,
     /// Draws discarded before the first instance (not finite, ill-conditioned).
     pub redraws: usize,
-    /// Instances compared: [`INSTANCES`], more where those left a gradient undecided.
+    /// Instances compared: [`CHECK_INSTANCES`], more where those left a gradient undecided.
     pub instances: usize,
     pub results: Vec<CheckResult>,
 }
@@ -117,7 +117,7 @@ impl CheckReport {
 
 /// Instantiates the symbolic dimensions with small random sizes (or the
 /// given ones), draws seeded random matrices from each variable's domain
-/// (both signs wherever the expression allows) on [`INSTANCES`] instances,
+/// (both signs wherever the expression allows) on [`CHECK_INSTANCES`] instances,
 /// and compares every gradient with finite differences of the expression.
 /// A gradient that differs on any instance is a mismatch; one that agrees
 /// on one and differs on none is ok; one the differences cannot resolve
@@ -140,10 +140,10 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
     let mut instances = 1;
     let mut tries = 1;
     let wanted = |results: &[CheckResult], instances: usize| {
-        instances < INSTANCES
-            || (results.iter().any(CheckResult::undecided) && instances < INSTANCES + MAX_NOISY_REDRAWS)
+        instances < CHECK_INSTANCES
+            || (results.iter().any(CheckResult::undecided) && instances < CHECK_INSTANCES + MAX_NOISY_REDRAWS)
     };
-    while wanted(&results, instances) && tries < 2 * (INSTANCES + MAX_NOISY_REDRAWS) {
+    while wanted(&results, instances) && tries < 2 * (CHECK_INSTANCES + MAX_NOISY_REDRAWS) {
         tries += 1;
         // Another scale may overflow where the first did not: go on to the next.
         let nth = CheckOptions { instance: instances, ..options.clone() };
@@ -208,7 +208,7 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
     let entries: u128 = derivation
         .gradients
         .iter()
-        .map(|g| Ok(member(&g.wrt, &env).map(|v| env.vars.get(&v).map_or(0, |m| m.len() as u128))?))
+        .map(|g| member(&g.wrt, &env).map(|v| env.vars.get(&v).map_or(0, |m| m.len() as u128)))
         .sum::<Result<u128>>()?;
     if let Some(madds) = plan.forward.as_number() {
         let work = madds.max(1).saturating_mul(entries).saturating_mul(EVALUATIONS_PER_ENTRY);
@@ -260,7 +260,9 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
     let tolerances = Tolerances { relative: TOLERANCE, max_noise: MAX_FD_ERROR, zero_scale: ZERO_SCALE };
     let mut results = Vec::new();
     let scale = loss(&env)?.abs();
-    for ((g, symbolic), own_noise) in derivation.gradients.iter().zip(outputs.into_iter().skip(1)).zip(gradient_noise.into_iter().skip(1)) {
+    for ((g, symbolic), own_noise) in
+        derivation.gradients.iter().zip(outputs.into_iter().skip(1)).zip(gradient_noise.into_iter().skip(1))
+    {
         let wrt = member(&g.wrt, &env)?;
         let Some((mut numeric, noise)) = differences(&loss, &env, &wrt, |_| DEFAULT_STEP)? else {
             results.push(not_finite(g));
@@ -302,7 +304,10 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
         let (outcome, reason) = if vacuous {
             (Outcome::Undecided, Some(EXACTLY_ZERO.to_string()))
         } else if outcome == Outcome::Undecided {
-            (outcome, Some(format!("finite differences too noisy here (±{rel_noise:.1e} of the gradient's size)")))
+            (
+                outcome,
+                Some(format!("finite differences too noisy here (±{rel_noise:.1e} of the gradient's size)")),
+            )
         } else {
             (outcome, None)
         };

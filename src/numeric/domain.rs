@@ -129,12 +129,14 @@ impl Domain {
         match (self.structure, self.sign) {
             (Structure::General, _) => b,
             // Every entry keeps its sign.
-            (Structure::Invertible | Structure::DominantPositive | Structure::DominantNegative, Sign::Positive) => {
-                dominant()
-            }
-            (Structure::Invertible | Structure::DominantPositive | Structure::DominantNegative, Sign::Negative) => {
-                -(Matrix::identity(rows, rows) - &b * (1.0 / (4.0 * n + 1.0)))
-            }
+            (
+                Structure::Invertible | Structure::DominantPositive | Structure::DominantNegative,
+                Sign::Positive,
+            ) => dominant(),
+            (
+                Structure::Invertible | Structure::DominantPositive | Structure::DominantNegative,
+                Sign::Negative,
+            ) => -(Matrix::identity(rows, rows) - &b * (1.0 / (4.0 * n + 1.0))),
             (Structure::DominantPositive, _) => dominant(),
             (Structure::DominantNegative, _) => -dominant(),
             // Rows of random signs: a determinant of either sign, and
@@ -150,9 +152,7 @@ impl Domain {
             }
             // B Bᵀ / n + I/2: symmetric, eigenvalues at least 1/2; with
             // positive B, positive entries too.
-            (Structure::Spd, _) => {
-                &b * b.transpose() * (1.0 / n) + Matrix::identity(rows, rows) * 0.5
-            }
+            (Structure::Spd, _) => &b * b.transpose() * (1.0 / n) + Matrix::identity(rows, rows) * 0.5,
         }
     }
 }
@@ -179,10 +179,7 @@ impl fmt::Display for Domain {
 /// assert_eq!(d[&var("W")].sign, Sign::Positive);
 /// assert_eq!(d.get(&var("X")).copied().unwrap_or(Domain::ANY), Domain::ANY);
 /// ```
-pub fn domains(
-    typing: &Typing,
-    extra: &BTreeMap<VarName, DomainSpec>,
-) -> Result<BTreeMap<VarName, Domain>> {
+pub fn domains(typing: &Typing, extra: &BTreeMap<VarName, DomainSpec>) -> Result<BTreeMap<VarName, Domain>> {
     let mut declared: BTreeMap<VarName, DomainSpec> = BTreeMap::new();
     for d in &typing.program.declarations {
         if let Some(spec) = d.domain {
@@ -191,7 +188,8 @@ pub fn domains(
         }
     }
     declared.extend(extra.iter().map(|(v, s)| (v.clone(), *s)));
-    let mut analysis = Analysis { typing, declared: &declared, domains: BTreeMap::new(), facts: HashMap::new() };
+    let mut analysis =
+        Analysis { typing, declared: &declared, domains: BTreeMap::new(), facts: HashMap::new() };
     for (v, spec) in &declared {
         analysis.domains.insert(v.clone(), Domain::declared(*spec));
     }
@@ -468,7 +466,9 @@ impl Analysis<'_, '_> {
                     }
                     BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Div => a.mul(b),
                     BinOp::Mul if scales => a.mul(b),
-                    BinOp::Mul if self.typing.node_is_scalar(e) == Some(true) && self.is_gram(e) => Signs::POS,
+                    BinOp::Mul if self.typing.node_is_scalar(e) == Some(true) && self.is_gram(e) => {
+                        Signs::POS
+                    }
                     BinOp::Mul => a.mul(b).many(),
                 }
             }
@@ -753,7 +753,9 @@ impl Analysis<'_, '_> {
     fn zero_at_zero(&self, e: &Expr, out: &mut Vec<VarName>) {
         crate::stack::ensure(|| match &e.kind {
             ExprKind::Var(v) => out.push(VarName::clone(v)),
-            ExprKind::Neg(x) | ExprKind::Transpose(x) | ExprKind::HadamardPower(x, _) => self.zero_at_zero(x, out),
+            ExprKind::Neg(x) | ExprKind::Transpose(x) | ExprKind::HadamardPower(x, _) => {
+                self.zero_at_zero(x, out)
+            }
             ExprKind::Call(Func::Tanh | Func::Sin | Func::Sqrt, x) => self.zero_at_zero(x, out),
             ExprKind::Binary { op: BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Div, lhs, rhs, .. } => {
                 self.zero_at_zero(lhs, out);
@@ -874,8 +876,14 @@ mod tests {
             ("s : scalar; A : 3x4; A / s", "s:nonzero"),
             // Inverses and determinants: invertible, signs free.
             ("X : 3x3; logdet(X)", "X:invertible"),
-            ("X : 3x3; A : 3x3; tr(inv(X + A))", "A:invertible (positive diagonal) X:invertible (positive diagonal)"),
-            ("X : 3x3; A : 3x3; logdet(X - A)", "A:invertible (negative diagonal) X:invertible (positive diagonal)"),
+            (
+                "X : 3x3; A : 3x3; tr(inv(X + A))",
+                "A:invertible (positive diagonal) X:invertible (positive diagonal)",
+            ),
+            (
+                "X : 3x3; A : 3x3; logdet(X - A)",
+                "A:invertible (negative diagonal) X:invertible (positive diagonal)",
+            ),
             ("X : 3x3; sum(log(X)) + det(X)", "X:invertible positive"),
         ];
         for (src, want) in cases {
@@ -927,7 +935,9 @@ mod tests {
                         assert!(ok_sign, "{d} {n}x{n}: {m}");
                         let s = m.clone().singular_values();
                         match structure {
-                            Structure::Invertible | Structure::DominantPositive | Structure::DominantNegative => {
+                            Structure::Invertible
+                            | Structure::DominantPositive
+                            | Structure::DominantNegative => {
                                 assert!(s.max() / s.min() < 10.0, "{d}: condition {}", s.max() / s.min());
                                 let det = m.determinant().abs();
                                 assert!((0.1..10.0).contains(&det), "{d}: det {det}");

@@ -8,13 +8,16 @@ use std::collections::{BTreeMap, BTreeSet};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{domain_of, domains, eval, gradient_value, norm, size_of, CheckOptions, Deadline, Domain, Env, Matrix, Sign, Structure};
+use super::{
+    domain_of, domains, eval, gradient_value, norm, size_of, CheckOptions, Deadline, Domain, Env, Matrix,
+    Sign, Structure,
+};
 use crate::calculus::Mode;
+use crate::derive::Derivation;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Plan, PlanOptions, PlanTarget};
 use crate::shape::{Dim, Shape, Typer};
 use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
-use crate::derive::Derivation;
 
 /// A random instance of a derivation: sizes for the symbolic dimensions and
 /// values for every variable (and the upstream gradient), drawn from each
@@ -142,13 +145,14 @@ impl Instance {
             // invertible; on every other instance they are all negated, so
             // that `(S + T)^-1` takes both signs. (A sum with a constant,
             // `I + S`, may be singular so: its redraw is not negated.)
-            let negate_dominant = options.instance % 2 == 1 && (redraws - skipped) % 2 == 0;
+            let negate_dominant = options.instance % 2 == 1 && (redraws - skipped).is_multiple_of(2);
             let mut env = Env { indices: indices.clone(), ..Env::default() };
             for (v, r, c) in &shapes {
                 let d = domain_of(&domains, v);
                 let mut m = d.draw(*r, *c, &mut rng);
                 pattern_sign(&mut m, d, v, options);
-                let dominant = matches!(d.structure, Structure::DominantPositive | Structure::DominantNegative);
+                let dominant =
+                    matches!(d.structure, Structure::DominantPositive | Structure::DominantNegative);
                 if negate_dominant && dominant && matches!(d.sign, Sign::Any | Sign::NonZero) {
                     m.neg_mut();
                 }
@@ -223,14 +227,15 @@ pub fn instance_plan(
         typer.insert_var(v.clone(), &concrete(*r, *c));
     }
     // The value has the upstream gradient's shape, or is a scalar.
-    let (r, c) = match &derivation.mode {
-        Mode::Layer { upstream } => shapes
-            .iter()
-            .find(|(v, _, _)| v == upstream)
-            .map(|(_, r, c)| (*r, *c))
-            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no size for `{upstream}`")))?,
-        Mode::Scalar => (1, 1),
-    };
+    let (r, c) =
+        match &derivation.mode {
+            Mode::Layer { upstream } => shapes
+                .iter()
+                .find(|(v, _, _)| v == upstream)
+                .map(|(_, r, c)| (*r, *c))
+                .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no size for `{upstream}`")))?,
+            Mode::Scalar => (1, 1),
+        };
     let value = bind(&derivation.typing.program.expr)?;
     let mut targets = vec![PlanTarget { wrt: None, expr: value, shape: concrete(r, c) }];
     for g in &derivation.gradients {
@@ -243,9 +248,10 @@ pub fn instance_plan(
                 .map(|i| indices.iter().try_fold(i.clone(), |i, (k, v)| i.subst(k, &Index::constant(*v))))
                 .transpose()?,
         };
-        let &(_, r, c) = shapes.iter().find(|(v, _, _)| *v == wrt).ok_or_else(|| {
-            Error::new(ErrorKind::Internal, format!("no size for `{wrt}`"))
-        })?;
+        let &(_, r, c) = shapes
+            .iter()
+            .find(|(v, _, _)| *v == wrt)
+            .ok_or_else(|| Error::new(ErrorKind::Internal, format!("no size for `{wrt}`")))?;
         targets.push(PlanTarget { wrt: Some(wrt), expr: bind(&g.expr)?, shape: concrete(r, c) });
     }
     let upstream = match &derivation.mode {

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-pub use check::{check, CheckOptions, CheckReport, CheckResult, CHECK_TIME_LIMIT, EXACTLY_ZERO, MAX_FD_ERROR};
+pub use check::{
+    check, CheckOptions, CheckReport, CheckResult, CHECK_INSTANCES, CHECK_TIME_LIMIT, EXACTLY_ZERO,
+    MAX_FD_ERROR,
+};
 pub use domain::{domain_of, domains, Domain, Sign, Structure};
 pub use eval::{eval, Env, Evaluator, Matrix};
 pub use instance::{instance_plan, scale_of, Instance, MAX_CONDITION, SCALES};

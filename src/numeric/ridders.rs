@@ -25,7 +25,11 @@ pub struct Estimate {
 /// The tableaus start from `first` and `first / 10`; a function that varies
 /// faster than the steps resolve (sin(10⁶ x) is all aliasing at steps of
 /// 10⁻²) needs a smaller `first`.
-pub fn derivative_from(mut f: impl FnMut(f64) -> Result<f64>, x: f64, first: f64) -> Result<Option<Estimate>> {
+pub fn derivative_from(
+    mut f: impl FnMut(f64) -> Result<f64>,
+    x: f64,
+    first: f64,
+) -> Result<Option<Estimate>> {
     let mut largest = 0.0f64;
     let mut finite = true;
     let mut f = |at: f64| -> Result<f64> {
@@ -106,7 +110,10 @@ mod tests {
         let coarse = derivative_from(|x| Ok((1e6 * x).sin()), 0.3, 0.1).unwrap().unwrap();
         assert!((coarse.value - want).abs() > 1e3, "{coarse:?} against {want}");
         let fine = derivative_from(|x| Ok((1e6 * x).sin()), 0.3, 1e-8).unwrap().unwrap();
-        assert!((fine.value - want).abs() < 1e-6 * want.abs() && fine.error < 1e-5 * want.abs(), "{fine:?} against {want}");
+        assert!(
+            (fine.value - want).abs() < 1e-6 * want.abs() && fine.error < 1e-5 * want.abs(),
+            "{fine:?} against {want}"
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! product once.
 //!
 //! Entry point: [`compile`]. Expressions are lowered into one shared graph
-//! ([`lower`]: hash-consing, transposes on the edges, products as chains of
-//! factors), the chains are bracketed jointly ([`schedule`]: two sweeps per
+//! (`lower`: hash-consing, transposes on the edges, products as chains of
+//! factors), the chains are bracketed jointly (`schedule`: two sweeps per
 //! family of chains, cut where they are cheapest), and the graph is written
 //! out as [`PlanStep`]s in dependency order, each with its multiply-adds
 //! ([`Cost`], a polynomial in the symbolic dimensions).
@@ -469,4 +469,3 @@ fn children(node: &Node) -> Vec<Atom> {
         Node::Neg(a) | Node::HadamardPower(a, _) | Node::Call(_, a) | Node::Inverse(a) => vec![*a],
     }
 }
-

@@ -167,7 +167,8 @@ impl Sizes {
 impl Schedule {
     /// Multiply-adds of all products, priced with the sizes.
     fn price(&self, sizes: &Sizes) -> f64 {
-        let kept: f64 = self.prods.iter().map(|p| p.dims.iter().map(|&d| sizes.dim(d)).product::<f64>()).sum();
+        let kept: f64 =
+            self.prods.iter().map(|p| p.dims.iter().map(|&d| sizes.dim(d)).product::<f64>()).sum();
         kept + self.extra_price
     }
 
@@ -303,9 +304,8 @@ impl<'g> Planner<'g> {
             }
         }
         for &c in chains {
-            if !terms.contains_key(&c) {
-                let t = self.bracket(self.word(c));
-                terms.insert(c, t);
+            if let std::collections::hash_map::Entry::Vacant(slot) = terms.entry(c) {
+                slot.insert(self.bracket(self.word(c)));
             }
         }
         Schedule {
@@ -362,7 +362,8 @@ impl<'g> Planner<'g> {
         for (len, group) in lengths {
             // Each orientation of each chain, by its first len-1 factors.
             let mut heads: FxHashMap<&[Atom], Vec<(NodeId, bool)>> = FxHashMap::default();
-            let backs: FxHashMap<NodeId, Vec<Atom>> = group.iter().map(|&c| (c, reversed(self.word(c)))).collect();
+            let backs: FxHashMap<NodeId, Vec<Atom>> =
+                group.iter().map(|&c| (c, reversed(self.word(c)))).collect();
             for &c in &group {
                 heads.entry(&self.word(c)[..len - 1]).or_default().push((c, false));
                 heads.entry(&backs[&c][..len - 1]).or_default().push((c, true));
@@ -427,7 +428,8 @@ impl<'g> Planner<'g> {
                         meets += at(k as isize + 1).0 * at(e).1 * at(k as isize - 1).1;
                     }
                 }
-                let sweep_left: f64 = (2..=left as isize).map(|l| at(e - l + 1).0 * at(e - l + 1).1 * at(e).1).sum();
+                let sweep_left: f64 =
+                    (2..=left as isize).map(|l| at(e - l + 1).0 * at(e - l + 1).1 * at(e).1).sum();
                 let sweep_right: f64 =
                     (2..=right as isize).map(|l| at(e + 1).0 * at(e + l).0 * at(e + l).1).sum();
                 sweep_left + sweep_right + meets
@@ -574,11 +576,13 @@ impl<'g> Planner<'g> {
         let dims: Vec<[DimRef; 2]> = w.iter().map(|&a| self.graph.atom_dims(a)).collect();
         // The products of each order, as (rows, inner, columns).
         let ltr: Vec<[DimRef; 3]> = (1..n).map(|k| [dims[0][0], dims[k][0], dims[k][1]]).collect();
-        let rtl: Vec<[DimRef; 3]> = (0..n - 1).rev().map(|k| [dims[k][0], dims[k][1], dims[n - 1][1]]).collect();
+        let rtl: Vec<[DimRef; 3]> =
+            (0..n - 1).rev().map(|k| [dims[k][0], dims[k][1], dims[n - 1][1]]).collect();
         let p = (0..n - 1)
             .min_by(|&a, &b| self.sizes.dim(dims[a][1]).total_cmp(&self.sizes.dim(dims[b][1])))
             .expect("two factors or more");
-        let mut outward: Vec<[DimRef; 3]> = (0..p).rev().map(|k| [dims[k][0], dims[k][1], dims[p][1]]).collect();
+        let mut outward: Vec<[DimRef; 3]> =
+            (0..p).rev().map(|k| [dims[k][0], dims[k][1], dims[p][1]]).collect();
         outward.extend((p + 2..n).map(|k| [dims[p + 1][0], dims[k][0], dims[k][1]]));
         outward.push([dims[0][0], dims[p][1], dims[n - 1][1]]);
         let price = |order: &[[DimRef; 3]]| -> f64 {

@@ -279,7 +279,7 @@ fn drop_identity(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
 
 /// Whether the class is the integer exponent `k`.
 fn is_exponent(egraph: &MatGraph, id: Id, k: i64) -> bool {
-    egraph[id].nodes.iter().any(|n| *n == Mat::Exponent(Exponent(k)))
+    egraph[id].nodes.contains(&Mat::Exponent(Exponent(k)))
 }
 
 fn inverse_of(egraph: &MatGraph, f: Id, g: Id) -> bool {

@@ -113,7 +113,8 @@ impl Index {
     }
 
     fn within_limits(&self) -> bool {
-        self.constant.checked_abs().is_some_and(|c| c <= MAX_INDEX_CONSTANT)
+        // `checked_abs` fails only at i64::MIN, one past -MAX_INDEX_CONSTANT.
+        self.constant.checked_abs().is_some()
             && self.terms.values().all(|c| c.unsigned_abs() <= MAX_INDEX_COEFFICIENT.unsigned_abs())
     }
 
@@ -762,7 +763,8 @@ pub enum DomainSpec {
 
 impl DomainSpec {
     /// Every domain, in the order the language lists them.
-    pub const ALL: [DomainSpec; 4] = [DomainSpec::Positive, DomainSpec::Negative, DomainSpec::NonZero, DomainSpec::Spd];
+    pub const ALL: [DomainSpec; 4] =
+        [DomainSpec::Positive, DomainSpec::Negative, DomainSpec::NonZero, DomainSpec::Spd];
 
     /// The keyword, as written in declarations and `--domain`.
     pub fn name(self) -> &'static str {

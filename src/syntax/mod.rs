@@ -7,8 +7,8 @@ mod parser;
 mod printer;
 
 pub use ast::{
-    BinOp, Declaration, Definition, DimSpec, DomainSpec, Expr, ExprKind, Func, Index, Prod, Program, ShapeSpec, Span,
-    VarName, MAX_INDEX_COEFFICIENT, MAX_INDEX_CONSTANT,
+    BinOp, Declaration, Definition, DimSpec, DomainSpec, Expr, ExprKind, Func, Index, Prod, Program,
+    ShapeSpec, Span, VarName, MAX_INDEX_COEFFICIENT, MAX_INDEX_CONSTANT,
 };
 pub use latex::{to_latex, var_latex};
 pub use parser::{parse_expr, parse_program, parse_var, unfinished, MAX_NESTING, MAX_NODES};

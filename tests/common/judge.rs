@@ -268,7 +268,8 @@ impl<'a, 'p> Subject<'a, 'p> {
             let condition = self.gradient.differential.conditions.iter().find(|c| c.at.mentions(&name));
             let value = match condition {
                 Some(c) => {
-                    let offset = bind(&c.at.subst(&name, &Index::constant(0)).ok()?, &indices)?.as_constant()?;
+                    let offset =
+                        bind(&c.at.subst(&name, &Index::constant(0)).ok()?, &indices)?.as_constant()?;
                     let lo = bind(&c.lo, &indices)?.as_constant()?.checked_sub(offset)?;
                     let hi = bind(&c.hi, &indices)?.as_constant()?.checked_sub(offset)?;
                     if lo > hi {

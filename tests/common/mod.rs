@@ -33,8 +33,10 @@ pub fn derive_text(src: &str) -> String {
 /// Derives every gradient and checks each against finite differences.
 pub fn derive_and_check(src: &str, seed: u64) -> Result<CheckReport, String> {
     let program = parse_program(src).map_err(|e| matdiff::cli::render_error(&e, "<expr>", src))?;
-    let d = derive(&program, &DeriveOptions::default()).map_err(|e| matdiff::cli::render_error(&e, "<expr>", src))?;
-    check(&d, &CheckOptions { seed, ..Default::default() }).map_err(|e| matdiff::cli::render_error(&e, "<expr>", src))
+    let d = derive(&program, &DeriveOptions::default())
+        .map_err(|e| matdiff::cli::render_error(&e, "<expr>", src))?;
+    check(&d, &CheckOptions { seed, ..Default::default() })
+        .map_err(|e| matdiff::cli::render_error(&e, "<expr>", src))
 }
 
 /// `n` cases of a property, or `PROPTEST_CASES` when set: an explicit
