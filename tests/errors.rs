@@ -28,6 +28,9 @@ const CASES: &[(&str, ErrorKind)] = &[
     ("A : 3x4; B : 3x4; A / B", ErrorKind::Shape),
     ("A : 3x4; A^2", ErrorKind::Shape),
     ("Z : 3x3; A : 3x4; Z = A*A^T*A; Z", ErrorKind::Shape),
+    ("A : 0x3; sum(A)", ErrorKind::Shape),
+    // Usage errors in the program.
+    ("A : 3x3 positive; A : 3x3 negative; tr(A)", ErrorKind::Usage),
     // Refused by name: what the language cannot write, limits, later issues.
     ("a : 1x1; M : n x n; tr(a + M)", ErrorKind::Unsupported),
     ("A : 2x2; A^100", ErrorKind::Limit),

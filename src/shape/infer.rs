@@ -231,6 +231,13 @@ impl Typer {
             ShapeSpec::Vector(d) => (d.clone(), DimSpec::Const(1)),
             ShapeSpec::Matrix(r, c) => (r.clone(), c.clone()),
         };
+        // An empty matrix has no entries to differentiate, and its sums,
+        // traces and products degenerate: refused where it is declared.
+        if rows == DimSpec::Const(0) || cols == DimSpec::Const(0) {
+            return Err(Error::new(ErrorKind::Shape, format!("`{name}` is declared with a dimension of 0"))
+                .label(span, "a dimension of 0")
+                .note("every dimension is at least 1"));
+        }
         if let Some(binder) = binder {
             let family = Family { binder: Some(binder.to_string()), rows, cols };
             Rc::make_mut(&mut self.families).insert(name.to_string(), family);

@@ -6,13 +6,13 @@
 mod dim;
 mod infer;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 pub use dim::{Dim, Shape};
 pub use infer::{DimId, IShape, Inferred, Typer};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::syntax::{Expr, ExprKind, Program, VarName};
+use crate::syntax::{Expr, ExprKind, Program, Span, VarName};
 
 /// A typed program: the shape of every variable and of every node of the
 /// program's expression.
@@ -41,8 +41,30 @@ pub struct Typing<'p> {
 /// ```
 pub fn infer(program: &Program) -> Result<Typing<'_>> {
     let mut typer = Typer::new();
+    let mut domains: HashMap<&str, (crate::syntax::DomainSpec, Span)> = HashMap::new();
     for d in &program.declarations {
         typer.declare(&d.name, d.binder.as_deref(), &d.shape, d.span)?;
+        if let Some(domain) = d.domain {
+            match domains.get(d.name.as_str()) {
+                Some(&(first, at)) if first != domain => {
+                    return Err(Error::new(
+                        ErrorKind::Usage,
+                        format!(
+                            "`{}` is declared twice with different domains: {} and {}",
+                            d.name,
+                            first.name(),
+                            domain.name()
+                        ),
+                    )
+                    .label(at, "first declaration")
+                    .label(d.span, "second declaration")
+                    .note("a variable has one domain; keep the declaration you mean"));
+                }
+                _ => {
+                    domains.insert(&d.name, (domain, d.span));
+                }
+            }
+        }
         if d.domain == Some(crate::syntax::DomainSpec::Spd) {
             square_for_spd(&mut typer, d)?;
         }

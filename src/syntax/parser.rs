@@ -451,6 +451,25 @@ fn convert_error(e: pest::error::Error<Rule>, src: &str) -> Error {
         1 => expected[0].to_string(),
         n => format!("{} or {}", expected[..n - 1].join(", "), expected[n - 1]),
     };
+    // `A^0.5`: a fractional power of a matrix is not in the language, an
+    // entrywise one is.
+    let literal: String = src
+        .get(start..)
+        .unwrap_or("")
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | '+' | 'e' | 'E'))
+        .collect();
+    if expected == ["an integer exponent"]
+        && literal.parse::<f64>().is_ok()
+        && literal.contains(['.', 'e', 'E'])
+    {
+        return Error::new(
+            ErrorKind::Parse,
+            format!("the exponent of a matrix power `^` is an integer, found `{literal}`"),
+        )
+        .label(Span::new(start, start + literal.len()), "not an integer")
+        .note(format!("for the power of every entry, write `.^ {literal}`"));
+    }
     Error::new(ErrorKind::Parse, format!("expected {wanted}, found {found}"))
         .label(Span::new(start, end), format!("expected {wanted}"))
 }
