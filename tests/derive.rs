@@ -195,3 +195,16 @@ fn noisy_differences_are_redrawn_or_undecided() {
         assert!(b.ok() && a.undecided(), "seed {seed}: {a:?}");
     }
 }
+
+/// An identity whose size nothing fixes keeps the one size the typer gave
+/// it: `tr(G^T * I)` with G of that size simplifies to `tr(G)` (it was an
+/// internal error: the e-graph named the size afresh and `A * I = A`
+/// equated two shapes).
+#[test]
+fn an_identity_of_undetermined_size_simplifies() {
+    for (src, want) in [("x : n; sum(x)*I", "tr(G) * x .^ 0"), ("x : n; sum(x)*I*I", "tr(G) * x .^ 0")] {
+        let program = matdiff::syntax::parse_program(src).unwrap();
+        let d = matdiff::derive(&program, &Default::default()).unwrap();
+        assert_eq!(d.gradients[0].expr.to_string(), want, "{src}");
+    }
+}

@@ -229,6 +229,9 @@ impl Analysis<Mat> for Shapes {
 
 fn dim_of(s: Symbol) -> Dim {
     let text = s.as_str();
+    if let Some(k) = text.strip_prefix('?').and_then(|k| k.parse::<u32>().ok()) {
+        return Dim::Unknown(k);
+    }
     match text.parse::<u64>() {
         Ok(n) => Dim::Const(n),
         Err(_) => Dim::Symbol(text.to_string()),
@@ -244,7 +247,6 @@ pub struct Converter {
     /// Constructs the e-graph does not model (`prod`, differentials), kept
     /// whole as leaves `@0`, `@1`, ….
     opaque: Vec<Expr>,
-    fresh: u32,
     /// Leaves of the expressions built so far.
     leaf_count: usize,
 }
@@ -256,7 +258,6 @@ impl Converter {
             leaves: HashMap::new(),
             names: HashMap::new(),
             opaque: vec![],
-            fresh: 0,
             leaf_count: 0,
         }
     }
@@ -312,13 +313,11 @@ impl Converter {
                 }
                 ExprKind::Num(x) => num(rec, *x),
                 ExprKind::Identity => {
-                    let size = match resolved(self, e)?.rows {
-                        Dim::Unknown(_) => {
-                            self.fresh += 1;
-                            format!("?{}", self.fresh)
-                        }
-                        d => d.to_string(),
-                    };
+                    // An inferred size the typer left open is `?k`, as in
+                    // the leaves' shapes: `G^T * I` with G of size ?k keeps
+                    // one size (a fresh name would make `A * I = A` equate
+                    // two shapes).
+                    let size = resolved(self, e)?.rows.to_string();
                     let n = rec.add(Mat::Size(Size(Symbol::from(size))));
                     rec.add(Mat::Ident(n))
                 }
