@@ -338,7 +338,12 @@ impl<'a, 'p> Subject<'a, 'p> {
             return None;
         }
         let nudged = nudge(&env, rng);
-        let gradient_noise = noise(&gradient, &value_of(&self.gradient.expr, &nudged, shape)?);
+        // Noise: moved by a nudge, or cancelled to far below its own terms
+        // (`(a - a^T) * B` for 1x1 a: the rounding of a cancellation can be
+        // the same after a nudge).
+        let terms = value_of(&magnitude(&self.gradient.expr), &env, shape).map_or(0.0, |m| m.norm());
+        let gradient_noise = noise(&gradient, &value_of(&self.gradient.expr, &nudged, shape)?)
+            || gradient.norm() <= 1e-12 * terms;
         Some(Sample { env, sizes, shape, gradient, nudged, gradient_noise })
     }
 }
@@ -397,11 +402,35 @@ fn compare(s: &Sample, formula: &Expr, config: &Config) -> Option<f64> {
     // A gradient that is 0 or noise against a formula that is rounding
     // too: moved by a nudge, or far below the inputs (`sum(G^T) - sum(G)`
     // may round to the same tiny value both times).
-    let tiny = value.norm() <= 1e-12 * s.env.vars.values().map(|m| m.norm()).fold(0.0, f64::max);
+    // So is one within a thousand times the gradient's own noise (a mutant
+    // of a gradient that is zero everywhere: twice the noise is noise).
+    let tiny = value.norm() <= 1e-12 * s.env.vars.values().map(|m| m.norm()).fold(0.0, f64::max)
+        || value.norm() <= 1e3 * s.gradient.norm();
     if s.gradient_noise && (noise(&value, &nudged) || tiny) {
         return Some(0.0);
     }
     Some(difference(&s.gradient, &value, config.floor))
+}
+
+/// The formula with nothing cancelling: subtractions added, negations
+/// dropped, variables and literals by their absolute values. Its size is
+/// the scale of the formula's terms, below which its value is rounding.
+fn magnitude(e: &Expr) -> Expr {
+    let abs = |x: Expr| {
+        let squared = Expr::synthetic(ExprKind::HadamardPower(std::rc::Rc::new(x), 2.0));
+        Expr::synthetic(ExprKind::Call(Func::Sqrt, std::rc::Rc::new(squared)))
+    };
+    match &e.kind {
+        ExprKind::Var(_) => abs(e.clone()),
+        ExprKind::Num(x) => Expr::synthetic(ExprKind::Num(x.abs())),
+        ExprKind::Neg(x) => magnitude(x),
+        ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } => {
+            Expr::binary(BinOp::Add, magnitude(lhs), magnitude(rhs))
+        }
+        // Opaque to the bound: kept as they are, under an absolute value.
+        ExprKind::Prod(_) | ExprKind::Call(..) | ExprKind::Power(..) => abs(e.clone()),
+        _ => e.map_children(|c| std::rc::Rc::new(magnitude(c))),
+    }
 }
 
 /// Every entry of every variable times (1 + 1e-10 u), u uniform in [-1, 1].
