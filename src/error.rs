@@ -20,7 +20,7 @@ use crate::syntax::Span;
 pub enum ErrorKind {
     /// The input does not follow the grammar.
     Parse,
-    /// Shapes do not fit (a product of 3x4 by 5x6, an undeclared size).
+    /// Shapes do not fit (a product of 3x4 by 5x6) or contradict a declaration.
     Shape,
     /// A construct whose derivative matdiff cannot derive (yet): refused by name.
     Unsupported,
