@@ -30,10 +30,13 @@ pub struct DeriveOptions {
 /// The simplified gradient of one variable, with its derivation.
 #[derive(Clone, Debug)]
 pub struct Gradient {
+    /// The variable V.
     pub wrt: VarName,
     /// ∂L/∂V, simplified; it has V's shape.
     pub expr: Expr,
+    /// The gradient's shape, V's shape.
     pub shape: Shape,
+    /// The raw differential the gradient was simplified from.
     pub differential: Differential,
     /// Whether the e-graph saturated while simplifying it.
     pub saturated: bool,
@@ -44,8 +47,11 @@ pub struct Gradient {
 /// Every requested gradient of a program's expression.
 #[derive(Clone, Debug)]
 pub struct Derivation<'p> {
+    /// The shapes of the program.
     pub typing: Typing<'p>,
+    /// How the loss relates to the expression.
     pub mode: Mode,
+    /// One gradient per requested variable.
     pub gradients: Vec<Gradient>,
 }
 

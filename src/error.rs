@@ -18,10 +18,13 @@ use crate::syntax::Span;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
+    /// The input does not follow the grammar.
     Parse,
+    /// Shapes do not fit (a product of 3x4 by 5x6) or contradict a declaration.
     Shape,
     /// A construct whose derivative matdiff cannot derive (yet): refused by name.
     Unsupported,
+    /// A request that cannot be carried out as asked (a variable that does not occur, a claim that does not parse).
     Usage,
     /// A size or depth limit was hit.
     Limit,
@@ -46,8 +49,10 @@ impl ErrorKind {
 /// A labelled span of the source (byte offsets `start..end`).
 #[derive(Clone, Debug, Serialize)]
 pub struct Label {
+    /// The labelled bytes of the source.
     #[serde(flatten)]
     pub span: Span,
+    /// What the label says about them.
     pub message: String,
 }
 
@@ -77,9 +82,13 @@ pub enum Hint {
 /// ```
 #[derive(Clone, Debug, Serialize)]
 pub struct Error {
+    /// What went wrong.
     pub kind: ErrorKind,
+    /// The one-line message, without the kind's title.
     pub message: String,
+    /// The places in the source the error is about.
     pub labels: Vec<Label>,
+    /// Further lines of explanation.
     pub notes: Vec<String>,
     /// How the input could give what is missing (a front end turns these
     /// into notes of its own).
@@ -88,6 +97,7 @@ pub struct Error {
 }
 
 impl Error {
+    /// An error of the given kind, with no labels, notes or hints.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         Error { kind, message: message.into(), labels: vec![], notes: vec![], hints: vec![] }
     }
@@ -100,11 +110,13 @@ impl Error {
         self
     }
 
+    /// Adds a note.
     pub fn note(mut self, note: impl Into<String>) -> Error {
         self.notes.push(note.into());
         self
     }
 
+    /// Adds a hint.
     pub fn hint(mut self, hint: Hint) -> Error {
         self.hints.push(hint);
         self
@@ -119,4 +131,5 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A result whose error is, by default, matdiff's `Error`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

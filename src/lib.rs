@@ -17,6 +17,8 @@
 //! assert_eq!(d.gradients[1].shape.to_string(), "4x5");
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod calculus;
 #[cfg(feature = "cli")]
 pub mod cli;

@@ -47,11 +47,14 @@ pub const VERIFY_TIME_LIMIT: Duration = Duration::from_secs(30);
 /// How a verdict was reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// Decided by comparing formulas.
     Symbolic,
+    /// Decided on random numeric instances.
     Numeric,
 }
 
 impl Method {
+    /// The method's name in reports.
     pub fn name(self) -> &'static str {
         match self {
             Method::Symbolic => "symbolic",
@@ -81,7 +84,9 @@ pub struct Verdict {
     /// [`Outcome::Agree`]: equivalent; [`Outcome::Differ`]: not equivalent;
     /// [`Outcome::Undecided`]: the instances could not tell.
     pub outcome: Outcome,
+    /// How the verdict was reached.
     pub method: Method,
+    /// A sentence on why.
     pub detail: String,
     /// matdiff's own gradient, for comparison.
     pub derived: Expr,

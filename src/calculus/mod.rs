@@ -27,7 +27,10 @@ pub enum Mode {
     Scalar,
     /// The expression Z is a layer inside some loss, with the upstream
     /// gradient G = ∂L/∂Z: dL = tr(Gᵀ dZ).
-    Layer { upstream: VarName },
+    Layer {
+        /// The name of the upstream gradient G.
+        upstream: VarName,
+    },
 }
 
 /// The identity applied at one step of the walk to an occurrence.
@@ -35,7 +38,9 @@ pub enum Mode {
 pub enum Rule {
     /// dL = tr(Gᵀ dZ) (layer) or dL = tr(1ᵀ dL) (scalar).
     Start,
+    /// d(A + B) = dA + dB.
     Sum,
+    /// d(-A) = -dA.
     Negation,
     /// A scalar s broadcast over a matrix.
     Broadcast,
@@ -43,18 +48,31 @@ pub enum Rule {
     Product,
     /// A 1×1 factor of a product.
     Scaling,
+    /// tr(Aᵀ dFᵀ) = tr((Aᵀ)ᵀ dF).
     Transpose,
+    /// a tr(dF) = tr((a I)ᵀ dF).
     Trace,
+    /// d(X⁻¹) = -X⁻¹ dX X⁻¹.
     Inverse,
+    /// d(Xᵏ) = Σᵢ Xⁱ dX Xᵏ⁻¹⁻ⁱ.
     Power,
+    /// d det(X) = det(X) tr(X⁻¹ dX).
     Det,
+    /// d logdet(X) = tr(X⁻¹ dX).
     Logdet,
+    /// d sum(X) = tr(1ᵀ dX).
     SumEntries,
+    /// d norm(X) = tr(Xᵀ dX) / norm(X).
     Norm,
+    /// d norm(X)² = 2 tr(Xᵀ dX).
     NormSquared,
+    /// d(X ⊙ Y) = dX ⊙ Y + X ⊙ dY.
     Hadamard,
+    /// d(X ⊘ Y) = dX ⊘ Y - X ⊙ dY ⊘ Y⊙Y.
     HadamardDiv,
+    /// d(X .^ p) = p X .^ (p-1) ⊙ dX.
     HadamardPower,
+    /// d(X / s) = dX / s - X ds / s².
     Division,
     /// d f(U) = f′(U) ⊙ dU, then tr(Aᵀ(B ⊙ C)) = tr((A ⊙ B)ᵀ C).
     Entrywise(Func),
@@ -103,8 +121,11 @@ impl Rule {
 /// One equality of the walk: dL = tr(adjointᵀ · d(target)) + (other terms).
 #[derive(Clone, Debug)]
 pub struct Step {
+    /// The identity applied.
     pub rule: Rule,
+    /// The expression whose differential this step looks at.
     pub target: Expr,
+    /// The A of tr(Aᵀ d(target)).
     pub adjoint: Expr,
     /// For a product: its differential with the other factors frozen, the
     /// target's factor written `d(target)` (as in `W1 * dW2 * W3 * X`).
@@ -116,6 +137,7 @@ pub struct Step {
 pub struct Contribution {
     /// Where the occurrence stands in the source.
     pub occurrence: Span,
+    /// The equalities of the walk, from dL down to the occurrence.
     pub steps: Vec<Step>,
     /// The A of tr(Aᵀ dV), before simplification.
     pub adjoint: Expr,
@@ -124,8 +146,11 @@ pub struct Contribution {
 /// A side condition `lo <= at <= hi` on index expressions.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Condition {
+    /// The constrained index.
     pub at: Index,
+    /// Its lower bound (inclusive).
     pub lo: Index,
+    /// Its upper bound (inclusive).
     pub hi: Index,
 }
 
@@ -138,7 +163,9 @@ impl std::fmt::Display for Condition {
 /// The raw gradient of one variable: the sum of its contributions.
 #[derive(Clone, Debug)]
 pub struct Differential {
+    /// The variable the gradient is with respect to.
     pub wrt: VarName,
+    /// One contribution per occurrence of the variable.
     pub contributions: Vec<Contribution>,
     /// Side conditions under which the gradient holds (`1 <= j <= n`).
     pub conditions: Vec<Condition>,

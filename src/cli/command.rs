@@ -51,8 +51,10 @@ struct Cli {
 pub enum Command {
     /// Derive the gradient of every variable (or of those given by --wrt).
     Derive {
+        /// The program.
         #[command(flatten)]
         input: Input,
+        /// The variables to differentiate with respect to, and the upstream gradient.
         #[command(flatten)]
         target: Target,
         /// Show the derivation: differential, trace, rotation, read-off, shape check.
@@ -81,6 +83,7 @@ pub enum Command {
     /// verdict is UNDECIDED: declare the domain the expression lives on.
     #[command(verbatim_doc_comment)]
     Verify {
+        /// The program.
         #[command(flatten)]
         input: Input,
         /// The variable the claim is the gradient of.
@@ -95,6 +98,9 @@ pub enum Command {
         /// The domain of a variable's values, e.g. X=positive (positive, negative, nonzero, spd).
         #[arg(long, value_parser = Utf8(parse_domain))]
         domain: Vec<(String, DomainSpec)>,
+        // Print JSON instead of text. (A `///` comment would become clap's
+        // help text and change `--help`, which docs/cli.md quotes.)
+        #[allow(missing_docs)]
         #[arg(long)]
         json: bool,
     },
@@ -107,8 +113,10 @@ pub enum Command {
     /// tried.
     #[command(verbatim_doc_comment)]
     Check {
+        /// The program.
         #[command(flatten)]
         input: Input,
+        /// The variables to differentiate with respect to, and the upstream gradient.
         #[command(flatten)]
         target: Target,
         /// Sizes of symbolic dimensions, e.g. d0=3,n=5 (others are random, 2..5).
@@ -120,13 +128,18 @@ pub enum Command {
         /// Seed of the random sizes and matrices.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        // Print JSON instead of text. (A `///` comment would become clap's
+        // help text and change `--help`, which docs/cli.md quotes.)
+        #[allow(missing_docs)]
         #[arg(long)]
         json: bool,
     },
     /// Compile the value and every gradient into one numeric plan that shares products.
     Plan {
+        /// The program.
         #[command(flatten)]
         input: Input,
+        /// The variables to differentiate with respect to, and the upstream gradient.
         #[command(flatten)]
         target: Target,
         /// Sizes of symbolic dimensions and product lengths, e.g. d0=64,B=65536,n=8;
@@ -142,6 +155,7 @@ pub enum Command {
     },
     /// Print an expression as LaTeX.
     Latex {
+        /// The program.
         #[command(flatten)]
         input: Input,
         /// A complete amsmath document.
@@ -160,6 +174,10 @@ pub enum Command {
 
 /// Languages `plan --emit` writes.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
+// The variants are `numpy` (a NumPy function) and `pytorch` (a
+// torch.autograd.Function); `///` comments on them would become clap's help
+// text and change `plan --help`, which docs/cli.md quotes.
+#[allow(missing_docs)]
 pub enum Emit {
     Numpy,
     Pytorch,

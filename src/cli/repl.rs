@@ -48,7 +48,9 @@ pub struct Session {
 /// What a line did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// Keep reading lines.
     Continue,
+    /// End the session (`:quit`).
     Quit,
 }
 

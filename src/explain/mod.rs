@@ -24,17 +24,22 @@ pub enum Lhs {
 /// One line of an explanation: `lhs = rhs` and why.
 #[derive(Clone, Debug)]
 pub struct Line {
+    /// The left-hand side.
     pub lhs: Lhs,
+    /// The right-hand side.
     pub rhs: Expr,
     /// Terms of dL without the variable's differential are left out.
     pub partial: bool,
+    /// The identity that justifies the line.
     pub why: String,
 }
 
 /// The explanation of one gradient.
 #[derive(Clone, Debug)]
 pub struct Explanation {
+    /// The variable explained.
     pub wrt: VarName,
+    /// The lines, from dL down to the gradient.
     pub lines: Vec<Line>,
     /// Factor by factor: shapes, contracted dimensions, the result.
     pub shape_check: Vec<String>,

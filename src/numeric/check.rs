@@ -42,6 +42,7 @@ pub const CHECK_INSTANCES: usize = 4;
 pub struct CheckOptions {
     /// Sizes for symbolic dimensions; the others are drawn from 2..=5.
     pub dims: HashMap<String, usize>,
+    /// Seed of the random sizes and matrices.
     pub seed: u64,
     /// Wall-clock time the whole check may take before it stops and says so.
     pub time_limit: Duration,
@@ -68,7 +69,9 @@ impl Default for CheckOptions {
 /// The comparison for one variable.
 #[derive(Clone, Debug)]
 pub struct CheckResult {
+    /// The variable.
     pub wrt: VarName,
+    /// The verdict of the comparison.
     pub outcome: Outcome,
     /// ‖symbolic − numeric‖ / max(‖symbolic‖, ‖numeric‖) (Frobenius), on
     /// the instance that decided; `None` where nothing could be measured.
@@ -96,6 +99,7 @@ impl CheckResult {
 pub struct CheckReport {
     /// The size given to each symbolic dimension.
     pub sizes: BTreeMap<String, usize>,
+    /// Seed the sizes and matrices were drawn with.
     pub seed: u64,
     /// Values of the index symbols (`n`, `j`).
     pub indices: BTreeMap<String, i64>,
@@ -105,6 +109,7 @@ pub struct CheckReport {
     pub redraws: usize,
     /// Instances compared: [`CHECK_INSTANCES`], more where those left a gradient undecided.
     pub instances: usize,
+    /// One result per compared gradient.
     pub results: Vec<CheckResult>,
 }
 

@@ -42,6 +42,7 @@ pub enum Sign {
 /// The matrix structure a variable is drawn with.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Structure {
+    /// No structure: entries drawn independently.
     #[default]
     General,
     /// Strictly diagonally dominant, of determinant of order 1, rows of
@@ -60,7 +61,9 @@ pub enum Structure {
 /// The distribution a variable is drawn from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Domain {
+    /// The sign of the entries.
     pub sign: Sign,
+    /// The matrix structure.
     pub structure: Structure,
 }
 

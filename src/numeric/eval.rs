@@ -12,12 +12,14 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Dim, Shape, Typer};
 use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
 
+/// A dense matrix of f64, the values of evaluation.
 pub type Matrix = DMatrix<f64>;
 
 /// Values of the variables. Family members are stored under constant
 /// indices (`W[2]`).
 #[derive(Clone, Debug, Default)]
 pub struct Env {
+    /// Values of the variables, by name.
     pub vars: HashMap<VarName, Matrix>,
     /// Values of free index symbols (`n`, `j`).
     pub indices: Vec<(String, i64)>,
@@ -51,6 +53,7 @@ pub struct Evaluator<'e> {
 }
 
 impl<'e> Evaluator<'e> {
+    /// An evaluator of `expr` on the values in `env`; `shape`, when given, is the result's expected shape.
     pub fn new(expr: &'e Expr, env: &Env, shape: Option<(usize, usize)>) -> Evaluator<'e> {
         let mut typer = Typer::new();
         for (v, m) in &env.vars {

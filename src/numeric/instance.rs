@@ -24,9 +24,11 @@ use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
 /// variable's domain, on which the expression and its gradients are finite.
 #[derive(Clone, Debug)]
 pub struct Instance {
+    /// The size drawn for each symbolic dimension.
     pub sizes: BTreeMap<String, usize>,
     /// Values of the index symbols (`n`, `j`).
     pub indices: BTreeMap<String, i64>,
+    /// The values of the variables.
     pub env: Env,
     /// Variables drawn from a restricted domain (the others: both signs, uniform in [-s, s] for the instance's scale s).
     pub domains: BTreeMap<VarName, Domain>,

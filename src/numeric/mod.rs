@@ -56,6 +56,7 @@ pub enum Outcome {
 /// The judgement of one comparison, with its numbers.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Comparison {
+    /// The judgement.
     pub outcome: Outcome,
     /// ‖a − b‖ / max(‖a‖, ‖b‖, zero scale) (Frobenius; 0 when both are zero).
     pub rel_err: f64,

@@ -40,10 +40,12 @@ pub struct Cost {
 }
 
 impl Cost {
+    /// No multiply-adds.
     pub fn zero() -> Cost {
         Cost::default()
     }
 
+    /// A constant number of multiply-adds.
     pub fn constant(c: u128) -> Cost {
         let mut terms = BTreeMap::new();
         if c != 0 {

@@ -13,37 +13,50 @@ pub enum Value {
     Input(usize),
     /// The result of step number k.
     Step(usize),
+    /// A literal number.
     Num(f64),
 }
 
 /// A value, used as it is or transposed (a transpose costs nothing).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Operand {
+    /// The value read.
     pub value: Value,
+    /// Whether it is read transposed.
     pub transposed: bool,
 }
 
 /// One matrix operation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
+    /// A matrix product.
     MatMul(Operand, Operand),
     /// A 1×1 value times a matrix.
     Scale(Operand, Operand),
+    /// A sum.
     Add(Operand, Operand),
+    /// A difference.
     Sub(Operand, Operand),
+    /// A negation.
     Neg(Operand),
+    /// An entrywise product.
     Hadamard(Operand, Operand),
+    /// An entrywise quotient.
     HadamardDiv(Operand, Operand),
+    /// An entrywise power.
     HadamardPower(Operand, f64),
     /// Division by a 1×1 value.
     Div(Operand, Operand),
+    /// A function applied to one operand.
     Call(Func, Operand),
+    /// The inverse of a square matrix.
     Inverse(Operand),
     /// The identity of the step's shape.
     Identity,
 }
 
 impl Op {
+    /// The values the operation reads, in order.
     pub fn operands(&self) -> Vec<Operand> {
         match self {
             Op::MatMul(a, b)
@@ -63,24 +76,33 @@ impl Op {
 /// multiply-adds it takes.
 #[derive(Clone, Debug)]
 pub struct PlanStep {
+    /// The name of the result (`t1`, `dW1`).
     pub out: String,
+    /// The operation.
     pub op: Op,
+    /// The result's shape.
     pub shape: Shape,
+    /// The step's multiply-adds.
     pub madds: Cost,
 }
 
 /// A variable the plan reads.
 #[derive(Clone, Debug)]
 pub struct PlanInput {
+    /// The variable.
     pub var: VarName,
+    /// Its shape.
     pub shape: Shape,
 }
 
 /// A result of the plan: the forward value (`wrt` is None) or a gradient.
 #[derive(Clone, Debug)]
 pub struct Output {
+    /// The variable this is the gradient with respect to; None for the forward value.
     pub wrt: Option<VarName>,
+    /// Where the result is.
     pub operand: Operand,
+    /// The result's shape.
     pub shape: Shape,
     /// Whether the output is a step of its own name (`dW1`).
     pub named: bool,
@@ -109,8 +131,11 @@ pub struct Sweeps {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// The variables the plan reads; `Value::Input(k)` is `inputs[k]`.
     pub inputs: Vec<PlanInput>,
+    /// The steps, in order; `Value::Step(k)` is `steps[k]`.
     pub steps: Vec<PlanStep>,
+    /// The results: the forward value and the gradients.
     pub outputs: Vec<Output>,
     /// Multiply-adds of all steps.
     pub total: Cost,
@@ -122,6 +147,7 @@ pub struct Plan {
     pub separate: Option<Cost>,
     /// Matrix products of computing the value and each gradient on its own.
     pub separate_products: u128,
+    /// The chain families computed by two sweeps.
     pub sweeps: Vec<Sweeps>,
 }
 

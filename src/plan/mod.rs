@@ -59,6 +59,7 @@ pub struct PlanOptions {
     pub dims: HashMap<String, u64>,
     /// Size assumed, for choosing, for the dimensions `dims` does not give.
     pub default_size: f64,
+    /// How the products are ordered.
     pub strategy: Strategy,
 }
 
@@ -71,8 +72,11 @@ impl Default for PlanOptions {
 /// One expression to compile.
 #[derive(Clone, Debug)]
 pub struct PlanTarget {
+    /// The variable of the gradient; None for the forward value.
     pub wrt: Option<VarName>,
+    /// The expression to compute.
     pub expr: Expr,
+    /// Its shape.
     pub shape: Shape,
 }
 

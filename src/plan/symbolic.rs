@@ -27,6 +27,7 @@ pub struct Recurrence {
     pub base: Option<String>,
     /// The range of j it runs over.
     pub range: String,
+    /// The shape of what it defines.
     pub shape: Shape,
     /// Multiply-adds of one application.
     pub madds: Cost,
@@ -35,7 +36,9 @@ pub struct Recurrence {
 /// The symbolic plan of one member's gradient.
 #[derive(Clone, Debug)]
 pub struct Recurrences {
+    /// The family member, `W[j]`.
     pub wrt: VarName,
+    /// The definitions, in order.
     pub lines: Vec<Recurrence>,
     /// Multiply-adds per j: one step of each sweep and one meet.
     pub per_index: Cost,
@@ -44,7 +47,9 @@ pub struct Recurrences {
     pub separate: String,
     /// `j`, and the range `a..b` the gradients cover.
     pub index: String,
+    /// The first index of the range.
     pub lo: Index,
+    /// The last index of the range.
     pub hi: Index,
 }
 

@@ -9,9 +9,13 @@ use crate::syntax::Index;
 /// open, such as the size of a lone `I`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Dim {
+    /// A known size.
     Const(u64),
+    /// A symbolic size.
     Symbol(String),
+    /// A member of a family of sizes: `d[j-1]` is `Indexed("d", j-1)`.
     Indexed(String, Index),
+    /// A size inference left open, numbered; printed `?k`.
     Unknown(u32),
 }
 
@@ -47,15 +51,19 @@ impl fmt::Display for Dim {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Shape {
+    /// The number of rows.
     pub rows: Dim,
+    /// The number of columns.
     pub cols: Dim,
 }
 
 impl Shape {
+    /// The shape `rows` × `cols`.
     pub fn new(rows: Dim, cols: Dim) -> Shape {
         Shape { rows, cols }
     }
 
+    /// The shape 1×1.
     pub fn scalar() -> Shape {
         Shape::new(Dim::Const(1), Dim::Const(1))
     }
@@ -71,6 +79,7 @@ impl Shape {
         self.cols != other.rows && (self.is_scalar() || other.is_scalar())
     }
 
+    /// The shape with rows and columns swapped.
     pub fn transposed(&self) -> Shape {
         Shape::new(self.cols.clone(), self.rows.clone())
     }

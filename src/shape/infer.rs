@@ -19,7 +19,9 @@ pub struct DimId(u32);
 /// A shape whose dimensions are still variables.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IShape {
+    /// The row dimension.
     pub rows: DimId,
+    /// The column dimension.
     pub cols: DimId,
 }
 
@@ -69,6 +71,7 @@ enum Undo {
 }
 
 impl Typer {
+    /// A typer with no variables.
     pub fn new() -> Typer {
         Typer::default()
     }
@@ -202,11 +205,13 @@ impl Typer {
         self.is_one(s.rows) && self.is_one(s.cols)
     }
 
+    /// The dimension as far as inference has bound it (`Dim::Unknown` if open).
     pub fn resolve_dim(&self, d: DimId) -> Dim {
         let root = self.find(d);
         self.term(root).cloned().unwrap_or(Dim::Unknown(root.0))
     }
 
+    /// The shape as far as inference has bound it.
     pub fn resolve(&self, s: IShape) -> Shape {
         Shape::new(self.resolve_dim(s.rows), self.resolve_dim(s.cols))
     }
@@ -220,6 +225,7 @@ impl Typer {
         IShape { rows: one(&s.rows), cols: one(&s.cols) }
     }
 
+    /// A fresh 1×1 shape.
     pub fn scalar(&mut self) -> IShape {
         IShape { rows: self.bound(Dim::Const(1)), cols: self.bound(Dim::Const(1)) }
     }
@@ -352,6 +358,7 @@ impl Typer {
         Ok(Inferred { shape: got, fits, sized })
     }
 
+    /// The shape of `e`, unifying dimensions as it goes; an error where shapes do not fit.
     pub fn infer(&mut self, e: &Expr) -> Result<IShape> {
         self.infer_with(e, &mut |_, _| {})
     }

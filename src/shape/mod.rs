@@ -18,6 +18,7 @@ use crate::syntax::{Expr, ExprKind, Program, Span, VarName};
 /// program's expression.
 #[derive(Clone, Debug)]
 pub struct Typing<'p> {
+    /// The program typed.
     pub program: &'p Program,
     typer: Typer,
     shape: IShape,
@@ -188,6 +189,7 @@ impl<'p> Typing<'p> {
         self.nodes.get(&(e as *const Expr)).map(|s| self.typer.is_scalar(*s))
     }
 
+    /// The shape of a variable, if the program has it.
     pub fn var_shape(&self, v: &VarName) -> Option<Shape> {
         self.typer.var_shape(v)
     }

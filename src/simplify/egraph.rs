@@ -95,7 +95,12 @@ impl FromStr for Size {
 }
 
 define_language! {
-    /// Matrix expressions in the e-graph.
+    /// Matrix expressions in the e-graph: the operators of the language
+    /// under their e-graph names (`"*"` is an n-ary product, `"scale"` a
+    /// 1×1 factor times a matrix), numbers, exponents, sizes and leaves.
+    // `define_language!` takes no attributes on variants; each is named by
+    // the operator it stands for.
+    #[allow(missing_docs)]
     pub enum Mat {
         "+" = Add([Id; 2]),
         "neg" = Neg(Id),

@@ -25,9 +25,11 @@ use egraph::{Converter, Shapes};
 pub use tidy::tidy;
 use tidy::Leaves;
 
-/// Bounds on every e-graph run.
+/// Bounds on every e-graph run: at most this many e-nodes.
 pub const NODE_LIMIT: usize = 20_000;
+/// At most this many rewrite iterations.
 pub const ITER_LIMIT: usize = 40;
+/// At most this much wall-clock time.
 pub const TIME_LIMIT: Duration = Duration::from_millis(500);
 /// E-graph time for all the formulas of one [`Simplifier`] (all gradients
 /// of one derivation): past it, formulas keep their tidy form, unsaturated.
@@ -44,7 +46,9 @@ pub const MAX_EXTRACT_NODES: usize = NODE_LIMIT;
 /// a limit stopped it, or the input was too large to enter it).
 #[derive(Clone, Debug)]
 pub struct Simplified {
+    /// The simplified expression.
     pub expr: Expr,
+    /// Whether the e-graph saturated.
     pub saturated: bool,
 }
 

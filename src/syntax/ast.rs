@@ -14,7 +14,9 @@ use crate::error::{Error, ErrorKind, Result};
 /// from the original. Nodes built by later stages carry [`Span::SYNTHETIC`].
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]
 pub struct Span {
+    /// First byte, inclusive.
     pub start: usize,
+    /// One past the last byte.
     pub end: usize,
 }
 
@@ -22,6 +24,7 @@ impl Span {
     /// The span of a node that has no place in the source.
     pub const SYNTHETIC: Span = Span { start: 0, end: 0 };
 
+    /// The span from byte `start` up to, not including, byte `end`.
     pub fn new(start: usize, end: usize) -> Span {
         Span { start, end }
     }
@@ -31,6 +34,7 @@ impl Span {
         Span::new(self.start.min(other.start), self.end.max(other.end))
     }
 
+    /// Whether this is `Span::SYNTHETIC`, a node with no place in the source.
     pub fn is_synthetic(self) -> bool {
         self.start == 0 && self.end == 0
     }
@@ -59,7 +63,9 @@ impl PartialEq for Span {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Index {
+    /// Each symbol's coefficient; no coefficient is zero.
     pub terms: BTreeMap<String, i64>,
+    /// The constant term.
     pub constant: i64,
 }
 
@@ -81,10 +87,12 @@ fn index_overflow(what: String) -> Error {
 }
 
 impl Index {
+    /// The constant index `c`.
     pub fn constant(c: i64) -> Index {
         Index { terms: BTreeMap::new(), constant: c }
     }
 
+    /// The index `name` (coefficient 1, constant 0).
     pub fn symbol(name: &str) -> Index {
         let mut terms = BTreeMap::new();
         terms.insert(name.to_string(), 1);
@@ -140,6 +148,7 @@ impl Index {
         out.combine(&scaled, 1).ok_or_else(overflow)
     }
 
+    /// Whether the symbol `name` occurs (with a non-zero coefficient).
     pub fn mentions(&self, name: &str) -> bool {
         self.terms.contains_key(name)
     }
@@ -184,11 +193,14 @@ impl fmt::Display for Index {
 /// A variable: a plain name (`W1`) or one member of a family (`W[j+1]`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct VarName {
+    /// The base name: `W` in `W[j+1]`.
     pub name: String,
+    /// The member's index, for a family member; `None` for a plain name.
     pub index: Option<Index>,
 }
 
 impl VarName {
+    /// A plain name, not a family member.
     pub fn plain(name: &str) -> VarName {
         VarName { name: name.to_string(), index: None }
     }
@@ -206,17 +218,22 @@ impl fmt::Display for VarName {
 /// Binary operators, all left-associative.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum BinOp {
+    /// `+`, matrix sum.
     Add,
+    /// `-`, matrix difference.
     Sub,
     /// Matrix product, or scalar·matrix when a side is 1×1.
     Mul,
+    /// `.*`, the entrywise (Hadamard) product.
     Hadamard,
+    /// `./`, entrywise division.
     HadamardDiv,
     /// Division by a scalar.
     Div,
 }
 
 impl BinOp {
+    /// The operator as written in source.
     pub fn symbol(self) -> &'static str {
         match self {
             BinOp::Add => "+",
@@ -232,21 +249,34 @@ impl BinOp {
 /// Functions applied to one argument.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Func {
+    /// `tr`, the trace.
     Tr,
+    /// `det`, the determinant.
     Det,
+    /// `logdet`, the log of the determinant.
     Logdet,
+    /// `exp`, entrywise.
     Exp,
+    /// `log`, entrywise natural logarithm.
     Log,
+    /// `sqrt`, entrywise.
     Sqrt,
+    /// `sin`, entrywise.
     Sin,
+    /// `cos`, entrywise.
     Cos,
+    /// `tanh`, entrywise.
     Tanh,
+    /// `sigmoid`, entrywise logistic function 1/(1+exp(-x)).
     Sigmoid,
+    /// `sum`, the sum of all entries.
     Sum,
+    /// `norm`, the Frobenius norm.
     Norm,
 }
 
 impl Func {
+    /// Every function, in the order the language lists them.
     pub const ALL: [Func; 12] = [
         Func::Tr,
         Func::Det,
@@ -262,6 +292,7 @@ impl Func {
         Func::Norm,
     ];
 
+    /// The function's name, as written in source.
     pub fn name(self) -> &'static str {
         match self {
             Func::Tr => "tr",
@@ -279,6 +310,7 @@ impl Func {
         }
     }
 
+    /// The function called `name`, if any.
     pub fn from_name(name: &str) -> Option<Func> {
         Func::ALL.into_iter().find(|f| f.name() == name)
     }
@@ -293,9 +325,13 @@ impl Func {
 /// node of every formula would otherwise be its size.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Prod {
+    /// The factor, in terms of `var`.
     pub body: Rc<Expr>,
+    /// The bound index variable.
     pub var: String,
+    /// The first index (inclusive).
     pub lo: Index,
+    /// The last index (inclusive).
     pub hi: Index,
 }
 
@@ -306,7 +342,9 @@ pub struct Prod {
 /// and freed on any thread's stack.
 #[derive(Clone, Debug)]
 pub struct Expr {
+    /// What the node is.
     pub kind: ExprKind,
+    /// Where it was written; `Span::SYNTHETIC` when built by a later stage.
     pub span: Span,
 }
 
@@ -323,19 +361,26 @@ pub enum ExprKind {
     Identity,
     /// A non-negative literal (a leading minus is `Neg`).
     Num(f64),
+    /// `-A`, negation.
     Neg(Rc<Expr>),
     /// `op_span` is the operator's own span, where shape errors point.
     Binary {
+        /// The operator.
         op: BinOp,
+        /// The operator's span.
         op_span: Span,
+        /// The left operand.
         lhs: Rc<Expr>,
+        /// The right operand.
         rhs: Rc<Expr>,
     },
+    /// `A^T`, the transpose.
     Transpose(Rc<Expr>),
     /// `A^k` for an integer k; k = -1 is the inverse.
     Power(Rc<Expr>, i64),
     /// `A .^ p` entrywise.
     HadamardPower(Rc<Expr>, f64),
+    /// `f(A)`, a function applied to one argument.
     Call(Func, Rc<Expr>),
     /// `prod(body, var=lo..hi)`: body(lo) · body(lo+1) ⋯ body(hi).
     Prod(Rc<Prod>),
@@ -344,6 +389,7 @@ pub enum ExprKind {
 }
 
 impl Expr {
+    /// A node of the given kind at the given span.
     pub fn new(kind: ExprKind, span: Span) -> Expr {
         Expr { kind, span }
     }
@@ -353,15 +399,18 @@ impl Expr {
         Expr::new(kind, Span::SYNTHETIC)
     }
 
+    /// A synthetic plain variable `name`.
     pub fn var(name: &str) -> Expr {
         Expr::synthetic(ExprKind::Var(Rc::new(VarName::plain(name))))
     }
 
+    /// A synthetic non-negative literal `x` (negate with `Expr::negate`).
     pub fn num(x: f64) -> Expr {
         debug_assert!(x >= 0.0, "literals are non-negative; use Expr::negate");
         Expr::synthetic(ExprKind::Num(x))
     }
 
+    /// A synthetic identity matrix `I`.
     pub fn identity() -> Expr {
         Expr::synthetic(ExprKind::Identity)
     }
@@ -369,30 +418,37 @@ impl Expr {
     // The builders take a node or a shared node (`impl Into<Rc<Expr>>`):
     // passing an `Rc` shares the subtree instead of copying it.
 
+    /// A synthetic `lhs op rhs`.
     pub fn binary(op: BinOp, lhs: impl Into<Rc<Expr>>, rhs: impl Into<Rc<Expr>>) -> Expr {
         Expr::synthetic(ExprKind::Binary { op, op_span: Span::SYNTHETIC, lhs: lhs.into(), rhs: rhs.into() })
     }
 
+    /// A synthetic matrix product `lhs * rhs`.
     pub fn product(lhs: impl Into<Rc<Expr>>, rhs: impl Into<Rc<Expr>>) -> Expr {
         Expr::binary(BinOp::Mul, lhs, rhs)
     }
 
+    /// A synthetic sum `lhs + rhs`.
     pub fn plus(lhs: impl Into<Rc<Expr>>, rhs: impl Into<Rc<Expr>>) -> Expr {
         Expr::binary(BinOp::Add, lhs, rhs)
     }
 
+    /// A synthetic difference `lhs - rhs`.
     pub fn minus(lhs: impl Into<Rc<Expr>>, rhs: impl Into<Rc<Expr>>) -> Expr {
         Expr::binary(BinOp::Sub, lhs, rhs)
     }
 
+    /// A synthetic negation `-e`.
     pub fn negate(e: impl Into<Rc<Expr>>) -> Expr {
         Expr::synthetic(ExprKind::Neg(e.into()))
     }
 
+    /// A synthetic transpose `e^T`.
     pub fn transpose(e: impl Into<Rc<Expr>>) -> Expr {
         Expr::synthetic(ExprKind::Transpose(e.into()))
     }
 
+    /// A synthetic call `f(e)`.
     pub fn call(f: Func, e: impl Into<Rc<Expr>>) -> Expr {
         Expr::synthetic(ExprKind::Call(f, e.into()))
     }
@@ -720,17 +776,22 @@ impl ExprKind {
 /// A declared shape, as written (`3x4`, `d0 x d1`, `n`, `scalar`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum ShapeSpec {
+    /// `scalar`, 1×1.
     Scalar,
     /// `n`: a column vector, n×1.
     Vector(DimSpec),
+    /// `m x n`, a matrix.
     Matrix(DimSpec, DimSpec),
 }
 
 /// One declared dimension.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum DimSpec {
+    /// A literal size, such as `3`.
     Const(u64),
+    /// A symbolic size, such as `n`.
     Symbol(String),
+    /// A member of a dimension family, such as `d[i-1]`.
     Indexed(String, Index),
 }
 
@@ -738,11 +799,15 @@ pub enum DimSpec {
 /// an optional domain (`X : 3x3 positive`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Declaration {
+    /// The declared name (the family's base name for `W[i]`).
     pub name: String,
+    /// The family's binder (`i` in `W[i]`); `None` for a plain variable.
     pub binder: Option<String>,
+    /// The declared shape.
     pub shape: ShapeSpec,
     /// Where the values lie, when declared: numeric checks draw from it.
     pub domain: Option<DomainSpec>,
+    /// The declaration's source span.
     pub span: Span,
 }
 
@@ -785,8 +850,11 @@ impl DomainSpec {
 /// `Z = W1*W2`: a name for an expression, inlined into later statements.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Definition {
+    /// The defined name.
     pub name: String,
+    /// The defining expression.
     pub expr: Expr,
+    /// The definition's source span.
     pub span: Span,
 }
 
@@ -794,8 +862,11 @@ pub struct Definition {
 /// (definitions already inlined into it).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Program {
+    /// The declarations, in source order.
     pub declarations: Vec<Declaration>,
+    /// The definitions, in source order.
     pub definitions: Vec<Definition>,
+    /// The final expression, definitions inlined.
     pub expr: Expr,
     /// The name of the final expression when it was a definition (`Z = ...`).
     pub name: Option<String>,
