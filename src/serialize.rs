@@ -21,6 +21,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use crate::calculus::Mode;
+use crate::explain::{Explained, Explanation, Line};
 use crate::numeric::{CheckReport, CheckResult, Domain, Outcome, TOLERANCE};
 use crate::plan::{Plan, Recurrence, MAX_COST_TERMS};
 use crate::syntax::{to_latex, VarName};
@@ -51,19 +52,60 @@ impl Serialize for Method {
 /// (the side conditions, joined) where there are any.
 impl Serialize for Gradient {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let conditions = &self.differential.conditions;
-        let mut s = serializer.serialize_struct("Gradient", 6 + usize::from(!conditions.is_empty()))?;
-        s.serialize_field("wrt", &self.wrt)?;
-        s.serialize_field("expr", &self.expr.to_string())?;
-        s.serialize_field("latex", &to_latex(&self.expr))?;
-        s.serialize_field("shape", &self.shape)?;
-        s.serialize_field("occurrences", &self.occurrences)?;
-        s.serialize_field("saturated", &self.saturated)?;
-        if !conditions.is_empty() {
-            let c: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
-            s.serialize_field("condition", &c.join(", "))?;
-        }
+        let mut s = serializer.serialize_struct("Gradient", gradient_len(self))?;
+        gradient_fields(self, &mut s)?;
         s.end()
+    }
+}
+
+fn gradient_len(g: &Gradient) -> usize {
+    6 + usize::from(!g.differential.conditions.is_empty())
+}
+
+fn gradient_fields<S: SerializeStruct>(g: &Gradient, s: &mut S) -> Result<(), S::Error> {
+    let conditions = &g.differential.conditions;
+    s.serialize_field("wrt", &g.wrt)?;
+    s.serialize_field("expr", &g.expr.to_string())?;
+    s.serialize_field("latex", &to_latex(&g.expr))?;
+    s.serialize_field("shape", &g.shape)?;
+    s.serialize_field("occurrences", &g.occurrences)?;
+    s.serialize_field("saturated", &g.saturated)?;
+    if !conditions.is_empty() {
+        let c: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
+        s.serialize_field("condition", &c.join(", "))?;
+    }
+    Ok(())
+}
+
+/// `{expr, latex, why}`: the right-hand side and its reason.
+impl Serialize for Line {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Line", 3)?;
+        s.serialize_field("expr", &self.rhs.to_string())?;
+        s.serialize_field("latex", &self.rhs.latex())?;
+        s.serialize_field("why", &self.why)?;
+        s.end()
+    }
+}
+
+/// The derivation's document with each gradient's `steps` and
+/// `shape_check` beside its fields.
+impl Serialize for Explained<'_, '_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Explained<'a>(&'a Gradient, &'a Explanation);
+        impl Serialize for Explained<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let Explained(g, e) = self;
+                let mut s = serializer.serialize_struct("Gradient", gradient_len(g) + 2)?;
+                gradient_fields(g, &mut s)?;
+                s.serialize_field("steps", &e.lines)?;
+                s.serialize_field("shape_check", &e.shape_check)?;
+                s.end()
+            }
+        }
+        let gradients: Vec<Explained> =
+            self.derivation.gradients.iter().zip(&self.explanations).map(|(g, e)| Explained(g, e)).collect();
+        derivation_fields(self.derivation, &gradients, serializer)
     }
 }
 
@@ -72,18 +114,26 @@ impl Serialize for Gradient {
 /// scalar loss; `saturated`, whether every gradient's simplification did.
 impl Serialize for Derivation<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let upstream = match &self.mode {
-            Mode::Scalar => None,
-            Mode::Layer { upstream } => Some(upstream),
-        };
-        let mut s = serializer.serialize_struct("Derivation", 5)?;
-        s.serialize_field("expr", &self.typing.program.expr.to_string())?;
-        s.serialize_field("shape", &self.typing.shape())?;
-        s.serialize_field("upstream", &upstream)?;
-        s.serialize_field("gradients", &self.gradients)?;
-        s.serialize_field("saturated", &self.gradients.iter().all(|g| g.saturated))?;
-        s.end()
+        derivation_fields(self, &self.gradients, serializer)
     }
+}
+
+fn derivation_fields<S: Serializer>(
+    d: &Derivation,
+    gradients: &impl Serialize,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    let upstream = match &d.mode {
+        Mode::Scalar => None,
+        Mode::Layer { upstream } => Some(upstream),
+    };
+    let mut s = serializer.serialize_struct("Derivation", 5)?;
+    s.serialize_field("expr", &d.typing.program.expr.to_string())?;
+    s.serialize_field("shape", &d.typing.shape())?;
+    s.serialize_field("upstream", &upstream)?;
+    s.serialize_field("gradients", gradients)?;
+    s.serialize_field("saturated", &d.gradients.iter().all(|g| g.saturated))?;
+    s.end()
 }
 
 /// `{steps, outputs, total_madds, separate_madds, separate_products,

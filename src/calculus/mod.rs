@@ -127,9 +127,20 @@ pub struct Step {
     pub target: Expr,
     /// The A of tr(Aᵀ d(target)).
     pub adjoint: Expr,
-    /// For a product: its differential with the other factors frozen, the
-    /// target's factor written `d(target)` (as in `W1 * dW2 * W3 * X`).
-    pub frozen: Option<Expr>,
+    /// For a product: its differential with the other factors frozen (as in
+    /// `W1 * dW2 * W3 * X`).
+    pub frozen: Option<Frozen>,
+}
+
+/// A product's differential with every factor but one frozen:
+/// `factors[..at] · d(factors[at]) · factors[at + 1..]`. The differential is
+/// a position, not a node: only explanations print it.
+#[derive(Clone, Debug)]
+pub struct Frozen {
+    /// The factors, in order.
+    pub factors: Vec<Expr>,
+    /// The factor under the differential.
+    pub at: usize,
 }
 
 /// What one occurrence of the variable contributes to its gradient.
@@ -367,7 +378,7 @@ impl<'t, 'p> Walk<'t, 'p> {
         rule: Rule,
         child: &'p Expr,
         adj: Expr,
-        frozen: Option<Expr>,
+        frozen: Option<Frozen>,
         trail: &Rc<Trail>,
     ) -> Result<()> {
         let step = Step { rule, target: child.clone(), adjoint: adj.clone(), frozen };
@@ -478,10 +489,7 @@ impl<'t, 'p> Walk<'t, 'p> {
             Expr::transpose(right.clone()),
         );
         let adj = if transposed { Expr::transpose(inner) } else { inner };
-        let frozen = Expr::product(
-            Expr::product(left, Expr::synthetic(ExprKind::Differential(Rc::new(factor)))),
-            right,
-        );
+        let frozen = Frozen { factors: vec![left, factor, right], at: 1 };
         self.conditions.push(Condition { at: at.clone(), lo: lo.clone(), hi: hi.clone() });
         let target = Expr::synthetic(ExprKind::Var(Rc::new(self.wrt.clone())));
         let step = Step { rule: Rule::ProdSplit, target, adjoint: adj.clone(), frozen: Some(frozen) };
@@ -573,7 +581,6 @@ impl<'t, 'p> Walk<'t, 'p> {
                 vec![(rule, x, adj)]
             }
             ExprKind::Prod(_) => return Err(refusal(e)),
-            ExprKind::Differential(_) => unreachable!("differentials appear in explanations only"),
         })
     }
 
@@ -658,15 +665,8 @@ impl<'t, 'p> Walk<'t, 'p> {
 }
 
 /// d(product) with every factor but factor `i` frozen.
-fn frozen(factors: &[Factor], i: usize) -> Expr {
-    let parts = factors.iter().enumerate().map(|(k, f)| {
-        if k == i {
-            Rc::new(Expr::synthetic(ExprKind::Differential(f.expr.clone())))
-        } else {
-            f.expr.clone()
-        }
-    });
-    Rc::unwrap_or_clone(parts.reduce(|a, b| Rc::new(Expr::product(a, b))).expect("a product has factors"))
+fn frozen(factors: &[Factor], i: usize) -> Frozen {
+    Frozen { factors: factors.iter().map(|f| Expr::clone(&f.expr)).collect(), at: i }
 }
 
 /// Splits `a + b - (c - d)` into signed terms, through negations.

@@ -71,19 +71,11 @@ pub fn steps_text(d: &Derivation, steps: bool) -> String {
 /// `derive --json`: the [`Derivation`] as data, with each gradient's
 /// steps (`steps`: `{expr, latex, why}`, and `shape_check`) when asked for.
 pub fn derivation_json(d: &Derivation, steps: bool) -> String {
-    let mut doc = serde_json::to_value(d).expect("a derivation serializes");
     if steps {
-        for (g, e) in doc["gradients"].as_array_mut().into_iter().flatten().zip(explain::explain(d)) {
-            let lines: Vec<_> = e
-                .lines
-                .iter()
-                .map(|l| json!({"expr": l.rhs.to_string(), "latex": to_latex(&l.rhs), "why": l.why}))
-                .collect();
-            g["steps"] = json!(lines);
-            g["shape_check"] = json!(e.shape_check);
-        }
+        pretty(&explain::Explained::new(d))
+    } else {
+        pretty(d)
     }
-    pretty(&doc)
 }
 
 /// A JSON document as printed: pretty, keys in order, a final newline.

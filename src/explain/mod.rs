@@ -7,8 +7,11 @@
 
 use crate::calculus::{Mode, Rule, Step, RECORDED_OCCURRENCES};
 use crate::shape::{Dim, Shape};
-use crate::syntax::{to_latex, var_latex, BinOp, Expr, ExprKind, Func, VarName};
+use crate::syntax::{var_latex, BinOp, Expr, ExprKind, Func, VarName};
 use crate::{Derivation, Gradient};
+
+mod formula;
+pub use formula::Formula;
 
 /// What stands left of the relation.
 #[derive(Clone, Debug)]
@@ -27,11 +30,28 @@ pub struct Line {
     /// The left-hand side.
     pub lhs: Lhs,
     /// The right-hand side.
-    pub rhs: Expr,
+    pub rhs: Formula,
     /// Terms of dL without the variable's differential are left out.
     pub partial: bool,
     /// The identity that justifies the line.
     pub why: String,
+}
+
+/// A derivation with the explanation of each of its gradients: what
+/// `derive --steps --json` prints.
+#[derive(Debug)]
+pub struct Explained<'d, 'p> {
+    /// The derivation explained.
+    pub derivation: &'d Derivation<'p>,
+    /// One explanation per gradient, in the derivation's order.
+    pub explanations: Vec<Explanation>,
+}
+
+impl<'d, 'p> Explained<'d, 'p> {
+    /// The derivation with its explanations ([`explain`]).
+    pub fn new(derivation: &'d Derivation<'p>) -> Explained<'d, 'p> {
+        Explained { derivation, explanations: explain(derivation) }
+    }
 }
 
 /// The explanation of one gradient.
@@ -49,8 +69,9 @@ fn tr(e: Expr) -> Expr {
     Expr::call(Func::Tr, e)
 }
 
-fn differential(e: &Expr) -> Expr {
-    Expr::synthetic(ExprKind::Differential(std::rc::Rc::new(e.clone())))
+/// `tr(Aᵀ d(E))`.
+fn read_off(adjoint: &Expr, e: &Expr) -> Formula {
+    Formula::with_differential(e, |d| tr(Expr::product(Expr::transpose(adjoint.clone()), d)))
 }
 
 fn flatten(e: &Expr, out: &mut Vec<Expr>) {
@@ -127,7 +148,7 @@ fn not_shown(g: &Gradient) -> Explanation {
         "steps not shown: the explanations reached their limit of {MAX_EXPLAINED_NODES} formula nodes; ask for the gradient of `{}` alone",
         g.wrt
     );
-    let line = Line { lhs: Lhs::Gradient(g.wrt.clone()), rhs: g.expr.clone(), partial: false, why };
+    let line = Line { lhs: Lhs::Gradient(g.wrt.clone()), rhs: Formula::from(&g.expr), partial: false, why };
     Explanation { wrt: g.wrt.clone(), lines: vec![line], shape_check: vec![] }
 }
 
@@ -142,12 +163,11 @@ fn explain_gradient(d: &Derivation, g: &Gradient, lines: &mut Lines) -> Option<(
             Mode::Layer { upstream } => {
                 let z = Expr::var(d.typing.program.name.as_deref().unwrap_or("Z"));
                 let g = Expr::synthetic(ExprKind::Var(std::rc::Rc::new(upstream.clone())));
-                (
-                    tr(Expr::product(Expr::transpose(g), differential(&z))),
-                    format!("the upstream gradient {upstream} = dL/d{z}"),
-                )
+                (read_off(&g, &z), format!("the upstream gradient {upstream} = dL/d{z}"))
             }
-            Mode::Scalar => (differential(&start.target), "L is the expression".to_string()),
+            Mode::Scalar => {
+                (Formula::with_differential(&start.target, |d| d), "L is the expression".to_string())
+            }
         };
         let why = if contributions.len() > 1 {
             format!("{why}; occurrence {} of {} of {}", k + 1, contributions.len(), g.wrt)
@@ -158,7 +178,7 @@ fn explain_gradient(d: &Derivation, g: &Gradient, lines: &mut Lines) -> Option<(
         if let Mode::Layer { .. } = d.mode {
             lines.push(Line {
                 lhs: Lhs::Same,
-                rhs: tr(Expr::product(Expr::transpose(start.adjoint.clone()), differential(&start.target))),
+                rhs: read_off(&start.adjoint, &start.target),
                 partial: false,
                 why: format!("substitute d{}", d.typing.program.name.as_deref().unwrap_or("Z")),
             })?;
@@ -180,7 +200,7 @@ fn explain_gradient(d: &Derivation, g: &Gradient, lines: &mut Lines) -> Option<(
         }
         lines.push(Line {
             lhs: Lhs::Gradient(g.wrt.clone()),
-            rhs: c.adjoint.clone(),
+            rhs: Formula::from(&c.adjoint),
             partial: contributions.len() > 1,
             why: format!("read off: tr(A^T d{0}) gives dL/d{0} = A", g.wrt),
         })?;
@@ -196,11 +216,16 @@ fn explain_gradient(d: &Derivation, g: &Gradient, lines: &mut Lines) -> Option<(
         } else {
             format!("the sum of the {} occurrences (tied)", contributions.len())
         };
-        lines.push(Line { lhs: Lhs::Gradient(g.wrt.clone()), rhs: sum, partial: false, why })?;
+        lines.push(Line {
+            lhs: Lhs::Gradient(g.wrt.clone()),
+            rhs: Formula::from(&sum),
+            partial: false,
+            why,
+        })?;
     }
     lines.push(Line {
         lhs: Lhs::Same,
-        rhs: g.expr.clone(),
+        rhs: Formula::from(&g.expr),
         partial: false,
         why: "simplified: transposes at the leaves, like terms collected".to_string(),
     })
@@ -210,7 +235,7 @@ fn explain_gradient(d: &Derivation, g: &Gradient, lines: &mut Lines) -> Option<(
 /// (the formula the last of them reads off) and the rules they apply.
 fn left_out(pairs: &[&[Step]]) -> Line {
     let last = &pairs[pairs.len() - 1][1];
-    let rhs = tr(Expr::product(Expr::transpose(last.adjoint.clone()), differential(&last.target)));
+    let rhs = read_off(&last.adjoint, &last.target);
     let mut rules: Vec<(Rule, usize)> = vec![];
     for pair in pairs {
         match rules.iter_mut().find(|(r, _)| *r == pair[1].rule) {
@@ -230,36 +255,41 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Lines) -> Option<()> {
     let one = prev.adjoint.kind == ExprKind::Num(1.0);
     let a_t = Expr::transpose(prev.adjoint.clone());
     let times_a_t = |x: Expr| if one { x } else { Expr::product(a_t.clone(), x) };
-    let df = differential(&step.target);
-    let read = tr(Expr::product(Expr::transpose(step.adjoint.clone()), df.clone()));
-    let line = |rhs: Expr, why: &str| Line { lhs: Lhs::Same, rhs, partial: true, why: why.to_string() };
-    match (&step.rule, &step.frozen) {
-        (Rule::Product | Rule::ProdSplit, Some(frozen)) => {
-            lines.push(line(tr(times_a_t(frozen.clone())), "product rule, the other factors frozen"))?;
-            let mut factors = vec![];
-            flatten(frozen, &mut factors);
-            if let Some(k) = factors.iter().position(|f| matches!(f.kind, ExprKind::Differential(_))) {
-                let before = product(factors[..k].iter().cloned());
-                let after = product(factors[k + 1..].iter().cloned());
-                if after.is_some() {
-                    let rotated = product(
-                        after.into_iter().chain((!one).then(|| a_t.clone())).chain(before).chain([df]),
-                    );
-                    lines.push(line(
-                        tr(rotated.expect("parts")),
-                        "cyclic rotation of the trace: tr(P dF S) = tr(S P dF)",
-                    ))?;
-                }
-            }
-            lines.push(line(read, "transpose: tr(S A^T P dF) = tr((P^T A S^T)^T dF)"))?;
-        }
-        (Rule::Scaling, Some(frozen)) => {
-            lines.push(line(tr(times_a_t(frozen.clone())), "product rule, the other factors frozen"))?;
-            lines.push(line(read, "a scalar leaves the trace: tr(A^T ds R) = ds tr(A^T R)"))?;
-        }
-        (rule, _) => lines.push(line(read, rule.identity()))?,
+    let read = read_off(&step.adjoint, &step.target);
+    let line = |rhs: Formula, why: &str| Line { lhs: Lhs::Same, rhs, partial: true, why: why.to_string() };
+    let Some(frozen) = &step.frozen else {
+        return lines.push(line(read, step.rule.identity()));
+    };
+    // P · d(F) · S, each side flattened into its factors.
+    let mut before = vec![];
+    let mut after = vec![];
+    for f in &frozen.factors[..frozen.at] {
+        flatten(f, &mut before);
     }
-    Some(())
+    for f in &frozen.factors[frozen.at + 1..] {
+        flatten(f, &mut after);
+    }
+    let target = &frozen.factors[frozen.at];
+    let product_rule = Formula::with_differential(target, |d| {
+        let parts = before.iter().cloned().chain([d]).chain(after.iter().cloned());
+        tr(times_a_t(product(parts).expect("a differential")))
+    });
+    lines.push(line(product_rule, "product rule, the other factors frozen"))?;
+    match step.rule {
+        Rule::Product | Rule::ProdSplit => {
+            if !after.is_empty() {
+                let rotated = Formula::with_differential(target, |d| {
+                    let parts =
+                        after.iter().cloned().chain((!one).then(|| a_t.clone())).chain(before.clone());
+                    tr(product(parts.chain([d])).expect("a differential"))
+                });
+                lines.push(line(rotated, "cyclic rotation of the trace: tr(P dF S) = tr(S P dF)"))?;
+            }
+            lines.push(line(read, "transpose: tr(S A^T P dF) = tr((P^T A S^T)^T dF)"))
+        }
+        Rule::Scaling => lines.push(line(read, "a scalar leaves the trace: tr(A^T ds R) = ds tr(A^T R)")),
+        rule => lines.push(line(read, rule.identity())),
+    }
 }
 
 /// `d/dW2: W1^T (4x3) G (3x2) X^T (2x6) W3^T (6x5) = 4x5 = shape of W2`, per
@@ -376,11 +406,7 @@ pub fn to_latex_blocks(explanations: &[Explanation]) -> String {
             };
             let rel = if l.partial && matches!(l.lhs, Lhs::Gradient(_)) { "\\ni" } else { "=" };
             let tail = if l.partial && !matches!(l.lhs, Lhs::Gradient(_)) { " + \\dots" } else { "" };
-            out.push_str(&format!(
-                "{lhs} &{rel} {}{tail} && {} \\\\\n",
-                to_latex(&l.rhs),
-                text_latex(&l.why)
-            ));
+            out.push_str(&format!("{lhs} &{rel} {}{tail} && {} \\\\\n", l.rhs.latex(), text_latex(&l.why)));
         }
         out.push_str("\\end{aligned}\n\\]\n");
     }

@@ -457,7 +457,7 @@ impl Analysis<'_, '_> {
             // Ones on the diagonal, zeros elsewhere.
             ExprKind::Identity => Signs::NONNEG,
             ExprKind::Neg(a) => self.sign_of(a, failing).neg(),
-            ExprKind::Transpose(a) | ExprKind::Differential(a) => self.sign_of(a, failing),
+            ExprKind::Transpose(a) => self.sign_of(a, failing),
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 let (a, b) = (self.sign_of(lhs, failing), self.sign_of(rhs, failing));
                 let scales = self.typing.node_scales(lhs, rhs) == Some(true);
@@ -580,7 +580,7 @@ impl Analysis<'_, '_> {
                 let (lo, hi) = of(a);
                 (-hi, -lo)
             }
-            ExprKind::Transpose(a) | ExprKind::Differential(a) => of(a),
+            ExprKind::Transpose(a) => of(a),
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 let (a, b) = (of(lhs), of(rhs));
                 match op {
@@ -694,7 +694,7 @@ impl Analysis<'_, '_> {
             }
             ExprKind::Num(_) | ExprKind::Identity => {}
             ExprKind::Neg(x) => self.mark_structure(x, context.negated()),
-            ExprKind::Transpose(x) | ExprKind::Differential(x) => self.mark_structure(x, context),
+            ExprKind::Transpose(x) => self.mark_structure(x, context),
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 let in_sum = match context {
                     Free => Free,

@@ -217,9 +217,6 @@ impl Evaluator<'_> {
                     self.tick(x.len() > 10_000)?;
                     call(*f, &x)
                 }
-                ExprKind::Differential(_) => {
-                    return Err(fail(format!("`{e}` is a differential, not a value")))
-                }
                 ExprKind::Prod(prod) => {
                     let crate::syntax::Prod { body, var, lo, hi } = &**prod;
                     let (lo, hi) = (bound_index(lo, bound)?, bound_index(hi, bound)?);

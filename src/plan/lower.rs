@@ -269,12 +269,6 @@ impl Lowering<'_> {
                     }
                 }
                 ExprKind::Prod(_) => unreachable!("expanded before lowering"),
-                ExprKind::Differential(_) => {
-                    return Err(Error::new(
-                        ErrorKind::Internal,
-                        format!("`{e}` is a differential, not a value"),
-                    ))
-                }
             })
         })
     }

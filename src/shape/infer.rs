@@ -373,7 +373,7 @@ impl Typer {
                 IShape { rows: n, cols: n }
             }
             ExprKind::Num(_) => self.scalar(),
-            ExprKind::Neg(_) | ExprKind::HadamardPower(..) | ExprKind::Differential(_) => kids[0],
+            ExprKind::Neg(_) | ExprKind::HadamardPower(..) => kids[0],
             ExprKind::Transpose(_) => IShape { rows: kids[0].cols, cols: kids[0].rows },
             ExprKind::Power(..) => {
                 let what = "a matrix power needs a square matrix";

@@ -386,7 +386,7 @@ impl Converter {
                         BinOp::Mul => unreachable!("handled above"),
                     })
                 }
-                ExprKind::Prod(_) | ExprKind::Differential(_) => {
+                ExprKind::Prod(_) => {
                     // Equal constructs are one leaf, so that they can cancel and match.
                     let s = resolved(self, e)?;
                     let k = match self.opaque.iter().position(|o| o == e) {

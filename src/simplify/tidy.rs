@@ -231,13 +231,6 @@ impl Tidier<'_> {
                 ExprKind::HadamardPower(a, p) => self.norm_hadamard_power(e, a, p, t)?,
                 ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => self.norm_div(e, lhs, rhs, t)?,
                 ExprKind::Binary { op, lhs, rhs, .. } => self.norm_entrywise(e, op, lhs, rhs, t)?,
-                ExprKind::Differential(_) => {
-                    let s = self
-                        .typer
-                        .infer(e)
-                        .map_err(|err| Error::new(ErrorKind::Internal, format!("{err}")))?;
-                    (vec![self.leaf(e.clone(), s, t)], s)
-                }
                 ExprKind::Prod(_) => {
                     let s = self.typer.infer(e).map_err(|err| {
                         Error::new(ErrorKind::Internal, format!("simplifying `{e}`: {err}"))

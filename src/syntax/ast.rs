@@ -384,8 +384,6 @@ pub enum ExprKind {
     Call(Func, Rc<Expr>),
     /// `prod(body, var=lo..hi)`: body(lo) · body(lo+1) ⋯ body(hi).
     Prod(Rc<Prod>),
-    /// `dX`: a differential, in explanations only; it is not input syntax.
-    Differential(Rc<Expr>),
 }
 
 impl Expr {
@@ -473,8 +471,7 @@ impl Expr {
             | ExprKind::Transpose(a)
             | ExprKind::Power(a, _)
             | ExprKind::HadamardPower(a, _)
-            | ExprKind::Call(_, a)
-            | ExprKind::Differential(a) => (Some(a), None),
+            | ExprKind::Call(_, a) => (Some(a), None),
             ExprKind::Binary { lhs, rhs, .. } => (Some(lhs), Some(rhs)),
             ExprKind::Prod(p) => (Some(&p.body), None),
         };
@@ -553,7 +550,6 @@ impl Expr {
                 ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => return Ok(self.clone()),
                 ExprKind::Neg(a) => ExprKind::Neg(f(a)?),
                 ExprKind::Transpose(a) => ExprKind::Transpose(f(a)?),
-                ExprKind::Differential(a) => ExprKind::Differential(f(a)?),
                 ExprKind::Power(a, k) => ExprKind::Power(f(a)?, *k),
                 ExprKind::HadamardPower(a, p) => ExprKind::HadamardPower(f(a)?, *p),
                 ExprKind::Call(g, a) => ExprKind::Call(*g, f(a)?),
@@ -718,7 +714,6 @@ impl ExprKind {
             (K::Identity, K::Identity) => true,
             (K::Num(a), K::Num(b)) => a == b,
             (K::Neg(_), K::Neg(_)) | (K::Transpose(_), K::Transpose(_)) => true,
-            (K::Differential(_), K::Differential(_)) => true,
             (K::Binary { op: a, .. }, K::Binary { op: b, .. }) => a == b,
             (K::Power(_, a), K::Power(_, b)) => a == b,
             (K::HadamardPower(_, a), K::HadamardPower(_, b)) => a == b,
@@ -734,7 +729,7 @@ impl ExprKind {
         use ExprKind as K;
         let (a, b) = match self {
             K::Var(_) | K::Identity | K::Num(_) => (None, None),
-            K::Neg(a) | K::Transpose(a) | K::Differential(a) => (Some(a), None),
+            K::Neg(a) | K::Transpose(a) => (Some(a), None),
             K::Power(a, _) | K::HadamardPower(a, _) | K::Call(_, a) => (Some(a), None),
             K::Binary { lhs, rhs, .. } => (Some(lhs), Some(rhs)),
             K::Prod(p) if Rc::strong_count(p) == 1 => (Some(&p.body), None),
@@ -757,7 +752,7 @@ impl ExprKind {
             }
         };
         match std::mem::replace(self, K::Identity) {
-            K::Neg(a) | K::Transpose(a) | K::Differential(a) => keep(a),
+            K::Neg(a) | K::Transpose(a) => keep(a),
             K::Power(a, _) | K::HadamardPower(a, _) | K::Call(_, a) => keep(a),
             K::Binary { lhs, rhs, .. } => {
                 keep(lhs);

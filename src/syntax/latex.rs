@@ -153,10 +153,6 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     out.push_str("\\right|");
                 }
             }
-            ExprKind::Differential(a) => {
-                out.push_str("\\mathrm{d}");
-                write(out, a, Prec::Atom);
-            }
             // Parenthesised, so that neighbours and superscripts stay outside.
             ExprKind::Prod(prod) => {
                 let crate::syntax::Prod { body, var, lo, hi } = &**prod;

@@ -12,5 +12,5 @@ pub use ast::{
 };
 pub use latex::{to_latex, var_latex};
 pub use parser::{parse_expr, parse_program, parse_var, unfinished, MAX_NESTING, MAX_NODES};
-pub(crate) use printer::exact_minus_one;
 pub use printer::format_number;
+pub(crate) use printer::{exact_minus_one, prec, Prec};

@@ -34,12 +34,9 @@ pub(crate) fn prec(e: &Expr) -> Prec {
         ExprKind::Binary { .. } => Prec::Product,
         ExprKind::Neg(_) => Prec::Prefix,
         ExprKind::Transpose(_) | ExprKind::Power(..) | ExprKind::HadamardPower(..) => Prec::Postfix,
-        ExprKind::Var(_)
-        | ExprKind::Identity
-        | ExprKind::Num(_)
-        | ExprKind::Call(..)
-        | ExprKind::Prod(_)
-        | ExprKind::Differential(_) => Prec::Atom,
+        ExprKind::Var(_) | ExprKind::Identity | ExprKind::Num(_) | ExprKind::Call(..) | ExprKind::Prod(_) => {
+            Prec::Atom
+        }
     }
 }
 
@@ -208,8 +205,6 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
                 write_expr(f, a, Prec::Loosest)?;
                 f.write_str(")")
             }
-            ExprKind::Differential(a) if matches!(a.kind, ExprKind::Var(_)) => write!(f, "d{a}"),
-            ExprKind::Differential(a) => write!(f, "d({a})"),
             ExprKind::Prod(prod) => {
                 let crate::syntax::Prod { body, var, lo, hi } = &**prod;
                 f.write_str("prod(")?;

@@ -620,7 +620,7 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
     match &e.kind {
         ExprKind::Num(c) => Range::of(*c, *c),
         ExprKind::Identity => Range::of(0.0, 1.0),
-        ExprKind::Var(_) | ExprKind::Differential(_) | ExprKind::Prod(_) => ANY,
+        ExprKind::Var(_) | ExprKind::Prod(_) => ANY,
         ExprKind::Neg(a) => r(a).neg(),
         ExprKind::Transpose(a) => r(a),
         ExprKind::Binary { op, lhs, rhs, .. } => {

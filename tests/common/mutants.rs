@@ -191,7 +191,6 @@ fn with_child(e: &Expr, i: usize, new: Expr) -> Expr {
         ExprKind::Power(_, k) => ExprKind::Power(new, *k),
         ExprKind::HadamardPower(_, p) => ExprKind::HadamardPower(new, *p),
         ExprKind::Call(f, _) => ExprKind::Call(*f, new),
-        ExprKind::Differential(_) => ExprKind::Differential(new),
         ExprKind::Binary { op, op_span, lhs, rhs } => {
             let (lhs, rhs) = if i == 0 { (new, rhs.clone()) } else { (lhs.clone(), new) };
             ExprKind::Binary { op: *op, op_span: *op_span, lhs, rhs }
