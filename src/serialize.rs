@@ -23,7 +23,7 @@ use serde::{Serialize, Serializer};
 use crate::calculus::Mode;
 use crate::explain::{Explained, Explanation, Line};
 use crate::numeric::{CheckReport, CheckResult, Domain, Outcome, TOLERANCE};
-use crate::plan::{Plan, Recurrence, MAX_COST_TERMS};
+use crate::plan::{Plan, Recurrence, SymbolicPlan, MAX_COST_TERMS};
 use crate::syntax::{to_latex, VarName};
 use crate::verify::{Evidence, Method, Verdict};
 use crate::{Derivation, Gradient};
@@ -136,7 +136,7 @@ fn derivation_fields<S: Serializer>(
     s.end()
 }
 
-/// `{steps, outputs, total_madds, separate_madds, separate_products,
+/// `{expr, steps, outputs, total_madds, separate_madds, separate_products,
 /// forward_madds, products, sweeps}`. Each step is `{out, op, shape,
 /// madds}`; each output `{wrt, value, shape}` (`wrt` null for the value);
 /// each sweep `{cycle, cut, between}`. Counts are numbers, or their text
@@ -180,7 +180,8 @@ impl Serialize for Plan {
                 Sweep { cycle, cut: s.cut, between: [a, b] }
             })
             .collect();
-        let mut s = serializer.serialize_struct("Plan", 8)?;
+        let mut s = serializer.serialize_struct("Plan", 9)?;
+        s.serialize_field("expr", &self.expr.to_string())?;
         s.serialize_field("steps", &steps)?;
         s.serialize_field("outputs", &outputs)?;
         s.serialize_field("total_madds", &self.total)?;
@@ -192,6 +193,26 @@ impl Serialize for Plan {
         s.serialize_field("forward_madds", &self.forward)?;
         s.serialize_field("products", &self.products())?;
         s.serialize_field("sweeps", &sweeps)?;
+        s.end()
+    }
+}
+
+/// `{expr, symbolic, steps, total_madds, separate_madds}`: `symbolic` is
+/// true; `steps` are the recurrences of every member gradient, and the
+/// counts sums over the index of each.
+impl Serialize for SymbolicPlan {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let all = &self.gradients;
+        let steps: Vec<&Recurrence> = all.iter().flat_map(|r| &r.lines).collect();
+        let totals: Vec<String> =
+            all.iter().map(|r| format!("sum_{{{}={}..{}}} {}", r.index, r.lo, r.hi, r.per_index)).collect();
+        let separate: Vec<&str> = all.iter().map(|r| r.separate.as_str()).collect();
+        let mut s = serializer.serialize_struct("SymbolicPlan", 5)?;
+        s.serialize_field("expr", &self.expr.to_string())?;
+        s.serialize_field("symbolic", &true)?;
+        s.serialize_field("steps", &steps)?;
+        s.serialize_field("total_madds", &totals.join(" + "))?;
+        s.serialize_field("separate_madds", &separate.join(" + "))?;
         s.end()
     }
 }

@@ -390,7 +390,7 @@ fn printed_plans() {
         let d = derivation(&p);
         let dims: HashMap<String, u64> = dims.iter().map(|(k, v)| (k.to_string(), *v)).collect();
         let options = PlanOptions { dims, ..Default::default() };
-        matdiff::cli::render_plan(&d, &options, false, None).unwrap()
+        matdiff::cli::render_plan(&d, &options, matdiff::cli::PlanOutput::Text).unwrap()
     };
     let mut out = String::new();
     out.push_str(&text("W1*W2*W3*X", &[]));
@@ -432,7 +432,7 @@ fn symbolic_recurrences_compute_the_gradient_at_every_j() {
         let p = program(src);
         let d = derivation(&p);
         let all = matdiff::plan::compile_symbolic(&d).unwrap_or_else(|e| panic!("{src}: {e:?}"));
-        let r = &all[0];
+        let r = &all.gradients[0];
         let g = d.gradients.iter().find(|g| g.wrt == r.wrt).unwrap();
         for seed in 1..=4 {
             let instance = Instance::draw(&d, &CheckOptions { seed, ..Default::default() }).unwrap();
@@ -484,7 +484,7 @@ fn printed_symbolic_plans() {
     let text = |src: &str| {
         let p = program(src);
         let d = derivation(&p);
-        matdiff::cli::render_plan(&d, &PlanOptions::default(), false, None).unwrap()
+        matdiff::cli::render_plan(&d, &PlanOptions::default(), matdiff::cli::PlanOutput::Text).unwrap()
     };
     let out = [
         text("W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X"),

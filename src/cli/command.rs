@@ -173,7 +173,7 @@ pub enum Command {
 }
 
 /// Languages `plan --emit` writes.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 // The variants are `numpy` (a NumPy function) and `pytorch` (a
 // torch.autograd.Function); `///` comments on them would become clap's help
 // text and change `plan --help`, which docs/cli.md quotes.
@@ -452,7 +452,12 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             let program = syntax::parse_program(&source.text)?;
             let derivation = crate::derive(&program, &options)?;
             let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
-            let text = render::plan(&derivation, &options, json, emit.map(|e| matches!(e, Emit::Pytorch)))?;
+            let output = match (emit, json) {
+                (Some(e), _) => render::PlanOutput::Code(e),
+                (None, true) => render::PlanOutput::Json,
+                (None, false) => render::PlanOutput::Text,
+            };
+            let text = render::plan(&derivation, &options, output)?;
             write!(out, "{text}").map_err(io)?;
             Ok(0)
         }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use super::render::{derivation_latex, latex_document, plan as render_plan, render_check, render_derivation};
+use super::render::{derivation_latex, latex_document, plan as render_plan, PlanOutput, render_check, render_derivation};
 use crate::error::Result;
 use crate::explain::{explain, to_latex_blocks, to_text};
 use crate::numeric::{check, eval, CheckOptions, Instance};
@@ -145,16 +145,16 @@ pub fn run(latex: bool) -> Result<(String, bool)> {
     doc.para("O(n^2) products. One plan shares them: a forward sweep S, a backward sweep H, and one");
     doc.para("product per gradient where they meet (found from the formulas above, not assumed).");
     let options = PlanOptions::default();
-    doc.verbatim(&render_plan(&declared, &options, false, None)?);
+    doc.verbatim(&render_plan(&declared, &options, PlanOutput::Text)?);
     doc.para("With sizes it prices every way to cut the two sweeps and takes the cheapest. With a");
     doc.para("batch of 65536 against widths of 64, contracting the batch first (G X^T) wins:");
     let wide: HashMap<String, u64> = [("d0", 64), ("d1", 64), ("d2", 64), ("d3", 64), ("d4", 65536)]
         .map(|(k, v)| (k.to_string(), v))
         .into();
     let wide = PlanOptions { dims: wide, ..Default::default() };
-    doc.verbatim(&render_plan(&inferred, &wide, false, None)?);
+    doc.verbatim(&render_plan(&inferred, &wide, PlanOutput::Text)?);
     doc.para(&format!("For a chain of any length ({SYMBOLIC}), the same sweeps as recurrences:"));
-    doc.verbatim(&render_plan(&symbolic, &options, false, None)?);
+    doc.verbatim(&render_plan(&symbolic, &options, PlanOutput::Text)?);
 
     doc.section("8. How the long products condition (a random instance)");
     doc.verbatim(&conditioning(&declared)?);

@@ -20,7 +20,7 @@ use std::ffi::OsString;
 use std::io::Write;
 
 pub use command::{execute, parse, Command, Emit, Input, Target, MAX_INPUT_BYTES};
-pub use render::{plan as render_plan, render_check, render_derivation};
+pub use render::{plan as render_plan, render_check, render_derivation, PlanOutput};
 pub use report::{error_json, exit_code, render_error, with_hints};
 
 /// Runs the command line with these arguments (the program name first, as

@@ -1,6 +1,6 @@
 //! Derivations and checks as text and as JSON (docs/cli.md, JSON).
 
-use serde_json::json;
+use super::command::Emit;
 
 use crate::calculus::Mode;
 use crate::explain;
@@ -210,44 +210,44 @@ fn domains_line(
     )
 }
 
-/// `plan` output: the steps with shapes and multiply-adds, the outputs, the
-/// totals; or JSON (docs/cli.md, JSON); or code (`pytorch`: Some(true)).
-pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool>) -> crate::Result<String> {
+/// What `plan` prints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlanOutput {
+    /// The steps with shapes and multiply-adds, the outputs, the totals.
+    Text,
+    /// The plan as data (docs/json.md).
+    Json,
+    /// The plan as code.
+    Code(Emit),
+}
+
+/// `plan` output, as `output` asks.
+pub fn plan(d: &Derivation, options: &PlanOptions, output: PlanOutput) -> crate::Result<String> {
     let expr = &d.typing.program.expr;
     if crate::plan::symbolic_length(d, &options.dims) {
-        if emit.is_some() {
+        if let PlanOutput::Code(_) = output {
             return Err(crate::Error::new(
                 crate::ErrorKind::Usage,
                 "code is emitted for a numeric plan: give the product's length with --dims (e.g. n=8)",
             ));
         }
-        return symbolic_plan(d, json);
+        return symbolic_plan(d, output);
     }
     let plan = crate::plan::compile(d, options)?;
-    if let Some(pytorch) = emit {
-        let upstream = match &d.mode {
-            Mode::Layer { upstream } => Some(upstream),
-            Mode::Scalar => None,
-        };
-        let header = format!("{expr}");
-        return if pytorch {
-            crate::plan::pytorch(&plan, &header, upstream)
-        } else {
-            crate::plan::numpy(&plan, &header)
-        };
-    }
-    if json {
-        // The plan as data, with the expression it is for; a count too
-        // long to write says how to get a number.
-        let mut doc = serde_json::to_value(&plan).expect("a plan serializes");
-        doc["expr"] = json!(expr.to_string());
-        if plan.separate.is_none() {
-            doc["separate_madds"] = json!(format!(
-                "more than {} terms; give the sizes with --dims for a number",
-                crate::plan::MAX_COST_TERMS
-            ));
+    match output {
+        PlanOutput::Code(emit) => {
+            let upstream = match &d.mode {
+                Mode::Layer { upstream } => Some(upstream),
+                Mode::Scalar => None,
+            };
+            let header = format!("{expr}");
+            return match emit {
+                Emit::Pytorch => crate::plan::pytorch(&plan, &header, upstream),
+                Emit::Numpy => crate::plan::numpy(&plan, &header),
+            };
         }
-        return Ok(pretty(&doc));
+        PlanOutput::Json => return Ok(pretty(&plan)),
+        PlanOutput::Text => {}
     }
     let mut out = String::new();
     let what = match &d.mode {
@@ -311,25 +311,14 @@ pub fn plan(d: &Derivation, options: &PlanOptions, json: bool, emit: Option<bool
 
 /// `plan` for a chain of symbolic length: the recurrences of each member's
 /// gradient and their cost per index.
-fn symbolic_plan(d: &Derivation, json: bool) -> crate::Result<String> {
-    let all = crate::plan::compile_symbolic(d)?;
-    let expr = &d.typing.program.expr;
-    if json {
-        let steps: Vec<&crate::plan::Recurrence> = all.iter().flat_map(|r| &r.lines).collect();
-        let totals: Vec<String> =
-            all.iter().map(|r| format!("sum_{{{}={}..{}}} {}", r.index, r.lo, r.hi, r.per_index)).collect();
-        let separate: Vec<&str> = all.iter().map(|r| r.separate.as_str()).collect();
-        let doc = json!({
-            "expr": expr.to_string(),
-            "symbolic": true,
-            "steps": steps,
-            "total_madds": totals.join(" + "),
-            "separate_madds": separate.join(" + "),
-        });
-        return Ok(pretty(&doc));
+fn symbolic_plan(d: &Derivation, output: PlanOutput) -> crate::Result<String> {
+    let plan = crate::plan::compile_symbolic(d)?;
+    if output == PlanOutput::Json {
+        return Ok(pretty(&plan));
     }
+    let expr = &plan.expr;
     let mut out = String::new();
-    for r in &all {
+    for r in &plan.gradients {
         out.push_str(&format!(
             "plan for {expr}, every {} in {}..{}: two sweeps, one product each per {}, and one product per gradient\n",
             r.index, r.lo, r.hi, r.index

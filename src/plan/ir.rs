@@ -4,7 +4,7 @@
 
 use super::Cost;
 use crate::shape::Shape;
-use crate::syntax::{Func, VarName};
+use crate::syntax::{Expr, Func, VarName};
 
 /// A value a step reads.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -131,6 +131,8 @@ pub struct Sweeps {
 /// ```
 #[derive(Clone, Debug)]
 pub struct Plan {
+    /// The expression planned, as the program wrote it.
+    pub expr: Expr,
     /// The variables the plan reads; `Value::Input(k)` is `inputs[k]`.
     pub inputs: Vec<PlanInput>,
     /// The steps, in order; `Value::Step(k)` is `steps[k]`.

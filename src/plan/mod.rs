@@ -25,7 +25,7 @@ pub use emit::{numpy, pytorch};
 pub use ir::{Op, Operand, Output, Plan, PlanInput, PlanStep, Sweeps, Value};
 pub use lower::MAX_FACTORS;
 pub use schedule::{Strategy, DP_LIMIT};
-pub use symbolic::{recurrences, Recurrence, Recurrences};
+pub use symbolic::{recurrences, Recurrence, Recurrences, SymbolicPlan};
 
 use crate::calculus::Mode;
 use crate::derive::Derivation;
@@ -161,7 +161,7 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
     };
     let upstream = upstream.as_ref();
     let compiled = compile_graph(&targets, typer, upstream, options)?;
-    let mut plan = compiled.write(&targets, options.strategy);
+    let mut plan = compiled.write(&typing.program.expr, &targets, options.strategy);
     // Each target on its own: the same graph, only what the target reaches.
     // (Past MAX_COST_TERMS terms the polynomial is dropped: products are counted.)
     let mut separate = Some(Tally::default());
@@ -240,7 +240,7 @@ fn product_span(root: &Expr, name: &str) -> Option<crate::syntax::Span> {
 
 /// The symbolic plan of every gradient with respect to a member `W[j]` of a
 /// family whose product has symbolic length: its two recurrences.
-pub fn compile_symbolic(derivation: &Derivation) -> Result<Vec<Recurrences>> {
+pub fn compile_symbolic(derivation: &Derivation) -> Result<SymbolicPlan> {
     let upstream = match &derivation.mode {
         Mode::Layer { upstream } => Some(upstream.name.as_str()),
         Mode::Scalar => None,
@@ -255,7 +255,7 @@ pub fn compile_symbolic(derivation: &Derivation) -> Result<Vec<Recurrences>> {
     if out.is_empty() {
         return Err(Error::new(ErrorKind::Usage, "no gradient with respect to a member W[j] of a product"));
     }
-    Ok(out)
+    Ok(SymbolicPlan { expr: derivation.typing.program.expr.clone(), gradients: out })
 }
 
 /// The index symbols an expression's members and ranges use.
@@ -300,7 +300,10 @@ pub fn compile_targets(
     upstream: Option<&VarName>,
     options: &PlanOptions,
 ) -> Result<Plan> {
-    Ok(compile_graph(targets, typer, upstream, options)?.write(targets, options.strategy))
+    let Some(value) = targets.first() else {
+        return Err(Error::new(ErrorKind::Internal, "a plan needs the forward value as its first target"));
+    };
+    Ok(compile_graph(targets, typer, upstream, options)?.write(&value.expr, targets, options.strategy))
 }
 
 /// The targets lowered into one graph, with the sizes that price it.
@@ -375,7 +378,7 @@ fn chains_of(graph: &Graph, order: &[NodeId]) -> Vec<NodeId> {
 
 impl Compiled {
     /// The plan of every target together.
-    fn write(&self, targets: &[PlanTarget], strategy: Strategy) -> Plan {
+    fn write(&self, expr: &Expr, targets: &[PlanTarget], strategy: Strategy) -> Plan {
         let graph = &self.graph;
         let order = topological(graph, &self.roots);
         let schedule =
@@ -399,6 +402,7 @@ impl Compiled {
             })
             .collect();
         let mut plan = Plan {
+            expr: expr.clone(),
             inputs: writer.inputs,
             steps: writer.steps,
             outputs,

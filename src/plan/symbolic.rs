@@ -33,6 +33,16 @@ pub struct Recurrence {
     pub madds: Cost,
 }
 
+/// The plan of a program whose product has symbolic length: the
+/// recurrences of every gradient with respect to a member `W[j]`.
+#[derive(Clone, Debug)]
+pub struct SymbolicPlan {
+    /// The expression planned, as the program wrote it.
+    pub expr: crate::syntax::Expr,
+    /// One per member gradient.
+    pub gradients: Vec<Recurrences>,
+}
+
 /// The symbolic plan of one member's gradient.
 #[derive(Clone, Debug)]
 pub struct Recurrences {
