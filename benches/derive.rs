@@ -20,7 +20,7 @@ fn layer_chain(c: &mut Criterion) {
             b.iter(|| {
                 let program = parse_program(black_box(src)).unwrap();
                 // As `matdiff derive` without --steps: the steps are not kept.
-                let options = matdiff::DeriveOptions { lean: true, ..Default::default() };
+                let options = matdiff::DeriveOptions { steps: matdiff::Steps::Skip, ..Default::default() };
                 let d = matdiff::derive(&program, &options).unwrap();
                 assert!(d.gradients.iter().all(|g| g.saturated));
                 let text: usize = d.gradients.iter().map(|g| g.expr.to_string().len()).sum();

@@ -3,7 +3,7 @@
 //! every gradient. [`derive`] is the entry point; its result, a
 //! [`Derivation`], is what plan, numeric, explain and verify consume.
 
-use crate::calculus::{self, Differential, Mode};
+use crate::calculus::{self, Differential, Mode, Steps};
 use crate::error::{Error, ErrorKind, Hint, Result};
 use crate::shape::{self, Shape, Typing};
 use crate::simplify;
@@ -20,11 +20,12 @@ pub struct DeriveOptions {
     /// The name of the upstream gradient of a matrix-valued expression
     /// (default `G`).
     pub upstream: Option<String>,
-    /// Drop each gradient's recorded derivation steps once it is simplified:
-    /// only explanations read them, and for a chain of a thousand factors
-    /// they are half the memory. The side conditions and the number of
-    /// occurrences are kept.
-    pub lean: bool,
+    /// Whether the gradients keep their derivation steps. Only
+    /// explanations read them, and for a chain of a thousand factors they
+    /// are half the memory: [`Steps::Skip`] records none and drops the
+    /// contributions once simplified, keeping the side conditions and the
+    /// number of occurrences.
+    pub steps: Steps,
 }
 
 /// The simplified gradient of one variable, with its derivation.
@@ -109,7 +110,7 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
             return Err(Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))
                 .note(format!("its variables are: {}", known.join(", "))));
         }
-        let differential = occurrences.differentiate_checked(&typing, &v, &mode, !options.lean)?;
+        let differential = occurrences.differentiate_checked(&typing, &v, &mode, options.steps)?;
         for c in &differential.contributions {
             // Each was counted by the calculus, up to its own limit.
             total += c.adjoint.size_within(MAX_TOTAL_NODES - total + 1).unwrap_or(MAX_TOTAL_NODES + 1);
@@ -128,7 +129,7 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         typing.scratch(|typer| check_shape(typer, &expr, &shape, &v))?;
         let mut differential = differential;
         let occurrences = differential.contributions.len();
-        if options.lean {
+        if options.steps == Steps::Skip {
             differential.contributions.clear();
         }
         let saturated = simplified.saturated;

@@ -58,7 +58,9 @@ pub struct Label {
 
 /// What the caller could supply or ask for instead, for a front end to
 /// phrase in its own terms (the command line names its options).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serialized as its snake-case name, `{"give_size": "n=8"}` for a size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Hint {
     /// A size or a length the input does not give; an example assignment
     /// (`n=8`).
@@ -91,8 +93,8 @@ pub struct Error {
     /// Further lines of explanation.
     pub notes: Vec<String>,
     /// How the input could give what is missing (a front end turns these
-    /// into notes of its own).
-    #[serde(skip)]
+    /// into notes of its own; serialized only where there are any).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub hints: Vec<Hint>,
 }
 

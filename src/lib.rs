@@ -34,5 +34,6 @@ mod stack;
 pub mod syntax;
 pub mod verify;
 
+pub use calculus::Steps;
 pub use derive::{derive, Derivation, DeriveOptions, Gradient, MAX_TOTAL_NODES};
 pub use error::{Error, ErrorKind, Hint, Label, Result};

@@ -24,7 +24,7 @@ use crate::numeric::{
     Tolerances,
 };
 use crate::syntax::{parse_expr, DomainSpec, Expr, ExprKind, Program, VarName};
-use crate::{derive, DeriveOptions};
+use crate::{derive, DeriveOptions, Steps};
 
 /// Independent random instances a numeric decision needs, every one decided.
 pub const INSTANCES: u64 = 16;
@@ -140,7 +140,7 @@ impl Default for VerifyOptions {
 /// ```
 pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOptions) -> Result<Verdict> {
     let derive_options =
-        DeriveOptions { wrt: vec![wrt.clone()], upstream: options.upstream.clone(), lean: true };
+        DeriveOptions { wrt: vec![wrt.clone()], upstream: options.upstream.clone(), steps: Steps::Skip };
     let d = derive(program, &derive_options)?;
     let g = &d.gradients[0];
     let claim = parse_expr(claim).map_err(|e| {

@@ -194,6 +194,16 @@ impl Differential {
     }
 }
 
+/// Whether a walk records the derivation steps (only explanations read them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Steps {
+    /// Keep the steps of the first [`RECORDED_OCCURRENCES`] occurrences.
+    #[default]
+    Record,
+    /// Keep none.
+    Skip,
+}
+
 /// Most nodes the contributions of one gradient may have together: a
 /// 2000-fold tied product would print 4 million factors.
 pub const MAX_GRADIENT_NODES: usize = 2_000_000;
@@ -215,7 +225,7 @@ pub const RECORDED_OCCURRENCES: usize = 10;
 /// assert_eq!(d.sum().to_string(), "A^T * B^T");
 /// ```
 pub fn differentiate(typing: &Typing, wrt: &VarName, mode: &Mode) -> Result<Differential> {
-    Occurrences::new(typing).differentiate(typing, wrt, mode, true)
+    Occurrences::new(typing).differentiate(typing, wrt, mode, Steps::Record)
 }
 
 impl<'p> Occurrences<'p> {
@@ -228,7 +238,7 @@ impl<'p> Occurrences<'p> {
         typing: &Typing<'p>,
         wrt: &VarName,
         mode: &Mode,
-        steps: bool,
+        steps: Steps,
     ) -> Result<Differential> {
         self.check_target(wrt)?;
         self.differentiate_checked(typing, wrt, mode, steps)
@@ -241,7 +251,7 @@ impl<'p> Occurrences<'p> {
         typing: &Typing<'p>,
         wrt: &VarName,
         mode: &Mode,
-        steps: bool,
+        steps: Steps,
     ) -> Result<Differential> {
         let root = self.root();
         let start = match mode {
@@ -249,7 +259,10 @@ impl<'p> Occurrences<'p> {
             Mode::Layer { upstream } => Expr::synthetic(ExprKind::Var(Rc::new(upstream.clone()))),
         };
         let marks = self.mark(wrt);
-        let record = if steps { RECORDED_OCCURRENCES } else { 0 };
+        let record = match steps {
+            Steps::Record => RECORDED_OCCURRENCES,
+            Steps::Skip => 0,
+        };
         let mut walk =
             Walk { typing, occ: self, marks, wrt, out: vec![], conditions: vec![], nodes: 0, record };
         let start_step =

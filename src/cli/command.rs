@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::error::{Error, ErrorKind, Result};
 use crate::numeric::CheckOptions;
 use crate::syntax::{self, DomainSpec, VarName};
-use crate::DeriveOptions;
+use crate::{DeriveOptions, Steps};
 
 use super::render::{self, render_check, render_derivation};
 use super::{demo, report};
@@ -98,9 +98,7 @@ pub enum Command {
         /// The domain of a variable's values, e.g. X=positive (positive, negative, nonzero, spd).
         #[arg(long, value_parser = Utf8(parse_domain))]
         domain: Vec<(String, DomainSpec)>,
-        // Print JSON instead of text. (A `///` comment would become clap's
-        // help text and change `--help`, which docs/cli.md quotes.)
-        #[allow(missing_docs)]
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -128,9 +126,7 @@ pub enum Command {
         /// Seed of the random sizes and matrices.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        // Print JSON instead of text. (A `///` comment would become clap's
-        // help text and change `--help`, which docs/cli.md quotes.)
-        #[allow(missing_docs)]
+        /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -388,10 +384,10 @@ impl Input {
 }
 
 impl Target {
-    /// `lean`: the derivation steps are not shown, so they are not kept.
-    fn options(&self, lean: bool) -> Result<DeriveOptions> {
+    /// `steps`: whether the derivation steps are shown (else not kept).
+    fn options(&self, steps: Steps) -> Result<DeriveOptions> {
         let wrt = self.wrt.iter().map(|w| syntax::parse_var(w)).collect::<Result<Vec<VarName>>>()?;
-        Ok(DeriveOptions { wrt, upstream: self.upstream.clone(), lean })
+        Ok(DeriveOptions { wrt, upstream: self.upstream.clone(), steps })
     }
 }
 
@@ -400,7 +396,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
     match command {
         Command::Derive { input, target, steps, latex, standalone, json } => {
             *source = input.read()?;
-            let options = target.options(!steps)?;
+            let options = target.options(if steps { Steps::Record } else { Steps::Skip })?;
             let program = syntax::parse_program(&source.text)?;
             let derivation = crate::derive(&program, &options)?;
             let text = match (json, latex) {
@@ -435,7 +431,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         }
         Command::Check { input, target, dims, domain, seed, json } => {
             *source = input.read()?;
-            let options = target.options(true)?;
+            let options = target.options(Steps::Skip)?;
             let program = syntax::parse_program(&source.text)?;
             let domains = domain_map(domain, &program)?;
             let derivation = crate::derive(&program, &options)?;
@@ -448,7 +444,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         }
         Command::Plan { input, target, dims, json, emit } => {
             *source = input.read()?;
-            let options = target.options(true)?;
+            let options = target.options(Steps::Skip)?;
             let program = syntax::parse_program(&source.text)?;
             let derivation = crate::derive(&program, &options)?;
             let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };

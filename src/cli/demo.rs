@@ -9,7 +9,7 @@ use crate::explain::{explain, to_latex_blocks, to_text};
 use crate::numeric::{check, eval, CheckOptions, Instance};
 use crate::plan::PlanOptions;
 use crate::syntax::{parse_program, parse_var, Expr, Program};
-use crate::{derive, Derivation, DeriveOptions};
+use crate::{derive, Derivation, DeriveOptions, Steps};
 
 const DECLARED: &str = "W1 : 3x4; W2 : 4x5; W3 : 5x6; X : 6x2; Z = W1*W2*W3*X";
 const INFERRED: &str = "Z = W1*W2*W3*X";
@@ -66,7 +66,7 @@ fn indent(text: &str) -> String {
 
 fn derived<'p>(program: &'p Program, wrt: &[&str], upstream: Option<&str>) -> Result<Derivation<'p>> {
     let wrt = wrt.iter().map(|w| parse_var(w)).collect::<Result<Vec<_>>>()?;
-    derive(program, &DeriveOptions { wrt, upstream: upstream.map(str::to_string), lean: false })
+    derive(program, &DeriveOptions { wrt, upstream: upstream.map(str::to_string), steps: Steps::Record })
 }
 
 /// The demo, and whether every numeric check passed.

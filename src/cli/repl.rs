@@ -45,9 +45,9 @@ pub struct Session {
     statements: Vec<String>,
 }
 
-/// What a line did.
+/// What the session does after a line.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub enum Flow {
     /// Keep reading lines.
     Continue,
     /// End the session (`:quit`).
@@ -77,14 +77,14 @@ impl Session {
     }
 
     /// Runs one (possibly multi-line) input; output and errors go to the writers.
-    pub fn line(&mut self, input: &str, out: &mut dyn Write, err: &mut dyn Write) -> Outcome {
+    pub fn line(&mut self, input: &str, out: &mut dyn Write, err: &mut dyn Write) -> Flow {
         let line = join_lines(input).trim().to_string();
         if line.is_empty() {
-            return Outcome::Continue;
+            return Flow::Continue;
         }
         let first = line.split_whitespace().next().unwrap_or("");
         match first {
-            ":quit" | ":q" | ":exit" => return Outcome::Quit,
+            ":quit" | ":q" | ":exit" => return Flow::Quit,
             ":help" => {
                 let _ = writeln!(out, "{HELP}");
             }
@@ -101,7 +101,7 @@ impl Session {
             }
             _ => self.statement(&line, out, err),
         }
-        Outcome::Continue
+        Flow::Continue
     }
 
     /// A declaration or definition (kept, if it types), or an expression
@@ -349,7 +349,7 @@ fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, er
         if incomplete(&pending) {
             continue;
         }
-        if session.line(&std::mem::take(&mut pending), out, err) == Outcome::Quit {
+        if session.line(&std::mem::take(&mut pending), out, err) == Flow::Quit {
             return 0;
         }
     }
@@ -559,7 +559,7 @@ pub fn run() -> i32 {
                 let _ = editor.add_history_entry(input.as_str());
                 let outcome = session.line(&input, &mut stdout.lock(), &mut stderr.lock());
                 *names.borrow_mut() = session.names();
-                if outcome == Outcome::Quit {
+                if outcome == Flow::Quit {
                     break;
                 }
             }
