@@ -17,6 +17,15 @@ const CASES: &[(&str, ErrorKind)] = &[
     ("", ErrorKind::Parse),
     ("Z = Z*W; Z", ErrorKind::Parse),
     ("I : 3x3; I", ErrorKind::Parse),
+    // Functions: unknown ones named with what was meant, arity, prod's form.
+    ("X : 3x3; trace(X)", ErrorKind::Parse),
+    ("X : 3x3; transpose(X)", ErrorKind::Parse),
+    ("X : 3x3; sigmod(X)", ErrorKind::Parse),
+    ("W : 3x3; X : 3x3; W (X + X)", ErrorKind::Parse),
+    ("A : 3x3; B : 3x3; tr(A, B)", ErrorKind::Parse),
+    ("W[i] : 3x3; prod(W[i])", ErrorKind::Parse),
+    // A definition after a use of its name.
+    ("H1 = H2*X; H2 = W; sum(H1)", ErrorKind::Parse),
     // Shape errors: at the operator, naming both shapes.
     ("W1 : 3x4; W2 : 5x6; W1*W2", ErrorKind::Shape),
     ("A : 3x4; B : 4x3; A + B", ErrorKind::Shape),
@@ -29,6 +38,7 @@ const CASES: &[(&str, ErrorKind)] = &[
     ("A : 3x4; A^2", ErrorKind::Shape),
     ("Z : 3x3; A : 3x4; Z = A*A^T*A; Z", ErrorKind::Shape),
     ("A : 0x3; sum(A)", ErrorKind::Shape),
+    ("x : 3; y : 3; x*y", ErrorKind::Shape),
     // Usage errors in the program.
     ("A : 3x3 positive; A : 3x3 negative; tr(A)", ErrorKind::Usage),
     // Refused by name: what the language cannot write, limits, later issues.

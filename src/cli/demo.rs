@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use super::render::{derivation_latex, latex_document, plan as render_plan, PlanOutput, render_check, render_derivation};
+use super::render::{
+    derivation_latex, latex_document, plan as render_plan, render_check, render_derivation, PlanOutput,
+};
 use crate::error::Result;
 use crate::explain::{explain, to_latex_blocks, to_text};
 use crate::numeric::{check, eval, CheckOptions, Instance};

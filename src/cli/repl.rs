@@ -21,7 +21,7 @@ use rustyline::{Context, Editor, Helper};
 
 use super::command::{self, Command, MAX_INPUT_BYTES};
 use super::report::{self, render_error};
-use crate::syntax::{parse_program, Func};
+use crate::syntax::parse_program;
 
 const HELP: &str = "\
 Declarations persist:   W1 : 3x4      x : n      a : scalar      Z = W1*X
@@ -381,8 +381,7 @@ impl Completer for ReplHelper {
         if word.is_empty() {
             return Ok((pos, vec![]));
         }
-        let functions =
-            Func::ALL.iter().map(|f| f.name().to_string()).chain(["prod".to_string(), "inv".to_string()]);
+        let functions = crate::syntax::function_names().into_iter().map(str::to_string);
         let mut candidates: Vec<String> = COMMANDS
             .iter()
             .map(|c| c.to_string())

@@ -390,7 +390,7 @@ impl Typer {
                 let (a, b) = (kids[0], kids[1]);
                 match op {
                     BinOp::Mul => self.product(a, b).ok_or_else(|| {
-                        self.mismatch(
+                        let error = self.mismatch(
                             format!(
                                 "cannot multiply {} by {}: {} columns against {} rows",
                                 self.resolve(a),
@@ -401,7 +401,21 @@ impl Typer {
                             *op_span,
                             (lhs, a),
                             (rhs, b),
-                        )
+                        );
+                        // Two vectors of one length: an inner or outer product was meant.
+                        let (sa, sb) = (self.resolve(a), self.resolve(b));
+                        let (x, y) = (operand(lhs), operand(rhs));
+                        if sa.cols == Dim::Const(1) && sb.cols == Dim::Const(1) && sa.rows == sb.rows {
+                            error.note(format!(
+                                "for the inner product of two columns write `{x}^T * {y}`, for the outer product `{x} * {y}^T`, entrywise `{x} .* {y}`"
+                            ))
+                        } else if sa.rows == Dim::Const(1) && sb.rows == Dim::Const(1) && sa.cols == sb.cols {
+                            error.note(format!(
+                                "for the inner product of two rows write `{x} * {y}^T`, for the outer product `{x}^T * {y}`, entrywise `{x} .* {y}`"
+                            ))
+                        } else {
+                            error
+                        }
                     })?,
                     BinOp::Div => {
                         let one = self.scalar();
@@ -566,6 +580,15 @@ impl Typer {
 }
 
 /// An operand as text, shortened for messages.
+/// `e` as an operand of a postfix or product: bracketed unless an atom.
+fn operand(e: &Expr) -> String {
+    if crate::syntax::prec(e) == crate::syntax::Prec::Atom {
+        brief(e)
+    } else {
+        format!("({})", brief(e))
+    }
+}
+
 fn brief(e: &Expr) -> String {
     let text = e.to_string();
     if text.chars().count() <= 40 {

@@ -315,6 +315,25 @@ impl Func {
         Func::ALL.into_iter().find(|f| f.name() == name)
     }
 
+    /// How the function is written, and what it is (error messages and
+    /// the REPL's help quote it).
+    pub fn usage(self) -> &'static str {
+        match self {
+            Func::Tr => "tr(A): the trace of a square matrix",
+            Func::Det => "det(A): the determinant of a square matrix",
+            Func::Logdet => "logdet(A): the log of |det(A)|",
+            Func::Exp => "exp(A): e to every entry",
+            Func::Log => "log(A): the natural logarithm of every entry",
+            Func::Sqrt => "sqrt(A): the square root of every entry",
+            Func::Sin => "sin(A): the sine of every entry",
+            Func::Cos => "cos(A): the cosine of every entry",
+            Func::Tanh => "tanh(A): the hyperbolic tangent of every entry",
+            Func::Sigmoid => "sigmoid(A): 1 / (1 + exp(-a)) for every entry a",
+            Func::Sum => "sum(A): the sum of all entries",
+            Func::Norm => "norm(A): the Frobenius norm, sqrt(sum(A .^ 2))",
+        }
+    }
+
     /// Entrywise functions keep their argument's shape; the others are scalars.
     pub fn is_entrywise(self) -> bool {
         !matches!(self, Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm)

@@ -11,6 +11,6 @@ pub use ast::{
     ShapeSpec, Span, VarName, MAX_INDEX_COEFFICIENT, MAX_INDEX_CONSTANT,
 };
 pub use latex::{to_latex, var_latex};
-pub use parser::{parse_expr, parse_program, parse_var, unfinished, MAX_NESTING, MAX_NODES};
+pub use parser::{function_names, parse_expr, parse_program, parse_var, unfinished, MAX_NESTING, MAX_NODES};
 pub use printer::format_number;
 pub(crate) use printer::{exact_minus_one, prec, Prec};

@@ -71,6 +71,15 @@ pub fn parse_program(src: &str) -> Result<Program> {
             Rule::declaration => declarations.push(builder.declaration(stmt)?),
             Rule::definition => {
                 let def = builder.definition(stmt)?;
+                if let Some(used) = builder.free.get(&def.name) {
+                    return Err(Error::new(
+                        ErrorKind::Parse,
+                        format!("`{}` is used before its definition", def.name),
+                    )
+                    .label(*used, format!("`{}` used here, before it is defined", def.name))
+                    .label(def.span, "defined here")
+                    .note("definitions are read in order: define a name before the statements that use it"));
+                }
                 last = Some((def.expr.clone(), Some(def.name.clone()), span));
                 builder.defined.insert(def.name.clone(), def.expr.clone());
                 builder.definitions.push(def);
@@ -222,6 +231,9 @@ struct Builder {
     definitions: Vec<Definition>,
     /// Nodes created so far by inlining definitions.
     inlined: usize,
+    /// Where each name that no definition stood for was first used: a
+    /// definition of it later would silently not apply there.
+    free: HashMap<String, Span>,
 }
 
 impl Builder {
@@ -356,6 +368,7 @@ impl Builder {
                     }
                     return Ok(def.clone());
                 }
+                self.free.entry(name.to_string()).or_insert(span);
                 ExprKind::Var(Rc::new(VarName::plain(name)))
             }
             Rule::indexed => {
@@ -364,16 +377,7 @@ impl Builder {
                 let index = self.index(inner.next().expect("index"))?;
                 ExprKind::Var(Rc::new(VarName { name, index: Some(index) }))
             }
-            Rule::call => {
-                let mut inner = pair.into_inner();
-                let name = inner.next().expect("func").as_str();
-                let arg = self.expr(inner.next().expect("argument"))?;
-                if name == "inv" {
-                    ExprKind::Power(Rc::new(arg), -1)
-                } else {
-                    ExprKind::Call(Func::from_name(name).expect("func_name grammar"), Rc::new(arg))
-                }
-            }
+            Rule::call => return self.call(pair),
             Rule::prod_expr => {
                 let mut inner = pair.into_inner();
                 let body = self.expr(inner.next().expect("body"))?;
@@ -383,6 +387,51 @@ impl Builder {
                 return Ok(Expr::prod(body, var, lo, hi).at(span));
             }
             r => unreachable!("primary rule {r:?}"),
+        };
+        Ok(Expr::new(kind, span))
+    }
+
+    /// `name(args)`: a function of the language with as many arguments as
+    /// it takes; anything else is named, with what was meant if that can be
+    /// guessed.
+    fn call(&mut self, pair: Pair<Rule>) -> Result<Expr> {
+        let span = span_of(&pair);
+        let mut inner = pair.into_inner();
+        let name_pair = inner.next().expect("a call has a name");
+        let (name, name_span) = (name_pair.as_str(), span_of(&name_pair));
+        let mut args = vec![];
+        for p in inner {
+            let at = span_of(&p);
+            args.push((self.expr(p)?, at));
+        }
+        let (usage, arity) = match (name, Func::from_name(name)) {
+            ("inv", _) => ("inv(A): the inverse of a square matrix, as A^-1", 1),
+            (_, Some(f)) => (f.usage(), 1),
+            ("prod", _) => {
+                return Err(Error::new(ErrorKind::Parse, "`prod` is written prod(body, i=lo..hi)")
+                    .label(span, "not a product over an index range")
+                    .note("for example prod(W[i], i=1..n): W[1] * W[2] * ... * W[n]"))
+            }
+            _ => return Err(unknown_function(name, name_span)),
+        };
+        if args.len() != arity {
+            let plural = if arity == 1 { "" } else { "s" };
+            // The arguments too many, or the call that lacks some.
+            let at = match args.get(arity) {
+                Some((_, first)) => first.to(args[args.len() - 1].1),
+                None => span,
+            };
+            return Err(Error::new(
+                ErrorKind::Parse,
+                format!("`{name}` takes {arity} argument{plural}, found {}", args.len()),
+            )
+            .label(at, format!("`{name}` takes {arity} argument{plural}"))
+            .note(usage.to_string()));
+        }
+        let arg = args.pop().expect("one argument").0;
+        let kind = match Func::from_name(name) {
+            Some(f) => ExprKind::Call(f, Rc::new(arg)),
+            None => ExprKind::Power(Rc::new(arg), -1),
         };
         Ok(Expr::new(kind, span))
     }
@@ -472,6 +521,72 @@ fn convert_error(e: pest::error::Error<Rule>, src: &str) -> Error {
     }
     Error::new(ErrorKind::Parse, format!("expected {wanted}, found {found}"))
         .label(Span::new(start, end), format!("expected {wanted}"))
+}
+
+/// Names the language has for what other notations call by another
+/// name, and what to write instead.
+const ALIASES: [(&str, &str); 10] = [
+    ("trace", "`tr`"),
+    ("transpose", "the postfix `^T`, as in `A^T`"),
+    ("inverse", "`inv`"),
+    ("ln", "`log`"),
+    ("logistic", "`sigmoid`"),
+    ("determinant", "`det`"),
+    ("frobenius", "`norm`"),
+    ("product", "`prod`"),
+    ("sigma", "`sigmoid`"),
+    ("logdeterminant", "`logdet`"),
+];
+
+/// The functions a call can name, as the language lists them.
+///
+/// ```
+/// assert!(matdiff::syntax::function_names().contains(&"logdet"));
+/// ```
+pub fn function_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = Func::ALL.iter().map(|f| f.name()).collect();
+    names.extend(["inv", "prod"]);
+    names
+}
+
+/// `name(…)` where no function is called `name`: what it may have meant.
+fn unknown_function(name: &str, name_span: Span) -> Error {
+    let names = function_names();
+    let lower = name.to_ascii_lowercase();
+    let guess =
+        ALIASES.iter().find(|(alias, _)| *alias == lower).map(|(_, meant)| meant.to_string()).or_else(|| {
+            let limit = if name.len() <= 4 { 1 } else { 2 };
+            names
+                .iter()
+                .map(|n| (edit_distance(&lower, n), *n))
+                .filter(|(d, _)| *d <= limit)
+                .min()
+                .map(|(_, n)| format!("`{n}`"))
+        });
+    let mut e = Error::new(ErrorKind::Parse, format!("unknown function `{name}`"))
+        .label(name_span, "not a function of the language");
+    let multiply = format!("a name before `(` calls a function; to multiply, write `{name} * (…)`");
+    match guess {
+        Some(meant) => e = e.note(format!("did you mean {meant}?")),
+        None => e = e.note(multiply),
+    }
+    e.note(format!("the functions: {}", names.join(", ")))
+}
+
+/// Levenshtein distance, by characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (row[j + 1] + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
 }
 
 fn describe(rule: Rule) -> Option<&'static str> {
