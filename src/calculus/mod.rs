@@ -679,7 +679,7 @@ impl<'t, 'p> Walk<'t, 'p> {
 
 /// d(product) with every factor but factor `i` frozen.
 fn frozen(factors: &[Factor], i: usize) -> Frozen {
-    Frozen { factors: factors.iter().map(|f| Expr::clone(&f.expr)).collect(), at: i }
+    Frozen { factors: factors.iter().map(|f| Expr::clone(f.expr)).collect(), at: i }
 }
 
 /// Splits `a + b - (c - d)` into signed terms, through negations.
