@@ -96,7 +96,8 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
     let mut total = 0usize;
     // One simplifier for all the gradients, which share their leaves; one
     // index of the expression, so that no gradient rescans it.
-    let mut simplifier = simplify::Simplifier::default();
+    let symmetric = simplify::Symmetric::declared_in(typing.program);
+    let mut simplifier = simplify::Simplifier::default().with_symmetric(symmetric);
     let mut occurrences = calculus::Occurrences::new(&typing);
     let variables: std::collections::HashSet<VarName> = typing.variables().iter().cloned().collect();
     for v in wrt {

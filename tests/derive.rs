@@ -70,6 +70,9 @@ const CASES: &[&str] = &[
     "W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; sum(Y .* tanh(W2*tanh(W1*X)))",
     "W1 : 4x3; b1 : 4; W2 : 2x4; X : 3x1; H = sigmoid(W1*X + b1); W2*H",
     "S : 3x3; x : 3; mu : 3; logdet(S) + (x - mu)^T * S^-1 * (x - mu)",
+    // Declared spd: S^T prints S (the gradient is the same value).
+    "S : 3x3 spd; x : 3; mu : 3; logdet(S) + (x - mu)^T * S^-1 * (x - mu)",
+    "S : n x n spd; A : n x n; x : n; x^T*S*x + tr(A*S^T)",
     // A scalar broadcast inside a trace, then divided or scaled entrywise:
     // the gradient is (size) times a scalar (found by the property tests).
     "a : scalar; M : 2x2; s : scalar; tr((a + M) / s - M)",

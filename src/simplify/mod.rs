@@ -22,7 +22,7 @@ use crate::syntax::{BinOp, Expr, ExprKind, VarName};
 
 pub use egraph::Mat;
 use egraph::{Converter, Shapes};
-pub use tidy::tidy;
+pub use tidy::{tidy, Symmetric};
 use tidy::Leaves;
 
 /// Bounds on every e-graph run: at most this many e-nodes.
@@ -115,6 +115,13 @@ impl Simplifier {
     /// A simplifier whose formulas may use `budget` of e-graph time in all.
     pub fn with_budget(budget: Duration) -> Simplifier {
         Simplifier { leaves: Leaves::default(), time_left: budget }
+    }
+
+    /// The simplifier, knowing that the variables of `symmetric` are their
+    /// own transposes (`S^T` is written `S`).
+    pub fn with_symmetric(mut self, symmetric: Symmetric) -> Simplifier {
+        self.leaves.symmetric = symmetric;
+        self
     }
 
     /// See [`simplify`]; `typer` comes back as it was.

@@ -49,11 +49,40 @@ pub(super) fn tidy_sharing(e: &Expr, typer: &mut Typer, leaves: &mut Leaves) -> 
 pub(super) struct Leaves {
     plain: FxHashMap<VarName, Rc<Expr>>,
     transposed: FxHashMap<VarName, Rc<Expr>>,
+    /// Variables known to be symmetric (declared `spd`): their transpose is
+    /// themselves.
+    pub(super) symmetric: Symmetric,
+}
+
+/// The variables declared symmetric, by name, and whether the name is a
+/// family's (`W[i] : n x n spd` makes every member symmetric; `W` is not a
+/// member of `W[i]`).
+#[derive(Clone, Debug, Default)]
+pub struct Symmetric(rustc_hash::FxHashSet<(String, bool)>);
+
+impl Symmetric {
+    /// The variables a program declares `spd`.
+    pub fn declared_in(program: &crate::syntax::Program) -> Symmetric {
+        Symmetric(
+            program
+                .declarations
+                .iter()
+                .filter(|d| d.domain == Some(crate::syntax::DomainSpec::Spd))
+                .map(|d| (d.name.clone(), d.binder.is_some()))
+                .collect(),
+        )
+    }
+
+    /// Whether `v` is its own transpose.
+    pub fn contains(&self, v: &VarName) -> bool {
+        !self.0.is_empty() && self.0.contains(&(v.name.clone(), v.index.is_some()))
+    }
 }
 
 impl Leaves {
     /// `e` (the variable `v`), or its transpose.
     fn get(&mut self, e: &Rc<Expr>, v: &VarName, transposed: bool) -> Rc<Expr> {
+        let transposed = transposed && !self.symmetric.contains(v);
         let map = if transposed { &mut self.transposed } else { &mut self.plain };
         if let Some(leaf) = map.get(v) {
             return leaf.clone();
@@ -319,9 +348,11 @@ impl Tidier<'_> {
                 return self.norm(if jk == 1 { inner } else { &merged }, t);
             }
         }
-        let (sum, sa) = self.norm(a, false)?;
+        // (Xᵏ)ᵀ = (Xᵀ)ᵏ: the transpose goes to the leaves, where a
+        // symmetric X drops it. (A power is square: the shapes agree.)
+        let (sum, sa) = self.norm(a, t)?;
         let s = self.shape(e, &[sa])?;
-        Ok((vec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, t)], s))
+        Ok((vec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, false)], s))
     }
 
     /// `a .^ p`: a leaf; `a .^ 1` is `a`.
