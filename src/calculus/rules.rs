@@ -40,8 +40,7 @@ fn fold_product<P: Into<Rc<Expr>>>(parts: impl IntoIterator<Item = P>) -> Option
     let parts: Vec<Rc<Expr>> = parts.into_iter().map(Into::into).collect();
     let n = parts.len();
     let all_ones = n > 0 && parts.iter().all(one);
-    let product = parts.into_iter().filter(|p| !one(p)).reduce(|a, b| Rc::new(Expr::product(a, b)));
-    product.map(Rc::unwrap_or_clone).or_else(|| all_ones.then(|| num(1.0)))
+    Expr::product_of(parts.into_iter().filter(|p| !one(p))).or_else(|| all_ones.then(|| num(1.0)))
 }
 
 /// `a * b` without a literal 1 factor.

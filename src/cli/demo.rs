@@ -180,7 +180,7 @@ pub fn run(latex: bool) -> Result<(String, bool)> {
 fn conditioning(d: &Derivation) -> Result<String> {
     let instance = Instance::draw(d, &CheckOptions { seed: 7, ..Default::default() })?;
     let names = ["W1", "W2", "W3", "X"];
-    let chain = |parts: &[&str]| parts.iter().map(|n| Expr::var(n)).reduce(Expr::product);
+    let chain = |parts: &[&str]| Expr::product_of(parts.iter().map(|n| Expr::var(n)));
     let norm = |e: Option<Expr>| -> Result<String> {
         Ok(match e {
             Some(e) => format!("{:8.3}", eval(&e, &instance.env, None)?.norm()),

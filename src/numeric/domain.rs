@@ -13,7 +13,7 @@
 //! and a misplaced transpose would go unseen. Declared domains
 //! (`X : 3x3 positive`, `S : n x n spd`, `--domain`) are honoured as given.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use rand::rngs::StdRng;
@@ -198,7 +198,7 @@ pub fn domains(typing: &Typing, extra: &BTreeMap<VarName, DomainSpec>) -> Result
     }
     analysis.restrict_signs()?;
     analysis.mark_structure(&typing.program.expr, Context::Free);
-    analysis.mark_poles(&typing.program.expr, &mut HashSet::new());
+    analysis.mark_poles(&typing.program.expr);
     Ok(analysis.domains.into_iter().filter(|(_, d)| *d != Domain::ANY).collect())
 }
 
@@ -413,7 +413,7 @@ impl Analysis<'_, '_> {
             let mut changed = false;
             for (arg, why) in now {
                 let mut vars = Vec::new();
-                collect_vars(arg, &mut vars, &mut HashSet::new());
+                collect_vars(arg, &mut vars);
                 for v in vars {
                     let d = self.domain(&v);
                     if d.sign == Sign::Positive {
@@ -450,6 +450,8 @@ impl Analysis<'_, '_> {
         if let Some(f) = self.facts.get(&(e as *const Expr)) {
             return f.signs;
         }
+        // Explicit recursion, not a fold: memoised by address, and a node
+        // reads its children as it needs (and records failing arguments).
         let s = crate::stack::ensure(|| match &e.kind {
             ExprKind::Var(v) => Signs::of_sign(self.domain(v).sign),
             ExprKind::Num(x) if *x == 0.0 => Signs::ZERO,
@@ -672,6 +674,7 @@ impl Analysis<'_, '_> {
     /// terms, negative for subtracted ones.
     fn mark_structure(&mut self, e: &Expr, context: Context) {
         use Context::{Free, InSum, Lone};
+        // Explicit recursion: the context flows down, top to bottom.
         crate::stack::ensure(|| match &e.kind {
             ExprKind::Var(v) => {
                 let d = self.domain(v);
@@ -723,11 +726,8 @@ impl Analysis<'_, '_> {
     /// Variables whose zero is a pole of the expression (`1 ./ x`,
     /// `log(x .* y)`, `sqrt(x .^ 2)`) keep both signs but are drawn away
     /// from zero, where finite differences would straddle the pole.
-    fn mark_poles(&mut self, e: &Expr, seen: &mut HashSet<*const Expr>) {
-        if !seen.insert(e as *const Expr) {
-            return;
-        }
-        crate::stack::ensure(|| {
+    fn mark_poles(&mut self, e: &Expr) {
+        e.for_each_once(|e| {
             let arg = match &e.kind {
                 ExprKind::Binary { op: BinOp::HadamardDiv | BinOp::Div, rhs, .. } => Some(&**rhs),
                 ExprKind::Call(Func::Log | Func::Sqrt, x) => Some(&**x),
@@ -745,33 +745,34 @@ impl Analysis<'_, '_> {
                     }
                 }
             }
-            for c in e.children() {
-                self.mark_poles(c, seen);
-            }
         })
     }
 
     /// The variables at whose zero `e` has a zero entry: `e` is a variable,
     /// or an entrywise product, quotient or power of such.
     fn zero_at_zero(&self, e: &Expr, out: &mut Vec<VarName>) {
-        crate::stack::ensure(|| match &e.kind {
-            ExprKind::Var(v) => out.push(VarName::clone(v)),
-            ExprKind::Neg(x) | ExprKind::Transpose(x) | ExprKind::HadamardPower(x, _) => {
-                self.zero_at_zero(x, out)
+        // A worklist, left to right: only some nodes are read through.
+        let mut stack = vec![e];
+        while let Some(e) = stack.pop() {
+            match &e.kind {
+                ExprKind::Var(v) => out.push(VarName::clone(v)),
+                ExprKind::Neg(x) | ExprKind::Transpose(x) | ExprKind::HadamardPower(x, _) => stack.push(x),
+                ExprKind::Call(Func::Tanh | Func::Sin | Func::Sqrt, x) => stack.push(x),
+                ExprKind::Binary {
+                    op: BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Div, lhs, rhs, ..
+                } => {
+                    stack.push(rhs);
+                    stack.push(lhs);
+                }
+                ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. }
+                    if self.typing.node_scales(lhs, rhs) == Some(true) =>
+                {
+                    stack.push(rhs);
+                    stack.push(lhs);
+                }
+                _ => {}
             }
-            ExprKind::Call(Func::Tanh | Func::Sin | Func::Sqrt, x) => self.zero_at_zero(x, out),
-            ExprKind::Binary { op: BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Div, lhs, rhs, .. } => {
-                self.zero_at_zero(lhs, out);
-                self.zero_at_zero(rhs, out);
-            }
-            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. }
-                if self.typing.node_scales(lhs, rhs) == Some(true) =>
-            {
-                self.zero_at_zero(lhs, out);
-                self.zero_at_zero(rhs, out);
-            }
-            _ => {}
-        })
+        }
     }
 }
 
@@ -802,34 +803,33 @@ fn same_variable(a: &VarName, b: &VarName) -> bool {
 }
 
 /// The variables of `e`, each once.
-fn collect_vars(e: &Expr, out: &mut Vec<VarName>, seen: &mut HashSet<*const Expr>) {
-    if !seen.insert(e as *const Expr) {
-        return;
-    }
-    crate::stack::ensure(|| {
+fn collect_vars(e: &Expr, out: &mut Vec<VarName>) {
+    e.for_each_once(|e| {
         if let ExprKind::Var(v) = &e.kind {
             if !out.contains(v) {
                 out.push(VarName::clone(v));
             }
-        }
-        for c in e.children() {
-            collect_vars(c, out, seen);
         }
     })
 }
 
 /// The factors of a product, each with whether it is transposed:
 /// `(A*x)^T` is `x` and `A`, both transposed.
+///
+/// (Not [`Expr::factors`]: it reads through transposes, reversing the order.)
 fn flatten_product<'e>(e: &'e Expr, transposed: bool, out: &mut Vec<(&'e Expr, bool)>) {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-            let (first, second) = if transposed { (rhs, lhs) } else { (lhs, rhs) };
-            flatten_product(first, transposed, out);
-            flatten_product(second, transposed, out);
+    let mut stack = vec![(e, transposed)];
+    while let Some((e, transposed)) = stack.pop() {
+        match &e.kind {
+            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                let (first, second) = if transposed { (rhs, lhs) } else { (lhs, rhs) };
+                stack.push((second, transposed));
+                stack.push((first, transposed));
+            }
+            ExprKind::Transpose(inner) => stack.push((inner, !transposed)),
+            _ => out.push((e, transposed)),
         }
-        ExprKind::Transpose(inner) => flatten_product(inner, !transposed, out),
-        _ => out.push((e, transposed)),
-    })
+    }
 }
 
 #[cfg(test)]

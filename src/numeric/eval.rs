@@ -155,6 +155,8 @@ fn bound_index(i: &Index, bound: &[(String, i64)]) -> Result<Index> {
 
 impl Evaluator<'_> {
     fn eval_in(&self, e: &Expr, env: &Env, bound: &mut Vec<(String, i64)>) -> Result<Value> {
+        // Explicit recursion, not a fold: a `prod` evaluates its body once
+        // per index, with the index bound.
         crate::stack::ensure(|| {
             let m = |v: Value| matrix(v, e);
             Ok(Value::Matrix(match &e.kind {

@@ -321,22 +321,24 @@ fn trouble_with(derivation: &Derivation, env: &Env, deadline: &Deadline) -> Resu
 /// inverted while ill-conditioned, or an entry near zero where the
 /// expression divides by it or takes its log. `None` when it is fine.
 fn trouble(e: &Expr, env: &Env) -> Option<String> {
-    crate::stack::ensure(|| {
-        let value = |x: &Expr| eval(x, env, None).ok();
-        let ill_conditioned = |x: &Expr, what: &str| {
-            let m = value(x).filter(|m| m.is_square() && m.nrows() > 0)?;
-            let s = m.singular_values();
-            let cond = s.max() / s.min();
-            let fine = cond.is_finite() && cond <= MAX_CONDITION;
-            (!fine).then(|| format!("`{x}` has condition number {cond:.1e}, under {what}"))
-        };
-        let near_zero = |x: &Expr, what: &str| {
-            let m = value(x)?;
-            let typical = norm(&m) / (m.len().max(1) as f64).sqrt();
-            let smallest = m.iter().fold(f64::INFINITY, |a, v| a.min(v.abs()));
-            (smallest < MIN_MAGNITUDE.max(MIN_RELATIVE_MAGNITUDE * typical))
-                .then(|| format!("an entry of `{x}` is {smallest:.1e}, under {what}"))
-        };
+    let value = |x: &Expr| eval(x, env, None).ok();
+    let ill_conditioned = |x: &Expr, what: &str| {
+        let m = value(x).filter(|m| m.is_square() && m.nrows() > 0)?;
+        let s = m.singular_values();
+        let cond = s.max() / s.min();
+        let fine = cond.is_finite() && cond <= MAX_CONDITION;
+        (!fine).then(|| format!("`{x}` has condition number {cond:.1e}, under {what}"))
+    };
+    let near_zero = |x: &Expr, what: &str| {
+        let m = value(x)?;
+        let typical = norm(&m) / (m.len().max(1) as f64).sqrt();
+        let smallest = m.iter().fold(f64::INFINITY, |a, v| a.min(v.abs()));
+        (smallest < MIN_MAGNITUDE.max(MIN_RELATIVE_MAGNITUDE * typical))
+            .then(|| format!("an entry of `{x}` is {smallest:.1e}, under {what}"))
+    };
+    // The nodes in preorder, by a worklist; `prod` bodies are not entered.
+    let mut stack = vec![e];
+    while let Some(e) = stack.pop() {
         let here = match &e.kind {
             ExprKind::Power(x, k) if *k < 0 => ill_conditioned(x, "an inverse"),
             ExprKind::Call(Func::Det | Func::Logdet, x) => ill_conditioned(x, "det"),
@@ -348,11 +350,16 @@ fn trouble(e: &Expr, env: &Env) -> Option<String> {
             }
             _ => None,
         };
-        here.or_else(|| match &e.kind {
-            ExprKind::Prod(_) => None,
-            _ => e.children().find_map(|c| trouble(c, env)),
-        })
-    })
+        if here.is_some() {
+            return here;
+        }
+        if !matches!(e.kind, ExprKind::Prod(_)) {
+            let at = stack.len();
+            stack.extend(e.children());
+            stack[at..].reverse();
+        }
+    }
+    None
 }
 
 /// Values for the free index symbols: those of product ranges and of

@@ -208,6 +208,8 @@ struct Lowering<'a> {
 
 impl Lowering<'_> {
     fn expr(&mut self, e: &Expr) -> Result<Atom> {
+        // Explicit recursion: products are read whole by `flatten_span`
+        // (which recurses here for their factors), not child by child.
         crate::stack::ensure(|| {
             Ok(match &e.kind {
                 ExprKind::Var(v) => {
@@ -359,6 +361,8 @@ impl Lowering<'_> {
         out: &mut Vec<Atom>,
         coefficient: &mut f64,
     ) -> Result<Ends> {
+        // Explicit recursion: the transpose flag flows down, and each level
+        // regroups the factors its two sides appended.
         crate::stack::ensure(|| {
             if out.len() > MAX_FACTORS {
                 return Err(Error::new(
@@ -481,33 +485,31 @@ pub(super) fn expansion(e: &Expr) -> (usize, usize) {
 /// `prod(F, i=a..b)` with numeric bounds as the explicit product
 /// `F(a) * ... * F(b)` (`I` when empty).
 fn expand_products(e: &Expr, count: &mut usize) -> Result<Expr> {
-    crate::stack::ensure(|| {
-        if let ExprKind::Prod(prod) = &e.kind {
-            let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-            let (Some(a), Some(b)) = (lo.as_constant(), hi.as_constant()) else {
-                return Err(Error::new(
+    let expand = |c: &std::rc::Rc<Expr>, count: &mut usize| expand_products(c, count).map(std::rc::Rc::new);
+    if let ExprKind::Prod(prod) = &e.kind {
+        let crate::syntax::Prod { var, lo, hi, .. } = &**prod;
+        let (Some(a), Some(b)) = (lo.as_constant(), hi.as_constant()) else {
+            return Err(Error::new(
                     ErrorKind::Unsupported,
                     format!("the length of `{e}` is not known (its range {lo}..{hi} is symbolic); a numeric plan needs it"),
                 )
                 .hint(crate::Hint::GiveSize("n=8".into())));
-            };
-            // In i128: the bounds may be anywhere in i64, and b - a with them.
-            let members = (i128::from(b) - i128::from(a) + 1).max(0);
-            *count = count.saturating_add(usize::try_from(members).unwrap_or(usize::MAX));
-            if *count > MAX_FACTORS {
-                return Err(Error::new(
-                    ErrorKind::Limit,
-                    format!("the products in the plan expand to more than {MAX_FACTORS} factors"),
-                ));
-            }
-            let body = expand_products(body, count)?;
-            let mut members = (a..=b).map(|k| body.subst_index(var, &Index::constant(k)));
-            let first = members.next().transpose()?;
-            return Ok(match first {
-                Some(first) => members.try_fold(first, |acc, m| Ok::<_, Error>(Expr::product(acc, m?)))?,
-                None => Expr::identity(),
-            });
+        };
+        // In i128: the bounds may be anywhere in i64, and b - a with them.
+        let members = (i128::from(b) - i128::from(a) + 1).max(0);
+        *count = count.saturating_add(usize::try_from(members).unwrap_or(usize::MAX));
+        if *count > MAX_FACTORS {
+            return Err(Error::new(
+                ErrorKind::Limit,
+                format!("the products in the plan expand to more than {MAX_FACTORS} factors"),
+            ));
         }
-        e.try_map_children(|c| expand_products(c, count).map(std::rc::Rc::new))
-    })
+        // The body expanded (through the guarded `try_map_children`).
+        let mapped = e.try_map_children(|c| expand(c, count))?;
+        let ExprKind::Prod(expanded) = &mapped.kind else { unreachable!("a prod maps to a prod") };
+        let members = (a..=b).map(|k| expanded.body.subst_index(var, &Index::constant(k)));
+        let members = members.collect::<Result<Vec<_>>>()?;
+        return Ok(Expr::product_of(members).unwrap_or_else(Expr::identity));
+    }
+    e.try_map_children(|c| expand(c, count))
 }

@@ -548,6 +548,7 @@ impl<'g> Planner<'g> {
     }
 
     fn build(&mut self, w: &[Atom], i: usize, j: usize, split: &[Vec<usize>]) -> Term {
+        // Explicit recursion: this walks the table of splits, not an `Expr`.
         crate::stack::ensure(|| {
             if i == j {
                 return Term::Atom(w[i]);

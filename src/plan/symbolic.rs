@@ -66,30 +66,31 @@ pub struct Recurrences {
 /// A factor of a flattened product: an expression, maybe transposed.
 type Factor = (Expr, bool);
 
+/// The matrix factors of `e` (through transposes, each with whether it is
+/// transposed) onto `out`, its 1×1 factors onto `scalars`; left to right, by
+/// a worklist of (node, transposed, is a side whose shape to ask first).
 fn flatten(e: &Expr, t: bool, out: &mut Vec<Factor>, scalars: &mut Vec<Expr>, typer: &mut Typer) {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-            let (first, second) = if t { (rhs, lhs) } else { (lhs, rhs) };
-            for side in [first, second] {
-                let scalar = typer.infer(side).is_ok_and(|s| typer.is_scalar(s));
-                if scalar {
-                    scalars.push((**side).clone());
-                } else {
-                    flatten(side, t, out, scalars, typer);
-                }
-            }
+    let mut stack = vec![(e, t, false)];
+    while let Some((e, t, side)) = stack.pop() {
+        if side && typer.infer(e).is_ok_and(|s| typer.is_scalar(s)) {
+            scalars.push(e.clone());
+            continue;
         }
-        ExprKind::Transpose(a) => flatten(a, !t, out, scalars, typer),
-        _ => out.push((e.clone(), t)),
-    })
+        match &e.kind {
+            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                let (first, second) = if t { (rhs, lhs) } else { (lhs, rhs) };
+                stack.push((&**second, t, true));
+                stack.push((&**first, t, true));
+            }
+            ExprKind::Transpose(a) => stack.push((&**a, !t, false)),
+            _ => out.push((e.clone(), t)),
+        }
+    }
 }
 
 fn product(factors: &[Factor]) -> Expr {
-    factors
-        .iter()
-        .map(|(e, t)| if *t { Expr::transpose(e.clone()) } else { e.clone() })
-        .reduce(Expr::product)
-        .unwrap_or_else(Expr::identity)
+    let factors = factors.iter().map(|(e, t)| if *t { Expr::transpose(e.clone()) } else { e.clone() });
+    Expr::product_of(factors).unwrap_or_else(Expr::identity)
 }
 
 /// The range factor `prod(body, i=lo..hi)` as (body, binder, lo, hi).
@@ -185,7 +186,7 @@ pub fn recurrences(
 
     let h = |at: &Index| var("H", at);
     let s = |at: &Index| var("S", at);
-    let coefficient = scalars.iter().cloned().reduce(Expr::product);
+    let coefficient = Expr::product_of(scalars.iter().cloned());
     let left = match coefficient {
         Some(c) => Expr::product(c, h(&jm1)),
         None => h(&jm1),

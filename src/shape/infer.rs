@@ -321,22 +321,10 @@ impl Typer {
     /// Infers the shape of `e`, calling `visit` on every node with its shape
     /// (children before parents).
     pub fn infer_with(&mut self, e: &Expr, visit: &mut dyn FnMut(&Expr, IShape)) -> Result<IShape> {
-        crate::stack::ensure(|| {
+        e.try_fold(&mut |e, kids: Vec<IShape>| {
             let s = match &e.kind {
-                ExprKind::Prod(prod) => {
-                    let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-                    let body_shape = self.infer_with(body, visit)?;
-                    self.prod(e, body_shape, var, lo, hi)?
-                }
-                _ => {
-                    let mut kids = [IShape { rows: DimId(0), cols: DimId(0) }; 2];
-                    let mut n = 0;
-                    for c in e.children() {
-                        kids[n] = self.infer_with(c, visit)?;
-                        n += 1;
-                    }
-                    self.rule(e, &kids[..n])?
-                }
+                ExprKind::Prod(prod) => self.prod(e, kids[0], &prod.var, &prod.lo, &prod.hi)?,
+                _ => self.rule(e, &kids)?,
             };
             visit(e, s);
             Ok(s)

@@ -98,7 +98,7 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
         taken.insert(d.name.clone());
     }
     let (mut variables, mut families) = (Vec::new(), Vec::new());
-    collect_variables(&program.expr, &mut Vec::new(), &mut variables, &mut families);
+    collect_variables(&program.expr, &mut variables, &mut families);
     typer.name_open_dims(&variables, &taken);
     typer.compress();
     Ok(Typing { program, typer, shape, nodes, variables, families })
@@ -126,28 +126,44 @@ fn square_for_spd(typer: &mut Typer, d: &crate::syntax::Declaration) -> Result<(
 
 /// Free variables in order of first occurrence, and the families whose
 /// members are indexed by a `prod` variable (those members are not free).
-fn collect_variables(e: &Expr, bound: &mut Vec<String>, out: &mut Vec<VarName>, families: &mut Vec<String>) {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Var(v) => {
-            let free = v.index.as_ref().is_none_or(|i| !bound.iter().any(|b| i.mentions(b)));
-            if free && !out.contains(v) {
-                out.push(VarName::clone(v));
-            } else if !free && !families.contains(&v.name) {
-                families.push(v.name.clone());
+fn collect_variables(e: &Expr, out: &mut Vec<VarName>, families: &mut Vec<String>) {
+    // A worklist rather than `Expr::for_each`: the binders of the `prod`s
+    // around a node are its context, unbound once the body is done.
+    enum Step<'e> {
+        Visit(&'e Expr),
+        Unbind,
+    }
+    let mut bound: Vec<&str> = vec![];
+    let mut stack = vec![Step::Visit(e)];
+    while let Some(step) = stack.pop() {
+        let e = match step {
+            Step::Visit(e) => e,
+            Step::Unbind => {
+                bound.pop();
+                continue;
+            }
+        };
+        match &e.kind {
+            ExprKind::Var(v) => {
+                let free = v.index.as_ref().is_none_or(|i| !bound.iter().any(|b| i.mentions(b)));
+                if free && !out.contains(v) {
+                    out.push(VarName::clone(v));
+                } else if !free && !families.contains(&v.name) {
+                    families.push(v.name.clone());
+                }
+            }
+            ExprKind::Prod(prod) => {
+                bound.push(&prod.var);
+                stack.push(Step::Unbind);
+                stack.push(Step::Visit(&prod.body));
+            }
+            _ => {
+                let at = stack.len();
+                stack.extend(e.children().map(Step::Visit));
+                stack[at..].reverse();
             }
         }
-        ExprKind::Prod(prod) => {
-            let crate::syntax::Prod { body, var, .. } = &**prod;
-            bound.push(var.clone());
-            collect_variables(body, bound, out, families);
-            bound.pop();
-        }
-        _ => {
-            for c in e.children() {
-                collect_variables(c, bound, out, families);
-            }
-        }
-    })
+    }
 }
 
 fn collect_names(e: &Expr, out: &mut HashSet<String>) {

@@ -303,6 +303,8 @@ impl Converter {
     }
 
     fn add(&mut self, e: &Expr, shapes: &HashMap<*const Expr, IShape>, rec: &mut RecExpr<Mat>) -> Result<Id> {
+        // Explicit recursion, not a fold: product chains are read whole, a
+        // scalar side goes first, and `prod` bodies are not entered.
         crate::stack::ensure(|| {
             let resolved =
                 |c: &Converter, e: &Expr| -> Result<Shape> { Ok(c.typer.resolve(c.shape(shapes, e)?)) };
@@ -402,7 +404,8 @@ impl Converter {
         })
     }
 
-    /// The factors of a chain of matrix products, in order.
+    /// The factors of a chain of matrix products, in order (a worklist: a
+    /// chain is as long as its input).
     fn factors(
         &mut self,
         e: &Expr,
@@ -410,17 +413,19 @@ impl Converter {
         rec: &mut RecExpr<Mat>,
         out: &mut Vec<Id>,
     ) -> Result<()> {
-        crate::stack::ensure(|| {
+        let mut stack = vec![e];
+        while let Some(e) = stack.pop() {
             if let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &e.kind {
                 let (sa, sb) = (self.shape(shapes, lhs)?, self.shape(shapes, rhs)?);
                 if !self.typer.is_scaling(sa, sb) {
-                    self.factors(lhs, shapes, rec, out)?;
-                    return self.factors(rhs, shapes, rec, out);
+                    stack.push(rhs);
+                    stack.push(lhs);
+                    continue;
                 }
             }
             out.push(self.add(e, shapes, rec)?);
-            Ok(())
-        })
+        }
+        Ok(())
     }
 
     /// An extracted expression back as an [`Expr`].
@@ -429,6 +434,7 @@ impl Converter {
     }
 
     fn back(&self, rec: &RecExpr<Mat>, id: Id) -> Result<Expr> {
+        // Explicit recursion: this walks the extracted `RecExpr`, not an `Expr`.
         crate::stack::ensure(|| {
             let b = |i: &Id| self.back(rec, *i);
             let rc = |e: Expr| Rc::new(e);
@@ -475,7 +481,7 @@ impl Converter {
                 Mat::Neg(x) => Expr::negate(b(x)?),
                 Mat::Mul(fs) => {
                     let parts = fs.iter().map(b).collect::<Result<Vec<_>>>()?;
-                    parts.into_iter().reduce(Expr::product).expect("a product has factors")
+                    Expr::product_of(parts).expect("a product has factors")
                 }
                 Mat::Scale([s, x]) => Expr::product(b(s)?, b(x)?),
                 Mat::Trans(x) => Expr::transpose(b(x)?),

@@ -171,17 +171,7 @@ fn is_plain_product<'e>(e: &'e Expr, typer: &Typer) -> bool {
     if let ExprKind::Neg(a) = &e.kind {
         e = a;
     }
-    let mut factors = vec![];
-    let mut stack = vec![e];
-    while let Some(x) = stack.pop() {
-        match &x.kind {
-            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-                stack.push(rhs);
-                stack.push(lhs);
-            }
-            _ => factors.push(x),
-        }
-    }
+    let mut factors = e.factors();
     if let Some(ExprKind::Num(c)) = factors.first().map(|f| &f.kind) {
         if *c == 0.0 || *c == 1.0 {
             return false;

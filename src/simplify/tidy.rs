@@ -135,8 +135,8 @@ impl Monomial {
     /// The term as one scalar factor (its chain is a 1×1 product).
     fn into_scalar_factor(self) -> Monomial {
         let mut scalars = self.scalars;
-        if let Some(chain) = self.chain.into_iter().reduce(mul) {
-            scalars.push(chain);
+        if let Some(chain) = Expr::product_of(self.chain) {
+            scalars.push(Rc::new(chain));
         }
         Monomial { coeff: self.coeff, scalars, chain: VecDeque::new(), broadcast: false, holds_shape: false }
     }
@@ -187,11 +187,6 @@ fn concat(mut a: VecDeque<Rc<Expr>>, mut b: VecDeque<Rc<Expr>>) -> VecDeque<Rc<E
     }
 }
 
-/// `a * b`, sharing both.
-fn mul(a: Rc<Expr>, b: Rc<Expr>) -> Rc<Expr> {
-    Rc::new(Expr::product(a, b))
-}
-
 struct Tidier<'a> {
     typer: &'a mut Typer,
     leaves: &'a mut Leaves,
@@ -221,6 +216,8 @@ impl Tidier<'_> {
 
     /// The normal form of `e`, or of `eᵀ` when `t`; and the shape of `e`.
     fn norm(&mut self, e: &Rc<Expr>, t: bool) -> Result<(Sum, IShape)> {
+        // Explicit recursion: the transpose flag `t` flows down, and a node
+        // may normalise a child twice or not at all (`(X^a)^b`, `X .^ 1`).
         crate::stack::ensure(|| {
             Ok(match &e.kind {
                 ExprKind::Var(v) => {
@@ -331,7 +328,7 @@ impl Tidier<'_> {
         } else if sum.len() == 1 {
             let mut term = sum.into_iter().next().expect("one term");
             let chain = std::mem::take(&mut term.chain);
-            let inner = chain.into_iter().reduce(mul).unwrap_or_else(|| Rc::new(Expr::identity()));
+            let inner = Expr::product_of(chain).unwrap_or_else(Expr::identity);
             term.scalars.push(Rc::new(Expr::call(Func::Tr, inner)));
             Ok((vec![term], s))
         } else {
@@ -432,7 +429,7 @@ fn factor_out(sum: Sum, outer: &mut Monomial) -> Rc<Expr> {
         Ok([term]) if !term.chain.is_empty() => {
             outer.coeff *= term.coeff;
             outer.scalars.extend(term.scalars);
-            term.chain.into_iter().reduce(mul).expect("a matrix part")
+            Rc::new(Expr::product_of(term.chain).expect("a matrix part"))
         }
         Ok([term]) => Rc::new(build_sum(vec![term])),
         Err(sum) => Rc::new(build_sum(sum)),
@@ -517,7 +514,7 @@ fn build_term(term: Monomial) -> (bool, Expr) {
     }
     parts.extend(term.scalars);
     parts.extend(chain);
-    (negative, Rc::unwrap_or_clone(parts.into_iter().reduce(mul).expect("a term has a factor")))
+    (negative, Expr::product_of(parts).expect("a term has a factor"))
 }
 
 /// Like terms merged: `A + A` is `2 * A`, `A - A` vanishes. Terms are alike
@@ -581,15 +578,17 @@ fn build_sum(sum: Sum) -> Expr {
     })
 }
 
-/// −(A * B) as (−A) * B, which prints `-A * B`.
+/// −(A * B) as (−A) * B, which prints `-A * B`: down the left spine of the
+/// product, without recursion.
 fn negate_first_factor(e: Expr) -> Expr {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Binary { op: BinOp::Mul, op_span, lhs, rhs } => Expr::synthetic(ExprKind::Binary {
-            op: BinOp::Mul,
-            op_span: *op_span,
-            lhs: Rc::new(negate_first_factor((**lhs).clone())),
-            rhs: rhs.clone(),
-        }),
-        _ => Expr::negate(e),
+    let mut spine = vec![];
+    let mut first = &e;
+    while let ExprKind::Binary { op: BinOp::Mul, op_span, lhs, rhs } = &first.kind {
+        spine.push((*op_span, rhs.clone()));
+        first = lhs;
+    }
+    let negated = if spine.is_empty() { Expr::negate(e) } else { Expr::negate(first.clone()) };
+    spine.into_iter().rev().fold(negated, |lhs, (op_span, rhs)| {
+        Expr::synthetic(ExprKind::Binary { op: BinOp::Mul, op_span, lhs: Rc::new(lhs), rhs })
     })
 }

@@ -445,6 +445,26 @@ impl Expr {
         Expr::binary(BinOp::Mul, lhs, rhs)
     }
 
+    /// The synthetic product of `factors`, left to right and nested to the
+    /// left (`A * B * C` is `(A * B) * C`, as the parser reads it); `None`
+    /// when there are none. One factor is itself.
+    ///
+    /// ```
+    /// use matdiff::syntax::Expr;
+    /// let abc = Expr::product_of(["A", "B", "C"].map(Expr::var)).unwrap();
+    /// assert_eq!(abc.to_string(), "A * B * C");
+    /// assert_eq!(abc, Expr::product(Expr::product(Expr::var("A"), Expr::var("B")), Expr::var("C")));
+    /// assert_eq!(Expr::product_of(Vec::<Expr>::new()), None);
+    /// ```
+    pub fn product_of<T: Into<Rc<Expr>>>(factors: impl IntoIterator<Item = T>) -> Option<Expr> {
+        let mut factors = factors.into_iter().map(Into::into);
+        let first = factors.next()?;
+        Some(match factors.next() {
+            None => Rc::unwrap_or_clone(first),
+            Some(second) => factors.fold(Expr::product(first, second), Expr::product),
+        })
+    }
+
     /// A synthetic sum `lhs + rhs`.
     pub fn plus(lhs: impl Into<Rc<Expr>>, rhs: impl Into<Rc<Expr>>) -> Expr {
         Expr::binary(BinOp::Add, lhs, rhs)
@@ -497,6 +517,81 @@ impl Expr {
         a.into_iter().chain(b)
     }
 
+    /// The terms of a chain of sums and differences, left to right, each
+    /// with whether it is subtracted: `a - (b - c)` is `a`, `-b`, `+c`. A
+    /// negation is a term (see [`Expr::sum_terms_through_neg`]); anything
+    /// but `+` and `-` is one term. The walk does not recurse, at any depth.
+    ///
+    /// ```
+    /// use matdiff::syntax::parse_expr;
+    /// let e = parse_expr("a - (b - c) + -d").unwrap();
+    /// let terms: Vec<String> =
+    ///     e.sum_terms().iter().map(|(neg, t)| format!("{}{t}", if *neg { "-" } else { "+" })).collect();
+    /// assert_eq!(terms, ["+a", "-b", "+c", "+-d"]);
+    /// ```
+    pub fn sum_terms(&self) -> Vec<(bool, &Expr)> {
+        self.signed_terms(false)
+    }
+
+    /// [`Expr::sum_terms`] read through negations too, each flipping the
+    /// sign of the terms below it: `a - -(b + c)` is `a`, `+b`, `+c`.
+    ///
+    /// ```
+    /// use matdiff::syntax::parse_expr;
+    /// let e = parse_expr("a - -(b - c)").unwrap();
+    /// let terms: Vec<String> = e
+    ///     .sum_terms_through_neg()
+    ///     .iter()
+    ///     .map(|(neg, t)| format!("{}{t}", if *neg { "-" } else { "+" }))
+    ///     .collect();
+    /// assert_eq!(terms, ["+a", "+b", "-c"]);
+    /// ```
+    pub fn sum_terms_through_neg(&self) -> Vec<(bool, &Expr)> {
+        self.signed_terms(true)
+    }
+
+    fn signed_terms(&self, through_neg: bool) -> Vec<(bool, &Expr)> {
+        let mut out = Vec::new();
+        let mut stack = vec![(false, self)];
+        while let Some((negative, e)) = stack.pop() {
+            match &e.kind {
+                ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
+                    stack.push((negative ^ (*op == BinOp::Sub), rhs));
+                    stack.push((negative, lhs));
+                }
+                ExprKind::Neg(x) if through_neg => stack.push((!negative, x)),
+                _ => out.push((negative, e)),
+            }
+        }
+        out
+    }
+
+    /// The factors of a chain of matrix products `*`, left to right
+    /// however it nests: `A * (B * C)` is `A`, `B`, `C`. Anything but `*`
+    /// (a transpose of a product too) is one factor. The walk does not
+    /// recurse, at any depth.
+    ///
+    /// ```
+    /// use matdiff::syntax::parse_expr;
+    /// let e = parse_expr("A * (B * C)^T * (D + E)").unwrap();
+    /// let factors: Vec<String> = e.factors().iter().map(|f| f.to_string()).collect();
+    /// assert_eq!(factors, ["A", "(B * C)^T", "D + E"]);
+    /// ```
+    pub fn factors(&self) -> Vec<&Expr> {
+        let mut out = Vec::new();
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            match &e.kind {
+                ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                    stack.push(rhs);
+                    stack.push(lhs);
+                }
+                _ => out.push(e),
+            }
+        }
+        out
+    }
+
     /// Whether the variable occurs anywhere in the expression.
     pub fn mentions(&self, v: &VarName) -> bool {
         self.any(|e| matches!(&e.kind, ExprKind::Var(w) if **w == *v))
@@ -506,26 +601,24 @@ impl Expr {
     /// (not inside a `prod` that binds `var` itself); an error when an
     /// index leaves the range of [`Index`].
     pub fn subst_index(&self, var: &str, value: &Index) -> Result<Expr> {
-        crate::stack::ensure(|| {
-            let sub = |a: &Rc<Expr>| a.subst_index(var, value).map(Rc::new);
-            let kind = match &self.kind {
-                ExprKind::Var(v) if !v.index.as_ref().is_some_and(|i| i.mentions(var)) => {
-                    return Ok(self.clone())
-                }
-                ExprKind::Var(v) => ExprKind::Var(Rc::new(VarName {
-                    name: v.name.clone(),
-                    index: v.index.as_ref().map(|i| i.subst(var, value)).transpose()?,
-                })),
-                ExprKind::Prod(p) if p.var == var => return Ok(self.clone()),
-                ExprKind::Prod(p) => {
-                    let body = sub(&p.body)?;
-                    let (lo, hi) = (p.lo.subst(var, value)?, p.hi.subst(var, value)?);
-                    return Ok(Expr::prod(body, p.var.clone(), lo, hi).at(self.span));
-                }
-                _ => return self.try_map_children(sub),
-            };
-            Ok(Expr::new(kind, self.span))
-        })
+        // Recursion only through `try_map_children`, which guards the stack.
+        let sub = |a: &Rc<Expr>| a.subst_index(var, value).map(Rc::new);
+        match &self.kind {
+            ExprKind::Var(v) if !v.index.as_ref().is_some_and(|i| i.mentions(var)) => Ok(self.clone()),
+            ExprKind::Var(v) => {
+                let index = v.index.as_ref().map(|i| i.subst(var, value)).transpose()?;
+                let kind = ExprKind::Var(Rc::new(VarName { name: v.name.clone(), index }));
+                Ok(Expr::new(kind, self.span))
+            }
+            ExprKind::Prod(p) if p.var == var => Ok(self.clone()),
+            ExprKind::Prod(p) => {
+                let mapped = self.try_map_children(sub)?;
+                let ExprKind::Prod(q) = &mapped.kind else { unreachable!("a prod maps to a prod") };
+                let (lo, hi) = (p.lo.subst(var, value)?, p.hi.subst(var, value)?);
+                Ok(Expr::prod(q.body.clone(), p.var.clone(), lo, hi).at(self.span))
+            }
+            _ => self.try_map_children(sub),
+        }
     }
 
     /// Whether a member of the family `name` (`name[...]`) occurs.
@@ -600,8 +693,34 @@ impl Expr {
     /// assert_eq!(depth, 4);
     /// ```
     pub fn fold<T>(&self, f: &mut impl FnMut(&Expr, Vec<T>) -> T) -> T {
+        let result: std::result::Result<T, std::convert::Infallible> =
+            self.try_fold(&mut |e, kids| Ok(f(e, kids)));
+        match result {
+            Ok(t) => t,
+            Err(never) => match never {},
+        }
+    }
+
+    /// [`Expr::fold`] with a fallible `f`: children left to right, and the
+    /// first error stops the walk (no later node is visited).
+    ///
+    /// ```
+    /// use matdiff::syntax::{parse_expr, ExprKind};
+    /// let leaves = |src: &str| {
+    ///     parse_expr(src).unwrap().try_fold(&mut |e, kids: Vec<usize>| match e.kind {
+    ///         ExprKind::Identity => Err(format!("an I at {}", e.span.start)),
+    ///         _ => Ok(kids.iter().sum::<usize>().max(1)),
+    ///     })
+    /// };
+    /// assert_eq!(leaves("A * (B + C^T)"), Ok(3));
+    /// assert_eq!(leaves("A * (I + I)"), Err("an I at 5".to_string()));
+    /// ```
+    pub fn try_fold<T, E>(
+        &self,
+        f: &mut impl FnMut(&Expr, Vec<T>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         crate::stack::ensure(|| {
-            let kids = self.children().map(|c| c.fold(f)).collect();
+            let kids = self.children().map(|c| c.try_fold(f)).collect::<std::result::Result<_, E>>()?;
             f(self, kids)
         })
     }
@@ -636,6 +755,34 @@ impl Expr {
             f(e);
             false
         });
+    }
+
+    /// Calls `f` at every node in the order of [`Expr::for_each`], but at a
+    /// node shared by address (one `Rc` reached along two paths) only the
+    /// first time, and not below it again: a formula that shares its parts
+    /// is walked in the time of its distinct nodes. No recursion.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// use matdiff::syntax::Expr;
+    /// let shared = Rc::new(Expr::transpose(Expr::var("A")));
+    /// let e = Expr::product(shared.clone(), shared);
+    /// let mut seen = vec![];
+    /// e.for_each_once(|x| seen.push(x.to_string()));
+    /// assert_eq!(seen, ["A^T * A^T", "A^T", "A"]);
+    /// ```
+    pub fn for_each_once(&self, mut f: impl FnMut(&Expr)) {
+        let mut seen = std::collections::HashSet::new();
+        let mut stack = vec![self];
+        while let Some(e) = stack.pop() {
+            if !seen.insert(e as *const Expr) {
+                continue;
+            }
+            f(e);
+            let at = stack.len();
+            stack.extend(e.children());
+            stack[at..].reverse();
+        }
     }
 
     /// Whether `pred` holds at every node (see [`Expr::any`]).

@@ -78,6 +78,7 @@ fn split_name(name: &str) -> (&str, Option<&str>) {
 }
 
 fn write(out: &mut String, e: &Expr, min: Prec) {
+    // Explicit recursion: the precedence a node needs comes from above.
     crate::stack::ensure(|| {
         let p = prec(e);
         if p < min {

@@ -161,6 +161,7 @@ impl fmt::Display for Expr {
 }
 
 fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
+    // Explicit recursion: the precedence a node needs comes from above.
     crate::stack::ensure(|| {
         let p = prec(e);
         if p < min {
