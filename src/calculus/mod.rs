@@ -351,6 +351,8 @@ impl<'t, 'p> Walk<'t, 'p> {
     }
 
     fn visit(&mut self, e: &'p Expr, adjoint: Expr, trail: Rc<Trail>) -> Result<()> {
+        // Not a fold: the adjoint flows down from the root, and only the
+        // children that hold the variable are entered.
         crate::stack::ensure(|| {
             if !self.holds(e) {
                 return Ok(());
@@ -630,6 +632,8 @@ impl<'t, 'p> Walk<'t, 'p> {
     /// c·I up to negations, transposes and scalar factors, as the trace rule
     /// makes it: the sign and c (1 for a bare I).
     fn identity_multiple(&self, e: &Expr) -> Option<(bool, Expr)> {
+        // Not a fold: it reads one child or the other, by shape, and stops
+        // at the first node that is not a multiple of I.
         crate::stack::ensure(|| {
             let scalar = |x: &Expr| {
                 let mut typer = self.typing.typer().clone();
@@ -680,17 +684,6 @@ impl<'t, 'p> Walk<'t, 'p> {
 /// d(product) with every factor but factor `i` frozen.
 fn frozen(factors: &[Factor], i: usize) -> Frozen {
     Frozen { factors: factors.iter().map(|f| Expr::clone(f.expr)).collect(), at: i }
-}
-
-/// Splits `a + b - (c - d)` into signed terms, through negations.
-fn flatten_sum<'p>(e: &'p Expr, negative: bool, out: &mut Vec<(bool, &'p Expr)>) {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub), lhs, rhs, .. } => {
-            flatten_sum(lhs, negative, out);
-            flatten_sum(rhs, negative ^ (*op == BinOp::Sub), out);
-        }
-        _ => out.push((negative, e)),
-    })
 }
 
 /// Names the construct whose derivative is not derived (yet).

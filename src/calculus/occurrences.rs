@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use rustc_hash::FxHashMap;
 
-use super::{flatten_sum, Factor};
+use super::Factor;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::Typing;
 use crate::syntax::{BinOp, Expr, ExprKind, VarName};
@@ -130,8 +130,7 @@ impl<'p> Occurrences<'p> {
             let p = p as u32;
             match &e.kind {
                 ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. } => {
-                    let mut list = vec![];
-                    flatten_sum(e, false, &mut list);
+                    let list = e.sum_terms();
                     for (slot, (_, t)) in list.iter().enumerate() {
                         link(id(t), p, slot as u32);
                     }

@@ -7,7 +7,7 @@
 
 use crate::calculus::{Mode, Rule, Step, RECORDED_OCCURRENCES};
 use crate::shape::{Dim, Shape};
-use crate::syntax::{var_latex, BinOp, Expr, ExprKind, Func, VarName};
+use crate::syntax::{var_latex, Expr, ExprKind, Func, VarName};
 use crate::{Derivation, Gradient};
 
 mod formula;
@@ -72,20 +72,6 @@ fn tr(e: Expr) -> Expr {
 /// `tr(Aᵀ d(E))`.
 fn read_off(adjoint: &Expr, e: &Expr) -> Formula {
     Formula::with_differential(e, |d| tr(Expr::product(Expr::transpose(adjoint.clone()), d)))
-}
-
-fn flatten(e: &Expr, out: &mut Vec<Expr>) {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
-            flatten(lhs, out);
-            flatten(rhs, out);
-        }
-        _ => out.push(e.clone()),
-    })
-}
-
-fn product(parts: impl IntoIterator<Item = Expr>) -> Option<Expr> {
-    parts.into_iter().reduce(Expr::product)
 }
 
 /// Steps of one occurrence an explanation shows: the first and the last
@@ -264,15 +250,15 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Lines) -> Option<()> {
     let mut before = vec![];
     let mut after = vec![];
     for f in &frozen.factors[..frozen.at] {
-        flatten(f, &mut before);
+        before.extend(f.factors().into_iter().cloned());
     }
     for f in &frozen.factors[frozen.at + 1..] {
-        flatten(f, &mut after);
+        after.extend(f.factors().into_iter().cloned());
     }
     let target = &frozen.factors[frozen.at];
     let product_rule = Formula::with_differential(target, |d| {
         let parts = before.iter().cloned().chain([d]).chain(after.iter().cloned());
-        tr(times_a_t(product(parts).expect("a differential")))
+        tr(times_a_t(Expr::product_of(parts).expect("a differential")))
     });
     lines.push(line(product_rule, "product rule, the other factors frozen"))?;
     match step.rule {
@@ -281,7 +267,7 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Lines) -> Option<()> {
                 let rotated = Formula::with_differential(target, |d| {
                     let parts =
                         after.iter().cloned().chain((!one).then(|| a_t.clone())).chain(before.clone());
-                    tr(product(parts.chain([d])).expect("a differential"))
+                    tr(Expr::product_of(parts.chain([d])).expect("a differential"))
                 });
                 lines.push(line(rotated, "cyclic rotation of the trace: tr(P dF S) = tr(S P dF)"))?;
             }
@@ -296,17 +282,15 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Lines) -> Option<()> {
 /// product term of the simplified gradient, naming the contracted
 /// dimensions (the batch: the columns of a layer's output).
 fn shape_check(d: &Derivation, g: &Gradient) -> Vec<String> {
-    let mut terms = vec![];
-    split_sum(&g.expr, &mut terms);
+    let terms = g.expr.sum_terms_through_neg();
     let batch = match d.mode {
         Mode::Layer { .. } => Some(d.typing.shape().cols),
         Mode::Scalar => None,
     };
     let mut out = vec![];
     let mut typer = d.typing.typer().clone();
-    for term in terms {
-        let mut factors = vec![];
-        flatten(&term, &mut factors);
+    for (_, term) in terms {
+        let factors = term.factors();
         let mut parts = vec![];
         let mut shapes: Vec<Shape> = vec![];
         for f in &factors {
@@ -332,17 +316,6 @@ fn shape_check(d: &Derivation, g: &Gradient) -> Vec<String> {
         out.push(format!("{} = {} = shape of {}{contracted}", parts.join(" · "), g.shape, g.wrt));
     }
     out
-}
-
-fn split_sum(e: &Expr, out: &mut Vec<Expr>) {
-    crate::stack::ensure(|| match &e.kind {
-        ExprKind::Binary { op: BinOp::Add | BinOp::Sub, lhs, rhs, .. } => {
-            split_sum(lhs, out);
-            split_sum(rhs, out);
-        }
-        ExprKind::Neg(x) => split_sum(x, out),
-        _ => out.push(e.clone()),
-    })
 }
 
 /// The explanations as text: numbered equalities with their reasons.

@@ -22,8 +22,8 @@ use crate::syntax::{BinOp, Expr, ExprKind, VarName};
 
 pub use egraph::Mat;
 use egraph::{Converter, Shapes};
-pub use tidy::{tidy, Symmetric};
 use tidy::Leaves;
+pub use tidy::{tidy, Symmetric};
 
 /// Bounds on every e-graph run: at most this many e-nodes.
 pub const NODE_LIMIT: usize = 20_000;
