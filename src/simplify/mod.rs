@@ -8,6 +8,7 @@
 //! form so far, and says it did not saturate.
 
 mod egraph;
+mod entrywise;
 mod rules;
 mod tidy;
 
@@ -127,6 +128,7 @@ impl Simplifier {
     /// See [`simplify`]; `typer` comes back as it was.
     pub fn simplify(&mut self, e: &Expr, typer: &mut Typer, expect: Option<&Shape>) -> Result<Simplified> {
         let tidied = self.tidy(e, typer)?;
+        let tidied = typer.scratch(|typer| entrywise::collect(&tidied, typer));
         if is_plain_product(&tidied, typer) || is_plain_leaf(&tidied) {
             // No rule applies to it: the e-graph would saturate on it unchanged.
             return Ok(Simplified { expr: tidied, saturated: true });
@@ -137,7 +139,9 @@ impl Simplifier {
         let start = std::time::Instant::now();
         let simplified = simplify_tidied(tidied, typer, expect, self.time_left);
         self.time_left = self.time_left.saturating_sub(start.elapsed());
+        // Sums the e-graph factored out (X^T * a + X^T * b) may collect further.
         simplified
+            .map(|s| Simplified { expr: typer.scratch(|typer| entrywise::collect(&s.expr, typer)), ..s })
     }
 
     /// The gradient `e` of a variable of shape `shape`, simplified: as
