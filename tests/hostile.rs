@@ -379,10 +379,14 @@ class T(np.ndarray):
     def clone(self): return np.array(self).view(T)
     @property
     def device(self): return None
+    @property
+    def mT(self): return np.swapaxes(self, -1, -2).view(T)
 def t(x): return np.asarray(x, dtype=np.float64).view(T)
 torch = types.ModuleType('torch')
 torch.autograd = types.SimpleNamespace(Function=object)
 torch.float64 = np.float64
+# As under create_graph: the backward recomputes what forward saved.
+torch.is_grad_enabled = lambda: True
 for f in ['exp', 'log', 'sqrt', 'sin', 'cos', 'tanh', 'trace', 'sum']:
     setattr(torch, f, (lambda g: lambda a: t(g(a)))(getattr(np, f)))
 torch.sigmoid = lambda a: t(1.0 / (1.0 + np.exp(-a)))

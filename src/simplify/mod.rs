@@ -9,6 +9,7 @@
 
 mod egraph;
 mod entrywise;
+mod present;
 mod rules;
 mod tidy;
 
@@ -134,14 +135,16 @@ impl Simplifier {
             return Ok(Simplified { expr: tidied, saturated: true });
         }
         if self.time_left.is_zero() {
-            return Ok(Simplified { expr: tidied, saturated: false });
+            return Ok(Simplified { expr: present::divide_out(&tidied), saturated: false });
         }
         let start = std::time::Instant::now();
         let simplified = simplify_tidied(tidied, typer, expect, self.time_left);
         self.time_left = self.time_left.saturating_sub(start.elapsed());
         // Sums the e-graph factored out (X^T * a + X^T * b) may collect further.
-        simplified
-            .map(|s| Simplified { expr: typer.scratch(|typer| entrywise::collect(&s.expr, typer)), ..s })
+        simplified.map(|s| Simplified {
+            expr: present::divide_out(&typer.scratch(|typer| entrywise::collect(&s.expr, typer))),
+            ..s
+        })
     }
 
     /// The gradient `e` of a variable of shape `shape`, simplified: as

@@ -1,7 +1,9 @@
 //! `tidy` rewrites an expression into a signed sum of products: transposes
 //! pushed to the leaves ((AB)ᵀ = BᵀAᵀ, (A+B)ᵀ = Aᵀ+Bᵀ, (Aᵀ)ᵀ = A, f(A)ᵀ = f(Aᵀ)
 //! for entrywise f), products flattened with numbers gathered into one
-//! coefficient and scalar factors in front, identities dropped from products,
+//! coefficient and scalar factors in front (a division by a number folded
+//! into it where the quotient is exact; `./` by a scalar is `/`),
+//! identities dropped from products,
 //! the trace of a scalar dropped, and negations moved to the front of a term.
 //! Sums are not distributed over products: `(A + B) * x` stays factored.
 //! It is the first normal form, which the e-graph ([`super`]) starts from.
@@ -370,10 +372,28 @@ impl Tidier<'_> {
         let (a, sa) = self.norm(lhs, t)?;
         let (b, sb) = self.norm(rhs, false)?;
         let s = self.shape(e, &[sa, sb])?;
+        Ok((self.divide(a, b, s), s))
+    }
+
+    /// `a / b` of shape `s`, `b` a scalar: a number divides the
+    /// coefficients where that is exact, else a leaf, the numbers and
+    /// scalars of `a` moved out.
+    fn divide(&mut self, a: Sum, b: Sum, s: IShape) -> Sum {
+        if let Some(a) = divide_numbers(&a, &b) {
+            return a;
+        }
         let mut outer = Monomial::number(1.0);
-        let numerator = factor_out(a, &mut outer);
+        let numerator = match <[Monomial; 1]>::try_from(a) {
+            // A scalar's number moves out too: 0.5 / s is 0.5 * (1 / s).
+            Ok([term]) if term.chain.is_empty() => {
+                outer.coeff = term.coeff;
+                Rc::new(build_sum(vec![Monomial { coeff: 1.0, ..term }]))
+            }
+            Ok([term]) => factor_out(vec![term], &mut outer),
+            Err(a) => factor_out(a, &mut outer),
+        };
         let leaf = Expr::binary(BinOp::Div, numerator, build_sum(b));
-        Ok((vec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))], s))
+        vec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))]
     }
 
     /// `lhs .* rhs`, `lhs ./ rhs`: entrywise, so they commute with the transpose.
@@ -390,6 +410,10 @@ impl Tidier<'_> {
         let (b, sb) = self.norm(rhs, t)?;
         let s = self.shape(e, &[sa, sb])?;
         let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
+        if *op == BinOp::HadamardDiv && b_scalar {
+            // By a scalar, `./` is the division `/`.
+            return Ok((self.divide(a, b, s), s));
+        }
         if *op == BinOp::Hadamard {
             // 𝟙 ⊙ B = B, and a scalar side is a scalar multiple.
             if is_ones(&a) && !b_scalar {
@@ -420,6 +444,22 @@ fn is_ones(sum: &Sum) -> bool {
     let ones = |e: &Expr| matches!(e.kind, ExprKind::HadamardPower(_, p) if p == 0.0);
     matches!(sum.as_slice(), [t] if t.coeff == 1.0 && t.scalars.is_empty() && t.chain.len() == 1
         && (ones(&t.chain[0]) || matches!(&t.chain[0].kind, ExprKind::Transpose(x) if ones(x))))
+}
+
+/// `a / c` for a number `c` whose quotients with `a`'s coefficients are
+/// exact (`2 * A / 2` is `A`; `A / 3` stays, as 1/3 is no double).
+fn divide_numbers(a: &Sum, c: &Sum) -> Option<Sum> {
+    let c = match c.as_slice() {
+        [t] if t.scalars.is_empty() && t.chain.is_empty() && t.coeff != 0.0 => t.coeff,
+        _ => return None,
+    };
+    a.iter()
+        .map(|t| {
+            let q = t.coeff / c;
+            // q·c − k computed exactly: zero when q is the quotient itself.
+            (q.is_finite() && q.mul_add(c, -t.coeff) == 0.0).then(|| Monomial { coeff: q, ..t.clone() })
+        })
+        .collect()
 }
 
 /// The operand of an entrywise operation with its number and scalar factors
@@ -583,12 +623,12 @@ fn build_sum(sum: Sum) -> Expr {
 fn negate_first_factor(e: Expr) -> Expr {
     let mut spine = vec![];
     let mut first = &e;
-    while let ExprKind::Binary { op: BinOp::Mul, op_span, lhs, rhs } = &first.kind {
-        spine.push((*op_span, rhs.clone()));
+    while let ExprKind::Binary { op: op @ (BinOp::Mul | BinOp::Div), op_span, lhs, rhs } = &first.kind {
+        spine.push((*op, *op_span, rhs.clone()));
         first = lhs;
     }
     let negated = if spine.is_empty() { Expr::negate(e) } else { Expr::negate(first.clone()) };
-    spine.into_iter().rev().fold(negated, |lhs, (op_span, rhs)| {
-        Expr::synthetic(ExprKind::Binary { op: BinOp::Mul, op_span, lhs: Rc::new(lhs), rhs })
+    spine.into_iter().rev().fold(negated, |lhs, (op, op_span, rhs)| {
+        Expr::synthetic(ExprKind::Binary { op, op_span, lhs: Rc::new(lhs), rhs })
     })
 }
