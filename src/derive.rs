@@ -102,11 +102,28 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
     let variables: std::collections::HashSet<VarName> = typing.variables().iter().cloned().collect();
     for v in wrt {
         occurrences.check_target(&v)?; // before the errors of declare_member and occurrence
-        let member = v.index.as_ref().is_some_and(|i| i.as_constant().is_none())
-            && typing.families().contains(&v.name);
+                                       // A member of a family of `prod` factors (`W[j]`, `W[2]`).
+        let member = v.index.is_some() && typing.families().contains(&v.name);
         if member {
             typing.declare_member(&v)?;
         } else if !variables.contains(&v) {
+            // Inside a definition kept as a variable (`--wrt H` beside `--wrt W1`)?
+            let kept = program
+                .definitions
+                .iter()
+                .rev()
+                .find(|d| variables.contains(&VarName::plain(&d.name)) && d.expr.mentions(&v));
+            if let Some(d) = kept {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("`{v}` occurs only inside `{}`, which is asked for as a variable", d.name),
+                )
+                .label(d.span, format!("`{v}` is inside this definition"))
+                .note(format!(
+                    "dL/d{} holds `{}` fixed as an input; ask for `{v}` in a derivation of its own",
+                    d.name, d.name
+                )));
+            }
             let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
             return Err(Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))
                 .note(format!("its variables are: {}", known.join(", "))));

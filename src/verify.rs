@@ -141,7 +141,9 @@ impl Default for VerifyOptions {
 pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOptions) -> Result<Verdict> {
     let derive_options =
         DeriveOptions { wrt: vec![wrt.clone()], upstream: options.upstream.clone(), steps: Steps::Skip };
-    let d = derive(program, &derive_options)?;
+    // ∂L/∂H of a definition H: H kept as a variable, a free input.
+    let program = program.with_definitions_kept(&derive_options.wrt);
+    let d = derive(&program, &derive_options)?;
     let g = &d.gradients[0];
     let claim = parse_expr(claim).map_err(|e| {
         Error::new(ErrorKind::Usage, format!("the claim does not parse: {}", e.message))

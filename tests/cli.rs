@@ -112,8 +112,8 @@ fn errors_exit_2_with_the_message_on_stderr() {
         (vec!["derive", "W1 : 3x4; W2 : 5x6; W1*W2"], "cannot multiply 3x4 by 5x6"),
         (vec!["derive", "W1 * (W2 + "], "parse error"),
         (
-            vec!["derive", "W[i] : 2x2; prod(W[i], i=1..3) * X", "--wrt", "X", "--wrt", "W[1]"],
-            "ask for `W[j]`",
+            vec!["derive", "W[i] : 2x2; prod(W[i] * W[i], i=1..3) * X", "--wrt", "X", "--wrt", "W[1]"],
+            "holds the family `W` more than once",
         ),
         (vec!["derive", "W*X", "--wrt", "Q"], "`Q` does not occur"),
         (vec!["derive", "W*X", "--wrt", "1+"], "is not a variable name"),

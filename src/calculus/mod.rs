@@ -132,6 +132,21 @@ pub struct Step {
     pub frozen: Option<Frozen>,
 }
 
+impl Step {
+    /// The step with the index symbol `var` replaced by `value` (a step
+    /// inside the factor of a split `prod`, read at that factor).
+    fn at_index(&mut self, var: &str, value: &Index) -> Result<()> {
+        self.target = self.target.subst_index(var, value)?;
+        self.adjoint = self.adjoint.subst_index(var, value)?;
+        if let Some(f) = &mut self.frozen {
+            for x in &mut f.factors {
+                *x = x.subst_index(var, value)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A product's differential with every factor but one frozen:
 /// `factors[..at] · d(factors[at]) · factors[at + 1..]`. The differential is
 /// a position, not a node: only explanations print it.
@@ -165,9 +180,37 @@ pub struct Condition {
     pub hi: Index,
 }
 
+impl Condition {
+    /// Whether the condition holds, when the indices decide it: `Some`
+    /// when both bounds are decided (each by a constant difference).
+    pub fn holds(&self) -> Option<bool> {
+        match (self.lower_holds(), self.upper_holds()) {
+            (Some(false), _) | (_, Some(false)) => Some(false),
+            (Some(true), Some(true)) => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Whether `lo <= at` is decided by the indices, and how.
+    fn lower_holds(&self) -> Option<bool> {
+        self.at.minus(&self.lo).ok()?.as_constant().map(|d| d >= 0)
+    }
+
+    /// Whether `at <= hi` is decided by the indices, and how.
+    fn upper_holds(&self) -> Option<bool> {
+        self.hi.minus(&self.at).ok()?.as_constant().map(|d| d >= 0)
+    }
+}
+
+/// `lo <= at <= hi`, a side that always holds left out (`W[2]` of
+/// `prod(W[i], i=1..n)` holds when `2 <= n`).
 impl std::fmt::Display for Condition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} <= {} <= {}", self.lo, self.at, self.hi)
+        match (self.lower_holds(), self.upper_holds()) {
+            (Some(true), Some(false) | None) => write!(f, "{} <= {}", self.at, self.hi),
+            (Some(false) | None, Some(true)) => write!(f, "{} <= {}", self.lo, self.at),
+            _ => write!(f, "{} <= {} <= {}", self.lo, self.at, self.hi),
+        }
     }
 }
 
@@ -263,8 +306,17 @@ impl<'p> Occurrences<'p> {
             Steps::Record => RECORDED_OCCURRENCES,
             Steps::Skip => 0,
         };
-        let mut walk =
-            Walk { typing, occ: self, marks, wrt, out: vec![], conditions: vec![], nodes: 0, record };
+        let mut walk = Walk {
+            typing,
+            occ: self,
+            marks,
+            wrt,
+            out: vec![],
+            conditions: vec![],
+            nodes: 0,
+            record,
+            in_prod: None,
+        };
         let start_step =
             Step { rule: Rule::Start, target: root.clone(), adjoint: start.clone(), frozen: None };
         let trail = Rc::new(Trail { step: start_step, prev: None });
@@ -285,6 +337,9 @@ struct Walk<'t, 'p> {
     nodes: usize,
     /// Occurrences whose steps are kept.
     record: usize,
+    /// Inside the factor of a split `prod`: its binder and the index of the
+    /// factor that holds the variable.
+    in_prod: Option<(String, Index)>,
 }
 
 /// The steps from the root to the current node, shared between branches.
@@ -366,7 +421,15 @@ impl<'t, 'p> Walk<'t, 'p> {
                     return Err(self.limit(e.span, what));
                 };
                 self.nodes += size;
-                let steps = if self.out.len() < self.record { Trail::steps(&trail) } else { vec![] };
+                let mut steps = if self.out.len() < self.record { Trail::steps(&trail) } else { vec![] };
+                let mut adjoint = adjoint;
+                if let Some((var, at)) = &self.in_prod {
+                    // Read off inside a prod's factor: the binder is the split's index.
+                    adjoint = adjoint.subst_index(var, at)?;
+                    for s in &mut steps {
+                        s.at_index(var, at)?;
+                    }
+                }
                 self.out.push(Contribution { occurrence: e.span, steps, adjoint });
                 return Ok(());
             }
@@ -460,8 +523,11 @@ impl<'t, 'p> Walk<'t, 'p> {
         Ok(())
     }
 
-    /// W[j] inside prod(W[i], i=a..b): split the product at j, under the side
-    /// condition a ≤ j ≤ b, and read off the middle factor.
+    /// W[j] inside prod(F(W[i]), i=a..b): split the product at the factor
+    /// that holds W[j], under the side condition a ≤ j - c ≤ b (c the
+    /// offset of the member, `W[i + c]`), and walk on into the factor's body
+    /// with the adjoint Lᵀ A Rᵀ; what the walk reads off there is in the
+    /// binder i, which becomes j - c at the occurrence (`in_prod`).
     fn visit_prod(&mut self, e: &'p Expr, adjoint: Expr, trail: Rc<Trail>) -> Result<()> {
         let ExprKind::Prod(prod) = &e.kind else { unreachable!("a prod") };
         let crate::syntax::Prod { body, var, lo, hi } = &**prod;
@@ -472,19 +538,27 @@ impl<'t, 'p> Walk<'t, 'p> {
         if !body.mentions_family(&self.wrt.name) {
             return Err(refuse("with respect to a matrix inside its factors"));
         }
-        let (member, transposed) = match &body.kind {
-            ExprKind::Var(v) => (v, false),
-            ExprKind::Transpose(x) => match &x.kind {
-                ExprKind::Var(v) => (v, true),
-                _ => return Err(refuse("over factors other than W[i] or W[i]^T")),
-            },
-            _ => return Err(refuse("over factors other than W[i] or W[i]^T")),
-        };
-        if member.name != self.wrt.name {
-            return Err(refuse("with respect to a matrix inside its factors"));
+        if self.in_prod.is_some() {
+            return Err(refuse("nested in the factor of another prod(...)"));
         }
+        // The family's one member in the body, and no inner `prod` over it.
+        let mut members = vec![];
+        let mut nested = false;
+        body.for_each(|x| match &x.kind {
+            ExprKind::Var(v) if v.name == self.wrt.name && v.index.is_some() => {
+                members.push(VarName::clone(v))
+            }
+            ExprKind::Prod(p) if p.body.mentions_family(&self.wrt.name) => nested = true,
+            _ => {}
+        });
+        if nested {
+            return Err(refuse("nested in the factor of another prod(...)"));
+        }
+        let [member] = &members[..] else {
+            return Err(refuse(&format!("whose factor holds the family `{}` more than once", self.wrt.name)));
+        };
         let (Some(j), Some(idx)) = (&self.wrt.index, &member.index) else {
-            return Err(refuse("with respect to a member of a concrete index"));
+            return Err(refuse("with respect to a matrix inside its factors"));
         };
         // The member's index is i + c; W[j] is the factor at i = j - c.
         let in_prod = |err: Error| err.label(e.span, "splitting this product");
@@ -492,26 +566,40 @@ impl<'t, 'p> Walk<'t, 'p> {
         if offset.as_constant().is_none() || j.mentions(var) {
             return Err(refuse("over factors W[f(i)] other than W[i + c]"));
         }
+        if self.mentions_index(&adjoint, var) {
+            return Err(refuse(&format!("inside an expression that uses `{var}` as an index too")));
+        }
         let at = j.minus(&offset).map_err(in_prod)?;
+        let condition = Condition { at: at.clone(), lo: lo.clone(), hi: hi.clone() };
+        if condition.holds() == Some(false) {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("`{}` is not a factor of this product: {var} runs over {lo}..{hi}", self.wrt),
+            )
+            .label(e.span, "this product"));
+        }
         let one = Index::constant(1);
         let part = |lo: &Index, hi: &Index| Expr::prod(body.clone(), var.clone(), lo.clone(), hi.clone());
         let (left, right) =
             (part(lo, &at.minus(&one).map_err(in_prod)?), part(&at.plus(&one).map_err(in_prod)?, hi));
-        let factor = Expr::synthetic(ExprKind::Var(Rc::new(self.wrt.clone())));
-        let factor = if transposed { Expr::transpose(factor) } else { factor };
+        let factor = body.subst_index(var, &at).map_err(in_prod)?;
         let inner = Expr::product(
             Expr::product(Expr::transpose(left.clone()), adjoint),
             Expr::transpose(right.clone()),
         );
-        let adj = if transposed { Expr::transpose(inner) } else { inner };
-        let frozen = Frozen { factors: vec![left, factor, right], at: 1 };
-        self.conditions.push(Condition { at: at.clone(), lo: lo.clone(), hi: hi.clone() });
-        let target = Expr::synthetic(ExprKind::Var(Rc::new(self.wrt.clone())));
-        let step = Step { rule: Rule::ProdSplit, target, adjoint: adj.clone(), frozen: Some(frozen) };
-        let trail = Rc::new(Trail { step, prev: Some(trail) });
-        let steps = if self.recording() { Trail::steps(&trail) } else { vec![] };
-        self.out.push(Contribution { occurrence: e.span, steps, adjoint: adj });
-        Ok(())
+        let frozen = self.recording().then(|| Frozen { factors: vec![left, factor, right], at: 1 });
+        if condition.holds().is_none() && !self.conditions.contains(&condition) {
+            self.conditions.push(condition);
+        }
+        self.in_prod = Some((var.clone(), at));
+        let walked = self.step(Rule::ProdSplit, body, inner, frozen, &trail);
+        self.in_prod = None;
+        walked
+    }
+
+    /// Whether the index symbol `var` occurs free in `e`.
+    fn mentions_index(&self, e: &Expr, var: &str) -> bool {
+        e.subst_index(var, &Index::constant(0)).map_or(true, |x| x != *e)
     }
 
     /// The children of `e` with their adjoints, given the adjoint of `e`:

@@ -194,7 +194,10 @@ impl<'p> Occurrences<'p> {
             self.generation = 1;
         }
         let generation = self.generation;
-        let family = v.index.as_ref().is_some_and(|i| i.as_constant().is_none());
+        // A member with a symbolic index may be any member; one with a
+        // constant index may be a factor of a `prod` over its family.
+        let family = v.index.as_ref().is_some_and(|i| i.as_constant().is_none())
+            || (v.index.is_some() && self.prods_of.contains_key(&v.name));
         let mut stack: Vec<u32> = vec![];
         let members = family.then(|| self.by_family.get(&v.name)).flatten();
         for &k in self.by_var.get(v).into_iter().flatten().chain(members.into_iter().flatten()) {
@@ -282,18 +285,6 @@ impl<'p> Occurrences<'p> {
                 format!("`{}` may be the same matrix as `{wrt}`: members of a family with symbolic indices are not supported yet", node(e)),
             )
             .label(node(e).span, "here"));
-        }
-        if let Some(&(p, _)) = prods.first() {
-            if !symbolic(wrt) {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    format!(
-                        "`{wrt}` is one factor of a product of symbolic length; ask for `{}[j]` (any j) instead",
-                        wrt.name
-                    ),
-                )
-                .label(node(p).span, "here"));
-            }
         }
         // Each place a product occurs counts (a definition used twice is
         // two products).

@@ -397,7 +397,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         Command::Derive { input, target, steps, latex, standalone, json } => {
             *source = input.read()?;
             let options = target.options(if steps { Steps::Record } else { Steps::Skip })?;
-            let program = syntax::parse_program(&source.text)?;
+            let program = syntax::parse_program(&source.text)?.with_definitions_kept(&options.wrt);
             let derivation = crate::derive(&program, &options)?;
             let text = match (json, latex) {
                 (true, _) => render::derivation_json(&derivation, steps),
@@ -432,7 +432,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         Command::Check { input, target, dims, domain, seed, json } => {
             *source = input.read()?;
             let options = target.options(Steps::Skip)?;
-            let program = syntax::parse_program(&source.text)?;
+            let program = syntax::parse_program(&source.text)?.with_definitions_kept(&options.wrt);
             let domains = domain_map(domain, &program)?;
             let derivation = crate::derive(&program, &options)?;
             let report = crate::numeric::check(
@@ -445,7 +445,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         Command::Plan { input, target, dims, json, emit } => {
             *source = input.read()?;
             let options = target.options(Steps::Skip)?;
-            let program = syntax::parse_program(&source.text)?;
+            let program = syntax::parse_program(&source.text)?.with_definitions_kept(&options.wrt);
             let derivation = crate::derive(&program, &options)?;
             let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
             let output = match (emit, json) {

@@ -26,6 +26,14 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
             out.push_str(&format!("{upstream} = dL/d{name}  : {shape}\n"));
         }
     }
+    // A definition kept as a variable (`--wrt H`): what it stands for.
+    for v in d.typing.variables() {
+        let program = d.typing.program;
+        let def = program.definitions.iter().rev().find(|x| v.index.is_none() && x.name == v.name);
+        if let (Some(def), Some(s)) = (def, d.typing.var_shape(v)) {
+            out.push_str(&format!("{v} = {}  : {s}   (held fixed as an input)\n", def.expr));
+        }
+    }
     let lines: Vec<(String, String)> = d
         .gradients
         .iter()

@@ -260,7 +260,9 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Lines) -> Option<()> {
         let parts = before.iter().cloned().chain([d]).chain(after.iter().cloned());
         tr(times_a_t(Expr::product_of(parts).expect("a differential")))
     });
-    lines.push(line(product_rule, "product rule, the other factors frozen"))?;
+    let split = "split the product at the factor that holds the variable: prod(F, i=a..b) = prod(F, i=a..j-1) * F(j) * prod(F, i=j+1..b)";
+    let why = if step.rule == Rule::ProdSplit { split } else { "product rule, the other factors frozen" };
+    lines.push(line(product_rule, why))?;
     match step.rule {
         Rule::Product | Rule::ProdSplit => {
             if !after.is_empty() {

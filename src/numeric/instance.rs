@@ -381,7 +381,30 @@ fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Res
     }
     let mut values: Vec<(String, i64)> = vec![];
     for name in outer {
-        let v = options.dims.get(&name).map(|&n| n as i64).unwrap_or_else(|| rng.random_range(1..=5));
+        // A constant member's side condition bounds the range (`W[2]` of
+        // `prod(W[i], i=1..n)` needs 2 <= n).
+        let (mut from, mut to) = (1i64, 5i64);
+        for c in d.gradients.iter().flat_map(|g| &g.differential.conditions) {
+            let Some(at) = c.at.as_constant() else { continue };
+            let offset = |bound: &Index| bound.minus(&Index::symbol(&name)).ok()?.as_constant();
+            if let Some(k) = offset(&c.hi).and_then(|k| at.checked_sub(k)) {
+                from = from.max(k);
+                to = to.max(from);
+            }
+            if let Some(k) = offset(&c.lo).and_then(|k| at.checked_sub(k)) {
+                to = to.min(k);
+            }
+        }
+        let v = match options.dims.get(&name) {
+            Some(&n) => n as i64,
+            None if from <= to => rng.random_range(from..=to),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("no value of `{name}` satisfies the side conditions of the gradients"),
+                ))
+            }
+        };
         values.push((name, v));
     }
     let bind = |i: &Index, values: &[(String, i64)]| {

@@ -70,9 +70,16 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
             square_for_spd(&mut typer, d)?;
         }
     }
-    for def in &program.definitions {
+    for (k, def) in program.definitions.iter().enumerate() {
         let s = typer.infer(&def.expr)?;
         let name = VarName::plain(&def.name);
+        // A definition kept as a variable (`Program::with_definitions_kept`)
+        // has the shape of its last definition.
+        let last = !program.definitions[k + 1..].iter().any(|d| d.name == def.name);
+        if last && typer.declared(&name).is_none() {
+            let fresh = typer.var(&name)?;
+            typer.unify_shapes(fresh, s);
+        }
         if let Some(declared) = typer.declared(&name) {
             if !typer.unify_shapes(declared, s) {
                 return Err(Error::new(

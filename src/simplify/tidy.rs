@@ -259,6 +259,15 @@ impl Tidier<'_> {
                 ExprKind::HadamardPower(a, p) => self.norm_hadamard_power(e, a, p, t)?,
                 ExprKind::Binary { op: BinOp::Div, lhs, rhs, .. } => self.norm_div(e, lhs, rhs, t)?,
                 ExprKind::Binary { op, lhs, rhs, .. } => self.norm_entrywise(e, op, lhs, rhs, t)?,
+                // A range of one member is that member, prod(F, i=a..a) = F(a);
+                // an empty one, prod(F, i=a..a-1), the identity.
+                ExprKind::Prod(p) if p.hi.minus(&p.lo).ok().and_then(|d| d.as_constant()) == Some(0) => {
+                    let member = p.body.subst_index(&p.var, &p.lo)?;
+                    self.norm(&Rc::new(member), t)?
+                }
+                ExprKind::Prod(p) if p.hi.minus(&p.lo).ok().and_then(|d| d.as_constant()) == Some(-1) => {
+                    self.norm(&Rc::new(Expr::identity().at(e.span)), t)?
+                }
                 ExprKind::Prod(_) => {
                     let s = self.typer.infer(e).map_err(|err| {
                         Error::new(ErrorKind::Internal, format!("simplifying `{e}`: {err}"))

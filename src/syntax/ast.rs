@@ -1,7 +1,7 @@
 //! The abstract syntax tree: expressions with source spans, and programs
 //! (declarations, definitions, one final expression).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::rc::Rc;
 
@@ -1031,6 +1031,74 @@ pub struct Program {
     pub expr: Expr,
     /// The name of the final expression when it was a definition (`Z = ...`).
     pub name: Option<String>,
+}
+
+impl Program {
+    /// The program with each definition named among `targets` kept as a
+    /// variable of that name where it was inlined (`H = W1*X; sum(tanh(H))`
+    /// becomes `sum(tanh(H))`, with `H` defined as `W1*X`), so that its
+    /// gradient, ∂L/∂H, is the gradient of a variable: `H` perturbed as a
+    /// free input while the rest stays fixed. Other targets, and the
+    /// definitions themselves, are untouched; shape inference gives `H` the
+    /// shape of its definition.
+    ///
+    /// An inlined definition is found by its root's source span, which only
+    /// its copies carry (a definition is inlined as a copy of its root that
+    /// shares the subtrees below it); a later definition of the same name
+    /// replaces an earlier one.
+    ///
+    /// ```
+    /// use matdiff::syntax::{parse_program, parse_var};
+    /// let p = parse_program("H = W1*X; Z = W2*H; sum(tanh(Z)) + sum(W1*X)").unwrap();
+    /// let kept = p.with_definitions_kept(&[parse_var("H").unwrap()]);
+    /// assert_eq!(kept.expr.to_string(), "sum(tanh(W2 * H)) + sum(W1 * X)");
+    /// ```
+    pub fn with_definitions_kept(&self, targets: &[VarName]) -> Program {
+        let mut out = self.clone();
+        for v in targets.iter().filter(|v| v.index.is_none()) {
+            let Some(def) = self.definitions.iter().rev().find(|d| d.name == v.name) else { continue };
+            let span = def.expr.span;
+            if span.is_synthetic() {
+                continue;
+            }
+            let var = Expr::new(ExprKind::Var(Rc::new(VarName::plain(&def.name))), span);
+            let is_def = |e: &Expr| e.span.start == span.start && e.span.end == span.end && *e == def.expr;
+            let mut memo = HashMap::new();
+            if let Some(kept) = keep(&out.expr, &is_def, &var, &mut memo) {
+                out.expr = kept;
+            }
+        }
+        out
+    }
+}
+
+/// `e` with every subtree that `is_def` picks replaced by `var`, or `None`
+/// when there is none; a shared subtree is rebuilt once (`memo`), and one
+/// without the definition stays shared.
+fn keep(
+    e: &Expr,
+    is_def: &dyn Fn(&Expr) -> bool,
+    var: &Expr,
+    memo: &mut HashMap<*const Expr, Option<Rc<Expr>>>,
+) -> Option<Expr> {
+    if is_def(e) {
+        return Some(var.clone());
+    }
+    let mut changed = false;
+    // Recursion through `map_children`, which guards the stack.
+    let mapped = e.map_children(|c| {
+        let kept = match memo.get(&Rc::as_ptr(c)) {
+            Some(done) => done.clone(),
+            None => {
+                let kept = keep(c, is_def, var, memo).map(Rc::new);
+                memo.insert(Rc::as_ptr(c), kept.clone());
+                kept
+            }
+        };
+        changed |= kept.is_some();
+        kept.unwrap_or_else(|| c.clone())
+    });
+    changed.then_some(mapped)
 }
 
 #[cfg(test)]
