@@ -194,6 +194,20 @@ pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -
         Func::Cos => Expr::negate(Expr::call(Func::Sin, u.clone())),
         Func::Tanh => one_minus(entry_power(f_u, 2.0)),
         Func::Sigmoid => hadamard(f_u.clone(), one_minus(f_u.clone())),
+        // relu, abs, sign and step have a kink at 0, where no derivative
+        // exists; the numeric commands draw their arguments away from it.
+        Func::Relu => Expr::call(Func::Step, u.clone()),
+        Func::Abs => Expr::call(Func::Sign, u.clone()),
+        // Constant on each side of the kink: the derivative is 0 wherever it exists.
+        Func::Sign | Func::Step => num(0.0),
+        Func::Softplus => Expr::call(Func::Sigmoid, u.clone()),
+        Func::Tan => Expr::plus(num(1.0), entry_power(f_u, 2.0)),
+        Func::Arcsin => Expr::binary(BinOp::HadamardDiv, num(1.0), sqrt_one_minus_square(u)),
+        Func::Arccos => Expr::negate(Expr::binary(BinOp::HadamardDiv, num(1.0), sqrt_one_minus_square(u))),
+        Func::Arctan => Expr::binary(BinOp::HadamardDiv, num(1.0), Expr::plus(num(1.0), entry_power(u, 2.0))),
+        Func::Sinh => Expr::call(Func::Cosh, u.clone()),
+        Func::Cosh => Expr::call(Func::Sinh, u.clone()),
+        Func::Log1p => Expr::binary(BinOp::HadamardDiv, num(1.0), Expr::plus(num(1.0), u.clone())),
         Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm => {
             unreachable!("{} is not entrywise", f.name())
         }
@@ -205,4 +219,38 @@ pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -
     } else {
         hadamard(a.clone(), derivative)
     }
+}
+
+/// sqrt(1 - U .^ 2), the denominator of arcsin′ and arccos′.
+fn sqrt_one_minus_square(u: &Expr) -> Expr {
+    Expr::call(Func::Sqrt, Expr::minus(num(1.0), entry_power(u, 2.0)))
+}
+
+/// A in max(A, B) (`larger`), or in min(A, B) (`larger` false): the upstream
+/// where A is the larger (the smaller) of the two, `a ⊙ step(A − B)`
+/// (`a ⊙ step(B − A)`), summed when A is a broadcast scalar. At a tie, a
+/// kink, neither side gets it, as relu′(0) = step(0) = 0.
+pub(super) fn extremum(a: &Expr, this: &Expr, other: &Expr, wins: Winner, broadcast: bool) -> Expr {
+    let (hi, lo) = match wins {
+        Winner::Larger => (this, other),
+        Winner::Smaller => (other, this),
+    };
+    // max(0, X) reads step(X), not step(X - 0).
+    let gap = match (&hi.kind, &lo.kind) {
+        (_, ExprKind::Num(z)) if *z == 0.0 => hi.clone(),
+        (ExprKind::Num(z), _) if *z == 0.0 => Expr::negate(lo.clone()),
+        _ => Expr::minus(hi.clone(), lo.clone()),
+    };
+    let route = Expr::call(Func::Step, gap);
+    let adj = if a.kind == ExprKind::Num(1.0) { route } else { hadamard(a.clone(), route) };
+    sum_if(broadcast, adj)
+}
+
+/// Which operand of max or min is taken where they differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Winner {
+    /// max: the larger.
+    Larger,
+    /// min: the smaller.
+    Smaller,
 }

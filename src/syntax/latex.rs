@@ -102,6 +102,13 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 write(out, rhs, Prec::Loosest);
                 out.push('}');
             }
+            ExprKind::Binary { op: op @ (BinOp::Max | BinOp::Min), lhs, rhs, .. } => {
+                out.push_str(if *op == BinOp::Max { "\\max\\left(" } else { "\\min\\left(" });
+                write(out, lhs, Prec::Loosest);
+                out.push_str(", ");
+                write(out, rhs, Prec::Loosest);
+                out.push_str("\\right)");
+            }
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 write(out, lhs, p);
                 out.push_str(match op {
@@ -110,7 +117,7 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     BinOp::Mul => " ",
                     BinOp::Hadamard => " \\odot ",
                     BinOp::HadamardDiv => " \\oslash ",
-                    BinOp::Div => unreachable!("handled above"),
+                    BinOp::Div | BinOp::Max | BinOp::Min => unreachable!("handled above"),
                 });
                 write(out, rhs, p.tighter());
             }
@@ -132,6 +139,12 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 write(out, a, Prec::Loosest);
                 out.push_str("\\right\\|_{F}");
             }
+            // |A|: the bars grow with their content, so nested ones stay apart.
+            ExprKind::Call(Func::Abs, a) => {
+                out.push_str("\\left|");
+                write(out, a, Prec::Loosest);
+                out.push_str("\\right|");
+            }
             ExprKind::Call(f, a) => {
                 out.push_str(match f {
                     Func::Tr => "\\operatorname{tr}",
@@ -144,8 +157,19 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     Func::Cos => "\\cos",
                     Func::Tanh => "\\tanh",
                     Func::Sigmoid => "\\sigma",
+                    Func::Relu => "\\operatorname{relu}",
+                    Func::Sign => "\\operatorname{sign}",
+                    Func::Step => "\\operatorname{step}",
+                    Func::Softplus => "\\operatorname{softplus}",
+                    Func::Tan => "\\tan",
+                    Func::Arcsin => "\\arcsin",
+                    Func::Arccos => "\\arccos",
+                    Func::Arctan => "\\arctan",
+                    Func::Sinh => "\\sinh",
+                    Func::Cosh => "\\cosh",
+                    Func::Log1p => "\\operatorname{log1p}",
                     Func::Sum => "\\operatorname{sum}",
-                    Func::Norm => unreachable!("handled above"),
+                    Func::Norm | Func::Abs => unreachable!("handled above"),
                 });
                 out.push_str("\\left(");
                 write(out, a, Prec::Loosest);
