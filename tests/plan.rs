@@ -228,14 +228,16 @@ fn python() -> String {
     std::env::var("MATDIFF_PYTHON").unwrap_or_else(|_| "python3".to_string())
 }
 
-/// Whether `module` imports; when `MATDIFF_REQUIRE_NUMPY` is set (CI), numpy must.
+/// Whether `module` imports; when `MATDIFF_REQUIRE_NUMPY` (or
+/// `MATDIFF_REQUIRE_TORCH`) is set, as in CI, numpy (or torch) must.
 fn has_module(module: &str) -> bool {
     let ok = Command::new(python())
         .args(["-c", &format!("import {module}")])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !ok && module == "numpy" && std::env::var_os("MATDIFF_REQUIRE_NUMPY").is_some() {
-        panic!("numpy is required (MATDIFF_REQUIRE_NUMPY) but `{} -c 'import numpy'` fails", python());
+    let require = format!("MATDIFF_REQUIRE_{}", module.to_uppercase());
+    if !ok && std::env::var_os(&require).is_some() {
+        panic!("{module} is required ({require}) but `{} -c 'import {module}'` fails", python());
     }
     if !ok {
         eprintln!("{module} is not installed for {}: skipping the run of emitted code", python());
@@ -356,16 +358,48 @@ fn emitted_pytorch_compiles_and_runs_where_torch_is() {
             Some(u) => format!("torch.tensor({}, dtype=torch.float64)", matrix_json(&instance.env.vars[u])),
             None => "torch.tensor(1.0, dtype=torch.float64)".to_string(),
         };
-        let driver = format!(
-            "import json, sys, torch\nsys.path.insert(0, {dir:?})\nfrom torchplan{k} import Plan\n\
-             args = [{}]\nvalue = Plan.apply(*args)\nvalue.backward({seed})\n\
-             print(json.dumps([a.grad.tolist() if a.grad is not None else None for a in args]))\n",
-            args.join(", "),
-            dir = dir.display().to_string(),
-        );
-        let out = Command::new(python()).args(["-c", &driver]).output().unwrap();
-        assert!(out.status.success(), "{src}:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
-        let got: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        // The first and second derivatives of Plan.apply against finite
+        // differences of its own backward (gradcheck, gradgradcheck).
+        let driver = |module: &str| {
+            format!(
+                "import json, sys, torch\nsys.path.insert(0, {dir:?})\nfrom {module} import Plan\n\
+                 args = [{}]\nvalue = Plan.apply(*args)\nvalue.backward({seed})\n\
+                 grads = [a.grad.tolist() if a.grad is not None else None for a in args]\n\
+                 check = dict(fast_mode=False, raise_exception=False)\n\
+                 first = torch.autograd.gradcheck(Plan.apply, args, **check)\n\
+                 second = torch.autograd.gradgradcheck(Plan.apply, args, **check)\n\
+                 print(json.dumps(dict(grads=grads, first=first, second=second)))\n",
+                args.join(", "),
+                dir = dir.display().to_string(),
+            )
+        };
+        let run = |module: &str| -> serde_json::Value {
+            let out = Command::new(python()).args(["-c", &driver(module)]).output().unwrap();
+            assert!(out.status.success(), "{src}:\n{code}\n{}", String::from_utf8_lossy(&out.stderr));
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        let report = run(&format!("torchplan{k}"));
+        assert_eq!(report["first"], true, "{src}: gradcheck fails:\n{code}");
+        assert_eq!(report["second"], true, "{src}: gradgradcheck fails (double backward):\n{code}");
+        // The mutant that keeps forward's products in a differentiated
+        // backward treats them as constants: gradgradcheck must see it.
+        if code.contains("        if torch.is_grad_enabled():\n") {
+            let mut in_block = false;
+            let mutant: String = code
+                .lines()
+                .filter(|l| {
+                    in_block = *l == "        if torch.is_grad_enabled():"
+                        || (in_block && l.starts_with("            "));
+                    !in_block
+                })
+                .map(|l| format!("{l}\n"))
+                .collect();
+            std::fs::write(dir.join(format!("torchmutant{k}.py")), &mutant).unwrap();
+            let report = run(&format!("torchmutant{k}"));
+            assert_eq!(report["first"], true, "{src}: the mutant's first derivatives are right:\n{mutant}");
+            assert_eq!(report["second"], false, "{src}: gradgradcheck misses the stale products:\n{mutant}");
+        }
+        let got: Vec<serde_json::Value> = report["grads"].as_array().unwrap().clone();
         let inputs: Vec<_> = plan.inputs.iter().filter(|i| Some(&i.var) != upstream).collect();
         for (input, g) in inputs.iter().zip(got) {
             let Some(k) = plan.outputs.iter().position(|o| o.wrt.as_ref() == Some(&input.var)) else {

@@ -298,10 +298,11 @@ impl<'p> Code<'p> {
             Value::Step(k) => self.steps[k].clone(),
             Value::Num(x) => format!("{}.full((1, 1), {}{})", self.module(), float(x), self.like()),
         };
-        if o.transposed {
-            format!("{base}.T")
-        } else {
-            base
+        match (o.transposed, self.lib) {
+            (false, _) => base,
+            (true, Lib::Numpy) => format!("{base}.T"),
+            // `.T` on a tensor reverses every axis and is deprecated beyond 2-D.
+            (true, Lib::Torch) => format!("{base}.mT"),
         }
     }
 
@@ -403,11 +404,22 @@ impl<'p> Code<'p> {
 
     /// Steps the value needs (transitively).
     fn forward_steps(&self) -> Vec<bool> {
+        match self.plan.outputs[0].operand.value {
+            Value::Step(k) => self.closure(vec![k]),
+            _ => vec![false; self.plan.steps.len()],
+        }
+    }
+
+    /// The steps `steps` need (themselves included, transitively), in
+    /// order.
+    fn needed_by(&self, steps: &[usize]) -> Vec<usize> {
+        let need = self.closure(steps.to_vec());
+        (0..need.len()).filter(|&k| need[k]).collect()
+    }
+
+    /// Which steps the steps of `stack` need, themselves included.
+    fn closure(&self, mut stack: Vec<usize>) -> Vec<bool> {
         let mut need = vec![false; self.plan.steps.len()];
-        let mut stack: Vec<usize> = match self.plan.outputs[0].operand.value {
-            Value::Step(k) => vec![k],
-            _ => vec![],
-        };
         while let Some(k) = stack.pop() {
             if need[k] {
                 continue;
@@ -549,6 +561,19 @@ pub fn pytorch(plan: &Plan, title: &str, upstream: Option<&VarName>) -> Result<S
     out.push_str(&format!("    def backward(ctx, {grad_out}):\n"));
     if !all_saved.is_empty() {
         out.push_str(&format!("        {} = ctx.saved_tensors\n", tuple(&all_saved)));
+    }
+    // Products saved in `forward` were made without autograd watching, so
+    // a backward that is itself differentiated (create_graph, a gradient
+    // penalty, a Hessian-vector product) recomputes them from the inputs.
+    let recompute = code.needed_by(&saved);
+    if !recompute.is_empty() {
+        out.push_str("        if torch.is_grad_enabled():\n");
+        out.push_str(
+            "            # Differentiated again: recompute what forward saved, so autograd sees it.\n",
+        );
+        for k in recompute {
+            out.push_str(&format!("            {}\n", code.step(k)?));
+        }
     }
     for k in (0..plan.steps.len()).filter(|&k| !forward[k]) {
         out.push_str(&format!("        {}\n", code.step(k)?));

@@ -27,13 +27,28 @@ const MAX_MONOMIALS: usize = 64;
 /// `e` with each entrywise region replaced by its collected form where that
 /// is smaller; bottom-up, so that each node is read as a region once.
 pub(super) fn collect(e: &Expr, typer: &mut Typer) -> Expr {
-    let e = e.map_children(|c| Rc::new(collect(c, typer)));
+    changed(e, typer).unwrap_or_else(|| e.clone())
+}
+
+/// [`collect`], or `None` where nothing changed: an unchanged subtree is
+/// kept as the same `Rc`, so the leaves one [`super::Simplifier`] shares
+/// stay shared.
+fn changed(e: &Expr, typer: &mut Typer) -> Option<Expr> {
+    let mut any = false;
+    let rebuilt = e.map_children(|c| match changed(c, typer) {
+        Some(new) => {
+            any = true;
+            Rc::new(new)
+        }
+        None => c.clone(),
+    });
+    let e = if any { rebuilt } else { e.clone() };
     if is_region(&e) {
         if let Some(better) = collect_region(&e, typer).or_else(|| collect_factored(&e, typer)) {
-            return better;
+            return Some(better);
         }
     }
-    e
+    any.then_some(e)
 }
 
 /// `±P * R1 ± P * R2 …` (one left factor P, entrywise Rs) as
