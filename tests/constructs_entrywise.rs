@@ -185,10 +185,14 @@ fn arity_errors() {
         ("max(A)", "`max` takes 2 arguments, found 1"),
         ("min(A, B, C)", "`min` takes 2 arguments, found 3"),
         ("relu(A, B)", "`relu` takes 1 argument, found 2"),
-        ("maximum(A, B)", "unknown function `maximum`"),
+        ("maximum(A, B)", "did you mean `max`?"),
+        ("heaviside(A)", "did you mean `step`?"),
+        ("asin(A)", "did you mean `arcsin`?"),
+        ("sgn(A)", "did you mean `sign`?"),
     ] {
         let err = parse_program(src).unwrap_err();
-        assert!(err.message.contains(says), "{src}: {}", err.message);
+        let text = format!("{} {}", err.message, err.notes.join(" "));
+        assert!(text.contains(says), "{src}: {text}");
     }
     let err =
         parse_program("A : 3x4; B : 4x3; max(A, B)").and_then(|p| matdiff::shape::infer(&p).map(|_| ()));

@@ -533,8 +533,16 @@ fn convert_error(e: pest::error::Error<Rule>, src: &str) -> Error {
 
 /// Names the language has for what other notations call by another
 /// name, and what to write instead.
-const ALIASES: [(&str, &str); 10] = [
+const ALIASES: [(&str, &str); 18] = [
     ("trace", "`tr`"),
+    ("asin", "`arcsin`"),
+    ("acos", "`arccos`"),
+    ("atan", "`arctan`"),
+    ("sgn", "`sign`"),
+    ("signum", "`sign`"),
+    ("heaviside", "`step`"),
+    ("maximum", "`max`"),
+    ("minimum", "`min`"),
     ("transpose", "the postfix `^T`, as in `A^T`"),
     ("inverse", "`inv`"),
     ("ln", "`log`"),
