@@ -76,9 +76,9 @@ pub enum Rule {
     Division,
     /// d f(U) = f′(U) ⊙ dU, then tr(Aᵀ(B ⊙ C)) = tr((A ⊙ B)ᵀ C).
     Entrywise(Func),
-    /// d max(X, Y) = step(X - Y) .* dX + step(Y - X) .* dY.
+    /// d max(X, Y) = (1 - step(Y - X)) .* dX + step(Y - X) .* dY.
     Max,
-    /// d min(X, Y) = step(Y - X) .* dX + step(X - Y) .* dY.
+    /// d min(X, Y) = (1 - step(X - Y)) .* dX + step(X - Y) .* dY.
     Min,
     /// prod(F, i=a..b) = prod(F, i=a..j-1) F(j) prod(F, i=j+1..b), a ≤ j ≤ b.
     ProdSplit,
@@ -108,10 +108,10 @@ impl Rule {
             Rule::HadamardPower => "d(X .^ p) = p X .^ (p-1) .* dX",
             Rule::Division => "d(X / s) = dX / s - X ds / s^2",
             Rule::Max => {
-                "d max(X, Y) = step(X - Y) .* dX + step(Y - X) .* dY   (the larger side; at a tie, a kink, neither)"
+                "d max(X, Y) = (1 - step(Y - X)) .* dX + step(Y - X) .* dY   (the larger side; a tie, a kink, to X, or to Y if Y is a constant)"
             }
             Rule::Min => {
-                "d min(X, Y) = step(Y - X) .* dX + step(X - Y) .* dY   (the smaller side; at a tie, a kink, neither)"
+                "d min(X, Y) = (1 - step(X - Y)) .* dX + step(X - Y) .* dY   (the smaller side; a tie, a kink, to X, or to Y if Y is a constant)"
             }
             Rule::ProdSplit => "prod(F, i=a..b) = prod(F, i=a..j-1) * F(j) * prod(F, i=j+1..b)",
             Rule::Entrywise(f) => match f {
@@ -572,9 +572,17 @@ impl<'t, 'p> Walk<'t, 'p> {
                         if l == r {
                             return Ok(vec![(rule, l, a.clone())]);
                         }
+                        // Ties go to the left side, or to a constant right side
+                        // (max(X, 0) and max(0, X) both give step(X) to X).
+                        let constant = |x: &Expr| !x.any(|n| matches!(n.kind, ExprKind::Var(_)));
+                        let (lt, rt) = if constant(r) && !constant(l) {
+                            (rules::Tie::Other, rules::Tie::This)
+                        } else {
+                            (rules::Tie::This, rules::Tie::Other)
+                        };
                         vec![
-                            (rule, l, rules::extremum(a, l, r, wins, broadcast(l))),
-                            (rule, r, rules::extremum(a, r, l, wins, broadcast(r))),
+                            (rule, l, rules::extremum(a, l, r, wins, lt, broadcast(l))),
+                            (rule, r, rules::extremum(a, r, l, wins, rt, broadcast(r))),
                         ]
                     }
                     BinOp::Add | BinOp::Sub | BinOp::Mul => unreachable!("handled above"),

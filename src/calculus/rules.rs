@@ -226,24 +226,36 @@ fn sqrt_one_minus_square(u: &Expr) -> Expr {
     Expr::call(Func::Sqrt, Expr::minus(num(1.0), entry_power(u, 2.0)))
 }
 
-/// A in max(A, B) (`larger`), or in min(A, B) (`larger` false): the upstream
-/// where A is the larger (the smaller) of the two, `a ⊙ step(A − B)`
-/// (`a ⊙ step(B − A)`), summed when A is a broadcast scalar. At a tie, a
-/// kink, neither side gets it, as relu′(0) = step(0) = 0.
-pub(super) fn extremum(a: &Expr, this: &Expr, other: &Expr, wins: Winner, broadcast: bool) -> Expr {
+/// A in max(A, B) (`Winner::Larger`) or in min(A, B) (`Winner::Smaller`):
+/// the upstream where A is taken, summed when A is a broadcast scalar.
+/// Where A and B tie (a kink) one side gets all of it (`tie`), so that a
+/// max whose sides tie on a whole region (max(A, min(A, B)) is A) has the
+/// derivative of either: with the tie, `a ⊙ (1 − step(B − A))` for max,
+/// without, `a ⊙ step(A − B)`.
+pub(super) fn extremum(a: &Expr, this: &Expr, other: &Expr, wins: Winner, tie: Tie, broadcast: bool) -> Expr {
     let (hi, lo) = match wins {
         Winner::Larger => (this, other),
         Winner::Smaller => (other, this),
     };
-    // max(0, X) reads step(X), not step(X - 0).
-    let gap = match (&hi.kind, &lo.kind) {
-        (_, ExprKind::Num(z)) if *z == 0.0 => hi.clone(),
-        (ExprKind::Num(z), _) if *z == 0.0 => Expr::negate(lo.clone()),
-        _ => Expr::minus(hi.clone(), lo.clone()),
+    let route = match tie {
+        Tie::Other => step_of_difference(hi, lo),
+        Tie::This => Expr::minus(num(1.0), step_of_difference(lo, hi)),
     };
-    let route = Expr::call(Func::Step, gap);
     let adj = if a.kind == ExprKind::Num(1.0) { route } else { hadamard(a.clone(), route) };
     sum_if(broadcast, adj)
+}
+
+/// step(X − Y), read as a person writes it: step(X) for Y = 0, step(−Y) for X = 0.
+fn step_of_difference(x: &Expr, y: &Expr) -> Expr {
+    let zero = |e: &Expr| e.kind == ExprKind::Num(0.0);
+    let gap = if zero(y) {
+        x.clone()
+    } else if zero(x) {
+        Expr::negate(y.clone())
+    } else {
+        Expr::minus(x.clone(), y.clone())
+    };
+    Expr::call(Func::Step, gap)
 }
 
 /// Which operand of max or min is taken where they differ.
@@ -253,4 +265,13 @@ pub(super) enum Winner {
     Larger,
     /// min: the smaller.
     Smaller,
+}
+
+/// Which operand of max or min gets the upstream where they tie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tie {
+    /// The operand whose adjoint is built.
+    This,
+    /// The other one.
+    Other,
 }
