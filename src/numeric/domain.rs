@@ -822,7 +822,18 @@ impl Analysis<'_, '_> {
             match &e.kind {
                 ExprKind::Var(v) => out.push(VarName::clone(v)),
                 ExprKind::Neg(x) | ExprKind::Transpose(x) | ExprKind::HadamardPower(x, _) => stack.push(x),
-                ExprKind::Call(Func::Tanh | Func::Sin | Func::Sqrt, x) => stack.push(x),
+                ExprKind::Call(
+                    Func::Tanh
+                    | Func::Sin
+                    | Func::Sqrt
+                    | Func::Abs
+                    | Func::Tan
+                    | Func::Arcsin
+                    | Func::Arctan
+                    | Func::Sinh
+                    | Func::Log1p,
+                    x,
+                ) => stack.push(x),
                 ExprKind::Binary {
                     op: BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Div, lhs, rhs, ..
                 } => {
