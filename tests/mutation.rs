@@ -72,6 +72,11 @@ const LOSSES: &[(&str, &[&str])] = &[
     ("W1 : 4x3; b1 : 4; W2 : 2x4; X : 3x1; H = sigmoid(W1*X + b1); W2*H", &["W1", "b1", "W2"]),
     ("W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; sum(Y .* tanh(W2*tanh(W1*X)))", &["W1", "W2"]),
     ("W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; norm(W2*sigmoid(W1*X) - Y)^2", &["W1", "W2"]),
+    // Piecewise: a ReLU network, the hinge loss, least absolute deviations.
+    ("W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; norm(W2*relu(W1*X) - Y)^2", &["W1", "W2"]),
+    ("X : 6x3; w : 3; y : 6; sum(max(0, 1 - y .* (X*w)))", &["w", "X"]),
+    ("A : 5x3; x : 3; b : 5; sum(abs(A*x - b)) + sum(min(x, 0.5) .* x)", &["x", "A"]),
+    ("W : 3x4; X : 4x5; sum(softplus(W*X) + arctan(W*X))", &["W"]),
     // Log-determinants, inverses, determinants.
     ("S : 3x3; x : 3; mu : 3; logdet(S) + (x - mu)^T * S^-1 * (x - mu)", &["S", "x", "mu"]),
     ("P : 3x3; C : 3x3; -logdet(P) + tr(P*C)", &["P", "C"]),

@@ -261,6 +261,9 @@ const EMITTED: &[&str] = &[
     "A : 3x3; B : 3x3; det(A) * tr(A*B) + sum(exp(A) ./ (B .* B + 1)) + norm(A^2)",
     "a : scalar; U : 3x4; sum(sqrt(a + U .^ 2)) + a * sum(U) / 2",
     "W[i] : d[i-1] x d[i]; prod(W[i], i=1..3) * X",
+    "W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; norm(W2*relu(W1*X) - Y)^2",
+    "A : 3x4; B : 3x4; sum(max(A, B) .* min(A, 0.5) + abs(A) .* sign(B) + step(A) .* B .* B)",
+    "W : 3x4; x : 4; z = W*x; sum(softplus(z) + arctan(z) + sinh(z) .* cosh(z) + log1p(z .^ 2) + tan(z / 8) + arcsin(z / 8) .* arccos(z / 8))",
 ];
 
 #[test]

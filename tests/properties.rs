@@ -56,7 +56,16 @@ fn leaf() -> impl Strategy<Value = Expr> {
 }
 
 fn any_expr() -> impl Strategy<Value = Expr> {
-    let ops = vec![BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Hadamard, BinOp::HadamardDiv, BinOp::Div];
+    let ops = vec![
+        BinOp::Add,
+        BinOp::Sub,
+        BinOp::Mul,
+        BinOp::Hadamard,
+        BinOp::HadamardDiv,
+        BinOp::Div,
+        BinOp::Max,
+        BinOp::Min,
+    ];
     leaf().prop_recursive(6, 80, 2, move |inner| {
         prop_oneof![
             inner.clone().prop_map(Expr::negate),

@@ -76,6 +76,10 @@ pub enum Rule {
     Division,
     /// d f(U) = f′(U) ⊙ dU, then tr(Aᵀ(B ⊙ C)) = tr((A ⊙ B)ᵀ C).
     Entrywise(Func),
+    /// d max(X, Y) = (1 - step(Y - X)) .* dX + step(Y - X) .* dY.
+    Max,
+    /// d min(X, Y) = (1 - step(X - Y)) .* dX + step(X - Y) .* dY.
+    Min,
     /// prod(F, i=a..b) = prod(F, i=a..j-1) F(j) prod(F, i=j+1..b), a ≤ j ≤ b.
     ProdSplit,
 }
@@ -103,6 +107,12 @@ impl Rule {
             Rule::HadamardDiv => "d(X ./ Y) = dX ./ Y - X .* dY ./ Y .^ 2",
             Rule::HadamardPower => "d(X .^ p) = p X .^ (p-1) .* dX",
             Rule::Division => "d(X / s) = dX / s - X ds / s^2",
+            Rule::Max => {
+                "d max(X, Y) = (1 - step(Y - X)) .* dX + step(Y - X) .* dY   (the larger side; a tie, a kink, to X, or to Y if Y is a constant)"
+            }
+            Rule::Min => {
+                "d min(X, Y) = (1 - step(X - Y)) .* dX + step(X - Y) .* dY   (the smaller side; a tie, a kink, to X, or to Y if Y is a constant)"
+            }
             Rule::ProdSplit => "prod(F, i=a..b) = prod(F, i=a..j-1) * F(j) * prod(F, i=j+1..b)",
             Rule::Entrywise(f) => match f {
                 Func::Exp => "d exp(U) = exp(U) .* dU",
@@ -112,6 +122,18 @@ impl Rule {
                 Func::Cos => "d cos(U) = -sin(U) .* dU",
                 Func::Tanh => "d tanh(U) = (1 - tanh(U) .^ 2) .* dU",
                 Func::Sigmoid => "d sigmoid(U) = sigmoid(U) .* (1 - sigmoid(U)) .* dU",
+                Func::Relu => "d relu(U) = step(U) .* dU   (relu has a kink at 0, where it has no derivative)",
+                Func::Abs => "d abs(U) = sign(U) .* dU   (abs has a kink at 0, where it has no derivative)",
+                Func::Sign => "d sign(U) = 0   (sign is constant on each side of 0, where it jumps)",
+                Func::Step => "d step(U) = 0   (step is constant on each side of 0, where it jumps)",
+                Func::Softplus => "d softplus(U) = sigmoid(U) .* dU",
+                Func::Tan => "d tan(U) = (1 + tan(U) .^ 2) .* dU",
+                Func::Arcsin => "d arcsin(U) = dU ./ sqrt(1 - U .^ 2)",
+                Func::Arccos => "d arccos(U) = -dU ./ sqrt(1 - U .^ 2)",
+                Func::Arctan => "d arctan(U) = dU ./ (1 + U .^ 2)",
+                Func::Sinh => "d sinh(U) = cosh(U) .* dU",
+                Func::Cosh => "d cosh(U) = sinh(U) .* dU",
+                Func::Log1p => "d log1p(U) = dU ./ (1 + U)",
                 _ => "d f(U) = f'(U) .* dU",
             },
         }
@@ -629,6 +651,28 @@ impl<'t, 'p> Walk<'t, 'p> {
                         (Rule::Division, l, rules::div_numerator(a, r)),
                         (Rule::Division, r, rules::div_denominator(a, l, r, !scalar(l))),
                     ],
+                    BinOp::Max | BinOp::Min => {
+                        let (rule, wins) = match op {
+                            BinOp::Max => (Rule::Max, rules::Winner::Larger),
+                            _ => (Rule::Min, rules::Winner::Smaller),
+                        };
+                        // max(X, X) is X, tied everywhere: all of it to one side.
+                        if l == r {
+                            return Ok(vec![(rule, l, a.clone())]);
+                        }
+                        // Ties go to the left side, or to a constant right side
+                        // (max(X, 0) and max(0, X) both give step(X) to X).
+                        let constant = |x: &Expr| !x.any(|n| matches!(n.kind, ExprKind::Var(_)));
+                        let (lt, rt) = if constant(r) && !constant(l) {
+                            (rules::Tie::Other, rules::Tie::This)
+                        } else {
+                            (rules::Tie::This, rules::Tie::Other)
+                        };
+                        vec![
+                            (rule, l, rules::extremum(a, l, r, wins, lt, broadcast(l))),
+                            (rule, r, rules::extremum(a, r, l, wins, rt, broadcast(r))),
+                        ]
+                    }
                     BinOp::Add | BinOp::Sub | BinOp::Mul => unreachable!("handled above"),
                 }
             }

@@ -194,6 +194,20 @@ pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -
         Func::Cos => Expr::negate(Expr::call(Func::Sin, u.clone())),
         Func::Tanh => one_minus(entry_power(f_u, 2.0)),
         Func::Sigmoid => hadamard(f_u.clone(), one_minus(f_u.clone())),
+        // relu, abs, sign and step have a kink at 0, where no derivative
+        // exists; the numeric commands draw their arguments away from it.
+        Func::Relu => Expr::call(Func::Step, u.clone()),
+        Func::Abs => Expr::call(Func::Sign, u.clone()),
+        // Constant on each side of the kink: the derivative is 0 wherever it exists.
+        Func::Sign | Func::Step => num(0.0),
+        Func::Softplus => Expr::call(Func::Sigmoid, u.clone()),
+        Func::Tan => Expr::plus(num(1.0), entry_power(f_u, 2.0)),
+        Func::Arcsin => Expr::binary(BinOp::HadamardDiv, num(1.0), sqrt_one_minus_square(u)),
+        Func::Arccos => Expr::negate(Expr::binary(BinOp::HadamardDiv, num(1.0), sqrt_one_minus_square(u))),
+        Func::Arctan => Expr::binary(BinOp::HadamardDiv, num(1.0), Expr::plus(num(1.0), entry_power(u, 2.0))),
+        Func::Sinh => Expr::call(Func::Cosh, u.clone()),
+        Func::Cosh => Expr::call(Func::Sinh, u.clone()),
+        Func::Log1p => Expr::binary(BinOp::HadamardDiv, num(1.0), Expr::plus(num(1.0), u.clone())),
         Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm => {
             unreachable!("{} is not entrywise", f.name())
         }
@@ -205,4 +219,59 @@ pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -
     } else {
         hadamard(a.clone(), derivative)
     }
+}
+
+/// sqrt(1 - U .^ 2), the denominator of arcsin′ and arccos′.
+fn sqrt_one_minus_square(u: &Expr) -> Expr {
+    Expr::call(Func::Sqrt, Expr::minus(num(1.0), entry_power(u, 2.0)))
+}
+
+/// A in max(A, B) (`Winner::Larger`) or in min(A, B) (`Winner::Smaller`):
+/// the upstream where A is taken, summed when A is a broadcast scalar.
+/// Where A and B tie (a kink) one side gets all of it (`tie`), so that a
+/// max whose sides tie on a whole region (max(A, min(A, B)) is A) has the
+/// derivative of either: with the tie, `a ⊙ (1 − step(B − A))` for max,
+/// without, `a ⊙ step(A − B)`.
+pub(super) fn extremum(a: &Expr, this: &Expr, other: &Expr, wins: Winner, tie: Tie, broadcast: bool) -> Expr {
+    let (hi, lo) = match wins {
+        Winner::Larger => (this, other),
+        Winner::Smaller => (other, this),
+    };
+    let route = match tie {
+        Tie::Other => step_of_difference(hi, lo),
+        Tie::This => Expr::minus(num(1.0), step_of_difference(lo, hi)),
+    };
+    let adj = if a.kind == ExprKind::Num(1.0) { route } else { hadamard(a.clone(), route) };
+    sum_if(broadcast, adj)
+}
+
+/// step(X − Y), read as a person writes it: step(X) for Y = 0, step(−Y) for X = 0.
+fn step_of_difference(x: &Expr, y: &Expr) -> Expr {
+    let zero = |e: &Expr| e.kind == ExprKind::Num(0.0);
+    let gap = if zero(y) {
+        x.clone()
+    } else if zero(x) {
+        Expr::negate(y.clone())
+    } else {
+        Expr::minus(x.clone(), y.clone())
+    };
+    Expr::call(Func::Step, gap)
+}
+
+/// Which operand of max or min is taken where they differ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Winner {
+    /// max: the larger.
+    Larger,
+    /// min: the smaller.
+    Smaller,
+}
+
+/// Which operand of max or min gets the upstream where they tie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Tie {
+    /// The operand whose adjoint is built.
+    This,
+    /// The other one.
+    Other,
 }

@@ -158,7 +158,7 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
     out.push_str(&domains_line(&r.domains));
     if r.redraws > 0 {
         out.push_str(&format!(
-            "redrew the instance {} time(s): it was not finite, underflowed to a zero gradient, or was ill-conditioned (cond > 1e8 under an inverse, an entry near 0 under log, sqrt or a division)\n",
+            "redrew the instance {} time(s): it was not finite, underflowed to a zero gradient, or was ill-conditioned (cond > 1e8 under an inverse, an entry near 0 under log, sqrt or a division, near a kink of relu, abs, sign, step, max or min, or near the edge of the domain of tan, arcsin, arccos or log1p)\n",
             r.redraws
         ));
     }

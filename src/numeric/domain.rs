@@ -275,6 +275,30 @@ impl Signs {
         out
     }
 
+    /// The signs of the entrywise maximum of entries of these signs.
+    fn max(self, other: Signs) -> Signs {
+        let mut out = Signs(0);
+        for a in [Signs::NEG, Signs::ZERO, Signs::POS].into_iter().filter(|a| self.has(*a)) {
+            for b in [Signs::NEG, Signs::ZERO, Signs::POS].into_iter().filter(|b| other.has(*b)) {
+                // NEG < ZERO < POS as bits: the larger bit is the larger sign.
+                out = out.union(Signs(a.0.max(b.0)));
+            }
+        }
+        out
+    }
+
+    /// The signs of the entrywise minimum: -max(-a, -b).
+    fn min(self, other: Signs) -> Signs {
+        self.neg().max(other.neg()).neg()
+    }
+
+    /// The signs of step(x): 1 where x is positive, 0 elsewhere.
+    fn step(self) -> Signs {
+        let pos = if self.has(Signs::POS) { Signs::POS } else { Signs(0) };
+        let zero = if self.has(Signs::NEG) || self.has(Signs::ZERO) { Signs::ZERO } else { Signs(0) };
+        pos.union(zero)
+    }
+
     /// The signs of a sum of any number of terms with these signs (a
     /// matrix product's entries, `sum`, `tr`).
     fn many(self) -> Signs {
@@ -475,6 +499,8 @@ impl Analysis<'_, '_> {
                         Signs::POS
                     }
                     BinOp::Mul => a.mul(b).many(),
+                    BinOp::Max => a.max(b),
+                    BinOp::Min => a.min(b),
                 }
             }
             ExprKind::Power(a, k) => {
@@ -522,10 +548,23 @@ impl Analysis<'_, '_> {
                     self.sign_of(a, failing);
                     Signs::POS
                 }
-                // Odd and increasing: the argument's signs.
-                Func::Tanh => self.sign_of(a, failing),
+                // Odd and increasing (or of the argument's sign): its signs.
+                // log1p, arcsin and arccos are not restricted here: their
+                // arguments keep both signs, and the draws that leave the
+                // domain (x <= -1, |x| >= 1) are drawn again.
+                Func::Tanh | Func::Sign | Func::Arctan | Func::Sinh | Func::Arcsin | Func::Log1p => {
+                    self.sign_of(a, failing)
+                }
+                // Zero wherever the argument is not positive: a set that matters.
+                Func::Relu | Func::Step => self.sign_of(a, failing).step(),
+                Func::Abs => self.sign_of(a, failing).square(),
+                Func::Softplus | Func::Cosh | Func::Arccos => {
+                    self.sign_of(a, failing);
+                    Signs::POS
+                }
                 Func::Det if self.is_spd(a) => Signs::POS,
-                Func::Sin | Func::Cos | Func::Det | Func::Logdet => {
+                // tan changes sign at every multiple of π/2.
+                Func::Sin | Func::Cos | Func::Tan | Func::Det | Func::Logdet => {
                     self.sign_of(a, failing);
                     Signs::ALL
                 }
@@ -595,6 +634,8 @@ impl Analysis<'_, '_> {
                         interval_mul(a, (1.0 / b.1, 1.0 / b.0))
                     }
                     BinOp::HadamardDiv | BinOp::Div => ALL,
+                    BinOp::Max => (a.0.max(b.0), a.1.max(b.1)),
+                    BinOp::Min => (a.0.min(b.0), a.1.min(b.1)),
                 }
             }
             ExprKind::Power(a, k) if scalar(a) => power_bounds(of(a), *k as f64),
@@ -604,10 +645,34 @@ impl Analysis<'_, '_> {
             ExprKind::Call(f, a) => {
                 let (lo, hi) = of(a);
                 let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+                let softplus = |x: f64| x.max(0.0) + (-x.abs()).exp().ln_1p();
                 match f {
                     Func::Exp => (lo.exp(), hi.exp()),
                     Func::Sigmoid => (sigmoid(lo), sigmoid(hi)),
                     Func::Tanh => (lo.tanh(), hi.tanh()),
+                    Func::Relu => (lo.max(0.0), hi.max(0.0)),
+                    Func::Abs if lo >= 0.0 => (lo, hi),
+                    Func::Abs if hi <= 0.0 => (-hi, -lo),
+                    Func::Abs => (0.0, hi.max(-lo)),
+                    Func::Sign | Func::Step => {
+                        let at = |x: f64| match (x > 0.0, x < 0.0 && *f == Func::Sign) {
+                            (true, _) => 1.0,
+                            (_, true) => -1.0,
+                            _ => 0.0,
+                        };
+                        (at(lo), at(hi))
+                    }
+                    Func::Softplus => (softplus(lo), softplus(hi)),
+                    Func::Arctan => (lo.atan(), hi.atan()),
+                    Func::Sinh => (lo.sinh(), hi.sinh()),
+                    Func::Cosh if lo >= 0.0 => (lo.cosh(), hi.cosh()),
+                    Func::Cosh if hi <= 0.0 => (hi.cosh(), lo.cosh()),
+                    Func::Cosh => (1.0, lo.cosh().max(hi.cosh())),
+                    Func::Arcsin => (lo.clamp(-1.0, 1.0).asin(), hi.clamp(-1.0, 1.0).asin()),
+                    Func::Arccos => (hi.clamp(-1.0, 1.0).acos(), lo.clamp(-1.0, 1.0).acos()),
+                    Func::Log1p if hi > -1.0 => {
+                        (if lo > -1.0 { lo.ln_1p() } else { f64::NEG_INFINITY }, hi.ln_1p())
+                    }
                     Func::Sin | Func::Cos => (-1.0, 1.0),
                     Func::Log if hi > 0.0 => (if lo > 0.0 { lo.ln() } else { f64::NEG_INFINITY }, hi.ln()),
                     Func::Sqrt if hi >= 0.0 => (lo.max(0.0).sqrt(), hi.sqrt()),
@@ -757,7 +822,18 @@ impl Analysis<'_, '_> {
             match &e.kind {
                 ExprKind::Var(v) => out.push(VarName::clone(v)),
                 ExprKind::Neg(x) | ExprKind::Transpose(x) | ExprKind::HadamardPower(x, _) => stack.push(x),
-                ExprKind::Call(Func::Tanh | Func::Sin | Func::Sqrt, x) => stack.push(x),
+                ExprKind::Call(
+                    Func::Tanh
+                    | Func::Sin
+                    | Func::Sqrt
+                    | Func::Abs
+                    | Func::Tan
+                    | Func::Arcsin
+                    | Func::Arctan
+                    | Func::Sinh
+                    | Func::Log1p,
+                    x,
+                ) => stack.push(x),
                 ExprKind::Binary {
                     op: BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Div, lhs, rhs, ..
                 } => {

@@ -257,6 +257,59 @@ pub(super) fn call(f: Func, x: &Matrix) -> Matrix {
         Func::Cos => x.map(f64::cos),
         Func::Tanh => x.map(f64::tanh),
         Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
+        Func::Relu => x.map(|v| if v < 0.0 { 0.0 } else { v }),
+        Func::Abs => x.map(f64::abs),
+        Func::Sign => x.map(sign),
+        Func::Step => x.map(step),
+        Func::Softplus => x.map(softplus),
+        Func::Tan => x.map(f64::tan),
+        Func::Arcsin => x.map(f64::asin),
+        Func::Arccos => x.map(f64::acos),
+        Func::Arctan => x.map(f64::atan),
+        Func::Sinh => x.map(f64::sinh),
+        Func::Cosh => x.map(f64::cosh),
+        Func::Log1p => x.map(f64::ln_1p),
+    }
+}
+
+/// -1, 0 or 1 (`f64::signum` gives 1 at 0); NaN stays NaN.
+fn sign(v: f64) -> f64 {
+    if v > 0.0 {
+        1.0
+    } else if v < 0.0 {
+        -1.0
+    } else {
+        v * 0.0
+    }
+}
+
+/// 1 where v > 0, 0 where v <= 0; NaN stays NaN.
+fn step(v: f64) -> f64 {
+    if v > 0.0 {
+        1.0
+    } else if v <= 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// log(1 + e^v) without overflow: max(v, 0) + log1p(e^-|v|).
+fn softplus(v: f64) -> f64 {
+    v.max(0.0) + (-v.abs()).exp().ln_1p()
+}
+
+/// The entrywise operators of the language on two numbers: the one place
+/// that says what `+`, `.*`, `max`, … compute (a NaN operand gives NaN,
+/// where `f64::max` would drop it).
+pub(super) fn entrywise(op: BinOp) -> fn(f64, f64) -> f64 {
+    match op {
+        BinOp::Add => |a, b| a + b,
+        BinOp::Sub => |a, b| a - b,
+        BinOp::Hadamard | BinOp::Mul => |a, b| a * b,
+        BinOp::HadamardDiv | BinOp::Div => |a, b| a / b,
+        BinOp::Max => |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) },
+        BinOp::Min => |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) },
     }
 }
 
@@ -318,15 +371,6 @@ fn binary(op: BinOp, a: Value, b: Value, e: &Expr) -> Result<Value> {
             }
             x / y[(0, 0)]
         }
-        (op, M(x), M(y)) => {
-            let f: fn(f64, f64) -> f64 = match op {
-                BinOp::Add => |a, b| a + b,
-                BinOp::Sub => |a, b| a - b,
-                BinOp::Hadamard => |a, b| a * b,
-                BinOp::HadamardDiv => |a, b| a / b,
-                BinOp::Mul | BinOp::Div => unreachable!("handled above"),
-            };
-            zip(&x, &y, f).ok_or_else(|| mismatch(&x, &y))?
-        }
+        (op, M(x), M(y)) => zip(&x, &y, entrywise(op)).ok_or_else(|| mismatch(&x, &y))?,
     }))
 }

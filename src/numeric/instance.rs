@@ -4,6 +4,7 @@
 //! are finite and well conditioned.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -160,7 +161,7 @@ impl Instance {
                 }
                 env.vars.insert(v.clone(), m * scale);
             }
-            let trouble = trouble_with(derivation, &env, deadline)?;
+            let trouble = trouble_with(derivation, &env, scale, deadline)?;
             if trouble.is_none() {
                 let domains = domains.into_iter().filter(|(_, d)| *d != Domain::ANY).collect();
                 let indices = indices.into_iter().collect();
@@ -213,6 +214,10 @@ pub const MAX_CONDITION: f64 = 1e8;
 /// fractional power, absolutely and relative to the argument's size.
 const MIN_MAGNITUDE: f64 = 1e-6;
 const MIN_RELATIVE_MAGNITUDE: f64 = 1e-3;
+/// Smallest distance of an argument from a kink (relu, abs, sign, step at
+/// 0; max and min at a tie), relative to the argument's size or the
+/// instance's scale: the shorter steps of finite differences stay on one side.
+const KINK_MARGIN: f64 = 1e-2;
 
 /// The plan of a derivation at concrete sizes: index symbols bound, every
 /// variable (`shapes`: name, rows, columns) of its size.
@@ -300,7 +305,12 @@ fn dim_key(d: &Dim, bind: &dyn Fn(&Index) -> Result<Index>) -> Result<String> {
 
 /// Why an instance is a poor one: something not finite, or a poorly
 /// conditioned argument. `None` when fine.
-fn trouble_with(derivation: &Derivation, env: &Env, deadline: &Deadline) -> Result<Option<String>> {
+fn trouble_with(
+    derivation: &Derivation,
+    env: &Env,
+    scale: f64,
+    deadline: &Deadline,
+) -> Result<Option<String>> {
     let finite = |m: &Matrix| m.iter().all(|x| x.is_finite());
     match eval(&derivation.typing.program.expr, env, None) {
         Ok(m) if finite(&m) => {}
@@ -314,13 +324,16 @@ fn trouble_with(derivation: &Derivation, env: &Env, deadline: &Deadline) -> Resu
             Err(_) => return Ok(Some(format!("d/d{} cannot be evaluated", g.wrt))),
         }
     }
-    Ok(trouble(&derivation.typing.program.expr, env))
+    Ok(trouble(&derivation.typing.program.expr, env, scale))
 }
 
 /// Why an instance is a poor place for finite differences: a matrix that is
-/// inverted while ill-conditioned, or an entry near zero where the
-/// expression divides by it or takes its log. `None` when it is fine.
-fn trouble(e: &Expr, env: &Env) -> Option<String> {
+/// inverted while ill-conditioned, an entry near zero where the expression
+/// divides by it or takes its log, near a pole of tan or the edge of the
+/// domain of arcsin, arccos, log1p, or near a kink (relu, abs, sign, step
+/// at 0, max and min where the two sides tie), where finite differences
+/// straddle it. `None` when it is fine.
+fn trouble(e: &Expr, env: &Env, scale: f64) -> Option<String> {
     let value = |x: &Expr| eval(x, env, None).ok();
     let ill_conditioned = |x: &Expr, what: &str| {
         let m = value(x).filter(|m| m.is_square() && m.nrows() > 0)?;
@@ -336,6 +349,18 @@ fn trouble(e: &Expr, env: &Env) -> Option<String> {
         (smallest < MIN_MAGNITUDE.max(MIN_RELATIVE_MAGNITUDE * typical))
             .then(|| format!("an entry of `{x}` is {smallest:.1e}, under {what}"))
     };
+    // An argument keeps at least KINK_MARGIN of its typical size, or of the
+    // instance's scale (a scalar argument has its own size), from a kink.
+    let kink = |x: &Expr, what: &str| {
+        let m = value(x)?;
+        let typical = (norm(&m) / (m.len().max(1) as f64).sqrt()).max(scale);
+        // An entry exactly 0 is where the argument is constant (relu(relu(a) -
+        // relu(b)) for negative a and b): a draw at a kink has probability 0.
+        let smallest = m.iter().filter(|v| **v != 0.0).fold(f64::INFINITY, |a, v| a.min(v.abs()));
+        (smallest < KINK_MARGIN * typical)
+            .then(|| format!("an entry of `{x}` is {smallest:.1e}, near the kink of {what}"))
+    };
+    let one = || Rc::new(Expr::num(1.0));
     // The nodes in preorder, by a worklist; `prod` bodies are not entered.
     let mut stack = vec![e];
     while let Some(e) = stack.pop() {
@@ -348,6 +373,16 @@ fn trouble(e: &Expr, env: &Env) -> Option<String> {
             ExprKind::HadamardPower(x, p) if p.fract() != 0.0 || *p < 0.0 => {
                 near_zero(x, "a fractional power")
             }
+            ExprKind::Call(f @ (Func::Relu | Func::Abs | Func::Sign | Func::Step), x) => kink(x, f.name()),
+            ExprKind::Binary { op: op @ (BinOp::Max | BinOp::Min), lhs, rhs, .. } => {
+                kink(&Expr::minus(lhs.clone(), rhs.clone()), op.symbol())
+            }
+            ExprKind::Call(Func::Tan, x) => near_zero(&Expr::call(Func::Cos, x.clone()), "tan"),
+            ExprKind::Call(f @ (Func::Arcsin | Func::Arccos), x) => {
+                let square = Expr::synthetic(ExprKind::HadamardPower(x.clone(), 2.0));
+                near_zero(&Expr::minus(one(), square), f.name())
+            }
+            ExprKind::Call(Func::Log1p, x) => near_zero(&Expr::plus(one(), x.clone()), "log1p"),
             _ => None,
         };
         if here.is_some() {

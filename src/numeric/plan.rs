@@ -2,11 +2,12 @@
 
 use std::collections::HashMap;
 
-use super::eval::{call, zip, Env, Matrix};
+use super::eval::{call, entrywise, zip, Env, Matrix};
 use super::Deadline;
 use crate::error::{Error, ErrorKind, Result};
 use crate::plan::{Op, Operand, Plan, Value};
 use crate::shape::Dim;
+use crate::syntax::BinOp;
 
 /// Runs every step of `plan` on the variables of `env`; returns the outputs
 /// in order (the value, then each gradient, a scalar formula filled out to
@@ -82,6 +83,8 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
             Op::Sub(a, b) => two(a, b, |x, y| x - y)?,
             Op::Hadamard(a, b) => two(a, b, |x, y| x * y)?,
             Op::HadamardDiv(a, b) => two(a, b, |x, y| x / y)?,
+            Op::Max(a, b) => two(a, b, entrywise(BinOp::Max))?,
+            Op::Min(a, b) => two(a, b, entrywise(BinOp::Min))?,
             Op::Div(a, b) => get(a) / scalar(&get(b))?,
             Op::Neg(a) => -get(a),
             Op::HadamardPower(a, p) => get(a).map(|x| x.powf(*p)),

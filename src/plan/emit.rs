@@ -340,6 +340,8 @@ impl<'p> Code<'p> {
             Op::Neg(a) => format!("-{}", o(a)),
             Op::HadamardDiv(a, b) | Op::Div(a, b) => format!("{} / {}", o(a), o(b)),
             Op::HadamardPower(a, p) => format!("{} ** {}", o(a), float(*p)),
+            Op::Max(a, b) => format!("{m}.maximum({}, {})", o(a), o(b)),
+            Op::Min(a, b) => format!("{m}.minimum({}, {})", o(a), o(b)),
             Op::Inverse(a) => format!("{m}.linalg.inv({})", o(a)),
             Op::Identity => format!("{m}.eye({}{})", self.dim(&s.shape.rows)?, self.like()),
             Op::Call(f, a) => {
@@ -354,6 +356,22 @@ impl<'p> Code<'p> {
                         Lib::Numpy => format!("1.0 / (1.0 + np.exp(-{a}))"),
                         Lib::Torch => format!("torch.sigmoid({a})"),
                     },
+                    Func::Relu => match self.lib {
+                        Lib::Numpy => format!("np.maximum({a}, 0.0)"),
+                        Lib::Torch => format!("torch.relu({a})"),
+                    },
+                    // A constant where it has a derivative: a comparison, which
+                    // autograd takes as one (torch.heaviside has no backward).
+                    Func::Step => match self.lib {
+                        Lib::Numpy => format!("({a} > 0).astype({a}.dtype)"),
+                        Lib::Torch => format!("({a} > 0).to({a}.dtype)"),
+                    },
+                    // Stable for large entries: log(e^0 + e^a).
+                    Func::Softplus => match self.lib {
+                        Lib::Numpy => format!("np.logaddexp(0.0, {a})"),
+                        Lib::Torch => format!("torch.nn.functional.softplus({a})"),
+                    },
+                    // abs sign tan arcsin arccos arctan sinh cosh log1p: one name in both.
                     f => format!("{m}.{}({a})", f.name()),
                 }
             }

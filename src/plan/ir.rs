@@ -43,6 +43,10 @@ pub enum Op {
     Hadamard(Operand, Operand),
     /// An entrywise quotient.
     HadamardDiv(Operand, Operand),
+    /// The entrywise maximum.
+    Max(Operand, Operand),
+    /// The entrywise minimum.
+    Min(Operand, Operand),
     /// An entrywise power.
     HadamardPower(Operand, f64),
     /// Division by a 1×1 value.
@@ -65,6 +69,8 @@ impl Op {
             | Op::Sub(a, b)
             | Op::Hadamard(a, b)
             | Op::HadamardDiv(a, b)
+            | Op::Max(a, b)
+            | Op::Min(a, b)
             | Op::Div(a, b) => vec![*a, *b],
             Op::Neg(a) | Op::HadamardPower(a, _) | Op::Call(_, a) | Op::Inverse(a) => vec![*a],
             Op::Identity => vec![],

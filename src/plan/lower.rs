@@ -55,6 +55,8 @@ pub enum Node {
     Neg(Atom),
     Hadamard(Atom, Atom),
     HadamardDiv(Atom, Atom),
+    Max(Atom, Atom),
+    Min(Atom, Atom),
     HadamardPower(Atom, u64),
     /// Division by a 1×1 value.
     Div(Atom, Atom),
@@ -246,6 +248,8 @@ impl Lowering<'_> {
                     let node = match op {
                         BinOp::Add => Node::Add(x, y),
                         BinOp::Hadamard => Node::Hadamard(x, y),
+                        BinOp::Max => Node::Max(x, y),
+                        BinOp::Min => Node::Min(x, y),
                         BinOp::Sub => Node::Sub(a, b),
                         BinOp::HadamardDiv => Node::HadamardDiv(a, b),
                         BinOp::Div => Node::Div(a, b),

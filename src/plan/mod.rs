@@ -473,6 +473,8 @@ fn children(node: &Node) -> Vec<Atom> {
         | Node::Sub(a, b)
         | Node::Hadamard(a, b)
         | Node::HadamardDiv(a, b)
+        | Node::Max(a, b)
+        | Node::Min(a, b)
         | Node::Div(a, b) => vec![*a, *b],
         Node::Neg(a) | Node::HadamardPower(a, _) | Node::Call(_, a) | Node::Inverse(a) => vec![*a],
     }

@@ -34,6 +34,8 @@ impl Plan {
             Op::Neg(a) => format!("-{}", t(a)),
             Op::Hadamard(a, b) => format!("{} .* {}", t(a), t(b)),
             Op::HadamardDiv(a, b) => format!("{} ./ {}", t(a), t(b)),
+            Op::Max(a, b) => format!("max({}, {})", t(a), t(b)),
+            Op::Min(a, b) => format!("min({}, {})", t(a), t(b)),
             Op::HadamardPower(a, p) => format!("{} .^ {}", t(a), format_number(*p)),
             Op::Div(a, b) => format!("{} / {}", t(a), t(b)),
             Op::Call(f, a) => format!("{}({})", f.name(), t(a)),

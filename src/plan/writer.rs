@@ -115,6 +115,8 @@ impl<'a> Writer<'a> {
                     Node::Neg(x) => Op::Neg(a(self, x)),
                     Node::Hadamard(x, y) => Op::Hadamard(a(self, x), a(self, y)),
                     Node::HadamardDiv(x, y) => Op::HadamardDiv(a(self, x), a(self, y)),
+                    Node::Max(x, y) => Op::Max(a(self, x), a(self, y)),
+                    Node::Min(x, y) => Op::Min(a(self, x), a(self, y)),
                     Node::HadamardPower(x, p) => Op::HadamardPower(a(self, x), f64::from_bits(*p)),
                     Node::Div(x, y) => Op::Div(a(self, x), a(self, y)),
                     Node::Call(f, x) => Op::Call(*f, a(self, x)),

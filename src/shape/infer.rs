@@ -417,11 +417,13 @@ impl Typer {
                         }
                         a
                     }
-                    BinOp::Add | BinOp::Sub | BinOp::Hadamard | BinOp::HadamardDiv => {
+                    BinOp::Add | BinOp::Sub | BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Max | BinOp::Min => {
                         self.entrywise(a, b).ok_or_else(|| {
                             let verb = match op {
                                 BinOp::Add => "add",
                                 BinOp::Sub => "subtract",
+                                BinOp::Max => "take the maximum of",
+                                BinOp::Min => "take the minimum of",
                                 _ => "combine entrywise",
                             };
                             self.mismatch(

@@ -123,6 +123,20 @@ define_language! {
         "cos" = Cos(Id),
         "tanh" = Tanh(Id),
         "sigmoid" = Sigmoid(Id),
+        "relu" = Relu(Id),
+        "abs" = Abs(Id),
+        "sign" = Sign(Id),
+        "step" = Step(Id),
+        "softplus" = Softplus(Id),
+        "tan" = Tan(Id),
+        "arcsin" = Arcsin(Id),
+        "arccos" = Arccos(Id),
+        "arctan" = Arctan(Id),
+        "sinh" = Sinh(Id),
+        "cosh" = Cosh(Id),
+        "log1p" = Log1p(Id),
+        "max" = Max([Id; 2]),
+        "min" = Min([Id; 2]),
         "sum" = Sum(Id),
         "norm" = Norm(Id),
         Num(Constant),
@@ -184,7 +198,11 @@ impl Analysis<Mat> for Shapes {
                 _ => None,
             },
             Mat::Scale([_, x]) => shape(x),
-            Mat::Add([a, b]) | Mat::Had([a, b]) | Mat::HadDiv([a, b]) => match (shape(a), shape(b)) {
+            Mat::Add([a, b])
+            | Mat::Had([a, b])
+            | Mat::HadDiv([a, b])
+            | Mat::Max([a, b])
+            | Mat::Min([a, b]) => match (shape(a), shape(b)) {
                 (Some(x), Some(y)) if x.is_scalar() => Some(y),
                 (x, _) => x,
             },
@@ -195,7 +213,19 @@ impl Analysis<Mat> for Shapes {
             | Mat::Sin(a)
             | Mat::Cos(a)
             | Mat::Tanh(a)
-            | Mat::Sigmoid(a) => shape(a),
+            | Mat::Sigmoid(a)
+            | Mat::Relu(a)
+            | Mat::Abs(a)
+            | Mat::Sign(a)
+            | Mat::Step(a)
+            | Mat::Softplus(a)
+            | Mat::Tan(a)
+            | Mat::Arcsin(a)
+            | Mat::Arccos(a)
+            | Mat::Arctan(a)
+            | Mat::Sinh(a)
+            | Mat::Cosh(a)
+            | Mat::Log1p(a) => shape(a),
             Mat::Trans(a) => shape(a).map(|s| s.transposed()),
             Mat::Tr(_) | Mat::Det(_) | Mat::Logdet(_) | Mat::Sum(_) | Mat::Norm(_) => scalar,
         };
@@ -359,6 +389,18 @@ impl Converter {
                         Func::Cos => Mat::Cos(a),
                         Func::Tanh => Mat::Tanh(a),
                         Func::Sigmoid => Mat::Sigmoid(a),
+                        Func::Relu => Mat::Relu(a),
+                        Func::Abs => Mat::Abs(a),
+                        Func::Sign => Mat::Sign(a),
+                        Func::Step => Mat::Step(a),
+                        Func::Softplus => Mat::Softplus(a),
+                        Func::Tan => Mat::Tan(a),
+                        Func::Arcsin => Mat::Arcsin(a),
+                        Func::Arccos => Mat::Arccos(a),
+                        Func::Arctan => Mat::Arctan(a),
+                        Func::Sinh => Mat::Sinh(a),
+                        Func::Cosh => Mat::Cosh(a),
+                        Func::Log1p => Mat::Log1p(a),
                         Func::Sum => Mat::Sum(a),
                         Func::Norm => Mat::Norm(a),
                     })
@@ -384,6 +426,8 @@ impl Converter {
                         BinOp::Add | BinOp::Sub => Mat::Add([a, b]),
                         BinOp::Hadamard => Mat::Had([a, b]),
                         BinOp::HadamardDiv => Mat::HadDiv([a, b]),
+                        BinOp::Max => Mat::Max([a, b]),
+                        BinOp::Min => Mat::Min([a, b]),
                         BinOp::Div => Mat::Div([a, b]),
                         BinOp::Mul => unreachable!("handled above"),
                     })
@@ -489,6 +533,8 @@ impl Converter {
                 Mat::HadPow([x, p]) => Expr::synthetic(ExprKind::HadamardPower(rc(b(x)?), constant(p)?)),
                 Mat::Had([x, y]) => Expr::binary(BinOp::Hadamard, b(x)?, b(y)?),
                 Mat::HadDiv([x, y]) => Expr::binary(BinOp::HadamardDiv, b(x)?, b(y)?),
+                Mat::Max([x, y]) => Expr::binary(BinOp::Max, b(x)?, b(y)?),
+                Mat::Min([x, y]) => Expr::binary(BinOp::Min, b(x)?, b(y)?),
                 Mat::Div([x, y]) => Expr::binary(BinOp::Div, b(x)?, b(y)?),
                 Mat::Tr(x) => call(Func::Tr, x)?,
                 Mat::Det(x) => call(Func::Det, x)?,
@@ -500,6 +546,18 @@ impl Converter {
                 Mat::Cos(x) => call(Func::Cos, x)?,
                 Mat::Tanh(x) => call(Func::Tanh, x)?,
                 Mat::Sigmoid(x) => call(Func::Sigmoid, x)?,
+                Mat::Relu(x) => call(Func::Relu, x)?,
+                Mat::Abs(x) => call(Func::Abs, x)?,
+                Mat::Sign(x) => call(Func::Sign, x)?,
+                Mat::Step(x) => call(Func::Step, x)?,
+                Mat::Softplus(x) => call(Func::Softplus, x)?,
+                Mat::Tan(x) => call(Func::Tan, x)?,
+                Mat::Arcsin(x) => call(Func::Arcsin, x)?,
+                Mat::Arccos(x) => call(Func::Arccos, x)?,
+                Mat::Arctan(x) => call(Func::Arctan, x)?,
+                Mat::Sinh(x) => call(Func::Sinh, x)?,
+                Mat::Cosh(x) => call(Func::Cosh, x)?,
+                Mat::Log1p(x) => call(Func::Log1p, x)?,
                 Mat::Sum(x) => call(Func::Sum, x)?,
                 Mat::Norm(x) => call(Func::Norm, x)?,
             })

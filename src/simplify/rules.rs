@@ -63,6 +63,10 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         rw!("scale-commute"; "(scale ?s ?t)" => "(scale ?t ?s)" if is_scalar("?t")),
         // Entrywise operations.
         rw!("hadamard-commute"; "(.* ?a ?b)" => "(.* ?b ?a)"),
+        rw!("max-commute"; "(max ?a ?b)" => "(max ?b ?a)"),
+        rw!("min-commute"; "(min ?a ?b)" => "(min ?b ?a)"),
+        rw!("max-self"; "(max ?a ?a)" => "?a"),
+        rw!("min-self"; "(min ?a ?a)" => "?a"),
         rw!("hadamard-scalar"; "(.* ?s ?a)" => "(scale ?s ?a)" if is_scalar("?s")),
         rw!("hadamard-ones"; "(.* (.^ ?x 0) ?a)" => "?a" if same_shape("?x", "?a")),
         // Inverses and powers.

@@ -418,6 +418,11 @@ impl Tidier<'_> {
         let (a, sa) = self.norm(lhs, t)?;
         let (b, sb) = self.norm(rhs, t)?;
         let s = self.shape(e, &[sa, sb])?;
+        if op.is_call() {
+            // max and min keep their operands whole: max(2 A, B) is not 2 max(A, B).
+            let leaf = Expr::binary(*op, build_sum(a), build_sum(b));
+            return Ok((vec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s));
+        }
         let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
         if *op == BinOp::HadamardDiv && b_scalar {
             // By a scalar, `./` is the division `/`.

@@ -230,6 +230,12 @@ pub enum BinOp {
     HadamardDiv,
     /// Division by a scalar.
     Div,
+    /// `max(A, B)`, the entrywise maximum; written as a call. An operator,
+    /// not a [`Func`]: it has two operands of one shape (or a scalar
+    /// broadcast), as `.*` has, and every walk over operands takes it so.
+    Max,
+    /// `min(A, B)`, the entrywise minimum; written as a call.
+    Min,
 }
 
 impl BinOp {
@@ -242,8 +248,33 @@ impl BinOp {
             BinOp::Hadamard => ".*",
             BinOp::HadamardDiv => "./",
             BinOp::Div => "/",
+            BinOp::Max => "max",
+            BinOp::Min => "min",
         }
     }
+
+    /// Whether the operator is written as a call, `max(A, B)`, not between
+    /// its operands.
+    pub fn is_call(self) -> bool {
+        self.call_usage().is_some()
+    }
+
+    /// For an operator written as a call, how it is written and what it is
+    /// (error messages quote it); `None` for the infix operators.
+    pub fn call_usage(self) -> Option<&'static str> {
+        match self {
+            BinOp::Max => {
+                Some("max(A, B): the larger of a and b for every pair of entries (a scalar broadcasts)")
+            }
+            BinOp::Min => {
+                Some("min(A, B): the smaller of a and b for every pair of entries (a scalar broadcasts)")
+            }
+            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Div => None,
+        }
+    }
+
+    /// The operators written as calls.
+    pub const CALLS: [BinOp; 2] = [BinOp::Max, BinOp::Min];
 }
 
 /// Functions applied to one argument.
@@ -269,6 +300,30 @@ pub enum Func {
     Tanh,
     /// `sigmoid`, entrywise logistic function 1/(1+exp(-x)).
     Sigmoid,
+    /// `relu`, entrywise max(x, 0).
+    Relu,
+    /// `abs`, entrywise |x|.
+    Abs,
+    /// `sign`, entrywise -1, 0 or 1.
+    Sign,
+    /// `step`, entrywise 1 where x > 0, else 0 (the derivative of relu).
+    Step,
+    /// `softplus`, entrywise log(1 + exp(x)).
+    Softplus,
+    /// `tan`, entrywise.
+    Tan,
+    /// `arcsin`, entrywise, for entries in [-1, 1].
+    Arcsin,
+    /// `arccos`, entrywise, for entries in [-1, 1].
+    Arccos,
+    /// `arctan`, entrywise.
+    Arctan,
+    /// `sinh`, entrywise.
+    Sinh,
+    /// `cosh`, entrywise.
+    Cosh,
+    /// `log1p`, entrywise log(1 + x), for entries above -1.
+    Log1p,
     /// `sum`, the sum of all entries.
     Sum,
     /// `norm`, the Frobenius norm.
@@ -277,7 +332,7 @@ pub enum Func {
 
 impl Func {
     /// Every function, in the order the language lists them.
-    pub const ALL: [Func; 12] = [
+    pub const ALL: [Func; 24] = [
         Func::Tr,
         Func::Det,
         Func::Logdet,
@@ -288,6 +343,18 @@ impl Func {
         Func::Cos,
         Func::Tanh,
         Func::Sigmoid,
+        Func::Relu,
+        Func::Abs,
+        Func::Sign,
+        Func::Step,
+        Func::Softplus,
+        Func::Tan,
+        Func::Arcsin,
+        Func::Arccos,
+        Func::Arctan,
+        Func::Sinh,
+        Func::Cosh,
+        Func::Log1p,
         Func::Sum,
         Func::Norm,
     ];
@@ -305,6 +372,18 @@ impl Func {
             Func::Cos => "cos",
             Func::Tanh => "tanh",
             Func::Sigmoid => "sigmoid",
+            Func::Relu => "relu",
+            Func::Abs => "abs",
+            Func::Sign => "sign",
+            Func::Step => "step",
+            Func::Softplus => "softplus",
+            Func::Tan => "tan",
+            Func::Arcsin => "arcsin",
+            Func::Arccos => "arccos",
+            Func::Arctan => "arctan",
+            Func::Sinh => "sinh",
+            Func::Cosh => "cosh",
+            Func::Log1p => "log1p",
             Func::Sum => "sum",
             Func::Norm => "norm",
         }
@@ -329,6 +408,18 @@ impl Func {
             Func::Cos => "cos(A): the cosine of every entry",
             Func::Tanh => "tanh(A): the hyperbolic tangent of every entry",
             Func::Sigmoid => "sigmoid(A): 1 / (1 + exp(-a)) for every entry a",
+            Func::Relu => "relu(A): max(a, 0) for every entry a",
+            Func::Abs => "abs(A): |a| for every entry a",
+            Func::Sign => "sign(A): -1, 0 or 1 for every entry a < 0, = 0, > 0",
+            Func::Step => "step(A): 1 for every entry a > 0, else 0 (the derivative of relu)",
+            Func::Softplus => "softplus(A): log(1 + exp(a)) for every entry a",
+            Func::Tan => "tan(A): the tangent of every entry",
+            Func::Arcsin => "arcsin(A): the inverse sine of every entry, in [-1, 1]",
+            Func::Arccos => "arccos(A): the inverse cosine of every entry, in [-1, 1]",
+            Func::Arctan => "arctan(A): the inverse tangent of every entry",
+            Func::Sinh => "sinh(A): the hyperbolic sine of every entry",
+            Func::Cosh => "cosh(A): the hyperbolic cosine of every entry",
+            Func::Log1p => "log1p(A): log(1 + a) for every entry a > -1, exact near 0",
             Func::Sum => "sum(A): the sum of all entries",
             Func::Norm => "norm(A): the Frobenius norm, sqrt(sum(A .^ 2))",
         }

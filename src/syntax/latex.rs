@@ -102,6 +102,13 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 write(out, rhs, Prec::Loosest);
                 out.push('}');
             }
+            ExprKind::Binary { op: op @ (BinOp::Max | BinOp::Min), lhs, rhs, .. } => {
+                out.push_str(if *op == BinOp::Max { "\\max\\left(" } else { "\\min\\left(" });
+                write(out, lhs, Prec::Loosest);
+                out.push_str(", ");
+                write(out, rhs, Prec::Loosest);
+                out.push_str("\\right)");
+            }
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 write(out, lhs, operand_prec(*op, lhs, Side::Left));
                 let right = operand_prec(*op, rhs, Side::Right);
@@ -116,7 +123,7 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     BinOp::Mul => " ",
                     BinOp::Hadamard => " \\odot ",
                     BinOp::HadamardDiv => " \\oslash ",
-                    BinOp::Div => unreachable!("handled above"),
+                    BinOp::Div | BinOp::Max | BinOp::Min => unreachable!("handled above"),
                 });
                 write(out, rhs, right);
             }
@@ -153,6 +160,12 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 write(out, a, Prec::Loosest);
                 out.push_str("\\right\\|_{F}");
             }
+            // |A|: the bars grow with their content, so nested ones stay apart.
+            ExprKind::Call(Func::Abs, a) => {
+                out.push_str("\\left|");
+                write(out, a, Prec::Loosest);
+                out.push_str("\\right|");
+            }
             ExprKind::Call(Func::Sqrt, a) => {
                 out.push_str("\\sqrt{");
                 write(out, a, Prec::Loosest);
@@ -170,8 +183,19 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     Func::Cos => "\\cos",
                     Func::Tanh => "\\tanh",
                     Func::Sigmoid => "\\sigma",
+                    Func::Relu => "\\operatorname{relu}",
+                    Func::Sign => "\\operatorname{sign}",
+                    Func::Step => "\\operatorname{step}",
+                    Func::Softplus => "\\operatorname{softplus}",
+                    Func::Tan => "\\tan",
+                    Func::Arcsin => "\\arcsin",
+                    Func::Arccos => "\\arccos",
+                    Func::Arctan => "\\arctan",
+                    Func::Sinh => "\\sinh",
+                    Func::Cosh => "\\cosh",
+                    Func::Log1p => "\\operatorname{log1p}",
                     Func::Sum => "\\operatorname{sum}",
-                    Func::Norm => unreachable!("handled above"),
+                    Func::Norm | Func::Abs => unreachable!("handled above"),
                 });
                 out.push_str("\\left(");
                 write(out, a, Prec::Loosest);
@@ -217,6 +241,7 @@ fn starts_with_sign_or_digit(e: &Expr, min: Prec) -> bool {
             ExprKind::Neg(_) => return true,
             ExprKind::Num(_) => return true,
             ExprKind::Binary { op: BinOp::Div, .. } => return false, // \frac
+            ExprKind::Binary { op, .. } if op.is_call() => return false, // \max(…)
             ExprKind::Binary { op, lhs, .. } => {
                 let next = operand_prec(*op, lhs, Side::Left);
                 if prec(lhs) < next {
@@ -248,6 +273,7 @@ fn ends_with_sigma(e: &Expr, min: Prec) -> bool {
         match &e.kind {
             ExprKind::Var(v) => return v.name == "sigma" && v.index.is_none(),
             ExprKind::Binary { op: BinOp::Div, .. } => return false, // \frac
+            ExprKind::Binary { op, .. } if op.is_call() => return false, // \max(…)
             ExprKind::Binary { op, rhs, .. } => {
                 min = operand_prec(*op, rhs, Side::Right);
                 e = rhs;

@@ -404,10 +404,12 @@ impl Builder {
             let at = span_of(&p);
             args.push((self.expr(p)?, at));
         }
-        let (usage, arity) = match (name, Func::from_name(name)) {
-            ("inv", _) => ("inv(A): the inverse of a square matrix, as A^-1", 1),
-            (_, Some(f)) => (f.usage(), 1),
-            ("prod", _) => {
+        let operator = BinOp::CALLS.into_iter().find(|op| op.symbol() == name);
+        let (usage, arity) = match (name, Func::from_name(name), operator) {
+            ("inv", ..) => ("inv(A): the inverse of a square matrix, as A^-1", 1),
+            (_, Some(f), _) => (f.usage(), 1),
+            (_, _, Some(op)) => (op.call_usage().expect("a call operator"), 2),
+            ("prod", ..) => {
                 return Err(Error::new(ErrorKind::Parse, "`prod` is written prod(body, i=lo..hi)")
                     .label(span, "not a product over an index range")
                     .note("for example prod(W[i], i=1..n): W[1] * W[2] * ... * W[n]"))
@@ -427,6 +429,12 @@ impl Builder {
             )
             .label(at, format!("`{name}` takes {arity} argument{plural}"))
             .note(usage.to_string()));
+        }
+        if let Some(op) = operator {
+            let (rhs, _) = args.pop().expect("two arguments");
+            let (lhs, _) = args.pop().expect("two arguments");
+            let kind = ExprKind::Binary { op, op_span: name_span, lhs: Rc::new(lhs), rhs: Rc::new(rhs) };
+            return Ok(Expr::new(kind, span));
         }
         let arg = args.pop().expect("one argument").0;
         let kind = match Func::from_name(name) {
@@ -525,8 +533,16 @@ fn convert_error(e: pest::error::Error<Rule>, src: &str) -> Error {
 
 /// Names the language has for what other notations call by another
 /// name, and what to write instead.
-const ALIASES: [(&str, &str); 10] = [
+const ALIASES: [(&str, &str); 18] = [
     ("trace", "`tr`"),
+    ("asin", "`arcsin`"),
+    ("acos", "`arccos`"),
+    ("atan", "`arctan`"),
+    ("sgn", "`sign`"),
+    ("signum", "`sign`"),
+    ("heaviside", "`step`"),
+    ("maximum", "`max`"),
+    ("minimum", "`min`"),
     ("transpose", "the postfix `^T`, as in `A^T`"),
     ("inverse", "`inv`"),
     ("ln", "`log`"),
@@ -545,6 +561,7 @@ const ALIASES: [(&str, &str); 10] = [
 /// ```
 pub fn function_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = Func::ALL.iter().map(|f| f.name()).collect();
+    names.extend(BinOp::CALLS.iter().map(|op| op.symbol()));
     names.extend(["inv", "prod"]);
     names
 }

@@ -31,6 +31,7 @@ impl Prec {
 pub(crate) fn prec(e: &Expr) -> Prec {
     match &e.kind {
         ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. } => Prec::Sum,
+        ExprKind::Binary { op, .. } if op.is_call() => Prec::Atom,
         ExprKind::Binary { .. } => Prec::Product,
         ExprKind::Neg(_) => Prec::Prefix,
         ExprKind::Transpose(_) | ExprKind::Power(..) | ExprKind::HadamardPower(..) => Prec::Postfix,
@@ -200,6 +201,13 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
             ExprKind::Neg(a) => {
                 f.write_str("-")?;
                 write_expr(f, a, Prec::Postfix)
+            }
+            ExprKind::Binary { op, lhs, rhs, .. } if op.is_call() => {
+                write!(f, "{}(", op.symbol())?;
+                write_expr(f, lhs, Prec::Loosest)?;
+                f.write_str(", ")?;
+                write_expr(f, rhs, Prec::Loosest)?;
+                f.write_str(")")
             }
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 write_expr(f, lhs, operand_prec(*op, lhs, Side::Left))?;

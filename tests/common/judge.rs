@@ -630,6 +630,8 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
                 BinOp::Sub => a.add(b.neg()),
                 BinOp::Hadamard => a.mul(b),
                 BinOp::HadamardDiv | BinOp::Div => a.mul(b.recip()),
+                BinOp::Max => Range::of(a.lo.max(b.lo), a.hi.max(b.hi)),
+                BinOp::Min => Range::of(a.lo.min(b.lo), a.hi.min(b.hi)),
                 BinOp::Mul if scalar(lhs) || scalar(rhs) => a.mul(b),
                 BinOp::Mul => {
                     // x^T * x (and x * x^T when 1×1) is a sum of squares.
@@ -678,6 +680,21 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
                 Func::Sqrt => a.monotone(|x| x.max(0.0).sqrt()),
                 Func::Sigmoid => a.monotone(|x| 1.0 / (1.0 + (-x).exp())),
                 Func::Tanh => a.monotone(f64::tanh),
+                Func::Relu => a.monotone(|x| x.max(0.0)),
+                Func::Abs => NONNEG,
+                Func::Sign => {
+                    Range::of(if a.lo >= 0.0 { 0.0 } else { -1.0 }, if a.hi <= 0.0 { 0.0 } else { 1.0 })
+                }
+                Func::Step => Range::of(0.0, 1.0),
+                Func::Softplus => a.monotone(|x| x.max(0.0) + (-x.abs()).exp().ln_1p()),
+                Func::Arctan => a.monotone(f64::atan),
+                Func::Sinh => a.monotone(f64::sinh),
+                Func::Cosh => Range::of(1.0, f64::INFINITY),
+                Func::Tan => ANY,
+                Func::Arcsin => a.monotone(|x| x.clamp(-1.0, 1.0).asin()),
+                Func::Arccos => Range::of(0.0, std::f64::consts::PI),
+                Func::Log1p if a.lo > -1.0 => a.monotone(f64::ln_1p),
+                Func::Log1p => ANY,
                 Func::Sin | Func::Cos => Range::of(-1.0, 1.0),
                 Func::Sum | Func::Tr => a.sum(),
                 Func::Norm => NONNEG,

@@ -42,6 +42,8 @@ pub fn tree(e: &Expr) -> Tree {
                 BinOp::Hadamard => ".*",
                 BinOp::HadamardDiv => "./",
                 BinOp::Div => "/",
+                BinOp::Max => "max",
+                BinOp::Min => "min",
             },
             b(lhs),
             b(rhs),
@@ -73,6 +75,12 @@ const MACROS: &[(&str, &str)] = &[
     ("\\cos", "cos"),
     ("\\tanh", "tanh"),
     ("\\sigma", "sigmoid"),
+    ("\\tan", "tan"),
+    ("\\arcsin", "arcsin"),
+    ("\\arccos", "arccos"),
+    ("\\arctan", "arctan"),
+    ("\\sinh", "sinh"),
+    ("\\cosh", "cosh"),
 ];
 
 const GREEK: [&str; 17] = [
@@ -201,7 +209,7 @@ impl Reader<'_> {
     fn starts_factor(&self) -> bool {
         let r = self.rest();
         !(r.is_empty()
-            || r.starts_with(['+', '-', '}', '^', '_'])
+            || r.starts_with(['+', '-', '}', '^', '_', ','])
             || r.starts_with("\\right")
             || r.starts_with("\\times"))
     }
@@ -276,6 +284,23 @@ impl Reader<'_> {
             let body = self.postfix()?;
             self.expect("\\right)")?;
             return Ok(Tree::Prod(from, to, Box::new(body)));
+        }
+        if self.eat("\\left|") {
+            let t = self.sum()?;
+            self.space();
+            self.expect("\\right|")?;
+            return Ok(Tree::Call("abs".into(), Box::new(t)));
+        }
+        for (m, op) in [("\\max\\left(", "max"), ("\\min\\left(", "min")] {
+            if self.eat(m) {
+                let a = self.sum()?;
+                self.expect(",")?;
+                self.space();
+                let b = self.sum()?;
+                self.space();
+                self.expect("\\right)")?;
+                return Ok(Tree::Bin(op, Box::new(a), Box::new(b)));
+            }
         }
         if self.eat("\\left\\|") {
             let t = self.sum()?;

@@ -35,13 +35,16 @@ pub enum Kind {
     Zero,
     /// `1.0001 * g`.
     Scale,
+    /// The slips of piecewise functions: `step(E)` ↔ `sign(E)`,
+    /// `max(A, B)` ↔ `min(A, B)`.
+    Piecewise,
     /// Not a mutation: a wrong claim written by hand.
     Claim,
 }
 
 impl Kind {
     /// The mutations.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 13] = [
         Kind::AddTranspose,
         Kind::DropTranspose,
         Kind::Double,
@@ -54,6 +57,7 @@ impl Kind {
         Kind::InverseTranspose,
         Kind::Zero,
         Kind::Scale,
+        Kind::Piecewise,
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +74,7 @@ impl Kind {
             Kind::InverseTranspose => "X^-1 -> X^-T",
             Kind::Zero => "zero",
             Kind::Scale => "scale 1+1e-4",
+            Kind::Piecewise => "step <-> sign, max <-> min",
             Kind::Claim => "claim",
         }
     }
@@ -177,6 +182,15 @@ fn local(e: &Expr, transposable: bool) -> Vec<(Kind, Expr)> {
             out.push((Kind::Abs, Expr::synthetic(ExprKind::HadamardPower(Rc::new(abs(a)), *p))));
         }
         ExprKind::Call(f, a) => out.push((Kind::Abs, Expr::call(*f, abs(a)))),
+        _ => {}
+    }
+    match &e.kind {
+        ExprKind::Call(Func::Step, a) => out.push((Kind::Piecewise, Expr::call(Func::Sign, a.clone()))),
+        ExprKind::Call(Func::Sign, a) => out.push((Kind::Piecewise, Expr::call(Func::Step, a.clone()))),
+        ExprKind::Binary { op: op @ (BinOp::Max | BinOp::Min), lhs, rhs, .. } => {
+            let other = if *op == BinOp::Max { BinOp::Min } else { BinOp::Max };
+            out.push((Kind::Piecewise, Expr::binary(other, lhs.clone(), rhs.clone())));
+        }
         _ => {}
     }
     out
