@@ -249,7 +249,18 @@ pub(super) fn call(f: Func, x: &Matrix) -> Matrix {
         Func::Det => scalar(x.determinant()),
         Func::Logdet => scalar(x.determinant().abs().ln()),
         Func::Sum => scalar(x.sum()),
-        Func::Norm => scalar(x.norm()),
+        Func::Norm | Func::Norm2 => scalar(x.norm()),
+        Func::Norm1 => scalar(x.iter().map(|v| v.abs()).sum()),
+        // A vector (1×1 too: both readings agree) to its diagonal matrix, a
+        // square matrix to the column of its diagonal.
+        Func::Diag if x.nrows() == 1 || x.ncols() == 1 => {
+            Matrix::from_diagonal(&nalgebra::DVector::from_iterator(x.len(), x.iter().copied()))
+        }
+        Func::Diag => {
+            let n = x.nrows().min(x.ncols());
+            Matrix::from_fn(n, 1, |i, _| x[(i, i)])
+        }
+        Func::Sign => x.map(sign),
         Func::Exp => x.map(f64::exp),
         Func::Log => x.map(f64::ln),
         Func::Sqrt => x.map(f64::sqrt),
@@ -257,6 +268,17 @@ pub(super) fn call(f: Func, x: &Matrix) -> Matrix {
         Func::Cos => x.map(f64::cos),
         Func::Tanh => x.map(f64::tanh),
         Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
+    }
+}
+
+/// -1, 0 or 1 (`f64::signum` gives 1 at 0).
+fn sign(v: f64) -> f64 {
+    if v > 0.0 {
+        1.0
+    } else if v < 0.0 {
+        -1.0
+    } else {
+        v
     }
 }
 

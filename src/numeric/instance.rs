@@ -344,6 +344,9 @@ fn trouble(e: &Expr, env: &Env) -> Option<String> {
             ExprKind::Call(Func::Det | Func::Logdet, x) => ill_conditioned(x, "det"),
             ExprKind::Call(Func::Log, x) => near_zero(x, "log"),
             ExprKind::Call(Func::Sqrt, x) => near_zero(x, "sqrt"),
+            // Kinks: |x| and sign(x) at 0.
+            ExprKind::Call(Func::Norm1, x) => near_zero(x, "norm1"),
+            ExprKind::Call(Func::Sign, x) => near_zero(x, "sign"),
             ExprKind::Binary { op: BinOp::HadamardDiv | BinOp::Div, rhs, .. } => near_zero(rhs, "a division"),
             ExprKind::HadamardPower(x, p) if p.fract() != 0.0 || *p < 0.0 => {
                 near_zero(x, "a fractional power")

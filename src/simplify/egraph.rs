@@ -125,6 +125,10 @@ define_language! {
         "sigmoid" = Sigmoid(Id),
         "sum" = Sum(Id),
         "norm" = Norm(Id),
+        "sign" = Sign(Id),
+        "norm1" = Norm1(Id),
+        "norm2" = Norm2(Id),
+        "diag" = Diag(Id),
         Num(Constant),
         Exponent(Exponent),
         Size(Size),
@@ -195,9 +199,17 @@ impl Analysis<Mat> for Shapes {
             | Mat::Sin(a)
             | Mat::Cos(a)
             | Mat::Tanh(a)
-            | Mat::Sigmoid(a) => shape(a),
+            | Mat::Sigmoid(a)
+            | Mat::Sign(a) => shape(a),
             Mat::Trans(a) => shape(a).map(|s| s.transposed()),
-            Mat::Tr(_) | Mat::Det(_) | Mat::Logdet(_) | Mat::Sum(_) | Mat::Norm(_) => scalar,
+            Mat::Tr(_)
+            | Mat::Det(_)
+            | Mat::Logdet(_)
+            | Mat::Sum(_)
+            | Mat::Norm(_)
+            | Mat::Norm1(_)
+            | Mat::Norm2(_) => scalar,
+            Mat::Diag(a) => shape(a).map(|s| s.diag()),
         };
         Data { shape, constant: value }
     }
@@ -361,6 +373,10 @@ impl Converter {
                         Func::Sigmoid => Mat::Sigmoid(a),
                         Func::Sum => Mat::Sum(a),
                         Func::Norm => Mat::Norm(a),
+                        Func::Sign => Mat::Sign(a),
+                        Func::Norm1 => Mat::Norm1(a),
+                        Func::Norm2 => Mat::Norm2(a),
+                        Func::Diag => Mat::Diag(a),
                     })
                 }
                 ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
@@ -502,6 +518,10 @@ impl Converter {
                 Mat::Sigmoid(x) => call(Func::Sigmoid, x)?,
                 Mat::Sum(x) => call(Func::Sum, x)?,
                 Mat::Norm(x) => call(Func::Norm, x)?,
+                Mat::Sign(x) => call(Func::Sign, x)?,
+                Mat::Norm1(x) => call(Func::Norm1, x)?,
+                Mat::Norm2(x) => call(Func::Norm2, x)?,
+                Mat::Diag(x) => call(Func::Diag, x)?,
             })
         })
     }

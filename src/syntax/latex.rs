@@ -127,10 +127,14 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 let sign = if *k < 0.0 { "-" } else { "" };
                 out.push_str(&format!("^{{\\circ {sign}{}}}", format_number(k.abs())));
             }
-            ExprKind::Call(Func::Norm, a) => {
+            ExprKind::Call(f @ (Func::Norm | Func::Norm1 | Func::Norm2), a) => {
                 out.push_str("\\left\\|");
                 write(out, a, Prec::Loosest);
-                out.push_str("\\right\\|_{F}");
+                out.push_str(match f {
+                    Func::Norm1 => "\\right\\|_{1}",
+                    Func::Norm2 => "\\right\\|_{2}",
+                    _ => "\\right\\|_{F}",
+                });
             }
             ExprKind::Call(f, a) => {
                 out.push_str(match f {
@@ -144,8 +148,10 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     Func::Cos => "\\cos",
                     Func::Tanh => "\\tanh",
                     Func::Sigmoid => "\\sigma",
+                    Func::Sign => "\\operatorname{sign}",
                     Func::Sum => "\\operatorname{sum}",
-                    Func::Norm => unreachable!("handled above"),
+                    Func::Diag => "\\operatorname{diag}",
+                    Func::Norm | Func::Norm1 | Func::Norm2 => unreachable!("handled above"),
                 });
                 out.push_str("\\left(");
                 write(out, a, Prec::Loosest);
