@@ -66,6 +66,12 @@ pub enum Rule {
     Norm,
     /// d norm(X)² = 2 tr(Xᵀ dX).
     NormSquared,
+    /// d norm1(X) = tr(sign(X)ᵀ dX), away from zero entries.
+    Norm1,
+    /// d diag(x) = diag(dx) for a vector x: tr(Aᵀ diag(dx)) = tr(diag(A)ᵀ dx).
+    DiagOfVector,
+    /// d diag(X) = diag(dX) for a square X: tr(aᵀ diag(dX)) = tr(diag(a)ᵀ dX).
+    DiagOfMatrix,
     /// d(X ⊙ Y) = dX ⊙ Y + X ⊙ dY.
     Hadamard,
     /// d(X ⊘ Y) = dX ⊘ Y - X ⊙ dY ⊘ Y⊙Y.
@@ -103,6 +109,9 @@ impl Rule {
             Rule::SumEntries => "d sum(X) = tr(1^T dX)",
             Rule::Norm => "d norm(X) = tr(X^T dX) / norm(X)",
             Rule::NormSquared => "d norm(X)^2 = 2 tr(X^T dX)",
+            Rule::Norm1 => "d norm1(X) = tr(sign(X)^T dX), where no entry of X is 0",
+            Rule::DiagOfVector => "tr(A^T diag(dx)) = tr(diag(A)^T dx) for a vector x",
+            Rule::DiagOfMatrix => "tr(a^T diag(dX)) = tr(diag(a)^T dX) for a square X",
             Rule::Hadamard => "d(X .* Y) = dX .* Y + X .* dY",
             Rule::HadamardDiv => "d(X ./ Y) = dX ./ Y - X .* dY ./ Y .^ 2",
             Rule::HadamardPower => "d(X .^ p) = p X .^ (p-1) .* dX",
@@ -676,7 +685,7 @@ impl<'t, 'p> Walk<'t, 'p> {
                     BinOp::Add | BinOp::Sub | BinOp::Mul => unreachable!("handled above"),
                 }
             }
-            ExprKind::Power(x, 2) if matches!(&x.kind, ExprKind::Call(Func::Norm, _)) => {
+            ExprKind::Power(x, 2) if matches!(&x.kind, ExprKind::Call(Func::Norm | Func::Norm2, _)) => {
                 let ExprKind::Call(_, inner) = &x.kind else { unreachable!("matched above") };
                 vec![(Rule::NormSquared, &**inner, rules::norm_squared(a, inner))]
             }
@@ -722,7 +731,27 @@ impl<'t, 'p> Walk<'t, 'p> {
                     Func::Det => (Rule::Det, rules::det(a, e, x)),
                     Func::Logdet => (Rule::Logdet, rules::logdet(a, x)),
                     Func::Sum => (Rule::SumEntries, rules::sum_entries(a, x, scalar(x))),
-                    Func::Norm => (Rule::Norm, rules::norm(a, e, x)),
+                    Func::Norm | Func::Norm2 => (Rule::Norm, rules::norm(a, e, x)),
+                    Func::Norm1 => (Rule::Norm1, rules::norm1(a, x)),
+                    Func::Diag => {
+                        let one = crate::shape::Dim::Const(1);
+                        let (rows_one, cols_one) = self
+                            .typing
+                            .node_shape(x)
+                            .map_or((false, false), |s| (s.rows == one, s.cols == one));
+                        if !(rows_one || cols_one) {
+                            (Rule::DiagOfMatrix, rules::diag(a, false))
+                        } else if let Some((negative, c)) = self.identity_multiple(a) {
+                            // diag(c I) = c 𝟙, written as sum's is (`x .^ 0`).
+                            let ones = rules::sum_entries(&c, x, false);
+                            (Rule::DiagOfVector, if negative { Expr::negate(ones) } else { ones })
+                        } else {
+                            (Rule::DiagOfVector, rules::diag(a, rows_one && !cols_one))
+                        }
+                    }
+                    // Piecewise constant: no contribution (its kinks are kept
+                    // away from the drawn points).
+                    Func::Sign => return Ok(vec![]),
                     f => (Rule::Entrywise(*f), rules::entrywise(a, *f, e, x, scalar(x) && scalar(a))),
                 };
                 vec![(rule, x, adj)]

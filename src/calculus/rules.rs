@@ -183,6 +183,23 @@ pub(super) fn norm(a: &Expr, norm_x: &Expr, x: &Expr) -> Expr {
     Expr::binary(BinOp::Div, times_expr(a, x.clone()), norm_x.clone())
 }
 
+/// X in norm1(X): a · sign(X).
+pub(super) fn norm1(a: &Expr, x: &Expr) -> Expr {
+    times_expr(a, Expr::call(Func::Sign, x.clone()))
+}
+
+/// x in diag(x), or X in diag(X): diag(A), transposed for a row vector x
+/// (the diagonal of A is a column). The adjoint of a diagonal matrix is the
+/// diagonal of A; that of a diagonal (a column a) is diag(a), a matrix.
+pub(super) fn diag(a: &Expr, row: bool) -> Expr {
+    let d = Expr::call(Func::Diag, a.clone());
+    if row {
+        Expr::transpose(d)
+    } else {
+        d
+    }
+}
+
 /// U in f(U): A ⊙ f′(U), with f′ in the language; `f_u` is the node f(U).
 pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -> Expr {
     let one_minus = |e: Expr| Expr::minus(num(1.0), e);
@@ -208,7 +225,7 @@ pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -
         Func::Sinh => Expr::call(Func::Cosh, u.clone()),
         Func::Cosh => Expr::call(Func::Sinh, u.clone()),
         Func::Log1p => Expr::binary(BinOp::HadamardDiv, num(1.0), Expr::plus(num(1.0), u.clone())),
-        Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm => {
+        Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm | Func::Norm1 | Func::Norm2 | Func::Diag => {
             unreachable!("{} is not entrywise", f.name())
         }
     };

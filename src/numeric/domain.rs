@@ -577,7 +577,17 @@ impl Analysis<'_, '_> {
                         s.many()
                     }
                 }
-                Func::Norm => {
+                // Each entry's sign, and zeros off the diagonal of a matrix
+                // made from a vector (not a 1×1 one).
+                Func::Diag => {
+                    let s = self.sign_of(a, failing);
+                    match self.typing.node_shape(e) {
+                        Some(shape) if shape.rows == crate::shape::Dim::Const(1) => s,
+                        Some(shape) if shape.cols == crate::shape::Dim::Const(1) => s,
+                        _ => s.union(Signs::ZERO),
+                    }
+                }
+                Func::Norm | Func::Norm1 | Func::Norm2 => {
                     if self.sign_of(a, failing) == Signs::ZERO {
                         Signs::ZERO
                     } else {
@@ -676,7 +686,8 @@ impl Analysis<'_, '_> {
                     Func::Sin | Func::Cos => (-1.0, 1.0),
                     Func::Log if hi > 0.0 => (if lo > 0.0 { lo.ln() } else { f64::NEG_INFINITY }, hi.ln()),
                     Func::Sqrt if hi >= 0.0 => (lo.max(0.0).sqrt(), hi.sqrt()),
-                    Func::Norm => (0.0, f64::INFINITY),
+                    Func::Norm | Func::Norm1 | Func::Norm2 => (0.0, f64::INFINITY),
+                    Func::Diag => (lo.min(0.0), hi.max(0.0)),
                     Func::Sum | Func::Tr => many((lo, hi)),
                     _ => ALL,
                 }

@@ -249,7 +249,18 @@ pub(super) fn call(f: Func, x: &Matrix) -> Matrix {
         Func::Det => scalar(x.determinant()),
         Func::Logdet => scalar(x.determinant().abs().ln()),
         Func::Sum => scalar(x.sum()),
-        Func::Norm => scalar(x.norm()),
+        Func::Norm | Func::Norm2 => scalar(x.norm()),
+        Func::Norm1 => scalar(x.iter().map(|v| v.abs()).sum()),
+        // A vector (1×1 too: both readings agree) to its diagonal matrix, a
+        // square matrix to the column of its diagonal.
+        Func::Diag if x.nrows() == 1 || x.ncols() == 1 => {
+            Matrix::from_diagonal(&nalgebra::DVector::from_iterator(x.len(), x.iter().copied()))
+        }
+        Func::Diag => {
+            let n = x.nrows().min(x.ncols());
+            Matrix::from_fn(n, 1, |i, _| x[(i, i)])
+        }
+        Func::Sign => x.map(sign),
         Func::Exp => x.map(f64::exp),
         Func::Log => x.map(f64::ln),
         Func::Sqrt => x.map(f64::sqrt),
@@ -259,7 +270,6 @@ pub(super) fn call(f: Func, x: &Matrix) -> Matrix {
         Func::Sigmoid => x.map(|v| 1.0 / (1.0 + (-v).exp())),
         Func::Relu => x.map(|v| if v < 0.0 { 0.0 } else { v }),
         Func::Abs => x.map(f64::abs),
-        Func::Sign => x.map(sign),
         Func::Step => x.map(step),
         Func::Softplus => x.map(softplus),
         Func::Tan => x.map(f64::tan),
@@ -312,6 +322,7 @@ pub(super) fn entrywise(op: BinOp) -> fn(f64, f64) -> f64 {
         BinOp::Min => |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) },
     }
 }
+
 
 fn binary(op: BinOp, a: Value, b: Value, e: &Expr) -> Result<Value> {
     use Value::{Identity as Id, Matrix as M};

@@ -369,6 +369,8 @@ fn trouble(e: &Expr, env: &Env, scale: f64) -> Option<String> {
             ExprKind::Call(Func::Det | Func::Logdet, x) => ill_conditioned(x, "det"),
             ExprKind::Call(Func::Log, x) => near_zero(x, "log"),
             ExprKind::Call(Func::Sqrt, x) => near_zero(x, "sqrt"),
+            // The kink of norm1 at 0.
+            ExprKind::Call(Func::Norm1, x) => near_zero(x, "norm1"),
             ExprKind::Binary { op: BinOp::HadamardDiv | BinOp::Div, rhs, .. } => near_zero(rhs, "a division"),
             ExprKind::HadamardPower(x, p) if p.fract() != 0.0 || *p < 0.0 => {
                 near_zero(x, "a fractional power")

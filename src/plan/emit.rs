@@ -351,7 +351,12 @@ impl<'p> Code<'p> {
                     Func::Det => scalar(format!("{m}.linalg.det({a})")),
                     Func::Logdet => scalar(format!("{m}.linalg.slogdet({a})[1]")),
                     Func::Sum => scalar(format!("{m}.sum({a})")),
-                    Func::Norm => scalar(format!("{m}.linalg.norm({a})")),
+                    Func::Norm | Func::Norm2 => scalar(format!("{m}.linalg.norm({a})")),
+                    Func::Norm1 => scalar(format!("{m}.abs({a}).sum()")),
+                    // A vector to its diagonal matrix (a square result), or a
+                    // square matrix's diagonal as a column.
+                    Func::Diag if s.shape.rows == s.shape.cols => format!("{m}.diag({a}.reshape(-1))"),
+                    Func::Diag => format!("{m}.diagonal({a}).reshape(-1, 1)"),
                     Func::Sigmoid => match self.lib {
                         Lib::Numpy => format!("1.0 / (1.0 + np.exp(-{a}))"),
                         Lib::Torch => format!("torch.sigmoid({a})"),

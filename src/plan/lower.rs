@@ -265,12 +265,17 @@ impl Lowering<'_> {
                 }
                 ExprKind::Call(f, a) => {
                     let a = self.expr(a)?;
-                    if f.is_entrywise() {
+                    if *f == Func::Diag {
+                        // diag(Aᵀ) = diag(A): a vector's diagonal matrix, or a
+                        // square matrix's diagonal, does not see a transpose.
+                        let shape = self.graph.shape(Atom::plain(a.node)).diag();
+                        self.graph.intern(Node::Call(*f, Atom::plain(a.node)), shape)
+                    } else if f.is_entrywise() {
                         // f(Aᵀ) = f(A)ᵀ: one node for both.
                         let shape = self.graph.shape(Atom::plain(a.node));
                         Atom { t: a.t, ..self.graph.intern(Node::Call(*f, Atom::plain(a.node)), shape) }
                     } else {
-                        // tr, det, logdet, sum and norm do not see a transpose.
+                        // tr, det, logdet, sum and the norms do not see a transpose.
                         self.graph.intern(Node::Call(*f, Atom::plain(a.node)), Shape::scalar())
                     }
                 }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use super::{Op, Operand, Output, Plan, PlanInput, PlanStep, Sweeps, Value};
-use crate::syntax::format_number;
+use crate::syntax::{format_number, Func};
 
 fn operand_text(inputs: &[PlanInput], steps: &[PlanStep], o: Operand) -> String {
     let base = match o.value {
@@ -38,6 +38,7 @@ impl Plan {
             Op::Min(a, b) => format!("min({}, {})", t(a), t(b)),
             Op::HadamardPower(a, p) => format!("{} .^ {}", t(a), format_number(*p)),
             Op::Div(a, b) => format!("{} / {}", t(a), t(b)),
+            Op::Call(Func::Norm2, a) => format!("norm({}, 2)", t(a)),
             Op::Call(f, a) => format!("{}({})", f.name(), t(a)),
             Op::Inverse(a) => format!("{}^-1", t(a)),
             Op::Identity => "I".to_string(),

@@ -241,7 +241,7 @@ pub(super) fn node_madds(graph: &Graph, n: NodeId) -> Option<[u32; 3]> {
             let [k, _] = graph.atom_dims(*x);
             Some([k, k, k])
         }
-        Node::Call(Func::Norm, x) => {
+        Node::Call(Func::Norm | Func::Norm1 | Func::Norm2, x) => {
             let [xr, xc] = graph.atom_dims(*x);
             Some([xr, xc, cost::NONE])
         }

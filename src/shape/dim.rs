@@ -83,6 +83,20 @@ impl Shape {
     pub fn transposed(&self) -> Shape {
         Shape::new(self.cols.clone(), self.rows.clone())
     }
+
+    /// The shape of `diag(x)` for x of this shape: a vector's diagonal
+    /// matrix (1×1 is its own), else the column of a square matrix's
+    /// diagonal (shape inference has checked that it is square).
+    pub fn diag(&self) -> Shape {
+        let one = Dim::Const(1);
+        if self.cols == one {
+            Shape::new(self.rows.clone(), self.rows.clone())
+        } else if self.rows == one {
+            Shape::new(self.cols.clone(), self.cols.clone())
+        } else {
+            Shape::new(self.rows.clone(), one)
+        }
+    }
 }
 
 /// A dimension as data: an integer when known, its text otherwise (`"d0"`, `"d[i-1]"`).

@@ -373,6 +373,11 @@ impl Typer {
                 self.square(e, kids[0], &format!("{} needs a square matrix", f.name()))?;
                 self.scalar()
             }
+            ExprKind::Call(Func::Norm2, _) => {
+                self.vector(e, kids[0])?;
+                self.scalar()
+            }
+            ExprKind::Call(Func::Diag, _) => self.diag(e, kids[0])?,
             ExprKind::Call(..) => self.scalar(),
             ExprKind::Binary { op, op_span, lhs, rhs } => {
                 let (a, b) = (kids[0], kids[1]);
@@ -475,6 +480,66 @@ impl Typer {
             (false, true) => Some(a),
             _ => (self.unify(a.rows, b.rows) && self.unify(a.cols, b.cols)).then_some(a),
         }
+    }
+
+    /// `norm(x, 2)`: x must be a vector (a dimension known to be 1); a
+    /// matrix's 2-norm is its spectral norm, which the language lacks.
+    fn vector(&mut self, e: &Expr, s: IShape) -> Result<()> {
+        if self.is_one(s.rows) || self.is_one(s.cols) {
+            return Ok(());
+        }
+        let arg = e.children().next().expect("a function has an argument");
+        let shape = self.resolve(s);
+        let (message, label) = if matches!(
+            (&shape.rows, &shape.cols),
+            (Dim::Unknown(_), _) | (_, Dim::Unknown(_))
+        ) {
+            (format!("norm(x, 2) is the Euclidean norm of a vector, and the shape of `{}` does not say it is one", brief(arg)), "not known to be a vector".to_string())
+        } else {
+            (
+                format!("norm(x, 2) is the Euclidean norm of a vector, but `{}` is {shape}", brief(arg)),
+                format!("{shape} is not a vector"),
+            )
+        };
+        Err(Error::new(ErrorKind::Shape, message)
+        .label(e.span, label)
+        .note("the 2-norm of a matrix is its spectral norm (the largest singular value), which the language does not have; norm(A) is the Frobenius norm")
+        .note("for a vector, declare it as one (`x : n` is n x 1)"))
+    }
+
+    /// `diag(x)` of a vector (a dimension known to be 1) is the square
+    /// matrix with x on its diagonal; `diag(A)` of a matrix known to be
+    /// square is the column of its diagonal. The argument's shape decides:
+    /// one that may be either is an error asking to declare it.
+    fn diag(&mut self, e: &Expr, s: IShape) -> Result<IShape> {
+        if self.is_one(s.cols) {
+            return Ok(IShape { rows: s.rows, cols: s.rows });
+        }
+        if self.is_one(s.rows) {
+            return Ok(IShape { rows: s.cols, cols: s.cols });
+        }
+        if self.same(s.rows, s.cols) {
+            let one = self.bound(Dim::Const(1));
+            return Ok(IShape { rows: s.rows, cols: one });
+        }
+        let arg = e.children().next().expect("a function has an argument");
+        let shape = self.resolve(s);
+        let known = |d: &Dim| !matches!(d, Dim::Unknown(_));
+        let error = if known(&shape.rows) && known(&shape.cols) {
+            Error::new(
+                ErrorKind::Shape,
+                format!("diag needs a vector or a square matrix, but `{}` is {shape}", brief(arg)),
+            )
+            .label(e.span, format!("{shape} is neither"))
+        } else {
+            Error::new(
+                ErrorKind::Shape,
+                format!("diag of `{}`: its shape does not tell a vector from a square matrix", brief(arg)),
+            )
+            .label(e.span, "a vector or a matrix?")
+            .note("declare it: `x : n` for a vector (diag(x) is n x n), `A : n x n` for a matrix (diag(A) is n x 1)")
+        };
+        Err(error.note("diag(x) of a vector is the diagonal matrix; diag(A) of a square matrix is the column of its diagonal"))
     }
 
     fn square(&mut self, e: &Expr, s: IShape, what: &str) -> Result<()> {

@@ -139,6 +139,9 @@ define_language! {
         "min" = Min([Id; 2]),
         "sum" = Sum(Id),
         "norm" = Norm(Id),
+        "norm1" = Norm1(Id),
+        "norm2" = Norm2(Id),
+        "diag" = Diag(Id),
         Num(Constant),
         Exponent(Exponent),
         Size(Size),
@@ -227,7 +230,14 @@ impl Analysis<Mat> for Shapes {
             | Mat::Cosh(a)
             | Mat::Log1p(a) => shape(a),
             Mat::Trans(a) => shape(a).map(|s| s.transposed()),
-            Mat::Tr(_) | Mat::Det(_) | Mat::Logdet(_) | Mat::Sum(_) | Mat::Norm(_) => scalar,
+            Mat::Tr(_)
+            | Mat::Det(_)
+            | Mat::Logdet(_)
+            | Mat::Sum(_)
+            | Mat::Norm(_)
+            | Mat::Norm1(_)
+            | Mat::Norm2(_) => scalar,
+            Mat::Diag(a) => shape(a).map(|s| s.diag()),
         };
         Data { shape, constant: value }
     }
@@ -403,6 +413,9 @@ impl Converter {
                         Func::Log1p => Mat::Log1p(a),
                         Func::Sum => Mat::Sum(a),
                         Func::Norm => Mat::Norm(a),
+                        Func::Norm1 => Mat::Norm1(a),
+                        Func::Norm2 => Mat::Norm2(a),
+                        Func::Diag => Mat::Diag(a),
                     })
                 }
                 ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
@@ -560,6 +573,9 @@ impl Converter {
                 Mat::Log1p(x) => call(Func::Log1p, x)?,
                 Mat::Sum(x) => call(Func::Sum, x)?,
                 Mat::Norm(x) => call(Func::Norm, x)?,
+                Mat::Norm1(x) => call(Func::Norm1, x)?,
+                Mat::Norm2(x) => call(Func::Norm2, x)?,
+                Mat::Diag(x) => call(Func::Diag, x)?,
             })
         })
     }

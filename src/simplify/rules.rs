@@ -25,6 +25,21 @@ fn same_shape(a: &str, b: &str) -> impl Fn(&mut MatGraph, Id, &Subst) -> bool {
     }
 }
 
+fn is_vector(var: &str) -> impl Fn(&mut MatGraph, Id, &Subst) -> bool {
+    let var: Var = var.parse().expect("a pattern variable");
+    move |egraph, _, subst| {
+        let one = crate::shape::Dim::Const(1);
+        egraph[subst[var]].data.shape.as_ref().is_some_and(|s| s.rows == one || s.cols == one)
+    }
+}
+
+fn is_column(var: &str) -> impl Fn(&mut MatGraph, Id, &Subst) -> bool {
+    let var: Var = var.parse().expect("a pattern variable");
+    move |egraph, _, subst| {
+        egraph[subst[var]].data.shape.as_ref().is_some_and(|s| s.cols == crate::shape::Dim::Const(1))
+    }
+}
+
 /// Every rule of the simplifier.
 pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
     let mut rules: Vec<Rewrite<Mat, Shapes>> = vec![
@@ -78,6 +93,17 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         rw!("logdet-identity"; "(logdet (I ?n))" => "0"),
         rw!("det-transpose"; "(det (T ?a))" => "(det ?a)"),
         rw!("logdet-transpose"; "(logdet (T ?a))" => "(logdet ?a)"),
+        // Diagonals: a square matrix and its transpose share theirs, and a
+        // vector and its transpose make one diagonal matrix.
+        rw!("diag-transpose"; "(diag (T ?a))" => "(diag ?a)"),
+        rw!("diag-of-transpose"; "(diag ?a)" => "(diag (T ?a))"),
+        rw!("transpose-diag"; "(T (diag ?x))" => "(diag ?x)" if is_vector("?x")),
+        // tr(diag(x)) = sum(x): diag(x) is square only for a vector x.
+        rw!("trace-diag"; "(tr (diag ?x))" => "(sum ?x)"),
+        rw!("diag-diag"; "(diag (diag ?x))" => "?x" if is_column("?x")),
+        rw!("diag-scale"; "(diag (scale ?s ?a))" => "(scale ?s (diag ?a))"),
+        rw!("diag-neg"; "(diag (neg ?a))" => "(neg (diag ?a))"),
+        rw!("norm2-is-norm"; "(norm2 ?x)" => "(norm ?x)"),
     ];
     let is_mul = |n: &Mat| matches!(n, Mat::Mul(_));
     let is_add = |n: &Mat| matches!(n, Mat::Add(_));

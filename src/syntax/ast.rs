@@ -328,11 +328,21 @@ pub enum Func {
     Sum,
     /// `norm`, the Frobenius norm.
     Norm,
+    /// `norm1(x)`, also written `norm(x, 1)`: the sum of the absolute values
+    /// of the entries.
+    Norm1,
+    /// `norm(x, 2)`: the Euclidean norm of a vector (a matrix's would be the
+    /// spectral norm, which the language does not have).
+    Norm2,
+    /// `diag`: a vector (n×1 or 1×n) to the n×n matrix with it on the
+    /// diagonal, or a square matrix to the column of its diagonal; which one
+    /// is the argument's shape (a 1×1 argument is both, and the same value).
+    Diag,
 }
 
 impl Func {
     /// Every function, in the order the language lists them.
-    pub const ALL: [Func; 24] = [
+    pub const ALL: [Func; 27] = [
         Func::Tr,
         Func::Det,
         Func::Logdet,
@@ -357,6 +367,9 @@ impl Func {
         Func::Log1p,
         Func::Sum,
         Func::Norm,
+        Func::Norm2,
+        Func::Norm1,
+        Func::Diag,
     ];
 
     /// The function's name, as written in source.
@@ -385,7 +398,10 @@ impl Func {
             Func::Cosh => "cosh",
             Func::Log1p => "log1p",
             Func::Sum => "sum",
-            Func::Norm => "norm",
+            // `norm(x, 2)`: the name of its call; `from_name("norm")` is `Norm`.
+            Func::Norm | Func::Norm2 => "norm",
+            Func::Norm1 => "norm1",
+            Func::Diag => "diag",
         }
     }
 
@@ -421,13 +437,26 @@ impl Func {
             Func::Cosh => "cosh(A): the hyperbolic cosine of every entry",
             Func::Log1p => "log1p(A): log(1 + a) for every entry a > -1, exact near 0",
             Func::Sum => "sum(A): the sum of all entries",
-            Func::Norm => "norm(A): the Frobenius norm, sqrt(sum(A .^ 2))",
+            Func::Norm => "norm(A): the Frobenius norm, sqrt(sum(A .^ 2)); norm(x, 1) and norm(x, 2) of a vector",
+            Func::Norm1 => "norm1(A): the sum of the absolute values of the entries, norm(x, 1) of a vector",
+            Func::Norm2 => "norm(x, 2): the Euclidean norm of a vector, sqrt(sum(x .^ 2))",
+            Func::Diag => "diag(x): the diagonal matrix of a vector; diag(A): the diagonal of a square matrix, as a column",
         }
     }
 
     /// Entrywise functions keep their argument's shape; the others are scalars.
     pub fn is_entrywise(self) -> bool {
-        !matches!(self, Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm)
+        !matches!(
+            self,
+            Func::Tr
+                | Func::Det
+                | Func::Logdet
+                | Func::Sum
+                | Func::Norm
+                | Func::Norm1
+                | Func::Norm2
+                | Func::Diag
+        )
     }
 }
 

@@ -155,10 +155,14 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 let sign = if *k < 0.0 { "-" } else { "" };
                 out.push_str(&format!("^{{\\circ {sign}{}}}", number_latex(k.abs())));
             }
-            ExprKind::Call(Func::Norm, a) => {
+            ExprKind::Call(f @ (Func::Norm | Func::Norm1 | Func::Norm2), a) => {
                 out.push_str("\\left\\|");
                 write(out, a, Prec::Loosest);
-                out.push_str("\\right\\|_{F}");
+                out.push_str(match f {
+                    Func::Norm1 => "\\right\\|_{1}",
+                    Func::Norm2 => "\\right\\|_{2}",
+                    _ => "\\right\\|_{F}",
+                });
             }
             // |A|: the bars grow with their content, so nested ones stay apart.
             ExprKind::Call(Func::Abs, a) => {
@@ -195,7 +199,8 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     Func::Cosh => "\\cosh",
                     Func::Log1p => "\\operatorname{log1p}",
                     Func::Sum => "\\operatorname{sum}",
-                    Func::Norm | Func::Abs => unreachable!("handled above"),
+                    Func::Diag => "\\operatorname{diag}",
+                    Func::Norm | Func::Norm1 | Func::Norm2 | Func::Abs => unreachable!("handled above"),
                 });
                 out.push_str("\\left(");
                 write(out, a, Prec::Loosest);

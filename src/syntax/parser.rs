@@ -407,6 +407,7 @@ impl Builder {
         let operator = BinOp::CALLS.into_iter().find(|op| op.symbol() == name);
         let (usage, arity) = match (name, Func::from_name(name), operator) {
             ("inv", ..) => ("inv(A): the inverse of a square matrix, as A^-1", 1),
+            ("norm", ..) if args.len() == 2 => return norm_p(args, span),
             (_, Some(f), _) => (f.usage(), 1),
             (_, _, Some(op)) => (op.call_usage().expect("a call operator"), 2),
             ("prod", ..) => {
@@ -525,7 +526,11 @@ fn convert_error(e: pest::error::Error<Rule>, src: &str) -> Error {
             format!("the exponent of a matrix power `^` is an integer, found `{literal}`"),
         )
         .label(Span::new(start, start + literal.len()), "not an integer")
-        .note(format!("for the power of every entry, write `.^ {literal}`"));
+        .note(if literal.parse::<f64>() == Ok(0.5) {
+            "for the square root of every entry, write `.^ 0.5` or `sqrt(A)`; a matrix square root is not in the language".to_string()
+        } else {
+            format!("for the power of every entry, write `.^ {literal}`")
+        });
     }
     Error::new(ErrorKind::Parse, format!("expected {wanted}, found {found}"))
         .label(Span::new(start, end), format!("expected {wanted}"))
@@ -554,6 +559,23 @@ const ALIASES: [(&str, &str); 18] = [
     ("logdeterminant", "`logdet`"),
 ];
 
+/// `norm(x, p)`: p = 1 is `norm1`, p = 2 the Euclidean norm of a vector
+/// (whose shape inference then asks for); any other p is refused by name.
+fn norm_p(mut args: Vec<(Expr, Span)>, span: Span) -> Result<Expr> {
+    let (p, p_span) = args.pop().expect("two arguments");
+    let x = Rc::new(args.pop().expect("two arguments").0);
+    let f = match p.kind {
+        ExprKind::Num(1.0) => Func::Norm1,
+        ExprKind::Num(2.0) => Func::Norm2,
+        _ => {
+            return Err(Error::new(ErrorKind::Parse, format!("`norm(x, {p})` is not in the language"))
+                .label(p_span, "p must be 1 or 2")
+                .note("norm(x, 1) (also norm1(x)) is the sum of absolute values, norm(x, 2) the Euclidean norm of a vector, norm(A) the Frobenius norm"))
+        }
+    };
+    Ok(Expr::new(ExprKind::Call(f, x), span))
+}
+
 /// The functions a call can name, as the language lists them.
 ///
 /// ```
@@ -562,6 +584,7 @@ const ALIASES: [(&str, &str); 18] = [
 pub fn function_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = Func::ALL.iter().map(|f| f.name()).collect();
     names.extend(BinOp::CALLS.iter().map(|op| op.symbol()));
+    names.dedup(); // `norm` names both Norm and Norm2, next to each other
     names.extend(["inv", "prod"]);
     names
 }

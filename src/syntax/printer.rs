@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::ast::{BinOp, Expr, ExprKind};
+use super::ast::{BinOp, Expr, ExprKind, Func};
 
 /// Binding strength, loosest first; mirrors the PrattParser's table.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -230,7 +230,7 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
             ExprKind::Call(func, a) => {
                 write!(f, "{}(", func.name())?;
                 write_expr(f, a, Prec::Loosest)?;
-                f.write_str(")")
+                f.write_str(if *func == Func::Norm2 { ", 2)" } else { ")" })
             }
             ExprKind::Prod(prod) => {
                 let crate::syntax::Prod { body, var, lo, hi } = &**prod;

@@ -697,7 +697,9 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
                 Func::Log1p => ANY,
                 Func::Sin | Func::Cos => Range::of(-1.0, 1.0),
                 Func::Sum | Func::Tr => a.sum(),
-                Func::Norm => NONNEG,
+                Func::Norm | Func::Norm1 | Func::Norm2 => NONNEG,
+                // The entries, and the zeros off a diagonal.
+                Func::Diag => Range::of(a.lo.min(0.0), a.hi.max(0.0)),
                 Func::Det | Func::Logdet => ANY,
             }
         }

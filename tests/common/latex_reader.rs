@@ -5,7 +5,7 @@
 //! a bracket is caught. It returns a bracket tree (`Tree`) to compare with
 //! the one [`tree`] makes of the expression.
 
-use matdiff::syntax::{format_number, var_latex, BinOp, Expr, ExprKind};
+use matdiff::syntax::{format_number, var_latex, BinOp, Expr, ExprKind, Func};
 
 /// An expression's structure, with the leaves as LaTeX.
 #[derive(Clone, Debug, PartialEq)]
@@ -57,6 +57,8 @@ pub fn tree(e: &Expr) -> Tree {
             _ => Tree::Sup(k.to_string(), b(a)),
         },
         ExprKind::HadamardPower(a, p) => Tree::Sup(format!("o{}", format_number(*p)), b(a)),
+        // `norm(x, 2)` is named `norm` as `norm(A)` is: told apart here.
+        ExprKind::Call(Func::Norm2, a) => Tree::Call("norm2".to_string(), b(a)),
         ExprKind::Call(f, a) => Tree::Call(f.name().to_string(), b(a)),
         ExprKind::Prod(p) => Tree::Prod(
             format!("{}={}", escape(&p.var), escape(&p.lo.to_string())),
@@ -304,8 +306,15 @@ impl Reader<'_> {
         }
         if self.eat("\\left\\|") {
             let t = self.sum()?;
-            self.expect("\\right\\|_{F}")?;
-            return Ok(Tree::Call("norm".into(), Box::new(t)));
+            let name = if self.eat("\\right\\|_{1}") {
+                "norm1"
+            } else if self.eat("\\right\\|_{2}") {
+                "norm2"
+            } else {
+                self.expect("\\right\\|_{F}")?;
+                "norm"
+            };
+            return Ok(Tree::Call(name.into(), Box::new(t)));
         }
         if self.eat("\\left(") {
             let t = self.sum()?;
