@@ -749,9 +749,6 @@ impl<'t, 'p> Walk<'t, 'p> {
                             (Rule::DiagOfVector, rules::diag(a, rows_one && !cols_one))
                         }
                     }
-                    // Piecewise constant: no contribution (its kinks are kept
-                    // away from the drawn points).
-                    Func::Sign => return Ok(vec![]),
                     f => (Rule::Entrywise(*f), rules::entrywise(a, *f, e, x, scalar(x) && scalar(a))),
                 };
                 vec![(rule, x, adj)]
