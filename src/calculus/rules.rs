@@ -178,6 +178,35 @@ pub(super) fn sum_entries(a: &Expr, x: &Expr, scalar: bool) -> Expr {
     }
 }
 
+/// X in sum(X, 1): `ones(m) * A`, the row A repeated down the m rows.
+pub(super) fn sum_columns(a: &Expr, ones_m: Expr) -> Expr {
+    fold_product([ones_m, a.clone()]).expect("two parts")
+}
+
+/// X in sum(X, 2): `A * ones(1, n)`, the column A repeated over the n columns.
+pub(super) fn sum_rows(a: &Expr, ones_n: Expr) -> Expr {
+    fold_product([a.clone(), ones_n]).expect("two parts")
+}
+
+/// Z in S = softmax(Z), column by column: s ⊙ a − s (sᵀa), that is
+/// `S .* (A - ones(m) * sum(A .* S, 1))`.
+pub(super) fn softmax(a: &Expr, s: &Expr, ones_m: Expr) -> Expr {
+    let inner = Expr::call(Func::SumCols, hadamard(a.clone(), s.clone()));
+    hadamard(s.clone(), Expr::minus(a.clone(), Expr::product(ones_m, inner)))
+}
+
+/// Z in logsumexp(Z): each column gets softmax(z) times its entry of the
+/// row A: `softmax(Z) .* (ones(m) * A)`; for a column Z (a scalar result),
+/// `a * softmax(Z)`.
+pub(super) fn logsumexp(a: &Expr, z: &Expr, ones_m: Expr, scalar: bool) -> Expr {
+    let s = Expr::call(Func::Softmax, z.clone());
+    if scalar {
+        times_expr(a, s)
+    } else {
+        hadamard(s, fold_product([ones_m, a.clone()]).expect("two parts"))
+    }
+}
+
 /// X in norm(X): a · X / norm(X).
 pub(super) fn norm(a: &Expr, norm_x: &Expr, x: &Expr) -> Expr {
     Expr::binary(BinOp::Div, times_expr(a, x.clone()), norm_x.clone())
@@ -194,7 +223,15 @@ pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -
         Func::Cos => Expr::negate(Expr::call(Func::Sin, u.clone())),
         Func::Tanh => one_minus(entry_power(f_u, 2.0)),
         Func::Sigmoid => hadamard(f_u.clone(), one_minus(f_u.clone())),
-        Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm => {
+        Func::Tr
+        | Func::Det
+        | Func::Logdet
+        | Func::Sum
+        | Func::Norm
+        | Func::SumCols
+        | Func::SumRows
+        | Func::Softmax
+        | Func::Logsumexp => {
             unreachable!("{} is not entrywise", f.name())
         }
     };

@@ -458,6 +458,7 @@ impl Analysis<'_, '_> {
             ExprKind::Num(_) => Signs::POS,
             // Ones on the diagonal, zeros elsewhere.
             ExprKind::Identity => Signs::NONNEG,
+            ExprKind::Ones(_) => Signs::POS,
             ExprKind::Neg(a) => self.sign_of(a, failing).neg(),
             ExprKind::Transpose(a) => self.sign_of(a, failing),
             ExprKind::Binary { op, lhs, rhs, .. } => {
@@ -518,9 +519,13 @@ impl Analysis<'_, '_> {
                         Signs::POS
                     }
                 }
-                Func::Exp | Func::Sigmoid => {
+                Func::Exp | Func::Sigmoid | Func::Softmax => {
                     self.sign_of(a, failing);
                     Signs::POS
+                }
+                Func::Logsumexp => {
+                    self.sign_of(a, failing);
+                    Signs::ALL
                 }
                 // Odd and increasing: the argument's signs.
                 Func::Tanh => self.sign_of(a, failing),
@@ -529,7 +534,7 @@ impl Analysis<'_, '_> {
                     self.sign_of(a, failing);
                     Signs::ALL
                 }
-                Func::Sum => self.sign_of(a, failing).many(),
+                Func::Sum | Func::SumCols | Func::SumRows => self.sign_of(a, failing).many(),
                 Func::Tr => {
                     let s = self.sign_of(a, failing);
                     if self.is_spd(a) || self.is_gram(a) {
@@ -578,6 +583,7 @@ impl Analysis<'_, '_> {
             },
             ExprKind::Num(x) => (*x, *x),
             ExprKind::Identity => (0.0, 1.0),
+            ExprKind::Ones(_) => (1.0, 1.0),
             ExprKind::Neg(a) => {
                 let (lo, hi) = of(a);
                 (-hi, -lo)
@@ -612,7 +618,9 @@ impl Analysis<'_, '_> {
                     Func::Log if hi > 0.0 => (if lo > 0.0 { lo.ln() } else { f64::NEG_INFINITY }, hi.ln()),
                     Func::Sqrt if hi >= 0.0 => (lo.max(0.0).sqrt(), hi.sqrt()),
                     Func::Norm => (0.0, f64::INFINITY),
-                    Func::Sum | Func::Tr => many((lo, hi)),
+                    Func::Sum | Func::Tr | Func::SumCols | Func::SumRows => many((lo, hi)),
+                    // Each entry a probability: exp(z) over a sum that holds it.
+                    Func::Softmax => (0.0, 1.0),
                     _ => ALL,
                 }
             }
@@ -695,7 +703,7 @@ impl Analysis<'_, '_> {
                     self.domains.insert(VarName::clone(v), Domain { structure: wanted, ..d });
                 }
             }
-            ExprKind::Num(_) | ExprKind::Identity => {}
+            ExprKind::Num(_) | ExprKind::Identity | ExprKind::Ones(_) => {}
             ExprKind::Neg(x) => self.mark_structure(x, context.negated()),
             ExprKind::Transpose(x) => self.mark_structure(x, context),
             ExprKind::Binary { op, lhs, rhs, .. } => {

@@ -36,9 +36,13 @@ impl Plan {
             Op::HadamardDiv(a, b) => format!("{} ./ {}", t(a), t(b)),
             Op::HadamardPower(a, p) => format!("{} .^ {}", t(a), format_number(*p)),
             Op::Div(a, b) => format!("{} / {}", t(a), t(b)),
-            Op::Call(f, a) => format!("{}({})", f.name(), t(a)),
+            Op::Call(f, a) => match f.axis() {
+                Some(k) => format!("{}({}, {k})", f.name(), t(a)),
+                None => format!("{}({})", f.name(), t(a)),
+            },
             Op::Inverse(a) => format!("{}^-1", t(a)),
             Op::Identity => "I".to_string(),
+            Op::Ones => "ones".to_string(),
         }
     }
 

@@ -125,6 +125,10 @@ define_language! {
         "sigmoid" = Sigmoid(Id),
         "sum" = Sum(Id),
         "norm" = Norm(Id),
+        "sum1" = SumCols(Id),
+        "sum2" = SumRows(Id),
+        "softmax" = Softmax(Id),
+        "logsumexp" = Logsumexp(Id),
         Num(Constant),
         Exponent(Exponent),
         Size(Size),
@@ -195,7 +199,10 @@ impl Analysis<Mat> for Shapes {
             | Mat::Sin(a)
             | Mat::Cos(a)
             | Mat::Tanh(a)
-            | Mat::Sigmoid(a) => shape(a),
+            | Mat::Sigmoid(a)
+            | Mat::Softmax(a) => shape(a),
+            Mat::SumCols(a) | Mat::Logsumexp(a) => shape(a).map(|s| Shape::new(Dim::Const(1), s.cols)),
+            Mat::SumRows(a) => shape(a).map(|s| Shape::new(s.rows, Dim::Const(1))),
             Mat::Trans(a) => shape(a).map(|s| s.transposed()),
             Mat::Tr(_) | Mat::Det(_) | Mat::Logdet(_) | Mat::Sum(_) | Mat::Norm(_) => scalar,
         };
@@ -361,6 +368,10 @@ impl Converter {
                         Func::Sigmoid => Mat::Sigmoid(a),
                         Func::Sum => Mat::Sum(a),
                         Func::Norm => Mat::Norm(a),
+                        Func::SumCols => Mat::SumCols(a),
+                        Func::SumRows => Mat::SumRows(a),
+                        Func::Softmax => Mat::Softmax(a),
+                        Func::Logsumexp => Mat::Logsumexp(a),
                     })
                 }
                 ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
@@ -388,7 +399,7 @@ impl Converter {
                         BinOp::Mul => unreachable!("handled above"),
                     })
                 }
-                ExprKind::Prod(_) => {
+                ExprKind::Prod(_) | ExprKind::Ones(_) => {
                     // Equal constructs are one leaf, so that they can cancel and match.
                     let s = resolved(self, e)?;
                     let k = match self.opaque.iter().position(|o| o == e) {
@@ -502,6 +513,10 @@ impl Converter {
                 Mat::Sigmoid(x) => call(Func::Sigmoid, x)?,
                 Mat::Sum(x) => call(Func::Sum, x)?,
                 Mat::Norm(x) => call(Func::Norm, x)?,
+                Mat::SumCols(x) => call(Func::SumCols, x)?,
+                Mat::SumRows(x) => call(Func::SumRows, x)?,
+                Mat::Softmax(x) => call(Func::Softmax, x)?,
+                Mat::Logsumexp(x) => call(Func::Logsumexp, x)?,
             })
         })
     }

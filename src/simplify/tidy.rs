@@ -229,6 +229,15 @@ impl Tidier<'_> {
                     let s = self.shape(e, &[])?;
                     (vec![Monomial::leaf(e.clone(), self.typer.is_scalar(s))], s)
                 }
+                // The transpose of a ones matrix is the ones matrix of the other shape.
+                ExprKind::Ones(sizes) => {
+                    let s = self.shape(e, &[])?;
+                    let leaf = match t {
+                        true => Rc::new(Expr::ones(sizes.1.clone(), sizes.0.clone())),
+                        false => e.clone(),
+                    };
+                    (vec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s)
+                }
                 ExprKind::Num(x) => (vec![Monomial::number(*x)], self.shape(e, &[])?),
                 ExprKind::Neg(a) => {
                     let (mut sum, s) = self.norm(a, t)?;
