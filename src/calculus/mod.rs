@@ -86,6 +86,8 @@ pub enum Rule {
     Softmax,
     /// Each column: d logsumexp(z) = softmax(z)ᵀ dz.
     Logsumexp,
+    /// Each column: d log(softmax(z)) = dz - 1 softmax(z)ᵀ dz.
+    LogSoftmax,
 }
 
 impl Rule {
@@ -116,6 +118,7 @@ impl Rule {
             Rule::SumRows => "d sum(X, 2) = dX ones(n), so tr(A^T dX ones(n)) = tr((A ones(n)^T)^T dX)",
             Rule::Softmax => "d softmax(z) = s .* dz - s (s^T dz) for each column z, s = softmax(z)",
             Rule::Logsumexp => "d logsumexp(z) = softmax(z)^T dz for each column z",
+            Rule::LogSoftmax => "d log(softmax(z)) = dz - ones(m) softmax(z)^T dz for each column z",
             Rule::Entrywise(f) => match f {
                 Func::Exp => "d exp(U) = exp(U) .* dU",
                 Func::Log => "d log(U) = dU ./ U",
@@ -595,13 +598,18 @@ impl<'t, 'p> Walk<'t, 'p> {
                     .map(|adj| vec![(Rule::HadamardPower, &**x, adj)])
                     .unwrap_or_default()
             }
+            // log ∘ softmax in one step: its adjoint has no 1 ./ softmax(Z).
+            ExprKind::Call(Func::Log, s) if matches!(&s.kind, ExprKind::Call(Func::Softmax, _)) => {
+                let ExprKind::Call(_, z) = &s.kind else { unreachable!("matched above") };
+                vec![(Rule::LogSoftmax, &**z, rules::log_softmax(a, s, self.ones(e, z, true)?))]
+            }
             ExprKind::Call(f, x) => {
                 let x = &**x;
                 let (rule, adj) = match f {
                     Func::Tr => (Rule::Trace, rules::times_expr(a, Expr::identity())),
                     Func::Det => (Rule::Det, rules::det(a, e, x)),
                     Func::Logdet => (Rule::Logdet, rules::logdet(a, x)),
-                    Func::Sum => (Rule::SumEntries, rules::sum_entries(a, x, scalar(x))),
+                    Func::Sum => (Rule::SumEntries, rules::sum_entries(a, self.ones_like(x), scalar(x))),
                     Func::Norm => (Rule::Norm, rules::norm(a, e, x)),
                     Func::SumCols => (Rule::SumColumns, rules::sum_columns(a, self.ones(e, x, true)?)),
                     Func::SumRows => (Rule::SumRows, rules::sum_rows(a, self.ones(e, x, false)?)),
@@ -639,6 +647,21 @@ impl<'t, 'p> Walk<'t, 'p> {
         };
         let one = DimSpec::Const(1);
         Ok(if rows { Expr::ones(size, one) } else { Expr::ones(one, size) })
+    }
+
+    /// The ones matrix of the shape of `x`, or `x .^ 0` where a size is not known.
+    fn ones_like(&self, x: &Expr) -> Expr {
+        use crate::shape::Dim;
+        use crate::syntax::DimSpec;
+        let spec = |d: Dim| match d {
+            Dim::Const(n) => Some(DimSpec::Const(n)),
+            Dim::Symbol(s) => Some(DimSpec::Symbol(s)),
+            _ => None,
+        };
+        match self.typing.node_shape(x).map(|s| (spec(s.rows), spec(s.cols))) {
+            Some((Some(r), Some(c))) => Expr::ones(r, c),
+            _ => Expr::synthetic(ExprKind::HadamardPower(Rc::new(x.clone()), 0.0)),
+        }
     }
 
     /// sum(A) for a scalar broadcast over the sum `whole`. When A is c·I

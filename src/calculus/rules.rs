@@ -168,14 +168,21 @@ pub(super) fn logdet(a: &Expr, x: &Expr) -> Expr {
     times_expr(a, Expr::transpose(power(x, -1)))
 }
 
-/// X in sum(X): a·𝟙, written `X .^ 0` (the language has no ones matrix; x⁰ = 1
-/// for every x). A later ⊙ with the same shape absorbs it.
-pub(super) fn sum_entries(a: &Expr, x: &Expr, scalar: bool) -> Expr {
+/// X in sum(X): a·𝟙, with `ones` the ones matrix of X's shape (`X .^ 0`
+/// where a size cannot be written). A later ⊙ with the same shape absorbs it.
+pub(super) fn sum_entries(a: &Expr, ones: Expr, scalar: bool) -> Expr {
     if scalar {
         a.clone()
     } else {
-        times_expr(a, entry_power(x, 0.0))
+        times_expr(a, ones)
     }
+}
+
+/// Z in log(softmax(Z)), column by column: a − s (1ᵀa), that is
+/// `A - S .* (ones(m) * sum(A, 1))`.
+pub(super) fn log_softmax(a: &Expr, s: &Expr, ones_m: Expr) -> Expr {
+    let spread = fold_product([ones_m, Expr::call(Func::SumCols, a.clone())]).expect("two parts");
+    Expr::minus(a.clone(), hadamard(s.clone(), spread))
 }
 
 /// X in sum(X, 1): `ones(m) * A`, the row A repeated down the m rows.

@@ -56,6 +56,8 @@ pub enum Structure {
     DominantNegative,
     /// Symmetric positive definite (declared only).
     Spd,
+    /// Each column one-hot (declared only).
+    OneHot,
 }
 
 /// The distribution a variable is drawn from.
@@ -78,6 +80,7 @@ impl Domain {
             DomainSpec::Negative => Domain { sign: Sign::Negative, ..Domain::ANY },
             DomainSpec::NonZero => Domain { sign: Sign::NonZero, ..Domain::ANY },
             DomainSpec::Spd => Domain { structure: Structure::Spd, ..Domain::ANY },
+            DomainSpec::OneHot => Domain { structure: Structure::OneHot, ..Domain::ANY },
         }
     }
 
@@ -95,6 +98,7 @@ impl Domain {
             Structure::DominantPositive => Some("invertible (positive diagonal)"),
             Structure::DominantNegative => Some("invertible (negative diagonal)"),
             Structure::Spd => Some("spd"),
+            Structure::OneHot => Some("onehot"),
         };
         match (structure, sign) {
             (None, None) => "any".to_string(),
@@ -119,6 +123,13 @@ impl Domain {
             Sign::Positive => rng.random_range(0.5..2.0),
             Sign::Negative => -rng.random_range(0.5..2.0),
         };
+        if self.structure == Structure::OneHot {
+            let mut m = Matrix::zeros(rows, cols);
+            for j in 0..cols {
+                m[(rng.random_range(0..rows), j)] = 1.0;
+            }
+            return m;
+        }
         let b = Matrix::from_fn(rows, cols, |_, _| entry(rng));
         if rows != cols {
             return b;
@@ -156,6 +167,7 @@ impl Domain {
             // B Bᵀ / n + I/2: symmetric, eigenvalues at least 1/2; with
             // positive B, positive entries too.
             (Structure::Spd, _) => &b * b.transpose() * (1.0 / n) + Matrix::identity(rows, rows) * 0.5,
+            (Structure::OneHot, _) => unreachable!("drawn above"),
         }
     }
 }

@@ -205,14 +205,16 @@ impl Graph {
         if e.any(named) {
             let mut open = typer.clone().with_open_ones();
             let mut found = vec![];
-            if open
-                .infer_with(e, &mut |x, s| {
-                    if named(x) {
-                        found.push((x as *const Expr, s));
-                    }
-                })
-                .is_ok()
-            {
+            let got = open.infer_with(e, &mut |x, s| {
+                if named(x) {
+                    found.push((x as *const Expr, s));
+                }
+            });
+            if let Ok(got) = got {
+                if let Some(want) = want {
+                    let want = open.lift(want);
+                    open.unify_shapes(got, want);
+                }
                 for (ptr, s) in found {
                     if let (Dim::Const(r), Dim::Const(c)) =
                         (open.resolve_dim(s.rows), open.resolve_dim(s.cols))

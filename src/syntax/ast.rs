@@ -1046,12 +1046,20 @@ pub enum DomainSpec {
     NonZero,
     /// Symmetric positive definite (a square matrix).
     Spd,
+    /// Each column one-hot: one entry 1, the others 0 (labels of a
+    /// classifier); so each column sums to 1.
+    OneHot,
 }
 
 impl DomainSpec {
     /// Every domain, in the order the language lists them.
-    pub const ALL: [DomainSpec; 4] =
-        [DomainSpec::Positive, DomainSpec::Negative, DomainSpec::NonZero, DomainSpec::Spd];
+    pub const ALL: [DomainSpec; 5] = [
+        DomainSpec::Positive,
+        DomainSpec::Negative,
+        DomainSpec::NonZero,
+        DomainSpec::Spd,
+        DomainSpec::OneHot,
+    ];
 
     /// The keyword, as written in declarations and `--domain`.
     pub fn name(self) -> &'static str {
@@ -1060,6 +1068,7 @@ impl DomainSpec {
             DomainSpec::Negative => "negative",
             DomainSpec::NonZero => "nonzero",
             DomainSpec::Spd => "spd",
+            DomainSpec::OneHot => "onehot",
         }
     }
 

@@ -517,7 +517,8 @@ fn convert_error(e: pest::error::Error<Rule>, src: &str) -> Error {
     let expected = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
             let mut names: Vec<&str> = positives.iter().filter_map(|r| describe(*r)).collect();
-            names.dedup();
+            let mut seen = std::collections::HashSet::new();
+            names.retain(|n| seen.insert(*n));
             let mut seen = std::collections::HashSet::new();
             names.retain(|n| seen.insert(*n));
             if names.contains(&"an expression") {
@@ -577,7 +578,8 @@ const ALIASES: [(&str, &str); 10] = [
 /// ```
 pub fn function_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = Func::ALL.iter().map(|f| f.name()).collect();
-    names.dedup();
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(*n));
     names.extend(["inv", "prod", "ones"]);
     names
 }

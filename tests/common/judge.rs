@@ -620,6 +620,7 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
     match &e.kind {
         ExprKind::Num(c) => Range::of(*c, *c),
         ExprKind::Identity => Range::of(0.0, 1.0),
+        ExprKind::Ones(_) => Range::of(1.0, 1.0),
         ExprKind::Var(_) | ExprKind::Prod(_) => ANY,
         ExprKind::Neg(a) => r(a).neg(),
         ExprKind::Transpose(a) => r(a),
@@ -679,7 +680,9 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
                 Func::Sigmoid => a.monotone(|x| 1.0 / (1.0 + (-x).exp())),
                 Func::Tanh => a.monotone(f64::tanh),
                 Func::Sin | Func::Cos => Range::of(-1.0, 1.0),
-                Func::Sum | Func::Tr => a.sum(),
+                Func::Sum | Func::Tr | Func::SumCols | Func::SumRows => a.sum(),
+                Func::Softmax => Range::of(0.0, 1.0),
+                Func::Logsumexp => ANY,
                 Func::Norm => NONNEG,
                 Func::Det | Func::Logdet => ANY,
             }
