@@ -609,7 +609,7 @@ impl<'t, 'p> Walk<'t, 'p> {
                     Func::Tr => (Rule::Trace, rules::times_expr(a, Expr::identity())),
                     Func::Det => (Rule::Det, rules::det(a, e, x)),
                     Func::Logdet => (Rule::Logdet, rules::logdet(a, x)),
-                    Func::Sum => (Rule::SumEntries, rules::sum_entries(a, self.ones_like(x), scalar(x))),
+                    Func::Sum => (Rule::SumEntries, rules::sum_entries(a, x, scalar(x))),
                     Func::Norm => (Rule::Norm, rules::norm(a, e, x)),
                     Func::SumCols => (Rule::SumColumns, rules::sum_columns(a, self.ones(e, x, true)?)),
                     Func::SumRows => (Rule::SumRows, rules::sum_rows(a, self.ones(e, x, false)?)),
@@ -647,21 +647,6 @@ impl<'t, 'p> Walk<'t, 'p> {
         };
         let one = DimSpec::Const(1);
         Ok(if rows { Expr::ones(size, one) } else { Expr::ones(one, size) })
-    }
-
-    /// The ones matrix of the shape of `x`, or `x .^ 0` where a size is not known.
-    fn ones_like(&self, x: &Expr) -> Expr {
-        use crate::shape::Dim;
-        use crate::syntax::DimSpec;
-        let spec = |d: Dim| match d {
-            Dim::Const(n) => Some(DimSpec::Const(n)),
-            Dim::Symbol(s) => Some(DimSpec::Symbol(s)),
-            _ => None,
-        };
-        match self.typing.node_shape(x).map(|s| (spec(s.rows), spec(s.cols))) {
-            Some((Some(r), Some(c))) => Expr::ones(r, c),
-            _ => Expr::synthetic(ExprKind::HadamardPower(Rc::new(x.clone()), 0.0)),
-        }
     }
 
     /// sum(A) for a scalar broadcast over the sum `whole`. When A is c·I

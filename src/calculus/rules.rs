@@ -168,13 +168,13 @@ pub(super) fn logdet(a: &Expr, x: &Expr) -> Expr {
     times_expr(a, Expr::transpose(power(x, -1)))
 }
 
-/// X in sum(X): a·𝟙, with `ones` the ones matrix of X's shape (`X .^ 0`
-/// where a size cannot be written). A later ⊙ with the same shape absorbs it.
-pub(super) fn sum_entries(a: &Expr, ones: Expr, scalar: bool) -> Expr {
+/// X in sum(X): a·𝟙, written `X .^ 0` (x⁰ = 1 for every x; the size of X
+/// may be one no name gives). A later ⊙ with the same shape absorbs it.
+pub(super) fn sum_entries(a: &Expr, x: &Expr, scalar: bool) -> Expr {
     if scalar {
         a.clone()
     } else {
-        times_expr(a, ones)
+        times_expr(a, entry_power(x, 0.0))
     }
 }
 

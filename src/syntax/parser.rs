@@ -446,8 +446,8 @@ impl Builder {
         }
         let func = match (Func::from_name(name), args.get(1)) {
             (Some(Func::Sum), Some((axis, at))) => match axis.kind {
-                ExprKind::Num(k) if k == 1.0 => Some(Func::SumCols),
-                ExprKind::Num(k) if k == 2.0 => Some(Func::SumRows),
+                ExprKind::Num(1.0) => Some(Func::SumCols),
+                ExprKind::Num(2.0) => Some(Func::SumRows),
                 _ => {
                     return Err(Error::new(
                         ErrorKind::Parse,
