@@ -91,6 +91,41 @@ proptest! {
     }
 }
 
+// ------------------------------------------------ (a') LaTeX means the same
+// The LaTeX of any expression, read as a person reads it (juxtaposition a
+// product, `A -B` a difference, no reading for `A B \odot C`), is the
+// expression: the printer drops no bracket that changes the meaning.
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(common::cases(1000)))]
+    #[test]
+    fn latex_reads_back_as_the_expression(e in any_expr()) {
+        let latex = matdiff::syntax::to_latex(&e);
+        let read = common::latex_reader::read(&latex)
+            .map_err(|err| TestCaseError::fail(format!("{e}\n{latex}\n{err}")))?;
+        prop_assert_eq!(read, common::latex_reader::tree(&e), "{}\n{}", e, latex);
+    }
+}
+
+/// The reader is strict: it refuses the forms without a single reading
+/// and reads juxtaposition and signs as a person would.
+#[test]
+fn the_latex_reader_refuses_what_has_no_single_reading() {
+    use common::latex_reader::{read, tree};
+    for ambiguous in [r"A B \odot C", r"A \odot B \oslash C", r"A \cdot B \odot C"] {
+        assert!(read(ambiguous).is_err(), "{ambiguous}");
+    }
+    let same =
+        |latex: &str, text: &str| assert_eq!(read(latex), Ok(tree(&parse_expr(text).unwrap())), "{latex}");
+    same(r"A -B", "A - B");
+    same(r"A \cdot -B", "A * -B");
+    same(r"\left(A \odot B\right) C", "(A .* B) * C");
+    same(r"W_{2}^{\top} G", "W2^T * G");
+    same(r"\sigma\left(x\right)", "sigmoid(x)");
+    same(r"\sigma \cdot \left(x\right)", "sigma * x");
+    same(r"1 \times 10^{-7} A", "1e-7 * A");
+}
+
 // --------------------------------------------------------------- (b) chains
 // The generators of (b) and (c) are in tests/common/generators.rs.
 

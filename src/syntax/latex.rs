@@ -2,7 +2,7 @@
 //! `\operatorname{tr}`, `\odot`, `\prod_{i=1}^{n}`.
 
 use super::ast::{BinOp, Expr, ExprKind, Func, Index, VarName};
-use super::printer::{format_number, prec, Prec};
+use super::printer::{format_number, operand_prec, prec, Prec, Side};
 
 const GREEK: [&str; 17] = [
     "alpha", "beta", "gamma", "delta", "epsilon", "lambda", "mu", "nu", "rho", "sigma", "tau", "theta",
@@ -106,7 +106,7 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     }
                 }
             }
-            ExprKind::Num(x) => out.push_str(&format_number(*x)),
+            ExprKind::Num(x) => out.push_str(&number_latex(*x)),
             ExprKind::Neg(a) => {
                 out.push('-');
                 write(out, a, Prec::Postfix);
@@ -119,16 +119,37 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 out.push('}');
             }
             ExprKind::Binary { op, lhs, rhs, .. } => {
-                write(out, lhs, p);
+                write(out, lhs, operand_prec(*op, lhs, Side::Left));
+                let right = operand_prec(*op, rhs, Side::Right);
                 out.push_str(match op {
                     BinOp::Add => " + ",
                     BinOp::Sub => " - ",
+                    // Juxtaposed, `A -B` would read as a difference and `2 3`
+                    // as 23: a sign or a digit on the right takes `\cdot`.
+                    BinOp::Mul if starts_with_sign_or_digit(rhs, right) => " \\cdot ",
+                    // `\sigma \left(x\right)` would read as the sigmoid.
+                    BinOp::Mul if ends_with_sigma(lhs, operand_prec(*op, lhs, Side::Left)) => " \\cdot ",
                     BinOp::Mul => " ",
                     BinOp::Hadamard => " \\odot ",
                     BinOp::HadamardDiv => " \\oslash ",
                     BinOp::Div => unreachable!("handled above"),
                 });
-                write(out, rhs, p.tighter());
+                write(out, rhs, right);
+            }
+            // The inverse of a transpose and the transpose of an inverse are
+            // one matrix, written X^{-T} as textbooks do.
+            ExprKind::Power(a, -1) | ExprKind::Transpose(a)
+                if matches!(
+                    (&e.kind, &a.kind),
+                    (ExprKind::Power(_, -1), ExprKind::Transpose(_))
+                        | (ExprKind::Transpose(_), ExprKind::Power(_, -1))
+                ) =>
+            {
+                let (ExprKind::Transpose(x) | ExprKind::Power(x, _)) = &a.kind else {
+                    unreachable!("matched above")
+                };
+                write_base(out, x);
+                out.push_str("^{-\\top}");
             }
             ExprKind::Transpose(a) => {
                 write_base(out, a);
@@ -141,12 +162,17 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
             ExprKind::HadamardPower(a, k) => {
                 write_base(out, a);
                 let sign = if *k < 0.0 { "-" } else { "" };
-                out.push_str(&format!("^{{\\circ {sign}{}}}", format_number(k.abs())));
+                out.push_str(&format!("^{{\\circ {sign}{}}}", number_latex(k.abs())));
             }
             ExprKind::Call(Func::Norm, a) => {
                 out.push_str("\\left\\|");
                 write(out, a, Prec::Loosest);
                 out.push_str("\\right\\|_{F}");
+            }
+            ExprKind::Call(Func::Sqrt, a) => {
+                out.push_str("\\sqrt{");
+                write(out, a, Prec::Loosest);
+                out.push('}');
             }
             ExprKind::Call(f, a) => {
                 out.push_str(match f {
@@ -155,7 +181,7 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     Func::Logdet => "\\log\\left|\\det",
                     Func::Exp => "\\exp",
                     Func::Log => "\\log",
-                    Func::Sqrt => "\\operatorname{sqrt}",
+                    Func::Sqrt => unreachable!("handled above"),
                     Func::Sin => "\\sin",
                     Func::Cos => "\\cos",
                     Func::Tanh => "\\tanh",
@@ -189,6 +215,75 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
             }
         }
     })
+}
+
+/// A number as LaTeX: `1e-7` (which would read as 1e − 7) is
+/// `1 \times 10^{-7}`.
+fn number_latex(x: f64) -> String {
+    let text = format_number(x);
+    match text.split_once('e') {
+        Some((mantissa, exponent)) => format!("{mantissa} \\times 10^{{{exponent}}}"),
+        None => text,
+    }
+}
+
+/// Whether `e`, written at `min`, begins with a minus sign or a digit.
+fn starts_with_sign_or_digit(e: &Expr, min: Prec) -> bool {
+    let mut e = e;
+    loop {
+        if prec(e) < min {
+            return false; // bracketed
+        }
+        match &e.kind {
+            ExprKind::Neg(_) => return true,
+            ExprKind::Num(_) => return true,
+            ExprKind::Binary { op: BinOp::Div, .. } => return false, // \frac
+            ExprKind::Binary { op, lhs, .. } => {
+                let next = operand_prec(*op, lhs, Side::Left);
+                if prec(lhs) < next {
+                    return false;
+                }
+                e = lhs;
+            }
+            ExprKind::Transpose(a) | ExprKind::Power(a, _) | ExprKind::HadamardPower(a, _) => {
+                // A base looser than an atom is bracketed or braced.
+                if prec(a) < Prec::Atom {
+                    return false;
+                }
+                e = a;
+            }
+            ExprKind::Var(_)
+            | ExprKind::Identity
+            | ExprKind::Ones(_)
+            | ExprKind::Call(..)
+            | ExprKind::Prod(_) => return false,
+        }
+    }
+}
+
+/// Whether `e`, written at `min`, ends with the variable `sigma` (`\sigma`,
+/// which the sigmoid is too).
+fn ends_with_sigma(e: &Expr, min: Prec) -> bool {
+    let mut e = e;
+    let mut min = min;
+    loop {
+        if prec(e) < min {
+            return false; // bracketed
+        }
+        match &e.kind {
+            ExprKind::Var(v) => return v.name == "sigma" && v.index.is_none(),
+            ExprKind::Binary { op: BinOp::Div, .. } => return false, // \frac
+            ExprKind::Binary { op, rhs, .. } => {
+                min = operand_prec(*op, rhs, Side::Right);
+                e = rhs;
+            }
+            ExprKind::Neg(a) => {
+                min = Prec::Postfix;
+                e = a;
+            }
+            _ => return false,
+        }
+    }
 }
 
 /// The base of a superscript: a double superscript needs braces

@@ -43,6 +43,30 @@ pub(crate) fn prec(e: &Expr) -> Prec {
     }
 }
 
+/// The binding an operand of the binary `op` (of precedence `p`) needs,
+/// for both printers: the left operand at `p` (operators associate to the
+/// left), the right one tighter. `A .* B * C` parses as `(A .* B) * C`, but
+/// a reader should not have to know that — in LaTeX juxtaposition beside
+/// `\odot` has no agreed reading at all —, so an operand that is another
+/// product-level operator than `op` gets parentheses.
+pub(crate) fn operand_prec(op: BinOp, operand: &Expr, side: Side) -> Prec {
+    let p = if matches!(op, BinOp::Add | BinOp::Sub) { Prec::Sum } else { Prec::Product };
+    let mixed = p == Prec::Product
+        && matches!(&operand.kind, ExprKind::Binary { op: o, .. } if prec(operand) == Prec::Product && *o != op);
+    match side {
+        _ if mixed => Prec::Atom,
+        Side::Left => p,
+        Side::Right => p.tighter(),
+    }
+}
+
+/// Which operand of a binary operator.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Left,
+    Right,
+}
+
 /// A literal as the shortest text that parses back to the same f64.
 ///
 /// ```
@@ -185,15 +209,9 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
                 write_expr(f, a, Prec::Postfix)
             }
             ExprKind::Binary { op, lhs, rhs, .. } => {
-                // `A .* B * C` parses as `(A .* B) * C`, but a reader should not
-                // have to know that: mixed product-level operators get parentheses.
-                let mixed = |x: &Expr| {
-                    p == Prec::Product
-                        && matches!(&x.kind, ExprKind::Binary { op: o, .. } if prec(x) == Prec::Product && o != op)
-                };
-                write_expr(f, lhs, if mixed(lhs) { Prec::Atom } else { p })?;
+                write_expr(f, lhs, operand_prec(*op, lhs, Side::Left))?;
                 write!(f, " {} ", op.symbol())?;
-                write_expr(f, rhs, p.tighter())
+                write_expr(f, rhs, operand_prec(*op, rhs, Side::Right))
             }
             ExprKind::Transpose(a) => {
                 write_expr(f, a, Prec::Postfix)?;

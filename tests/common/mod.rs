@@ -4,6 +4,7 @@
 pub mod cookbook;
 pub mod generators;
 pub mod judge;
+pub mod latex_reader;
 pub mod mutants;
 
 use matdiff::numeric::{check, CheckOptions, CheckReport};
