@@ -149,6 +149,14 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
         Error::new(ErrorKind::Usage, format!("the claim does not parse: {}", e.message))
             .hint(crate::Hint::Claim)
     })?;
+    // Broadcasts in the claim (`W*X + b`) are written out as in the program.
+    let claim = crate::shape::explicit_broadcasts(Program {
+        declarations: program.declarations.clone(),
+        definitions: vec![],
+        expr: claim,
+        name: None,
+    })
+    .expr;
     let verdict = |outcome, method, detail: String, evidence| Verdict {
         outcome,
         method,

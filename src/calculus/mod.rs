@@ -88,6 +88,16 @@ pub enum Rule {
     Min,
     /// prod(F, i=a..b) = prod(F, i=a..j-1) F(j) prod(F, i=j+1..b), a ≤ j ≤ b.
     ProdSplit,
+    /// d sum(X, 1) = 1ᵀ dX: tr(Aᵀ 1ᵀ dX) = tr((1 A)ᵀ dX).
+    SumColumns,
+    /// d sum(X, 2) = dX 1: tr(Aᵀ dX 1) = tr((A 1ᵀ)ᵀ dX).
+    SumRows,
+    /// Each column: d softmax(z) = (diag(s) - s sᵀ) dz.
+    Softmax,
+    /// Each column: d logsumexp(z) = softmax(z)ᵀ dz.
+    Logsumexp,
+    /// Each column: d log(softmax(z)) = dz - 1 softmax(z)ᵀ dz.
+    LogSoftmax,
 }
 
 impl Rule {
@@ -123,6 +133,11 @@ impl Rule {
                 "d min(X, Y) = (1 - step(X - Y)) .* dX + step(X - Y) .* dY   (the smaller side; a tie, a kink, to X, or to Y if Y is a constant)"
             }
             Rule::ProdSplit => "prod(F, i=a..b) = prod(F, i=a..j-1) * F(j) * prod(F, i=j+1..b)",
+            Rule::SumColumns => "d sum(X, 1) = ones(m)^T dX, so tr(A^T ones(m)^T dX) = tr((ones(m) A)^T dX)",
+            Rule::SumRows => "d sum(X, 2) = dX ones(n), so tr(A^T dX ones(n)) = tr((A ones(n)^T)^T dX)",
+            Rule::Softmax => "d softmax(z) = s .* dz - s (s^T dz) for each column z, s = softmax(z)",
+            Rule::Logsumexp => "d logsumexp(z) = softmax(z)^T dz for each column z",
+            Rule::LogSoftmax => "d log(softmax(z)) = dz - ones(m) softmax(z)^T dz for each column z",
             Rule::Entrywise(f) => match f {
                 Func::Exp => "d exp(U) = exp(U) .* dU",
                 Func::Log => "d log(U) = dU ./ U",
@@ -638,7 +653,7 @@ impl<'t, 'p> Walk<'t, 'p> {
     fn descend(&self, e: &'p Expr, a: &Expr) -> Result<Vec<(Rule, &'p Expr, Expr)>> {
         let scalar = |x: &Expr| self.is_scalar(x);
         Ok(match &e.kind {
-            ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => vec![],
+            ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity | ExprKind::Ones(_) => vec![],
             ExprKind::Neg(x) => vec![(Rule::Negation, &**x, Expr::negate(a.clone()))],
             ExprKind::Transpose(x) => vec![(Rule::Transpose, &**x, Expr::transpose(a.clone()))],
             ExprKind::Binary { op: BinOp::Add | BinOp::Sub | BinOp::Mul, .. } => {
@@ -724,6 +739,11 @@ impl<'t, 'p> Walk<'t, 'p> {
                     .map(|adj| vec![(Rule::HadamardPower, &**x, adj)])
                     .unwrap_or_default()
             }
+            // log ∘ softmax in one step: its adjoint has no 1 ./ softmax(Z).
+            ExprKind::Call(Func::Log, s) if matches!(&s.kind, ExprKind::Call(Func::Softmax, _)) => {
+                let ExprKind::Call(_, z) = &s.kind else { unreachable!("matched above") };
+                vec![(Rule::LogSoftmax, &**z, rules::log_softmax(a, s, self.ones(e, z, true)?))]
+            }
             ExprKind::Call(f, x) => {
                 let x = &**x;
                 let (rule, adj) = match f {
@@ -749,12 +769,42 @@ impl<'t, 'p> Walk<'t, 'p> {
                             (Rule::DiagOfVector, rules::diag(a, rows_one && !cols_one))
                         }
                     }
+                    Func::SumCols => (Rule::SumColumns, rules::sum_columns(a, self.ones(e, x, true)?)),
+                    Func::SumRows => (Rule::SumRows, rules::sum_rows(a, self.ones(e, x, false)?)),
+                    Func::Softmax => (Rule::Softmax, rules::softmax(a, e, self.ones(e, x, true)?)),
+                    Func::Logsumexp => {
+                        (Rule::Logsumexp, rules::logsumexp(a, x, self.ones(e, x, true)?, scalar(e)))
+                    }
                     f => (Rule::Entrywise(*f), rules::entrywise(a, *f, e, x, scalar(x) && scalar(a))),
                 };
                 vec![(rule, x, adj)]
             }
             ExprKind::Prod(_) => return Err(refusal(e)),
         })
+    }
+
+    /// The ones vector along an axis of `x` (an argument of `e`): `ones(m)`
+    /// for its rows (`rows`), else `ones(1, n)` for its columns.
+    fn ones(&self, e: &Expr, x: &Expr, rows: bool) -> Result<Expr> {
+        use crate::shape::Dim;
+        use crate::syntax::DimSpec;
+        let shape = self.typing.node_shape(x);
+        let dim = shape.map(|s| if rows { s.rows } else { s.cols });
+        let size = match dim {
+            Some(Dim::Const(n)) => DimSpec::Const(n),
+            Some(Dim::Symbol(s)) => DimSpec::Symbol(s),
+            Some(Dim::Indexed(s, i)) => DimSpec::Indexed(s, i),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("the size of `{x}` along this axis is not known, and its gradient needs it"),
+                )
+                .label(e.span, "here")
+                .note("declare the shape of the variables (`X : m x n`)"))
+            }
+        };
+        let one = DimSpec::Const(1);
+        Ok(if rows { Expr::ones(size, one) } else { Expr::ones(one, size) })
     }
 
     /// sum(A) for a scalar broadcast over the sum `whole`. When A is c·I

@@ -168,13 +168,49 @@ pub(super) fn logdet(a: &Expr, x: &Expr) -> Expr {
     times_expr(a, Expr::transpose(power(x, -1)))
 }
 
-/// X in sum(X): a·𝟙, written `X .^ 0` (the language has no ones matrix; x⁰ = 1
-/// for every x). A later ⊙ with the same shape absorbs it.
+/// X in sum(X): a·𝟙, written `X .^ 0` (x⁰ = 1 for every x; the size of X
+/// may be one no name gives). A later ⊙ with the same shape absorbs it.
 pub(super) fn sum_entries(a: &Expr, x: &Expr, scalar: bool) -> Expr {
     if scalar {
         a.clone()
     } else {
         times_expr(a, entry_power(x, 0.0))
+    }
+}
+
+/// Z in log(softmax(Z)), column by column: a − s (1ᵀa), that is
+/// `A - S .* (ones(m) * sum(A, 1))`.
+pub(super) fn log_softmax(a: &Expr, s: &Expr, ones_m: Expr) -> Expr {
+    let spread = fold_product([ones_m, Expr::call(Func::SumCols, a.clone())]).expect("two parts");
+    Expr::minus(a.clone(), hadamard(s.clone(), spread))
+}
+
+/// X in sum(X, 1): `ones(m) * A`, the row A repeated down the m rows.
+pub(super) fn sum_columns(a: &Expr, ones_m: Expr) -> Expr {
+    fold_product([ones_m, a.clone()]).expect("two parts")
+}
+
+/// X in sum(X, 2): `A * ones(1, n)`, the column A repeated over the n columns.
+pub(super) fn sum_rows(a: &Expr, ones_n: Expr) -> Expr {
+    fold_product([a.clone(), ones_n]).expect("two parts")
+}
+
+/// Z in S = softmax(Z), column by column: s ⊙ a − s (sᵀa), that is
+/// `S .* (A - ones(m) * sum(A .* S, 1))`.
+pub(super) fn softmax(a: &Expr, s: &Expr, ones_m: Expr) -> Expr {
+    let inner = Expr::call(Func::SumCols, hadamard(a.clone(), s.clone()));
+    hadamard(s.clone(), Expr::minus(a.clone(), Expr::product(ones_m, inner)))
+}
+
+/// Z in logsumexp(Z): each column gets softmax(z) times its entry of the
+/// row A: `softmax(Z) .* (ones(m) * A)`; for a column Z (a scalar result),
+/// `a * softmax(Z)`.
+pub(super) fn logsumexp(a: &Expr, z: &Expr, ones_m: Expr, scalar: bool) -> Expr {
+    let s = Expr::call(Func::Softmax, z.clone());
+    if scalar {
+        times_expr(a, s)
+    } else {
+        hadamard(s, fold_product([ones_m, a.clone()]).expect("two parts"))
     }
 }
 
@@ -225,7 +261,18 @@ pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -
         Func::Sinh => Expr::call(Func::Cosh, u.clone()),
         Func::Cosh => Expr::call(Func::Sinh, u.clone()),
         Func::Log1p => Expr::binary(BinOp::HadamardDiv, num(1.0), Expr::plus(num(1.0), u.clone())),
-        Func::Tr | Func::Det | Func::Logdet | Func::Sum | Func::Norm | Func::Norm1 | Func::Norm2 | Func::Diag => {
+        Func::Tr
+        | Func::Det
+        | Func::Logdet
+        | Func::Sum
+        | Func::Norm
+        | Func::Norm1
+        | Func::Norm2
+        | Func::Diag
+        | Func::SumCols
+        | Func::SumRows
+        | Func::Softmax
+        | Func::Logsumexp => {
             unreachable!("{} is not entrywise", f.name())
         }
     };

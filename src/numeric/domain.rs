@@ -56,6 +56,8 @@ pub enum Structure {
     DominantNegative,
     /// Symmetric positive definite (declared only).
     Spd,
+    /// Each column one-hot (declared only).
+    OneHot,
 }
 
 /// The distribution a variable is drawn from.
@@ -78,6 +80,7 @@ impl Domain {
             DomainSpec::Negative => Domain { sign: Sign::Negative, ..Domain::ANY },
             DomainSpec::NonZero => Domain { sign: Sign::NonZero, ..Domain::ANY },
             DomainSpec::Spd => Domain { structure: Structure::Spd, ..Domain::ANY },
+            DomainSpec::OneHot => Domain { structure: Structure::OneHot, ..Domain::ANY },
         }
     }
 
@@ -95,6 +98,7 @@ impl Domain {
             Structure::DominantPositive => Some("invertible (positive diagonal)"),
             Structure::DominantNegative => Some("invertible (negative diagonal)"),
             Structure::Spd => Some("spd"),
+            Structure::OneHot => Some("onehot"),
         };
         match (structure, sign) {
             (None, None) => "any".to_string(),
@@ -119,6 +123,13 @@ impl Domain {
             Sign::Positive => rng.random_range(0.5..2.0),
             Sign::Negative => -rng.random_range(0.5..2.0),
         };
+        if self.structure == Structure::OneHot {
+            let mut m = Matrix::zeros(rows, cols);
+            for j in 0..cols {
+                m[(rng.random_range(0..rows), j)] = 1.0;
+            }
+            return m;
+        }
         let b = Matrix::from_fn(rows, cols, |_, _| entry(rng));
         if rows != cols {
             return b;
@@ -156,6 +167,7 @@ impl Domain {
             // B Bᵀ / n + I/2: symmetric, eigenvalues at least 1/2; with
             // positive B, positive entries too.
             (Structure::Spd, _) => &b * b.transpose() * (1.0 / n) + Matrix::identity(rows, rows) * 0.5,
+            (Structure::OneHot, _) => unreachable!("drawn above"),
         }
     }
 }
@@ -482,6 +494,7 @@ impl Analysis<'_, '_> {
             ExprKind::Num(_) => Signs::POS,
             // Ones on the diagonal, zeros elsewhere.
             ExprKind::Identity => Signs::NONNEG,
+            ExprKind::Ones(_) => Signs::POS,
             ExprKind::Neg(a) => self.sign_of(a, failing).neg(),
             ExprKind::Transpose(a) => self.sign_of(a, failing),
             ExprKind::Binary { op, lhs, rhs, .. } => {
@@ -544,9 +557,13 @@ impl Analysis<'_, '_> {
                         Signs::POS
                     }
                 }
-                Func::Exp | Func::Sigmoid => {
+                Func::Exp | Func::Sigmoid | Func::Softmax => {
                     self.sign_of(a, failing);
                     Signs::POS
+                }
+                Func::Logsumexp => {
+                    self.sign_of(a, failing);
+                    Signs::ALL
                 }
                 // Odd and increasing (or of the argument's sign): its signs.
                 // log1p, arcsin and arccos are not restricted here: their
@@ -568,7 +585,7 @@ impl Analysis<'_, '_> {
                     self.sign_of(a, failing);
                     Signs::ALL
                 }
-                Func::Sum => self.sign_of(a, failing).many(),
+                Func::Sum | Func::SumCols | Func::SumRows => self.sign_of(a, failing).many(),
                 Func::Tr => {
                     let s = self.sign_of(a, failing);
                     if self.is_spd(a) || self.is_gram(a) {
@@ -627,6 +644,7 @@ impl Analysis<'_, '_> {
             },
             ExprKind::Num(x) => (*x, *x),
             ExprKind::Identity => (0.0, 1.0),
+            ExprKind::Ones(_) => (1.0, 1.0),
             ExprKind::Neg(a) => {
                 let (lo, hi) = of(a);
                 (-hi, -lo)
@@ -688,7 +706,9 @@ impl Analysis<'_, '_> {
                     Func::Sqrt if hi >= 0.0 => (lo.max(0.0).sqrt(), hi.sqrt()),
                     Func::Norm | Func::Norm1 | Func::Norm2 => (0.0, f64::INFINITY),
                     Func::Diag => (lo.min(0.0), hi.max(0.0)),
-                    Func::Sum | Func::Tr => many((lo, hi)),
+                    Func::Sum | Func::Tr | Func::SumCols | Func::SumRows => many((lo, hi)),
+                    // Each entry a probability: exp(z) over a sum that holds it.
+                    Func::Softmax => (0.0, 1.0),
                     _ => ALL,
                 }
             }
@@ -771,7 +791,7 @@ impl Analysis<'_, '_> {
                     self.domains.insert(VarName::clone(v), Domain { structure: wanted, ..d });
                 }
             }
-            ExprKind::Num(_) | ExprKind::Identity => {}
+            ExprKind::Num(_) | ExprKind::Identity | ExprKind::Ones(_) => {}
             ExprKind::Neg(x) => self.mark_structure(x, context.negated()),
             ExprKind::Transpose(x) => self.mark_structure(x, context),
             ExprKind::Binary { op, lhs, rhs, .. } => {
@@ -1036,7 +1056,7 @@ mod tests {
                                 assert_eq!(m, m.transpose(), "{d}");
                                 assert!(m.clone().symmetric_eigenvalues().min() >= 0.49, "{d}");
                             }
-                            Structure::General => {}
+                            Structure::General | Structure::OneHot => {}
                         }
                     }
                 }

@@ -46,6 +46,7 @@ pub fn eval(e: &Expr, env: &Env, shape: Option<(usize, usize)>) -> Result<Matrix
 pub struct Evaluator<'e> {
     expr: &'e Expr,
     identity: HashMap<*const Expr, usize>,
+    ones: HashMap<*const Expr, (usize, usize)>,
     shape: Option<(usize, usize)>,
     deadline: Option<Deadline>,
     /// Operations since the clock was last read.
@@ -55,30 +56,37 @@ pub struct Evaluator<'e> {
 impl<'e> Evaluator<'e> {
     /// An evaluator of `expr` on the values in `env`; `shape`, when given, is the result's expected shape.
     pub fn new(expr: &'e Expr, env: &Env, shape: Option<(usize, usize)>) -> Evaluator<'e> {
-        let mut typer = Typer::new();
+        // Named sizes of `ones(…)` are open: the variables' sizes decide them.
+        let mut typer = Typer::new().with_open_ones();
         for (v, m) in &env.vars {
             let shape = Shape::new(Dim::Const(m.nrows() as u64), Dim::Const(m.ncols() as u64));
             typer.insert_var(v.clone(), &shape);
         }
         let mut nodes = Vec::new();
         let inferred = typer.infer_with(expr, &mut |e, s| {
-            if e.kind == ExprKind::Identity {
-                nodes.push((e as *const Expr, s));
+            if matches!(e.kind, ExprKind::Identity | ExprKind::Ones(_)) {
+                nodes.push((e as *const Expr, s, matches!(e.kind, ExprKind::Ones(_))));
             }
         });
-        let mut identity = HashMap::new();
+        let (mut identity, mut ones) = (HashMap::new(), HashMap::new());
         if let (Ok(got), Some((r, c))) = (&inferred, shape) {
             let want = typer.lift(&Shape::new(Dim::Const(r as u64), Dim::Const(c as u64)));
             typer.unify_shapes(*got, want);
         }
         if inferred.is_ok() {
-            for (node, s) in nodes {
-                if let Dim::Const(n) = typer.resolve_dim(s.rows) {
-                    identity.insert(node, n as usize);
+            for (node, s, is_ones) in nodes {
+                match (typer.resolve_dim(s.rows), typer.resolve_dim(s.cols)) {
+                    (Dim::Const(r), Dim::Const(c)) if is_ones => {
+                        ones.insert(node, (r as usize, c as usize));
+                    }
+                    (Dim::Const(n), _) if !is_ones => {
+                        identity.insert(node, n as usize);
+                    }
+                    _ => {}
                 }
             }
         }
-        Evaluator { expr, identity, shape, deadline: None, ticks: Cell::new(0) }
+        Evaluator { expr, identity, ones, shape, deadline: None, ticks: Cell::new(0) }
     }
 
     /// The evaluator, stopping with a limit error once `deadline` passes
@@ -161,6 +169,10 @@ impl Evaluator<'_> {
             let m = |v: Value| matrix(v, e);
             Ok(Value::Matrix(match &e.kind {
                 ExprKind::Num(x) => Matrix::from_element(1, 1, *x),
+                ExprKind::Ones(_) => match self.ones.get(&(e as *const Expr)) {
+                    Some(&(r, c)) => Matrix::from_element(r, c, 1.0),
+                    None => return Err(fail(format!("the size of `{e}` is not determined"))),
+                },
                 ExprKind::Identity => match self.identity.get(&(e as *const Expr)) {
                     Some(&n) => Matrix::identity(n, n),
                     None => return Ok(Value::Identity(1.0)),
@@ -279,6 +291,10 @@ pub(super) fn call(f: Func, x: &Matrix) -> Matrix {
         Func::Sinh => x.map(f64::sinh),
         Func::Cosh => x.map(f64::cosh),
         Func::Log1p => x.map(f64::ln_1p),
+        Func::SumCols => Matrix::from_fn(1, x.ncols(), |_, j| x.column(j).sum()),
+        Func::SumRows => Matrix::from_fn(x.nrows(), 1, |i, _| x.row(i).sum()),
+        Func::Softmax => softmax(x),
+        Func::Logsumexp => Matrix::from_fn(1, x.ncols(), |_, j| logsumexp(x.column(j).iter().copied())),
     }
 }
 
@@ -323,6 +339,27 @@ pub(super) fn entrywise(op: BinOp) -> fn(f64, f64) -> f64 {
     }
 }
 
+/// log(sum(exp(z))), with the largest entry taken out first so that no
+/// exp overflows.
+pub(super) fn logsumexp(z: impl Iterator<Item = f64> + Clone) -> f64 {
+    let top = z.clone().fold(f64::NEG_INFINITY, f64::max);
+    if !top.is_finite() {
+        return top;
+    }
+    top + z.map(|v| (v - top).exp()).sum::<f64>().ln()
+}
+
+/// Column-wise softmax, each column shifted by its largest entry.
+pub(super) fn softmax(x: &Matrix) -> Matrix {
+    let mut out = x.clone();
+    for mut col in out.column_iter_mut() {
+        let top = col.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        col.apply(|v| *v = (*v - top).exp());
+        let total = col.sum();
+        col.apply(|v| *v /= total);
+    }
+    out
+}
 
 fn binary(op: BinOp, a: Value, b: Value, e: &Expr) -> Result<Value> {
     use Value::{Identity as Id, Matrix as M};

@@ -159,7 +159,9 @@ impl Instance {
                 if negate_dominant && dominant && matches!(d.sign, Sign::Any | Sign::NonZero) {
                     m.neg_mut();
                 }
-                env.vars.insert(v.clone(), m * scale);
+                // One-hot columns are labels, not magnitudes: never scaled.
+                let m = if d.structure == Structure::OneHot { m } else { m * scale };
+                env.vars.insert(v.clone(), m);
             }
             let trouble = trouble_with(derivation, &env, scale, deadline)?;
             if trouble.is_none() {

@@ -99,6 +99,16 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
                 let n = n.ok_or_else(|| fail(format!("no size for the I of step `{}`", s.out)))?;
                 Matrix::identity(n, n)
             }
+            Op::Ones => {
+                let size = |d: &Dim| match d {
+                    Dim::Const(n) => Some(*n as usize),
+                    d => sizes.get(d).copied(),
+                };
+                match (size(&s.shape.rows), size(&s.shape.cols)) {
+                    (Some(r), Some(c)) => Matrix::from_element(r, c, 1.0),
+                    _ => return Err(fail(format!("no size for the ones of step `{}`", s.out))),
+                }
+            }
             Op::Call(f, a) => call(*f, &get(a)),
         };
         steps.push(value);

@@ -344,6 +344,14 @@ impl<'p> Code<'p> {
             Op::Min(a, b) => format!("{m}.minimum({}, {})", o(a), o(b)),
             Op::Inverse(a) => format!("{m}.linalg.inv({})", o(a)),
             Op::Identity => format!("{m}.eye({}{})", self.dim(&s.shape.rows)?, self.like()),
+            Op::Ones => {
+                format!(
+                    "{m}.ones(({}, {}){})",
+                    self.dim(&s.shape.rows)?,
+                    self.dim(&s.shape.cols)?,
+                    self.like()
+                )
+            }
             Op::Call(f, a) => {
                 let a = o(a);
                 match f {
@@ -377,6 +385,27 @@ impl<'p> Code<'p> {
                         Lib::Torch => format!("torch.nn.functional.softplus({a})"),
                     },
                     // abs sign tan arcsin arccos arctan sinh cosh log1p: one name in both.
+                    // Column-wise, as the language's axis 1 is NumPy's axis 0.
+                    Func::SumCols | Func::SumRows => {
+                        let axis = if *f == Func::SumCols { 0 } else { 1 };
+                        match self.lib {
+                            Lib::Numpy => format!("np.sum({a}, axis={axis}, keepdims=True)"),
+                            Lib::Torch => format!("torch.sum({a}, dim={axis}, keepdim=True)"),
+                        }
+                    }
+                    // Stable: each column shifted by its largest entry.
+                    Func::Softmax => match self.lib {
+                        Lib::Numpy => format!(
+                            "(lambda e: e / e.sum(axis=0, keepdims=True))(np.exp({a} - {a}.max(axis=0, keepdims=True)))"
+                        ),
+                        Lib::Torch => format!("torch.softmax({a}, dim=0)"),
+                    },
+                    Func::Logsumexp => match self.lib {
+                        Lib::Numpy => format!(
+                            "(lambda z, t: t + np.log(np.exp(z - t).sum(axis=0, keepdims=True)))({a}, {a}.max(axis=0, keepdims=True))"
+                        ),
+                        Lib::Torch => format!("torch.logsumexp({a}, dim=0, keepdim=True)"),
+                    },
                     f => format!("{m}.{}({a})", f.name()),
                 }
             }

@@ -57,6 +57,8 @@ pub enum Op {
     Inverse(Operand),
     /// The identity of the step's shape.
     Identity,
+    /// The matrix of ones of the step's shape.
+    Ones,
 }
 
 impl Op {
@@ -73,7 +75,7 @@ impl Op {
             | Op::Min(a, b)
             | Op::Div(a, b) => vec![*a, *b],
             Op::Neg(a) | Op::HadamardPower(a, _) | Op::Call(_, a) | Op::Inverse(a) => vec![*a],
-            Op::Identity => vec![],
+            Op::Identity | Op::Ones => vec![],
         }
     }
 }

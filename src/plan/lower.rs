@@ -12,7 +12,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Dim, Shape, Typer};
-use crate::syntax::{BinOp, Expr, ExprKind, Func, Index, VarName};
+use crate::syntax::{BinOp, DimSpec, Expr, ExprKind, Func, Index, VarName};
 
 pub type NodeId = u32;
 
@@ -46,6 +46,8 @@ pub enum Node {
     Num(u64),
     /// The identity of the given size.
     Identity(Dim),
+    /// The matrix of ones of the given shape.
+    Ones(Dim, Dim),
     /// A matrix product of two or more matrix factors (no 1×1 factor).
     Chain(Vec<Atom>),
     /// A 1×1 value times anything.
@@ -198,7 +200,44 @@ impl Graph {
                 sizes.insert(ptr, d);
             }
         }
-        Lowering { graph: self, typer, identity: &sizes }.expr(e)
+        // A named size of `ones(…)` where the variables have numbers (an
+        // instance's plan): the numbers, read off by inference.
+        let mut ones = FxHashMap::default();
+        let named = |x: &Expr| matches!(&x.kind, ExprKind::Ones(s) if !matches!(**s, (DimSpec::Const(_), DimSpec::Const(_))));
+        if e.any(named) {
+            let mut open = typer.clone().with_open_ones();
+            let mut found = vec![];
+            let got = open.infer_with(e, &mut |x, s| {
+                if named(x) {
+                    found.push((x as *const Expr, s));
+                }
+            });
+            if let Ok(got) = got {
+                if let Some(want) = want {
+                    let want = open.lift(want);
+                    open.unify_shapes(got, want);
+                }
+                for (ptr, s) in found {
+                    if let (Dim::Const(r), Dim::Const(c)) =
+                        (open.resolve_dim(s.rows), open.resolve_dim(s.cols))
+                    {
+                        ones.insert(ptr, (Dim::Const(r), Dim::Const(c)));
+                    }
+                }
+            }
+        }
+        Lowering { graph: self, typer, identity: &sizes, ones: &ones }.expr(e)
+    }
+}
+
+/// The shape of a column-wise function of a value of shape `s` (`None`
+/// for the functions whose value is a scalar).
+fn along_columns(f: Func, s: Shape) -> Option<Shape> {
+    match f {
+        Func::Softmax => Some(s),
+        Func::SumCols | Func::Logsumexp => Some(Shape::new(Dim::Const(1), s.cols)),
+        Func::SumRows => Some(Shape::new(s.rows, Dim::Const(1))),
+        _ => None,
     }
 }
 
@@ -206,6 +245,7 @@ struct Lowering<'a> {
     graph: &'a mut Graph,
     typer: &'a mut Typer,
     identity: &'a FxHashMap<*const Expr, Dim>,
+    ones: &'a FxHashMap<*const Expr, (Dim, Dim)>,
 }
 
 impl Lowering<'_> {
@@ -231,6 +271,18 @@ impl Lowering<'_> {
                         Error::new(ErrorKind::Internal, "an I without a size in the plan".to_string())
                     })?;
                     self.graph.intern(Node::Identity(d.clone()), Shape::new(d.clone(), d))
+                }
+                ExprKind::Ones(sizes) => {
+                    let dim = |d: &DimSpec| match d {
+                        DimSpec::Const(n) => Dim::Const(*n),
+                        DimSpec::Symbol(s) => Dim::Symbol(s.clone()),
+                        DimSpec::Indexed(s, i) => Dim::Indexed(s.clone(), i.clone()),
+                    };
+                    let (r, c) = match self.ones.get(&(e as *const Expr)) {
+                        Some((r, c)) => (r.clone(), c.clone()),
+                        None => (self.graph.fix(dim(&sizes.0)), self.graph.fix(dim(&sizes.1))),
+                    };
+                    self.graph.intern(Node::Ones(r.clone(), c.clone()), Shape::new(r, c))
                 }
                 ExprKind::Binary { op: BinOp::Mul, .. } | ExprKind::Power(..) => self.product(e)?,
                 ExprKind::Transpose(_) => self.product(e)?,
@@ -274,6 +326,9 @@ impl Lowering<'_> {
                         // f(Aᵀ) = f(A)ᵀ: one node for both.
                         let shape = self.graph.shape(Atom::plain(a.node));
                         Atom { t: a.t, ..self.graph.intern(Node::Call(*f, Atom::plain(a.node)), shape) }
+                    } else if let Some(shape) = along_columns(*f, self.graph.shape(a)) {
+                        // Column-wise: the operand as it is, transposed or not.
+                        self.graph.intern(Node::Call(*f, a), shape)
                     } else {
                         // tr, det, logdet, sum and the norms do not see a transpose.
                         self.graph.intern(Node::Call(*f, Atom::plain(a.node)), Shape::scalar())

@@ -466,7 +466,7 @@ fn topological(graph: &Graph, roots: &[Atom]) -> Vec<NodeId> {
 
 fn children(node: &Node) -> Vec<Atom> {
     match node {
-        Node::Input(_) | Node::Num(_) | Node::Identity(_) => vec![],
+        Node::Input(_) | Node::Num(_) | Node::Identity(_) | Node::Ones(..) => vec![],
         Node::Chain(w) => w.clone(),
         Node::Scale(a, b)
         | Node::Add(a, b)

@@ -39,9 +39,13 @@ impl Plan {
             Op::HadamardPower(a, p) => format!("{} .^ {}", t(a), format_number(*p)),
             Op::Div(a, b) => format!("{} / {}", t(a), t(b)),
             Op::Call(Func::Norm2, a) => format!("norm({}, 2)", t(a)),
-            Op::Call(f, a) => format!("{}({})", f.name(), t(a)),
+            Op::Call(f, a) => match f.axis() {
+                Some(k) => format!("{}({}, {k})", f.name(), t(a)),
+                None => format!("{}({})", f.name(), t(a)),
+            },
             Op::Inverse(a) => format!("{}^-1", t(a)),
             Op::Identity => "I".to_string(),
+            Op::Ones => "ones".to_string(),
         }
     }
 

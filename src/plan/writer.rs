@@ -103,6 +103,7 @@ impl<'a> Writer<'a> {
             }
             Node::Num(bits) => Operand { value: Value::Num(f64::from_bits(*bits)), transposed: false },
             Node::Identity(_) => self.push("T", Op::Identity, shape, madds),
+            Node::Ones(..) => self.push("T", Op::Ones, shape, madds),
             Node::Chain(_) => {
                 let term = self.schedule.chains[&n];
                 self.term(term)

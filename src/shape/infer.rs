@@ -60,6 +60,25 @@ pub struct Typer {
     families: Rc<FxHashMap<String, Family>>,
     /// Inside [`Typer::scratch`]: the old value of every entry overwritten.
     trail: Option<Vec<Undo>>,
+    /// Where a column or row is broadcast, when [`Typer::broadcasting`]
+    /// allows it: only the pass that makes broadcasts explicit does.
+    broadcasts: Option<Vec<(*const Expr, Broadcast)>>,
+    /// Sizes of `ones(…)` given by name are open (the numeric evaluator,
+    /// whose dimensions are numbers).
+    open_ones: bool,
+}
+
+/// A broadcast operand of `+`, `-`, `.*` or `./`: which side, and along
+/// which axis it repeats to the size of the other side.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Broadcast {
+    /// The left operand is broadcast (else the right).
+    pub left: bool,
+    /// An m×1 column repeated over the other side's columns (else a 1×n
+    /// row repeated over its rows).
+    pub column: bool,
+    /// The number of repetitions: the other side's columns (or rows).
+    pub times: Dim,
 }
 
 /// An entry of a dimension before it was overwritten.
@@ -74,6 +93,54 @@ impl Typer {
     /// A typer with no variables.
     pub fn new() -> Typer {
         Typer::default()
+    }
+
+    /// A typer that accepts an m×1 column (1×n row) where an m×B (B×n)
+    /// operand of `+`, `-`, `.*` or `./` is needed, when the other side's
+    /// columns (rows) are known not to be 1, and records each such place.
+    pub fn broadcasting() -> Typer {
+        Typer { broadcasts: Some(Vec::new()), ..Typer::default() }
+    }
+
+    /// The broadcasts recorded (see [`Typer::broadcasting`]).
+    pub fn take_broadcasts(&mut self) -> Vec<(*const Expr, Broadcast)> {
+        self.broadcasts.take().unwrap_or_default()
+    }
+
+    /// A typer for numbers: the named sizes of `ones(…)` are open, decided
+    /// by the context.
+    pub fn with_open_ones(mut self) -> Typer {
+        self.open_ones = true;
+        self
+    }
+
+    /// Known to be a dimension other than 1: a number above 1 or a name.
+    fn not_one(&self, d: DimId) -> bool {
+        matches!(self.term(d), Some(t) if *t != Dim::Const(1))
+    }
+
+    /// Records a broadcast in `e` when one side is a column (row) and the
+    /// other's columns (rows) are known not to be 1; the shape, if so.
+    fn broadcast(&mut self, e: &Expr, a: IShape, b: IShape) -> Option<IShape> {
+        self.broadcasts.as_ref()?;
+        let mut found = None;
+        for (left, (x, y)) in [(true, (a, b)), (false, (b, a))] {
+            if self.is_scalar(x) {
+                return None;
+            }
+            if self.is_one(x.cols) && self.not_one(y.cols) && self.same(x.rows, y.rows) {
+                found = Some((left, true, y.cols, y));
+            } else if self.is_one(x.rows) && self.not_one(y.rows) && self.same(x.cols, y.cols) {
+                found = Some((left, false, y.rows, y));
+            }
+            if found.is_some() {
+                break;
+            }
+        }
+        let (left, column, times, shape) = found?;
+        let times = self.resolve_dim(times);
+        self.broadcasts.as_mut()?.push((e as *const Expr, Broadcast { left, column, times }));
+        Some(shape)
     }
 
     fn fresh(&mut self) -> DimId {
@@ -361,6 +428,13 @@ impl Typer {
                 IShape { rows: n, cols: n }
             }
             ExprKind::Num(_) => self.scalar(),
+            ExprKind::Ones(sizes) => {
+                let mut size = |d: &DimSpec| match d {
+                    DimSpec::Symbol(_) | DimSpec::Indexed(..) if self.open_ones => Ok(self.fresh()),
+                    d => self.dim_spec(d, None),
+                };
+                IShape { rows: size(&sizes.0)?, cols: size(&sizes.1)? }
+            }
             ExprKind::Neg(_) | ExprKind::HadamardPower(..) => kids[0],
             ExprKind::Transpose(_) => IShape { rows: kids[0].cols, cols: kids[0].rows },
             ExprKind::Power(..) => {
@@ -369,6 +443,13 @@ impl Typer {
                 kids[0]
             }
             ExprKind::Call(f, _) if f.is_entrywise() => kids[0],
+            ExprKind::Call(Func::Softmax, _) => kids[0],
+            ExprKind::Call(Func::SumCols | Func::Logsumexp, _) => {
+                IShape { rows: self.bound(Dim::Const(1)), cols: kids[0].cols }
+            }
+            ExprKind::Call(Func::SumRows, _) => {
+                IShape { rows: kids[0].rows, cols: self.bound(Dim::Const(1)) }
+            }
             ExprKind::Call(f @ (Func::Tr | Func::Det | Func::Logdet), _) => {
                 self.square(e, kids[0], &format!("{} needs a square matrix", f.name()))?;
                 self.scalar()
@@ -423,6 +504,9 @@ impl Typer {
                         a
                     }
                     BinOp::Add | BinOp::Sub | BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Max | BinOp::Min => {
+                        if let Some(s) = self.broadcast(e, a, b) {
+                            return Ok(s);
+                        }
                         self.entrywise(a, b).ok_or_else(|| {
                             let verb = match op {
                                 BinOp::Add => "add",

@@ -9,7 +9,7 @@ mod infer;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 pub use dim::{Dim, Shape};
-pub use infer::{DimId, IShape, Inferred, Typer};
+pub use infer::{Broadcast, DimId, IShape, Inferred, Typer};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::syntax::{Expr, ExprKind, Program, Span, VarName};
@@ -112,6 +112,62 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
 }
 
 /// A variable declared `spd` is a square matrix.
+/// The program with every broadcast written out as a product with a ones
+/// vector, as NumPy and MATLAB broadcast: `W*X + b` with `b` m×1 and `W*X`
+/// m×B is `W*X + b * ones(1, B)`, and a 1×n row `r` against B×n is
+/// `ones(B) * r`. A column (row) broadcasts only where the other side's
+/// columns (rows) are known not to be 1: a number above 1 or a dimension
+/// name; an open dimension is unified instead. A program that does not type
+/// is returned as it is, for [`infer`] to report.
+pub fn explicit_broadcasts(mut program: Program) -> Program {
+    let mut typer = Typer::broadcasting();
+    let typed = (|| -> Result<()> {
+        for d in &program.declarations {
+            typer.declare(&d.name, d.binder.as_deref(), &d.shape, d.span)?;
+        }
+        for def in &program.definitions {
+            typer.infer(&def.expr)?;
+        }
+        typer.infer(&program.expr)?;
+        Ok(())
+    })();
+    let sites: HashMap<*const Expr, Broadcast> = typer.take_broadcasts().into_iter().collect();
+    if typed.is_err() || sites.is_empty() {
+        return program;
+    }
+    let root = &program.expr as *const Expr;
+    program.expr = with_ones(&program.expr, root, &sites);
+    for def in &mut program.definitions {
+        let root = &def.expr as *const Expr;
+        def.expr = with_ones(&def.expr, root, &sites);
+    }
+    program
+}
+
+/// `e` (at address `at`) with the broadcasts of `sites` made explicit.
+fn with_ones(e: &Expr, at: *const Expr, sites: &HashMap<*const Expr, Broadcast>) -> Expr {
+    let out = e.map_children(|c| std::rc::Rc::new(with_ones(c, std::rc::Rc::as_ptr(c), sites)));
+    let Some(b) = sites.get(&at) else { return out };
+    let ExprKind::Binary { op, op_span, lhs, rhs } = &out.kind else { return out };
+    let times = match &b.times {
+        Dim::Const(n) => crate::syntax::DimSpec::Const(*n),
+        Dim::Symbol(s) => crate::syntax::DimSpec::Symbol(s.clone()),
+        Dim::Indexed(s, i) => crate::syntax::DimSpec::Indexed(s.clone(), i.clone()),
+        Dim::Unknown(_) => return out,
+    };
+    let one = crate::syntax::DimSpec::Const(1);
+    let spread = |x: &std::rc::Rc<Expr>| -> std::rc::Rc<Expr> {
+        let product = if b.column {
+            Expr::product(x.clone(), Expr::ones(one.clone(), times.clone()))
+        } else {
+            Expr::product(Expr::ones(times.clone(), one.clone()), x.clone())
+        };
+        std::rc::Rc::new(product.at(x.span))
+    };
+    let (lhs, rhs) = if b.left { (spread(lhs), rhs.clone()) } else { (lhs.clone(), spread(rhs)) };
+    Expr::new(ExprKind::Binary { op: *op, op_span: *op_span, lhs, rhs }, out.span)
+}
+
 fn square_for_spd(typer: &mut Typer, d: &crate::syntax::Declaration) -> Result<()> {
     use crate::syntax::ShapeSpec;
     let square = match (&d.shape, &d.binder) {

@@ -142,6 +142,10 @@ define_language! {
         "norm1" = Norm1(Id),
         "norm2" = Norm2(Id),
         "diag" = Diag(Id),
+        "sum1" = SumCols(Id),
+        "sum2" = SumRows(Id),
+        "softmax" = Softmax(Id),
+        "logsumexp" = Logsumexp(Id),
         Num(Constant),
         Exponent(Exponent),
         Size(Size),
@@ -228,7 +232,11 @@ impl Analysis<Mat> for Shapes {
             | Mat::Arctan(a)
             | Mat::Sinh(a)
             | Mat::Cosh(a)
-            | Mat::Log1p(a) => shape(a),
+            | Mat::Log1p(a)
+            | Mat::Softmax(a) => shape(a),
+            Mat::SumCols(a) | Mat::Logsumexp(a) => shape(a).map(|s| Shape::new(Dim::Const(1), s.cols)),
+            Mat::SumRows(a) => shape(a).map(|s| Shape::new(s.rows, Dim::Const(1))),
+
             Mat::Trans(a) => shape(a).map(|s| s.transposed()),
             Mat::Tr(_)
             | Mat::Det(_)
@@ -416,6 +424,10 @@ impl Converter {
                         Func::Norm1 => Mat::Norm1(a),
                         Func::Norm2 => Mat::Norm2(a),
                         Func::Diag => Mat::Diag(a),
+                        Func::SumCols => Mat::SumCols(a),
+                        Func::SumRows => Mat::SumRows(a),
+                        Func::Softmax => Mat::Softmax(a),
+                        Func::Logsumexp => Mat::Logsumexp(a),
                     })
                 }
                 ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
@@ -445,7 +457,7 @@ impl Converter {
                         BinOp::Mul => unreachable!("handled above"),
                     })
                 }
-                ExprKind::Prod(_) => {
+                ExprKind::Prod(_) | ExprKind::Ones(_) => {
                     // Equal constructs are one leaf, so that they can cancel and match.
                     let s = resolved(self, e)?;
                     let k = match self.opaque.iter().position(|o| o == e) {
@@ -576,6 +588,10 @@ impl Converter {
                 Mat::Norm1(x) => call(Func::Norm1, x)?,
                 Mat::Norm2(x) => call(Func::Norm2, x)?,
                 Mat::Diag(x) => call(Func::Diag, x)?,
+                Mat::SumCols(x) => call(Func::SumCols, x)?,
+                Mat::SumRows(x) => call(Func::SumRows, x)?,
+                Mat::Softmax(x) => call(Func::Softmax, x)?,
+                Mat::Logsumexp(x) => call(Func::Logsumexp, x)?,
             })
         })
     }

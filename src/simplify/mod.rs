@@ -126,6 +126,13 @@ impl Simplifier {
         self
     }
 
+    /// The simplifier, knowing that every column of the variables named in
+    /// `stochastic` sums to 1 (declared `onehot`): `sum(Y, 1)` is `ones(1, n)`.
+    pub fn with_stochastic(mut self, stochastic: impl IntoIterator<Item = String>) -> Simplifier {
+        self.leaves.stochastic = stochastic.into_iter().collect();
+        self
+    }
+
     /// See [`simplify`]; `typer` comes back as it was.
     pub fn simplify(&mut self, e: &Expr, typer: &mut Typer, expect: Option<&Shape>) -> Result<Simplified> {
         let tidied = self.tidy(e, typer)?;

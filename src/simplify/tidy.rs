@@ -54,6 +54,8 @@ pub(super) struct Leaves {
     /// Variables known to be symmetric (declared `spd`): their transpose is
     /// themselves.
     pub(super) symmetric: Symmetric,
+    /// Variables whose every column sums to 1 (declared `onehot`).
+    pub(super) stochastic: rustc_hash::FxHashSet<String>,
 }
 
 /// The variables declared symmetric, by name, and whether the name is a
@@ -178,6 +180,17 @@ type Sum = Vec<Monomial>;
 /// `a` then `b`, moving the shorter side: products nest to any depth on
 /// either side, and copying the longer one at every level is quadratic.
 fn concat(mut a: VecDeque<Rc<Expr>>, mut b: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
+    // ones(m) * ones(1, n) is ones(m, n).
+    if let (Some(x), Some(y)) = (a.back(), b.front()) {
+        if let (ExprKind::Ones(p), ExprKind::Ones(q)) = (&x.kind, &y.kind) {
+            if p.1 == crate::syntax::DimSpec::Const(1) {
+                let merged = Rc::new(Expr::ones(p.0.clone(), q.1.clone()));
+                a.pop_back();
+                b.pop_front();
+                b.push_front(merged);
+            }
+        }
+    }
     if a.len() >= b.len() {
         a.append(&mut b);
         a
@@ -231,6 +244,15 @@ impl Tidier<'_> {
                     let s = self.shape(e, &[])?;
                     (vec![Monomial::leaf(e.clone(), self.typer.is_scalar(s))], s)
                 }
+                // The transpose of a ones matrix is the ones matrix of the other shape.
+                ExprKind::Ones(sizes) => {
+                    let s = self.shape(e, &[])?;
+                    let leaf = match t {
+                        true => Rc::new(Expr::ones(sizes.1.clone(), sizes.0.clone())),
+                        false => e.clone(),
+                    };
+                    (vec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s)
+                }
                 ExprKind::Num(x) => (vec![Monomial::number(*x)], self.shape(e, &[])?),
                 ExprKind::Neg(a) => {
                     let (mut sum, s) = self.norm(a, t)?;
@@ -248,6 +270,28 @@ impl Tidier<'_> {
                 }
                 ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => self.norm_product(e, lhs, rhs, t)?,
                 ExprKind::Call(Func::Tr, a) => self.norm_trace(e, a)?,
+                // Sums along an axis are linear: numbers and scalars move out
+                // (`sum(-Y, 1)` is `-sum(Y, 1)`); a column-stochastic
+                // variable's column sums are ones.
+                ExprKind::Call(f @ (Func::SumCols | Func::SumRows), a) => {
+                    let (sum, sa) = self.norm(a, false)?;
+                    let s = self.shape(e, &[sa])?;
+                    let mut outer = Monomial::number(1.0);
+                    let inner = factor_out(sum, &mut outer);
+                    let whole = match &inner.kind {
+                        ExprKind::Var(v)
+                            if *f == Func::SumCols && self.leaves.stochastic.contains(&v.name) =>
+                        {
+                            let cols = self.typer.resolve(s).cols;
+                            match dim_spec(&cols) {
+                                Some(c) => Expr::ones(crate::syntax::DimSpec::Const(1), c),
+                                None => Expr::call(*f, inner),
+                            }
+                        }
+                        _ => Expr::call(*f, inner),
+                    };
+                    (vec![outer.times(self.leaf(whole, s, t))], s)
+                }
                 ExprKind::Call(f, a) => {
                     // A function of a matrix is a leaf; transposed, it stays
                     // whole (`tanh(W * X)^T`), as the forward pass computed it.
@@ -436,6 +480,13 @@ impl Tidier<'_> {
             if is_ones(&b) && !a_scalar {
                 return Ok((a, s));
             }
+            // (c 𝟙) ⊙ B = c B.
+            for (ones, other, other_scalar) in [(&a, &b, b_scalar), (&b, &a, a_scalar)] {
+                if let Some(scale) = scaled_ones(ones).filter(|_| !other_scalar) {
+                    let terms = other.iter().map(|m| scale.clone().times(m.clone())).collect();
+                    return Ok((terms, s));
+                }
+            }
             if a_scalar || b_scalar {
                 let a = self.single(a, a_scalar);
                 let b = self.single(b, b_scalar);
@@ -453,9 +504,32 @@ impl Tidier<'_> {
     }
 }
 
+/// A dimension as written in `ones(…)`, when it can be.
+fn dim_spec(d: &crate::shape::Dim) -> Option<crate::syntax::DimSpec> {
+    use crate::shape::Dim;
+    use crate::syntax::DimSpec;
+    match d {
+        Dim::Const(n) => Some(DimSpec::Const(*n)),
+        Dim::Symbol(s) => Some(DimSpec::Symbol(s.clone())),
+        _ => None,
+    }
+}
+
+/// The factor c (a number and scalars) of a sum that is one term `c * ones(m, n)`.
+fn scaled_ones(sum: &Sum) -> Option<Monomial> {
+    match sum.as_slice() {
+        [t] if t.chain.len() == 1 && matches!(t.chain[0].kind, ExprKind::Ones(_)) => {
+            Some(Monomial { chain: VecDeque::new(), ..t.clone() })
+        }
+        _ => None,
+    }
+}
+
 /// Whether a sum is the ones matrix `X .^ 0` (or its transpose).
 fn is_ones(sum: &Sum) -> bool {
-    let ones = |e: &Expr| matches!(e.kind, ExprKind::HadamardPower(_, p) if p == 0.0);
+    let ones = |e: &Expr| {
+        matches!(e.kind, ExprKind::HadamardPower(_, p) if p == 0.0) || matches!(e.kind, ExprKind::Ones(_))
+    };
     matches!(sum.as_slice(), [t] if t.coeff == 1.0 && t.scalars.is_empty() && t.chain.len() == 1
         && (ones(&t.chain[0]) || matches!(&t.chain[0].kind, ExprKind::Transpose(x) if ones(x))))
 }
@@ -562,6 +636,7 @@ fn build_term(term: Monomial) -> (bool, Expr) {
     } else {
         chain.truncate(1);
     }
+    let chain = sums_along_axes(chain);
     let mut parts = Vec::new();
     if magnitude != 1.0 || (term.scalars.is_empty() && chain.is_empty()) {
         parts.push(Rc::new(Expr::num(magnitude)));
@@ -569,6 +644,55 @@ fn build_term(term: Monomial) -> (bool, Expr) {
     parts.extend(term.scalars);
     parts.extend(chain);
     (negative, Expr::product_of(parts).expect("a term has a factor"))
+}
+
+/// A product with a ones vector at an end as a sum along an axis:
+/// `M * ones(n)` is `sum(M, 2)`, `ones(1, m) * M` is `sum(M, 1)`, both
+/// `sum(M)`; and `ones(m) * ones(1, n)` is `ones(m, n)`.
+fn sums_along_axes(mut chain: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
+    use crate::syntax::DimSpec;
+    let one = |d: &DimSpec| *d == DimSpec::Const(1);
+    let sizes = |e: &Expr| match &e.kind {
+        ExprKind::Ones(s) => Some((s.0.clone(), s.1.clone())),
+        _ => None,
+    };
+    // Neighbouring ones: (m×k)(k×n) with k = 1 is ones(m, n).
+    let mut merged: VecDeque<Rc<Expr>> = VecDeque::with_capacity(chain.len());
+    for f in chain.drain(..) {
+        match (merged.back().and_then(|b| sizes(b)), sizes(&f)) {
+            (Some((m, k)), Some((_, n))) if one(&k) => {
+                merged.pop_back();
+                merged.push_back(Rc::new(Expr::ones(m, n)));
+            }
+            _ => merged.push_back(f),
+        }
+    }
+    let mut chain = merged;
+    if chain.len() < 2 {
+        return chain;
+    }
+    let column_last = chain.back().and_then(|b| sizes(b)).is_some_and(|(_, c)| one(&c));
+    let row_first = chain.front().and_then(|f| sizes(f)).is_some_and(|(r, _)| one(&r));
+    let (row_first, column_last) = match chain.len() {
+        2 if row_first && column_last => (true, false),
+        _ => (row_first, column_last),
+    };
+    if column_last {
+        chain.pop_back();
+    }
+    if row_first {
+        chain.pop_front();
+    }
+    if !(row_first || column_last) || chain.is_empty() {
+        return chain;
+    }
+    let inner = Expr::product_of(chain).expect("a factor left");
+    let f = match (row_first, column_last) {
+        (true, true) => Func::Sum,
+        (true, false) => Func::SumCols,
+        _ => Func::SumRows,
+    };
+    VecDeque::from([Rc::new(Expr::call(f, inner))])
 }
 
 /// Like terms merged: `A + A` is `2 * A`, `A - A` vanishes. Terms are alike

@@ -338,11 +338,19 @@ pub enum Func {
     /// diagonal, or a square matrix to the column of its diagonal; which one
     /// is the argument's shape (a 1×1 argument is both, and the same value).
     Diag,
+    /// `sum(A, 1)`, the column sums: a 1×n row.
+    SumCols,
+    /// `sum(A, 2)`, the row sums: an m×1 column.
+    SumRows,
+    /// `softmax`, column-wise: each column `exp(z) / sum(exp(z))`.
+    Softmax,
+    /// `logsumexp`, column-wise: a 1×n row, a scalar for a column.
+    Logsumexp,
 }
 
 impl Func {
     /// Every function, in the order the language lists them.
-    pub const ALL: [Func; 27] = [
+    pub const ALL: [Func; 31] = [
         Func::Tr,
         Func::Det,
         Func::Logdet,
@@ -370,6 +378,10 @@ impl Func {
         Func::Norm2,
         Func::Norm1,
         Func::Diag,
+        Func::SumCols,
+        Func::SumRows,
+        Func::Softmax,
+        Func::Logsumexp,
     ];
 
     /// The function's name, as written in source.
@@ -402,10 +414,23 @@ impl Func {
             Func::Norm | Func::Norm2 => "norm",
             Func::Norm1 => "norm1",
             Func::Diag => "diag",
+            Func::SumCols | Func::SumRows => "sum",
+            Func::Softmax => "softmax",
+            Func::Logsumexp => "logsumexp",
         }
     }
 
-    /// The function called `name`, if any.
+    /// The axis argument of `sum(A, 1)` and `sum(A, 2)`, which print with it.
+    pub fn axis(self) -> Option<u8> {
+        match self {
+            Func::SumCols => Some(1),
+            Func::SumRows => Some(2),
+            _ => None,
+        }
+    }
+
+    /// The function called `name`, if any (for `sum`, the sum of all
+    /// entries: the axis is a second argument).
     pub fn from_name(name: &str) -> Option<Func> {
         Func::ALL.into_iter().find(|f| f.name() == name)
     }
@@ -441,6 +466,10 @@ impl Func {
             Func::Norm1 => "norm1(A): the sum of the absolute values of the entries, norm(x, 1) of a vector",
             Func::Norm2 => "norm(x, 2): the Euclidean norm of a vector, sqrt(sum(x .^ 2))",
             Func::Diag => "diag(x): the diagonal matrix of a vector; diag(A): the diagonal of a square matrix, as a column",
+            Func::SumCols => "sum(A, 1): the column sums, a row",
+            Func::SumRows => "sum(A, 2): the row sums, a column",
+            Func::Softmax => "softmax(A): each column z becomes exp(z) / sum(exp(z))",
+            Func::Logsumexp => "logsumexp(A): log(sum(exp(z))) of each column z, a row",
         }
     }
 
@@ -456,6 +485,10 @@ impl Func {
                 | Func::Norm1
                 | Func::Norm2
                 | Func::Diag
+                | Func::SumCols
+                | Func::SumRows
+                | Func::Softmax
+                | Func::Logsumexp
         )
     }
 }
@@ -500,6 +533,9 @@ pub enum ExprKind {
     Identity,
     /// A non-negative literal (a leading minus is `Neg`).
     Num(f64),
+    /// `ones(m, n)`, the m×n matrix of ones (`ones(m)` is m×1); each size a
+    /// number or a dimension name. Broadcasting is made explicit with it.
+    Ones(Rc<(DimSpec, DimSpec)>),
     /// `-A`, negation.
     Neg(Rc<Expr>),
     /// `op_span` is the operator's own span, where shape errors point.
@@ -545,6 +581,11 @@ impl Expr {
     pub fn num(x: f64) -> Expr {
         debug_assert!(x >= 0.0, "literals are non-negative; use Expr::negate");
         Expr::synthetic(ExprKind::Num(x))
+    }
+
+    /// A synthetic `ones(rows, cols)`.
+    pub fn ones(rows: DimSpec, cols: DimSpec) -> Expr {
+        Expr::synthetic(ExprKind::Ones(Rc::new((rows, cols))))
     }
 
     /// A synthetic identity matrix `I`.
@@ -625,7 +666,7 @@ impl Expr {
     /// since every pass over a tree asks every node).
     pub fn children(&self) -> impl Iterator<Item = &Expr> {
         let (a, b): (Option<&Expr>, Option<&Expr>) = match &self.kind {
-            ExprKind::Var(_) | ExprKind::Identity | ExprKind::Num(_) => (None, None),
+            ExprKind::Var(_) | ExprKind::Identity | ExprKind::Num(_) | ExprKind::Ones(_) => (None, None),
             ExprKind::Neg(a)
             | ExprKind::Transpose(a)
             | ExprKind::Power(a, _)
@@ -779,7 +820,9 @@ impl Expr {
     ) -> std::result::Result<Expr, E> {
         crate::stack::ensure(|| {
             let kind = match &self.kind {
-                ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity => return Ok(self.clone()),
+                ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity | ExprKind::Ones(_) => {
+                    return Ok(self.clone())
+                }
                 ExprKind::Neg(a) => ExprKind::Neg(f(a)?),
                 ExprKind::Transpose(a) => ExprKind::Transpose(f(a)?),
                 ExprKind::Power(a, k) => ExprKind::Power(f(a)?, *k),
@@ -998,6 +1041,7 @@ impl ExprKind {
         match (self, other) {
             (K::Var(a), K::Var(b)) => a == b,
             (K::Identity, K::Identity) => true,
+            (K::Ones(a), K::Ones(b)) => a == b,
             (K::Num(a), K::Num(b)) => a == b,
             (K::Neg(_), K::Neg(_)) | (K::Transpose(_), K::Transpose(_)) => true,
             (K::Binary { op: a, .. }, K::Binary { op: b, .. }) => a == b,
@@ -1014,7 +1058,7 @@ impl ExprKind {
     fn child_links(&self) -> impl Iterator<Item = &Rc<Expr>> {
         use ExprKind as K;
         let (a, b) = match self {
-            K::Var(_) | K::Identity | K::Num(_) => (None, None),
+            K::Var(_) | K::Identity | K::Num(_) | K::Ones(_) => (None, None),
             K::Neg(a) | K::Transpose(a) => (Some(a), None),
             K::Power(a, _) | K::HadamardPower(a, _) | K::Call(_, a) => (Some(a), None),
             K::Binary { lhs, rhs, .. } => (Some(lhs), Some(rhs)),
@@ -1027,7 +1071,7 @@ impl ExprKind {
     /// Moves the children only this node holds onto `out`, leaving a leaf.
     fn unlink_children(&mut self, out: &mut Vec<Rc<Expr>>) {
         use ExprKind as K;
-        if matches!(self, K::Var(_) | K::Identity | K::Num(_)) {
+        if matches!(self, K::Var(_) | K::Identity | K::Num(_) | K::Ones(_)) {
             return;
         }
         // A shared child only loses a count, and a leaf frees nothing
@@ -1049,7 +1093,7 @@ impl ExprKind {
                     keep(p.body);
                 }
             }
-            K::Var(_) | K::Identity | K::Num(_) => {}
+            K::Var(_) | K::Identity | K::Num(_) | K::Ones(_) => {}
         }
     }
 }
@@ -1074,6 +1118,16 @@ pub enum DimSpec {
     Symbol(String),
     /// A member of a dimension family, such as `d[i-1]`.
     Indexed(String, Index),
+}
+
+impl fmt::Display for DimSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DimSpec::Const(n) => write!(f, "{n}"),
+            DimSpec::Symbol(s) => f.write_str(s),
+            DimSpec::Indexed(s, i) => write!(f, "{s}[{i}]"),
+        }
+    }
 }
 
 /// `W1 : 3x4`, or for a family `W[i] : d[i-1] x d[i]` (binder `i`), with
@@ -1105,12 +1159,20 @@ pub enum DomainSpec {
     NonZero,
     /// Symmetric positive definite (a square matrix).
     Spd,
+    /// Each column one-hot: one entry 1, the others 0 (labels of a
+    /// classifier); so each column sums to 1.
+    OneHot,
 }
 
 impl DomainSpec {
     /// Every domain, in the order the language lists them.
-    pub const ALL: [DomainSpec; 4] =
-        [DomainSpec::Positive, DomainSpec::Negative, DomainSpec::NonZero, DomainSpec::Spd];
+    pub const ALL: [DomainSpec; 5] = [
+        DomainSpec::Positive,
+        DomainSpec::Negative,
+        DomainSpec::NonZero,
+        DomainSpec::Spd,
+        DomainSpec::OneHot,
+    ];
 
     /// The keyword, as written in declarations and `--domain`.
     pub fn name(self) -> &'static str {
@@ -1119,6 +1181,7 @@ impl DomainSpec {
             DomainSpec::Negative => "negative",
             DomainSpec::NonZero => "nonzero",
             DomainSpec::Spd => "spd",
+            DomainSpec::OneHot => "onehot",
         }
     }
 

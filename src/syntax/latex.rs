@@ -90,6 +90,22 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
         match &e.kind {
             ExprKind::Var(v) => out.push_str(&var_latex(v)),
             ExprKind::Identity => out.push('I'),
+            // The ones matrix as \mathbf{1}, with its size below.
+            ExprKind::Ones(sizes) => {
+                let dim = |d: &crate::syntax::DimSpec| match d {
+                    crate::syntax::DimSpec::Const(n) => n.to_string(),
+                    crate::syntax::DimSpec::Symbol(s) => escape(s),
+                    crate::syntax::DimSpec::Indexed(s, i) => format!("{}_{{{}}}", escape(s), index_latex(i)),
+                };
+                match &**sizes {
+                    (rows, crate::syntax::DimSpec::Const(1)) => {
+                        out.push_str(&format!("\\mathbf{{1}}_{{{}}}", dim(rows)))
+                    }
+                    (rows, cols) => {
+                        out.push_str(&format!("\\mathbf{{1}}_{{{} \\times {}}}", dim(rows), dim(cols)))
+                    }
+                }
+            }
             ExprKind::Num(x) => out.push_str(&number_latex(*x)),
             ExprKind::Neg(a) => {
                 out.push('-');
@@ -198,12 +214,17 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     Func::Sinh => "\\sinh",
                     Func::Cosh => "\\cosh",
                     Func::Log1p => "\\operatorname{log1p}",
-                    Func::Sum => "\\operatorname{sum}",
+                    Func::Sum | Func::SumCols | Func::SumRows => "\\operatorname{sum}",
+                    Func::Softmax => "\\operatorname{softmax}",
+                    Func::Logsumexp => "\\operatorname{logsumexp}",
                     Func::Diag => "\\operatorname{diag}",
                     Func::Norm | Func::Norm1 | Func::Norm2 | Func::Abs => unreachable!("handled above"),
                 });
                 out.push_str("\\left(");
                 write(out, a, Prec::Loosest);
+                if let Some(k) = f.axis() {
+                    out.push_str(&format!(", {k}"));
+                }
                 out.push_str("\\right)");
                 if *f == Func::Logdet {
                     out.push_str("\\right|");
@@ -261,7 +282,11 @@ fn starts_with_sign_or_digit(e: &Expr, min: Prec) -> bool {
                 }
                 e = a;
             }
-            ExprKind::Var(_) | ExprKind::Identity | ExprKind::Call(..) | ExprKind::Prod(_) => return false,
+            ExprKind::Var(_)
+            | ExprKind::Identity
+            | ExprKind::Ones(_)
+            | ExprKind::Call(..)
+            | ExprKind::Prod(_) => return false,
         }
     }
 }

@@ -92,7 +92,8 @@ pub fn parse_program(src: &str) -> Result<Program> {
         return Err(Error::new(ErrorKind::Parse, "no expression: the last statement must be an expression")
             .label(Span::new(src.len().saturating_sub(1), src.len()), "expected an expression"));
     };
-    Ok(Program { declarations, definitions: builder.definitions, expr, name })
+    let program = Program { declarations, definitions: builder.definitions, expr, name };
+    Ok(crate::shape::explicit_broadcasts(program))
 }
 
 /// Whether `src` is a program cut short: the parser stops at its end
@@ -405,11 +406,15 @@ impl Builder {
             args.push((self.expr(p)?, at));
         }
         let operator = BinOp::CALLS.into_iter().find(|op| op.symbol() == name);
-        let (usage, arity) = match (name, Func::from_name(name), operator) {
-            ("inv", ..) => ("inv(A): the inverse of a square matrix, as A^-1", 1),
+        let (usage, arity): (&str, &[usize]) = match (name, Func::from_name(name), operator) {
+            ("inv", ..) => ("inv(A): the inverse of a square matrix, as A^-1", &[1]),
             ("norm", ..) if args.len() == 2 => return norm_p(args, span),
-            (_, Some(f), _) => (f.usage(), 1),
-            (_, _, Some(op)) => (op.call_usage().expect("a call operator"), 2),
+            ("ones", ..) => (ONES_USAGE, &[1, 2]),
+            (_, Some(Func::Sum), _) => {
+                ("sum(A): the sum of all entries; sum(A, 1) column sums, sum(A, 2) row sums", &[1, 2])
+            }
+            (_, Some(f), _) => (f.usage(), &[1]),
+            (_, _, Some(op)) => (op.call_usage().expect("a call operator"), &[2]),
             ("prod", ..) => {
                 return Err(Error::new(ErrorKind::Parse, "`prod` is written prod(body, i=lo..hi)")
                     .label(span, "not a product over an index range")
@@ -417,18 +422,23 @@ impl Builder {
             }
             _ => return Err(unknown_function(name, name_span)),
         };
-        if args.len() != arity {
-            let plural = if arity == 1 { "" } else { "s" };
+        if !arity.contains(&args.len()) {
+            let most = arity[arity.len() - 1];
+            let plural = if most == 1 { "" } else { "s" };
+            let takes = match arity {
+                [one] => format!("{one} argument{plural}"),
+                _ => format!("{} or {most} argument{plural}", arity[0]),
+            };
             // The arguments too many, or the call that lacks some.
-            let at = match args.get(arity) {
+            let at = match args.get(most) {
                 Some((_, first)) => first.to(args[args.len() - 1].1),
                 None => span,
             };
             return Err(Error::new(
                 ErrorKind::Parse,
-                format!("`{name}` takes {arity} argument{plural}, found {}", args.len()),
+                format!("`{name}` takes {takes}, found {}", args.len()),
             )
-            .label(at, format!("`{name}` takes {arity} argument{plural}"))
+            .label(at, format!("`{name}` takes {takes}"))
             .note(usage.to_string()));
         }
         if let Some(op) = operator {
@@ -437,8 +447,30 @@ impl Builder {
             let kind = ExprKind::Binary { op, op_span: name_span, lhs: Rc::new(lhs), rhs: Rc::new(rhs) };
             return Ok(Expr::new(kind, span));
         }
+        if name == "ones" {
+            let mut sizes = args.into_iter().map(|(a, at)| ones_size(&a, at));
+            let rows = sizes.next().expect("one size at least")?;
+            let cols = sizes.next().transpose()?.unwrap_or(DimSpec::Const(1));
+            return Ok(Expr::new(ExprKind::Ones(Rc::new((rows, cols))), span));
+        }
+        let func = match (Func::from_name(name), args.get(1)) {
+            (Some(Func::Sum), Some((axis, at))) => match axis.kind {
+                ExprKind::Num(1.0) => Some(Func::SumCols),
+                ExprKind::Num(2.0) => Some(Func::SumRows),
+                _ => {
+                    return Err(Error::new(
+                        ErrorKind::Parse,
+                        format!("the axis of `sum` is 1 or 2, not `{axis}`"),
+                    )
+                    .label(*at, "not 1 or 2")
+                    .note("sum(A, 1) sums each column (a row), sum(A, 2) sums each row (a column)"))
+                }
+            },
+            (f, _) => f,
+        };
+        args.truncate(1);
         let arg = args.pop().expect("one argument").0;
-        let kind = match Func::from_name(name) {
+        let kind = match func {
             Some(f) => ExprKind::Call(f, Rc::new(arg)),
             None => ExprKind::Power(Rc::new(arg), -1),
         };
@@ -494,7 +526,8 @@ fn convert_error(e: pest::error::Error<Rule>, src: &str) -> Error {
     let expected = match &e.variant {
         ErrorVariant::ParsingError { positives, .. } => {
             let mut names: Vec<&str> = positives.iter().filter_map(|r| describe(*r)).collect();
-            names.dedup();
+            let mut seen = std::collections::HashSet::new();
+            names.retain(|n| seen.insert(*n));
             let mut seen = std::collections::HashSet::new();
             names.retain(|n| seen.insert(*n));
             if names.contains(&"an expression") {
@@ -584,8 +617,9 @@ fn norm_p(mut args: Vec<(Expr, Span)>, span: Span) -> Result<Expr> {
 pub fn function_names() -> Vec<&'static str> {
     let mut names: Vec<&str> = Func::ALL.iter().map(|f| f.name()).collect();
     names.extend(BinOp::CALLS.iter().map(|op| op.symbol()));
-    names.dedup(); // `norm` names both Norm and Norm2, next to each other
-    names.extend(["inv", "prod"]);
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(*n)); // `norm` names Norm and Norm2, `sum` three
+    names.extend(["inv", "prod", "ones"]);
     names
 }
 
@@ -653,4 +687,26 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::signed_number => "a number",
         _ => return None,
     })
+}
+
+const ONES_USAGE: &str = "ones(n): the n×1 column of ones; ones(m, n): the m×n matrix of ones";
+
+/// A size of `ones(…)`: a positive integer or a dimension name.
+fn ones_size(e: &Expr, at: Span) -> Result<DimSpec> {
+    let wrong = |what: &str| {
+        Err(Error::new(
+            ErrorKind::Parse,
+            format!("a size of `ones` is a number or a dimension name, not {what}"),
+        )
+        .label(at, "not a size")
+        .note(ONES_USAGE))
+    };
+    match &e.kind {
+        ExprKind::Num(k) if *k >= 1.0 && k.fract() == 0.0 && *k <= u32::MAX as f64 => {
+            Ok(DimSpec::Const(*k as u64))
+        }
+        ExprKind::Var(v) if v.index.is_none() => Ok(DimSpec::Symbol(v.name.clone())),
+        ExprKind::Num(_) => wrong("a number below 1 or with a fraction"),
+        _ => wrong(&format!("`{e}`")),
+    }
 }

@@ -35,9 +35,12 @@ pub(crate) fn prec(e: &Expr) -> Prec {
         ExprKind::Binary { .. } => Prec::Product,
         ExprKind::Neg(_) => Prec::Prefix,
         ExprKind::Transpose(_) | ExprKind::Power(..) | ExprKind::HadamardPower(..) => Prec::Postfix,
-        ExprKind::Var(_) | ExprKind::Identity | ExprKind::Num(_) | ExprKind::Call(..) | ExprKind::Prod(_) => {
-            Prec::Atom
-        }
+        ExprKind::Var(_)
+        | ExprKind::Identity
+        | ExprKind::Num(_)
+        | ExprKind::Ones(_)
+        | ExprKind::Call(..)
+        | ExprKind::Prod(_) => Prec::Atom,
     }
 }
 
@@ -197,6 +200,10 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
         match &e.kind {
             ExprKind::Var(v) => write!(f, "{v}"),
             ExprKind::Identity => f.write_str("I"),
+            ExprKind::Ones(sizes) => match &**sizes {
+                (rows, crate::syntax::DimSpec::Const(1)) => write!(f, "ones({rows})"),
+                (rows, cols) => write!(f, "ones({rows}, {cols})"),
+            },
             ExprKind::Num(x) => f.write_str(&format_number(*x)),
             ExprKind::Neg(a) => {
                 f.write_str("-")?;
@@ -230,7 +237,11 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
             ExprKind::Call(func, a) => {
                 write!(f, "{}(", func.name())?;
                 write_expr(f, a, Prec::Loosest)?;
-                f.write_str(if *func == Func::Norm2 { ", 2)" } else { ")" })
+                match (func, func.axis()) {
+                    (Func::Norm2, _) => f.write_str(", 2)"),
+                    (_, Some(k)) => write!(f, ", {k})"),
+                    (_, None) => f.write_str(")"),
+                }
             }
             ExprKind::Prod(prod) => {
                 let crate::syntax::Prod { body, var, lo, hi } = &**prod;

@@ -620,6 +620,7 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
     match &e.kind {
         ExprKind::Num(c) => Range::of(*c, *c),
         ExprKind::Identity => Range::of(0.0, 1.0),
+        ExprKind::Ones(_) => Range::of(1.0, 1.0),
         ExprKind::Var(_) | ExprKind::Prod(_) => ANY,
         ExprKind::Neg(a) => r(a).neg(),
         ExprKind::Transpose(a) => r(a),
@@ -696,7 +697,9 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
                 Func::Log1p if a.lo > -1.0 => a.monotone(f64::ln_1p),
                 Func::Log1p => ANY,
                 Func::Sin | Func::Cos => Range::of(-1.0, 1.0),
-                Func::Sum | Func::Tr => a.sum(),
+                Func::Sum | Func::Tr | Func::SumCols | Func::SumRows => a.sum(),
+                Func::Softmax => Range::of(0.0, 1.0),
+                Func::Logsumexp => ANY,
                 Func::Norm | Func::Norm1 | Func::Norm2 => NONNEG,
                 // The entries, and the zeros off a diagonal.
                 Func::Diag => Range::of(a.lo.min(0.0), a.hi.max(0.0)),

@@ -31,6 +31,8 @@ pub fn tree(e: &Expr) -> Tree {
     match &e.kind {
         ExprKind::Var(v) => Tree::Leaf(var_latex(v)),
         ExprKind::Identity => Tree::Leaf("I".into()),
+        // (The random expressions of the properties have no ones.)
+        ExprKind::Ones(_) => Tree::Leaf("ones".into()),
         ExprKind::Num(x) if *x < 0.0 => Tree::Neg(Box::new(Tree::Num(format_number(-x)))),
         ExprKind::Num(x) => Tree::Num(format_number(*x)),
         ExprKind::Neg(a) => Tree::Neg(b(a)),

@@ -215,7 +215,9 @@ fn with_child(e: &Expr, i: usize, new: Expr) -> Expr {
             lo: p.lo.clone(),
             hi: p.hi.clone(),
         })),
-        ExprKind::Var(_) | ExprKind::Identity | ExprKind::Num(_) => unreachable!("a leaf has no child"),
+        ExprKind::Var(_) | ExprKind::Identity | ExprKind::Num(_) | ExprKind::Ones(_) => {
+            unreachable!("a leaf has no child")
+        }
     };
     Expr::new(kind, e.span)
 }

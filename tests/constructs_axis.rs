@@ -1,0 +1,211 @@
+//! Broadcasting, `ones`, sums along an axis, `softmax` and `logsumexp`
+//! (issue 19, items 1-3): every gradient checked against finite
+//! differences on random instances (symbolic dimensions get random sizes,
+//! entries both signs), what a user sees snapshotted, and wrong claims
+//! refused by `verify`.
+
+mod common;
+
+use matdiff::syntax::{parse_expr, parse_program, parse_var};
+use matdiff::verify::verify;
+
+const CASES: &[&str] = &[
+    // A column broadcast over the batch, and a row over the rows.
+    "W : n x d; X : d x B; b : n; sum(tanh(W*X + b))",
+    "W : n x d; X : d x B; b : n; W*X + b",
+    "W : n x d; X : d x B; b : n; W*X - b",
+    "X : m x B; r : 1 x B; sum(sin(X .* r))",
+    "X : m x B; c : m; sum(X ./ exp(c))",
+    "X : m x B; r : 1 x B; c : m; sum(sin(r + X - c))",
+    // A two-layer network with biases.
+    "W1 : h x d; b1 : h; W2 : k x h; b2 : k; X : d x B; Y : k x B; norm(W2*tanh(W1*X + b1) + b2 - Y)^2",
+    // Ones, explicit.
+    "X : m x n; sum(X .* (ones(m) * ones(1, n)))",
+    "x : n; ones(n)^T * x",
+    "X : m x n; sum(sin(X * ones(n)))",
+    // Sums along an axis.
+    "X : m x n; norm(sum(X, 2))^2",
+    "X : m x n; sum(exp(sum(X, 1)))",
+    "X : m x n; W : n x m; sum(sin(sum(X * W, 1)))",
+    "X : m x n; sum(X, 1)",
+    "X : m x n; sum(X, 2)",
+    // Softmax and logsumexp, column-wise.
+    "x : n; logsumexp(x)",
+    "X : m x n; sum(sin(logsumexp(X)))",
+    "X : m x n; softmax(X)",
+    "Y : m x n; X : m x n; sum(Y .* softmax(X))",
+    "W : k x d; X : d x B; b : k; Y : k x B; -sum(Y .* log(softmax(W*X + b)))",
+    "W : k x d; X : d x B; b : k; Y : k x B onehot; -sum(Y .* log(softmax(W*X + b)))",
+    "W : k x d; X : d x B; Y : k x B; sum(logsumexp(W*X)) - sum(Y .* (W*X))",
+    // Single-head attention.
+    "K : d x m; Q : d x q; V : e x m; s : scalar; V*softmax(K^T*Q / s)",
+    "K : d x m; Q : d x q; V : e x m; s : scalar; Y : e x q; norm(V*softmax(K^T*Q / s) - Y)^2",
+];
+
+#[test]
+fn every_case_matches_finite_differences() {
+    for case in CASES {
+        for seed in 1..=4 {
+            let report = common::derive_and_check(case, seed).unwrap_or_else(|e| panic!("{case}:\n{e}"));
+            assert!(!report.results.is_empty(), "{case}: no gradient checked");
+            for r in &report.results {
+                assert!(
+                    r.ok(),
+                    "{case} (seed {seed}): d/d{} off by {:?} ({:?})",
+                    r.wrt,
+                    r.max_rel_err,
+                    r.reason
+                );
+            }
+        }
+    }
+}
+
+/// Every printed gradient is valid input: it parses, and prints the same.
+#[test]
+fn printed_gradients_reparse() {
+    for case in CASES {
+        let program = parse_program(case).unwrap();
+        let d = matdiff::derive(&program, &Default::default()).unwrap();
+        for g in &d.gradients {
+            let text = g.expr.to_string();
+            let back = parse_expr(&text).unwrap_or_else(|e| panic!("{text}: {e}"));
+            assert_eq!(back, g.expr, "{text}");
+        }
+    }
+}
+
+fn gradient(src: &str, wrt: &str) -> String {
+    let program = parse_program(src).unwrap();
+    let d = matdiff::derive(&program, &Default::default()).unwrap();
+    d.gradients.iter().find(|g| g.wrt.to_string() == wrt).unwrap().expr.to_string()
+}
+
+/// The textbook forms: the bias sums the upstream over the batch, and
+/// softmax regression with one-hot labels is (softmax(Z) - Y) X^T.
+#[test]
+fn textbook_forms() {
+    let layer = "W : n x d; X : d x B; b : n; W*X + b";
+    assert_eq!(gradient(layer, "b"), "sum(G, 2)");
+    assert_eq!(gradient(layer, "W"), "G * X^T");
+    let row = "X : m x B; r : 1 x B; X + r";
+    assert_eq!(gradient(row, "r"), "sum(G, 1)");
+    let softmax = "W : k x d; X : d x B; b : k; Y : k x B onehot; -sum(Y .* log(softmax(W*X + b)))";
+    // (The one-hot form, (softmax(Z) - Y) X^T, is what verify accepts
+    // below; derive does not reach it yet: see docs/language.md.)
+    assert!(gradient(softmax, "W").starts_with("(-Y + softmax(W * X + b * ones(1, B))"));
+    // Without the declaration each column of Y may sum to anything.
+    let general = "W : k x d; X : d x B; b : k; Y : k x B; -sum(Y .* log(softmax(W*X + b)))";
+    assert_eq!(
+        gradient(general, "W"),
+        "(-Y + softmax(W * X + b * ones(1, B)) .* (ones(k) * sum(Y, 1))) * X^T"
+    );
+    assert_eq!(gradient("x : n; logsumexp(x)", "x"), "softmax(x)");
+}
+
+/// Broadcasting is decided only on known dimensions: a column against a
+/// matrix whose columns are open unifies instead (no guess).
+#[test]
+fn broadcasting_needs_known_dimensions() {
+    let program = parse_program("b : n; W : n x d; b + W*X").unwrap();
+    assert!(!program.expr.to_string().contains("ones"), "{}", program.expr);
+    let program = parse_program("b : n; W : n x d; X : d x B; b + W*X").unwrap();
+    assert_eq!(program.expr.to_string(), "b * ones(1, B) + W * X");
+    // A column against a row is not broadcast both ways.
+    assert!(matdiff::shape::infer(&parse_program("c : 3; r : 1 x 4; c + r").unwrap()).is_err());
+}
+
+/// Wrong claims are refused: the bias without its sum over the batch, a
+/// sum along the wrong axis, softmax regression without the one-hot
+/// declaration claimed in its one-hot form.
+#[test]
+fn wrong_claims_are_not_equivalent() {
+    let cases = [
+        ("W : n x d; X : d x B; b : n; sum(tanh(W*X + b))", "b", "sum(1 - tanh(W*X + b) .^ 2, 2)", true),
+        ("W : n x d; X : d x B; b : n; sum(tanh(W*X + b))", "b", "(1 - tanh(W*X + b) .^ 2) * ones(B)", true),
+        ("W : n x d; X : d x B; b : n; W*X + b", "b", "sum(G, 2)", true),
+        ("W : 3 x d; X : d x B; b : 3; W*X + b", "b", "sum(G, 1)^T", false),
+        ("W : 3 x 2; X : 2 x 3; b : 3; W*X + b", "b", "G * ones(3) / 3", false),
+        ("X : m x n; norm(sum(X, 2))^2", "X", "2 * sum(X, 2) * ones(1, n)", true),
+        ("X : m x n; norm(sum(X, 2))^2", "X", "2 * ones(m) * sum(X, 1)", false),
+        ("x : n; logsumexp(x)", "x", "softmax(x)", true),
+        ("x : n; logsumexp(x)", "x", "exp(x)", false),
+        (
+            "W : k x d; X : d x B; Y : k x B onehot; -sum(Y .* log(softmax(W*X)))",
+            "W",
+            "(softmax(W*X) - Y) * X^T",
+            true,
+        ),
+        (
+            "W : k x d; X : d x B; Y : k x B; -sum(Y .* log(softmax(W*X)))",
+            "W",
+            "(softmax(W*X) - Y) * X^T",
+            false,
+        ),
+    ];
+    for (src, wrt, claim, want) in cases {
+        let program = parse_program(src).unwrap();
+        let v = verify(&program, &parse_var(wrt).unwrap(), claim, &Default::default())
+            .unwrap_or_else(|e| panic!("{src}: {e}"));
+        assert_eq!(v.equivalent(), want, "{src}, d/d{wrt} claimed {claim}: {}", v.detail);
+    }
+}
+
+/// Values: column sums, row sums, softmax columns that sum to 1, and a
+/// logsumexp that does not overflow.
+#[test]
+fn values() {
+    use matdiff::numeric::{eval, Env, Matrix};
+    let mut env = Env::default();
+    env.vars.insert(parse_var("X").unwrap(), Matrix::from_row_slice(2, 3, &[1., 2., 3., 4., 5., 6.]));
+    let at = |src: &str| eval(&parse_expr(src).unwrap(), &env, None).unwrap();
+    assert_eq!(at("sum(X, 1)"), Matrix::from_row_slice(1, 3, &[5., 7., 9.]));
+    assert_eq!(at("sum(X, 2)"), Matrix::from_row_slice(2, 1, &[6., 15.]));
+    assert_eq!(at("X * ones(3)"), Matrix::from_row_slice(2, 1, &[6., 15.]));
+    let s = at("sum(softmax(X), 1)");
+    assert!(s.iter().all(|v| (v - 1.0).abs() < 1e-15), "{s}");
+    env.vars.insert(parse_var("Y").unwrap(), Matrix::from_row_slice(2, 1, &[1000., 1000.]));
+    let l = eval(&parse_expr("logsumexp(Y)").unwrap(), &env, None).unwrap();
+    assert!((l[(0, 0)] - (1000.0 + 2f64.ln())).abs() < 1e-9, "{l}");
+}
+
+/// What users see: derive with --steps, and LaTeX, for the dense layer
+/// with a bias, softmax regression and attention.
+#[test]
+fn printed() {
+    let mut text = String::new();
+    for src in [
+        "W : n x d; X : d x B; b : n; tanh(W*X + b)",
+        "W : k x d; X : d x B; b : k; Y : k x B onehot; -sum(Y .* log(softmax(W*X + b)))",
+        "K : d x m; Q : d x q; V : e x m; s : scalar; V*softmax(K^T*Q / s)",
+    ] {
+        for args in [vec!["derive", "--steps", src], vec!["derive", "--latex", src]] {
+            let mut out = Vec::new();
+            let mut err = Vec::new();
+            let argv = std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
+            let code = matdiff::cli::run(argv, &mut out, &mut err);
+            text.push_str(&format!(
+                "$ matdiff {}  (exit {code})\n{}{}\n",
+                args.join(" "),
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(err).unwrap()
+            ));
+        }
+    }
+    common::snapshots().bind(|| insta::assert_snapshot!("constructs_axis", text));
+}
+
+/// Errors name what is wrong.
+#[test]
+fn errors() {
+    for (src, says) in [
+        ("X : 3x4; sum(X, 3)", "the axis of `sum` is 1 or 2"),
+        ("X : 3x4; sum(X, 1, 2)", "`sum` takes 1 or 2 arguments, found 3"),
+        ("X : 3x4; softmax(X, 1)", "`softmax` takes 1 argument, found 2"),
+        ("X : 3x4; X + ones(0)", "a size of `ones` is a number or a dimension name"),
+        ("X : 3x4; X + ones(X*X)", "a size of `ones` is a number or a dimension name"),
+    ] {
+        let e = parse_program(src).unwrap_err();
+        assert!(e.to_string().contains(says), "{src}: {e}");
+    }
+}
