@@ -61,7 +61,10 @@ pub fn tree(e: &Expr) -> Tree {
         ExprKind::HadamardPower(a, p) => Tree::Sup(format!("o{}", format_number(*p)), b(a)),
         // `norm(x, 2)` is named `norm` as `norm(A)` is: told apart here.
         ExprKind::Call(Func::Norm2, a) => Tree::Call("norm2".to_string(), b(a)),
-        ExprKind::Call(f, a) => Tree::Call(f.name().to_string(), b(a)),
+        ExprKind::Call(f, a) => match f.axis() {
+            Some(k) => Tree::Call(format!("{},{k}", f.name()), b(a)),
+            None => Tree::Call(f.name().to_string(), b(a)),
+        },
         ExprKind::Prod(p) => Tree::Prod(
             format!("{}={}", escape(&p.var), escape(&p.lo.to_string())),
             escape(&p.hi.to_string()),
@@ -349,7 +352,20 @@ impl Reader<'_> {
         }
         if self.eat("\\operatorname{") {
             let name = self.group()?;
-            return Ok(Tree::Call(name, Box::new(self.call_argument()?)));
+            self.expect("\\left(")?;
+            let t = self.sum()?;
+            self.space();
+            // An axis: `\operatorname{sum}\left(A, 1\right)`.
+            let name = match self.rest().as_bytes() {
+                [b',', b' ', k @ b'0'..=b'9', ..] => {
+                    let k = char::from(*k);
+                    self.at += 3;
+                    format!("{name},{k}")
+                }
+                _ => name,
+            };
+            self.expect("\\right)")?;
+            return Ok(Tree::Call(name, Box::new(t)));
         }
         for (m, name) in MACROS {
             // Spaced or not, `\sigma \left(x\right)` reads as σ(x).
