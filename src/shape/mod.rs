@@ -111,7 +111,6 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
     Ok(Typing { program, typer, shape, nodes, variables, families })
 }
 
-/// A variable declared `spd` is a square matrix.
 /// The program with every broadcast written out as a product with a ones
 /// vector, as NumPy and MATLAB broadcast: `W*X + b` with `b` m×1 and `W*X`
 /// m×B is `W*X + b * ones(1, B)`, and a 1×n row `r` against B×n is
@@ -168,6 +167,7 @@ fn with_ones(e: &Expr, at: *const Expr, sites: &HashMap<*const Expr, Broadcast>)
     Expr::new(ExprKind::Binary { op: *op, op_span: *op_span, lhs, rhs }, out.span)
 }
 
+/// A variable declared `spd` is a square matrix.
 fn square_for_spd(typer: &mut Typer, d: &crate::syntax::Declaration) -> Result<()> {
     use crate::syntax::ShapeSpec;
     let square = match (&d.shape, &d.binder) {
