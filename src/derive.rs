@@ -56,6 +56,19 @@ pub struct Derivation<'p> {
     pub gradients: Vec<Gradient>,
 }
 
+/// The program of `src` as the stages take it: parsed
+/// ([`syntax::parse_program`]) and its broadcasts written out
+/// ([`shape::explicit_broadcasts`]: `W*X + b`, with `b` a column, is
+/// `W*X + b * ones(1, B)`). The command line reads every program so.
+///
+/// ```
+/// let p = matdiff::parse("W : n x d; X : d x B; b : n; W*X + b").unwrap();
+/// assert_eq!(p.expr.to_string(), "W * X + b * ones(1, B)");
+/// ```
+pub fn parse(src: &str) -> Result<Program> {
+    Ok(shape::explicit_broadcasts(syntax::parse_program(src)?))
+}
+
 /// Runs shape inference, the calculus and simplification on a program.
 ///
 /// A scalar expression is the loss itself; a matrix-valued one is a layer

@@ -35,5 +35,5 @@ pub mod syntax;
 pub mod verify;
 
 pub use calculus::Steps;
-pub use derive::{derive, Derivation, DeriveOptions, Gradient, MAX_TOTAL_NODES};
+pub use derive::{derive, parse, Derivation, DeriveOptions, Gradient, MAX_TOTAL_NODES};
 pub use error::{Error, ErrorKind, Hint, Label, Result};

@@ -6,7 +6,8 @@
 
 mod common;
 
-use matdiff::syntax::{parse_expr, parse_program, parse_var};
+use matdiff::parse as parse_program;
+use matdiff::syntax::{parse_expr, parse_var};
 use matdiff::verify::verify;
 
 const CASES: &[&str] = &[

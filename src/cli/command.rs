@@ -397,7 +397,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         Command::Derive { input, target, steps, latex, standalone, json } => {
             *source = input.read()?;
             let options = target.options(if steps { Steps::Record } else { Steps::Skip })?;
-            let program = syntax::parse_program(&source.text)?.with_definitions_kept(&options.wrt);
+            let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
             let derivation = crate::derive(&program, &options)?;
             let text = match (json, latex) {
                 (true, _) => render::derivation_json(&derivation, steps),
@@ -414,7 +414,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         Command::Verify { input, wrt, claim, upstream, domain, json } => {
             *source = input.read()?;
             let wrt = syntax::parse_var(&wrt)?;
-            let program = syntax::parse_program(&source.text)?;
+            let program = crate::parse(&source.text)?;
             let domains = domain_map(domain, &program)?;
             let options = crate::verify::VerifyOptions { upstream, domains, ..Default::default() };
             let verdict = crate::verify::verify(&program, &wrt, &claim, &options)?;
@@ -423,7 +423,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         }
         Command::Latex { input, standalone } => {
             *source = input.read()?;
-            let program = syntax::parse_program(&source.text)?;
+            let program = crate::parse(&source.text)?;
             crate::shape::infer(&program)?;
             let math = format!("\\[ {} \\]\n", syntax::to_latex(&program.expr));
             write!(out, "{}", render::latex_document(&math, standalone)).map_err(io)?;
@@ -432,7 +432,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         Command::Check { input, target, dims, domain, seed, json } => {
             *source = input.read()?;
             let options = target.options(Steps::Skip)?;
-            let program = syntax::parse_program(&source.text)?.with_definitions_kept(&options.wrt);
+            let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
             let domains = domain_map(domain, &program)?;
             let derivation = crate::derive(&program, &options)?;
             let report = crate::numeric::check(
@@ -445,7 +445,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         Command::Plan { input, target, dims, json, emit } => {
             *source = input.read()?;
             let options = target.options(Steps::Skip)?;
-            let program = syntax::parse_program(&source.text)?.with_definitions_kept(&options.wrt);
+            let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
             let derivation = crate::derive(&program, &options)?;
             let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
             let output = match (emit, json) {

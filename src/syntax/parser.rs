@@ -92,8 +92,7 @@ pub fn parse_program(src: &str) -> Result<Program> {
         return Err(Error::new(ErrorKind::Parse, "no expression: the last statement must be an expression")
             .label(Span::new(src.len().saturating_sub(1), src.len()), "expected an expression"));
     };
-    let program = Program { declarations, definitions: builder.definitions, expr, name };
-    Ok(crate::shape::explicit_broadcasts(program))
+    Ok(Program { declarations, definitions: builder.definitions, expr, name })
 }
 
 /// Whether `src` is a program cut short: the parser stops at its end

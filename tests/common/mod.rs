@@ -8,7 +8,7 @@ pub mod latex_reader;
 pub mod mutants;
 
 use matdiff::numeric::{check, CheckOptions, CheckReport};
-use matdiff::syntax::parse_program;
+use matdiff::parse as parse_program;
 use matdiff::{derive, DeriveOptions};
 
 /// insta settings: snapshots live in the top-level `snapshots/` directory.
