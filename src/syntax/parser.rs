@@ -46,7 +46,9 @@ fn pratt() -> &'static PrattParser<Rule> {
 }
 
 /// Parses a whole program: declarations and definitions separated by `;` or
-/// newlines, the last statement being the expression.
+/// newlines, the last statement being the expression. A broadcast (`W*X + b`
+/// with `b` a column) is left as written: [`crate::parse`] writes it out,
+/// which needs the shapes.
 ///
 /// ```
 /// let p = matdiff::syntax::parse_program("W : 3x4; x : 4; W*x").unwrap();
