@@ -46,19 +46,7 @@ const CASES: &[&str] = &[
 #[test]
 fn every_case_matches_finite_differences() {
     for case in CASES {
-        for seed in 1..=4 {
-            let report = common::derive_and_check(case, seed).unwrap_or_else(|e| panic!("{case}:\n{e}"));
-            assert!(!report.results.is_empty(), "{case}: no gradient checked");
-            for r in &report.results {
-                assert!(
-                    r.ok(),
-                    "{case} (seed {seed}): d/d{} off by {:?} ({:?})",
-                    r.wrt,
-                    r.max_rel_err,
-                    r.reason
-                );
-            }
-        }
+        common::assert_gradients_agree(case, 1..=4, common::Signs::AsDrawn);
     }
 }
 

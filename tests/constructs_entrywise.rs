@@ -45,36 +45,10 @@ const CASES: &[&str] = &[
     "x : n; sum(log(abs(x)) + 1 ./ arctan(x))",
 ];
 
-/// Variables that no function of `src` asks to restrict: each is drawn with
-/// both signs.
-fn both_signs(report: &matdiff::numeric::CheckReport) -> bool {
-    use matdiff::numeric::Sign;
-    report.domains.values().all(|d| matches!(d.sign, Sign::Any | Sign::NonZero))
-}
-
 #[test]
 fn every_derivative_matches_finite_differences() {
     for case in CASES {
-        let program = parse_program(case).unwrap();
-        let d = derive(&program, &DeriveOptions::default()).unwrap_or_else(|e| panic!("{case}: {e:?}"));
-        let mut sizes = std::collections::BTreeSet::new();
-        for seed in 1..=6 {
-            let report = check(&d, &CheckOptions { seed, ..Default::default() })
-                .unwrap_or_else(|e| panic!("{case} (seed {seed}): {e:?}"));
-            for r in &report.results {
-                assert!(
-                    r.ok(),
-                    "{case} (seed {seed}): d/d{} off by {:?} ({:?})",
-                    r.wrt,
-                    r.max_rel_err,
-                    r.reason
-                );
-            }
-            assert!(both_signs(&report), "{case}: drawn with one sign: {:?}", report.domains);
-            sizes.insert(format!("{:?}", report.sizes));
-        }
-        let symbolic = case.contains(" x ");
-        assert!(!symbolic || sizes.len() > 1, "{case}: one size for every seed");
+        common::assert_gradients_agree(case, 1..=6, common::Signs::Both);
     }
 }
 

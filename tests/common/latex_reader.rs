@@ -5,7 +5,7 @@
 //! a bracket is caught. It returns a bracket tree (`Tree`) to compare with
 //! the one [`tree`] makes of the expression.
 
-use matdiff::syntax::{format_number, var_latex, BinOp, Expr, ExprKind, Func};
+use matdiff::syntax::{format_number, var_latex, Expr, ExprKind, Func};
 
 /// An expression's structure, with the leaves as LaTeX.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,20 +36,7 @@ pub fn tree(e: &Expr) -> Tree {
         ExprKind::Num(x) if *x < 0.0 => Tree::Neg(Box::new(Tree::Num(format_number(-x)))),
         ExprKind::Num(x) => Tree::Num(format_number(*x)),
         ExprKind::Neg(a) => Tree::Neg(b(a)),
-        ExprKind::Binary { op, lhs, rhs, .. } => Tree::Bin(
-            match op {
-                BinOp::Add => "+",
-                BinOp::Sub => "-",
-                BinOp::Mul => "*",
-                BinOp::Hadamard => ".*",
-                BinOp::HadamardDiv => "./",
-                BinOp::Div => "/",
-                BinOp::Max => "max",
-                BinOp::Min => "min",
-            },
-            b(lhs),
-            b(rhs),
-        ),
+        ExprKind::Binary { op, lhs, rhs, .. } => Tree::Bin(op.symbol(), b(lhs), b(rhs)),
         ExprKind::Transpose(a) => match &a.kind {
             ExprKind::Power(x, -1) => Tree::Sup("-T".into(), b(x)),
             _ => Tree::Sup("T".into(), b(a)),

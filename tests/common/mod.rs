@@ -46,3 +46,35 @@ pub fn derive_and_check(src: &str, seed: u64) -> Result<CheckReport, String> {
 pub fn cases(n: u32) -> u32 {
     std::env::var("PROPTEST_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(n)
 }
+
+/// Which signs the instances of [`assert_gradients_agree`] must draw.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Signs {
+    /// Every variable no function of the program restricts is drawn with
+    /// both signs (nonzero counts: it still takes both).
+    Both,
+    /// As `check` draws them.
+    AsDrawn,
+}
+
+/// Every gradient of `case` agrees with finite differences on the
+/// instances of `seeds`, whose symbolic sizes vary from seed to seed.
+pub fn assert_gradients_agree(case: &str, seeds: std::ops::RangeInclusive<u64>, signs: Signs) {
+    use matdiff::numeric::Sign;
+    let mut sizes = std::collections::BTreeSet::new();
+    for seed in seeds {
+        let report = derive_and_check(case, seed).unwrap_or_else(|e| panic!("{case} (seed {seed}):\n{e}"));
+        assert!(!report.results.is_empty(), "{case}: no gradient checked");
+        for r in &report.results {
+            assert!(r.ok(), "{case} (seed {seed}): d/d{} off by {:?} ({:?})", r.wrt, r.max_rel_err, r.reason);
+        }
+        if signs == Signs::Both {
+            let both = report.domains.values().all(|d| matches!(d.sign, Sign::Any | Sign::NonZero));
+            assert!(both, "{case}: drawn with one sign: {:?}", report.domains);
+        }
+        if !report.sizes.is_empty() {
+            sizes.insert(format!("{:?}", report.sizes));
+        }
+    }
+    assert!(sizes.len() != 1, "{case}: one size for every seed");
+}
