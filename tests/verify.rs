@@ -305,6 +305,37 @@ fn a_gradient_of_rounding_noise_is_no_mismatch() {
     }
 }
 
+/// A loss that varies faster than finite differences' first steps resolve,
+/// on top of a large value (so that the gradient's size says nothing of the
+/// feature's width), is no mismatch: the steps shrink until the differences
+/// settle. The same gradient doubled, or with a sign flipped, still is one.
+#[test]
+fn a_loss_finer_than_the_first_steps_is_no_mismatch() {
+    use matdiff::numeric::{CheckOptions, Outcome};
+    use matdiff::syntax::parse_expr;
+    let cases = [
+        "x : 3; 1e7*sum(x) + sum(sin(1e5*x))",
+        "x : 3; A : 3x3; 1e6*(x^T*A*x) + sum(sin(1e4*x .* x))",
+        "x : 3; sum(sin(1e6*x))",
+    ];
+    for src in cases {
+        let program = parse_program(src).unwrap();
+        let d = matdiff::derive(&program, &Default::default()).unwrap();
+        for seed in 1..=3 {
+            let report = matdiff::numeric::check(&d, &CheckOptions { seed, ..Default::default() }).unwrap();
+            assert!(report.ok(), "{src}, seed {seed}: {:?}", report.results);
+        }
+        let g = &d.gradients[0];
+        for wrong in [format!("2 * ({})", g.expr), format!("-({})", g.expr)] {
+            let mut mutant = d.clone();
+            mutant.gradients[0].expr = parse_expr(&wrong).unwrap();
+            let report =
+                matdiff::numeric::check(&mutant, &CheckOptions { seed: 1, ..Default::default() }).unwrap();
+            assert_eq!(report.results[0].outcome, Outcome::Differ, "{src}: {wrong}");
+        }
+    }
+}
+
 /// In the REPL too, an expression or a claim may begin with a minus.
 #[test]
 fn leading_minus_in_the_repl() {

@@ -264,8 +264,7 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
     }
     let tolerances = Tolerances { relative: TOLERANCE, max_noise: MAX_FD_ERROR, zero_scale: ZERO_SCALE };
     let mut results = Vec::new();
-    let scale = loss(&env)?.abs();
-    for ((g, symbolic), own_noise) in
+    'gradients: for ((g, symbolic), own_noise) in
         derivation.gradients.iter().zip(outputs.into_iter().skip(1)).zip(gradient_noise.into_iter().skip(1))
     {
         let wrt = member(&g.wrt, &env)?;
@@ -274,28 +273,34 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
             continue;
         };
         let mut c = compare(&symbolic, &numeric, norm(&noise) + own_noise, &tolerances);
-        if c.outcome == Outcome::Differ {
-            // Before calling a gradient wrong, look again at steps short
-            // enough for its size: a loss that varies faster than the
-            // default steps (sum(sin(1e6*A))) aliases them into nonsense.
-            let step = |idx: usize| {
-                let s = symbolic[idx].abs();
-                if s > 0.0 {
-                    (0.01 * scale.max(f64::MIN_POSITIVE) / s).clamp(1e-9, DEFAULT_STEP)
-                } else {
-                    DEFAULT_STEP
-                }
-            };
-            match differences(&loss, &env, &wrt, step)? {
-                Some((fine, noise)) => {
-                    c = compare(&symbolic, &fine, norm(&noise) + own_noise, &tolerances);
-                    numeric = fine;
-                }
-                None => {
+        let mut unsettled = false;
+        if c.outcome != Outcome::Agree {
+            // Before calling a gradient wrong or undecided, the differences
+            // must have settled: a loss that varies faster than the steps
+            // resolve (sum(sin(1e6*A)), or a sine of a large argument deep
+            // in a program) gives a smooth-looking but wrong tableau, or a
+            // noisy one. Shrink the first step a hundredfold at a time (each
+            // estimate looks at its first step and a tenth of it) until the
+            // gradient agrees, or two in a row give the same differences.
+            let mut previous = (numeric.clone(), norm(&noise));
+            let mut settled = false;
+            for refinement in 1..=REFINEMENTS {
+                let step = DEFAULT_STEP * 100f64.powi(-refinement);
+                let Some((fine, noise)) = differences(&loss, &env, &wrt, |_| step)? else {
                     results.push(not_finite(g));
-                    continue;
+                    continue 'gradients;
+                };
+                let fine_noise = norm(&noise);
+                c = compare(&symbolic, &fine, fine_noise + own_noise, &tolerances);
+                settled = compare(&previous.0, &fine, previous.1 + fine_noise, &tolerances).outcome
+                    == Outcome::Agree;
+                numeric = fine;
+                if c.outcome == Outcome::Agree || settled {
+                    break;
                 }
+                previous = (numeric.clone(), fine_noise);
             }
+            unsettled = c.outcome == Outcome::Differ && !settled;
         }
         // Everything exactly zero tests nothing: the expression underflowed
         // (exp(-1000*sum(X .^ 2))), or is zero everywhere.
@@ -308,6 +313,11 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
         let Comparison { outcome, rel_err, rel_noise } = c;
         let (outcome, reason) = if vacuous {
             (Outcome::Undecided, Some(EXACTLY_ZERO.to_string()))
+        } else if unsettled {
+            (
+                Outcome::Undecided,
+                Some("finite differences do not settle as their step shrinks (the expression varies faster than the steps resolve)".to_string()),
+            )
         } else if outcome == Outcome::Undecided {
             (
                 outcome,
@@ -329,6 +339,11 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
 
 /// The first step of finite differences: a tenth of an entry of typical size.
 const DEFAULT_STEP: f64 = 0.1;
+
+/// Times the first step shrinks a hundredfold, at most (to 1e-9, below
+/// which rounding swamps any difference), before differences that keep
+/// changing leave a gradient undecided rather than wrong.
+const REFINEMENTS: i32 = 4;
 
 /// Finite differences of the loss in every entry of `wrt`, each from its
 /// own first step, with their errors; `None` where the loss is not finite
