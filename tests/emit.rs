@@ -94,6 +94,21 @@ fn case(dir: &Path, k: usize, src: &str, options: &DeriveOptions, checks: Checks
             line.replace(" = residuals", " = jax.tree_util.tree_map(jax.lax.stop_gradient, residuals)");
         path("jaxmutant", &jax.replace(&line, &stopped))
     });
+    // The mutant PyTorch keeps forward's products in a differentiated
+    // backward (no recomputation): the gradient penalty must tell.
+    let torch_mutant = torch.contains("        if torch.is_grad_enabled():\n").then(|| {
+        let mut in_block = false;
+        let mutant: String = torch
+            .lines()
+            .filter(|l| {
+                in_block = *l == "        if torch.is_grad_enabled():"
+                    || (in_block && l.starts_with("            "));
+                !in_block
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        path("torchmutant", &mutant)
+    });
     let inputs: Vec<String> = plan.inputs.iter().map(|i| i.var.to_string()).collect();
     let up = upstream.and_then(|u| plan.inputs.iter().position(|i| i.var == *u));
     let args: Vec<usize> = (0..inputs.len()).filter(|i| Some(*i) != up).collect();
@@ -104,6 +119,7 @@ fn case(dir: &Path, k: usize, src: &str, options: &DeriveOptions, checks: Checks
         "torch": path("torch", &torch),
         "jax": path("jax", &jax),
         "jax_mutant": mutant,
+        "torch_mutant": torch_mutant,
         "name": "plan",
         "class": "Plan",
         "module": "PlanModule",
@@ -183,7 +199,7 @@ fn judge(case: &Case, result: &serde_json::Value, targets: &[&str]) -> Vec<Strin
                     failures.push(format!("{src}: {key}: {what} {e}"));
                 }
             }
-            for check in ["gradcheck", "gradgradcheck"] {
+            for check in ["gradcheck", "gradgradcheck", "penalty"] {
                 if r.get(check).is_some_and(|v| v != true) {
                     failures.push(format!("{src}: {key}: {check} fails"));
                 }
@@ -247,7 +263,29 @@ fn emitted_code_agrees_with_the_evaluator_and_differentiates_twice() {
     let results = run(&dir, &cases, &targets);
     let failures: Vec<String> = cases.iter().zip(&results).flat_map(|(c, r)| judge(c, r, &targets)).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    // The mutant is tried wherever the backward reads something.
+    // The mutants are tried wherever the backward reads something.
+    // A PyTorch mutant whose only stale product is forward's output is right
+    // (autograd re-attaches a saved output), as for `A^-1 * B`: most are caught.
+    if targets.contains(&"torch") {
+        let tried: Vec<&str> = results
+            .iter()
+            .zip(&cases)
+            .filter(|(r, _)| r["torch/float64"].get("mutant_penalty").is_some())
+            .map(|(_, c)| c.src.as_str())
+            .collect();
+        let missed: Vec<&str> = results
+            .iter()
+            .zip(&cases)
+            .filter(|(r, _)| r["torch/float64"]["mutant_penalty"] == true)
+            .map(|(_, c)| c.src.as_str())
+            .collect();
+        assert!(tried.len() >= PROGRAMS.len() / 2, "{} PyTorch mutants tried", tried.len());
+        assert_eq!(
+            missed,
+            ["A : 3x3; B : 3x2; A^-1 * B"],
+            "the gradient penalty misses these PyTorch mutants"
+        );
+    }
     if targets.contains(&"jax") {
         let mutants = results.iter().filter(|r| r["jax/float64"].get("mutant_second").is_some()).count();
         assert!(mutants >= PROGRAMS.len() - 2, "{mutants} JAX mutants tried");

@@ -24,6 +24,16 @@ def load(path):
     return module
 
 
+def symmetric(case):
+    """Per argument, whether it is drawn symmetric (declared sym or spd): the derivation
+    uses the symmetry, so second derivatives agree along symmetric directions only."""
+    out = []
+    for i in case["args"]:
+        a = np.array(case["arrays"][i])
+        out.append(a.shape[0] == a.shape[1] > 1 and np.array_equal(a, a.T))
+    return out
+
+
 def listed(x):
     """A value or gradient as rows of float64 (a scalar as [[x]])."""
     a = np.asarray(x, dtype=np.float64)
@@ -91,6 +101,33 @@ def run_torch(case, dtype):
         check = dict(raise_exception=False)
         out["gradcheck"] = torch.autograd.gradcheck(apply, args, **check)
         out["gradgradcheck"] = torch.autograd.gradgradcheck(apply, args, **check)
+        # A gradient penalty (the sum of the squared gradients) differentiated
+        # through the Function and through plain autograd of its forward.
+        class Ctx:
+            def save_for_backward(self, *xs):
+                pass
+
+        def penalty_grads(function):
+            value = function(*args)
+            grads = torch.autograd.grad(value, args, seed, create_graph=True, allow_unused=True)
+            penalty = sum((g * g).sum() for g in grads if g is not None)
+            if not torch.is_tensor(penalty) or not penalty.requires_grad:
+                return [None for _ in args]
+            return torch.autograd.grad(penalty, args, allow_unused=True)
+
+        def same(ours, reference):
+            zero = lambda g: g is None or not g.any()
+            sym = lambda g, s: (g + g.mT) / 2 if s and g is not None else g
+            return all(
+                (zero(a) and zero(b)) or (a is not None and b is not None and torch.allclose(sym(a, s), sym(b, s), rtol=1e-8, atol=1e-10))
+                for a, b, s in zip(ours, reference, symmetric(case))
+            )
+
+        reference = penalty_grads(lambda *a: getattr(module, case["class"]).forward(Ctx(), *a))
+        out["penalty"] = same(penalty_grads(apply), reference)
+        if case.get("torch_mutant"):
+            mutant = getattr(load(case["torch_mutant"]), case["class"]).apply
+            out["mutant_penalty"] = same(penalty_grads(mutant), reference)
     return out
 
 
@@ -130,6 +167,22 @@ def run_jax(case, dtype):
             assert np.allclose(g[e], h, **tol), f"vmap gradient [{e}]"
     if dtype == "float64" and case["checks"]:
         out["check_grads"] = checked(f, args)
+        # The same gradient penalty through the custom_vjp and through plain
+        # autodiff of its forward rule.
+        plain = getattr(load(case["jax"]), case["name"] + "_fwd")
+
+        def penalty(function):
+            def p(*a):
+                grads = jax.vjp(function, *a)[1](ct)
+                return sum((g * g).sum() for g in grads)
+
+            return jax.grad(p, argnums=tuple(range(len(args))))(*args)
+
+        sym = lambda g, s: (g + g.mT) / 2 if s else g
+        out["penalty"] = all(
+            bool(np.allclose(sym(a, s), sym(b, s), rtol=1e-8, atol=1e-10))
+            for a, b, s in zip(penalty(f), penalty(lambda *a: plain(*a)[0]), symmetric(case))
+        )
         if case.get("jax_mutant"):
             g = getattr(load(case["jax_mutant"]), case["name"])
             out["mutant_first"] = checked(g, args, order=1)
