@@ -53,7 +53,7 @@ def arrays(widths, batch, seed=0):
     rng = np.random.default_rng(seed)
     dims = widths + [batch]
     n = len(widths) - 1
-    ws = [rng.standard_normal((dims[i], dims[i + 1]), dtype=np.float32) / np.sqrt(dims[i + 1]) for i in range(n)]
+    ws = [rng.standard_normal((dims[i], dims[i + 1]), dtype=np.float32) / np.float32(np.sqrt(dims[i + 1])) for i in range(n)]
     x = rng.standard_normal((dims[n], batch), dtype=np.float32)
     g = rng.standard_normal((dims[0], batch), dtype=np.float32)
     return ws, x, g
@@ -125,7 +125,11 @@ def main():
                     return out
 
                 def vjp_of(f):
-                    step = jax.jit(lambda c, *a: jax.vjp(f, *a)[1](c))
+                    def value_and_grads(c, *a):
+                        value, vjp = jax.vjp(f, *a)
+                        return value, vjp(c)
+
+                    step = jax.jit(value_and_grads)
                     return lambda: jax.block_until_ready(step(jg, *jw, jx))
 
                 ours = best(vjp_of(jax_mod.layer), args.repeat)

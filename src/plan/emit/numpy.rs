@@ -28,6 +28,8 @@ const HELPERS: &str = r#"def _matdiff_argument(name, array, dtype, dims, sizes):
 def _matdiff_sum_to(grad, like, batch):
     """A gradient in its variable's shape: that of the sum over the batch of the values, so
     summed over the batch axes the variable does not have (a weight shared by the batch)."""
+    if not batch and grad.shape == like.shape:
+        return grad
     if batch:
         grad = np.broadcast_to(grad, batch + grad.shape[-2:])
     grad = grad.sum(axis=tuple(range(grad.ndim - like.ndim)))
