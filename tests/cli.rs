@@ -226,9 +226,31 @@ fn plan_json_has_the_fixed_fields() {
 fn plan_emits_code_and_refuses_cleanly() {
     let run = matdiff(&["plan", SEED, "--emit", "numpy"], None);
     assert_eq!(run.code, 0);
-    assert!(run.stdout.contains("def value_and_grads(**arrays):"));
+    assert!(run.stdout.contains("def value_and_grads(*, W1, W2, W3, X, G):"), "{}", run.stdout);
     let run = matdiff(&["plan", SEED, "--emit", "pytorch"], None);
     assert!(run.stdout.contains("class Plan(torch.autograd.Function):"));
+    assert!(run.stdout.contains("def plan(*, W1, W2, W3, X):"));
+    assert!(run.stdout.contains("class PlanModule(torch.nn.Module):"));
+    let run = matdiff(&["plan", SEED, "--emit", "jax"], None);
+    assert!(run.stdout.contains("@jax.custom_vjp\ndef plan(W1, W2, W3, X):"), "{}", run.stdout);
+    // --name names what is emitted, so two plans live in one module.
+    let run = matdiff(&["plan", SEED, "--emit", "pytorch", "--name", "my_layer"], None);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("class MyLayer(torch.autograd.Function):"));
+    assert!(run.stdout.contains("def my_layer(*, W1, W2, W3, X):"));
+    assert!(run.stdout.contains("class MyLayerModule(torch.nn.Module):"));
+    let run = matdiff(&["plan", SEED, "--emit", "numpy", "--name", "layer2"], None);
+    assert!(run.stdout.contains("def layer2(*, W1, W2, W3, X, G):"));
+    let run = matdiff(&["plan", SEED, "--emit", "jax", "--name", "layer2"], None);
+    assert!(run.stdout.contains("layer2.defvjp(layer2_fwd, layer2_bwd)"));
+    for bad in ["2x", "my-layer", "lambda", "np"] {
+        let run = matdiff(&["plan", SEED, "--emit", "numpy", "--name", bad], None);
+        assert_eq!(run.code, 2, "--name {bad}");
+        assert!(run.stderr.contains(&format!("`{bad}`")), "{}", run.stderr);
+    }
+    // A variable named like the emitted function is renamed, not shadowing it.
+    let run = matdiff(&["plan", "plan * X", "--emit", "pytorch"], None);
+    assert!(run.stdout.contains("def plan(*, plan_, X):"), "{}", run.stdout);
     // Code needs numbers for the length of a symbolic product.
     let symbolic = "W[i] : d[i-1] x d[i]; prod(W[i], i=1..n) * X";
     let run = matdiff(&["plan", symbolic, "--emit", "numpy"], None);

@@ -381,9 +381,14 @@ class T(np.ndarray):
     def device(self): return None
     @property
     def mT(self): return np.swapaxes(self, -1, -2).view(T)
+    def sum(self, *args, dim=None, keepdim=False, **kw):
+        if dim is not None: return np.asarray(self).sum(axis=dim, keepdims=keepdim).view(T)
+        return np.ndarray.sum(self, *args, **kw)
 def t(x): return np.asarray(x, dtype=np.float64).view(T)
 torch = types.ModuleType('torch')
 torch.autograd = types.SimpleNamespace(Function=object)
+torch.nn = types.SimpleNamespace(Module=object, Parameter=lambda x: x)
+torch.diagonal = lambda a, dim1, dim2: t(np.diagonal(a, axis1=dim1, axis2=dim2))
 torch.float64 = np.float64
 # As under create_graph: the backward recomputes what forward saved.
 torch.is_grad_enabled = lambda: True
@@ -453,6 +458,8 @@ struct Case {
     grads: Vec<(String, matdiff::numeric::Matrix)>,
     /// The arguments of `Plan.apply`, in order (every input but the upstream).
     args: Vec<String>,
+    /// Every input of the plan, in order: the NumPy function's parameters.
+    inputs: Vec<String>,
 }
 
 fn case(src: String, upstream: Option<&str>, seed: u64) -> Case {
@@ -467,10 +474,10 @@ fn case(src: String, upstream: Option<&str>, seed: u64) -> Case {
     let value = eval(&program.expr, env, None).unwrap();
     let grads = d.gradients.iter().map(|g| (g.wrt.to_string(), gradient_value(g, env).unwrap())).collect();
     let plan = matdiff::plan::compile(&d, &Default::default()).unwrap();
-    let args =
-        plan.inputs.iter().map(|i| i.var.to_string()).filter(|v| Some(v.as_str()) != upstream).collect();
+    let inputs: Vec<String> = plan.inputs.iter().map(|i| i.var.to_string()).collect();
+    let args = inputs.iter().filter(|v| Some(v.as_str()) != upstream).cloned().collect();
     let arrays = env.vars.iter().map(|(v, m)| (v.to_string(), matrix_json(m))).collect();
-    Case { src, upstream: upstream.map(String::from), arrays, value, grads, args }
+    Case { src, upstream: upstream.map(String::from), arrays, value, grads, args, inputs }
 }
 
 fn assert_close(got: &serde_json::Value, want: &matdiff::numeric::Matrix, what: &str) {
@@ -522,7 +529,7 @@ fn emitted_code_runs_for_every_reserved_name() {
         cases.push(case(format!("{decls}{product}"), Some(upstream), k as u64 + 1));
     }
     // The code, through the binary; one Python process runs all of it.
-    let mut driver = format!("{FAKE_TORCH}\nimport importlib.util, json\nout = []\n");
+    let mut driver = format!("{FAKE_TORCH}\nimport importlib.util, inspect, json\nout = []\n");
     for (k, c) in cases.iter().enumerate() {
         let mut args = vec!["plan".to_string(), "--emit".into(), "numpy".into(), c.src.clone()];
         if let Some(u) = &c.upstream {
@@ -552,7 +559,9 @@ fn emitted_code_runs_for_every_reserved_name() {
              def load(name):\n\
              \x20   spec = importlib.util.spec_from_file_location(name, {dir:?} + '/' + name + '.py')\n\
              \x20   m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); return m\n\
-             value, grads = load('np{k}').value_and_grads(**arrays)\n\
+             f = load('np{k}').value_and_grads\n\
+             names = dict(zip({inputs:?}, inspect.signature(f).parameters))\n\
+             value, grads = f(**{{names[k]: v for k, v in arrays.items()}})\n\
              Plan = load('torch{k}').Plan\n\
              ctx = Ctx()\n\
              tvalue = Plan.forward(ctx, {args})\n\
@@ -562,6 +571,7 @@ fn emitted_code_runs_for_every_reserved_name() {
              \x20   'tvalue': np.atleast_2d(tvalue).tolist(), 'tgrads': [np.atleast_2d(g).tolist() for g in tgrads]}})\n",
             dir = dir.display().to_string(),
             args = args.join(", "),
+            inputs = c.inputs,
         ));
     }
     driver.push_str("print(json.dumps(out))\n");
@@ -597,18 +607,22 @@ fn emitted_code_renames_reserved_names() {
     assert!(torch.out.contains("# Renamed here, as Python or this code reserves the name: grad_output is grad_output_, ctx is ctx_, float is float_, float_ is float__, lambda is lambda_"), "{}", torch.out);
     let numpy = run(&["plan", "--emit", "numpy", src]);
     assert!(
-        numpy.out.contains("    float_ = np.asarray(arrays[\"float\"], dtype=np.float64)"),
+        numpy.out.contains("    float_ = _matdiff_argument(\"float\", float_, dtype, (2, 2), sizes)"),
         "{}",
         numpy.out
     );
     assert!(
-        numpy.out.contains("    lambda_ = np.asarray(arrays[\"lambda\"], dtype=np.float64)"),
+        numpy.out.contains("    lambda_ = _matdiff_argument(\"lambda\", lambda_, dtype, (2, 2), sizes)"),
         "{}",
         numpy.out
     );
     assert!(numpy.out.contains("grads[\"lambda\"] = "), "{}", numpy.out);
-    assert!(numpy.out.contains("return float(value[0, 0]), grads"), "{}", numpy.out);
-    assert!(numpy.out.contains("pass it as value_and_grads(**{\"lambda\": ...})"), "{}", numpy.out);
+    assert!(numpy.out.contains("return value[..., 0, 0][()], grads"), "{}", numpy.out);
+    assert!(
+        numpy.out.contains("def value_and_grads(*, grad_output_, ctx_, float_, float__, lambda_):"),
+        "{}",
+        numpy.out
+    );
     // A step named `d` + a variable is renamed too: `el` gives `del_`, not `del`.
     let r = run(&["plan", "--emit", "numpy", "el * ef"]);
     assert!(

@@ -277,19 +277,21 @@ fn emitted_numpy_computes_what_the_plan_computes() {
         let p = program(src);
         let d = derivation(&p);
         let plan = compile(&d, &PlanOptions::default()).unwrap();
-        let code = numpy(&plan, src).unwrap();
+        let code = numpy(&plan, src, None).unwrap();
         let instance =
             Instance::draw(&d, &CheckOptions { seed: k as u64 + 1, ..Default::default() }).unwrap();
         let want = run_plan(&plan, &instance.env).unwrap();
-        let arrays: serde_json::Map<String, serde_json::Value> =
-            instance.env.vars.iter().map(|(v, m)| (v.to_string(), matrix_json(m))).collect();
+        // In the plan's input order: the function's keyword parameters.
+        let arrays: Vec<serde_json::Value> =
+            plan.inputs.iter().map(|i| matrix_json(&instance.env.vars[&i.var])).collect();
         let module = dir.join(format!("plan{k}.py"));
         std::fs::write(&module, &code).unwrap();
-        std::fs::write(dir.join(format!("arrays{k}.json")), serde_json::Value::Object(arrays).to_string())
+        std::fs::write(dir.join(format!("arrays{k}.json")), serde_json::Value::Array(arrays).to_string())
             .unwrap();
         let driver = format!(
-            "import json, sys, numpy as np\nsys.path.insert(0, {dir:?})\nfrom plan{k} import value_and_grads\n\
-             arrays = {{k: np.array(v) for k, v in json.load(open({arrays:?})).items()}}\n\
+            "import inspect, json, sys, numpy as np\nsys.path.insert(0, {dir:?})\nfrom plan{k} import value_and_grads\n\
+             names = list(inspect.signature(value_and_grads).parameters)\n\
+             arrays = dict(zip(names, (np.array(v) for v in json.load(open({arrays:?})))))\n\
              value, grads = value_and_grads(**arrays)\n\
              out = {{'value': np.atleast_2d(value).tolist(), 'grads': {{k: np.asarray(g).tolist() for k, g in grads.items()}}}}\n\
              print(json.dumps(out))\n",
@@ -334,7 +336,7 @@ fn emitted_pytorch_compiles_and_runs_where_torch_is() {
             matdiff::calculus::Mode::Layer { upstream } => Some(upstream),
             matdiff::calculus::Mode::Scalar => None,
         };
-        let code = pytorch(&plan, src, upstream).unwrap();
+        let code = pytorch(&plan, src, upstream, None).unwrap();
         let module = dir.join(format!("torchplan{k}.py"));
         std::fs::write(&module, &code).unwrap();
         let out = Command::new(python()).args(["-m", "py_compile"]).arg(&module).output().unwrap();
@@ -447,9 +449,12 @@ fn printed_plans() {
     let p = program("W1*W2*W3*X");
     let d = derivation(&p);
     let plan = compile(&d, &PlanOptions::default()).unwrap();
-    let code = numpy(&plan, "W1 * W2 * W3 * X").unwrap()
+    let g = matdiff::syntax::parse_var("G").unwrap();
+    let code = numpy(&plan, "W1 * W2 * W3 * X", None).unwrap()
         + "\n"
-        + &pytorch(&plan, "W1 * W2 * W3 * X", Some(&matdiff::syntax::parse_var("G").unwrap())).unwrap();
+        + &pytorch(&plan, "W1 * W2 * W3 * X", Some(&g), None).unwrap()
+        + "\n"
+        + &matdiff::plan::jax(&plan, "W1 * W2 * W3 * X", Some(&g), None).unwrap();
     common::snapshots().bind(|| insta::assert_snapshot!("plan_code", code));
 }
 

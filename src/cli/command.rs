@@ -145,9 +145,13 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long, conflicts_with = "emit")]
         json: bool,
-        /// Print the plan as code: a NumPy function or a torch.autograd.Function.
+        /// Print the plan as code: a NumPy function, a torch.autograd.Function or a jax.custom_vjp function.
         #[arg(long, value_enum)]
         emit: Option<Emit>,
+        /// The emitted function's name (default value_and_grads for numpy, plan otherwise;
+        /// PyTorch's class is its CamelCase, e.g. my_layer gives MyLayer and MyLayerModule).
+        #[arg(long, requires = "emit", value_parser = Utf8(StringValueParser::new()))]
+        name: Option<String>,
     },
     /// Print an expression as LaTeX.
     Latex {
@@ -170,13 +174,14 @@ pub enum Command {
 
 /// Languages `plan --emit` writes.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-// The variants are `numpy` (a NumPy function) and `pytorch` (a
-// torch.autograd.Function); `///` comments on them would become clap's help
+// The variants are `numpy` (a NumPy function), `pytorch` (a
+// torch.autograd.Function) and `jax` (a jax.custom_vjp function); `///` comments on them would become clap's help
 // text and change `plan --help`, which docs/cli.md quotes.
 #[allow(missing_docs)]
 pub enum Emit {
     Numpy,
     Pytorch,
+    Jax,
 }
 
 /// Where a command's program comes from.
@@ -442,14 +447,14 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             write!(out, "{}", render_check(&report, json)).map_err(io)?;
             Ok(if report.ok() { 0 } else { 1 })
         }
-        Command::Plan { input, target, dims, json, emit } => {
+        Command::Plan { input, target, dims, json, emit, name } => {
             *source = input.read()?;
             let options = target.options(Steps::Skip)?;
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
             let derivation = crate::derive(&program, &options)?;
             let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
             let output = match (emit, json) {
-                (Some(e), _) => render::PlanOutput::Code(e),
+                (Some(emit), _) => render::PlanOutput::Code { emit, name },
                 (None, true) => render::PlanOutput::Json,
                 (None, false) => render::PlanOutput::Text,
             };

@@ -219,21 +219,26 @@ fn domains_line(
 }
 
 /// What `plan` prints.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PlanOutput {
     /// The steps with shapes and multiply-adds, the outputs, the totals.
     Text,
     /// The plan as data (docs/json.md).
     Json,
-    /// The plan as code.
-    Code(Emit),
+    /// The plan as code, its function named `name` (`--name`) or by default.
+    Code {
+        /// The language.
+        emit: Emit,
+        /// The emitted function's name.
+        name: Option<String>,
+    },
 }
 
 /// `plan` output, as `output` asks.
 pub fn plan(d: &Derivation, options: &PlanOptions, output: PlanOutput) -> crate::Result<String> {
     let expr = &d.typing.program.expr;
     if crate::plan::symbolic_length(d, &options.dims) {
-        if let PlanOutput::Code(_) = output {
+        if let PlanOutput::Code { .. } = output {
             return Err(crate::Error::new(
                 crate::ErrorKind::Usage,
                 "code is emitted for a numeric plan: give the product's length with --dims (e.g. n=8)",
@@ -243,15 +248,16 @@ pub fn plan(d: &Derivation, options: &PlanOptions, output: PlanOutput) -> crate:
     }
     let plan = crate::plan::compile(d, options)?;
     match output {
-        PlanOutput::Code(emit) => {
+        PlanOutput::Code { emit, name } => {
             let upstream = match &d.mode {
                 Mode::Layer { upstream } => Some(upstream),
                 Mode::Scalar => None,
             };
             let header = format!("{expr}");
             return match emit {
-                Emit::Pytorch => crate::plan::pytorch(&plan, &header, upstream),
-                Emit::Numpy => crate::plan::numpy(&plan, &header),
+                Emit::Pytorch => crate::plan::pytorch(&plan, &header, upstream, name.as_deref()),
+                Emit::Numpy => crate::plan::numpy(&plan, &header, name.as_deref()),
+                Emit::Jax => crate::plan::jax(&plan, &header, upstream, name.as_deref()),
             };
         }
         PlanOutput::Json => return Ok(pretty(&plan)),

@@ -21,7 +21,7 @@ mod writer;
 use std::collections::{HashMap, HashSet};
 
 pub use cost::Cost;
-pub use emit::{numpy, pytorch};
+pub use emit::{jax, numpy, pytorch};
 pub use ir::{Op, Operand, Output, Plan, PlanInput, PlanStep, Sweeps, Value};
 pub use lower::MAX_FACTORS;
 pub use schedule::{Strategy, DP_LIMIT};

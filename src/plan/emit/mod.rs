@@ -1,0 +1,746 @@
+//! A plan as Python: a NumPy function (`numpy.rs`), a
+//! `torch.autograd.Function` whose backward is the plan's gradient steps
+//! (`torch.rs`), or a `jax.custom_vjp` function (`jax.rs`). What they share
+//! is here: Python names, each step as an expression, which steps the value
+//! needs and which the backward reads.
+
+mod jax;
+mod numpy;
+mod torch;
+
+pub use self::jax::jax;
+pub use self::numpy::numpy;
+pub use self::torch::pytorch;
+
+use std::collections::HashSet;
+
+use super::{Op, Operand, Plan, Value};
+use crate::error::{Error, ErrorKind, Result};
+use crate::shape::Dim;
+use crate::syntax::{format_number, Func, VarName};
+
+/// Python's keywords and soft keywords: a variable named `lambda` cannot be
+/// a Python name at all.
+const PYTHON_KEYWORDS: &[&str] = &[
+    "False", "None", "True", "and", "as", "assert", "async", "await", "break", "case", "class", "continue",
+    "def", "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is",
+    "lambda", "match", "nonlocal", "not", "or", "pass", "raise", "return", "try", "type", "while", "with",
+    "yield",
+];
+
+/// Python's builtins (3.13). Generated code calls some (`float` in every
+/// scalar loss, `staticmethod`), and a variable shadowing one would break
+/// it; all are reserved, so that no future use of one can be shadowed.
+const PYTHON_BUILTINS: &[&str] = &[
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BaseException",
+    "BaseExceptionGroup",
+    "BlockingIOError",
+    "BrokenPipeError",
+    "BufferError",
+    "BytesWarning",
+    "ChildProcessError",
+    "ConnectionAbortedError",
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "DeprecationWarning",
+    "EOFError",
+    "Ellipsis",
+    "EncodingWarning",
+    "EnvironmentError",
+    "Exception",
+    "ExceptionGroup",
+    "False",
+    "FileExistsError",
+    "FileNotFoundError",
+    "FloatingPointError",
+    "FutureWarning",
+    "GeneratorExit",
+    "IOError",
+    "ImportError",
+    "ImportWarning",
+    "IndentationError",
+    "IndexError",
+    "InterruptedError",
+    "IsADirectoryError",
+    "KeyError",
+    "KeyboardInterrupt",
+    "LookupError",
+    "MemoryError",
+    "ModuleNotFoundError",
+    "NameError",
+    "None",
+    "NotADirectoryError",
+    "NotImplemented",
+    "NotImplementedError",
+    "OSError",
+    "OverflowError",
+    "PendingDeprecationWarning",
+    "PermissionError",
+    "ProcessLookupError",
+    "PythonFinalizationError",
+    "RecursionError",
+    "ReferenceError",
+    "ResourceWarning",
+    "RuntimeError",
+    "RuntimeWarning",
+    "StopAsyncIteration",
+    "StopIteration",
+    "SyntaxError",
+    "SyntaxWarning",
+    "SystemError",
+    "SystemExit",
+    "TabError",
+    "TimeoutError",
+    "True",
+    "TypeError",
+    "UnboundLocalError",
+    "UnicodeDecodeError",
+    "UnicodeEncodeError",
+    "UnicodeError",
+    "UnicodeTranslateError",
+    "UnicodeWarning",
+    "UserWarning",
+    "ValueError",
+    "Warning",
+    "ZeroDivisionError",
+    "abs",
+    "aiter",
+    "all",
+    "anext",
+    "any",
+    "ascii",
+    "bin",
+    "bool",
+    "breakpoint",
+    "bytearray",
+    "bytes",
+    "callable",
+    "chr",
+    "classmethod",
+    "compile",
+    "complex",
+    "copyright",
+    "credits",
+    "delattr",
+    "dict",
+    "dir",
+    "divmod",
+    "enumerate",
+    "eval",
+    "exec",
+    "exit",
+    "filter",
+    "float",
+    "format",
+    "frozenset",
+    "getattr",
+    "globals",
+    "hasattr",
+    "hash",
+    "help",
+    "hex",
+    "id",
+    "input",
+    "int",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "license",
+    "list",
+    "locals",
+    "map",
+    "max",
+    "memoryview",
+    "min",
+    "next",
+    "object",
+    "oct",
+    "open",
+    "ord",
+    "pow",
+    "print",
+    "property",
+    "quit",
+    "range",
+    "repr",
+    "reversed",
+    "round",
+    "set",
+    "setattr",
+    "slice",
+    "sorted",
+    "staticmethod",
+    "str",
+    "sum",
+    "super",
+    "tuple",
+    "type",
+    "vars",
+    "zip",
+];
+
+/// The names the generated code binds or calls itself: modules, the
+/// function and class, their parameters (`ctx`, and `grad_output`, the
+/// upstream gradient of a scalar loss's backward) and locals.
+const GENERATED: &[&str] = &[
+    "np",
+    "numpy",
+    "torch",
+    "jax",
+    "jnp",
+    "arrays",
+    "grads",
+    "ctx",
+    "grad_output",
+    "residuals",
+    "dtype",
+    "sizes",
+    "batch",
+    "Plan",
+    "value_and_grads",
+    "self",
+    "forward",
+    "backward",
+    "apply",
+];
+
+/// Whether a name is one the emitted Python cannot give a variable (or a
+/// step): then the variable is renamed in the code (`float` is `float_`), and
+/// keeps its own name in the dict keys and messages.
+fn reserved(name: &str) -> bool {
+    PYTHON_KEYWORDS.contains(&name) || PYTHON_BUILTINS.contains(&name) || GENERATED.contains(&name)
+}
+
+/// The name `--name` gives the emitted function, checked: a Python
+/// identifier that neither Python nor the generated code reserves.
+fn function_name(name: Option<&str>, default: &str) -> Result<String> {
+    let Some(name) = name else { return Ok(default.to_string()) };
+    let identifier = name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !identifier {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("`{name}` is no name for the emitted code: use letters, digits and `_`, beginning with a letter (e.g. --name layer1)"),
+        ));
+    }
+    if PYTHON_KEYWORDS.contains(&name)
+        || PYTHON_BUILTINS.contains(&name)
+        || ["np", "numpy", "torch", "jax", "jnp"].contains(&name)
+    {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("`{name}` is a name Python or the emitted code's imports already use: choose another (e.g. --name {name}_plan)"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// `my_layer` as a class name: `MyLayer`.
+fn camel(name: &str) -> String {
+    name.split('_')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let mut c = p.chars();
+            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Which library the code calls.
+#[derive(Clone, Copy, PartialEq)]
+enum Lib {
+    Numpy,
+    Torch,
+    Jax,
+}
+
+struct Code<'p> {
+    plan: &'p Plan,
+    lib: Lib,
+    /// A Python name per input and per step.
+    inputs: Vec<String>,
+    steps: Vec<String>,
+    /// The upstream gradient: an input `forward` does not have.
+    upstream: Option<usize>,
+    /// Whether the plan is a layer's (an upstream gradient is named), even
+    /// when no step reads it (every gradient is 0).
+    layer: bool,
+    /// Inverses that are only ever applied to a matrix: each use is a
+    /// `solve`, and the inverse itself is never formed.
+    solved: Vec<bool>,
+}
+
+impl<'p> Code<'p> {
+    /// `emitted` are the names the code defines at module level (the
+    /// function, the class), which no variable may shadow.
+    fn new(plan: &'p Plan, lib: Lib, upstream: Option<&VarName>, emitted: &[&str]) -> Code<'p> {
+        let layer = upstream.is_some();
+        let upstream = upstream.and_then(|u| plan.inputs.iter().position(|i| i.var == *u));
+        // In order, inputs then steps: a name that is reserved or taken gets
+        // `_` until it is neither (`float` is `float_`, and a variable
+        // `float_` met after it `float__`), so the renaming is deterministic.
+        let mut taken: HashSet<String> = emitted.iter().map(|s| s.to_string()).collect();
+        let mut name = |base: String| {
+            let mut n = base;
+            while reserved(&n) || taken.contains(&n) {
+                n.push('_');
+            }
+            taken.insert(n.clone());
+            n
+        };
+        let inputs = plan.inputs.iter().map(|i| name(super::identifier(&i.var))).collect();
+        let steps = plan.steps.iter().map(|s| name(s.out.clone())).collect();
+        let solved = solved(plan);
+        Code { plan, lib, inputs, steps, upstream, layer, solved }
+    }
+
+    /// Comment lines naming the inputs renamed in the code (`float` is
+    /// `float_`, `W[1]` is `W_1`); none when there are none.
+    fn renamings(&self, indent: &str) -> String {
+        let renamed: Vec<String> = self
+            .plan
+            .inputs
+            .iter()
+            .zip(&self.inputs)
+            .filter(|(i, python)| i.var.to_string() != **python)
+            .map(|(i, python)| format!("{} is {python}", i.var))
+            .collect();
+        if renamed.is_empty() {
+            return String::new();
+        }
+        format!("{indent}# Renamed here, as Python or this code reserves the name: {}\n", renamed.join(", "))
+    }
+
+    /// Input numbers, the upstream gradient last.
+    fn inputs_first(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.inputs.len()).filter(|k| Some(*k) != self.upstream).chain(self.upstream)
+    }
+
+    /// The inputs a function takes (all but the upstream gradient), in order.
+    fn args(&self) -> Vec<usize> {
+        (0..self.inputs.len()).filter(|k| Some(*k) != self.upstream).collect()
+    }
+
+    fn module(&self) -> &'static str {
+        match self.lib {
+            Lib::Numpy => "np",
+            Lib::Torch => "torch",
+            Lib::Jax => "jnp",
+        }
+    }
+
+    /// Keyword arguments giving a new array the dtype (and device) of the others.
+    fn like(&self) -> String {
+        let first = self.inputs_first().next().map(|k| self.inputs[k].as_str()).unwrap_or("None");
+        match self.lib {
+            // The NumPy function binds `dtype`, the arguments' common type.
+            Lib::Numpy => ", dtype=dtype".to_string(),
+            Lib::Torch => format!(", dtype={first}.dtype, device={first}.device"),
+            Lib::Jax => format!(", dtype={first}.dtype"),
+        }
+    }
+
+    fn operand(&self, o: Operand) -> String {
+        self.operand_as(o, Literal::Array)
+    }
+
+    /// An operand; a number as a Python literal where `literal` allows
+    /// (an operand of `+ - * /` beside an array: it takes the array's dtype).
+    fn operand_as(&self, o: Operand, literal: Literal) -> String {
+        let base = match o.value {
+            Value::Input(k) => self.inputs[k].clone(),
+            Value::Step(k) => self.steps[k].clone(),
+            Value::Num(x) if literal == Literal::Allowed => float(x),
+            Value::Num(x) => format!("{}.full((1, 1), {}{})", self.module(), float(x), self.like()),
+        };
+        // `.mT` swaps the last two axes (NumPy 2, torch, JAX): `.T` would
+        // reverse every axis of a batch.
+        match (o.transposed, o.value) {
+            (false, _) | (true, Value::Num(_)) => base,
+            (true, _) => format!("{base}.mT"),
+        }
+    }
+
+    /// A dimension as Python: a number, or read off an input's shape.
+    fn dim(&self, d: &Dim) -> Result<String> {
+        if let Dim::Const(n) = d {
+            return Ok(n.to_string());
+        }
+        for k in self.inputs_first() {
+            let input = &self.plan.inputs[k];
+            if input.shape.rows == *d {
+                return Ok(format!("{}.shape[-2]", self.inputs[k]));
+            }
+            if input.shape.cols == *d {
+                return Ok(format!("{}.shape[-1]", self.inputs[k]));
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the plan needs the size `{d}`, which no input's shape gives"),
+        )
+        .hint(crate::Hint::GiveSize(format!("{d}=8"))))
+    }
+
+    /// `inv(A) @ B` as `solve(A, B)`, `B @ inv(A)` as `solve(A^T, B^T)^T`,
+    /// when the inverse is one only applied.
+    fn product(&self, a: &Operand, b: &Operand) -> String {
+        let m = self.module();
+        let inverse_of = |o: &Operand| match o.value {
+            Value::Step(k) if self.solved[k] => match self.plan.steps[k].op {
+                // inv(A)^T is inv(A^T).
+                Op::Inverse(x) => Some(Operand { transposed: x.transposed != o.transposed, ..x }),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(x) = inverse_of(a) {
+            return format!("{m}.linalg.solve({}, {})", self.operand(x), self.operand(*b));
+        }
+        if let Some(x) = inverse_of(b) {
+            let xt = Operand { transposed: !x.transposed, ..x };
+            let at = Operand { transposed: !a.transposed, ..*a };
+            return format!("{m}.linalg.solve({}, {}).mT", self.operand(xt), self.operand(at));
+        }
+        format!("{} @ {}", self.operand(*a), self.operand(*b))
+    }
+
+    /// The step's line, or None for an inverse only applied (never formed).
+    fn step(&self, k: usize) -> Result<Option<String>> {
+        if self.solved[k] {
+            return Ok(None);
+        }
+        let s = &self.plan.steps[k];
+        let m = self.module();
+        let o = |x: &Operand| self.operand(*x);
+        // A number beside an array, in `+ - * /`, is a literal.
+        let lit = |x: &Operand, other: &Operand| {
+            let literal = match other.value {
+                Value::Num(_) => Literal::Array,
+                _ => Literal::Allowed,
+            };
+            self.operand_as(*x, literal)
+        };
+        // Over the last two axes, kept: a batch of 1x1 results.
+        let scalar = |call: String| format!("{call}[..., None, None]");
+        let rhs = match &s.op {
+            Op::MatMul(a, b) => self.product(a, b),
+            Op::Scale(a, b) | Op::Hadamard(a, b) => format!("{} * {}", lit(a, b), lit(b, a)),
+            Op::Add(a, b) => format!("{} + {}", lit(a, b), lit(b, a)),
+            Op::Sub(a, b) => format!("{} - {}", lit(a, b), lit(b, a)),
+            Op::Neg(a) => format!("-{}", o(a)),
+            Op::HadamardDiv(a, b) | Op::Div(a, b) => format!("{} / {}", lit(a, b), lit(b, a)),
+            Op::HadamardPower(a, p) => format!("{} ** {}", o(a), float(*p)),
+            Op::Max(a, b) => format!("{m}.maximum({}, {})", o(a), o(b)),
+            Op::Min(a, b) => format!("{m}.minimum({}, {})", o(a), o(b)),
+            Op::Inverse(a) => format!("{m}.linalg.inv({})", o(a)),
+            Op::Identity => format!("{m}.eye({}{})", self.dim(&s.shape.rows)?, self.like()),
+            Op::Ones => {
+                format!(
+                    "{m}.ones(({}, {}){})",
+                    self.dim(&s.shape.rows)?,
+                    self.dim(&s.shape.cols)?,
+                    self.like()
+                )
+            }
+            Op::Call(f, a) => {
+                let a = o(a);
+                let sum = |x: String| {
+                    let x = if x.contains(' ') { format!("({x})") } else { x };
+                    match self.lib {
+                        Lib::Torch => format!("{x}.sum(dim=(-2, -1), keepdim=True)"),
+                        Lib::Numpy | Lib::Jax => format!("{x}.sum(axis=(-2, -1), keepdims=True)"),
+                    }
+                };
+                match f {
+                    Func::Tr => scalar(match self.lib {
+                        Lib::Torch => format!("torch.diagonal({a}, dim1=-2, dim2=-1).sum(-1)"),
+                        Lib::Numpy | Lib::Jax => format!("{m}.trace({a}, axis1=-2, axis2=-1)"),
+                    }),
+                    Func::Det => scalar(format!("{m}.linalg.det({a})")),
+                    Func::Logdet => scalar(format!("{m}.linalg.slogdet({a})[1]")),
+                    Func::Sum => sum(a),
+                    // sqrt of the sum of squares: differentiable twice (away
+                    // from 0) in each library, over the last two axes.
+                    Func::Norm | Func::Norm2 => format!("{m}.sqrt({})", sum(format!("{a} * {a}"))),
+                    Func::Norm1 => sum(format!("{m}.abs({a})")),
+                    // A vector to its diagonal matrix (a square result: the
+                    // column times the identity), or a square matrix's
+                    // diagonal as a column.
+                    Func::Diag if s.shape.rows == s.shape.cols => {
+                        format!("{a} * {m}.eye({}{})", self.dim(&s.shape.rows)?, self.like())
+                    }
+                    Func::Diag => match self.lib {
+                        Lib::Torch => format!("torch.diagonal({a}, dim1=-2, dim2=-1)[..., None]"),
+                        Lib::Numpy | Lib::Jax => format!("{m}.diagonal({a}, axis1=-2, axis2=-1)[..., None]"),
+                    },
+                    Func::Sigmoid => match self.lib {
+                        Lib::Numpy => format!("1.0 / (1.0 + np.exp(-{a}))"),
+                        Lib::Torch => format!("torch.sigmoid({a})"),
+                        Lib::Jax => format!("jax.nn.sigmoid({a})"),
+                    },
+                    Func::Relu => match self.lib {
+                        Lib::Numpy => format!("np.maximum({a}, 0.0)"),
+                        Lib::Torch => format!("torch.relu({a})"),
+                        Lib::Jax => format!("jax.nn.relu({a})"),
+                    },
+                    // A constant where it has a derivative: a comparison, which
+                    // autograd takes as one (torch.heaviside has no backward).
+                    Func::Step => match self.lib {
+                        Lib::Numpy | Lib::Jax => format!("({a} > 0).astype({a}.dtype)"),
+                        Lib::Torch => format!("({a} > 0).to({a}.dtype)"),
+                    },
+                    // Stable for large entries: log(e^0 + e^a).
+                    Func::Softplus => match self.lib {
+                        Lib::Numpy => format!("np.logaddexp(0.0, {a})"),
+                        Lib::Torch => format!("torch.nn.functional.softplus({a})"),
+                        Lib::Jax => format!("jax.nn.softplus({a})"),
+                    },
+                    // abs sign tan arcsin arccos arctan sinh cosh log1p: one name in each.
+                    // Column-wise, as the language's axis 1 is the rows' axis (-2).
+                    Func::SumCols | Func::SumRows => {
+                        let axis = if *f == Func::SumCols { -2 } else { -1 };
+                        match self.lib {
+                            Lib::Numpy | Lib::Jax => format!("{m}.sum({a}, axis={axis}, keepdims=True)"),
+                            Lib::Torch => format!("torch.sum({a}, dim={axis}, keepdim=True)"),
+                        }
+                    }
+                    // Stable: each column shifted by its largest entry.
+                    Func::Softmax => match self.lib {
+                        Lib::Numpy => format!(
+                            "(lambda e: e / e.sum(axis=-2, keepdims=True))(np.exp({a} - {a}.max(axis=-2, keepdims=True)))"
+                        ),
+                        Lib::Torch => format!("torch.softmax({a}, dim=-2)"),
+                        Lib::Jax => format!("jax.nn.softmax({a}, axis=-2)"),
+                    },
+                    Func::Logsumexp => match self.lib {
+                        Lib::Numpy => format!(
+                            "(lambda z, t: t + np.log(np.exp(z - t).sum(axis=-2, keepdims=True)))({a}, {a}.max(axis=-2, keepdims=True))"
+                        ),
+                        Lib::Torch => format!("torch.logsumexp({a}, dim=-2, keepdim=True)"),
+                        Lib::Jax => format!("jax.nn.logsumexp({a}, axis=-2, keepdims=True)"),
+                    },
+                    f => format!("{m}.{}({a})", f.name()),
+                }
+            }
+        };
+        Ok(Some(format!("{} = {rhs}", self.steps[k])))
+    }
+
+    /// Lines of the steps `ks`, each indented by `indent`.
+    fn lines(&self, ks: impl IntoIterator<Item = usize>, indent: &str) -> Result<String> {
+        let mut out = String::new();
+        for k in ks {
+            if let Some(line) = self.step(k)? {
+                out.push_str(&format!("{indent}{line}\n"));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The value of an output, broadcast to its variable's shape when the
+    /// formula is a scalar (a gradient `0`, or `c` filling a matrix).
+    fn output(&self, k: usize) -> String {
+        let out = &self.plan.outputs[k];
+        let value = self.operand(out.operand);
+        let shape = match out.operand.value {
+            Value::Input(i) => self.plan.inputs[i].shape.clone(),
+            Value::Step(i) => self.plan.steps[i].shape.clone(),
+            Value::Num(_) => crate::shape::Shape::scalar(),
+        };
+        let wrt = out.wrt.as_ref().and_then(|v| self.plan.inputs.iter().position(|i| i.var == *v));
+        if out.wrt.is_none() && shape.is_scalar() && !out.shape.is_scalar() {
+            // A value that is a constant matrix (`A - A`): its shape from the inputs'.
+            if let (Ok(r), Ok(c)) = (self.dim(&out.shape.rows), self.dim(&out.shape.cols)) {
+                return format!("{value} * {}.ones(({r}, {c}){})", self.module(), self.like());
+            }
+        }
+        match wrt {
+            Some(i) if shape.is_scalar() && !out.shape.is_scalar() => {
+                let target = &self.inputs[i];
+                match self.lib {
+                    Lib::Numpy => format!("np.broadcast_to({value}, {target}.shape).copy()"),
+                    Lib::Jax => format!("jnp.broadcast_to({value}, {target}.shape)"),
+                    Lib::Torch => format!("{value}.expand_as({target}).clone()"),
+                }
+            }
+            _ => value,
+        }
+    }
+
+    /// The steps a step's line reads: an inverse only applied is read
+    /// through (its line is never written, its operand is).
+    fn reads(&self, k: usize) -> Vec<usize> {
+        let mut out = vec![];
+        let mut stack: Vec<Operand> = self.plan.steps[k].op.operands();
+        while let Some(o) = stack.pop() {
+            if let Value::Step(j) = o.value {
+                if self.solved[j] {
+                    stack.extend(self.plan.steps[j].op.operands());
+                } else {
+                    out.push(j);
+                }
+            }
+        }
+        out
+    }
+
+    /// Steps the value needs (transitively).
+    fn forward_steps(&self) -> Vec<bool> {
+        match self.plan.outputs[0].operand.value {
+            Value::Step(k) => self.closure(vec![k]),
+            _ => vec![false; self.plan.steps.len()],
+        }
+    }
+
+    /// The steps `steps` need (themselves included, transitively), in
+    /// order.
+    fn needed_by(&self, steps: &[usize]) -> Vec<usize> {
+        let need = self.closure(steps.to_vec());
+        (0..need.len()).filter(|&k| need[k]).collect()
+    }
+
+    /// Which steps the steps of `stack` need, themselves included.
+    fn closure(&self, mut stack: Vec<usize>) -> Vec<bool> {
+        let mut need = vec![false; self.plan.steps.len()];
+        while let Some(k) = stack.pop() {
+            if need[k] {
+                continue;
+            }
+            need[k] = true;
+            for o in self.plan.steps[k].op.operands() {
+                if let Value::Step(j) = o.value {
+                    stack.push(j);
+                }
+            }
+        }
+        need
+    }
+
+    /// The split of a differentiable function: which steps `forward` runs
+    /// (those the value needs), and which of them the backward reads, in
+    /// order of first use.
+    fn split(&self) -> (Vec<bool>, Vec<usize>) {
+        let forward = self.forward_steps();
+        let mut saved: Vec<usize> = vec![];
+        let mut save = |j: usize| {
+            if forward[j] && !saved.contains(&j) {
+                saved.push(j);
+            }
+        };
+        for k in (0..self.plan.steps.len()).filter(|&k| !forward[k] && !self.solved[k]) {
+            for j in self.reads(k) {
+                save(j);
+            }
+        }
+        for o in &self.plan.outputs[1..] {
+            if let Value::Step(j) = o.operand.value {
+                save(j);
+            }
+        }
+        (forward, saved)
+    }
+
+    /// The gradient each argument gets back, None where the plan has none
+    /// (a variable outside `--wrt`).
+    fn gradients(&self) -> Vec<Option<usize>> {
+        self.args()
+            .into_iter()
+            .map(|k| {
+                let var = &self.plan.inputs[k].var;
+                self.plan.outputs.iter().position(|o| o.wrt.as_ref() == Some(var))
+            })
+            .collect()
+    }
+
+    /// Each input with its shape, for a docstring: `W1 : d0 x d1`.
+    fn shapes_doc(&self, indent: &str) -> String {
+        let mut out = String::new();
+        for k in self.inputs_first() {
+            let i = &self.plan.inputs[k];
+            let upstream = if Some(k) == self.upstream { ", the upstream gradient" } else { "" };
+            out.push_str(&format!(
+                "{indent}{} : {} x {}{upstream}\n",
+                self.inputs[k], i.shape.rows, i.shape.cols
+            ));
+        }
+        out
+    }
+}
+
+/// Whether a number may be written as a Python literal.
+#[derive(Clone, Copy, PartialEq)]
+enum Literal {
+    Allowed,
+    Array,
+}
+
+/// Which steps are inverses only ever applied to a matrix (each use a
+/// product with it on one side and no such inverse on the other), so that
+/// each use is a `solve`.
+fn solved(plan: &Plan) -> Vec<bool> {
+    let inverse: Vec<bool> = plan.steps.iter().map(|s| matches!(s.op, Op::Inverse(_))).collect();
+    let is_inverse = |o: &Operand| matches!(o.value, Value::Step(j) if inverse[j]);
+    let mut applied = inverse.clone();
+    for s in &plan.steps {
+        // A product of two inverses forms both; any other use forms it.
+        let applies = matches!(s.op, Op::MatMul(a, b) if !(is_inverse(&a) && is_inverse(&b)));
+        if !applies {
+            for o in s.op.operands() {
+                if let Value::Step(j) = o.value {
+                    applied[j] = false;
+                }
+            }
+        }
+    }
+    for o in &plan.outputs {
+        if let Value::Step(j) = o.operand.value {
+            applied[j] = false;
+        }
+    }
+    applied
+}
+
+/// A number as a Python float literal.
+fn float(x: f64) -> String {
+    if x.is_nan() {
+        return "float(\"nan\")".to_string();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "float(\"inf\")" } else { "-float(\"inf\")" }.to_string();
+    }
+    let s = format_number(x);
+    if s.contains(['.', 'e']) {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+/// The header every emitted module begins with.
+fn header(plan: &Plan, title: &str) -> String {
+    format!(
+        "# Generated by matdiff: the plan for {title}\n# {} matrix products, {} multiply-adds\n",
+        plan.products(),
+        plan.total
+    )
+}
+
+/// `(a, b)` as a Python tuple: `()`, `a,`, `a, b`.
+fn tuple(names: &[&str]) -> String {
+    match names.len() {
+        0 => "()".to_string(),
+        1 => format!("{},", names[0]),
+        _ => names.join(", "),
+    }
+}
+
+/// A variable's name as a Python string: a dict key, a message's.
+fn key(v: &VarName) -> String {
+    format!("{:?}", v.to_string())
+}

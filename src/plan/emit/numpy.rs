@@ -1,0 +1,120 @@
+//! The plan as a NumPy function with keyword-only named parameters.
+
+use super::{function_name, header, key, Code, Lib};
+use crate::error::Result;
+use crate::plan::Plan;
+use crate::shape::Dim;
+
+/// The helpers every emitted NumPy module defines: the check of an
+/// argument's shape (naming the variable and the dimension) and the sum of a
+/// gradient over the batch axes its variable does not have.
+const HELPERS: &str = r#"def _matdiff_argument(name, array, dtype, dims, sizes):
+    """`array` as `dtype`, its last two axes checked against `dims` (a number, or a symbol bound by the arguments before)."""
+    array = np.asarray(array, dtype=dtype)
+    if array.ndim == 0 and dims == (1, 1):
+        return array.reshape(1, 1)
+    if array.ndim < 2:
+        raise ValueError(f"{name} must be a {dims[0]} x {dims[1]} matrix (after any batch axes), not shape {array.shape}")
+    for axis, what, dim in ((-2, "rows", dims[0]), (-1, "columns", dims[1])):
+        n = array.shape[axis]
+        if isinstance(dim, int):
+            if n != dim:
+                raise ValueError(f"{name} has {n} {what}, but must have {dim}")
+        elif sizes.setdefault(dim, (n, name))[0] != n:
+            raise ValueError(f"{name} has {n} {what}, but {dim} is {sizes[dim][0]} (from {sizes[dim][1]})")
+    return array
+
+
+def _matdiff_sum_to(grad, like, batch):
+    """A gradient in its variable's shape: that of the sum over the batch of the values, so
+    summed over the batch axes the variable does not have (a weight shared by the batch)."""
+    if not batch and grad.shape == like.shape:
+        return grad
+    if batch:
+        grad = np.broadcast_to(grad, batch + grad.shape[-2:])
+    grad = grad.sum(axis=tuple(range(grad.ndim - like.ndim)))
+    axes = tuple(-1 - k for k, (g, w) in enumerate(zip(grad.shape[::-1], like.shape[::-1])) if w == 1 and g != 1)
+    grad = grad.sum(axis=axes, keepdims=True) if axes else grad
+    return np.array(np.broadcast_to(grad, like.shape))
+"#;
+
+/// A dimension as the shape check reads it: a number, or a symbol's name.
+fn dim(d: &Dim) -> String {
+    match d {
+        Dim::Const(n) => n.to_string(),
+        d => format!("{:?}", d.to_string()),
+    }
+}
+
+/// The plan as a NumPy function (`value_and_grads`, or `--name`'s) with
+/// keyword-only parameters named after the variables, returning the value
+/// (a scalar when it is 1×1) and a dict of gradients by variable name.
+/// Shapes are checked at entry; the arrays keep their common floating
+/// dtype; leading batch axes are broadcast, and a variable's gradient is
+/// summed over the batch axes it does not have.
+///
+/// ```
+/// let p = matdiff::syntax::parse_program("W1*W2*X").unwrap();
+/// let d = matdiff::derive(&p, &Default::default()).unwrap();
+/// let plan = matdiff::plan::compile(&d, &Default::default()).unwrap();
+/// let code = matdiff::plan::numpy(&plan, "W1 * W2 * X", None).unwrap();
+/// assert!(code.contains("def value_and_grads(*, W1, W2, X, G):"));
+/// assert!(code.contains("S1 = W2 @ X"));
+/// ```
+pub fn numpy(plan: &Plan, title: &str, name: Option<&str>) -> Result<String> {
+    let function = function_name(name, "value_and_grads")?;
+    let code = Code::new(plan, Lib::Numpy, None, &[&function]);
+    let mut out = header(plan, title);
+    out.push_str("import numpy as np\n\n\n");
+    out.push_str(HELPERS);
+    out.push_str("\n\n");
+    let params: Vec<&str> = code.inputs.iter().map(String::as_str).collect();
+    out.push_str(&format!("def {function}(*, {}):\n", params.join(", ")));
+    out.push_str(&format!(
+        "    \"\"\"The value of {title} and the gradient of every variable, as {{name: array}}.\n\n"
+    ));
+    out.push_str(&code.shapes_doc("    "));
+    out.push_str(
+        "\n    Arrays may have leading batch axes, which broadcast; a gradient is summed over\n    \
+         the batch axes its variable lacks. The result has the arguments' common dtype.\n    \"\"\"\n",
+    );
+    out.push_str(&code.renamings("    "));
+    // Python floats and integer arrays as float64; float16 as float32, which
+    // np.linalg takes.
+    out.push_str(&format!(
+        "    dtype = np.result_type(*map(np.asarray, ({})), np.float32)\n",
+        super::tuple(&params)
+    ));
+    out.push_str("    sizes = {}\n");
+    for (k, i) in plan.inputs.iter().enumerate() {
+        out.push_str(&format!(
+            "    {p} = _matdiff_argument({}, {p}, dtype, ({}, {}), sizes)\n",
+            key(&i.var),
+            dim(&i.shape.rows),
+            dim(&i.shape.cols),
+            p = code.inputs[k],
+        ));
+    }
+    // The batch axes of the arguments together (none without a batch).
+    out.push_str(&format!(
+        "    batch = np.broadcast_shapes(*(a.shape[:-2] for a in ({})))\n",
+        super::tuple(&params)
+    ));
+    out.push_str(&code.lines(0..plan.steps.len(), "    ")?);
+    let value = code.output(0);
+    // A 1x1 value as a scalar of the dtype (`[()]`), or one per batch element.
+    let value = if plan.outputs[0].shape.is_scalar() { format!("{value}[..., 0, 0][()]") } else { value };
+    out.push_str("    grads = {}\n");
+    for (k, o) in plan.outputs.iter().enumerate().skip(1) {
+        let v = o.wrt.as_ref().expect("gradients name their variable");
+        let i = plan.inputs.iter().position(|i| i.var == *v).expect("a gradient's variable is an input");
+        out.push_str(&format!(
+            "    grads[{}] = _matdiff_sum_to({}, {}, batch)\n",
+            key(v),
+            code.output(k),
+            code.inputs[i]
+        ));
+    }
+    out.push_str(&format!("    return {value}, grads\n"));
+    Ok(out)
+}

@@ -1,0 +1,212 @@
+# Runs emitted plans (tests/emit.rs): reads a JSON list of cases, prints a
+# JSON list of results. Each target is run under try/except, so that one
+# failure is reported with its traceback and does not hide the others.
+import importlib.util, inspect, json, sys, traceback
+
+import numpy as np
+
+CASES = json.load(open(sys.argv[1]))
+TARGETS = sys.argv[2].split(",")
+if "jax" in TARGETS:
+    import jax
+    import jax.numpy as jnp
+    import jax.test_util
+
+    jax.config.update("jax_enable_x64", True)
+if "torch" in TARGETS:
+    import torch
+
+
+def load(path):
+    spec = importlib.util.spec_from_file_location("emitted_" + path.replace("/", "_").replace(".", "_"), path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def symmetric(case):
+    """Per argument, whether it is drawn symmetric (declared sym or spd): the derivation
+    uses the symmetry, so second derivatives agree along symmetric directions only."""
+    out = []
+    for i in case["args"]:
+        a = np.array(case["arrays"][i])
+        out.append(a.shape[0] == a.shape[1] > 1 and np.array_equal(a, a.T))
+    return out
+
+
+def listed(x):
+    """A value or gradient as rows of float64 (a scalar as [[x]])."""
+    a = np.asarray(x, dtype=np.float64)
+    return a.reshape(1, 1).tolist() if a.ndim == 0 else a.tolist()
+
+
+def run_numpy(case, dtype):
+    f = getattr(load(case["numpy"]), case["numpy_name"])
+    names = list(inspect.signature(f).parameters)
+    arrays = [np.array(a, dtype=dtype) for a in case["arrays"]]
+    value, grads = f(**dict(zip(names, arrays)))
+    kinds = {str(np.asarray(value).dtype)} | {str(g.dtype) for g in grads.values()}
+    assert kinds == {dtype}, f"dtype {dtype} in, {kinds} out"
+    out = {"value": listed(value), "grads": {k: listed(g) for k, g in grads.items()}}
+    # Two batch axes (3 x 2) on every argument but the first: the value per
+    # element, each batched variable's gradient per element, and the first
+    # variable's (a weight shared by the batch) summed over the batch.
+    batch = [arrays[0]] + [np.stack([np.stack([a * (1 + 0.01 * (2 * i + j)) for j in range(2)]) for i in range(3)]) for a in arrays[1:]]
+    bvalue, bgrads = f(**dict(zip(names, batch)))
+    bvalue = np.asarray(bvalue)
+    each = {}
+    for i in range(3):
+        for j in range(2):
+            v, g = f(**dict(zip(names, (b if n == 0 else b[i, j] for n, b in enumerate(batch)))))
+            # (A value that reads no batched argument has no batch axes.)
+            got = np.broadcast_to(bvalue, (3, 2) + np.shape(v))[i, j]
+            assert np.allclose(got, v, rtol=1e-4, atol=1e-5), f"batch [{i},{j}]: {got} vs {v}"
+            for k, x in g.items():
+                each.setdefault(k, []).append(x)
+    for k, g in bgrads.items():
+        per = np.array(each[k])
+        first = k == case["inputs"][0]
+        want = per.sum(axis=0) if first else per.reshape((3, 2) + per.shape[1:])
+        assert g.shape == want.shape, f"batched d/d{k}: shape {g.shape}, not {want.shape}"
+        assert np.allclose(g, want, rtol=1e-4, atol=1e-5), f"batched d/d{k}: {g} vs {want}"
+    return out
+
+
+def run_torch(case, dtype):
+    module = load(case["torch"])
+    f = getattr(module, case["name"])
+    tdtype = getattr(torch, dtype)
+    names = list(inspect.signature(f).parameters)
+    args = [torch.tensor(case["arrays"][i], dtype=tdtype, requires_grad=True) for i in case["args"]]
+    value = f(**dict(zip(names, args)))
+    assert value.dtype == tdtype, f"dtype {dtype} in, {value.dtype} out"
+    up = case["upstream"]
+    # The upstream gradient; ones where a layer's plan reads none (its gradients are 0).
+    seed = torch.tensor(case["arrays"][up], dtype=tdtype) if up is not None else torch.ones_like(value)
+    grads = torch.autograd.grad(value, args, seed, allow_unused=True)
+    out = {"value": listed(value.detach()), "grads": {}}
+    for i, g in zip(case["args"], grads):
+        if g is not None:
+            assert g.dtype == tdtype
+            out["grads"][case["inputs"][i]] = listed(g)
+    if args:
+        # The module: the first variable a parameter, the others by name.
+        m = getattr(module, case["module"])(**{names[0]: args[0].detach().clone()})
+        v = m(**dict(zip(names[1:], args[1:])))
+        assert torch.allclose(v, value), "the module's value"
+        (g,) = torch.autograd.grad(v, [getattr(m, names[0])], seed, allow_unused=True)
+        assert (g is None) == (grads[0] is None) and (g is None or torch.allclose(g, grads[0])), "the module's gradient"
+    if dtype == "float64" and case["checks"]:
+        apply = getattr(module, case["class"]).apply
+        check = dict(raise_exception=False)
+        out["gradcheck"] = torch.autograd.gradcheck(apply, args, **check)
+        out["gradgradcheck"] = torch.autograd.gradgradcheck(apply, args, **check)
+        # A gradient penalty (the sum of the squared gradients) differentiated
+        # through the Function and through plain autograd of its forward.
+        class Ctx:
+            def save_for_backward(self, *xs):
+                pass
+
+        def penalty_grads(function):
+            value = function(*args)
+            grads = torch.autograd.grad(value, args, seed, create_graph=True, allow_unused=True)
+            penalty = sum((g * g).sum() for g in grads if g is not None)
+            if not torch.is_tensor(penalty) or not penalty.requires_grad:
+                return [None for _ in args]
+            return torch.autograd.grad(penalty, args, allow_unused=True)
+
+        def same(ours, reference):
+            zero = lambda g: g is None or not g.any()
+            sym = lambda g, s: (g + g.mT) / 2 if s and g is not None else g
+            return all(
+                (zero(a) and zero(b)) or (a is not None and b is not None and torch.allclose(sym(a, s), sym(b, s), rtol=1e-8, atol=1e-10))
+                for a, b, s in zip(ours, reference, symmetric(case))
+            )
+
+        reference = penalty_grads(lambda *a: getattr(module, case["class"]).forward(Ctx(), *a))
+        out["penalty"] = same(penalty_grads(apply), reference)
+        if case.get("torch_mutant"):
+            mutant = getattr(load(case["torch_mutant"]), case["class"]).apply
+            out["mutant_penalty"] = same(penalty_grads(mutant), reference)
+    return out
+
+
+def run_jax(case, dtype):
+    f = getattr(load(case["jax"]), case["name"])
+    names = list(inspect.signature(f).parameters)
+    args = [jnp.asarray(np.array(case["arrays"][i], dtype=dtype)) for i in case["args"]]
+    value = f(**dict(zip(names, args)))
+    assert str(value.dtype) == dtype, f"dtype {dtype} in, {value.dtype} out"
+    up = case["upstream"]
+    ct = jnp.asarray(np.array(case["arrays"][up], dtype=dtype)) if up is not None else jnp.ones_like(value)
+    _, vjp = jax.vjp(f, *args)
+    grads = vjp(ct)
+    out = {"value": listed(value), "grads": {}}
+    for i, g in zip(case["args"], grads):
+        if case["inputs"][i] in case["wrt"]:
+            out["grads"][case["inputs"][i]] = listed(g)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    # Under jit, the value and the gradients are the same.
+    assert np.allclose(jax.jit(f)(*args), value, **tol), "jit value"
+    jgrads = jax.jit(lambda *a: jax.vjp(f, *a)[1](ct))(*args)
+    for g, h in zip(grads, jgrads):
+        assert np.allclose(g, h, **tol), "jit gradient"
+    if value.ndim == 0:
+        # jax.grad of the loss itself.
+        for g, h in zip(grads, jax.grad(f, argnums=tuple(range(len(args))))(*args)):
+            assert np.allclose(g, h, **tol), "jax.grad"
+    # Under vmap over a batch of 2, the value and gradients per element.
+    batch = [jnp.stack([a, a * 1.01]) for a in args]
+    bct = jnp.stack([ct, ct])
+    bvalue = jax.vmap(f)(*batch)
+    bgrads = jax.vmap(lambda c, *a: jax.vjp(f, *a)[1](c))(bct, *batch)
+    for e in range(2):
+        one = [b[e] for b in batch]
+        assert np.allclose(bvalue[e], f(*one), **tol), f"vmap value [{e}]"
+        for g, h in zip(bgrads, jax.vjp(f, *one)[1](ct)):
+            assert np.allclose(g[e], h, **tol), f"vmap gradient [{e}]"
+    if dtype == "float64" and case["checks"]:
+        out["check_grads"] = checked(f, args)
+        # The same gradient penalty through the custom_vjp and through plain
+        # autodiff of its forward rule.
+        plain = getattr(load(case["jax"]), case["name"] + "_fwd")
+
+        def penalty(function):
+            def p(*a):
+                grads = jax.vjp(function, *a)[1](ct)
+                return sum((g * g).sum() for g in grads)
+
+            return jax.grad(p, argnums=tuple(range(len(args))))(*args)
+
+        sym = lambda g, s: (g + g.mT) / 2 if s else g
+        out["penalty"] = all(
+            bool(np.allclose(sym(a, s), sym(b, s), rtol=1e-8, atol=1e-10))
+            for a, b, s in zip(penalty(f), penalty(lambda *a: plain(*a)[0]), symmetric(case))
+        )
+        if case.get("jax_mutant"):
+            g = getattr(load(case["jax_mutant"]), case["name"])
+            out["mutant_first"] = checked(g, args, order=1)
+            out["mutant_second"] = checked(g, args)
+    return out
+
+
+def checked(f, args, order=2):
+    """jax.test_util.check_grads in reverse mode (custom_vjp has no forward mode): None when it passes."""
+    try:
+        jax.test_util.check_grads(f, tuple(args), order=order, modes=["rev"])
+        return None
+    except AssertionError as e:
+        return str(e)[:2000]
+
+
+results = []
+for case in CASES:
+    result = {}
+    for target in TARGETS:
+        for dtype in ("float64", "float32"):
+            try:
+                result[f"{target}/{dtype}"] = {"numpy": run_numpy, "torch": run_torch, "jax": run_jax}[target](case, dtype)
+            except Exception:
+                result[f"{target}/{dtype}"] = {"error": traceback.format_exc()}
+    results.append(result)
+print(json.dumps(results))
