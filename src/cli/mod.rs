@@ -15,6 +15,7 @@ mod demo;
 mod render;
 pub mod repl;
 mod report;
+mod second;
 
 use std::ffi::OsString;
 use std::io::Write;
