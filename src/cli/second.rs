@@ -197,10 +197,10 @@ fn latex(program: &Program, s: &SecondOrder, steps: bool, z: &str) -> Result<Str
     if let Some(m) = &s.matrix {
         let lhs = match s.kind {
             Kind::Hessian => {
-                format!("\\frac{{\\partial^2 \\mathcal{{L}}}}{{\\partial {v} \\, \\partial {v}^T}}")
+                format!("\\frac{{\\partial^2 \\mathcal{{L}}}}{{\\partial {v} \\, \\partial {v}^{{\\top}}}}")
             }
             Kind::Mixed => {
-                format!("\\frac{{\\partial^2 \\mathcal{{L}}}}{{\\partial {v} \\, \\partial {a}^T}}")
+                format!("\\frac{{\\partial^2 \\mathcal{{L}}}}{{\\partial {v} \\, \\partial {a}^{{\\top}}}}")
             }
             Kind::Jacobian => format!("\\frac{{\\partial {z}}}{{\\partial {v}}}"),
         };
