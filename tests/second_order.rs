@@ -316,3 +316,16 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn plan_order_2_is_the_hessian_vector_product_beside_the_gradient() {
+    let (code, out, err) = run(&["plan", LOGISTIC, "--wrt", "w", "--order", "2"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("# The Hessian-vector product H[dw] = "), "{out}");
+    // sigmoid(X * w) is computed once, for the gradient and the product.
+    let sigmoids = out.lines().filter(|l| l.starts_with("  ") && l.contains("sigmoid(")).count();
+    assert_eq!(sigmoids, 1, "{out}");
+    let (code, out, err) = run(&["plan", LOGISTIC, "--wrt", "w", "--order", "2", "--emit", "numpy"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("def ") && out.contains("dw"), "{out}");
+}

@@ -162,6 +162,10 @@ pub enum Command {
         /// Print the plan as code: a NumPy function or a torch.autograd.Function.
         #[arg(long, value_enum)]
         emit: Option<Emit>,
+        /// 2: the plan of the Hessian-vector product H[dV] (one --wrt V, or two for the
+        /// mixed derivative), with the gradient as the value, sharing its products.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        order: u8,
     },
     /// The Hessian of a scalar expression: its matrix for a vector (or scalar) variable,
     /// the linear map H[dV] for a matrix; with two --wrt, the mixed second derivative.
@@ -540,10 +544,24 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             write!(out, "{}", render_check(&report, json)).map_err(io)?;
             Ok(if report.ok() { 0 } else { 1 })
         }
-        Command::Plan { input, target, dims, json, emit } => {
+        Command::Plan { input, target, dims, json, emit, order } => {
             *source = input.read()?;
             let options = target.options(Steps::Skip)?;
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
+            if order == 2 {
+                if options.wrt.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Usage,
+                        "a second-order plan needs the variable: --wrt V",
+                    ));
+                }
+                let s = second::derive_second(&program, Kind::Hessian, &options.wrt)?;
+                let plan_options =
+                    crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
+                let text = second::plan(&s, &plan_options, emit, json)?;
+                write!(out, "{text}").map_err(io)?;
+                return Ok(0);
+            }
             let derivation = crate::derive(&program, &options)?;
             let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
             let output = match (emit, json) {

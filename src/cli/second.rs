@@ -439,3 +439,42 @@ pub fn verify(
     };
     Ok((format!("{how}\n{}", super::render::verdict(&verdict, false)), ok))
 }
+
+/// `plan --order 2`: the plan of the second derivation, whose value is the
+/// gradient and whose output is the Hessian-vector product: both computed
+/// by one plan, sharing their products (the direction is the plan's
+/// upstream input).
+pub fn plan(
+    s: &SecondOrder,
+    options: &crate::plan::PlanOptions,
+    emit: Option<super::command::Emit>,
+    json: bool,
+) -> Result<String> {
+    if !s.program.expr.mentions(&s.second_wrt) {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the gradient does not depend on `{}`: the second derivative is 0, and there is nothing to plan", s.second_wrt),
+        ));
+    }
+    let second = derive(&s.program, &s.second_options(Steps::Skip))?;
+    let output = match (emit, json) {
+        (Some(e), _) => super::render::PlanOutput::Code(e),
+        (None, true) => super::render::PlanOutput::Json,
+        (None, false) => super::render::PlanOutput::Text,
+    };
+    let text = super::render::plan(&second, options, output)?;
+    if output != super::render::PlanOutput::Text {
+        return Ok(text);
+    }
+    let upstream = match &s.second_upstream {
+        Some(d) => format!("the direction {d} (its input) as the upstream gradient, "),
+        None => String::new(),
+    };
+    Ok(format!(
+        "# The Hessian-vector product {} = {}: the plan of the gradient Z = d/d{} with {upstream}and d/d{} its output\n{text}",
+        map_name(s, "Z"),
+        s.map,
+        s.along,
+        s.wrt
+    ))
+}
