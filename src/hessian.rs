@@ -5,11 +5,11 @@
 //! - The Hessian of a scalar L with respect to V, applied to a direction
 //!   dV, is the gradient of `tr(dVᵀ ∂L/∂V)` with respect to V: the derived
 //!   gradient is taken as a layer whose upstream gradient is dV (H is
-//!   symmetric, so this vector–Hessian product is H[dV]). With respect to
+//!   symmetric, so this vector–Hessian product is `H[dV]`). With respect to
 //!   U instead, it is the mixed block ∂²L/∂U∂V applied to dV.
 //! - The Jacobian of Z with respect to X: the first derivation gives the
-//!   vector–Jacobian product Jᵀ[G]; its gradient with respect to G, with
-//!   upstream dX, is the transpose of that map, J[dX] = dZ.
+//!   vector–Jacobian product `Jᵀ[G]`; its gradient with respect to G, with
+//!   upstream dX, is the transpose of that map, `J[dX] = dZ`.
 //! - Where the direction is a column (V a vector), the map is read off as a
 //!   matrix, `H[dV] = M dV` ([`crate::calculus::second::matrix_of`]).
 
@@ -62,7 +62,7 @@ pub struct SecondOrder {
     /// The upstream gradient of the second derivation: the direction,
     /// unless the first result is 1×1 (then it is differentiated as a loss).
     pub second_upstream: Option<VarName>,
-    /// The map applied to the direction (H[dV], or dZ), simplified.
+    /// The map applied to the direction (`H[dV]`, or `dZ`), simplified.
     pub map: Expr,
     /// The shape of the map's value.
     pub map_shape: Shape,

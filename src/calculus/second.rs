@@ -1,7 +1,7 @@
 //! Second order's one new step: reading a matrix off a linear map.
 //!
 //! Second derivatives are first derivatives of first-order results (the
-//! Hessian-vector product H[d] is the gradient of tr(dᵀ ∂L/∂V), see
+//! Hessian-vector product `H[d]` is the gradient of tr(dᵀ ∂L/∂V), see
 //! `crate::hessian`), so the calculus proper is reused unchanged. What is
 //! new is the last step: a map `e(d)`, linear in a column `d`, written as
 //! `M * d`, so that M is the Hessian or the Jacobian in matrix form. Each

@@ -93,7 +93,7 @@ pub enum Command {
         /// The claimed gradient, in the expression language (may begin with `-`).
         #[arg(long, allow_hyphen_values = true, value_parser = Utf8(StringValueParser::new()))]
         claim: String,
-        /// 2: the claim is the Hessian (its matrix, or the map H[dV] in `dV`).
+        /// 2: the claim is the Hessian (its matrix, or the map `H[dV]` in `dV`).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
         order: u8,
         /// The claim is the Jacobian (its matrix, or the differential in `dX`).
@@ -162,13 +162,13 @@ pub enum Command {
         /// Print the plan as code: a NumPy function or a torch.autograd.Function.
         #[arg(long, value_enum)]
         emit: Option<Emit>,
-        /// 2: the plan of the Hessian-vector product H[dV] (one --wrt V, or two for the
+        /// 2: the plan of the Hessian-vector product `H[dV]` (one --wrt V, or two for the
         /// mixed derivative), with the gradient as the value, sharing its products.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
         order: u8,
     },
     /// The Hessian of a scalar expression: its matrix for a vector (or scalar) variable,
-    /// the linear map H[dV] for a matrix; with two --wrt, the mixed second derivative.
+    /// the linear map `H[dV]` for a matrix; with two --wrt, the mixed second derivative.
     Hessian {
         /// The program.
         #[command(flatten)]
