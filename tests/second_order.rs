@@ -329,3 +329,16 @@ fn plan_order_2_is_the_hessian_vector_product_beside_the_gradient() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("def ") && out.contains("dw"), "{out}");
 }
+
+#[test]
+fn plan_full_is_the_hessian_matrix_beside_the_gradient() {
+    let (code, out, err) = run(&["plan", LOGISTIC, "--wrt", "w", "--order", "2", "--full"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("# The Hessian d2L/dw dw^T = X^T * diag("), "{out}");
+    assert!(out.lines().any(|l| l.trim_start().starts_with("dw ") && l.contains("d x d")), "{out}");
+    // A matrix variable has no matrix form: refused by name.
+    let (code, _, err) =
+        run(&["plan", "X : n x m; A : n x n; tr(X^T*A*X)", "--wrt", "X", "--order", "2", "--full"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no matrix form"), "{err}");
+}

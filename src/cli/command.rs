@@ -166,6 +166,9 @@ pub enum Command {
         /// mixed derivative), with the gradient as the value, sharing its products.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
         order: u8,
+        /// With --order 2: the full Hessian matrix of a vector variable instead.
+        #[arg(long)]
+        full: bool,
     },
     /// The Hessian of a scalar expression: its matrix for a vector (or scalar) variable,
     /// the linear map `H[dV]` for a matrix; with two --wrt, the mixed second derivative.
@@ -544,10 +547,13 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             write!(out, "{}", render_check(&report, json)).map_err(io)?;
             Ok(if report.ok() { 0 } else { 1 })
         }
-        Command::Plan { input, target, dims, json, emit, order } => {
+        Command::Plan { input, target, dims, json, emit, order, full } => {
             *source = input.read()?;
             let options = target.options(Steps::Skip)?;
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
+            if full && order != 2 {
+                return Err(Error::new(ErrorKind::Usage, "--full is the full Hessian of --order 2"));
+            }
             if order == 2 {
                 if options.wrt.is_empty() {
                     return Err(Error::new(
@@ -558,7 +564,8 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
                 let s = second::derive_second(&program, Kind::Hessian, &options.wrt)?;
                 let plan_options =
                     crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
-                let text = second::plan(&s, &plan_options, emit, json)?;
+                let form = if full { second::Planned::Matrix } else { second::Planned::Product };
+                let text = second::plan(&s, &plan_options, emit, json, form)?;
                 write!(out, "{text}").map_err(io)?;
                 return Ok(0);
             }

@@ -440,6 +440,15 @@ pub fn verify(
     Ok((format!("{how}\n{}", super::render::verdict(&verdict, false)), ok))
 }
 
+/// What `plan --order 2` computes beside the gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Planned {
+    /// The Hessian-vector product `H[dV]`.
+    Product,
+    /// The Hessian matrix of a vector variable (`--full`).
+    Matrix,
+}
+
 /// `plan --order 2`: the plan of the second derivation, whose value is the
 /// gradient and whose output is the Hessian-vector product: both computed
 /// by one plan, sharing their products (the direction is the plan's
@@ -449,6 +458,7 @@ pub fn plan(
     options: &crate::plan::PlanOptions,
     emit: Option<super::command::Emit>,
     json: bool,
+    form: Planned,
 ) -> Result<String> {
     if !s.program.expr.mentions(&s.second_wrt) {
         return Err(Error::new(
@@ -456,7 +466,18 @@ pub fn plan(
             format!("the gradient does not depend on `{}`: the second derivative is 0, and there is nothing to plan", s.second_wrt),
         ));
     }
-    let second = derive(&s.program, &s.second_options(Steps::Skip))?;
+    let mut second = derive(&s.program, &s.second_options(Steps::Skip))?;
+    if form == Planned::Matrix {
+        let (Some(m), Some(shape)) = (&s.matrix, &s.matrix_shape) else {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!("the second derivative with respect to `{}` has no matrix form here (it is the map {}); plan the Hessian-vector product without --full", s.wrt, map_name(s, "Z")),
+            ));
+        };
+        // The matrix in place of the product: one output of its shape.
+        second.gradients[0].expr = m.clone();
+        second.gradients[0].shape = shape.clone();
+    }
     let output = match (emit, json) {
         (Some(e), _) => super::render::PlanOutput::Code(e),
         (None, true) => super::render::PlanOutput::Json,
@@ -470,6 +491,15 @@ pub fn plan(
         Some(d) => format!("the direction {d} (its input) as the upstream gradient, "),
         None => String::new(),
     };
+    if form == Planned::Matrix {
+        let m = s.matrix.as_ref().expect("checked above");
+        return Ok(format!(
+            "# The Hessian {} = {m}: the plan of the gradient Z = d/d{} with the Hessian as the output of d/d{}\n{text}",
+            matrix_name(s, "Z"),
+            s.along,
+            s.wrt
+        ));
+    }
     Ok(format!(
         "# The Hessian-vector product {} = {}: the plan of the gradient Z = d/d{} with {upstream}and d/d{} its output\n{text}",
         map_name(s, "Z"),
