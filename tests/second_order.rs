@@ -342,3 +342,32 @@ fn plan_full_is_the_hessian_matrix_beside_the_gradient() {
     assert_eq!(code, 2);
     assert!(err.contains("no matrix form"), "{err}");
 }
+
+/// The slips of the whole Hessian (the mutants of tests/common): twice it,
+/// its negative, 0 and 1.0001 times it are rejected; its transpose, the
+/// same matrix since a Hessian is symmetric, is accepted. Every mutant
+/// inside gets a verdict (exit 0 or 1), never an error.
+#[test]
+fn verify_order_2_decides_the_mutants_of_each_hessian() {
+    use common::mutants::{mutants, Kind};
+    for (program, v, m) in HESSIANS {
+        let formula = matdiff::syntax::parse_expr(m).unwrap();
+        let mut rejected = 0;
+        for mutant in mutants(&formula) {
+            let claim = mutant.expr.to_string();
+            let (code, out, err) = run(&["verify", program, "--wrt", v, "--order", "2", "--claim", &claim]);
+            let whole = mutant.at == "the whole";
+            match mutant.kind {
+                Kind::Double | Kind::FlipSign | Kind::Zero | Kind::Scale if whole => {
+                    assert_eq!(code, 1, "{program}: {claim} ({:?}) accepted: {out}", mutant.kind)
+                }
+                Kind::AddTranspose | Kind::DropTranspose if whole => {
+                    assert_eq!(code, 0, "{program}: {claim} (symmetric) rejected: {out}{err}")
+                }
+                _ => assert!(code == 0 || code == 1, "{program}: {claim}: {out}{err}"),
+            }
+            rejected += usize::from(code == 1);
+        }
+        assert!(rejected >= 4, "{program}: only {rejected} mutants rejected");
+    }
+}
