@@ -25,6 +25,7 @@ pub mod cli;
 mod derive;
 mod error;
 pub mod explain;
+pub mod hessian;
 pub mod numeric;
 pub mod plan;
 mod serialize;

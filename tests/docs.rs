@@ -324,7 +324,7 @@ fn every_example_in_the_docs_prints_what_it_shows() {
 #[test]
 fn the_cli_page_quotes_the_help_of_every_command() {
     let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/cli.md")).unwrap();
-    for command in ["derive", "verify", "check", "plan", "latex", "repl", "demo"] {
+    for command in ["derive", "verify", "check", "plan", "hessian", "jacobian", "latex", "repl", "demo"] {
         assert!(
             text.contains(&format!("$ matdiff {command} --help\n")),
             "docs/cli.md does not quote `matdiff {command} --help`"

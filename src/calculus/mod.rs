@@ -11,6 +11,7 @@
 
 mod occurrences;
 mod rules;
+pub mod second;
 
 use std::rc::Rc;
 

@@ -16,7 +16,8 @@ use crate::syntax::{self, DomainSpec, VarName};
 use crate::{DeriveOptions, Steps};
 
 use super::render::{self, render_check, render_derivation};
-use super::{demo, report};
+use super::{demo, report, second};
+use crate::hessian::Kind;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -92,6 +93,12 @@ pub enum Command {
         /// The claimed gradient, in the expression language (may begin with `-`).
         #[arg(long, allow_hyphen_values = true, value_parser = Utf8(StringValueParser::new()))]
         claim: String,
+        /// 2: the claim is the Hessian (its matrix, or the map `H[dV]` in `dV`).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        order: u8,
+        /// The claim is the Jacobian (its matrix, or the differential in `dX`).
+        #[arg(long, conflicts_with = "order")]
+        jacobian: bool,
         /// Name of the upstream gradient dL/dZ of a matrix-valued expression.
         #[arg(long, value_parser = Utf8(StringValueParser::new()))]
         upstream: Option<String>,
@@ -126,6 +133,13 @@ pub enum Command {
         /// Seed of the random sizes and matrices.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// 2: check the Hessian (one --wrt, or two for the mixed derivative) against
+        /// finite differences of the derived gradient.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        order: u8,
+        /// Check the Jacobian (one --wrt) against finite differences.
+        #[arg(long, conflicts_with = "order")]
+        jacobian: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -152,6 +166,57 @@ pub enum Command {
         /// PyTorch's class is its CamelCase, e.g. my_layer gives MyLayer and MyLayerModule).
         #[arg(long, requires = "emit", value_parser = Utf8(StringValueParser::new()))]
         name: Option<String>,
+        /// 2: the plan of the Hessian-vector product `H[dV]` (one --wrt V, or two for the
+        /// mixed derivative), with the gradient as the value, sharing its products.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        order: u8,
+        /// With --order 2: the full Hessian matrix of a vector variable instead.
+        #[arg(long)]
+        full: bool,
+    },
+    /// The Hessian of a scalar expression: its matrix for a vector (or scalar) variable,
+    /// the linear map `H[dV]` for a matrix; with two --wrt, the mixed second derivative.
+    Hessian {
+        /// The program.
+        #[command(flatten)]
+        input: Input,
+        /// The variable (repeat once for the mixed derivative d2L/dV dU^T).
+        #[arg(long, required = true, num_args = 1, value_parser = Utf8(StringValueParser::new()))]
+        wrt: Vec<String>,
+        /// Show both derivations (the gradient, then its differential) and the read-off.
+        #[arg(long)]
+        steps: bool,
+        /// Print LaTeX instead of text.
+        #[arg(long)]
+        latex: bool,
+        /// With --latex: a complete amsmath document.
+        #[arg(long, requires = "latex")]
+        standalone: bool,
+        /// Print JSON instead of text.
+        #[arg(long, conflicts_with = "latex")]
+        json: bool,
+    },
+    /// The Jacobian of an expression: its matrix dZ/dx for a vector-valued expression of
+    /// a vector, the differential dZ in the direction dX otherwise.
+    Jacobian {
+        /// The program.
+        #[command(flatten)]
+        input: Input,
+        /// The variable.
+        #[arg(long, value_parser = Utf8(StringValueParser::new()))]
+        wrt: String,
+        /// Show both derivations (the vector-Jacobian product, then its transpose) and the read-off.
+        #[arg(long)]
+        steps: bool,
+        /// Print LaTeX instead of text.
+        #[arg(long)]
+        latex: bool,
+        /// With --latex: a complete amsmath document.
+        #[arg(long, requires = "latex")]
+        standalone: bool,
+        /// Print JSON instead of text.
+        #[arg(long, conflicts_with = "latex")]
+        json: bool,
     },
     /// Print an expression as LaTeX.
     Latex {
@@ -416,15 +481,40 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             write!(out, "{text}").map_err(io)?;
             Ok(0)
         }
-        Command::Verify { input, wrt, claim, upstream, domain, json } => {
+        Command::Verify { input, wrt, claim, upstream, domain, json, order, jacobian } => {
             *source = input.read()?;
             let wrt = syntax::parse_var(&wrt)?;
             let program = crate::parse(&source.text)?;
             let domains = domain_map(domain, &program)?;
+            if order == 2 || jacobian {
+                let kind = if jacobian { Kind::Jacobian } else { Kind::Hessian };
+                let s = second::derive_second(&program, kind, &[wrt])?;
+                let (text, ok) = second::verify(&s, &claim, &domains, json)?;
+                write!(out, "{text}").map_err(io)?;
+                return Ok(if ok { 0 } else { 1 });
+            }
             let options = crate::verify::VerifyOptions { upstream, domains, ..Default::default() };
             let verdict = crate::verify::verify(&program, &wrt, &claim, &options)?;
             write!(out, "{}", render::verdict(&verdict, json)).map_err(io)?;
             Ok(if verdict.equivalent() { 0 } else { 1 })
+        }
+        Command::Hessian { input, wrt, steps, latex, standalone, json } => {
+            *source = input.read()?;
+            let wrt = wrt.iter().map(|w| syntax::parse_var(w)).collect::<Result<Vec<VarName>>>()?;
+            let program = crate::parse(&source.text)?.with_definitions_kept(&wrt);
+            let s = second::derive_second(&program, Kind::Hessian, &wrt)?;
+            let text = second_text(&program, &s, steps, latex, standalone, json)?;
+            write!(out, "{text}").map_err(io)?;
+            Ok(0)
+        }
+        Command::Jacobian { input, wrt, steps, latex, standalone, json } => {
+            *source = input.read()?;
+            let wrt = syntax::parse_var(&wrt)?;
+            let program = crate::parse(&source.text)?.with_definitions_kept(std::slice::from_ref(&wrt));
+            let s = second::derive_second(&program, Kind::Jacobian, &[wrt])?;
+            let text = second_text(&program, &s, steps, latex, standalone, json)?;
+            write!(out, "{text}").map_err(io)?;
+            Ok(0)
         }
         Command::Latex { input, standalone } => {
             *source = input.read()?;
@@ -434,11 +524,26 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             write!(out, "{}", render::latex_document(&math, standalone)).map_err(io)?;
             Ok(0)
         }
-        Command::Check { input, target, dims, domain, seed, json } => {
+        Command::Check { input, target, dims, domain, seed, json, order, jacobian } => {
             *source = input.read()?;
             let options = target.options(Steps::Skip)?;
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
             let domains = domain_map(domain, &program)?;
+            if order == 2 || jacobian {
+                let kind = if jacobian { Kind::Jacobian } else { Kind::Hessian };
+                if options.wrt.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Usage,
+                        "a second-order check needs the variable: --wrt V",
+                    ));
+                }
+                let s = second::derive_second(&program, kind, &options.wrt)?;
+                let check =
+                    CheckOptions { dims: dims.unwrap_or_default(), seed, domains, ..Default::default() };
+                let (text, ok) = second::check(&program, &s, &check, json)?;
+                write!(out, "{text}").map_err(io)?;
+                return Ok(if ok { 0 } else { 1 });
+            }
             let derivation = crate::derive(&program, &options)?;
             let report = crate::numeric::check(
                 &derivation,
@@ -447,10 +552,28 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             write!(out, "{}", render_check(&report, json)).map_err(io)?;
             Ok(if report.ok() { 0 } else { 1 })
         }
-        Command::Plan { input, target, dims, json, emit, name } => {
+        Command::Plan { input, target, dims, json, emit, name, order, full } => {
             *source = input.read()?;
             let options = target.options(Steps::Skip)?;
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
+            if full && order != 2 {
+                return Err(Error::new(ErrorKind::Usage, "--full is the full Hessian of --order 2"));
+            }
+            if order == 2 {
+                if options.wrt.is_empty() {
+                    return Err(Error::new(
+                        ErrorKind::Usage,
+                        "a second-order plan needs the variable: --wrt V",
+                    ));
+                }
+                let s = second::derive_second(&program, Kind::Hessian, &options.wrt)?;
+                let plan_options =
+                    crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
+                let form = if full { second::Planned::Matrix } else { second::Planned::Product };
+                let text = second::plan(&s, &plan_options, emit, name, json, form)?;
+                write!(out, "{text}").map_err(io)?;
+                return Ok(0);
+            }
             let derivation = crate::derive(&program, &options)?;
             let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
             let output = match (emit, json) {
@@ -474,6 +597,24 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
     }
 }
 
+/// `hessian` / `jacobian` output in the format asked for.
+fn second_text(
+    program: &syntax::Program,
+    s: &crate::hessian::SecondOrder,
+    steps: bool,
+    latex: bool,
+    standalone: bool,
+    json: bool,
+) -> Result<String> {
+    let format = match (json, latex) {
+        (true, _) => second::Format::Json,
+        (false, true) => second::Format::Latex,
+        (false, false) => second::Format::Text,
+    };
+    let text = second::render(program, s, steps, format)?;
+    Ok(if format == second::Format::Latex { render::latex_document(&text, standalone) } else { text })
+}
+
 impl Command {
     /// Whether the command prints JSON (and so its errors too).
     pub fn json(&self) -> bool {
@@ -481,7 +622,9 @@ impl Command {
             Command::Derive { json, .. }
             | Command::Verify { json, .. }
             | Command::Check { json, .. }
-            | Command::Plan { json, .. } => *json,
+            | Command::Plan { json, .. }
+            | Command::Hessian { json, .. }
+            | Command::Jacobian { json, .. } => *json,
             Command::Latex { .. } | Command::Repl | Command::Demo { .. } => false,
         }
     }
@@ -495,6 +638,8 @@ impl Command {
             | Command::Verify { input, .. }
             | Command::Check { input, .. }
             | Command::Plan { input, .. }
+            | Command::Hessian { input, .. }
+            | Command::Jacobian { input, .. }
             | Command::Latex { input, .. } => Some(input),
             Command::Repl | Command::Demo { .. } => None,
         }

@@ -1,5 +1,5 @@
 //! The front ends (feature `cli`): the command line (docs/cli.md) — `derive`,
-//! `verify`, `check`, `plan`, `latex`, `repl`, `demo` — and the REPL.
+//! `verify`, `check`, `plan`, `hessian`, `jacobian`, `latex`, `repl`, `demo` — and the REPL.
 //!
 //! Entry point: [`run`], which returns the exit status: 0 on success, 1 when
 //! a check fails, 2 on a parse, shape, usage or unsupported-construct error.
@@ -15,6 +15,7 @@ mod demo;
 mod render;
 pub mod repl;
 mod report;
+mod second;
 
 use std::ffi::OsString;
 use std::io::Write;

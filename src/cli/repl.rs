@@ -30,14 +30,17 @@ Commands take the same options as on the command line:
   derive EXPR [--wrt V]... [--steps] [--latex] [--json]
   verify EXPR --wrt V --claim FORMULA
   check EXPR [--wrt V]... [--dims d0=3] [--seed N]
-  plan EXPR [--dims d0=64,B=65536] [--json] [--emit numpy|pytorch]
+  plan EXPR [--dims d0=64,B=65536] [--json] [--emit numpy|pytorch|jax]
+  hessian EXPR --wrt V [--wrt U]      jacobian EXPR --wrt X
   latex EXPR
   :help   :shapes (declared and inferred shapes)   :reset   :quit
 A line ending in \\, or one the parser finds unfinished (an open parenthesis,
 a trailing operator), continues on the next line.";
 
-const COMMANDS: [&str; 9] =
-    ["derive", "verify", "check", "plan", "latex", ":help", ":shapes", ":reset", ":quit"];
+const COMMANDS: [&str; 11] = [
+    "derive", "verify", "check", "plan", "hessian", "jacobian", "latex", ":help", ":shapes", ":reset",
+    ":quit",
+];
 
 /// The session: the declarations and definitions so far.
 #[derive(Default)]
@@ -93,7 +96,7 @@ impl Session {
                 let _ = writeln!(out, "declarations cleared");
             }
             ":shapes" => self.shapes(out, err),
-            "derive" | "verify" | "check" | "plan" | "latex" => {
+            "derive" | "verify" | "check" | "plan" | "hessian" | "jacobian" | "latex" => {
                 self.command(first, &line[first.len()..], out, err)
             }
             _ if first.starts_with(':') => {
@@ -260,7 +263,7 @@ fn parsed_part(line: &str) -> Option<String> {
     let first = line.split_whitespace().next().unwrap_or("");
     match first {
         _ if first.starts_with(':') => None,
-        "derive" | "verify" | "check" | "plan" | "latex" => {
+        "derive" | "verify" | "check" | "plan" | "hessian" | "jacobian" | "latex" => {
             let words = split_words(&line[first.len()..]);
             let at = words.iter().position(|w| w.starts_with("--")).unwrap_or(words.len());
             Some(words[..at].join(" "))

@@ -1,0 +1,467 @@
+//! Second order: Hessians, their mixed blocks and Jacobians, derived by the
+//! first-order calculus applied twice, so that every identity stays in one
+//! place (`calculus::rules`).
+//!
+//! - The Hessian of a scalar L with respect to V, applied to a direction
+//!   dV, is the gradient of `tr(dVᵀ ∂L/∂V)` with respect to V: the derived
+//!   gradient is taken as a layer whose upstream gradient is dV (H is
+//!   symmetric, so this vector–Hessian product is `H[dV]`). With respect to
+//!   U instead, it is the mixed block ∂²L/∂U∂V applied to dV.
+//! - The Jacobian of Z with respect to X: the first derivation gives the
+//!   vector–Jacobian product `Jᵀ[G]`; its gradient with respect to G, with
+//!   upstream dX, is the transpose of that map, `J[dX] = dZ`.
+//! - Where the direction is a column (V a vector), the map is read off as a
+//!   matrix, `H[dV] = M dV` ([`crate::calculus::second::matrix_of`]).
+
+use std::collections::BTreeSet;
+
+use crate::calculus::second::matrix_of;
+use crate::error::{Error, ErrorKind, Result};
+use crate::shape::{self, Dim, Shape};
+use crate::simplify;
+use crate::syntax::{self, BinOp, Declaration, DimSpec, Expr, ExprKind, Program, ShapeSpec, Span, VarName};
+use crate::{derive, DeriveOptions, Steps};
+
+/// Which second-order derivative.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// ∂²L/∂V² of a scalar L.
+    Hessian,
+    /// ∂²L/∂V∂U of a scalar L, two different variables.
+    Mixed,
+    /// ∂Z/∂X of a matrix-valued (or vector-valued) Z.
+    Jacobian,
+}
+
+/// A second-order derivative: the linear map in a direction symbol, and
+/// its matrix where the direction is a column.
+#[derive(Clone, Debug)]
+pub struct SecondOrder {
+    /// Which derivative.
+    pub kind: Kind,
+    /// The variable the result has the shape of (V of ∂²L/∂V∂U, X of a Jacobian's rows' source… see `along`).
+    pub wrt: VarName,
+    /// The variable whose direction the map takes (U of ∂²L/∂V∂U; V of a
+    /// Hessian; X of a Jacobian).
+    pub along: VarName,
+    /// The direction symbol, `d` and the name of `along` (`dx`).
+    pub direction: VarName,
+    /// The shape of the direction, `along`'s.
+    pub direction_shape: Shape,
+    /// The first-order result differentiated again: ∂L/∂U, or for a
+    /// Jacobian the vector–Jacobian product in the upstream `upstream`.
+    pub first: Expr,
+    /// For a Jacobian, the name of the upstream gradient in `first`.
+    pub upstream: Option<VarName>,
+    /// The program of the second derivation: `first` as the expression,
+    /// every variable in it declared with its shape and domain.
+    pub program: Program,
+    /// The variable the second derivation differentiates by (`wrt`, or
+    /// for a Jacobian the upstream).
+    pub second_wrt: VarName,
+    /// The upstream gradient of the second derivation: the direction,
+    /// unless the first result is 1×1 (then it is differentiated as a loss).
+    pub second_upstream: Option<VarName>,
+    /// The map applied to the direction (`H[dV]`, or `dZ`), simplified.
+    pub map: Expr,
+    /// The shape of the map's value.
+    pub map_shape: Shape,
+    /// The matrix M of `map = M * direction`, simplified, when the
+    /// direction is a column (or 1×1) and the map's value too.
+    pub matrix: Option<Expr>,
+    /// M's shape.
+    pub matrix_shape: Option<Shape>,
+    /// Why there is no matrix, when the direction is a column but the map
+    /// has no matrix form here.
+    pub no_matrix: Option<String>,
+    /// Whether the second derivation's simplification saturated.
+    pub saturated: bool,
+}
+
+impl SecondOrder {
+    /// The options that derive the second derivation from
+    /// [`SecondOrder::program`]: by `second_wrt`, with the direction as
+    /// the upstream gradient unless the first result is 1×1.
+    pub fn second_options(&self, steps: Steps) -> DeriveOptions {
+        DeriveOptions {
+            wrt: vec![self.second_wrt.clone()],
+            upstream: self.second_upstream.as_ref().map(|d| d.to_string()),
+            steps,
+        }
+    }
+}
+
+/// The Hessian (`wrt` one variable) or the mixed second derivative (`wrt`
+/// two: ∂²L/∂V∂U, the map from a direction dU to the shape of V) of the
+/// program's scalar expression.
+///
+/// ```
+/// let p = matdiff::parse("x : n; A : n x n; x^T*A*x").unwrap();
+/// let x = matdiff::syntax::parse_var("x").unwrap();
+/// let h = matdiff::hessian::hessian(&p, &[x]).unwrap();
+/// assert_eq!(h.matrix.unwrap().to_string(), "A + A^T");
+/// ```
+pub fn hessian(program: &Program, wrt: &[VarName]) -> Result<SecondOrder> {
+    let (v, u) = match wrt {
+        [v] => (v, v),
+        [v, u] => (v, u),
+        _ => {
+            return Err(Error::new(
+                ErrorKind::Usage,
+                format!("a Hessian is taken with respect to one or two variables, not {}", wrt.len()),
+            )
+            .note("`--wrt V` for ∂²L/∂V², `--wrt V --wrt U` for the mixed ∂²L/∂V∂U"))
+        }
+    };
+    let typing = shape::infer(program)?;
+    if !typing.shape().is_scalar() {
+        return Err(Error::new(
+            ErrorKind::Usage,
+            format!("a Hessian is of a scalar expression, and this one is {}", typing.shape()),
+        )
+        .label(program.expr.span, "this expression")
+        .note("for a vector-valued expression, `jacobian` gives its first derivative as a matrix"));
+    }
+    drop(typing);
+    for x in [v, u] {
+        refuse_member(x)?;
+    }
+    let first =
+        derive(program, &DeriveOptions { wrt: vec![u.clone()], steps: Steps::Skip, ..Default::default() })?;
+    let g = first.gradients[0].expr.clone();
+    let u_shape = first.gradients[0].shape.clone();
+    let v_shape = first.typing.var_shape(v).ok_or_else(|| not_a_variable(v, &first.typing))?;
+    let direction = fresh_direction(u, &first.typing);
+    let second_program = program_of(&first, g.clone(), &[])?;
+    drop(first);
+    let kind = if u == v { Kind::Hessian } else { Kind::Mixed };
+    finish(Parts {
+        kind,
+        wrt: v.clone(),
+        along: u.clone(),
+        direction,
+        direction_shape: u_shape,
+        first: g,
+        upstream: None,
+        program: second_program,
+        second_wrt: v.clone(),
+        result_shape: v_shape,
+    })
+}
+
+/// The Jacobian of the program's expression Z with respect to `wrt`: the
+/// differential `dZ` in the direction `dX`, and the matrix ∂Z/∂X where Z
+/// and X are columns (or 1×1).
+///
+/// ```
+/// let p = matdiff::parse("W : m x n; x : n; tanh(W*x)").unwrap();
+/// let x = matdiff::syntax::parse_var("x").unwrap();
+/// let j = matdiff::hessian::jacobian(&p, &x).unwrap();
+/// assert_eq!(j.matrix.unwrap().to_string(), "diag(1 - tanh(W * x) .^ 2) * W");
+/// ```
+pub fn jacobian(program: &Program, wrt: &VarName) -> Result<SecondOrder> {
+    refuse_member(wrt)?;
+    let typing = shape::infer(program)?;
+    let z_shape = typing.shape();
+    let upstream = fresh_name(&["G", "U", "G2", "G3"], &typing, program);
+    drop(typing);
+    let options =
+        DeriveOptions { wrt: vec![wrt.clone()], upstream: Some(upstream.to_string()), steps: Steps::Skip };
+    let first = derive(program, &options)?;
+    let x_shape = first.gradients[0].shape.clone();
+    let direction = fresh_direction(wrt, &first.typing);
+    let vjp = first.gradients[0].expr.clone();
+    if z_shape.is_scalar() {
+        // dZ = tr(gᵀ dX): the gradient is the only derivation needed.
+        let map = Expr::call(syntax::Func::Tr, Expr::product(Expr::transpose(vjp.clone()), var(&direction)));
+        let program2 = program_of(&first, vjp.clone(), &[])?;
+        let mut t = first.typing.clone();
+        t.insert_var(direction.clone(), &x_shape);
+        let (map, saturated) = simplified(&mut t, &map, &Shape::scalar())?;
+        let column = x_shape.cols == Dim::Const(1);
+        let matrix = column.then(|| Expr::transpose(vjp.clone()));
+        let matrix = match matrix {
+            Some(m) => Some(simplified(&mut t, &m, &Shape::new(Dim::Const(1), x_shape.rows.clone()))?.0),
+            None => None,
+        };
+        return Ok(SecondOrder {
+            kind: Kind::Jacobian,
+            wrt: wrt.clone(),
+            along: wrt.clone(),
+            direction,
+            direction_shape: x_shape.clone(),
+            first: vjp,
+            upstream: None,
+            program: program2,
+            second_wrt: wrt.clone(),
+            second_upstream: None,
+            map,
+            map_shape: Shape::scalar(),
+            matrix_shape: matrix.as_ref().map(|_| Shape::new(Dim::Const(1), x_shape.rows.clone())),
+            matrix,
+            no_matrix: None,
+            saturated,
+        });
+    }
+    let program2 = program_of(&first, vjp.clone(), &[(upstream.clone(), z_shape.clone())])?;
+    drop(first);
+    finish(Parts {
+        kind: Kind::Jacobian,
+        wrt: wrt.clone(),
+        along: wrt.clone(),
+        direction,
+        direction_shape: x_shape,
+        first: vjp,
+        upstream: Some(upstream.clone()),
+        program: program2,
+        second_wrt: upstream,
+        result_shape: z_shape,
+    })
+}
+
+struct Parts {
+    kind: Kind,
+    wrt: VarName,
+    along: VarName,
+    direction: VarName,
+    direction_shape: Shape,
+    first: Expr,
+    upstream: Option<VarName>,
+    program: Program,
+    second_wrt: VarName,
+    /// The shape of the map's value.
+    result_shape: Shape,
+}
+
+/// The second derivation, and the matrix read off its map.
+fn finish(p: Parts) -> Result<SecondOrder> {
+    let mut out = SecondOrder {
+        kind: p.kind,
+        wrt: p.wrt,
+        along: p.along,
+        direction: p.direction,
+        direction_shape: p.direction_shape,
+        first: p.first,
+        upstream: p.upstream,
+        program: p.program,
+        second_wrt: p.second_wrt,
+        second_upstream: None,
+        map: Expr::num(0.0),
+        map_shape: p.result_shape,
+        matrix: None,
+        matrix_shape: None,
+        no_matrix: None,
+        saturated: true,
+    };
+    let direction_column = out.direction_shape.cols == Dim::Const(1);
+    let value_column = out.map_shape.cols == Dim::Const(1);
+    let matrix_shape = Shape::new(out.map_shape.rows.clone(), out.direction_shape.rows.clone());
+    if !out.program.expr.mentions(&out.second_wrt) {
+        // The first result does not depend on it: the zero map.
+        if direction_column && value_column {
+            out.matrix = Some(Expr::num(0.0));
+            out.matrix_shape = Some(matrix_shape);
+        }
+        return Ok(out);
+    }
+    let scalar_first = shape::infer(&out.program)?.shape().is_scalar();
+    if !scalar_first {
+        out.second_upstream = Some(out.direction.clone());
+    }
+    let options = out.second_options(Steps::Skip);
+    let second = derive(&out.program, &options)?;
+    let mut typing = second.typing.clone();
+    let result = second.gradients[0].expr.clone();
+    out.saturated = second.gradients[0].saturated;
+    drop(second);
+    if !typing.variables().contains(&out.direction) {
+        typing.insert_var(out.direction.clone(), &out.direction_shape);
+    }
+    if scalar_first {
+        // A 1×1 first result s: its gradient is the matrix, ds = M d(along).
+        out.map =
+            simplified(&mut typing, &Expr::product(result.clone(), var(&out.direction)), &out.map_shape)?.0;
+        if direction_column && value_column {
+            out.matrix = Some(result);
+            out.matrix_shape = Some(matrix_shape);
+        }
+        return Ok(out);
+    }
+    out.map = result;
+    if !(direction_column && value_column) {
+        return Ok(out);
+    }
+    let read = typing.scratch(|typer| {
+        let mut shape_of = |e: &Expr| typer.scratch(|t| t.infer(e).map(|s| t.resolve(s)));
+        matrix_of(&out.map, &out.direction, &mut shape_of)
+    });
+    match read {
+        Ok(m) => {
+            let m = m.unwrap_or_else(|| Expr::num(0.0));
+            let mut m = simplified(&mut typing, &m, &matrix_shape)?.0;
+            if let Some(absorbed) = crate::calculus::second::absorb_ones(&m) {
+                m = simplified(&mut typing, &absorbed, &matrix_shape)?.0;
+            }
+            out.matrix = Some(m);
+            out.matrix_shape = Some(matrix_shape);
+        }
+        Err(e) if e.kind == ErrorKind::Unsupported => out.no_matrix = Some(e.message.clone()),
+        Err(e) => return Err(e),
+    }
+    Ok(out)
+}
+
+/// `e` simplified as a value of shape `want`, and checked to have it.
+fn simplified(typing: &mut shape::Typing, e: &Expr, want: &Shape) -> Result<(Expr, bool)> {
+    let symmetric = simplify::Symmetric::declared_in(typing.program);
+    let mut s = simplify::Simplifier::default().with_symmetric(symmetric);
+    let out = typing.scratch(|typer| s.simplify_gradient(e, typer, want))?;
+    typing.scratch(|typer| {
+        if out.expr.kind == ExprKind::Num(0.0) {
+            return Ok(());
+        }
+        let w = typer.lift(want);
+        let got = typer.infer_as(&out.expr, w)?;
+        if got.fits {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Internal,
+                format!("the second derivative `{}` does not have the shape {want}", out.expr),
+            ))
+        }
+    })?;
+    Ok((positive_first(&out.expr), out.saturated))
+}
+
+/// A sum whose first term is subtracted begins with a term that is not
+/// (`-a + 1` is `1 - a`), as a textbook writes it.
+fn positive_first(e: &Expr) -> Expr {
+    e.fold(&mut |node: &Expr, kids: Vec<Expr>| {
+        let mut kids = kids.into_iter();
+        let rebuilt = match &node.kind {
+            ExprKind::Binary { op, op_span, .. } => {
+                let (l, r) = (kids.next().expect("lhs"), kids.next().expect("rhs"));
+                Expr::new(
+                    ExprKind::Binary { op: *op, op_span: *op_span, lhs: l.into(), rhs: r.into() },
+                    node.span,
+                )
+            }
+            _ => node.map_children(|_| kids.next().expect("a child").into()),
+        };
+        if !matches!(&rebuilt.kind, ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. }) {
+            return rebuilt;
+        }
+        let mut terms: Vec<(bool, Expr)> = rebuilt
+            .sum_terms()
+            .into_iter()
+            .map(|(negative, t)| match &t.kind {
+                ExprKind::Neg(x) => (!negative, (**x).clone()),
+                _ => (negative, t.clone()),
+            })
+            .collect();
+        let Some(first) = terms.iter().position(|(negative, _)| !negative) else { return rebuilt };
+        if first == 0 {
+            return rebuilt;
+        }
+        let lead = terms.remove(first);
+        terms.insert(0, lead);
+        let mut it = terms.into_iter();
+        let (_, head) = it.next().expect("a term");
+        it.fold(head, |acc, (negative, t)| if negative { Expr::minus(acc, t) } else { Expr::plus(acc, t) })
+    })
+}
+
+fn var(v: &VarName) -> Expr {
+    Expr::synthetic(ExprKind::Var(std::rc::Rc::new(v.clone())))
+}
+
+/// A member of a family (`W[j]`) is refused: its second derivative
+/// would need the split of `prod` twice.
+fn refuse_member(v: &VarName) -> Result<()> {
+    if v.index.is_some() {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("second derivatives with respect to a member of a family (`{v}`) are not supported"),
+        )
+        .note("write the product out with plain variables (`W1*W2*W3`) to take its second derivative"));
+    }
+    Ok(())
+}
+
+fn not_a_variable(v: &VarName, typing: &shape::Typing) -> Error {
+    let known: Vec<String> = typing.variables().iter().map(|v| v.to_string()).collect();
+    Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))
+        .note(format!("its variables are: {}", known.join(", ")))
+}
+
+/// `dV` for the variable V, or `dV_2`, … if the program uses that name.
+fn fresh_direction(v: &VarName, typing: &shape::Typing) -> VarName {
+    let base = format!("d{}", v.name);
+    let taken = |n: &str| typing.variables().iter().any(|w| w.name == n);
+    let name = std::iter::once(base.clone())
+        .chain((2..).map(|k| format!("{base}_{k}")))
+        .find(|n| !taken(n))
+        .expect("an unbounded supply of names");
+    VarName::plain(&name)
+}
+
+fn fresh_name(candidates: &[&str], typing: &shape::Typing, program: &Program) -> VarName {
+    let taken = |n: &str| {
+        typing.variables().iter().any(|w| w.name == n) || program.declarations.iter().any(|d| d.name == n)
+    };
+    let name = candidates
+        .iter()
+        .map(|c| c.to_string())
+        .chain((4..).map(|k| format!("G{k}")))
+        .find(|n| !taken(n))
+        .expect("an unbounded supply of names");
+    VarName::plain(&name)
+}
+
+/// The program whose expression is `expr`, a formula derived from
+/// `first`'s program: each variable it mentions declared with the shape
+/// inferred for it (so that the second derivation types as the first did)
+/// and the domain declared for it; `extra` are variables of the derivation
+/// that the program did not have (the upstream gradient).
+fn program_of(first: &crate::Derivation, expr: Expr, extra: &[(VarName, Shape)]) -> Result<Program> {
+    let mut names = BTreeSet::new();
+    expr.for_each(|e| {
+        if let ExprKind::Var(v) = &e.kind {
+            names.insert((**v).clone());
+        }
+    });
+    let old = first.typing.program;
+    let mut declarations = Vec::new();
+    for v in &names {
+        let shape = match extra.iter().find(|(w, _)| w == v) {
+            Some((_, s)) => s.clone(),
+            None => first.typing.var_shape(v).ok_or_else(|| {
+                Error::new(ErrorKind::Internal, format!("`{v}` of a derived formula has no shape"))
+            })?,
+        };
+        let domain = old.declarations.iter().rev().find(|d| d.name == v.name).and_then(|d| d.domain);
+        declarations.push(Declaration {
+            name: v.name.clone(),
+            binder: None,
+            shape: shape_spec(&shape, v)?,
+            domain,
+            span: Span::SYNTHETIC,
+        });
+    }
+    Ok(Program { declarations, definitions: vec![], expr, name: old.name.clone() })
+}
+
+fn shape_spec(s: &Shape, v: &VarName) -> Result<ShapeSpec> {
+    let dim = |d: &Dim| match d {
+        Dim::Const(n) => Ok(DimSpec::Const(*n)),
+        Dim::Symbol(s) => Ok(DimSpec::Symbol(s.clone())),
+        Dim::Indexed(s, i) => Ok(DimSpec::Indexed(s.clone(), i.clone())),
+        Dim::Unknown(_) => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("the shape of `{v}` is not determined, and a second derivative needs it"),
+        )
+        .note(format!("declare it (`{v} : m x n`)"))),
+    };
+    Ok(ShapeSpec::Matrix(dim(&s.rows)?, dim(&s.cols)?))
+}
