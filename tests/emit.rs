@@ -8,6 +8,8 @@
 
 mod common;
 
+use common::python::{has_module, python};
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,26 +17,6 @@ use matdiff::calculus::Mode;
 use matdiff::numeric::{run_plan, CheckOptions, Instance, Matrix};
 use matdiff::plan::{compile, PlanOptions};
 use matdiff::{derive, DeriveOptions};
-
-fn python() -> String {
-    std::env::var("MATDIFF_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
-/// Whether `module` imports; when `MATDIFF_REQUIRE_<MODULE>` is set, it must.
-fn has_module(module: &str) -> bool {
-    let ok = Command::new(python())
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let require = format!("MATDIFF_REQUIRE_{}", module.to_uppercase());
-    if !ok && std::env::var_os(&require).is_some() {
-        panic!("{module} is required ({require}) but `{} -c 'import {module}'` fails", python());
-    }
-    if !ok {
-        eprintln!("{module} is not installed for {}: skipping its emitted code", python());
-    }
-    ok
-}
 
 /// The targets to run: numpy, and torch and jax where they import.
 fn targets() -> Option<Vec<&'static str>> {

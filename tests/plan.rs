@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::python::{has_module, python};
+
 use std::collections::HashMap;
 use std::process::Command;
 
@@ -222,27 +224,6 @@ fn a_long_chain_plans_in_linear_products() {
     let d = derive(&p, &DeriveOptions { steps: matdiff::Steps::Skip, ..Default::default() }).unwrap();
     let plan = compile(&d, &PlanOptions::default()).unwrap();
     assert_eq!(plan.products(), 3 * n);
-}
-
-fn python() -> String {
-    std::env::var("MATDIFF_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
-/// Whether `module` imports; when `MATDIFF_REQUIRE_NUMPY` (or
-/// `MATDIFF_REQUIRE_TORCH`) is set, as in CI, numpy (or torch) must.
-fn has_module(module: &str) -> bool {
-    let ok = Command::new(python())
-        .args(["-c", &format!("import {module}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let require = format!("MATDIFF_REQUIRE_{}", module.to_uppercase());
-    if !ok && std::env::var_os(&require).is_some() {
-        panic!("{module} is required ({require}) but `{} -c 'import {module}'` fails", python());
-    }
-    if !ok {
-        eprintln!("{module} is not installed for {}: skipping the run of emitted code", python());
-    }
-    ok
 }
 
 fn matrix_json(m: &Matrix) -> serde_json::Value {

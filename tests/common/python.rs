@@ -1,0 +1,25 @@
+//! The Python that runs emitted code: `MATDIFF_PYTHON`, or `python3`.
+
+use std::process::Command;
+
+/// The interpreter to run emitted code with.
+pub fn python() -> String {
+    std::env::var("MATDIFF_PYTHON").unwrap_or_else(|_| "python3".to_string())
+}
+
+/// Whether `module` imports; when `MATDIFF_REQUIRE_<MODULE>` is set, as in
+/// CI, it must.
+pub fn has_module(module: &str) -> bool {
+    let ok = Command::new(python())
+        .args(["-c", &format!("import {module}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let require = format!("MATDIFF_REQUIRE_{}", module.to_uppercase());
+    if !ok && std::env::var_os(&require).is_some() {
+        panic!("{module} is required ({require}) but `{} -c 'import {module}'` fails", python());
+    }
+    if !ok {
+        eprintln!("{module} is not installed for {}: skipping the run of emitted code", python());
+    }
+    ok
+}
