@@ -89,6 +89,38 @@ impl SecondOrder {
             steps,
         }
     }
+
+    /// The derivation `plan --order 2` compiles: the second derivation,
+    /// whose value is the gradient and whose one gradient is the
+    /// Hessian-vector product, or ([`Planned::Matrix`]) the Hessian matrix
+    /// in its place. A map without a matrix form is refused by name.
+    pub fn planned(&self, form: Planned) -> Result<crate::Derivation<'_>> {
+        let mut second = derive(&self.program, &self.second_options(Steps::Skip))?;
+        if form == Planned::Matrix {
+            let (Some(m), Some(shape)) = (&self.matrix, &self.matrix_shape) else {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!(
+                        "the second derivative with respect to `{}` has no matrix form here (it is the map {} of the direction {}); plan the Hessian-vector product without --full",
+                        self.wrt, self.map, self.direction
+                    ),
+                ));
+            };
+            // The matrix in place of the product: one output of its shape.
+            second.gradients[0].expr = m.clone();
+            second.gradients[0].shape = shape.clone();
+        }
+        Ok(second)
+    }
+}
+
+/// What a plan of a second derivative computes beside the gradient.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Planned {
+    /// The Hessian-vector product `H[dV]`.
+    Product,
+    /// The Hessian matrix of a vector variable (`--full`).
+    Matrix,
 }
 
 /// The Hessian (`wrt` one variable) or the mixed second derivative (`wrt`

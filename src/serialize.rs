@@ -77,13 +77,14 @@ fn gradient_fields<S: SerializeStruct>(g: &Gradient, s: &mut S) -> Result<(), S:
     Ok(())
 }
 
-/// `{expr, latex, why}`: the right-hand side and its reason.
+/// `{expr, latex, why, why_latex}`: the right-hand side and its reason.
 impl Serialize for Line {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Line", 3)?;
+        let mut s = serializer.serialize_struct("Line", 4)?;
         s.serialize_field("expr", &self.rhs.to_string())?;
         s.serialize_field("latex", &self.rhs.latex())?;
-        s.serialize_field("why", &self.why)?;
+        s.serialize_field("why", &self.why.text())?;
+        s.serialize_field("why_latex", &self.why.latex())?;
         s.end()
     }
 }
@@ -99,7 +100,8 @@ impl Serialize for Explained<'_, '_> {
                 let mut s = serializer.serialize_struct("Gradient", gradient_len(g) + 2)?;
                 gradient_fields(g, &mut s)?;
                 s.serialize_field("steps", &e.lines)?;
-                s.serialize_field("shape_check", &e.shape_check)?;
+                let checks: Vec<String> = e.shape_check.iter().map(|c| c.to_string()).collect();
+                s.serialize_field("shape_check", &checks)?;
                 s.end()
             }
         }
@@ -223,8 +225,8 @@ impl Serialize for Recurrence {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("Recurrence", 6)?;
         s.serialize_field("out", &self.out)?;
-        s.serialize_field("op", &self.formula)?;
-        s.serialize_field("base", &self.base)?;
+        s.serialize_field("op", &self.formula.to_string())?;
+        s.serialize_field("base", &self.base.as_ref().map(|(v, e)| format!("{v} = {e}")))?;
         s.serialize_field("range", &self.range)?;
         s.serialize_field("shape", &self.shape)?;
         s.serialize_field("madds", &self.madds.to_string())?;

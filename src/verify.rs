@@ -119,12 +119,20 @@ pub struct VerifyOptions {
     pub domains: BTreeMap<VarName, DomainSpec>,
     /// Wall-clock time the decision may take.
     pub time_limit: Duration,
+    /// What the derived result is called in the verdict: `dL/dV` when None
+    /// (a Hessian's map is `H[dV]`).
+    pub name: Option<String>,
 }
 
 impl Default for VerifyOptions {
     fn default() -> VerifyOptions {
-        VerifyOptions { upstream: None, domains: BTreeMap::new(), time_limit: VERIFY_TIME_LIMIT }
+        VerifyOptions { upstream: None, domains: BTreeMap::new(), time_limit: VERIFY_TIME_LIMIT, name: None }
     }
+}
+
+/// The name of the derived result in verdicts.
+fn derived_name(options: &VerifyOptions, wrt: &VarName) -> String {
+    options.name.clone().unwrap_or_else(|| format!("dL/d{wrt}"))
 }
 
 /// Decides whether `claim` is ∂L/∂`wrt` of the program's expression.
@@ -185,8 +193,11 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
     let want = typer.lift(&g.shape);
     let claimed_shape = typer.resolve(shape);
     if !zero && !typer.unify_shapes(shape, want) {
-        let detail =
-            format!("the claim has shape {claimed_shape}, but dL/d{wrt} has the shape of {wrt}, {}", g.shape);
+        let detail = format!(
+            "the claim has shape {claimed_shape}, but {} has the shape of {wrt}, {}",
+            derived_name(options, wrt),
+            g.shape
+        );
         return Ok(verdict(Outcome::Differ, Method::Symbolic, detail, None));
     }
 
@@ -203,8 +214,10 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
                 return Err(Error::new(
                     ErrorKind::Internal,
                     format!(
-                        "the e-graph took the claim for dL/d{wrt} = {}, but they differ numerically: {}",
-                        g.expr, n.detail
+                        "the e-graph took the claim for {} = {}, but they differ numerically: {}",
+                        derived_name(options, wrt),
+                        g.expr,
+                        n.detail
                     ),
                 ))
             }
@@ -212,7 +225,8 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
             Err(e) if e.kind == ErrorKind::Internal => return Err(e),
             Err(_) => None,
         };
-        let detail = format!("the claim and dL/d{wrt} = {} are one class of the e-graph", g.expr);
+        let detail =
+            format!("the claim and {} = {} are one class of the e-graph", derived_name(options, wrt), g.expr);
         return Ok(verdict(Outcome::Agree, Method::Symbolic, detail, evidence));
     }
     let numeric = numeric?;
@@ -310,8 +324,8 @@ fn decide_numerically(
                         format!(" (sizes {})", sizes.join(" "))
                     };
                     let detail = format!(
-                        "on random instance {seed}{sizes} the claim differs from dL/d{} = {} by a relative error of {:.2e}, beyond rounding (±{:.1e}); {}",
-                        g.wrt,
+                        "on random instance {seed}{sizes} the claim differs from {} = {} by a relative error of {:.2e}, beyond rounding (±{:.1e}); {}",
+                        derived_name(options, &g.wrt),
                         g.expr,
                         c.rel_err,
                         c.rel_noise,
@@ -342,19 +356,23 @@ fn decide_numerically(
         None => Decision {
             outcome: Outcome::Agree,
             detail: format!(
-                "the claim agrees with dL/d{} = {} on {} of {} random instances (largest relative difference {:.1e}, tolerance {TOLERANCE:.0e}; {domains})",
-                g.wrt, g.expr, evidence.decided, evidence.instances, evidence.worst_rel_err
+                "the claim agrees with {} = {} on {} of {} random instances (largest relative difference {:.1e}, tolerance {TOLERANCE:.0e}; {domains})",
+                derived_name(options, &g.wrt),
+                g.expr,
+                evidence.decided,
+                evidence.instances,
+                evidence.worst_rel_err
             ),
             evidence,
         },
         Some(why) => Decision {
             outcome: Outcome::Undecided,
             detail: format!(
-                "{why}: {} of {} instances decided, none differed, and agreement needs {} (dL/d{} = {}; {domains})",
+                "{why}: {} of {} instances decided, none differed, and agreement needs {} ({} = {}; {domains})",
                 evidence.decided,
                 evidence.instances,
                 bases.len(),
-                g.wrt,
+                derived_name(options, &g.wrt),
                 g.expr
             ),
             evidence,

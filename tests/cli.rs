@@ -251,14 +251,29 @@ fn plan_emits_code_and_refuses_cleanly() {
     // A variable named like the emitted function is renamed, not shadowing it.
     let run = matdiff(&["plan", "plan * X", "--emit", "pytorch"], None);
     assert!(run.stdout.contains("def plan(*, plan_, X):"), "{}", run.stdout);
-    // Code needs numbers for the length of a symbolic product.
+    // A product of symbolic length loops over the list of its members, with
+    // or without the length (then checked); a body the loop cannot take is
+    // refused by name, and unrolled when the length is given.
     let symbolic = "W[i] : d[i-1] x d[i]; prod(W[i], i=1..n) * X";
-    let run = matdiff(&["plan", symbolic, "--emit", "numpy"], None);
+    for dims in [&[][..], &["--dims", "n=3"]] {
+        let run = matdiff(&[&["plan", symbolic, "--emit", "numpy"][..], dims].concat(), None);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert!(run.stdout.contains("def value_and_grads(*, W, X, G):"), "{}", run.stdout);
+        assert!(run.stdout.contains("grads[\"W\"] = [_matdiff_sum_to(g, w.shape, batch)"), "{}", run.stdout);
+        let count = if dims.is_empty() { "None" } else { "3" };
+        assert!(
+            run.stdout.contains(&format!("W = _matdiff_members(\"W\", W, 1, \"n\", {count})")),
+            "{}",
+            run.stdout
+        );
+    }
+    let tanh = "W[i] : d x d; prod(tanh(W[i]), i=1..n) * X";
+    let run = matdiff(&["plan", tanh, "--emit", "jax"], None);
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("--dims"), "{}", run.stderr);
-    let run = matdiff(&["plan", symbolic, "--emit", "numpy", "--dims", "n=3"], None);
+    assert!(run.stderr.contains("the body `tanh(W[i])`") && run.stderr.contains("n=8"), "{}", run.stderr);
+    let run = matdiff(&["plan", tanh, "--emit", "jax", "--dims", "n=3"], None);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    assert!(run.stdout.contains("grads[\"W[2]\"]"), "{}", run.stdout);
+    assert!(run.stdout.contains("def plan(W_1, W_2, W_3, X):"), "{}", run.stdout);
     // Errors exit 2.
     assert_eq!(matdiff(&["plan", "W1 : 3x4; W2 : 5x6; W1*W2"], None).code, 2);
     assert_eq!(matdiff(&["plan", "W1*W2", "--dims", "d0=x"], None).code, 2);

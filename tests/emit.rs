@@ -68,29 +68,8 @@ fn case(dir: &Path, k: usize, src: &str, options: &DeriveOptions, checks: Checks
         std::fs::write(&p, code).unwrap();
         p
     };
-    // The mutant JAX holds what forward saved constant in the backward
-    // rule: first derivatives right, second wrong.
-    let unpack = jax.lines().find(|l| l.ends_with(" = residuals")).map(str::to_string);
-    let mutant = unpack.map(|line| {
-        let stopped =
-            line.replace(" = residuals", " = jax.tree_util.tree_map(jax.lax.stop_gradient, residuals)");
-        path("jaxmutant", &jax.replace(&line, &stopped))
-    });
-    // The mutant PyTorch keeps forward's products in a differentiated
-    // backward (no recomputation): the gradient penalty must tell.
-    let torch_mutant = torch.contains("        if torch.is_grad_enabled():\n").then(|| {
-        let mut in_block = false;
-        let mutant: String = torch
-            .lines()
-            .filter(|l| {
-                in_block = *l == "        if torch.is_grad_enabled():"
-                    || (in_block && l.starts_with("            "));
-                !in_block
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        path("torchmutant", &mutant)
-    });
+    let mutant = jax_mutant(&jax).map(|m| path("jaxmutant", &m));
+    let torch_mutant = torch_mutant(&torch).map(|m| path("torchmutant", &m));
     let inputs: Vec<String> = plan.inputs.iter().map(|i| i.var.to_string()).collect();
     let up = upstream.and_then(|u| plan.inputs.iter().position(|i| i.var == *u));
     let args: Vec<usize> = (0..inputs.len()).filter(|i| Some(*i) != up).collect();
@@ -400,4 +379,274 @@ fn emitted_code_runs_for_random_programs() {
     let failures: Vec<String> = cases.iter().zip(&results).flat_map(|(c, r)| judge(c, r, &targets)).collect();
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Programs whose product has symbolic length: emitted as loops over the
+/// list of the members (plain, transposed, shifted members; a layer, a loss).
+const LOOPED: &[&str] = &[
+    "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X",
+    "W[i] : d[i-1] x d[i]; X : d[n] x B; A : m x d[0]; A * prod(W[i], i=1..n) * X",
+    "W[i] : d[i] x d[i-1]; X : d[n] x B; prod(W[i]^T, i=1..n) * X",
+    "W[i] : d[i-1] x d[i]; X : d[n] x B; Y : d[0] x B; norm(prod(W[i], i=1..n) * X - Y)^2",
+    "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i+1], i=0..n-1) * X",
+    "W[i] : d[i-1] x d[i]; prod(W[i], i=1..n)^T * X",
+    "W[i] : d x d; X : d x d; tr(prod(W[i], i=1..n) * X) + sum(X .* X)",
+];
+
+/// A small deterministic generator (xorshift), for sizes and entries.
+struct Draw(u64);
+
+impl Draw {
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The mutant JAX: what forward saved held constant in the backward rule
+/// (first derivatives right, second wrong).
+fn jax_mutant(jax: &str) -> Option<String> {
+    let line = jax.lines().find(|l| l.ends_with(" = residuals"))?;
+    let stopped = line.replace(" = residuals", " = jax.tree_util.tree_map(jax.lax.stop_gradient, residuals)");
+    Some(jax.replace(line, &stopped))
+}
+
+/// The mutant PyTorch: forward's products kept in a differentiated
+/// backward (no recomputation).
+fn torch_mutant(torch: &str) -> Option<String> {
+    let mut in_block = false;
+    torch.contains("        if torch.is_grad_enabled():\n").then(|| {
+        torch
+            .lines()
+            .filter(|l| {
+                in_block = *l == "        if torch.is_grad_enabled():"
+                    || (in_block && l.starts_with("            "));
+                !in_block
+            })
+            .map(|l| format!("{l}\n"))
+            .collect()
+    })
+}
+
+/// A looped program at length `n`: its code, and the values and gradients
+/// of the same chain instantiated (`--dims n=…`) on the evaluator, on random
+/// sizes 1..5 and entries.
+fn loop_case(dir: &Path, k: usize, src: &str, n: u64) -> Result<Case, String> {
+    use matdiff::numeric::Env;
+    use matdiff::plan::compile_loops;
+    use std::collections::HashMap;
+    let program = matdiff::parse(src).map_err(|e| format!("{e:?}"))?;
+    let d = derive(&program, &DeriveOptions::default()).map_err(|e| format!("{e:?}"))?;
+    let lp = compile_loops(&d, &PlanOptions::default()).map_err(|e| format!("{e:?}"))?;
+    let options = PlanOptions { dims: [("n".to_string(), n)].into(), ..Default::default() };
+    let plan = compile(&d, &options).map_err(|e| format!("{e:?}"))?;
+    let mut draw = Draw(0x9e37_79b9_7f4a_7c15 ^ ((k as u64 + 1) * 0x1000_0001));
+    let mut sizes: HashMap<String, usize> = HashMap::new();
+    let mut env = Env { vars: HashMap::new(), indices: vec![("n".into(), n as i64)] };
+    for i in &plan.inputs {
+        let mut size = |dim: &matdiff::shape::Dim| match dim {
+            matdiff::shape::Dim::Const(c) => *c as usize,
+            other => *sizes.entry(other.to_string()).or_insert_with(|| 1 + (draw.next() * 5.0) as usize),
+        };
+        let (r, c) = (size(&i.shape.rows), size(&i.shape.cols));
+        env.vars.insert(i.var.clone(), Matrix::from_fn(r, c, |_, _| 2.0 * draw.next() - 1.0));
+    }
+    let values = run_plan(&plan, &env).map_err(|e| format!("{e:?}"))?;
+    let title = format!("{}", d.typing.program.expr);
+    let numpy = matdiff::plan::numpy_loops(&lp, &title, None).map_err(|e| format!("{e:?}"))?;
+    let torch = matdiff::plan::pytorch_loops(&lp, &title, None).map_err(|e| format!("{e:?}"))?;
+    let jax = matdiff::plan::jax_loops(&lp, &title, None).map_err(|e| format!("{e:?}"))?;
+    let path = |name: &str, code: &str| -> PathBuf {
+        let p = dir.join(format!("{name}{k}.py"));
+        std::fs::write(&p, code).unwrap();
+        p
+    };
+    // The keyword arguments: each family the list of its members.
+    let mut params = serde_json::Map::new();
+    let mut families = serde_json::Map::new();
+    for i in &lp.plan.inputs {
+        if lp.upstream.as_ref() == Some(&i.var) {
+            continue;
+        }
+        match lp.chains.iter().find(|c| c.var == i.var) {
+            Some(c) => {
+                let last = c.last.subst("n", &matdiff::syntax::Index::constant(n as i64)).unwrap();
+                let members: Vec<serde_json::Value> = (c.first..=last.as_constant().unwrap())
+                    .map(|m| {
+                        let v = matdiff::syntax::VarName {
+                            name: c.family.clone(),
+                            index: Some(matdiff::syntax::Index::constant(m)),
+                        };
+                        matrix_json(&env.vars[&v])
+                    })
+                    .collect();
+                params.insert(c.family.clone(), members.into());
+                families.insert(c.family.clone(), c.first.into());
+            }
+            None => {
+                params.insert(i.var.to_string(), matrix_json(&env.vars[&i.var]));
+            }
+        }
+    }
+    let upstream = lp.upstream.as_ref().map(|u| matrix_json(&env.vars[u]));
+    let wrt: Vec<String> =
+        plan.outputs.iter().filter_map(|o| o.wrt.as_ref().map(|v| v.to_string())).collect();
+    let json = serde_json::json!({
+        "loop": true,
+        "numpy": path("np", &numpy),
+        "torch": path("torch", &torch),
+        "jax": path("jax", &jax),
+        "jax_mutant": jax_mutant(&jax).map(|m| path("jaxmutant", &m)),
+        "torch_mutant": torch_mutant(&torch).map(|m| path("torchmutant", &m)),
+        "params": params,
+        "families": families,
+        "upstream": upstream,
+        "upstream_name": lp.upstream.as_ref().map(|u| u.to_string()),
+        "wrt": wrt,
+    });
+    let want =
+        plan.outputs.iter().zip(values).map(|(o, m)| (o.wrt.as_ref().map(|v| v.to_string()), m)).collect();
+    Ok(Case { src: format!("{src} (n = {n})"), want, json, code: format!("{numpy}\n{torch}\n{jax}") })
+}
+
+/// The loops over a family's members agree with the chain instantiated at
+/// n = 1, 2, 5 on the evaluator, in each target at float64 and float32;
+/// PyTorch passes gradcheck, gradgradcheck and the gradient penalty, JAX
+/// check_grads(order=2), jit and vmap; and each mutant (saved prefixes held
+/// constant in a differentiated backward) is caught.
+#[test]
+fn emitted_loops_agree_with_the_instantiated_chain() {
+    let Some(targets) = targets() else { return };
+    let dir = temp_dir("loops");
+    let mut cases = vec![];
+    for src in LOOPED {
+        for n in [1, 2, 5] {
+            let k = cases.len();
+            cases.push(loop_case(&dir, k, src, n).unwrap_or_else(|e| panic!("{src} (n = {n}): {e}")));
+        }
+    }
+    let results = run(&dir, &cases, &targets);
+    let failures: Vec<String> = cases.iter().zip(&results).flat_map(|(c, r)| judge(c, r, &targets)).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // With two members or more, the saved prefix products matter to second
+    // derivatives: the mutants that hold them constant are caught.
+    for (c, r) in cases.iter().zip(&results) {
+        if c.src.ends_with("(n = 1)") {
+            continue;
+        }
+        if targets.contains(&"torch") {
+            assert_eq!(r["torch/float64"]["mutant_penalty"], false, "{}: the PyTorch mutant passes", c.src);
+        }
+        if targets.contains(&"jax") {
+            assert!(!r["jax/float64"]["mutant_second"].is_null(), "{}: the JAX mutant passes", c.src);
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The looped functions take a family as a list and reject, naming the
+/// member, a list that is not one, is empty or too long for the length
+/// `--dims` gives, or whose members do not chain; the NumPy function also
+/// checks each member's dimensions against the other arguments'.
+#[test]
+fn emitted_loops_check_their_members() {
+    let Some(targets) = targets() else { return };
+    let emit = |src: &str, dims: &[(&str, u64)], lib: &str| {
+        let program = matdiff::parse(src).unwrap();
+        let d = derive(&program, &DeriveOptions::default()).unwrap();
+        let options = PlanOptions {
+            dims: dims.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            ..Default::default()
+        };
+        let lp = matdiff::plan::compile_loops(&d, &options).unwrap();
+        match lib {
+            "numpy" => matdiff::plan::numpy_loops(&lp, src, None),
+            "torch" => matdiff::plan::pytorch_loops(&lp, src, None),
+            _ => matdiff::plan::jax_loops(&lp, src, None),
+        }
+        .unwrap()
+    };
+    let seed = "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X";
+    let transposed = "W[i] : d[i] x d[i-1]; X : d[n] x B; prod(W[i]^T, i=1..n) * X";
+    let program = format!(
+        "import numpy as np\nns, nt, nf = {{}}, {{}}, {{}}\nexec({:?}, ns)\nexec({:?}, nt)\nexec({:?}, nf)\n\
+         f, t, fixed = ns['value_and_grads'], nt['value_and_grads'], nf['value_and_grads']\n\
+         z = lambda *s: np.zeros(s)\n\
+         def message(call):\n\
+         \x20   try:\n\
+         \x20       call()\n\
+         \x20   except (ValueError, TypeError) as e:\n\
+         \x20       return type(e).__name__ + ': ' + str(e)\n\
+         \x20   return 'no error'\n\
+         for call in [\n\
+         \x20   lambda: f(W=[z(3, 4), z(5, 2)], X=z(2, 6), G=z(3, 6)),\n\
+         \x20   lambda: f(W=[z(3, 4), z(4, 2)], X=z(5, 6), G=z(3, 6)),\n\
+         \x20   lambda: f(W=[z(3, 4), z(4, 2)], X=z(2, 6), G=z(4, 6)),\n\
+         \x20   lambda: f(W=[z(3, 4), z(4)], X=z(4, 6), G=z(3, 6)),\n\
+         \x20   lambda: f(W=[], X=z(2, 6), G=z(3, 6)),\n\
+         \x20   lambda: f(W=z(2, 3, 3), X=z(3, 6), G=z(3, 6)),\n\
+         \x20   lambda: t(W=[z(4, 3), z(5, 2)], X=z(5, 6), G=z(3, 6)),\n\
+         \x20   lambda: fixed(W=[z(3, 4), z(4, 2)], X=z(2, 6), G=z(3, 6)),\n\
+         ]:\n\
+         \x20   print(message(call))\n\
+         value, grads = f(W=[np.ones((3, 4), dtype=np.float32)], X=np.ones((4, 2), dtype=np.float32), G=np.ones((3, 2), dtype=np.float32))\n\
+         print(value.dtype, type(grads['W']).__name__, len(grads['W']), grads['W'][0].dtype, grads['W'][0].shape)\n",
+        emit(seed, &[], "numpy"),
+        emit(transposed, &[], "numpy"),
+        emit(seed, &[("n", 3)], "numpy"),
+    );
+    let out = Command::new(python()).args(["-c", &program]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<String> = String::from_utf8(out.stdout).unwrap().lines().map(String::from).collect();
+    let want = [
+        "ValueError: W[2] has 5 rows, but must have 4, the columns of W[1]: the members chain",
+        "ValueError: X has 5 rows, but d[n] is 2 (from W[2])",
+        "ValueError: G has 4 rows, but d[0] is 3 (from W[1])",
+        "ValueError: W[2] must be a matrix (after any batch axes), not shape (4,)",
+        "ValueError: W must hold at least one matrix (W[1], ..., W[n]), not 0",
+        "TypeError: W must be a list of the matrices W[1], ..., W[n], not ndarray",
+        "ValueError: W[2] has 2 columns, but must have 4, the rows of W[1]: the members chain",
+        "ValueError: W must hold 3 matrices (W[1], ..., W[n]), not 2",
+        "float32 list 1 float32 (3, 4)",
+    ];
+    assert_eq!(lines, want);
+    // PyTorch and JAX check the list and the chain as well.
+    for (lib, module) in [("torch", "torch"), ("jax", "jax")] {
+        if !targets.contains(&module) {
+            continue;
+        }
+        let program = format!(
+            "import numpy as np\nns = {{}}\nexec({:?}, ns)\n\
+             try:\n\
+             \x20   ns['plan'](W=[np.zeros((3, 4)), np.zeros((5, 2))], X=np.zeros((2, 6)))\n\
+             except ValueError as e:\n\
+             \x20   print(e)\n",
+            emit(seed, &[], lib).replace("import torch\n", "import torch\nimport numpy as np\n"),
+        );
+        let out = Command::new(python()).args(["-c", &program]).output().unwrap();
+        assert!(out.status.success(), "{lib}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            "W[2] has 5 rows, but must have 4, the columns of W[1]: the members chain",
+            "{lib}"
+        );
+    }
+}
+
+/// One looped program as each target writes it.
+#[test]
+fn emitted_loop_code() {
+    let src = "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X";
+    let program = matdiff::parse(src).unwrap();
+    let d = derive(&program, &DeriveOptions::default()).unwrap();
+    let lp = matdiff::plan::compile_loops(&d, &PlanOptions::default()).unwrap();
+    let title = "prod(W[i], i=1..n) * X";
+    let code = matdiff::plan::numpy_loops(&lp, title, None).unwrap()
+        + "\n"
+        + &matdiff::plan::pytorch_loops(&lp, title, None).unwrap()
+        + "\n"
+        + &matdiff::plan::jax_loops(&lp, title, None).unwrap();
+    common::snapshots().bind(|| insta::assert_snapshot!("emit_loops", code));
 }

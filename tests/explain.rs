@@ -72,7 +72,17 @@ fn steps_as_latex() {
 #[test]
 fn standalone_is_a_complete_document() {
     let doc = cli(&["derive", "--latex", "--standalone", "--steps", "X : n x n; logdet(X)"]);
-    assert!(doc.starts_with("\\documentclass{article}\n\\usepackage{amsmath"));
+    assert!(doc.starts_with("\\documentclass[11pt]{article}\n"), "{doc}");
+    for needle in ["\\usepackage{amsmath", "\\allowdisplaybreaks", "\\begin{document}", "\\begin{align*}"] {
+        assert!(doc.contains(needle), "{needle} in {doc}");
+    }
+    // A heading per gradient, with the variable in math.
+    assert!(doc.contains("\\subsection*{The gradient with respect to $X$}"), "{doc}");
+    // Reasons as sentences: words, and formulas in math.
+    assert!(
+        doc.contains("\\shortintertext{\\small read off: $\\operatorname{tr}(A^{\\top} \\mathrm{d}X)$ gives"),
+        "{doc}"
+    );
     assert!(doc.trim_end().ends_with("\\end{document}"));
 }
 

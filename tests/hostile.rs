@@ -696,23 +696,15 @@ fn latex_of_every_identifier_compiles() {
     assert!(text.contains(r"\mathit{x\_}") && text.contains(r"W_{\_}"), "{text}");
     // CI renders every block of this snapshot with KaTeX (tests/katex/render.js).
     common::snapshots().bind(|| insta::assert_snapshot!("hostile_latex", text));
-    // And, where pdflatex is, the standalone document compiles.
-    let has_pdflatex = Command::new("pdflatex").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !has_pdflatex {
-        eprintln!("pdflatex is not installed: the standalone document is not compiled");
+    // And, where pdflatex is, the standalone document compiles, every line
+    // within the margin.
+    if !common::pdflatex::available() {
         return;
     }
     let doc = run(&["derive", "--latex", "--steps", "--standalone", &format!("{decls}{loss}")]);
-    let dir = std::env::temp_dir().join(format!("matdiff-hostile-latex-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("names.tex"), &doc.out).unwrap();
-    let out = Command::new("pdflatex")
-        .args(["-interaction=nonstopmode", "-halt-on-error", "names.tex"])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "pdflatex:\n{}", String::from_utf8_lossy(&out.stdout));
-    std::fs::remove_dir_all(&dir).ok();
+    if let Err(e) = common::pdflatex::compile("hostile-names", &doc.out) {
+        panic!("{e}");
+    }
 }
 
 // ------------------------------------------------ adversarial programs

@@ -216,6 +216,32 @@ fn sharing_serves_losses_tied_weights_and_two_layers() {
     }
 }
 
+/// The plan's factorings (`P*F ± Q*F` as `(P ± Q)*F`, `(P ± Q)*v` as two
+/// passes) apply to terms of one shape only: beside a matrix, a number or a
+/// 1×1 value scales (`A*F - 2*F` is `(A - 2I)*F`, not `(A - 2)*F`), and a
+/// 1×1 term broadcast in a sum is not a factor of a product. Each case was
+/// a wrong gradient found by the property tests.
+#[test]
+fn factorings_keep_scalars_beside_matrices_as_scalings() {
+    let cases = [
+        "A : 2 x 2; F : 2 x 3; p : 1 x 1; sin(A^T * F - (F + F)) / p",
+        "A : 3 x 3; F : 3 x 2; A * F - 2 * F",
+        "A : 3 x 3; F : 3 x 2; 2 * F + A * F",
+        "A : 3 x 3; F : 2 x 3; F * A - F * 3",
+        "A : 3 x 3; F : 3 x 2; s : 1 x 1; sum(sin(A * F - s * F))",
+        "a : 1 x 1; b : 1 x 3; v : 3 x 1; c : 1 x 1; p : 3 x 1; (((a^T + b^T) * c) .* (v ./ p))",
+        "a : 1 x 1; B : 3 x 3; v : 3 x 1; sum(exp((a + B) * v))",
+    ];
+    for src in cases {
+        let p = program(src);
+        let d = derivation(&p);
+        let plan = compile(&d, &PlanOptions::default()).unwrap();
+        for seed in [1, 2, 3] {
+            assert_plan_matches_formulas(&d, &plan, seed);
+        }
+    }
+}
+
 #[test]
 fn a_long_chain_plans_in_linear_products() {
     // (1000 factors are the criterion bench's; debug builds derive slowly.)
@@ -461,9 +487,9 @@ fn symbolic_recurrences_compute_the_gradient_at_every_j() {
             let instance = Instance::draw(&d, &CheckOptions { seed, ..Default::default() }).unwrap();
             let mut env = instance.env.clone();
             let n = instance.indices["n"];
-            let split = |text: &str| {
-                let (lhs, rhs) = text.split_once(" = ").unwrap();
-                (matdiff::syntax::parse_var(lhs).unwrap(), parse_expr(rhs).unwrap())
+            // Through the text the plan prints, which must read back.
+            let split = |(lhs, rhs): &(matdiff::syntax::Expr, matdiff::syntax::Expr)| {
+                (matdiff::syntax::parse_var(&lhs.to_string()).unwrap(), parse_expr(&rhs.to_string()).unwrap())
             };
             // Base cases, then each recurrence over its range.
             for line in &r.lines[..2] {
@@ -480,7 +506,7 @@ fn symbolic_recurrences_compute_the_gradient_at_every_j() {
             };
             let define = |env: &mut Env, line: &matdiff::plan::Recurrence, j: i64| {
                 let out = matdiff::syntax::parse_var(&line.out).unwrap();
-                let formula = parse_expr(&line.formula).unwrap();
+                let formula = parse_expr(&line.formula.to_string()).unwrap();
                 let value = eval(&formula, &with_j(env, j), None).unwrap();
                 let at = out.index.unwrap().subst("j", &Index::constant(j)).unwrap();
                 env.vars.insert(VarName { name: out.name, index: Some(at) }, value);
@@ -491,7 +517,7 @@ fn symbolic_recurrences_compute_the_gradient_at_every_j() {
             for j in (1..=n).rev() {
                 define(&mut env, &r.lines[1], j); // S[j-1]
             }
-            let grad = parse_expr(&r.lines[2].formula).unwrap();
+            let grad = parse_expr(&r.lines[2].formula.to_string()).unwrap();
             for j in 1..=n {
                 let got = eval(&grad, &with_j(&env, j), None).unwrap();
                 let want = eval(&g.expr, &with_j(&instance.env, j), None).unwrap();

@@ -371,3 +371,147 @@ fn verify_order_2_decides_the_mutants_of_each_hessian() {
         assert!(rejected >= 4, "{program}: only {rejected} mutants rejected");
     }
 }
+
+// ------------------------------------------------ the full Hessian's plan
+
+/// The Hessian of `program` by `v` by central differences of the derived
+/// gradient (`s.first`, evaluated by the evaluator, not the plan), column j
+/// from the gradient at v ± h e_j.
+fn hessian_by_differences(
+    s: &matdiff::hessian::SecondOrder,
+    env: &matdiff::numeric::Env,
+) -> matdiff::numeric::Matrix {
+    use matdiff::numeric::{eval, Matrix};
+    let x = env.vars[&s.wrt].clone();
+    let n = x.nrows() * x.ncols();
+    let mut h = Matrix::zeros(n, n);
+    for j in 0..n {
+        let step = 1e-5 * (1.0 + x[j].abs());
+        let at = |sign: f64| {
+            let mut env = env.clone();
+            env.vars.get_mut(&s.wrt).unwrap()[j] += sign * step;
+            eval(&s.first, &env, Some((n, 1))).unwrap()
+        };
+        let column = (at(1.0) - at(-1.0)) / (2.0 * step);
+        h.set_column(j, &column.column(0));
+    }
+    h
+}
+
+/// The plan of `--order 2 --full` with the Hessian `m` in place (the
+/// derived one, or a mutant), run by the plan's evaluator on `env`.
+fn full_plan_hessian(
+    s: &matdiff::hessian::SecondOrder,
+    m: Option<&matdiff::syntax::Expr>,
+    env: &matdiff::numeric::Env,
+) -> matdiff::Result<(matdiff::plan::Plan, matdiff::numeric::Matrix)> {
+    let mut d = s.planned(matdiff::hessian::Planned::Matrix)?;
+    if let Some(m) = m {
+        d.gradients[0].expr = m.clone();
+    }
+    let plan = matdiff::plan::compile(&d, &Default::default())?;
+    let out = matdiff::numeric::run_plan(&plan, env)?;
+    Ok((plan, out[1].clone()))
+}
+
+/// `plan --order 2 --full` computes the Hessian: its plan, run on random
+/// instances (random sizes, every variable of either sign), against central
+/// differences of the derived gradient; a slip in the Hessian (twice it, its
+/// negative, 1.0001 times it, and any other mutant that changes it) makes the
+/// same comparison fail; and the emitted NumPy function returns what the
+/// plan does (the Hessian in its own shape, not summed to its variable's).
+#[test]
+fn full_hessian_plans_agree_with_differences_of_the_gradient() {
+    use common::mutants::{mutants, Kind};
+    use matdiff::numeric::{relative_error, CheckOptions, Instance};
+    let numpy = common::python::has_module("numpy");
+    let dir = std::env::temp_dir().join(format!("matdiff-full-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let extra = [
+        ("W1 : h x d; X : d x m; w2 : h; y : m; norm(tanh(W1*X)^T*w2 - y)^2", "w2"),
+        ("A : n x n; x : n; b : n; b^T*tanh(A*x) + sum(exp(A^T*x))", "x"),
+    ];
+    let cases = HESSIANS.iter().map(|(p, v, _)| (*p, *v)).chain(extra);
+    for (k, (program, v)) in cases.enumerate() {
+        let p = matdiff::parse(program).unwrap();
+        let s = matdiff::hessian::hessian(&p, &[matdiff::syntax::parse_var(v).unwrap()]).unwrap();
+        let m = s.matrix.clone().unwrap_or_else(|| panic!("{program}: no matrix"));
+        // The instance of the program the plans read (drawn for the product's
+        // derivation: the Hessian's has an output of another shape than its variable).
+        let d = s.planned(matdiff::hessian::Planned::Product).unwrap();
+        let mut caught = 0;
+        for seed in 1..=3u64 {
+            let instance =
+                Instance::draw(&d, &CheckOptions { seed: seed + 10 * k as u64, ..Default::default() })
+                    .unwrap();
+            let env = &instance.env;
+            let want = hessian_by_differences(&s, env);
+            let (plan, got) = full_plan_hessian(&s, None, env).unwrap();
+            let err = relative_error(&got, &want);
+            assert!(
+                err < 1e-6,
+                "{program}: the plan's Hessian is off by {err:e} ({:?})\n{plan}",
+                instance.sizes
+            );
+            // The mutants on one instance (each is a plan to compile and run).
+            for mutant in mutants(&m).into_iter().filter(|_| seed == 1) {
+                let Ok((_, wrong)) = full_plan_hessian(&s, Some(&mutant.expr), env) else {
+                    continue; // a mutant of another shape: no plan to run
+                };
+                if wrong.shape() != want.shape() {
+                    caught += 1;
+                    continue;
+                }
+                let err = relative_error(&wrong, &want);
+                let whole = mutant.at == "the whole";
+                if whole && matches!(mutant.kind, Kind::Double | Kind::FlipSign | Kind::Scale) {
+                    assert!(err > 1e-5, "{program}: the mutant {} passes ({err:e})", mutant.expr);
+                }
+                caught += usize::from(err > 1e-5);
+            }
+            if numpy && seed == 1 {
+                let code = matdiff::plan::numpy(&plan, program, None).unwrap();
+                let emitted = run_numpy(&dir, k, &code, &plan, env);
+                let err = relative_error(&emitted, &want);
+                assert!(err < 1e-6, "{program}: the emitted Hessian is off by {err:e}\n{code}");
+            }
+        }
+        assert!(caught >= 3, "{program}: only {caught} mutants caught");
+    }
+}
+
+/// The `v` entry of the emitted NumPy function's gradients, on `env`.
+fn run_numpy(
+    dir: &std::path::Path,
+    k: usize,
+    code: &str,
+    plan: &matdiff::plan::Plan,
+    env: &matdiff::numeric::Env,
+) -> matdiff::numeric::Matrix {
+    let json = |m: &matdiff::numeric::Matrix| {
+        serde_json::Value::Array(
+            m.row_iter().map(|r| serde_json::Value::from(r.iter().copied().collect::<Vec<f64>>())).collect(),
+        )
+    };
+    // In the plan's input order: the function's keyword parameters (renamed
+    // where a variable's name is a Python keyword).
+    let arrays: Vec<serde_json::Value> = plan.inputs.iter().map(|i| json(&env.vars[&i.var])).collect();
+    let module = dir.join(format!("full{k}.py"));
+    std::fs::write(&module, code).unwrap();
+    let arrays_path = dir.join(format!("full{k}.json"));
+    std::fs::write(&arrays_path, serde_json::Value::Array(arrays).to_string()).unwrap();
+    let wrt = plan.outputs[1].wrt.as_ref().unwrap().to_string();
+    let driver = format!(
+        "import inspect, json, sys, numpy as np\nsys.path.insert(0, {dir:?})\nfrom full{k} import value_and_grads\n\
+         names = list(inspect.signature(value_and_grads).parameters)\n\
+         arrays = dict(zip(names, (np.array(v, dtype=np.float64) for v in json.load(open({arrays:?})))))\n\
+         value, grads = value_and_grads(**arrays)\nprint(json.dumps(np.asarray(grads[{wrt:?}]).tolist()))\n",
+        dir = dir.display().to_string(),
+        arrays = arrays_path.display().to_string(),
+    );
+    let out = std::process::Command::new(common::python::python()).args(["-c", &driver]).output().unwrap();
+    assert!(out.status.success(), "{code}\n{}", String::from_utf8_lossy(&out.stderr));
+    let rows: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
+    let (r, c) = (rows.len(), rows[0].len());
+    matdiff::numeric::Matrix::from_fn(r, c, |i, j| rows[i][j])
+}

@@ -165,6 +165,113 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// The identity as LaTeX math, to be set in display or inline math:
+    /// what [`Rule::identity`] says, as a textbook writes it.
+    pub fn identity_latex(self) -> &'static str {
+        match self {
+            Rule::Start => r"\mathrm{d}\mathcal{L} = \operatorname{tr}(G^{\top} \mathrm{d}Z)",
+            Rule::Sum => r"\mathrm{d}(A + B) = \mathrm{d}A + \mathrm{d}B",
+            Rule::Negation => r"\mathrm{d}(-A) = -\mathrm{d}A",
+            Rule::Broadcast => {
+                r"\operatorname{tr}\bigl(A^{\top} (\mathrm{d}s\, \mathbf{1})\bigr) = \mathrm{d}s \operatorname{sum}(A)"
+            }
+            Rule::Product => {
+                r"\operatorname{tr}(A^{\top} P\, \mathrm{d}F\, S) = \operatorname{tr}\bigl((P^{\top} A S^{\top})^{\top} \mathrm{d}F\bigr)"
+            }
+            Rule::Scaling => {
+                r"\operatorname{tr}(A^{\top} \mathrm{d}s\, R) = \mathrm{d}s \operatorname{tr}(A^{\top} R)"
+            }
+            Rule::Transpose => {
+                r"\operatorname{tr}(A^{\top} \mathrm{d}F^{\top}) = \operatorname{tr}\bigl((A^{\top})^{\top} \mathrm{d}F\bigr)"
+            }
+            Rule::Trace => {
+                r"a \operatorname{tr}(\mathrm{d}F) = \operatorname{tr}\bigl((a I)^{\top} \mathrm{d}F\bigr)"
+            }
+            Rule::Inverse => r"\mathrm{d}(X^{-1}) = -X^{-1}\, \mathrm{d}X\, X^{-1}",
+            Rule::Power => r"\mathrm{d}(X^k) = {\textstyle\sum_{i}} X^i\, \mathrm{d}X\, X^{k-1-i}",
+            Rule::Det => r"\mathrm{d}\det X = \det X \operatorname{tr}(X^{-1} \mathrm{d}X)",
+            Rule::Logdet => r"\mathrm{d}\log\lvert\det X\rvert = \operatorname{tr}(X^{-1} \mathrm{d}X)",
+            Rule::SumEntries => {
+                r"\mathrm{d}\operatorname{sum}(X) = \operatorname{tr}(\mathbf{1}^{\top} \mathrm{d}X)"
+            }
+            Rule::Norm => {
+                r"\mathrm{d}\lVert X\rVert_F = \operatorname{tr}(X^{\top} \mathrm{d}X) / \lVert X\rVert_F"
+            }
+            Rule::NormSquared => r"\mathrm{d}\lVert X\rVert_F^2 = 2 \operatorname{tr}(X^{\top} \mathrm{d}X)",
+            Rule::Norm1 => {
+                r"\mathrm{d}\lVert X\rVert_1 = \operatorname{tr}\bigl(\operatorname{sign}(X)^{\top} \mathrm{d}X\bigr) \text{ where no entry of } X \text{ is } 0"
+            }
+            Rule::DiagOfVector => {
+                r"\operatorname{tr}\bigl(A^{\top} \operatorname{diag}(\mathrm{d}x)\bigr) = \operatorname{tr}\bigl(\operatorname{diag}(A)^{\top} \mathrm{d}x\bigr) \text{ for a vector } x"
+            }
+            Rule::DiagOfMatrix => {
+                r"\operatorname{tr}\bigl(a^{\top} \operatorname{diag}(\mathrm{d}X)\bigr) = \operatorname{tr}\bigl(\operatorname{diag}(a)^{\top} \mathrm{d}X\bigr) \text{ for a square } X"
+            }
+            Rule::Hadamard => r"\mathrm{d}(X \odot Y) = \mathrm{d}X \odot Y + X \odot \mathrm{d}Y",
+            Rule::HadamardDiv => {
+                r"\mathrm{d}(X \oslash Y) = \mathrm{d}X \oslash Y - X \odot \mathrm{d}Y \oslash Y^{\circ 2}"
+            }
+            Rule::HadamardPower => r"\mathrm{d}(X^{\circ p}) = p\, X^{\circ (p-1)} \odot \mathrm{d}X",
+            Rule::Division => r"\mathrm{d}(X / s) = \mathrm{d}X / s - X\, \mathrm{d}s / s^2",
+            Rule::Max => {
+                r"\mathrm{d}\max(X, Y) = (1 - \operatorname{step}(Y - X)) \odot \mathrm{d}X + \operatorname{step}(Y - X) \odot \mathrm{d}Y \text{ (the larger side; a tie, a kink, to } X\text{, or to } Y \text{ if } Y \text{ is a constant)}"
+            }
+            Rule::Min => {
+                r"\mathrm{d}\min(X, Y) = (1 - \operatorname{step}(X - Y)) \odot \mathrm{d}X + \operatorname{step}(X - Y) \odot \mathrm{d}Y \text{ (the smaller side; a tie, a kink, to } X\text{, or to } Y \text{ if } Y \text{ is a constant)}"
+            }
+            Rule::ProdSplit => {
+                r"{\textstyle\prod_{i=a}^{b} F_i = \bigl(\prod_{i=a}^{j-1} F_i\bigr) F_j \bigl(\prod_{i=j+1}^{b} F_i\bigr)}"
+            }
+            Rule::SumColumns => {
+                r"\mathrm{d}\operatorname{sum}(X, 1) = \mathbf{1}_m^{\top} \mathrm{d}X, \text{ so } \operatorname{tr}(A^{\top} \mathbf{1}_m^{\top} \mathrm{d}X) = \operatorname{tr}\bigl((\mathbf{1}_m A)^{\top} \mathrm{d}X\bigr)"
+            }
+            Rule::SumRows => {
+                r"\mathrm{d}\operatorname{sum}(X, 2) = \mathrm{d}X\, \mathbf{1}_n, \text{ so } \operatorname{tr}(A^{\top} \mathrm{d}X\, \mathbf{1}_n) = \operatorname{tr}\bigl((A \mathbf{1}_n^{\top})^{\top} \mathrm{d}X\bigr)"
+            }
+            Rule::Softmax => {
+                r"\mathrm{d}\operatorname{softmax}(z) = s \odot \mathrm{d}z - s\, (s^{\top} \mathrm{d}z),\ s = \operatorname{softmax}(z) \text{ for each column } z"
+            }
+            Rule::Logsumexp => {
+                r"\mathrm{d}\operatorname{logsumexp}(z) = \operatorname{softmax}(z)^{\top} \mathrm{d}z \text{ for each column } z"
+            }
+            Rule::LogSoftmax => {
+                r"\mathrm{d}\log\operatorname{softmax}(z) = \mathrm{d}z - \mathbf{1}_m \operatorname{softmax}(z)^{\top} \mathrm{d}z \text{ for each column } z"
+            }
+            Rule::Entrywise(f) => match f {
+                Func::Exp => r"\mathrm{d}\exp(U) = \exp(U) \odot \mathrm{d}U",
+                Func::Log => r"\mathrm{d}\log(U) = \mathrm{d}U \oslash U",
+                Func::Sqrt => r"\mathrm{d}\sqrt{U} = \tfrac{1}{2} \sqrt{U}^{\circ -1} \odot \mathrm{d}U",
+                Func::Sin => r"\mathrm{d}\sin(U) = \cos(U) \odot \mathrm{d}U",
+                Func::Cos => r"\mathrm{d}\cos(U) = -\sin(U) \odot \mathrm{d}U",
+                Func::Tanh => r"\mathrm{d}\tanh(U) = (1 - \tanh(U)^{\circ 2}) \odot \mathrm{d}U",
+                Func::Sigmoid => r"\mathrm{d}\sigma(U) = \sigma(U) \odot (1 - \sigma(U)) \odot \mathrm{d}U",
+                Func::Relu => {
+                    r"\mathrm{d}\operatorname{relu}(U) = \operatorname{step}(U) \odot \mathrm{d}U \text{ (no derivative at the kink } 0\text{)}"
+                }
+                Func::Abs => {
+                    r"\mathrm{d}\lvert U\rvert = \operatorname{sign}(U) \odot \mathrm{d}U \text{ (no derivative at the kink } 0\text{)}"
+                }
+                Func::Sign => {
+                    r"\mathrm{d}\operatorname{sign}(U) = 0 \text{ (constant on each side of } 0\text{, where it jumps)}"
+                }
+                Func::Step => {
+                    r"\mathrm{d}\operatorname{step}(U) = 0 \text{ (constant on each side of } 0\text{, where it jumps)}"
+                }
+                Func::Softplus => r"\mathrm{d}\operatorname{softplus}(U) = \sigma(U) \odot \mathrm{d}U",
+                Func::Tan => r"\mathrm{d}\tan(U) = (1 + \tan(U)^{\circ 2}) \odot \mathrm{d}U",
+                Func::Arcsin => r"\mathrm{d}\arcsin(U) = \mathrm{d}U \oslash \sqrt{1 - U^{\circ 2}}",
+                Func::Arccos => r"\mathrm{d}\arccos(U) = -\mathrm{d}U \oslash \sqrt{1 - U^{\circ 2}}",
+                Func::Arctan => r"\mathrm{d}\arctan(U) = \mathrm{d}U \oslash (1 + U^{\circ 2})",
+                Func::Sinh => r"\mathrm{d}\sinh(U) = \cosh(U) \odot \mathrm{d}U",
+                Func::Cosh => r"\mathrm{d}\cosh(U) = \sinh(U) \odot \mathrm{d}U",
+                Func::Log1p => r"\mathrm{d}\operatorname{log1p}(U) = \mathrm{d}U \oslash (1 + U)",
+                _ => r"\mathrm{d}f(U) = f'(U) \odot \mathrm{d}U",
+            },
+        }
+    }
+}
+
 /// One equality of the walk: dL = tr(adjointᵀ · d(target)) + (other terms).
 #[derive(Clone, Debug)]
 pub struct Step {

@@ -471,9 +471,8 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             let derivation = crate::derive(&program, &options)?;
             let text = match (json, latex) {
                 (true, _) => render::derivation_json(&derivation, steps),
-                (false, true) => {
-                    render::latex_document(&render::derivation_latex(&derivation, steps), standalone)
-                }
+                (false, true) if standalone => render::derivation_document(&derivation, steps),
+                (false, true) => render::derivation_latex(&derivation, steps),
                 (false, false) => {
                     render_derivation(&derivation, false) + &render::steps_text(&derivation, steps)
                 }
@@ -558,6 +557,15 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
             if full && order != 2 {
                 return Err(Error::new(ErrorKind::Usage, "--full is the full Hessian of --order 2"));
+            }
+            if full && matches!(emit, Some(Emit::Pytorch | Emit::Jax)) {
+                // Their emitted function is differentiable, its backward the
+                // vector-Jacobian product of the variable's shape; a Hessian
+                // matrix is not one.
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "the full Hessian is emitted for numpy only: a pytorch or jax plan's backward is a product with the upstream gradient, the Hessian-vector product without --full",
+                ));
             }
             if order == 2 {
                 if options.wrt.is_empty() {

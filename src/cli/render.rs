@@ -6,7 +6,7 @@ use crate::calculus::Mode;
 use crate::explain;
 use crate::numeric::{CheckReport, Outcome, NOISE_MARGIN, TOLERANCE};
 use crate::plan::PlanOptions;
-use crate::syntax::{to_latex, var_latex};
+use crate::syntax::{index_latex, latex_lines, latex_width, to_latex, var_latex};
 use crate::Derivation;
 
 /// `derive` output: a header, then `d/dV = FORMULA  : SHAPE` per variable;
@@ -77,7 +77,7 @@ pub fn steps_text(d: &Derivation, steps: bool) -> String {
 }
 
 /// `derive --json`: the [`Derivation`] as data, with each gradient's
-/// steps (`steps`: `{expr, latex, why}`, and `shape_check`) when asked for.
+/// steps (`steps`: `{expr, latex, why, why_latex}`, and `shape_check`) when asked for.
 pub fn derivation_json(d: &Derivation, steps: bool) -> String {
     if steps {
         pretty(&explain::Explained::new(d))
@@ -113,16 +113,206 @@ pub fn derivation_latex(d: &Derivation, steps: bool) -> String {
         .collect()
 }
 
-/// Math as is, or wrapped in a complete amsmath document.
+/// The preamble of every standalone document: an A4 page with 2.5 cm
+/// margins, amsmath and mathtools, booktabs for tables, display math
+/// that may break across pages.
+pub const PREAMBLE: &str = "\\documentclass[11pt]{article}
+\\usepackage[a4paper,margin=2.5cm]{geometry}
+\\usepackage{amsmath,amssymb,mathtools}
+\\usepackage{booktabs}
+\\usepackage{microtype}
+\\allowdisplaybreaks
+";
+
+/// The width of [`PREAMBLE`]'s text block (160 mm at 11 pt), in the
+/// units of [`latex_lines`](crate::syntax::latex_lines), with a margin
+/// for the estimate's error.
+pub const TEXT_WIDTH: f64 = 70.0;
+
+/// Math as is, or wrapped in a complete document ([`PREAMBLE`]).
 pub fn latex_document(math: &str, standalone: bool) -> String {
     if standalone {
-        format!(
-            "\\documentclass{{article}}\n\\usepackage{{amsmath,amssymb}}\n\\begin{{document}}\n{math}\\end{{document}}\n"
-        )
+        format!("{PREAMBLE}\\begin{{document}}\n{math}\\end{{document}}\n")
     } else {
         math.to_string()
     }
 }
+
+/// `derive --latex --standalone`: a document, the program first (its
+/// expression, the shapes of its variables), then per gradient a heading,
+/// its derivation when `steps` are asked for, and its shape check.
+pub fn derivation_document(d: &Derivation, steps: bool) -> String {
+    let mut out = String::new();
+    out.push_str(&program_latex(d));
+    let explanations = if steps { explain::explain(d) } else { vec![] };
+    for (k, g) in d.gradients.iter().enumerate() {
+        let v = var_latex(&g.wrt);
+        out.push_str(&format!("\n\\subsection*{{The gradient with respect to ${v}$}}\n"));
+        if !g.differential.conditions.is_empty() {
+            let c: Vec<String> = g
+                .differential
+                .conditions
+                .iter()
+                .map(|c| {
+                    format!(
+                        "${} \\le {} \\le {}$",
+                        index_latex(&c.lo),
+                        index_latex(&c.at),
+                        index_latex(&c.hi)
+                    )
+                })
+                .collect();
+            out.push_str(&format!("It holds for {}.\n", c.join(" and ")));
+        }
+        match explanations.get(k) {
+            Some(e) => {
+                out.push_str(&explain::to_latex_align(e, TEXT_WIDTH));
+                out.push_str(&shape_checks_latex(e));
+            }
+            None => {
+                let lhs = format!("\\frac{{\\partial \\mathcal{{L}}}}{{\\partial {v}}}");
+                out.push_str(&display_latex(&lhs, &to_latex(&g.expr)));
+            }
+        }
+        if !g.saturated {
+            out.push_str(
+                "The simplification stopped at a limit: the gradient is right, but maybe not simplest.\n",
+            );
+        }
+    }
+    latex_document(&out, true)
+}
+
+/// `lhs = formula` as an `align*`, the formula broken to fit the page.
+fn display_latex(lhs: &str, formula: &str) -> String {
+    let budget = TEXT_WIDTH - latex_width(lhs) - 7.0;
+    let rows = latex_lines(formula, budget.max(TEXT_WIDTH / 3.0));
+    let rows: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| if i == 0 { format!("{lhs} &= {r}") } else { format!("&\\qquad {r}") })
+        .collect();
+    format!("\\begin{{align*}}\n{}\n\\end{{align*}}\n", rows.join(" \\\\\n"))
+}
+
+/// The program as the opening of a document: its expression, the shapes,
+/// the upstream gradient of a layer, definitions held fixed.
+fn program_latex(d: &Derivation) -> String {
+    let program = d.typing.program;
+    let mut out = String::new();
+    let shapes = shapes_latex(d);
+    match &d.mode {
+        Mode::Scalar => {
+            out.push_str("\\section*{The gradients of a scalar function}\n");
+            out.push_str(&display_latex("\\mathcal{L}", &to_latex(&program.expr)));
+            if !shapes.is_empty() {
+                out.push_str(&format!("with {shapes}.\n"));
+            }
+        }
+        Mode::Layer { upstream } => {
+            let name = program.name.as_deref().unwrap_or("Z");
+            let z = to_latex(&crate::syntax::Expr::var(name));
+            out.push_str(&format!("\\section*{{Backpropagation through ${z}$}}\n"));
+            out.push_str(&display_latex(&z, &to_latex(&program.expr)));
+            let upstream = var_latex(upstream);
+            let with = if shapes.is_empty() { String::new() } else { format!(" with {shapes}") };
+            out.push_str(&format!(
+                "is a layer{with}, inside some loss $\\mathcal{{L}}$; the upstream gradient is ${upstream} = \\partial \\mathcal{{L}} / \\partial {z} \\in \\mathbb{{R}}^{{{}}}$.\n",
+                explain::shape_latex(&d.typing.shape())
+            ));
+        }
+    }
+    for v in d.typing.variables() {
+        let def = program.definitions.iter().rev().find(|x| v.index.is_none() && x.name == v.name);
+        if let Some(def) = def {
+            out.push_str(&format!(
+                "The definition ${} = {}$ is held fixed as an input.\n",
+                var_latex(v),
+                to_latex(&def.expr)
+            ));
+        }
+    }
+    out
+}
+
+/// The shapes of a derivation's variables as a phrase of inline math,
+/// families first (`$W_{i} \in \mathbb{R}^{d_{i-1} \times d_{i}}$, … and
+/// $X \in \mathbb{R}^{6 \times 2}$`); empty when there are none.
+pub fn shapes_latex(d: &Derivation) -> String {
+    use crate::syntax::{DimSpec, ShapeSpec, VarName};
+    let dim = |s: &DimSpec| match s {
+        DimSpec::Const(n) => n.to_string(),
+        DimSpec::Symbol(s) => var_latex(&VarName::plain(s)),
+        DimSpec::Indexed(s, i) => var_latex(&VarName { name: s.clone(), index: Some(i.clone()) }),
+    };
+    let mut shapes: Vec<String> = vec![];
+    for family in d.typing.families() {
+        let declared = d.typing.program.declarations.iter().find(|x| x.binder.is_some() && x.name == *family);
+        if let Some(decl) = declared {
+            let binder = decl.binder.as_deref().expect("a family");
+            let member = VarName { name: family.clone(), index: Some(crate::syntax::Index::symbol(binder)) };
+            let shape = match &decl.shape {
+                ShapeSpec::Scalar => "1 \\times 1".to_string(),
+                ShapeSpec::Vector(n) => format!("{} \\times 1", dim(n)),
+                ShapeSpec::Matrix(m, n) => format!("{} \\times {}", dim(m), dim(n)),
+            };
+            shapes.push(format!("${} \\in \\mathbb{{R}}^{{{shape}}}$", var_latex(&member)));
+        }
+    }
+    for v in d.typing.variables() {
+        if let Some(s) = d.typing.var_shape(v) {
+            shapes.push(format!("${} \\in \\mathbb{{R}}^{{{}}}$", var_latex(v), explain::shape_latex(&s)));
+        }
+    }
+    match shapes.len() {
+        0 => String::new(),
+        1 => shapes.remove(0),
+        n => format!("{} and {}", shapes[..n - 1].join(", "), shapes[n - 1]),
+    }
+}
+
+/// The shape checks of an explanation: per product term, the factors
+/// with their shapes below them, and what is contracted; a factor too wide
+/// for that on a row of its own, with its shape beside it.
+fn shape_checks_latex(e: &explain::Explanation) -> String {
+    let mut out = String::new();
+    let budget = TEXT_WIDTH - CONTINUED_ROW;
+    for check in &e.shape_check {
+        let contracted = check.contracted_latex();
+        let contracted =
+            if contracted.is_empty() { String::new() } else { format!(", contracting ${contracted}$") };
+        let result = format!("\\mathbb{{R}}^{{{}}}", explain::shape_latex(&check.shape));
+        let wide = check.factors.iter().any(|(f, _)| latex_width(&to_latex(f)) > budget / 2.0);
+        if !wide {
+            out.push_str(&format!("Shape check{contracted}:\n"));
+            let rows = latex_lines(&check.latex(), budget);
+            let rows: Vec<String> = rows
+                .iter()
+                .enumerate()
+                .map(|(i, r)| if i == 0 { r.clone() } else { format!("\\qquad {r}") })
+                .collect();
+            out.push_str(&format!("\\begin{{gather*}}\n{}\n\\end{{gather*}}\n", rows.join(" \\\\\n")));
+            continue;
+        }
+        out.push_str(&format!(
+            "Shape check{contracted}: the product of these factors is in ${result}$, the shape of ${}$.\n",
+            var_latex(&check.wrt)
+        ));
+        let mut rows = vec![];
+        for (f, s) in &check.factors {
+            let shape = format!(" \\in \\mathbb{{R}}^{{{}}}", explain::shape_latex(s));
+            let lines = latex_lines(&format!("{}{shape}", to_latex(f)), budget);
+            for (i, l) in lines.iter().enumerate() {
+                rows.push(if i == 0 { format!("& {l}") } else { format!("&\\qquad {l}") });
+            }
+        }
+        out.push_str(&format!("\\begin{{align*}}\n{}\n\\end{{align*}}\n", rows.join(" \\\\\n")));
+    }
+    out
+}
+
+/// The indent of a continued row, in units.
+const CONTINUED_ROW: f64 = 4.0;
 
 /// `verify` output: the verdict, how it was reached, and the evidence.
 pub fn verdict(v: &crate::verify::Verdict, json: bool) -> String {
@@ -237,13 +427,27 @@ pub enum PlanOutput {
 /// `plan` output, as `output` asks.
 pub fn plan(d: &Derivation, options: &PlanOptions, output: PlanOutput) -> crate::Result<String> {
     let expr = &d.typing.program.expr;
-    if crate::plan::symbolic_length(d, &options.dims) {
-        if let PlanOutput::Code { .. } = output {
-            return Err(crate::Error::new(
-                crate::ErrorKind::Usage,
-                "code is emitted for a numeric plan: give the product's length with --dims (e.g. n=8)",
-            ));
+    // Code for a product of symbolic length loops over the list of its
+    // members, whether or not --dims gives the length (then checked); a
+    // product the loop cannot take is unrolled when the length is given.
+    if let PlanOutput::Code { emit, name } = &output {
+        if crate::plan::symbolic_length(d, &Default::default()) {
+            match crate::plan::compile_loops(d, options) {
+                Ok(lp) => {
+                    let header = format!("{expr}");
+                    return match emit {
+                        Emit::Pytorch => crate::plan::pytorch_loops(&lp, &header, name.as_deref()),
+                        Emit::Numpy => crate::plan::numpy_loops(&lp, &header, name.as_deref()),
+                        Emit::Jax => crate::plan::jax_loops(&lp, &header, name.as_deref()),
+                    };
+                }
+                Err(e) if crate::plan::symbolic_length(d, &options.dims) => return Err(e),
+                Err(e) if e.kind != crate::ErrorKind::Unsupported => return Err(e),
+                Err(_) => {}
+            }
         }
+    }
+    if crate::plan::symbolic_length(d, &options.dims) {
         return symbolic_plan(d, output);
     }
     let plan = crate::plan::compile(d, options)?;
@@ -276,15 +480,12 @@ pub fn plan(d: &Derivation, options: &PlanOptions, output: PlanOutput) -> crate:
     ));
     for s in &plan.sweeps {
         let (cycle, a, b) = plan.cycle_text(s);
-        let (a, b) = (&a, &b);
-        let kind = match &d.mode {
-            Mode::Layer { upstream } if *b == format!("{upstream}^T") => {
-                " (standard backprop: S forward, H backward)"
-            }
-            Mode::Layer { upstream } if *a == format!("{upstream}^T") => {
+        let kind = match sweep_order(d, &plan, s) {
+            Some(SweepOrder::Backprop) => " (standard backprop: S forward, H backward)",
+            Some(SweepOrder::BatchFirst) => {
                 " (batch first: S from the upstream, H the products of the weights)"
             }
-            _ => "",
+            None => "",
         };
         out.push_str(&format!(
             "two sweeps around the cycle {}, meeting between {a} and {b}{kind}\n",
@@ -323,6 +524,28 @@ pub fn plan(d: &Derivation, options: &PlanOptions, output: PlanOutput) -> crate:
     Ok(out)
 }
 
+/// The order of a layer's two sweeps, when it is one with a name.
+pub enum SweepOrder {
+    /// They meet just before the upstream gradient: S forward, H backward.
+    Backprop,
+    /// They meet just after it: S from the upstream, H the weights' products.
+    BatchFirst,
+}
+
+/// Which named order a family's sweeps take, if any.
+pub fn sweep_order(d: &Derivation, plan: &crate::plan::Plan, s: &crate::plan::Sweeps) -> Option<SweepOrder> {
+    let Mode::Layer { upstream } = &d.mode else { return None };
+    let (_, a, b) = plan.cycle_text(s);
+    let upstream_t = format!("{upstream}^T");
+    if b == upstream_t {
+        Some(SweepOrder::Backprop)
+    } else if a == upstream_t {
+        Some(SweepOrder::BatchFirst)
+    } else {
+        None
+    }
+}
+
 /// `plan` for a chain of symbolic length: the recurrences of each member's
 /// gradient and their cost per index.
 fn symbolic_plan(d: &Derivation, output: PlanOutput) -> crate::Result<String> {
@@ -341,7 +564,7 @@ fn symbolic_plan(d: &Derivation, output: PlanOutput) -> crate::Result<String> {
             .lines
             .iter()
             .map(|l| {
-                let from = l.base.as_ref().map(|b| format!(", from {b}")).unwrap_or_default();
+                let from = l.base.as_ref().map(|(v, e)| format!(", from {v} = {e}")).unwrap_or_default();
                 (
                     format!("{} = {}", l.out, l.formula),
                     format!("for {}{from}", l.range),

@@ -381,6 +381,7 @@ fn verify_map(
             .filter(|(v, _)| s.program.expr.mentions(v))
             .map(|(v, d)| (v.clone(), *d))
             .collect(),
+        name: Some(map_name(s, "Z")),
         ..Default::default()
     };
     if !s.program.expr.mentions(&s.second_wrt) {
@@ -440,14 +441,7 @@ pub fn verify(
     Ok((format!("{how}\n{}", super::render::verdict(&verdict, false)), ok))
 }
 
-/// What `plan --order 2` computes beside the gradient.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Planned {
-    /// The Hessian-vector product `H[dV]`.
-    Product,
-    /// The Hessian matrix of a vector variable (`--full`).
-    Matrix,
-}
+pub use crate::hessian::Planned;
 
 /// `plan --order 2`: the plan of the second derivation, whose value is the
 /// gradient and whose output is the Hessian-vector product: both computed
@@ -467,18 +461,7 @@ pub fn plan(
             format!("the gradient does not depend on `{}`: the second derivative is 0, and there is nothing to plan", s.second_wrt),
         ));
     }
-    let mut second = derive(&s.program, &s.second_options(Steps::Skip))?;
-    if form == Planned::Matrix {
-        let (Some(m), Some(shape)) = (&s.matrix, &s.matrix_shape) else {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!("the second derivative with respect to `{}` has no matrix form here (it is the map {}); plan the Hessian-vector product without --full", s.wrt, map_name(s, "Z")),
-            ));
-        };
-        // The matrix in place of the product: one output of its shape.
-        second.gradients[0].expr = m.clone();
-        second.gradients[0].shape = shape.clone();
-    }
+    let second = s.planned(form)?;
     let output = match (emit, json) {
         (Some(e), _) => super::render::PlanOutput::Code { emit: e, name },
         (None, true) => super::render::PlanOutput::Json,

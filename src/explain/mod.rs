@@ -7,7 +7,7 @@
 
 use crate::calculus::{Mode, Rule, Step, RECORDED_OCCURRENCES};
 use crate::shape::{Dim, Shape};
-use crate::syntax::{var_latex, Expr, ExprKind, Func, VarName};
+use crate::syntax::{latex_lines, latex_width, to_latex, var_latex, Expr, ExprKind, Func, VarName};
 use crate::{Derivation, Gradient};
 
 mod formula;
@@ -34,7 +34,152 @@ pub struct Line {
     /// Terms of dL without the variable's differential are left out.
     pub partial: bool,
     /// The identity that justifies the line.
-    pub why: String,
+    pub why: Why,
+}
+
+/// Why a line holds: words and formulas, each formula both in the
+/// expression syntax and in LaTeX, so that a reason prints as text, as
+/// math (words in `\text{}`) or as a sentence (formulas in `$…$`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Why {
+    parts: Vec<Part>,
+}
+
+/// A piece of a [`Why`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    /// Prose, spaces included.
+    Words(String),
+    /// A formula: as text (`tr(P dF S)`) and as LaTeX math.
+    Formula { text: String, latex: String },
+}
+
+impl Why {
+    /// Words alone.
+    pub fn words(text: &str) -> Why {
+        Why { parts: vec![Part::Words(text.to_string())] }
+    }
+
+    /// A formula alone, as text and as LaTeX math.
+    pub fn formula(text: &str, latex: &str) -> Why {
+        Why { parts: vec![Part::Formula { text: text.to_string(), latex: latex.to_string() }] }
+    }
+
+    /// A calculus rule's identity ([`Rule::identity`], [`Rule::identity_latex`]).
+    pub fn rule(rule: Rule) -> Why {
+        Why::formula(rule.identity(), rule.identity_latex())
+    }
+
+    /// This reason followed by words.
+    pub fn then_words(mut self, text: &str) -> Why {
+        self.parts.push(Part::Words(text.to_string()));
+        self
+    }
+
+    /// This reason followed by a formula.
+    pub fn then_formula(mut self, text: &str, latex: &str) -> Why {
+        self.parts.push(Part::Formula { text: text.to_string(), latex: latex.to_string() });
+        self
+    }
+
+    /// This reason followed by another.
+    pub fn then(mut self, more: Why) -> Why {
+        self.parts.extend(more.parts);
+        self
+    }
+
+    /// Words, then a formula: `words: formula`.
+    fn labelled(words: &str, formula: Why) -> Why {
+        Why::words(&format!("{words}: ")).then(formula)
+    }
+
+    /// As text: `read off: tr(A^T dW) gives dL/dW = A`.
+    pub fn text(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Words(w) => w.as_str(),
+                Part::Formula { text, .. } => text.as_str(),
+            })
+            .collect()
+    }
+
+    /// As LaTeX math (for display or inline math): words in `\text{}`.
+    pub fn latex(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Words(w) => format!("\\text{{{}}}", escape_text(w)),
+                Part::Formula { latex, .. } => latex.clone(),
+            })
+            .collect()
+    }
+
+    /// As a LaTeX sentence (text mode): formulas in `$…$`, so that the
+    /// words break across lines as a paragraph's do.
+    pub fn latex_sentence(&self) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Words(w) => escape_text(w),
+                Part::Formula { latex, .. } => inline_math(latex),
+            })
+            .collect()
+    }
+}
+
+/// Math for a sentence: `$…$`, with the words of a top-level `\text{…}`
+/// set as words outside it, so that they break across lines as words do.
+fn inline_math(latex: &str) -> String {
+    let mut out = String::new();
+    let mut math = String::new();
+    let mut rest = latex;
+    let mut depth = 0usize;
+    let close = |math: &mut String, out: &mut String| {
+        if !math.trim().is_empty() {
+            out.push_str(&format!("${}$", math.trim()));
+        }
+        math.clear();
+    };
+    while !rest.is_empty() {
+        // Only a `\text` outside braces is taken out: inside, it is an
+        // argument (a subscript, a fraction's part).
+        if let (0, Some(after)) = (depth, rest.strip_prefix("\\text{")) {
+            let mut inner = 1;
+            let end = after
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '{' => inner += 1,
+                        '}' => inner -= 1,
+                        _ => {}
+                    }
+                    inner == 0
+                })
+                .map_or(after.len(), |(i, _)| i);
+            close(&mut math, &mut out);
+            // A space at either end of the words stays a space.
+            out.push_str(&after[..end]);
+            rest = after.get(end + 1..).unwrap_or("");
+            continue;
+        }
+        let c = rest.chars().next().expect("not empty");
+        match c {
+            // `\{` and `\}` are characters, not braces.
+            '\\' if rest[1..].starts_with(['{', '}']) => {
+                math.push_str(&rest[..2]);
+                rest = &rest[2..];
+                continue;
+            }
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        math.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    close(&mut math, &mut out);
+    out
 }
 
 /// A derivation with the explanation of each of its gradients: what
@@ -62,7 +207,7 @@ pub struct Explanation {
     /// The lines, from dL down to the gradient.
     pub lines: Vec<Line>,
     /// Factor by factor: shapes, contracted dimensions, the result.
-    pub shape_check: Vec<String>,
+    pub shape_check: Vec<ShapeCheck>,
 }
 
 fn tr(e: Expr) -> Expr {
@@ -134,6 +279,7 @@ fn not_shown(g: &Gradient) -> Explanation {
         "steps not shown: the explanations reached their limit of {MAX_EXPLAINED_NODES} formula nodes; ask for the gradient of `{}` alone",
         g.wrt
     );
+    let why = Why::words(&why);
     let line = Line { lhs: Lhs::Gradient(g.wrt.clone()), rhs: Formula::from(&g.expr), partial: false, why };
     Explanation { wrt: g.wrt.clone(), lines: vec![line], shape_check: vec![] }
 }
@@ -149,14 +295,20 @@ fn explain_gradient(d: &Derivation, g: &Gradient, lines: &mut Lines) -> Option<(
             Mode::Layer { upstream } => {
                 let z = Expr::var(d.typing.program.name.as_deref().unwrap_or("Z"));
                 let g = Expr::synthetic(ExprKind::Var(std::rc::Rc::new(upstream.clone())));
-                (read_off(&g, &z), format!("the upstream gradient {upstream} = dL/d{z}"))
+                let why = Why::words("the upstream gradient ").then_formula(
+                    &format!("{upstream} = dL/d{z}"),
+                    &format!(r"{} = \partial\mathcal{{L}} / \partial {}", var_latex(upstream), to_latex(&z)),
+                );
+                (read_off(&g, &z), why)
             }
-            Mode::Scalar => {
-                (Formula::with_differential(&start.target, |d| d), "L is the expression".to_string())
-            }
+            Mode::Scalar => (
+                Formula::with_differential(&start.target, |d| d),
+                Why::formula("L", r"\mathcal{L}").then_words(" is the expression"),
+            ),
         };
         let why = if contributions.len() > 1 {
-            format!("{why}; occurrence {} of {} of {}", k + 1, contributions.len(), g.wrt)
+            why.then_words(&format!("; occurrence {} of {} of ", k + 1, contributions.len()))
+                .then_formula(&g.wrt.to_string(), &var_latex(&g.wrt))
         } else {
             why
         };
@@ -166,7 +318,11 @@ fn explain_gradient(d: &Derivation, g: &Gradient, lines: &mut Lines) -> Option<(
                 lhs: Lhs::Same,
                 rhs: read_off(&start.adjoint, &start.target),
                 partial: false,
-                why: format!("substitute d{}", d.typing.program.name.as_deref().unwrap_or("Z")),
+                why: {
+                    let z = d.typing.program.name.as_deref().unwrap_or("Z");
+                    Why::words("substitute ")
+                        .then_formula(&format!("d{z}"), &format!(r"\mathrm{{d}}{}", to_latex(&Expr::var(z))))
+                },
             })?;
         }
         let pairs: Vec<&[Step]> = steps.windows(2).collect();
@@ -188,7 +344,19 @@ fn explain_gradient(d: &Derivation, g: &Gradient, lines: &mut Lines) -> Option<(
             lhs: Lhs::Gradient(g.wrt.clone()),
             rhs: Formula::from(&c.adjoint),
             partial: contributions.len() > 1,
-            why: format!("read off: tr(A^T d{0}) gives dL/d{0} = A", g.wrt),
+            why: {
+                let (w, v) = (&g.wrt, var_latex(&g.wrt));
+                Why::words("read off: ")
+                    .then_formula(
+                        &format!("tr(A^T d{w})"),
+                        &format!(r"\operatorname{{tr}}(A^{{\top}} \mathrm{{d}}{v})"),
+                    )
+                    .then_words(" gives ")
+                    .then_formula(
+                        &format!("dL/d{w} = A"),
+                        &format!(r"\partial\mathcal{{L}} / \partial {v} = A"),
+                    )
+            },
         })?;
     }
     if contributions.len() > 1 {
@@ -206,14 +374,14 @@ fn explain_gradient(d: &Derivation, g: &Gradient, lines: &mut Lines) -> Option<(
             lhs: Lhs::Gradient(g.wrt.clone()),
             rhs: Formula::from(&sum),
             partial: false,
-            why,
+            why: Why::words(&why),
         })?;
     }
     lines.push(Line {
         lhs: Lhs::Same,
         rhs: Formula::from(&g.expr),
         partial: false,
-        why: "simplified: transposes at the leaves, like terms collected".to_string(),
+        why: Why::words("simplified: transposes at the leaves, like terms collected"),
     })
 }
 
@@ -229,8 +397,13 @@ fn left_out(pairs: &[&[Step]]) -> Line {
             None => rules.push((pair[1].rule, 1)),
         }
     }
-    let named: Vec<String> = rules.iter().map(|(r, n)| format!("{} ({n} times)", r.identity())).collect();
-    let why = format!("… {} more steps, not shown: {}", pairs.len(), named.join(", "));
+    let mut why = Why::words(&format!("… {} more steps, not shown: ", pairs.len()));
+    for (i, (rule, n)) in rules.iter().enumerate() {
+        if i > 0 {
+            why = why.then_words(", ");
+        }
+        why = why.then(Why::rule(*rule)).then_words(&format!(" ({n} times)"));
+    }
     Line { lhs: Lhs::Same, rhs, partial: true, why }
 }
 
@@ -242,9 +415,9 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Lines) -> Option<()> {
     let a_t = Expr::transpose(prev.adjoint.clone());
     let times_a_t = |x: Expr| if one { x } else { Expr::product(a_t.clone(), x) };
     let read = read_off(&step.adjoint, &step.target);
-    let line = |rhs: Formula, why: &str| Line { lhs: Lhs::Same, rhs, partial: true, why: why.to_string() };
+    let line = |rhs: Formula, why: Why| Line { lhs: Lhs::Same, rhs, partial: true, why };
     let Some(frozen) = &step.frozen else {
-        return lines.push(line(read, step.rule.identity()));
+        return lines.push(line(read, Why::rule(step.rule)));
     };
     // P · d(F) · S, each side flattened into its factors.
     let mut before = vec![];
@@ -260,8 +433,11 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Lines) -> Option<()> {
         let parts = before.iter().cloned().chain([d]).chain(after.iter().cloned());
         tr(times_a_t(Expr::product_of(parts).expect("a differential")))
     });
-    let split = "split the product at the factor that holds the variable: prod(F, i=a..b) = prod(F, i=a..j-1) * F(j) * prod(F, i=j+1..b)";
-    let why = if step.rule == Rule::ProdSplit { split } else { "product rule, the other factors frozen" };
+    let why = if step.rule == Rule::ProdSplit {
+        Why::labelled("split the product at the factor that holds the variable", Why::rule(Rule::ProdSplit))
+    } else {
+        Why::words("product rule, the other factors frozen")
+    };
     lines.push(line(product_rule, why))?;
     match step.rule {
         Rule::Product | Rule::ProdSplit => {
@@ -271,19 +447,129 @@ fn explain_step(prev: &Step, step: &Step, lines: &mut Lines) -> Option<()> {
                         after.iter().cloned().chain((!one).then(|| a_t.clone())).chain(before.clone());
                     tr(Expr::product_of(parts.chain([d])).expect("a differential"))
                 });
-                lines.push(line(rotated, "cyclic rotation of the trace: tr(P dF S) = tr(S P dF)"))?;
+                let why = Why::formula(
+                    "tr(P dF S) = tr(S P dF)",
+                    r"\operatorname{tr}(P\, \mathrm{d}F\, S) = \operatorname{tr}(S P\, \mathrm{d}F)",
+                );
+                lines.push(line(rotated, Why::labelled("cyclic rotation of the trace", why)))?;
             }
-            lines.push(line(read, "transpose: tr(S A^T P dF) = tr((P^T A S^T)^T dF)"))
+            let why = Why::formula(
+                "tr(S A^T P dF) = tr((P^T A S^T)^T dF)",
+                r"\operatorname{tr}(S A^{\top} P\, \mathrm{d}F) = \operatorname{tr}\bigl((P^{\top} A S^{\top})^{\top} \mathrm{d}F\bigr)",
+            );
+            lines.push(line(read, Why::labelled("transpose", why)))
         }
-        Rule::Scaling => lines.push(line(read, "a scalar leaves the trace: tr(A^T ds R) = ds tr(A^T R)")),
-        rule => lines.push(line(read, rule.identity())),
+        Rule::Scaling => {
+            lines.push(line(read, Why::labelled("a scalar leaves the trace", Why::rule(Rule::Scaling))))
+        }
+        rule => lines.push(line(read, Why::rule(rule))),
     }
 }
 
-/// `d/dW2: W1^T (4x3) G (3x2) X^T (2x6) W3^T (6x5) = 4x5 = shape of W2`, per
-/// product term of the simplified gradient, naming the contracted
-/// dimensions (the batch: the columns of a layer's output).
-fn shape_check(d: &Derivation, g: &Gradient) -> Vec<String> {
+/// One product term of a gradient, factor by factor: each factor's
+/// shape, the dimensions contracted between neighbours, the result.
+#[derive(Clone, Debug)]
+pub struct ShapeCheck {
+    /// The factors and their shapes.
+    pub factors: Vec<(Expr, Shape)>,
+    /// The dimensions contracted between neighbouring matrix factors, each
+    /// marked when it is the batch (the columns of a layer's output).
+    pub contracted: Vec<(Dim, Batch)>,
+    /// The gradient's shape, which is its variable's.
+    pub shape: Shape,
+    /// The variable.
+    pub wrt: VarName,
+}
+
+/// Whether a contracted dimension is the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Batch {
+    /// The columns of a layer's output.
+    Batch,
+    /// Any other dimension.
+    Other,
+}
+
+/// `W1^T (4x3) · G (3x2) · X^T (2x6) · W3^T (6x5) = 4x5 = shape of W2; contracted: 3, 2 (batch), 6`.
+impl std::fmt::Display for ShapeCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .factors
+            .iter()
+            .map(|(e, s)| if self.bracketed(e) { format!("({e}) ({s})") } else { format!("{e} ({s})") })
+            .collect();
+        write!(f, "{} = {} = shape of {}", parts.join(" · "), self.shape, self.wrt)?;
+        if !self.contracted.is_empty() {
+            let c: Vec<String> = self
+                .contracted
+                .iter()
+                .map(|(d, b)| if *b == Batch::Batch { format!("{d} (batch)") } else { d.to_string() })
+                .collect();
+            write!(f, "; contracted: {}", c.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+impl ShapeCheck {
+    /// The factors with their shapes below them and the result, as LaTeX
+    /// math: `\underset{4 \times 3}{W_{1}^{\top}} \, \underset{3 \times 2}{G} \cdots : 4 \times 5`.
+    pub fn latex(&self) -> String {
+        let parts: Vec<String> = self
+            .factors
+            .iter()
+            .map(|(e, s)| {
+                let e =
+                    if self.bracketed(e) { format!("\\left({}\\right)", to_latex(e)) } else { to_latex(e) };
+                format!("\\underset{{{}}}{{{e}}}", shape_latex(s))
+            })
+            .collect();
+        format!("{} \\in \\mathbb{{R}}^{{{}}}", parts.join(" \\, "), shape_latex(&self.shape))
+    }
+
+    /// Whether factor `e` needs brackets to be read as one factor of the
+    /// product (`2 (W*H - Y) H^T`, not `2 W*H - Y H^T`): a sum, or another
+    /// product-level operator (`A .* B`) beside other factors.
+    fn bracketed(&self, e: &Expr) -> bool {
+        self.factors.len() > 1
+            && matches!(&e.kind, ExprKind::Binary { op, .. } if !op.is_call() && *op != crate::syntax::BinOp::Mul)
+    }
+
+    /// The contracted dimensions as LaTeX math, the batch marked
+    /// (`3,\ 2\ (\text{batch}),\ 6`); empty when there are none.
+    pub fn contracted_latex(&self) -> String {
+        let c: Vec<String> = self
+            .contracted
+            .iter()
+            .map(|(d, b)| match b {
+                Batch::Batch => format!("{}\\ (\\text{{batch}})", dim_latex(d)),
+                Batch::Other => dim_latex(d),
+            })
+            .collect();
+        c.join(",\\ ")
+    }
+}
+
+/// A shape as LaTeX: `4 \times 5`, `d_{j-1} \times B`.
+pub fn shape_latex(s: &Shape) -> String {
+    format!("{} \\times {}", dim_latex(&s.rows), dim_latex(&s.cols))
+}
+
+/// A dimension as LaTeX: a number, a symbol as a variable name is
+/// written (`d0` is `d_{0}`), a family member `d_{j-1}`.
+pub fn dim_latex(d: &Dim) -> String {
+    match d {
+        Dim::Const(n) => n.to_string(),
+        Dim::Symbol(s) => var_latex(&VarName::plain(s)),
+        Dim::Indexed(s, i) => var_latex(&VarName { name: s.clone(), index: Some(i.clone()) }),
+        Dim::Unknown(k) => format!("?_{{{k}}}"),
+    }
+}
+
+/// The shape check of each product term of the simplified gradient,
+/// naming the contracted dimensions (the batch: the columns of a layer's
+/// output).
+fn shape_check(d: &Derivation, g: &Gradient) -> Vec<ShapeCheck> {
     let terms = g.expr.sum_terms_through_neg();
     let batch = match d.mode {
         Mode::Layer { .. } => Some(d.typing.shape().cols),
@@ -292,30 +578,25 @@ fn shape_check(d: &Derivation, g: &Gradient) -> Vec<String> {
     let mut out = vec![];
     let mut typer = d.typing.typer().clone();
     for (_, term) in terms {
-        let factors = term.factors();
-        let mut parts = vec![];
-        let mut shapes: Vec<Shape> = vec![];
-        for f in &factors {
+        let mut factors = vec![];
+        for f in term.factors() {
             let Ok(s) = typer.infer(f) else { return vec![] };
-            let s = typer.resolve(s);
-            parts.push(format!("{f} ({s})"));
-            shapes.push(s);
+            factors.push((f.clone(), typer.resolve(s)));
         }
-        let matrices: Vec<&Shape> = shapes.iter().filter(|s| !s.is_scalar()).collect();
+        let matrices: Vec<&Shape> = factors.iter().map(|(_, s)| s).filter(|s| !s.is_scalar()).collect();
         let mut contracted = vec![];
         for pair in matrices.windows(2) {
             let dim = &pair[0].cols;
             if *dim != Dim::Const(1) || pair[1].rows != Dim::Const(1) {
-                let mark = if Some(dim) == batch.as_ref() && *dim != Dim::Const(1) { " (batch)" } else { "" };
-                contracted.push(format!("{dim}{mark}"));
+                let mark = if Some(dim) == batch.as_ref() && *dim != Dim::Const(1) {
+                    Batch::Batch
+                } else {
+                    Batch::Other
+                };
+                contracted.push((dim.clone(), mark));
             }
         }
-        let contracted = if contracted.is_empty() {
-            String::new()
-        } else {
-            format!("; contracted: {}", contracted.join(", "))
-        };
-        out.push(format!("{} = {} = shape of {}{contracted}", parts.join(" · "), g.shape, g.wrt));
+        out.push(ShapeCheck { factors, contracted, shape: g.shape.clone(), wrt: g.wrt.clone() });
     }
     out
 }
@@ -325,7 +606,7 @@ pub fn to_text(explanations: &[Explanation]) -> String {
     let mut out = String::new();
     for e in explanations {
         out.push_str(&format!("d/d{}   (… stands for the terms of dL without d{})\n", e.wrt, e.wrt));
-        let rendered: Vec<(String, &str)> = e
+        let rendered: Vec<(String, String)> = e
             .lines
             .iter()
             .map(|l| {
@@ -336,7 +617,7 @@ pub fn to_text(explanations: &[Explanation]) -> String {
                     Lhs::Same => "   =".to_string(),
                 };
                 let tail = if l.partial && !matches!(l.lhs, Lhs::Gradient(_)) { " + …" } else { "" };
-                (format!("{lhs} {}{tail}", l.rhs), l.why.as_str())
+                (format!("{lhs} {}{tail}", l.rhs), l.why.text())
             })
             .collect();
         let width = rendered.iter().map(|(t, _)| t.chars().count()).max().unwrap_or(0).min(90);
@@ -351,39 +632,118 @@ pub fn to_text(explanations: &[Explanation]) -> String {
     out
 }
 
-fn text_latex(s: &str) -> String {
-    let escaped: String = s
-        .chars()
+/// Text-mode LaTeX for words: TeX's special characters escaped; the
+/// ellipsis as `\dots`, which needs no input encoding.
+fn escape_text(s: &str) -> String {
+    s.chars()
         .map(|c| match c {
-            '_' => "\\_".to_string(),
+            '_' | '&' | '%' | '$' | '#' | '{' | '}' => format!("\\{c}"),
             '^' => "\\textasciicircum{}".to_string(),
-            '&' | '%' | '$' | '#' | '{' | '}' => format!("\\{c}"),
             '~' => "\\textasciitilde{}".to_string(),
             '\\' => "\\textbackslash{}".to_string(),
+            '…' => "\\dots{}".to_string(),
             c => c.to_string(),
         })
-        .collect();
-    format!("\\text{{{escaped}}}")
+        .collect()
 }
 
-/// The explanations as LaTeX: one `aligned` block per gradient, in `\[ \]`.
+/// The explanations as LaTeX: one `aligned` block per gradient, in `\[ \]`,
+/// each line's reason beside it as math ([`Why::latex`]); for KaTeX and
+/// pasting, where [`to_latex_align`] is for a printed page.
 pub fn to_latex_blocks(explanations: &[Explanation]) -> String {
     let mut out = String::new();
     for e in explanations {
         out.push_str("\\[\n\\begin{aligned}\n");
         for l in &e.lines {
-            let lhs = match &l.lhs {
-                Lhs::Loss => "\\mathrm{d}\\mathcal{L}".to_string(),
-                Lhs::Gradient(v) => {
-                    format!("\\frac{{\\partial \\mathcal{{L}}}}{{\\partial {}}}", var_latex(v))
-                }
-                Lhs::Same => String::new(),
-            };
-            let rel = if l.partial && matches!(l.lhs, Lhs::Gradient(_)) { "\\ni" } else { "=" };
+            let (lhs, rel) = lhs_latex(l);
             let tail = if l.partial && !matches!(l.lhs, Lhs::Gradient(_)) { " + \\dots" } else { "" };
-            out.push_str(&format!("{lhs} &{rel} {}{tail} && {} \\\\\n", l.rhs.latex(), text_latex(&l.why)));
+            out.push_str(&format!("{lhs} &{rel} {}{tail} && {} \\\\\n", l.rhs.latex(), l.why.latex()));
         }
         out.push_str("\\end{aligned}\n\\]\n");
     }
     out
+}
+
+/// The left-hand side of a line as LaTeX, and the relation.
+fn lhs_latex(l: &Line) -> (String, &'static str) {
+    let lhs = match &l.lhs {
+        Lhs::Loss => "\\mathrm{d}\\mathcal{L}".to_string(),
+        Lhs::Gradient(v) => format!("\\frac{{\\partial \\mathcal{{L}}}}{{\\partial {}}}", var_latex(v)),
+        Lhs::Same => String::new(),
+    };
+    let rel = if l.partial && matches!(l.lhs, Lhs::Gradient(_)) { "\\ni" } else { "=" };
+    (lhs, rel)
+}
+
+/// One explanation for a printed page: an `align*` whose rows are the
+/// lines, each preceded by its reason as a sentence (`\shortintertext`), each
+/// formula broken into rows of at most `width` units (see
+/// [`latex_lines`]) with its brackets sized. The document needs amsmath,
+/// mathtools (`\shortintertext`) and, for a long explanation,
+/// `\allowdisplaybreaks`.
+pub fn to_latex_align(e: &Explanation, width: f64) -> String {
+    let lhs: Vec<(String, &str)> = e.lines.iter().map(lhs_latex).collect();
+    let lhs_width = lhs.iter().map(|(l, _)| latex_width(l)).fold(0.0, f64::max);
+    // The relation, and the indent of a continued formula.
+    let budget = (width - lhs_width - 3.0 - CONTINUED).max(width / 3.0);
+    let mut out = String::from("\\begin{align*}\n");
+    for (l, (lhs, rel)) in e.lines.iter().zip(&lhs) {
+        out.push_str(&format!("\\shortintertext{{\\small {}}}\n", l.why.latex_sentence()));
+        // `+ \dots` stays with the end of the formula.
+        let tail = if l.partial && !matches!(l.lhs, Lhs::Gradient(_)) { " + \\dots" } else { "" };
+        let mut rows = latex_lines(&l.rhs.latex(), budget - latex_width(tail));
+        if let Some(last) = rows.last_mut() {
+            last.push_str(tail);
+        }
+        for (i, row) in rows.iter().enumerate() {
+            if i == 0 {
+                out.push_str(&format!("{lhs} &{rel} {row}"));
+            } else {
+                out.push_str(&format!("&\\qquad {row}"));
+            }
+            out.push_str(" \\\\\n");
+        }
+    }
+    // No row after the last.
+    if out.ends_with(" \\\\\n") {
+        out.truncate(out.len() - 4);
+        out.push('\n');
+    }
+    out.push_str("\\end{align*}\n");
+    out
+}
+
+/// The indent of a formula's continued rows (`\qquad`), in units.
+const CONTINUED: f64 = 4.0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_is_text_math_or_a_sentence() {
+        let why = Why::words("read off: ")
+            .then_formula("tr(A^T dW)", r"\operatorname{tr}(A^{\top} \mathrm{d}W)")
+            .then_words(" gives a_b & 100%");
+        assert_eq!(why.text(), "read off: tr(A^T dW) gives a_b & 100%");
+        assert_eq!(
+            why.latex(),
+            r"\text{read off: }\operatorname{tr}(A^{\top} \mathrm{d}W)\text{ gives a\_b \& 100\%}"
+        );
+        assert_eq!(
+            why.latex_sentence(),
+            r"read off: $\operatorname{tr}(A^{\top} \mathrm{d}W)$ gives a\_b \& 100\%"
+        );
+    }
+
+    #[test]
+    fn words_inside_an_identity_are_words_in_a_sentence() {
+        let why = Why::rule(Rule::Entrywise(Func::Relu));
+        assert_eq!(
+            why.latex_sentence(),
+            r"$\mathrm{d}\operatorname{relu}(U) = \operatorname{step}(U) \odot \mathrm{d}U$ (no derivative at the kink $0$)"
+        );
+        // A `\text` inside an argument stays in the math.
+        assert_eq!(inline_math(r"x_{\text{max}} = 1"), r"$x_{\text{max}} = 1$");
+    }
 }

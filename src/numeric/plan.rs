@@ -110,6 +110,26 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
                 }
             }
             Op::Call(f, a) => call(*f, &get(a)),
+            Op::ScaleRows(v, a) => {
+                let (v, mut x) = (get(v), get(a));
+                if v.shape() != (x.nrows(), 1) {
+                    return Err(mismatch(&v, &x));
+                }
+                for (i, mut row) in x.row_iter_mut().enumerate() {
+                    row *= v[(i, 0)];
+                }
+                x
+            }
+            Op::ScaleCols(a, v) => {
+                let (mut x, v) = (get(a), get(v));
+                if v.shape() != (x.ncols(), 1) {
+                    return Err(mismatch(&x, &v));
+                }
+                for (j, mut col) in x.column_iter_mut().enumerate() {
+                    col *= v[(j, 0)];
+                }
+                x
+            }
         };
         steps.push(value);
     }

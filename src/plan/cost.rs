@@ -219,6 +219,44 @@ impl std::iter::Sum for Cost {
     }
 }
 
+impl Cost {
+    /// As LaTeX math, terms as [`Display`](fmt::Display) orders them:
+    /// `3 B d_{j-1} d_{j}`, `d_{1}^{2}`; at most `max` terms, then how many.
+    pub fn latex(&self, max: usize) -> String {
+        if self.overflow {
+            return format!("> {}", u128::MAX);
+        }
+        if self.terms.is_empty() {
+            return "0".to_string();
+        }
+        let mut terms: Vec<_> = self.terms.iter().collect();
+        terms.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
+        let symbol = |s: &str| match crate::syntax::parse_var(s) {
+            Ok(v) => crate::syntax::var_latex(&v),
+            Err(_) => format!(r"\mathit{{{}}}", s.replace('_', r"\_")),
+        };
+        let mut out: Vec<String> = vec![];
+        for (monomial, &c) in terms.iter().take(max) {
+            let mut parts = vec![];
+            if c != 1 || monomial.is_empty() {
+                parts.push(c.to_string());
+            }
+            let mut i = 0;
+            while i < monomial.len() {
+                let run = monomial[i..].iter().take_while(|s| **s == monomial[i]).count();
+                let s = symbol(&monomial[i]);
+                parts.push(if run == 1 { s } else { format!("{{{s}}}^{{{run}}}") });
+                i += run;
+            }
+            out.push(parts.join(r" \, "));
+        }
+        if terms.len() > max {
+            out.push(format!(r"\dots \text{{ ({} terms in all)}}", terms.len()));
+        }
+        out.join(" + ")
+    }
+}
+
 impl fmt::Display for Cost {
     /// Highest degree first; `d1^2` for a repeated symbol.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -55,6 +55,10 @@ pub enum Op {
     Call(Func, Operand),
     /// The inverse of a square matrix.
     Inverse(Operand),
+    /// `diag(v) * M`: the column v (n×1) scaling the rows of M.
+    ScaleRows(Operand, Operand),
+    /// `M * diag(v)`: the column v (n×1) scaling the columns of M.
+    ScaleCols(Operand, Operand),
     /// The identity of the step's shape.
     Identity,
     /// The matrix of ones of the step's shape.
@@ -73,6 +77,8 @@ impl Op {
             | Op::HadamardDiv(a, b)
             | Op::Max(a, b)
             | Op::Min(a, b)
+            | Op::ScaleRows(a, b)
+            | Op::ScaleCols(a, b)
             | Op::Div(a, b) => vec![*a, *b],
             Op::Neg(a) | Op::HadamardPower(a, _) | Op::Call(_, a) | Op::Inverse(a) => vec![*a],
             Op::Identity | Op::Ones => vec![],

@@ -64,6 +64,10 @@ pub enum Node {
     Div(Atom, Atom),
     Call(Func, Atom),
     Inverse(Atom),
+    /// `diag(v) * M`, a column v scaling the rows of M (never the dense n×n diagonal).
+    ScaleRows(Atom, Atom),
+    /// `M * diag(v)`, a column v scaling the columns of M.
+    ScaleCols(Atom, Atom),
 }
 
 /// The shared graph of every output's expression, with each node's shape.
@@ -292,6 +296,15 @@ impl Lowering<'_> {
                     Atom { t: a.t, ..self.graph.intern(Node::Neg(Atom::plain(a.node)), shape) }
                 }
                 ExprKind::Binary { op, lhs, rhs, .. } => {
+                    if let Some((factored, p, q)) = common_factor(*op, lhs, rhs) {
+                        // Only terms of one shape: `A*F - 2*F` is not `(A - 2)*F`
+                        // (a number or a 1×1 value beside a matrix is a scaling,
+                        // and `A - 2` would subtract it from every entry).
+                        let (a, b) = (self.expr(p)?, self.expr(q)?);
+                        if self.graph.shape(a) == self.graph.shape(b) {
+                            return self.expr(&factored);
+                        }
+                    }
                     let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);
                     let (sa, sb) = (self.graph.shape(a), self.graph.shape(b));
                     let shape = if sa.is_scalar() { sb } else { sa };
@@ -374,17 +387,7 @@ impl Lowering<'_> {
                 kept
             }
         };
-        let matrix = match matrices.len() {
-            0 => None,
-            1 => Some(matrices[0]),
-            _ => {
-                let shape = Shape::new(
-                    self.graph.shape(matrices[0]).rows,
-                    self.graph.shape(*matrices.last().expect("two or more")).cols,
-                );
-                Some(self.graph.intern(Node::Chain(matrices), shape))
-            }
-        };
+        let matrix = (!matrices.is_empty()).then(|| self.chain(matrices));
         let scalar = scalars.into_iter().reduce(|a, b| self.graph.intern(Node::Scale(a, b), Shape::scalar()));
         let scalar = match (scalar, coefficient) {
             (s, c) if c == 1.0 || c == -1.0 => s,
@@ -408,6 +411,91 @@ impl Lowering<'_> {
             self.graph.intern(Node::Neg(value), shape)
         } else {
             value
+        }
+    }
+
+    /// The product of matrix factors (one or more), a diagonal factor
+    /// `diag(v)` of a vector taken as the scaling of its neighbour's rows or
+    /// columns: n·k multiply-adds instead of the n²·k of a dense diagonal (a
+    /// Hessian `X^T * diag(s) * X` is otherwise dominated by it).
+    fn chain(&mut self, matrices: Vec<Atom>) -> Atom {
+        let first_diag = matrices.iter().position(|&a| self.diagonal_of(a).is_some());
+        match first_diag {
+            Some(k) if matrices.len() > 1 => {
+                let v = self.diagonal_of(matrices[k]).expect("found above");
+                if k + 1 < matrices.len() {
+                    let right = self.chain(matrices[k + 1..].to_vec());
+                    let shape = self.graph.shape(right);
+                    let scaled = self.graph.intern(Node::ScaleRows(v, right), shape);
+                    let mut left = matrices[..k].to_vec();
+                    left.push(scaled);
+                    self.chain(left)
+                } else {
+                    let left = self.chain(matrices[..k].to_vec());
+                    let shape = self.graph.shape(left);
+                    self.graph.intern(Node::ScaleCols(left, v), shape)
+                }
+            }
+            _ if matrices.len() == 1 => matrices[0],
+            _ if matrices.len() == 2
+                && self.sum_of_inputs(matrices[0]).is_some()
+                && self.is_column(matrices[1]) =>
+            {
+                // (P ± Q) * v as P*v ± Q*v, P and Q variables: two passes over
+                // them instead of forming P ± Q (as costly in memory as a
+                // product with a column, and strided when Q is P^T).
+                let (node, p, q) = self.sum_of_inputs(matrices[0]).expect("checked");
+                let v = matrices[1];
+                let (pv, qv) = (self.chain(vec![p, v]), self.chain(vec![q, v]));
+                let shape = self.graph.shape(pv);
+                let (x, y) = if (pv.node, pv.t) <= (qv.node, qv.t) { (pv, qv) } else { (qv, pv) };
+                let sum = match node {
+                    Node::Add(..) => Node::Add(x, y),
+                    _ => Node::Sub(pv, qv),
+                };
+                self.graph.intern(sum, shape)
+            }
+            _ => {
+                let shape = Shape::new(
+                    self.graph.shape(matrices[0]).rows,
+                    self.graph.shape(*matrices.last().expect("two or more")).cols,
+                );
+                self.graph.intern(Node::Chain(matrices), shape)
+            }
+        }
+    }
+
+    /// A sum or difference of two variables (either transposed), as the
+    /// node and its two terms as `a` reads them.
+    fn sum_of_inputs(&self, a: Atom) -> Option<(Node, Atom, Atom)> {
+        let node = self.graph.nodes[a.node as usize].clone();
+        let (Node::Add(p, q) | Node::Sub(p, q)) = node else { return None };
+        let input = |x: Atom| matches!(self.graph.nodes[x.node as usize], Node::Input(_));
+        // Both of the sum's own shape: a 1×1 term broadcast over the other
+        // is not a factor of the product (`s * v` is a scaling, not `s*v`
+        // as a matrix product).
+        let shape = self.graph.shape(Atom::plain(a.node));
+        if !(input(p) && input(q)) || self.graph.shape(p) != shape || self.graph.shape(q) != shape {
+            return None;
+        }
+        let t = |x: Atom| if a.t { x.transposed() } else { x };
+        Some((node, t(p), t(q)))
+    }
+
+    /// Whether the atom has one column.
+    fn is_column(&self, a: Atom) -> bool {
+        self.graph.shape(a).cols == Dim::Const(1)
+    }
+
+    /// The column v of a factor `diag(v)` (square, of a vector), as an atom of shape n×1.
+    fn diagonal_of(&self, a: Atom) -> Option<Atom> {
+        let Node::Call(Func::Diag, v) = self.graph.nodes[a.node as usize] else { return None };
+        let vs = self.graph.shape(v);
+        let one = Dim::Const(1);
+        match (vs.rows == one, vs.cols == one) {
+            (_, true) => Some(v),
+            (true, false) => Some(v.transposed()),
+            (false, false) => None,
         }
     }
 
@@ -519,6 +607,52 @@ impl Lowering<'_> {
     fn inverse(&mut self, a: Atom) -> Atom {
         let shape = self.graph.shape(Atom::plain(a.node));
         Atom { t: a.t, ..self.graph.intern(Node::Inverse(Atom::plain(a.node)), shape) }
+    }
+}
+
+/// `P*F ± Q*F` as `(P ± Q)*F`, and `F*P ± F*Q` as `F*(P ± Q)`, when P and Q
+/// are each one value (not a product, up to a number factor): one matrix
+/// product instead of two (a Hessian-vector product is often such a sum).
+/// Products of several factors are left alone: their own bracketing may be
+/// cheaper than the factored form (`A*B*x + C*D*x`).
+///
+/// Returns the factored form and the two terms P and Q, whose shapes the
+/// caller compares.
+fn common_factor<'e>(op: BinOp, lhs: &'e Expr, rhs: &'e Expr) -> Option<(Expr, &'e Expr, &'e Expr)> {
+    use std::rc::Rc;
+    if !matches!(op, BinOp::Add | BinOp::Sub) {
+        return None;
+    }
+    let (
+        ExprKind::Binary { op: BinOp::Mul, lhs: p, rhs: f, .. },
+        ExprKind::Binary { op: BinOp::Mul, lhs: q, rhs: g, .. },
+    ) = (&lhs.kind, &rhs.kind)
+    else {
+        return None;
+    };
+    // Shared subtrees (Rc clones), so that the sizes found for each `I` and
+    // `ones(…)` of the program, by address, still apply.
+    if f == g && one_value(p) && one_value(q) {
+        let sum = Expr::binary(op, Rc::clone(p), Rc::clone(q));
+        return Some((Expr::product(sum, Rc::clone(f)), p, q));
+    }
+    if p == q && one_value(f) && one_value(g) {
+        let sum = Expr::binary(op, Rc::clone(f), Rc::clone(g));
+        return Some((Expr::product(Rc::clone(p), sum), f, g));
+    }
+    None
+}
+
+/// Whether `e` is one value, up to a number factor or a sign: not a product
+/// of matrices, whose bracketing the chain planner chooses.
+fn one_value(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+            matches!(lhs.kind, ExprKind::Num(_)) && one_value(rhs)
+        }
+        ExprKind::Neg(a) | ExprKind::Transpose(a) => one_value(a),
+        ExprKind::Power(..) | ExprKind::Prod(_) => false,
+        _ => true,
     }
 }
 

@@ -12,6 +12,7 @@
 mod cost;
 mod emit;
 mod ir;
+mod looped;
 mod lower;
 mod schedule;
 mod symbolic;
@@ -21,8 +22,9 @@ mod writer;
 use std::collections::{HashMap, HashSet};
 
 pub use cost::Cost;
-pub use emit::{jax, numpy, pytorch};
+pub use emit::{jax, jax_loops, numpy, numpy_loops, pytorch, pytorch_loops};
 pub use ir::{Op, Operand, Output, Plan, PlanInput, PlanStep, Sweeps, Value};
+pub use looped::{compile_loops, Chain, LoopPlan};
 pub use lower::MAX_FACTORS;
 pub use schedule::{Strategy, DP_LIMIT};
 pub use symbolic::{recurrences, Recurrence, Recurrences, SymbolicPlan};
@@ -475,7 +477,9 @@ fn children(node: &Node) -> Vec<Atom> {
         | Node::HadamardDiv(a, b)
         | Node::Max(a, b)
         | Node::Min(a, b)
-        | Node::Div(a, b) => vec![*a, *b],
+        | Node::Div(a, b)
+        | Node::ScaleRows(a, b)
+        | Node::ScaleCols(a, b) => vec![*a, *b],
         Node::Neg(a) | Node::HadamardPower(a, _) | Node::Call(_, a) | Node::Inverse(a) => vec![*a],
     }
 }

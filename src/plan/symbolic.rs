@@ -21,12 +21,17 @@ use std::rc::Rc;
 pub struct Recurrence {
     /// What it defines, `S[j-1]`, `H[j]`, `d/dW[j]`.
     pub out: String,
-    /// Its formula, in the expression syntax.
-    pub formula: String,
-    /// Its base case, `S[n] = X`, if it is a recurrence.
-    pub base: Option<String>,
-    /// The range of j it runs over.
+    /// The sweep's member it defines (`S[j-1]`, `H[j]`); `None` for the
+    /// gradient.
+    pub defines: Option<Expr>,
+    /// Its formula.
+    pub formula: Expr,
+    /// Its base case, `S[n]` and `X`, if it is a recurrence.
+    pub base: Option<(Expr, Expr)>,
+    /// The range of j it runs over, as text: `j = n..1`.
     pub range: String,
+    /// The first and the last j it runs over, in order.
+    pub bounds: (Index, Index),
     /// The shape of what it defines.
     pub shape: Shape,
     /// Multiply-adds of one application.
@@ -115,8 +120,8 @@ fn refuse(why: &str) -> Error {
 /// let g = &d.gradients[1];
 /// let c = &g.differential.conditions[0];
 /// let r = matdiff::plan::recurrences(&g.expr, &g.wrt, "j", &c.lo, &c.hi, d.typing.typer(), Some("G")).unwrap();
-/// assert_eq!(r.lines[0].formula, "W[j]^T * H[j-1]");
-/// assert_eq!(r.lines[1].formula, "W[j] * S[j]");
+/// assert_eq!(r.lines[0].formula.to_string(), "W[j]^T * H[j-1]");
+/// assert_eq!(r.lines[1].formula.to_string(), "W[j] * S[j]");
 /// assert_eq!(r.per_index.to_string(), "3*B*d[j-1]*d[j]");
 /// ```
 pub fn recurrences(
@@ -197,25 +202,31 @@ pub fn recurrences(
     let lines = vec![
         Recurrence {
             out: h(&Index::symbol(j)).to_string(),
-            formula: Expr::product(Expr::transpose(f_j.clone()), h(&jm1)).to_string(),
-            base: Some(format!("{} = {h_base}", h(&am1))),
+            defines: Some(h(&Index::symbol(j))),
+            formula: Expr::product(Expr::transpose(f_j.clone()), h(&jm1)),
+            base: Some((h(&am1), h_base.clone())),
             range: range_text(a, b),
+            bounds: (a.clone(), b.clone()),
             shape: bump(&h_shape)?,
             madds: h_cost.clone(),
         },
         Recurrence {
             out: s(&jm1).to_string(),
-            formula: Expr::product(f_j.clone(), s(&Index::symbol(j))).to_string(),
-            base: Some(format!("{} = {s_base}", s(b))),
+            defines: Some(s(&jm1)),
+            formula: Expr::product(f_j.clone(), s(&Index::symbol(j))),
+            base: Some((s(b), s_base.clone())),
             range: range_text(b, a),
+            bounds: (b.clone(), a.clone()),
             shape: Shape::new(f_shape.rows.clone(), s_shape.cols.clone()),
             madds: s_cost.clone(),
         },
         Recurrence {
             out: format!("d/d{wrt}"),
-            formula: grad.to_string(),
+            defines: None,
+            formula: grad,
             base: None,
             range: range_text(lo, hi),
+            bounds: (lo.clone(), hi.clone()),
             shape: Shape::new(h_shape.rows.clone(), s_shape.rows.clone()),
             madds: meet_cost.clone(),
         },

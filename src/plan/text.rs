@@ -3,7 +3,8 @@
 use std::fmt;
 
 use super::{Op, Operand, Output, Plan, PlanInput, PlanStep, Sweeps, Value};
-use crate::syntax::{format_number, Func};
+use crate::shape::Dim;
+use crate::syntax::{format_number, BinOp, DimSpec, Expr, ExprKind, Func};
 
 fn operand_text(inputs: &[PlanInput], steps: &[PlanStep], o: Operand) -> String {
     let base = match o.value {
@@ -44,8 +45,56 @@ impl Plan {
                 None => format!("{}({})", f.name(), t(a)),
             },
             Op::Inverse(a) => format!("{}^-1", t(a)),
+            Op::ScaleRows(v, a) => format!("diag({}) * {}", t(v), t(a)),
+            Op::ScaleCols(a, v) => format!("{} * diag({})", t(a), t(v)),
             Op::Identity => "I".to_string(),
             Op::Ones => "ones".to_string(),
+        }
+    }
+
+    /// An operand as an expression: the variable or step it names (a
+    /// variable of that name), maybe transposed.
+    pub fn operand_expr(&self, o: Operand) -> Expr {
+        let base = match o.value {
+            Value::Input(k) => Expr::synthetic(ExprKind::Var(std::rc::Rc::new(self.inputs[k].var.clone()))),
+            Value::Step(k) => Expr::var(&self.steps[k].out),
+            Value::Num(x) => Expr::num(x),
+        };
+        if o.transposed {
+            Expr::transpose(base)
+        } else {
+            base
+        }
+    }
+
+    /// Step k's operation as an expression over the names of its operands
+    /// (`W1^T * H1`), for the printers: what [`Plan::op_text`] writes.
+    pub fn step_expr(&self, k: usize) -> Expr {
+        let step = &self.steps[k];
+        let e = |o: &Operand| self.operand_expr(*o);
+        let spec = |d: &Dim| match d {
+            Dim::Const(n) => DimSpec::Const(*n),
+            Dim::Symbol(s) => DimSpec::Symbol(s.clone()),
+            Dim::Indexed(s, i) => DimSpec::Indexed(s.clone(), i.clone()),
+            Dim::Unknown(k) => DimSpec::Symbol(format!("?{k}")),
+        };
+        match &step.op {
+            Op::MatMul(a, b) | Op::Scale(a, b) => Expr::product(e(a), e(b)),
+            Op::Add(a, b) => Expr::plus(e(a), e(b)),
+            Op::Sub(a, b) => Expr::minus(e(a), e(b)),
+            Op::Neg(a) => Expr::negate(e(a)),
+            Op::Hadamard(a, b) => Expr::binary(BinOp::Hadamard, e(a), e(b)),
+            Op::HadamardDiv(a, b) => Expr::binary(BinOp::HadamardDiv, e(a), e(b)),
+            Op::Max(a, b) => Expr::binary(BinOp::Max, e(a), e(b)),
+            Op::Min(a, b) => Expr::binary(BinOp::Min, e(a), e(b)),
+            Op::HadamardPower(a, p) => Expr::synthetic(ExprKind::HadamardPower(e(a).into(), *p)),
+            Op::Div(a, b) => Expr::binary(BinOp::Div, e(a), e(b)),
+            Op::Call(f, a) => Expr::call(*f, e(a)),
+            Op::ScaleRows(v, a) => Expr::product(Expr::call(Func::Diag, e(v)), e(a)),
+            Op::ScaleCols(a, v) => Expr::product(e(a), Expr::call(Func::Diag, e(v))),
+            Op::Inverse(a) => Expr::synthetic(ExprKind::Power(e(a).into(), -1)),
+            Op::Identity => Expr::identity(),
+            Op::Ones => Expr::ones(spec(&step.shape.rows), spec(&step.shape.cols)),
         }
     }
 

@@ -122,6 +122,8 @@ impl<'a> Writer<'a> {
                     Node::Div(x, y) => Op::Div(a(self, x), a(self, y)),
                     Node::Call(f, x) => Op::Call(*f, a(self, x)),
                     Node::Inverse(x) => Op::Inverse(a(self, x)),
+                    Node::ScaleRows(v, x) => Op::ScaleRows(a(self, v), a(self, x)),
+                    Node::ScaleCols(x, v) => Op::ScaleCols(a(self, x), a(self, v)),
                     _ => unreachable!("leaves and chains above"),
                 };
                 self.push("T", op, shape, madds)
@@ -236,6 +238,8 @@ pub(super) fn node_madds(graph: &Graph, n: NodeId) -> Option<[u32; 3]> {
         | Node::Hadamard(..)
         | Node::HadamardDiv(..)
         | Node::HadamardPower(..)
+        | Node::ScaleRows(..)
+        | Node::ScaleCols(..)
         | Node::Div(..) => Some([r, c, cost::NONE]),
         Node::Inverse(_) => Some([r, r, r]),
         Node::Call(Func::Det | Func::Logdet, x) => {

@@ -59,7 +59,7 @@ fn escape(text: &str) -> String {
 }
 
 /// An index (`j+1`, `n_1-i`) in LaTeX: its names may hold underscores.
-fn index_latex(i: &Index) -> String {
+pub fn index_latex(i: &Index) -> String {
     escape(&i.to_string())
 }
 

@@ -3,6 +3,7 @@
 
 mod ast;
 mod latex;
+mod latex_lines;
 mod parser;
 mod printer;
 
@@ -10,7 +11,8 @@ pub use ast::{
     BinOp, Declaration, Definition, DimSpec, DomainSpec, Expr, ExprKind, Func, Index, Prod, Program,
     ShapeSpec, Span, VarName, MAX_INDEX_COEFFICIENT, MAX_INDEX_CONSTANT,
 };
-pub use latex::{to_latex, var_latex};
+pub use latex::{index_latex, to_latex, var_latex};
+pub use latex_lines::{latex_lines, latex_width};
 pub use parser::{function_names, parse_expr, parse_program, parse_var, unfinished, MAX_NESTING, MAX_NODES};
 pub use printer::format_number;
 pub(crate) use printer::{exact_minus_one, prec, Prec};

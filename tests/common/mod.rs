@@ -6,6 +6,7 @@ pub mod generators;
 pub mod judge;
 pub mod latex_reader;
 pub mod mutants;
+pub mod pdflatex;
 pub mod python;
 
 use matdiff::numeric::{check, CheckOptions, CheckReport};

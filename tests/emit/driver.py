@@ -199,8 +199,146 @@ def checked(f, args, order=2):
         return str(e)[:2000]
 
 
+def flat(case, grads):
+    """Gradients by variable name, a family's list spread as W[1], W[2], ..."""
+    out = {}
+    for k, g in grads.items():
+        if k in case["families"]:
+            for n, x in enumerate(g):
+                out[f"{k}[{case['families'][k] + n}]"] = listed(x)
+        else:
+            out[k] = listed(g)
+    return out
+
+
+def loop_args(case, convert):
+    """The keyword arguments of a looped function: a family as a list."""
+    return {k: [convert(a) for a in v] if k in case["families"] else convert(v) for k, v in case["params"].items()}
+
+
+def spread(case, kwargs):
+    """The arrays of the keyword arguments, the lists spread, with each one's name."""
+    out = []
+    for k, v in kwargs.items():
+        if k in case["families"]:
+            out += [(f"{k}[{case['families'][k] + n}]", x) for n, x in enumerate(v)]
+        else:
+            out.append((k, v))
+    return out
+
+
+def run_numpy_loop(case, dtype):
+    f = getattr(load(case["numpy"]), "value_and_grads")
+    kwargs = loop_args(case, lambda a: np.array(a, dtype=dtype))
+    if case["upstream"] is not None:
+        kwargs[case["upstream_name"]] = np.array(case["upstream"], dtype=dtype)
+    value, grads = f(**kwargs)
+    kinds = {str(np.asarray(value).dtype)} | {str(x.dtype) for g in grads.values() for x in (g if isinstance(g, list) else [g])}
+    assert kinds == {dtype}, f"dtype {dtype} in, {kinds} out"
+    out = {"value": listed(value), "grads": {}}
+    for k, g in grads.items():
+        out["grads"].update(flat(case, {k: g}) if k in case["families"] else {k: listed(g)})
+    return out
+
+
+def run_torch_loop(case, dtype):
+    module = load(case["torch"])
+    tdtype = getattr(torch, dtype)
+    kwargs = loop_args(case, lambda a: torch.tensor(a, dtype=tdtype, requires_grad=True))
+    value = module.plan(**kwargs)
+    assert value.dtype == tdtype
+    seed = torch.tensor(case["upstream"], dtype=tdtype) if case["upstream"] is not None else torch.ones_like(value)
+    named = spread(case, kwargs)
+    grads = torch.autograd.grad(value, [x for _, x in named], seed, allow_unused=True)
+    out = {"value": listed(value.detach()), "grads": {n: listed(g) for (n, _), g in zip(named, grads) if g is not None}}
+    # The module: the family its parameters.
+    family = next(iter(case["families"]))
+    m = module.PlanModule(**{family: [x.detach().clone() for x in kwargs[family]]})
+    others = {k: v for k, v in kwargs.items() if k != family}
+    assert torch.allclose(m(**others), value), "the module's value"
+    if dtype == "float64":
+        # Function.apply(counts, the others..., *members).
+        plain = [v for k, v in kwargs.items() if k not in case["families"]]
+        members = [x for k, v in kwargs.items() if k in case["families"] for x in v]
+        counts = tuple(len(v) for k, v in kwargs.items() if k in case["families"])
+        args = [counts] + plain + members
+        apply = module.Plan.apply
+        check = dict(raise_exception=False)
+        out["gradcheck"] = torch.autograd.gradcheck(apply, args, **check)
+        out["gradgradcheck"] = torch.autograd.gradgradcheck(apply, args, **check)
+        tensors = plain + members
+
+        class Ctx:
+            def save_for_backward(self, *xs):
+                pass
+
+        def penalty_grads(function):
+            value = function(counts, *tensors)
+            grads = torch.autograd.grad(value, tensors, seed, create_graph=True, allow_unused=True)
+            penalty = sum((g * g).sum() for g in grads if g is not None)
+            return torch.autograd.grad(penalty, tensors, allow_unused=True)
+
+        def same(ours, reference):
+            zero = lambda g: g is None or not g.any()
+            return all(
+                (zero(a) and zero(b)) or (a is not None and b is not None and torch.allclose(a, b, rtol=1e-8, atol=1e-10))
+                for a, b in zip(ours, reference)
+            )
+
+        reference = penalty_grads(lambda *a: module.Plan.forward(Ctx(), *a))
+        out["penalty"] = same(penalty_grads(apply), reference)
+        mutant = load(case["torch_mutant"]).Plan.apply
+        out["mutant_penalty"] = same(penalty_grads(mutant), reference)
+    return out
+
+
+def run_jax_loop(case, dtype):
+    f = load(case["jax"]).plan
+    kwargs = loop_args(case, lambda a: jnp.asarray(np.array(a, dtype=dtype)))
+    value = f(**kwargs)
+    assert str(value.dtype) == dtype
+    ct = jnp.asarray(np.array(case["upstream"], dtype=dtype)) if case["upstream"] is not None else jnp.ones_like(value)
+    names = list(kwargs)
+    args = [kwargs[k] for k in names]
+    _, vjp = jax.vjp(f, *args)
+    grads = vjp(ct)
+    out = {"value": listed(value), "grads": {}}
+    for k, g in zip(names, grads):
+        if k in case["families"]:
+            out["grads"].update(flat(case, {k: g}))
+        elif k in case["wrt"]:
+            out["grads"][k] = listed(g)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == "float32" else dict(rtol=1e-10, atol=1e-12)
+    assert np.allclose(jax.jit(f)(*args), value, **tol), "jit value"
+    jgrads = jax.jit(lambda *a: jax.vjp(f, *a)[1](ct))(*args)
+    for g, h in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(jgrads)):
+        assert np.allclose(g, h, **tol), "jit gradient"
+    # Under vmap over a batch of 2.
+    batch = jax.tree_util.tree_map(lambda a: jnp.stack([a, a * 1.01]), args)
+    bvalue = jax.vmap(f)(*batch)
+    for e in range(2):
+        one = jax.tree_util.tree_map(lambda b: b[e], batch)
+        assert np.allclose(bvalue[e], f(*one), **tol), f"vmap value [{e}]"
+    if dtype == "float64":
+        out["check_grads"] = checked(f, args)
+        g = load(case["jax_mutant"]).plan
+        out["mutant_first"] = checked(g, args, order=1)
+        out["mutant_second"] = checked(g, args)
+    return out
+
+
 results = []
 for case in CASES:
+    if case.get("loop"):
+        result = {}
+        for target in TARGETS:
+            for dtype in ("float64", "float32"):
+                try:
+                    result[f"{target}/{dtype}"] = {"numpy": run_numpy_loop, "torch": run_torch_loop, "jax": run_jax_loop}[target](case, dtype)
+                except Exception:
+                    result[f"{target}/{dtype}"] = {"error": traceback.format_exc()}
+        results.append(result)
+        continue
     result = {}
     for target in TARGETS:
         for dtype in ("float64", "float32"):

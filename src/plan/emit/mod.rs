@@ -5,10 +5,12 @@
 //! needs and which the backward reads.
 
 mod jax;
+mod loops;
 mod numpy;
 mod torch;
 
 pub use self::jax::jax;
+pub use self::loops::{jax_loops, numpy_loops, pytorch_loops};
 pub use self::numpy::numpy;
 pub use self::torch::pytorch;
 
@@ -439,6 +441,9 @@ impl<'p> Code<'p> {
             Op::Max(a, b) => format!("{m}.maximum({}, {})", o(a), o(b)),
             Op::Min(a, b) => format!("{m}.minimum({}, {})", o(a), o(b)),
             Op::Inverse(a) => format!("{m}.linalg.inv({})", o(a)),
+            // A column times a matrix broadcasts over the columns: each row scaled.
+            Op::ScaleRows(v, a) => format!("{} * {}", o(v), o(a)),
+            Op::ScaleCols(a, v) => format!("{} * {}", o(a), o(&Operand { transposed: !v.transposed, ..*v })),
             Op::Identity => format!("{m}.eye({}{})", self.dim(&s.shape.rows)?, self.like()),
             Op::Ones => {
                 format!(

@@ -8,15 +8,18 @@ use crate::shape::Dim;
 /// The helpers every emitted NumPy module defines: the check of an
 /// argument's shape (naming the variable and the dimension) and the sum of a
 /// gradient over the batch axes its variable does not have.
-const HELPERS: &str = r#"def _matdiff_argument(name, array, dtype, dims, sizes):
-    """`array` as `dtype`, its last two axes checked against `dims` (a number, or a symbol bound by the arguments before)."""
+pub(super) const HELPERS: &str = r#"def _matdiff_argument(name, array, dtype, dims, sizes):
+    """`array` as `dtype`, its last two axes checked against `dims` (a number, a symbol bound by the arguments before, or None: not checked)."""
     array = np.asarray(array, dtype=dtype)
     if array.ndim == 0 and dims == (1, 1):
         return array.reshape(1, 1)
     if array.ndim < 2:
-        raise ValueError(f"{name} must be a {dims[0]} x {dims[1]} matrix (after any batch axes), not shape {array.shape}")
+        what = "a matrix" if None in dims else f"a {dims[0]} x {dims[1]} matrix"
+        raise ValueError(f"{name} must be {what} (after any batch axes), not shape {array.shape}")
     for axis, what, dim in ((-2, "rows", dims[0]), (-1, "columns", dims[1])):
         n = array.shape[axis]
+        if dim is None:
+            continue
         if isinstance(dim, int):
             if n != dim:
                 raise ValueError(f"{name} has {n} {what}, but must have {dim}")
@@ -25,21 +28,22 @@ const HELPERS: &str = r#"def _matdiff_argument(name, array, dtype, dims, sizes):
     return array
 
 
-def _matdiff_sum_to(grad, like, batch):
-    """A gradient in its variable's shape: that of the sum over the batch of the values, so
-    summed over the batch axes the variable does not have (a weight shared by the batch)."""
-    if not batch and grad.shape == like.shape:
+def _matdiff_sum_to(grad, shape, batch):
+    """A gradient in its variable's shape (or a Hessian in the variable's batch axes and its
+    own last two): that of the sum over the batch of the values, so summed over the batch
+    axes the variable does not have (a weight shared by the batch)."""
+    if not batch and grad.shape == shape:
         return grad
     if batch:
         grad = np.broadcast_to(grad, batch + grad.shape[-2:])
-    grad = grad.sum(axis=tuple(range(grad.ndim - like.ndim)))
-    axes = tuple(-1 - k for k, (g, w) in enumerate(zip(grad.shape[::-1], like.shape[::-1])) if w == 1 and g != 1)
+    grad = grad.sum(axis=tuple(range(grad.ndim - len(shape))))
+    axes = tuple(-1 - k for k, (g, w) in enumerate(zip(grad.shape[::-1], shape[::-1])) if w == 1 and g != 1)
     grad = grad.sum(axis=axes, keepdims=True) if axes else grad
-    return np.array(np.broadcast_to(grad, like.shape))
+    return np.array(np.broadcast_to(grad, shape))
 "#;
 
 /// A dimension as the shape check reads it: a number, or a symbol's name.
-fn dim(d: &Dim) -> String {
+pub(super) fn dim(d: &Dim) -> String {
     match d {
         Dim::Const(n) => n.to_string(),
         d => format!("{:?}", d.to_string()),
@@ -108,11 +112,16 @@ pub fn numpy(plan: &Plan, title: &str, name: Option<&str>) -> Result<String> {
     for (k, o) in plan.outputs.iter().enumerate().skip(1) {
         let v = o.wrt.as_ref().expect("gradients name their variable");
         let i = plan.inputs.iter().position(|i| i.var == *v).expect("a gradient's variable is an input");
+        // A Hessian matrix (`plan --order 2 --full`) has its own shape, not its variable's.
+        let shape = if o.shape == plan.inputs[i].shape {
+            format!("{}.shape", code.inputs[i])
+        } else {
+            format!("{}.shape[:-2] + {}.shape[-2:]", code.inputs[i], code.output(k))
+        };
         out.push_str(&format!(
-            "    grads[{}] = _matdiff_sum_to({}, {}, batch)\n",
+            "    grads[{}] = _matdiff_sum_to({}, {shape}, batch)\n",
             key(v),
             code.output(k),
-            code.inputs[i]
         ));
     }
     out.push_str(&format!("    return {value}, grads\n"));
