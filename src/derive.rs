@@ -109,12 +109,7 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
     let mut total = 0usize;
     // One simplifier for all the gradients, which share their leaves; one
     // index of the expression, so that no gradient rescans it.
-    let symmetric = simplify::Symmetric::declared_in(typing.program);
-    let stochastic =
-        typing.program.declarations.iter().filter(|d| d.domain == Some(crate::syntax::DomainSpec::OneHot));
-    let mut simplifier = simplify::Simplifier::default()
-        .with_symmetric(symmetric)
-        .with_stochastic(stochastic.map(|d| d.name.clone()));
+    let mut simplifier = simplify::Simplifier::default().with_domains(typing.program, &Default::default());
     let mut occurrences = calculus::Occurrences::new(&typing);
     let variables: std::collections::HashSet<VarName> = typing.variables().iter().cloned().collect();
     for v in wrt {

@@ -150,7 +150,22 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
     let derive_options =
         DeriveOptions { wrt: vec![wrt.clone()], upstream: options.upstream.clone(), steps: Steps::Skip };
     // ∂L/∂H of a definition H: H kept as a variable, a free input.
-    let program = program.with_definitions_kept(&derive_options.wrt);
+    let mut program = program.with_definitions_kept(&derive_options.wrt);
+    // A domain given for a declared variable replaces its declared one in
+    // the derivation too: what the simplifier assumes of a `onehot` Y
+    // must hold of the Y the instances draw.
+    for d in &mut program.declarations {
+        let given = options.domains.iter().find(|(v, _)| {
+            v.name == d.name
+                && match &v.index {
+                    None => d.binder.is_none(),
+                    Some(i) => d.binder.is_some() && i.as_constant().is_none(),
+                }
+        });
+        if let Some((_, domain)) = given {
+            d.domain = Some(*domain);
+        }
+    }
     let d = derive(&program, &derive_options)?;
     let g = &d.gradients[0];
     let claim = parse_expr(claim).map_err(|e| {
@@ -202,8 +217,12 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
     }
 
     let deadline = Deadline::after(options.time_limit);
-    let symbolic =
-        crate::simplify::equivalent(&g.expr, &claim, d.typing.typer(), Some(&g.shape))? == Some(true);
+    // The e-graph knows what the domains tell (an `spd` variable is
+    // symmetric, a `onehot` one's columns sum to 1), as derive's simplifier does.
+    let symbolic = crate::simplify::Simplifier::default()
+        .with_domains(&program, &options.domains)
+        .equivalent(&g.expr, &claim, d.typing.typer(), Some(&g.shape))?
+        == Some(true);
     let numeric = decide_numerically(&d, &claim, options, &deadline);
     if symbolic {
         // The e-graph's rewrites are checked by the numbers too: a class

@@ -22,6 +22,12 @@ const CASES: &[&str] = &[
     "W1 : h x d; b1 : h; W2 : k x h; b2 : k; X : d x B; Y : k x B; norm(W2*tanh(W1*X + b1) + b2 - Y)^2",
     // Ones, explicit.
     "X : m x n; sum(X .* (ones(m) * ones(1, n)))",
+    // The ones matrix of sum(X), printed `ones(…)` with X's sizes: declared,
+    // numbers, or the names inference gives an undeclared variable.
+    "X : m x n; sum(X)",
+    "X : 3 x 4; W : 4 x n; sum(X * W)",
+    "sum(A * B)",
+    "x : n; sum(x) * sum(x .^ 2)",
     "x : n; ones(n)^T * x",
     "X : m x n; sum(sin(X * ones(n)))",
     // Sums along an axis.
@@ -80,16 +86,62 @@ fn textbook_forms() {
     let row = "X : m x B; r : 1 x B; X + r";
     assert_eq!(gradient(row, "r"), "sum(G, 1)");
     let softmax = "W : k x d; X : d x B; b : k; Y : k x B onehot; -sum(Y .* log(softmax(W*X + b)))";
-    // (The one-hot form, (softmax(Z) - Y) X^T, is what verify accepts
-    // below; derive does not reach it yet: see docs/language.md.)
-    assert!(gradient(softmax, "W").starts_with("(-Y + softmax(W * X + b * ones(1, B))"));
-    // Without the declaration each column of Y may sum to anything.
+    assert_eq!(gradient(softmax, "W"), "(softmax(W * X + b * ones(1, B)) - Y) * X^T");
+    assert_eq!(gradient(softmax, "X"), "W^T * (softmax(W * X + b * ones(1, B)) - Y)");
+    assert_eq!(gradient(softmax, "b"), "sum(softmax(W * X + b * ones(1, B)) - Y, 2)");
+    // Without the declaration each column of Y may sum to anything: each
+    // column of softmax(Z) is scaled by that column's sum of Y.
     let general = "W : k x d; X : d x B; b : k; Y : k x B; -sum(Y .* log(softmax(W*X + b)))";
     assert_eq!(
         gradient(general, "W"),
-        "(-Y + softmax(W * X + b * ones(1, B)) .* (ones(k) * sum(Y, 1))) * X^T"
+        "(softmax(W * X + b * ones(1, B)) .* (ones(k) * sum(Y, 1)) - Y) * X^T"
     );
     assert_eq!(gradient("x : n; logsumexp(x)", "x"), "softmax(x)");
+}
+
+/// The gradient of `sum(X)` is the ones matrix of X's shape, printed with
+/// its sizes (numbers, declared names, or the `d0, d1, …` inference gives
+/// an undeclared variable; `ones(n)` for a column); where a size is a
+/// member of a family (`d[j]`) it stays `X .^ 0`. The printed forms parse
+/// back and are sized by the instance where they are evaluated (the
+/// finite-difference cases above).
+#[test]
+fn ones_matrices_print_with_their_sizes() {
+    assert_eq!(gradient("X : m x n; sum(X)", "X"), "ones(m, n)");
+    assert_eq!(gradient("X : 3 x 4; sum(X)", "X"), "ones(3, 4)");
+    assert_eq!(gradient("x : n; sum(x)", "x"), "ones(n)");
+    assert_eq!(gradient("r : 1 x n; sum(r)", "r"), "ones(1, n)");
+    assert_eq!(gradient("sum(A * B)", "A"), "ones(d0, d2) * B^T");
+    assert_eq!(gradient("X : 3 x 4; W : 4 x n; sum(X * W)", "W"), "X^T * ones(3, n)");
+    assert_eq!(gradient("X : m x n; 2 * sum(X)", "X"), "2 * ones(m, n)");
+    // The ones folds away where it multiplies entrywise.
+    assert_eq!(gradient("X : m x n; sum(X .^ 2)", "X"), "2 * X");
+    let chain = parse_program("W[i] : d[i-1] x d[i]; sum(prod(W[i], i=1..n))").unwrap();
+    let options = matdiff::DeriveOptions { wrt: vec![parse_var("W[2]").unwrap()], ..Default::default() };
+    let d = matdiff::derive(&chain, &options).unwrap();
+    assert_eq!(d.gradients[0].expr.to_string(), "W[1]^T * prod(W[i], i=1..n) .^ 0 * prod(W[i], i=3..n)^T");
+    // A claim in either spelling is the gradient; a ones of the wrong shape is not.
+    let program = parse_program("X : m x n; sum(X)").unwrap();
+    for (claim, want) in
+        [("ones(m, n)", true), ("X .^ 0", true), ("ones(m) * ones(1, n)", true), ("2 * ones(m, n)", false)]
+    {
+        let v = verify(&program, &parse_var("X").unwrap(), claim, &Default::default()).unwrap();
+        assert_eq!(v.equivalent(), want, "d/dX claimed {claim}: {}", v.detail);
+    }
+}
+
+/// A sum whose simplified form would begin with a negated term begins with
+/// a positive one, in text and in LaTeX.
+#[test]
+fn sums_begin_with_a_positive_term() {
+    let logistic = "X : m x d; w : d; y : m; -sum(y .* log(sigmoid(X*w)) + (1 - y) .* log(1 - sigmoid(X*w)))";
+    assert_eq!(gradient(logistic, "y"), "log(1 - sigmoid(X * w)) - log(sigmoid(X * w))");
+    assert_eq!(gradient("P : 3x3; C : 3x3; -logdet(P) + tr(P*C)", "P"), "C^T - P^T^-1");
+    assert_eq!(gradient("a : n; b : n; c : n; sum(-a + b + c) ", "a"), "-ones(n)");
+    let program = parse_program("P : 3x3; C : 3x3; -logdet(P) + tr(P*C)").unwrap();
+    let d = matdiff::derive(&program, &Default::default()).unwrap();
+    let latex = matdiff::syntax::to_latex(&d.gradients[0].expr);
+    assert!(latex.starts_with("C^{\\top} - "), "{latex}");
 }
 
 /// Broadcasting is decided only on known dimensions: a column against a

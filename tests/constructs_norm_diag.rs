@@ -49,7 +49,7 @@ fn textbook_forms() {
         ("x : 1x3; A : 3x3; tr(A*diag(x))", "x", "diag(A)^T"),
         ("x : n; A : n x n; B : n x n; tr(A*B*diag(x))", "x", "diag(A * B)"),
         ("X : n x n; y : n; y^T * diag(X)", "X", "diag(y)"),
-        ("x : n; tr(diag(x))", "x", "x .^ 0"),
+        ("x : n; tr(diag(x))", "x", "ones(n)"),
         ("x : n; s : scalar; s * tr(diag(x))", "s", "sum(x)"),
         ("x : n; y : n; y^T * diag(diag(x))", "x", "y"),
         ("x : n; A : m x n; y : m; norm1(A*x - y)", "x", "A^T * sign(A * x - y)"),

@@ -78,6 +78,14 @@ fn every_model_prints_its_textbook_gradient() {
             assert_eq!(code, 0, "{file}: d/d{wrt} is not {formula}:\n{out}{err}");
             let verdict: serde_json::Value = serde_json::from_str(&out).unwrap();
             assert_eq!(verdict["outcome"], "equivalent", "{file}: d/d{wrt}: {verdict}");
+            // Its mutants are not: negated, or scaled by 2.
+            for mutant in [format!("-({formula})"), format!("2 * ({formula})")] {
+                let (code, out, err) =
+                    run(&["verify", "-f", file, "--wrt", &wrt, "--claim", &mutant, "--json"]);
+                assert_eq!(code, 1, "{file}: d/d{wrt} is not {mutant}:\n{out}{err}");
+                let verdict: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(verdict["outcome"], "not equivalent", "{file}: d/d{wrt} = {mutant}: {verdict}");
+            }
             let printed = doc["gradients"]
                 .as_array()
                 .unwrap()

@@ -102,7 +102,7 @@ pub enum Command {
         /// Name of the upstream gradient dL/dZ of a matrix-valued expression.
         #[arg(long, value_parser = Utf8(StringValueParser::new()))]
         upstream: Option<String>,
-        /// The domain of a variable's values, e.g. X=positive (positive, negative, nonzero, spd).
+        /// The domain of a variable's values, e.g. X=positive (positive, negative, nonzero, spd, onehot).
         #[arg(long, value_parser = Utf8(parse_domain))]
         domain: Vec<(String, DomainSpec)>,
         /// Print JSON instead of text.
@@ -127,7 +127,7 @@ pub enum Command {
         /// Sizes of symbolic dimensions, e.g. d0=3,n=5 (others are random, 2..5).
         #[arg(long, value_parser = Utf8(parse_dims))]
         dims: Option<HashMap<String, usize>>,
-        /// The domain of a variable's values, e.g. X=positive (positive, negative, nonzero, spd).
+        /// The domain of a variable's values, e.g. X=positive (positive, negative, nonzero, spd, onehot).
         #[arg(long, value_parser = Utf8(parse_domain))]
         domain: Vec<(String, DomainSpec)>,
         /// Seed of the random sizes and matrices.

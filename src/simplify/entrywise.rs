@@ -54,27 +54,40 @@ fn changed(e: &Expr, typer: &mut Typer) -> Option<Expr> {
 /// `±P * R1 ± P * R2 …` (one left factor P, entrywise Rs) as
 /// `P * (±R1 ± R2 …)` collected, where that cancels and is smaller: the
 /// gradient of a loss through `X * w` is `X^T` times one such sum per term.
+/// Likewise a common right factor: `±R1 * w^T ± R2 * w^T` is
+/// `(±R1 ± R2 …) * w^T` (the gradient of the matrix in `X * w`).
 fn collect_factored(e: &Expr, typer: &mut Typer) -> Option<Expr> {
+    collect_factored_on(e, typer, true).or_else(|| collect_factored_on(e, typer, false))
+}
+
+/// [`collect_factored`] with the common factor on the left (`left`) or right.
+fn collect_factored_on(e: &Expr, typer: &mut Typer, left: bool) -> Option<Expr> {
     let size = e.size_within(MAX_REGION_NODES)?;
     let terms = e.sum_terms_through_neg();
     if terms.len() < 2 {
         return None;
     }
-    let mut left: Option<&Expr> = None;
+    let mut common: Option<Expr> = None;
     let mut inner: Option<Expr> = None;
     for (negative, term) in terms {
-        let factors = term.factors();
-        let (first, rest) = factors.split_first()?;
-        // Tidy writes -(P * R) as (-P) * R.
-        let (negative, first) = match &first.kind {
-            ExprKind::Neg(p) => (!negative, &**p),
-            _ => (negative, *first),
-        };
-        if rest.is_empty() || left.is_some_and(|l| l != first) {
+        let mut factors: Vec<Expr> = term.factors().into_iter().cloned().collect();
+        if factors.len() < 2 {
             return None;
         }
-        left = Some(first);
-        let rest = Expr::product_of(rest.iter().map(|f| (*f).clone()))?;
+        // Tidy writes -(P * R) as (-P) * R.
+        let negative = match &factors[0].kind {
+            ExprKind::Neg(p) => {
+                factors[0] = (**p).clone();
+                !negative
+            }
+            _ => negative,
+        };
+        let shared = if left { factors.remove(0) } else { factors.pop()? };
+        if common.as_ref().is_some_and(|c| *c != shared) {
+            return None;
+        }
+        common = Some(shared);
+        let rest = Expr::product_of(factors)?;
         inner = Some(match (inner, negative) {
             (None, false) => rest,
             (None, true) => Expr::negate(rest),
@@ -83,7 +96,7 @@ fn collect_factored(e: &Expr, typer: &mut Typer) -> Option<Expr> {
         });
     }
     let collected = collect_region(&inner?, typer)?;
-    let out = Expr::product(left?.clone(), collected);
+    let out = if left { Expr::product(common?, collected) } else { Expr::product(collected, common?) };
     out.size_within(size - 1).map(|_| out)
 }
 
@@ -366,6 +379,21 @@ mod tests {
         assert_eq!(
             collected(p, "-X^T * (y - sigmoid(X*w) .* y) + X^T * (sigmoid(X*w) - sigmoid(X*w) .* y)"),
             "X^T * (sigmoid(X * w) - y)"
+        );
+    }
+
+    #[test]
+    fn a_common_right_factor_is_taken_out_to_collect() {
+        let p = "X : 4x5; y : 4; w : 5";
+        assert_eq!(
+            collected(p, "-(y - sigmoid(X*w) .* y) * w^T - (sigmoid(X*w) .* y - sigmoid(X*w)) * w^T"),
+            "(sigmoid(X * w) - y) * w^T"
+        );
+        // Different right factors: nothing is taken out.
+        let p = "X : 4x5; y : 4; w : 5; v : 5";
+        assert_eq!(
+            collected(p, "-(y - sigmoid(X*w) .* y) * w^T - (sigmoid(X*w) .* y - sigmoid(X*w)) * v^T"),
+            "-(y - sigmoid(X * w) .* y) * w^T - (sigmoid(X * w) .* y - sigmoid(X * w)) * v^T"
         );
     }
 

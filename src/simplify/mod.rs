@@ -133,6 +133,64 @@ impl Simplifier {
         self
     }
 
+    /// The simplifier, knowing what the domains of `program`'s variables
+    /// tell the algebra: an `spd` variable is symmetric
+    /// ([`Simplifier::with_symmetric`]), every column of a `onehot` one sums
+    /// to 1 ([`Simplifier::with_stochastic`]). A domain in `given` (`verify
+    /// --domain`) stands over the variable's declared one; one given for a
+    /// single member of a family (`W[2]`) tells nothing of the others, and
+    /// is left out.
+    ///
+    /// ```
+    /// use matdiff::{shape, simplify::Simplifier, syntax};
+    /// let p = syntax::parse_program("S : 3x3 spd; x : 3; x^T*S*x").unwrap();
+    /// let t = shape::infer(&p).unwrap();
+    /// let claim = syntax::parse_expr("(S + S^T) * x").unwrap();
+    /// let mut s = Simplifier::default().with_domains(&p, &Default::default());
+    /// let out = s.simplify(&claim, &mut t.typer().clone(), None).unwrap();
+    /// assert_eq!(out.expr.to_string(), "2 * S * x");
+    /// ```
+    pub fn with_domains(
+        self,
+        program: &crate::syntax::Program,
+        given: &std::collections::BTreeMap<VarName, crate::syntax::DomainSpec>,
+    ) -> Simplifier {
+        use crate::syntax::DomainSpec;
+        // (name, whether a family's) -> its domain, the given over the declared.
+        let mut domains: std::collections::BTreeMap<(String, bool), DomainSpec> = program
+            .declarations
+            .iter()
+            .filter_map(|d| Some(((d.name.clone(), d.binder.is_some()), d.domain?)))
+            .collect();
+        for (v, domain) in given {
+            let family = match &v.index {
+                None => false,
+                Some(i) if i.as_constant().is_none() => true,
+                Some(_) => continue,
+            };
+            domains.insert((v.name.clone(), family), *domain);
+        }
+        let with =
+            |want: DomainSpec| domains.iter().filter(move |(_, d)| **d == want).map(|(k, _)| k.clone());
+        let symmetric = Symmetric::from_names(with(DomainSpec::Spd));
+        let stochastic: Vec<String> = with(DomainSpec::OneHot).map(|(name, _)| name).collect();
+        self.with_symmetric(symmetric).with_stochastic(stochastic)
+    }
+
+    /// Whether the e-graph proves `a = b`, as [`equivalent`], knowing what
+    /// this simplifier knows of the variables (their domains).
+    pub fn equivalent(
+        &mut self,
+        a: &Expr,
+        b: &Expr,
+        typer: &Typer,
+        expect: Option<&Shape>,
+    ) -> Result<Option<bool>> {
+        let mut typer = typer.clone();
+        let (ta, tb) = (self.tidy(a, &mut typer)?, self.tidy(b, &mut typer)?);
+        equivalent_tidied(&ta, &tb, &typer, expect)
+    }
+
     /// See [`simplify`]; `typer` comes back as it was.
     pub fn simplify(&mut self, e: &Expr, typer: &mut Typer, expect: Option<&Shape>) -> Result<Simplified> {
         let tidied = self.tidy(e, typer)?;
@@ -273,12 +331,16 @@ fn simplify_tidied(
 /// Whether the e-graph proves `a = b` (both of shape `expect`, when given):
 /// `Some(true)` when they end in one class, `None` when it cannot tell.
 pub fn equivalent(a: &Expr, b: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Option<bool>> {
-    let (ta, tb) = (tidy(a, typer)?, tidy(b, typer)?);
+    Simplifier::default().equivalent(a, b, typer, expect)
+}
+
+/// [`equivalent`] of two tidy forms.
+fn equivalent_tidied(ta: &Expr, tb: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Option<bool>> {
     if ta.size() + tb.size() > MAX_INPUT_NODES {
         return Ok(None);
     }
     let mut converter = Converter::new(typer);
-    let (ra, rb) = (converter.build(&ta, expect)?, converter.build(&tb, expect)?);
+    let (ra, rb) = (converter.build(ta, expect)?, converter.build(tb, expect)?);
     let runner = runner(converter.shapes(), TIME_LIMIT).with_expr(&ra).with_expr(&rb).run(rewrites());
     if let Some(conflict) = &runner.egraph.analysis.conflict {
         return Err(Error::new(ErrorKind::Internal, format!("comparing `{ta}` and `{tb}`: {conflict}")));

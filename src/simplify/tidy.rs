@@ -77,6 +77,11 @@ impl Symmetric {
         )
     }
 
+    /// The variables named, each with whether the name is a family's.
+    pub(super) fn from_names(names: impl IntoIterator<Item = (String, bool)>) -> Symmetric {
+        Symmetric(names.into_iter().collect())
+    }
+
     /// Whether `v` is its own transpose.
     pub fn contains(&self, v: &VarName) -> bool {
         !self.0.is_empty() && self.0.contains(&(v.name.clone(), v.index.is_some()))
@@ -416,6 +421,15 @@ impl Tidier<'_> {
         }
         let (sum, sa) = self.norm(a, false)?;
         let s = self.shape(e, &[sa])?;
+        if *p == 0.0 && !self.typer.is_scalar(s) {
+            // X .^ 0 is the ones matrix of X's shape, written `ones(m, n)`
+            // where its sizes have names (the derivative of `sum(X)`).
+            let shape = self.typer.resolve(s);
+            if let (Some(r), Some(c)) = (dim_spec(&shape.rows), dim_spec(&shape.cols)) {
+                let (r, c) = if t { (c, r) } else { (r, c) };
+                return Ok((vec![Monomial::leaf(Expr::ones(r, c), false)], s));
+            }
+        }
         Ok((vec![self.leaf(Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p)), s, t)], s))
     }
 
@@ -504,14 +518,17 @@ impl Tidier<'_> {
     }
 }
 
-/// A dimension as written in `ones(…)`, when it can be.
+/// A dimension as written in `ones(…)`, when it can be: a number or a
+/// name. A member of a family of sizes (`d[j]`) is not: the formulas of a
+/// chain are instantiated member by member, and a `ones(d[0], d[n])` would
+/// keep its sizes unbound.
 fn dim_spec(d: &crate::shape::Dim) -> Option<crate::syntax::DimSpec> {
     use crate::shape::Dim;
     use crate::syntax::DimSpec;
     match d {
         Dim::Const(n) => Some(DimSpec::Const(*n)),
         Dim::Symbol(s) => Some(DimSpec::Symbol(s.clone())),
-        _ => None,
+        Dim::Indexed(..) | Dim::Unknown(_) => None,
     }
 }
 
@@ -734,12 +751,21 @@ fn collect_like_terms(sum: Sum) -> Sum {
 }
 
 /// A sum as `t1 + t2 - t3`; a leading minus goes on the first factor. A sum
-/// whose terms all cancel is `0 * t1`, which keeps t1's shape.
+/// whose terms all cancel is `0 * t1`, which keeps t1's shape. A sum that
+/// would begin with a negated term begins with its first positive one
+/// (`S - Y`, not `-Y + S`).
 fn build_sum(sum: Sum) -> Expr {
     let mut out: Option<Expr> = None;
     let sum = if sum.len() > 1 { collect_like_terms(sum) } else { sum };
     let zero = sum.first().map(|t| Monomial { coeff: 0.0, ..t.clone() });
-    for term in sum.into_iter().filter(Monomial::kept) {
+    let mut kept: Vec<Monomial> = sum.into_iter().filter(Monomial::kept).collect();
+    if kept.first().is_some_and(|t| t.coeff < 0.0) {
+        if let Some(i) = kept.iter().position(|t| t.coeff > 0.0) {
+            let positive = kept.remove(i);
+            kept.insert(0, positive);
+        }
+    }
+    for term in kept {
         let (negative, e) = build_term(term);
         out = Some(match (out, negative) {
             (None, false) => e,

@@ -25,13 +25,31 @@ def load(path):
 
 
 def symmetric(case):
-    """Per argument, whether it is drawn symmetric (declared sym or spd): the derivation
-    uses the symmetry, so second derivatives agree along symmetric directions only."""
+    """Per argument, what the derivation may use of it: "sym" where it is drawn symmetric
+    (declared sym or spd), "onehot" where its columns are one-hot (declared onehot: each
+    sums to 1), else None. Second derivatives agree along the directions that keep that
+    only: symmetric ones, or ones that keep every column's sum."""
     out = []
     for i in case["args"]:
         a = np.array(case["arrays"][i])
-        out.append(a.shape[0] == a.shape[1] > 1 and np.array_equal(a, a.T))
+        if a.ndim == 2 and a.shape[0] == a.shape[1] > 1 and np.array_equal(a, a.T):
+            out.append("sym")
+        elif a.ndim == 2 and a.shape[0] > 1 and np.isin(a, (0.0, 1.0)).all() and (a.sum(axis=0) == 1).all():
+            out.append("onehot")
+        else:
+            out.append(None)
     return out
+
+
+def along(g, kind):
+    """The part of a gradient `g` (torch or jax) along the directions `kind` keeps."""
+    if g is None or kind is None:
+        return g
+    if kind == "sym":
+        return (g + g.mT) / 2
+    torch_tensor = type(g).__module__.startswith("torch")
+    columns = g.sum(-2, keepdim=True) if torch_tensor else g.sum(axis=-2, keepdims=True)
+    return g - columns / g.shape[-2]
 
 
 def listed(x):
@@ -117,9 +135,8 @@ def run_torch(case, dtype):
 
         def same(ours, reference):
             zero = lambda g: g is None or not g.any()
-            sym = lambda g, s: (g + g.mT) / 2 if s and g is not None else g
             return all(
-                (zero(a) and zero(b)) or (a is not None and b is not None and torch.allclose(sym(a, s), sym(b, s), rtol=1e-8, atol=1e-10))
+                (zero(a) and zero(b)) or (a is not None and b is not None and torch.allclose(along(a, s), along(b, s), rtol=1e-8, atol=1e-10))
                 for a, b, s in zip(ours, reference, symmetric(case))
             )
 
@@ -178,9 +195,8 @@ def run_jax(case, dtype):
 
             return jax.grad(p, argnums=tuple(range(len(args))))(*args)
 
-        sym = lambda g, s: (g + g.mT) / 2 if s else g
         out["penalty"] = all(
-            bool(np.allclose(sym(a, s), sym(b, s), rtol=1e-8, atol=1e-10))
+            bool(np.allclose(along(a, s), along(b, s), rtol=1e-8, atol=1e-10))
             for a, b, s in zip(penalty(f), penalty(lambda *a: plain(*a)[0]), symmetric(case))
         )
         if case.get("jax_mutant"):
