@@ -336,6 +336,7 @@ pub(super) fn entrywise(op: BinOp) -> fn(f64, f64) -> f64 {
         BinOp::HadamardDiv | BinOp::Div => |a, b| a / b,
         BinOp::Max => |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) },
         BinOp::Min => |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) },
+        BinOp::Power => f64::powf,
     }
 }
 
@@ -392,6 +393,8 @@ fn binary(op: BinOp, a: Value, b: Value, e: &Expr) -> Result<Value> {
                 x - i
             }
         }
+        // The exponent is a scalar: c I of size 1 is c.
+        (BinOp::Power, M(x), Id(c)) => x.map(|v| v.powf(c)),
         // Elsewhere I takes the size of the other side.
         (op, Id(c), M(x)) if x.is_square() => {
             return binary(op, M(Matrix::identity(x.nrows(), x.nrows()) * c), M(x), e)

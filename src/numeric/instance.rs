@@ -377,6 +377,9 @@ fn trouble(e: &Expr, env: &Env, scale: f64) -> Option<String> {
             ExprKind::HadamardPower(x, p) if p.fract() != 0.0 || *p < 0.0 => {
                 near_zero(x, "a fractional power")
             }
+            ExprKind::Binary { op: BinOp::Power, lhs, .. } => {
+                near_zero(lhs, "a power by a scalar expression")
+            }
             ExprKind::Call(f @ (Func::Relu | Func::Abs | Func::Sign | Func::Step), x) => kink(x, f.name()),
             ExprKind::Binary { op: op @ (BinOp::Max | BinOp::Min), lhs, rhs, .. } => {
                 kink(&Expr::minus(lhs.clone(), rhs.clone()), op.symbol())

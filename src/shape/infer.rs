@@ -503,6 +503,25 @@ impl Typer {
                         }
                         a
                     }
+                    BinOp::Power => {
+                        let one = self.scalar();
+                        if !(self.unify(b.rows, one.rows) && self.unify(b.cols, one.cols)) {
+                            let x = operand(rhs);
+                            return Err(Error::new(
+                                ErrorKind::Shape,
+                                format!(
+                                    "the exponent of `.^` must be a scalar, but `{}` is {}",
+                                    brief(rhs),
+                                    self.resolve(b)
+                                ),
+                            )
+                            .label(rhs.span, format!("{} exponent", self.resolve(b)))
+                            .note(format!(
+                                "`X .^ p` raises every entry to one scalar p: declare `{x} : scalar`, or reduce it (`sum({x})`); for a power entry by entry write `exp({x} .* log(X))`"
+                            )));
+                        }
+                        a
+                    }
                     BinOp::Add | BinOp::Sub | BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Max | BinOp::Min => {
                         if let Some(s) = self.broadcast(e, a, b) {
                             return Ok(s);
