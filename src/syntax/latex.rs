@@ -132,9 +132,9 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 if super::printer::exponent_bare(rhs) {
                     write(out, rhs, Prec::Loosest);
                 } else {
-                    out.push('(');
+                    out.push_str("\\left(");
                     write(out, rhs, Prec::Loosest);
-                    out.push(')');
+                    out.push_str("\\right)");
                 }
                 out.push('}');
             }
