@@ -70,33 +70,27 @@ fn printed_gradients_reparse() {
     }
 }
 
-fn gradient(src: &str, wrt: &str) -> String {
-    let program = parse_program(src).unwrap();
-    let d = matdiff::derive(&program, &Default::default()).unwrap();
-    d.gradients.iter().find(|g| g.wrt.to_string() == wrt).unwrap().expr.to_string()
-}
-
 /// The textbook forms: the bias sums the upstream over the batch, and
 /// softmax regression with one-hot labels is (softmax(Z) - Y) X^T.
 #[test]
 fn textbook_forms() {
     let layer = "W : n x d; X : d x B; b : n; W*X + b";
-    assert_eq!(gradient(layer, "b"), "sum(G, 2)");
-    assert_eq!(gradient(layer, "W"), "G * X^T");
+    assert_eq!(common::gradient_text(layer, "b"), "sum(G, 2)");
+    assert_eq!(common::gradient_text(layer, "W"), "G * X^T");
     let row = "X : m x B; r : 1 x B; X + r";
-    assert_eq!(gradient(row, "r"), "sum(G, 1)");
+    assert_eq!(common::gradient_text(row, "r"), "sum(G, 1)");
     let softmax = "W : k x d; X : d x B; b : k; Y : k x B onehot; -sum(Y .* log(softmax(W*X + b)))";
-    assert_eq!(gradient(softmax, "W"), "(softmax(W * X + b * ones(1, B)) - Y) * X^T");
-    assert_eq!(gradient(softmax, "X"), "W^T * (softmax(W * X + b * ones(1, B)) - Y)");
-    assert_eq!(gradient(softmax, "b"), "sum(softmax(W * X + b * ones(1, B)) - Y, 2)");
+    assert_eq!(common::gradient_text(softmax, "W"), "(softmax(W * X + b * ones(1, B)) - Y) * X^T");
+    assert_eq!(common::gradient_text(softmax, "X"), "W^T * (softmax(W * X + b * ones(1, B)) - Y)");
+    assert_eq!(common::gradient_text(softmax, "b"), "sum(softmax(W * X + b * ones(1, B)) - Y, 2)");
     // Without the declaration each column of Y may sum to anything: each
     // column of softmax(Z) is scaled by that column's sum of Y.
     let general = "W : k x d; X : d x B; b : k; Y : k x B; -sum(Y .* log(softmax(W*X + b)))";
     assert_eq!(
-        gradient(general, "W"),
+        common::gradient_text(general, "W"),
         "(softmax(W * X + b * ones(1, B)) .* (ones(k) * sum(Y, 1)) - Y) * X^T"
     );
-    assert_eq!(gradient("x : n; logsumexp(x)", "x"), "softmax(x)");
+    assert_eq!(common::gradient_text("x : n; logsumexp(x)", "x"), "softmax(x)");
 }
 
 /// The gradient of `sum(X)` is the ones matrix of X's shape, printed with
@@ -107,15 +101,15 @@ fn textbook_forms() {
 /// finite-difference cases above).
 #[test]
 fn ones_matrices_print_with_their_sizes() {
-    assert_eq!(gradient("X : m x n; sum(X)", "X"), "ones(m, n)");
-    assert_eq!(gradient("X : 3 x 4; sum(X)", "X"), "ones(3, 4)");
-    assert_eq!(gradient("x : n; sum(x)", "x"), "ones(n)");
-    assert_eq!(gradient("r : 1 x n; sum(r)", "r"), "ones(1, n)");
-    assert_eq!(gradient("sum(A * B)", "A"), "ones(d0, d2) * B^T");
-    assert_eq!(gradient("X : 3 x 4; W : 4 x n; sum(X * W)", "W"), "X^T * ones(3, n)");
-    assert_eq!(gradient("X : m x n; 2 * sum(X)", "X"), "2 * ones(m, n)");
+    assert_eq!(common::gradient_text("X : m x n; sum(X)", "X"), "ones(m, n)");
+    assert_eq!(common::gradient_text("X : 3 x 4; sum(X)", "X"), "ones(3, 4)");
+    assert_eq!(common::gradient_text("x : n; sum(x)", "x"), "ones(n)");
+    assert_eq!(common::gradient_text("r : 1 x n; sum(r)", "r"), "ones(1, n)");
+    assert_eq!(common::gradient_text("sum(A * B)", "A"), "ones(d0, d2) * B^T");
+    assert_eq!(common::gradient_text("X : 3 x 4; W : 4 x n; sum(X * W)", "W"), "X^T * ones(3, n)");
+    assert_eq!(common::gradient_text("X : m x n; 2 * sum(X)", "X"), "2 * ones(m, n)");
     // The ones folds away where it multiplies entrywise.
-    assert_eq!(gradient("X : m x n; sum(X .^ 2)", "X"), "2 * X");
+    assert_eq!(common::gradient_text("X : m x n; sum(X .^ 2)", "X"), "2 * X");
     let chain = parse_program("W[i] : d[i-1] x d[i]; sum(prod(W[i], i=1..n))").unwrap();
     let options = matdiff::DeriveOptions { wrt: vec![parse_var("W[2]").unwrap()], ..Default::default() };
     let d = matdiff::derive(&chain, &options).unwrap();
@@ -135,9 +129,9 @@ fn ones_matrices_print_with_their_sizes() {
 #[test]
 fn sums_begin_with_a_positive_term() {
     let logistic = "X : m x d; w : d; y : m; -sum(y .* log(sigmoid(X*w)) + (1 - y) .* log(1 - sigmoid(X*w)))";
-    assert_eq!(gradient(logistic, "y"), "log(1 - sigmoid(X * w)) - log(sigmoid(X * w))");
-    assert_eq!(gradient("P : 3x3; C : 3x3; -logdet(P) + tr(P*C)", "P"), "C^T - P^T^-1");
-    assert_eq!(gradient("a : n; b : n; c : n; sum(-a + b + c) ", "a"), "-ones(n)");
+    assert_eq!(common::gradient_text(logistic, "y"), "log(1 - sigmoid(X * w)) - log(sigmoid(X * w))");
+    assert_eq!(common::gradient_text("P : 3x3; C : 3x3; -logdet(P) + tr(P*C)", "P"), "C^T - P^T^-1");
+    assert_eq!(common::gradient_text("a : n; b : n; c : n; sum(-a + b + c) ", "a"), "-ones(n)");
     let program = parse_program("P : 3x3; C : 3x3; -logdet(P) + tr(P*C)").unwrap();
     let d = matdiff::derive(&program, &Default::default()).unwrap();
     let latex = matdiff::syntax::to_latex(&d.gradients[0].expr);

@@ -207,6 +207,10 @@ const PROGRAMS: &[&str] = &[
     "W : 3x4; x : 4; z = W*x; sum(softplus(z) + arctan(z) + sinh(z) .* cosh(z) + log1p(z .^ 2) + tan(z / 8) + arcsin(z / 8) .* arccos(z / 8))",
     "W : 3x4; X : 4x5; sum(softmax(W*X) .* log(softmax(W*X))) + sum(logsumexp(W*X))",
     "x : 3; A : 3x3; sum(diag(x) * A) + sum(diag(A) .* x) + sum(A, 1) * x + sum(sum(A, 2))",
+    "X : 3x4; p : scalar; q : scalar; sum(X .^ p) + sum(log(X) .* X .^ (2*q - p))",
+    "W : 2x3; X : 3x4; mean(tanh(W*X)) + sum(mean(X, 1) .^ 2) + sum(exp(mean(X .* X, 2)))",
+    "X : m x n; p : scalar; mean(X .^ p, 2)",
+    "X : m x n; w : n; mean(X) * w + mean(X, 1)^T",
 ];
 
 #[test]
@@ -444,7 +448,7 @@ fn loop_case(dir: &Path, k: usize, src: &str, n: u64) -> Result<Case, String> {
     let plan = compile(&d, &options).map_err(|e| format!("{e:?}"))?;
     let mut draw = Draw(0x9e37_79b9_7f4a_7c15 ^ ((k as u64 + 1) * 0x1000_0001));
     let mut sizes: HashMap<String, usize> = HashMap::new();
-    let mut env = Env { vars: HashMap::new(), indices: vec![("n".into(), n as i64)] };
+    let mut env = Env { vars: HashMap::new(), indices: vec![("n".into(), n as i64)], ..Env::default() };
     for i in &plan.inputs {
         let mut size = |dim: &matdiff::shape::Dim| match dim {
             matdiff::shape::Dim::Const(c) => *c as usize,

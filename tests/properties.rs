@@ -65,6 +65,7 @@ fn any_expr() -> impl Strategy<Value = Expr> {
         BinOp::Div,
         BinOp::Max,
         BinOp::Min,
+        BinOp::Power,
     ];
     leaf().prop_recursive(6, 80, 2, move |inner| {
         prop_oneof![

@@ -79,6 +79,8 @@ pub enum Rule {
     HadamardDiv,
     /// d(X .^ p) = p X .^ (p-1) ⊙ dX.
     HadamardPower,
+    /// d(X .^ p) = p X .^ (p-1) ⊙ dX + X .^ p ⊙ log(X) dp, p a scalar expression.
+    ScalarPower,
     /// d(X / s) = dX / s - X ds / s².
     Division,
     /// d f(U) = f′(U) ⊙ dU, then tr(Aᵀ(B ⊙ C)) = tr((A ⊙ B)ᵀ C).
@@ -126,6 +128,7 @@ impl Rule {
             Rule::Hadamard => "d(X .* Y) = dX .* Y + X .* dY",
             Rule::HadamardDiv => "d(X ./ Y) = dX ./ Y - X .* dY ./ Y .^ 2",
             Rule::HadamardPower => "d(X .^ p) = p X .^ (p-1) .* dX",
+            Rule::ScalarPower => "d(X .^ p) = p X .^ (p-1) .* dX + X .^ p .* log(X) dp   (X > 0 where p varies)",
             Rule::Division => "d(X / s) = dX / s - X ds / s^2",
             Rule::Max => {
                 "d max(X, Y) = (1 - step(Y - X)) .* dX + step(Y - X) .* dY   (the larger side; a tie, a kink, to X, or to Y if Y is a constant)"
@@ -213,6 +216,9 @@ impl Rule {
                 r"\mathrm{d}(X \oslash Y) = \mathrm{d}X \oslash Y - X \odot \mathrm{d}Y \oslash Y^{\circ 2}"
             }
             Rule::HadamardPower => r"\mathrm{d}(X^{\circ p}) = p\, X^{\circ (p-1)} \odot \mathrm{d}X",
+            Rule::ScalarPower => {
+                r"\mathrm{d}(X^{\circ p}) = p\, X^{\circ (p-1)} \odot \mathrm{d}X + X^{\circ p} \odot \log(X)\, \mathrm{d}p \text{ (} X > 0 \text{ where } p \text{ varies)}"
+            }
             Rule::Division => r"\mathrm{d}(X / s) = \mathrm{d}X / s - X\, \mathrm{d}s / s^2",
             Rule::Max => {
                 r"\mathrm{d}\max(X, Y) = (1 - \operatorname{step}(Y - X)) \odot \mathrm{d}X + \operatorname{step}(Y - X) \odot \mathrm{d}Y \text{ (the larger side; a tie, a kink, to } X\text{, or to } Y \text{ if } Y \text{ is a constant)}"
@@ -805,6 +811,10 @@ impl<'t, 'p> Walk<'t, 'p> {
                             (rule, r, rules::extremum(a, r, l, wins, rt, broadcast(r))),
                         ]
                     }
+                    BinOp::Power => vec![
+                        (Rule::ScalarPower, l, rules::power_base(a, l, r)),
+                        (Rule::ScalarPower, r, rules::power_exponent(a, e, l, !scalar(e))),
+                    ],
                     BinOp::Add | BinOp::Sub | BinOp::Mul => unreachable!("handled above"),
                 }
             }

@@ -158,6 +158,25 @@ pub(super) fn hadamard_power(a: &Expr, x: &Expr, p: f64, p_minus_one: f64) -> Op
     Some(times(p, base))
 }
 
+/// X in X .^ p, p a scalar expression: A ⊙ (p X .^ (p − 1)).
+pub(super) fn power_base(a: &Expr, x: &Expr, p: &Expr) -> Expr {
+    let lowered = Expr::binary(BinOp::Power, x.clone(), Expr::minus(p.clone(), num(1.0)));
+    let derivative = Expr::product(p.clone(), lowered);
+    if a.kind == ExprKind::Num(1.0) {
+        derivative
+    } else {
+        hadamard(a.clone(), derivative)
+    }
+}
+
+/// p in X .^ p (the node `x_p`): sum(A ⊙ X .^ p ⊙ log(X)), the sum left
+/// out where X is a scalar.
+pub(super) fn power_exponent(a: &Expr, x_p: &Expr, x: &Expr, matrix: bool) -> Expr {
+    let derivative = hadamard(x_p.clone(), Expr::call(Func::Log, x.clone()));
+    let adj = if a.kind == ExprKind::Num(1.0) { derivative } else { hadamard(a.clone(), derivative) };
+    sum_if(matrix, adj)
+}
+
 /// X in det(X): a · det(X) · (X⁻¹)ᵀ.
 pub(super) fn det(a: &Expr, det_x: &Expr, x: &Expr) -> Expr {
     Expr::product(times_expr(a, det_x.clone()), Expr::transpose(power(x, -1)))

@@ -279,7 +279,7 @@ pub fn transpose_inward(x: &Expr) -> Option<Expr> {
             BinOp::Add | BinOp::Sub | BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Max | BinOp::Min => {
                 Expr::binary(*op, Expr::transpose((**lhs).clone()), Expr::transpose((**rhs).clone()))
             }
-            BinOp::Div => Expr::binary(*op, Expr::transpose((**lhs).clone()), (**rhs).clone()),
+            BinOp::Div | BinOp::Power => Expr::binary(*op, Expr::transpose((**lhs).clone()), (**rhs).clone()),
             BinOp::Mul => unreachable!("matched above"),
         },
         ExprKind::HadamardPower(y, p) => {

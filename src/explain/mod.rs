@@ -532,7 +532,7 @@ impl ShapeCheck {
     /// product-level operator (`A .* B`) beside other factors.
     fn bracketed(&self, e: &Expr) -> bool {
         self.factors.len() > 1
-            && matches!(&e.kind, ExprKind::Binary { op, .. } if !op.is_call() && *op != crate::syntax::BinOp::Mul)
+            && matches!(&e.kind, ExprKind::Binary { op, .. } if !op.is_call() && !matches!(op, crate::syntax::BinOp::Mul | crate::syntax::BinOp::Power))
     }
 
     /// The contracted dimensions as LaTeX math, the batch marked

@@ -209,7 +209,7 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
     let shapes: Vec<(VarName, usize, usize)> =
         env.vars.iter().map(|(v, m)| (v.clone(), m.nrows(), m.ncols())).collect();
     let indices: Vec<(String, i64)> = env.indices.clone();
-    let plan = instance_plan(derivation, &shapes, &indices)?;
+    let plan = instance_plan(derivation, &shapes, &indices, &env.sizes)?;
     let entries: u128 = derivation
         .gradients
         .iter()

@@ -497,6 +497,16 @@ impl Analysis<'_, '_> {
             ExprKind::Ones(_) => Signs::POS,
             ExprKind::Neg(a) => self.sign_of(a, failing).neg(),
             ExprKind::Transpose(a) => self.sign_of(a, failing),
+            // X .^ p for a varying p is X^p = exp(p log X): X must be positive.
+            ExprKind::Binary { op: BinOp::Power, lhs, rhs, .. } => {
+                self.sign_of(rhs, failing);
+                let s = self.need_positive(lhs, "a power by a scalar expression", failing);
+                if s.has(Signs::ZERO) {
+                    Signs::NONNEG
+                } else {
+                    Signs::POS
+                }
+            }
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 let (a, b) = (self.sign_of(lhs, failing), self.sign_of(rhs, failing));
                 let scales = self.typing.node_scales(lhs, rhs) == Some(true);
@@ -514,6 +524,7 @@ impl Analysis<'_, '_> {
                     BinOp::Mul => a.mul(b).many(),
                     BinOp::Max => a.max(b),
                     BinOp::Min => a.min(b),
+                    BinOp::Power => unreachable!("matched above"),
                 }
             }
             ExprKind::Power(a, k) => {
@@ -664,6 +675,7 @@ impl Analysis<'_, '_> {
                     BinOp::HadamardDiv | BinOp::Div => ALL,
                     BinOp::Max => (a.0.max(b.0), a.1.max(b.1)),
                     BinOp::Min => (a.0.min(b.0), a.1.min(b.1)),
+                    BinOp::Power => (0.0, f64::INFINITY),
                 }
             }
             ExprKind::Power(a, k) if scalar(a) => power_bounds(of(a), *k as f64),
@@ -828,6 +840,7 @@ impl Analysis<'_, '_> {
                 ExprKind::Binary { op: BinOp::HadamardDiv | BinOp::Div, rhs, .. } => Some(&**rhs),
                 ExprKind::Call(Func::Log | Func::Sqrt, x) => Some(&**x),
                 ExprKind::HadamardPower(x, p) if *p < 0.0 || p.fract() != 0.0 => Some(&**x),
+                ExprKind::Binary { op: BinOp::Power, lhs, .. } => Some(&**lhs),
                 ExprKind::Power(x, k) if *k < 0 && self.typing.node_is_scalar(x) == Some(true) => Some(&**x),
                 _ => None,
             };

@@ -23,6 +23,9 @@ pub struct Env {
     pub vars: HashMap<VarName, Matrix>,
     /// Values of free index symbols (`n`, `j`).
     pub indices: Vec<(String, i64)>,
+    /// Sizes of the named dimensions (`m`, `d[2]`): what sizes a `ones(m, n)`
+    /// that nothing beside it sizes (`x / sum(ones(m, n))`).
+    pub sizes: Vec<(String, usize)>,
 }
 
 /// Evaluates `e`. With the expected shape of the result given, every `I`
@@ -58,6 +61,9 @@ impl<'e> Evaluator<'e> {
     pub fn new(expr: &'e Expr, env: &Env, shape: Option<(usize, usize)>) -> Evaluator<'e> {
         // Named sizes of `ones(…)` are open: the variables' sizes decide them.
         let mut typer = Typer::new().with_open_ones();
+        for (name, n) in &env.sizes {
+            typer.size_open_name(name, *n as u64);
+        }
         for (v, m) in &env.vars {
             let shape = Shape::new(Dim::Const(m.nrows() as u64), Dim::Const(m.ncols() as u64));
             typer.insert_var(v.clone(), &shape);
@@ -336,6 +342,7 @@ pub(super) fn entrywise(op: BinOp) -> fn(f64, f64) -> f64 {
         BinOp::HadamardDiv | BinOp::Div => |a, b| a / b,
         BinOp::Max => |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) },
         BinOp::Min => |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) },
+        BinOp::Power => f64::powf,
     }
 }
 
@@ -392,6 +399,8 @@ fn binary(op: BinOp, a: Value, b: Value, e: &Expr) -> Result<Value> {
                 x - i
             }
         }
+        // The exponent is a scalar: c I of size 1 is c.
+        (BinOp::Power, M(x), Id(c)) => x.map(|v| v.powf(c)),
         // Elsewhere I takes the size of the other side.
         (op, Id(c), M(x)) if x.is_square() => {
             return binary(op, M(Matrix::identity(x.nrows(), x.nrows()) * c), M(x), e)

@@ -122,7 +122,8 @@ impl Instance {
             }
         }
         // What evaluating costs at these sizes, before anything is evaluated.
-        let plan = instance_plan(derivation, &shapes, &indices)?;
+        let named: Vec<(String, usize)> = sizes.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let plan = instance_plan(derivation, &shapes, &indices, &named)?;
         if let Some(madds) = plan.total.as_number().filter(|m| *m > MAX_EVALUATION_MADDS) {
             return Err(Error::new(
                 ErrorKind::Limit,
@@ -149,7 +150,7 @@ impl Instance {
             // that `(S + T)^-1` takes both signs. (A sum with a constant,
             // `I + S`, may be singular so: its redraw is not negated.)
             let negate_dominant = options.instance % 2 == 1 && (redraws - skipped).is_multiple_of(2);
-            let mut env = Env { indices: indices.clone(), ..Env::default() };
+            let mut env = Env { indices: indices.clone(), sizes: named.clone(), ..Env::default() };
             for (v, r, c) in &shapes {
                 let d = domain_of(&domains, v);
                 let mut m = d.draw(*r, *c, &mut rng);
@@ -222,11 +223,13 @@ const MIN_RELATIVE_MAGNITUDE: f64 = 1e-3;
 const KINK_MARGIN: f64 = 1e-2;
 
 /// The plan of a derivation at concrete sizes: index symbols bound, every
-/// variable (`shapes`: name, rows, columns) of its size.
+/// variable (`shapes`: name, rows, columns) of its size, every named
+/// dimension (`sizes`) of its number.
 pub fn instance_plan(
     derivation: &Derivation,
     shapes: &[(VarName, usize, usize)],
     indices: &[(String, i64)],
+    sizes: &[(String, usize)],
 ) -> Result<Plan> {
     let bind =
         |e: &Expr| indices.iter().try_fold(e.clone(), |e, (k, v)| e.subst_index(k, &Index::constant(*v)));
@@ -234,6 +237,9 @@ pub fn instance_plan(
     let mut typer = Typer::new();
     for (v, r, c) in shapes {
         typer.insert_var(v.clone(), &concrete(*r, *c));
+    }
+    for (name, n) in sizes {
+        typer.size_open_name(name, *n as u64);
     }
     // The value has the upstream gradient's shape, or is a scalar.
     let (r, c) =
@@ -376,6 +382,9 @@ fn trouble(e: &Expr, env: &Env, scale: f64) -> Option<String> {
             ExprKind::Binary { op: BinOp::HadamardDiv | BinOp::Div, rhs, .. } => near_zero(rhs, "a division"),
             ExprKind::HadamardPower(x, p) if p.fract() != 0.0 || *p < 0.0 => {
                 near_zero(x, "a fractional power")
+            }
+            ExprKind::Binary { op: BinOp::Power, lhs, .. } => {
+                near_zero(lhs, "a power by a scalar expression")
             }
             ExprKind::Call(f @ (Func::Relu | Func::Abs | Func::Sign | Func::Step), x) => kink(x, f.name()),
             ExprKind::Binary { op: op @ (BinOp::Max | BinOp::Min), lhs, rhs, .. } => {

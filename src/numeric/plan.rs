@@ -84,6 +84,10 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
             Op::Hadamard(a, b) => two(a, b, |x, y| x * y)?,
             Op::HadamardDiv(a, b) => two(a, b, |x, y| x / y)?,
             Op::Max(a, b) => two(a, b, entrywise(BinOp::Max))?,
+            Op::Power(a, b) => {
+                let p = scalar(&get(b))?;
+                get(a).map(|x| x.powf(p))
+            }
             Op::Min(a, b) => two(a, b, entrywise(BinOp::Min))?,
             Op::Div(a, b) => get(a) / scalar(&get(b))?,
             Op::Neg(a) => -get(a),

@@ -45,6 +45,8 @@ pub enum Op {
     HadamardDiv(Operand, Operand),
     /// The entrywise maximum.
     Max(Operand, Operand),
+    /// `a .^ b`, every entry of a to the 1×1 power b.
+    Power(Operand, Operand),
     /// The entrywise minimum.
     Min(Operand, Operand),
     /// An entrywise power.
@@ -76,6 +78,7 @@ impl Op {
             | Op::Hadamard(a, b)
             | Op::HadamardDiv(a, b)
             | Op::Max(a, b)
+            | Op::Power(a, b)
             | Op::Min(a, b)
             | Op::ScaleRows(a, b)
             | Op::ScaleCols(a, b)

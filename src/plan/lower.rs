@@ -60,6 +60,8 @@ pub enum Node {
     Max(Atom, Atom),
     Min(Atom, Atom),
     HadamardPower(Atom, u64),
+    /// `X .^ p` with a 1×1 value p: the base, then the exponent.
+    Power(Atom, Atom),
     /// Division by a 1×1 value.
     Div(Atom, Atom),
     Call(Func, Atom),
@@ -307,7 +309,7 @@ impl Lowering<'_> {
                     }
                     let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);
                     let (sa, sb) = (self.graph.shape(a), self.graph.shape(b));
-                    let shape = if sa.is_scalar() { sb } else { sa };
+                    let shape = if sa.is_scalar() && *op != BinOp::Power { sb } else { sa };
                     // Commutative: one order, so that A + B and B + A are one node.
                     let (x, y) = if (a.node, a.t) <= (b.node, b.t) { (a, b) } else { (b, a) };
                     let node = match op {
@@ -318,6 +320,7 @@ impl Lowering<'_> {
                         BinOp::Sub => Node::Sub(a, b),
                         BinOp::HadamardDiv => Node::HadamardDiv(a, b),
                         BinOp::Div => Node::Div(a, b),
+                        BinOp::Power => Node::Power(a, b),
                         BinOp::Mul => unreachable!("products are chains"),
                     };
                     self.graph.intern(node, shape)

@@ -36,6 +36,18 @@ impl Plan {
             Op::Hadamard(a, b) => format!("{} .* {}", t(a), t(b)),
             Op::HadamardDiv(a, b) => format!("{} ./ {}", t(a), t(b)),
             Op::Max(a, b) => format!("max({}, {})", t(a), t(b)),
+            Op::Power(a, b) => {
+                let p = t(b);
+                // A name stands bare; a literal or a transpose in brackets,
+                // so that `.^ 2` is not read as the literal power.
+                if p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && !p.starts_with(|c: char| c.is_ascii_digit())
+                {
+                    format!("{} .^ {p}", t(a))
+                } else {
+                    format!("{} .^ ({p})", t(a))
+                }
+            }
             Op::Min(a, b) => format!("min({}, {})", t(a), t(b)),
             Op::HadamardPower(a, p) => format!("{} .^ {}", t(a), format_number(*p)),
             Op::Div(a, b) => format!("{} / {}", t(a), t(b)),
@@ -86,6 +98,7 @@ impl Plan {
             Op::Hadamard(a, b) => Expr::binary(BinOp::Hadamard, e(a), e(b)),
             Op::HadamardDiv(a, b) => Expr::binary(BinOp::HadamardDiv, e(a), e(b)),
             Op::Max(a, b) => Expr::binary(BinOp::Max, e(a), e(b)),
+            Op::Power(a, b) => Expr::binary(BinOp::Power, e(a), e(b)),
             Op::Min(a, b) => Expr::binary(BinOp::Min, e(a), e(b)),
             Op::HadamardPower(a, p) => Expr::synthetic(ExprKind::HadamardPower(e(a).into(), *p)),
             Op::Div(a, b) => Expr::binary(BinOp::Div, e(a), e(b)),

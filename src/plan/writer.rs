@@ -117,6 +117,7 @@ impl<'a> Writer<'a> {
                     Node::Hadamard(x, y) => Op::Hadamard(a(self, x), a(self, y)),
                     Node::HadamardDiv(x, y) => Op::HadamardDiv(a(self, x), a(self, y)),
                     Node::Max(x, y) => Op::Max(a(self, x), a(self, y)),
+                    Node::Power(x, y) => Op::Power(a(self, x), a(self, y)),
                     Node::Min(x, y) => Op::Min(a(self, x), a(self, y)),
                     Node::HadamardPower(x, p) => Op::HadamardPower(a(self, x), f64::from_bits(*p)),
                     Node::Div(x, y) => Op::Div(a(self, x), a(self, y)),
@@ -238,6 +239,7 @@ pub(super) fn node_madds(graph: &Graph, n: NodeId) -> Option<[u32; 3]> {
         | Node::Hadamard(..)
         | Node::HadamardDiv(..)
         | Node::HadamardPower(..)
+        | Node::Power(..)
         | Node::ScaleRows(..)
         | Node::ScaleCols(..)
         | Node::Div(..) => Some([r, c, cost::NONE]),

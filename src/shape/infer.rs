@@ -66,6 +66,9 @@ pub struct Typer {
     /// Sizes of `ones(…)` given by name are open (the numeric evaluator,
     /// whose dimensions are numbers).
     open_ones: bool,
+    /// The open dimension each such name stands for: one per name, so that
+    /// `ones(m, n) / sum(ones(m, n))` sizes both ones alike.
+    open_names: FxHashMap<String, DimId>,
 }
 
 /// A broadcast operand of `+`, `-`, `.*` or `./`: which side, and along
@@ -112,6 +115,13 @@ impl Typer {
     pub fn with_open_ones(mut self) -> Typer {
         self.open_ones = true;
         self
+    }
+
+    /// Gives the open name `name` of `ones(…)` a size (see
+    /// [`Typer::with_open_ones`]).
+    pub fn size_open_name(&mut self, name: &str, n: u64) {
+        let id = self.bound(Dim::Const(n));
+        self.open_names.insert(name.to_string(), id);
     }
 
     /// Known to be a dimension other than 1: a number above 1 or a name.
@@ -430,7 +440,17 @@ impl Typer {
             ExprKind::Num(_) => self.scalar(),
             ExprKind::Ones(sizes) => {
                 let mut size = |d: &DimSpec| match d {
-                    DimSpec::Symbol(_) | DimSpec::Indexed(..) if self.open_ones => Ok(self.fresh()),
+                    DimSpec::Symbol(_) | DimSpec::Indexed(..) if self.open_ones => {
+                        let name = d.to_string();
+                        Ok(match self.open_names.get(&name) {
+                            Some(&id) => id,
+                            None => {
+                                let id = self.fresh();
+                                self.open_names.insert(name, id);
+                                id
+                            }
+                        })
+                    }
                     d => self.dim_spec(d, None),
                 };
                 IShape { rows: size(&sizes.0)?, cols: size(&sizes.1)? }
@@ -500,6 +520,25 @@ impl Typer {
                                 (lhs, a),
                                 (rhs, b),
                             ));
+                        }
+                        a
+                    }
+                    BinOp::Power => {
+                        let one = self.scalar();
+                        if !(self.unify(b.rows, one.rows) && self.unify(b.cols, one.cols)) {
+                            let x = operand(rhs);
+                            return Err(Error::new(
+                                ErrorKind::Shape,
+                                format!(
+                                    "the exponent of `.^` must be a scalar, but `{}` is {}",
+                                    brief(rhs),
+                                    self.resolve(b)
+                                ),
+                            )
+                            .label(rhs.span, format!("{} exponent", self.resolve(b)))
+                            .note(format!(
+                                "`X .^ p` raises every entry to one scalar p: declare `{x} : scalar`, or reduce it (`sum({x})`); for a power entry by entry write `exp({x} .* log(X))`"
+                            )));
                         }
                         a
                     }

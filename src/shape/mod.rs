@@ -118,7 +118,11 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
 /// columns (rows) are known not to be 1: a number above 1 or a dimension
 /// name; an open dimension is unified instead. A program that does not type
 /// is returned as it is, for [`infer`] to report.
-pub fn explicit_broadcasts(mut program: Program) -> Program {
+pub fn explicit_broadcasts(program: Program) -> Program {
+    counted_means(with_broadcasts(program))
+}
+
+fn with_broadcasts(mut program: Program) -> Program {
     let mut typer = Typer::broadcasting();
     let typed = (|| -> Result<()> {
         for d in &program.declarations {
@@ -141,6 +145,91 @@ pub fn explicit_broadcasts(mut program: Program) -> Program {
         def.expr = with_ones(&def.expr, root, &sites);
     }
     program
+}
+
+/// The program with the count of each `mean` (parsed as `sum(A) / sum(A .^ 0)`,
+/// along an axis `sum(A, k) ./ sum(A .^ 0, k)`) written as the number it is
+/// where the sizes are numbers (`sum(A) / 12`, `sum(A, 1) / 3`). A symbolic
+/// size keeps `sum(A .^ 0)`, the sum of A's ones matrix: unlike
+/// `sum(ones(m, n))` it is tied to A, so every evaluator sizes it as A is.
+fn counted_means(mut program: Program) -> Program {
+    let candidate = |e: &Expr| mean_parts(e).is_some();
+    if !program.expr.any(candidate) && !program.definitions.iter().any(|d| d.expr.any(candidate)) {
+        return program;
+    }
+    let mut typer = Typer::new();
+    let mut nodes: HashMap<*const Expr, IShape> = HashMap::new();
+    let typed = (|| -> Result<()> {
+        for d in &program.declarations {
+            typer.declare(&d.name, d.binder.as_deref(), &d.shape, d.span)?;
+        }
+        for def in &program.definitions {
+            typer.infer_with(&def.expr, &mut |n, s| {
+                nodes.insert(n as *const Expr, s);
+            })?;
+        }
+        typer.infer_with(&program.expr, &mut |n, s| {
+            nodes.insert(n as *const Expr, s);
+        })?;
+        Ok(())
+    })();
+    if typed.is_err() {
+        return program;
+    }
+    // Resolved once the whole program is typed: a dimension bound after the
+    // mean (`mean(X) + sum(W * X)`) counts too.
+    let shape = |e: &Expr| nodes.get(&(e as *const Expr)).map(|&s| typer.resolve(s));
+    program.expr = with_counts(&program.expr, &shape);
+    for def in &mut program.definitions {
+        def.expr = with_counts(&def.expr, &shape);
+    }
+    program
+}
+
+/// `sum(A) / sum(A .^ 0)` or `sum(A, k) ./ sum(A .^ 0, k)`: A and the sum.
+fn mean_parts(e: &Expr) -> Option<(&Expr, crate::syntax::Func)> {
+    use crate::syntax::{BinOp, Func};
+    let ExprKind::Binary { op, lhs, rhs, .. } = &e.kind else { return None };
+    let (ExprKind::Call(f, a), ExprKind::Call(g, ones)) = (&lhs.kind, &rhs.kind) else { return None };
+    let ExprKind::HadamardPower(b, p) = &ones.kind else { return None };
+    let fits = match f {
+        Func::Sum => *op == BinOp::Div,
+        Func::SumCols | Func::SumRows => *op == BinOp::HadamardDiv,
+        _ => false,
+    };
+    (fits && f == g && *p == 0.0 && a == b).then_some((&**a, *f))
+}
+
+/// `e` with the count of every mean written out where `shape` (of a node of
+/// the typed tree) tells it.
+fn with_counts(e: &Expr, shape: &dyn Fn(&Expr) -> Option<Shape>) -> Expr {
+    use crate::syntax::{BinOp, Func};
+    let out = e.map_children(|c| std::rc::Rc::new(with_counts(c, shape)));
+    let Some((a, f)) = mean_parts(e) else { return out };
+    let Some(s) = shape(a) else { return out };
+    let ExprKind::Binary { lhs, .. } = &out.kind else { return out };
+    // The dimensions summed over: all of A, its rows (sum(A, 1)) or its columns.
+    let summed = match f {
+        Func::Sum => vec![s.rows, s.cols],
+        Func::SumCols => vec![s.rows],
+        _ => vec![s.cols],
+    };
+    let numbers: Option<u64> = summed.iter().try_fold(1u64, |n, d| match d {
+        Dim::Const(k) => n.checked_mul(*k),
+        _ => None,
+    });
+    // A literal only where a double holds it exactly.
+    let count = match numbers {
+        Some(n) if n <= 1 << f64::MANTISSA_DIGITS => Expr::num(n as f64),
+        _ => return out,
+    };
+    let kind = ExprKind::Binary {
+        op: BinOp::Div,
+        op_span: crate::syntax::Span::SYNTHETIC,
+        lhs: lhs.clone(),
+        rhs: std::rc::Rc::new(count),
+    };
+    Expr::new(kind, out.span)
 }
 
 /// `e` (at address `at`) with the broadcasts of `sites` made explicit.

@@ -454,6 +454,9 @@ impl Converter {
                         BinOp::Max => Mat::Max([a, b]),
                         BinOp::Min => Mat::Min([a, b]),
                         BinOp::Div => Mat::Div([a, b]),
+                        // One node with the literal power: its exponent a class
+                        // that may be a number (then `X .^ 2` when read back).
+                        BinOp::Power => Mat::HadPow([a, b]),
                         BinOp::Mul => unreachable!("handled above"),
                     })
                 }
@@ -555,7 +558,10 @@ impl Converter {
                 Mat::Scale([s, x]) => Expr::product(b(s)?, b(x)?),
                 Mat::Trans(x) => Expr::transpose(b(x)?),
                 Mat::Pow([x, k]) => Expr::synthetic(ExprKind::Power(rc(b(x)?), exponent(k)?)),
-                Mat::HadPow([x, p]) => Expr::synthetic(ExprKind::HadamardPower(rc(b(x)?), constant(p)?)),
+                Mat::HadPow([x, p]) => match &rec[*p] {
+                    Mat::Num(_) => Expr::synthetic(ExprKind::HadamardPower(rc(b(x)?), constant(p)?)),
+                    _ => Expr::binary(BinOp::Power, b(x)?, b(p)?),
+                },
                 Mat::Had([x, y]) => Expr::binary(BinOp::Hadamard, b(x)?, b(y)?),
                 Mat::HadDiv([x, y]) => Expr::binary(BinOp::HadamardDiv, b(x)?, b(y)?),
                 Mat::Max([x, y]) => Expr::binary(BinOp::Max, b(x)?, b(y)?),

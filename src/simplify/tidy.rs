@@ -476,8 +476,29 @@ impl Tidier<'_> {
         let (a, sa) = self.norm(lhs, t)?;
         let (b, sb) = self.norm(rhs, t)?;
         let s = self.shape(e, &[sa, sb])?;
+        if *op == BinOp::Power {
+            // A number exponent is the literal power (`X .^ (2 - 1)` is `X .^ 1`).
+            let exponent = build_sum(b);
+            if exponent.kind == ExprKind::Num(1.0) {
+                return Ok((a, s));
+            }
+            let base = build_sum(a);
+            let literal = match &exponent.kind {
+                ExprKind::Num(c) => Some(*c),
+                ExprKind::Neg(x) => match x.kind {
+                    ExprKind::Num(c) => Some(-c),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let leaf = match literal {
+                Some(c) => Expr::synthetic(ExprKind::HadamardPower(Rc::new(base), c)),
+                None => Expr::binary(*op, base, exponent),
+            };
+            return Ok((vec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s));
+        }
         if op.is_call() {
-            // max and min keep their operands whole: max(2 A, B) is not 2 max(A, B).
+            // max, min and `.^` keep their operands whole: max(2 A, B) is not 2 max(A, B).
             let leaf = Expr::binary(*op, build_sum(a), build_sum(b));
             return Ok((vec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s));
         }

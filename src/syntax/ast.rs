@@ -236,6 +236,10 @@ pub enum BinOp {
     Max,
     /// `min(A, B)`, the entrywise minimum; written as a call.
     Min,
+    /// `X .^ p`, the entrywise power by a scalar expression p (`p : scalar`,
+    /// `2*q`): the right operand is 1×1. A number literal exponent is
+    /// [`ExprKind::HadamardPower`]; this is the power whose exponent may vary.
+    Power,
 }
 
 impl BinOp {
@@ -250,6 +254,7 @@ impl BinOp {
             BinOp::Div => "/",
             BinOp::Max => "max",
             BinOp::Min => "min",
+            BinOp::Power => ".^",
         }
     }
 
@@ -269,7 +274,13 @@ impl BinOp {
             BinOp::Min => {
                 Some("min(A, B): the smaller of a and b for every pair of entries (a scalar broadcasts)")
             }
-            BinOp::Add | BinOp::Sub | BinOp::Mul | BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Div => None,
+            BinOp::Add
+            | BinOp::Sub
+            | BinOp::Mul
+            | BinOp::Hadamard
+            | BinOp::HadamardDiv
+            | BinOp::Div
+            | BinOp::Power => None,
         }
     }
 

@@ -125,6 +125,19 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 write(out, rhs, Prec::Loosest);
                 out.push_str("\\right)");
             }
+            // As the text is: the exponent bracketed unless a name or call.
+            ExprKind::Binary { op: BinOp::Power, lhs, rhs, .. } => {
+                write_base(out, lhs);
+                out.push_str("^{\\circ ");
+                if super::printer::exponent_bare(rhs) {
+                    write(out, rhs, Prec::Loosest);
+                } else {
+                    out.push_str("\\left(");
+                    write(out, rhs, Prec::Loosest);
+                    out.push_str("\\right)");
+                }
+                out.push('}');
+            }
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 write(out, lhs, operand_prec(*op, lhs, Side::Left));
                 let right = operand_prec(*op, rhs, Side::Right);
@@ -139,7 +152,7 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     BinOp::Mul => " ",
                     BinOp::Hadamard => " \\odot ",
                     BinOp::HadamardDiv => " \\oslash ",
-                    BinOp::Div | BinOp::Max | BinOp::Min => unreachable!("handled above"),
+                    BinOp::Div | BinOp::Max | BinOp::Min | BinOp::Power => unreachable!("handled above"),
                 });
                 write(out, rhs, right);
             }

@@ -296,6 +296,15 @@ impl Builder {
         // pest's Pratt parser recurses once per prefix `-`, out of reach of
         // `stack::ensure`; it gets the stack for all of them up front.
         let prefixes = pair.clone().into_inner().filter(|p| p.as_rule() == Rule::neg).count();
+        // Exponents that are expressions (`X .^ p`) are parsed before the
+        // Pratt fold, whose closures cannot both borrow the parser.
+        let mut exponents = std::collections::HashMap::new();
+        for op in pair.clone().into_inner().filter(|p| p.as_rule() == Rule::hadamard_power) {
+            let p = op.clone().into_inner().next().expect("exponent");
+            if p.as_rule() == Rule::power_operand {
+                exponents.insert(span_of(&op).start, self.power_operand(p)?);
+            }
+        }
         crate::stack::ensure_levels(prefixes, PRATT_FRAME, || {
             // The Pratt closures cannot return early, so errors are threaded as values.
             pratt()
@@ -316,8 +325,20 @@ impl Builder {
                             ExprKind::Power(Rc::new(lhs), k)
                         }
                         Rule::hadamard_power => {
-                            let p = op.into_inner().next().expect("exponent");
-                            ExprKind::HadamardPower(Rc::new(lhs), parse_number(&p, "exponent")?)
+                            let p = op.clone().into_inner().next().expect("exponent");
+                            if p.as_rule() == Rule::power_operand {
+                                let at = span_of(&op);
+                                let op_span = Span::new(at.start, at.start + 2);
+                                let rhs = exponents.remove(&at.start).expect("parsed before the fold");
+                                ExprKind::Binary {
+                                    op: BinOp::Power,
+                                    op_span,
+                                    lhs: Rc::new(lhs),
+                                    rhs: Rc::new(rhs),
+                                }
+                            } else {
+                                ExprKind::HadamardPower(Rc::new(lhs), parse_number(&p, "exponent")?)
+                            }
                         }
                         r => unreachable!("postfix rule {r:?}"),
                     };
@@ -347,6 +368,19 @@ impl Builder {
                 })
                 .parse(pair.into_inner())
         })
+    }
+
+    /// The exponent of `X .^ p` that is not a literal: a name, a call, or a
+    /// bracketed expression, maybe negated (`X .^ -p`).
+    fn power_operand(&mut self, pair: Pair<Rule>) -> Result<Expr> {
+        let span = span_of(&pair);
+        let mut inner = pair.into_inner();
+        let first = inner.next().expect("an operand");
+        if first.as_rule() == Rule::neg {
+            let operand = self.primary(inner.next().expect("an operand after `-`"))?;
+            return Ok(Expr::new(ExprKind::Neg(Rc::new(operand)), span));
+        }
+        self.primary(first)
     }
 
     fn primary(&mut self, pair: Pair<Rule>) -> Result<Expr> {
@@ -411,6 +445,7 @@ impl Builder {
             ("inv", ..) => ("inv(A): the inverse of a square matrix, as A^-1", &[1]),
             ("norm", ..) if args.len() == 2 => return norm_p(args, span),
             ("ones", ..) => (ONES_USAGE, &[1, 2]),
+            ("mean", ..) => (MEAN_USAGE, &[1, 2]),
             (_, Some(Func::Sum), _) => {
                 ("sum(A): the sum of all entries; sum(A, 1) column sums, sum(A, 2) row sums", &[1, 2])
             }
@@ -453,6 +488,9 @@ impl Builder {
             let rows = sizes.next().expect("one size at least")?;
             let cols = sizes.next().transpose()?.unwrap_or(DimSpec::Const(1));
             return Ok(Expr::new(ExprKind::Ones(Rc::new((rows, cols))), span));
+        }
+        if name == "mean" {
+            return mean(args, span);
         }
         let func = match (Func::from_name(name), args.get(1)) {
             (Some(Func::Sum), Some((axis, at))) => match axis.kind {
@@ -620,7 +658,7 @@ pub fn function_names() -> Vec<&'static str> {
     names.extend(BinOp::CALLS.iter().map(|op| op.symbol()));
     let mut seen = std::collections::HashSet::new();
     names.retain(|n| seen.insert(*n)); // `norm` names Norm and Norm2, `sum` three
-    names.extend(["inv", "prod", "ones"]);
+    names.extend(["inv", "prod", "ones", "mean"]);
     names
 }
 
@@ -686,8 +724,45 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::index_op => "`+` or `-`",
         Rule::signed_int => "an integer exponent",
         Rule::signed_number => "a number",
+        Rule::power_operand => "an exponent (a number, a name or a bracketed scalar)",
         _ => return None,
     })
+}
+
+const MEAN_USAGE: &str =
+    "mean(A): the mean of all entries; mean(A, 1) column means (a row), mean(A, 2) row means (a column)";
+
+/// `mean(A)`, `mean(A, 1)`, `mean(A, 2)`: the sum over the count of the
+/// entries summed, the count being the same sum of `A .^ 0` (every entry 1),
+/// so that it is right at any size, symbolic or not; [`crate::parse`]
+/// writes the count as a number or with `ones(…)` where the shape tells it.
+/// `A` is one shared node in both places.
+fn mean(mut args: Vec<(Expr, Span)>, span: Span) -> Result<Expr> {
+    let axis = match args.get(1) {
+        None => None,
+        Some((axis, at)) => match axis.kind {
+            ExprKind::Num(1.0) => Some(Func::SumCols),
+            ExprKind::Num(2.0) => Some(Func::SumRows),
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::Parse,
+                    format!("the axis of `mean` is 1 or 2, not `{axis}`"),
+                )
+                .label(*at, "not 1 or 2")
+                .note("mean(A, 1) averages each column (a row), mean(A, 2) each row (a column)"))
+            }
+        },
+    };
+    args.truncate(1);
+    let x = Rc::new(args.pop().expect("one argument").0);
+    let ones = Rc::new(Expr::synthetic(ExprKind::HadamardPower(x.clone(), 0.0)).at(x.span));
+    let (f, op) = match axis {
+        None => (Func::Sum, BinOp::Div),
+        Some(f) => (f, BinOp::HadamardDiv),
+    };
+    let sum = Expr::new(ExprKind::Call(f, x), span);
+    let count = Expr::new(ExprKind::Call(f, ones), span);
+    Ok(Expr::new(ExprKind::Binary { op, op_span: span, lhs: Rc::new(sum), rhs: Rc::new(count) }, span))
 }
 
 const ONES_USAGE: &str = "ones(n): the n×1 column of ones; ones(m, n): the m×n matrix of ones";

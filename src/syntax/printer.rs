@@ -32,6 +32,7 @@ pub(crate) fn prec(e: &Expr) -> Prec {
     match &e.kind {
         ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. } => Prec::Sum,
         ExprKind::Binary { op, .. } if op.is_call() => Prec::Atom,
+        ExprKind::Binary { op: BinOp::Power, .. } => Prec::Postfix,
         ExprKind::Binary { .. } => Prec::Product,
         ExprKind::Neg(_) => Prec::Prefix,
         ExprKind::Transpose(_) | ExprKind::Power(..) | ExprKind::HadamardPower(..) => Prec::Postfix,
@@ -58,6 +59,17 @@ pub(crate) fn operand_prec(op: BinOp, operand: &Expr, side: Side) -> Prec {
         _ if mixed => Prec::Atom,
         Side::Left => p,
         Side::Right => p.tighter(),
+    }
+}
+
+/// Whether the exponent of `X .^ p` (a [`BinOp::Power`]) is written without
+/// brackets: a name, a call, `I`, or one of those negated. A literal is
+/// bracketed, `X .^ (2)`, since `X .^ 2` is the literal power.
+pub(crate) fn exponent_bare(p: &Expr) -> bool {
+    let atom = |e: &Expr| prec(e) == Prec::Atom && !matches!(e.kind, ExprKind::Num(_));
+    match &p.kind {
+        ExprKind::Neg(x) => atom(x),
+        _ => atom(p),
     }
 }
 
@@ -215,6 +227,22 @@ fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
                 f.write_str(", ")?;
                 write_expr(f, rhs, Prec::Loosest)?;
                 f.write_str(")")
+            }
+            ExprKind::Binary { op: BinOp::Power, lhs, rhs, .. } => {
+                write_expr(f, lhs, Prec::Postfix)?;
+                f.write_str(" .^ ")?;
+                match &rhs.kind {
+                    ExprKind::Neg(x) if exponent_bare(rhs) => {
+                        f.write_str("-")?;
+                        write_expr(f, x, Prec::Atom)
+                    }
+                    _ if exponent_bare(rhs) => write_expr(f, rhs, Prec::Atom),
+                    _ => {
+                        f.write_str("(")?;
+                        write_expr(f, rhs, Prec::Loosest)?;
+                        f.write_str(")")
+                    }
+                }
             }
             ExprKind::Binary { op, lhs, rhs, .. } => {
                 write_expr(f, lhs, operand_prec(*op, lhs, Side::Left))?;

@@ -633,6 +633,8 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
                 BinOp::HadamardDiv | BinOp::Div => a.mul(b.recip()),
                 BinOp::Max => Range::of(a.lo.max(b.lo), a.hi.max(b.hi)),
                 BinOp::Min => Range::of(a.lo.min(b.lo), a.hi.min(b.hi)),
+                // X^p = exp(p log X), X positive: positive.
+                BinOp::Power => Range::of(0.0, f64::INFINITY),
                 BinOp::Mul if scalar(lhs) || scalar(rhs) => a.mul(b),
                 BinOp::Mul => {
                     // x^T * x (and x * x^T when 1×1) is a sum of squares.
@@ -740,6 +742,7 @@ fn needs(
             names(rhs, positive)
         }
         ExprKind::HadamardPower(a, p) if p.fract() != 0.0 && !nonneg(a) => names(a, positive),
+        ExprKind::Binary { op: BinOp::Power, lhs, .. } => names(lhs, positive),
         ExprKind::Power(a, k) if *k < 0 => names(a, invertible),
         ExprKind::Call(Func::Det | Func::Logdet, a) => names(a, invertible),
         _ => {}
@@ -762,6 +765,10 @@ fn syntactic_positive(e: &Expr, under: bool, out: &mut BTreeSet<String>) {
             syntactic_positive(rhs, true, out);
         }
         ExprKind::HadamardPower(a, p) => syntactic_positive(a, under || p.fract() != 0.0 || *p < 0.0, out),
+        ExprKind::Binary { op: BinOp::Power, lhs, rhs, .. } => {
+            syntactic_positive(lhs, true, out);
+            syntactic_positive(rhs, under, out);
+        }
         _ => {
             for c in e.children() {
                 syntactic_positive(c, under, out);

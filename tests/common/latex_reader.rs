@@ -230,7 +230,13 @@ impl Reader<'_> {
                 "T".to_string()
             } else if self.eat("-\\top}") {
                 "-T".to_string()
-            } else if self.eat("\\circ ") {
+            } else if self.eat("\\circ ") && !self.literal_ahead() {
+                // `X^{\circ p}`, `X^{\circ -p}`, `X^{\circ \left(2 q\right)}`: a scalar expression.
+                let p = self.unary()?;
+                self.expect("}")?;
+                t = Tree::Bin(".^", Box::new(t), Box::new(p));
+                continue;
+            } else if self.s[..self.at].ends_with("\\circ ") {
                 let negative = self.eat("-");
                 let Tree::Num(n) = self.number()? else { unreachable!() };
                 self.expect("}")?;
@@ -243,6 +249,13 @@ impl Reader<'_> {
             t = Tree::Sup(sup, Box::new(t));
         }
         Ok(t)
+    }
+
+    /// Whether a literal exponent follows: digits, maybe after a minus.
+    fn literal_ahead(&self) -> bool {
+        let r = self.rest();
+        let r = r.strip_prefix('-').unwrap_or(r);
+        r.starts_with(|c: char| c.is_ascii_digit() || c == '.')
     }
 
     fn number(&mut self) -> Result<Tree, String> {

@@ -33,6 +33,14 @@ pub fn derive_text(src: &str) -> String {
     }
 }
 
+/// The printed gradient of `src` with respect to `wrt`.
+pub fn gradient_text(src: &str, wrt: &str) -> String {
+    let program = parse_program(src).unwrap_or_else(|e| panic!("{src}: {e:?}"));
+    let d = derive(&program, &DeriveOptions::default()).unwrap_or_else(|e| panic!("{src}: {e:?}"));
+    let g = d.gradients.iter().find(|g| g.wrt.to_string() == wrt);
+    g.unwrap_or_else(|| panic!("{src}: no gradient in {wrt}")).expr.to_string()
+}
+
 /// Derives every gradient and checks each against finite differences.
 pub fn derive_and_check(src: &str, seed: u64) -> Result<CheckReport, String> {
     let program = parse_program(src).map_err(|e| matdiff::cli::render_error(&e, "<expr>", src))?;

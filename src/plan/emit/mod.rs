@@ -439,6 +439,7 @@ impl<'p> Code<'p> {
             Op::HadamardDiv(a, b) | Op::Div(a, b) => format!("{} / {}", lit(a, b), lit(b, a)),
             Op::HadamardPower(a, p) => format!("{} ** {}", o(a), float(*p)),
             Op::Max(a, b) => format!("{m}.maximum({}, {})", o(a), o(b)),
+            Op::Power(a, b) => format!("{} ** {}", lit(a, b), lit(b, a)),
             Op::Min(a, b) => format!("{m}.minimum({}, {})", o(a), o(b)),
             Op::Inverse(a) => format!("{m}.linalg.inv({})", o(a)),
             // A column times a matrix broadcasts over the columns: each row scaled.
