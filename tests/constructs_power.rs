@@ -163,6 +163,16 @@ fn errors() {
     }
     let e = parse_program("X .^ ").unwrap_err();
     assert!(e.to_string().contains("exponent"), "{e}");
+    // A matrix power by a scalar expression: `.^` suggested, the caret at it.
+    for (src, at, write) in [
+        ("A : n x n; a : scalar; sum(A^a)", "a)", "`.^ a`"),
+        ("A : n x n; a : scalar; sum(A^(a + 1))", "(a", "`.^ (…)`"),
+    ] {
+        let e = parse_program(src).unwrap_err();
+        assert!(e.to_string().contains("the exponent of a matrix power `^` is an integer"), "{src}: {e}");
+        assert!(e.notes.iter().any(|n| n.contains(write)), "{src}: {:?}", e.notes);
+        assert_eq!(e.labels[0].span.start, src.rfind(at).unwrap(), "{src}");
+    }
 }
 
 /// What users see: derive, --steps and LaTeX.

@@ -604,6 +604,24 @@ fn convert_error(e: pest::error::Error<Rule>, src: &str) -> Error {
             format!("for the power of every entry, write `.^ {literal}`")
         });
     }
+    // `A^p`, `A^(p+1)`: a matrix power by a scalar expression is not in the
+    // language, an entrywise one is.
+    let rest = src.get(start..).unwrap_or("");
+    let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    let opens = rest.starts_with('(');
+    if expected == ["an integer exponent"] && (opens || name.starts_with(|c: char| c.is_ascii_alphabetic())) {
+        let (what, width) =
+            if opens { ("a bracketed expression".to_string(), 1) } else { (format!("`{name}`"), name.len()) };
+        let power = if opens { "(…)".to_string() } else { name.clone() };
+        return Error::new(
+            ErrorKind::Parse,
+            format!("the exponent of a matrix power `^` is an integer, found {what}"),
+        )
+        .label(Span::new(start, start + width), "not an integer")
+        .note(format!(
+            "for the power of every entry by a scalar, write `.^ {power}`; a matrix power by a scalar expression is not in the language"
+        ));
+    }
     Error::new(ErrorKind::Parse, format!("expected {wanted}, found {found}"))
         .label(Span::new(start, end), format!("expected {wanted}"))
 }
