@@ -346,30 +346,6 @@ fn multiply_add_counts_past_u128_say_so() {
 
 // ------------------------------------------------- names in emitted code
 
-fn python() -> String {
-    std::env::var("MATDIFF_PYTHON").unwrap_or_else(|_| "python3".to_string())
-}
-
-/// Whether NumPy imports (required where `MATDIFF_REQUIRE_NUMPY` is set, as
-/// in CI; skipped with a note elsewhere, as tests/plan.rs does).
-fn has_numpy() -> bool {
-    let ok = Command::new(python()).args(["-c", "import numpy"]).output().is_ok_and(|o| o.status.success());
-    if !ok && std::env::var_os("MATDIFF_REQUIRE_NUMPY").is_some() {
-        panic!("numpy is required (MATDIFF_REQUIRE_NUMPY) but `{} -c 'import numpy'` fails", python());
-    }
-    if !ok {
-        eprintln!("numpy is not installed for {}: skipping the run of emitted code", python());
-    }
-    ok
-}
-
-/// Runs a Python program; its standard output.
-fn run_python(program: &str) -> String {
-    let out = Command::new(python()).args(["-c", program]).output().expect("run python");
-    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// A torch stand-in on NumPy, enough for the emitted `Plan`: its forward
 /// and backward run without PyTorch (which is not installed here).
 const FAKE_TORCH: &str = r#"
@@ -421,7 +397,7 @@ fn hostile_python_names(samples: &[String]) -> Vec<String> {
          print(json.dumps(sorted(names)))\n",
         serde_json::to_string(samples).unwrap()
     );
-    let names: Vec<String> = serde_json::from_str(&run_python(&program)).unwrap();
+    let names: Vec<String> = serde_json::from_str(&common::python::run(&program)).unwrap();
     let legal = |n: &String| {
         n.starts_with(|c: char| c.is_ascii_alphabetic())
             && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -497,7 +473,7 @@ fn assert_close(got: &serde_json::Value, want: &matdiff::numeric::Matrix, what: 
 /// and the emitted PyTorch (on a NumPy stand-in for torch) gives them too.
 #[test]
 fn emitted_code_runs_for_every_reserved_name() {
-    if !has_numpy() {
+    if !common::python::has_module("numpy") {
         return;
     }
     let samples: Vec<String> = [
@@ -575,7 +551,7 @@ fn emitted_code_runs_for_every_reserved_name() {
         ));
     }
     driver.push_str("print(json.dumps(out))\n");
-    let results: Vec<serde_json::Value> = serde_json::from_str(&run_python(&driver)).unwrap();
+    let results: Vec<serde_json::Value> = serde_json::from_str(&common::python::run(&driver)).unwrap();
     for (c, got) in cases.iter().zip(&results) {
         assert_close(&got["value"], &c.value, &format!("{}: numpy value", c.src));
         assert_close(&got["tvalue"], &c.value, &format!("{}: torch value", c.src));
@@ -631,10 +607,13 @@ fn emitted_code_renames_reserved_names() {
         r.out
     );
     // Where Python is, every such program compiles (NumPy is not needed for that).
-    let compiles = Command::new(python()).args(["-c", "pass"]).output().is_ok_and(|o| o.status.success());
+    let compiles = Command::new(common::python::python())
+        .args(["-c", "pass"])
+        .output()
+        .is_ok_and(|o| o.status.success());
     if compiles {
         for code in [&torch.out, &numpy.out, &r.out] {
-            run_python(&format!("compile({code:?}, 'emitted', 'exec')"));
+            common::python::run(&format!("compile({code:?}, 'emitted', 'exec')"));
         }
     }
 }

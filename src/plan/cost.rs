@@ -219,7 +219,33 @@ impl std::iter::Sum for Cost {
     }
 }
 
+/// A term as printed: its coefficient (none when 1 beside symbols) and its
+/// symbols, each with its power.
+type PrintedTerm<'a> = (Option<u128>, Vec<(&'a str, usize)>);
+
 impl Cost {
+    /// The terms in print order (highest degree first), each its
+    /// coefficient (`None` when 1 and the term has symbols) and its symbols
+    /// with their powers: the one reading of the polynomial that the text
+    /// and LaTeX printers format.
+    fn printed_terms(&self) -> Vec<PrintedTerm<'_>> {
+        let mut terms: Vec<_> = self.terms.iter().collect();
+        terms.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
+        terms
+            .into_iter()
+            .map(|(monomial, &c)| {
+                let mut powers = vec![];
+                let mut i = 0;
+                while i < monomial.len() {
+                    let run = monomial[i..].iter().take_while(|s| **s == monomial[i]).count();
+                    powers.push((monomial[i].as_str(), run));
+                    i += run;
+                }
+                ((c != 1 || monomial.is_empty()).then_some(c), powers)
+            })
+            .collect()
+    }
+
     /// As LaTeX math, terms as [`Display`](fmt::Display) orders them:
     /// `3 B d_{j-1} d_{j}`, `d_{1}^{2}`; at most `max` terms, then how many.
     pub fn latex(&self, max: usize) -> String {
@@ -229,24 +255,17 @@ impl Cost {
         if self.terms.is_empty() {
             return "0".to_string();
         }
-        let mut terms: Vec<_> = self.terms.iter().collect();
-        terms.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
         let symbol = |s: &str| match crate::syntax::parse_var(s) {
             Ok(v) => crate::syntax::var_latex(&v),
             Err(_) => format!(r"\mathit{{{}}}", s.replace('_', r"\_")),
         };
+        let terms = self.printed_terms();
         let mut out: Vec<String> = vec![];
-        for (monomial, &c) in terms.iter().take(max) {
-            let mut parts = vec![];
-            if c != 1 || monomial.is_empty() {
-                parts.push(c.to_string());
-            }
-            let mut i = 0;
-            while i < monomial.len() {
-                let run = monomial[i..].iter().take_while(|s| **s == monomial[i]).count();
-                let s = symbol(&monomial[i]);
+        for (c, powers) in terms.iter().take(max) {
+            let mut parts: Vec<String> = c.iter().map(u128::to_string).collect();
+            for &(s, run) in powers {
+                let s = symbol(s);
                 parts.push(if run == 1 { s } else { format!("{{{s}}}^{{{run}}}") });
-                i += run;
             }
             out.push(parts.join(r" \, "));
         }
@@ -266,21 +285,13 @@ impl fmt::Display for Cost {
         if self.terms.is_empty() {
             return f.write_str("0");
         }
-        let mut terms: Vec<_> = self.terms.iter().collect();
-        terms.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(b.0)));
-        for (k, (monomial, &c)) in terms.into_iter().enumerate() {
+        for (k, (c, powers)) in self.printed_terms().into_iter().enumerate() {
             if k > 0 {
                 f.write_str(" + ")?;
             }
-            let mut parts = vec![];
-            if c != 1 || monomial.is_empty() {
-                parts.push(c.to_string());
-            }
-            let mut i = 0;
-            while i < monomial.len() {
-                let run = monomial[i..].iter().take_while(|s| **s == monomial[i]).count();
-                parts.push(if run == 1 { monomial[i].clone() } else { format!("{}^{run}", monomial[i]) });
-                i += run;
+            let mut parts: Vec<String> = c.iter().map(u128::to_string).collect();
+            for (s, run) in powers {
+                parts.push(if run == 1 { s.to_string() } else { format!("{s}^{run}") });
             }
             f.write_str(&parts.join("*"))?;
         }

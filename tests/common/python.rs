@@ -23,3 +23,11 @@ pub fn has_module(module: &str) -> bool {
     }
     ok
 }
+
+/// Runs a Python program; its standard output (the test fails with its
+/// standard error when it fails).
+pub fn run(program: &str) -> String {
+    let out = Command::new(python()).args(["-c", program]).output().expect("run python");
+    assert!(out.status.success(), "python failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("python printed UTF-8")
+}
