@@ -22,7 +22,7 @@ use serde::{Serialize, Serializer};
 
 use crate::calculus::Mode;
 use crate::explain::{Explained, Explanation, Line};
-use crate::numeric::{CheckReport, CheckResult, Domain, Outcome, TOLERANCE};
+use crate::numeric::{CheckReport, CheckResult, Compared, Domain, Outcome, TOLERANCE};
 use crate::plan::{Plan, Recurrence, SymbolicPlan, MAX_COST_TERMS};
 use crate::syntax::{to_latex, VarName};
 use crate::verify::{Evidence, Method, Verdict};
@@ -243,16 +243,24 @@ fn check_word(o: Outcome) -> &'static str {
     }
 }
 
-/// `{wrt, outcome, ok, max_rel_err, fd_error, reason}`.
+/// `{wrt, outcome, ok, max_rel_err, fd_error, reason, compared}`;
+/// `compared` is `entries` or `directions`, with `directions` their number
+/// (else null).
 impl Serialize for CheckResult {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("CheckResult", 6)?;
+        let mut s = serializer.serialize_struct("CheckResult", 8)?;
         s.serialize_field("wrt", &self.wrt)?;
         s.serialize_field("outcome", check_word(self.outcome))?;
         s.serialize_field("ok", &self.ok())?;
         s.serialize_field("max_rel_err", &self.max_rel_err)?;
         s.serialize_field("fd_error", &self.fd_error)?;
         s.serialize_field("reason", &self.reason)?;
+        let (compared, directions) = match self.compared {
+            Compared::Entries => ("entries", None),
+            Compared::Directions(k) => ("directions", Some(k)),
+        };
+        s.serialize_field("compared", compared)?;
+        s.serialize_field("directions", &directions)?;
         s.end()
     }
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use matdiff::numeric::{check, eval, gradient_value, relative_error, CheckOptions, Instance};
+use matdiff::numeric::{check, eval, gradient_value, relative_error, CheckMethod, CheckOptions, Instance};
 use matdiff::syntax::{parse_expr, parse_program, parse_var};
 
 use common::cookbook::IDENTITIES;
@@ -24,6 +24,10 @@ fn cookbook_identities() {
             let options = CheckOptions { seed, ..Default::default() };
             let report = check(&d, &options).unwrap_or_else(|e| panic!("{eq} {src}: {e}"));
             assert!(report.ok(), "{eq} {src}: {:?}", report.results);
+            // Along random directions too (the method of large sizes).
+            let along = CheckOptions { method: CheckMethod::Directions, ..options.clone() };
+            let report = check(&d, &along).unwrap_or_else(|e| panic!("{eq} {src}: {e}"));
+            assert!(report.ok(), "{eq} {src} along directions: {:?}", report.results);
             // The Cookbook's formula, on the same instance.
             let instance = Instance::draw(&d, &options).unwrap();
             let ours = gradient_value(&d.gradients[0], &instance.env).unwrap();

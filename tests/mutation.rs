@@ -27,7 +27,7 @@ use common::cookbook::IDENTITIES;
 use common::generators::{chains, typed_programs};
 use common::judge::{Config, Invertible, Judgement, Positive, Subject, JUDGE, LIKE_MATDIFF};
 use common::mutants::{mutants, Kind};
-use matdiff::numeric::{check, CheckOptions};
+use matdiff::numeric::{check, CheckMethod, CheckOptions};
 use matdiff::syntax::{parse_expr, parse_program, parse_var, Expr};
 use matdiff::verify::{verify, Method, Verdict};
 use matdiff::{derive, Derivation, DeriveOptions, ErrorKind, Gradient};
@@ -175,12 +175,21 @@ fn ask_verify(d: &Derivation, g: &Gradient, formula: &Expr) -> Answer {
 
 /// Runs `check` on the derivation with the gradient replaced by `formula`.
 fn ask_check(d: &Derivation, g: &Gradient, formula: &Expr) -> Answer {
+    ask_check_by(d, g, formula, CheckMethod::Auto)
+}
+
+/// As [`ask_check`], comparing along random directions only.
+fn ask_check_along_directions(d: &Derivation, g: &Gradient, formula: &Expr) -> Answer {
+    ask_check_by(d, g, formula, CheckMethod::Directions)
+}
+
+fn ask_check_by(d: &Derivation, g: &Gradient, formula: &Expr, method: CheckMethod) -> Answer {
     let mutated = Derivation {
         typing: d.typing.clone(),
         mode: d.mode.clone(),
         gradients: vec![Gradient { expr: formula.clone(), ..g.clone() }],
     };
-    let options = CheckOptions { seed: 1, time_limit: Duration::from_secs(3), ..Default::default() };
+    let options = CheckOptions { seed: 1, time_limit: Duration::from_secs(3), method, ..Default::default() };
     match check(&mutated, &options) {
         Ok(report) if report.ok() => {
             let r = &report.results[0];
@@ -619,6 +628,17 @@ fn verify_rejects_every_differing_mutant() {
 }
 
 /// `check` with the gradient replaced by a mutant that differs never says ok.
+/// The check that scales to real sizes (a few random directions instead of
+/// every entry) must catch the same mutants.
+#[test]
+fn check_along_directions_fails_every_differing_mutant() {
+    let tally = run_corpus(Under::Check, &ask_check_along_directions);
+    let report = tally.report(Under::Check);
+    println!("{report}");
+    assert_harness_is_live(&tally);
+    assert!(tally.findings.is_empty(), "{} false \"ok\" verdict(s); see above", tally.findings.len());
+}
+
 #[test]
 fn check_fails_every_differing_mutant() {
     let tally = run_corpus(Under::Check, &ask_check);

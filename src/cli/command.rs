@@ -11,7 +11,7 @@ use clap::builder::{StringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::numeric::CheckOptions;
+use crate::numeric::{CheckMethod, CheckOptions};
 use crate::syntax::{self, DomainSpec, VarName};
 use crate::{DeriveOptions, Steps};
 
@@ -140,6 +140,10 @@ pub enum Command {
         /// Check the Jacobian (one --wrt) against finite differences.
         #[arg(long, conflicts_with = "order")]
         jacobian: bool,
+        /// Compare every entry, or along random directions (for large sizes); auto: entries
+        /// where that is cheap.
+        #[arg(long, value_enum, default_value_t = Method::Auto)]
+        method: Method,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -247,6 +251,27 @@ pub enum Emit {
     Numpy,
     Pytorch,
     Jax,
+}
+
+/// How `check --method` compares gradients with finite differences.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+// `auto`, `entries`, `directions`: see numeric::CheckMethod (no `///` here,
+// as for Emit: it would change `check --help`).
+#[allow(missing_docs)]
+pub enum Method {
+    Auto,
+    Entries,
+    Directions,
+}
+
+impl From<Method> for CheckMethod {
+    fn from(m: Method) -> CheckMethod {
+        match m {
+            Method::Auto => CheckMethod::Auto,
+            Method::Entries => CheckMethod::Entries,
+            Method::Directions => CheckMethod::Directions,
+        }
+    }
 }
 
 /// Where a command's program comes from.
@@ -523,7 +548,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             write!(out, "{}", render::latex_document(&math, standalone)).map_err(io)?;
             Ok(0)
         }
-        Command::Check { input, target, dims, domain, seed, json, order, jacobian } => {
+        Command::Check { input, target, dims, domain, seed, json, order, jacobian, method } => {
             *source = input.read()?;
             let options = target.options(Steps::Skip)?;
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
@@ -537,8 +562,13 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
                     ));
                 }
                 let s = second::derive_second(&program, kind, &options.wrt)?;
-                let check =
-                    CheckOptions { dims: dims.unwrap_or_default(), seed, domains, ..Default::default() };
+                let check = CheckOptions {
+                    dims: dims.unwrap_or_default(),
+                    seed,
+                    domains,
+                    method: method.into(),
+                    ..Default::default()
+                };
                 let (text, ok) = second::check(&program, &s, &check, json)?;
                 write!(out, "{text}").map_err(io)?;
                 return Ok(if ok { 0 } else { 1 });
@@ -546,7 +576,13 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             let derivation = crate::derive(&program, &options)?;
             let report = crate::numeric::check(
                 &derivation,
-                &CheckOptions { dims: dims.unwrap_or_default(), seed, domains, ..Default::default() },
+                &CheckOptions {
+                    dims: dims.unwrap_or_default(),
+                    seed,
+                    domains,
+                    method: method.into(),
+                    ..Default::default()
+                },
             )?;
             write!(out, "{}", render_check(&report, json)).map_err(io)?;
             Ok(if report.ok() { 0 } else { 1 })

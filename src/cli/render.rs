@@ -4,7 +4,7 @@ use super::command::Emit;
 
 use crate::calculus::Mode;
 use crate::explain;
-use crate::numeric::{CheckReport, Outcome, NOISE_MARGIN, TOLERANCE};
+use crate::numeric::{CheckReport, Compared, Outcome, NOISE_MARGIN, TOLERANCE};
 use crate::plan::PlanOptions;
 use crate::syntax::{index_latex, latex_lines, latex_width, to_latex, var_latex};
 use crate::Derivation;
@@ -374,7 +374,12 @@ pub fn render_check(r: &CheckReport, json: bool) -> String {
             Some(e) if e > TOLERANCE / NOISE_MARGIN => format!(" (finite differences ±{e:.1e})"),
             _ => String::new(),
         };
-        out.push_str(&format!("d/d{:<width$}  {err}{noisy}  {verdict}\n", c.wrt.to_string()));
+        // Entry by entry is the default; directions are named.
+        let along = match c.compared {
+            Compared::Entries => String::new(),
+            Compared::Directions(k) => format!(" along {k} random directions"),
+        };
+        out.push_str(&format!("d/d{:<width$}  {err}{along}{noisy}  {verdict}\n", c.wrt.to_string()));
     }
     let bad = r.results.iter().filter(|c| !c.ok()).count();
     if bad == 0 {

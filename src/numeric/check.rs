@@ -52,7 +52,46 @@ pub struct CheckOptions {
     /// each scalar variable, and the determinant of each invertible one,
     /// takes both signs within any three consecutive instances.
     pub instance: usize,
+    /// Entry by entry, along random directions, or whichever is cheap enough.
+    pub method: CheckMethod,
 }
+
+/// How [`check`] compares a gradient with finite differences.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CheckMethod {
+    /// Entry by entry where that costs at most [`AUTO_ENTRIES_MADDS`]
+    /// multiply-adds per instance (every small size), else along directions.
+    #[default]
+    Auto,
+    /// Every entry of every gradient: one Ridders derivative per entry, so
+    /// a gradient wrong in one entry shows in that entry. Its cost grows
+    /// with the number of entries times the cost of the expression.
+    Entries,
+    /// ⟨∇L, V⟩ against the derivative of t ↦ L(X + tV) along
+    /// [`DIRECTIONS`] random directions V per variable (entries uniform in
+    /// [-1, 1], as JAX's `check_grads` does): a cost independent of the
+    /// number of entries, so that real sizes can be checked. A gradient off
+    /// by D shows as ⟨D, V⟩, which is zero only for V on a hyperplane:
+    /// never, for directions drawn at random.
+    Directions,
+}
+
+/// How a gradient was compared (see [`CheckMethod`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compared {
+    /// Entry by entry.
+    Entries,
+    /// Along this many random directions.
+    Directions(usize),
+}
+
+/// Random directions per variable of [`CheckMethod::Directions`].
+pub const DIRECTIONS: usize = 4;
+
+/// The most multiply-adds the finite differences of one instance may take
+/// entry by entry before [`CheckMethod::Auto`] compares along directions
+/// (about a second's work at default sizes' speed).
+pub const AUTO_ENTRIES_MADDS: u128 = 200_000_000;
 
 impl Default for CheckOptions {
     fn default() -> CheckOptions {
@@ -62,6 +101,7 @@ impl Default for CheckOptions {
             time_limit: CHECK_TIME_LIMIT,
             domains: BTreeMap::new(),
             instance: 0,
+            method: CheckMethod::Auto,
         }
     }
 }
@@ -80,6 +120,8 @@ pub struct CheckResult {
     pub fd_error: Option<f64>,
     /// Why it is undecided, when it is.
     pub reason: Option<String>,
+    /// Entry by entry, or along random directions.
+    pub compared: Compared,
 }
 
 impl CheckResult {
@@ -141,7 +183,7 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
     let (sizes, indices, domains, redraws) =
         (first.sizes.clone(), first.indices.clone(), first.domains.clone(), first.redraws);
     let mut skipped = redraws + 1;
-    let mut results = check_on(derivation, first, &deadline)?;
+    let mut results = check_on(derivation, first, options.method, &deadline)?;
     let mut instances = 1;
     let mut tries = 1;
     let wanted = |results: &[CheckResult], instances: usize| {
@@ -159,7 +201,7 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
         };
         skipped = instance.redraws + 1;
         instances += 1;
-        let again = check_on(derivation, instance, &deadline)?;
+        let again = check_on(derivation, instance, options.method, &deadline)?;
         for (r, new) in results.iter_mut().zip(again) {
             // A difference anywhere is a mismatch; else the first agreement.
             if new.outcome == Outcome::Differ || (r.undecided() && new.outcome == Outcome::Agree) {
@@ -195,7 +237,12 @@ const PLAN_MARGIN: f64 = 1000.0;
 const MAX_NOISY_REDRAWS: usize = 6;
 
 /// Compares every gradient on one instance.
-fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) -> Result<Vec<CheckResult>> {
+fn check_on(
+    derivation: &Derivation,
+    instance: Instance,
+    method: CheckMethod,
+    deadline: &Deadline,
+) -> Result<Vec<CheckResult>> {
     let env = instance.env;
     let forward = Evaluator::new(&derivation.typing.program.expr, &env, None).within(*deadline);
     let loss = |env: &Env| -> Result<f64> {
@@ -215,17 +262,36 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
         .iter()
         .map(|g| member(&g.wrt, &env).map(|v| env.vars.get(&v).map_or(0, |m| m.len() as u128)))
         .sum::<Result<u128>>()?;
-    if let Some(madds) = plan.forward.as_number() {
-        let work = madds.max(1).saturating_mul(entries).saturating_mul(EVALUATIONS_PER_ENTRY);
-        if work > MAX_FD_MADDS {
-            return Err(Error::new(
-                ErrorKind::Limit,
-                format!(
-                    "finite differences at these sizes would take about {work} multiply-adds ({entries} gradient entries, {madds} per evaluation), more than the {MAX_FD_MADDS} a check may spend"
-                ),
-            )
-            .note("check at smaller sizes: declare smaller shapes, or give symbolic dimensions small sizes"));
+    // Entries and directions cost evaluations of the expression in
+    // proportion to what they probe.
+    let madds = plan.forward.as_number().unwrap_or(u128::MAX).max(1);
+    let work = |probes: u128| madds.saturating_mul(probes).saturating_mul(EVALUATIONS_PER_ENTRY);
+    let directions = (DIRECTIONS * derivation.gradients.len()) as u128;
+    let compared = match method {
+        CheckMethod::Entries => Compared::Entries,
+        CheckMethod::Directions => Compared::Directions(DIRECTIONS),
+        CheckMethod::Auto if work(entries) <= AUTO_ENTRIES_MADDS => Compared::Entries,
+        CheckMethod::Auto => Compared::Directions(DIRECTIONS),
+    };
+    let (probes, what) = match compared {
+        Compared::Entries => (entries, format!("{entries} gradient entries")),
+        Compared::Directions(k) => {
+            (directions, format!("{k} directions for each of {} gradients", derivation.gradients.len()))
         }
+    };
+    if plan.forward.as_number().is_some() && work(probes) > MAX_FD_MADDS {
+        let note = match compared {
+            Compared::Entries => "check at smaller sizes, or along random directions (`--method directions`): declare smaller shapes, or give symbolic dimensions small sizes",
+            Compared::Directions(_) => "check at smaller sizes: declare smaller shapes, or give symbolic dimensions small sizes",
+        };
+        return Err(Error::new(
+            ErrorKind::Limit,
+            format!(
+                "finite differences at these sizes would take about {} multiply-adds ({what}, {madds} per evaluation), more than the {MAX_FD_MADDS} a check may spend",
+                work(probes)
+            ),
+        )
+        .note(note));
     }
     let outputs = run_plan_within(&plan, &env, Some(deadline))?;
     // The gradients' own rounding: (a*a*b - a*b*a)*G with 1x1 a and b is
@@ -252,7 +318,7 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
                 "the expression cancels to within its rounding here (±{:.1e} of its value), so its differences mean nothing",
                 value.rel_noise
             );
-            return Ok(undecided_all(derivation, reason));
+            return Ok(undecided_all(derivation, reason, compared));
         }
         return Err(Error::new(
             ErrorKind::Internal,
@@ -268,8 +334,21 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
         derivation.gradients.iter().zip(outputs.into_iter().skip(1)).zip(gradient_noise.into_iter().skip(1))
     {
         let wrt = member(&g.wrt, &env)?;
-        let Some((mut numeric, noise)) = differences(&loss, &env, &wrt, |_| DEFAULT_STEP)? else {
-            results.push(not_finite(g));
+        let probes = match compared {
+            Compared::Entries => Probes::Entries,
+            Compared::Directions(k) => Probes::directions(&env.vars[&wrt], k),
+        };
+        // Along directions, the gradient's projections (and their rounding:
+        // at most its own times each direction's size).
+        let (symbolic, own_noise) = match &probes {
+            Probes::Entries => (symbolic, own_noise),
+            Probes::Directions(v) => (
+                Matrix::from_iterator(1, v.len(), v.iter().map(|v| symbolic.component_mul(v).sum())),
+                own_noise * v.iter().map(|v| norm(v).powi(2)).sum::<f64>().sqrt(),
+            ),
+        };
+        let Some((mut numeric, noise)) = differences(&loss, &env, &wrt, &probes, DEFAULT_STEP)? else {
+            results.push(not_finite(g, compared));
             continue;
         };
         let mut c = compare(&symbolic, &numeric, norm(&noise) + own_noise, &tolerances);
@@ -286,8 +365,8 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
             let mut settled = false;
             for refinement in 1..=REFINEMENTS {
                 let step = DEFAULT_STEP * 100f64.powi(-refinement);
-                let Some((fine, noise)) = differences(&loss, &env, &wrt, |_| step)? else {
-                    results.push(not_finite(g));
+                let Some((fine, noise)) = differences(&loss, &env, &wrt, &probes, step)? else {
+                    results.push(not_finite(g, compared));
                     continue 'gradients;
                 };
                 let fine_noise = norm(&noise);
@@ -332,6 +411,7 @@ fn check_on(derivation: &Derivation, instance: Instance, deadline: &Deadline) ->
             max_rel_err: Some(rel_err).filter(|e| e.is_finite()),
             fd_error: Some(rel_noise).filter(|e| e.is_finite()),
             reason,
+            compared,
         });
     }
     Ok(results)
@@ -345,30 +425,69 @@ const DEFAULT_STEP: f64 = 0.1;
 /// changing leave a gradient undecided rather than wrong.
 const REFINEMENTS: i32 = 4;
 
-/// Finite differences of the loss in every entry of `wrt`, each from its
-/// own first step, with their errors; `None` where the loss is not finite
+/// What the finite differences of a variable probe.
+enum Probes {
+    /// Each entry.
+    Entries,
+    /// Each of these directions (the variable's shape).
+    Directions(Vec<Matrix>),
+}
+
+impl Probes {
+    /// `k` directions of `value`'s shape, entries uniform in [-1, 1], drawn
+    /// from the value itself: each instance, and each variable, its own.
+    fn directions(value: &Matrix, k: usize) -> Probes {
+        use rand::Rng;
+        let seed = value.iter().fold(0x9e37_79b9_7f4a_7c15u64, |h, x| h.rotate_left(7) ^ x.to_bits());
+        let mut rng = seeded(seed);
+        let draw = |_| Matrix::from_fn(value.nrows(), value.ncols(), |_, _| rng.random_range(-1.0..=1.0));
+        Probes::Directions((0..k).map(draw).collect::<Vec<_>>())
+    }
+}
+
+/// Finite differences of the loss in `wrt` along each probe (every entry
+/// of `wrt`, in its shape; or each direction, a row), each from the first
+/// step `step`, with their errors; `None` where the loss is not finite
 /// within a step.
 fn differences(
     loss: &dyn Fn(&Env) -> Result<f64>,
     env: &Env,
     wrt: &VarName,
-    step: impl Fn(usize) -> f64,
+    probes: &Probes,
+    step: f64,
 ) -> Result<Option<(Matrix, Matrix)>> {
     let value = &env.vars[wrt];
-    let mut numeric = Matrix::zeros(value.nrows(), value.ncols());
-    let mut noise = Matrix::zeros(value.nrows(), value.ncols());
     let mut probe = env.clone();
-    for idx in 0..value.len() {
-        let x = value[idx];
-        let estimate = derivative_from(
-            |at| {
-                probe.vars.get_mut(wrt).expect("variable")[idx] = at;
-                loss(&probe)
-            },
-            x,
-            step(idx),
-        )?;
-        probe.vars.get_mut(wrt).expect("variable")[idx] = x;
+    let (mut numeric, mut noise) = match probes {
+        Probes::Entries => {
+            (Matrix::zeros(value.nrows(), value.ncols()), Matrix::zeros(value.nrows(), value.ncols()))
+        }
+        Probes::Directions(v) => (Matrix::zeros(1, v.len()), Matrix::zeros(1, v.len())),
+    };
+    for idx in 0..numeric.len() {
+        let estimate = match probes {
+            Probes::Entries => {
+                let x = value[idx];
+                let estimate = derivative_from(
+                    |at| {
+                        probe.vars.get_mut(wrt).expect("variable")[idx] = at;
+                        loss(&probe)
+                    },
+                    x,
+                    step,
+                )?;
+                probe.vars.get_mut(wrt).expect("variable")[idx] = x;
+                estimate
+            }
+            Probes::Directions(v) => derivative_from(
+                |t| {
+                    *probe.vars.get_mut(wrt).expect("variable") = value + &v[idx] * t;
+                    loss(&probe)
+                },
+                0.0,
+                step,
+            )?,
+        };
         match estimate {
             Some(e) => (numeric[idx], noise[idx]) = (e.value, e.error),
             None => return Ok(None),
@@ -377,18 +496,19 @@ fn differences(
     Ok(Some((numeric, noise)))
 }
 
-fn not_finite(g: &crate::derive::Gradient) -> CheckResult {
+fn not_finite(g: &crate::derive::Gradient, compared: Compared) -> CheckResult {
     CheckResult {
         wrt: g.wrt.clone(),
         outcome: Outcome::Undecided,
         max_rel_err: None,
         fd_error: None,
         reason: Some("the expression is not finite within a step of the instance".into()),
+        compared,
     }
 }
 
 /// Every gradient undecided, for one reason.
-fn undecided_all(derivation: &Derivation, reason: String) -> Vec<CheckResult> {
+fn undecided_all(derivation: &Derivation, reason: String, compared: Compared) -> Vec<CheckResult> {
     derivation
         .gradients
         .iter()
@@ -398,6 +518,7 @@ fn undecided_all(derivation: &Derivation, reason: String) -> Vec<CheckResult> {
             max_rel_err: None,
             fd_error: None,
             reason: Some(reason.clone()),
+            compared,
         })
         .collect()
 }

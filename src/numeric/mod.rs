@@ -22,8 +22,8 @@ use rand::rngs::StdRng;
 use rand::Rng;
 
 pub use check::{
-    check, CheckOptions, CheckReport, CheckResult, CHECK_INSTANCES, CHECK_TIME_LIMIT, EXACTLY_ZERO,
-    MAX_FD_ERROR,
+    check, CheckMethod, CheckOptions, CheckReport, CheckResult, Compared, AUTO_ENTRIES_MADDS,
+    CHECK_INSTANCES, CHECK_TIME_LIMIT, DIRECTIONS, EXACTLY_ZERO, MAX_FD_ERROR,
 };
 pub use domain::{domain_of, domains, Domain, Sign, Structure};
 pub use eval::{eval, Env, Evaluator, Matrix};

@@ -294,8 +294,8 @@ fn bind_index(i: &Index, values: &[(String, i64)]) -> Result<Index> {
 }
 
 /// Compiles expressions whose variables `typer` knows (the first target is
-/// the forward value), without pricing the alternatives: `forward` and
-/// `separate` are left zero.
+/// the forward value), pricing the forward value alone but not the
+/// alternatives: `separate` is left zero.
 pub fn compile_targets(
     targets: &[PlanTarget],
     typer: &Typer,
@@ -305,7 +305,13 @@ pub fn compile_targets(
     let Some(value) = targets.first() else {
         return Err(Error::new(ErrorKind::Internal, "a plan needs the forward value as its first target"));
     };
-    Ok(compile_graph(targets, typer, upstream, options)?.write(&value.expr, targets, options.strategy))
+    let compiled = compile_graph(targets, typer, upstream, options)?;
+    let mut plan = compiled.write(&value.expr, targets, options.strategy);
+    // What a numeric check spends per evaluation of the expression.
+    if let Some(root) = compiled.roots.first() {
+        plan.forward = compiled.alone(*root, true).0.cost(&compiled.graph.dims);
+    }
+    Ok(plan)
 }
 
 /// The targets lowered into one graph, with the sizes that price it.
