@@ -51,8 +51,9 @@ pub struct Session {
 /// What the session does after a line.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Flow {
-    /// Keep reading lines.
-    Continue,
+    /// Keep reading lines; the line's exit status, as the command line's
+    /// (0 success, 1 a check or verification that did not pass, 2 an error).
+    Continue(i32),
     /// End the session (`:quit`).
     Quit,
 }
@@ -83,17 +84,19 @@ impl Session {
     pub fn line(&mut self, input: &str, out: &mut dyn Write, err: &mut dyn Write) -> Flow {
         let line = join_lines(input).trim().to_string();
         if line.is_empty() {
-            return Flow::Continue;
+            return Flow::Continue(0);
         }
         let first = line.split_whitespace().next().unwrap_or("");
-        match first {
+        let status = match first {
             ":quit" | ":q" | ":exit" => return Flow::Quit,
             ":help" => {
                 let _ = writeln!(out, "{HELP}");
+                0
             }
             ":reset" => {
                 self.statements.clear();
                 let _ = writeln!(out, "declarations cleared");
+                0
             }
             ":shapes" => self.shapes(out, err),
             "derive" | "verify" | "check" | "plan" | "hessian" | "jacobian" | "latex" => {
@@ -101,15 +104,16 @@ impl Session {
             }
             _ if first.starts_with(':') => {
                 let _ = writeln!(err, "unknown command `{first}`; :help lists them");
+                2
             }
             _ => self.statement(&line, out, err),
-        }
-        Flow::Continue
+        };
+        Flow::Continue(status)
     }
 
     /// A declaration or definition (kept, if it types), or an expression
     /// (its shape is printed).
-    fn statement(&mut self, line: &str, out: &mut dyn Write, err: &mut dyn Write) {
+    fn statement(&mut self, line: &str, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let probe = self.program(&format!("{line}\n0"));
         let keeps = parse_program(&probe).is_ok_and(|p| p.expr.kind == crate::syntax::ExprKind::Num(0.0))
             && (line.contains(':') || line.contains('='));
@@ -122,12 +126,15 @@ impl Session {
             Ok(shape) if keeps => {
                 self.statements.push(line.to_string());
                 let _ = shape;
+                0
             }
             Ok(shape) => {
                 let _ = writeln!(out, "{shape}");
+                0
             }
             Err(e) => {
                 let _ = write!(err, "{}", render_error(&e, "<repl>", &text));
+                2
             }
         }
     }
@@ -135,7 +142,7 @@ impl Session {
     /// A subcommand: the expression is everything before the first option.
     /// The options are parsed as on the command line; the command, given
     /// the session's program, runs through the command line's executor.
-    fn command(&self, name: &str, rest: &str, out: &mut dyn Write, err: &mut dyn Write) {
+    fn command(&self, name: &str, rest: &str, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let words: Vec<String> = split_words(rest);
         let at = words.iter().position(|w| w.starts_with("--")).unwrap_or(words.len());
         let expr = words[..at].join(" ");
@@ -145,8 +152,7 @@ impl Session {
         let mut command = match command::parse(args.map(Into::into).collect()) {
             Ok(command) => command,
             Err(e) => {
-                report::clap_failure(&e, json, out, err);
-                return;
+                return report::clap_failure(&e, json, out, err);
             }
         };
         if let Some(input) = command.input_mut() {
@@ -159,22 +165,21 @@ impl Session {
             };
             if let Some(message) = misplaced {
                 let e = crate::Error::new(crate::ErrorKind::Usage, message);
-                report::fail(&e, "", "", json, out, err);
-                return;
+                return report::fail(&e, "", "", json, out, err);
             }
             input.expr = Some(self.program(&expr));
         }
         debug_assert!(!matches!(command, Command::Repl | Command::Demo { .. }));
-        command::execute(command, out, err);
+        command::execute(command, out, err)
     }
 
-    fn shapes(&self, out: &mut dyn Write, err: &mut dyn Write) {
+    fn shapes(&self, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
         let text = self.program("0");
         let program = match parse_program(&text) {
             Ok(p) => p,
             Err(e) => {
                 let _ = write!(err, "{}", render_error(&e, "<repl>", &text));
-                return;
+                return 2;
             }
         };
         let mut typer = crate::shape::Typer::new();
@@ -195,6 +200,7 @@ impl Session {
         if program.declarations.is_empty() && program.definitions.is_empty() {
             let _ = writeln!(out, "no declarations yet");
         }
+        0
     }
 }
 
@@ -288,7 +294,33 @@ pub fn incomplete(input: &str) -> bool {
 /// 1 in messages. No line is lost without a word: a line that is not UTF-8
 /// is an error for that line (and the input it continued), and an input
 /// still unfinished at the end is an error that names its first line.
-fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+/// The exit status is the worst of the inputs' (2 over 1 over 0), so that
+/// a script of checks can gate, and the lines that failed are named last.
+fn piped(session: &mut Session, input: impl BufRead, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    let mut failed: Vec<(usize, i32)> = vec![];
+    read_piped(session, input, out, err, &mut failed);
+    let worst = failed.iter().map(|&(_, status)| status).max().unwrap_or(0);
+    if !failed.is_empty() {
+        let lines: Vec<String> = failed
+            .iter()
+            .map(|(line, status)| {
+                let what = if *status == 1 { "did not pass" } else { "failed" };
+                format!("line {line} {what} (status {status})")
+            })
+            .collect();
+        let _ = writeln!(err, "repl: {}; exit status {worst}", lines.join(", "));
+    }
+    worst
+}
+
+/// The loop of [`piped`]: each input's first line and status where it is not 0.
+fn read_piped(
+    session: &mut Session,
+    mut input: impl BufRead,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    failed: &mut Vec<(usize, i32)>,
+) {
     let cap = MAX_INPUT_BYTES;
     let mut pending = String::new();
     let (mut first, mut number) = (0usize, 0usize);
@@ -300,7 +332,8 @@ fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, er
             Ok(_) => {}
             Err(e) => {
                 let _ = writeln!(err, "error: cannot read standard input after line {number}: {e}");
-                return 2;
+                failed.push((number + 1, 2));
+                return;
             }
         }
         number += 1;
@@ -310,7 +343,8 @@ fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, er
                 "error: limit reached: line {number} is longer than {} MiB; the rest of the input is not read",
                 cap >> 20
             );
-            return 2;
+            failed.push((number, 2));
+            return;
         }
         if bytes.last() == Some(&b'\n') {
             bytes.pop();
@@ -331,6 +365,7 @@ fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, er
                     "error: line {number} is not UTF-8 text (byte {} is not); it is skipped{dropped}",
                     e.valid_up_to() + 1
                 );
+                failed.push((number, 2));
                 pending.clear();
                 continue;
             }
@@ -344,6 +379,7 @@ fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, er
                 "error: limit reached: the input from line {first} is longer than {} MiB; it is skipped",
                 cap >> 20
             );
+            failed.push((first, 2));
             pending.clear();
             continue;
         }
@@ -352,12 +388,15 @@ fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, er
         if incomplete(&pending) {
             continue;
         }
-        if session.line(&std::mem::take(&mut pending), out, err) == Flow::Quit {
-            return 0;
+        match session.line(&std::mem::take(&mut pending), out, err) {
+            Flow::Quit => return,
+            Flow::Continue(0) => {}
+            Flow::Continue(status) => failed.push((first, status)),
         }
     }
     if !pending.trim().is_empty() {
         let _ = writeln!(err, "error: the input from line {first} is unfinished at the end of the input");
+        failed.push((first, 2));
         if let Some(Err(e)) =
             parsed_part(&join_lines(&pending)).map(|text| parse_program(&text).map(|_| text))
         {
@@ -365,7 +404,6 @@ fn piped(session: &mut Session, mut input: impl BufRead, out: &mut dyn Write, er
             let _ = write!(err, "{}", render_error(&e, "<repl>", &text));
         }
     }
-    0
 }
 
 /// Completion of commands, functions and the names declared so far.
