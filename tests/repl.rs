@@ -122,3 +122,39 @@ fn interactive_session() {
     assert!(history.contains("Weights * Weights^T"), "{history}");
     std::fs::remove_dir_all(&home).unwrap();
 }
+
+/// The history is written as each line is entered: a session killed in the
+/// middle of a command keeps the lines typed before. `help` and `quit`,
+/// alone on a line, are commands, not undeclared variables.
+#[test]
+fn history_survives_a_killed_session() {
+    use rexpect::session::spawn_command;
+    let home = std::env::temp_dir().join(format!("matdiff-repl-kill-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matdiff"));
+    cmd.arg("repl").env("HOME", &home).env("XDG_DATA_HOME", &home).env("NO_COLOR", "1");
+    let mut p = spawn_command(cmd, Some(10_000)).unwrap();
+    p.exp_string("matdiff> ").unwrap();
+    p.send_line("help").unwrap();
+    p.exp_string("Declarations persist").unwrap();
+    p.exp_string("matdiff> ").unwrap();
+    p.send_line("Kept : 3x4").unwrap();
+    p.exp_string("matdiff> ").unwrap();
+    p.send_line("Kept * Kept^T").unwrap();
+    p.exp_string("3x3").unwrap();
+    p.exp_string("matdiff> ").unwrap();
+    // Killed, as a closed terminal or a second Ctrl-C would.
+    p.process_mut().kill(rexpect::process::Signal::SIGKILL).unwrap();
+    let history = std::fs::read_to_string(home.join("matdiff").join("history")).unwrap();
+    assert!(history.starts_with("#V2\n"), "{history}");
+    assert!(history.contains("Kept : 3x4\nKept * Kept^T\n"), "{history}");
+    // And `quit` ends a session.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matdiff"));
+    cmd.arg("repl").env("HOME", &home).env("XDG_DATA_HOME", &home).env("NO_COLOR", "1");
+    let mut p = spawn_command(cmd, Some(10_000)).unwrap();
+    p.exp_string("matdiff> ").unwrap();
+    p.send_line("quit").unwrap();
+    p.exp_eof().unwrap();
+    std::fs::remove_dir_all(&home).unwrap();
+}

@@ -33,13 +33,14 @@ Commands take the same options as on the command line:
   plan EXPR [--dims d0=64,B=65536] [--json] [--emit numpy|pytorch|jax]
   hessian EXPR --wrt V [--wrt U]      jacobian EXPR --wrt X
   latex EXPR
-  :help   :shapes (declared and inferred shapes)   :reset   :quit
+  :help   :shapes (declared and inferred shapes)   :reset   :clear   :quit
+  (help, clear, quit and exit alone on a line work too)
 A line ending in \\, or one the parser finds unfinished (an open parenthesis,
 a trailing operator), continues on the next line.";
 
-const COMMANDS: [&str; 11] = [
+const COMMANDS: [&str; 12] = [
     "derive", "verify", "check", "plan", "hessian", "jacobian", "latex", ":help", ":shapes", ":reset",
-    ":quit",
+    ":clear", ":quit",
 ];
 
 /// The session: the declarations and definitions so far.
@@ -87,9 +88,20 @@ impl Session {
             return Flow::Continue(0);
         }
         let first = line.split_whitespace().next().unwrap_or("");
+        // The words a newcomer types first, alone on a line, are commands,
+        // not undeclared variables whose shape would be printed.
+        let first = match line.as_str() {
+            "help" | "quit" | "exit" | "clear" => line.as_str(),
+            _ => first,
+        };
         let status = match first {
-            ":quit" | ":q" | ":exit" => return Flow::Quit,
-            ":help" => {
+            ":quit" | ":q" | ":exit" | "quit" | "exit" => return Flow::Quit,
+            "clear" | ":clear" => {
+                // ANSI: clear the screen, cursor home.
+                let _ = write!(out, "\x1b[2J\x1b[H");
+                0
+            }
+            ":help" | "help" => {
                 let _ = writeln!(out, "{HELP}");
                 0
             }
@@ -485,6 +497,31 @@ fn history_file(path: &Path) -> std::result::Result<bool, String> {
 
 /// A history line of rustyline's format 2 (`\n` a line feed, `\\` a
 /// backslash); a line with another escape is kept as it is, as rustyline does.
+/// A history entry as a line of rustyline's `#V2` file: `\` and newlines escaped.
+fn escape(entry: &str) -> String {
+    entry.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// Appends `entry` to the history file as it is entered, so that a session
+/// that ends abruptly (Ctrl-C during a command, a closed terminal) keeps its
+/// lines; the file is rewritten whole, and trimmed, when the session ends.
+fn append_history_entry(path: &Path, entry: &str) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut head = [0u8; 3];
+    let v2 = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok()
+        && &head == b"#V2";
+    let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    if fresh {
+        writeln!(file, "#V2")?;
+    }
+    // (A file of the old format, without the header, takes the entry on one line.)
+    let line = if v2 || fresh { escape(entry) } else { entry.replace('\n', " ") };
+    writeln!(file, "{line}")
+}
+
 fn unescape(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();
@@ -597,6 +634,11 @@ pub fn run() -> i32 {
         match editor.readline(prompt) {
             Ok(input) => {
                 let _ = editor.add_history_entry(input.as_str());
+                if let Some(path) = history.as_deref().filter(|path| history_file(path).is_ok()) {
+                    if let Err(e) = append_history_entry(path, &input) {
+                        eprintln!("note: history: cannot append to {}: {e}", path.display());
+                    }
+                }
                 let outcome = session.line(&input, &mut stdout.lock(), &mut stderr.lock());
                 *names.borrow_mut() = session.names();
                 if outcome == Flow::Quit {
