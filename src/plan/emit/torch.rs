@@ -119,7 +119,7 @@ pub fn pytorch(plan: &Plan, title: &str, upstream: Option<&VarName>, name: Optio
     ));
 
     // The keyword wrapper and the module.
-    out.push_str(&keyword_head(&function, &arg_names, title, &class, &code.shapes_doc("    ", false)));
+    out.push_str(&keyword_head(&function, arg_names, title, &class, &code.shapes_doc("    ", false)));
     out.push_str(&format!("    return {class}.apply({})\n", arg_names.join(", ")));
     out.push_str(&module_head(
         &module,
