@@ -110,3 +110,78 @@ proptest! {
         }
     }
 }
+
+/// A product whose members are shifted (`prod(W[i+1], i=0..n-1)`, or
+/// counting from 2 with `W[i-1]`) has the members W[1]..W[n], as the plain
+/// one does, declared or not (an undeclared family's members all have the
+/// one square shape its factor was typed with): `check` draws those members
+/// and agrees, and each gradient equals the plain product's on the same
+/// instance. A family that nothing sizes is named, at its product.
+#[test]
+fn shifted_members_check_like_plain_ones() {
+    let pairs = [
+        ("prod(W[i], i=1..n) * X", "prod(W[i+1], i=0..n-1) * X"),
+        ("W[i] : d x d; prod(W[i], i=1..n) * X", "W[i] : d x d; prod(W[i+1], i=0..n-1) * X"),
+        (SEED, "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i-1], i=2..n+1) * X"),
+        (SEED, "W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i+1], i=0..n-1) * X"),
+    ];
+    for (plain, shifted) in pairs {
+        let (p, s) = (parse_program(plain).unwrap(), parse_program(shifted).unwrap());
+        let (dp, ds) = (
+            matdiff::derive(&p, &Default::default()).unwrap(),
+            matdiff::derive(&s, &Default::default()).unwrap(),
+        );
+        for n in [1usize, 2, 4] {
+            for j in 1..=n {
+                let dims = [("n".to_string(), n), ("j".to_string(), j)].into_iter().collect();
+                let options = CheckOptions { seed: (n * 10 + j) as u64, dims, ..Default::default() };
+                let report = check(&ds, &options).unwrap_or_else(|e| panic!("{shifted} (n = {n}): {e}"));
+                assert!(report.ok(), "{shifted} (n = {n}, j = {j}): {:?}", report.results);
+                let instance = Instance::draw(&ds, &options).unwrap();
+                let mut members: Vec<String> =
+                    instance.env.vars.keys().map(|v| v.to_string()).filter(|v| v.starts_with("W[")).collect();
+                members.sort();
+                let want: Vec<String> = (1..=n).map(|k| format!("W[{k}]")).collect();
+                assert_eq!(members, want, "{shifted} (n = {n})");
+                for (gs, gp) in ds.gradients.iter().zip(&dp.gradients) {
+                    assert_eq!(gs.wrt, gp.wrt);
+                    let (a, b) = (
+                        gradient_value(gs, &instance.env).unwrap(),
+                        gradient_value(gp, &instance.env).unwrap(),
+                    );
+                    assert!(relative_error(&a, &b) < 1e-12, "{shifted} (n = {n}, j = {j}): d/d{}", gs.wrt);
+                }
+            }
+        }
+    }
+    // A wrong range (one member too many) is no longer the same product.
+    let (long, plain) = (
+        parse_program("prod(W[i+1], i=0..n) * X").unwrap(),
+        parse_program("prod(W[i], i=1..n) * X").unwrap(),
+    );
+    let p = matdiff::derive(&long, &Default::default()).unwrap();
+    let q = matdiff::derive(&plain, &Default::default()).unwrap();
+    let options = CheckOptions {
+        seed: 3,
+        dims: [("n".to_string(), 2), ("j".to_string(), 1)].into(),
+        ..Default::default()
+    };
+    let instance = Instance::draw(&p, &options).unwrap();
+    assert_eq!(instance.env.vars.keys().filter(|v| v.name == "W").count(), 3);
+    let x = parse_var("X").unwrap();
+    let gx = |d: &matdiff::Derivation| d.gradients.iter().find(|g| g.wrt == x).unwrap().clone();
+    assert!(
+        relative_error(
+            &gradient_value(&gx(&p), &instance.env).unwrap(),
+            &gradient_value(&gx(&q), &instance.env).unwrap()
+        ) > 1e-3
+    );
+
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let argv = ["matdiff", "check", "prod(W[i+1], i=0..n-1)", "--dims", "n=2"].map(String::from).to_vec();
+    assert_eq!(matdiff::cli::run(argv, &mut out, &mut err), 2);
+    let err = String::from_utf8(err).unwrap();
+    assert!(err.contains("the shape of the members of `W` is undetermined"), "{err}");
+    assert!(err.contains("this product") && err.contains('^'), "{err}");
+    assert!(err.contains("`W[i] : d[i-1] x d[i]`"), "{err}");
+}

@@ -72,7 +72,7 @@ impl Instance {
         for v in typing.variables() {
             vars.push((concrete(v)?, typing.var_shape(v).expect("typed")));
         }
-        for (family, lo, hi) in product_ranges(&typing.program.expr) {
+        for (family, lo, hi, body) in product_ranges(&typing.program.expr) {
             let (lo, hi) = (bind(&lo)?.as_constant(), bind(&hi)?.as_constant());
             let (Some(lo), Some(hi)) = (lo, hi) else {
                 return Err(Error::new(ErrorKind::Usage, "a product's range has no value")
@@ -81,7 +81,18 @@ impl Instance {
             for k in crate::plan::product_members(&typing.program.expr, &family, lo, hi)? {
                 let member = VarName { name: family.clone(), index: Some(Index::constant(k)) };
                 let s = typer.var(&member)?;
-                vars.push((member, typer.resolve(s)));
+                let mut shape = typer.resolve(s);
+                // An undeclared family: the product typed its factor `W[i]`
+                // with one shape (square, as factor i chains into i+1),
+                // which every member has.
+                if open(&shape) {
+                    shape = typing
+                        .var_shape(&body)
+                        .filter(|s| !open(s))
+                        .ok_or_else(|| undetermined(&typing.program.expr, &family, &body))?;
+                    typer.insert_var(member.clone(), &shape);
+                }
+                vars.push((member, shape));
             }
         }
         if let Mode::Layer { upstream } = &derivation.mode {
@@ -182,6 +193,25 @@ impl Instance {
                 .note("declare the domain the expression needs (`X : 3x3 positive`, `S : n x n spd`)"));
             }
         }
+    }
+}
+
+/// Whether a shape has a dimension inference left open.
+fn open(s: &Shape) -> bool {
+    matches!(s.rows, Dim::Unknown(_)) || matches!(s.cols, Dim::Unknown(_))
+}
+
+/// The error for a family whose members' shapes nothing determines,
+/// pointing at its product and naming the declaration that would.
+fn undetermined(root: &Expr, family: &str, body: &VarName) -> Error {
+    let error = Error::new(
+        ErrorKind::Usage,
+        format!("the shape of the members of `{family}` is undetermined: nothing in the program gives the size of `{body}`"),
+    )
+    .note(format!("declare the family: `{family}[i] : d[i-1] x d[i]` (a chain of any widths) or `{family}[i] : d x d`"));
+    match crate::plan::product_span(root, family) {
+        Some(span) => error.label(span, "this product"),
+        None => error,
     }
 }
 
@@ -415,7 +445,7 @@ fn trouble(e: &Expr, env: &Env, scale: f64) -> Option<String> {
 /// within their side conditions.
 fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Result<Vec<(String, i64)>> {
     let mut outer = BTreeSet::new();
-    for (_, lo, hi) in product_ranges(&d.typing.program.expr) {
+    for (_, lo, hi, _) in product_ranges(&d.typing.program.expr) {
         outer.extend(lo.terms.keys().cloned());
         outer.extend(hi.terms.keys().cloned());
     }
@@ -490,25 +520,34 @@ fn draw_indices(d: &Derivation, options: &CheckOptions, rng: &mut StdRng) -> Res
     Ok(values)
 }
 
-/// Every `prod(F, i=lo..hi)` as (the family its body uses, lo, hi).
-pub(super) fn product_ranges(e: &Expr) -> Vec<(String, Index, Index)> {
+/// Every `prod(F, i=lo..hi)` as (a family its body uses, the first and the
+/// last member's index, the body's member): the range of the members, not of
+/// `i`, so that `prod(W[i+1], i=0..n-1)` has the members W[1]..W[n].
+pub(super) fn product_ranges(e: &Expr) -> Vec<(String, Index, Index, VarName)> {
     let mut out = vec![];
     e.for_each(|e| {
         if let ExprKind::Prod(prod) = &e.kind {
             let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-            let mut families = vec![];
-            collect_families(body, var, &mut families);
-            out.extend(families.into_iter().map(|f| (f, lo.clone(), hi.clone())));
+            let mut members = vec![];
+            collect_families(body, var, &mut members);
+            for member in members {
+                let index = member.index.clone().expect("a member is indexed");
+                let (Ok(first), Ok(last)) = (index.subst(var, lo), index.subst(var, hi)) else { continue };
+                // W[n-i] counts down: its first member is that of i = hi.
+                let down = index.terms.get(var).is_some_and(|c| *c < 0);
+                let (first, last) = if down { (last, first) } else { (first, last) };
+                out.push((member.name.clone(), first, last, member));
+            }
         }
     });
     out
 }
 
-fn collect_families(e: &Expr, var: &str, out: &mut Vec<String>) {
+fn collect_families(e: &Expr, var: &str, out: &mut Vec<VarName>) {
     e.for_each(|e| {
         if let ExprKind::Var(v) = &e.kind {
-            if v.index.as_ref().is_some_and(|i| i.mentions(var)) && !out.contains(&v.name) {
-                out.push(v.name.clone());
+            if v.index.as_ref().is_some_and(|i| i.mentions(var)) && !out.iter().any(|m| m.name == v.name) {
+                out.push(VarName::clone(v));
             }
         }
     })

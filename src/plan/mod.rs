@@ -222,7 +222,7 @@ pub(crate) fn product_members(
 }
 
 /// Where the first `prod` over the family `name` stands in the source.
-fn product_span(root: &Expr, name: &str) -> Option<crate::syntax::Span> {
+pub(crate) fn product_span(root: &Expr, name: &str) -> Option<crate::syntax::Span> {
     // Shared subtrees once: a definition can be used many times.
     let mut seen = HashSet::new();
     let mut stack = vec![root];

@@ -3,7 +3,9 @@
 //! list of its members, and their gradients by a backward loop that reads
 //! the saved prefixes (NumPy, PyTorch, JAX alike).
 
-use super::{camel, function_name, key, reserved, tuple, Code, Lib};
+use std::collections::HashSet;
+
+use super::{fresh, function_name, jax, numpy, torch, tuple, Code, Lib};
 use crate::error::Result;
 use crate::plan::looped::{Chain, LoopPlan};
 use crate::shape::Dim;
@@ -67,20 +69,10 @@ struct Looped<'p> {
     lp: &'p LoopPlan,
 }
 
-/// The names Python or the code reserves, and those taken.
-fn fresh(base: String, taken: &mut Vec<String>) -> String {
-    let mut n = base;
-    while reserved(&n) || taken.contains(&n) {
-        n.push('_');
-    }
-    taken.push(n.clone());
-    n
-}
-
 impl<'p> Looped<'p> {
     fn new(lp: &'p LoopPlan, lib: Lib, upstream: Option<&VarName>, emitted: &[&str]) -> Looped<'p> {
         let plan = &lp.plan;
-        let mut taken: Vec<String> = emitted.iter().map(|s| s.to_string()).collect();
+        let mut taken: HashSet<String> = emitted.iter().map(|s| s.to_string()).collect();
         taken.extend(["k", "counts", "members", "saved"].map(String::from));
         let mut names = vec![];
         for chain in &lp.chains {
@@ -190,8 +182,8 @@ impl<'p> Looped<'p> {
     }
 
     /// The forward loop of each chain: its prefix products, the last the
-    /// product.
-    fn forward_loops(&self, indent: &str) -> String {
+    /// product (which [`Looped::products`] reads off them).
+    fn prefix_loops(&self, indent: &str) -> String {
         let mut out = String::new();
         for c in &self.chains {
             let t = if c.chain.transposed { ".mT" } else { "" };
@@ -202,9 +194,13 @@ impl<'p> Looped<'p> {
             out.push_str(&format!("{indent}{p} = [{f}[0]{t}]\n"));
             out.push_str(&format!("{indent}for k in range(1, len({f})):\n"));
             out.push_str(&format!("{indent}    {p}.append({p}[-1] @ {f}[k]{t})\n"));
-            out.push_str(&format!("{indent}{} = {p}[-1]\n", self.code.inputs[c.input]));
         }
         out
+    }
+
+    /// The forward loops and the products: the products formed.
+    fn forward_loops(&self, indent: &str) -> String {
+        self.prefix_loops(indent) + &self.products(indent)
     }
 
     /// The product's variable read off the saved prefixes.
@@ -269,28 +265,25 @@ impl<'p> Looped<'p> {
         )
     }
 
-    /// Each parameter with its shape, for a docstring.
+    /// Each parameter with its shape, for a docstring: a family's list, or
+    /// as [`Code::shapes_doc`] gives it.
     fn shapes_doc(&self, indent: &str, with_upstream: bool) -> String {
         let mut out = String::new();
         let ks: Vec<usize> =
             if with_upstream { self.code.inputs_first().collect() } else { self.code.args() };
         for k in ks {
-            let i = &self.lp.plan.inputs[k];
-            if let Some(c) = self.chain_of(k) {
-                let what = if c.chain.transposed { ", the factors their transposes" } else { "" };
-                out.push_str(&format!(
-                    "{indent}{} : a list of the matrices {}{what}; the product {} x {}\n",
-                    c.family,
-                    Self::members_text(c),
-                    i.shape.rows,
-                    i.shape.cols
-                ));
+            let Some(c) = self.chain_of(k) else {
+                out.push_str(&self.code.shape_doc(k, indent));
                 continue;
-            }
-            let upstream = if Some(k) == self.code.upstream { ", the upstream gradient" } else { "" };
+            };
+            let shape = &self.lp.plan.inputs[k].shape;
+            let what = if c.chain.transposed { ", the factors their transposes" } else { "" };
             out.push_str(&format!(
-                "{indent}{} : {} x {}{upstream}\n",
-                self.code.inputs[k], i.shape.rows, i.shape.cols
+                "{indent}{} : a list of the matrices {}{what}; the product {} x {}\n",
+                c.family,
+                Self::members_text(c),
+                shape.rows,
+                shape.cols
             ));
         }
         out
@@ -314,65 +307,35 @@ pub fn numpy_loops(lp: &LoopPlan, title: &str, name: Option<&str>) -> Result<Str
     let code = &l.code;
     let plan = &lp.plan;
     let mut out = l.header(title);
-    out.push_str("import numpy as np\n\n\n");
-    out.push_str(super::numpy::HELPERS);
-    out.push_str("\n\n");
-    out.push_str(LOOP_HELPERS);
-    out.push_str("\n\n");
-    let params = l.params();
-    out.push_str(&format!("def {function}(*, {}):\n", params.join(", ")));
-    out.push_str(&format!(
-        "    \"\"\"The value of {title} and the gradient of every variable, as {{name: array}}, a\n    \
-         family's as the list of its members' gradients.\n\n"
-    ));
-    out.push_str(&l.shapes_doc("    ", true));
-    out.push_str(
-        "\n    Arrays may have leading batch axes, which broadcast; a gradient is summed over\n    \
-         the batch axes its variable lacks. The result has the arguments' common dtype.\n    \"\"\"\n",
+    out.push_str(&numpy::module_head(LOOP_HELPERS));
+    let summary = format!(
+        "The value of {title} and the gradient of every variable, as {{name: array}}, a\n    \
+         family's as the list of its members' gradients."
     );
-    out.push_str(&code.renamings("    "));
+    out.push_str(&numpy::signature(code, &function, &l.params(), &summary, &l.shapes_doc("    ", true)));
     out.push_str(&l.checks("    ", true));
     let arrays = l.spread(true);
-    out.push_str(&format!("    dtype = np.result_type(*map(np.asarray, ({arrays})), np.float32)\n"));
-    out.push_str("    sizes = {}\n");
+    out.push_str(&numpy::dtype(&arrays));
     out.push_str(&l.numpy_member_checks("    "));
-    for (k, i) in plan.inputs.iter().enumerate() {
-        if l.chain_of(k).is_some() {
-            continue;
-        }
-        out.push_str(&format!(
-            "    {p} = _matdiff_argument({}, {p}, dtype, ({}, {}), sizes)\n",
-            key(&i.var),
-            super::numpy::dim(&i.shape.rows),
-            super::numpy::dim(&i.shape.cols),
-            p = code.inputs[k],
-        ));
+    for k in (0..plan.inputs.len()).filter(|&k| l.chain_of(k).is_none()) {
+        out.push_str(&numpy::argument(code, k));
     }
-    out.push_str(&format!("    batch = np.broadcast_shapes(*(a.shape[:-2] for a in ({arrays})))\n"));
+    out.push_str(&numpy::batch(&arrays));
     out.push_str(&l.forward_loops("    "));
     out.push_str(&code.lines(0..plan.steps.len(), "    ")?);
-    let value = code.output(0);
-    let value = if plan.outputs[0].shape.is_scalar() { format!("{value}[..., 0, 0][()]") } else { value };
     out.push_str(&l.backward_loops("    ", None));
     out.push_str("    grads = {}\n");
     for (k, o) in plan.outputs.iter().enumerate().skip(1) {
-        let v = o.wrt.as_ref().expect("gradients name their variable");
-        let i = plan.inputs.iter().position(|i| i.var == *v).expect("a gradient's variable is an input");
-        if let Some(c) = l.chain_of(i) {
-            out.push_str(&format!(
+        let family = o.wrt.as_ref().and_then(|v| l.chains.iter().find(|c| c.chain.var == *v));
+        match family {
+            Some(c) => out.push_str(&format!(
                 "    grads[{:?}] = [_matdiff_sum_to(g, w.shape, batch) for g, w in zip({}, {})]\n",
                 c.chain.family, c.grads, c.family
-            ));
-            continue;
+            )),
+            None => out.push_str(&numpy::gradient(code, k)),
         }
-        out.push_str(&format!(
-            "    grads[{}] = _matdiff_sum_to({}, {}.shape, batch)\n",
-            key(v),
-            code.output(k),
-            code.inputs[i]
-        ));
     }
-    out.push_str(&format!("    return {value}, grads\n"));
+    out.push_str(&format!("    return {}, grads\n", numpy::value(code)));
     Ok(out)
 }
 
@@ -382,21 +345,14 @@ fn returned(l: &Looped, cotangent: &str, lib: Lib) -> Vec<String> {
     let code = &l.code;
     code.args()
         .into_iter()
-        .map(|k| {
-            if let Some(c) = l.chain_of(k) {
-                return match (c.output, lib) {
-                    (Some(_), Lib::Jax) => format!("tuple({})", c.grads),
-                    (Some(_), _) => format!("*{}", c.grads),
-                    (None, Lib::Jax) => format!("tuple(jnp.zeros_like(w) for w in {})", c.family),
-                    (None, _) => format!("*[None] * len({})", c.family),
-                };
-            }
-            let var = &code.plan.inputs[k].var;
-            match code.plan.outputs.iter().position(|o| o.wrt.as_ref() == Some(var)) {
-                None => "None".to_string(),
-                Some(g) if !code.layer => format!("{cotangent} * {}", code.output(g)),
-                Some(g) => code.output(g),
-            }
+        .map(|k| match l.chain_of(k) {
+            Some(c) => match (c.output, lib) {
+                (Some(_), Lib::Jax) => format!("tuple({})", c.grads),
+                (Some(_), _) => format!("*{}", c.grads),
+                (None, Lib::Jax) => format!("tuple(jnp.zeros_like(w) for w in {})", c.family),
+                (None, _) => format!("*[None] * len({})", c.family),
+            },
+            None => code.returned_gradient(k, cotangent),
         })
         .collect()
 }
@@ -408,15 +364,9 @@ fn returned(l: &Looped, cotangent: &str, lib: Lib) -> Vec<String> {
 /// backward recomputes the prefix products from the members when it is
 /// differentiated itself, so second derivatives are exact.
 pub fn pytorch_loops(lp: &LoopPlan, title: &str, name: Option<&str>) -> Result<String> {
-    let function = function_name(name, "plan")?;
-    let mut class = camel(&function);
-    if class == function || class.is_empty() {
-        class.push_str("Function");
-    }
-    let module = format!("{class}Module");
+    let (function, class, module) = torch::names(name)?;
     let l = Looped::new(lp, Lib::Torch, lp.upstream.as_ref(), &[&function, &class, &module]);
     let code = &l.code;
-    let plan = &lp.plan;
     let (forward, saved) = code.split();
     let plain: Vec<usize> = code.args().into_iter().filter(|&k| l.chain_of(k).is_none()).collect();
     let plain_names: Vec<&str> = plain.iter().map(|&k| code.inputs[k].as_str()).collect();
@@ -430,20 +380,13 @@ pub fn pytorch_loops(lp: &LoopPlan, title: &str, name: Option<&str>) -> Result<S
     out.push_str(LOOP_HELPERS);
     out.push_str("\n\n");
     let families: Vec<&str> = l.chains.iter().map(|c| c.family.as_str()).collect();
-    out.push_str(&format!("class {class}(torch.autograd.Function):\n"));
-    out.push_str(&format!(
-        "    \"\"\"{class}.apply(counts, {}*members) is the value: counts the number of members of\n    \
-         {}, the members after the other arguments; its backward is the plan's gradient steps.\"\"\"\n\n",
+    let doc = format!(
+        "{class}.apply(counts, {}*members) is the value: counts the number of members of\n    \
+         {}, the members after the other arguments; its backward is the plan's gradient steps.",
         plain_names.iter().map(|n| format!("{n}, ")).collect::<String>(),
         families.join(", ")
-    ));
-    let renamings = code.renamings("    ");
-    if !renamings.is_empty() {
-        out.push_str(&renamings);
-        out.push('\n');
-    }
-    out.push_str("    @staticmethod\n");
-    out.push_str(&format!("    def forward({}):\n", forward_params.join(", ")));
+    );
+    out.push_str(&torch::function_head(code, &class, &doc, &forward_params.join(", ")));
     let mut offset = "0".to_string();
     for (n, c) in l.chains.iter().enumerate() {
         let end = if offset == "0" { format!("counts[{n}]") } else { format!("{offset} + counts[{n}]") };
@@ -451,52 +394,43 @@ pub fn pytorch_loops(lp: &LoopPlan, title: &str, name: Option<&str>) -> Result<S
         offset = end;
     }
     out.push_str(&l.forward_loops("        "));
-    out.push_str(&code.lines((0..plan.steps.len()).filter(|&k| forward[k]), "        ")?);
+    out.push_str(&code.part(&forward, true, "        ")?);
     out.push_str("        ctx.counts = counts\n");
     let mut all_saved: Vec<String> = plain_names.iter().map(|s| s.to_string()).collect();
     all_saved.extend(l.chains.iter().map(|c| format!("*{}", c.family)));
     all_saved.extend(l.chains.iter().map(|c| format!("*{}", c.prefix)));
     all_saved.extend(saved_names.iter().map(|s| s.to_string()));
     out.push_str(&format!("        ctx.save_for_backward({})\n", all_saved.join(", ")));
-    let value = code.output(0);
-    if plan.outputs[0].shape.is_scalar() {
-        out.push_str(&format!("        return {value}.reshape(())\n\n"));
-    } else {
-        out.push_str(&format!("        return {value}\n\n"));
-    }
-    out.push_str("    @staticmethod\n");
-    let grad_out = match code.upstream {
-        Some(k) => code.inputs[k].clone(),
-        None => "grad_output".to_string(),
-    };
-    out.push_str(&format!("    def backward(ctx, {grad_out}):\n"));
+    out.push_str(&torch::backward_head(code));
     out.push_str("        saved = iter(ctx.saved_tensors)\n");
     for n in &plain_names {
         out.push_str(&format!("        {n} = next(saved)\n"));
     }
-    for (n, c) in l.chains.iter().enumerate() {
-        out.push_str(&format!("        {} = [next(saved) for k in range(ctx.counts[{n}])]\n", c.family));
-    }
-    for (n, c) in l.chains.iter().enumerate() {
-        out.push_str(&format!("        {} = [next(saved) for k in range(ctx.counts[{n}])]\n", c.prefix));
+    for list in [|c: &Names| c.family.clone(), |c: &Names| c.prefix.clone()] {
+        for (n, c) in l.chains.iter().enumerate() {
+            out.push_str(&format!("        {} = [next(saved) for k in range(ctx.counts[{n}])]\n", list(c)));
+        }
     }
     for n in &saved_names {
         out.push_str(&format!("        {n} = next(saved)\n"));
     }
-    // Products saved in `forward` were made without autograd watching: a
-    // backward that is itself differentiated recomputes them from the inputs.
-    out.push_str("        if torch.is_grad_enabled():\n");
-    out.push_str("            # Differentiated again: recompute what forward saved, so autograd sees it.\n");
-    out.push_str(&l.forward_loops("            "));
-    out.push_str(&code.lines(code.needed_by(&saved), "            ")?);
+    // The prefixes are recomputed, the products read off them (saved or
+    // recomputed) once, and then the saved steps recomputed from those.
+    out.push_str(torch::RECOMPUTE);
+    out.push_str(&l.prefix_loops("            "));
     out.push_str(&l.products("        "));
-    out.push_str(&code.lines((0..plan.steps.len()).filter(|&k| !forward[k]), "        ")?);
-    let scale = (!code.layer).then_some(grad_out.as_str());
-    out.push_str(&l.backward_loops("        ", scale));
+    let steps = code.lines(code.needed_by(&saved), "            ")?;
+    if !steps.is_empty() {
+        out.push_str("        if torch.is_grad_enabled():\n            # And the steps forward saved, from the products.\n");
+        out.push_str(&steps);
+    }
+    out.push_str(&code.part(&forward, false, "        ")?);
+    let cotangent = code.cotangent();
+    out.push_str(&l.backward_loops("        ", (!code.layer).then_some(cotangent.as_str())));
     // In the order of apply's arguments: the others, then the members.
     let mut grads = vec!["None".to_string()];
     let each: Vec<(usize, String)> =
-        code.args().into_iter().zip(returned(&l, &grad_out, Lib::Torch)).collect();
+        code.args().into_iter().zip(returned(&l, &cotangent, Lib::Torch)).collect();
     grads.extend(each.iter().filter(|(k, _)| l.chain_of(*k).is_none()).map(|(_, g)| g.clone()));
     for c in &l.chains {
         grads.extend(each.iter().filter(|(k, _)| *k == c.input).map(|(_, g)| g.clone()));
@@ -505,10 +439,8 @@ pub fn pytorch_loops(lp: &LoopPlan, title: &str, name: Option<&str>) -> Result<S
 
     // The keyword wrapper and the module.
     let params = l.params();
-    out.push_str(&format!("\n\ndef {function}(*, {}):\n", params.join(", ")));
-    out.push_str(&format!("    \"\"\"The value of {title}, differentiable twice through {class}.\n\n"));
-    out.push_str(&l.shapes_doc("    ", false));
-    out.push_str("    \"\"\"\n");
+    let params: Vec<&str> = params.iter().map(String::as_str).collect();
+    out.push_str(&torch::keyword_head(&function, &params, title, &class, &l.shapes_doc("    ", false)));
     out.push_str(&l.checks("    ", false));
     let counts: Vec<String> = l.chains.iter().map(|c| format!("len({})", c.family)).collect();
     let counts: Vec<&str> = counts.iter().map(String::as_str).collect();
@@ -516,13 +448,13 @@ pub fn pytorch_loops(lp: &LoopPlan, title: &str, name: Option<&str>) -> Result<S
     apply.extend(plain_names.iter().map(|s| s.to_string()));
     apply.extend(l.chains.iter().map(|c| format!("*{}", c.family)));
     out.push_str(&format!("    return {class}.apply({})\n", apply.join(", ")));
-    out.push_str(&format!("\n\nclass {module}(torch.nn.Module):\n"));
-    out.push_str(&format!(
-        "    \"\"\"{function} as a module: the tensors it is built with (by variable name; a family\n    \
-         as a list) are its parameters, and forward takes the other variables by name.\"\"\"\n\n"
+    out.push_str(&torch::module_head(
+        &module,
+        &format!(
+            "{function} as a module: the tensors it is built with (by variable name; a family\n    \
+             as a list) are its parameters, and forward takes the other variables by name."
+        ),
     ));
-    out.push_str("    def __init__(self, **parameters):\n");
-    out.push_str("        super().__init__()\n");
     out.push_str("        self._matdiff_names = list(parameters)\n");
     out.push_str("        for name, value in parameters.items():\n");
     out.push_str("            if isinstance(value, (list, tuple)):\n");
@@ -548,16 +480,12 @@ pub fn pytorch_loops(lp: &LoopPlan, title: &str, name: Option<&str>) -> Result<S
 /// backward rule runs the plan's gradient steps and the backward loops.
 pub fn jax_loops(lp: &LoopPlan, title: &str, name: Option<&str>) -> Result<String> {
     let function = function_name(name, "plan")?;
-    let (vjp, fwd, bwd) = (format!("{function}_vjp"), format!("{function}_fwd"), format!("{function}_bwd"));
-    let l = Looped::new(lp, Lib::Jax, lp.upstream.as_ref(), &[&function, &vjp, &fwd, &bwd]);
+    let r = jax::Rules::new(&function, &format!("{function}_vjp"));
+    let l = Looped::new(lp, Lib::Jax, lp.upstream.as_ref(), &[&function, &r.vjp, &r.fwd, &r.bwd]);
     let code = &l.code;
-    let plan = &lp.plan;
     let (forward, saved) = code.split();
     let params = l.params().join(", ");
-    let forward_lines =
-        l.forward_loops("    ") + &code.lines((0..plan.steps.len()).filter(|&k| forward[k]), "    ")?;
-    let value = code.output(0);
-    let value = if plan.outputs[0].shape.is_scalar() { format!("{value}.reshape(())") } else { value };
+    let forward_lines = l.forward_loops("    ") + &code.part(&forward, true, "    ")?;
     let mut residuals: Vec<String> = l.params();
     residuals.extend(l.chains.iter().map(|c| c.prefix.clone()));
     residuals.extend(saved.iter().map(|&k| code.steps[k].clone()));
@@ -569,7 +497,8 @@ pub fn jax_loops(lp: &LoopPlan, title: &str, name: Option<&str>) -> Result<Strin
     out.push_str("\n\n");
     out.push_str(&format!("def {function}({params}):\n"));
     out.push_str(&format!(
-        "    \"\"\"The value of {title}; its derivative is the plan's gradient steps ({bwd}).\n\n"
+        "    \"\"\"The value of {title}; its derivative is the plan's gradient steps ({}).\n\n",
+        r.bwd
     ));
     out.push_str(&l.shapes_doc("    ", false));
     out.push_str("    \"\"\"\n");
@@ -583,28 +512,12 @@ pub fn jax_loops(lp: &LoopPlan, title: &str, name: Option<&str>) -> Result<Strin
             None => code.inputs[k].clone(),
         })
         .collect();
-    out.push_str(&format!("    return {vjp}({})\n\n\n", call.join(", ")));
-
-    out.push_str(&format!("@jax.custom_vjp\ndef {vjp}({params}):\n"));
-    out.push_str(&forward_lines);
-    out.push_str(&format!("    return {value}\n\n\n"));
-    out.push_str(&format!("def {fwd}({params}):\n"));
-    out.push_str(&forward_lines);
-    out.push_str(&format!("    return {value}, ({})\n\n\n", tuple(&residuals)));
-
-    let cotangent = match code.upstream {
-        Some(k) => code.inputs[k].clone(),
-        None => "grad_output".to_string(),
-    };
-    out.push_str(&format!("def {bwd}(residuals, {cotangent}):\n"));
-    out.push_str(&format!("    {} = residuals\n", tuple(&residuals)));
+    out.push_str(&format!("    return {}({})\n\n\n", r.vjp, call.join(", ")));
+    out.push_str(&jax::rules(code, &r, &params, "", &forward_lines, &residuals));
     out.push_str(&l.products("    "));
-    out.push_str(&code.lines((0..plan.steps.len()).filter(|&k| !forward[k]), "    ")?);
-    let scale = (!code.layer).then_some(cotangent.as_str());
-    out.push_str(&l.backward_loops("    ", scale));
-    let grads = returned(&l, &cotangent, Lib::Jax);
-    let grads: Vec<&str> = grads.iter().map(String::as_str).collect();
-    out.push_str(&format!("    return ({})\n\n\n", tuple(&grads)));
-    out.push_str(&format!("{vjp}.defvjp({fwd}, {bwd})\n"));
+    out.push_str(&code.part(&forward, false, "    ")?);
+    let cotangent = code.cotangent();
+    out.push_str(&l.backward_loops("    ", (!code.layer).then_some(cotangent.as_str())));
+    out.push_str(&jax::rules_end(&r, &returned(&l, &cotangent, Lib::Jax)));
     Ok(out)
 }

@@ -2,7 +2,9 @@
 //! `torch.autograd.Function` whose backward is the plan's gradient steps
 //! (`torch.rs`), or a `jax.custom_vjp` function (`jax.rs`). What they share
 //! is here: Python names, each step as an expression, which steps the value
-//! needs and which the backward reads.
+//! needs and which the backward reads, what a backward returns. A plan with
+//! loops over a family's members (`loops.rs`) is written with each target's
+//! own templates, which that target's file holds.
 
 mod jax;
 mod loops;
@@ -211,6 +213,17 @@ const GENERATED: &[&str] = &[
     "apply",
 ];
 
+/// `base`, or `base_` (`base__`, …) where that is reserved or `taken`;
+/// taken from then on.
+fn fresh(base: String, taken: &mut HashSet<String>) -> String {
+    let mut n = base;
+    while reserved(&n) || taken.contains(&n) {
+        n.push('_');
+    }
+    taken.insert(n.clone());
+    n
+}
+
 /// Whether a name is one the emitted Python cannot give a variable (or a
 /// step): then the variable is renamed in the code (`float` is `float_`), and
 /// keeps its own name in the dict keys and messages.
@@ -287,14 +300,7 @@ impl<'p> Code<'p> {
         // `_` until it is neither (`float` is `float_`, and a variable
         // `float_` met after it `float__`), so the renaming is deterministic.
         let mut taken: HashSet<String> = emitted.iter().map(|s| s.to_string()).collect();
-        let mut name = |base: String| {
-            let mut n = base;
-            while reserved(&n) || taken.contains(&n) {
-                n.push('_');
-            }
-            taken.insert(n.clone());
-            n
-        };
+        let mut name = |base: String| fresh(base, &mut taken);
         let inputs = plan.inputs.iter().map(|i| name(super::identifier(&i.var))).collect();
         let steps = plan.steps.iter().map(|s| name(s.out.clone())).collect();
         let solved = solved(plan);
@@ -326,6 +332,13 @@ impl<'p> Code<'p> {
     /// The inputs a function takes (all but the upstream gradient), in order.
     fn args(&self) -> Vec<usize> {
         (0..self.inputs.len()).filter(|k| Some(*k) != self.upstream).collect()
+    }
+
+    /// What a differentiable function's forward saves for its backward:
+    /// the arguments' names, then those of the `saved` steps.
+    fn residuals(&self, saved: &[usize]) -> Vec<&str> {
+        let args = self.args().into_iter().map(|k| self.inputs[k].as_str());
+        args.chain(saved.iter().map(|&k| self.steps[k].as_str())).collect()
     }
 
     fn module(&self) -> &'static str {
@@ -652,30 +665,56 @@ impl<'p> Code<'p> {
         (forward, saved)
     }
 
-    /// The gradient each argument gets back, None where the plan has none
-    /// (a variable outside `--wrt`).
-    fn gradients(&self) -> Vec<Option<usize>> {
-        self.args()
-            .into_iter()
-            .map(|k| {
-                let var = &self.plan.inputs[k].var;
-                self.plan.outputs.iter().position(|o| o.wrt.as_ref() == Some(var))
-            })
-            .collect()
+    /// The name of a backward's cotangent: the upstream gradient's, or a
+    /// loss's scalar `grad_output`.
+    fn cotangent(&self) -> String {
+        match self.upstream {
+            Some(k) => self.inputs[k].clone(),
+            None => "grad_output".to_string(),
+        }
     }
 
-    /// Each input with its shape, for a docstring: `W1 : d0 x d1`.
-    fn shapes_doc(&self, indent: &str) -> String {
-        let mut out = String::new();
-        for k in self.inputs_first() {
-            let i = &self.plan.inputs[k];
-            let upstream = if Some(k) == self.upstream { ", the upstream gradient" } else { "" };
-            out.push_str(&format!(
-                "{indent}{} : {} x {}{upstream}\n",
-                self.inputs[k], i.shape.rows, i.shape.cols
-            ));
+    /// The value as a differentiable function (PyTorch, JAX) returns it: a
+    /// 1×1 value as a scalar.
+    fn returned_value(&self) -> String {
+        let value = self.output(0);
+        if self.plan.outputs[0].shape.is_scalar() {
+            format!("{value}.reshape(())")
+        } else {
+            value
         }
-        out
+    }
+
+    /// The lines of the steps `forward` runs (`run`), or of those the
+    /// backward runs (`!run`), `forward` as [`Code::split`] gives it.
+    fn part(&self, forward: &[bool], run: bool, indent: &str) -> Result<String> {
+        self.lines((0..self.plan.steps.len()).filter(|&k| forward[k] == run), indent)
+    }
+
+    /// The gradient a backward returns for the input `k`: `None` where the
+    /// plan has none (a variable outside `--wrt`), a loss's times its scalar
+    /// cotangent.
+    fn returned_gradient(&self, k: usize, cotangent: &str) -> String {
+        let var = &self.plan.inputs[k].var;
+        match self.plan.outputs.iter().position(|o| o.wrt.as_ref() == Some(var)) {
+            None => "None".to_string(),
+            Some(g) if !self.layer => format!("{cotangent} * {}", self.output(g)),
+            Some(g) => self.output(g),
+        }
+    }
+
+    /// Input `k` with its shape, a docstring's line: `W1 : d0 x d1`.
+    fn shape_doc(&self, k: usize, indent: &str) -> String {
+        let i = &self.plan.inputs[k];
+        let upstream = if Some(k) == self.upstream { ", the upstream gradient" } else { "" };
+        format!("{indent}{} : {} x {}{upstream}\n", self.inputs[k], i.shape.rows, i.shape.cols)
+    }
+
+    /// Each input with its shape, for a docstring: the arguments, and with
+    /// `upstream` the upstream gradient last.
+    fn shapes_doc(&self, indent: &str, upstream: bool) -> String {
+        let ks: Vec<usize> = if upstream { self.inputs_first().collect() } else { self.args() };
+        ks.into_iter().map(|k| self.shape_doc(k, indent)).collect()
     }
 }
 

@@ -50,6 +50,83 @@ pub(super) fn dim(d: &Dim) -> String {
     }
 }
 
+/// The module's head after its header: the import and the helpers, then
+/// `more` (a looped plan's helpers).
+pub(super) fn module_head(more: &str) -> String {
+    let more = if more.is_empty() { String::new() } else { format!("{more}\n\n") };
+    format!("import numpy as np\n\n\n{HELPERS}\n\n{more}")
+}
+
+/// The function's signature, its docstring (`summary`, then `shapes`, a
+/// line per parameter) and the renamings.
+pub(super) fn signature(
+    code: &Code,
+    function: &str,
+    params: &[String],
+    summary: &str,
+    shapes: &str,
+) -> String {
+    format!(
+        "def {function}(*, {}):\n    \"\"\"{summary}\n\n{shapes}\n    \
+         Arrays may have leading batch axes, which broadcast; a gradient is summed over\n    \
+         the batch axes its variable lacks. The result has the arguments' common dtype.\n    \"\"\"\n{}",
+        params.join(", "),
+        code.renamings("    ")
+    )
+}
+
+/// The arguments' common dtype (`arrays`, a tuple of them) and the sizes
+/// the shape checks bind.
+pub(super) fn dtype(arrays: &str) -> String {
+    // Python floats and integer arrays as float64; float16 as float32, which
+    // np.linalg takes.
+    format!("    dtype = np.result_type(*map(np.asarray, ({arrays})), np.float32)\n    sizes = {{}}\n")
+}
+
+/// The check of input `k`'s shape, which also makes it an array of `dtype`.
+pub(super) fn argument(code: &Code, k: usize) -> String {
+    let i = &code.plan.inputs[k];
+    format!(
+        "    {p} = _matdiff_argument({}, {p}, dtype, ({}, {}), sizes)\n",
+        key(&i.var),
+        dim(&i.shape.rows),
+        dim(&i.shape.cols),
+        p = code.inputs[k],
+    )
+}
+
+/// The batch axes of the arguments together (none without a batch).
+pub(super) fn batch(arrays: &str) -> String {
+    format!("    batch = np.broadcast_shapes(*(a.shape[:-2] for a in ({arrays})))\n")
+}
+
+/// The value returned: a 1x1 value as a scalar of the dtype (`[()]`), or
+/// one per batch element.
+pub(super) fn value(code: &Code) -> String {
+    let value = code.output(0);
+    if code.plan.outputs[0].shape.is_scalar() {
+        format!("{value}[..., 0, 0][()]")
+    } else {
+        value
+    }
+}
+
+/// The entry of output `k`, a gradient, in the dict returned, summed over
+/// the batch axes its variable lacks.
+pub(super) fn gradient(code: &Code, k: usize) -> String {
+    let plan = code.plan;
+    let o = &plan.outputs[k];
+    let v = o.wrt.as_ref().expect("gradients name their variable");
+    let i = plan.inputs.iter().position(|i| i.var == *v).expect("a gradient's variable is an input");
+    // A Hessian matrix (`plan --order 2 --full`) has its own shape, not its variable's.
+    let shape = if o.shape == plan.inputs[i].shape {
+        format!("{}.shape", code.inputs[i])
+    } else {
+        format!("{}.shape[:-2] + {}.shape[-2:]", code.inputs[i], code.output(k))
+    };
+    format!("    grads[{}] = _matdiff_sum_to({}, {shape}, batch)\n", key(v), code.output(k))
+}
+
 /// The plan as a NumPy function (`value_and_grads`, or `--name`'s) with
 /// keyword-only parameters named after the variables, returning the value
 /// (a scalar when it is 1×1) and a dict of gradients by variable name.
@@ -69,61 +146,21 @@ pub fn numpy(plan: &Plan, title: &str, name: Option<&str>) -> Result<String> {
     let function = function_name(name, "value_and_grads")?;
     let code = Code::new(plan, Lib::Numpy, None, &[&function]);
     let mut out = header(plan, title);
-    out.push_str("import numpy as np\n\n\n");
-    out.push_str(HELPERS);
-    out.push_str("\n\n");
+    out.push_str(&module_head(""));
+    let summary = format!("The value of {title} and the gradient of every variable, as {{name: array}}.");
+    out.push_str(&signature(&code, &function, &code.inputs, &summary, &code.shapes_doc("    ", true)));
     let params: Vec<&str> = code.inputs.iter().map(String::as_str).collect();
-    out.push_str(&format!("def {function}(*, {}):\n", params.join(", ")));
-    out.push_str(&format!(
-        "    \"\"\"The value of {title} and the gradient of every variable, as {{name: array}}.\n\n"
-    ));
-    out.push_str(&code.shapes_doc("    "));
-    out.push_str(
-        "\n    Arrays may have leading batch axes, which broadcast; a gradient is summed over\n    \
-         the batch axes its variable lacks. The result has the arguments' common dtype.\n    \"\"\"\n",
-    );
-    out.push_str(&code.renamings("    "));
-    // Python floats and integer arrays as float64; float16 as float32, which
-    // np.linalg takes.
-    out.push_str(&format!(
-        "    dtype = np.result_type(*map(np.asarray, ({})), np.float32)\n",
-        super::tuple(&params)
-    ));
-    out.push_str("    sizes = {}\n");
-    for (k, i) in plan.inputs.iter().enumerate() {
-        out.push_str(&format!(
-            "    {p} = _matdiff_argument({}, {p}, dtype, ({}, {}), sizes)\n",
-            key(&i.var),
-            dim(&i.shape.rows),
-            dim(&i.shape.cols),
-            p = code.inputs[k],
-        ));
+    let arrays = super::tuple(&params);
+    out.push_str(&dtype(&arrays));
+    for k in 0..plan.inputs.len() {
+        out.push_str(&argument(&code, k));
     }
-    // The batch axes of the arguments together (none without a batch).
-    out.push_str(&format!(
-        "    batch = np.broadcast_shapes(*(a.shape[:-2] for a in ({})))\n",
-        super::tuple(&params)
-    ));
+    out.push_str(&batch(&arrays));
     out.push_str(&code.lines(0..plan.steps.len(), "    ")?);
-    let value = code.output(0);
-    // A 1x1 value as a scalar of the dtype (`[()]`), or one per batch element.
-    let value = if plan.outputs[0].shape.is_scalar() { format!("{value}[..., 0, 0][()]") } else { value };
     out.push_str("    grads = {}\n");
-    for (k, o) in plan.outputs.iter().enumerate().skip(1) {
-        let v = o.wrt.as_ref().expect("gradients name their variable");
-        let i = plan.inputs.iter().position(|i| i.var == *v).expect("a gradient's variable is an input");
-        // A Hessian matrix (`plan --order 2 --full`) has its own shape, not its variable's.
-        let shape = if o.shape == plan.inputs[i].shape {
-            format!("{}.shape", code.inputs[i])
-        } else {
-            format!("{}.shape[:-2] + {}.shape[-2:]", code.inputs[i], code.output(k))
-        };
-        out.push_str(&format!(
-            "    grads[{}] = _matdiff_sum_to({}, {shape}, batch)\n",
-            key(v),
-            code.output(k),
-        ));
+    for k in 1..plan.outputs.len() {
+        out.push_str(&gradient(&code, k));
     }
-    out.push_str(&format!("    return {value}, grads\n"));
+    out.push_str(&format!("    return {}, grads\n", value(&code)));
     Ok(out)
 }

@@ -1,10 +1,77 @@
 //! The plan as a `torch.autograd.Function`, with a keyword wrapper and an
-//! `nn.Module`.
+//! `nn.Module`; the parts of them a looped plan's code shares (`loops.rs`).
 
 use super::{camel, function_name, header, tuple, Code, Lib};
 use crate::error::Result;
 use crate::plan::Plan;
 use crate::syntax::VarName;
+
+/// The names the PyTorch code defines, from `--name`: the keyword function
+/// (`plan`, `my_layer`), the Function (`Plan`, `MyLayer`) and the module
+/// (`PlanModule`, `MyLayerModule`).
+pub(super) fn names(name: Option<&str>) -> Result<(String, String, String)> {
+    let function = function_name(name, "plan")?;
+    let mut class = camel(&function);
+    if class == function || class.is_empty() {
+        class.push_str("Function");
+    }
+    let module = format!("{class}Module");
+    Ok((function, class, module))
+}
+
+/// The Function's head down to `forward`'s signature: the class, its
+/// docstring `doc`, the renamings, and `def forward(params)`.
+pub(super) fn function_head(code: &Code, class: &str, doc: &str, params: &str) -> String {
+    let mut out = format!("class {class}(torch.autograd.Function):\n    \"\"\"{doc}\"\"\"\n\n");
+    let renamings = code.renamings("    ");
+    if !renamings.is_empty() {
+        out.push_str(&renamings);
+        out.push('\n');
+    }
+    out.push_str(&format!("    @staticmethod\n    def forward({params}):\n"));
+    out
+}
+
+/// The end of `forward` (its value returned) and the head of `backward`,
+/// whose argument is the cotangent.
+pub(super) fn backward_head(code: &Code) -> String {
+    format!(
+        "        return {}\n\n    @staticmethod\n    def backward(ctx, {}):\n",
+        code.returned_value(),
+        code.cotangent()
+    )
+}
+
+/// Opens the backward's block that runs only where it is differentiated
+/// again. Products saved in `forward` were made without autograd watching,
+/// so a backward that is itself differentiated (create_graph, a gradient
+/// penalty, a Hessian-vector product) recomputes them from the inputs.
+pub(super) const RECOMPUTE: &str = "        if torch.is_grad_enabled():\n            \
+    # Differentiated again: recompute what forward saved, so autograd sees it.\n";
+
+/// The keyword function's head: its signature and docstring (`shapes`, a
+/// line per parameter).
+pub(super) fn keyword_head(
+    function: &str,
+    params: &[&str],
+    title: &str,
+    class: &str,
+    shapes: &str,
+) -> String {
+    let keywords = if params.is_empty() { String::new() } else { format!("*, {}", params.join(", ")) };
+    format!(
+        "\n\ndef {function}({keywords}):\n    \"\"\"The value of {title}, differentiable twice through {class}.\n\n{shapes}    \"\"\"\n"
+    )
+}
+
+/// The module's head down to its `__init__`'s first line, with its
+/// docstring `doc`.
+pub(super) fn module_head(module: &str, doc: &str) -> String {
+    format!(
+        "\n\nclass {module}(torch.nn.Module):\n    \"\"\"{doc}\"\"\"\n\n    \
+         def __init__(self, **parameters):\n        super().__init__()\n"
+    )
+}
 
 /// The plan as PyTorch: a `torch.autograd.Function` (`Plan`; `--name
 /// my_layer` gives `MyLayer`) whose `forward` runs the steps the value needs
@@ -17,94 +84,50 @@ use crate::syntax::VarName;
 /// the inputs what `forward` saved, so second derivatives are exact. New
 /// tensors take the dtype and device of the first input.
 pub fn pytorch(plan: &Plan, title: &str, upstream: Option<&VarName>, name: Option<&str>) -> Result<String> {
-    let function = function_name(name, "plan")?;
-    let mut class = camel(&function);
-    if class == function || class.is_empty() {
-        class.push_str("Function");
-    }
-    let module = format!("{class}Module");
+    let (function, class, module) = names(name)?;
     let code = Code::new(plan, Lib::Torch, upstream, &[&function, &class, &module]);
     let (forward, saved) = code.split();
-    let up = code.upstream;
     let args = code.args();
-    let arg_names: Vec<&str> = args.iter().map(|&k| code.inputs[k].as_str()).collect();
-    let saved_names: Vec<&str> = saved.iter().map(|&k| code.steps[k].as_str()).collect();
-    let all_saved: Vec<&str> = arg_names.iter().chain(&saved_names).copied().collect();
+    let all_saved = code.residuals(&saved);
+    let arg_names = &all_saved[..args.len()];
 
     let mut out = header(plan, title);
     out.push_str("import torch\n\n\n");
-    out.push_str(&format!("class {class}(torch.autograd.Function):\n"));
-    out.push_str(&format!(
-        "    \"\"\"{class}.apply({}) is the value; its backward is the plan's gradient steps.\"\"\"\n\n",
+    let doc = format!(
+        "{class}.apply({}) is the value; its backward is the plan's gradient steps.",
         arg_names.join(", ")
-    ));
-    let renamings = code.renamings("    ");
-    if !renamings.is_empty() {
-        out.push_str(&renamings);
-        out.push('\n');
-    }
-    out.push_str("    @staticmethod\n");
-    out.push_str(&format!("    def forward(ctx, {}):\n", arg_names.join(", ")));
-    out.push_str(&code.lines((0..plan.steps.len()).filter(|&k| forward[k]), "        ")?);
+    );
+    let params: Vec<&str> = ["ctx"].into_iter().chain(arg_names.iter().copied()).collect();
+    out.push_str(&function_head(&code, &class, &doc, &params.join(", ")));
+    out.push_str(&code.part(&forward, true, "        ")?);
     out.push_str(&format!("        ctx.save_for_backward({})\n", all_saved.join(", ")));
-    let value = code.output(0);
-    if plan.outputs[0].shape.is_scalar() {
-        out.push_str(&format!("        return {value}.reshape(())\n\n"));
-    } else {
-        out.push_str(&format!("        return {value}\n\n"));
-    }
-    out.push_str("    @staticmethod\n");
-    let grad_out = match up {
-        Some(k) => code.inputs[k].clone(),
-        None => "grad_output".to_string(),
-    };
-    out.push_str(&format!("    def backward(ctx, {grad_out}):\n"));
+    out.push_str(&backward_head(&code));
     if !all_saved.is_empty() {
         out.push_str(&format!("        {} = ctx.saved_tensors\n", tuple(&all_saved)));
     }
-    // Products saved in `forward` were made without autograd watching, so
-    // a backward that is itself differentiated (create_graph, a gradient
-    // penalty, a Hessian-vector product) recomputes them from the inputs.
     let recompute = code.needed_by(&saved);
     if !recompute.is_empty() {
-        out.push_str("        if torch.is_grad_enabled():\n");
-        out.push_str(
-            "            # Differentiated again: recompute what forward saved, so autograd sees it.\n",
-        );
+        out.push_str(RECOMPUTE);
         out.push_str(&code.lines(recompute, "            ")?);
     }
-    out.push_str(&code.lines((0..plan.steps.len()).filter(|&k| !forward[k]), "        ")?);
-    let grads: Vec<String> = code
-        .gradients()
-        .into_iter()
-        .map(|g| match g {
-            None => "None".to_string(),
-            Some(g) if !code.layer => format!("{grad_out} * {}", code.output(g)),
-            Some(g) => code.output(g),
-        })
-        .collect();
+    out.push_str(&code.part(&forward, false, "        ")?);
+    let cotangent = code.cotangent();
+    let grads: Vec<String> = args.iter().map(|&k| code.returned_gradient(k, &cotangent)).collect();
     out.push_str(&format!(
         "        return {}\n",
         tuple(&grads.iter().map(String::as_str).collect::<Vec<_>>())
     ));
 
     // The keyword wrapper and the module.
-    let keywords = if arg_names.is_empty() { String::new() } else { format!("*, {}", arg_names.join(", ")) };
-    out.push_str(&format!("\n\ndef {function}({keywords}):\n"));
-    out.push_str(&format!("    \"\"\"The value of {title}, differentiable twice through {class}.\n\n"));
-    for &k in &args {
-        let i = &plan.inputs[k];
-        out.push_str(&format!("    {} : {} x {}\n", code.inputs[k], i.shape.rows, i.shape.cols));
-    }
-    out.push_str("    \"\"\"\n");
+    out.push_str(&keyword_head(&function, arg_names, title, &class, &code.shapes_doc("    ", false)));
     out.push_str(&format!("    return {class}.apply({})\n", arg_names.join(", ")));
-    out.push_str(&format!("\n\nclass {module}(torch.nn.Module):\n"));
-    out.push_str(&format!(
-        "    \"\"\"{function} as a module: the tensors it is built with (by variable name) are its\n    \
-         parameters, and forward takes the other variables by name.\"\"\"\n\n"
+    out.push_str(&module_head(
+        &module,
+        &format!(
+            "{function} as a module: the tensors it is built with (by variable name) are its\n    \
+             parameters, and forward takes the other variables by name."
+        ),
     ));
-    out.push_str("    def __init__(self, **parameters):\n");
-    out.push_str("        super().__init__()\n");
     out.push_str("        for name, value in parameters.items():\n");
     out.push_str("            self.register_parameter(name, torch.nn.Parameter(torch.as_tensor(value)))\n\n");
     out.push_str("    def forward(self, **inputs):\n");
