@@ -374,10 +374,29 @@ impl Typer {
                 let subst = fam.binder.as_deref().map(|b| (b, index));
                 IShape { rows: self.dim_spec(&fam.rows, subst)?, cols: self.dim_spec(&fam.cols, subst)? }
             }
+            (Some(_), None) => match self.undeclared_member_shape(&v.name) {
+                Some(s) => s,
+                None => IShape { rows: self.fresh(), cols: self.fresh() },
+            },
             _ => IShape { rows: self.fresh(), cols: self.fresh() },
         };
         Rc::make_mut(&mut self.vars).insert(v.clone(), s);
         Ok(s)
+    }
+
+    /// The shape of a member of an undeclared family that a product has
+    /// typed (`W[i]` in `prod(W[i], i=1..n)`, square so that the factors
+    /// chain): every member of such a family has it (`W[j]` of a gradient,
+    /// `W[2]` of an instance), where a shape of its own would be left open
+    /// (`?6 x ?7`). Only a shape free of indexed sizes, which holds for
+    /// every index; the least such member, so that the choice is the same
+    /// on every run.
+    fn undeclared_member_shape(&self, name: &str) -> Option<IShape> {
+        let symbolic =
+            |w: &VarName| w.name == name && w.index.as_ref().is_some_and(|i| i.as_constant().is_none());
+        let (_, &s) = self.vars.iter().filter(|(w, _)| symbolic(w)).min_by(|a, b| a.0.cmp(b.0))?;
+        let indexed = |d: DimId| matches!(self.term(d), Some(Dim::Indexed(..)));
+        (!indexed(s.rows) && !indexed(s.cols)).then_some(s)
     }
 
     /// The shape a variable was declared with, without declaring it.
