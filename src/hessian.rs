@@ -335,6 +335,13 @@ fn finish(p: Parts) -> Result<SecondOrder> {
         }
         return Ok(out);
     }
+    // Printed with `sum(dx)` for `dx^T * ones(n)`, once the matrix is read
+    // off the form the read-off knows (`1^T d`).
+    let summed = typing.scratch(|typer| {
+        sums_of_columns(&result, &mut |x| {
+            typer.scratch(|t| t.infer(x).map(|s| t.resolve(s))).is_ok_and(|s| s.cols == Dim::Const(1))
+        })
+    });
     out.map = result;
     if !direction_column && out.kind != Kind::Jacobian {
         let vec = typing.scratch(|typer| {
@@ -358,6 +365,7 @@ fn finish(p: Parts) -> Result<SecondOrder> {
         }
     }
     if !(direction_column && value_column) {
+        out.map = summed;
         return Ok(out);
     }
     let read = typing.scratch(|typer| {
@@ -377,6 +385,7 @@ fn finish(p: Parts) -> Result<SecondOrder> {
         Err(e) if e.kind == ErrorKind::Unsupported => out.no_matrix = Some(e.message.clone()),
         Err(e) => return Err(e),
     }
+    out.map = summed;
     Ok(out)
 }
 
@@ -499,6 +508,32 @@ fn vec_form(
         });
     }
     Ok(Ok(total.unwrap_or_else(|| Expr::num(0.0))))
+}
+
+/// `e` with the inner product of a column x and a ones column written
+/// `sum(x)`, as a textbook does: `xᵀ * ones(n)`, `ones(n)ᵀ * x` and
+/// `ones(1, n) * x` for a column x (then the product is 1×1, the sum of x's
+/// entries; for a matrix x it would be a row of column sums, so the shape
+/// is asked).
+fn sums_of_columns(e: &Expr, is_column: &mut dyn FnMut(&Expr) -> bool) -> Expr {
+    use crate::syntax::Func;
+    let one = DimSpec::Const(1);
+    e.fold(&mut |node: &Expr, kids: Vec<Expr>| {
+        let mut kids = kids.into_iter();
+        let node = node.map_children(|_| kids.next().expect("a child").into());
+        let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &node.kind else { return node };
+        let ones_column = |x: &Expr| matches!(&x.kind, ExprKind::Ones(d) if d.1 == one);
+        let summed = match (&lhs.kind, &rhs.kind) {
+            (ExprKind::Transpose(x), _) if ones_column(rhs) && is_column(x) => Some(x.clone()),
+            (ExprKind::Transpose(o), _) if ones_column(o) && is_column(rhs) => Some(rhs.clone()),
+            (ExprKind::Ones(d), _) if d.0 == one && is_column(rhs) => Some(rhs.clone()),
+            _ => None,
+        };
+        match summed {
+            Some(x) => Expr::call(Func::Sum, x),
+            None => node,
+        }
+    })
 }
 
 /// `eᵀ` with the transpose taken in one level where that reads better
