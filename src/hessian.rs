@@ -74,6 +74,16 @@ pub struct SecondOrder {
     /// Why there is no matrix, when the direction is a column but the map
     /// has no matrix form here.
     pub no_matrix: Option<String>,
+    /// For a matrix direction dV, the matrix K of `vec(H[dV]) = K vec(dV)`
+    /// (vec column-major, as the Matrix Cookbook's): where the map is a sum
+    /// of terms `c P dV Q` (and `P (S .* dV) Q`), `K = Σ c kron(Qᵀ, P)`
+    /// (`kron(Qᵀ, P) diag(vec(S))`), an identity written `diag(ones(k))`.
+    pub vec_form: Option<Expr>,
+    /// K's shape, as text: a product of symbolic sizes is written `m*n`.
+    pub vec_shape: Option<String>,
+    /// Why there is no vec form for a matrix direction (a term with dVᵀ
+    /// needs the commutation matrix, which the language does not have).
+    pub no_vec_form: Option<String>,
     /// Whether the second derivation's simplification saturated.
     pub saturated: bool,
 }
@@ -232,6 +242,9 @@ pub fn jacobian(program: &Program, wrt: &VarName) -> Result<SecondOrder> {
             matrix_shape: matrix.as_ref().map(|_| Shape::new(Dim::Const(1), x_shape.rows.clone())),
             matrix,
             no_matrix: None,
+            vec_form: None,
+            vec_shape: None,
+            no_vec_form: None,
             saturated,
         });
     }
@@ -283,6 +296,9 @@ fn finish(p: Parts) -> Result<SecondOrder> {
         matrix: None,
         matrix_shape: None,
         no_matrix: None,
+        vec_form: None,
+        vec_shape: None,
+        no_vec_form: None,
         saturated: true,
     };
     let direction_column = out.direction_shape.cols == Dim::Const(1);
@@ -319,8 +335,37 @@ fn finish(p: Parts) -> Result<SecondOrder> {
         }
         return Ok(out);
     }
+    // Printed with `sum(dx)` for `dx^T * ones(n)`, once the matrix is read
+    // off the form the read-off knows (`1^T d`).
+    let summed = typing.scratch(|typer| {
+        sums_of_columns(&result, &mut |x| {
+            typer.scratch(|t| t.infer(x).map(|s| t.resolve(s))).is_ok_and(|s| s.cols == Dim::Const(1))
+        })
+    });
     out.map = result;
+    if !direction_column && out.kind != Kind::Jacobian {
+        let vec = typing.scratch(|typer| {
+            let mut shape_of = |e: &Expr| typer.scratch(|t| t.infer(e).map(|s| t.resolve(s)));
+            vec_form(&out.map, &out.direction, &out.direction_shape, &mut shape_of)
+        })?;
+        match vec {
+            Ok(k) => {
+                let size = |s: &Shape| s.rows.times(&s.cols).ok_or_else(|| format!("{}*{}", s.rows, s.cols));
+                out.vec_shape = Some(match (size(&out.map_shape), size(&out.direction_shape)) {
+                    (Ok(r), Ok(c)) => Shape::new(r, c).to_string(),
+                    (r, c) => {
+                        let text =
+                            |d: std::result::Result<Dim, String>| d.map_or_else(|s| s, |d| d.to_string());
+                        format!("{} x {}", text(r), text(c))
+                    }
+                });
+                out.vec_form = Some(k);
+            }
+            Err(why) => out.no_vec_form = Some(why),
+        }
+    }
     if !(direction_column && value_column) {
+        out.map = summed;
         return Ok(out);
     }
     let read = typing.scratch(|typer| {
@@ -340,7 +385,161 @@ fn finish(p: Parts) -> Result<SecondOrder> {
         Err(e) if e.kind == ErrorKind::Unsupported => out.no_matrix = Some(e.message.clone()),
         Err(e) => return Err(e),
     }
+    out.map = summed;
     Ok(out)
+}
+
+/// The matrix K of vec(map) = K vec(d) for a map that is a sum of terms
+/// ± c P d Q (c 1×1 factors, P and Q products that do not hold d, either
+/// one absent for an identity) or ± c P (S .* d) Q: vec(P d Q) =
+/// kron(Qᵀ, P) vec(d), vec(S .* d) = diag(vec(S)) vec(d). `Err` says why
+/// the map has no such form (a dᵀ, which needs the commutation matrix; d
+/// inside anything else). The outer `Result` is a failure of the shapes.
+fn vec_form(
+    map: &Expr,
+    d: &VarName,
+    d_shape: &Shape,
+    shape_of: &mut dyn FnMut(&Expr) -> Result<Shape>,
+) -> Result<std::result::Result<Expr, String>> {
+    use crate::syntax::Func;
+    let eye = |dim: &Dim| -> Option<Expr> {
+        let k = match dim {
+            Dim::Const(n) => DimSpec::Const(*n),
+            Dim::Symbol(s) => DimSpec::Symbol(s.clone()),
+            Dim::Indexed(s, i) => DimSpec::Indexed(s.clone(), i.clone()),
+            Dim::Unknown(_) => return None,
+        };
+        Some(Expr::call(Func::Diag, Expr::ones(k, DimSpec::Const(1))))
+    };
+    let (Some(eye_rows), Some(eye_cols)) = (eye(&d_shape.rows), eye(&d_shape.cols)) else {
+        return Ok(Err(format!("the size of `{d}` is not known")));
+    };
+    let is_d = |e: &Expr| matches!(&e.kind, ExprKind::Var(v) if **v == *d);
+    let mut total: Option<Expr> = None;
+    for (negative, term) in map.sum_terms_through_neg() {
+        let factors = term.factors();
+        let mut at = None;
+        let mut mask = None;
+        for (i, f) in factors.iter().enumerate() {
+            if !f.mentions(d) {
+                continue;
+            }
+            if at.is_some() {
+                return Ok(Err(format!("the term `{term}` holds `{d}` more than once")));
+            }
+            at = Some(i);
+            match &f.kind {
+                _ if is_d(f) => {}
+                ExprKind::Transpose(x) if is_d(x) => {
+                    return Ok(Err(format!(
+                        "the term `{term}` holds `{d}^T`, and vec({d}^T) needs the commutation matrix, which the language does not have"
+                    )))
+                }
+                ExprKind::Binary { op: BinOp::Hadamard, lhs, rhs, .. }
+                    if (is_d(lhs) && !rhs.mentions(d)) || (is_d(rhs) && !lhs.mentions(d)) =>
+                {
+                    let s = if is_d(lhs) { rhs } else { lhs };
+                    // A 1×1 S broadcast is a scaling, not a mask.
+                    mask = Some(if shape_of(s)?.is_scalar() {
+                        (true, (**s).clone())
+                    } else {
+                        (false, Expr::call(Func::Diag, Expr::call(Func::Vec, (**s).clone())))
+                    });
+                }
+                _ => return Ok(Err(format!("in the term `{term}`, `{f}` is not `{d}` times matrices"))),
+            }
+        }
+        let Some(at) = at else { continue };
+        let mut scalars = vec![];
+        let (mut left, mut right) = (vec![], vec![]);
+        for (i, f) in factors.iter().enumerate() {
+            if i == at {
+                continue;
+            }
+            if shape_of(f)?.is_scalar() {
+                scalars.push((*f).clone());
+            } else if i < at {
+                left.push((*f).clone());
+            } else {
+                right.push((*f).clone());
+            }
+        }
+        // vec(c dV) and vec(S .* dV) need no kron of two identities.
+        let whole = d_shape.rows.times(&d_shape.cols).and_then(|n| eye(&n));
+        if let (true, true, Some(whole)) = (left.is_empty(), right.is_empty(), whole) {
+            let mut k = match mask {
+                Some((false, m)) => m,
+                Some((true, m)) => {
+                    scalars.push(m);
+                    whole
+                }
+                None => whole,
+            };
+            if let Some(c) = Expr::product_of(scalars) {
+                k = Expr::product(c, k);
+            }
+            total = Some(match (total, negative) {
+                (None, false) => k,
+                (None, true) => Expr::negate(k),
+                (Some(t), false) => Expr::plus(t, k),
+                (Some(t), true) => Expr::minus(t, k),
+            });
+            continue;
+        }
+        let p = Expr::product_of(left).unwrap_or_else(|| eye_rows.clone());
+        let q = match Expr::product_of(right.iter().rev().map(transposed)) {
+            Some(q) => q,
+            None => eye_cols.clone(),
+        };
+        let mut k = Expr::binary(BinOp::Kron, q, p);
+        match mask {
+            Some((true, m)) => scalars.push(m),
+            Some((false, m)) => k = Expr::product(k, m),
+            None => {}
+        }
+        if let Some(c) = Expr::product_of(scalars) {
+            k = Expr::product(c, k);
+        }
+        total = Some(match (total, negative) {
+            (None, false) => k,
+            (None, true) => Expr::negate(k),
+            (Some(t), false) => Expr::plus(t, k),
+            (Some(t), true) => Expr::minus(t, k),
+        });
+    }
+    Ok(Ok(total.unwrap_or_else(|| Expr::num(0.0))))
+}
+
+/// `e` with the inner product of a column x and a ones column written
+/// `sum(x)`, as a textbook does: `xᵀ * ones(n)`, `ones(n)ᵀ * x` and
+/// `ones(1, n) * x` for a column x (then the product is 1×1, the sum of x's
+/// entries; for a matrix x it would be a row of column sums, so the shape
+/// is asked).
+fn sums_of_columns(e: &Expr, is_column: &mut dyn FnMut(&Expr) -> bool) -> Expr {
+    use crate::syntax::Func;
+    let one = DimSpec::Const(1);
+    e.fold(&mut |node: &Expr, kids: Vec<Expr>| {
+        let mut kids = kids.into_iter();
+        let node = node.map_children(|_| kids.next().expect("a child").into());
+        let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &node.kind else { return node };
+        let ones_column = |x: &Expr| matches!(&x.kind, ExprKind::Ones(d) if d.1 == one);
+        let summed = match (&lhs.kind, &rhs.kind) {
+            (ExprKind::Transpose(x), _) if ones_column(rhs) && is_column(x) => Some(x.clone()),
+            (ExprKind::Transpose(o), _) if ones_column(o) && is_column(rhs) => Some(rhs.clone()),
+            (ExprKind::Ones(d), _) if d.0 == one && is_column(rhs) => Some(rhs.clone()),
+            _ => None,
+        };
+        match summed {
+            Some(x) => Expr::call(Func::Sum, x),
+            None => node,
+        }
+    })
+}
+
+/// `eᵀ` with the transpose taken in one level where that reads better
+/// (`(Vᵀ)ᵀ = V`, `Xᵀ`, `(a + b)ᵀ = aᵀ + bᵀ`).
+fn transposed(e: &Expr) -> Expr {
+    crate::calculus::second::transpose_inward(e).unwrap_or_else(|| Expr::transpose(e.clone()))
 }
 
 /// `e` simplified as a value of shape `want`, and checked to have it.

@@ -211,6 +211,9 @@ const PROGRAMS: &[&str] = &[
     "W : 2x3; X : 3x4; mean(tanh(W*X)) + sum(mean(X, 1) .^ 2) + sum(exp(mean(X .* X, 2)))",
     "X : m x n; p : scalar; mean(X .^ p, 2)",
     "X : m x n; w : n; mean(X) * w + mean(X, 1)^T",
+    "X : 2x3; Y : 3x2; C : 6x6; a : 9; tr(C * kron(X, Y)) + a^T * vec(tanh(X^T * X))",
+    "X : 2x2; Y : 2x3; kron(X, Y * Y^T) + kron(Y * Y^T, X^T)",
+    "x : n; y : m; A : n x m; tr(A^T * kron(x, y^T)) + sum(vec(x) .^ 2)",
 ];
 
 #[test]

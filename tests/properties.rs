@@ -66,6 +66,7 @@ fn any_expr() -> impl Strategy<Value = Expr> {
         BinOp::Max,
         BinOp::Min,
         BinOp::Power,
+        BinOp::Kron,
     ];
     leaf().prop_recursive(6, 80, 2, move |inner| {
         prop_oneof![

@@ -67,6 +67,8 @@ fn matrix_variables_give_the_map() {
     assert_eq!(code, 0);
     assert_eq!(formula(&out, "H[dX] = "), "(A + A^T) * dX");
     assert!(!out.contains("d2L/dX"), "no matrix form for a matrix variable: {out}");
+    // The Kronecker/vec form beside it (checked numerically in constructs_kron.rs).
+    assert_eq!(formula(&out, "d2L/dvec(X)2 = "), "kron(diag(ones(m)), A + A^T)");
     let (code, out, _) = run(&["hessian", "Y : m x n; U : m x k; V : k x n; norm(Y - U*V)^2", "--wrt", "U"]);
     assert_eq!(code, 0);
     assert_eq!(formula(&out, "H[dU] = "), "2 * dU * V * V^T");
@@ -80,6 +82,49 @@ fn mixed_second_derivatives() {
     let (code, out, _) = run(&["hessian", "s : scalar; x : n; s^2 * x^T * x", "--wrt", "x", "--wrt", "s"]);
     assert_eq!(code, 0);
     assert_eq!(formula(&out, "d2L/dx ds^T = "), "4 * s * x");
+}
+
+/// `dx^T * ones(n)` in a map is printed `sum(dx)`; the matrix is read off
+/// before (`2 * ones(n, n)`), and the map still agrees with differences.
+#[test]
+fn maps_print_sums_of_the_direction() {
+    let program = "x : n; sum(x)^2 + sum(exp(x))";
+    let (code, out, _) = run(&["hessian", program, "--wrt", "x"]);
+    assert_eq!(code, 0);
+    assert_eq!(formula(&out, "H[dx] = "), "2 * sum(dx) * ones(n) + dx .* exp(x)");
+    assert_eq!(formula(&out, "d2L/dx dx^T = "), "2 * ones(n, n) + diag(exp(x))");
+    let (code, out, err) = run(&["check", program, "--wrt", "x", "--order", "2", "--seed", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // A matrix x: x^T * ones(n) is a row of column sums, not sum(x).
+    let (code, out, _) = run(&["hessian", "X : n x k; sum(sum(X, 1) .^ 2)", "--wrt", "X"]);
+    assert_eq!(code, 0);
+    assert!(!formula(&out, "H[dX] = ").contains("sum(dX)"), "{out}");
+}
+
+/// `verify --order 2` with two variables decides a claimed mixed second
+/// derivative: its matrix or its map; a transpose or a factor 2 is refused.
+#[test]
+fn verify_order_2_decides_mixed_claims() {
+    let program = "x : n; y : n; A : n x n; x^T*A*y + sum(exp(x))";
+    let verdict = |claim: &str| {
+        let (code, out, err) =
+            run(&["verify", program, "--wrt", "x", "--wrt", "y", "--order", "2", "--claim", claim]);
+        assert!(code == 0 || code == 1, "{claim}: {out}{err}");
+        code
+    };
+    assert_eq!(verdict("A"), 0);
+    assert_eq!(verdict("A * dy"), 0);
+    assert_eq!(verdict("A^T"), 1);
+    assert_eq!(verdict("2 * A"), 1);
+    assert_eq!(verdict("A^T * dy"), 1);
+    // The other order is the transpose.
+    let (code, _, _) =
+        run(&["verify", program, "--wrt", "y", "--wrt", "x", "--order", "2", "--claim", "A^T"]);
+    assert_eq!(code, 0);
+    // Two variables at first order are refused by name.
+    let (code, _, err) = run(&["verify", program, "--wrt", "x", "--wrt", "y", "--claim", "A * y"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("verify takes one --wrt, found 2"), "{err}");
 }
 
 /// (program, variable, the Jacobian's matrix or None for a matrix case, the differential dZ)

@@ -101,6 +101,10 @@ pub enum Rule {
     Logsumexp,
     /// Each column: d log(softmax(z)) = dz - 1 softmax(z)ᵀ dz.
     LogSoftmax,
+    /// d kron(X, Y) = kron(dX, Y) + kron(X, dY), each read off by summing blocks.
+    Kron,
+    /// d vec(X) = vec(dX): tr(aᵀ vec(dX)) = tr(unvec(a)ᵀ dX).
+    Vec,
 }
 
 impl Rule {
@@ -142,6 +146,10 @@ impl Rule {
             Rule::Softmax => "d softmax(z) = s .* dz - s (s^T dz) for each column z, s = softmax(z)",
             Rule::Logsumexp => "d logsumexp(z) = softmax(z)^T dz for each column z",
             Rule::LogSoftmax => "d log(softmax(z)) = dz - ones(m) softmax(z)^T dz for each column z",
+            Rule::Kron => {
+                "d kron(X, Y) = kron(dX, Y) + kron(X, dY); tr(A^T kron(dX, Y)) sums each p x q block of A .* kron(ones(m, n), Y), tr(A^T kron(X, dY)) sums the blocks of A .* kron(X, ones(p, q))"
+            }
+            Rule::Vec => "d vec(X) = vec(dX), so tr(a^T vec(dX)) = tr(unvec(a)^T dX), unvec(a) the m x n matrix of the columns of a",
             Rule::Entrywise(f) => match f {
                 Func::Exp => "d exp(U) = exp(U) .* dU",
                 Func::Log => "d log(U) = dU ./ U",
@@ -243,6 +251,12 @@ impl Rule {
             }
             Rule::LogSoftmax => {
                 r"\mathrm{d}\log\operatorname{softmax}(z) = \mathrm{d}z - \mathbf{1}_m \operatorname{softmax}(z)^{\top} \mathrm{d}z \text{ for each column } z"
+            }
+            Rule::Kron => {
+                r"\mathrm{d}(X \otimes Y) = \mathrm{d}X \otimes Y + X \otimes \mathrm{d}Y, \text{ each read off by summing the blocks of } A \odot (\mathbf{1} \otimes Y) \text{ and } A \odot (X \otimes \mathbf{1})"
+            }
+            Rule::Vec => {
+                r"\mathrm{d}\operatorname{vec}(X) = \operatorname{vec}(\mathrm{d}X), \text{ so } \operatorname{tr}\bigl(a^{\top} \operatorname{vec}(\mathrm{d}X)\bigr) = \operatorname{tr}\bigl(\operatorname{unvec}(a)^{\top} \mathrm{d}X\bigr)"
             }
             Rule::Entrywise(f) => match f {
                 Func::Exp => r"\mathrm{d}\exp(U) = \exp(U) \odot \mathrm{d}U",
@@ -811,6 +825,13 @@ impl<'t, 'p> Walk<'t, 'p> {
                             (rule, r, rules::extremum(a, r, l, wins, rt, broadcast(r))),
                         ]
                     }
+                    BinOp::Kron => {
+                        let sizes = self.kron_sizes(e, l, r)?;
+                        vec![
+                            (Rule::Kron, l, rules::kron_left(a, r, &sizes)),
+                            (Rule::Kron, r, rules::kron_right(a, l, &sizes)),
+                        ]
+                    }
                     BinOp::Power => vec![
                         (Rule::ScalarPower, l, rules::power_base(a, l, r)),
                         (Rule::ScalarPower, r, rules::power_exponent(a, e, l, !scalar(e))),
@@ -887,6 +908,10 @@ impl<'t, 'p> Walk<'t, 'p> {
                             (Rule::DiagOfVector, rules::diag(a, rows_one && !cols_one))
                         }
                     }
+                    Func::Vec => {
+                        let [m, n] = self.sizes(e, x)?;
+                        (Rule::Vec, rules::vec(a, m, n))
+                    }
                     Func::SumCols => (Rule::SumColumns, rules::sum_columns(a, self.ones(e, x, true)?)),
                     Func::SumRows => (Rule::SumRows, rules::sum_rows(a, self.ones(e, x, false)?)),
                     Func::Softmax => (Rule::Softmax, rules::softmax(a, e, self.ones(e, x, true)?)),
@@ -899,6 +924,23 @@ impl<'t, 'p> Walk<'t, 'p> {
             }
             ExprKind::Prod(_) => return Err(refusal(e)),
         })
+    }
+
+    /// The sizes of `x` (an argument of `e`) as the language writes them.
+    fn sizes(&self, e: &Expr, x: &Expr) -> Result<[crate::syntax::DimSpec; 2]> {
+        let column = self.ones(e, x, true)?;
+        let row = self.ones(e, x, false)?;
+        let (ExprKind::Ones(c), ExprKind::Ones(r)) = (&column.kind, &row.kind) else {
+            unreachable!("ones builds ones")
+        };
+        Ok([c.0.clone(), r.1.clone()])
+    }
+
+    /// The sizes of the operands of `kron(l, r)`, the node `e`.
+    fn kron_sizes(&self, e: &Expr, l: &Expr, r: &Expr) -> Result<rules::KronSizes> {
+        let [m, n] = self.sizes(e, l)?;
+        let [p, q] = self.sizes(e, r)?;
+        Ok(rules::KronSizes { m, n, p, q })
     }
 
     /// The ones vector along an axis of `x` (an argument of `e`): `ones(m)`

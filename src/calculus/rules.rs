@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::Factor;
-use crate::syntax::{BinOp, Expr, ExprKind, Func};
+use crate::syntax::{BinOp, DimSpec, Expr, ExprKind, Func};
 
 fn num(x: f64) -> Expr {
     Expr::num(x)
@@ -255,6 +255,97 @@ pub(super) fn diag(a: &Expr, row: bool) -> Expr {
     }
 }
 
+/// The identity matrix of size k, as the language can write a sized one
+/// (a lone `I` takes its size from beside it, and `kron` gives it none).
+fn eye(k: DimSpec) -> Expr {
+    Expr::call(Func::Diag, Expr::ones(k, DimSpec::Const(1)))
+}
+
+/// Whether `e` is `ones(1, 1)` or the identity of size 1 built by [`eye`].
+fn is_unit(e: &Expr) -> bool {
+    let one = DimSpec::Const(1);
+    match &e.kind {
+        ExprKind::Ones(d) => d.0 == one && d.1 == one,
+        ExprKind::Call(Func::Diag, x) => is_unit(x),
+        _ => false,
+    }
+}
+
+/// Whether `e` is an identity built by [`eye`].
+fn is_eye(e: &Expr) -> bool {
+    matches!(&e.kind, ExprKind::Call(Func::Diag, x) if matches!(&x.kind, ExprKind::Ones(d) if d.1 == DimSpec::Const(1)))
+}
+
+/// kron(a, b), where a 1×1 one is left out: kron(1, B) = B, kron(A, 1) = A.
+fn kron(a: Expr, b: Expr) -> Expr {
+    if is_unit(&a) {
+        b
+    } else if is_unit(&b) {
+        a
+    } else {
+        Expr::binary(BinOp::Kron, a, b)
+    }
+}
+
+/// l * m * r for the block sums of the kron rules, an identity factor
+/// left out (m is never one: it is the masked adjoint).
+fn between(l: Expr, m: Expr, r: Expr) -> Expr {
+    let m = if is_eye(&l) { m } else { Expr::product(l, m) };
+    if is_eye(&r) {
+        m
+    } else {
+        Expr::product(m, r)
+    }
+}
+
+/// The sizes of the operands of kron(X, Y): X is m×n, Y is p×q.
+pub(super) struct KronSizes {
+    pub m: DimSpec,
+    pub n: DimSpec,
+    pub p: DimSpec,
+    pub q: DimSpec,
+}
+
+/// X in kron(X, Y), from d kron(X, Y) = kron(dX, Y) + kron(X, dY):
+/// tr(Aᵀ kron(dX, Y)) = Σᵢⱼ dXᵢⱼ ⟨Aᵢⱼ, Y⟩ for the p×q blocks Aᵢⱼ of A, so
+/// the adjoint sums each block of A ⊙ kron(𝟙ₘₓₙ, Y):
+/// (Iₘ ⊗ 𝟙ₚᵀ) (A ⊙ kron(𝟙ₘₓₙ, Y)) (Iₙ ⊗ 𝟙_q).
+pub(super) fn kron_left(a: &Expr, y: &Expr, s: &KronSizes) -> Expr {
+    let one = DimSpec::Const(1);
+    let masked = hadamard(a.clone(), kron(Expr::ones(s.m.clone(), s.n.clone()), y.clone()));
+    between(
+        kron(eye(s.m.clone()), Expr::ones(one.clone(), s.p.clone())),
+        masked,
+        kron(eye(s.n.clone()), Expr::ones(s.q.clone(), one)),
+    )
+}
+
+/// Y in kron(X, Y): tr(Aᵀ kron(X, dY)) = tr((Σᵢⱼ xᵢⱼ Aᵢⱼ)ᵀ dY), the sum of
+/// the blocks of A ⊙ kron(X, 𝟙ₚₓ_q): (𝟙ₘᵀ ⊗ Iₚ) (A ⊙ kron(X, 𝟙ₚₓ_q)) (𝟙ₙ ⊗ I_q).
+pub(super) fn kron_right(a: &Expr, x: &Expr, s: &KronSizes) -> Expr {
+    let one = DimSpec::Const(1);
+    let masked = hadamard(a.clone(), kron(x.clone(), Expr::ones(s.p.clone(), s.q.clone())));
+    between(
+        kron(Expr::ones(one.clone(), s.m.clone()), eye(s.p.clone())),
+        masked,
+        kron(Expr::ones(s.n.clone(), one), eye(s.q.clone())),
+    )
+}
+
+/// X (m×n) in vec(X), from d vec(X) = vec(dX): tr(aᵀ vec(dX)) = tr(unvec(a)ᵀ dX),
+/// and unvec(a) = (𝟙ₙᵀ ⊗ Iₘ) ((a 𝟙ₙᵀ) ⊙ (Iₙ ⊗ 𝟙ₘ)): column j of a 𝟙ₙᵀ masked
+/// to its j-th block of m entries, the blocks then summed.
+pub(super) fn vec(a: &Expr, m: DimSpec, n: DimSpec) -> Expr {
+    let one = DimSpec::Const(1);
+    // A column X is its own vec: unvec(a) = a.
+    if n == one {
+        return a.clone();
+    }
+    let spread = Expr::product(a.clone(), Expr::ones(one.clone(), n.clone()));
+    let masked = hadamard(spread, kron(eye(n.clone()), Expr::ones(m.clone(), one.clone())));
+    between(kron(Expr::ones(one, n), eye(m)), masked, eye(DimSpec::Const(1)))
+}
+
 /// U in f(U): A ⊙ f′(U), with f′ in the language; `f_u` is the node f(U).
 pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -> Expr {
     let one_minus = |e: Expr| Expr::minus(num(1.0), e);
@@ -291,7 +382,8 @@ pub(super) fn entrywise(a: &Expr, f: Func, f_u: &Expr, u: &Expr, scalar: bool) -
         | Func::SumCols
         | Func::SumRows
         | Func::Softmax
-        | Func::Logsumexp => {
+        | Func::Logsumexp
+        | Func::Vec => {
             unreachable!("{} is not entrywise", f.name())
         }
     };

@@ -276,7 +276,14 @@ pub fn transpose_inward(x: &Expr) -> Option<Expr> {
             Expr::product_of(x.factors().into_iter().rev().map(|f| Expr::transpose(f.clone())))?
         }
         ExprKind::Binary { op, lhs, rhs, .. } => match op {
-            BinOp::Add | BinOp::Sub | BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Max | BinOp::Min => {
+            // (A ⊗ B)ᵀ = Aᵀ ⊗ Bᵀ, as the entrywise operators' transposes.
+            BinOp::Add
+            | BinOp::Sub
+            | BinOp::Hadamard
+            | BinOp::HadamardDiv
+            | BinOp::Max
+            | BinOp::Min
+            | BinOp::Kron => {
                 Expr::binary(*op, Expr::transpose((**lhs).clone()), Expr::transpose((**rhs).clone()))
             }
             BinOp::Div | BinOp::Power => Expr::binary(*op, Expr::transpose((**lhs).clone()), (**rhs).clone()),

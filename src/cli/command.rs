@@ -87,9 +87,10 @@ pub enum Command {
         /// The program.
         #[command(flatten)]
         input: Input,
-        /// The variable the claim is the gradient of.
-        #[arg(long, value_parser = Utf8(StringValueParser::new()))]
-        wrt: String,
+        /// The variable the claim is the gradient of (with --order 2, repeat
+        /// once for the mixed second derivative d2L/dV dU^T).
+        #[arg(long, required = true, num_args = 1, value_parser = Utf8(StringValueParser::new()))]
+        wrt: Vec<String>,
         /// The claimed gradient, in the expression language (may begin with `-`).
         #[arg(long, allow_hyphen_values = true, value_parser = Utf8(StringValueParser::new()))]
         claim: String,
@@ -507,18 +508,25 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         }
         Command::Verify { input, wrt, claim, upstream, domain, json, order, jacobian } => {
             *source = input.read()?;
-            let wrt = syntax::parse_var(&wrt)?;
+            let wrt = wrt.iter().map(|w| syntax::parse_var(w)).collect::<Result<Vec<VarName>>>()?;
             let program = crate::parse(&source.text)?;
             let domains = domain_map(domain, &program)?;
+            if wrt.len() > 1 && (order != 2 || wrt.len() > 2) {
+                return Err(Error::new(
+                    ErrorKind::Usage,
+                    format!("verify takes one --wrt, found {}", wrt.len()),
+                )
+                .note("two (`--wrt V --wrt U`) only with --order 2, for the mixed second derivative d2L/dV dU^T"));
+            }
             if order == 2 || jacobian {
                 let kind = if jacobian { Kind::Jacobian } else { Kind::Hessian };
-                let s = second::derive_second(&program, kind, &[wrt])?;
+                let s = second::derive_second(&program, kind, &wrt)?;
                 let (text, ok) = second::verify(&s, &claim, &domains, json)?;
                 write!(out, "{text}").map_err(io)?;
                 return Ok(if ok { 0 } else { 1 });
             }
             let options = crate::verify::VerifyOptions { upstream, domains, ..Default::default() };
-            let verdict = crate::verify::verify(&program, &wrt, &claim, &options)?;
+            let verdict = crate::verify::verify(&program, &wrt[0], &claim, &options)?;
             write!(out, "{}", render::verdict(&verdict, json)).map_err(io)?;
             Ok(if verdict.equivalent() { 0 } else { 1 })
         }

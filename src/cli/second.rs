@@ -60,6 +60,16 @@ fn value_name(program: &Program) -> String {
     program.name.clone().unwrap_or_else(|| "Z".to_string())
 }
 
+/// The name of the vec form: `vec(H[dX]) = K vec(dX)` is written by its
+/// matrix, `d2L/dvec(X)2`, `d2L/dvec(X) dvec(U)^T`.
+fn vec_name(s: &SecondOrder) -> String {
+    if s.wrt == s.along {
+        format!("d2L/dvec({})2", s.wrt)
+    } else {
+        format!("d2L/dvec({}) dvec({})^T", s.wrt, s.along)
+    }
+}
+
 /// `hessian` / `jacobian` output.
 pub fn render(program: &Program, s: &SecondOrder, steps: bool, format: Format) -> Result<String> {
     let z = value_name(program);
@@ -84,12 +94,18 @@ fn text(program: &Program, s: &SecondOrder, steps: bool, z: &str) -> Result<Stri
     if let (Some(m), Some(shape)) = (&s.matrix, &s.matrix_shape) {
         lines.push((format!("{} = {m}", matrix_name(s, z)), shape.to_string()));
     }
+    if let (Some(k), Some(shape)) = (&s.vec_form, &s.vec_shape) {
+        lines.push((format!("{} = {k}", vec_name(s)), shape.clone()));
+    }
     let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).min(100);
     for (line, shape) in lines {
         out.push_str(&format!("{line:<width$}  : {shape}\n"));
     }
     if let Some(why) = &s.no_matrix {
         out.push_str(&format!("note: no matrix form, the map above is the result: {why}\n"));
+    }
+    if let Some(why) = &s.no_vec_form {
+        out.push_str(&format!("note: no vec form, the map above is the result: {why}\n"));
     }
     if has_kinks(s) {
         out.push_str(&format!(
@@ -206,6 +222,14 @@ fn latex(program: &Program, s: &SecondOrder, steps: bool, z: &str) -> Result<Str
         };
         out.push_str(&format!("\\[ {lhs} = {} \\]\n", to_latex(m)));
     }
+    if let Some(k) = &s.vec_form {
+        let lhs = if s.wrt == s.along {
+            format!("\\frac{{\\partial^2 \\mathcal{{L}}}}{{\\partial \\operatorname{{vec}}({v}) \\, \\partial \\operatorname{{vec}}({v})^{{\\top}}}}")
+        } else {
+            format!("\\frac{{\\partial^2 \\mathcal{{L}}}}{{\\partial \\operatorname{{vec}}({v}) \\, \\partial \\operatorname{{vec}}({a})^{{\\top}}}}")
+        };
+        out.push_str(&format!("\\[ {lhs} = {} \\]\n", to_latex(k)));
+    }
     if steps {
         let (first, second) = derivations(program, s)?;
         out.push_str(&format!("% {}\n", first_heading(s)));
@@ -242,6 +266,10 @@ fn json_doc(program: &Program, s: &SecondOrder, steps: bool) -> Result<String> {
         "matrix_latex": s.matrix.as_ref().map(to_latex),
         "matrix_shape": s.matrix_shape.as_ref().map(|m| m.to_string()),
         "no_matrix": s.no_matrix,
+        "vec_form": s.vec_form.as_ref().map(|k| k.to_string()),
+        "vec_form_latex": s.vec_form.as_ref().map(to_latex),
+        "vec_shape": s.vec_shape,
+        "no_vec_form": s.no_vec_form,
         "off_kinks": has_kinks(s),
         "saturated": s.saturated,
     });

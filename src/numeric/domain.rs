@@ -524,6 +524,8 @@ impl Analysis<'_, '_> {
                     BinOp::Mul => a.mul(b).many(),
                     BinOp::Max => a.max(b),
                     BinOp::Min => a.min(b),
+                    // Every entry of kron(A, B) is one entry of A times one of B.
+                    BinOp::Kron => a.mul(b),
                     BinOp::Power => unreachable!("matched above"),
                 }
             }
@@ -605,6 +607,8 @@ impl Analysis<'_, '_> {
                         s.many()
                     }
                 }
+                // The same entries, in one column.
+                Func::Vec => self.sign_of(a, failing),
                 // Each entry's sign, and zeros off the diagonal of a matrix
                 // made from a vector (not a 1×1 one).
                 Func::Diag => {
@@ -675,6 +679,7 @@ impl Analysis<'_, '_> {
                     BinOp::HadamardDiv | BinOp::Div => ALL,
                     BinOp::Max => (a.0.max(b.0), a.1.max(b.1)),
                     BinOp::Min => (a.0.min(b.0), a.1.min(b.1)),
+                    BinOp::Kron => interval_mul(a, b),
                     BinOp::Power => (0.0, f64::INFINITY),
                 }
             }
@@ -718,6 +723,7 @@ impl Analysis<'_, '_> {
                     Func::Sqrt if hi >= 0.0 => (lo.max(0.0).sqrt(), hi.sqrt()),
                     Func::Norm | Func::Norm1 | Func::Norm2 => (0.0, f64::INFINITY),
                     Func::Diag => (lo.min(0.0), hi.max(0.0)),
+                    Func::Vec => (lo, hi),
                     Func::Sum | Func::Tr | Func::SumCols | Func::SumRows => many((lo, hi)),
                     // Each entry a probability: exp(z) over a sum that holds it.
                     Func::Softmax => (0.0, 1.0),

@@ -278,6 +278,8 @@ pub(super) fn call(f: Func, x: &Matrix) -> Matrix {
             let n = x.nrows().min(x.ncols());
             Matrix::from_fn(n, 1, |i, _| x[(i, i)])
         }
+        // nalgebra stores column-major: its order is vec's.
+        Func::Vec => Matrix::from_column_slice(x.len(), 1, x.as_slice()),
         Func::Sign => x.map(sign),
         Func::Exp => x.map(f64::exp),
         Func::Log => x.map(f64::ln),
@@ -343,6 +345,7 @@ pub(super) fn entrywise(op: BinOp) -> fn(f64, f64) -> f64 {
         BinOp::Max => |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.max(b) },
         BinOp::Min => |a, b| if a.is_nan() || b.is_nan() { f64::NAN } else { a.min(b) },
         BinOp::Power => f64::powf,
+        BinOp::Kron => unreachable!("kron is not entrywise"),
     }
 }
 
@@ -374,6 +377,11 @@ fn binary(op: BinOp, a: Value, b: Value, e: &Expr) -> Result<Value> {
         fail(format!("shapes {:?} and {:?} do not fit `{}` in `{e}`", a.shape(), b.shape(), op.symbol()))
     };
     Ok(M(match (op, a, b) {
+        // An I beside kron has no size to take (the shape rule refuses it).
+        (BinOp::Kron, Id(_), _) | (BinOp::Kron, _, Id(_)) => {
+            return Err(fail(format!("the size of I in `{e}` is not determined")));
+        }
+        (BinOp::Kron, M(x), M(y)) => x.kronecker(&y),
         (BinOp::Mul, Id(c), Id(d)) => return Ok(Id(c * d)),
         // A 1×1 factor may be a scalar times an I of any size: stay lazy.
         (BinOp::Mul, Id(c), M(x)) | (BinOp::Mul, M(x), Id(c)) if is_one(&x) => return Ok(Id(c * x[(0, 0)])),

@@ -89,6 +89,7 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
                 get(a).map(|x| x.powf(p))
             }
             Op::Min(a, b) => two(a, b, entrywise(BinOp::Min))?,
+            Op::Kron(a, b) => get(a).kronecker(&get(b)),
             Op::Div(a, b) => get(a) / scalar(&get(b))?,
             Op::Neg(a) => -get(a),
             Op::HadamardPower(a, p) => get(a).map(|x| x.powf(*p)),

@@ -49,6 +49,8 @@ pub enum Op {
     Power(Operand, Operand),
     /// The entrywise minimum.
     Min(Operand, Operand),
+    /// The Kronecker product.
+    Kron(Operand, Operand),
     /// An entrywise power.
     HadamardPower(Operand, f64),
     /// Division by a 1×1 value.
@@ -80,6 +82,7 @@ impl Op {
             | Op::Max(a, b)
             | Op::Power(a, b)
             | Op::Min(a, b)
+            | Op::Kron(a, b)
             | Op::ScaleRows(a, b)
             | Op::ScaleCols(a, b)
             | Op::Div(a, b) => vec![*a, *b],

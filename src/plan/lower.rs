@@ -59,6 +59,8 @@ pub enum Node {
     HadamardDiv(Atom, Atom),
     Max(Atom, Atom),
     Min(Atom, Atom),
+    /// The Kronecker product, left then right (not commutative).
+    Kron(Atom, Atom),
     HadamardPower(Atom, u64),
     /// `X .^ p` with a 1×1 value p: the base, then the exponent.
     Power(Atom, Atom),
@@ -243,6 +245,8 @@ fn along_columns(f: Func, s: Shape) -> Option<Shape> {
         Func::Softmax => Some(s),
         Func::SumCols | Func::Logsumexp => Some(Shape::new(Dim::Const(1), s.cols)),
         Func::SumRows => Some(Shape::new(s.rows, Dim::Const(1))),
+        // vec(Aᵀ) is not vec(A): the operand as it is.
+        Func::Vec => Some(Shape::new(s.rows.times(&s.cols)?, Dim::Const(1))),
         _ => None,
     }
 }
@@ -309,6 +313,17 @@ impl Lowering<'_> {
                     }
                     let (a, b) = (self.expr(lhs)?, self.expr(rhs)?);
                     let (sa, sb) = (self.graph.shape(a), self.graph.shape(b));
+                    if *op == BinOp::Kron {
+                        let shape = sa.rows.times(&sb.rows).zip(sa.cols.times(&sb.cols));
+                        let Some((rows, cols)) = shape else {
+                            return Err(Error::new(
+                                ErrorKind::Unsupported,
+                                format!("the size of `{e}` is a product of symbolic sizes, which a plan cannot name"),
+                            )
+                            .label(e.span, "here"));
+                        };
+                        return Ok(self.graph.intern(Node::Kron(a, b), Shape::new(rows, cols)));
+                    }
                     let shape = if sa.is_scalar() && *op != BinOp::Power { sb } else { sa };
                     // Commutative: one order, so that A + B and B + A are one node.
                     let (x, y) = if (a.node, a.t) <= (b.node, b.t) { (a, b) } else { (b, a) };
@@ -321,7 +336,7 @@ impl Lowering<'_> {
                         BinOp::HadamardDiv => Node::HadamardDiv(a, b),
                         BinOp::Div => Node::Div(a, b),
                         BinOp::Power => Node::Power(a, b),
-                        BinOp::Mul => unreachable!("products are chains"),
+                        BinOp::Mul | BinOp::Kron => unreachable!("products are chains, kron above"),
                     };
                     self.graph.intern(node, shape)
                 }

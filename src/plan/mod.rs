@@ -483,6 +483,7 @@ fn children(node: &Node) -> Vec<Atom> {
         | Node::HadamardDiv(a, b)
         | Node::Max(a, b)
         | Node::Min(a, b)
+        | Node::Kron(a, b)
         | Node::Power(a, b)
         | Node::Div(a, b)
         | Node::ScaleRows(a, b)

@@ -36,6 +36,7 @@ impl Plan {
             Op::Hadamard(a, b) => format!("{} .* {}", t(a), t(b)),
             Op::HadamardDiv(a, b) => format!("{} ./ {}", t(a), t(b)),
             Op::Max(a, b) => format!("max({}, {})", t(a), t(b)),
+            Op::Kron(a, b) => format!("kron({}, {})", t(a), t(b)),
             Op::Power(a, b) => {
                 let p = t(b);
                 // A name stands bare; a literal or a transpose in brackets,
@@ -100,6 +101,7 @@ impl Plan {
             Op::Max(a, b) => Expr::binary(BinOp::Max, e(a), e(b)),
             Op::Power(a, b) => Expr::binary(BinOp::Power, e(a), e(b)),
             Op::Min(a, b) => Expr::binary(BinOp::Min, e(a), e(b)),
+            Op::Kron(a, b) => Expr::binary(BinOp::Kron, e(a), e(b)),
             Op::HadamardPower(a, p) => Expr::synthetic(ExprKind::HadamardPower(e(a).into(), *p)),
             Op::Div(a, b) => Expr::binary(BinOp::Div, e(a), e(b)),
             Op::Call(f, a) => Expr::call(*f, e(a)),

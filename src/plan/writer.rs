@@ -119,6 +119,7 @@ impl<'a> Writer<'a> {
                     Node::Max(x, y) => Op::Max(a(self, x), a(self, y)),
                     Node::Power(x, y) => Op::Power(a(self, x), a(self, y)),
                     Node::Min(x, y) => Op::Min(a(self, x), a(self, y)),
+                    Node::Kron(x, y) => Op::Kron(a(self, x), a(self, y)),
                     Node::HadamardPower(x, p) => Op::HadamardPower(a(self, x), f64::from_bits(*p)),
                     Node::Div(x, y) => Op::Div(a(self, x), a(self, y)),
                     Node::Call(f, x) => Op::Call(*f, a(self, x)),
@@ -236,6 +237,7 @@ pub(super) fn node_madds(graph: &Graph, n: NodeId) -> Option<[u32; 3]> {
     let [r, c] = graph.atom_dims(Atom::plain(n));
     match &graph.nodes[n as usize] {
         Node::Scale(..)
+        | Node::Kron(..)
         | Node::Hadamard(..)
         | Node::HadamardDiv(..)
         | Node::HadamardPower(..)

@@ -30,6 +30,18 @@ impl Dim {
     }
 }
 
+impl Dim {
+    /// The product of two sizes where [`Dim`] can write it: of two numbers,
+    /// or with a factor 1 (`kron`, `vec`); `None` for symbolic products.
+    pub fn times(&self, other: &Dim) -> Option<Dim> {
+        match (self, other) {
+            (Dim::Const(1), d) | (d, Dim::Const(1)) => Some(d.clone()),
+            (Dim::Const(a), Dim::Const(b)) => a.checked_mul(*b).map(Dim::Const),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for Dim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -498,6 +498,10 @@ impl Typer {
                 self.scalar()
             }
             ExprKind::Call(Func::Diag, _) => self.diag(e, kids[0])?,
+            ExprKind::Call(Func::Vec, arg) => {
+                let rows = self.times(kids[0].rows, kids[0].cols, (arg, kids[0]), (arg, kids[0]), "vec")?;
+                IShape { rows, cols: self.bound(Dim::Const(1)) }
+            }
             ExprKind::Call(..) => self.scalar(),
             ExprKind::Binary { op, op_span, lhs, rhs } => {
                 let (a, b) = (kids[0], kids[1]);
@@ -561,6 +565,10 @@ impl Typer {
                         }
                         a
                     }
+                    BinOp::Kron => IShape {
+                        rows: self.times(a.rows, b.rows, (lhs, a), (rhs, b), "kron")?,
+                        cols: self.times(a.cols, b.cols, (lhs, a), (rhs, b), "kron")?,
+                    },
                     BinOp::Add | BinOp::Sub | BinOp::Hadamard | BinOp::HadamardDiv | BinOp::Max | BinOp::Min => {
                         if let Some(s) = self.broadcast(e, a, b) {
                             return Ok(s);
@@ -622,6 +630,65 @@ impl Typer {
             (false, true) => Some(a),
             _ => (self.unify(a.rows, b.rows) && self.unify(a.cols, b.cols)).then_some(a),
         }
+    }
+
+    /// The product of two sizes, for `kron` and `vec`. [`Dim`] has no
+    /// products of symbolic sizes (unification would have to factor them),
+    /// so the sizes must be numbers, or one of them 1 (`vec(x)` of a column,
+    /// `kron(x, y)` of two columns' widths); anything else is refused by
+    /// name at the operand whose size is symbolic.
+    fn times(
+        &mut self,
+        a: DimId,
+        b: DimId,
+        lhs: (&Expr, IShape),
+        rhs: (&Expr, IShape),
+        what: &str,
+    ) -> Result<DimId> {
+        if self.is_one(a) {
+            return Ok(b);
+        }
+        if self.is_one(b) {
+            return Ok(a);
+        }
+        let (da, db) = (self.resolve_dim(a), self.resolve_dim(b));
+        if let (Dim::Const(x), Dim::Const(y)) = (&da, &db) {
+            return match x.checked_mul(*y) {
+                Some(n) => Ok(self.bound(Dim::Const(n))),
+                None => Err(Error::new(ErrorKind::Shape, format!("{what}: the size {x} * {y} is too large"))
+                    .label(lhs.0.span.to(rhs.0.span), "too large")),
+            };
+        }
+        let (culprit, shape) = if matches!(da, Dim::Const(_)) { rhs } else { lhs };
+        let shape = self.resolve(shape);
+        let size = if matches!(da, Dim::Const(_)) { &db } else { &da };
+        let example = match &culprit.kind {
+            ExprKind::Var(v) => format!("`{v} : 3x2`"),
+            _ => "`A : 3x2`".to_string(),
+        };
+        let error = if let Dim::Unknown(_) = size {
+            Error::new(
+                ErrorKind::Shape,
+                format!("{what} multiplies sizes, and the size of `{}` is not known here", brief(culprit)),
+            )
+            .label(culprit.span, "size not known")
+        } else {
+            Error::new(
+                ErrorKind::Shape,
+                format!(
+                    "{what} multiplies sizes, and the size {size} of `{}` is not a number",
+                    brief(culprit)
+                ),
+            )
+            .label(culprit.span, format!("{shape}"))
+        };
+        Err(if culprit.kind == ExprKind::Identity {
+            error.note("a lone `I` takes its size from beside it, and kron gives it none: write the identity of size 3 as `diag(ones(3))`")
+        } else {
+            error.note(format!(
+                "the shape system has no products of symbolic sizes: declare the sizes as numbers ({example}); a factor 1 is fine (`kron(x, y^T)` of two columns)"
+            ))
+        })
     }
 
     /// `norm(x, 2)`: x must be a vector (a dimension known to be 1); a

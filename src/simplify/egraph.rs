@@ -146,6 +146,8 @@ define_language! {
         "sum2" = SumRows(Id),
         "softmax" = Softmax(Id),
         "logsumexp" = Logsumexp(Id),
+        "kron" = Kron([Id; 2]),
+        "vec" = Vec(Id),
         Num(Constant),
         Exponent(Exponent),
         Size(Size),
@@ -246,6 +248,10 @@ impl Analysis<Mat> for Shapes {
             | Mat::Norm1(_)
             | Mat::Norm2(_) => scalar,
             Mat::Diag(a) => shape(a).map(|s| s.diag()),
+            Mat::Kron([a, b]) => shape(a)
+                .zip(shape(b))
+                .and_then(|(x, y)| Some(Shape::new(x.rows.times(&y.rows)?, x.cols.times(&y.cols)?))),
+            Mat::Vec(a) => shape(a).and_then(|s| Some(Shape::new(s.rows.times(&s.cols)?, Dim::Const(1)))),
         };
         Data { shape, constant: value }
     }
@@ -428,6 +434,7 @@ impl Converter {
                         Func::SumRows => Mat::SumRows(a),
                         Func::Softmax => Mat::Softmax(a),
                         Func::Logsumexp => Mat::Logsumexp(a),
+                        Func::Vec => Mat::Vec(a),
                     })
                 }
                 ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
@@ -453,6 +460,7 @@ impl Converter {
                         BinOp::HadamardDiv => Mat::HadDiv([a, b]),
                         BinOp::Max => Mat::Max([a, b]),
                         BinOp::Min => Mat::Min([a, b]),
+                        BinOp::Kron => Mat::Kron([a, b]),
                         BinOp::Div => Mat::Div([a, b]),
                         // One node with the literal power: its exponent a class
                         // that may be a number (then `X .^ 2` when read back).
@@ -598,6 +606,8 @@ impl Converter {
                 Mat::SumRows(x) => call(Func::SumRows, x)?,
                 Mat::Softmax(x) => call(Func::Softmax, x)?,
                 Mat::Logsumexp(x) => call(Func::Logsumexp, x)?,
+                Mat::Kron([x, y]) => Expr::binary(BinOp::Kron, b(x)?, b(y)?),
+                Mat::Vec(x) => call(Func::Vec, x)?,
             })
         })
     }

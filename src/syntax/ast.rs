@@ -240,6 +240,9 @@ pub enum BinOp {
     /// `2*q`): the right operand is 1×1. A number literal exponent is
     /// [`ExprKind::HadamardPower`]; this is the power whose exponent may vary.
     Power,
+    /// `kron(A, B)`, the Kronecker product: the (rows A · rows B) ×
+    /// (cols A · cols B) matrix of blocks a_ij B; written as a call.
+    Kron,
 }
 
 impl BinOp {
@@ -255,6 +258,7 @@ impl BinOp {
             BinOp::Max => "max",
             BinOp::Min => "min",
             BinOp::Power => ".^",
+            BinOp::Kron => "kron",
         }
     }
 
@@ -274,6 +278,7 @@ impl BinOp {
             BinOp::Min => {
                 Some("min(A, B): the smaller of a and b for every pair of entries (a scalar broadcasts)")
             }
+            BinOp::Kron => Some("kron(A, B): the Kronecker product, the matrix of blocks a_ij * B"),
             BinOp::Add
             | BinOp::Sub
             | BinOp::Mul
@@ -285,7 +290,7 @@ impl BinOp {
     }
 
     /// The operators written as calls.
-    pub const CALLS: [BinOp; 2] = [BinOp::Max, BinOp::Min];
+    pub const CALLS: [BinOp; 3] = [BinOp::Max, BinOp::Min, BinOp::Kron];
 }
 
 /// Functions applied to one argument.
@@ -357,11 +362,14 @@ pub enum Func {
     Softmax,
     /// `logsumexp`, column-wise: a 1×n row, a scalar for a column.
     Logsumexp,
+    /// `vec`, the columns stacked into one column (column-major, as in the
+    /// Matrix Cookbook): an m×n matrix to an mn×1 column.
+    Vec,
 }
 
 impl Func {
     /// Every function, in the order the language lists them.
-    pub const ALL: [Func; 31] = [
+    pub const ALL: [Func; 32] = [
         Func::Tr,
         Func::Det,
         Func::Logdet,
@@ -393,6 +401,7 @@ impl Func {
         Func::SumRows,
         Func::Softmax,
         Func::Logsumexp,
+        Func::Vec,
     ];
 
     /// The function's name, as written in source.
@@ -428,6 +437,7 @@ impl Func {
             Func::SumCols | Func::SumRows => "sum",
             Func::Softmax => "softmax",
             Func::Logsumexp => "logsumexp",
+            Func::Vec => "vec",
         }
     }
 
@@ -481,6 +491,7 @@ impl Func {
             Func::SumRows => "sum(A, 2): the row sums, a column",
             Func::Softmax => "softmax(A): each column z becomes exp(z) / sum(exp(z))",
             Func::Logsumexp => "logsumexp(A): log(sum(exp(z))) of each column z, a row",
+            Func::Vec => "vec(A): the columns of A stacked into one column (column-major)",
         }
     }
 
@@ -500,6 +511,7 @@ impl Func {
                 | Func::SumRows
                 | Func::Softmax
                 | Func::Logsumexp
+                | Func::Vec
         )
     }
 }

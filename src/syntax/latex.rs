@@ -125,6 +125,15 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 write(out, rhs, Prec::Loosest);
                 out.push_str("\\right)");
             }
+            // Bracketed whole, each side bracketed unless an atom, so that
+            // no precedence of \otimes need be assumed.
+            ExprKind::Binary { op: BinOp::Kron, lhs, rhs, .. } => {
+                out.push_str("\\left(");
+                write(out, lhs, Prec::Postfix);
+                out.push_str(" \\otimes ");
+                write(out, rhs, Prec::Postfix);
+                out.push_str("\\right)");
+            }
             // As the text is: the exponent bracketed unless a name or call.
             ExprKind::Binary { op: BinOp::Power, lhs, rhs, .. } => {
                 write_base(out, lhs);
@@ -152,7 +161,9 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     BinOp::Mul => " ",
                     BinOp::Hadamard => " \\odot ",
                     BinOp::HadamardDiv => " \\oslash ",
-                    BinOp::Div | BinOp::Max | BinOp::Min | BinOp::Power => unreachable!("handled above"),
+                    BinOp::Div | BinOp::Max | BinOp::Min | BinOp::Power | BinOp::Kron => {
+                        unreachable!("handled above")
+                    }
                 });
                 write(out, rhs, right);
             }
@@ -231,6 +242,7 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                     Func::Softmax => "\\operatorname{softmax}",
                     Func::Logsumexp => "\\operatorname{logsumexp}",
                     Func::Diag => "\\operatorname{diag}",
+                    Func::Vec => "\\operatorname{vec}",
                     Func::Norm | Func::Norm1 | Func::Norm2 | Func::Abs => unreachable!("handled above"),
                 });
                 out.push_str("\\left(");

@@ -633,6 +633,8 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
                 BinOp::HadamardDiv | BinOp::Div => a.mul(b.recip()),
                 BinOp::Max => Range::of(a.lo.max(b.lo), a.hi.max(b.hi)),
                 BinOp::Min => Range::of(a.lo.min(b.lo), a.hi.min(b.hi)),
+                // Each entry one entry of each side times the other.
+                BinOp::Kron => a.mul(b),
                 // X^p = exp(p log X), X positive: positive.
                 BinOp::Power => Range::of(0.0, f64::INFINITY),
                 BinOp::Mul if scalar(lhs) || scalar(rhs) => a.mul(b),
@@ -706,6 +708,7 @@ pub fn range(e: &Expr, scalars: &HashSet<*const Expr>) -> Range {
                 // The entries, and the zeros off a diagonal.
                 Func::Diag => Range::of(a.lo.min(0.0), a.hi.max(0.0)),
                 Func::Det | Func::Logdet => ANY,
+                Func::Vec => a,
             }
         }
     }

@@ -205,6 +205,7 @@ impl Reader<'_> {
         !(r.is_empty()
             || r.starts_with(['+', '-', '}', '^', '_', ','])
             || r.starts_with("\\right")
+            || r.starts_with("\\otimes")
             || r.starts_with("\\times"))
     }
 
@@ -324,6 +325,14 @@ impl Reader<'_> {
         if self.eat("\\left(") {
             let t = self.sum()?;
             self.space();
+            // `\left(A \otimes B\right)`: kron, bracketed whole.
+            if self.eat("\\otimes") {
+                self.space();
+                let r = self.sum()?;
+                self.space();
+                self.expect("\\right)")?;
+                return Ok(Tree::Bin("kron", Box::new(t), Box::new(r)));
+            }
             self.expect("\\right)")?;
             return Ok(t);
         }

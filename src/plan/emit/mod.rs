@@ -454,6 +454,15 @@ impl<'p> Code<'p> {
             Op::Max(a, b) => format!("{m}.maximum({}, {})", o(a), o(b)),
             Op::Power(a, b) => format!("{} ** {}", lit(a, b), lit(b, a)),
             Op::Min(a, b) => format!("{m}.minimum({}, {})", o(a), o(b)),
+            // Over the last two axes only (np.kron would take the batch
+            // axes too): a_ik b_jl at (i j, k l), then the pairs merged.
+            Op::Kron(a, b) => format!(
+                "(lambda t: t.reshape(t.shape[:-4] + ({}, {})))({}[..., :, None, :, None] * {}[..., None, :, None, :])",
+                self.dim(&s.shape.rows)?,
+                self.dim(&s.shape.cols)?,
+                self.operand_as(*a, Literal::Array),
+                self.operand_as(*b, Literal::Array)
+            ),
             Op::Inverse(a) => format!("{m}.linalg.inv({})", o(a)),
             // A column times a matrix broadcasts over the columns: each row scaled.
             Op::ScaleRows(v, a) => format!("{} * {}", o(v), o(a)),
@@ -498,6 +507,15 @@ impl<'p> Code<'p> {
                         Lib::Torch => format!("torch.diagonal({a}, dim1=-2, dim2=-1)[..., None]"),
                         Lib::Numpy | Lib::Jax => format!("{m}.diagonal({a}, axis1=-2, axis2=-1)[..., None]"),
                     },
+                    // Column-major over the last two axes: the rows of the
+                    // transpose, read in order.
+                    Func::Vec => {
+                        let x = if a.contains(' ') { format!("({a})") } else { a };
+                        format!(
+                            "(lambda t: t.reshape(t.shape[:-2] + ({}, 1)))({x}.mT)",
+                            self.dim(&s.shape.rows)?
+                        )
+                    }
                     Func::Sigmoid => match self.lib {
                         Lib::Numpy => format!("1.0 / (1.0 + np.exp(-{a}))"),
                         Lib::Torch => format!("torch.sigmoid({a})"),
