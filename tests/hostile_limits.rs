@@ -335,7 +335,12 @@ fn piped_repl_input_is_never_lost() {
     let run = matdiff_with(&["repl"], Stdin::Text(&session), &[]);
     // The worst status of the lines: errors (the claim's, line 8's, line 10's).
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(run.stderr.contains("repl: line 4 failed (status 2), line 8 failed (status 2), line 10 failed (status 2)"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("repl: line 4 failed (status 2), line 8 failed (status 2), line 10 failed (status 2)"),
+        "{}",
+        run.stderr
+    );
     let shapes: Vec<&str> = run.stdout.lines().collect();
     assert_eq!(shapes, ["3x3", "4x4", "3x3", "3x4"], "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains("expected"), "the claim's parse error is shown: {}", run.stderr);

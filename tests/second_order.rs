@@ -68,7 +68,7 @@ fn matrix_variables_give_the_map() {
     assert_eq!(formula(&out, "H[dX] = "), "(A + A^T) * dX");
     assert!(!out.contains("d2L/dX"), "no matrix form for a matrix variable: {out}");
     // The Kronecker/vec form beside it (checked numerically in constructs_kron.rs).
-    assert_eq!(formula(&out, "d2L/dvec(X)2 = "), "kron(diag(ones(m)), A + A^T)");
+    assert_eq!(formula(&out, "d2L/dvec(X) dvec(X)^T = "), "kron(diag(ones(m)), A + A^T)");
     let (code, out, _) = run(&["hessian", "Y : m x n; U : m x k; V : k x n; norm(Y - U*V)^2", "--wrt", "U"]);
     assert_eq!(code, 0);
     assert_eq!(formula(&out, "H[dU] = "), "2 * dU * V * V^T");

@@ -61,13 +61,10 @@ fn value_name(program: &Program) -> String {
 }
 
 /// The name of the vec form: `vec(H[dX]) = K vec(dX)` is written by its
-/// matrix, `d2L/dvec(X)2`, `d2L/dvec(X) dvec(U)^T`.
+/// matrix, `d2L/dvec(X) dvec(X)^T` (as the matrix of a vector is
+/// `d2L/dx dx^T`), `d2L/dvec(X) dvec(U)^T`.
 fn vec_name(s: &SecondOrder) -> String {
-    if s.wrt == s.along {
-        format!("d2L/dvec({})2", s.wrt)
-    } else {
-        format!("d2L/dvec({}) dvec({})^T", s.wrt, s.along)
-    }
+    format!("d2L/dvec({}) dvec({})^T", s.wrt, s.along)
 }
 
 /// `hessian` / `jacobian` output.
