@@ -179,6 +179,7 @@ fn ask_check(d: &Derivation, g: &Gradient, formula: &Expr) -> Answer {
         typing: d.typing.clone(),
         mode: d.mode.clone(),
         gradients: vec![Gradient { expr: formula.clone(), ..g.clone() }],
+        shared: None,
     };
     let options = CheckOptions { seed: 1, time_limit: Duration::from_secs(3), ..Default::default() };
     match check(&mutated, &options) {

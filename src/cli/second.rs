@@ -174,6 +174,7 @@ fn derivations<'a>(
         wrt: vec![s.along.clone()],
         upstream: s.upstream.as_ref().map(|u| u.to_string()),
         steps: Steps::Record,
+        sharing: crate::Sharing::Expanded,
     };
     let first = derive(program, &first_options)?;
     let second = if s.program.expr.mentions(&s.second_wrt) {
@@ -274,6 +275,7 @@ pub fn check(
         wrt: vec![s.along.clone()],
         upstream: s.upstream.as_ref().map(|u| u.to_string()),
         steps: Steps::Skip,
+        sharing: crate::Sharing::Expanded,
     };
     let first = derive(program, &first_options)?;
     let first_report = crate::numeric::check(&first, options)?;
