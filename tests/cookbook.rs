@@ -1,42 +1,46 @@
 //! Identities of The Matrix Cookbook (Petersen & Pedersen, version of
-//! November 15, 2012), by equation number. For each: matdiff's gradient
-//! agrees with central finite differences, equals the Cookbook's formula on
-//! random instances, and its printed form is snapshotted
-//! (`snapshots/cookbook.snap`).
+//! November 15, 2012), by equation number, and machine-learning losses with
+//! their textbook gradients. For each: matdiff's gradient agrees with
+//! central finite differences, equals the textbook's formula on random
+//! instances, and its printed form is snapshotted (`snapshots/cookbook.snap`).
 
 mod common;
 
 use matdiff::numeric::{check, eval, gradient_value, relative_error, CheckOptions, Instance};
-use matdiff::syntax::{parse_expr, parse_program, parse_var};
+use matdiff::syntax::{parse_expr, parse_var};
 
-use common::cookbook::IDENTITIES;
+use common::cookbook::{IDENTITIES, LOSSES};
+
+fn derived(src: &str, wrt: &str) -> matdiff::Derivation<'static> {
+    // Leaked: a derivation borrows its program, and the table is static.
+    let program = Box::leak(Box::new(matdiff::parse(src).unwrap_or_else(|e| panic!("{src}: {e}"))));
+    let options = matdiff::DeriveOptions { wrt: vec![parse_var(wrt).unwrap()], ..Default::default() };
+    matdiff::derive(program, &options).unwrap_or_else(|e| panic!("{src}: {e}"))
+}
 
 #[test]
 fn cookbook_identities() {
-    assert!(IDENTITIES.len() >= 40);
+    assert!(IDENTITIES.len() + LOSSES.len() >= 40);
     let mut text = String::new();
-    for (eq, src, wrt, claimed) in IDENTITIES {
-        let program = parse_program(src).unwrap_or_else(|e| panic!("{eq} {src}: {e}"));
-        let options = matdiff::DeriveOptions { wrt: vec![parse_var(wrt).unwrap()], ..Default::default() };
-        let d = matdiff::derive(&program, &options).unwrap_or_else(|e| panic!("{eq} {src}: {e}"));
+    for (eq, src, wrt, claimed) in IDENTITIES.iter().chain(LOSSES) {
+        let d = derived(src, wrt);
         let claimed = parse_expr(claimed).unwrap();
         for seed in 1..=3 {
             let options = CheckOptions { seed, ..Default::default() };
             let report = check(&d, &options).unwrap_or_else(|e| panic!("{eq} {src}: {e}"));
             assert!(report.ok(), "{eq} {src}: {:?}", report.results);
-            // The Cookbook's formula, on the same instance.
+            // The textbook's formula, on the same instance.
             let instance = Instance::draw(&d, &options).unwrap();
             let ours = gradient_value(&d.gradients[0], &instance.env).unwrap();
             let theirs = eval(&claimed, &instance.env, Some(ours.shape())).unwrap();
             let err = relative_error(&ours, &theirs);
             assert!(
                 err < 1e-9,
-                "{eq} {src}: ours {} differs from the Cookbook's {claimed} by {err:.1e}",
+                "{eq} {src}: ours {} differs from the textbook's {claimed} by {err:.1e}",
                 d.gradients[0].expr
             );
         }
-        let g = &d.gradients[0];
-        text.push_str(&format!("{eq:<7} d/d{wrt} {src}\n        = {}\n", g.expr));
+        text.push_str(&format!("{eq:<7} d/d{wrt} {src}\n        = {}\n", d.gradients[0].expr));
     }
     common::snapshots().bind(|| insta::assert_snapshot!("cookbook", text));
 }

@@ -29,7 +29,7 @@ const NOT_SHARING: &[&str] = &[
     "W1*W2*W3*X",
     "x : n; A : n x n; x^T*A*x",
     "X : n x n; logdet(X)",
-    "w : d; X : m x d; y : m; sum(softplus(X*w)) - y^T*X*w",
+    "w : d; X : m x d; y : m; sum(softplus(X*w))",
     "W : 3x3; X : 3x3; tr(W*X)",
 ];
 

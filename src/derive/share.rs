@@ -90,7 +90,18 @@ pub fn share(program: &Program, gradients: &[Expr], sharing: Sharing) -> Option<
         exprs.push(target);
         found += 1;
     }
-    if found == 0 {
+    // A name that ended up standing for a decorated name (`T2 = T1^T`,
+    // once the inside of `softmax(…)^T` was named too) is written out again.
+    let mut dropped = vec![false; found];
+    for k in 0..found {
+        if decorated_leaf(&exprs[roots + k]) {
+            let placeholder = Expr::var(&format!("#{k}"));
+            let with = Rc::new(exprs[roots + k].clone());
+            exprs = exprs.iter().map(|e| (*replace(e, &placeholder, &with)).clone()).collect();
+            dropped[k] = true;
+        }
+    }
+    if dropped.iter().all(|d| *d) {
         return None;
     }
     // Order: each definition after those it uses, the smaller first.
@@ -110,6 +121,7 @@ pub fn share(program: &Program, gradients: &[Expr], sharing: Sharing) -> Option<
     for k in (0..found).rev() {
         visit(k, &deps, &mut done, &mut order);
     }
+    order.retain(|&k| !dropped[k]);
     let used = used_names(program, &exprs[..roots]);
     let mut names = (1..).map(|i| format!("T{i}")).filter(|n| !used.contains(n));
     let mut rename: HashMap<String, Rc<Expr>> = HashMap::new();
@@ -122,6 +134,17 @@ pub fn share(program: &Program, gradients: &[Expr], sharing: Sharing) -> Option<
         .map(|&k| SharedName { name: rename[&format!("#{k}")].to_string(), expr: renamed[roots + k].clone() })
         .collect();
     Some(Shared { definitions, gradients: renamed[..roots].to_vec() })
+}
+
+/// A leaf under transposes, powers and negations.
+fn decorated_leaf(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity | ExprKind::Ones(_) => true,
+        ExprKind::Neg(a) | ExprKind::Transpose(a) | ExprKind::Power(a, _) | ExprKind::HadamardPower(a, _) => {
+            decorated_leaf(a)
+        }
+        _ => false,
+    }
 }
 
 /// A node's class: its own data and its children's classes.
