@@ -2,7 +2,14 @@
 //! November 15, 2012), by equation number, and machine-learning losses with
 //! their textbook gradients. For each: matdiff's gradient agrees with
 //! central finite differences, equals the textbook's formula on random
-//! instances, and its printed form is snapshotted (`snapshots/cookbook.snap`).
+//! instances, its printed form is snapshotted (`snapshots/cookbook.snap`),
+//! and it is printed (expanded, without shared names) within [`SLACK`]
+//! nodes of the textbook's size.
+//!
+//! Sizes are counted alike for both: the formula's text parsed by
+//! `parse_expr`, every node of the tree one (a variable, a number, `I`,
+//! `ones(…)`, each operator, transpose, power or inverse, each function):
+//! `2 * X^T * (X*w - y)` is 8.
 
 mod common;
 
@@ -10,6 +17,14 @@ use matdiff::numeric::{check, eval, gradient_value, relative_error, CheckOptions
 use matdiff::syntax::{parse_expr, parse_var};
 
 use common::cookbook::{IDENTITIES, LOSSES};
+
+/// How many nodes the printed gradient may have beyond the textbook's.
+const SLACK: usize = 2;
+
+/// Nodes of a formula's text, parsed (see the module's documentation).
+fn size(text: &str) -> usize {
+    parse_expr(text).unwrap_or_else(|e| panic!("{text}: {e}")).size()
+}
 
 fn derived(src: &str, wrt: &str) -> matdiff::Derivation<'static> {
     // Leaked: a derivation borrows its program, and the table is static.
@@ -43,4 +58,27 @@ fn cookbook_identities() {
         text.push_str(&format!("{eq:<7} d/d{wrt} {src}\n        = {}\n", d.gradients[0].expr));
     }
     common::snapshots().bind(|| insta::assert_snapshot!("cookbook", text));
+}
+
+/// The printed gradient is at most [`SLACK`] nodes larger than the
+/// textbook's (both counted by [`size`]); every case over is named.
+#[test]
+fn printed_within_two_nodes_of_the_textbook() {
+    let mut over = Vec::new();
+    for (eq, src, wrt, claimed) in IDENTITIES.iter().chain(LOSSES) {
+        let g = &derived(src, wrt).gradients[0];
+        let (ours, theirs) = (size(&g.expr.to_string()), size(claimed));
+        if ours > theirs + SLACK {
+            over.push(format!(
+                "{eq} d/d{wrt} {src}\n  printed {ours} nodes: {}\n  textbook {theirs}: {claimed}",
+                g.expr
+            ));
+        }
+    }
+    assert!(
+        over.is_empty(),
+        "{} printed gradients exceed the textbook's size by more than {SLACK} nodes:\n{}",
+        over.len(),
+        over.join("\n")
+    );
 }
