@@ -107,6 +107,8 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         // The logistic function, as the derivative of log(1 + exp(a)) leaves it.
         rw!("sigmoid-of-exp"; "(.* (exp ?a) (./ 1 (+ 1 (exp ?a))))" => "(sigmoid ?a)"),
         rw!("sigmoid-of-exp-div"; "(./ (exp ?a) (+ 1 (exp ?a)))" => "(sigmoid ?a)"),
+        // A B - A C = A (B - C), B and C of one shape (a scalar C would broadcast).
+        rw!("factor-left-neg"; "(+ (* ?a ?b) (neg (* ?a ?c)))" => "(* ?a (+ ?b (neg ?c)))" if same_shape("?b", "?c")),
     ];
     let is_mul = |n: &Mat| matches!(n, Mat::Mul(_));
     let is_add = |n: &Mat| matches!(n, Mat::Add(_));
