@@ -9,6 +9,9 @@ use crate::shape::{self, Shape, Typing};
 use crate::simplify;
 use crate::syntax::{self, Expr, ExprKind, Program, VarName};
 
+mod share;
+pub use share::{share, Shared, SharedName, Sharing, MAX_NAMES, MAX_SHARED_NODES, MIN_SAVING};
+
 /// Most nodes all the gradients of one derivation may have together.
 pub const MAX_TOTAL_NODES: usize = 4_000_000;
 
@@ -26,6 +29,8 @@ pub struct DeriveOptions {
     /// contributions once simplified, keeping the side conditions and the
     /// number of occurrences.
     pub steps: Steps,
+    /// Whether subexpressions repeated across the gradients are named ([`Derivation::shared`]); the gradients stay expanded either way.
+    pub sharing: Sharing,
 }
 
 /// The simplified gradient of one variable, with its derivation.
@@ -54,6 +59,17 @@ pub struct Derivation<'p> {
     pub mode: Mode,
     /// One gradient per requested variable.
     pub gradients: Vec<Gradient>,
+    /// The gradients with their repeated subexpressions named
+    /// ([`share`]); `None` when nothing is worth a name or
+    /// [`Sharing::Expanded`] was asked for.
+    pub shared: Option<Shared>,
+}
+
+impl Derivation<'_> {
+    /// The k-th gradient as printed: in terms of the shared names, if any.
+    pub fn printed_gradient(&self, k: usize) -> &Expr {
+        self.shared.as_ref().map_or(&self.gradients[k].expr, |s| &s.gradients[k])
+    }
 }
 
 /// The program of `src` as the stages take it: parsed
@@ -165,7 +181,9 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         let saturated = simplified.saturated;
         gradients.push(Gradient { wrt: v, expr, shape, differential, saturated, occurrences });
     }
-    Ok(Derivation { typing, mode, gradients })
+    let exprs: Vec<Expr> = gradients.iter().map(|g| g.expr.clone()).collect();
+    let shared = share(program, &exprs, options.sharing);
+    Ok(Derivation { typing, mode, gradients, shared })
 }
 
 /// `j`, or another index name the expression does not use (as a

@@ -97,6 +97,7 @@ impl SecondOrder {
             wrt: vec![self.second_wrt.clone()],
             upstream: self.second_upstream.as_ref().map(|d| d.to_string()),
             steps,
+            sharing: crate::Sharing::Expanded,
         }
     }
 
@@ -168,8 +169,15 @@ pub fn hessian(program: &Program, wrt: &[VarName]) -> Result<SecondOrder> {
     for x in [v, u] {
         refuse_member(x)?;
     }
-    let first =
-        derive(program, &DeriveOptions { wrt: vec![u.clone()], steps: Steps::Skip, ..Default::default() })?;
+    let first = derive(
+        program,
+        &DeriveOptions {
+            wrt: vec![u.clone()],
+            steps: Steps::Skip,
+            sharing: crate::Sharing::Expanded,
+            ..Default::default()
+        },
+    )?;
     let g = first.gradients[0].expr.clone();
     let u_shape = first.gradients[0].shape.clone();
     let v_shape = first.typing.var_shape(v).ok_or_else(|| not_a_variable(v, &first.typing))?;
@@ -207,8 +215,12 @@ pub fn jacobian(program: &Program, wrt: &VarName) -> Result<SecondOrder> {
     let z_shape = typing.shape();
     let upstream = fresh_name(&["G", "U", "G2", "G3"], &typing, program);
     drop(typing);
-    let options =
-        DeriveOptions { wrt: vec![wrt.clone()], upstream: Some(upstream.to_string()), steps: Steps::Skip };
+    let options = DeriveOptions {
+        wrt: vec![wrt.clone()],
+        upstream: Some(upstream.to_string()),
+        steps: Steps::Skip,
+        sharing: crate::Sharing::Expanded,
+    };
     let first = derive(program, &options)?;
     let x_shape = first.gradients[0].shape.clone();
     let direction = fresh_direction(wrt, &first.typing);

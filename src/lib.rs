@@ -36,5 +36,8 @@ pub mod syntax;
 pub mod verify;
 
 pub use calculus::Steps;
-pub use derive::{derive, parse, Derivation, DeriveOptions, Gradient, MAX_TOTAL_NODES};
+pub use derive::{
+    derive, parse, share, Derivation, DeriveOptions, Gradient, Shared, SharedName, Sharing, MAX_NAMES,
+    MAX_SHARED_NODES, MAX_TOTAL_NODES, MIN_SAVING,
+};
 pub use error::{Error, ErrorKind, Hint, Label, Result};

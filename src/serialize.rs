@@ -24,7 +24,7 @@ use crate::calculus::Mode;
 use crate::explain::{Explained, Explanation, Line};
 use crate::numeric::{CheckReport, CheckResult, Compared, Domain, Outcome, TOLERANCE};
 use crate::plan::{Plan, Recurrence, SymbolicPlan, MAX_COST_TERMS};
-use crate::syntax::{to_latex, VarName};
+use crate::syntax::{to_latex, Expr, VarName};
 use crate::verify::{Evidence, Method, Verdict};
 use crate::{Derivation, Gradient};
 
@@ -49,24 +49,53 @@ impl Serialize for Method {
 }
 
 /// `{wrt, expr, latex, shape, occurrences, saturated}`, and `condition`
-/// (the side conditions, joined) where there are any.
+/// (the side conditions, joined) where there are any; in a derivation's
+/// document also `shared_expr` and `shared_latex`, the formula in terms of
+/// the shared names, where it uses them.
 impl Serialize for Gradient {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut s = serializer.serialize_struct("Gradient", gradient_len(self))?;
-        gradient_fields(self, &mut s)?;
+        let mut s = serializer.serialize_struct("Gradient", gradient_len(self, None))?;
+        gradient_fields(self, None, &mut s)?;
         s.end()
     }
 }
 
-fn gradient_len(g: &Gradient) -> usize {
-    6 + usize::from(!g.differential.conditions.is_empty())
+/// A gradient of a derivation with its form in terms of the shared names
+/// (`shared_expr`, `shared_latex`, where that differs from `expr`).
+struct InDerivation<'a>(&'a Gradient, Option<&'a Expr>);
+
+impl Serialize for InDerivation<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("Gradient", gradient_len(self.0, self.1))?;
+        gradient_fields(self.0, self.1, &mut s)?;
+        s.end()
+    }
 }
 
-fn gradient_fields<S: SerializeStruct>(g: &Gradient, s: &mut S) -> Result<(), S::Error> {
+/// The shared form of the k-th gradient, where it differs from the expanded one.
+fn shared_form<'a>(d: &'a Derivation, k: usize) -> Option<&'a Expr> {
+    let e = d.printed_gradient(k);
+    (*e != d.gradients[k].expr).then_some(e)
+}
+
+fn gradient_len(g: &Gradient, shared: Option<&Expr>) -> usize {
+    6 + usize::from(!g.differential.conditions.is_empty()) + 2 * usize::from(shared.is_some())
+}
+
+fn gradient_fields<S: SerializeStruct>(
+    g: &Gradient,
+    shared: Option<&Expr>,
+    s: &mut S,
+) -> Result<(), S::Error> {
     let conditions = &g.differential.conditions;
     s.serialize_field("wrt", &g.wrt)?;
+    // The full formula, self-contained, whatever is shared.
     s.serialize_field("expr", &g.expr.to_string())?;
     s.serialize_field("latex", &to_latex(&g.expr))?;
+    if let Some(e) = shared {
+        s.serialize_field("shared_expr", &e.to_string())?;
+        s.serialize_field("shared_latex", &to_latex(e))?;
+    }
     s.serialize_field("shape", &g.shape)?;
     s.serialize_field("occurrences", &g.occurrences)?;
     s.serialize_field("saturated", &g.saturated)?;
@@ -93,30 +122,39 @@ impl Serialize for Line {
 /// `shape_check` beside its fields.
 impl Serialize for Explained<'_, '_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Explained<'a>(&'a Gradient, &'a Explanation);
+        struct Explained<'a>(&'a Gradient, Option<&'a Expr>, &'a Explanation);
         impl Serialize for Explained<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                let Explained(g, e) = self;
-                let mut s = serializer.serialize_struct("Gradient", gradient_len(g) + 2)?;
-                gradient_fields(g, &mut s)?;
+                let Explained(g, shared, e) = self;
+                let mut s = serializer.serialize_struct("Gradient", gradient_len(g, *shared) + 2)?;
+                gradient_fields(g, *shared, &mut s)?;
                 s.serialize_field("steps", &e.lines)?;
                 let checks: Vec<String> = e.shape_check.iter().map(|c| c.to_string()).collect();
                 s.serialize_field("shape_check", &checks)?;
                 s.end()
             }
         }
-        let gradients: Vec<Explained> =
-            self.derivation.gradients.iter().zip(&self.explanations).map(|(g, e)| Explained(g, e)).collect();
+        let d = self.derivation;
+        let gradients: Vec<Explained> = d
+            .gradients
+            .iter()
+            .zip(&self.explanations)
+            .enumerate()
+            .map(|(k, (g, e))| Explained(g, shared_form(d, k), e))
+            .collect();
         derivation_fields(self.derivation, &gradients, serializer)
     }
 }
 
-/// `{expr, shape, upstream, gradients, saturated}`: `upstream` is the
+/// `{expr, shape, upstream, definitions, gradients, saturated}`: `definitions`
+/// (`{name, expr, latex}`, the shared names) only where something repeats; `upstream` is the
 /// upstream gradient's name for a matrix-valued expression, `null` for a
 /// scalar loss; `saturated`, whether every gradient's simplification did.
 impl Serialize for Derivation<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        derivation_fields(self, &self.gradients, serializer)
+        let gradients: Vec<InDerivation> =
+            self.gradients.iter().enumerate().map(|(k, g)| InDerivation(g, shared_form(self, k))).collect();
+        derivation_fields(self, &gradients, serializer)
     }
 }
 
@@ -129,10 +167,24 @@ fn derivation_fields<S: Serializer>(
         Mode::Scalar => None,
         Mode::Layer { upstream } => Some(upstream),
     };
-    let mut s = serializer.serialize_struct("Derivation", 5)?;
+    let mut s = serializer.serialize_struct("Derivation", 5 + usize::from(d.shared.is_some()))?;
     s.serialize_field("expr", &d.typing.program.expr.to_string())?;
     s.serialize_field("shape", &d.typing.shape())?;
     s.serialize_field("upstream", &upstream)?;
+    if let Some(shared) = &d.shared {
+        #[derive(Serialize)]
+        struct Definition<'a> {
+            name: &'a str,
+            expr: String,
+            latex: String,
+        }
+        let definitions: Vec<Definition> = shared
+            .definitions
+            .iter()
+            .map(|n| Definition { name: &n.name, expr: n.expr.to_string(), latex: to_latex(&n.expr) })
+            .collect();
+        s.serialize_field("definitions", &definitions)?;
+    }
     s.serialize_field("gradients", gradients)?;
     s.serialize_field("saturated", &d.gradients.iter().all(|g| g.saturated))?;
     s.end()

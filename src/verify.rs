@@ -147,8 +147,12 @@ fn derived_name(options: &VerifyOptions, wrt: &VarName) -> String {
 /// assert!(!v.equivalent());
 /// ```
 pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOptions) -> Result<Verdict> {
-    let derive_options =
-        DeriveOptions { wrt: vec![wrt.clone()], upstream: options.upstream.clone(), steps: Steps::Skip };
+    let derive_options = DeriveOptions {
+        wrt: vec![wrt.clone()],
+        upstream: options.upstream.clone(),
+        steps: Steps::Skip,
+        sharing: crate::Sharing::Expanded,
+    };
     // ∂L/∂H of a definition H: H kept as a variable, a free input.
     let mut program = program.with_definitions_kept(&derive_options.wrt);
     // A domain given for a declared variable replaces its declared one in

@@ -57,6 +57,7 @@ fn directions_catch_wrong_gradients_at_real_sizes() {
             typing: d.typing.clone(),
             mode: d.mode.clone(),
             gradients: vec![matdiff::Gradient { expr, ..g.clone() }],
+            shared: None,
         };
         let report = check(&mutated, &CheckOptions { seed: 1, ..Default::default() }).unwrap();
         let r = &report.results[0];

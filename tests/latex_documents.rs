@@ -84,6 +84,24 @@ fn many_rules() {
     );
 }
 
+/// Without `--steps`: the gradients in terms of shared names, the names in
+/// a section of their own before them, long definitions broken to the page.
+#[test]
+fn shared_names() {
+    let src = "W1 : 8x4; b1 : 8; W2 : 8x8; b2 : 8; W3 : 3x8; X : 4x16; Y : 3x16; norm(W3*relu(W2*tanh(W1*X + b1) + b2) - Y)^2";
+    let doc = cli(&["derive", "--latex", "--standalone", src]);
+    assert!(doc.contains("\\subsection*{Names for repeated subexpressions}"), "{doc}");
+    assert!(doc.contains("T_{1} &= "), "{doc}");
+    if pdflatex::available() {
+        if let Err(e) = pdflatex::compile("shared-names", &doc) {
+            panic!("{e}");
+        }
+    }
+    // With --steps the derivations are written out, and no section of names.
+    let doc = cli(&["derive", "--steps", "--latex", "--standalone", src]);
+    assert!(!doc.contains("Names for repeated"), "{doc}");
+}
+
 /// `demo --latex`: prose, math and tables, no terminal output.
 #[test]
 fn demo() {

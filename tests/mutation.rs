@@ -188,6 +188,7 @@ fn ask_check_by(d: &Derivation, g: &Gradient, formula: &Expr, method: CheckMetho
         typing: d.typing.clone(),
         mode: d.mode.clone(),
         gradients: vec![Gradient { expr: formula.clone(), ..g.clone() }],
+        shared: None,
     };
     let options = CheckOptions { seed: 1, time_limit: Duration::from_secs(3), method, ..Default::default() };
     match check(&mutated, &options) {

@@ -70,6 +70,9 @@ pub enum Command {
         /// Print JSON instead of text.
         #[arg(long, conflicts_with = "latex")]
         json: bool,
+        /// Write every formula out in full, without names for repeated subexpressions (T1 = …).
+        #[arg(long)]
+        expanded: bool,
     },
     /// Decide whether a hand-derived gradient is right (exit 0), wrong (exit 1), or
     /// undecidable on the evidence (UNDECIDED, exit 1).
@@ -483,16 +486,19 @@ impl Target {
     /// `steps`: whether the derivation steps are shown (else not kept).
     fn options(&self, steps: Steps) -> Result<DeriveOptions> {
         let wrt = self.wrt.iter().map(|w| syntax::parse_var(w)).collect::<Result<Vec<VarName>>>()?;
-        Ok(DeriveOptions { wrt, upstream: self.upstream.clone(), steps })
+        Ok(DeriveOptions { wrt, upstream: self.upstream.clone(), steps, ..Default::default() })
     }
 }
 
 fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Result<i32> {
     let io = |e: std::io::Error| Error::new(ErrorKind::Usage, format!("cannot write output: {e}"));
     match command {
-        Command::Derive { input, target, steps, latex, standalone, json } => {
+        Command::Derive { input, target, steps, latex, standalone, json, expanded } => {
             *source = input.read()?;
-            let options = target.options(if steps { Steps::Record } else { Steps::Skip })?;
+            let mut options = target.options(if steps { Steps::Record } else { Steps::Skip })?;
+            if expanded {
+                options.sharing = crate::Sharing::Expanded;
+            }
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
             let derivation = crate::derive(&program, &options)?;
             let text = match (json, latex) {

@@ -76,7 +76,15 @@ struct Conditioning {
 
 fn derived<'p>(program: &'p Program, wrt: &[&str], upstream: Option<&str>) -> Result<Derivation<'p>> {
     let wrt = wrt.iter().map(|w| parse_var(w)).collect::<Result<Vec<_>>>()?;
-    derive(program, &DeriveOptions { wrt, upstream: upstream.map(str::to_string), steps: Steps::Record })
+    derive(
+        program,
+        &DeriveOptions {
+            wrt,
+            upstream: upstream.map(str::to_string),
+            steps: Steps::Record,
+            sharing: crate::Sharing::Expanded,
+        },
+    )
 }
 
 impl<'p> Demo<'p> {

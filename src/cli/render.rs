@@ -6,7 +6,7 @@ use crate::calculus::Mode;
 use crate::explain;
 use crate::numeric::{CheckReport, Compared, Outcome, NOISE_MARGIN, TOLERANCE};
 use crate::plan::PlanOptions;
-use crate::syntax::{index_latex, latex_lines, latex_width, to_latex, var_latex};
+use crate::syntax::{index_latex, latex_lines, latex_width, to_latex, var_latex, VarName};
 use crate::Derivation;
 
 /// `derive` output: a header, then `d/dV = FORMULA  : SHAPE` per variable;
@@ -17,7 +17,9 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
     }
     let expr = &d.typing.program.expr;
     let shape = d.typing.shape();
-    let mut out = String::new();
+    // The names of repeated subexpressions first, as definitions of the
+    // language: pasted before a formula below, they make it a program.
+    let mut out = d.shared.as_ref().map(|s| s.definitions_text()).unwrap_or_default();
     match &d.mode {
         Mode::Scalar => out.push_str(&format!("L = {expr}\n")),
         Mode::Layer { upstream } => {
@@ -37,7 +39,8 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
     let lines: Vec<(String, String)> = d
         .gradients
         .iter()
-        .map(|g| {
+        .enumerate()
+        .map(|(k, g)| {
             let conditions = &g.differential.conditions;
             let shape = if conditions.is_empty() {
                 g.shape.to_string()
@@ -45,7 +48,7 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
                 let c: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
                 format!("{}   for {}", g.shape, c.join(", "))
             };
-            (format!("d/d{} = {}", g.wrt, g.expr), shape)
+            (format!("d/d{} = {}", g.wrt, d.printed_gradient(k)), shape)
         })
         .collect();
     // Align the shapes, unless a formula is too long for alignment to help.
@@ -101,16 +104,31 @@ pub fn derivation_latex(d: &Derivation, steps: bool) -> String {
     if steps {
         return explain::to_latex_blocks(&explain::explain(d));
     }
-    d.gradients
+    let mut out: String = d
+        .gradients
         .iter()
-        .map(|g| {
+        .enumerate()
+        .map(|(k, g)| {
             format!(
                 "\\[ \\frac{{\\partial \\mathcal{{L}}}}{{\\partial {}}} = {} \\]\n",
                 var_latex(&g.wrt),
-                to_latex(&g.expr)
+                to_latex(d.printed_gradient(k))
             )
         })
-        .collect()
+        .collect();
+    if let Some(shared) = &d.shared {
+        let rows: Vec<String> = shared
+            .definitions
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let lead = if i == 0 { "\\text{where } " } else { "" };
+                format!("{lead}{} &= {}", var_latex(&VarName::plain(&n.name)), to_latex(&n.expr))
+            })
+            .collect();
+        out.push_str(&format!("\\[ \\begin{{aligned}} {} \\end{{aligned}} \\]\n", rows.join(" \\\\ ")));
+    }
+    out
 }
 
 /// The preamble of every standalone document: an A4 page with 2.5 cm
@@ -145,6 +163,17 @@ pub fn derivation_document(d: &Derivation, steps: bool) -> String {
     let mut out = String::new();
     out.push_str(&program_latex(d));
     let explanations = if steps { explain::explain(d) } else { vec![] };
+    // The derivations write their formulas out; the bare gradients use the names.
+    let shared = if steps { None } else { d.shared.as_ref() };
+    if let Some(shared) = shared {
+        out.push_str("\n\\subsection*{Names for repeated subexpressions}\n");
+        let rows: Vec<String> = shared
+            .definitions
+            .iter()
+            .flat_map(|n| aligned_rows(&var_latex(&VarName::plain(&n.name)), &to_latex(&n.expr)))
+            .collect();
+        out.push_str(&format!("\\begin{{align*}}\n{}\n\\end{{align*}}\n", rows.join(" \\\\\n")));
+    }
     for (k, g) in d.gradients.iter().enumerate() {
         let v = var_latex(&g.wrt);
         out.push_str(&format!("\n\\subsection*{{The gradient with respect to ${v}$}}\n"));
@@ -171,7 +200,7 @@ pub fn derivation_document(d: &Derivation, steps: bool) -> String {
             }
             None => {
                 let lhs = format!("\\frac{{\\partial \\mathcal{{L}}}}{{\\partial {v}}}");
-                out.push_str(&display_latex(&lhs, &to_latex(&g.expr)));
+                out.push_str(&display_latex(&lhs, &to_latex(d.printed_gradient(k))));
             }
         }
         if !g.saturated {
@@ -185,14 +214,17 @@ pub fn derivation_document(d: &Derivation, steps: bool) -> String {
 
 /// `lhs = formula` as an `align*`, the formula broken to fit the page.
 fn display_latex(lhs: &str, formula: &str) -> String {
+    format!("\\begin{{align*}}\n{}\n\\end{{align*}}\n", aligned_rows(lhs, formula).join(" \\\\\n"))
+}
+
+/// The rows of `lhs &= formula` in an `align*`, the formula broken to fit the page.
+fn aligned_rows(lhs: &str, formula: &str) -> Vec<String> {
     let budget = TEXT_WIDTH - latex_width(lhs) - 7.0;
     let rows = latex_lines(formula, budget.max(TEXT_WIDTH / 3.0));
-    let rows: Vec<String> = rows
-        .iter()
+    rows.iter()
         .enumerate()
         .map(|(i, r)| if i == 0 { format!("{lhs} &= {r}") } else { format!("&\\qquad {r}") })
-        .collect();
-    format!("\\begin{{align*}}\n{}\n\\end{{align*}}\n", rows.join(" \\\\\n"))
+        .collect()
 }
 
 /// The program as the opening of a document: its expression, the shapes,

@@ -187,6 +187,7 @@ fn derivations<'a>(
         wrt: vec![s.along.clone()],
         upstream: s.upstream.as_ref().map(|u| u.to_string()),
         steps: Steps::Record,
+        sharing: crate::Sharing::Expanded,
     };
     let first = derive(program, &first_options)?;
     let second = if s.program.expr.mentions(&s.second_wrt) {
@@ -299,6 +300,7 @@ pub fn check(
         wrt: vec![s.along.clone()],
         upstream: s.upstream.as_ref().map(|u| u.to_string()),
         steps: Steps::Skip,
+        sharing: crate::Sharing::Expanded,
     };
     let first = derive(program, &first_options)?;
     let first_report = crate::numeric::check(&first, options)?;

@@ -206,8 +206,12 @@ pub fn compile_loops(d: &Derivation, options: &PlanOptions) -> Result<LoopPlan> 
         Mode::Layer { upstream } => Some(upstream.clone()),
         Mode::Scalar => None,
     };
-    let options_for =
-        DeriveOptions { wrt, upstream: upstream.as_ref().map(|u| u.name.clone()), steps: Steps::Skip };
+    let options_for = DeriveOptions {
+        wrt,
+        upstream: upstream.as_ref().map(|u| u.name.clone()),
+        steps: Steps::Skip,
+        sharing: crate::Sharing::Expanded,
+    };
     let derivation = crate::derive::derive(&looped, &options_for)?;
     let plan = compile(&derivation, options)?;
     Ok(LoopPlan { chains, plan, upstream })

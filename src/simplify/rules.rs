@@ -104,6 +104,11 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         rw!("diag-scale"; "(diag (scale ?s ?a))" => "(scale ?s (diag ?a))"),
         rw!("diag-neg"; "(diag (neg ?a))" => "(neg (diag ?a))"),
         rw!("norm2-is-norm"; "(norm2 ?x)" => "(norm ?x)"),
+        // The logistic function, as the derivative of log(1 + exp(a)) leaves it.
+        rw!("sigmoid-of-exp"; "(.* (exp ?a) (./ 1 (+ 1 (exp ?a))))" => "(sigmoid ?a)"),
+        rw!("sigmoid-of-exp-div"; "(./ (exp ?a) (+ 1 (exp ?a)))" => "(sigmoid ?a)"),
+        // A B - A C = A (B - C), B and C of one shape (a scalar C would broadcast).
+        rw!("factor-left-neg"; "(+ (* ?a ?b) (neg (* ?a ?c)))" => "(* ?a (+ ?b (neg ?c)))" if same_shape("?b", "?c")),
     ];
     let is_mul = |n: &Mat| matches!(n, Mat::Mul(_));
     let is_add = |n: &Mat| matches!(n, Mat::Add(_));
@@ -339,19 +344,47 @@ fn cancel_inverse(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     vec![]
 }
 
-/// A A = A^2 for adjacent equal factors (and A A^k = A^(k+1)).
+/// A A = A^2 for adjacent equal factors, and A^j A^k = A^(j+k) for integer
+/// powers of one base (`X^T X^T^-2 = X^T^-1`: a negative power exists only
+/// where A is invertible, and then the rule holds for every sign). A sum of
+/// 0 is left to [`cancel_inverse`] (for -1 and 1) or kept.
 fn adjacent_power(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     let Mat::Mul(fs) = node else { return vec![] };
     for i in 0..fs.len() - 1 {
-        if egraph.find(fs[i]) == egraph.find(fs[i + 1]) {
-            let mut rest = fs.to_vec();
-            let two = egraph.add(Mat::Exponent(Exponent(2)));
-            let square = egraph.add(Mat::Pow([fs[i], two]));
-            rest.splice(i..i + 2, [square]);
-            return vec![mul(egraph, rest)];
+        for (bf, kf) in powers_of(egraph, fs[i]) {
+            for (bg, kg) in powers_of(egraph, fs[i + 1]) {
+                let k = kf.saturating_add(kg);
+                if egraph.find(bf) != egraph.find(bg) || k == 0 || k == i64::MAX || k == i64::MIN {
+                    continue;
+                }
+                let power = if k == 1 {
+                    bf
+                } else {
+                    let e = egraph.add(Mat::Exponent(Exponent(k)));
+                    egraph.add(Mat::Pow([bf, e]))
+                };
+                let mut rest = fs.to_vec();
+                rest.splice(i..i + 2, [power]);
+                return vec![mul(egraph, rest)];
+            }
         }
     }
     vec![]
+}
+
+/// The class as `base^k`: itself to the first, and each integer power in it.
+fn powers_of(egraph: &MatGraph, id: Id) -> Vec<(Id, i64)> {
+    let mut out = vec![(id, 1)];
+    for n in &egraph[id].nodes {
+        if let Mat::Pow([x, k]) = n {
+            if let Some(Mat::Exponent(Exponent(k))) =
+                egraph[*k].nodes.iter().find(|n| matches!(n, Mat::Exponent(_)))
+            {
+                out.push((*x, *k));
+            }
+        }
+    }
+    out
 }
 
 /// A scalar multiple inside a product moves out: A (s B) C = s (A B C).

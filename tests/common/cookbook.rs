@@ -97,3 +97,94 @@ pub const IDENTITIES: &[(&str, &str, &str, &str)] = &[
     ("§2.1.1", "A : n x n; X : n x n; B : n x n; det(A * X * B)", "X", "det(A * X * B) * (X^-1)^T"),
     ("§2.1.1", "X : n x n; det(X^2)", "X", "2 * det(X^2) * (X^-1)^T"),
 ];
+
+/// Machine-learning losses with their textbook gradients (in matdiff
+/// syntax, broadcasts written out as the program shows them:
+/// `b * ones(1, B)`): checked with the identities in `cookbook.rs`.
+pub const LOSSES: &[(&str, &str, &str, &str)] = &[
+    ("least squares", "X : n x d; y : n; w : d; norm(X*w - y)^2", "w", "2 * X^T * (X*w - y)"),
+    (
+        "ridge",
+        "X : n x d; y : n; w : d; lambda : scalar; norm(X*w - y)^2 + lambda * norm(w)^2",
+        "w",
+        "2 * X^T * (X*w - y) + 2 * lambda * w",
+    ),
+    (
+        "logistic (±1 labels)",
+        "X : n x d; y : n; w : d; sum(log(1 + exp(-y .* (X*w))))",
+        "w",
+        "-X^T * (y .* sigmoid(-y .* (X*w)))",
+    ),
+    (
+        "logistic (softplus)",
+        "X : n x d; y : n; w : d; sum(softplus(X*w)) - y^T*X*w",
+        "w",
+        "X^T * (sigmoid(X*w) - y)",
+    ),
+    (
+        "softmax regression",
+        "W : k x d; X : d x B; Y : k x B onehot; -sum(Y .* log(softmax(W*X)))",
+        "W",
+        "(softmax(W*X) - Y) * X^T",
+    ),
+    (
+        "linear layer, bias",
+        "W : k x d; X : d x B; b : k; Y : k x B; norm(W*X + b - Y)^2",
+        "b",
+        "2 * sum(W*X + b * ones(1, B) - Y, 2)",
+    ),
+    (
+        "linear layer, weights",
+        "W : k x d; X : d x B; b : k; Y : k x B; norm(W*X + b - Y)^2",
+        "W",
+        "2 * (W*X + b * ones(1, B) - Y) * X^T",
+    ),
+    (
+        "hinge (linear SVM)",
+        "X : n x d; y : n; w : d; sum(max(0, 1 - y .* (X*w)))",
+        "w",
+        "-X^T * (y .* step(1 - y .* (X*w)))",
+    ),
+    ("least absolute deviations", "X : n x d; y : n; w : d; sum(abs(X*w - y))", "w", "X^T * sign(X*w - y)"),
+    ("Poisson regression", "X : n x d; y : n; w : d; sum(exp(X*w)) - y^T*X*w", "w", "X^T * (exp(X*w) - y)"),
+    ("log-sum-exp", "x : n; logsumexp(x)", "x", "softmax(x)"),
+    ("weight decay", "W : m x n; lambda : scalar; lambda * norm(W)^2 / 2", "W", "lambda * W"),
+    ("Mahalanobis", "x : n; mu : n; S : n x n; (x - mu)^T * S * (x - mu)", "mu", "-(S + S^T) * (x - mu)"),
+    (
+        "Gaussian log-likelihood, covariance",
+        "S : n x n; x : n; logdet(S) + x^T * S^-1 * x",
+        "S",
+        "(S^-1)^T - (S^-1)^T * x * x^T * (S^-1)^T",
+    ),
+    (
+        "matrix factorization",
+        "U : m x k; V : n x k; R : m x n; norm(U*V^T - R)^2",
+        "U",
+        "2 * (U*V^T - R) * V",
+    ),
+    (
+        "two-layer tanh network, output weights",
+        "W1 : h x d; W2 : k x h; X : d x B; Y : k x B; norm(W2*tanh(W1*X) - Y)^2",
+        "W2",
+        "2 * (W2*tanh(W1*X) - Y) * tanh(W1*X)^T",
+    ),
+    (
+        "two-layer tanh network, hidden weights",
+        "W1 : h x d; W2 : k x h; X : d x B; Y : k x B; norm(W2*tanh(W1*X) - Y)^2",
+        "W1",
+        "2 * ((W2^T * (W2*tanh(W1*X) - Y)) .* (1 - tanh(W1*X) .^ 2)) * X^T",
+    ),
+    (
+        "sigmoid unit, squared error",
+        "W : k x m; x : m; y : k; norm(sigmoid(W*x) - y)^2",
+        "W",
+        "2 * ((sigmoid(W*x) - y) .* sigmoid(W*x) .* (1 - sigmoid(W*x))) * x^T",
+    ),
+    (
+        "binary cross-entropy",
+        "X : n x d; y : n; w : d; -sum(y .* log(sigmoid(X*w)) + (1 - y) .* log(1 - sigmoid(X*w)))",
+        "w",
+        "X^T * (sigmoid(X*w) - y)",
+    ),
+    ("ReLU layer", "W : k x d; X : d x B; sum(relu(W*X))", "W", "step(W*X) * X^T"),
+];

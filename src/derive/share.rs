@@ -1,0 +1,297 @@
+//! Shared names: a subexpression that occurs more than once across a
+//! derivation's gradients is printed once, as a definition
+//! (`T1 = sigmoid(W * x + b)`), and the formulas in terms of it
+//! (docs/cli.md, Shared names). The gradients themselves stay expanded:
+//! this is a second, printed form beside them.
+
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+use crate::syntax::{BinOp, Expr, ExprKind, Program};
+
+/// Whether repeated subexpressions are given names.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sharing {
+    /// A subexpression that occurs at least twice is named once (`T1`, `T2`, …).
+    #[default]
+    Named,
+    /// Every formula written out in full.
+    Expanded,
+}
+
+/// One definition `name = expr`; `expr` may use the names defined before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedName {
+    /// `T1`, `T2`, …: no name the program uses.
+    pub name: String,
+    /// What it stands for, in terms of the earlier names.
+    pub expr: Expr,
+}
+
+/// The gradients written with shared names.
+#[derive(Clone, Debug)]
+pub struct Shared {
+    /// The definitions, each after the names it uses (innermost first).
+    pub definitions: Vec<SharedName>,
+    /// Each gradient in terms of the names, in the derivation's order.
+    pub gradients: Vec<Expr>,
+}
+
+impl Shared {
+    /// The definitions as a program's definitions, `T1 = …` one per line:
+    /// pasted before a formula of [`Shared`], they make it the expanded one.
+    pub fn definitions_text(&self) -> String {
+        self.definitions.iter().map(|d| format!("{} = {}\n", d.name, d.expr)).collect()
+    }
+}
+
+/// Formulas larger than this together (as printed) are left expanded: the
+/// search is linear per name, but a name saves little in a formula no one reads.
+pub const MAX_SHARED_NODES: usize = 100_000;
+
+/// Most names given in one derivation.
+pub const MAX_NAMES: usize = 40;
+
+/// The fewest printed nodes a name must save (see [`share`]): a name for
+/// `G * W^T` used twice saves 2 and reads worse than the formula.
+pub const MIN_SAVING: usize = 3;
+
+/// Names the subexpressions that occur at least twice across `gradients`,
+/// the largest first (so a part that occurs only inside a named whole is
+/// not named again), until none is worth a name; `None` when none is, or
+/// `sharing` is [`Sharing::Expanded`].
+///
+/// A subexpression qualifies when it is not a decorated leaf (a variable,
+/// number, `I` or `ones(…)` under any transposes, powers and negations:
+/// `X^T^-1` reads as well as a name), nor a negation or a multiple `c * A`
+/// by a number (its operand is named instead), has a variable, and has no
+/// `I` (sized by its context), `prod(…)` or indexed variable (`W[j]`: a
+/// definition has no index). It is worth a name when it occurs k ≥ 2 times
+/// and the name saves at least [`MIN_SAVING`] printed nodes: k·s − s − k,
+/// for s nodes (the definition once, the name k times). Names are `T1`,
+/// `T2`, … numbered in the order printed, skipping every name `program`
+/// uses.
+pub fn share(program: &Program, gradients: &[Expr], sharing: Sharing) -> Option<Shared> {
+    if sharing == Sharing::Expanded {
+        return None;
+    }
+    let mut total = 0usize;
+    for e in gradients {
+        total += e.size_within(MAX_SHARED_NODES + 1 - total)?;
+    }
+    let mut exprs: Vec<Expr> = gradients.to_vec();
+    let roots = exprs.len();
+    // Placeholders: names no program can have (`#0`), renamed at the end.
+    let mut found = 0usize;
+    while found < MAX_NAMES {
+        let Some(target) = most_repeated(&exprs) else { break };
+        let placeholder = Rc::new(Expr::var(&format!("#{found}")));
+        exprs = exprs.iter().map(|e| (*replace(e, &target, &placeholder)).clone()).collect();
+        exprs.push(target);
+        found += 1;
+    }
+    // A name that ended up standing for a decorated name (`T2 = T1^T`,
+    // once the inside of `softmax(…)^T` was named too) is written out again.
+    let mut dropped = vec![false; found];
+    for k in 0..found {
+        if decorated_leaf(&exprs[roots + k]) {
+            let placeholder = Expr::var(&format!("#{k}"));
+            let with = Rc::new(exprs[roots + k].clone());
+            exprs = exprs.iter().map(|e| (*replace(e, &placeholder, &with)).clone()).collect();
+            dropped[k] = true;
+        }
+    }
+    if dropped.iter().all(|d| *d) {
+        return None;
+    }
+    // Order: each definition after those it uses, the smaller first.
+    let deps: Vec<Vec<usize>> = exprs[roots..].iter().map(placeholders_in).collect();
+    let mut order = Vec::with_capacity(found);
+    let mut done = vec![false; found];
+    fn visit(k: usize, deps: &[Vec<usize>], done: &mut [bool], order: &mut Vec<usize>) {
+        if done[k] {
+            return;
+        }
+        done[k] = true;
+        for &d in &deps[k] {
+            visit(d, deps, done, order);
+        }
+        order.push(k);
+    }
+    for k in (0..found).rev() {
+        visit(k, &deps, &mut done, &mut order);
+    }
+    order.retain(|&k| !dropped[k]);
+    let used = used_names(program, &exprs[..roots]);
+    let mut names = (1..).map(|i| format!("T{i}")).filter(|n| !used.contains(n));
+    let mut rename: HashMap<String, Rc<Expr>> = HashMap::new();
+    for &k in &order {
+        rename.insert(format!("#{k}"), Rc::new(Expr::var(&names.next().expect("names are endless"))));
+    }
+    let renamed: Vec<Expr> = exprs.iter().map(|e| (*rename_in(e, &rename)).clone()).collect();
+    let definitions = order
+        .iter()
+        .map(|&k| SharedName { name: rename[&format!("#{k}")].to_string(), expr: renamed[roots + k].clone() })
+        .collect();
+    Some(Shared { definitions, gradients: renamed[..roots].to_vec() })
+}
+
+/// A leaf under transposes, powers and negations.
+fn decorated_leaf(e: &Expr) -> bool {
+    match &e.kind {
+        ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity | ExprKind::Ones(_) => true,
+        ExprKind::Neg(a) | ExprKind::Transpose(a) | ExprKind::Power(a, _) | ExprKind::HadamardPower(a, _) => {
+            decorated_leaf(a)
+        }
+        _ => false,
+    }
+}
+
+/// A node's class: its own data and its children's classes.
+#[derive(Clone, Copy)]
+struct Class {
+    size: usize,
+    count: usize,
+    /// Has a variable.
+    var: bool,
+    /// Has an `I`, a `prod` or an indexed variable.
+    barred: bool,
+    /// A leaf under transposes, powers and negations.
+    decorated: bool,
+    qualifies: bool,
+}
+
+/// The largest qualifying subexpression that occurs at least twice.
+fn most_repeated(exprs: &[Expr]) -> Option<Expr> {
+    let mut ids: HashMap<(String, Vec<usize>), usize> = HashMap::new();
+    let mut classes: Vec<Class> = Vec::new();
+    let mut first: Vec<Expr> = Vec::new();
+    for e in exprs {
+        e.fold(&mut |node: &Expr, kids: Vec<usize>| {
+            let key = (node_key(node), kids);
+            if let Some(&id) = ids.get(&key) {
+                classes[id].count += 1;
+                return id;
+            }
+            let kid = |i: usize| classes[key.1[i]];
+            let size = 1 + key.1.iter().map(|&k| classes[k].size).sum::<usize>();
+            let (var, barred) = match &node.kind {
+                ExprKind::Var(v) => (true, v.index.is_some()),
+                ExprKind::Identity | ExprKind::Prod(_) => (false, true),
+                _ => (key.1.iter().any(|&k| classes[k].var), key.1.iter().any(|&k| classes[k].barred)),
+            };
+            let decorated = match &node.kind {
+                ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Identity | ExprKind::Ones(_) => true,
+                ExprKind::Neg(_)
+                | ExprKind::Transpose(_)
+                | ExprKind::Power(..)
+                | ExprKind::HadamardPower(..) => kid(0).decorated,
+                _ => false,
+            };
+            let qualifies = var
+                && !barred
+                && !decorated
+                && match &node.kind {
+                    ExprKind::Neg(_) => false,
+                    ExprKind::Binary { op: BinOp::Mul, lhs, .. } => !matches!(lhs.kind, ExprKind::Num(_)),
+                    _ => true,
+                };
+            let id = classes.len();
+            classes.push(Class { size, count: 1, var, barred, decorated, qualifies });
+            first.push(node.clone());
+            ids.insert(key, id);
+            id
+        });
+    }
+    let best = (0..classes.len())
+        .filter(|&k| {
+            let Class { size, count, qualifies, .. } = classes[k];
+            qualifies && count >= 2 && count * size >= size + count + MIN_SAVING
+        })
+        .max_by_key(|&k| (classes[k].size, std::cmp::Reverse(k)))?;
+    Some(first.swap_remove(best))
+}
+
+/// A node's own data, its children aside: equal keys and equal children
+/// make equal subexpressions.
+fn node_key(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Var(v) => format!("v{v}"),
+        ExprKind::Identity => "I".into(),
+        ExprKind::Num(x) => format!("n{}", x.to_bits()),
+        ExprKind::Ones(d) => format!("o{d:?}"),
+        ExprKind::Neg(_) => "-".into(),
+        ExprKind::Binary { op, .. } => format!("b{op:?}"),
+        ExprKind::Transpose(_) => "t".into(),
+        ExprKind::Power(_, k) => format!("p{k}"),
+        ExprKind::HadamardPower(_, p) => format!("h{}", p.to_bits()),
+        ExprKind::Call(f, _) => format!("c{f:?}"),
+        ExprKind::Prod(p) => format!("P{} {} {}", p.var, p.lo, p.hi),
+    }
+}
+
+/// `e` with every subexpression equal to `target` replaced by `with`.
+fn replace(e: &Expr, target: &Expr, with: &Rc<Expr>) -> Rc<Expr> {
+    if e == target {
+        return with.clone();
+    }
+    if e.children().next().is_none() {
+        return Rc::new(e.clone());
+    }
+    Rc::new(e.map_children(|c| replace(c, target, with)))
+}
+
+/// `e` with each placeholder variable renamed.
+fn rename_in(e: &Expr, names: &HashMap<String, Rc<Expr>>) -> Rc<Expr> {
+    if let ExprKind::Var(v) = &e.kind {
+        if let Some(n) = names.get(&v.name) {
+            return n.clone();
+        }
+    }
+    if e.children().next().is_none() {
+        return Rc::new(e.clone());
+    }
+    Rc::new(e.map_children(|c| rename_in(c, names)))
+}
+
+/// The placeholders (`#k`) `e` uses, as k.
+fn placeholders_in(e: &Expr) -> Vec<usize> {
+    let mut out = Vec::new();
+    e.for_each(|x| {
+        if let ExprKind::Var(v) = &x.kind {
+            if let Some(k) = v.name.strip_prefix('#').and_then(|k| k.parse().ok()) {
+                if !out.contains(&k) {
+                    out.push(k);
+                }
+            }
+        }
+    });
+    out
+}
+
+/// Every name the program or the formulas use: variables, index symbols,
+/// bound variables, declared names and dimensions, definitions.
+fn used_names(program: &Program, exprs: &[Expr]) -> HashSet<String> {
+    let mut text = String::new();
+    for e in std::iter::once(&program.expr).chain(exprs) {
+        e.for_each(|x| match &x.kind {
+            ExprKind::Var(v) => text.push_str(&format!(" {v} ")),
+            ExprKind::Ones(d) => text.push_str(&format!(" {d:?} ")),
+            ExprKind::Prod(p) => text.push_str(&format!(" {} {} {} ", p.var, p.lo, p.hi)),
+            _ => {}
+        });
+    }
+    for d in &program.declarations {
+        text.push_str(&format!(" {} {:?} {:?} ", d.name, d.binder, d.shape));
+    }
+    for d in &program.definitions {
+        text.push_str(&format!(" {} ", d.name));
+    }
+    if let Some(n) = &program.name {
+        text.push_str(&format!(" {n} "));
+    }
+    text.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_string)
+        .collect()
+}

@@ -1,0 +1,216 @@
+//! Shared names (docs/cli.md, Shared names): a subexpression repeated
+//! across the gradients is printed once as `T1 = …`. The named form, with
+//! its definitions pasted before it, must be the expanded gradient exactly
+//! once parsed, and pass the numeric check as the gradient; names never
+//! collide with the program's; nothing is named where nothing repeats.
+//! The LaTeX snapshot is rendered by KaTeX in CI (tests/katex/render.js).
+
+mod common;
+
+use matdiff::numeric::{check, CheckOptions};
+use matdiff::{derive, Derivation, DeriveOptions, Gradient, Sharing};
+
+/// Programs whose gradients repeat a subexpression.
+const SHARING: &[&str] = &[
+    "W : k x m; x : m; b : k; y : k; norm(sigmoid(W*x + b) - y)^2",
+    "W : k x m; X : m x B; Y : k x B; norm(sigmoid(W*X) - Y)^2",
+    "W1 : h x d; b1 : h; W2 : k x h; b2 : k; X : d x m; Y : k x m; H = relu(W1*X + b1); norm(W2*H + b2 - Y)^2",
+    "W1 : h x n; W2 : k x h; X : n x B; Y : k x B; norm(W2*relu(W1*X) - Y)^2",
+    "W : k x d; X : d x B; b : k; Y : k x B onehot; -sum(Y .* log(softmax(W*X + b)))",
+    "W1 : 4x3; W2 : 2x4; X : 3x5; Y : 2x5; sum(Y .* tanh(W2*tanh(W1*X)))",
+    "H = tanh(W1*X); Y = W2*H",
+    "W : 3x4; X : 4x6; Y : 3x6; norm(W*X - Y)",
+    "A : 3x3; B : 3x3; (A + B)^T*(A - B)",
+    "W1 : 4x3; W2 : 2x4; b1 : 4; X : 3; W2*sigmoid(W1*X + b1)",
+];
+
+/// Programs whose gradients repeat nothing worth a name.
+const NOT_SHARING: &[&str] = &[
+    "W1*W2*W3*X",
+    "x : n; A : n x n; x^T*A*x",
+    "X : n x n; logdet(X)",
+    "w : d; X : m x d; y : m; sum(softplus(X*w))",
+    "W : 3x3; X : 3x3; tr(W*X)",
+];
+
+fn derived(src: &str, sharing: Sharing) -> (matdiff::syntax::Program, DeriveOptions) {
+    let program = matdiff::parse(src).unwrap_or_else(|e| panic!("{src}: {e:?}"));
+    (program, DeriveOptions { sharing, ..Default::default() })
+}
+
+/// The declarations and definitions of `src` (all but the expression).
+fn prefix(src: &str) -> String {
+    match src.rfind(';') {
+        Some(i) => format!("{};", &src[..i]),
+        None => String::new(),
+    }
+}
+
+/// The named form of gradient `k` as a program: `src`'s declarations, the
+/// shared definitions, the formula.
+fn pasted(src: &str, d: &Derivation, k: usize) -> String {
+    let shared = d.shared.as_ref().expect("something is shared");
+    let defs: Vec<String> = shared.definitions.iter().map(|n| format!("{} = {}", n.name, n.expr)).collect();
+    format!("{} {}; {}", prefix(src), defs.join("; "), shared.gradients[k])
+}
+
+#[test]
+fn named_forms_reparse_to_the_expanded_gradients() {
+    for src in SHARING {
+        let (program, options) = derived(src, Sharing::Named);
+        let d = derive(&program, &options).unwrap();
+        let shared = d.shared.as_ref().unwrap_or_else(|| panic!("{src}: nothing named"));
+        assert!(!shared.definitions.is_empty());
+        // The text output is valid input: its definitions lines parse as such.
+        let text = matdiff::cli::render_derivation(&d, false);
+        for n in &shared.definitions {
+            assert!(text.contains(&format!("{} = {}\n", n.name, n.expr)), "{src}:\n{text}");
+        }
+        for (k, g) in d.gradients.iter().enumerate() {
+            let source = pasted(src, &d, k);
+            let back = matdiff::syntax::parse_program(&source).unwrap_or_else(|e| panic!("{source}: {e:?}"));
+            assert_eq!(back.expr, g.expr, "{source}\n  is not d/d{} = {}", g.wrt, g.expr);
+        }
+        // Every name is used somewhere.
+        for n in &shared.definitions {
+            let used = shared
+                .gradients
+                .iter()
+                .chain(shared.definitions.iter().map(|m| &m.expr))
+                .any(|e| e.mentions(&matdiff::syntax::VarName::plain(&n.name)));
+            assert!(used, "{src}: {} is never used", n.name);
+        }
+    }
+}
+
+/// The pasted named form, as the gradient of the derivation, passes the
+/// numeric check on random instances; a wrong definition fails it.
+#[test]
+fn named_forms_are_the_gradients_numerically() {
+    for src in SHARING {
+        let (program, options) = derived(src, Sharing::Named);
+        let d = derive(&program, &options).unwrap();
+        for (k, g) in d.gradients.iter().enumerate() {
+            let source = pasted(src, &d, k);
+            let back = matdiff::syntax::parse_program(&source).unwrap();
+            let ask = |formula: &matdiff::syntax::Expr| {
+                let one = Derivation {
+                    typing: d.typing.clone(),
+                    mode: d.mode.clone(),
+                    gradients: vec![Gradient { expr: formula.clone(), ..g.clone() }],
+                    shared: None,
+                };
+                let options = CheckOptions { seed: 7 + k as u64, ..Default::default() };
+                check(&one, &options).unwrap()
+            };
+            let report = ask(&back.expr);
+            assert!(report.ok(), "{source}: {:?}", report.results);
+        }
+        // A definition changed (by a factor) makes some gradient wrong.
+        let shared = d.shared.as_ref().unwrap();
+        let last = shared.definitions.last().unwrap();
+        let wrong: Vec<String> = shared
+            .definitions
+            .iter()
+            .map(|n| {
+                if n == last {
+                    format!("{} = 1.001 * ({})", n.name, n.expr)
+                } else {
+                    format!("{} = {}", n.name, n.expr)
+                }
+            })
+            .collect();
+        let mut caught = false;
+        for (k, g) in d.gradients.iter().enumerate() {
+            if !shared.gradients[k].mentions(&matdiff::syntax::VarName::plain(&last.name)) {
+                continue;
+            }
+            let source = format!("{} {}; {}", prefix(src), wrong.join("; "), shared.gradients[k]);
+            let back = matdiff::syntax::parse_program(&source).unwrap();
+            let one = Derivation {
+                typing: d.typing.clone(),
+                mode: d.mode.clone(),
+                gradients: vec![Gradient { expr: back.expr.clone(), ..g.clone() }],
+                shared: None,
+            };
+            let report = check(&one, &CheckOptions { seed: 3, ..Default::default() }).unwrap();
+            caught |= !report.ok();
+        }
+        assert!(caught, "{src}: a wrong {} passed", last.name);
+    }
+}
+
+#[test]
+fn nothing_is_named_where_nothing_repeats() {
+    for src in NOT_SHARING {
+        let (program, options) = derived(src, Sharing::Named);
+        let d = derive(&program, &options).unwrap();
+        assert!(d.shared.is_none(), "{src}: {:?}", d.shared.as_ref().map(|s| s.definitions_text()));
+    }
+    // --expanded: never, and the gradients are the same.
+    for src in SHARING {
+        let (program, options) = derived(src, Sharing::Expanded);
+        let d = derive(&program, &options).unwrap();
+        assert!(d.shared.is_none(), "{src}");
+        let named = derive(&program, &DeriveOptions::default()).unwrap();
+        for (a, b) in d.gradients.iter().zip(&named.gradients) {
+            assert_eq!(a.expr, b.expr, "{src}");
+        }
+    }
+}
+
+/// A program that uses T1, T2 and T4 (as variables, a dimension, a
+/// definition) gets T3, T5, …
+#[test]
+fn names_never_collide_with_the_program() {
+    let src = "T1 : k x m; x : m; T2 : k; y : k; T4 = T1*x + T2; norm(sigmoid(T4) - y)^2";
+    let (program, options) = derived(src, Sharing::Named);
+    let d = derive(&program, &options).unwrap();
+    let names: Vec<&str> = d.shared.as_ref().unwrap().definitions.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names[..2], ["T3", "T5"], "{names:?}");
+    for k in 0..d.gradients.len() {
+        let back = matdiff::syntax::parse_program(&pasted(src, &d, k)).unwrap();
+        assert_eq!(back.expr, d.gradients[k].expr);
+    }
+    let src = "W : T1 x m; x : m; b : T1; y : T1; norm(sigmoid(W*x + b) - y)^2";
+    let (program, options) = derived(src, Sharing::Named);
+    let d = derive(&program, &options).unwrap();
+    assert_eq!(d.shared.as_ref().unwrap().definitions[0].name, "T2");
+}
+
+fn cli(args: &[&str]) -> String {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let argv: Vec<String> =
+        std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
+    let code = matdiff::cli::run(argv, &mut out, &mut err);
+    assert_eq!(code, 0, "{args:?}: {}", String::from_utf8_lossy(&err));
+    String::from_utf8(out).unwrap()
+}
+
+const SNAPSHOT_CASES: [&str; 3] = [SHARING[0], SHARING[2], SHARING[6]];
+
+#[test]
+fn shared_names_as_text_and_json() {
+    let mut text = String::new();
+    for src in SNAPSHOT_CASES {
+        text.push_str(&format!("$ matdiff derive '{src}'\n{}\n", cli(&["derive", src])));
+    }
+    text.push_str(&format!(
+        "$ matdiff derive '{0}' --expanded\n{1}\n",
+        SNAPSHOT_CASES[0],
+        cli(&["derive", SNAPSHOT_CASES[0], "--expanded"])
+    ));
+    for src in SNAPSHOT_CASES {
+        text.push_str(&format!("$ matdiff derive '{src}' --json\n{}\n", cli(&["derive", src, "--json"])));
+    }
+    common::snapshots().bind(|| insta::assert_snapshot!("shared_names", text));
+}
+
+#[test]
+fn shared_names_as_latex() {
+    let mut text = String::new();
+    for src in SNAPSHOT_CASES {
+        text.push_str(&format!("$ matdiff derive '{src}' --latex\n{}\n", cli(&["derive", src, "--latex"])));
+    }
+    common::snapshots().bind(|| insta::assert_snapshot!("shared_names_latex", text));
+}
