@@ -211,3 +211,17 @@ fn an_identity_of_undetermined_size_simplifies() {
         assert_eq!(d.gradients[0].expr.to_string(), want, "{src}");
     }
 }
+
+/// Like terms whose scalar factors come in another order are one term
+/// (issue 21: `s*s*A` printed `tr(1 A) s + s tr(1 A)`), and the merged
+/// form still agrees with finite differences, with both signs of s.
+#[test]
+fn like_terms_with_commuted_scalars_merge() {
+    for (src, wrt, want) in [
+        ("s : scalar; A : 3x3; sum(s*s*A)", "s", "2 * tr(ones(3, 3) * A) * s"),
+        ("s : scalar; t : scalar; A : 3x3; sum(s*t*A) + sum(t*s*A)", "A", "2 * s * t * ones(3, 3)"),
+    ] {
+        assert_eq!(common::gradient_text(src, wrt), want, "{src}");
+        common::assert_gradients_agree(src, 1..=4, common::Signs::Both);
+    }
+}

@@ -741,7 +741,10 @@ fn collect_like_terms(sum: Sum) -> Sum {
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     let mut out: Sum = Vec::with_capacity(sum.len());
     for term in sum {
-        let key = build_term(Monomial { coeff: 1.0, ..term.clone() }).1.to_string();
+        // Scalar factors commute: `tr(M) * s` and `s * tr(M)` are alike.
+        let mut scalars = term.scalars.clone();
+        scalars.sort_by_cached_key(|e| e.to_string());
+        let key = build_term(Monomial { coeff: 1.0, scalars, ..term.clone() }).1.to_string();
         match index.get(&key) {
             Some(&i) => out[i].coeff += term.coeff,
             None => {
