@@ -750,7 +750,7 @@ fn survey_random_programs() {
 #[test]
 fn a_verifier_that_always_agrees_is_caught() {
     let cases = [
-        ("W : 3x4; X : 4x5; sum(log(1 + exp(W*X)))", "W"),
+        ("W : 3x4; X : 4x5; Y : 3x5; sum(Y .* log(1 + exp(W*X)))", "W"),
         ("X : 3x3; exp(-det(X))", "X"),
         ("W[i] : d x d; X : d x B; prod(W[i], i=1..n) * X", "W[j]"),
     ];
