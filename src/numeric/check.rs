@@ -244,8 +244,9 @@ fn check_on(
     deadline: &Deadline,
 ) -> Result<Vec<CheckResult>> {
     let env = instance.env;
-    let forward = Evaluator::new(&derivation.typing.program.expr, &env, None).within(*deadline);
-    let loss = |env: &Env| -> Result<f64> {
+    let evaluator = || Evaluator::new(&derivation.typing.program.expr, &env, None).within(*deadline);
+    let forward = evaluator();
+    let loss_by = |forward: &Evaluator, env: &Env| -> Result<f64> {
         let z = forward.eval(env)?;
         Ok(match &derivation.mode {
             Mode::Scalar => z[(0, 0)],
@@ -334,6 +335,10 @@ fn check_on(
         derivation.gradients.iter().zip(outputs.into_iter().skip(1)).zip(gradient_noise.into_iter().skip(1))
     {
         let wrt = member(&g.wrt, &env)?;
+        // The differences move only wrt: what does not depend on it is
+        // evaluated once.
+        let varying = evaluator().varying_only(&wrt.name, &env)?;
+        let loss = |env: &Env| loss_by(&varying, env);
         let probes = match compared {
             Compared::Entries => Probes::Entries,
             Compared::Directions(k) => Probes::directions(&env.vars[&wrt], k),

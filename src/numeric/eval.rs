@@ -54,6 +54,8 @@ pub struct Evaluator<'e> {
     deadline: Option<Deadline>,
     /// Operations since the clock was last read.
     ticks: Cell<u32>,
+    /// Values of subtrees that do not change (see [`Evaluator::varying_only`]).
+    held: HashMap<*const Expr, Value>,
 }
 
 impl<'e> Evaluator<'e> {
@@ -92,7 +94,7 @@ impl<'e> Evaluator<'e> {
                 }
             }
         }
-        Evaluator { expr, identity, ones, shape, deadline: None, ticks: Cell::new(0) }
+        Evaluator { expr, identity, ones, shape, deadline: None, ticks: Cell::new(0), held: HashMap::new() }
     }
 
     /// The evaluator, stopping with a limit error once `deadline` passes
@@ -101,6 +103,56 @@ impl<'e> Evaluator<'e> {
     pub fn within(mut self, deadline: Deadline) -> Evaluator<'e> {
         self.deadline = Some(deadline);
         self
+    }
+
+    /// The evaluator for environments that differ from `env` only in the
+    /// variables named `name` (finite differences in one variable): the
+    /// largest subtrees that do not mention them are evaluated once, here,
+    /// and read back on every evaluation after. (Not inside a product,
+    /// whose body depends on its index.)
+    ///
+    /// ```
+    /// use matdiff::numeric::{Env, Evaluator, Matrix};
+    /// use matdiff::syntax::{parse_expr, parse_var};
+    /// let e = parse_expr("sum(tanh(A * B) .* (C * D))").unwrap();
+    /// let mut env = Env::default();
+    /// for (k, name) in ["A", "B", "C", "D"].into_iter().enumerate() {
+    ///     let m = Matrix::from_fn(2, 2, |i, j| (k + 2 * i + j) as f64 / 10.0);
+    ///     env.vars.insert(parse_var(name).unwrap(), m);
+    /// }
+    /// let held = Evaluator::new(&e, &env, None).varying_only("C", &env).unwrap();
+    /// // C moves: the held evaluator agrees with a fresh one.
+    /// env.vars.get_mut(&parse_var("C").unwrap()).unwrap()[(0, 1)] += 0.5;
+    /// let fresh = Evaluator::new(&e, &env, None).eval(&env).unwrap();
+    /// assert_eq!(held.eval(&env).unwrap(), fresh);
+    /// ```
+    pub fn varying_only(mut self, name: &str, env: &Env) -> Result<Evaluator<'e>> {
+        // Which nodes mention the variable, bottom-up in one pass.
+        let mut mentioning = std::collections::HashSet::new();
+        self.expr.try_fold(&mut |e, kids: Vec<bool>| -> Result<bool> {
+            let here = kids.into_iter().any(|k| k) || matches!(&e.kind, ExprKind::Var(v) if v.name == name);
+            if here {
+                mentioning.insert(e as *const Expr);
+            }
+            Ok(here)
+        })?;
+        let mut held = HashMap::new();
+        let mut todo = vec![self.expr];
+        while let Some(e) = todo.pop() {
+            let mentions = mentioning.contains(&(e as *const Expr));
+            match &e.kind {
+                // A leaf costs nothing to read.
+                ExprKind::Var(_) | ExprKind::Num(_) | ExprKind::Ones(_) | ExprKind::Identity => {}
+                _ if !mentions => {
+                    let value = self.eval_in(e, env, &mut env.indices.clone())?;
+                    held.insert(e as *const Expr, value);
+                }
+                ExprKind::Prod(_) => {}
+                _ => todo.extend(e.children()),
+            }
+        }
+        self.held = held;
+        Ok(self)
     }
 
     /// Reads the clock every few operations, and after every large one.
@@ -171,6 +223,9 @@ impl Evaluator<'_> {
     fn eval_in(&self, e: &Expr, env: &Env, bound: &mut Vec<(String, i64)>) -> Result<Value> {
         // Explicit recursion, not a fold: a `prod` evaluates its body once
         // per index, with the index bound.
+        if let Some(v) = self.held.get(&(e as *const Expr)) {
+            return Ok(v.clone());
+        }
         crate::stack::ensure(|| {
             let m = |v: Value| matrix(v, e);
             Ok(Value::Matrix(match &e.kind {
