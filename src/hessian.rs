@@ -478,37 +478,30 @@ fn vec_form(
         }
         // vec(c dV) and vec(S .* dV) need no kron of two identities.
         let whole = d_shape.rows.times(&d_shape.cols).and_then(|n| eye(&n));
-        if let (true, true, Some(whole)) = (left.is_empty(), right.is_empty(), whole) {
-            let mut k = match mask {
+        let mut k = match whole.filter(|_| left.is_empty() && right.is_empty()) {
+            Some(whole) => match mask {
                 Some((false, m)) => m,
                 Some((true, m)) => {
                     scalars.push(m);
                     whole
                 }
                 None => whole,
-            };
-            if let Some(c) = Expr::product_of(scalars) {
-                k = Expr::product(c, k);
+            },
+            None => {
+                let p = Expr::product_of(left).unwrap_or_else(|| eye_rows.clone());
+                let q =
+                    Expr::product_of(right.iter().rev().map(transposed)).unwrap_or_else(|| eye_cols.clone());
+                let k = Expr::binary(BinOp::Kron, q, p);
+                match mask {
+                    Some((true, m)) => {
+                        scalars.push(m);
+                        k
+                    }
+                    Some((false, m)) => Expr::product(k, m),
+                    None => k,
+                }
             }
-            total = Some(match (total, negative) {
-                (None, false) => k,
-                (None, true) => Expr::negate(k),
-                (Some(t), false) => Expr::plus(t, k),
-                (Some(t), true) => Expr::minus(t, k),
-            });
-            continue;
-        }
-        let p = Expr::product_of(left).unwrap_or_else(|| eye_rows.clone());
-        let q = match Expr::product_of(right.iter().rev().map(transposed)) {
-            Some(q) => q,
-            None => eye_cols.clone(),
         };
-        let mut k = Expr::binary(BinOp::Kron, q, p);
-        match mask {
-            Some((true, m)) => scalars.push(m),
-            Some((false, m)) => k = Expr::product(k, m),
-            None => {}
-        }
         if let Some(c) = Expr::product_of(scalars) {
             k = Expr::product(c, k);
         }

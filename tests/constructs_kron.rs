@@ -233,16 +233,7 @@ fn printed() {
         &["derive", "X : n x m; vec(X)"],
     ];
     for args in runs {
-        let mut out = Vec::new();
-        let mut err = Vec::new();
-        let argv = std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
-        let code = matdiff::cli::run(argv, &mut out, &mut err);
-        text.push_str(&format!(
-            "$ matdiff {}  (exit {code})\n{}{}\n",
-            args.join(" "),
-            String::from_utf8(out).unwrap(),
-            String::from_utf8(err).unwrap()
-        ));
+        text.push_str(&common::transcript(args));
     }
     common::snapshots().bind(|| insta::assert_snapshot!("constructs_kron", text));
 }

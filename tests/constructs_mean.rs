@@ -113,16 +113,7 @@ fn printed() {
     for src in ["X : m x n; mean(X)", "X : 3 x 4; mean(X)", "W : k x m; X : m x n; sum(tanh(mean(W * X, 2)))"]
     {
         for args in [vec!["derive", src], vec!["derive", "--steps", src], vec!["derive", "--latex", src]] {
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let argv = std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
-            let code = matdiff::cli::run(argv, &mut out, &mut err);
-            text.push_str(&format!(
-                "$ matdiff {}  (exit {code})\n{}{}\n",
-                args.join(" "),
-                String::from_utf8(out).unwrap(),
-                String::from_utf8(err).unwrap()
-            ));
+            text.push_str(&common::transcript(&args));
         }
     }
     common::snapshots().bind(|| insta::assert_snapshot!("constructs_mean", text));

@@ -181,16 +181,7 @@ fn printed() {
     let mut text = String::new();
     for src in ["X : m x n; p : scalar; sum(X .^ p)", "x : n; q : scalar; x^T * x .^ (2*q)"] {
         for args in [vec!["derive", src], vec!["derive", "--steps", src], vec!["derive", "--latex", src]] {
-            let mut out = Vec::new();
-            let mut err = Vec::new();
-            let argv = std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
-            let code = matdiff::cli::run(argv, &mut out, &mut err);
-            text.push_str(&format!(
-                "$ matdiff {}  (exit {code})\n{}{}\n",
-                args.join(" "),
-                String::from_utf8(out).unwrap(),
-                String::from_utf8(err).unwrap()
-            ));
+            text.push_str(&common::transcript(&args));
         }
     }
     text.push_str(&common::derive_text("p : 3; X : 3 x 4; sum(X .^ p)"));

@@ -26,15 +26,7 @@ W1
 
 #[test]
 fn piped_session() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_matdiff"))
-        .arg("repl")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(SESSION.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = piped(SESSION);
     // The worst status of its lines: `W1 * W1` is a shape error.
     assert_eq!(out.status.code(), Some(2));
     let text = format!(
@@ -49,8 +41,8 @@ fn piped_session() {
     common::snapshots().bind(|| insta::assert_snapshot!("repl_piped", text));
 }
 
-/// Runs a piped session: its exit status and standard error.
-fn piped(session: &str) -> (Option<i32>, String) {
+/// Runs a piped session.
+fn piped(session: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_matdiff"))
         .arg("repl")
         .stdin(Stdio::piped())
@@ -59,7 +51,12 @@ fn piped(session: &str) -> (Option<i32>, String) {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(session.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Its exit status and standard error.
+fn status_and_errors(session: &str) -> (Option<i32>, String) {
+    let out = piped(session);
     (out.status.code(), String::from_utf8(out.stderr).unwrap())
 }
 
@@ -69,18 +66,18 @@ fn piped(session: &str) -> (Option<i32>, String) {
 #[test]
 fn piped_sessions_gate() {
     let passing = "W1 : 3x4\ncheck W1*X\nverify W1*X --wrt X --claim 'W1^T*G'\n";
-    assert_eq!(piped(passing), (Some(0), String::new()));
-    let (code, err) = piped("W1 : 3x4\n\nverify W1*X --wrt X --claim 'W1*G'\ncheck W1*X\n");
+    assert_eq!(status_and_errors(passing), (Some(0), String::new()));
+    let (code, err) = status_and_errors("W1 : 3x4\n\nverify W1*X --wrt X --claim 'W1*G'\ncheck W1*X\n");
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("repl: line 3 did not pass (status 1); exit status 1"), "{err}");
     // An error outranks a failed verification, and a continued input is
     // named by its first line.
-    let (code, err) = piped("verify W1*X --wrt X \\\n  --claim 'W1*G'\nW1 : 3x4\nW1 *\n  W1\n");
+    let (code, err) = status_and_errors("verify W1*X --wrt X \\\n  --claim 'W1*G'\nW1 : 3x4\nW1 *\n  W1\n");
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("line 1 did not pass (status 1), line 4 failed (status 2); exit status 2"), "{err}");
     // `:quit` ends the session with the status so far; unfinished input is an error.
-    assert_eq!(piped("verify W1*X --wrt X --claim 'W1*G'\n:quit\nW1\n").0, Some(1));
-    assert_eq!(piped("W1 * (\n").0, Some(2));
+    assert_eq!(status_and_errors("verify W1*X --wrt X --claim 'W1*G'\n:quit\nW1\n").0, Some(1));
+    assert_eq!(status_and_errors("W1 * (\n").0, Some(2));
 }
 
 #[test]

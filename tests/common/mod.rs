@@ -33,6 +33,20 @@ pub fn derive_text(src: &str) -> String {
     }
 }
 
+/// A command run in process, as a user's terminal shows it: `$ matdiff
+/// ARGS  (exit N)`, then its standard output and error.
+pub fn transcript(args: &[&str]) -> String {
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let argv = std::iter::once("matdiff").chain(args.iter().copied()).map(String::from).collect();
+    let code = matdiff::cli::run(argv, &mut out, &mut err);
+    format!(
+        "$ matdiff {}  (exit {code})\n{}{}\n",
+        args.join(" "),
+        String::from_utf8(out).expect("UTF-8 output"),
+        String::from_utf8(err).expect("UTF-8 errors")
+    )
+}
+
 /// The printed gradient of `src` with respect to `wrt`.
 pub fn gradient_text(src: &str, wrt: &str) -> String {
     let program = parse_program(src).unwrap_or_else(|e| panic!("{src}: {e:?}"));
