@@ -185,3 +185,14 @@ fn shifted_members_check_like_plain_ones() {
     assert!(err.contains("this product") && err.contains('^'), "{err}");
     assert!(err.contains("`W[i] : d[i-1] x d[i]`"), "{err}");
 }
+
+/// Members of an undeclared family take the shape the product typed for
+/// it, never open sizes (`?6 x ?7`), in the gradient and in the plan.
+#[test]
+fn undeclared_members_are_sized_as_the_product_types_them() {
+    let text = common::transcript(&["derive", "prod(W[i], i=1..n) * X"]);
+    assert!(text.contains(": d0 x d0   for 1 <= j <= n"), "{text}");
+    let text = common::transcript(&["plan", "prod(W[i], i=1..n) * X", "--dims", "n=2"]);
+    assert!(!text.contains('?'), "{text}");
+    assert!(text.contains("S1    = W[2] * X      d0 x d1"), "{text}");
+}
