@@ -225,3 +225,23 @@ fn like_terms_with_commuted_scalars_merge() {
         common::assert_gradients_agree(src, 1..=4, common::Signs::Both);
     }
 }
+
+/// Reciprocals cancel, and a gradient that cancels to nothing prints `0`
+/// (issue 21: `sum(X ./ X)` printed `ones(3, 4) ./ X - X ./ X .^ 2`); a
+/// scalar's power meets its divisor (`norm(X)^3`). The cancelled forms
+/// still agree with finite differences, with both signs.
+#[test]
+fn reciprocals_and_divisors_cancel() {
+    for (src, wrt, want) in [
+        ("X : 3x4; sum(X ./ X)", "X", "0"),
+        ("X : 3x4; Y : 3x4; sum(X .* (Y ./ X))", "X", "0"),
+        ("X : 3x4; Y : 3x4; sum(X .* (Y ./ X))", "Y", "ones(3, 4)"),
+        ("X : 3x4; sum(X .* (2 ./ X) + X)", "X", "ones(3, 4)"),
+        ("X : 3x4; norm(X)^3", "X", "3 * norm(X) * X"),
+        ("x : 5; a : scalar; a^2 * (x^T*x) / a", "x", "2 * a * x"),
+        ("x : 5; a : scalar; a^2 * (x^T*x) / a", "a", "x^T * x"),
+    ] {
+        assert_eq!(common::gradient_text(src, wrt), want, "{src}");
+        common::assert_gradients_agree(src, 1..=4, common::Signs::Both);
+    }
+}

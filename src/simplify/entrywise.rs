@@ -15,7 +15,7 @@
 use std::rc::Rc;
 
 use crate::shape::Typer;
-use crate::syntax::{BinOp, Expr, ExprKind, Func};
+use crate::syntax::{BinOp, Expr, ExprKind};
 
 /// Regions larger than this (in nodes, as printed) are left as they are:
 /// expanding a product of sums multiplies their terms.
@@ -121,9 +121,11 @@ impl Monomial {
         Monomial { coeff: c, factors: vec![] }
     }
 
-    /// The product of two monomials, or `None` where a factor would meet
-    /// its reciprocal and may be zero. A factor that meets its reciprocal
-    /// sets `cancelled`.
+    /// The product of two monomials (`None` where an exponent would
+    /// overflow). A factor that meets its reciprocal sets `cancelled`: where
+    /// that factor is 0 the product is undefined, and the merged exponent
+    /// gives its continuous extension (`x .* (y ./ x)` is `y`), equal to it
+    /// wherever it is defined — as a gradient, on the loss's own domain.
     fn times(&self, other: &Monomial, cancelled: &mut bool) -> Option<Monomial> {
         let mut factors = self.factors.clone();
         for (f, k) in &other.factors {
@@ -131,9 +133,6 @@ impl Monomial {
                 Some(i) => {
                     let j = factors[i].1;
                     if (j > 0) != (*k > 0) {
-                        if !nowhere_zero(f) {
-                            return None;
-                        }
                         *cancelled = true;
                     }
                     factors[i].1 = j.checked_add(*k)?;
@@ -200,6 +199,15 @@ fn poly(e: &Expr, cancelled: &mut bool) -> Option<Poly> {
         ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } => {
             add(poly(lhs, cancelled)?, negate(poly(rhs, cancelled)?), cancelled)
         }
+        ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } if matches!(lhs.kind, ExprKind::Num(_)) => {
+            let ExprKind::Num(c) = lhs.kind else { unreachable!("matched above") };
+            let mut p = poly(rhs, cancelled)?;
+            for m in &mut p {
+                m.coeff *= c;
+            }
+            p.retain(|m| m.coeff != 0.0);
+            Some(p)
+        }
         ExprKind::Binary { op: BinOp::Hadamard | BinOp::HadamardDiv, .. } => {
             let mut product = Monomial::constant(1.0);
             factors(e, 1, &mut product, cancelled)?;
@@ -245,6 +253,16 @@ fn factors(e: &Expr, k: i32, into: &mut Monomial, cancelled: &mut bool) -> Optio
             into.coeff *= if k > 0 { *c } else { 1.0 / c };
             Some(())
         }
+        // A number times a matrix: the number goes to the coefficient.
+        ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } if matches!(lhs.kind, ExprKind::Num(c) if c != 0.0) =>
+        {
+            let ExprKind::Num(c) = lhs.kind else { unreachable!("matched above") };
+            into.coeff *= if k > 0 { c } else { 1.0 / c };
+            factors(rhs, k, into, cancelled)
+        }
+        // A ones matrix is 1 in every entry; the region keeps its shape (see
+        // `collect_region`).
+        ExprKind::Ones(_) => Some(()),
         // An integer power is its base, that many times.
         ExprKind::HadamardPower(a, p) if p.fract() == 0.0 && p.abs() <= 8.0 && *p != 0.0 => {
             let single = Monomial { coeff: 1.0, factors: vec![((**a).clone(), k * (*p as i32))] };
@@ -258,26 +276,6 @@ fn factors(e: &Expr, k: i32, into: &mut Monomial, cancelled: &mut bool) -> Optio
     }
 }
 
-/// Whether no entry of `e` can be zero, by what it is: `exp(u)`,
-/// `sigmoid(u)`, `1 - sigmoid(u)`, a positive number plus one of those.
-fn nowhere_zero(e: &Expr) -> bool {
-    positive(e)
-}
-
-fn positive(e: &Expr) -> bool {
-    match &e.kind {
-        ExprKind::Num(c) => *c > 0.0,
-        ExprKind::Call(Func::Exp | Func::Sigmoid, _) => true,
-        ExprKind::Binary { op: BinOp::Add, lhs, rhs, .. } => positive(lhs) && positive(rhs),
-        // 1 - sigmoid(u) lies in (0, 1).
-        ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } => {
-            matches!(lhs.kind, ExprKind::Num(c) if c >= 1.0)
-                && matches!(rhs.kind, ExprKind::Call(Func::Sigmoid, _))
-        }
-        _ => false,
-    }
-}
-
 /// The collected form of a region, if something cancelled or collected in
 /// it and it is smaller than the region (an expansion that collects
 /// nothing, `s .* (1 - s)` to `s - s .^ 2`, is no simpler for a reader).
@@ -288,13 +286,25 @@ fn collect_region(e: &Expr, typer: &mut Typer) -> Option<Expr> {
     if !cancelled {
         return None;
     }
-    // Only a region that keeps a factor keeps its shape: `s .* (1 ./ s)`
-    // is a matrix of ones, which a bare `1` would not say.
-    if p.iter().all(|m| m.factors.is_empty()) {
-        return None;
-    }
-    let out = build(&p);
+    // A region whose factors all cancelled is a constant of its shape:
+    // `s .* (1 ./ s)` is a matrix of ones, which a bare `1` would not say.
+    let out = match p.iter().all(|m| m.factors.is_empty()) {
+        true => constant(typer, e, p.first().map_or(0.0, |m| m.coeff))?,
+        false => build(&p),
+    };
     (out.size_within(size - 1).is_some() && same_shape(typer, e, &out)).then_some(out)
+}
+
+/// The constant `c` in `e`'s shape: a number for a scalar, `c * ones(m, n)`
+/// for a matrix whose sizes can be written (`0 * ones(m, n)`, which a
+/// gradient prints as `0`).
+fn constant(typer: &mut Typer, e: &Expr, c: f64) -> Option<Expr> {
+    let shape = typer.scratch(|t| t.infer(e).ok().map(|s| t.resolve(s)))?;
+    if shape.is_scalar() {
+        return Some(Expr::num(c));
+    }
+    let ones = Expr::ones(super::tidy::dim_spec(&shape.rows)?, super::tidy::dim_spec(&shape.cols)?);
+    Some(if c == 1.0 { ones } else { Expr::product(Expr::num(c), ones) })
 }
 
 /// Whether `b` has `a`'s shape: a term whose matrix factors all cancelled
@@ -359,7 +369,7 @@ mod tests {
     }
 
     #[test]
-    fn reciprocals_cancel_only_where_nothing_is_zero() {
+    fn reciprocals_cancel() {
         let p = "y : 5; z : 5; x : 5";
         // The logistic loss' backward pass, term by term and summed.
         assert_eq!(
@@ -367,8 +377,13 @@ mod tests {
             "sigmoid(z) - y"
         );
         assert_eq!(collected(p, "exp(z) .* (y ./ exp(z))"), "y");
-        // x may be 0: x .* (y ./ x) is not y there.
-        assert_eq!(collected(p, "x .* (y ./ x)"), "x .* (y ./ x)");
+        // Where x is 0 the left side is undefined; y is its continuous extension.
+        assert_eq!(collected(p, "x .* (y ./ x)"), "y");
+        assert_eq!(collected(p, "x .^ 2 ./ x"), "x");
+        // All factors cancel: a constant of the region's shape.
+        assert_eq!(collected(p, "x ./ x"), "ones(5)");
+        assert_eq!(collected("X : 3x4", "ones(3, 4) ./ X - X ./ X .^ 2"), "0 * ones(3, 4)");
+        assert_eq!(collected("X : 3x4", "2 * ones(3, 4) ./ X - X ./ X .^ 2"), "1 ./ X");
         // Nothing cancels or collects: the factored form stays.
         assert_eq!(collected(p, "sigmoid(z) .* (1 - sigmoid(z))"), "sigmoid(z) .* (1 - sigmoid(z))");
     }

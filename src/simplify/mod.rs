@@ -443,6 +443,28 @@ mod tests {
         assert_eq!(out.expr.to_string(), "2 * W^T^-1");
     }
 
+    /// A scalar's power meets its divisor: `s^k * (A / s)` is `s^(k-1) * A`,
+    /// through products of scalars, entrywise reciprocals and transposes.
+    #[test]
+    fn a_scalar_power_cancels_its_divisor() {
+        let src = "x : n; a : scalar; b : scalar; X : 3x4; x";
+        let program = crate::syntax::parse_program(src).unwrap();
+        let typing = crate::shape::infer(&program).unwrap();
+        for (e, want) in [
+            ("(a^2^T * (1 ./ a) * x^T)^T + (a^2 * x^T)^T * (1 ./ a)", "2 * a * x"),
+            ("(2 * a^2 * x) / a", "2 * a * x"),
+            ("3 * norm(X)^2 * (X / norm(X))", "3 * norm(X) * X"),
+            ("b * a^3 * (X / a)", "b * a^2 * X"),
+            ("a * (x / a)", "x"),
+            ("a^2 / a", "a"),
+            // Another scalar does not cancel.
+            ("a^2 * (x / b)", "a^2 * (x / b)"),
+        ] {
+            let out = simplify(&crate::syntax::parse_expr(e).unwrap(), typing.typer(), None).unwrap();
+            assert_eq!((out.expr.to_string(), out.saturated), (want.to_string(), true), "{e}");
+        }
+    }
+
     /// Where only cancelled terms told the size of an `I`, the result still
     /// tells it: tidy keeps one as `0 * M`, det(I) and logdet(I) are numbers,
     /// and the e-graph's `sum(I)` is not printed (found by the 100 000-case

@@ -10,7 +10,7 @@ use egg::{
     Symbol, Var,
 };
 
-use super::egraph::{is_atom, Exponent, Mat, MatGraph, Shapes};
+use super::egraph::{is_atom, Constant, Exponent, Mat, MatGraph, Shapes};
 
 fn is_scalar(var: &str) -> impl Fn(&mut MatGraph, Id, &Subst) -> bool {
     let var: Var = var.parse().expect("a pattern variable");
@@ -83,6 +83,9 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         rw!("max-self"; "(max ?a ?a)" => "?a"),
         rw!("min-self"; "(min ?a ?a)" => "?a"),
         rw!("hadamard-scalar"; "(.* ?s ?a)" => "(scale ?s ?a)" if is_scalar("?s")),
+        // Entrywise division by a scalar is division by it (the reciprocal's
+        // powers then cancel, `a^2 * (1 ./ a)` = `a`).
+        rw!("hadamard-div-scalar"; "(./ ?a ?s)" => "(/ ?a ?s)" if is_scalar("?s")),
         rw!("hadamard-ones"; "(.* (.^ ?x 0) ?a)" => "?a" if same_shape("?x", "?a")),
         // Inverses and powers.
         rw!("inverse-inverse"; "(^ (^ ?a k-1) k-1)" => "?a"),
@@ -122,6 +125,9 @@ pub fn rules() -> Vec<Rewrite<Mat, Shapes>> {
         NodeRule::rewrite("product-inverse-pair", is_mul, cancel_inverse),
         NodeRule::rewrite("product-power", is_mul, adjacent_power),
         NodeRule::rewrite("product-scalars-out", is_mul, scalars_out),
+        NodeRule::rewrite("product-scalar-powers", is_mul, scalar_powers),
+        NodeRule::rewrite("scale-divided", |n| matches!(n, Mat::Scale(_)), scale_divided),
+        NodeRule::rewrite("divided-scale", |n| matches!(n, Mat::Div(_)), divided_scale),
         NodeRule::rewrite("factor-left", is_add, factor_left),
         NodeRule::rewrite("factor-right", is_add, factor_right),
         NodeRule::rewrite("distribute", is_mul, distribute),
@@ -222,7 +228,7 @@ fn trace_identity(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     // Only a size a double holds exactly: past 2^53, `n as f64` rounds.
     match size {
         Some(n) if n <= 1 << f64::MANTISSA_DIGITS => {
-            vec![egraph.add(Mat::Num(super::egraph::Constant::new(n as f64)))]
+            vec![egraph.add(Mat::Num(Constant::new(n as f64)))]
         }
         _ => vec![],
     }
@@ -372,10 +378,26 @@ fn adjacent_power(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
     vec![]
 }
 
-/// The class as `base^k`: itself to the first, and each integer power in it.
+/// The class as `base^k`: itself to the first, each integer power in it,
+/// and for a scalar `s`, `1 / s` as `s^-1` and `s .^ k` as `s^k`.
 fn powers_of(egraph: &MatGraph, id: Id) -> Vec<(Id, i64)> {
     let mut out = vec![(id, 1)];
     for n in &egraph[id].nodes {
+        if let Mat::HadPow([x, p]) = n {
+            let scalar = egraph[*x].data.shape.as_ref().is_some_and(|s| s.is_scalar());
+            let k = egraph[*p].nodes.iter().find_map(|m| match m {
+                Mat::Num(c) if c.value().fract() == 0.0 && c.value().abs() <= 64.0 => Some(c.value() as i64),
+                _ => None,
+            });
+            if let (true, Some(k)) = (scalar, k) {
+                out.push((*x, k));
+            }
+        }
+        if let Mat::Div([one, x]) = n {
+            if egraph[*one].nodes.iter().any(|m| *m == Mat::Num(Constant::new(1.0))) {
+                out.push((*x, -1));
+            }
+        }
         if let Mat::Pow([x, k]) = n {
             if let Some(Mat::Exponent(Exponent(k))) =
                 egraph[*k].nodes.iter().find(|n| matches!(n, Mat::Exponent(_)))
@@ -385,6 +407,188 @@ fn powers_of(egraph: &MatGraph, id: Id) -> Vec<(Id, i64)> {
         }
     }
     out
+}
+
+/// In a product, the 1×1 factors commute: two powers of one scalar base
+/// merge wherever they stand (`2 (1 / a) a x^T x` is `2 x^T x`), and a power
+/// meets a division by one (`a^2 (u / a^2)` is `u`), as [`scale_divided`].
+fn scalar_powers(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
+    let Mat::Mul(fs) = node else { return vec![] };
+    let scalar = |g: &MatGraph, q: Id| g[q].data.shape.as_ref().is_some_and(|s| s.is_scalar());
+    for i in 0..fs.len() {
+        if !scalar(egraph, fs[i]) {
+            continue;
+        }
+        for j in 0..fs.len() {
+            if i == j {
+                continue;
+            }
+            let (ps, qs) = (powers_of(egraph, fs[i]), powers_of(egraph, fs[j]));
+            // Two powers of one base, both factors scalars.
+            if i < j && scalar(egraph, fs[j]) {
+                let merged = ps.iter().find_map(|&(b, k)| {
+                    qs.iter()
+                        .find(|&&(c, _)| egraph.find(b) == egraph.find(c))
+                        .map(|&(_, l)| (b, k.checked_add(l)))
+                });
+                if let Some((b, Some(k))) = merged {
+                    let mut rest = fs.to_vec();
+                    rest.remove(j);
+                    if k == 0 {
+                        rest.remove(i);
+                    } else {
+                        rest[i] = power(egraph, b, k);
+                    }
+                    return vec![product_or_one(egraph, rest)];
+                }
+            }
+            // A power meets a division by a power of its base: `s^k (A / s^l)`.
+            let divisions: Vec<(Id, Id)> = egraph[fs[j]]
+                .nodes
+                .iter()
+                .filter_map(|n| match n {
+                    Mat::Div([a, d]) => Some((*a, *d)),
+                    _ => None,
+                })
+                .collect();
+            for (a, d) in divisions {
+                for (b, l) in powers_of(egraph, d) {
+                    let k = ps
+                        .iter()
+                        .find(|&&(c, k)| k >= l && egraph.find(b) == egraph.find(c))
+                        .map(|&(_, k)| k);
+                    if let (Some(k), true) = (k, l >= 1) {
+                        let mut rest = fs.to_vec();
+                        rest[j] = a;
+                        if k == l {
+                            rest.remove(i);
+                        } else {
+                            rest[i] = power(egraph, b, k - l);
+                        }
+                        return vec![product_or_one(egraph, rest)];
+                    }
+                }
+            }
+        }
+    }
+    vec![]
+}
+
+/// `b^k`, `b` itself for k = 1.
+fn power(egraph: &mut MatGraph, b: Id, k: i64) -> Id {
+    if k == 1 {
+        return b;
+    }
+    let e = egraph.add(Mat::Exponent(Exponent(k)));
+    egraph.add(Mat::Pow([b, e]))
+}
+
+/// The product of `factors`, 1 when none is left.
+fn product_or_one(egraph: &mut MatGraph, factors: Vec<Id>) -> Id {
+    match factors.is_empty() {
+        true => egraph.add(Mat::Num(Constant::new(1.0))),
+        false => mul(egraph, factors),
+    }
+}
+
+/// `s^k (A / s^j) = s^(k-j) A` for a scalar s and k ≥ j ≥ 1 (`3 norm(x)^2 (x /
+/// norm(x))` is `3 norm(x) x`), the power maybe scaled by other scalars.
+/// Where s is 0 the left side is undefined; the right side is its
+/// continuous extension, equal wherever the left side is defined.
+fn scale_divided(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
+    let Mat::Scale([p, d]) = node else { return vec![] };
+    let divisions: Vec<(Id, Id)> = egraph[*d]
+        .nodes
+        .iter()
+        .filter_map(|n| match n {
+            Mat::Div([a, s]) => Some((*a, *s)),
+            _ => None,
+        })
+        .collect();
+    for (a, divisor) in divisions {
+        for (s, j) in powers_of(egraph, divisor) {
+            if let Some((c, k)) = scaled_power_of(egraph, *p, s).filter(|&(_, k)| j >= 1 && k >= j) {
+                return vec![times_power(egraph, c, s, k - j, a)];
+            }
+        }
+    }
+    vec![]
+}
+
+/// `(c s^k A) / s^j = c s^(k-j) A` and `c s^k / s^j = c s^(k-j)` for k ≥ j ≥ 1,
+/// as [`scale_divided`].
+fn divided_scale(egraph: &mut MatGraph, _: Id, node: &Mat) -> Vec<Id> {
+    let Mat::Div([n, divisor]) = node else { return vec![] };
+    let one = egraph.add(Mat::Num(Constant::new(1.0)));
+    let scaled: Vec<(Id, Id)> = egraph[*n]
+        .nodes
+        .iter()
+        .filter_map(|m| match m {
+            Mat::Scale([p, a]) => Some((*p, *a)),
+            _ => None,
+        })
+        .collect();
+    for (s, j) in powers_of(egraph, *divisor) {
+        if j < 1 {
+            continue;
+        }
+        if let Some((c, k)) = scaled_power_of(egraph, *n, s).filter(|&(_, k)| k >= j) {
+            return vec![times_power(egraph, c, s, k - j, one)];
+        }
+        for &(p, a) in &scaled {
+            if let Some((c, k)) = scaled_power_of(egraph, p, s).filter(|&(_, k)| k >= j) {
+                return vec![times_power(egraph, c, s, k - j, a)];
+            }
+        }
+    }
+    vec![]
+}
+
+/// The class `p` as `c s^k` with k ≥ 1: `c` the other factors of a scaled
+/// power or a product, all scalars (none for `s^k` itself).
+fn scaled_power_of(egraph: &MatGraph, p: Id, s: Id) -> Option<(Vec<Id>, i64)> {
+    let scalar = |q: Id| egraph[q].data.shape.as_ref().is_some_and(|s| s.is_scalar());
+    if !scalar(p) {
+        return None;
+    }
+    let s = egraph.find(s);
+    let power = |q: Id| powers_of(egraph, q).into_iter().find(|&(b, k)| k >= 1 && egraph.find(b) == s);
+    if let Some((_, k)) = power(p) {
+        return Some((vec![], k));
+    }
+    egraph[p].nodes.iter().find_map(|n| {
+        let fs: &[Id] = match n {
+            Mat::Scale(pair) => pair,
+            Mat::Mul(fs) => fs,
+            _ => return None,
+        };
+        fs.iter().enumerate().find_map(|(i, &f)| {
+            let (_, k) = power(f)?;
+            let rest: Vec<Id> = fs.iter().enumerate().filter(|&(j, _)| j != i).map(|(_, &g)| g).collect();
+            rest.iter().all(|&g| scalar(g)).then_some((rest, k))
+        })
+    })
+}
+
+/// `c s^k a` for k ≥ 0, with `s^0 a = a` and `s^1 = s`.
+fn times_power(egraph: &mut MatGraph, c: Vec<Id>, s: Id, k: i64, a: Id) -> Id {
+    let powered = match k {
+        0 => a,
+        _ => {
+            let factor = if k == 1 {
+                s
+            } else {
+                let e = egraph.add(Mat::Exponent(Exponent(k)));
+                egraph.add(Mat::Pow([s, e]))
+            };
+            egraph.add(Mat::Scale([factor, a]))
+        }
+    };
+    if c.is_empty() {
+        return powered;
+    }
+    let c = mul(egraph, c);
+    egraph.add(Mat::Scale([c, powered]))
 }
 
 /// A scalar multiple inside a product moves out: A (s B) C = s (A B C).

@@ -543,7 +543,7 @@ impl Tidier<'_> {
 /// name. A member of a family of sizes (`d[j]`) is not: the formulas of a
 /// chain are instantiated member by member, and a `ones(d[0], d[n])` would
 /// keep its sizes unbound.
-fn dim_spec(d: &crate::shape::Dim) -> Option<crate::syntax::DimSpec> {
+pub(super) fn dim_spec(d: &crate::shape::Dim) -> Option<crate::syntax::DimSpec> {
     use crate::shape::Dim;
     use crate::syntax::DimSpec;
     match d {

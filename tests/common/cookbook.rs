@@ -93,6 +93,8 @@ pub const IDENTITIES: &[(&str, &str, &str, &str)] = &[
     ("§2.6", "x : n; a : n; norm(x - a)", "x", "(x - a) / norm(x - a)"),
     ("§2.6", "x : n; norm(x)^2", "x", "2 * x"),
     ("§2.7", "X : n x m; norm(X)^2", "X", "2 * X"),
+    ("§2.6", "x : n; norm(x)^3", "x", "3 * norm(x) * x"),
+    ("§2.7", "X : n x m; norm(X)^4", "X", "4 * norm(X)^2 * X"),
     // Determinants, §2.1.1.
     ("§2.1.1", "A : n x n; X : n x n; B : n x n; det(A * X * B)", "X", "det(A * X * B) * (X^-1)^T"),
     ("§2.1.1", "X : n x n; det(X^2)", "X", "2 * det(X^2) * (X^-1)^T"),
