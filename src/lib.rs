@@ -22,6 +22,7 @@
 pub mod calculus;
 #[cfg(feature = "cli")]
 pub mod cli;
+mod clock;
 mod derive;
 mod error;
 pub mod explain;
