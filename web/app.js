@@ -1,6 +1,10 @@
 // The playground page: reads the inputs, asks the engine (in worker.js)
 // and shows its JSON answers (docs/json.md). No framework, no network: the
 // engine, KaTeX and its fonts, and the gallery come with the page.
+// The engine is fetched and compiled first of all, here, while the worker
+// starts; each worker (a replaced one too) gets the compiled module.
+const compiled = WebAssembly.compileStreaming(fetch('pkg/matdiff_wasm_bg.wasm'));
+
 // KaTeX is imported dynamically, so that the worker (below) starts loading
 // the engine without waiting for it.
 const katexModule = import('./katex/katex.mjs');
@@ -24,6 +28,8 @@ const pending = new Map(); // id -> {resolve, started, live}
 
 function spawn() {
   worker = new Worker('worker.js', { type: 'module' });
+  const w = worker;
+  compiled.then((module) => w.postMessage({ module }));
   worker.onmessage = (event) => {
     const answer = event.data;
     if (answer.ready) {
@@ -176,7 +182,10 @@ async function update() {
     return;
   }
   abandonStaleLive();
-  const shapes = await call('shapes', [source], true);
+  // Both at once: the worker answers in turn, without a round trip between.
+  const shapesP = call('shapes', [source], true);
+  const derivedP = call('derive', [source, wrt(), upstream(), true], true);
+  const shapes = await shapesP;
   if (gen !== generation || shapes.cancelled) return;
   if (shapes.status !== 0) {
     $('shapes').replaceChildren();
@@ -188,7 +197,7 @@ async function update() {
   }
   $('diagnostic').hidden = true;
   renderShapes(shapes.output);
-  const derived = await call('derive', [source, wrt(), upstream(), true], true);
+  const derived = await derivedP;
   if (gen !== generation || derived.cancelled) return;
   if (derived.status !== 0) {
     showError($('gradients'), derived, source);
