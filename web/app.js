@@ -434,6 +434,12 @@ $('share').onclick = async () => {
 };
 window.addEventListener('hashchange', () => { if (readUrl()) update(); });
 
+// Every KaTeX font now, not when a formula first needs it: the page then
+// works offline once loaded.
+window.addEventListener('load', () => {
+  for (const face of document.fonts) if (face.family.startsWith('KaTeX')) face.load().catch(() => {});
+});
+
 loadExamples();
 if (!readUrl()) $('program').value = 'W1*W2*W3*X';
 update();

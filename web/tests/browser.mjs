@@ -175,6 +175,9 @@ try {
   await page.click('.tabs [data-lang="jax"]');
   await page.waitForFunction(() => /custom_vjp/.test(document.getElementById('code').textContent), null, { timeout: 20_000 });
   expect(true, 'JAX code is emitted');
+  const full = join(artifacts, 'playground-full.png');
+  await page.screenshot({ path: full, fullPage: true });
+  console.log(`screenshot: ${full}`);
 
   // 5. A shape error shows its caret under the offending operator.
   const bad = 'A : 3x4; B : 5x6; A*B';
@@ -222,6 +225,19 @@ try {
   await typeProgram(page, 'W1*W2*W3*X');
   await gradients(page, 4);
   expect(true, 'the page answers again after the refusal');
+
+  // 9. Offline once loaded: with the network cut, a new program still derives,
+  // with formulas that need further fonts (\mathbb, \operatorname), and verifies.
+  await page.waitForFunction(() => [...document.fonts].filter((f) => f.family.startsWith('KaTeX')).every((f) => f.status === 'loaded'), null, { timeout: 20_000 });
+  await context.setOffline(true);
+  await typeProgram(page, 'X : n x n; y : n; logdet(X) + y^T*inv(X)*y');
+  const offline = await gradients(page, 2);
+  await page.fill('#verify-wrt', 'y');
+  await page.fill('#claim', '(inv(X) + inv(X)^T)*y');
+  await page.click('#verify');
+  await page.waitForFunction(() => /^EQUIVALENT/.test(document.querySelector('#verdict .verdict')?.textContent ?? ''), null, { timeout: 20_000 });
+  expect(offline.length === 2, 'offline once loaded: derives and verifies', offline.map((g) => `d/d${g.wrt} = ${g.expr}`).join('; '));
+  await context.setOffline(false);
 
   // The load, for BENCHMARKS.md.
   const wasm = await readFile(join(dist, 'pkg', 'matdiff_wasm_bg.wasm'));
