@@ -32,7 +32,15 @@ const server = createServer(async (req, res) => {
   if (!file.startsWith(dist)) { res.writeHead(403).end(); return; }
   try {
     const body = await readFile(file);
-    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream' }).end(body);
+    // As a static server would: cacheable after revalidation, so that a
+    // second visit uses the browser's cache (and its cache of compiled wasm).
+    const modified = (await stat(file)).mtime.toUTCString();
+    if (req.headers['if-modified-since'] === modified) { res.writeHead(304).end(); return; }
+    res.writeHead(200, {
+      'content-type': TYPES[extname(file)] ?? 'application/octet-stream',
+      'last-modified': modified,
+      'cache-control': 'no-cache',
+    }).end(body);
   } catch {
     res.writeHead(404).end('not found');
   }
