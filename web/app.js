@@ -16,7 +16,8 @@ const $ = (id) => document.getElementById(id);
 
 // The engine's own limits stop any one request within seconds; this is the
 // page's last resort, should one not (the worker is then replaced).
-const HARD_LIMIT_MS = 60_000;
+// (`?hard-limit-ms=N` lowers it: the browser test uses that to exercise it.)
+const HARD_LIMIT_MS = Number(new URLSearchParams(location.search).get('hard-limit-ms')) || 60_000;
 // A live request (shapes and gradients as you type) that has run this long
 // when the input changes again is abandoned: the worker is replaced.
 const STALE_MS = 400;
@@ -272,6 +273,7 @@ function renderGradients(d) {
 // ---- Verify, check, plan, code ---------------------------------------------
 
 async function runVerify() {
+  writeUrl();
   const source = program();
   const v = $('verify-wrt').value.trim() || $('verify-wrt').placeholder;
   $('verdict').replaceChildren(el('p', { class: 'busy', text: 'verifying…' }));
@@ -288,6 +290,7 @@ async function runVerify() {
 }
 
 async function runCheck() {
+  writeUrl();
   const source = program();
   $('check-result').replaceChildren(el('p', { class: 'busy', text: 'checking…' }));
   const a = await call('check', [source, wrt(), upstream(), $('check-dims').value, BigInt($('seed').value || 1)]);
@@ -310,6 +313,7 @@ async function runCheck() {
 const madds = (m) => (typeof m === 'number' ? m.toLocaleString('en-US') : String(m));
 
 async function runPlan() {
+  writeUrl();
   const source = program();
   $('plan-result').replaceChildren(el('p', { class: 'busy', text: 'planning…' }));
   const a = await call('plan', [source, wrt(), upstream(), $('plan-dims').value]);
@@ -351,11 +355,13 @@ async function runEmit() {
 
 // ---- The URL: the program and the options, shareable ------------------------
 
+// The fields a link carries besides the program, by parameter.
+const LINKED = { wrt: 'wrt', upstream: 'upstream', claim: 'claim', 'verify-wrt': 'vwrt', 'check-dims': 'cdims', 'plan-dims': 'pdims' };
+
 function writeUrl() {
   const params = new URLSearchParams();
   params.set('e', program());
-  if (wrt()) params.set('wrt', wrt());
-  if (upstream()) params.set('upstream', upstream());
+  for (const [id, key] of Object.entries(LINKED)) if ($(id).value.trim()) params.set(key, $(id).value.trim());
   history.replaceState(null, '', `#${params.toString()}`);
 }
 
@@ -363,8 +369,7 @@ function readUrl() {
   const params = new URLSearchParams(location.hash.slice(1));
   if (!params.has('e')) return false;
   $('program').value = params.get('e');
-  $('wrt').value = params.get('wrt') ?? '';
-  $('upstream').value = params.get('upstream') ?? '';
+  for (const [id, key] of Object.entries(LINKED)) $(id).value = params.get(key) ?? '';
   return true;
 }
 

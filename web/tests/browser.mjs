@@ -209,13 +209,37 @@ try {
   await page.press('#wrt', 'Enter');
   await page.waitForFunction(() => document.querySelectorAll('#gradients .gradient').length === 1, null, { timeout: 20_000 });
   const before = await gradients(page, 1);
+  await page.fill('#verify-wrt', 'x');
+  await page.fill('#claim', '2*A*x');
+  await page.click('#verify');
+  await page.waitForSelector('#verdict .verdict.bad');
   const link = page.url();
   const other = await context.newPage();
   await other.goto(link);
   const after = await gradients(other, 1);
   expect(link.includes('#e=') && JSON.stringify(before) === JSON.stringify(after) && before[0].expr === '(A + A^T) * x',
     'a permalink reproduces the derivation', `${link} -> d/d${after[0].wrt} = ${after[0].expr}`);
+  const claim = await other.inputValue('#claim');
+  await other.click('#verify');
+  await other.waitForSelector('#verdict .verdict');
+  const verdict = await other.textContent('#verdict .verdict');
+  expect(claim === '2*A*x' && /^NOT EQUIVALENT/.test(verdict), 'the link carries the claim, rejected again', `${claim}: ${verdict.slice(0, 40)}`);
   await other.close();
+
+  // The page's last resort: a request past its hard limit (lowered here to
+  // 300 ms) replaces the worker and says so; the page answers again.
+  // (The check of a three-layer tanh network at widths 128 takes seconds.)
+  const heavy = 'W1 : n x n; W2 : n x n; W3 : n x n; X : n x n; Y : n x n; norm(W3*tanh(W2*tanh(W1*X)) - Y)^2';
+  const heavyLink = `${origin}/?hard-limit-ms=300#e=${encodeURIComponent(heavy)}&cdims=n%3D128`;
+  const limited = await context.newPage();
+  await limited.goto(heavyLink);
+  await gradients(limited, 5);
+  await limited.click('#check');
+  await limited.waitForFunction(() => /limit reached: the page stopped the engine after 0.3 s/.test(document.getElementById('check-result').textContent), null, { timeout: 20_000 });
+  await typeProgram(limited, 'W1*W2*W3*X');
+  const revived = await gradients(limited, 4);
+  expect(revived.length === 4, 'past its hard limit the worker is replaced, and the page answers again');
+  await limited.close();
 
   // 7. An example from the gallery is one click away.
   await page.click('#examples [data-example="mlp"]');
