@@ -74,14 +74,14 @@ function call(fn, args, live = false) {
   });
 }
 
+/**
+ * Replaces the worker when the request it is running (the oldest pending:
+ * it answers in order) is a live one that has run past STALE_MS; a check,
+ * a verification or a plan is left to finish.
+ */
 function abandonStaleLive() {
-  const now = performance.now();
-  for (const job of pending.values()) {
-    if (job.live && now - job.started > STALE_MS) {
-      replace();
-      return;
-    }
-  }
+  const oldest = pending.values().next().value;
+  if (oldest?.live && performance.now() - oldest.started > STALE_MS) replace();
 }
 
 spawn();
@@ -158,6 +158,10 @@ export function diagnostic(error, source) {
   }
   for (const note of error.notes ?? []) lines.push(`  = note: ${note}`);
   return lines.join('\n');
+}
+
+function cancelled(target) {
+  target.replaceChildren(el('p', { class: 'note', text: 'cancelled: the engine was restarted; run it again' }));
 }
 
 function showError(target, answer, source) {
@@ -278,7 +282,7 @@ async function runVerify() {
   const v = $('verify-wrt').value.trim() || $('verify-wrt').placeholder;
   $('verdict').replaceChildren(el('p', { class: 'busy', text: 'verifying…' }));
   const a = await call('verify', [source, v, $('claim').value, upstream()]);
-  if (a.cancelled) return;
+  if (a.cancelled) return cancelled($('verdict'));
   if (a.status === 2) return showError($('verdict'), a, source);
   const r = a.output;
   const evidence = r.evidence
@@ -294,7 +298,7 @@ async function runCheck() {
   const source = program();
   $('check-result').replaceChildren(el('p', { class: 'busy', text: 'checking…' }));
   const a = await call('check', [source, wrt(), upstream(), $('check-dims').value, BigInt($('seed').value || 1)]);
-  if (a.cancelled) return;
+  if (a.cancelled) return cancelled($('check-result'));
   if (a.status === 2) return showError($('check-result'), a, source);
   const r = a.output;
   const sizes = Object.entries(r.sizes).map(([k, v]) => `${k}=${v}`).join(' ') || 'all fixed';
@@ -317,7 +321,7 @@ async function runPlan() {
   const source = program();
   $('plan-result').replaceChildren(el('p', { class: 'busy', text: 'planning…' }));
   const a = await call('plan', [source, wrt(), upstream(), $('plan-dims').value]);
-  if (a.cancelled) return;
+  if (a.cancelled) return cancelled($('plan-result'));
   if (a.status === 2) return showError($('plan-result'), a, source);
   const p = a.output;
   const table = el('table', { class: 'grid plan' }, el('tr', {}, el('th', { text: 'step' }), el('th', { text: 'operation' }), el('th', { text: 'shape' }), el('th', { text: 'multiply-adds' })));
