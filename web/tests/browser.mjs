@@ -183,6 +183,13 @@ try {
   await page.click('.tabs [data-lang="jax"]');
   await page.waitForFunction(() => /custom_vjp/.test(document.getElementById('code').textContent), null, { timeout: 20_000 });
   expect(true, 'JAX code is emitted');
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin });
+  await page.click('#copy-code');
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  expect(copied === await page.textContent('#code') && /custom_vjp/.test(copied), 'the copy button copies the code');
+  await page.click('#share');
+  const shared = await page.evaluate(() => navigator.clipboard.readText());
+  expect(shared === page.url() && shared.includes('#e=W1*W2*W3*X'), 'the link button copies the permalink', shared);
   const full = join(artifacts, 'playground-full.png');
   await page.screenshot({ path: full, fullPage: true });
   console.log(`screenshot: ${full}`);
