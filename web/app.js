@@ -1,9 +1,10 @@
 // The playground page: reads the inputs, asks the engine (in worker.js)
 // and shows its JSON answers (docs/json.md). No framework, no network: the
 // engine, KaTeX and its fonts, and the gallery come with the page.
-// The engine is fetched and compiled first of all, here, while the worker
-// starts; each worker (a replaced one too) gets the compiled module.
-const compiled = WebAssembly.compileStreaming(fetch('pkg/matdiff_wasm_bg.wasm'));
+// The engine's worker and its compiled module, started by index.html's
+// first script; each worker (a replaced one too) gets the compiled module.
+const boot = window.matdiffBoot;
+const compiled = boot.compiled;
 
 // KaTeX is imported dynamically, so that the worker (below) starts loading
 // the engine without waiting for it.
@@ -28,7 +29,8 @@ let nextId = 1;
 const pending = new Map(); // id -> {resolve, started, live}
 
 function spawn() {
-  worker = new Worker('worker.js', { type: 'module' });
+  worker = boot.worker ?? new Worker('worker.js', { type: 'module' });
+  boot.worker = null;
   const w = worker;
   compiled.then((module) => w.postMessage({ module }));
   worker.onmessage = (event) => {
@@ -218,6 +220,7 @@ async function update() {
   }
   if (!firstAnswer) {
     firstAnswer = performance.now();
+    setTimeout(loadAllFonts, 0);
     window.matdiffTiming = { firstAnswerMs: firstAnswer, engineReadyMs: engineReady, deriveMs: derived.ms };
   }
 }
@@ -259,14 +262,18 @@ function renderGradients(d) {
     );
     if (g.steps) {
       const details = el('details', { class: 'steps' }, el('summary', { text: `Derivation steps (${g.steps.length})` }));
-      const table = el('table');
-      g.steps.forEach((step, i) => {
-        table.append(el('tr', {},
-          el('td', { class: 'eq' }, tex(i === 0 ? `\\mathrm{d}\\mathcal{L} = ${step.latex}` : `= ${step.latex}`)),
-          el('td', { class: 'why' }, tex(step.why_latex))));
+      // Typeset when first unfolded: the gradients show sooner.
+      details.addEventListener('toggle', () => {
+        if (!details.open || details.querySelector('table')) return;
+        const table = el('table');
+        g.steps.forEach((step, i) => {
+          table.append(el('tr', {},
+            el('td', { class: 'eq' }, tex(i === 0 ? `\\mathrm{d}\\mathcal{L} = ${step.latex}` : `= ${step.latex}`)),
+            el('td', { class: 'why' }, tex(step.why_latex))));
+        });
+        details.append(table);
+        for (const line of g.shape_check ?? []) details.append(el('p', { class: 'shape-check', text: `Shape check: ${line}` }));
       });
-      details.append(table);
-      for (const line of g.shape_check ?? []) details.append(el('p', { class: 'shape-check', text: `Shape check: ${line}` }));
       card.append(details);
     }
     out.push(card);
@@ -443,11 +450,12 @@ $('share').onclick = async () => {
 };
 window.addEventListener('hashchange', () => { if (readUrl()) update(); });
 
-// Every KaTeX font now, not when a formula first needs it: the page then
-// works offline once loaded.
-window.addEventListener('load', () => {
+// Every KaTeX font once the first answer is shown (not before: they would
+// compete with the engine's files), not when a formula first needs it: the
+// page then works offline once loaded.
+function loadAllFonts() {
   for (const face of document.fonts) if (face.family.startsWith('KaTeX')) face.load().catch(() => {});
-});
+}
 
 loadExamples();
 if (!readUrl()) $('program').value = 'W1*W2*W3*X';

@@ -138,6 +138,7 @@ try {
 
   // The steps of d/dW2 unfold.
   await page.click('.gradient[data-wrt="W2"] details summary');
+  await page.waitForSelector('.gradient[data-wrt="W2"] details[open] .shape-check');
   const steps = await page.$$eval('.gradient[data-wrt="W2"] details[open] tr', (rows) => rows.length);
   expect(steps >= 4, 'the derivation steps of d/dW2 unfold', `${steps} steps`);
   const check = await page.textContent('.gradient[data-wrt="W2"] .shape-check');
