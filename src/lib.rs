@@ -5,7 +5,8 @@
 //! [`calculus`] (differentials) → [`simplify`] (normal form) → [`numeric`]
 //! (evaluation, finite differences) → front ends (`cli`, the command line
 //! and the REPL, behind the default cargo feature `cli`; without it the
-//! crate is the engine alone, and knows nothing of terminals).
+//! crate is the engine alone, and knows nothing of terminals; the browser's
+//! front end, web/wasm, is a package of its own on top of that engine).
 //! [`derive()`] runs the stages from a parsed program to simplified gradients.
 //! Results and errors are data: they implement `serde::Serialize`
 //! (docs/json.md).
@@ -22,6 +23,7 @@
 pub mod calculus;
 #[cfg(feature = "cli")]
 pub mod cli;
+mod clock;
 mod derive;
 mod error;
 pub mod explain;

@@ -257,6 +257,16 @@ pub enum Emit {
     Jax,
 }
 
+impl From<Emit> for crate::plan::Language {
+    fn from(e: Emit) -> crate::plan::Language {
+        match e {
+            Emit::Numpy => crate::plan::Language::Numpy,
+            Emit::Pytorch => crate::plan::Language::Pytorch,
+            Emit::Jax => crate::plan::Language::Jax,
+        }
+    }
+}
+
 /// How `check --method` compares gradients with finite differences.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 // `auto`, `entries`, `directions`: see numeric::CheckMethod (no `///` here,
@@ -635,7 +645,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             let derivation = crate::derive(&program, &options)?;
             let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
             let output = match (emit, json) {
-                (Some(emit), _) => render::PlanOutput::Code { emit, name },
+                (Some(emit), _) => render::PlanOutput::Code { emit: emit.into(), name },
                 (None, true) => render::PlanOutput::Json,
                 (None, false) => render::PlanOutput::Text,
             };

@@ -1,7 +1,5 @@
 //! Derivations and checks as text and as JSON (docs/cli.md, JSON).
 
-use super::command::Emit;
-
 use crate::calculus::Mode;
 use crate::explain;
 use crate::numeric::{CheckReport, Compared, Outcome, NOISE_MARGIN, TOLERANCE};
@@ -455,7 +453,7 @@ pub enum PlanOutput {
     /// The plan as code, its function named `name` (`--name`) or by default.
     Code {
         /// The language.
-        emit: Emit,
+        emit: crate::plan::Language,
         /// The emitted function's name.
         name: Option<String>,
     },
@@ -464,45 +462,15 @@ pub enum PlanOutput {
 /// `plan` output, as `output` asks.
 pub fn plan(d: &Derivation, options: &PlanOptions, output: PlanOutput) -> crate::Result<String> {
     let expr = &d.typing.program.expr;
-    // Code for a product of symbolic length loops over the list of its
-    // members, whether or not --dims gives the length (then checked); a
-    // product the loop cannot take is unrolled when the length is given.
     if let PlanOutput::Code { emit, name } = &output {
-        if crate::plan::symbolic_length(d, &Default::default()) {
-            match crate::plan::compile_loops(d, options) {
-                Ok(lp) => {
-                    let header = format!("{expr}");
-                    return match emit {
-                        Emit::Pytorch => crate::plan::pytorch_loops(&lp, &header, name.as_deref()),
-                        Emit::Numpy => crate::plan::numpy_loops(&lp, &header, name.as_deref()),
-                        Emit::Jax => crate::plan::jax_loops(&lp, &header, name.as_deref()),
-                    };
-                }
-                Err(e) if crate::plan::symbolic_length(d, &options.dims) => return Err(e),
-                Err(e) if e.kind != crate::ErrorKind::Unsupported => return Err(e),
-                Err(_) => {}
-            }
-        }
+        return crate::plan::code(d, options, *emit, name.as_deref());
     }
     if crate::plan::symbolic_length(d, &options.dims) {
         return symbolic_plan(d, output);
     }
     let plan = crate::plan::compile(d, options)?;
-    match output {
-        PlanOutput::Code { emit, name } => {
-            let upstream = match &d.mode {
-                Mode::Layer { upstream } => Some(upstream),
-                Mode::Scalar => None,
-            };
-            let header = format!("{expr}");
-            return match emit {
-                Emit::Pytorch => crate::plan::pytorch(&plan, &header, upstream, name.as_deref()),
-                Emit::Numpy => crate::plan::numpy(&plan, &header, name.as_deref()),
-                Emit::Jax => crate::plan::jax(&plan, &header, upstream, name.as_deref()),
-            };
-        }
-        PlanOutput::Json => return Ok(pretty(&plan)),
-        PlanOutput::Text => {}
+    if output == PlanOutput::Json {
+        return Ok(pretty(&plan));
     }
     let mut out = String::new();
     let what = match &d.mode {

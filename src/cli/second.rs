@@ -490,7 +490,7 @@ pub fn plan(
     }
     let second = s.planned(form)?;
     let output = match (emit, json) {
-        (Some(e), _) => super::render::PlanOutput::Code { emit: e, name },
+        (Some(e), _) => super::render::PlanOutput::Code { emit: e.into(), name },
         (None, true) => super::render::PlanOutput::Json,
         (None, false) => super::render::PlanOutput::Text,
     };

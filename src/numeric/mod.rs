@@ -16,7 +16,9 @@ mod plan;
 mod ridders;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::clock::Instant;
 
 use rand::rngs::StdRng;
 use rand::Rng;

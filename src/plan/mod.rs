@@ -260,6 +260,50 @@ pub fn compile_symbolic(derivation: &Derivation) -> Result<SymbolicPlan> {
     Ok(SymbolicPlan { expr: derivation.typing.program.expr.clone(), gradients: out })
 }
 
+/// The languages [`code`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Language {
+    /// A NumPy function returning the value and the gradients ([`numpy`]).
+    Numpy,
+    /// A `torch.autograd.Function` and its module ([`pytorch`]).
+    Pytorch,
+    /// A `jax.custom_vjp` function ([`jax`]).
+    Jax,
+}
+
+/// The plan of a derivation as code in `language`, its function named
+/// `name` (or by default). A product of symbolic length is written as a loop
+/// over the list of its members, whether or not `options.dims` gives the
+/// length (then checked); one the loop cannot take is unrolled when the
+/// length is given. (`plan --emit` of the command line, and the web playground.)
+pub fn code(d: &Derivation, options: &PlanOptions, language: Language, name: Option<&str>) -> Result<String> {
+    let header = d.typing.program.expr.to_string();
+    if symbolic_length(d, &Default::default()) {
+        match compile_loops(d, options) {
+            Ok(lp) => {
+                return match language {
+                    Language::Pytorch => pytorch_loops(&lp, &header, name),
+                    Language::Numpy => numpy_loops(&lp, &header, name),
+                    Language::Jax => jax_loops(&lp, &header, name),
+                };
+            }
+            Err(e) if symbolic_length(d, &options.dims) => return Err(e),
+            Err(e) if e.kind != ErrorKind::Unsupported => return Err(e),
+            Err(_) => {}
+        }
+    }
+    let plan = compile(d, options)?;
+    let upstream = match &d.mode {
+        Mode::Layer { upstream } => Some(upstream),
+        Mode::Scalar => None,
+    };
+    match language {
+        Language::Pytorch => pytorch(&plan, &header, upstream, name),
+        Language::Numpy => numpy(&plan, &header, name),
+        Language::Jax => jax(&plan, &header, upstream, name),
+    }
+}
+
 /// The index symbols an expression's members and ranges use.
 fn index_symbols(e: &Expr, out: &mut HashSet<String>) {
     e.for_each(|e| match &e.kind {

@@ -202,7 +202,7 @@ impl Simplifier {
         if self.time_left.is_zero() {
             return Ok(Simplified { expr: present::divide_out(&tidied), saturated: false });
         }
-        let start = std::time::Instant::now();
+        let start = crate::clock::Instant::now();
         let simplified = simplify_tidied(tidied, typer, expect, self.time_left);
         self.time_left = self.time_left.saturating_sub(start.elapsed());
         // Sums the e-graph factored out (X^T * a + X^T * b) may collect further.
