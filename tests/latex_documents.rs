@@ -1,4 +1,5 @@
-//! The documents a student keeps, `derive --steps --latex --standalone` and
+//! The documents a student keeps, `derive --steps --latex --standalone`,
+//! `hessian`/`jacobian --latex --standalone` and
 //! `demo --latex`, compile with pdflatex with no error and no overfull box:
 //! long formulas are broken to the page. Skipped, saying so, where pdflatex
 //! is not installed, unless `MATDIFF_REQUIRE_PDFLATEX` is set (CI sets it).
@@ -122,5 +123,58 @@ fn demo() {
     }
     if let Err(e) = pdflatex::compile("demo", &doc) {
         panic!("{e}");
+    }
+}
+
+/// `hessian` and `jacobian --latex --standalone`, with and without steps:
+/// documents like `derive`'s (the program and its shapes, the gradient,
+/// the second derivative under a heading of its own, its forms in an
+/// `align*`), where they were a bare fragment wrapped in a preamble.
+#[test]
+fn second_order_documents() {
+    for (name, args, heading) in [
+        (
+            "hessian-matrix",
+            &["hessian", "X : n x m; A : n x n; tr(X^T*A*X)", "--wrt", "X"][..],
+            "The Hessian with respect to $X$",
+        ),
+        (
+            "hessian-logistic",
+            &["hessian", "X : n x d; y : n; w : d; sum(softplus(X*w)) - y^T*X*w", "--wrt", "w"][..],
+            "The Hessian with respect to $w$",
+        ),
+        (
+            "hessian-mixed",
+            &["hessian", "A : m x n; x : n; b : m; norm(A*x - b)^2", "--wrt", "x", "--wrt", "A"][..],
+            "The second derivative with respect to $x$ and $A$",
+        ),
+        (
+            "jacobian",
+            &["jacobian", "W : m x n; x : n; tanh(W*x)", "--wrt", "x"][..],
+            "The Jacobian with respect to $x$",
+        ),
+    ] {
+        for steps in [false, true] {
+            let mut argv: Vec<&str> = args.to_vec();
+            argv.extend(["--latex", "--standalone"]);
+            if steps {
+                argv.push("--steps");
+            }
+            let doc = cli(&argv);
+            assert!(doc.contains("\\begin{document}") && doc.contains("\\section*{"), "{doc}");
+            assert!(doc.contains(&format!("\\subsection*{{{heading}}}")), "{doc}");
+            assert!(doc.contains("\\in \\mathbb{R}^{"), "the shapes: {doc}");
+            assert!(!doc.contains("\\[") && !doc.contains("\\textasciicircum"), "{doc}");
+            if name != "jacobian" {
+                assert!(doc.contains("\\subsection*{The gradient with respect to $"), "{doc}");
+            }
+            assert_eq!(doc.contains("\\shortintertext"), steps, "{doc}");
+            if pdflatex::available() {
+                let file = format!("{name}{}", if steps { "-steps" } else { "" });
+                if let Err(e) = pdflatex::compile(&file, &doc) {
+                    panic!("{e}");
+                }
+            }
+        }
     }
 }

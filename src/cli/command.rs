@@ -679,8 +679,10 @@ fn second_text(
         (false, true) => second::Format::Latex,
         (false, false) => second::Format::Text,
     };
-    let text = second::render(program, s, steps, format)?;
-    Ok(if format == second::Format::Latex { render::latex_document(&text, standalone) } else { text })
+    match (format, standalone) {
+        (second::Format::Latex, true) => second::document(program, s, steps),
+        _ => second::render(program, s, steps, format),
+    }
 }
 
 impl Command {

@@ -211,12 +211,12 @@ pub fn derivation_document(d: &Derivation, steps: bool) -> String {
 }
 
 /// `lhs = formula` as an `align*`, the formula broken to fit the page.
-fn display_latex(lhs: &str, formula: &str) -> String {
+pub(super) fn display_latex(lhs: &str, formula: &str) -> String {
     format!("\\begin{{align*}}\n{}\n\\end{{align*}}\n", aligned_rows(lhs, formula).join(" \\\\\n"))
 }
 
 /// The rows of `lhs &= formula` in an `align*`, the formula broken to fit the page.
-fn aligned_rows(lhs: &str, formula: &str) -> Vec<String> {
+pub(super) fn aligned_rows(lhs: &str, formula: &str) -> Vec<String> {
     let budget = TEXT_WIDTH - latex_width(lhs) - 7.0;
     let rows = latex_lines(formula, budget.max(TEXT_WIDTH / 3.0));
     rows.iter()

@@ -198,16 +198,17 @@ fn derivations<'a>(
     Ok((first, second))
 }
 
-fn latex(program: &Program, s: &SecondOrder, steps: bool, z: &str) -> Result<String> {
+/// The results as LaTeX equations, `(lhs, rhs)`: the map applied to the
+/// direction, the matrix, the vec form, those that exist.
+fn equations(s: &SecondOrder, z: &str) -> Vec<(String, String)> {
     let d = var_latex(&s.direction);
-    let mut out = String::new();
     let (v, a) = (var_latex(&s.wrt), var_latex(&s.along));
     let map_lhs = match s.kind {
         Kind::Hessian => format!("H[{d}]"),
-        Kind::Mixed => format!("\\frac{{\\partial}}{{\\partial {v}}} \\operatorname{{tr}}\\left({d}^T \\frac{{\\partial \\mathcal{{L}}}}{{\\partial {a}}}\\right)"),
+        Kind::Mixed => format!("\\frac{{\\partial}}{{\\partial {v}}} \\operatorname{{tr}}\\left({d}^{{\\top}} \\frac{{\\partial \\mathcal{{L}}}}{{\\partial {a}}}\\right)"),
         Kind::Jacobian => format!("d{}", if z == "Z" { "Z".to_string() } else { z.to_string() }),
     };
-    out.push_str(&format!("\\[ {map_lhs} = {} \\]\n", to_latex(&s.map)));
+    let mut out = vec![(map_lhs, to_latex(&s.map))];
     if let Some(m) = &s.matrix {
         let lhs = match s.kind {
             Kind::Hessian => {
@@ -218,7 +219,7 @@ fn latex(program: &Program, s: &SecondOrder, steps: bool, z: &str) -> Result<Str
             }
             Kind::Jacobian => format!("\\frac{{\\partial {z}}}{{\\partial {v}}}"),
         };
-        out.push_str(&format!("\\[ {lhs} = {} \\]\n", to_latex(m)));
+        out.push((lhs, to_latex(m)));
     }
     if let Some(k) = &s.vec_form {
         let lhs = if s.wrt == s.along {
@@ -226,7 +227,15 @@ fn latex(program: &Program, s: &SecondOrder, steps: bool, z: &str) -> Result<Str
         } else {
             format!("\\frac{{\\partial^2 \\mathcal{{L}}}}{{\\partial \\operatorname{{vec}}({v}) \\, \\partial \\operatorname{{vec}}({a})^{{\\top}}}}")
         };
-        out.push_str(&format!("\\[ {lhs} = {} \\]\n", to_latex(k)));
+        out.push((lhs, to_latex(k)));
+    }
+    out
+}
+
+fn latex(program: &Program, s: &SecondOrder, steps: bool, z: &str) -> Result<String> {
+    let mut out = String::new();
+    for (lhs, rhs) in equations(s, z) {
+        out.push_str(&format!("\\[ {lhs} = {rhs} \\]\n"));
     }
     if steps {
         let (first, second) = derivations(program, s)?;
@@ -238,6 +247,92 @@ fn latex(program: &Program, s: &SecondOrder, steps: bool, z: &str) -> Result<Str
         }
     }
     Ok(out)
+}
+
+/// `hessian` / `jacobian --latex --standalone`: a document like
+/// `derive`'s — the program and its shapes, the gradient (for a Hessian),
+/// then the second derivative with its derivation when `steps` are asked
+/// for, its map, matrix and vec form, and why a form is missing.
+pub fn document(program: &Program, s: &SecondOrder, steps: bool) -> Result<String> {
+    let z = value_name(program);
+    let (first, second) = derivations(program, s)?;
+    let shapes = super::render::shapes_latex(&first);
+    let (v, a, d) = (var_latex(&s.wrt), var_latex(&s.along), var_latex(&s.direction));
+    let mut out = String::new();
+    let value = match s.kind {
+        Kind::Jacobian => {
+            let z = var_latex(&VarName::plain(&z));
+            out.push_str(&format!("\\section*{{The Jacobian of ${z}$}}\n"));
+            z
+        }
+        _ => {
+            out.push_str("\\section*{The second derivative of a scalar function}\n");
+            "\\mathcal{L}".to_string()
+        }
+    };
+    out.push_str(&super::render::display_latex(&value, &to_latex(&program.expr)));
+    if !shapes.is_empty() {
+        out.push_str(&format!("with {shapes}.\n"));
+    }
+    if s.kind != Kind::Jacobian {
+        out.push_str(&format!("\n\\subsection*{{The gradient with respect to ${a}$}}\n"));
+        match steps {
+            true => out
+                .push_str(&explain::to_latex_align(&explain::explain(&first)[0], super::render::TEXT_WIDTH)),
+            false => out.push_str(&super::render::display_latex(
+                &format!("\\frac{{\\partial \\mathcal{{L}}}}{{\\partial {a}}}"),
+                &to_latex(&s.first),
+            )),
+        }
+    }
+    out.push_str(&match s.kind {
+        Kind::Hessian => format!("\n\\subsection*{{The Hessian with respect to ${v}$}}\n"),
+        Kind::Mixed => format!("\n\\subsection*{{The second derivative with respect to ${v}$ and ${a}$}}\n"),
+        Kind::Jacobian => format!("\n\\subsection*{{The Jacobian with respect to ${v}$}}\n"),
+    });
+    if let (true, Some(second)) = (steps, second) {
+        let upstream = s.upstream.as_ref().map_or("1".to_string(), var_latex);
+        out.push_str(&match (s.kind, &s.second_upstream) {
+            (Kind::Jacobian, _) => format!(
+                "First, the vector-Jacobian product, the gradient of $\\operatorname{{tr}}({upstream}^{{\\top}} {value})$ with respect to ${v}$:\n{}Its differential in ${upstream}$, read off as the gradient of $\\operatorname{{tr}}({d}^{{\\top}} \\cdot)$ with respect to ${upstream}$, is $\\mathrm{{d}}{value} = J[{d}]$:\n",
+                explain::to_latex_align(&explain::explain(&first)[0], super::render::TEXT_WIDTH)
+            ),
+            (_, Some(_)) => format!(
+                "The gradient of $\\operatorname{{tr}}({d}^{{\\top}} \\partial \\mathcal{{L}} / \\partial {a})$ with respect to ${v}$, the direction ${d}$ held fixed, is the second derivative applied to ${d}$:\n"
+            ),
+            (_, None) => format!(
+                "The gradient of the scalar $\\partial \\mathcal{{L}} / \\partial {a}$ with respect to ${v}$:\n"
+            ),
+        });
+        out.push_str(&explain::to_latex_align(&explain::explain(&second)[0], super::render::TEXT_WIDTH));
+        out.push_str("In matrix form:\n");
+    }
+    let rows: Vec<String> =
+        equations(s, &z).iter().flat_map(|(lhs, rhs)| super::render::aligned_rows(lhs, rhs)).collect();
+    out.push_str(&format!("\\begin{{align*}}\n{}\n\\end{{align*}}\n", rows.join(" \\\\\n")));
+    if let Some(why) = &s.no_matrix {
+        out.push_str(&format!("No matrix form: {}.\n", note_latex(why)));
+    }
+    if let Some(why) = &s.no_vec_form {
+        out.push_str(&format!("No vec form: {}.\n", note_latex(why)));
+    }
+    if !s.saturated {
+        out.push_str("The simplification stopped at a limit: the result is right, but maybe not simplest.\n");
+    }
+    Ok(super::render::latex_document(&out, true))
+}
+
+/// A note for a page: its words as text, each `quoted` formula as math
+/// (as text in a typewriter face where it is not one).
+fn note_latex(note: &str) -> String {
+    note.split('`')
+        .enumerate()
+        .map(|(i, part)| match (i % 2, syntax::parse_expr(part)) {
+            (0, _) => explain::escape_text(part),
+            (_, Ok(e)) => format!("${}$", to_latex(&e)),
+            (_, Err(_)) => format!("\\texttt{{{}}}", explain::escape_text(part)),
+        })
+        .collect()
 }
 
 fn kind_name(k: Kind) -> &'static str {

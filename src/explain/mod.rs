@@ -634,7 +634,7 @@ pub fn to_text(explanations: &[Explanation]) -> String {
 
 /// Text-mode LaTeX for words: TeX's special characters escaped; the
 /// ellipsis as `\dots`, which needs no input encoding.
-fn escape_text(s: &str) -> String {
+pub fn escape_text(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '_' | '&' | '%' | '$' | '#' | '{' | '}' => format!("\\{c}"),

@@ -63,6 +63,15 @@ pub fn index_latex(i: &Index) -> String {
     escape(&i.to_string())
 }
 
+/// A size as a subscript: a number, a name, a family member `d_{i}`.
+fn dim_latex(d: &crate::syntax::DimSpec) -> String {
+    match d {
+        crate::syntax::DimSpec::Const(n) => n.to_string(),
+        crate::syntax::DimSpec::Symbol(s) => escape(s),
+        crate::syntax::DimSpec::Indexed(s, i) => format!("{}_{{{}}}", escape(s), index_latex(i)),
+    }
+}
+
 fn split_name(name: &str) -> (&str, Option<&str>) {
     if let Some((b, s)) = name.split_once('_') {
         if !b.is_empty() && !s.is_empty() {
@@ -92,11 +101,7 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
             ExprKind::Identity => out.push('I'),
             // The ones matrix as \mathbf{1}, with its size below.
             ExprKind::Ones(sizes) => {
-                let dim = |d: &crate::syntax::DimSpec| match d {
-                    crate::syntax::DimSpec::Const(n) => n.to_string(),
-                    crate::syntax::DimSpec::Symbol(s) => escape(s),
-                    crate::syntax::DimSpec::Indexed(s, i) => format!("{}_{{{}}}", escape(s), index_latex(i)),
-                };
+                let dim = dim_latex;
                 match &**sizes {
                     (rows, crate::syntax::DimSpec::Const(1)) => {
                         out.push_str(&format!("\\mathbf{{1}}_{{{}}}", dim(rows)))
@@ -105,6 +110,13 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                         out.push_str(&format!("\\mathbf{{1}}_{{{} \\times {}}}", dim(rows), dim(cols)))
                     }
                 }
+            }
+            // diag(ones(n)) is the identity of size n, I_n (the vec form's
+            // `kron(diag(ones(m)), A)`, where nothing else tells I's size).
+            ExprKind::Call(Func::Diag, a) if matches!(&a.kind, ExprKind::Ones(s) if s.1 == crate::syntax::DimSpec::Const(1)) =>
+            {
+                let ExprKind::Ones(sizes) = &a.kind else { unreachable!("matched above") };
+                out.push_str(&format!("I_{{{}}}", dim_latex(&sizes.0)));
             }
             ExprKind::Num(x) => out.push_str(&number_latex(*x)),
             ExprKind::Neg(a) => {
@@ -125,14 +137,16 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 write(out, rhs, Prec::Loosest);
                 out.push_str("\\right)");
             }
-            // Bracketed whole, each side bracketed unless an atom, so that
-            // no precedence of \otimes need be assumed.
+            // Bracketed whole unless it is the whole formula or argument, each
+            // side bracketed unless an atom, so that no precedence of \otimes
+            // need be assumed.
             ExprKind::Binary { op: BinOp::Kron, lhs, rhs, .. } => {
-                out.push_str("\\left(");
+                let whole = min == Prec::Loosest;
+                out.push_str(if whole { "" } else { "\\left(" });
                 write(out, lhs, Prec::Postfix);
                 out.push_str(" \\otimes ");
                 write(out, rhs, Prec::Postfix);
-                out.push_str("\\right)");
+                out.push_str(if whole { "" } else { "\\right)" });
             }
             // As the text is: the exponent bracketed unless a name or call.
             ExprKind::Binary { op: BinOp::Power, lhs, rhs, .. } => {

@@ -149,7 +149,20 @@ impl Reader<'_> {
         Err(self.fail("}"))
     }
 
+    /// A sum, or `A \otimes B` (kron, unbracketed where it is a whole
+    /// formula or argument: its operands are atoms or bracketed).
     fn sum(&mut self) -> Result<Tree, String> {
+        let t = self.plain_sum()?;
+        self.space();
+        if self.eat("\\otimes") {
+            self.space();
+            let r = self.plain_sum()?;
+            return Ok(Tree::Bin("kron", Box::new(t), Box::new(r)));
+        }
+        Ok(t)
+    }
+
+    fn plain_sum(&mut self) -> Result<Tree, String> {
         let mut t = self.term()?;
         loop {
             self.space();
@@ -325,14 +338,6 @@ impl Reader<'_> {
         if self.eat("\\left(") {
             let t = self.sum()?;
             self.space();
-            // `\left(A \otimes B\right)`: kron, bracketed whole.
-            if self.eat("\\otimes") {
-                self.space();
-                let r = self.sum()?;
-                self.space();
-                self.expect("\\right)")?;
-                return Ok(Tree::Bin("kron", Box::new(t), Box::new(r)));
-            }
             self.expect("\\right)")?;
             return Ok(t);
         }
