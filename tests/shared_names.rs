@@ -46,6 +46,19 @@ fn prefix(src: &str) -> String {
     }
 }
 
+/// `e` with each `-(a - b)` written `b - a`: `-T1` for `b - a` beside
+/// `T1 = a - b` pastes back as `-(a - b)`.
+fn unnegate(e: &matdiff::syntax::Expr) -> matdiff::syntax::Expr {
+    use matdiff::syntax::{BinOp, Expr, ExprKind};
+    match &e.kind {
+        ExprKind::Neg(a) => match &a.kind {
+            ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } => Expr::minus(unnegate(rhs), unnegate(lhs)),
+            _ => Expr::negate(unnegate(a)),
+        },
+        _ => e.map_children(|c| std::rc::Rc::new(unnegate(c))),
+    }
+}
+
 /// The named form of gradient `k` as a program: `src`'s declarations, the
 /// shared definitions, the formula.
 fn pasted(src: &str, d: &Derivation, k: usize) -> String {
@@ -69,7 +82,7 @@ fn named_forms_reparse_to_the_expanded_gradients() {
         for (k, g) in d.gradients.iter().enumerate() {
             let source = pasted(src, &d, k);
             let back = matdiff::syntax::parse_program(&source).unwrap_or_else(|e| panic!("{source}: {e:?}"));
-            assert_eq!(back.expr, g.expr, "{source}\n  is not d/d{} = {}", g.wrt, g.expr);
+            assert_eq!(unnegate(&back.expr), g.expr, "{source}\n  is not d/d{} = {}", g.wrt, g.expr);
         }
         // Every name is used somewhere.
         for n in &shared.definitions {
@@ -213,4 +226,18 @@ fn shared_names_as_latex() {
         text.push_str(&format!("$ matdiff derive '{src}' --latex\n{}\n", cli(&["derive", src, "--latex"])));
     }
     common::snapshots().bind(|| insta::assert_snapshot!("shared_names_latex", text));
+}
+
+/// `b - a` beside `T1 = a - b` is `-T1`, one name for both signs
+/// (least squares' `d/dY`), and the named form still reparses to the
+/// expanded gradient (above).
+#[test]
+fn a_swapped_difference_is_the_negated_name() {
+    let src = "W : m x n; X : n x k; Y : m x k; norm(W*X - Y)^2 / 2";
+    let (program, options) = derived(src, Sharing::Named);
+    let d = derive(&program, &options).unwrap();
+    let text = matdiff::cli::render_derivation(&d, false);
+    assert!(text.starts_with("T1 = W * X - Y\n"), "{text}");
+    assert!(text.contains("d/dY = -T1 "), "{text}");
+    assert_eq!(d.gradients.iter().find(|g| g.wrt.name == "Y").unwrap().expr.to_string(), "Y - W * X");
 }

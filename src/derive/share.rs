@@ -87,6 +87,11 @@ pub fn share(program: &Program, gradients: &[Expr], sharing: Sharing) -> Option<
         let Some(target) = most_repeated(&exprs) else { break };
         let placeholder = Rc::new(Expr::var(&format!("#{found}")));
         exprs = exprs.iter().map(|e| (*replace(e, &target, &placeholder)).clone()).collect();
+        // `b - a` beside `T1 = a - b` is `-T1`.
+        if let Some(swapped) = swapped_difference(&target) {
+            let negated = Rc::new(Expr::negate(placeholder.clone()));
+            exprs = exprs.iter().map(|e| (*replace(e, &swapped, &negated)).clone()).collect();
+        }
         exprs.push(target);
         found += 1;
     }
@@ -203,13 +208,32 @@ fn most_repeated(exprs: &[Expr]) -> Option<Expr> {
             id
         });
     }
+    // `a - b` and `b - a` are one name, negated: each counts the other's
+    // occurrences.
+    let mut counts: Vec<usize> = classes.iter().map(|c| c.count).collect();
+    for ((key, kids), &id) in &ids {
+        if let ([l, r], "bSub") = (kids.as_slice(), key.as_str()) {
+            if let Some(&other) = ids.get(&(key.clone(), vec![*r, *l])) {
+                counts[id] += classes[other].count;
+            }
+        }
+    }
     let best = (0..classes.len())
         .filter(|&k| {
-            let Class { size, count, qualifies, .. } = classes[k];
+            let Class { size, qualifies, .. } = classes[k];
+            let count = counts[k];
             qualifies && count >= 2 && count * size >= size + count + MIN_SAVING
         })
-        .max_by_key(|&k| (classes[k].size, std::cmp::Reverse(k)))?;
+        .max_by_key(|&k| (classes[k].size, classes[k].count, std::cmp::Reverse(k)))?;
     Some(first.swap_remove(best))
+}
+
+/// `b - a` for the difference `a - b`.
+fn swapped_difference(e: &Expr) -> Option<Expr> {
+    match &e.kind {
+        ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } => Some(Expr::minus(rhs.clone(), lhs.clone())),
+        _ => None,
+    }
 }
 
 /// A node's own data, its children aside: equal keys and equal children
