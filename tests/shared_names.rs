@@ -22,6 +22,10 @@ const SHARING: &[&str] = &[
     "W : 3x4; X : 4x6; Y : 3x6; norm(W*X - Y)",
     "A : 3x3; B : 3x3; (A + B)^T*(A - B)",
     "W1 : 4x3; W2 : 2x4; b1 : 4; X : 3; W2*sigmoid(W1*X + b1)",
+    // A name's transpose (`T1^T` for `x^T - mu^T`) and its negation as a
+    // factor (`-S^-1 * T1`, not `S^-1 * -T1`).
+    "S : 3x3; x : 3; mu : 3; logdet(S) + (x - mu)^T * S^-1 * (x - mu)",
+    "S : 3x3 spd; x : 3; mu : 3; 0.5 * logdet(S) + 0.5 * (x - mu)^T * S^-1 * (x - mu)",
 ];
 
 /// Programs whose gradients repeat nothing worth a name.
@@ -46,16 +50,70 @@ fn prefix(src: &str) -> String {
     }
 }
 
-/// `e` with each `-(a - b)` written `b - a`: `-T1` for `b - a` beside
-/// `T1 = a - b` pastes back as `-(a - b)`.
-fn unnegate(e: &matdiff::syntax::Expr) -> matdiff::syntax::Expr {
+/// `e` with its signs in one canonical place, so that the named form
+/// pasted back compares with the gradient exactly: `-T1` stands for `b - a`
+/// beside `T1 = a - b`, a product's sign is moved to its first factor, and
+/// `T1^T` pastes back as `(x - mu)^T`, printed `x^T - mu^T`. Transposes go
+/// to the leaves; a difference that is a factor (or negated) is ordered by
+/// its printed operands and its sign, with every factor's, goes in front
+/// of the product; `a + -b` is `a - b`, `a - -b` is `a + b`.
+fn plain(e: &matdiff::syntax::Expr) -> matdiff::syntax::Expr {
     use matdiff::syntax::{BinOp, Expr, ExprKind};
-    match &e.kind {
-        ExprKind::Neg(a) => match &a.kind {
-            ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } => Expr::minus(unnegate(rhs), unnegate(lhs)),
-            _ => Expr::negate(unnegate(a)),
+    use std::rc::Rc;
+    fn transposed(a: Expr) -> Expr {
+        match &a.kind {
+            ExprKind::Transpose(b) => (**b).clone(),
+            ExprKind::Neg(b) => Expr::negate(transposed((**b).clone())),
+            ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub | BinOp::Hadamard), lhs, rhs, .. } => {
+                Expr::binary(*op, transposed((**lhs).clone()), transposed((**rhs).clone()))
+            }
+            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                Expr::product(transposed((**rhs).clone()), transposed((**lhs).clone()))
+            }
+            _ => Expr::transpose(a),
+        }
+    }
+    /// The sign (true: negative) and the unsigned rest.
+    fn signed(e: &Expr) -> (bool, Expr) {
+        match &e.kind {
+            ExprKind::Neg(a) => {
+                let (s, core) = signed(a);
+                (!s, core)
+            }
+            ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } if lhs.to_string() > rhs.to_string() => {
+                (true, Expr::minus(rhs.clone(), lhs.clone()))
+            }
+            ExprKind::Binary { op: op @ (BinOp::Mul | BinOp::Hadamard), lhs, rhs, .. } => {
+                let ((sl, l), (sr, r)) = (signed(lhs), signed(rhs));
+                (sl != sr, Expr::binary(*op, l, r))
+            }
+            _ => (false, e.clone()),
+        }
+    }
+    let e = e.map_children(|c| Rc::new(plain(c)));
+    let e = match &e.kind {
+        ExprKind::Transpose(a) => match transposed((**a).clone()) {
+            t @ Expr { kind: ExprKind::Transpose(_), .. } => t,
+            t => plain(&t),
         },
-        _ => e.map_children(|c| std::rc::Rc::new(unnegate(c))),
+        ExprKind::Binary { op: BinOp::Add, lhs, rhs, .. } => match &rhs.kind {
+            ExprKind::Neg(r) => Expr::minus(lhs.clone(), r.clone()),
+            _ => e.clone(),
+        },
+        ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } => match &rhs.kind {
+            ExprKind::Neg(r) => Expr::plus(lhs.clone(), r.clone()),
+            _ => e.clone(),
+        },
+        _ => e.clone(),
+    };
+    match &e.kind {
+        ExprKind::Neg(_) | ExprKind::Binary { op: BinOp::Sub | BinOp::Mul | BinOp::Hadamard, .. } => {
+            match signed(&e) {
+                (true, core) => Expr::negate(core),
+                (false, core) => core,
+            }
+        }
+        _ => e,
     }
 }
 
@@ -82,7 +140,7 @@ fn named_forms_reparse_to_the_expanded_gradients() {
         for (k, g) in d.gradients.iter().enumerate() {
             let source = pasted(src, &d, k);
             let back = matdiff::syntax::parse_program(&source).unwrap_or_else(|e| panic!("{source}: {e:?}"));
-            assert_eq!(unnegate(&back.expr), g.expr, "{source}\n  is not d/d{} = {}", g.wrt, g.expr);
+            assert_eq!(plain(&back.expr), plain(&g.expr), "{source}\n  is not d/d{} = {}", g.wrt, g.expr);
         }
         // Every name is used somewhere.
         for n in &shared.definitions {
@@ -240,4 +298,15 @@ fn a_swapped_difference_is_the_negated_name() {
     assert!(text.starts_with("T1 = W * X - Y\n"), "{text}");
     assert!(text.contains("d/dY = -T1 "), "{text}");
     assert_eq!(d.gradients.iter().find(|g| g.wrt.name == "Y").unwrap().expr.to_string(), "Y - W * X");
+}
+
+#[test]
+fn a_transposed_name_and_a_negated_factor() {
+    let src = "S : 3x3 spd; x : 3; mu : 3; 0.5 * logdet(S) + 0.5 * (x - mu)^T * S^-1 * (x - mu)";
+    let (program, options) = derived(src, Sharing::Named);
+    let d = derive(&program, &options).unwrap();
+    let text = matdiff::cli::render_derivation(&d, false);
+    assert!(text.starts_with("T1 = x - mu\n"), "{text}");
+    assert!(text.contains("* T1 * T1^T *"), "{text}");
+    assert!(text.contains("d/dmu = -S^-1 * T1 "), "{text}");
 }

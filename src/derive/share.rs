@@ -85,13 +85,30 @@ pub fn share(program: &Program, gradients: &[Expr], sharing: Sharing) -> Option<
     let mut found = 0usize;
     while found < MAX_NAMES {
         let Some(target) = most_repeated(&exprs) else { break };
+        // `T1^T` reads better than a name for a transpose: name the inside.
+        let target = match &target.kind {
+            ExprKind::Transpose(inner) => (**inner).clone(),
+            _ => target,
+        };
         let placeholder = Rc::new(Expr::var(&format!("#{found}")));
         exprs = exprs.iter().map(|e| (*replace(e, &target, &placeholder)).clone()).collect();
-        // `b - a` beside `T1 = a - b` is `-T1`.
+        // `b - a` beside `T1 = a - b` is `-T1`; with transposes at the
+        // leaves (the simplifier's form), `a^T - b^T` is `T1^T` and
+        // `b^T - a^T` is `-T1^T`.
+        let transposed = Rc::new(Expr::transpose(placeholder.clone()));
+        let mut variants = vec![(leaves_transposed(&target), transposed.clone())];
         if let Some(swapped) = swapped_difference(&target) {
-            let negated = Rc::new(Expr::negate(placeholder.clone()));
-            exprs = exprs.iter().map(|e| (*replace(e, &swapped, &negated)).clone()).collect();
+            variants.push((leaves_transposed(&swapped), Rc::new(Expr::negate(transposed))));
+            variants.push((Some(swapped), Rc::new(Expr::negate(placeholder.clone()))));
         }
+        for (variant, with) in variants {
+            if let Some(variant) = variant.filter(|v| *v != target) {
+                exprs = exprs.iter().map(|e| (*replace(e, &variant, &with)).clone()).collect();
+            }
+        }
+        // A name's sign stands before the product it is a factor of:
+        // `-S^-1 * T1`, not `S^-1 * -T1`.
+        exprs = exprs.iter().map(|e| (*signs_out(e)).clone()).collect();
         exprs.push(target);
         found += 1;
     }
@@ -234,6 +251,64 @@ fn swapped_difference(e: &Expr) -> Option<Expr> {
         ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } => Some(Expr::minus(rhs.clone(), lhs.clone())),
         _ => None,
     }
+}
+
+/// `e^T` with the transposes pushed to the leaves, as the simplifier
+/// prints it (`(a - b)^T` is `a^T - b^T`, `(A*B)^T` is `B^T * A^T`);
+/// `None` for a node it does not push through.
+fn leaves_transposed(e: &Expr) -> Option<Expr> {
+    match &e.kind {
+        ExprKind::Var(_) => Some(Expr::transpose(Rc::new(e.clone()))),
+        ExprKind::Transpose(a) => Some((**a).clone()),
+        ExprKind::Neg(a) => Some(Expr::negate(leaves_transposed(a)?)),
+        ExprKind::Binary { op: op @ (BinOp::Add | BinOp::Sub | BinOp::Hadamard), lhs, rhs, .. } => {
+            Some(Expr::binary(*op, leaves_transposed(lhs)?, leaves_transposed(rhs)?))
+        }
+        ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+            Some(Expr::product(leaves_transposed(rhs)?, leaves_transposed(lhs)?))
+        }
+        _ => None,
+    }
+}
+
+/// `e` with the sign of each negated operand of a product (`.*` too)
+/// moved to the product's first factor (`-S^-1 * T1`, not `S^-1 * -T1`),
+/// and `--a` read as `a`, `a + -b` as `a - b` and `a - -b` as `a + b`.
+fn signs_out(e: &Expr) -> Rc<Expr> {
+    if e.children().next().is_none() {
+        return Rc::new(e.clone());
+    }
+    let e = e.map_children(|c| signs_out(c));
+    let negated = |x: &Rc<Expr>| match &x.kind {
+        ExprKind::Neg(inner) => Some(inner.clone()),
+        _ => None,
+    };
+    let out = match &e.kind {
+        ExprKind::Neg(a) => negated(a).map(|inner| (*inner).clone()),
+        ExprKind::Binary { op: op @ (BinOp::Mul | BinOp::Hadamard), lhs, rhs, .. } => {
+            match (negated(lhs), negated(rhs)) {
+                (Some(l), Some(r)) => Some(Expr::binary(*op, l, r)),
+                (None, Some(r)) => Some(Expr::binary(*op, negate_first(lhs), r)),
+                _ => None,
+            }
+        }
+        ExprKind::Binary { op: BinOp::Add, lhs, rhs, .. } => negated(rhs).map(|r| Expr::minus(lhs.clone(), r)),
+        ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } => negated(rhs).map(|r| Expr::plus(lhs.clone(), r)),
+        _ => None,
+    };
+    Rc::new(out.unwrap_or(e))
+}
+
+/// `-e`, the sign on `e`'s first factor: `-2 * A` for `2 * A` (a literal is
+/// never negative: the sign is a negation of it).
+fn negate_first(e: &Expr) -> Rc<Expr> {
+    Rc::new(match &e.kind {
+        ExprKind::Binary { op: op @ (BinOp::Mul | BinOp::Hadamard), lhs, rhs, .. } => {
+            Expr::binary(*op, negate_first(lhs), rhs.clone())
+        }
+        ExprKind::Neg(a) => (**a).clone(),
+        _ => Expr::negate(Rc::new(e.clone())),
+    })
 }
 
 /// A node's own data, its children aside: equal keys and equal children
