@@ -355,7 +355,9 @@ fn finish(p: Parts) -> Result<SecondOrder> {
         })
     });
     out.map = result;
-    if !direction_column && out.kind != Kind::Jacobian {
+    // The vec form, where the matrix cannot be read off: a matrix
+    // direction or a matrix value (`Z = x * y^T`: vec(dZ) = kron(y, I) dx).
+    if !(direction_column && value_column) {
         let vec = typing.scratch(|typer| {
             let mut shape_of = |e: &Expr| typer.scratch(|t| t.infer(e).map(|s| t.resolve(s)));
             vec_form(&out.map, &out.direction, &out.direction_shape, &mut shape_of)
@@ -488,10 +490,20 @@ fn vec_form(
                 None => whole,
             },
             None => {
-                let p = Expr::product_of(left).unwrap_or_else(|| eye_rows.clone());
-                let q =
-                    Expr::product_of(right.iter().rev().map(transposed)).unwrap_or_else(|| eye_cols.clone());
-                let k = Expr::binary(BinOp::Kron, q, p);
+                let p = Expr::product_of(left);
+                let q = Expr::product_of(right.iter().rev().map(transposed));
+                // kron(Q^T, 1) = Q^T and kron(1, P) = P: a column dV needs
+                // no identity of size 1 (vec(P dv) = P dv).
+                let one = |dim: &Dim| *dim == Dim::Const(1);
+                let k = match (p, q) {
+                    (Some(p), None) if one(&d_shape.cols) => p,
+                    (None, Some(q)) if one(&d_shape.rows) => q,
+                    (p, q) => Expr::binary(
+                        BinOp::Kron,
+                        q.unwrap_or_else(|| eye_cols.clone()),
+                        p.unwrap_or_else(|| eye_rows.clone()),
+                    ),
+                };
                 match mask {
                     Some((true, m)) => {
                         scalars.push(m);

@@ -152,8 +152,9 @@ fn errors() {
     }
 }
 
-/// The Hessian's vec form K: vec(H[D]) = K vec(D) for random D, on random
-/// values, for sizes given as numbers and as symbols.
+/// The vec form K of a Hessian (vec(H[D]) = K vec(D)) and of a Jacobian
+/// (vec(dZ) = K vec(D)) for random D, on random values, for sizes given as
+/// numbers and as symbols.
 #[test]
 fn vec_forms_agree_with_the_map() {
     let cases = [
@@ -171,11 +172,27 @@ fn vec_forms_agree_with_the_map() {
             ((state >> 11) as f64 / (1u64 << 53) as f64) * 2.0 - 1.0
         })
     };
-    for (src, v, u, want) in cases {
+    // Jacobians (`None` for the second variable, "J"): vec(dZ) = K vec(dX),
+    // a matrix direction or a matrix value.
+    let jacobians = [
+        ("W : 3x4; X : 4x5; W*X", "X", "kron(diag(ones(5)), W)"),
+        ("W : 3x4; X : 4x5; W*X", "W", "kron(X^T, diag(ones(3)))"),
+        ("x : 3; y : 4; x * y^T", "x", "kron(y, diag(ones(3)))"),
+        ("A : 3x3; x : 3; A * x", "A", "kron(x^T, diag(ones(3)))"),
+        ("X : 3x2; tanh(X)", "X", "diag(vec(1 - tanh(X) .^ 2))"),
+        ("A : 3x3; X : 3x4; B : 4x4; A * X * B - 2 * X .* X", "X", ""),
+    ];
+    let cases = cases.iter().map(|&(src, v, u, want)| (src, v, u, want, false));
+    let cases = cases.chain(jacobians.iter().map(|&(src, v, want)| (src, v, None, want, true)));
+    for (src, v, u, want, jacobian) in cases {
         let program = parse_program(src).unwrap();
         let mut wrt = vec![parse_var(v).unwrap()];
         wrt.extend(u.map(|u| parse_var(u).unwrap()));
-        let h = matdiff::hessian::hessian(&program, &wrt).unwrap();
+        let h = if jacobian {
+            matdiff::hessian::jacobian(&program, &wrt[0]).unwrap()
+        } else {
+            matdiff::hessian::hessian(&program, &wrt).unwrap()
+        };
         let k = h.vec_form.clone().unwrap_or_else(|| panic!("{src}: no vec form: {:?}", h.no_vec_form));
         if !want.is_empty() {
             assert_eq!(k.to_string(), want, "{src}");
@@ -207,6 +224,58 @@ fn vec_forms_agree_with_the_map() {
     }
 }
 
+/// `verify --order 2` and `--jacobian` take a claim of the vec form's
+/// shape as the vec form, and tell a factor in the wrong order, a missing
+/// term and a transposed factor from it; where there is no vec form, the
+/// claim is refused by name (exit 2), never judged.
+#[test]
+fn vec_form_claims_are_decided() {
+    let run = |args: &[&str]| {
+        let mut argv = vec!["matdiff", "verify"];
+        argv.extend_from_slice(args);
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let code = matdiff::cli::run(argv, &mut out, &mut err);
+        (code, String::from_utf8(out).unwrap() + &String::from_utf8(err).unwrap())
+    };
+    let quadratic = "X : 3x2; A : 3x3; tr(X^T*A*X)";
+    let sandwich = "X : 3x2; A : 3x3; B : 2x2; tr(A*X*B*X^T)";
+    let layer = "W : 3x4; X : 4x5; W*X";
+    let second = ["--order", "2"];
+    let cases: &[(&str, &str, &[&str], &str, i32)] = &[
+        (quadratic, "X", &second, "kron(diag(ones(2)), A + A^T)", 0),
+        (quadratic, "X", &second, "kron(diag(ones(2)), A) + kron(diag(ones(2)), A^T)", 0),
+        (quadratic, "X", &second, "kron(diag(ones(2)), 2 * A)", 1),
+        (quadratic, "X", &second, "kron(diag(ones(2)), A)", 1),
+        (sandwich, "X", &second, "kron(B^T, A) + kron(B, A^T)", 0),
+        (sandwich, "X", &second, "kron(B, A) + kron(B^T, A^T)", 1),
+        (sandwich, "X", &second, "kron(A, B^T) + kron(A^T, B)", 1),
+        (layer, "X", &["--jacobian"], "kron(diag(ones(5)), W)", 0),
+        (layer, "X", &["--jacobian"], "kron(W, diag(ones(5)))", 1),
+        (layer, "W", &["--jacobian"], "kron(X^T, diag(ones(3)))", 0),
+        (layer, "W", &["--jacobian"], "kron(diag(ones(3)), X^T)", 1),
+    ];
+    for (program, v, how, claim, want) in cases {
+        let mut args = vec![*program, "--wrt", v, "--claim", claim];
+        args.extend_from_slice(how);
+        let (code, out) = run(&args);
+        assert_eq!(code, *want, "{program} --wrt {v}: {claim}:\n{out}");
+        assert!(out.contains("vec form"), "{out}");
+        assert!(out.contains(if *want == 0 { "equivalent" } else { "not equivalent" }), "{out}");
+    }
+    // tr(X * X) has a dX^T term: no vec form to compare a 9x9 claim with.
+    let (code, out) = run(&[
+        "X : 3x3; tr(X * X)",
+        "--wrt",
+        "X",
+        "--order",
+        "2",
+        "--claim",
+        "kron(diag(ones(3)), diag(ones(3)))",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("commutation matrix") && out.contains("give the claim as the map H[dX]"), "{out}");
+}
+
 /// A dX^T term has no vec form without the commutation matrix: said, not printed.
 #[test]
 fn transposed_directions_have_no_vec_form() {
@@ -228,6 +297,8 @@ fn printed() {
         &["hessian", "X : n x m; A : n x n; tr(X^T*A*X)", "--wrt", "X"],
         &["hessian", "X : 3x2; A : 3x3; B : 2x2; tr(A*X*B*X^T)", "--wrt", "X", "--latex"],
         &["hessian", "X : 3x3; tr(X * X)", "--wrt", "X"],
+        &["jacobian", "W : 3x4; X : 4x5; W*X", "--wrt", "W"],
+        &["jacobian", "x : n; y : m; x * y^T", "--wrt", "x", "--latex"],
         &["derive", "X : n x n; B : 2x2; sum(kron(X, B))"],
         &["derive", "B : 2x2; sum(kron(I, B))"],
         &["derive", "X : n x m; vec(X)"],

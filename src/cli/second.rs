@@ -62,9 +62,13 @@ fn value_name(program: &Program) -> String {
 
 /// The name of the vec form: `vec(H[dX]) = K vec(dX)` is written by its
 /// matrix, `d2L/dvec(X) dvec(X)^T` (as the matrix of a vector is
-/// `d2L/dx dx^T`), `d2L/dvec(X) dvec(U)^T`.
-fn vec_name(s: &SecondOrder) -> String {
-    format!("d2L/dvec({}) dvec({})^T", s.wrt, s.along)
+/// `d2L/dx dx^T`), `d2L/dvec(X) dvec(U)^T`; a Jacobian's
+/// `vec(dZ) = K vec(dX)`, `dvec(Z)/dvec(X)` (as `dZ/dx`).
+fn vec_name(s: &SecondOrder, z: &str) -> String {
+    match s.kind {
+        Kind::Jacobian => format!("dvec({z})/dvec({})", s.wrt),
+        _ => format!("d2L/dvec({}) dvec({})^T", s.wrt, s.along),
+    }
 }
 
 /// `hessian` / `jacobian` output.
@@ -92,7 +96,7 @@ fn text(program: &Program, s: &SecondOrder, steps: bool, z: &str) -> Result<Stri
         lines.push((format!("{} = {m}", matrix_name(s, z)), shape.to_string()));
     }
     if let (Some(k), Some(shape)) = (&s.vec_form, &s.vec_shape) {
-        lines.push((format!("{} = {k}", vec_name(s)), shape.clone()));
+        lines.push((format!("{} = {k}", vec_name(s, z)), shape.clone()));
     }
     let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).min(100);
     for (line, shape) in lines {
@@ -222,7 +226,9 @@ fn equations(s: &SecondOrder, z: &str) -> Vec<(String, String)> {
         out.push((lhs, to_latex(m)));
     }
     if let Some(k) = &s.vec_form {
-        let lhs = if s.wrt == s.along {
+        let lhs = if s.kind == Kind::Jacobian {
+            format!("\\frac{{\\partial \\operatorname{{vec}}({z})}}{{\\partial \\operatorname{{vec}}({v})}}")
+        } else if s.wrt == s.along {
             format!("\\frac{{\\partial^2 \\mathcal{{L}}}}{{\\partial \\operatorname{{vec}}({v}) \\, \\partial \\operatorname{{vec}}({v})^{{\\top}}}}")
         } else {
             format!("\\frac{{\\partial^2 \\mathcal{{L}}}}{{\\partial \\operatorname{{vec}}({v}) \\, \\partial \\operatorname{{vec}}({a})^{{\\top}}}}")
@@ -491,6 +497,90 @@ fn verify_matrix(
     verify_map(s, &applied, domains)
 }
 
+/// Whether `claim` has the shape of the vec form (the map's value's size
+/// by the direction's), where there is one to give: a matrix direction or
+/// value, sizes numbers.
+fn is_vec_claim(s: &SecondOrder, claim: &syntax::Expr) -> bool {
+    use crate::shape::Dim;
+    let column = |sh: &crate::shape::Shape| sh.cols == Dim::Const(1);
+    if column(&s.direction_shape) && column(&s.map_shape) {
+        return false;
+    }
+    let size = |sh: &crate::shape::Shape| sh.rows.times(&sh.cols);
+    let (Some(rows), Some(cols)) = (size(&s.map_shape), size(&s.direction_shape)) else { return false };
+    let program = Program {
+        declarations: s.program.declarations.clone(),
+        definitions: vec![],
+        expr: claim.clone(),
+        name: None,
+    };
+    crate::shape::infer(&program).is_ok_and(|t| {
+        let shape = t.shape();
+        shape.rows == rows && shape.cols == cols
+    })
+}
+
+/// Whether `claim`, a matrix of the vec form's shape, is the derived vec
+/// form K (`vec(map) = K vec(direction)`): as the gradient of `tr(P^T K)`
+/// by a fresh P of K's shape, by `verify` (the e-graph, then the numbers).
+/// K itself is checked against the map by the tests (constructs_kron).
+fn verify_vec(
+    s: &SecondOrder,
+    claim: &str,
+    domains: &std::collections::BTreeMap<VarName, syntax::DomainSpec>,
+) -> Result<crate::verify::Verdict> {
+    use crate::shape::Dim;
+    let z = value_name(&s.program);
+    let Some(k) = &s.vec_form else {
+        let why = s.no_vec_form.clone().unwrap_or_else(|| "it is not derived here".to_string());
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the claim has the shape of a vec form, but there is none to compare it with: {why}; give the claim as the map {} in `{}`",
+                map_name(s, &z),
+                s.direction
+            ),
+        ));
+    };
+    let size = |sh: &crate::shape::Shape| sh.rows.times(&sh.cols);
+    let (Some(Dim::Const(rows)), Some(Dim::Const(cols))) = (size(&s.map_shape), size(&s.direction_shape))
+    else {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "a vec form is compared only where its sizes are numbers",
+        ));
+    };
+    let taken = |n: &str| {
+        s.program.declarations.iter().any(|d| d.name == n) || s.program.expr.mentions(&VarName::plain(n))
+    };
+    let p = ["P", "P_vec", "K_vec"]
+        .iter()
+        .map(|c| c.to_string())
+        .chain((1..).map(|k| format!("P{k}")))
+        .find(|n| !taken(n))
+        .expect("an unbounded supply of names");
+    let mut declarations = s.program.declarations.clone();
+    declarations.push(syntax::Declaration {
+        name: p.clone(),
+        binder: None,
+        shape: syntax::ShapeSpec::Matrix(syntax::DimSpec::Const(rows), syntax::DimSpec::Const(cols)),
+        domain: None,
+        span: syntax::Span::SYNTHETIC,
+    });
+    let p = VarName::plain(&p);
+    let expr = syntax::Expr::call(
+        syntax::Func::Tr,
+        syntax::Expr::product(syntax::Expr::transpose(syntax::Expr::var(&p.name)), k.clone()),
+    );
+    let program = Program { declarations, definitions: vec![], expr, name: None };
+    let options = crate::verify::VerifyOptions {
+        domains: domains.iter().filter(|(v, _)| k.mentions(v)).map(|(v, d)| (v.clone(), *d)).collect(),
+        name: Some(vec_name(s, &z)),
+        ..Default::default()
+    };
+    crate::verify::verify(&program, &p, claim, &options)
+}
+
 fn verify_map(
     s: &SecondOrder,
     claim: &str,
@@ -528,7 +618,11 @@ pub fn verify(
 ) -> Result<(String, bool)> {
     let claim_expr = syntax::parse_expr(claim)?;
     let is_map = claim_expr.mentions(&s.direction);
-    let verdict = if is_map {
+    // A matrix of the vec form's shape (`kron(I, A + A^T)`) is the vec form.
+    let vec_claim = !is_map && is_vec_claim(s, &claim_expr);
+    let verdict = if vec_claim {
+        verify_vec(s, claim, domains)?
+    } else if is_map {
         let applied = match &s.second_upstream {
             Some(_) => claim.to_string(),
             // A 1×1 first result: the map is M * d, the claim's d taken out.
@@ -550,7 +644,9 @@ pub fn verify(
     if json {
         return Ok((pretty(&verdict), ok));
     }
-    let how = if is_map {
+    let how = if vec_claim {
+        format!("the claim is compared with the derived vec form {}", vec_name(s, &value_name(&s.program)))
+    } else if is_map {
         format!("the claim is the map {} applied to `{}`", map_name(s, "Z"), s.direction)
     } else {
         match &s.second_upstream {

@@ -292,7 +292,9 @@ fn signs_out(e: &Expr) -> Rc<Expr> {
                 _ => None,
             }
         }
-        ExprKind::Binary { op: BinOp::Add, lhs, rhs, .. } => negated(rhs).map(|r| Expr::minus(lhs.clone(), r)),
+        ExprKind::Binary { op: BinOp::Add, lhs, rhs, .. } => {
+            negated(rhs).map(|r| Expr::minus(lhs.clone(), r))
+        }
         ExprKind::Binary { op: BinOp::Sub, lhs, rhs, .. } => negated(rhs).map(|r| Expr::plus(lhs.clone(), r)),
         _ => None,
     };
