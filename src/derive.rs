@@ -182,6 +182,10 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         gradients.push(Gradient { wrt: v, expr, shape, differential, saturated, occurrences });
     }
     let exprs: Vec<Expr> = gradients.iter().map(|g| g.expr.clone()).collect();
+    let exprs = share::one_order_per_sum(&exprs);
+    for (g, e) in gradients.iter_mut().zip(&exprs) {
+        g.expr = e.clone();
+    }
     let shared = share(program, &exprs, options.sharing);
     Ok(Derivation { typing, mode, gradients, shared })
 }

@@ -26,6 +26,8 @@ const SHARING: &[&str] = &[
     // factor (`-S^-1 * T1`, not `S^-1 * -T1`).
     "S : 3x3; x : 3; mu : 3; logdet(S) + (x - mu)^T * S^-1 * (x - mu)",
     "S : 3x3 spd; x : 3; mu : 3; 0.5 * logdet(S) + 0.5 * (x - mu)^T * S^-1 * (x - mu)",
+    // One sum, simplified apart in two gradients in two orders of its terms.
+    "W1 : d x d; W2 : d x d; X : d x m; Y : d x m; norm(X + W2*tanh(W1*X) - Y)^2",
 ];
 
 /// Programs whose gradients repeat nothing worth a name.
@@ -309,4 +311,24 @@ fn a_transposed_name_and_a_negated_factor() {
     assert!(text.starts_with("T1 = x - mu\n"), "{text}");
     assert!(text.contains("* T1 * T1^T *"), "{text}");
     assert!(text.contains("d/dmu = -S^-1 * T1 "), "{text}");
+}
+
+/// A sum that two gradients hold with their terms in different orders
+/// (the residual block's `X + W2*T1 - Y`) is written in one order, in the
+/// gradients as in the names, and named once.
+#[test]
+fn a_sum_in_two_orders_is_one_name() {
+    let src = "W1 : d x d; W2 : d x d; X : d x m; Y : d x m; norm(X + W2*tanh(W1*X) - Y)^2";
+    let (program, options) = derived(src, Sharing::Named);
+    let d = derive(&program, &options).unwrap();
+    let text = matdiff::cli::render_derivation(&d, false);
+    let sums: Vec<&str> = text.lines().filter(|l| l.contains(" - Y") && !l.starts_with("L = ")).collect();
+    assert_eq!(sums, ["T2 = X + W2 * T1 - Y"], "{text}");
+    let (program, options) = derived(src, Sharing::Expanded);
+    let d = derive(&program, &options).unwrap();
+    for g in &d.gradients {
+        let e = g.expr.to_string();
+        assert!(e.contains("X + W2 * tanh(W1 * X) - Y"), "d/d{}: {e}", g.wrt);
+        assert!(!e.contains("tanh(W1 * X) + X"), "d/d{}: {e}", g.wrt);
+    }
 }

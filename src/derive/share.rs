@@ -158,6 +158,39 @@ pub fn share(program: &Program, gradients: &[Expr], sharing: Sharing) -> Option<
     Some(Shared { definitions, gradients: renamed[..roots].to_vec() })
 }
 
+/// The gradients with each sum written in one order of its terms: a sum
+/// that recurs with its terms reordered (`T2 + X - Y` and `X + T2 - Y`,
+/// from two gradients simplified apart) takes the order it was first
+/// written in, so that it reads as one sum and is named once. Sums are
+/// compared by their signed terms as a multiset, inner sums first.
+/// Gradients together above [`MAX_SHARED_NODES`] nodes are left as they are.
+pub(super) fn one_order_per_sum(exprs: &[Expr]) -> Vec<Expr> {
+    let mut total = 0usize;
+    for e in exprs {
+        match e.size_within(MAX_SHARED_NODES + 1 - total) {
+            Some(n) => total += n,
+            None => return exprs.to_vec(),
+        }
+    }
+    fn walk(e: &Expr, seen: &mut HashMap<Vec<(bool, String)>, Rc<Expr>>) -> Rc<Expr> {
+        crate::stack::ensure(|| {
+            if e.children().next().is_none() {
+                return Rc::new(e.clone());
+            }
+            let e = e.map_children(|c| walk(c, seen));
+            if !matches!(e.kind, ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. }) {
+                return Rc::new(e);
+            }
+            let mut key: Vec<(bool, String)> =
+                e.sum_terms().iter().map(|(neg, t)| (*neg, t.to_string())).collect();
+            key.sort();
+            seen.entry(key).or_insert_with(|| Rc::new(e)).clone()
+        })
+    }
+    let mut seen = HashMap::new();
+    exprs.iter().map(|e| (*walk(e, &mut seen)).clone()).collect()
+}
+
 /// A leaf under transposes, powers and negations.
 fn decorated_leaf(e: &Expr) -> bool {
     match &e.kind {
