@@ -311,7 +311,7 @@ fn signs_out(e: &Expr) -> Rc<Expr> {
     if e.children().next().is_none() {
         return Rc::new(e.clone());
     }
-    let e = e.map_children(|c| signs_out(c));
+    let e = crate::stack::ensure(|| e.map_children(|c| signs_out(c)));
     let negated = |x: &Rc<Expr>| match &x.kind {
         ExprKind::Neg(inner) => Some(inner.clone()),
         _ => None,
@@ -372,7 +372,7 @@ fn replace(e: &Expr, target: &Expr, with: &Rc<Expr>) -> Rc<Expr> {
     if e.children().next().is_none() {
         return Rc::new(e.clone());
     }
-    Rc::new(e.map_children(|c| replace(c, target, with)))
+    Rc::new(crate::stack::ensure(|| e.map_children(|c| replace(c, target, with))))
 }
 
 /// `e` with each placeholder variable renamed.
