@@ -278,3 +278,70 @@ fn plan_emits_code_and_refuses_cleanly() {
     assert_eq!(matdiff(&["plan", "W1 : 3x4; W2 : 5x6; W1*W2"], None).code, 2);
     assert_eq!(matdiff(&["plan", "W1*W2", "--dims", "d0=x"], None).code, 2);
 }
+
+/// `completions` prints a script each shell takes (bash checks its syntax
+/// with `bash -n` and, sourced, completes the commands and an option);
+/// `man` prints roff pages naming every command and option.
+#[test]
+fn completions_and_man_pages() {
+    const COMMANDS: [&str; 9] =
+        ["derive", "verify", "check", "plan", "hessian", "jacobian", "latex", "repl", "demo"];
+    let bash = matdiff(&["completions", "bash"], None);
+    assert_eq!(bash.code, 0, "{}", bash.stderr);
+    for c in COMMANDS {
+        assert!(bash.stdout.contains(c), "bash completions lack {c}");
+    }
+    let dir = std::env::temp_dir().join(format!("matdiff-completions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("matdiff.bash");
+    std::fs::write(&script, &bash.stdout).unwrap();
+    if Command::new("bash").arg("--version").output().is_ok() {
+        let syntax = Command::new("bash").arg("-n").arg(&script).output().unwrap();
+        assert!(syntax.status.success(), "{}", String::from_utf8_lossy(&syntax.stderr));
+        // Complete `matdiff de` and `matdiff derive --w` as bash would.
+        let complete = |words: &str, cword: usize| {
+            let probe = format!(
+                "source '{}'; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; _matdiff matdiff; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                script.display()
+            );
+            let out = Command::new("bash").arg("-c").arg(probe).output().unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let commands = complete("matdiff de", 1);
+        assert!(
+            commands.lines().any(|l| l == "derive") && commands.lines().any(|l| l == "demo"),
+            "{commands}"
+        );
+        let options = complete("matdiff derive --w", 2);
+        assert!(options.lines().any(|l| l == "--wrt"), "{options}");
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    let zsh = matdiff(&["completions", "zsh"], None);
+    assert!(zsh.code == 0 && zsh.stdout.starts_with("#compdef matdiff"), "{}", zsh.stdout);
+    let fish = matdiff(&["completions", "fish"], None);
+    assert!(fish.code == 0 && fish.stdout.contains("complete -c matdiff"), "{}", fish.stdout);
+    let bad = matdiff(&["completions", "tcsh"], None);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+
+    let page = matdiff(&["man"], None);
+    assert_eq!(page.code, 0, "{}", page.stderr);
+    assert!(page.stdout.starts_with(".ie") || page.stdout.contains(".TH matdiff"), "{}", page.stdout);
+    for c in COMMANDS {
+        assert!(page.stdout.contains(c), "the man page lacks {c}");
+    }
+    let derive = matdiff(&["man", "derive"], None);
+    assert_eq!(derive.code, 0, "{}", derive.stderr);
+    assert!(derive.stdout.contains(".TH matdiff-derive"), "{}", derive.stdout);
+    assert!(
+        derive.stdout.contains("\\-\\-wrt") && derive.stdout.contains("\\-\\-steps"),
+        "{}",
+        derive.stdout
+    );
+    let unknown = matdiff(&["man", "derivee"], None);
+    assert_eq!(unknown.code, 2);
+    assert!(
+        unknown.stderr.contains("there is no command `derivee`") && unknown.stderr.contains("derive, verify"),
+        "{}",
+        unknown.stderr
+    );
+}

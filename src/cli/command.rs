@@ -32,6 +32,7 @@ Examples:
   matdiff plan 'W1*W2*W3*X' --emit numpy            the plan as a NumPy function
   matdiff demo                                      the seed example end to end
   matdiff repl                                      an interactive session
+  matdiff completions bash                          a completion script for the shell
 
 Exit status: 0 ok, 1 a check failed, 2 a parse, shape or usage error.";
 
@@ -242,6 +243,16 @@ pub enum Command {
         /// Print LaTeX instead of text.
         #[arg(long)]
         latex: bool,
+    },
+    /// Print a shell completion script: `source <(matdiff completions bash)`.
+    Completions {
+        /// The shell: bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff) of matdiff or of one command: `matdiff man | man -l -`.
+    Man {
+        /// The command whose page to print (derive, verify, ...); matdiff's own page without it.
+        command: Option<String>,
     },
 }
 
@@ -662,6 +673,35 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             write!(out, "{text}").map_err(io)?;
             Ok(if ok { 0 } else { 1 })
         }
+        Command::Completions { shell } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cli, "matdiff", &mut script);
+            out.write_all(&script).map_err(io)?;
+            Ok(0)
+        }
+        Command::Man { command } => {
+            let mut cli = <Cli as clap::CommandFactory>::command();
+            cli.build();
+            let page = match command {
+                None => cli,
+                Some(name) => {
+                    let Some(sub) = cli.find_subcommand(&name) else {
+                        let names: Vec<String> =
+                            cli.get_subcommands().map(|c| c.get_name().to_string()).collect();
+                        return Err(Error::new(ErrorKind::Usage, format!("there is no command `{name}`"))
+                            .note(format!("the commands are: {}", names.join(", "))));
+                    };
+                    // Built, a command is displayed `matdiff-derive`: the page's title.
+                    sub.clone()
+                }
+            };
+            let mut roff = Vec::new();
+            let source = format!("matdiff {}", env!("CARGO_PKG_VERSION"));
+            clap_mangen::Man::new(page).source(source).render(&mut roff).map_err(io)?;
+            out.write_all(&roff).map_err(io)?;
+            Ok(0)
+        }
     }
 }
 
@@ -695,13 +735,18 @@ impl Command {
             | Command::Plan { json, .. }
             | Command::Hessian { json, .. }
             | Command::Jacobian { json, .. } => *json,
-            Command::Latex { .. } | Command::Repl | Command::Demo { .. } => false,
+            Command::Latex { .. }
+            | Command::Repl
+            | Command::Demo { .. }
+            | Command::Completions { .. }
+            | Command::Man { .. } => false,
         }
     }
 }
 
 impl Command {
-    /// The command's input (`None` for `repl` and `demo`, which read none).
+    /// The command's input (`None` for `repl`, `demo`, `completions` and
+    /// `man`, which read none).
     pub fn input_mut(&mut self) -> Option<&mut Input> {
         match self {
             Command::Derive { input, .. }
@@ -711,7 +756,7 @@ impl Command {
             | Command::Hessian { input, .. }
             | Command::Jacobian { input, .. }
             | Command::Latex { input, .. } => Some(input),
-            Command::Repl | Command::Demo { .. } => None,
+            Command::Repl | Command::Demo { .. } | Command::Completions { .. } | Command::Man { .. } => None,
         }
     }
 }
