@@ -513,10 +513,10 @@ pub fn plan(d: &Derivation, options: &PlanOptions, output: PlanOutput) -> crate:
             out.push_str(&format!("  {label} = {text}   {}\n", o.shape));
         }
     }
-    out.push_str(&format!("multiply-adds: {}\n", plan.total.brief(12)));
-    out.push_str(&format!("  the forward value alone: {}\n", plan.forward.brief(12)));
+    out.push_str(&format!("multiply-adds: {}\n", readable(&plan.total)));
+    out.push_str(&format!("  the forward value alone: {}\n", readable(&plan.forward)));
     let separate = match &plan.separate {
-        Some(c) => c.brief(12),
+        Some(c) => readable(c),
         None => format!(
             "a polynomial of more than {} terms (give the sizes with --dims)",
             crate::plan::MAX_COST_TERMS
@@ -527,6 +527,16 @@ pub fn plan(d: &Derivation, options: &PlanOptions, output: PlanOutput) -> crate:
         plan.separate_products
     ));
     Ok(out)
+}
+
+/// A count of multiply-adds as printed: its polynomial (up to 12 terms), and
+/// a number of a million or more also to three digits, `212600881152
+/// (2.13e11)`, which reads at a glance; the exact count stays for checking.
+fn readable(cost: &crate::plan::Cost) -> String {
+    match cost.as_number() {
+        Some(n) if n >= 1_000_000 => format!("{n} ({:.2e})", n as f64),
+        _ => cost.brief(12),
+    }
 }
 
 /// The order of a layer's two sweeps, when it is one with a name.
