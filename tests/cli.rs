@@ -345,3 +345,70 @@ fn completions_and_man_pages() {
         unknown.stderr
     );
 }
+
+/// Every command's `--help` ends with examples, and each of them runs as
+/// written (in bash, in a scratch directory) with the exit status it
+/// promises: 1 where its note says `exit 1`, else 0.
+#[test]
+fn every_help_example_runs() {
+    if Command::new("bash").arg("--version").output().is_err() {
+        return;
+    }
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_matdiff")).parent().unwrap().to_path_buf();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let dir = std::env::temp_dir().join(format!("matdiff-help-examples-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let commands = [
+        "derive",
+        "verify",
+        "check",
+        "plan",
+        "hessian",
+        "jacobian",
+        "latex",
+        "repl",
+        "demo",
+        "completions",
+        "man",
+    ];
+    let mut ran = 0;
+    for c in commands {
+        let help = matdiff(&[c, "--help"], None);
+        assert_eq!(help.code, 0, "{c}: {}", help.stderr);
+        let examples: Vec<&str> = help
+            .stdout
+            .split("Examples:\n")
+            .nth(1)
+            .unwrap_or_else(|| panic!("`matdiff {c} --help` has no examples:\n{}", help.stdout))
+            .lines()
+            .take_while(|l| l.starts_with("  "))
+            .collect();
+        assert!(!examples.is_empty(), "{c}");
+        for line in examples {
+            let (command, note) = match line.trim().split_once("    ") {
+                Some((command, note)) => (command.trim(), note.trim()),
+                None => (line.trim(), ""),
+            };
+            assert!(command.contains(&format!("matdiff {c}")), "{c}: an example of another command: {line}");
+            let want = if note.contains("exit 1") { 1 } else { 0 };
+            let run = Command::new("bash")
+                .arg("-c")
+                .arg(command)
+                .current_dir(&dir)
+                .env("PATH", &path)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap();
+            assert_eq!(
+                run.status.code(),
+                Some(want),
+                "{command}\n{}{}",
+                String::from_utf8_lossy(&run.stdout),
+                String::from_utf8_lossy(&run.stderr)
+            );
+            ran += 1;
+        }
+    }
+    std::fs::remove_dir_all(&dir).ok();
+    assert!(ran >= 2 * commands.len(), "only {ran} examples");
+}

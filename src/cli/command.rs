@@ -52,6 +52,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Derive the gradient of every variable (or of those given by --wrt).
+    #[command(after_help = "Examples:
+  matdiff derive 'W1*W2*W3*X'                                      every gradient of a layer (upstream G)
+  matdiff derive 'A : 3x4; X : 4x5; B : 5x3; tr(A*X*B)' --wrt X    one gradient, shapes numbers
+  matdiff derive 'x : n; A : n x n; x^T*A*x' --steps               the derivation, step by step
+  matdiff derive 'X : n x n; logdet(X)' --latex --standalone       a LaTeX document
+  matdiff derive 'W : k x d; x : d; sum(tanh(W*x))' --json         the result as JSON")]
     Derive {
         /// The program.
         #[command(flatten)]
@@ -87,6 +93,11 @@ pub enum Command {
     /// difference on any one is "not equivalent". Where no instance can decide, the
     /// verdict is UNDECIDED: declare the domain the expression lives on.
     #[command(verbatim_doc_comment)]
+    #[command(after_help = "Examples:
+  matdiff verify 'W1*W2*W3*X' --wrt W2 --claim 'W1^T*G*X^T*W3^T'                    equivalent
+  matdiff verify 'x : n; A : n x n; x^T*A*x' --wrt x --claim '2*A*x'                not equivalent, exit 1: A is not symmetric
+  matdiff verify 'S : n x n spd; x : n; x^T*S*x' --wrt x --claim '2*S*x'            equivalent: S declared symmetric
+  matdiff verify 'x : n; A : n x n; x^T*A*x' --wrt x --order 2 --claim 'A + A^T'    a Hessian")]
     Verify {
         /// The program.
         #[command(flatten)]
@@ -122,6 +133,10 @@ pub enum Command {
     /// UNDECIDED (exit 1) when the differences are too noisy to tell, on every instance
     /// tried.
     #[command(verbatim_doc_comment)]
+    #[command(after_help = "Examples:
+  matdiff check 'W1*W2*W3*X' --dims d0=64,d4=8 --seed 7                  every gradient, some sizes given
+  matdiff check 'w : d; X : m x d; sum(softplus(X*w))' --wrt w --json    one gradient, as JSON
+  matdiff check 'x : n; A : n x n; x^T*A*x' --wrt x --order 2            the Hessian too")]
     Check {
         /// The program.
         #[command(flatten)]
@@ -154,6 +169,11 @@ pub enum Command {
         json: bool,
     },
     /// Compile the value and every gradient into one numeric plan that shares products.
+    #[command(after_help = "Examples:
+  matdiff plan 'W1*W2*W3*X' --dims d0=64,d1=64,d2=64,d3=64,d4=65536                   the steps and their multiply-adds
+  matdiff plan 'W1*W2*W3*X' --emit pytorch --name layer                               a torch.autograd.Function
+  matdiff plan 'W[i] : d[i-1] x d[i]; X : d[n] x B; prod(W[i], i=1..n) * X'           a chain of symbolic length
+  matdiff plan 'w : d; X : m x d; sum(softplus(X*w))' --wrt w --order 2 --emit jax    gradient and Hessian-vector product")]
     Plan {
         /// The program.
         #[command(flatten)]
@@ -185,6 +205,10 @@ pub enum Command {
     },
     /// The Hessian of a scalar expression: its matrix for a vector (or scalar) variable,
     /// the linear map `H[dV]` for a matrix; with two --wrt, the mixed second derivative.
+    #[command(after_help = "Examples:
+  matdiff hessian 'x : n; A : n x n; x^T*A*x' --wrt x                    the matrix A + A^T
+  matdiff hessian 'X : n x m; A : n x n; tr(X^T*A*X)' --wrt X --steps    the map H[dX] and its vec form
+  matdiff hessian 'x : n; y : m; A : n x m; x^T*A*y' --wrt x --wrt y     the mixed second derivative")]
     Hessian {
         /// The program.
         #[command(flatten)]
@@ -207,6 +231,9 @@ pub enum Command {
     },
     /// The Jacobian of an expression: its matrix dZ/dx for a vector-valued expression of
     /// a vector, the differential dZ in the direction dX otherwise.
+    #[command(after_help = "Examples:
+  matdiff jacobian 'W : m x n; x : n; tanh(W*x)' --wrt x      the matrix dZ/dx
+  matdiff jacobian 'W : 3x4; X : 4x5; W*X' --wrt W --latex    dZ and its vec form, in LaTeX")]
     Jacobian {
         /// The program.
         #[command(flatten)]
@@ -228,6 +255,9 @@ pub enum Command {
         json: bool,
     },
     /// Print an expression as LaTeX.
+    #[command(after_help = "Examples:
+  matdiff latex 'norm(W*X - Y)^2'
+  matdiff latex 'X : n x n; logdet(X) + tr(X^-1)' --standalone    a document")]
     Latex {
         /// The program.
         #[command(flatten)]
@@ -237,19 +267,32 @@ pub enum Command {
         standalone: bool,
     },
     /// An interactive session (also: plain `matdiff` on a terminal).
+    #[command(after_help = "Examples:
+  matdiff repl                                               type `help` for what it takes
+  printf 'A : 3x4\\nderive A*X --wrt A\\n' | matdiff repl    a session from a script: exits with its worst status")]
     Repl,
     /// Backprop through the layer Z = W1*W2*W3*X, end to end.
+    #[command(after_help = "Examples:
+  matdiff demo            shapes, gradients, steps, the plan, its check
+  matdiff demo --latex    the same as LaTeX")]
     Demo {
         /// Print LaTeX instead of text.
         #[arg(long)]
         latex: bool,
     },
     /// Print a shell completion script: `source <(matdiff completions bash)`.
+    #[command(after_help = "Examples:
+  source <(matdiff completions bash)         completions in this bash session
+  matdiff completions zsh > _matdiff         for a directory on zsh's $fpath
+  matdiff completions fish > matdiff.fish    for ~/.config/fish/completions")]
     Completions {
         /// The shell: bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff) of matdiff or of one command: `matdiff man | man -l -`.
+    #[command(after_help = "Examples:
+  matdiff man > matdiff.1                  matdiff's page
+  matdiff man derive > matdiff-derive.1    a command's page")]
     Man {
         /// The command whose page to print (derive, verify, ...); matdiff's own page without it.
         command: Option<String>,
