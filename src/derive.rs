@@ -31,6 +31,9 @@ pub struct DeriveOptions {
     pub steps: Steps,
     /// Whether subexpressions repeated across the gradients are named ([`Derivation::shared`]); the gradients stay expanded either way.
     pub sharing: Sharing,
+    /// Stops the derivation, with an [`ErrorKind::Interrupted`] error, once
+    /// interrupted: polled before each gradient, which it reports, and by the e-graph.
+    pub control: crate::Control,
 }
 
 /// The simplified gradient of one variable, with its derivation.
@@ -125,10 +128,14 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
     let mut total = 0usize;
     // One simplifier for all the gradients, which share their leaves; one
     // index of the expression, so that no gradient rescans it.
-    let mut simplifier = simplify::Simplifier::default().with_domains(typing.program, &Default::default());
+    let mut simplifier = simplify::Simplifier::default()
+        .with_domains(typing.program, &Default::default())
+        .with_control(&options.control);
     let mut occurrences = calculus::Occurrences::new(&typing);
     let variables: std::collections::HashSet<VarName> = typing.variables().iter().cloned().collect();
-    for v in wrt {
+    let count = wrt.len();
+    for (k, v) in wrt.into_iter().enumerate() {
+        options.control.step(|| format!("deriving d/d{v} ({} of {count})", k + 1), k, count)?;
         occurrences.check_target(&v)?; // before the errors of declare_member and occurrence
                                        // A member of a family of `prod` factors (`W[j]`, `W[2]`).
         let member = v.index.is_some() && typing.families().contains(&v.name);

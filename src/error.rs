@@ -28,6 +28,8 @@ pub enum ErrorKind {
     Usage,
     /// A size or depth limit was hit.
     Limit,
+    /// The caller stopped the work ([`crate::Control`]) before it finished.
+    Interrupted,
     /// A bug in matdiff: an invariant failed. Never a silent wrong answer.
     Internal,
 }
@@ -41,6 +43,7 @@ impl ErrorKind {
             ErrorKind::Unsupported => "not supported",
             ErrorKind::Usage => "usage error",
             ErrorKind::Limit => "limit reached",
+            ErrorKind::Interrupted => "interrupted",
             ErrorKind::Internal => "internal error (a bug in matdiff)",
         }
     }

@@ -98,6 +98,7 @@ impl SecondOrder {
             upstream: self.second_upstream.as_ref().map(|d| d.to_string()),
             steps,
             sharing: crate::Sharing::Expanded,
+            ..Default::default()
         }
     }
 
@@ -220,6 +221,7 @@ pub fn jacobian(program: &Program, wrt: &VarName) -> Result<SecondOrder> {
         upstream: Some(upstream.to_string()),
         steps: Steps::Skip,
         sharing: crate::Sharing::Expanded,
+        ..Default::default()
     };
     let first = derive(program, &options)?;
     let x_shape = first.gradients[0].shape.clone();

@@ -24,6 +24,7 @@ pub mod calculus;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod clock;
+mod control;
 mod derive;
 mod error;
 pub mod explain;
@@ -38,6 +39,7 @@ pub mod syntax;
 pub mod verify;
 
 pub use calculus::Steps;
+pub use control::{Control, Progress};
 pub use derive::{
     derive, parse, share, Derivation, DeriveOptions, Gradient, Shared, SharedName, Sharing, MAX_NAMES,
     MAX_SHARED_NODES, MAX_TOTAL_NODES, MIN_SAVING,

@@ -13,11 +13,7 @@ fn main() {
     let worker = std::thread::Builder::new()
         .name("matdiff".into())
         .stack_size(STACK_BYTES)
-        .spawn(move || {
-            let stdout = std::io::stdout();
-            let stderr = std::io::stderr();
-            matdiff::cli::run(args, &mut stdout.lock(), &mut stderr.lock())
-        })
+        .spawn(move || matdiff::cli::main(args))
         .expect("spawn the main thread");
     let code = worker.join().unwrap_or(101);
     std::process::exit(code);

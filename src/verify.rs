@@ -122,11 +122,20 @@ pub struct VerifyOptions {
     /// What the derived result is called in the verdict: `dL/dV` when None
     /// (a Hessian's map is `H[dV]`).
     pub name: Option<String>,
+    /// Stops the decision, with an [`ErrorKind::Interrupted`] error (never
+    /// a verdict), once interrupted.
+    pub control: crate::Control,
 }
 
 impl Default for VerifyOptions {
     fn default() -> VerifyOptions {
-        VerifyOptions { upstream: None, domains: BTreeMap::new(), time_limit: VERIFY_TIME_LIMIT, name: None }
+        VerifyOptions {
+            upstream: None,
+            domains: BTreeMap::new(),
+            time_limit: VERIFY_TIME_LIMIT,
+            name: None,
+            control: crate::Control::default(),
+        }
     }
 }
 
@@ -152,6 +161,7 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
         upstream: options.upstream.clone(),
         steps: Steps::Skip,
         sharing: crate::Sharing::Expanded,
+        control: options.control.clone(),
     };
     // ∂L/∂H of a definition H: H kept as a variable, a free input.
     let mut program = program.with_definitions_kept(&derive_options.wrt);
@@ -220,11 +230,12 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
         return Ok(verdict(Outcome::Differ, Method::Symbolic, detail, None));
     }
 
-    let deadline = Deadline::after(options.time_limit);
+    let deadline = Deadline::after(options.time_limit).polling(&options.control);
     // The e-graph knows what the domains tell (an `spd` variable is
     // symmetric, a `onehot` one's columns sum to 1), as derive's simplifier does.
     let symbolic = crate::simplify::Simplifier::default()
         .with_domains(&program, &options.domains)
+        .with_control(&options.control)
         .equivalent(&g.expr, &claim, d.typing.typer(), Some(&g.shape))?
         == Some(true);
     let numeric = decide_numerically(&d, &claim, options, &deadline);
@@ -245,7 +256,7 @@ pub fn verify(program: &Program, wrt: &VarName, claim: &str, options: &VerifyOpt
                 ))
             }
             Ok(n) => Some(n.evidence),
-            Err(e) if e.kind == ErrorKind::Internal => return Err(e),
+            Err(e) if matches!(e.kind, ErrorKind::Internal | ErrorKind::Interrupted) => return Err(e),
             Err(_) => None,
         };
         let detail =
@@ -288,6 +299,8 @@ fn decide_numerically(
         let mut decided = false;
         let mut why = String::new();
         for attempt in 0..ATTEMPTS {
+            let what = || format!("verifying on instance {} of {}", k + 1, bases.len());
+            deadline.control().step(what, k, bases.len())?;
             deadline.check()?;
             let seed = base.seed + 1000 * attempt;
             let instance = k + attempt as usize;

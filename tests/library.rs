@@ -102,3 +102,44 @@ fn repl_commands_run_through_the_executor() {
     assert_eq!(doc["kind"], "shape", "{doc}");
     assert!(String::from_utf8_lossy(&run.stderr).contains("cannot multiply"));
 }
+
+/// A requested [`Control`] stops every stage that takes one with an
+/// `Interrupted` error, never a verdict or a partial answer; one requested
+/// from another thread stops a long check while it runs.
+#[test]
+fn an_interrupt_stops_every_stage() {
+    use matdiff::{numeric, plan, verify, Control, DeriveOptions, ErrorKind};
+    let program = matdiff::parse("A : 4x4; x : 4; x^T * A * x").unwrap();
+    let stopped = Control::default();
+    stopped.interrupt();
+    let interrupted = |r: Result<(), matdiff::Error>| r.is_err_and(|e| e.kind == ErrorKind::Interrupted);
+    let derive_options = DeriveOptions { control: stopped.clone(), ..Default::default() };
+    assert!(interrupted(matdiff::derive(&program, &derive_options).map(drop)));
+    let d = matdiff::derive(&program, &Default::default()).unwrap();
+    let check = numeric::CheckOptions { control: stopped.clone(), ..Default::default() };
+    assert!(interrupted(numeric::check(&d, &check).map(drop)));
+    let options = verify::VerifyOptions { control: stopped.clone(), ..Default::default() };
+    let x = matdiff::syntax::parse_var("x").unwrap();
+    assert!(interrupted(verify::verify(&program, &x, "(A + A^T) * x", &options).map(drop)));
+    let options = plan::PlanOptions { control: stopped.clone(), ..Default::default() };
+    assert!(interrupted(plan::compile(&d, &options).map(drop)));
+    // Cleared, the same flag lets the work run.
+    stopped.clear();
+    assert!(numeric::check(&d, &check).unwrap().ok());
+
+    // Mid-check: entry by entry at 40x40 the check would run to its 30 s limit.
+    let program = matdiff::parse("A : 40x40; B : 40x40; tr(inv(A) * B)").unwrap();
+    let d = matdiff::derive(&program, &Default::default()).unwrap();
+    let control = Control::default();
+    let later = control.clone();
+    let start = std::time::Instant::now();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        later.interrupt();
+    });
+    let check =
+        numeric::CheckOptions { control, method: numeric::CheckMethod::Entries, ..Default::default() };
+    assert!(interrupted(numeric::check(&d, &check).map(drop)));
+    stopper.join().unwrap();
+    assert!(start.elapsed().as_secs() < 10, "stopped after {:?}", start.elapsed());
+}

@@ -26,7 +26,7 @@ def test_shape_error_shows_the_caret_and_carries_the_span():
     assert e.labels[0]["message"] == "3x4 on the left, 5x6 on the right"
     assert e.notes == ["left:  `W1` is 3x4", "right: `W2` is 5x6"]
     text = str(e)
-    assert text.startswith("Error: shape error: cannot multiply 3x4 by 5x6")
+    assert text.startswith("error: shape error: cannot multiply 3x4 by 5x6")
     assert " 1 | W1 : 3x4; W2 : 5x6; W1*W2" in text
     assert caret_column(text) == 22
 
@@ -58,7 +58,7 @@ def test_unsupported_error():
         md.derive(program)
     e = info.value
     assert e.kind == "unsupported"
-    assert str(e).startswith("Error: not supported: this gradient is n times a scalar")
+    assert str(e).startswith("error: not supported: this gradient is n times a scalar")
     start, end = e.span
     assert program[start:end] == "a" and start == program.rindex("a")
     assert caret_column(str(e)) == start

@@ -107,7 +107,7 @@ def test_html_reprs():
     assert r._repr_html_().count("<tr>") == 5
     with pytest.raises(md.ShapeError) as info:
         md.derive("W1 : 3x4; W2 : 5x6; W1*W2")
-    assert info.value._repr_html_().startswith("<pre>Error: shape error")
+    assert info.value._repr_html_().startswith("<pre>error: shape error")
 
 
 def katex_dir():

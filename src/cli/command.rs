@@ -13,9 +13,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::error::{Error, ErrorKind, Result};
 use crate::numeric::{CheckMethod, CheckOptions};
 use crate::syntax::{self, DomainSpec, VarName};
-use crate::{DeriveOptions, Steps};
+use crate::{Control, DeriveOptions, Steps};
 
 use super::render::{self, render_check, render_derivation};
+use super::report::Style;
 use super::{demo, report, second};
 use crate::hessian::Kind;
 
@@ -548,18 +549,24 @@ impl Input {
 
 impl Target {
     /// `steps`: whether the derivation steps are shown (else not kept).
-    fn options(&self, steps: Steps) -> Result<DeriveOptions> {
+    fn options(&self, steps: Steps, control: &Control) -> Result<DeriveOptions> {
         let wrt = self.wrt.iter().map(|w| syntax::parse_var(w)).collect::<Result<Vec<VarName>>>()?;
-        Ok(DeriveOptions { wrt, upstream: self.upstream.clone(), steps, ..Default::default() })
+        Ok(DeriveOptions {
+            wrt,
+            upstream: self.upstream.clone(),
+            steps,
+            control: control.clone(),
+            ..Default::default()
+        })
     }
 }
 
-fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Result<i32> {
+fn run_command(command: Command, control: &Control, source: &mut Source, out: &mut dyn Write) -> Result<i32> {
     let io = |e: std::io::Error| Error::new(ErrorKind::Usage, format!("cannot write output: {e}"));
     match command {
         Command::Derive { input, target, steps, latex, standalone, json, expanded } => {
             *source = input.read()?;
-            let mut options = target.options(if steps { Steps::Record } else { Steps::Skip })?;
+            let mut options = target.options(if steps { Steps::Record } else { Steps::Skip }, control)?;
             if expanded {
                 options.sharing = crate::Sharing::Expanded;
             }
@@ -591,11 +598,16 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
             if order == 2 || jacobian {
                 let kind = if jacobian { Kind::Jacobian } else { Kind::Hessian };
                 let s = second::derive_second(&program, kind, &wrt)?;
-                let (text, ok) = second::verify(&s, &claim, &domains, json)?;
+                let (text, ok) = second::verify(&s, &claim, &domains, control, json)?;
                 write!(out, "{text}").map_err(io)?;
                 return Ok(if ok { 0 } else { 1 });
             }
-            let options = crate::verify::VerifyOptions { upstream, domains, ..Default::default() };
+            let options = crate::verify::VerifyOptions {
+                upstream,
+                domains,
+                control: control.clone(),
+                ..Default::default()
+            };
             let verdict = crate::verify::verify(&program, &wrt[0], &claim, &options)?;
             write!(out, "{}", render::verdict(&verdict, json)).map_err(io)?;
             Ok(if verdict.equivalent() { 0 } else { 1 })
@@ -628,7 +640,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         }
         Command::Check { input, target, dims, domain, seed, json, order, jacobian, method } => {
             *source = input.read()?;
-            let options = target.options(Steps::Skip)?;
+            let options = target.options(Steps::Skip, control)?;
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
             let domains = domain_map(domain, &program)?;
             if order == 2 || jacobian {
@@ -645,6 +657,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
                     seed,
                     domains,
                     method: method.into(),
+                    control: control.clone(),
                     ..Default::default()
                 };
                 let (text, ok) = second::check(&program, &s, &check, json)?;
@@ -659,6 +672,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
                     seed,
                     domains,
                     method: method.into(),
+                    control: control.clone(),
                     ..Default::default()
                 },
             )?;
@@ -667,7 +681,7 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
         }
         Command::Plan { input, target, dims, json, emit, name, order, full } => {
             *source = input.read()?;
-            let options = target.options(Steps::Skip)?;
+            let options = target.options(Steps::Skip, control)?;
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
             if full && order != 2 {
                 return Err(Error::new(ErrorKind::Usage, "--full is the full Hessian of --order 2"));
@@ -689,15 +703,22 @@ fn run_command(command: Command, source: &mut Source, out: &mut dyn Write) -> Re
                     ));
                 }
                 let s = second::derive_second(&program, Kind::Hessian, &options.wrt)?;
-                let plan_options =
-                    crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
+                let plan_options = crate::plan::PlanOptions {
+                    dims: dims.unwrap_or_default(),
+                    control: control.clone(),
+                    ..Default::default()
+                };
                 let form = if full { second::Planned::Matrix } else { second::Planned::Product };
                 let text = second::plan(&s, &plan_options, emit, name, json, form)?;
                 write!(out, "{text}").map_err(io)?;
                 return Ok(0);
             }
             let derivation = crate::derive(&program, &options)?;
-            let options = crate::plan::PlanOptions { dims: dims.unwrap_or_default(), ..Default::default() };
+            let options = crate::plan::PlanOptions {
+                dims: dims.unwrap_or_default(),
+                control: control.clone(),
+                ..Default::default()
+            };
             let output = match (emit, json) {
                 (Some(emit), _) => render::PlanOutput::Code { emit: emit.into(), name },
                 (None, true) => render::PlanOutput::Json,
@@ -805,8 +826,86 @@ impl Command {
 }
 
 /// Parses a command line (the program name first) into a [`Command`].
+/// An unknown option gets a suggestion where clap has none (`--wtr`:
+/// clap's similarity misses swapped letters).
 pub fn parse(args: Vec<OsString>) -> std::result::Result<Command, clap::Error> {
-    Cli::try_parse_from(args).map(|cli| cli.command)
+    use clap::error::{ContextKind, ContextValue};
+    let subcommand = args.get(1).and_then(|a| a.to_str()).unwrap_or("").to_string();
+    Cli::try_parse_from(args).map(|cli| cli.command).map_err(|mut e| {
+        let unknown = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(arg))
+                if e.kind() == clap::error::ErrorKind::UnknownArgument
+                    && e.get(ContextKind::SuggestedArg).is_none() =>
+            {
+                Some(arg.clone())
+            }
+            _ => None,
+        };
+        if let Some(known) = unknown.and_then(|arg| similar_option(&subcommand, &arg)) {
+            e.insert(ContextKind::SuggestedArg, ContextValue::String(known));
+        }
+        e
+    })
+}
+
+/// The long options of `subcommand` (`--wrt`, `--steps`, ...), sorted;
+/// none for an unknown one.
+pub fn long_options(subcommand: &str) -> Vec<String> {
+    let cli = <Cli as clap::CommandFactory>::command();
+    let mut options: Vec<String> = cli
+        .find_subcommand(subcommand)
+        .map(|c| c.get_arguments().filter_map(|a| a.get_long()).map(|l| format!("--{l}")).collect())
+        .unwrap_or_default();
+    options.sort();
+    options
+}
+
+/// Whether `arg` (`--wrt`, `--dims=n=3`) is a long option of `subcommand`.
+pub fn is_option(subcommand: &str, arg: &str) -> bool {
+    let Some(name) = arg.strip_prefix("--").and_then(|a| a.split('=').next()) else { return false };
+    let cli = <Cli as clap::CommandFactory>::command();
+    let known = cli
+        .find_subcommand(subcommand)
+        .is_some_and(|c| c.get_arguments().any(|a| a.get_long() == Some(name)));
+    known || name == "help"
+}
+
+/// The option of `subcommand` most like `arg` (`--wrt` for `--wtr`,
+/// `--claim` for `--cliam`): at most two edits, letters swapped counting one.
+pub fn similar_option(subcommand: &str, arg: &str) -> Option<String> {
+    let name = arg.strip_prefix("--")?.split('=').next()?;
+    let cli = <Cli as clap::CommandFactory>::command();
+    let command = cli.find_subcommand(subcommand)?;
+    command
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .map(|long| (edits(name, long), long))
+        .filter(|(d, long)| *d <= 2.min(long.len() / 2))
+        .min()
+        .map(|(_, long)| format!("--{long}"))
+}
+
+/// The edits from `a` to `b`: insertions, deletions, substitutions and
+/// swaps of neighbours (the optimal string alignment distance).
+fn edits(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, first) in d[0].iter_mut().enumerate() {
+        *first = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
 }
 
 /// Runs a parsed command: its output goes to `out`; an error is reported
@@ -814,10 +913,38 @@ pub fn parse(args: Vec<OsString>) -> std::result::Result<Command, clap::Error> {
 /// command, as a JSON error object on `out`. Returns the exit status: 0,
 /// 1 when a check or verification fails, 2 on an error.
 pub fn execute(command: Command, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+    execute_in(command, &Control::default(), out, err, Style::Plain)
+}
+
+/// [`execute`] under `control`, its messages in `style`.
+pub(super) fn execute_in(
+    command: Command,
+    control: &Control,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    style: Style,
+) -> i32 {
     let json = command.json();
-    let mut source = Source::default();
-    match run_command(command, &mut source, out) {
+    match run(command, control, out) {
         Ok(code) => code,
-        Err(e) => report::fail(&e, &source.name, &source.text, json, out, err),
+        Err(f) => report::fail(&f.error, &f.source.name, &f.source.text, json, out, err, style),
     }
+}
+
+/// A command that failed: the error, and the program text it is about.
+pub(super) struct Failure {
+    pub error: Error,
+    pub source: Source,
+}
+
+/// Runs a parsed command as [`execute`] does, stopping once `control`
+/// is interrupted and telling it of its progress; a failure comes back unreported, for the caller to
+/// render in its own coordinates (the REPL's).
+pub(super) fn run(
+    command: Command,
+    control: &Control,
+    out: &mut dyn Write,
+) -> std::result::Result<i32, Box<Failure>> {
+    let mut source = Source::default();
+    run_command(command, control, &mut source, out).map_err(|error| Box::new(Failure { error, source }))
 }

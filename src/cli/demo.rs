@@ -83,6 +83,7 @@ fn derived<'p>(program: &'p Program, wrt: &[&str], upstream: Option<&str>) -> Re
             upstream: upstream.map(str::to_string),
             steps: Steps::Record,
             sharing: crate::Sharing::Expanded,
+            ..Default::default()
         },
     )
 }

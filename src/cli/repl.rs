@@ -16,12 +16,14 @@ use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
-use rustyline::validate::{ValidationContext, ValidationResult, Validator};
+use rustyline::validate::Validator;
 use rustyline::{Context, Editor, Helper};
 
 use super::command::{self, Command, MAX_INPUT_BYTES};
-use super::report::{self, render_error};
+use super::progress::{Bar, Cleared};
+use super::report::{self, render_error, render_error_in, Highlighted, Part, Style};
 use crate::syntax::parse_program;
+use crate::Control;
 
 const HELP: &str = "\
 Declarations persist:   W1 : 3x4      x : n      a : scalar      Z = W1*X
@@ -34,55 +36,144 @@ Commands take the same options as on the command line:
   hessian EXPR --wrt V [--wrt U]      jacobian EXPR --wrt X
   latex EXPR
   :help   :shapes (declared and inferred shapes)   :reset   :clear   :quit
+  :save FILE (the declarations, as a script for `matdiff repl < FILE`)
   (help, clear, quit and exit alone on a line work too)
+A declaration of a name the session has replaces it. Ctrl-C stops a running
+command; the session stays.
 A line ending in \\, or one the parser finds unfinished (an open parenthesis,
 a trailing operator), continues on the next line.";
 
-const COMMANDS: [&str; 12] = [
+const COMMANDS: [&str; 13] = [
     "derive", "verify", "check", "plan", "hessian", "jacobian", "latex", ":help", ":shapes", ":reset",
-    ":clear", ":quit",
+    ":clear", ":quit", ":save",
 ];
 
-/// The session: the declarations and definitions so far.
+/// The session: the declarations and definitions so far, and the flag
+/// that Ctrl-C raises to stop the running command.
 #[derive(Default)]
 pub struct Session {
-    statements: Vec<String>,
+    statements: Vec<Statement>,
+    control: Control,
+    /// How errors are written (colour on a terminal).
+    style: Style,
+    /// Whether kept declarations are echoed.
+    echo: Echo,
+}
+
+/// Whether a kept declaration is echoed: on a terminal, as feedback; not
+/// in a piped session, whose standard output is its commands' (a script's
+/// JSON stays JSON). A replacement is said on standard error either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Echo {
+    #[default]
+    Quiet,
+    Declarations,
+}
+
+/// One declaration or definition of the session, as typed.
+#[derive(Clone, Debug)]
+struct Statement {
+    /// The name it declares or defines.
+    name: String,
+    text: String,
 }
 
 /// What the session does after a line.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Flow {
     /// Keep reading lines; the line's exit status, as the command line's
-    /// (0 success, 1 a check or verification that did not pass, 2 an error).
+    /// (0 success, 1 a check or verification that did not pass, 2 an error,
+    /// 130 a command stopped by Ctrl-C).
     Continue(i32),
     /// End the session (`:quit`).
     Quit,
 }
 
+/// The name a message gives the line the user typed.
+const INPUT: &str = "<input>";
+
+/// Where an expression stands in the line the user typed.
+struct Typed<'a> {
+    line: &'a str,
+    /// The expression's first byte in `line`.
+    at: usize,
+}
+
 impl Session {
+    /// The flag that stops the running command (the REPL's Ctrl-C handler
+    /// requests it; each line clears it).
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// The program text of `statements` and `expr`.
+    fn program_of(statements: &[Statement], expr: &str) -> String {
+        let mut parts: Vec<&str> = statements.iter().map(|s| s.text.as_str()).collect();
+        parts.push(expr);
+        parts.join("\n")
+    }
+
     /// The program text of the session's statements and `expr`.
     fn program(&self, expr: &str) -> String {
-        let mut parts = self.statements.clone();
-        parts.push(expr.to_string());
-        parts.join("\n")
+        Session::program_of(&self.statements, expr)
+    }
+
+    /// The pieces of the program of `statements` and an expression typed
+    /// as `typed`, for messages in the user's coordinates: each earlier
+    /// statement under `<statement K>`, the expression in the typed line.
+    /// The statements numbered in `fresh` (with the byte where each starts
+    /// in the typed line) are the typed line's own.
+    fn parts<'a>(statements: &'a [Statement], typed: &Typed<'a>, fresh: &[(usize, usize)]) -> Vec<Part<'a>> {
+        let mut parts = vec![];
+        let mut offset = 0;
+        for (k, s) in statements.iter().enumerate() {
+            parts.push(match fresh.iter().find(|(i, _)| *i == k) {
+                Some(&(_, skip)) => Part { name: INPUT.to_string(), offset, skip, text: typed.line },
+                None => Part { name: format!("<statement {}>", k + 1), offset, skip: 0, text: &s.text },
+            });
+            offset += s.text.len() + 1;
+        }
+        parts.push(Part { name: INPUT.to_string(), offset, skip: typed.at, text: typed.line });
+        parts
+    }
+
+    /// An error about the program of `statements` and the expression typed
+    /// as `typed`, rendered in the user's coordinates (an interruption
+    /// says that the session is kept).
+    fn render(
+        &self,
+        e: &crate::Error,
+        statements: &[Statement],
+        typed: &Typed,
+        fresh: &[(usize, usize)],
+    ) -> String {
+        let mut e = e.clone();
+        if e.kind == crate::ErrorKind::Interrupted {
+            e.notes.push("the session's declarations are kept".to_string());
+        }
+        let parts = Session::parts(statements, typed, fresh);
+        let mut text = render_error_in(&e, &parts, self.style);
+        let earlier = |l: &crate::Label| {
+            parts.iter().any(|p| {
+                p.name != INPUT && l.span.start >= p.offset && l.span.start < p.offset + p.text.len()
+            })
+        };
+        if e.labels.iter().any(earlier) {
+            text.push_str(
+                "  (a <statement K> is the K-th declaration or definition of the session: :shapes lists them, and one typed again replaces it)\n",
+            );
+        }
+        text
     }
 
     /// Names declared or defined so far, for completion.
     pub fn names(&self) -> Vec<String> {
-        let text = self.program("0");
-        match parse_program(&text) {
-            Ok(p) => p
-                .declarations
-                .iter()
-                .map(|d| d.name.clone())
-                .chain(p.definitions.iter().map(|d| d.name.clone()))
-                .collect(),
-            Err(_) => vec![],
-        }
+        self.statements.iter().map(|s| s.name.clone()).collect()
     }
 
     /// Runs one (possibly multi-line) input; output and errors go to the writers.
     pub fn line(&mut self, input: &str, out: &mut dyn Write, err: &mut dyn Write) -> Flow {
+        self.control.clear();
         let line = join_lines(input).trim().to_string();
         if line.is_empty() {
             return Flow::Continue(0);
@@ -111,11 +202,12 @@ impl Session {
                 0
             }
             ":shapes" => self.shapes(out, err),
+            ":save" => self.save(line[first.len()..].trim(), out, err),
             "derive" | "verify" | "check" | "plan" | "hessian" | "jacobian" | "latex" => {
-                self.command(first, &line[first.len()..], out, err)
+                self.command(&line, first.len(), out, err)
             }
             _ if first.starts_with(':') => {
-                let _ = writeln!(err, "unknown command `{first}`; :help lists them");
+                let _ = writeln!(err, "error: unknown command `{first}`; :help lists them");
                 2
             }
             _ => self.statement(&line, out, err),
@@ -123,49 +215,129 @@ impl Session {
         Flow::Continue(status)
     }
 
-    /// A declaration or definition (kept, if it types), or an expression
-    /// (its shape is printed).
+    /// A declaration or definition (kept, if the session still types with
+    /// it; one of a name the session has replaces it, saying so), or an
+    /// expression (its shape is printed).
     fn statement(&mut self, line: &str, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-        let probe = self.program(&format!("{line}\n0"));
-        let keeps = parse_program(&probe).is_ok_and(|p| p.expr.kind == crate::syntax::ExprKind::Num(0.0))
-            && (line.contains(':') || line.contains('='));
-        let text = if keeps { probe } else { self.program(line) };
-        let typed = parse_program(&text).and_then(|p| {
-            let t = crate::shape::infer(&p)?;
-            Ok(t.shape())
+        let alone = parse_program(&format!("{line}\n0")).ok().filter(|p| {
+            p.expr.kind == crate::syntax::ExprKind::Num(0.0) && (line.contains(':') || line.contains('='))
         });
-        match typed {
-            Ok(shape) if keeps => {
-                self.statements.push(line.to_string());
-                let _ = shape;
-                0
-            }
+        if let Some(p) = alone {
+            return self.declare(line, &p, out, err);
+        }
+        let typed = Typed { line, at: 0 };
+        let text = self.program(line);
+        match parse_program(&text).and_then(|p| Ok(crate::shape::infer(&p)?.shape())) {
             Ok(shape) => {
                 let _ = writeln!(out, "{shape}");
                 0
             }
             Err(e) => {
-                let _ = write!(err, "{}", render_error(&e, "<repl>", &text));
+                let _ = write!(err, "{}", self.render(&e, &self.statements, &typed, &[]));
                 2
             }
         }
     }
 
-    /// A subcommand: the expression is everything before the first option.
-    /// The options are parsed as on the command line; the command, given
-    /// the session's program, runs through the command line's executor.
-    fn command(&self, name: &str, rest: &str, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-        let words: Vec<String> = split_words(rest);
-        let at = words.iter().position(|w| w.starts_with("--")).unwrap_or(words.len());
-        let expr = words[..at].join(" ");
-        let options = &words[at..];
+    /// The declarations and definitions of `line` (parsed alone as `p`),
+    /// each kept as a statement of its own, in place of the session's
+    /// statement of the same name: echoed, a replacement with what it
+    /// replaced. Refused, the session unchanged, where it no longer types.
+    fn declare(
+        &mut self,
+        line: &str,
+        p: &crate::syntax::Program,
+        out: &mut dyn Write,
+        err: &mut dyn Write,
+    ) -> i32 {
+        let mut pieces: Vec<(crate::syntax::Span, String)> = p
+            .declarations
+            .iter()
+            .map(|d| (d.span, d.name.clone()))
+            .chain(p.definitions.iter().map(|d| (d.span, d.name.clone())))
+            .collect();
+        pieces.sort_by_key(|(span, _)| span.start);
+        let mut statements = self.statements.clone();
+        let (mut kept, mut replaced, mut fresh) = (vec![], vec![], vec![]);
+        for (span, name) in pieces {
+            let text = line[span.start..span.end].to_string();
+            kept.push(text.clone());
+            match statements.iter().position(|s| s.name == name) {
+                Some(k) => {
+                    replaced.push(format!("note: `{text}` replaces `{}`", statements[k].text));
+                    statements[k].text = text;
+                    fresh.push((k, span.start));
+                }
+                None => {
+                    fresh.push((statements.len(), span.start));
+                    statements.push(Statement { name, text });
+                }
+            }
+        }
+        let checked = parse_program(&Session::program_of(&statements, "0"))
+            .and_then(|p| crate::shape::infer(&p).map(drop));
+        if let Err(e) = checked {
+            // Shown against the statements as they would have been; the
+            // typed line's pieces are its own statements there.
+            let _ = write!(err, "{}", self.render(&e, &statements, &Typed { line, at: line.len() }, &fresh));
+            let _ = writeln!(err, "  (not kept: the session is as it was)");
+            return 2;
+        }
+        self.statements = statements;
+        if self.echo == Echo::Declarations {
+            for s in kept {
+                let _ = writeln!(out, "{s}");
+            }
+        }
+        for r in replaced {
+            let _ = writeln!(err, "{r}");
+        }
+        0
+    }
+
+    /// A subcommand: `line` is the command word (its first `name_len`
+    /// bytes), the expression, then the options. The options are parsed as
+    /// on the command line; the command, given the session's program, runs
+    /// through the command line's executor.
+    fn command(&self, line: &str, name_len: usize, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+        let name = &line[..name_len];
+        let words = split_words_at(&line[name_len..]);
+        let at = words.iter().position(|(_, w)| w.starts_with("--")).unwrap_or(words.len());
+        // The expression as typed where it has no quotes (so that messages
+        // point into the line), else its words joined (the quotes taken out).
+        let raw_end = words.get(at).map_or(line.len(), |(start, _)| name_len + start);
+        let raw = line[name_len..raw_end].trim();
+        let joined = words[..at].iter().map(|(_, w)| w.as_str()).collect::<Vec<_>>().join(" ");
+        let (expr, typed) = if !raw.contains(['\'', '"']) {
+            let start =
+                if raw.is_empty() { name_len } else { name_len + line[name_len..].find(raw).unwrap_or(0) };
+            (raw, Typed { line, at: start })
+        } else {
+            (joined.as_str(), Typed { line: &joined, at: 0 })
+        };
+        let options: Vec<String> = words[at..].iter().map(|(_, w)| w.clone()).collect();
         let json = options.iter().any(|w| w == "--json");
+        // An unknown option is named, with the likeliest one meant, before
+        // clap takes it for the expression's slot.
+        if let Some(unknown) = options.iter().find(|w| w.starts_with("--") && !command::is_option(name, w)) {
+            let message = match command::similar_option(name, unknown) {
+                Some(known) => format!("`{unknown}` is not an option of {name}; did you mean `{known}`?"),
+                None => format!("`{unknown}` is not an option of {name}; `{name} --help` lists them"),
+            };
+            return report::fail(
+                &crate::Error::new(crate::ErrorKind::Usage, message),
+                "",
+                "",
+                json,
+                out,
+                err,
+                self.style,
+            );
+        }
         let args = ["matdiff", name].into_iter().map(str::to_string).chain(options.iter().cloned());
         let mut command = match command::parse(args.map(Into::into).collect()) {
             Ok(command) => command,
-            Err(e) => {
-                return report::clap_failure(&e, json, out, err);
-            }
+            Err(e) => return report::clap_failure_in_repl(&e, json, out, err, self.style),
         };
         if let Some(input) = command.input_mut() {
             let misplaced = match (&input.expr, &input.file) {
@@ -177,12 +349,46 @@ impl Session {
             };
             if let Some(message) = misplaced {
                 let e = crate::Error::new(crate::ErrorKind::Usage, message);
-                return report::fail(&e, "", "", json, out, err);
+                return report::fail(&e, "", "", json, out, err, self.style);
             }
-            input.expr = Some(self.program(&expr));
+            input.expr = Some(self.program(expr));
         }
         debug_assert!(!matches!(command, Command::Repl | Command::Demo { .. }));
-        command::execute(command, out, err)
+        match command::run(command, &self.control, out) {
+            Ok(code) => code,
+            Err(f) => {
+                let _ = write!(err, "{}", self.render(&f.error, &self.statements, &typed, &[]));
+                if json {
+                    let _ = write!(out, "{}", report::error_json(&f.error));
+                }
+                report::exit_code(&f.error)
+            }
+        }
+    }
+
+    /// `:save FILE`: the session's declarations and definitions as a script
+    /// that `matdiff repl < FILE` replays (an existing file is replaced).
+    fn save(&self, path: &str, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+        if path.is_empty() {
+            let _ = writeln!(err, "error: usage error: :save takes a file name (:save session.txt)");
+            return 2;
+        }
+        let mut text = format!("# matdiff session, saved by :save; replay with: matdiff repl < {path}\n");
+        for s in &self.statements {
+            text.push_str(&s.text);
+            text.push('\n');
+        }
+        match std::fs::write(path, text) {
+            Ok(()) => {
+                let n = self.statements.len();
+                let _ = writeln!(out, "saved {n} statement{} to {path}", if n == 1 { "" } else { "s" });
+                0
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: usage error: cannot write {path}: {e}");
+                2
+            }
+        }
     }
 
     fn shapes(&self, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
@@ -190,7 +396,8 @@ impl Session {
         let program = match parse_program(&text) {
             Ok(p) => p,
             Err(e) => {
-                let _ = write!(err, "{}", render_error(&e, "<repl>", &text));
+                let _ =
+                    write!(err, "{}", self.render(&e, &self.statements, &Typed { line: "0", at: 0 }, &[]));
                 return 2;
             }
         };
@@ -216,13 +423,18 @@ impl Session {
     }
 }
 
-/// Splits a command line into words; single or double quotes group.
-fn split_words(s: &str) -> Vec<String> {
+/// Splits a command line into words, each with the byte where it starts;
+/// single or double quotes group.
+fn split_words_at(s: &str) -> Vec<(usize, String)> {
     let mut words = vec![];
     let mut current = String::new();
+    let mut start = 0;
     let mut quote: Option<char> = None;
     let mut any = false;
-    for c in s.chars() {
+    for (i, c) in s.char_indices() {
+        if !any && current.is_empty() && quote.is_none() && !c.is_whitespace() {
+            start = i;
+        }
         match (quote, c) {
             (Some(q), c) if c == q => quote = None,
             (Some(_), c) => current.push(c),
@@ -232,7 +444,7 @@ fn split_words(s: &str) -> Vec<String> {
             }
             (None, c) if c.is_whitespace() => {
                 if any || !current.is_empty() {
-                    words.push(std::mem::take(&mut current));
+                    words.push((start, std::mem::take(&mut current)));
                     any = false;
                 }
             }
@@ -240,9 +452,14 @@ fn split_words(s: &str) -> Vec<String> {
         }
     }
     if any || !current.is_empty() {
-        words.push(current);
+        words.push((start, current));
     }
     words
+}
+
+/// The words of [`split_words_at`].
+fn split_words(s: &str) -> Vec<String> {
+    split_words_at(s).into_iter().map(|(_, w)| w).collect()
 }
 
 /// A line without its comment: from a `#` outside quotes to the end.
@@ -413,7 +630,7 @@ fn read_piped(
             parsed_part(&join_lines(&pending)).map(|text| parse_program(&text).map(|_| text))
         {
             let text = parsed_part(&join_lines(&pending)).unwrap_or_default();
-            let _ = write!(err, "{}", render_error(&e, "<repl>", &text));
+            let _ = write!(err, "{}", render_error(&e, INPUT, &text));
         }
     }
 }
@@ -431,6 +648,15 @@ impl Completer for ReplHelper {
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
             .map_or(0, |i| i + 1);
         let word = &line[start..pos];
+        // An option of the line's command: `derive W*X --w` → `--wrt`.
+        let dashes = line[..pos].rfind(char::is_whitespace).map_or(0, |i| i + 1);
+        if line[dashes..pos].starts_with("--") {
+            let command = line.split_whitespace().next().unwrap_or("");
+            let typed = &line[dashes..pos];
+            let options =
+                command::long_options(command).into_iter().filter(|o| o.starts_with(typed) && o != typed);
+            return Ok((dashes, options.collect()));
+        }
         if word.is_empty() {
             return Ok((pos, vec![]));
         }
@@ -454,11 +680,10 @@ impl Hinter for ReplHelper {
 
 impl Highlighter for ReplHelper {}
 
-impl Validator for ReplHelper {
-    fn validate(&self, ctx: &mut ValidationContext) -> rustyline::Result<ValidationResult> {
-        Ok(if incomplete(ctx.input()) { ValidationResult::Incomplete } else { ValidationResult::Valid(None) })
-    }
-}
+/// Every line is accepted as typed: an unfinished input is continued by
+/// the loop of [`run`], under the continuation prompt (the line editor has
+/// none for a buffer it keeps open).
+impl Validator for ReplHelper {}
 
 impl Helper for ReplHelper {}
 
@@ -608,12 +833,24 @@ fn history_path() -> Option<PathBuf> {
 
 /// Runs the REPL on standard input; returns the exit status.
 pub fn run() -> i32 {
-    let mut session = Session::default();
     let stdout = std::io::stdout();
-    let stderr = std::io::stderr();
+    // (Unlocked: a progress bar's ticks write to it from their thread.)
+    let mut stderr = std::io::stderr();
+    // A long command's progress bar; Ctrl-C's flag.
+    let bar = Bar::new();
+    let control = bar.listen(Control::default());
+    let mut session = Session { style: Style::of(&stderr), control, ..Session::default() };
+    // Derived results' names in bold where standard output is a colour terminal.
+    let highlight = Style::of(&stdout) == Style::Colour;
+    let mut lock = stdout.lock();
+    let mut out: Box<dyn Write> =
+        if highlight { Box::new(Highlighted::new(&mut lock)) } else { Box::new(&mut lock) };
+    let mut out = Cleared::new(&bar, &mut out);
+    let mut err = Cleared::new(&bar, &mut stderr);
     if !std::io::stdin().is_terminal() {
-        return piped(&mut session, std::io::stdin().lock(), &mut stdout.lock(), &mut stderr.lock());
+        return piped(&mut session, std::io::stdin().lock(), &mut out, &mut err);
     }
+    session.echo = Echo::Declarations;
     let names = Rc::new(RefCell::new(vec![]));
     let size = history_size();
     let config = rustyline::Config::builder().max_history_size(size).map(|b| b.build()).unwrap_or_default();
@@ -627,25 +864,54 @@ pub fn run() -> i32 {
     editor.set_helper(Some(ReplHelper { names: names.clone() }));
     // (Kept only in a regular file, or where there is none yet.)
     let history = history_path().filter(|path| load_history(&mut editor, path, size));
-    let colour = std::env::var_os("NO_COLOR").is_none();
+    // Ctrl-C while a command runs (the line editor, reading, takes it as a
+    // key) stops that command at its next poll; a second one, for a command
+    // that does not stop, ends matdiff as Ctrl-C always did.
+    let control = session.control().clone();
+    // (The handler writes nothing: the command holds standard error's lock,
+    // and a second Ctrl-C must not wait for it. The stopped command says so.)
+    let handler = ctrlc::set_handler(move || {
+        if control.is_interrupted() {
+            std::process::exit(130);
+        }
+        control.interrupt();
+    });
+    if let Err(e) = handler {
+        eprintln!("note: Ctrl-C cannot be caught here ({e}); it ends matdiff");
+    }
+    let colour = highlight;
     let prompt = if colour { "\x1b[1mmatdiff>\x1b[0m " } else { "matdiff> " };
+    // As wide as the prompt, so that a continued input lines up.
+    let more = if colour { "\x1b[1m     ...>\x1b[0m " } else { "     ...> " };
+    let mut pending = String::new();
     println!("matdiff {} — :help for help, Ctrl-D to quit", env!("CARGO_PKG_VERSION"));
     loop {
-        match editor.readline(prompt) {
-            Ok(input) => {
+        let shown = if pending.is_empty() { prompt } else { more };
+        match editor.readline(shown) {
+            Ok(line) => {
+                pending.push_str(&line);
+                if incomplete(&pending) {
+                    pending.push('\n');
+                    continue;
+                }
+                let input = std::mem::take(&mut pending);
                 let _ = editor.add_history_entry(input.as_str());
                 if let Some(path) = history.as_deref().filter(|path| history_file(path).is_ok()) {
                     if let Err(e) = append_history_entry(path, &input) {
                         eprintln!("note: history: cannot append to {}: {e}", path.display());
                     }
                 }
-                let outcome = session.line(&input, &mut stdout.lock(), &mut stderr.lock());
+                bar.restart();
+                let outcome = session.line(&input, &mut out, &mut err);
+                bar.restart();
+                let _ = out.flush();
                 *names.borrow_mut() = session.names();
                 if outcome == Flow::Quit {
                     break;
                 }
             }
-            Err(ReadlineError::Interrupted) => continue,
+            // Ctrl-C at the prompt drops the line, and the input it continued.
+            Err(ReadlineError::Interrupted) => pending.clear(),
             Err(_) => break,
         }
     }

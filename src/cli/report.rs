@@ -6,10 +6,12 @@ use std::io::Write;
 
 use crate::error::{Error, ErrorKind, Hint, Label};
 
-/// The process exit status for an error (docs/cli.md, Exit status): every kind exits 2.
+/// The process exit status for an error (docs/cli.md, Exit status): every kind exits 2
+/// but an interruption, 130 as the shells give a command stopped by Ctrl-C.
 /// (A failed check or verification, which is no error, exits 1.)
 pub fn exit_code(e: &Error) -> i32 {
     match e.kind {
+        ErrorKind::Interrupted => 130,
         ErrorKind::Parse
         | ErrorKind::Shape
         | ErrorKind::Unsupported
@@ -53,6 +55,32 @@ fn json_text(value: &impl serde::Serialize) -> String {
     format!("{}\n", serde_json::to_string_pretty(&value).expect("JSON values serialize"))
 }
 
+/// How messages are written: in colour on a terminal that wants it, else
+/// plain text.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Style {
+    /// No escape codes: pipes, files, tests, `NO_COLOR`.
+    #[default]
+    Plain,
+    /// ANSI colours: error reports as ariadne colours them, `d/dV` in bold.
+    Colour,
+}
+
+impl Style {
+    /// Colour for a stream that is a terminal, unless `NO_COLOR` is set
+    /// (to anything but the empty string, <https://no-color.org>) or the
+    /// terminal is `dumb`.
+    pub fn of(stream: &impl std::io::IsTerminal) -> Style {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
+        if stream.is_terminal() && !no_color && !dumb {
+            Style::Colour
+        } else {
+            Style::Plain
+        }
+    }
+}
+
 /// Reports a failed command: the rendered error on `err`, and for a
 /// `--json` command the JSON error on `out`; returns the exit status.
 pub(super) fn fail(
@@ -62,8 +90,10 @@ pub(super) fn fail(
     json: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
+    style: Style,
 ) -> i32 {
-    let _ = write!(err, "{}", render_error(e, source_name, source));
+    let part = Part { name: source_name.to_string(), offset: 0, skip: 0, text: source };
+    let _ = write!(err, "{}", render_error_in(e, &[part], style));
     if json {
         let _ = write!(out, "{}", error_json(e));
     }
@@ -73,9 +103,42 @@ pub(super) fn fail(
 /// Reports an argument clap refused (or `--help`, `--version`, exit 0, on
 /// `out`); a refused `--json` command also prints a usage error as JSON
 /// on `out`.
-pub(super) fn clap_failure(e: &clap::Error, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
-    let code = e.exit_code();
-    let text = e.render().to_string();
+pub(super) fn clap_failure(
+    e: &clap::Error,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    style: Style,
+) -> i32 {
+    clap_text_failure(e.exit_code(), clap_text(e, style), json, out, err)
+}
+
+/// clap's message, coloured as clap colours it where `style` says so.
+fn clap_text(e: &clap::Error, style: Style) -> String {
+    match style {
+        Style::Plain => e.render().to_string(),
+        Style::Colour => e.render().ansi().to_string(),
+    }
+}
+
+/// [`clap_failure`] for a command typed in the REPL, whose usage lines
+/// name the REPL's command (`derive EXPR ...`), not the binary's.
+pub(super) fn clap_failure_in_repl(
+    e: &clap::Error,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    style: Style,
+) -> i32 {
+    let text: String = clap_text(e, style)
+        .split_inclusive('\n')
+        .map(|l| if l.contains("Usage:") { l.replacen("matdiff ", "", 1) } else { l.to_string() })
+        .collect();
+    let text = text.replace("<EXPR|--file <FILE>>", "EXPR");
+    clap_text_failure(e.exit_code(), text, json, out, err)
+}
+
+fn clap_text_failure(code: i32, text: String, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
     if code == 0 {
         let _ = write!(out, "{text}");
         return 0;
@@ -95,54 +158,143 @@ pub(super) fn clap_failure(e: &clap::Error, json: bool, out: &mut dyn Write, err
 /// The message with the source line and carets, as a user sees it; hints
 /// become notes that name the command-line options.
 pub fn render_error(e: &Error, source_name: &str, source: &str) -> String {
-    use ariadne::{CharSet, Config, IndexType, Label as ALabel, Report, ReportKind, Source};
+    render_error_in(
+        e,
+        &[Part { name: source_name.to_string(), offset: 0, skip: 0, text: source }],
+        Style::Plain,
+    )
+}
+
+/// A piece of a program's text shown under a name of its own: the REPL's
+/// typed line (its program is the session's statements and the line's
+/// expression), a statement entered before it. The program's bytes from
+/// `offset` on are `text`'s from `skip` on (the typed line's command word
+/// and options are not in the program).
+pub(super) struct Part<'a> {
+    pub name: String,
+    pub offset: usize,
+    pub skip: usize,
+    pub text: &'a str,
+}
+
+/// [`render_error`] over a program in parts: each label is shown in the
+/// part that holds it, in that part's coordinates; labels outside every
+/// part are left out.
+pub(super) fn render_error_in(e: &Error, parts: &[Part], style: Style) -> String {
+    use ariadne::{CharSet, Config, IndexType, Label as ALabel, Report, ReportKind};
     let e = &with_hints(e);
     let title = e.kind.title();
-    let labels: Vec<&Label> =
-        e.labels.iter().filter(|l| l.span.end.max(l.span.start + 1) <= source.len()).collect();
-    if labels.is_empty() {
-        let mut out = format!("error: {title}: {}\n", e.message);
+    // Each label with its part and its span there, on character boundaries
+    // (a caret under `⊙` covers all of it).
+    let located: Vec<(&Label, &Part, std::ops::Range<usize>)> = e
+        .labels
+        .iter()
+        .filter_map(|l| {
+            let end = l.span.end.max(l.span.start + 1);
+            let part = parts.iter().find(|p| {
+                l.span.start >= p.offset && end <= p.offset + p.text.len().saturating_sub(p.skip)
+            })?;
+            let text = part.text;
+            let mut start = (l.span.start - part.offset + part.skip).min(text.len());
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            let mut end = (end - part.offset + part.skip).min(text.len());
+            while end < text.len() && !text.is_char_boundary(end) {
+                end += 1;
+            }
+            Some((l, part, start..end.max(start)))
+        })
+        .collect();
+    let Some((_, first_part, first_span)) = located.first() else {
+        let error = match style {
+            Style::Plain => "error:",
+            Style::Colour => "\x1b[31merror:\x1b[0m",
+        };
+        let mut out = format!("{error} {title}: {}\n", e.message);
         for n in &e.notes {
             out.push_str(&format!("  = note: {n}\n"));
         }
         return out;
-    }
-    let primary = labels[0].span;
-    let config =
-        Config::default().with_color(false).with_char_set(CharSet::Ascii).with_index_type(IndexType::Byte);
-    let mut primary_start = primary.start.min(source.len());
-    while !source.is_char_boundary(primary_start) {
-        primary_start -= 1;
-    }
-    let mut report = Report::build(ReportKind::Error, (source_name, primary_start..primary_start))
-        .with_config(config)
-        .with_message(format!("{title}: {}", e.message));
-    // Byte spans on character boundaries (a caret under `⊙` covers all of it).
-    let snap = |start: usize, end: usize| {
-        let mut start = start.min(source.len());
-        while !source.is_char_boundary(start) {
-            start -= 1;
-        }
-        let mut end = end.max(start + 1).min(source.len());
-        while end < source.len() && !source.is_char_boundary(end) {
-            end += 1;
-        }
-        start..end.max(start)
     };
-    for (i, l) in labels.iter().enumerate() {
+    let config = Config::default()
+        .with_color(style == Style::Colour)
+        .with_char_set(CharSet::Ascii)
+        .with_index_type(IndexType::Byte);
+    let mut report =
+        Report::build(ReportKind::Error, (first_part.name.clone(), first_span.start..first_span.start))
+            .with_config(config)
+            .with_message(format!("{title}: {}", e.message));
+    for (i, (l, part, span)) in located.iter().enumerate() {
         report = report.with_label(
-            ALabel::new((source_name, snap(l.span.start, l.span.end)))
+            ALabel::new((part.name.clone(), span.clone()))
                 .with_message(&l.message)
-                .with_order(i as i32),
+                .with_order(i as i32)
+                // (Ignored in plain text.)
+                .with_color(if i == 0 { ariadne::Color::Red } else { ariadne::Color::Yellow }),
         );
     }
     for n in &e.notes {
         report = report.with_note(n);
     }
+    let sources = ariadne::sources(parts.iter().map(|p| (p.name.clone(), p.text)));
     let mut buf = Vec::new();
-    let written = report.finish().write((source_name, Source::from(source)), &mut buf);
-    match written {
-        Ok(()) => String::from_utf8_lossy(&buf).into_owned(),
+    match report.finish().write(sources, &mut buf) {
+        // `error:` as clap's messages and the plain ones begin, not `Error:`.
+        Ok(()) => String::from_utf8_lossy(&buf).replacen("Error:", "error:", 1),
         Err(_) => format!("error: {title}: {}\n", e.message),
+    }
+}
+
+/// Standard output on a colour terminal: each line that states a derived
+/// result (`d/dW2 = ...`, `H[dX] = ...`) with its name in bold, the rest
+/// as written. Lines pass through whole; the last, unfinished one on
+/// flush or drop.
+pub(super) struct Highlighted<'w> {
+    inner: &'w mut dyn Write,
+    line: Vec<u8>,
+}
+
+impl<'w> Highlighted<'w> {
+    pub(super) fn new(inner: &'w mut dyn Write) -> Highlighted<'w> {
+        Highlighted { inner, line: Vec::new() }
+    }
+
+    fn emit(&mut self) -> std::io::Result<()> {
+        let line = std::mem::take(&mut self.line);
+        let named = [&b"d/d"[..], b"dL/d", b"d2L/d", b"H["].iter().any(|p| line.starts_with(p));
+        let end = line.windows(3).position(|w| w == b" = ").filter(|_| named);
+        match end {
+            Some(k) => {
+                self.inner.write_all(b"\x1b[1m")?;
+                self.inner.write_all(&line[..k])?;
+                self.inner.write_all(b"\x1b[0m")?;
+                self.inner.write_all(&line[k..])
+            }
+            None => self.inner.write_all(&line),
+        }
+    }
+}
+
+impl Write for Highlighted<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &b in buf {
+            self.line.push(b);
+            if b == b'\n' {
+                self.emit()?;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.emit()?;
+        self.inner.flush()
+    }
+}
+
+impl Drop for Highlighted<'_> {
+    fn drop(&mut self) {
+        let _ = self.emit();
     }
 }

@@ -10,7 +10,7 @@ use crate::explain;
 use crate::hessian::{Kind, SecondOrder};
 use crate::numeric::{CheckOptions, CheckReport};
 use crate::syntax::{self, to_latex, var_latex, Program, VarName};
-use crate::{derive, DeriveOptions, Steps};
+use crate::{derive, Control, DeriveOptions, Steps};
 
 /// How the output is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,6 +192,7 @@ fn derivations<'a>(
         upstream: s.upstream.as_ref().map(|u| u.to_string()),
         steps: Steps::Record,
         sharing: crate::Sharing::Expanded,
+        control: Control::default(),
     };
     let first = derive(program, &first_options)?;
     let second = if s.program.expr.mentions(&s.second_wrt) {
@@ -402,6 +403,7 @@ pub fn check(
         upstream: s.upstream.as_ref().map(|u| u.to_string()),
         steps: Steps::Skip,
         sharing: crate::Sharing::Expanded,
+        control: options.control.clone(),
     };
     let first = derive(program, &first_options)?;
     let first_report = crate::numeric::check(&first, options)?;
@@ -415,7 +417,7 @@ pub fn check(
     };
     let read_off = match &s.matrix {
         Some(m) if second_report.is_some() => {
-            Some(verify_matrix(s, &m.to_string(), &second_options.domains)?)
+            Some(verify_matrix(s, &m.to_string(), &second_options.domains, &options.control)?)
         }
         _ => None,
     };
@@ -489,12 +491,13 @@ fn verify_matrix(
     s: &SecondOrder,
     claim: &str,
     domains: &std::collections::BTreeMap<VarName, syntax::DomainSpec>,
+    control: &Control,
 ) -> Result<crate::verify::Verdict> {
     let applied = match &s.second_upstream {
         Some(d) => format!("({claim}) * {d}"),
         None => claim.to_string(),
     };
-    verify_map(s, &applied, domains)
+    verify_map(s, &applied, domains, control)
 }
 
 /// Whether `claim` has the shape of the vec form (the map's value's size
@@ -528,6 +531,7 @@ fn verify_vec(
     s: &SecondOrder,
     claim: &str,
     domains: &std::collections::BTreeMap<VarName, syntax::DomainSpec>,
+    control: &Control,
 ) -> Result<crate::verify::Verdict> {
     use crate::shape::Dim;
     let z = value_name(&s.program);
@@ -576,6 +580,7 @@ fn verify_vec(
     let options = crate::verify::VerifyOptions {
         domains: domains.iter().filter(|(v, _)| k.mentions(v)).map(|(v, d)| (v.clone(), *d)).collect(),
         name: Some(vec_name(s, &z)),
+        control: control.clone(),
         ..Default::default()
     };
     crate::verify::verify(&program, &p, claim, &options)
@@ -585,6 +590,7 @@ fn verify_map(
     s: &SecondOrder,
     claim: &str,
     domains: &std::collections::BTreeMap<VarName, syntax::DomainSpec>,
+    control: &Control,
 ) -> Result<crate::verify::Verdict> {
     let options = crate::verify::VerifyOptions {
         upstream: s.second_upstream.as_ref().map(|d| d.to_string()),
@@ -594,6 +600,7 @@ fn verify_map(
             .map(|(v, d)| (v.clone(), *d))
             .collect(),
         name: Some(map_name(s, "Z")),
+        control: control.clone(),
         ..Default::default()
     };
     if !s.program.expr.mentions(&s.second_wrt) {
@@ -614,6 +621,7 @@ pub fn verify(
     s: &SecondOrder,
     claim: &str,
     domains: &std::collections::BTreeMap<VarName, syntax::DomainSpec>,
+    control: &Control,
     json: bool,
 ) -> Result<(String, bool)> {
     let claim_expr = syntax::parse_expr(claim)?;
@@ -621,7 +629,7 @@ pub fn verify(
     // A matrix of the vec form's shape (`kron(I, A + A^T)`) is the vec form.
     let vec_claim = !is_map && is_vec_claim(s, &claim_expr);
     let verdict = if vec_claim {
-        verify_vec(s, claim, domains)?
+        verify_vec(s, claim, domains, control)?
     } else if is_map {
         let applied = match &s.second_upstream {
             Some(_) => claim.to_string(),
@@ -636,9 +644,9 @@ pub fn verify(
                 ))
             }
         };
-        verify_map(s, &applied, domains)?
+        verify_map(s, &applied, domains, control)?
     } else {
-        verify_matrix(s, claim, domains)?
+        verify_matrix(s, claim, domains, control)?
     };
     let ok = verdict.equivalent();
     if json {

@@ -54,6 +54,8 @@ pub struct CheckOptions {
     pub instance: usize,
     /// Entry by entry, along random directions, or whichever is cheap enough.
     pub method: CheckMethod,
+    /// Stops the check, with an [`crate::ErrorKind::Interrupted`] error, once interrupted.
+    pub control: crate::Control,
 }
 
 /// How [`check`] compares a gradient with finite differences.
@@ -102,6 +104,7 @@ impl Default for CheckOptions {
             domains: BTreeMap::new(),
             instance: 0,
             method: CheckMethod::Auto,
+            control: crate::Control::default(),
         }
     }
 }
@@ -178,12 +181,12 @@ impl CheckReport {
 /// assert!(report.ok());
 /// ```
 pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckReport> {
-    let deadline = Deadline::after(options.time_limit);
+    let deadline = Deadline::after(options.time_limit).polling(&options.control);
     let first = Instance::draw_within(derivation, options, 0, &deadline)?;
     let (sizes, indices, domains, redraws) =
         (first.sizes.clone(), first.indices.clone(), first.domains.clone(), first.redraws);
     let mut skipped = redraws + 1;
-    let mut results = check_on(derivation, first, options.method, &deadline)?;
+    let mut results = check_on(derivation, first, options.method, &deadline, 0)?;
     let mut instances = 1;
     let mut tries = 1;
     let wanted = |results: &[CheckResult], instances: usize| {
@@ -201,7 +204,7 @@ pub fn check(derivation: &Derivation, options: &CheckOptions) -> Result<CheckRep
         };
         skipped = instance.redraws + 1;
         instances += 1;
-        let again = check_on(derivation, instance, options.method, &deadline)?;
+        let again = check_on(derivation, instance, options.method, &deadline, instances - 1)?;
         for (r, new) in results.iter_mut().zip(again) {
             // A difference anywhere is a mismatch; else the first agreement.
             if new.outcome == Outcome::Differ || (r.undecided() && new.outcome == Outcome::Agree) {
@@ -236,15 +239,17 @@ const PLAN_MARGIN: f64 = 1000.0;
 /// More instances tried, at most, for gradients those left undecided.
 const MAX_NOISY_REDRAWS: usize = 6;
 
-/// Compares every gradient on one instance.
+/// Compares every gradient on one instance, the `nth` (from 0), reporting
+/// each gradient to the deadline's control.
 fn check_on(
     derivation: &Derivation,
     instance: Instance,
     method: CheckMethod,
     deadline: &Deadline,
+    nth: usize,
 ) -> Result<Vec<CheckResult>> {
     let env = instance.env;
-    let evaluator = || Evaluator::new(&derivation.typing.program.expr, &env, None).within(*deadline);
+    let evaluator = || Evaluator::new(&derivation.typing.program.expr, &env, None).within(deadline.clone());
     let forward = evaluator();
     let loss_by = |forward: &Evaluator, env: &Env| -> Result<f64> {
         let z = forward.eval(env)?;
@@ -331,9 +336,16 @@ fn check_on(
     }
     let tolerances = Tolerances { relative: TOLERANCE, max_noise: MAX_FD_ERROR, zero_scale: ZERO_SCALE };
     let mut results = Vec::new();
-    'gradients: for ((g, symbolic), own_noise) in
-        derivation.gradients.iter().zip(outputs.into_iter().skip(1)).zip(gradient_noise.into_iter().skip(1))
+    let count = derivation.gradients.len();
+    'gradients: for (k, ((g, symbolic), own_noise)) in derivation
+        .gradients
+        .iter()
+        .zip(outputs.into_iter().skip(1))
+        .zip(gradient_noise.into_iter().skip(1))
+        .enumerate()
     {
+        let what = || format!("checking d/d{} ({} of {count}, instance {})", g.wrt, k + 1, nth + 1);
+        deadline.control().step(what, nth * count + k, CHECK_INSTANCES.max(nth + 1) * count)?;
         let wrt = member(&g.wrt, &env)?;
         // The differences move only wrt: what does not depend on it is
         // evaluated once.

@@ -45,7 +45,12 @@ impl Instance {
     /// conditions; then every dimension a size, 2..=5. `options.dims` fixes
     /// any of them by name (`n=4`, `d0=3`, `d[2]=5`).
     pub fn draw(derivation: &Derivation, options: &CheckOptions) -> Result<Instance> {
-        Instance::draw_within(derivation, options, 0, &Deadline::after(options.time_limit))
+        Instance::draw_within(
+            derivation,
+            options,
+            0,
+            &Deadline::after(options.time_limit).polling(&options.control),
+        )
     }
 
     /// [`Instance::draw`] under a deadline, counting `skipped` draws as done

@@ -32,6 +32,7 @@ pub use eval::{eval, Env, Evaluator, Matrix};
 pub use instance::{instance_plan, scale_of, Instance, MAX_CONDITION, SCALES};
 pub use plan::{run_plan, run_plan_within};
 
+use crate::control::Control;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Dim, Shape};
 use crate::syntax::{Index, VarName};
@@ -138,21 +139,35 @@ pub fn norm(m: &Matrix) -> f64 {
 }
 
 /// A time limit for one command's numeric work as a whole: draws,
-/// conditioning tests, evaluations of the plan and of the expression.
-#[derive(Clone, Copy, Debug)]
+/// conditioning tests, evaluations of the plan and of the expression;
+/// and the caller's [`Control`], polled with it.
+#[derive(Clone, Debug)]
 pub struct Deadline {
     start: Instant,
     limit: Duration,
+    control: Control,
 }
 
 impl Deadline {
     /// A deadline `limit` from now.
     pub fn after(limit: Duration) -> Deadline {
-        Deadline { start: Instant::now(), limit }
+        Deadline { start: Instant::now(), limit, control: Control::default() }
     }
 
-    /// An error naming the limit once it has passed.
+    /// The deadline, also ending the work once `control` is interrupted.
+    pub fn polling(self, control: &Control) -> Deadline {
+        Deadline { control: control.clone(), ..self }
+    }
+
+    /// The control this deadline polls, for reporting progress to.
+    pub fn control(&self) -> &Control {
+        &self.control
+    }
+
+    /// An error naming the limit once it has passed, or the interruption
+    /// once the control is interrupted.
     pub fn check(&self) -> Result<()> {
+        self.control.check()?;
         if self.start.elapsed() <= self.limit {
             return Ok(());
         }

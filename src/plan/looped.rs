@@ -211,6 +211,7 @@ pub fn compile_loops(d: &Derivation, options: &PlanOptions) -> Result<LoopPlan> 
         upstream: upstream.as_ref().map(|u| u.name.clone()),
         steps: Steps::Skip,
         sharing: crate::Sharing::Expanded,
+        control: options.control.clone(),
     };
     let derivation = crate::derive::derive(&looped, &options_for)?;
     let plan = compile(&derivation, options)?;

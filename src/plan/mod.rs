@@ -63,11 +63,19 @@ pub struct PlanOptions {
     pub default_size: f64,
     /// How the products are ordered.
     pub strategy: Strategy,
+    /// Stops the compilation, with an [`ErrorKind::Interrupted`] error, once
+    /// interrupted: polled between its phases and its targets, which it reports.
+    pub control: crate::Control,
 }
 
 impl Default for PlanOptions {
     fn default() -> PlanOptions {
-        PlanOptions { dims: HashMap::new(), default_size: 64.0, strategy: Strategy::Auto }
+        PlanOptions {
+            dims: HashMap::new(),
+            default_size: 64.0,
+            strategy: Strategy::Auto,
+            control: crate::Control::default(),
+        }
     }
 }
 
@@ -115,6 +123,7 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
     let value = bind(&typing.program.expr)?;
     let mut targets = vec![PlanTarget { wrt: None, expr: value, shape: bind_shape(&typing.shape())? }];
     for g in &derivation.gradients {
+        options.control.check()?;
         let index = g.wrt.index.as_ref().map(|i| bind_index(i, &indices)).transpose()?;
         let free = index.as_ref().and_then(|i| i.terms.keys().next().cloned());
         let Some(name) = free else {
@@ -162,12 +171,15 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
         Mode::Scalar => None,
     };
     let upstream = upstream.as_ref();
+    options.control.check()?;
     let compiled = compile_graph(&targets, typer, upstream, options)?;
+    options.control.check()?;
     let mut plan = compiled.write(&typing.program.expr, &targets, options.strategy);
     // Each target on its own: the same graph, only what the target reaches.
     // (Past MAX_COST_TERMS terms the polynomial is dropped: products are counted.)
     let mut separate = Some(Tally::default());
     for (k, root) in compiled.roots.iter().enumerate() {
+        options.control.check()?;
         let (alone, products) = compiled.alone(*root, separate.is_some());
         if k == 0 {
             plan.forward = alone.cost(&compiled.graph.dims);
@@ -403,7 +415,12 @@ fn compile_graph(
     let mut graph = Graph::new(options.dims.clone());
     let mut typer = typer.clone();
     let mut roots = vec![];
-    for t in targets {
+    for (k, t) in targets.iter().enumerate() {
+        let what = || match &t.wrt {
+            Some(v) => format!("planning d/d{v} ({} of {})", k + 1, targets.len()),
+            None => format!("planning the value (1 of {})", targets.len()),
+        };
+        options.control.step(what, k, targets.len())?;
         roots.push(graph.lower(&t.expr, &mut typer, Some(&t.shape))?);
     }
     // Seeds, best first: the upstream gradient, then computed values, then

@@ -129,12 +129,22 @@ impl Plan {
     }
 }
 
+/// A step's multiply-adds as the column shows them: exact below a million,
+/// else to three digits (`6.87e10`), as a reader compares them; the plan's
+/// totals, and its JSON, keep every digit.
+fn step_madds(madds: &super::Cost) -> String {
+    match madds.as_number() {
+        Some(n) if n >= 1_000_000 => format!("{:.2e}", n as f64),
+        _ => madds.to_string(),
+    }
+}
+
 impl fmt::Display for Plan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let lines: Vec<(String, String, String, String)> = self
             .steps
             .iter()
-            .map(|s| (s.out.clone(), self.op_text(&s.op), s.shape.to_string(), s.madds.to_string()))
+            .map(|s| (s.out.clone(), self.op_text(&s.op), s.shape.to_string(), step_madds(&s.madds)))
             .collect();
         // Columns align up to 100 characters: a longer cell (a 64 KiB name)
         // would pad every row to it, and std's formatter panics on a width

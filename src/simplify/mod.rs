@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use egg::{Extractor, Rewrite, Runner, StopReason};
 
+use crate::control::Control;
 use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{Shape, Typer};
 use crate::syntax::{BinOp, Expr, ExprKind, VarName};
@@ -63,12 +64,17 @@ fn rewrites() -> &'static [Rewrite<Mat, Shapes>] {
 /// the growth of a single iteration, which the limits only see after it.
 const MATCH_LIMIT: usize = 200;
 
-fn runner(shapes: Shapes, time: Duration) -> Runner<Mat, Shapes> {
+/// A runner within the limits, stopping between iterations once
+/// `control` is interrupted (the caller then sees the interruption, not
+/// the unsaturated graph).
+fn runner(shapes: Shapes, time: Duration, control: &Control) -> Runner<Mat, Shapes> {
+    let control = control.clone();
     Runner::new(shapes)
         .with_scheduler(egg::BackoffScheduler::default().with_initial_match_limit(MATCH_LIMIT))
         .with_node_limit(NODE_LIMIT)
         .with_iter_limit(ITER_LIMIT)
         .with_time_limit(time.min(TIME_LIMIT))
+        .with_hook(move |_| if control.is_interrupted() { Err("interrupted".to_string()) } else { Ok(()) })
 }
 
 /// The textbook form of `e`: tidied, then the cheapest form the e-graph
@@ -105,6 +111,7 @@ pub struct Simplifier {
     leaves: Leaves,
     /// E-graph time left, out of [`BUDGET`].
     time_left: Duration,
+    control: Control,
 }
 
 impl Default for Simplifier {
@@ -116,7 +123,14 @@ impl Default for Simplifier {
 impl Simplifier {
     /// A simplifier whose formulas may use `budget` of e-graph time in all.
     pub fn with_budget(budget: Duration) -> Simplifier {
-        Simplifier { leaves: Leaves::default(), time_left: budget }
+        Simplifier { leaves: Leaves::default(), time_left: budget, control: Control::default() }
+    }
+
+    /// The simplifier, stopping with an [`ErrorKind::Interrupted`] error
+    /// once `control` is interrupted.
+    pub fn with_control(mut self, control: &Control) -> Simplifier {
+        self.control = control.clone();
+        self
     }
 
     /// The simplifier, knowing that the variables of `symmetric` are their
@@ -188,11 +202,12 @@ impl Simplifier {
     ) -> Result<Option<bool>> {
         let mut typer = typer.clone();
         let (ta, tb) = (self.tidy(a, &mut typer)?, self.tidy(b, &mut typer)?);
-        equivalent_tidied(&ta, &tb, &typer, expect)
+        equivalent_tidied(&ta, &tb, &typer, expect, &self.control)
     }
 
     /// See [`simplify`]; `typer` comes back as it was.
     pub fn simplify(&mut self, e: &Expr, typer: &mut Typer, expect: Option<&Shape>) -> Result<Simplified> {
+        self.control.check()?;
         let tidied = self.tidy(e, typer)?;
         let tidied = typer.scratch(|typer| entrywise::collect(&tidied, typer));
         if is_plain_product(&tidied, typer) || is_plain_leaf(&tidied) {
@@ -203,7 +218,7 @@ impl Simplifier {
             return Ok(Simplified { expr: present::divide_out(&tidied), saturated: false });
         }
         let start = crate::clock::Instant::now();
-        let simplified = simplify_tidied(tidied, typer, expect, self.time_left);
+        let simplified = simplify_tidied(tidied, typer, expect, self.time_left, &self.control);
         self.time_left = self.time_left.saturating_sub(start.elapsed());
         // Sums the e-graph factored out (X^T * a + X^T * b) may collect further.
         simplified.map(|s| Simplified {
@@ -290,13 +305,15 @@ fn simplify_tidied(
     typer: &mut Typer,
     expect: Option<&Shape>,
     time: Duration,
+    control: &Control,
 ) -> Result<Simplified> {
     if tidied.size() > MAX_INPUT_NODES {
         return Ok(Simplified { expr: tidied, saturated: false });
     }
     let mut converter = Converter::new(typer);
     let rec = converter.build(&tidied, expect)?;
-    let runner = runner(converter.shapes(), time).with_expr(&rec).run(rewrites());
+    let runner = runner(converter.shapes(), time, control).with_expr(&rec).run(rewrites());
+    control.check()?;
     if let Some(conflict) = &runner.egraph.analysis.conflict {
         return Err(Error::new(ErrorKind::Internal, format!("simplifying `{tidied}`: {conflict}")));
     }
@@ -335,13 +352,21 @@ pub fn equivalent(a: &Expr, b: &Expr, typer: &Typer, expect: Option<&Shape>) -> 
 }
 
 /// [`equivalent`] of two tidy forms.
-fn equivalent_tidied(ta: &Expr, tb: &Expr, typer: &Typer, expect: Option<&Shape>) -> Result<Option<bool>> {
+fn equivalent_tidied(
+    ta: &Expr,
+    tb: &Expr,
+    typer: &Typer,
+    expect: Option<&Shape>,
+    control: &Control,
+) -> Result<Option<bool>> {
     if ta.size() + tb.size() > MAX_INPUT_NODES {
         return Ok(None);
     }
     let mut converter = Converter::new(typer);
     let (ra, rb) = (converter.build(ta, expect)?, converter.build(tb, expect)?);
-    let runner = runner(converter.shapes(), TIME_LIMIT).with_expr(&ra).with_expr(&rb).run(rewrites());
+    let runner =
+        runner(converter.shapes(), TIME_LIMIT, control).with_expr(&ra).with_expr(&rb).run(rewrites());
+    control.check()?;
     if let Some(conflict) = &runner.egraph.analysis.conflict {
         return Err(Error::new(ErrorKind::Internal, format!("comparing `{ta}` and `{tb}`: {conflict}")));
     }
@@ -509,8 +534,14 @@ mod tests {
         for text in ["A", "A^T", "B", "B^T", "s", "C", "C^T"] {
             let tidied = tidy(&crate::syntax::parse_expr(text).unwrap(), typing.typer()).unwrap();
             assert!(is_plain_leaf(&tidied), "{text}");
-            let via_egraph =
-                simplify_tidied(tidied.clone(), &mut typing.typer().clone(), None, TIME_LIMIT).unwrap();
+            let via_egraph = simplify_tidied(
+                tidied.clone(),
+                &mut typing.typer().clone(),
+                None,
+                TIME_LIMIT,
+                &Control::default(),
+            )
+            .unwrap();
             assert!(via_egraph.saturated, "{text}");
             assert_eq!(via_egraph.expr.to_string(), tidied.to_string(), "{text}");
         }
@@ -544,8 +575,14 @@ mod tests {
                 continue;
             }
             plain += 1;
-            let via_egraph =
-                simplify_tidied(tidied.clone(), &mut typing.typer().clone(), None, TIME_LIMIT).unwrap();
+            let via_egraph = simplify_tidied(
+                tidied.clone(),
+                &mut typing.typer().clone(),
+                None,
+                TIME_LIMIT,
+                &Control::default(),
+            )
+            .unwrap();
             assert!(via_egraph.saturated, "{text}");
             assert_eq!(via_egraph.expr.to_string(), tidied.to_string(), "{text}");
         }
