@@ -191,7 +191,8 @@ fn derivation_fields<S: Serializer>(
 }
 
 /// `{expr, steps, outputs, total_madds, separate_madds, separate_products,
-/// forward_madds, products, sweeps}`. Each step is `{out, op, shape,
+/// forward_madds, products, sweeps, peak_entries}` (`peak_entries` null
+/// where a size is symbolic). Each step is `{out, op, shape,
 /// madds}`; each output `{wrt, value, shape}` (`wrt` null for the value);
 /// each sweep `{cycle, cut, between}`. Counts are numbers, or their text
 /// past u64 (or a polynomial of symbolic sizes).
@@ -234,7 +235,7 @@ impl Serialize for Plan {
                 Sweep { cycle, cut: s.cut, between: [a, b] }
             })
             .collect();
-        let mut s = serializer.serialize_struct("Plan", 9)?;
+        let mut s = serializer.serialize_struct("Plan", 10)?;
         s.serialize_field("expr", &self.expr.to_string())?;
         s.serialize_field("steps", &steps)?;
         s.serialize_field("outputs", &outputs)?;
@@ -247,6 +248,9 @@ impl Serialize for Plan {
         s.serialize_field("forward_madds", &self.forward)?;
         s.serialize_field("products", &self.products())?;
         s.serialize_field("sweeps", &sweeps)?;
+        // A count as the other counts are: a number, or its text past u64.
+        let peak = self.peak_entries().map(crate::plan::Cost::constant);
+        s.serialize_field("peak_entries", &peak)?;
         s.end()
     }
 }

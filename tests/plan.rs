@@ -543,3 +543,52 @@ fn printed_symbolic_plans() {
     .join("\n");
     common::snapshots().bind(|| insta::assert_snapshot!("plan_symbolic", out));
 }
+
+/// The peak the plan reports is the most entries alive at once, counted
+/// afresh here from the steps' operands: a step is alive from its own
+/// step through its last reader, an output to the end.
+#[test]
+fn peak_memory_counts_what_is_alive() {
+    use matdiff::plan::Value;
+    let cases = [
+        ("W1*W2*W3*X", "d0=64,d1=32,d2=16,d3=8,d4=128"),
+        ("W1 : 16x8; W2 : 8x4; X : 4x32; tanh(W1 * tanh(W2 * X))", ""),
+        ("A : 6x6; x : 6; x^T * inv(A) * x + logdet(A)", ""),
+        ("W : 12x5; X : 5x40; b : 12; sum(softmax(W*X + b))", ""),
+    ];
+    for (src, dims) in cases {
+        let program = matdiff::parse(src).unwrap();
+        let d = matdiff::derive(&program, &Default::default()).unwrap();
+        let dims = dims
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_string(), v.parse().unwrap())
+            })
+            .collect();
+        let plan =
+            matdiff::plan::compile(&d, &matdiff::plan::PlanOptions { dims, ..Default::default() }).unwrap();
+        let n = plan.steps.len();
+        let size = |k: usize| -> u128 {
+            let s = &plan.steps[k].shape;
+            let (r, c) =
+                (s.rows.to_string().parse::<u128>().unwrap(), s.cols.to_string().parse::<u128>().unwrap());
+            r * c
+        };
+        let output = |j: usize| plan.outputs.iter().any(|o| o.operand.value == Value::Step(j));
+        let reads =
+            |r: usize, j: usize| plan.steps[r].op.operands().iter().any(|o| o.value == Value::Step(j));
+        let alive = |j: usize, t: usize| j == t || output(j) || (t..n).any(|r| reads(r, j));
+        let peak =
+            (0..n).map(|t| (0..=t).filter(|&j| alive(j, t)).map(size).sum::<u128>()).max().unwrap_or(0);
+        assert_eq!(plan.peak_entries(), Some(peak), "{src}");
+        // Never more than every step at once, never less than the outputs.
+        let all: u128 = (0..n).map(size).sum();
+        assert!(peak <= all, "{src}");
+    }
+    // A symbolic size has no peak to report.
+    let program = matdiff::parse("W1*W2*X").unwrap();
+    let d = matdiff::derive(&program, &Default::default()).unwrap();
+    assert_eq!(matdiff::plan::compile(&d, &Default::default()).unwrap().peak_entries(), None);
+}

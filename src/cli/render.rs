@@ -526,7 +526,26 @@ pub fn plan(d: &Derivation, options: &PlanOptions, output: PlanOutput) -> crate:
         "  the value and each gradient separately: {separate}, in {} matrix products\n",
         plan.separate_products
     ));
+    if let Some(peak) = plan.peak_entries() {
+        // Each value freed after its last read, as the evaluator and the NumPy code do.
+        out.push_str(&format!(
+            "intermediates at their peak: {peak} entries ({} in float64)\n",
+            bytes(peak.saturating_mul(8))
+        ));
+    }
     Ok(out)
+}
+
+/// A number of bytes as a reader takes it in: `248 B`, `12.0 KiB`,
+/// `64.1 MiB`, `1.01 GiB`.
+fn bytes(n: u128) -> String {
+    let x = n as f64;
+    match n {
+        0..1024 => format!("{n} B"),
+        1024..1_048_576 => format!("{:.1} KiB", x / 1024.0),
+        1_048_576..1_073_741_824 => format!("{:.1} MiB", x / 1_048_576.0),
+        _ => format!("{:.2} GiB", x / 1_073_741_824.0),
+    }
 }
 
 /// A count of multiply-adds as printed: its polynomial (up to 12 terms), and

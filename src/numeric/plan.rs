@@ -1,5 +1,6 @@
 //! Running a compiled [`Plan`] on nalgebra matrices.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use super::eval::{call, entrywise, zip, Env, Matrix};
@@ -39,22 +40,24 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
         sizes.insert(&i.shape.cols, m.ncols());
         inputs.push(m);
     }
-    let mut steps: Vec<Matrix> = Vec::with_capacity(plan.steps.len());
-    for s in &plan.steps {
+    // Each value freed once its last reader has run (outputs are kept):
+    // the peak is the plan's `peak_entries`, not every step at once.
+    let dead = plan.dead_after();
+    let mut steps: Vec<Option<Matrix>> = Vec::with_capacity(plan.steps.len());
+    for (k, s) in plan.steps.iter().enumerate() {
         if let Some(d) = deadline {
             d.check()?;
         }
-        let get = |o: &Operand| -> Matrix {
+        // Operands borrowed, copied only to be transposed or changed.
+        let get = |o: &Operand| -> Result<Cow<'_, Matrix>> {
             let m = match o.value {
-                Value::Input(k) => inputs[k].clone(),
-                Value::Step(k) => steps[k].clone(),
-                Value::Num(x) => Matrix::from_element(1, 1, x),
+                Value::Input(k) => Cow::Borrowed(inputs[k]),
+                Value::Step(j) => Cow::Borrowed(
+                    steps[j].as_ref().ok_or_else(|| fail(format!("step `{}` reads a freed value", s.out)))?,
+                ),
+                Value::Num(x) => Cow::Owned(Matrix::from_element(1, 1, x)),
             };
-            if o.transposed {
-                m.transpose()
-            } else {
-                m
-            }
+            Ok(if o.transposed { Cow::Owned(m.transpose()) } else { m })
         };
         let mismatch = |a: &Matrix, b: &Matrix| {
             fail(format!("shapes {:?} and {:?} do not fit step `{}`", a.shape(), b.shape(), s.out))
@@ -67,33 +70,33 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
             }
         };
         let two = |a: &Operand, b: &Operand, f: fn(f64, f64) -> f64| -> Result<Matrix> {
-            let (x, y) = (get(a), get(b));
+            let (x, y) = (get(a)?, get(b)?);
             zip(&x, &y, f).ok_or_else(|| mismatch(&x, &y))
         };
         let value = match &s.op {
             Op::MatMul(a, b) => {
-                let (x, y) = (get(a), get(b));
+                let (x, y) = (get(a)?, get(b)?);
                 if x.ncols() != y.nrows() {
                     return Err(mismatch(&x, &y));
                 }
-                x * y
+                &*x * &*y
             }
-            Op::Scale(a, b) => get(b) * scalar(&get(a))?,
+            Op::Scale(a, b) => get(b)?.into_owned() * scalar(&*get(a)?)?,
             Op::Add(a, b) => two(a, b, |x, y| x + y)?,
             Op::Sub(a, b) => two(a, b, |x, y| x - y)?,
             Op::Hadamard(a, b) => two(a, b, |x, y| x * y)?,
             Op::HadamardDiv(a, b) => two(a, b, |x, y| x / y)?,
             Op::Max(a, b) => two(a, b, entrywise(BinOp::Max))?,
             Op::Power(a, b) => {
-                let p = scalar(&get(b))?;
-                get(a).map(|x| x.powf(p))
+                let p = scalar(&*get(b)?)?;
+                get(a)?.map(|x| x.powf(p))
             }
             Op::Min(a, b) => two(a, b, entrywise(BinOp::Min))?,
-            Op::Kron(a, b) => get(a).kronecker(&get(b)),
-            Op::Div(a, b) => get(a) / scalar(&get(b))?,
-            Op::Neg(a) => -get(a),
-            Op::HadamardPower(a, p) => get(a).map(|x| x.powf(*p)),
-            Op::Inverse(a) => get(a).try_inverse().ok_or_else(|| {
+            Op::Kron(a, b) => get(a)?.kronecker(&*get(b)?),
+            Op::Div(a, b) => get(a)?.into_owned() / scalar(&*get(b)?)?,
+            Op::Neg(a) => -get(a)?.into_owned(),
+            Op::HadamardPower(a, p) => get(a)?.map(|x| x.powf(*p)),
+            Op::Inverse(a) => get(a)?.into_owned().try_inverse().ok_or_else(|| {
                 Error::new(ErrorKind::Usage, format!("step `{}` inverts a singular matrix", s.out))
             })?,
             Op::Identity => {
@@ -114,9 +117,9 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
                     _ => return Err(fail(format!("no size for the ones of step `{}`", s.out))),
                 }
             }
-            Op::Call(f, a) => call(*f, &get(a)),
+            Op::Call(f, a) => call(*f, &*get(a)?),
             Op::ScaleRows(v, a) => {
-                let (v, mut x) = (get(v), get(a));
+                let (v, mut x) = (get(v)?, get(a)?.into_owned());
                 if v.shape() != (x.nrows(), 1) {
                     return Err(mismatch(&v, &x));
                 }
@@ -126,7 +129,7 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
                 x
             }
             Op::ScaleCols(a, v) => {
-                let (mut x, v) = (get(a), get(v));
+                let (mut x, v) = (get(a)?.into_owned(), get(v)?);
                 if v.shape() != (x.ncols(), 1) {
                     return Err(mismatch(&x, &v));
                 }
@@ -136,13 +139,16 @@ pub fn run_plan_within(plan: &Plan, env: &Env, deadline: Option<&Deadline>) -> R
                 x
             }
         };
-        steps.push(value);
+        steps.push(Some(value));
+        for &j in &dead[k] {
+            steps[j] = None;
+        }
     }
     let mut outputs = Vec::with_capacity(plan.outputs.len());
     for o in &plan.outputs {
         let m = match o.operand.value {
             Value::Input(k) => inputs[k].clone(),
-            Value::Step(k) => steps[k].clone(),
+            Value::Step(k) => steps[k].clone().ok_or_else(|| fail(format!("output step {k} was freed")))?,
             Value::Num(x) => Matrix::from_element(1, 1, x),
         };
         let m = if o.operand.transposed { m.transpose() } else { m };

@@ -3,7 +3,7 @@
 //! planner chose.
 
 use super::Cost;
-use crate::shape::Shape;
+use crate::shape::{Dim, Shape};
 use crate::syntax::{Expr, Func, VarName};
 
 /// A value a step reads.
@@ -177,5 +177,54 @@ impl Plan {
     /// The number of matrix products.
     pub fn products(&self) -> usize {
         self.steps.iter().filter(|s| matches!(s.op, Op::MatMul(..))).count()
+    }
+
+    /// For each step k, the steps whose values are dead once k has run:
+    /// those k reads last, and k itself if no step reads it; never an
+    /// output. What an evaluator frees as it goes.
+    pub fn dead_after(&self) -> Vec<Vec<usize>> {
+        let n = self.steps.len();
+        let mut last: Vec<usize> = (0..n).collect();
+        for (k, s) in self.steps.iter().enumerate() {
+            for o in s.op.operands() {
+                if let Value::Step(j) = o.value {
+                    last[j] = last[j].max(k);
+                }
+            }
+        }
+        let mut kept = vec![false; n];
+        for o in &self.outputs {
+            if let Value::Step(j) = o.operand.value {
+                kept[j] = true;
+            }
+        }
+        let mut dead = vec![vec![]; n];
+        for j in (0..n).filter(|&j| !kept[j]) {
+            dead[last[j]].push(j);
+        }
+        dead
+    }
+
+    /// The most entries the steps' values hold at once, each freed after
+    /// its last read ([`Plan::dead_after`]) and the outputs kept to the
+    /// end; `None` where a step's size is not a number, or the count passes
+    /// u128. (The inputs, held throughout, are not counted.)
+    pub fn peak_entries(&self) -> Option<u128> {
+        let size = |k: usize| -> Option<u128> {
+            let s = &self.steps[k].shape;
+            match (&s.rows, &s.cols) {
+                (Dim::Const(r), Dim::Const(c)) => u128::from(*r).checked_mul(u128::from(*c)),
+                _ => None,
+            }
+        };
+        let (mut live, mut peak) = (0u128, 0u128);
+        for (k, dead) in self.dead_after().iter().enumerate() {
+            live = live.checked_add(size(k)?)?;
+            peak = peak.max(live);
+            for &j in dead {
+                live -= size(j)?;
+            }
+        }
+        Some(peak)
     }
 }
