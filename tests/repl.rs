@@ -54,6 +54,22 @@ fn piped(session: &str) -> std::process::Output {
     child.wait_with_output().unwrap()
 }
 
+/// A scratch directory of its own for a session's history.
+fn fresh_home(name: &str) -> std::path::PathBuf {
+    let home = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).unwrap();
+    home
+}
+
+/// `matdiff repl` on a pseudo-terminal, its history under `home`, without
+/// colour; each expectation waits up to `seconds`.
+fn repl_on_a_terminal(home: &std::path::Path, seconds: u64) -> rexpect::session::PtySession {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matdiff"));
+    cmd.arg("repl").env("HOME", home).env("XDG_DATA_HOME", home).env("NO_COLOR", "1");
+    rexpect::session::spawn_command(cmd, Some(seconds * 1000)).unwrap()
+}
+
 /// Its exit status and standard error.
 fn status_and_errors(session: &str) -> (Option<i32>, String) {
     let out = piped(session);
@@ -82,12 +98,8 @@ fn piped_sessions_gate() {
 
 #[test]
 fn interactive_session() {
-    use rexpect::session::spawn_command;
-    let home = std::env::temp_dir().join(format!("matdiff-repl-{}", std::process::id()));
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matdiff"));
-    cmd.arg("repl").env("HOME", &home).env("XDG_DATA_HOME", &home).env("NO_COLOR", "1");
-    let mut p = spawn_command(cmd, Some(10_000)).unwrap();
+    let home = fresh_home("matdiff-repl");
+    let mut p = repl_on_a_terminal(&home, 10);
     p.exp_string("matdiff> ").unwrap();
     p.send_line("Weights : 3x4").unwrap();
     p.exp_string("matdiff> ").unwrap();
@@ -133,13 +145,8 @@ fn interactive_session() {
 /// alone on a line, are commands, not undeclared variables.
 #[test]
 fn history_survives_a_killed_session() {
-    use rexpect::session::spawn_command;
-    let home = std::env::temp_dir().join(format!("matdiff-repl-kill-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matdiff"));
-    cmd.arg("repl").env("HOME", &home).env("XDG_DATA_HOME", &home).env("NO_COLOR", "1");
-    let mut p = spawn_command(cmd, Some(10_000)).unwrap();
+    let home = fresh_home("matdiff-repl-kill");
+    let mut p = repl_on_a_terminal(&home, 10);
     p.exp_string("matdiff> ").unwrap();
     p.send_line("help").unwrap();
     p.exp_string("Declarations persist").unwrap();
@@ -155,9 +162,7 @@ fn history_survives_a_killed_session() {
     assert!(history.starts_with("#V2\n"), "{history}");
     assert!(history.contains("Kept : 3x4\nKept * Kept^T\n"), "{history}");
     // And `quit` ends a session.
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matdiff"));
-    cmd.arg("repl").env("HOME", &home).env("XDG_DATA_HOME", &home).env("NO_COLOR", "1");
-    let mut p = spawn_command(cmd, Some(10_000)).unwrap();
+    let mut p = repl_on_a_terminal(&home, 10);
     p.exp_string("matdiff> ").unwrap();
     p.send_line("quit").unwrap();
     p.exp_eof().unwrap();
@@ -170,13 +175,8 @@ fn history_survives_a_killed_session() {
 /// the session has replaces it, saying so.
 #[test]
 fn ctrl_c_stops_the_command_not_the_session() {
-    use rexpect::session::spawn_command;
-    let home = std::env::temp_dir().join(format!("matdiff-repl-int-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_matdiff"));
-    cmd.arg("repl").env("HOME", &home).env("XDG_DATA_HOME", &home).env("NO_COLOR", "1");
-    let mut p = spawn_command(cmd, Some(20_000)).unwrap();
+    let home = fresh_home("matdiff-repl-int");
+    let mut p = repl_on_a_terminal(&home, 20);
     p.exp_string("matdiff> ").unwrap();
     p.send_line("A : 40x40; B : 40x40").unwrap();
     p.exp_string("B : 40x40").unwrap();

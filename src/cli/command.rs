@@ -879,33 +879,10 @@ pub fn similar_option(subcommand: &str, arg: &str) -> Option<String> {
     command
         .get_arguments()
         .filter_map(|a| a.get_long())
-        .map(|long| (edits(name, long), long))
+        .map(|long| (strsim::osa_distance(name, long), long))
         .filter(|(d, long)| *d <= 2.min(long.len() / 2))
         .min()
         .map(|(_, long)| format!("--{long}"))
-}
-
-/// The edits from `a` to `b`: insertions, deletions, substitutions and
-/// swaps of neighbours (the optimal string alignment distance).
-fn edits(a: &str, b: &str) -> usize {
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, first) in d[0].iter_mut().enumerate() {
-        *first = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
-            }
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 /// Runs a parsed command: its output goes to `out`; an error is reported

@@ -110,15 +110,7 @@ pub(super) fn clap_failure(
     err: &mut dyn Write,
     style: Style,
 ) -> i32 {
-    clap_text_failure(e.exit_code(), clap_text(e, style), json, out, err)
-}
-
-/// clap's message, coloured as clap colours it where `style` says so.
-fn clap_text(e: &clap::Error, style: Style) -> String {
-    match style {
-        Style::Plain => e.render().to_string(),
-        Style::Colour => e.render().ansi().to_string(),
-    }
+    clap_report(e, json, out, err, style, |text| text)
 }
 
 /// [`clap_failure`] for a command typed in the REPL, whose usage lines
@@ -130,22 +122,39 @@ pub(super) fn clap_failure_in_repl(
     err: &mut dyn Write,
     style: Style,
 ) -> i32 {
-    let text: String = clap_text(e, style)
-        .split_inclusive('\n')
-        .map(|l| if l.contains("Usage:") { l.replacen("matdiff ", "", 1) } else { l.to_string() })
-        .collect();
-    let text = text.replace("<EXPR|--file <FILE>>", "EXPR");
-    clap_text_failure(e.exit_code(), text, json, out, err)
+    clap_report(e, json, out, err, style, |text| {
+        let text: String = text
+            .split_inclusive('\n')
+            .map(|l| if l.contains("Usage:") { l.replacen("matdiff ", "", 1) } else { l.to_string() })
+            .collect();
+        text.replace("<EXPR|--file <FILE>>", "EXPR")
+    })
 }
 
-fn clap_text_failure(code: i32, text: String, json: bool, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+/// clap's message as `phrase` words it: coloured as clap colours it on
+/// standard error where `style` says so; plain in help on standard output
+/// (which may be a pipe) and in the JSON error.
+fn clap_report(
+    e: &clap::Error,
+    json: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+    style: Style,
+    phrase: impl Fn(String) -> String,
+) -> i32 {
+    let code = e.exit_code();
+    let plain = phrase(e.render().to_string());
     if code == 0 {
-        let _ = write!(out, "{text}");
+        let _ = write!(out, "{plain}");
         return 0;
     }
-    let _ = write!(err, "{text}");
+    let shown = match style {
+        Style::Plain => plain.clone(),
+        Style::Colour => phrase(e.render().ansi().to_string()),
+    };
+    let _ = write!(err, "{shown}");
     if json {
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
+        let mut lines = plain.lines().filter(|l| !l.trim().is_empty());
         let first = lines.next().unwrap_or("invalid arguments");
         let message = first.strip_prefix("error: ").unwrap_or(first).to_string();
         let mut error = Error::new(ErrorKind::Usage, message);
@@ -296,5 +305,25 @@ impl Write for Highlighted<'_> {
 impl Drop for Highlighted<'_> {
     fn drop(&mut self) {
         let _ = self.emit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A refused `--json` command on a colour terminal: clap's colours on
+    /// standard error, plain JSON on standard output; and the option meant
+    /// named where clap's own similarity has none (`--wtr`).
+    #[test]
+    fn refused_arguments_colour_only_standard_error() {
+        let args = ["matdiff", "derive", "W*x", "--wtr", "W", "--json"];
+        let e = super::super::command::parse(args.iter().map(Into::into).collect()).unwrap_err();
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        assert_eq!(clap_failure(&e, true, &mut out, &mut err, Style::Colour), 2);
+        let (out, err) = (String::from_utf8(out).unwrap(), String::from_utf8(err).unwrap());
+        assert!(err.contains('\x1b') && err.contains("--wrt"), "{err:?}");
+        assert!(!out.contains('\x1b') && out.contains("a similar argument exists: '--wrt'"), "{out}");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap();
     }
 }

@@ -527,6 +527,11 @@ mod tests {
     }
 
     /// A lone variable, maybe transposed, is what the e-graph makes of it.
+    /// What the e-graph alone makes of a tidy form.
+    fn through_the_egraph(tidied: &Expr, typer: &Typer) -> Simplified {
+        simplify_tidied(tidied.clone(), &mut typer.clone(), None, TIME_LIMIT, &Control::default()).unwrap()
+    }
+
     #[test]
     fn plain_leaves_are_what_the_egraph_makes_of_them() {
         let program = crate::syntax::parse_program("A : n x n; B : 2x3; s : scalar; A").unwrap();
@@ -534,14 +539,7 @@ mod tests {
         for text in ["A", "A^T", "B", "B^T", "s", "C", "C^T"] {
             let tidied = tidy(&crate::syntax::parse_expr(text).unwrap(), typing.typer()).unwrap();
             assert!(is_plain_leaf(&tidied), "{text}");
-            let via_egraph = simplify_tidied(
-                tidied.clone(),
-                &mut typing.typer().clone(),
-                None,
-                TIME_LIMIT,
-                &Control::default(),
-            )
-            .unwrap();
+            let via_egraph = through_the_egraph(&tidied, typing.typer());
             assert!(via_egraph.saturated, "{text}");
             assert_eq!(via_egraph.expr.to_string(), tidied.to_string(), "{text}");
         }
@@ -575,14 +573,7 @@ mod tests {
                 continue;
             }
             plain += 1;
-            let via_egraph = simplify_tidied(
-                tidied.clone(),
-                &mut typing.typer().clone(),
-                None,
-                TIME_LIMIT,
-                &Control::default(),
-            )
-            .unwrap();
+            let via_egraph = through_the_egraph(&tidied, typing.typer());
             assert!(via_egraph.saturated, "{text}");
             assert_eq!(via_egraph.expr.to_string(), tidied.to_string(), "{text}");
         }
