@@ -88,3 +88,36 @@ fn the_method_is_named_in_text_and_json() {
     assert_eq!(json["results"][0]["compared"], "entries");
     assert!(json["results"][0]["directions"].is_null());
 }
+
+fn mlp(width: usize) -> String {
+    let w = width;
+    format!("W1 : {w} x {w}; W2 : {w} x {w}; W3 : {w} x {w}; X : {w} x {w}; Y : {w} x {w}; norm(W3*tanh(W2*tanh(W1*X)) - Y)^2")
+}
+
+/// A 3-layer tanh network's loss at widths 256 and batch 256 gets a verdict
+/// (issue 25), along directions; a mutant of one layer's gradient there is
+/// told apart. Twice as wide it is refused before it starts, by name.
+#[test]
+fn the_mlp_at_widths_256_gets_a_verdict() {
+    let program = parse_program(&mlp(256)).unwrap();
+    let d = matdiff::derive(&program, &Default::default()).unwrap();
+    let report = check(&d, &CheckOptions { seed: 1, ..Default::default() }).unwrap();
+    assert!(report.ok(), "{:?}", report.results);
+    assert!(report.results.iter().all(|r| r.compared == Compared::Directions(DIRECTIONS)));
+    let g = d.gradients.iter().find(|g| g.wrt.to_string() == "W2").unwrap();
+    let expr = matdiff::syntax::parse_expr(&format!("1.0001 * ({})", g.expr)).unwrap();
+    let mutated = matdiff::Derivation {
+        typing: d.typing.clone(),
+        mode: d.mode.clone(),
+        gradients: vec![matdiff::Gradient { expr, ..g.clone() }],
+        shared: None,
+    };
+    let report = check(&mutated, &CheckOptions { seed: 1, ..Default::default() }).unwrap();
+    assert_eq!(report.results[0].outcome, matdiff::numeric::Outcome::Differ, "{:?}", report.results);
+
+    let program = parse_program(&mlp(512)).unwrap();
+    let d = matdiff::derive(&program, &Default::default()).unwrap();
+    let e = check(&d, &CheckOptions { seed: 1, ..Default::default() }).unwrap_err();
+    assert_eq!(e.kind, matdiff::ErrorKind::Limit, "{e}");
+    assert!(e.to_string().contains("4 directions for each of 5 gradients"), "{e}");
+}

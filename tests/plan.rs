@@ -592,3 +592,33 @@ fn peak_memory_counts_what_is_alive() {
     let d = matdiff::derive(&program, &Default::default()).unwrap();
     assert_eq!(matdiff::plan::compile(&d, &Default::default()).unwrap().peak_entries(), None);
 }
+
+/// What evaluating the value again costs when one variable moves (what
+/// `check` prices its differences at): the forward steps that read it,
+/// directly or through others. In a 3-layer network each layer's weights
+/// reach the loss through one product fewer than the layer below's.
+#[test]
+fn the_forward_cost_of_one_variable_counts_the_steps_that_read_it() {
+    let n: u128 = 37;
+    let src = format!(
+        "W1 : {n} x {n}; W2 : {n} x {n}; W3 : {n} x {n}; X : {n} x {n}; Y : {n} x {n}; norm(W3*tanh(W2*tanh(W1*X)) - Y)^2"
+    );
+    let program = matdiff::parse(&src).unwrap();
+    let d = matdiff::derive(&program, &Default::default()).unwrap();
+    let plan = compile(&d, &Default::default()).unwrap();
+    let cost = |v: &str| number(&plan.forward_varying(&matdiff::syntax::parse_var(v).unwrap()));
+    let products = |k: u128| k * n * n * n;
+    // The squared norm's sum of squares and its square.
+    let norm = n * n + 1;
+    assert_eq!(number(&plan.forward), products(3) + norm);
+    let layers = [("W1", 3), ("X", 3), ("W2", 2), ("W3", 1), ("Y", 0)];
+    for (v, k) in layers {
+        let want = products(k) + norm;
+        assert_eq!(cost(v), want, "{v}");
+    }
+    // A variable the expression does not read costs the whole forward value.
+    assert_eq!(
+        number(&plan.forward_varying(&matdiff::syntax::parse_var("Z").unwrap())),
+        number(&plan.forward)
+    );
+}

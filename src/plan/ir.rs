@@ -179,6 +179,46 @@ impl Plan {
         self.steps.iter().filter(|s| matches!(s.op, Op::MatMul(..))).count()
     }
 
+    /// Multiply-adds of the forward value's steps that read `var`, directly or
+    /// through other steps: what evaluating the value again costs when that
+    /// variable alone changes and everything else is held. The whole forward
+    /// cost for a variable the plan does not read.
+    pub fn forward_varying(&self, var: &VarName) -> Cost {
+        let (Some(input), Some(forward)) =
+            (self.inputs.iter().position(|i| &i.var == var), self.outputs.iter().find(|o| o.wrt.is_none()))
+        else {
+            return self.forward.clone();
+        };
+        let n = self.steps.len();
+        let mut needed = vec![false; n];
+        if let Value::Step(k) = forward.operand.value {
+            needed[k] = true;
+        }
+        for k in (0..n).rev() {
+            if needed[k] {
+                for o in self.steps[k].op.operands() {
+                    if let Value::Step(j) = o.value {
+                        needed[j] = true;
+                    }
+                }
+            }
+        }
+        let mut reads = vec![false; n];
+        for (k, s) in self.steps.iter().enumerate() {
+            reads[k] = s.op.operands().iter().any(|o| match o.value {
+                Value::Input(i) => i == input,
+                Value::Step(j) => reads[j],
+                Value::Num(_) => false,
+            });
+        }
+        self.steps
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| needed[*k] && reads[*k])
+            .map(|(_, s)| s.madds.clone())
+            .sum()
+    }
+
     /// For each step k, the steps whose values are dead once k has run:
     /// those k reads last, and k itself if no step reads it; never an
     /// output. What an evaluator frees as it goes.

@@ -595,17 +595,22 @@ impl<'p> Code<'p> {
         Ok(out)
     }
 
-    /// [`Code::lines`] of all the steps, each intermediate deleted after
-    /// its last read (`del T3, T5`): a function that holds every
-    /// intermediate to its end takes fresh memory for each, and NumPy then
-    /// spends more on page faults than on arithmetic (an n×n entrywise step
-    /// at n = 1000: 2 ms held, 0.2 ms freed). Outputs are kept.
-    fn lines_freeing(&self, indent: &str) -> Result<String> {
+    /// [`Code::lines`] of the steps `ks` (in order), each intermediate they
+    /// compute deleted after its last read among them (`del T3, T5`): a
+    /// function that holds every intermediate to its end takes fresh memory
+    /// for each, and NumPy then spends more on page faults than on
+    /// arithmetic (an n×n entrywise step at n = 1000: 2 ms held, 0.2 ms
+    /// freed). Outputs, and values computed before the block, are kept.
+    fn lines_freeing(&self, ks: &[usize], indent: &str) -> Result<String> {
         let n = self.plan.steps.len();
         let mut last: Vec<Option<usize>> = vec![None; n];
-        for k in (0..n).filter(|&k| !self.solved[k]) {
-            for j in self.reads(k) {
-                last[j] = Some(k);
+        let mut here = vec![false; n];
+        for &k in ks {
+            here[k] = true;
+            if !self.solved[k] {
+                for j in self.reads(k) {
+                    last[j] = Some(k);
+                }
             }
         }
         let mut kept = vec![false; n];
@@ -615,12 +620,12 @@ impl<'p> Code<'p> {
             }
         }
         let mut out = String::new();
-        for k in 0..n {
+        for &k in ks {
             if let Some(line) = self.step(k)? {
                 out.push_str(&format!("{indent}{line}\n"));
             }
             let mut dead: Vec<usize> =
-                (0..n).filter(|&j| last[j] == Some(k) && !kept[j] && !self.solved[j]).collect();
+                (0..n).filter(|&j| here[j] && last[j] == Some(k) && !kept[j] && !self.solved[j]).collect();
             dead.dedup();
             if !dead.is_empty() {
                 let names: Vec<&str> = dead.iter().map(|&j| self.steps[j].as_str()).collect();
@@ -757,6 +762,13 @@ impl<'p> Code<'p> {
     /// backward runs (`!run`), `forward` as [`Code::split`] gives it.
     fn part(&self, forward: &[bool], run: bool, indent: &str) -> Result<String> {
         self.lines((0..self.plan.steps.len()).filter(|&k| forward[k] == run), indent)
+    }
+
+    /// [`Code::part`], each intermediate it computes deleted after its last
+    /// read in it ([`Code::lines_freeing`]).
+    fn part_freeing(&self, forward: &[bool], run: bool, indent: &str) -> Result<String> {
+        let ks: Vec<usize> = (0..self.plan.steps.len()).filter(|&k| forward[k] == run).collect();
+        self.lines_freeing(&ks, indent)
     }
 
     /// The gradient a backward returns for the input `k`: `None` where the

@@ -156,7 +156,8 @@ pub fn numpy(plan: &Plan, title: &str, name: Option<&str>) -> Result<String> {
         out.push_str(&argument(&code, k));
     }
     out.push_str(&batch(&arrays));
-    out.push_str(&code.lines_freeing("    ")?);
+    let steps: Vec<usize> = (0..plan.steps.len()).collect();
+    out.push_str(&code.lines_freeing(&steps, "    ")?);
     out.push_str("    grads = {}\n");
     for k in 1..plan.outputs.len() {
         out.push_str(&gradient(&code, k));

@@ -110,7 +110,9 @@ pub fn pytorch(plan: &Plan, title: &str, upstream: Option<&VarName>, name: Optio
         out.push_str(RECOMPUTE);
         out.push_str(&code.lines(recompute, "            ")?);
     }
-    out.push_str(&code.part(&forward, false, "        ")?);
+    // The backward frees what it computes as it goes; what forward saved,
+    // ctx holds until the backward returns.
+    out.push_str(&code.part_freeing(&forward, false, "        ")?);
     let cotangent = code.cotangent();
     let grads: Vec<String> = args.iter().map(|&k| code.returned_gradient(k, &cotangent)).collect();
     out.push_str(&format!(
