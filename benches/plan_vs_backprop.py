@@ -31,18 +31,28 @@ def widths_bottleneck(n, _w):
     return [1024 if i % 2 == 0 else 16 for i in range(n + 1)]
 
 
+def widths_narrow(n, _w):
+    return [1024, 16] + [1024] * (n - 1)
+
+
 # (name, n, widths(n), batch)
 CASES = [
     ("seed", 3, widths_square(3, 64), 65536),
     ("seed", 8, widths_square(8, 64), 65536),
+    ("seed", 32, widths_square(32, 64), 65536),
     ("seed", 3, widths_square(3, 1024), 256),
     ("seed", 8, widths_square(8, 1024), 256),
+    ("seed", 32, widths_square(32, 1024), 256),
     ("bottleneck", 3, widths_bottleneck(3, 0), 256),
     ("bottleneck", 8, widths_bottleneck(8, 0), 256),
     ("bottleneck", 32, widths_bottleneck(32, 0), 256),
-    ("bottleneck", 3, widths_bottleneck(3, 0), 16384),
-    ("bottleneck", 8, widths_bottleneck(8, 0), 16384),
-    ("bottleneck", 32, widths_bottleneck(32, 0), 16384),
+    ("narrow", 3, widths_narrow(3, 0), 8192),
+    ("narrow", 8, widths_narrow(8, 0), 8192),
+    ("narrow", 3, widths_narrow(3, 0), 256),
+    ("narrow", 8, widths_narrow(8, 0), 256),
+    ("bottleneck", 3, widths_bottleneck(3, 0), 65536),
+    ("bottleneck", 8, widths_bottleneck(8, 0), 65536),
+    ("bottleneck", 32, widths_bottleneck(32, 0), 65536),
 ]
 
 
@@ -73,7 +83,7 @@ def best_of(f, repeat):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--only", help="run only the cases of this chain (seed, bottleneck)")
+    parser.add_argument("--only", help="run only the cases of this chain (seed, narrow, bottleneck)")
     args = parser.parse_args()
     if os.environ.get("OPENBLAS_NUM_THREADS") != "1":
         print("note: OPENBLAS_NUM_THREADS is not 1; BLAS may use every core")
@@ -89,7 +99,10 @@ def main():
         module = types.ModuleType("plan")
         exec(code, module.__dict__)
         rng = np.random.default_rng(1)
-        ws = [rng.uniform(-1, 1, (widths[i], widths[i + 1])).astype(np.float32) for i in range(n)]
+        # Scaled to keep each layer's output the size of its input: long chains
+        # of float32 stay finite, and the orders of the two comparable.
+        ws = [(rng.uniform(-1, 1, (widths[i], widths[i + 1])) * np.sqrt(3 / widths[i + 1])).astype(np.float32)
+              for i in range(n)]
         x = rng.uniform(-1, 1, (widths[n], batch)).astype(np.float32)
         g = rng.uniform(-1, 1, (widths[0], batch)).astype(np.float32)
         arrays = {f"W{i + 1}": w for i, w in enumerate(ws)}
