@@ -622,3 +622,41 @@ fn the_forward_cost_of_one_variable_counts_the_steps_that_read_it() {
         number(&plan.forward)
     );
 }
+
+/// Among cuts of equal multiply-adds the planner takes the one with the
+/// lowest peak memory: on chains whose sizes tie often (two sizes only),
+/// no cut that costs what the chosen one costs holds fewer entries at its
+/// peak, where at most eight tie; and some ties are between plans of
+/// different peaks (else it would test nothing: without the tie-break,
+/// the cut beside the best seed holds more on `[16, 16, 4, 4]`, batch 16).
+#[test]
+fn among_equal_costs_the_lower_peak_wins() {
+    let mut rng = StdRng::seed_from_u64(25);
+    let mut changed = 0;
+    for n in 2..=6 {
+        let p = program(&chain(n));
+        let d = derivation(&p);
+        for _ in 0..20 {
+            let widths: Vec<u64> = (0..=n).map(|_| [4, 16][rng.random_range(0..2)]).collect();
+            let batch = [4, 16][rng.random_range(0..2)];
+            let dims = chain_dims(&widths, batch);
+            let auto = plan_with(&d, &dims, Strategy::Auto);
+            let Some(family) = auto.sweeps.first() else { continue };
+            let (total, peak) = (number(&auto.total), auto.peak_entries().unwrap());
+            let cuts: Vec<Plan> =
+                (0..family.prices.len()).map(|e| plan_with(&d, &dims, Strategy::Cut(e))).collect();
+            let tied: Vec<&Plan> = cuts.iter().filter(|c| number(&c.total) == total).collect();
+            if tied.len() > 9 {
+                continue;
+            }
+            for c in &tied {
+                assert!(peak <= c.peak_entries().unwrap(), "{widths:?} batch {batch}\n{auto}\nagainst\n{c}");
+            }
+            if tied.iter().any(|c| c.peak_entries().unwrap() > peak) {
+                changed += 1;
+            }
+            assert_plan_matches_formulas(&d, &auto, 3);
+        }
+    }
+    assert!(changed > 0, "no tie had plans of different peaks");
+}

@@ -175,6 +175,10 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
     let compiled = compile_graph(&targets, typer, upstream, options)?;
     options.control.check()?;
     let mut plan = compiled.write(&typing.program.expr, &targets, options.strategy);
+    if options.strategy == Strategy::Auto {
+        options.control.check()?;
+        plan = lowest_peak(plan, |cut| compiled.write(&typing.program.expr, &targets, Strategy::Cut(cut)));
+    }
     // Each target on its own: the same graph, only what the target reaches.
     // (Past MAX_COST_TERMS terms the polynomial is dropped: products are counted.)
     let mut separate = Some(Tally::default());
@@ -194,6 +198,43 @@ pub fn compile(derivation: &Derivation, options: &PlanOptions) -> Result<Plan> {
     }
     plan.separate = separate.map(|s| s.cost(&compiled.graph.dims));
     Ok(plan)
+}
+
+/// Most cuts of the same multiply-adds as the chosen one written out to
+/// compare their peak memory: a chain whose sizes are all equal ties at
+/// every one of its cuts, and is left at the chosen one.
+const MAX_TIED_CUTS: usize = 8;
+
+/// Among the cuts of the plan's family (where it has one, and its sizes are
+/// numbers) that cost the same multiply-adds as the chosen one, the one
+/// whose steps hold the fewest entries at their peak ([`Plan::peak_entries`]);
+/// the chosen one where none holds fewer, or more than [`MAX_TIED_CUTS`] tie.
+/// `write(e)` writes the plan cut after the family's element `e`.
+fn lowest_peak(plan: Plan, write: impl Fn(usize) -> Plan) -> Plan {
+    let [family] = &plan.sweeps[..] else { return plan };
+    let (Some(mut lowest), Some(total)) = (plan.peak_entries(), plan.total.as_number()) else {
+        return plan;
+    };
+    let chosen = family.prices[family.cut];
+    let tied: Vec<usize> = (0..family.prices.len())
+        .filter(|&e| e != family.cut && family.prices[e] <= chosen * (1.0 + 1e-12))
+        .collect();
+    if tied.len() > MAX_TIED_CUTS {
+        return plan;
+    }
+    let mut best = plan;
+    for cut in tied {
+        let other = write(cut);
+        // Priced the same in its family, but the whole plan must be too.
+        if other.total.as_number() != Some(total) {
+            continue;
+        }
+        if let Some(peak) = other.peak_entries().filter(|&peak| peak < lowest) {
+            lowest = peak;
+            best = other;
+        }
+    }
+    best
 }
 
 /// The members `lo..=hi` of a product of numeric length, counted before
