@@ -305,3 +305,17 @@ fn long_work_shows_its_progress() {
     let all = p.exp_eof().unwrap();
     assert!(!all.contains("checking d/d") && all.contains("ok: 2 gradient(s) agree"), "{all}");
 }
+
+/// A `--json` error in the REPL places its labels in the line as typed,
+/// as its text does (`<input>`), not in the session's program.
+#[test]
+fn json_errors_point_into_the_typed_line() {
+    let line = "derive W1*W2 --json";
+    let out = piped(&format!("W1 : 3x4\nW2 : 5x6\n{line}\n"));
+    assert_eq!(out.status.code(), Some(2));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let label = &doc["labels"][0];
+    assert_eq!(label["source"], "<input>", "{doc}");
+    let (start, end) = (label["start"].as_u64().unwrap() as usize, label["end"].as_u64().unwrap() as usize);
+    assert_eq!(&line[start..end], "*", "{doc}");
+}

@@ -359,7 +359,8 @@ impl Session {
             Err(f) => {
                 let _ = write!(err, "{}", self.render(&f.error, &self.statements, &typed, &[]));
                 if json {
-                    let _ = write!(out, "{}", report::error_json(&f.error));
+                    let parts = Session::parts(&self.statements, &typed, &[]);
+                    let _ = write!(out, "{}", report::error_json_in(&f.error, &parts));
                 }
                 report::exit_code(&f.error)
             }

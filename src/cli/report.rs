@@ -186,6 +186,49 @@ pub(super) struct Part<'a> {
     pub text: &'a str,
 }
 
+/// The part that holds a label, and the label's bytes in that part's text
+/// (widened to character boundaries).
+fn locate<'p, 'a>(l: &Label, parts: &'p [Part<'a>]) -> Option<(&'p Part<'a>, std::ops::Range<usize>)> {
+    let end = l.span.end.max(l.span.start + 1);
+    let part = parts
+        .iter()
+        .find(|p| l.span.start >= p.offset && end <= p.offset + p.text.len().saturating_sub(p.skip))?;
+    let text = part.text;
+    let mut start = (l.span.start - part.offset + part.skip).min(text.len());
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    let mut end = (l.span.end - part.offset + part.skip).min(text.len()).max(start);
+    while end < text.len() && !text.is_char_boundary(end) {
+        end += 1;
+    }
+    Some((part, start..end))
+}
+
+/// [`error_json`] over a program in parts (the REPL's): each label's
+/// `start` and `end` in the text of the part that holds it, which the label
+/// names as its `source` (`<input>`, the line as typed; `<statement K>`);
+/// labels outside every part are left out, as [`render_error_in`] leaves them.
+pub(super) fn error_json_in(e: &Error, parts: &[Part]) -> String {
+    let e = with_hints(e);
+    let mut value = serde_json::to_value(&e).expect("errors serialize");
+    let labels = e
+        .labels
+        .iter()
+        .filter_map(|l| {
+            let (part, span) = locate(l, parts)?;
+            Some(serde_json::json!({
+                "start": span.start,
+                "end": span.end,
+                "message": l.message,
+                "source": part.name,
+            }))
+        })
+        .collect();
+    value["labels"] = serde_json::Value::Array(labels);
+    format!("{}\n", serde_json::to_string_pretty(&value).expect("JSON values serialize"))
+}
+
 /// [`render_error`] over a program in parts: each label is shown in the
 /// part that holds it, in that part's coordinates; labels outside every
 /// part are left out.
@@ -193,26 +236,19 @@ pub(super) fn render_error_in(e: &Error, parts: &[Part], style: Style) -> String
     use ariadne::{CharSet, Config, IndexType, Label as ALabel, Report, ReportKind};
     let e = &with_hints(e);
     let title = e.kind.title();
-    // Each label with its part and its span there, on character boundaries
-    // (a caret under `⊙` covers all of it).
+    // Each label with its part and its span there, at least one character
+    // wide (a caret under `⊙` covers all of it).
     let located: Vec<(&Label, &Part, std::ops::Range<usize>)> = e
         .labels
         .iter()
         .filter_map(|l| {
-            let end = l.span.end.max(l.span.start + 1);
-            let part = parts.iter().find(|p| {
-                l.span.start >= p.offset && end <= p.offset + p.text.len().saturating_sub(p.skip)
-            })?;
+            let (part, span) = locate(l, parts)?;
             let text = part.text;
-            let mut start = (l.span.start - part.offset + part.skip).min(text.len());
-            while !text.is_char_boundary(start) {
-                start -= 1;
-            }
-            let mut end = (end - part.offset + part.skip).min(text.len());
+            let mut end = span.end.max(span.start + 1).min(text.len());
             while end < text.len() && !text.is_char_boundary(end) {
                 end += 1;
             }
-            Some((l, part, start..end.max(start)))
+            Some((l, part, span.start..end))
         })
         .collect();
     let Some((_, first_part, first_span)) = located.first() else {
@@ -325,5 +361,36 @@ mod tests {
         assert!(err.contains('\x1b') && err.contains("--wrt"), "{err:?}");
         assert!(!out.contains('\x1b') && out.contains("a similar argument exists: '--wrt'"), "{out}");
         serde_json::from_str::<serde_json::Value>(&out).unwrap();
+    }
+
+    /// In parts (the REPL's program: a statement, then the typed line after
+    /// its command word), each JSON label is placed in the part that holds
+    /// it and names it; one outside every part is left out, as in the text.
+    #[test]
+    fn json_labels_in_parts_name_their_source() {
+        use crate::syntax::Span;
+        let (statement, typed) = ("Z = W * X", "derive Z + Q --json");
+        // The program: the statement, a newline, the typed expression `Z + Q`.
+        let parts = [
+            Part { name: "<statement 1>".into(), offset: 0, skip: 0, text: statement },
+            Part { name: "<input>".into(), offset: statement.len() + 1, skip: 7, text: typed },
+        ];
+        let e = Error::new(crate::ErrorKind::Shape, "cannot add")
+            .label(Span { start: 12, end: 13 }, "here")
+            .label(Span { start: 6, end: 7 }, "from here")
+            .label(Span { start: 400, end: 401 }, "nowhere");
+        let doc: serde_json::Value = serde_json::from_str(&error_json_in(&e, &parts)).unwrap();
+        let labels = doc["labels"].as_array().unwrap();
+        assert_eq!(labels.len(), 2, "{doc}");
+        let placed = |k: usize| {
+            let l = &labels[k];
+            let text = if l["source"] == "<input>" { typed } else { statement };
+            (
+                l["source"].as_str().unwrap(),
+                &text[l["start"].as_u64().unwrap() as usize..l["end"].as_u64().unwrap() as usize],
+            )
+        };
+        assert_eq!(placed(0), ("<input>", "+"));
+        assert_eq!(placed(1), ("<statement 1>", "*"));
     }
 }
