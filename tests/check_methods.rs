@@ -41,6 +41,23 @@ fn small_sizes_are_compared_entry_by_entry() {
     assert!(report.results.iter().all(|r| r.compared == Compared::Directions(DIRECTIONS) && r.ok()));
 }
 
+/// `d` with one gradient only, `g`, its formula replaced by `formula`.
+fn claiming<'a>(
+    d: &matdiff::Derivation<'a>,
+    g: &matdiff::Gradient,
+    formula: &str,
+) -> matdiff::Derivation<'a> {
+    matdiff::Derivation {
+        typing: d.typing.clone(),
+        mode: d.mode.clone(),
+        gradients: vec![matdiff::Gradient {
+            expr: matdiff::syntax::parse_expr(formula).unwrap(),
+            ..g.clone()
+        }],
+        shared: None,
+    }
+}
+
 /// A gradient wrong at a real size is a mismatch along directions: one
 /// with the transpose of a factor dropped, and one off by 1e-4.
 #[test]
@@ -52,14 +69,8 @@ fn directions_catch_wrong_gradients_at_real_sizes() {
     let dropped = right.replacen("^T", "", 1);
     assert_ne!(dropped, right);
     for wrong in [dropped, format!("1.0001 * ({right})")] {
-        let expr = matdiff::syntax::parse_expr(&wrong).unwrap();
-        let mutated = matdiff::Derivation {
-            typing: d.typing.clone(),
-            mode: d.mode.clone(),
-            gradients: vec![matdiff::Gradient { expr, ..g.clone() }],
-            shared: None,
-        };
-        let report = check(&mutated, &CheckOptions { seed: 1, ..Default::default() }).unwrap();
+        let report =
+            check(&claiming(&d, g, &wrong), &CheckOptions { seed: 1, ..Default::default() }).unwrap();
         let r = &report.results[0];
         assert_eq!(r.compared, Compared::Directions(DIRECTIONS));
         assert_eq!(r.outcome, matdiff::numeric::Outcome::Differ, "{wrong}: {r:?}");
@@ -105,13 +116,7 @@ fn the_mlp_at_widths_256_gets_a_verdict() {
     assert!(report.ok(), "{:?}", report.results);
     assert!(report.results.iter().all(|r| r.compared == Compared::Directions(DIRECTIONS)));
     let g = d.gradients.iter().find(|g| g.wrt.to_string() == "W2").unwrap();
-    let expr = matdiff::syntax::parse_expr(&format!("1.0001 * ({})", g.expr)).unwrap();
-    let mutated = matdiff::Derivation {
-        typing: d.typing.clone(),
-        mode: d.mode.clone(),
-        gradients: vec![matdiff::Gradient { expr, ..g.clone() }],
-        shared: None,
-    };
+    let mutated = claiming(&d, g, &format!("1.0001 * ({})", g.expr));
     let report = check(&mutated, &CheckOptions { seed: 1, ..Default::default() }).unwrap();
     assert_eq!(report.results[0].outcome, matdiff::numeric::Outcome::Differ, "{:?}", report.results);
 

@@ -30,24 +30,15 @@ pub fn derivative_from(
     x: f64,
     first: f64,
 ) -> Result<Option<Estimate>> {
-    let mut largest = 0.0f64;
-    let mut finite = true;
-    let mut f = |at: f64| -> Result<f64> {
-        let y = f(at)?;
-        if !y.is_finite() {
-            finite = false;
-            return Ok(0.0);
-        }
-        largest = largest.max(y.abs());
-        Ok(y)
-    };
+    let mut watch = Watch::default();
+    let mut f = |at: f64| f(at).map(|y| watch.read(y));
     let (a, ea, ha) = ridders(&mut f, x, first, 0.0)?;
     let (b, eb, hb) = ridders(&mut f, x, first * FIRST_STEPS[1] / FIRST_STEPS[0], 0.0)?;
-    if !finite {
+    if !watch.finite {
         return Ok(None);
     }
     let (value, err, h) = if ea <= eb { (a, ea, ha) } else { (b, eb, hb) };
-    let floor = 8.0 * f64::EPSILON * largest / h;
+    let floor = watch.floor(h);
     let disagreement = (a - b).abs();
     let error = if disagreement > ea + eb + 2.0 * floor { err.max(disagreement) } else { err };
     Ok(Some(Estimate { value, error: error.max(floor) }))
@@ -66,22 +57,44 @@ pub fn quick_derivative(
     first: f64,
     settled: f64,
 ) -> Result<Option<Estimate>> {
-    let mut largest = 0.0f64;
-    let mut finite = true;
-    let mut f = |at: f64| -> Result<f64> {
-        let y = f(at)?;
-        if !y.is_finite() {
-            finite = false;
-            return Ok(0.0);
-        }
-        largest = largest.max(y.abs());
-        Ok(y)
-    };
+    let mut watch = Watch::default();
+    let mut f = |at: f64| f(at).map(|y| watch.read(y));
     let (value, error, h) = ridders(&mut f, x, first, settled)?;
-    if !finite {
+    if !watch.finite {
         return Ok(None);
     }
-    Ok(Some(Estimate { value, error: error.max(8.0 * f64::EPSILON * largest / h) }))
+    Ok(Some(Estimate { value, error: error.max(watch.floor(h)) }))
+}
+
+/// What a tableau's values were: all finite, and the largest in size.
+struct Watch {
+    finite: bool,
+    largest: f64,
+}
+
+impl Default for Watch {
+    fn default() -> Watch {
+        Watch { finite: true, largest: 0.0 }
+    }
+}
+
+impl Watch {
+    /// The value `y` as the tableau reads it: 0 where it is not finite (the
+    /// estimate is then dropped), noting its size.
+    fn read(&mut self, y: f64) -> f64 {
+        if !y.is_finite() {
+            self.finite = false;
+            return 0.0;
+        }
+        self.largest = self.largest.max(y.abs());
+        y
+    }
+
+    /// The rounding floor of a difference over the step `h`: the values'
+    /// last places, which the tableau's own estimate does not always see.
+    fn floor(&self, h: f64) -> f64 {
+        8.0 * f64::EPSILON * self.largest / h
+    }
 }
 
 /// First steps of the two tableaus, relative (each shrinks by 1.4 per round). One
@@ -160,7 +173,8 @@ mod tests {
 
     /// One tableau stops as soon as it has settled: on a smooth function in
     /// a few evaluations, as exact as the full estimate; where it cannot
-    /// settle (steps too coarse for sin(1e6 x)) it runs its rounds out.
+    /// settle (steps too coarse for sin(1e6 x)) it goes on, and is wrong,
+    /// which is why a caller falls back to [`derivative_from`].
     #[test]
     fn a_quick_tableau_stops_once_settled() {
         let counted = |f: fn(f64) -> f64, first: f64| {
