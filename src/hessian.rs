@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::shape::{self, Dim, Shape};
 use crate::simplify;
 use crate::syntax::{self, BinOp, Declaration, DimSpec, Expr, ExprKind, Program, ShapeSpec, Span, VarName};
-use crate::{derive, DeriveOptions, Steps};
+use crate::{derive, Control, DeriveOptions, Steps};
 
 /// Which second-order derivative.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -86,6 +86,9 @@ pub struct SecondOrder {
     pub no_vec_form: Option<String>,
     /// Whether the second derivation's simplification saturated.
     pub saturated: bool,
+    /// The caller's control, which every derivation made for this result
+    /// polls ([`SecondOrder::second_options`]): Ctrl-C in the REPL stops it.
+    pub control: Control,
 }
 
 impl SecondOrder {
@@ -98,7 +101,7 @@ impl SecondOrder {
             upstream: self.second_upstream.as_ref().map(|d| d.to_string()),
             steps,
             sharing: crate::Sharing::Expanded,
-            ..Default::default()
+            control: self.control.clone(),
         }
     }
 
@@ -142,10 +145,10 @@ pub enum Planned {
 /// ```
 /// let p = matdiff::parse("x : n; A : n x n; x^T*A*x").unwrap();
 /// let x = matdiff::syntax::parse_var("x").unwrap();
-/// let h = matdiff::hessian::hessian(&p, &[x]).unwrap();
+/// let h = matdiff::hessian::hessian(&p, &[x], &Default::default()).unwrap();
 /// assert_eq!(h.matrix.unwrap().to_string(), "A + A^T");
 /// ```
-pub fn hessian(program: &Program, wrt: &[VarName]) -> Result<SecondOrder> {
+pub fn hessian(program: &Program, wrt: &[VarName], control: &Control) -> Result<SecondOrder> {
     let (v, u) = match wrt {
         [v] => (v, v),
         [v, u] => (v, u),
@@ -176,6 +179,7 @@ pub fn hessian(program: &Program, wrt: &[VarName]) -> Result<SecondOrder> {
             wrt: vec![u.clone()],
             steps: Steps::Skip,
             sharing: crate::Sharing::Expanded,
+            control: control.clone(),
             ..Default::default()
         },
     )?;
@@ -197,6 +201,7 @@ pub fn hessian(program: &Program, wrt: &[VarName]) -> Result<SecondOrder> {
         program: second_program,
         second_wrt: v.clone(),
         result_shape: v_shape,
+        control: control.clone(),
     })
 }
 
@@ -207,10 +212,10 @@ pub fn hessian(program: &Program, wrt: &[VarName]) -> Result<SecondOrder> {
 /// ```
 /// let p = matdiff::parse("W : m x n; x : n; tanh(W*x)").unwrap();
 /// let x = matdiff::syntax::parse_var("x").unwrap();
-/// let j = matdiff::hessian::jacobian(&p, &x).unwrap();
+/// let j = matdiff::hessian::jacobian(&p, &x, &Default::default()).unwrap();
 /// assert_eq!(j.matrix.unwrap().to_string(), "diag(1 - tanh(W * x) .^ 2) * W");
 /// ```
-pub fn jacobian(program: &Program, wrt: &VarName) -> Result<SecondOrder> {
+pub fn jacobian(program: &Program, wrt: &VarName, control: &Control) -> Result<SecondOrder> {
     refuse_member(wrt)?;
     let typing = shape::infer(program)?;
     let z_shape = typing.shape();
@@ -221,7 +226,7 @@ pub fn jacobian(program: &Program, wrt: &VarName) -> Result<SecondOrder> {
         upstream: Some(upstream.to_string()),
         steps: Steps::Skip,
         sharing: crate::Sharing::Expanded,
-        ..Default::default()
+        control: control.clone(),
     };
     let first = derive(program, &options)?;
     let x_shape = first.gradients[0].shape.clone();
@@ -260,6 +265,7 @@ pub fn jacobian(program: &Program, wrt: &VarName) -> Result<SecondOrder> {
             vec_shape: None,
             no_vec_form: None,
             saturated,
+            control: control.clone(),
         });
     }
     let program2 = program_of(&first, vjp.clone(), &[(upstream.clone(), z_shape.clone())])?;
@@ -275,6 +281,7 @@ pub fn jacobian(program: &Program, wrt: &VarName) -> Result<SecondOrder> {
         program: program2,
         second_wrt: upstream,
         result_shape: z_shape,
+        control: control.clone(),
     })
 }
 
@@ -290,6 +297,7 @@ struct Parts {
     second_wrt: VarName,
     /// The shape of the map's value.
     result_shape: Shape,
+    control: Control,
 }
 
 /// The second derivation, and the matrix read off its map.
@@ -314,6 +322,7 @@ fn finish(p: Parts) -> Result<SecondOrder> {
         vec_shape: None,
         no_vec_form: None,
         saturated: true,
+        control: p.control,
     };
     let direction_column = out.direction_shape.cols == Dim::Const(1);
     let value_column = out.map_shape.cols == Dim::Const(1);

@@ -189,9 +189,9 @@ fn vec_forms_agree_with_the_map() {
         let mut wrt = vec![parse_var(v).unwrap()];
         wrt.extend(u.map(|u| parse_var(u).unwrap()));
         let h = if jacobian {
-            matdiff::hessian::jacobian(&program, &wrt[0]).unwrap()
+            matdiff::hessian::jacobian(&program, &wrt[0], &Default::default()).unwrap()
         } else {
-            matdiff::hessian::hessian(&program, &wrt).unwrap()
+            matdiff::hessian::hessian(&program, &wrt, &Default::default()).unwrap()
         };
         let k = h.vec_form.clone().unwrap_or_else(|| panic!("{src}: no vec form: {:?}", h.no_vec_form));
         if !want.is_empty() {
@@ -280,7 +280,7 @@ fn vec_form_claims_are_decided() {
 #[test]
 fn transposed_directions_have_no_vec_form() {
     let program = parse_program("X : 3x3; tr(X * X)").unwrap();
-    let h = matdiff::hessian::hessian(&program, &[parse_var("X").unwrap()]).unwrap();
+    let h = matdiff::hessian::hessian(&program, &[parse_var("X").unwrap()], &Default::default()).unwrap();
     assert!(h.vec_form.is_none());
     assert!(h.no_vec_form.unwrap().contains("commutation matrix"));
 }

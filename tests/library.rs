@@ -123,6 +123,12 @@ fn an_interrupt_stops_every_stage() {
     assert!(interrupted(verify::verify(&program, &x, "(A + A^T) * x", &options).map(drop)));
     let options = plan::PlanOptions { control: stopped.clone(), ..Default::default() };
     assert!(interrupted(plan::compile(&d, &options).map(drop)));
+    assert!(interrupted(matdiff::hessian::hessian(&program, std::slice::from_ref(&x), &stopped).map(drop)));
+    assert!(interrupted(matdiff::hessian::jacobian(&program, &x, &stopped).map(drop)));
+    // A result made under a control derives what it needs later under it too.
+    let h = matdiff::hessian::hessian(&program, std::slice::from_ref(&x), &Default::default()).unwrap();
+    let h = matdiff::hessian::SecondOrder { control: stopped.clone(), ..h };
+    assert!(interrupted(h.planned(matdiff::hessian::Planned::Product).map(drop)));
     // Cleared, the same flag lets the work run.
     stopped.clear();
     assert!(numeric::check(&d, &check).unwrap().ok());

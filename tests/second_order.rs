@@ -479,7 +479,8 @@ fn full_hessian_plans_agree_with_differences_of_the_gradient() {
     let cases = HESSIANS.iter().map(|(p, v, _)| (*p, *v)).chain(extra);
     for (k, (program, v)) in cases.enumerate() {
         let p = matdiff::parse(program).unwrap();
-        let s = matdiff::hessian::hessian(&p, &[matdiff::syntax::parse_var(v).unwrap()]).unwrap();
+        let s = matdiff::hessian::hessian(&p, &[matdiff::syntax::parse_var(v).unwrap()], &Default::default())
+            .unwrap();
         let m = s.matrix.clone().unwrap_or_else(|| panic!("{program}: no matrix"));
         // The instance of the program the plans read (drawn for the product's
         // derivation: the Hessian's has an output of another shape than its variable).

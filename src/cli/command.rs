@@ -597,7 +597,7 @@ fn run_command(command: Command, control: &Control, source: &mut Source, out: &m
             }
             if order == 2 || jacobian {
                 let kind = if jacobian { Kind::Jacobian } else { Kind::Hessian };
-                let s = second::derive_second(&program, kind, &wrt)?;
+                let s = second::derive_second(&program, kind, &wrt, control)?;
                 let (text, ok) = second::verify(&s, &claim, &domains, control, json)?;
                 write!(out, "{text}").map_err(io)?;
                 return Ok(if ok { 0 } else { 1 });
@@ -616,7 +616,7 @@ fn run_command(command: Command, control: &Control, source: &mut Source, out: &m
             *source = input.read()?;
             let wrt = wrt.iter().map(|w| syntax::parse_var(w)).collect::<Result<Vec<VarName>>>()?;
             let program = crate::parse(&source.text)?.with_definitions_kept(&wrt);
-            let s = second::derive_second(&program, Kind::Hessian, &wrt)?;
+            let s = second::derive_second(&program, Kind::Hessian, &wrt, control)?;
             let text = second_text(&program, &s, steps, latex, standalone, json)?;
             write!(out, "{text}").map_err(io)?;
             Ok(0)
@@ -625,7 +625,7 @@ fn run_command(command: Command, control: &Control, source: &mut Source, out: &m
             *source = input.read()?;
             let wrt = syntax::parse_var(&wrt)?;
             let program = crate::parse(&source.text)?.with_definitions_kept(std::slice::from_ref(&wrt));
-            let s = second::derive_second(&program, Kind::Jacobian, &[wrt])?;
+            let s = second::derive_second(&program, Kind::Jacobian, &[wrt], control)?;
             let text = second_text(&program, &s, steps, latex, standalone, json)?;
             write!(out, "{text}").map_err(io)?;
             Ok(0)
@@ -651,7 +651,7 @@ fn run_command(command: Command, control: &Control, source: &mut Source, out: &m
                         "a second-order check needs the variable: --wrt V",
                     ));
                 }
-                let s = second::derive_second(&program, kind, &options.wrt)?;
+                let s = second::derive_second(&program, kind, &options.wrt, control)?;
                 let check = CheckOptions {
                     dims: dims.unwrap_or_default(),
                     seed,
@@ -702,7 +702,7 @@ fn run_command(command: Command, control: &Control, source: &mut Source, out: &m
                         "a second-order plan needs the variable: --wrt V",
                     ));
                 }
-                let s = second::derive_second(&program, Kind::Hessian, &options.wrt)?;
+                let s = second::derive_second(&program, Kind::Hessian, &options.wrt, control)?;
                 let plan_options = crate::plan::PlanOptions {
                     dims: dims.unwrap_or_default(),
                     control: control.clone(),

@@ -25,16 +25,21 @@ pub enum Format {
 
 /// The second-order derivative of `program`: the Hessian or mixed block
 /// (`wrt` one or two variables) of a scalar, or the Jacobian.
-pub fn derive_second(program: &Program, kind: Kind, wrt: &[VarName]) -> Result<SecondOrder> {
+pub fn derive_second(
+    program: &Program,
+    kind: Kind,
+    wrt: &[VarName],
+    control: &Control,
+) -> Result<SecondOrder> {
     match kind {
         Kind::Jacobian => match wrt {
-            [x] => crate::hessian::jacobian(program, x),
+            [x] => crate::hessian::jacobian(program, x, control),
             _ => Err(Error::new(
                 ErrorKind::Usage,
                 "a Jacobian is taken with respect to one variable (--wrt X)",
             )),
         },
-        _ => crate::hessian::hessian(program, wrt),
+        _ => crate::hessian::hessian(program, wrt, control),
     }
 }
 
@@ -192,7 +197,7 @@ fn derivations<'a>(
         upstream: s.upstream.as_ref().map(|u| u.to_string()),
         steps: Steps::Record,
         sharing: crate::Sharing::Expanded,
-        control: Control::default(),
+        control: s.control.clone(),
     };
     let first = derive(program, &first_options)?;
     let second = if s.program.expr.mentions(&s.second_wrt) {
