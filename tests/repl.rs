@@ -229,6 +229,7 @@ fn redeclaration_and_save() {
     // `W : 3x3` would break `Z = W * X`: refused, pointing at Z's statement.
     assert!(stderr.contains("cannot multiply 3x3 by 4x2"), "{stderr}");
     assert!(stderr.contains("<statement 3>"), "{stderr}");
+    assert!(stderr.contains("a <statement K> is the K-th declaration"), "{stderr}");
     assert!(stderr.contains("not kept: the session is as it was"), "{stderr}");
     assert!(stderr.contains("line 4 failed"), "{stderr}");
     assert!(stdout.contains("saved 3 statements to"), "{stdout}");

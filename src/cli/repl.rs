@@ -153,11 +153,8 @@ impl Session {
         }
         let parts = Session::parts(statements, typed, fresh);
         let mut text = render_error_in(&e, &parts, self.style);
-        let earlier = |l: &crate::Label| {
-            parts.iter().any(|p| {
-                p.name != INPUT && l.span.start >= p.offset && l.span.start < p.offset + p.text.len()
-            })
-        };
+        // A label shown in an earlier statement, where the text placed it.
+        let earlier = |l: &crate::Label| report::locate(l, &parts).is_some_and(|(p, _)| p.name != INPUT);
         if e.labels.iter().any(earlier) {
             text.push_str(
                 "  (a <statement K> is the K-th declaration or definition of the session: :shapes lists them, and one typed again replaces it)\n",

@@ -188,7 +188,10 @@ pub(super) struct Part<'a> {
 
 /// The part that holds a label, and the label's bytes in that part's text
 /// (widened to character boundaries).
-fn locate<'p, 'a>(l: &Label, parts: &'p [Part<'a>]) -> Option<(&'p Part<'a>, std::ops::Range<usize>)> {
+pub(super) fn locate<'p, 'a>(
+    l: &Label,
+    parts: &'p [Part<'a>],
+) -> Option<(&'p Part<'a>, std::ops::Range<usize>)> {
     let end = l.span.end.max(l.span.start + 1);
     let part = parts
         .iter()

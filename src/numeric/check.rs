@@ -390,7 +390,7 @@ fn check_on(
                 }),
         };
         let first = match quick {
-            Some(agreed) => Some(agreed),
+            agreed @ Some(_) => agreed,
             None => differences(&loss, &env, &wrt, &probes, DEFAULT_STEP, Estimator::Full)?,
         };
         let Some((mut numeric, noise)) = first else {
