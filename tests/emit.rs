@@ -51,6 +51,12 @@ enum Checks {
 fn case(dir: &Path, k: usize, src: &str, options: &DeriveOptions, checks: Checks) -> Result<Case, String> {
     let program = matdiff::parse(src).map_err(|e| format!("{e:?}"))?;
     let d = derive(&program, options).map_err(|e| format!("{e:?}"))?;
+    case_of(dir, k, src, &d, checks)
+}
+
+/// [`case`] of a derivation made otherwise (a Hessian-vector product's).
+fn case_of(dir: &Path, k: usize, src: &str, d: &matdiff::Derivation, checks: Checks) -> Result<Case, String> {
+    let d = d.clone();
     let plan = compile(&d, &PlanOptions::default()).map_err(|e| format!("{e:?}"))?;
     let instance = Instance::draw(&d, &CheckOptions { seed: k as u64 + 1, ..Default::default() })
         .map_err(|e| format!("{e:?}"))?;
@@ -267,6 +273,43 @@ fn emitted_code_agrees_with_the_evaluator_and_differentiates_twice() {
     }
     assert!(!solved.contains(".inv("), "{solved}");
     assert!(code("X : n x n; logdet(X) + tr(X^-1 * A)").contains("np.linalg.inv(X)"));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// The Hessian-vector products of `plan --order 2`, emitted, against the
+/// evaluator: their NumPy functions write most entrywise steps into the
+/// buffers of intermediates that die there (`out=`), which the driver holds
+/// to the same values, with and without batch axes, and to arguments left
+/// as they were passed.
+#[test]
+fn emitted_hessian_vector_products_agree_with_the_evaluator() {
+    let Some(targets) = targets() else { return };
+    let dir = temp_dir("hvp");
+    let programs = [
+        ("W1 : h x d; X : d x m; w2 : h; y : m; norm(tanh(W1*X)^T*w2 - y)^2", "W1"),
+        ("X : m x n; y : m; w : n; sum(log(1 + exp(-y .* (X*w))))", "w"),
+        ("W : 3x4; X : 4x5; sum(softplus(W*X) .* sigmoid(W*X)) + norm(relu(W*X) .^ 3)^2", "W"),
+        ("x : n; A : n x n; x^T*A*x + sum(exp(A*x) ./ (1 + x .^ 2))", "x"),
+    ];
+    let cases: Vec<Case> = programs
+        .iter()
+        .enumerate()
+        .map(|(k, (src, v))| {
+            let p = matdiff::parse(src).unwrap();
+            let s =
+                matdiff::hessian::hessian(&p, &[matdiff::syntax::parse_var(v).unwrap()], &Default::default())
+                    .unwrap_or_else(|e| panic!("{src}: {e:?}"));
+            let d = s.planned(matdiff::hessian::Planned::Product).unwrap();
+            case_of(&dir, k, src, &d, Checks::Values).unwrap_or_else(|e| panic!("{src}: {e}"))
+        })
+        .collect();
+    let results = run(&dir, &cases, &targets);
+    let failures: Vec<String> = cases.iter().zip(&results).flat_map(|(c, r)| judge(c, r, &targets)).collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    let two_layer = &cases[0].code;
+    assert!(two_layer.contains("= np.tanh(S1, out=S1)"), "{two_layer}");
+    let in_place = two_layer.lines().filter(|l| l.contains("out=")).count();
+    assert!(in_place >= 8, "{in_place} steps in place:\n{two_layer}");
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -62,7 +62,10 @@ def run_numpy(case, dtype):
     f = getattr(load(case["numpy"]), case["numpy_name"])
     names = list(inspect.signature(f).parameters)
     arrays = [np.array(a, dtype=dtype) for a in case["arrays"]]
+    before = [a.copy() for a in arrays]
     value, grads = f(**dict(zip(names, arrays)))
+    # Steps write into their intermediates' buffers (`out=`), never into an argument.
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(arrays, before)), "an argument was overwritten"
     kinds = {str(np.asarray(value).dtype)} | {str(g.dtype) for g in grads.values()}
     assert kinds == {dtype}, f"dtype {dtype} in, {kinds} out"
     out = {"value": listed(value), "grads": {k: listed(g) for k, g in grads.items()}}
@@ -70,7 +73,9 @@ def run_numpy(case, dtype):
     # element, each batched variable's gradient per element, and the first
     # variable's (a weight shared by the batch) summed over the batch.
     batch = [arrays[0]] + [np.stack([np.stack([a * (1 + 0.01 * (2 * i + j)) for j in range(2)]) for i in range(3)]) for a in arrays[1:]]
+    before = [a.copy() for a in batch]
     bvalue, bgrads = f(**dict(zip(names, batch)))
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(batch, before)), "a batched argument was overwritten"
     bvalue = np.asarray(bvalue)
     each = {}
     for i in range(3):
