@@ -191,7 +191,10 @@ async function update() {
   abandonStaleLive();
   // Both at once: the worker answers in turn, without a round trip between.
   const shapesP = call('shapes', [source], true);
-  const derivedP = call('derive', [source, wrt(), upstream(), true], true);
+  // The gradients first, without their steps: on a first visit the engine's
+  // code is compiled as it first runs, and the steps' (explain, LaTeX) then
+  // need not stand between the page and its first answer. The steps follow.
+  const derivedP = call('derive', [source, wrt(), upstream(), false], true);
   const shapes = await shapesP;
   if (gen !== generation || shapes.cancelled) return;
   if (shapes.status !== 0) {
@@ -213,7 +216,9 @@ async function update() {
   }
   katex ??= (await katexModule).default;
   if (gen !== generation) return;
-  renderGradients(derived.output);
+  // Asked for now, in the worker's turn after this answer; shown when unfolded.
+  const stepsP = call('derive', [source, wrt(), upstream(), true], true);
+  renderGradients(derived.output, stepsP, gen);
   setStatus(`derived in ${derived.ms.toFixed(1)} ms`);
   if (!$('verify-wrt').value && derived.output.gradients.length) {
     $('verify-wrt').placeholder = derived.output.gradients[0].wrt;
@@ -239,7 +244,12 @@ function renderShapes(s) {
   );
 }
 
-function renderGradients(d) {
+/**
+ * The gradients of a derivation `d` (without steps) as cards; each card's
+ * steps come from `stepsP` (the same derivation with steps, asked for in
+ * generation `gen`) and are typeset when first unfolded.
+ */
+function renderGradients(d, stepsP, gen) {
   const out = [];
   if (d.upstream) {
     out.push(el('p', { class: 'note' }, tex(`${d.upstream} = \\partial \\mathcal{L} / \\partial Z`),
@@ -250,6 +260,7 @@ function renderGradients(d) {
     for (const def of d.definitions) defs.append(tex(`${varLatex(def.name)} = ${def.latex}`, true));
     out.push(defs);
   }
+  const details = new Map(); // wrt -> the card's <details>
   for (const g of d.gradients) {
     const lhs = `\\frac{\\partial \\mathcal{L}}{\\partial ${varLatex(g.wrt)}}`;
     const card = el('div', { class: 'gradient', 'data-wrt': g.wrt, 'data-expr': g.expr });
@@ -260,25 +271,39 @@ function renderGradients(d) {
         el('span', { class: 'shape', text: shapeText(g.shape) + (g.condition ? `  for ${g.condition}` : '') }),
         g.saturated ? '' : el('span', { class: 'warn', text: 'simplification stopped at a limit: right, but maybe not simplest' })),
     );
-    if (g.steps) {
-      const details = el('details', { class: 'steps' }, el('summary', { text: `Derivation steps (${g.steps.length})` }));
-      // Typeset when first unfolded: the gradients show sooner.
-      details.addEventListener('toggle', () => {
-        if (!details.open || details.querySelector('table')) return;
-        const table = el('table');
-        g.steps.forEach((step, i) => {
-          table.append(el('tr', {},
-            el('td', { class: 'eq' }, tex(i === 0 ? `\\mathrm{d}\\mathcal{L} = ${step.latex}` : `= ${step.latex}`)),
-            el('td', { class: 'why' }, tex(step.why_latex))));
-        });
-        details.append(table);
-        for (const line of g.shape_check ?? []) details.append(el('p', { class: 'shape-check', text: `Shape check: ${line}` }));
-      });
-      card.append(details);
-    }
+    const box = el('details', { class: 'steps' }, el('summary', { text: 'Derivation steps' }));
+    details.set(g.wrt, box);
+    card.append(box);
     out.push(card);
   }
   $('gradients').replaceChildren(...out);
+  const withSteps = stepsP.then((a) => (gen === generation && a.status === 0 ? a.output : null));
+  withSteps.then((explained) => {
+    for (const g of explained?.gradients ?? []) {
+      const box = details.get(g.wrt);
+      if (box) box.querySelector('summary').textContent = `Derivation steps (${g.steps.length})`;
+    }
+  });
+  for (const [wrt, box] of details) {
+    // Typeset when first unfolded: the gradients show sooner.
+    box.addEventListener('toggle', async () => {
+      if (!box.open || box.dataset.filled) return;
+      box.dataset.filled = 'yes';
+      const g = (await withSteps)?.gradients.find((x) => x.wrt === wrt);
+      if (!g) {
+        box.append(el('p', { class: 'note', text: 'the steps are not available: derive again' }));
+        return;
+      }
+      const table = el('table');
+      g.steps.forEach((step, i) => {
+        table.append(el('tr', {},
+          el('td', { class: 'eq' }, tex(i === 0 ? `\\mathrm{d}\\mathcal{L} = ${step.latex}` : `= ${step.latex}`)),
+          el('td', { class: 'why' }, tex(step.why_latex))));
+      });
+      box.append(table);
+      for (const line of g.shape_check ?? []) box.append(el('p', { class: 'shape-check', text: `Shape check: ${line}` }));
+    });
+  }
 }
 
 // ---- Verify, check, plan, code ---------------------------------------------
