@@ -34,21 +34,25 @@ pub(super) fn collect(e: &Expr, typer: &mut Typer) -> Expr {
 /// kept as the same `Rc`, so the leaves one [`super::Simplifier`] shares
 /// stay shared.
 fn changed(e: &Expr, typer: &mut Typer) -> Option<Expr> {
-    let mut any = false;
-    let rebuilt = e.map_children(|c| match changed(c, typer) {
-        Some(new) => {
-            any = true;
-            Rc::new(new)
+    crate::stack::ensure(|| {
+        // The children first: a node none of whose children changed is not
+        // rebuilt (most nodes of a gradient, and every one of a chain's).
+        let mut new: [Option<Expr>; 2] = [None, None];
+        for (slot, c) in new.iter_mut().zip(e.children()) {
+            *slot = changed(c, typer);
         }
-        None => c.clone(),
-    });
-    let e = if any { rebuilt } else { e.clone() };
-    if is_region(&e) {
-        if let Some(better) = collect_region(&e, typer).or_else(|| collect_factored(&e, typer)) {
-            return Some(better);
+        let rebuilt = new.iter().any(Option::is_some).then(|| {
+            let mut slots = new.into_iter();
+            e.map_children(|c| slots.next().flatten().map(Rc::new).unwrap_or_else(|| c.clone()))
+        });
+        let node = rebuilt.as_ref().unwrap_or(e);
+        if is_region(node) {
+            if let Some(better) = collect_region(node, typer).or_else(|| collect_factored(node, typer)) {
+                return Some(better);
+            }
         }
-    }
-    any.then_some(e)
+        rebuilt
+    })
 }
 
 /// `±P * R1 ± P * R2 …` (one left factor P, entrywise Rs) as
