@@ -22,6 +22,10 @@ use crate::simplify;
 use crate::syntax::{self, BinOp, Declaration, DimSpec, Expr, ExprKind, Program, ShapeSpec, Span, VarName};
 use crate::{derive, Control, DeriveOptions, Steps};
 
+mod verdicts;
+
+pub use verdicts::{check, verify, Compared, SecondCheck, SecondVerdict};
+
 /// Which second-order derivative.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -79,8 +83,9 @@ pub struct SecondOrder {
     /// of terms `c P dV Q` (and `P (S .* dV) Q`), `K = Σ c kron(Qᵀ, P)`
     /// (`kron(Qᵀ, P) diag(vec(S))`), an identity written `diag(ones(k))`.
     pub vec_form: Option<Expr>,
-    /// K's shape, as text: a product of symbolic sizes is written `m*n`.
-    pub vec_shape: Option<String>,
+    /// K's shape: its rows and columns, each a size of the map's value or
+    /// the direction times the other of its sides.
+    pub vec_shape: Option<[VecSize; 2]>,
     /// Why there is no vec form for a matrix direction (a term with dVᵀ
     /// needs the commutation matrix, which the language does not have).
     pub no_vec_form: Option<String>,
@@ -91,7 +96,98 @@ pub struct SecondOrder {
     pub control: Control,
 }
 
+/// A side of a vec form's shape: the number of entries of a matrix, a
+/// [`Dim`] where it can write it, else the product of two symbolic sizes
+/// (`m*n`), which it cannot.
+#[derive(Clone, Debug, PartialEq)]
+pub enum VecSize {
+    /// A size as any other: a number, a symbol, or `n` times 1.
+    Dim(Dim),
+    /// Rows times columns, symbolic both.
+    Product(Dim, Dim),
+}
+
+impl VecSize {
+    /// The number of entries of a matrix of shape `s`.
+    pub fn of(s: &Shape) -> VecSize {
+        s.rows.times(&s.cols).map_or_else(|| VecSize::Product(s.rows.clone(), s.cols.clone()), VecSize::Dim)
+    }
+}
+
+impl std::fmt::Display for VecSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            VecSize::Dim(d) => write!(f, "{d}"),
+            VecSize::Product(a, b) => write!(f, "{a}*{b}"),
+        }
+    }
+}
+
+/// As a [`Dim`]: a number when known, else its text (`"m*n"`).
+impl serde::Serialize for VecSize {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            VecSize::Dim(d) => d.serialize(serializer),
+            VecSize::Product(..) => serializer.collect_str(self),
+        }
+    }
+}
+
+/// A vec form's shape as text, as [`Shape`]'s: `6x6`, `m*n x m*n`.
+pub fn vec_shape_text([rows, cols]: &[VecSize; 2]) -> String {
+    match (rows, cols) {
+        (VecSize::Dim(Dim::Const(r)), VecSize::Dim(Dim::Const(c))) => format!("{r}x{c}"),
+        (r, c) => format!("{r} x {c}"),
+    }
+}
+
+impl Kind {
+    /// `hessian`, `mixed` or `jacobian`, as the JSON names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Hessian => "hessian",
+            Kind::Mixed => "mixed",
+            Kind::Jacobian => "jacobian",
+        }
+    }
+}
+
+/// The name of a program's value, `Z` unless it names it (`Y = …`).
+pub fn value_name(program: &Program) -> String {
+    program.name.clone().unwrap_or_else(|| "Z".to_string())
+}
+
 impl SecondOrder {
+    /// The name of the matrix: `d2L/dx2`, `d2L/dx dy^T`, `dZ/dx` (`z` the
+    /// value's name).
+    pub fn matrix_name(&self, z: &str) -> String {
+        match self.kind {
+            Kind::Hessian => format!("d2L/d{} d{}^T", self.wrt, self.wrt),
+            Kind::Mixed => format!("d2L/d{} d{}^T", self.wrt, self.along),
+            Kind::Jacobian => format!("d{z}/d{}", self.wrt),
+        }
+    }
+
+    /// The name of the map applied to the direction: `H[dx]`, `dZ`.
+    pub fn map_name(&self, z: &str) -> String {
+        match self.kind {
+            Kind::Hessian => format!("H[{}]", self.direction),
+            Kind::Mixed => format!("H_{}{}[{}]", self.wrt, self.along, self.direction),
+            Kind::Jacobian => format!("d{z}"),
+        }
+    }
+
+    /// The name of the vec form: `vec(H[dX]) = K vec(dX)` is written by
+    /// its matrix, `d2L/dvec(X) dvec(X)^T` (as the matrix of a vector is
+    /// `d2L/dx dx^T`), `d2L/dvec(X) dvec(U)^T`; a Jacobian's
+    /// `vec(dZ) = K vec(dX)`, `dvec(Z)/dvec(X)` (as `dZ/dx`).
+    pub fn vec_name(&self, z: &str) -> String {
+        match self.kind {
+            Kind::Jacobian => format!("dvec({z})/dvec({})", self.wrt),
+            _ => format!("d2L/dvec({}) dvec({})^T", self.wrt, self.along),
+        }
+    }
+
     /// The options that derive the second derivation from
     /// [`SecondOrder::program`]: by `second_wrt`, with the direction as
     /// the upstream gradient unless the first result is 1×1.
@@ -375,15 +471,7 @@ fn finish(p: Parts) -> Result<SecondOrder> {
         })?;
         match vec {
             Ok(k) => {
-                let size = |s: &Shape| s.rows.times(&s.cols).ok_or_else(|| format!("{}*{}", s.rows, s.cols));
-                out.vec_shape = Some(match (size(&out.map_shape), size(&out.direction_shape)) {
-                    (Ok(r), Ok(c)) => Shape::new(r, c).to_string(),
-                    (r, c) => {
-                        let text =
-                            |d: std::result::Result<Dim, String>| d.map_or_else(|s| s, |d| d.to_string());
-                        format!("{} x {}", text(r), text(c))
-                    }
-                });
+                out.vec_shape = Some([VecSize::of(&out.map_shape), VecSize::of(&out.direction_shape)]);
                 out.vec_form = Some(k);
             }
             Err(why) => out.no_vec_form = Some(why),

@@ -1,7 +1,7 @@
 //! Results as data: `serde::Serialize` for what each stage returns — a
 //! [`Derivation`] and its [`Gradient`]s, a numeric [`Plan`] and the
-//! recurrences of a symbolic one, a check's [`CheckReport`], a verification's
-//! [`Verdict`] — in the shapes the command line prints for `--json`
+//! recurrences of a symbolic one, a check's [`CheckReport`] (of a second
+//! derivative, [`SecondCheck`]), a verification's [`Verdict`] — in the shapes the command line prints for `--json`
 //! (docs/json.md). ([`Error`](crate::Error), [`Shape`](crate::shape::Shape),
 //! [`Dim`](crate::shape::Dim) and [`Cost`](crate::plan::Cost) serialize
 //! where they are defined.)
@@ -22,11 +22,27 @@ use serde::{Serialize, Serializer};
 
 use crate::calculus::Mode;
 use crate::explain::{Explained, Explanation, Line};
+use crate::hessian::SecondCheck;
 use crate::numeric::{CheckReport, CheckResult, Compared, Domain, Outcome, TOLERANCE};
 use crate::plan::{Plan, Recurrence, SymbolicPlan, MAX_COST_TERMS};
 use crate::syntax::{to_latex, Expr, VarName};
 use crate::verify::{Evidence, Method, Verdict};
 use crate::{Derivation, Gradient};
+
+/// `{kind, ok, first, second, matrix}`: the kind's name, whether every part
+/// agrees, the two checks (`second` null where the second derivative is 0)
+/// and the matrix's verdict (null where there is no matrix).
+impl Serialize for SecondCheck {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("SecondCheck", 5)?;
+        s.serialize_field("kind", self.kind.name())?;
+        s.serialize_field("ok", &self.ok())?;
+        s.serialize_field("first", &self.first)?;
+        s.serialize_field("second", &self.second)?;
+        s.serialize_field("matrix", &self.matrix)?;
+        s.end()
+    }
+}
 
 /// A variable as its name: `W2`, `W[j]`.
 impl Serialize for VarName {

@@ -279,7 +279,8 @@ fn steps_latex_and_json() {
     let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(doc["kind"], "jacobian");
     assert_eq!(doc["matrix"], "diag(1 - tanh(W * x) .^ 2) * W");
-    assert_eq!(doc["matrix_shape"], "m x n");
+    assert_eq!(doc["matrix_shape"], serde_json::json!(["m", "n"]));
+    assert_eq!(doc["direction_shape"], serde_json::json!(["n", 1]));
     assert!(doc["steps"]["second"].is_object(), "{out}");
 }
 
@@ -560,4 +561,37 @@ fn run_numpy(
     let rows: Vec<Vec<f64>> = serde_json::from_slice(&out.stdout).unwrap();
     let (r, c) = (rows.len(), rows[0].len());
     matdiff::numeric::Matrix::from_fn(r, c, |i, j| rows[i][j])
+}
+
+/// The library judges second derivatives as data: `hessian::check` and
+/// `hessian::verify`, each claim read as what it is (a matrix, the map in
+/// the direction, the vec form), a slipped transpose or factor refused.
+#[test]
+fn the_library_judges_second_derivatives_as_data() {
+    use matdiff::hessian::{check, hessian, verify, Compared};
+    let var = |v: &str| matdiff::syntax::parse_var(v).unwrap();
+    let (domains, control) = (Default::default(), Default::default());
+    let p = matdiff::parse(QUADRATIC).unwrap();
+    let s = hessian(&p, &[var("x")], &control).unwrap();
+    let found = check(&p, &s, &Default::default()).unwrap();
+    assert!(found.ok() && found.second.is_some() && found.matrix.is_some());
+    let doc = serde_json::to_value(&found).unwrap();
+    assert_eq!(doc["kind"], "hessian");
+    assert_eq!(doc["ok"], true);
+    let judged = |s: &matdiff::hessian::SecondOrder, claim: &str| {
+        let v = verify(s, claim, &domains, &control).unwrap();
+        (v.verdict.equivalent(), v.compared)
+    };
+    assert_eq!(judged(&s, "A + A^T"), (true, Compared::MatrixAsMap));
+    assert_eq!(judged(&s, "2 * A"), (false, Compared::MatrixAsMap));
+    assert_eq!(judged(&s, "A*dx + A^T*dx"), (true, Compared::Map));
+    assert_eq!(judged(&s, "A^T*dx + A^T*dx"), (false, Compared::Map));
+    let p = matdiff::parse("X : 3x2; A : 3x3; tr(X^T*A*X)").unwrap();
+    let s = hessian(&p, &[var("X")], &control).unwrap();
+    assert_eq!(judged(&s, "kron(diag(ones(2)), A + A^T)"), (true, Compared::VecForm));
+    assert_eq!(judged(&s, "kron(diag(ones(2)), 2*A)"), (false, Compared::VecForm));
+    let p = matdiff::parse("s : scalar; s^3").unwrap();
+    let s = hessian(&p, &[var("s")], &control).unwrap();
+    assert_eq!(judged(&s, "6*s"), (true, Compared::Matrix));
+    assert_eq!(judged(&s, "3*s"), (false, Compared::Matrix));
 }

@@ -860,6 +860,17 @@ class SecondOrder(_Document):
         self._latex: Optional[str] = None
         self._steps: Optional[Dict[str, Any]] = None
 
+    # Shapes as tuples, as a gradient's: (rows, cols), each an int or the text of a size.
+    direction_shape = property(lambda self: _shape(self.json["direction_shape"]), doc="The direction's shape.")
+    map_shape = property(lambda self: _shape(self.json["map_shape"]), doc="The shape of the map's value.")
+    matrix_shape = property(
+        lambda self: _shape(self.json["matrix_shape"]), doc="The matrix's shape, or None where there is none."
+    )
+    vec_shape = property(
+        lambda self: _shape(self.json["vec_shape"]),
+        doc='The vec form\'s shape, or None; a product of symbolic sizes is the text "n*m".',
+    )
+
     @property
     def latex(self) -> str:
         """The result as LaTeX, as the command line prints it with ``--latex``."""

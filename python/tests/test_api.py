@@ -156,7 +156,8 @@ def test_hessian_and_jacobian():
     j = md.jacobian("W : m x n; x : n; tanh(W*x)", "x")
     assert j.kind == "jacobian"
     assert j.matrix == "diag(1 - tanh(W * x) .^ 2) * W"
-    assert j.matrix_shape == "m x n"
+    assert j.matrix_shape == ("m", "n") and j.direction_shape == ("n", 1) and j.vec_shape is None
+    assert md.hessian("X : n x m; A : n x n; tr(X^T*A*X)", "X").vec_shape == ("n*m", "n*m")
     with pytest.raises(TypeError):
         md.jacobian("W*x", ["x", "W"])
 

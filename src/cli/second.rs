@@ -1,14 +1,15 @@
 //! The second-order commands' output: `hessian` and `jacobian` as text,
 //! LaTeX and JSON, with the steps of both derivations; `check --order 2`
-//! and `check --jacobian`; `verify --order 2` and `verify --jacobian`.
+//! and `check --jacobian`, `verify --order 2` and `verify --jacobian`, as
+//! the engine judges them ([`crate::hessian::check`], [`crate::hessian::verify`]).
 
 use serde_json::{json, Value};
 
 use super::render::{pretty, render_check};
 use crate::error::{Error, ErrorKind, Result};
 use crate::explain;
-use crate::hessian::{Kind, SecondOrder};
-use crate::numeric::{CheckOptions, CheckReport};
+use crate::hessian::{value_name, Compared, Kind, SecondOrder, SecondVerdict};
+use crate::numeric::CheckOptions;
 use crate::syntax::{self, to_latex, var_latex, Program, VarName};
 use crate::{derive, Control, DeriveOptions, Steps};
 
@@ -43,39 +44,6 @@ pub fn derive_second(
     }
 }
 
-/// The name of the matrix: `d2L/dx2`, `d2L/dx dy^T`, `dZ/dx`.
-fn matrix_name(s: &SecondOrder, z: &str) -> String {
-    match s.kind {
-        Kind::Hessian => format!("d2L/d{} d{}^T", s.wrt, s.wrt),
-        Kind::Mixed => format!("d2L/d{} d{}^T", s.wrt, s.along),
-        Kind::Jacobian => format!("d{z}/d{}", s.wrt),
-    }
-}
-
-/// The name of the map applied to the direction: `H[dx]`, `dZ`.
-fn map_name(s: &SecondOrder, z: &str) -> String {
-    match s.kind {
-        Kind::Hessian => format!("H[{}]", s.direction),
-        Kind::Mixed => format!("H_{}{}[{}]", s.wrt, s.along, s.direction),
-        Kind::Jacobian => format!("d{z}"),
-    }
-}
-
-fn value_name(program: &Program) -> String {
-    program.name.clone().unwrap_or_else(|| "Z".to_string())
-}
-
-/// The name of the vec form: `vec(H[dX]) = K vec(dX)` is written by its
-/// matrix, `d2L/dvec(X) dvec(X)^T` (as the matrix of a vector is
-/// `d2L/dx dx^T`), `d2L/dvec(X) dvec(U)^T`; a Jacobian's
-/// `vec(dZ) = K vec(dX)`, `dvec(Z)/dvec(X)` (as `dZ/dx`).
-fn vec_name(s: &SecondOrder, z: &str) -> String {
-    match s.kind {
-        Kind::Jacobian => format!("dvec({z})/dvec({})", s.wrt),
-        _ => format!("d2L/dvec({}) dvec({})^T", s.wrt, s.along),
-    }
-}
-
 /// `hessian` / `jacobian` output.
 pub fn render(program: &Program, s: &SecondOrder, steps: bool, format: Format) -> Result<String> {
     let z = value_name(program);
@@ -96,12 +64,12 @@ fn text(program: &Program, s: &SecondOrder, steps: bool, z: &str) -> Result<Stri
     if s.kind != Kind::Jacobian {
         lines.push((format!("d/d{} = {}", s.along, s.first), s.direction_shape.to_string()));
     }
-    lines.push((format!("{} = {}", map_name(s, z), s.map), s.map_shape.to_string()));
+    lines.push((format!("{} = {}", s.map_name(z), s.map), s.map_shape.to_string()));
     if let (Some(m), Some(shape)) = (&s.matrix, &s.matrix_shape) {
-        lines.push((format!("{} = {m}", matrix_name(s, z)), shape.to_string()));
+        lines.push((format!("{} = {m}", s.matrix_name(z)), shape.to_string()));
     }
     if let (Some(k), Some(shape)) = (&s.vec_form, &s.vec_shape) {
-        lines.push((format!("{} = {k}", vec_name(s, z)), shape.clone()));
+        lines.push((format!("{} = {k}", s.vec_name(z)), crate::hessian::vec_shape_text(shape)));
     }
     let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).min(100);
     for (line, shape) in lines {
@@ -179,9 +147,9 @@ fn read_off_line(s: &SecondOrder, m: &syntax::Expr, z: &str) -> String {
     let d = syntax::Expr::synthetic(syntax::ExprKind::Var(std::rc::Rc::new(s.direction.clone())));
     format!(
         "Read off: {} = {}, so {} = {m}   (a .* {d} = diag(a) * {d}, (a^T {d}) b = b a^T {d}, sum(a .* {d}) = a^T {d})",
-        map_name(s, z),
+        s.map_name(z),
         syntax::Expr::product(m.clone(), d.clone()),
-        matrix_name(s, z),
+        s.matrix_name(z),
         d = s.direction
     )
 }
@@ -347,29 +315,21 @@ fn note_latex(note: &str) -> String {
         .collect()
 }
 
-fn kind_name(k: Kind) -> &'static str {
-    match k {
-        Kind::Hessian => "hessian",
-        Kind::Mixed => "mixed",
-        Kind::Jacobian => "jacobian",
-    }
-}
-
 fn json_doc(program: &Program, s: &SecondOrder, steps: bool) -> Result<String> {
     let mut doc = json!({
-        "kind": kind_name(s.kind),
+        "kind": s.kind.name(),
         "expr": program.expr.to_string(),
         "wrt": s.wrt.to_string(),
         "along": s.along.to_string(),
         "direction": s.direction.to_string(),
-        "direction_shape": s.direction_shape.to_string(),
+        "direction_shape": s.direction_shape,
         "first": s.first.to_string(),
         "map": s.map.to_string(),
         "map_latex": to_latex(&s.map),
-        "map_shape": s.map_shape.to_string(),
+        "map_shape": s.map_shape,
         "matrix": s.matrix.as_ref().map(|m| m.to_string()),
         "matrix_latex": s.matrix.as_ref().map(to_latex),
-        "matrix_shape": s.matrix_shape.as_ref().map(|m| m.to_string()),
+        "matrix_shape": s.matrix_shape,
         "no_matrix": s.no_matrix,
         "vec_form": s.vec_form.as_ref().map(|k| k.to_string()),
         "vec_form_latex": s.vec_form.as_ref().map(to_latex),
@@ -394,50 +354,18 @@ fn json_doc(program: &Program, s: &SecondOrder, steps: bool) -> Result<String> {
     Ok(pretty(&doc))
 }
 
-/// `check --order 2` / `check --jacobian`: the first derivative against
-/// differences of the expression, the second against differences of the
-/// first, and the matrix, when there is one, against the map.
+/// `check --order 2` / `check --jacobian` ([`crate::hessian::check`]), as
+/// text or JSON, and whether it passed.
 pub fn check(
     program: &Program,
     s: &SecondOrder,
     options: &CheckOptions,
     json: bool,
 ) -> Result<(String, bool)> {
-    let first_options = DeriveOptions {
-        wrt: vec![s.along.clone()],
-        upstream: s.upstream.as_ref().map(|u| u.to_string()),
-        steps: Steps::Skip,
-        sharing: crate::Sharing::Expanded,
-        control: options.control.clone(),
-    };
-    let first = derive(program, &first_options)?;
-    let first_report = crate::numeric::check(&first, options)?;
-    let mut second_options = options.clone();
-    second_options.domains.retain(|v, _| s.program.expr.mentions(v));
-    let second_report: Option<CheckReport> = if s.program.expr.mentions(&s.second_wrt) {
-        let second = derive(&s.program, &s.second_options(Steps::Skip))?;
-        Some(crate::numeric::check(&second, &second_options)?)
-    } else {
-        None
-    };
-    let read_off = match &s.matrix {
-        Some(m) if second_report.is_some() => {
-            Some(verify_matrix(s, &m.to_string(), &second_options.domains, &options.control)?)
-        }
-        _ => None,
-    };
-    let ok = first_report.ok()
-        && second_report.as_ref().is_none_or(|r| r.ok())
-        && read_off.as_ref().is_none_or(|v| v.equivalent());
+    let found = crate::hessian::check(program, s, options)?;
+    let ok = found.ok();
     if json {
-        let doc = json!({
-            "kind": kind_name(s.kind),
-            "ok": ok,
-            "first": serde_json::to_value(&first_report).expect("results serialize"),
-            "second": second_report.as_ref().map(|r| serde_json::to_value(r).expect("results serialize")),
-            "matrix": read_off.as_ref().map(|v| serde_json::to_value(v).expect("results serialize")),
-        });
-        return Ok((pretty(&doc), ok));
+        return Ok((pretty(&found), ok));
     }
     let z = value_name(program);
     let mut out = String::new();
@@ -449,12 +377,12 @@ pub fn check(
         ),
         _ => format!("The gradient d/d{}, against finite differences of L:\n", s.along),
     });
-    out.push_str(&indent(&render_check(&first_report, false)));
-    match &second_report {
+    out.push_str(&indent(&render_check(&found.first, false)));
+    match &found.second {
         Some(r) => {
             out.push_str(&format!(
                 "{} = {}, against finite differences of the derived {}:\n",
-                map_name(s, &z),
+                s.map_name(&z),
                 s.map,
                 match s.kind {
                     Kind::Jacobian => "vector-Jacobian product (its transpose)",
@@ -465,15 +393,15 @@ pub fn check(
         }
         None => out.push_str(&format!(
             "{} = 0: the first derivative does not depend on {}\n",
-            map_name(s, &z),
+            s.map_name(&z),
             s.second_wrt
         )),
     }
-    if let Some(v) = &read_off {
+    if let Some(v) = &found.matrix {
         let m = s.matrix.as_ref().expect("a matrix was verified");
         out.push_str(&format!(
             "{} = {m}, against the map: {} ({})\n",
-            matrix_name(s, &z),
+            s.matrix_name(&z),
             v.word(),
             v.method.name()
         ));
@@ -490,138 +418,9 @@ fn indent(text: &str) -> String {
     text.lines().map(|l| format!("  {l}\n")).collect()
 }
 
-/// Whether `claim`, a matrix, is the matrix of `s`'s map: `claim * d`
-/// against the map, by `verify`.
-fn verify_matrix(
-    s: &SecondOrder,
-    claim: &str,
-    domains: &std::collections::BTreeMap<VarName, syntax::DomainSpec>,
-    control: &Control,
-) -> Result<crate::verify::Verdict> {
-    let applied = match &s.second_upstream {
-        Some(d) => format!("({claim}) * {d}"),
-        None => claim.to_string(),
-    };
-    verify_map(s, &applied, domains, control)
-}
-
-/// Whether `claim` has the shape of the vec form (the map's value's size
-/// by the direction's), where there is one to give: a matrix direction or
-/// value, sizes numbers.
-fn is_vec_claim(s: &SecondOrder, claim: &syntax::Expr) -> bool {
-    use crate::shape::Dim;
-    let column = |sh: &crate::shape::Shape| sh.cols == Dim::Const(1);
-    if column(&s.direction_shape) && column(&s.map_shape) {
-        return false;
-    }
-    let size = |sh: &crate::shape::Shape| sh.rows.times(&sh.cols);
-    let (Some(rows), Some(cols)) = (size(&s.map_shape), size(&s.direction_shape)) else { return false };
-    let program = Program {
-        declarations: s.program.declarations.clone(),
-        definitions: vec![],
-        expr: claim.clone(),
-        name: None,
-    };
-    crate::shape::infer(&program).is_ok_and(|t| {
-        let shape = t.shape();
-        shape.rows == rows && shape.cols == cols
-    })
-}
-
-/// Whether `claim`, a matrix of the vec form's shape, is the derived vec
-/// form K (`vec(map) = K vec(direction)`): as the gradient of `tr(P^T K)`
-/// by a fresh P of K's shape, by `verify` (the e-graph, then the numbers).
-/// K itself is checked against the map by the tests (constructs_kron).
-fn verify_vec(
-    s: &SecondOrder,
-    claim: &str,
-    domains: &std::collections::BTreeMap<VarName, syntax::DomainSpec>,
-    control: &Control,
-) -> Result<crate::verify::Verdict> {
-    use crate::shape::Dim;
-    let z = value_name(&s.program);
-    let Some(k) = &s.vec_form else {
-        let why = s.no_vec_form.clone().unwrap_or_else(|| "it is not derived here".to_string());
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "the claim has the shape of a vec form, but there is none to compare it with: {why}; give the claim as the map {} in `{}`",
-                map_name(s, &z),
-                s.direction
-            ),
-        ));
-    };
-    let size = |sh: &crate::shape::Shape| sh.rows.times(&sh.cols);
-    let (Some(Dim::Const(rows)), Some(Dim::Const(cols))) = (size(&s.map_shape), size(&s.direction_shape))
-    else {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            "a vec form is compared only where its sizes are numbers",
-        ));
-    };
-    let taken = |n: &str| {
-        s.program.declarations.iter().any(|d| d.name == n) || s.program.expr.mentions(&VarName::plain(n))
-    };
-    let p = ["P", "P_vec", "K_vec"]
-        .iter()
-        .map(|c| c.to_string())
-        .chain((1..).map(|k| format!("P{k}")))
-        .find(|n| !taken(n))
-        .expect("an unbounded supply of names");
-    let mut declarations = s.program.declarations.clone();
-    declarations.push(syntax::Declaration {
-        name: p.clone(),
-        binder: None,
-        shape: syntax::ShapeSpec::Matrix(syntax::DimSpec::Const(rows), syntax::DimSpec::Const(cols)),
-        domain: None,
-        span: syntax::Span::SYNTHETIC,
-    });
-    let p = VarName::plain(&p);
-    let expr = syntax::Expr::call(
-        syntax::Func::Tr,
-        syntax::Expr::product(syntax::Expr::transpose(syntax::Expr::var(&p.name)), k.clone()),
-    );
-    let program = Program { declarations, definitions: vec![], expr, name: None };
-    let options = crate::verify::VerifyOptions {
-        domains: domains.iter().filter(|(v, _)| k.mentions(v)).map(|(v, d)| (v.clone(), *d)).collect(),
-        name: Some(vec_name(s, &z)),
-        control: control.clone(),
-        ..Default::default()
-    };
-    crate::verify::verify(&program, &p, claim, &options)
-}
-
-fn verify_map(
-    s: &SecondOrder,
-    claim: &str,
-    domains: &std::collections::BTreeMap<VarName, syntax::DomainSpec>,
-    control: &Control,
-) -> Result<crate::verify::Verdict> {
-    let options = crate::verify::VerifyOptions {
-        upstream: s.second_upstream.as_ref().map(|d| d.to_string()),
-        domains: domains
-            .iter()
-            .filter(|(v, _)| s.program.expr.mentions(v))
-            .map(|(v, d)| (v.clone(), *d))
-            .collect(),
-        name: Some(map_name(s, "Z")),
-        control: control.clone(),
-        ..Default::default()
-    };
-    if !s.program.expr.mentions(&s.second_wrt) {
-        // The zero map: the program has nothing to differentiate, so the
-        // claim is compared with 0 by the e-graph and the numbers alone.
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!("the first derivative does not depend on `{}`: the second derivative is 0", s.second_wrt),
-        ));
-    }
-    crate::verify::verify(&s.program, &s.second_wrt, claim, &options)
-}
-
-/// `verify --order 2` / `verify --jacobian`: the claim is the matrix
-/// (a Hessian, a mixed block, a Jacobian) or, where it mentions the
-/// direction, the map applied to it (`H[dX]`, `dZ`).
+/// `verify --order 2` / `verify --jacobian` ([`crate::hessian::verify`]),
+/// as text (how the claim was read, then the verdict) or JSON, and whether
+/// the claim holds.
 pub fn verify(
     s: &SecondOrder,
     claim: &str,
@@ -629,45 +428,22 @@ pub fn verify(
     control: &Control,
     json: bool,
 ) -> Result<(String, bool)> {
-    let claim_expr = syntax::parse_expr(claim)?;
-    let is_map = claim_expr.mentions(&s.direction);
-    // A matrix of the vec form's shape (`kron(I, A + A^T)`) is the vec form.
-    let vec_claim = !is_map && is_vec_claim(s, &claim_expr);
-    let verdict = if vec_claim {
-        verify_vec(s, claim, domains, control)?
-    } else if is_map {
-        let applied = match &s.second_upstream {
-            Some(_) => claim.to_string(),
-            // A 1×1 first result: the map is M * d, the claim's d taken out.
-            None => {
-                return Err(Error::new(
-                    ErrorKind::Usage,
-                    format!(
-                        "give the claim as a matrix, without `{}`: here the map is that matrix times `{}`",
-                        s.direction, s.direction
-                    ),
-                ))
-            }
-        };
-        verify_map(s, &applied, domains, control)?
-    } else {
-        verify_matrix(s, claim, domains, control)?
-    };
+    let SecondVerdict { verdict, compared } = crate::hessian::verify(s, claim, domains, control)?;
     let ok = verdict.equivalent();
     if json {
         return Ok((pretty(&verdict), ok));
     }
-    let how = if vec_claim {
-        format!("the claim is compared with the derived vec form {}", vec_name(s, &value_name(&s.program)))
-    } else if is_map {
-        format!("the claim is the map {} applied to `{}`", map_name(s, "Z"), s.direction)
-    } else {
-        match &s.second_upstream {
-            Some(d) => {
-                format!("the claim C is compared as the map C * {d} with the derived {}", map_name(s, "Z"))
-            }
-            None => "the claim is compared with the derived matrix".to_string(),
+    let how = match compared {
+        Compared::VecForm => {
+            format!("the claim is compared with the derived vec form {}", s.vec_name(&value_name(&s.program)))
         }
+        Compared::Map => format!("the claim is the map {} applied to `{}`", s.map_name("Z"), s.direction),
+        Compared::MatrixAsMap => format!(
+            "the claim C is compared as the map C * {} with the derived {}",
+            s.second_upstream.as_ref().expect("a map in a direction"),
+            s.map_name("Z")
+        ),
+        Compared::Matrix => "the claim is compared with the derived matrix".to_string(),
     };
     Ok((format!("{how}\n{}", super::render::verdict(&verdict, false)), ok))
 }
@@ -711,14 +487,14 @@ pub fn plan(
         let m = s.matrix.as_ref().expect("checked above");
         return Ok(format!(
             "# The Hessian {} = {m}: the plan of the gradient Z = d/d{} with the Hessian as the output of d/d{}\n{text}",
-            matrix_name(s, "Z"),
+            s.matrix_name("Z"),
             s.along,
             s.wrt
         ));
     }
     Ok(format!(
         "# The Hessian-vector product {} = {}: the plan of the gradient Z = d/d{} with {upstream}and d/d{} its output\n{text}",
-        map_name(s, "Z"),
+        s.map_name("Z"),
         s.map,
         s.along,
         s.wrt
