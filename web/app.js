@@ -3,6 +3,8 @@
 // engine, KaTeX and its fonts, and the gallery come with the page.
 // The engine's worker and its compiled module, started by index.html's
 // first script; each worker (a replaced one too) gets the compiled module.
+// Marks for web/tests/first_visit.mjs (the time to the first answer, in parts).
+performance.mark('matdiff:app');
 const boot = window.matdiffBoot;
 const compiled = boot.compiled;
 
@@ -196,6 +198,7 @@ async function update() {
   // need not stand between the page and its first answer. The steps follow.
   const derivedP = call('derive', [source, wrt(), upstream(), false], true);
   const shapes = await shapesP;
+  performance.mark('matdiff:shapes');
   if (gen !== generation || shapes.cancelled) return;
   if (shapes.status !== 0) {
     $('shapes').replaceChildren();
@@ -208,6 +211,7 @@ async function update() {
   $('diagnostic').hidden = true;
   renderShapes(shapes.output);
   const derived = await derivedP;
+  performance.mark('matdiff:gradients');
   if (gen !== generation || derived.cancelled) return;
   if (derived.status !== 0) {
     showError($('gradients'), derived, source);

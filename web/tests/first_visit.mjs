@@ -1,0 +1,78 @@
+// Where a first visit's time goes before the first answer (BENCHMARKS.md):
+// serves web/dist on localhost, opens the page in a fresh browser context
+// (nothing cached) several times, and prints per visit, in ms after
+// navigation, when the module was fetched and compiled, the engine ready,
+// the shapes and the gradients answered, the first answer shown, and the
+// page's `load` event. A measurement, not a test: CI does not run it.
+//
+//   node web/tests/first_visit.mjs [DIST] [VISITS]
+//
+// DIST defaults to web/dist (built by web/build), VISITS to 3; CHROMIUM
+// names the browser (default /usr/bin/chromium).
+import { createServer } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { extname, join, resolve, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = resolve(process.argv[2] ?? join(here, '..', 'dist'));
+const visits = Number(process.argv[3] ?? 3);
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.mjs': 'text/javascript',
+  '.css': 'text/css', '.json': 'application/json', '.wasm': 'application/wasm', '.woff2': 'font/woff2',
+};
+const server = createServer(async (req, res) => {
+  const path = decodeURIComponent(new URL(req.url, 'http://localhost').pathname);
+  const file = join(dist, path.endsWith('/') ? `${path}index.html` : path);
+  if (!file.startsWith(dist)) { res.writeHead(403).end(); return; }
+  try {
+    const body = await readFile(file);
+    res.writeHead(200, { 'content-type': TYPES[extname(file)] ?? 'application/octet-stream', 'cache-control': 'no-cache' })
+      .end(body);
+  } catch {
+    res.writeHead(404).end('not found');
+  }
+});
+await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+const origin = `http://127.0.0.1:${server.address().port}`;
+
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium' });
+try {
+  for (let i = 0; i < visits; i += 1) {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    // When the page's compileStreaming (index.html) resolves.
+    await page.addInitScript(() => {
+      const compile = WebAssembly.compileStreaming;
+      WebAssembly.compileStreaming = (...args) => compile(...args).then((m) => {
+        performance.mark('matdiff:compiled');
+        return m;
+      });
+    });
+    await page.goto(`${origin}/`);
+    await page.waitForFunction(() => window.matdiffTiming, null, { timeout: 20_000 });
+    const visit = await page.evaluate(() => {
+      const ms = (x) => Math.round(x);
+      const navigation = performance.getEntriesByType('navigation')[0];
+      const wasm = performance.getEntriesByType('resource').find((e) => e.name.endsWith('.wasm'));
+      const mark = (name) => ms(performance.getEntriesByName(`matdiff:${name}`)[0]?.startTime ?? NaN);
+      return {
+        wasm_fetched: ms(wasm.responseEnd),
+        compiled: mark('compiled'),
+        engine_ready: ms(window.matdiffTiming.engineReadyMs),
+        shapes: mark('shapes'),
+        gradients: mark('gradients'),
+        first_answer: ms(window.matdiffTiming.firstAnswerMs),
+        load: ms(navigation.loadEventEnd),
+        first_derive_in_engine: Number(window.matdiffTiming.deriveMs.toFixed(1)),
+      };
+    });
+    console.log(JSON.stringify(visit));
+    await context.close();
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
