@@ -188,6 +188,18 @@ impl SecondOrder {
         }
     }
 
+    /// The options that derive the first derivative from the original
+    /// program: by `along`, for a Jacobian with the upstream `upstream`.
+    pub fn first_options(&self, steps: Steps) -> DeriveOptions {
+        DeriveOptions {
+            wrt: vec![self.along.clone()],
+            upstream: self.upstream.as_ref().map(|u| u.to_string()),
+            steps,
+            sharing: crate::Sharing::Expanded,
+            control: self.control.clone(),
+        }
+    }
+
     /// The options that derive the second derivation from
     /// [`SecondOrder::program`]: by `second_wrt`, with the direction as
     /// the upstream gradient unless the first result is 1×1.

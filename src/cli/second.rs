@@ -11,7 +11,7 @@ use crate::explain;
 use crate::hessian::{value_name, Compared, Kind, SecondOrder, SecondVerdict};
 use crate::numeric::CheckOptions;
 use crate::syntax::{self, to_latex, var_latex, Program, VarName};
-use crate::{derive, Control, DeriveOptions, Steps};
+use crate::{derive, Control, Steps};
 
 /// How the output is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,14 +160,7 @@ fn derivations<'a>(
     program: &'a Program,
     s: &'a SecondOrder,
 ) -> Result<(crate::Derivation<'a>, Option<crate::Derivation<'a>>)> {
-    let first_options = DeriveOptions {
-        wrt: vec![s.along.clone()],
-        upstream: s.upstream.as_ref().map(|u| u.to_string()),
-        steps: Steps::Record,
-        sharing: crate::Sharing::Expanded,
-        control: s.control.clone(),
-    };
-    let first = derive(program, &first_options)?;
+    let first = derive(program, &s.first_options(Steps::Record))?;
     let second = if s.program.expr.mentions(&s.second_wrt) {
         Some(derive(&s.program, &s.second_options(Steps::Record))?)
     } else {

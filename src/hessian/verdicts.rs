@@ -51,13 +51,7 @@ impl SecondCheck {
 /// assert!(found.ok() && found.matrix.is_some());
 /// ```
 pub fn check(program: &Program, s: &SecondOrder, options: &CheckOptions) -> Result<SecondCheck> {
-    let first_options = DeriveOptions {
-        wrt: vec![s.along.clone()],
-        upstream: s.upstream.as_ref().map(|u| u.to_string()),
-        steps: Steps::Skip,
-        sharing: crate::Sharing::Expanded,
-        control: options.control.clone(),
-    };
+    let first_options = DeriveOptions { control: options.control.clone(), ..s.first_options(Steps::Skip) };
     let first = crate::numeric::check(&derive(program, &first_options)?, options)?;
     let mut second_options = options.clone();
     second_options.domains.retain(|v, _| s.program.expr.mentions(v));
