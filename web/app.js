@@ -1,16 +1,16 @@
 // The playground page: reads the inputs, asks the engine (in worker.js)
 // and shows its JSON answers (docs/json.md). No framework, no network: the
 // engine, KaTeX and its fonts, and the gallery come with the page.
-// The engine's worker and its compiled module, started by index.html's
-// first script; each worker (a replaced one too) gets the compiled module.
-// Marks for web/tests/first_visit.mjs (the time to the first answer, in parts).
+// The engine's compiled module, its bindings and KaTeX, started by
+// index.html's first script; each worker (a replaced one too) gets the
+// compiled module. Marks for web/tests/first_visit.mjs (the time to the
+// first answer, in parts).
 performance.mark('matdiff:app');
 const boot = window.matdiffBoot;
 const compiled = boot.compiled;
+const params = new URLSearchParams(location.search);
 
-// KaTeX is imported dynamically, so that the worker (below) starts loading
-// the engine without waiting for it.
-const katexModule = import('./katex/katex.mjs');
+// KaTeX, loaded by index.html's first script beside the engine.
 let katex;
 
 const $ = (id) => document.getElementById(id);
@@ -20,7 +20,7 @@ const $ = (id) => document.getElementById(id);
 // The engine's own limits stop any one request within seconds; this is the
 // page's last resort, should one not (the worker is then replaced).
 // (`?hard-limit-ms=N` lowers it: the browser test uses that to exercise it.)
-const HARD_LIMIT_MS = Number(new URLSearchParams(location.search).get('hard-limit-ms')) || 60_000;
+const HARD_LIMIT_MS = Number(params.get('hard-limit-ms')) || 60_000;
 // A live request (shapes and gradients as you type) that has run this long
 // when the input changes again is abandoned: the worker is replaced.
 const STALE_MS = 400;
@@ -31,8 +31,7 @@ let nextId = 1;
 const pending = new Map(); // id -> {resolve, started, live}
 
 function spawn() {
-  worker = boot.worker ?? new Worker('worker.js', { type: 'module' });
-  boot.worker = null;
+  worker = new Worker('worker.js', { type: 'module' });
   const w = worker;
   compiled.then((module) => w.postMessage({ module }));
   worker.onmessage = (event) => {
@@ -68,6 +67,8 @@ function limitAnswer(reason) {
 
 /** Calls an engine function (web/wasm/src/lib.rs) with `args`; resolves to {status, output, ms}. */
 function call(fn, args, live = false) {
+  // (Started by the first request: see "The first answer" below.)
+  if (!worker) spawn();
   return new Promise((resolve) => {
     const id = nextId++;
     const timer = setTimeout(() => {
@@ -88,7 +89,42 @@ function abandonStaleLive() {
   if (oldest?.live && performance.now() - oldest.started > STALE_MS) replace();
 }
 
-spawn();
+// ---- The first answer, in the page's own thread ------------------------------
+
+// A worker takes 40-100 ms to start (headless Chromium here), about as long
+// as the module takes to arrive and compile; so the page's first answer (the
+// shapes and the gradients without steps of the program it opens with) comes
+// from the page's own instance of the same compiled module, the derivation
+// within FIRST_LIMIT_MS so that no program holds the page longer, and the
+// worker starts with the first request it gets (the steps, asked for once
+// the gradients are shown). A program that needs longer, or a trap, is
+// asked of the worker as usual, as is every later request.
+// (`?first-limit-ms=0` sends the first derivation to the worker: the
+// browser test exercises that path with it.)
+const FIRST_LIMIT_MS = Number(params.get('first-limit-ms') ?? 100);
+let localReady; // when the page's own engine was ready, ms since navigation
+const local = Promise.all([boot.glue, compiled])
+  .then(([engine, module]) => engine.default({ module_or_path: module }).then(() => engine))
+  .then((engine) => { localReady = performance.now(); return engine; });
+// (Unused rejections are not errors: the worker answers instead.)
+local.catch(() => {});
+
+/**
+ * Calls `fn` of the page's own engine; resolves to {status, output, ms}, or
+ * to null where the worker must answer instead: the engine could not load,
+ * trapped, or stopped at a limit.
+ */
+async function locally(fn, args) {
+  try {
+    const engine = await local;
+    const start = performance.now();
+    const answer = JSON.parse(engine[fn](...args));
+    if (answer.status === 2 && answer.output.kind === 'limit') return null;
+    return { ms: performance.now() - start, by: 'page', ...answer };
+  } catch {
+    return null;
+  }
+}
 
 // ---- Rendering helpers ---------------------------------------------------
 
@@ -191,12 +227,23 @@ async function update() {
     return;
   }
   abandonStaleLive();
-  // Both at once: the worker answers in turn, without a round trip between.
-  const shapesP = call('shapes', [source], true);
   // The gradients first, without their steps: on a first visit the engine's
   // code is compiled as it first runs, and the steps' (explain, LaTeX) then
   // need not stand between the page and its first answer. The steps follow.
-  const derivedP = call('derive', [source, wrt(), upstream(), false], true);
+  const derivation = [source, wrt(), upstream()];
+  let shapesP;
+  let derivedP;
+  if (!firstAsked) {
+    // The first answer: see above.
+    firstAsked = true;
+    shapesP = locally('shapes', [source]).then((a) => a ?? call('shapes', [source], true));
+    derivedP = shapesP.then(() => locally('derive_within', [...derivation, FIRST_LIMIT_MS]))
+      .then((a) => a ?? call('derive', [...derivation, false], true));
+  } else {
+    // Both at once: the worker answers in turn, without a round trip between.
+    shapesP = call('shapes', [source], true);
+    derivedP = call('derive', [...derivation, false], true);
+  }
   const shapes = await shapesP;
   performance.mark('matdiff:shapes');
   if (gen !== generation || shapes.cancelled) return;
@@ -218,10 +265,10 @@ async function update() {
     setStatus('');
     return;
   }
-  katex ??= (await katexModule).default;
+  katex ??= await boot.katex;
   if (gen !== generation) return;
   // Asked for now, in the worker's turn after this answer; shown when unfolded.
-  const stepsP = call('derive', [source, wrt(), upstream(), true], true);
+  const stepsP = call('derive', [...derivation, true], true);
   renderGradients(derived.output, stepsP, gen);
   setStatus(`derived in ${derived.ms.toFixed(1)} ms`);
   if (!$('verify-wrt').value && derived.output.gradients.length) {
@@ -229,10 +276,23 @@ async function update() {
   }
   if (!firstAnswer) {
     firstAnswer = performance.now();
-    setTimeout(loadAllFonts, 0);
-    window.matdiffTiming = { firstAnswerMs: firstAnswer, engineReadyMs: engineReady, deriveMs: derived.ms };
+    // Which engine answered, and when it was ready.
+    const by = derived.by ?? 'worker';
+    const timing = {
+      firstAnswerMs: firstAnswer, by, engineReadyMs: by === 'page' ? localReady : engineReady, deriveMs: derived.ms,
+    };
+    window.matdiffTiming = timing;
+    // When it can be read: laid out, the fonts that asks for loaded, painted.
+    // Then the other fonts, once the page has loaded too (asked for before
+    // the load event, they would hold it back).
+    requestAnimationFrame(() => document.fonts.ready.then(() => requestAnimationFrame(() => {
+      timing.readableMs = performance.now();
+      if (document.readyState === 'complete') loadAllFonts();
+      else window.addEventListener('load', () => setTimeout(loadAllFonts, 0), { once: true });
+    })));
   }
 }
+let firstAsked = false;
 let firstAnswer = 0;
 
 function setStatus(text) {

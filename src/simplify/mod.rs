@@ -65,8 +65,8 @@ fn rewrites() -> &'static [Rewrite<Mat, Shapes>] {
 const MATCH_LIMIT: usize = 200;
 
 /// A runner within the limits, stopping between iterations once
-/// `control` is interrupted (the caller then sees the interruption, not
-/// the unsaturated graph).
+/// `control` is interrupted or past its deadline (the caller then sees
+/// that, not the unsaturated graph).
 fn runner(shapes: Shapes, time: Duration, control: &Control) -> Runner<Mat, Shapes> {
     let control = control.clone();
     Runner::new(shapes)
@@ -74,7 +74,7 @@ fn runner(shapes: Shapes, time: Duration, control: &Control) -> Runner<Mat, Shap
         .with_node_limit(NODE_LIMIT)
         .with_iter_limit(ITER_LIMIT)
         .with_time_limit(time.min(TIME_LIMIT))
-        .with_hook(move |_| if control.is_interrupted() { Err("interrupted".to_string()) } else { Ok(()) })
+        .with_hook(move |_| if control.should_stop() { Err("stopped".to_string()) } else { Ok(()) })
 }
 
 /// The textbook form of `e`: tidied, then the cheapest form the e-graph

@@ -2,8 +2,10 @@
 // serves web/dist on localhost, opens the page in a fresh browser context
 // (nothing cached) several times, and prints per visit, in ms after
 // navigation, when the module was fetched and compiled, the engine ready,
-// the shapes and the gradients answered, the first answer shown, and the
-// page's `load` event. A measurement, not a test: CI does not run it.
+// the shapes and the gradients answered, the first answer on the page and
+// readable (laid out, its fonts loaded, painted), the page's `load` event,
+// and which engine gave the first answer (the page's own or the worker's).
+// A measurement, not a test: CI does not run it.
 //
 //   node web/tests/first_visit.mjs [DIST] [VISITS]
 //
@@ -34,7 +36,7 @@ try {
       });
     });
     await page.goto(`${origin}/`);
-    await page.waitForFunction(() => window.matdiffTiming, null, { timeout: 20_000 });
+    await page.waitForFunction(() => window.matdiffTiming?.readableMs, null, { timeout: 20_000 });
     const visit = await page.evaluate(() => {
       const ms = (x) => Math.round(x);
       const navigation = performance.getEntriesByType('navigation')[0];
@@ -47,8 +49,9 @@ try {
         shapes: mark('shapes'),
         gradients: mark('gradients'),
         first_answer: ms(window.matdiffTiming.firstAnswerMs),
+        readable: ms(window.matdiffTiming.readableMs),
         load: ms(navigation.loadEventEnd),
-        first_derive_in_engine: Number(window.matdiffTiming.deriveMs.toFixed(1)),
+        by: window.matdiffTiming.by, first_derive_in_engine: Number(window.matdiffTiming.deriveMs.toFixed(1)),
       };
     });
     console.log(JSON.stringify(visit));

@@ -1,8 +1,8 @@
 // The wasm bindings answer what the command line prints: for the seed, the
-// gallery (examples/) and some errors, each of derive, derive --steps,
-// verify, check, plan and plan --emit is run both through the `matdiff`
-// binary (--json) and through the wasm module (in Node), and the documents
-// must be equal. Floating-point values that are not integers (relative
+// gallery (examples/) and some errors, each of derive, derive --steps (and
+// the page's derive_within), verify, check, plan and plan --emit is run both
+// through the `matdiff` binary (--json) and through the wasm module (in
+// Node), and the documents must be equal. Floating-point values that are not integers (relative
 // errors, noise estimates) are compared only as numbers: the wasm build's
 // libm may round a transcendental function differently in the last place.
 // Exits 1 on any difference.
@@ -86,6 +86,16 @@ function compare(what, args, answer, json = true) {
   }
 }
 
+/** `answer` must be a limit error. */
+function limited(what, answer) {
+  compared += 1;
+  const w = JSON.parse(answer);
+  if (w.status !== 2 || w.output.kind !== 'limit') {
+    failures += 1;
+    console.log(`FAIL ${what}: status ${w.status}, ${JSON.stringify(w.output).slice(0, 120)}, not a limit error`);
+  }
+}
+
 const examples = JSON.parse(readFileSync(join(dist, 'examples.json'), 'utf8'));
 const programs = [
   { name: 'seed', program: 'W1*W2*W3*X', textbook: [{ wrt: 'W2', formula: 'W1^T*G*X^T*W3^T' }] },
@@ -96,6 +106,10 @@ const programs = [
 for (const { name, program, textbook } of programs) {
   compare(`${name}: derive`, ['derive', program, '--json'], engine.derive(program, '', '', false));
   compare(`${name}: derive --steps`, ['derive', program, '--steps', '--json'], engine.derive(program, '', '', true));
+  // The page's first answer: the same document within a generous limit, a
+  // limit error (for the page to ask its worker) within none.
+  compare(`${name}: derive within 60 s`, ['derive', program, '--json'], engine.derive_within(program, '', '', 60_000));
+  limited(`${name}: derive within 0 ms`, engine.derive_within(program, '', '', 0));
   for (const t of textbook) {
     compare(`${name}: verify d/d${t.wrt}`, ['verify', program, '--wrt', t.wrt, '--claim', t.formula, '--json'],
       engine.verify(program, t.wrt, t.formula, ''));

@@ -4,7 +4,9 @@
 //! `{"status": S, "output": DOC}`, where `S` is the command line's exit
 //! status (0 ok, 1 a check or verification that fails, 2 an error, DOC then
 //! the error object). The functions run synchronously: the page calls them
-//! from a Web Worker (web/worker.js), so long work never freezes it. The
+//! from a Web Worker (web/worker.js), so long work never freezes it; only
+//! its first answer, before the worker is up, comes from its own thread,
+//! from [`shapes`] and [`derive_within`] (bounded by a deadline). The
 //! engine's own limits (the e-graph's and the checks' time limits, node and
 //! size limits) hold here as on the command line.
 
@@ -177,6 +179,22 @@ pub fn derive(source: &str, wrt: &str, upstream: &str, steps: bool) -> String {
         } else {
             answer(0, &derivation)
         })
+    })
+}
+
+/// `derive --json` without steps, as [`derive`], ended by a limit error
+/// once `limit_ms` milliseconds have passed: the page's first answer, which
+/// it computes in its own thread while its worker starts, must not hold the
+/// page longer than that (the page asks the worker instead when the limit
+/// is hit).
+#[wasm_bindgen]
+pub fn derive_within(source: &str, wrt: &str, upstream: &str, limit_ms: u32) -> String {
+    run(|| {
+        let control = matdiff::Control::default()
+            .with_deadline(std::time::Duration::from_millis(u64::from(limit_ms)));
+        let options = DeriveOptions { control, ..options(wrt, upstream, Steps::Skip)? };
+        let program = parse(source)?.with_definitions_kept(&options.wrt);
+        Ok(answer(0, &matdiff::derive(&program, &options)?))
     })
 }
 
