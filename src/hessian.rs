@@ -646,7 +646,7 @@ fn vec_form(
 fn sums_of_columns(e: &Expr, is_column: &mut dyn FnMut(&Expr) -> bool) -> Expr {
     use crate::syntax::Func;
     let one = DimSpec::Const(1);
-    e.fold(&mut |node: &Expr, kids: Vec<Expr>| {
+    e.fold(&mut |node: &Expr, kids: crate::syntax::Kids<Expr>| {
         let mut kids = kids.into_iter();
         let node = node.map_children(|_| kids.next().expect("a child").into());
         let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &node.kind else { return node };
@@ -696,7 +696,7 @@ fn simplified(typing: &mut shape::Typing, e: &Expr, want: &Shape) -> Result<(Exp
 /// A sum whose first term is subtracted begins with a term that is not
 /// (`-a + 1` is `1 - a`), as a textbook writes it.
 fn positive_first(e: &Expr) -> Expr {
-    e.fold(&mut |node: &Expr, kids: Vec<Expr>| {
+    e.fold(&mut |node: &Expr, kids: crate::syntax::Kids<Expr>| {
         let mut kids = kids.into_iter();
         let rebuilt = match &node.kind {
             ExprKind::Binary { op, op_span, .. } => {

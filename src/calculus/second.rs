@@ -306,7 +306,7 @@ pub fn transpose_inward(x: &Expr) -> Option<Expr> {
 /// of a square matrix is a column.)
 pub fn absorb_ones(e: &Expr) -> Option<Expr> {
     let mut any = false;
-    let out = e.fold(&mut |node: &Expr, kids: Vec<Expr>| {
+    let out = e.fold(&mut |node: &Expr, kids: crate::syntax::Kids<Expr>| {
         let mut kids = kids.into_iter();
         let node = node.map_children(|_| kids.next().expect("a child").into());
         if !matches!(node.kind, ExprKind::Binary { op: BinOp::Mul, .. }) {

@@ -218,11 +218,11 @@ struct Class {
 
 /// The largest qualifying subexpression that occurs at least twice.
 fn most_repeated(exprs: &[Expr]) -> Option<Expr> {
-    let mut ids: HashMap<(String, Vec<usize>), usize> = HashMap::new();
+    let mut ids: HashMap<(String, crate::syntax::Kids<usize>), usize> = HashMap::new();
     let mut classes: Vec<Class> = Vec::new();
     let mut first: Vec<Expr> = Vec::new();
     for e in exprs {
-        e.fold(&mut |node: &Expr, kids: Vec<usize>| {
+        e.fold(&mut |node: &Expr, kids: crate::syntax::Kids<usize>| {
             let key = (node_key(node), kids);
             if let Some(&id) = ids.get(&key) {
                 classes[id].count += 1;
@@ -263,7 +263,7 @@ fn most_repeated(exprs: &[Expr]) -> Option<Expr> {
     let mut counts: Vec<usize> = classes.iter().map(|c| c.count).collect();
     for ((key, kids), &id) in &ids {
         if let ([l, r], "bSub") = (kids.as_slice(), key.as_str()) {
-            if let Some(&other) = ids.get(&(key.clone(), vec![*r, *l])) {
+            if let Some(&other) = ids.get(&(key.clone(), smallvec::smallvec![*r, *l])) {
                 counts[id] += classes[other].count;
             }
         }

@@ -129,7 +129,7 @@ impl<'e> Evaluator<'e> {
     pub fn varying_only(mut self, name: &str, env: &Env) -> Result<Evaluator<'e>> {
         // Which nodes mention the variable, bottom-up in one pass.
         let mut mentioning = std::collections::HashSet::new();
-        self.expr.try_fold(&mut |e, kids: Vec<bool>| -> Result<bool> {
+        self.expr.try_fold(&mut |e, kids: crate::syntax::Kids<bool>| -> Result<bool> {
             let here = kids.into_iter().any(|k| k) || matches!(&e.kind, ExprKind::Var(v) if v.name == name);
             if here {
                 mentioning.insert(e as *const Expr);

@@ -417,7 +417,7 @@ impl Typer {
     /// Infers the shape of `e`, calling `visit` on every node with its shape
     /// (children before parents).
     pub fn infer_with(&mut self, e: &Expr, visit: &mut dyn FnMut(&Expr, IShape)) -> Result<IShape> {
-        e.try_fold(&mut |e, kids: Vec<IShape>| {
+        e.try_fold(&mut |e, kids: crate::syntax::Kids<IShape>| {
             let s = match &e.kind {
                 ExprKind::Prod(prod) => self.prod(e, kids[0], &prod.var, &prod.lo, &prod.hi)?,
                 _ => self.rule(e, &kids)?,

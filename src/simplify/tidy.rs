@@ -11,6 +11,8 @@
 use std::collections::VecDeque;
 use std::rc::Rc;
 
+use smallvec::{smallvec, SmallVec};
+
 use rustc_hash::FxHashMap;
 
 use super::Simplifier;
@@ -180,7 +182,17 @@ impl Monomial {
     }
 }
 
-type Sum = Vec<Monomial>;
+/// The terms of a sum: most are one term (every product), kept inline.
+type Sum = SmallVec<[Monomial; 1]>;
+
+/// The sum's one term, or the sum when it has another number of terms.
+fn one_term(sum: Sum) -> std::result::Result<Monomial, Sum> {
+    if sum.len() == 1 {
+        Ok(sum.into_iter().next().expect("one term"))
+    } else {
+        Err(sum)
+    }
+}
 
 /// `a` then `b`, moving the shorter side: products nest to any depth on
 /// either side, and copying the longer one at every level is quadratic.
@@ -243,11 +255,11 @@ impl Tidier<'_> {
                 ExprKind::Var(v) => {
                     let s = self.shape(e, &[])?;
                     let scalar = self.typer.is_scalar(s);
-                    (vec![Monomial::leaf(self.leaves.get(e, v, t && !scalar), scalar)], s)
+                    (smallvec![Monomial::leaf(self.leaves.get(e, v, t && !scalar), scalar)], s)
                 }
                 ExprKind::Identity => {
                     let s = self.shape(e, &[])?;
-                    (vec![Monomial::leaf(e.clone(), self.typer.is_scalar(s))], s)
+                    (smallvec![Monomial::leaf(e.clone(), self.typer.is_scalar(s))], s)
                 }
                 // The transpose of a ones matrix is the ones matrix of the other shape.
                 ExprKind::Ones(sizes) => {
@@ -256,9 +268,9 @@ impl Tidier<'_> {
                         true => Rc::new(Expr::ones(sizes.1.clone(), sizes.0.clone())),
                         false => e.clone(),
                     };
-                    (vec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s)
+                    (smallvec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s)
                 }
-                ExprKind::Num(x) => (vec![Monomial::number(*x)], self.shape(e, &[])?),
+                ExprKind::Num(x) => (smallvec![Monomial::number(*x)], self.shape(e, &[])?),
                 ExprKind::Neg(a) => {
                     let (mut sum, s) = self.norm(a, t)?;
                     for term in &mut sum {
@@ -295,14 +307,14 @@ impl Tidier<'_> {
                         }
                         _ => Expr::call(*f, inner),
                     };
-                    (vec![outer.times(self.leaf(whole, s, t))], s)
+                    (smallvec![outer.times(self.leaf(whole, s, t))], s)
                 }
                 ExprKind::Call(f, a) => {
                     // A function of a matrix is a leaf; transposed, it stays
                     // whole (`tanh(W * X)^T`), as the forward pass computed it.
                     let (sum, sa) = self.norm(a, false)?;
                     let s = self.shape(e, &[sa])?;
-                    (vec![self.leaf(Expr::call(*f, build_sum(sum)), s, t)], s)
+                    (smallvec![self.leaf(Expr::call(*f, build_sum(sum)), s, t)], s)
                 }
                 ExprKind::Power(a, k) => self.norm_power(e, a, k, t)?,
                 ExprKind::HadamardPower(a, p) => self.norm_hadamard_power(e, a, p, t)?,
@@ -321,7 +333,7 @@ impl Tidier<'_> {
                     let s = self.typer.infer(e).map_err(|err| {
                         Error::new(ErrorKind::Internal, format!("simplifying `{e}`: {err}"))
                     })?;
-                    (vec![self.leaf(e.clone(), s, t)], s)
+                    (smallvec![self.leaf(e.clone(), s, t)], s)
                 }
             })
         })
@@ -376,7 +388,7 @@ impl Tidier<'_> {
             }
         }
         let term = if t { Monomial::times_transposed(a, b) } else { a.times(b) };
-        Ok((vec![term], s))
+        Ok((smallvec![term], s))
     }
 
     /// `tr(a)`: a scalar's trace is the scalar; one term's chain goes inside `tr`.
@@ -390,9 +402,9 @@ impl Tidier<'_> {
             let chain = std::mem::take(&mut term.chain);
             let inner = Expr::product_of(chain).unwrap_or_else(Expr::identity);
             term.scalars.push(Rc::new(Expr::call(Func::Tr, inner)));
-            Ok((vec![term], s))
+            Ok((smallvec![term], s))
         } else {
-            Ok((vec![Monomial::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s))
+            Ok((smallvec![Monomial::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s))
         }
     }
 
@@ -409,7 +421,7 @@ impl Tidier<'_> {
         // symmetric X drops it. (A power is square: the shapes agree.)
         let (sum, sa) = self.norm(a, t)?;
         let s = self.shape(e, &[sa])?;
-        Ok((vec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, false)], s))
+        Ok((smallvec![self.leaf(Expr::synthetic(ExprKind::Power(Rc::new(build_sum(sum)), *k)), s, false)], s))
     }
 
     /// `a .^ p`: a leaf; `a .^ 1` is `a`.
@@ -427,10 +439,13 @@ impl Tidier<'_> {
             let shape = self.typer.resolve(s);
             if let (Some(r), Some(c)) = (dim_spec(&shape.rows), dim_spec(&shape.cols)) {
                 let (r, c) = if t { (c, r) } else { (r, c) };
-                return Ok((vec![Monomial::leaf(Expr::ones(r, c), false)], s));
+                return Ok((smallvec![Monomial::leaf(Expr::ones(r, c), false)], s));
             }
         }
-        Ok((vec![self.leaf(Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p)), s, t)], s))
+        Ok((
+            smallvec![self.leaf(Expr::synthetic(ExprKind::HadamardPower(Rc::new(build_sum(sum)), *p)), s, t)],
+            s,
+        ))
     }
 
     /// `lhs / rhs` (rhs a scalar): a leaf, the numbers and scalars of `lhs` moved out.
@@ -450,17 +465,17 @@ impl Tidier<'_> {
             return a;
         }
         let mut outer = Monomial::number(1.0);
-        let numerator = match <[Monomial; 1]>::try_from(a) {
+        let numerator = match one_term(a) {
             // A scalar's number moves out too: 0.5 / s is 0.5 * (1 / s).
-            Ok([term]) if term.chain.is_empty() => {
+            Ok(term) if term.chain.is_empty() => {
                 outer.coeff = term.coeff;
-                Rc::new(build_sum(vec![Monomial { coeff: 1.0, ..term }]))
+                Rc::new(build_sum(smallvec![Monomial { coeff: 1.0, ..term }]))
             }
-            Ok([term]) => factor_out(vec![term], &mut outer),
+            Ok(term) => factor_out(smallvec![term], &mut outer),
             Err(a) => factor_out(a, &mut outer),
         };
         let leaf = Expr::binary(BinOp::Div, numerator, build_sum(b));
-        vec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))]
+        smallvec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))]
     }
 
     /// `lhs .* rhs`, `lhs ./ rhs`: entrywise, so they commute with the transpose.
@@ -495,12 +510,12 @@ impl Tidier<'_> {
                 Some(c) => Expr::synthetic(ExprKind::HadamardPower(Rc::new(base), c)),
                 None => Expr::binary(*op, base, exponent),
             };
-            return Ok((vec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s));
+            return Ok((smallvec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s));
         }
         if op.is_call() {
             // max, min and `.^` keep their operands whole: max(2 A, B) is not 2 max(A, B).
             let leaf = Expr::binary(*op, build_sum(a), build_sum(b));
-            return Ok((vec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s));
+            return Ok((smallvec![Monomial::leaf(leaf, self.typer.is_scalar(s))], s));
         }
         let (a_scalar, b_scalar) = (self.typer.is_scalar(sa), self.typer.is_scalar(sb));
         if *op == BinOp::HadamardDiv && b_scalar {
@@ -526,7 +541,7 @@ impl Tidier<'_> {
                 let a = self.single(a, a_scalar);
                 let b = self.single(b, b_scalar);
                 let (a, b) = if a_scalar { (a.into_scalar_factor(), b) } else { (a, b.into_scalar_factor()) };
-                return Ok((vec![a.times(b)], s));
+                return Ok((smallvec![a.times(b)], s));
             }
         }
         // Numbers and scalar factors of the operands move out:
@@ -535,7 +550,7 @@ impl Tidier<'_> {
         let a = factor_out(a, &mut outer);
         let b = if *op == BinOp::Hadamard { factor_out(b, &mut outer) } else { Rc::new(build_sum(b)) };
         let leaf = Expr::binary(*op, a, b);
-        Ok((vec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))], s))
+        Ok((smallvec![outer.times(Monomial::leaf(leaf, self.typer.is_scalar(s)))], s))
     }
 }
 
@@ -591,13 +606,13 @@ fn divide_numbers(a: &Sum, c: &Sum) -> Option<Sum> {
 /// The operand of an entrywise operation with its number and scalar factors
 /// moved into `outer` when it is one term with a matrix part.
 fn factor_out(sum: Sum, outer: &mut Monomial) -> Rc<Expr> {
-    match <[Monomial; 1]>::try_from(sum) {
-        Ok([term]) if !term.chain.is_empty() => {
+    match one_term(sum) {
+        Ok(term) if !term.chain.is_empty() => {
             outer.coeff *= term.coeff;
             outer.scalars.extend(term.scalars);
             Rc::new(Expr::product_of(term.chain).expect("a matrix part"))
         }
-        Ok([term]) => Rc::new(build_sum(vec![term])),
+        Ok(term) => Rc::new(build_sum(smallvec![term])),
         Err(sum) => Rc::new(build_sum(sum)),
     }
 }
@@ -739,7 +754,7 @@ fn sums_along_axes(mut chain: VecDeque<Rc<Expr>>) -> VecDeque<Rc<Expr>> {
 /// coefficient 0, so the sum keeps its shape.
 fn collect_like_terms(sum: Sum) -> Sum {
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
-    let mut out: Sum = Vec::with_capacity(sum.len());
+    let mut out = Sum::with_capacity(sum.len());
     for term in sum {
         // Scalar factors commute: `tr(M) * s` and `s * tr(M)` are alike.
         let mut scalars = term.scalars.clone();

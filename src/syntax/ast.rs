@@ -7,6 +7,11 @@ use std::rc::Rc;
 
 use crate::error::{Error, ErrorKind, Result};
 
+/// The results of a node's children in [`Expr::fold`]: at most two (an
+/// operator's operands), so they are kept inline, not in an allocation per
+/// node (the fold types every node of every gradient).
+pub type Kids<T> = smallvec::SmallVec<[T; 2]>;
+
 /// A byte range in the source text.
 ///
 /// Spans are metadata, not part of a tree's identity: two spans always compare
@@ -872,13 +877,13 @@ impl Expr {
     /// [`Expr::map_children`] is.
     ///
     /// ```
-    /// use matdiff::syntax::parse_expr;
-    /// let depth = parse_expr("A * (B + C^T)").unwrap().fold(&mut |_, kids: Vec<usize>| {
+    /// use matdiff::syntax::{parse_expr, Kids};
+    /// let depth = parse_expr("A * (B + C^T)").unwrap().fold(&mut |_, kids: Kids<usize>| {
     ///     1 + kids.into_iter().max().unwrap_or(0)
     /// });
     /// assert_eq!(depth, 4);
     /// ```
-    pub fn fold<T>(&self, f: &mut impl FnMut(&Expr, Vec<T>) -> T) -> T {
+    pub fn fold<T>(&self, f: &mut impl FnMut(&Expr, Kids<T>) -> T) -> T {
         let result: std::result::Result<T, std::convert::Infallible> =
             self.try_fold(&mut |e, kids| Ok(f(e, kids)));
         match result {
@@ -891,9 +896,9 @@ impl Expr {
     /// first error stops the walk (no later node is visited).
     ///
     /// ```
-    /// use matdiff::syntax::{parse_expr, ExprKind};
+    /// use matdiff::syntax::{parse_expr, ExprKind, Kids};
     /// let leaves = |src: &str| {
-    ///     parse_expr(src).unwrap().try_fold(&mut |e, kids: Vec<usize>| match e.kind {
+    ///     parse_expr(src).unwrap().try_fold(&mut |e, kids: Kids<usize>| match e.kind {
     ///         ExprKind::Identity => Err(format!("an I at {}", e.span.start)),
     ///         _ => Ok(kids.iter().sum::<usize>().max(1)),
     ///     })
@@ -903,7 +908,7 @@ impl Expr {
     /// ```
     pub fn try_fold<T, E>(
         &self,
-        f: &mut impl FnMut(&Expr, Vec<T>) -> std::result::Result<T, E>,
+        f: &mut impl FnMut(&Expr, Kids<T>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
         crate::stack::ensure(|| {
             let kids = self.children().map(|c| c.try_fold(f)).collect::<std::result::Result<_, E>>()?;

@@ -8,7 +8,7 @@ mod parser;
 mod printer;
 
 pub use ast::{
-    BinOp, Declaration, Definition, DimSpec, DomainSpec, Expr, ExprKind, Func, Index, Prod, Program,
+    BinOp, Declaration, Definition, DimSpec, DomainSpec, Expr, ExprKind, Func, Index, Kids, Prod, Program,
     ShapeSpec, Span, VarName, MAX_INDEX_COEFFICIENT, MAX_INDEX_CONSTANT,
 };
 pub use latex::{index_latex, to_latex, var_latex};
