@@ -218,8 +218,28 @@ fn an_identity_of_undetermined_size_simplifies() {
 #[test]
 fn like_terms_with_commuted_scalars_merge() {
     for (src, wrt, want) in [
-        ("s : scalar; A : 3x3; sum(s*s*A)", "s", "2 * tr(ones(3, 3) * A) * s"),
+        ("s : scalar; A : 3x3; sum(s*s*A)", "s", "2 * sum(A) * s"),
         ("s : scalar; t : scalar; A : 3x3; sum(s*t*A) + sum(t*s*A)", "A", "2 * s * t * ones(3, 3)"),
+    ] {
+        assert_eq!(common::gradient_text(src, wrt), want, "{src}");
+        common::assert_gradients_agree(src, 1..=4, common::Signs::Both);
+    }
+}
+
+/// A trace against a ones matrix is the sum of the other factors, tr(1 M) =
+/// tr(M 1) = sum(M), and the sum of a ones matrix of known size is its number
+/// of entries (`sum(ones(3, 3)) * I` was printed, and `tr(ones(4, 3) * A)`);
+/// the forms agree with finite differences, with both signs.
+#[test]
+fn sums_against_ones_are_written_as_sums() {
+    for (src, wrt, want) in [
+        ("X : 3x3; sum(tr(X) + X)", "X", "9 * I + ones(3, 3)"),
+        ("X : 2x3; -sum(3 * ones(2, 3)) * sum(X)", "X", "-18 * ones(2, 3)"),
+        ("s : scalar; A : 4x3; sum(s*s*A)", "s", "2 * sum(A) * s"),
+        ("s : scalar; A : n x m; sum(s*s*A)", "s", "2 * sum(A) * s"),
+        ("s : scalar; A : 4x3; B : 3x4; sum(s*s*A*B)", "s", "2 * sum(A * B) * s"),
+        // Symbolic sizes: the sum of ones stays a sum.
+        ("X : n x m; sum(ones(n, m)) * sum(X)", "X", "sum(ones(n, m)) * ones(n, m)"),
     ] {
         assert_eq!(common::gradient_text(src, wrt), want, "{src}");
         common::assert_gradients_agree(src, 1..=4, common::Signs::Both);

@@ -309,6 +309,7 @@ impl Tidier<'_> {
                     };
                     (smallvec![outer.times(self.leaf(whole, s, t))], s)
                 }
+                ExprKind::Call(Func::Sum, a) => self.norm_sum_all(e, a, t)?,
                 ExprKind::Call(f, a) => {
                     // A function of a matrix is a leaf; transposed, it stays
                     // whole (`tanh(W * X)^T`), as the forward pass computed it.
@@ -399,12 +400,51 @@ impl Tidier<'_> {
             Ok((sum, s))
         } else if sum.len() == 1 {
             let mut term = sum.into_iter().next().expect("one term");
-            let chain = std::mem::take(&mut term.chain);
+            let mut chain = std::mem::take(&mut term.chain);
+            // tr(ones · M) = tr(M · ones) = sum(M): every entry of M once.
+            let is_ones = |f: Option<&Rc<Expr>>| f.is_some_and(|f| matches!(f.kind, ExprKind::Ones(_)));
+            if chain.len() >= 2 && (is_ones(chain.front()) || is_ones(chain.back())) {
+                if is_ones(chain.front()) {
+                    chain.pop_front();
+                } else {
+                    chain.pop_back();
+                }
+                let inner = Expr::product_of(chain).expect("a factor is left");
+                return Ok((smallvec![term.times(self.sum_all(inner)?)], s));
+            }
             let inner = Expr::product_of(chain).unwrap_or_else(Expr::identity);
             term.scalars.push(Rc::new(Expr::call(Func::Tr, inner)));
             Ok((smallvec![term], s))
         } else {
             Ok((smallvec![Monomial::leaf(Expr::call(Func::Tr, build_sum(sum)), true)], s))
+        }
+    }
+
+    /// `sum(a)`: a leaf, but the sum of c·ones(m, n) of known sizes is the
+    /// number c·m·n (`sum(ones(3, 3))` is 9).
+    fn norm_sum_all(&mut self, e: &Rc<Expr>, a: &Rc<Expr>, t: bool) -> Result<(Sum, IShape)> {
+        let (sum, sa) = self.norm(a, false)?;
+        let s = self.shape(e, &[sa])?;
+        if let (Some(scale), Some(n)) = (scaled_ones(&sum), self.entries(sa)) {
+            let number = Monomial { coeff: scale.coeff * n, broadcast: false, holds_shape: false, ..scale };
+            return Ok((smallvec![number], s));
+        }
+        Ok((smallvec![self.leaf(Expr::call(Func::Sum, build_sum(sum)), s, t)], s))
+    }
+
+    /// `sum(m)` of a product `m` (a chain), normalised as [`Tidier::norm_sum_all`].
+    fn sum_all(&mut self, m: Expr) -> Result<Monomial> {
+        let whole = Rc::new(Expr::call(Func::Sum, m));
+        let (sum, _) = self.norm(&whole, false)?;
+        Ok(one_term(sum).unwrap_or_else(|sum| Monomial::leaf(build_sum(sum), true)))
+    }
+
+    /// The number of entries of a matrix of shape `s`, when its sizes are known.
+    fn entries(&mut self, s: IShape) -> Option<f64> {
+        use crate::shape::Dim;
+        match self.typer.resolve(s) {
+            crate::shape::Shape { rows: Dim::Const(m), cols: Dim::Const(n) } => Some(m as f64 * n as f64),
+            _ => None,
         }
     }
 
