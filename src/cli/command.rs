@@ -572,13 +572,14 @@ fn run_command(command: Command, control: &Control, source: &mut Source, out: &m
             }
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
             let derivation = crate::derive(&program, &options)?;
-            let text = match (json, latex) {
-                (true, _) => render::derivation_json(&derivation, steps),
-                (false, true) if standalone => render::derivation_document(&derivation, steps),
-                (false, true) => render::derivation_latex(&derivation, steps),
-                (false, false) => {
-                    render_derivation(&derivation, false) + &render::steps_text(&derivation, steps)
-                }
+            if json {
+                render::write_derivation_json(out, &derivation, steps).map_err(io)?;
+                return Ok(0);
+            }
+            let text = match latex {
+                true if standalone => render::derivation_document(&derivation, steps),
+                true => render::derivation_latex(&derivation, steps),
+                false => render_derivation(&derivation, false) + &render::steps_text(&derivation, steps),
             };
             write!(out, "{text}").map_err(io)?;
             Ok(0)

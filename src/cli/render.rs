@@ -1,5 +1,7 @@
 //! Derivations and checks as text and as JSON (docs/cli.md, JSON).
 
+use std::io::Write;
+
 use crate::calculus::Mode;
 use crate::explain;
 use crate::numeric::{CheckReport, Compared, Outcome, NOISE_MARGIN, TOLERANCE};
@@ -80,21 +82,37 @@ pub fn steps_text(d: &Derivation, steps: bool) -> String {
 /// `derive --json`: the [`Derivation`] as data, with each gradient's
 /// steps (`steps`: `{expr, latex, why, why_latex}`, and `shape_check`) when asked for.
 pub fn derivation_json(d: &Derivation, steps: bool) -> String {
+    let mut out = Vec::new();
+    write_derivation_json(&mut out, d, steps).expect("a vector takes every write");
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
+/// [`derivation_json`] written to `out` as it is formatted: for a chain of
+/// a thousand factors the document is 26 MB, which a string would hold
+/// twice over beside the derivation.
+pub fn write_derivation_json(out: &mut dyn Write, d: &Derivation, steps: bool) -> std::io::Result<()> {
     if steps {
-        pretty(&explain::Explained::new(d))
+        write_pretty(out, &explain::Explained::new(d))
     } else {
-        pretty(d)
+        write_pretty(out, d)
     }
 }
 
 /// A JSON document as printed: pretty, keys in order, a final newline.
 pub fn pretty(value: &impl serde::Serialize) -> String {
+    let mut out = Vec::new();
+    write_pretty(&mut out, value).expect("a vector takes every write");
+    String::from_utf8(out).expect("JSON is UTF-8")
+}
+
+/// [`pretty`], written to `out` through a buffer as it is formatted.
+pub fn write_pretty(out: &mut dyn Write, value: &impl serde::Serialize) -> std::io::Result<()> {
+    // (Through a `Value`, whose maps keep their keys in order.)
     let value = serde_json::to_value(value).expect("results serialize");
-    format!(
-        "{}
-",
-        serde_json::to_string_pretty(&value).expect("JSON values serialize")
-    )
+    let mut out = std::io::BufWriter::new(out);
+    serde_json::to_writer_pretty(&mut out, &value)?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 /// `derive --latex`: each gradient as display math, or the derivations.
