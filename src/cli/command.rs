@@ -15,7 +15,7 @@ use crate::numeric::{CheckMethod, CheckOptions};
 use crate::syntax::{self, DomainSpec, VarName};
 use crate::{Control, DeriveOptions, Steps};
 
-use super::render::{self, render_check, render_derivation};
+use super::render::{self, render_check};
 use super::report::Style;
 use super::{demo, report, second};
 use crate::hessian::Kind;
@@ -579,7 +579,10 @@ fn run_command(command: Command, control: &Control, source: &mut Source, out: &m
             let text = match latex {
                 true if standalone => render::derivation_document(&derivation, steps),
                 true => render::derivation_latex(&derivation, steps),
-                false => render_derivation(&derivation, false) + &render::steps_text(&derivation, steps),
+                false => {
+                    render::write_derivation(out, &derivation).map_err(io)?;
+                    render::steps_text(&derivation, steps)
+                }
             };
             write!(out, "{text}").map_err(io)?;
             Ok(0)

@@ -15,17 +15,29 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
     if json {
         return derivation_json(d, false);
     }
+    let mut out = Vec::new();
+    write_derivation(&mut out, d).expect("a vector takes every write");
+    String::from_utf8(out).expect("text is UTF-8")
+}
+
+/// [`render_derivation`]'s text, written to `out` as it is formatted (for a
+/// chain of a thousand factors, 9 MB that a string would hold beside the
+/// derivation).
+pub fn write_derivation(out: &mut dyn Write, d: &Derivation) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(out);
     let expr = &d.typing.program.expr;
     let shape = d.typing.shape();
     // The names of repeated subexpressions first, as definitions of the
     // language: pasted before a formula below, they make it a program.
-    let mut out = d.shared.as_ref().map(|s| s.definitions_text()).unwrap_or_default();
+    if let Some(shared) = &d.shared {
+        out.write_all(shared.definitions_text().as_bytes())?;
+    }
     match &d.mode {
-        Mode::Scalar => out.push_str(&format!("L = {expr}\n")),
+        Mode::Scalar => writeln!(out, "L = {expr}")?,
         Mode::Layer { upstream } => {
             let name = d.typing.program.name.as_deref().unwrap_or("Z");
-            out.push_str(&format!("{name} = {expr}  : {shape}\n"));
-            out.push_str(&format!("{upstream} = dL/d{name}  : {shape}\n"));
+            writeln!(out, "{name} = {expr}  : {shape}")?;
+            writeln!(out, "{upstream} = dL/d{name}  : {shape}")?;
         }
     }
     // A definition kept as a variable (`--wrt H`): what it stands for.
@@ -33,7 +45,7 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
         let program = d.typing.program;
         let def = program.definitions.iter().rev().find(|x| v.index.is_none() && x.name == v.name);
         if let (Some(def), Some(s)) = (def, d.typing.var_shape(v)) {
-            out.push_str(&format!("{v} = {}  : {s}   (held fixed as an input)\n", def.expr));
+            writeln!(out, "{v} = {}  : {s}   (held fixed as an input)", def.expr)?;
         }
     }
     let lines: Vec<(String, String)> = d
@@ -54,20 +66,21 @@ pub fn render_derivation(d: &Derivation, json: bool) -> String {
     // Align the shapes, unless a formula is too long for alignment to help.
     let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).min(100);
     for (line, shape) in lines {
-        out.push_str(&format!("{line:<width$}  : {shape}\n"));
+        writeln!(out, "{line:<width$}  : {shape}")?;
     }
     let stopped: Vec<String> =
         d.gradients.iter().filter(|g| !g.saturated).map(|g| format!("d/d{}", g.wrt)).collect();
     if !stopped.is_empty() {
         use crate::simplify::{BUDGET, ITER_LIMIT, MAX_INPUT_NODES, NODE_LIMIT, TIME_LIMIT};
-        out.push_str(&format!(
-            "note: {}: simplification stopped at a limit (e-graph {NODE_LIMIT} nodes, {ITER_LIMIT} iterations, {} ms per formula, {} s per derivation; no e-graph past {MAX_INPUT_NODES} nodes): right, but maybe not simplest\n",
+        writeln!(
+            out,
+            "note: {}: simplification stopped at a limit (e-graph {NODE_LIMIT} nodes, {ITER_LIMIT} iterations, {} ms per formula, {} s per derivation; no e-graph past {MAX_INPUT_NODES} nodes): right, but maybe not simplest",
             stopped.join(", "),
             TIME_LIMIT.as_millis(),
             BUDGET.as_secs_f64(),
-        ));
+        )?;
     }
-    out
+    out.flush()
 }
 
 /// The derivation steps as text (empty unless asked for).
