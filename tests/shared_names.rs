@@ -135,7 +135,7 @@ fn named_forms_reparse_to_the_expanded_gradients() {
         let shared = d.shared.as_ref().unwrap_or_else(|| panic!("{src}: nothing named"));
         assert!(!shared.definitions.is_empty());
         // The text output is valid input: its definitions lines parse as such.
-        let text = matdiff::cli::render_derivation(&d, false);
+        let text = matdiff::cli::render_derivation(&d);
         for n in &shared.definitions {
             assert!(text.contains(&format!("{} = {}\n", n.name, n.expr)), "{src}:\n{text}");
         }
@@ -296,7 +296,7 @@ fn a_swapped_difference_is_the_negated_name() {
     let src = "W : m x n; X : n x k; Y : m x k; norm(W*X - Y)^2 / 2";
     let (program, options) = derived(src, Sharing::Named);
     let d = derive(&program, &options).unwrap();
-    let text = matdiff::cli::render_derivation(&d, false);
+    let text = matdiff::cli::render_derivation(&d);
     assert!(text.starts_with("T1 = W * X - Y\n"), "{text}");
     assert!(text.contains("d/dY = -T1 "), "{text}");
     assert_eq!(d.gradients.iter().find(|g| g.wrt.name == "Y").unwrap().expr.to_string(), "Y - W * X");
@@ -307,7 +307,7 @@ fn a_transposed_name_and_a_negated_factor() {
     let src = "S : 3x3 spd; x : 3; mu : 3; 0.5 * logdet(S) + 0.5 * (x - mu)^T * S^-1 * (x - mu)";
     let (program, options) = derived(src, Sharing::Named);
     let d = derive(&program, &options).unwrap();
-    let text = matdiff::cli::render_derivation(&d, false);
+    let text = matdiff::cli::render_derivation(&d);
     assert!(text.starts_with("T1 = x - mu\n"), "{text}");
     assert!(text.contains("* T1 * T1^T *"), "{text}");
     assert!(text.contains("d/dmu = -S^-1 * T1 "), "{text}");
@@ -321,7 +321,7 @@ fn a_sum_in_two_orders_is_one_name() {
     let src = "W1 : d x d; W2 : d x d; X : d x m; Y : d x m; norm(X + W2*tanh(W1*X) - Y)^2";
     let (program, options) = derived(src, Sharing::Named);
     let d = derive(&program, &options).unwrap();
-    let text = matdiff::cli::render_derivation(&d, false);
+    let text = matdiff::cli::render_derivation(&d);
     let sums: Vec<&str> = text.lines().filter(|l| l.contains(" - Y") && !l.starts_with("L = ")).collect();
     assert_eq!(sums, ["T2 = X + W2 * T1 - Y"], "{text}");
     let (program, options) = derived(src, Sharing::Expanded);

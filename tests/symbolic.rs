@@ -27,7 +27,7 @@ fn printed_and_checked() {
             let report = check(&d, &CheckOptions { seed, ..Default::default() }).unwrap();
             assert!(report.ok(), "{src} (seed {seed}): {:?} {:?}", report.indices, report.results);
         }
-        text.push_str(&format!("$ matdiff derive '{src}'\n{}\n", matdiff::cli::render_derivation(&d, false)));
+        text.push_str(&format!("$ matdiff derive '{src}'\n{}\n", matdiff::cli::render_derivation(&d)));
     }
     let program = parse_program(SEED).unwrap();
     let d = matdiff::derive(&program, &Default::default()).unwrap();

@@ -143,7 +143,7 @@ impl<'p> Demo<'p> {
         para(&mut out, "so dL = tr(G^T dZ), and every gradient is read off that trace.");
 
         section(&mut out, &format!("1. Every gradient, dL/dX included ({DECLARED})"));
-        block(&mut out, &render_derivation(&self.declared, false));
+        block(&mut out, &render_derivation(&self.declared));
 
         section(&mut out, "2. Why dL/dW2 has that form");
         block(&mut out, &to_text(&Self::explained(&self.declared, "W2")));
@@ -156,7 +156,7 @@ impl<'p> Demo<'p> {
         block(&mut out, &checks);
 
         section(&mut out, &format!("4. With no declarations ({INFERRED}): the shapes are inferred"));
-        block(&mut out, &render_derivation(&self.inferred, false));
+        block(&mut out, &render_derivation(&self.inferred));
         let shapes: Vec<String> = self
             .inferred
             .typing
@@ -173,18 +173,18 @@ impl<'p> Demo<'p> {
         }
 
         section(&mut out, &format!("4b. For a chain of any length n ({SYMBOLIC})"));
-        block(&mut out, &render_derivation(&self.symbolic, false));
+        block(&mut out, &render_derivation(&self.symbolic));
         block(&mut out, &to_text(&Self::explained(&self.symbolic, "W[j]")));
 
         section(&mut out, &format!("5. Tied parameters ({TIED}): one contribution per occurrence, summed"));
-        block(&mut out, &render_derivation(&self.tied, false));
+        block(&mut out, &render_derivation(&self.tied));
 
         section(&mut out, "6. Why backprop through C = W1 W2 W3 alone is not enough");
         para(&mut out, "Collapse the weights into one matrix C and the layer is Z = C X:");
-        block(&mut out, &render_derivation(&self.collapsed, false));
+        block(&mut out, &render_derivation(&self.collapsed));
         para(&mut out, "That is one matrix, dL/dC. Each factor's gradient needs the factors around it:");
         para(&mut out, &format!("with H = dL/dC as the upstream gradient of C = W1 W2 W3 ({PRODUCT}),"));
-        block(&mut out, &render_derivation(&self.through_product, false));
+        block(&mut out, &render_derivation(&self.through_product));
         para(&mut out, "and H = G X^T gives back dL/dW2 of section 1.");
 
         section(&mut out, "7. All gradients in O(n) products: the plan");

@@ -9,12 +9,9 @@ use crate::plan::PlanOptions;
 use crate::syntax::{index_latex, latex_lines, latex_width, to_latex, var_latex, VarName};
 use crate::Derivation;
 
-/// `derive` output: a header, then `d/dV = FORMULA  : SHAPE` per variable;
-/// or the JSON document of docs/cli.md, JSON.
-pub fn render_derivation(d: &Derivation, json: bool) -> String {
-    if json {
-        return derivation_json(d, false);
-    }
+/// `derive` output: a header, then `d/dV = FORMULA  : SHAPE` per variable
+/// (`derive --json`'s document, docs/cli.md, is written separately).
+pub fn render_derivation(d: &Derivation) -> String {
     let mut out = Vec::new();
     write_derivation(&mut out, d).expect("a vector takes every write");
     String::from_utf8(out).expect("text is UTF-8")
@@ -94,15 +91,9 @@ pub fn steps_text(d: &Derivation, steps: bool) -> String {
 
 /// `derive --json`: the [`Derivation`] as data, with each gradient's
 /// steps (`steps`: `{expr, latex, why, why_latex}`, and `shape_check`) when asked for.
-pub fn derivation_json(d: &Derivation, steps: bool) -> String {
-    let mut out = Vec::new();
-    write_derivation_json(&mut out, d, steps).expect("a vector takes every write");
-    String::from_utf8(out).expect("JSON is UTF-8")
-}
-
-/// [`derivation_json`] written to `out` as it is formatted: for a chain of
-/// a thousand factors the document is 26 MB, which a string would hold
-/// twice over beside the derivation.
+/// Written to `out` as it is formatted: for a chain of a thousand factors
+/// the document is 26 MB, which a string would hold twice over beside the
+/// derivation.
 pub fn write_derivation_json(out: &mut dyn Write, d: &Derivation, steps: bool) -> std::io::Result<()> {
     if steps {
         write_pretty(out, &explain::Explained::new(d))

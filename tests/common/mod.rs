@@ -28,7 +28,7 @@ pub fn derive_text(src: &str) -> String {
         Err(e) => return matdiff::cli::render_error(&e, "<expr>", src),
     };
     match derive(&program, &DeriveOptions::default()) {
-        Ok(d) => matdiff::cli::render_derivation(&d, false),
+        Ok(d) => matdiff::cli::render_derivation(&d),
         Err(e) => matdiff::cli::render_error(&e, "<expr>", src),
     }
 }
