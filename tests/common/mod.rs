@@ -81,6 +81,15 @@ pub enum Signs {
     AsDrawn,
 }
 
+/// Each `(program, variable, form)`: the gradient prints as `form`, and the
+/// program's gradients agree with finite differences, both signs drawn.
+pub fn assert_forms_agree(cases: &[(&str, &str, &str)]) {
+    for &(src, wrt, want) in cases {
+        assert_eq!(gradient_text(src, wrt), want, "{src}");
+        assert_gradients_agree(src, 1..=4, Signs::Both);
+    }
+}
+
 /// Every gradient of `case` agrees with finite differences on the
 /// instances of `seeds`, whose symbolic sizes vary from seed to seed.
 pub fn assert_gradients_agree(case: &str, seeds: std::ops::RangeInclusive<u64>, signs: Signs) {
