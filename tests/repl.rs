@@ -133,6 +133,9 @@ fn interactive_session() {
     p.exp_string("matdiff> ").unwrap();
     p.send_line("Weights").unwrap();
     p.exp_string("3x4").unwrap();
+    // Ctrl-D only once the prompt is back: typed while the command still
+    // runs, the editor's switch to raw mode may discard it.
+    p.exp_string("matdiff> ").unwrap();
     p.send_control('d').unwrap();
     p.exp_eof().unwrap();
     let history = std::fs::read_to_string(home.join("matdiff").join("history")).unwrap();
