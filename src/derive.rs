@@ -1,6 +1,6 @@
 //! The pipeline from a parsed program to its simplified gradients:
 //! shape inference, the calculus, simplification, and a shape check of
-//! every gradient. [`derive`] is the entry point; its result, a
+//! every gradient. [`derive()`] is the entry point; its result, a
 //! [`Derivation`], is what plan, numeric, explain and verify consume.
 
 use crate::calculus::{self, Differential, Mode, Steps};
@@ -94,6 +94,116 @@ pub fn parse(src: &str) -> Result<Program> {
 /// with upstream gradient `G` (docs/language.md, What a derivation means). Every gradient's shape is checked
 /// against its variable's: a mismatch is an internal error, never output.
 pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Derivation<'p>> {
+    let mut gradients = Vec::new();
+    let (typing, mode) = derive_each(program, options, &mut |_, _, g| {
+        gradients.push(g);
+        Ok(())
+    })?;
+    Ok(finish(typing, mode, gradients, options.sharing))
+}
+
+/// Where [`derive_streaming`] hands a large derivation over, part by part,
+/// as it is derived.
+pub trait GradientSink<'p> {
+    /// Before the first gradient: the program's shapes and the mode.
+    fn begin(&mut self, typing: &Typing<'p>, mode: &Mode) -> Result<()>;
+    /// The next gradient, in [`derive()`]'s order and as it would have it.
+    fn gradient(&mut self, typing: &Typing<'p>, gradient: Gradient) -> Result<()>;
+}
+
+/// What [`derive_streaming`] did with a derivation.
+#[derive(Debug)]
+pub enum Streamed<'p> {
+    /// Small enough for shared names: the derivation as [`derive()`] returns
+    /// it; the sink was given nothing.
+    Whole(Box<Derivation<'p>>),
+    /// Handed to the sink: [`GradientSink::begin`], then every gradient.
+    /// Such a derivation has no shared names.
+    Parts,
+}
+
+/// [`derive()`], for output written as it is derived: a derivation whose
+/// gradients together pass [`MAX_SHARED_NODES`] has no shared names (and
+/// no sum reordered across gradients), so from that point each gradient
+/// is final as soon as it is simplified, and `sink` gets it then instead
+/// of a [`Derivation`] holding them all. A front end writes the same text
+/// either way; for a chain of a thousand factors it never holds more than
+/// one gradient.
+///
+/// ```
+/// use matdiff::{calculus::Mode, shape::Typing, Gradient, GradientSink, Result, Streamed};
+/// struct Count(usize);
+/// impl<'p> GradientSink<'p> for Count {
+///     fn begin(&mut self, _: &Typing<'p>, _: &Mode) -> Result<()> { Ok(()) }
+///     fn gradient(&mut self, _: &Typing<'p>, _: Gradient) -> Result<()> { self.0 += 1; Ok(()) }
+/// }
+/// let chain = |n: usize| (1..=n).map(|i| format!("W{i}*")).collect::<String>() + "X";
+/// let options = matdiff::DeriveOptions { steps: matdiff::Steps::Skip, ..Default::default() };
+/// // Four factors: the whole derivation, as `derive` returns it.
+/// let p = matdiff::parse(&chain(4)).unwrap();
+/// let mut count = Count(0);
+/// assert!(matches!(matdiff::derive_streaming(&p, &options, &mut count).unwrap(), Streamed::Whole(_)));
+/// assert_eq!(count.0, 0);
+/// // Five hundred: each gradient as it is derived.
+/// let p = matdiff::parse(&chain(500)).unwrap();
+/// assert!(matches!(matdiff::derive_streaming(&p, &options, &mut count).unwrap(), Streamed::Parts));
+/// assert_eq!(count.0, 501);
+/// ```
+pub fn derive_streaming<'p>(
+    program: &'p Program,
+    options: &DeriveOptions,
+    sink: &mut dyn GradientSink<'p>,
+) -> Result<Streamed<'p>> {
+    // Held until they pass the size past which nothing is shared.
+    let mut held = Some((Vec::new(), 0usize));
+    let (typing, mode) = derive_each(program, options, &mut |typing, mode, g| {
+        let Some((gradients, total)) = &mut held else {
+            return sink.gradient(typing, g);
+        };
+        match share::add_size(*total, &g.expr) {
+            Some(sum) => {
+                *total = sum;
+                gradients.push(g);
+            }
+            None => {
+                sink.begin(typing, mode)?;
+                for g in held.take().expect("held until now").0.into_iter().chain([g]) {
+                    sink.gradient(typing, g)?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+    Ok(match held {
+        Some((gradients, _)) => Streamed::Whole(Box::new(finish(typing, mode, gradients, options.sharing))),
+        None => Streamed::Parts,
+    })
+}
+
+/// The gradients written as one: each sum in one order of its terms, and
+/// the shared names.
+fn finish<'p>(
+    typing: Typing<'p>,
+    mode: Mode,
+    mut gradients: Vec<Gradient>,
+    sharing: Sharing,
+) -> Derivation<'p> {
+    let exprs: Vec<Expr> = gradients.iter().map(|g| g.expr.clone()).collect();
+    let exprs = share::one_order_per_sum(&exprs);
+    for (g, e) in gradients.iter_mut().zip(&exprs) {
+        g.expr = e.clone();
+    }
+    let shared = share(typing.program, &exprs, sharing);
+    Derivation { typing, mode, gradients, shared }
+}
+
+/// The pipeline of [`derive()`], each gradient handed to `each` as soon as
+/// it is simplified and checked, before the steps that need them all.
+fn derive_each<'p>(
+    program: &'p Program,
+    options: &DeriveOptions,
+    each: &mut dyn FnMut(&Typing<'p>, &Mode, Gradient) -> Result<()>,
+) -> Result<(Typing<'p>, Mode)> {
     let mut typing = shape::infer(program)?;
     let value_shape = typing.shape();
     let mode = if value_shape.is_scalar() {
@@ -124,7 +234,6 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
     } else {
         options.wrt.clone()
     };
-    let mut gradients = Vec::with_capacity(wrt.len());
     let mut total = 0usize;
     // One simplifier for all the gradients, which share their leaves; one
     // index of the expression, so that no gradient rescans it.
@@ -133,21 +242,21 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
         .with_control(&options.control);
     let mut occurrences = calculus::Occurrences::new(&typing);
     let variables: std::collections::HashSet<VarName> = typing.variables().iter().cloned().collect();
-    let count = wrt.len();
-    for (k, v) in wrt.into_iter().enumerate() {
-        options.control.step(|| format!("deriving d/d{v} ({} of {count})", k + 1), k, count)?;
-        occurrences.check_target(&v)?; // before the errors of declare_member and occurrence
-                                       // A member of a family of `prod` factors (`W[j]`, `W[2]`).
+    // Every target is checked before any gradient is derived (and a
+    // streamed derivation has written anything).
+    for v in &wrt {
+        occurrences.check_target(v)?; // before the errors of declare_member and occurrence
+                                      // A member of a family of `prod` factors (`W[j]`, `W[2]`).
         let member = v.index.is_some() && typing.families().contains(&v.name);
         if member {
-            typing.declare_member(&v)?;
-        } else if !variables.contains(&v) {
+            typing.declare_member(v)?;
+        } else if !variables.contains(v) {
             // Inside a definition kept as a variable (`--wrt H` beside `--wrt W1`)?
             let kept = program
                 .definitions
                 .iter()
                 .rev()
-                .find(|d| variables.contains(&VarName::plain(&d.name)) && d.expr.mentions(&v));
+                .find(|d| variables.contains(&VarName::plain(&d.name)) && d.expr.mentions(v));
             if let Some(d) = kept {
                 return Err(Error::new(
                     ErrorKind::Usage,
@@ -163,6 +272,10 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
             return Err(Error::new(ErrorKind::Usage, format!("`{v}` does not occur in the expression"))
                 .note(format!("its variables are: {}", known.join(", "))));
         }
+    }
+    let count = wrt.len();
+    for (k, v) in wrt.into_iter().enumerate() {
+        options.control.step(|| format!("deriving d/d{v} ({} of {count})", k + 1), k, count)?;
         let differential = occurrences.differentiate_checked(&typing, &v, &mode, options.steps)?;
         for c in &differential.contributions {
             // Each was counted by the calculus, up to its own limit.
@@ -186,15 +299,9 @@ pub fn derive<'p>(program: &'p Program, options: &DeriveOptions) -> Result<Deriv
             differential.contributions.clear();
         }
         let saturated = simplified.saturated;
-        gradients.push(Gradient { wrt: v, expr, shape, differential, saturated, occurrences });
+        each(&typing, &mode, Gradient { wrt: v, expr, shape, differential, saturated, occurrences })?;
     }
-    let exprs: Vec<Expr> = gradients.iter().map(|g| g.expr.clone()).collect();
-    let exprs = share::one_order_per_sum(&exprs);
-    for (g, e) in gradients.iter_mut().zip(&exprs) {
-        g.expr = e.clone();
-    }
-    let shared = share(program, &exprs, options.sharing);
-    Ok(Derivation { typing, mode, gradients, shared })
+    Ok((typing, mode))
 }
 
 /// `j`, or another index name the expression does not use (as a

@@ -41,7 +41,7 @@ pub mod verify;
 pub use calculus::Steps;
 pub use control::{Control, Progress};
 pub use derive::{
-    derive, parse, share, Derivation, DeriveOptions, Gradient, Shared, SharedName, Sharing, MAX_NAMES,
-    MAX_SHARED_NODES, MAX_TOTAL_NODES, MIN_SAVING,
+    derive, derive_streaming, parse, share, Derivation, DeriveOptions, Gradient, GradientSink, Shared,
+    SharedName, Sharing, Streamed, MAX_NAMES, MAX_SHARED_NODES, MAX_TOTAL_NODES, MIN_SAVING,
 };
 pub use error::{Error, ErrorKind, Hint, Label, Result};

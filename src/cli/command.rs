@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::error::{Error, ErrorKind, Result};
 use crate::numeric::{CheckMethod, CheckOptions};
 use crate::syntax::{self, DomainSpec, VarName};
-use crate::{Control, DeriveOptions, Steps};
+use crate::{Control, DeriveOptions, Steps, Streamed};
 
 use super::render::{self, render_check};
 use super::report::Style;
@@ -571,7 +571,25 @@ fn run_command(command: Command, control: &Control, source: &mut Source, out: &m
                 options.sharing = crate::Sharing::Expanded;
             }
             let program = crate::parse(&source.text)?.with_definitions_kept(&options.wrt);
-            let derivation = crate::derive(&program, &options)?;
+            // Without steps, text and JSON are written as the gradients
+            // are derived, when there are too many to name shared parts.
+            let derivation = match (steps, latex, json) {
+                (false, false, true) => {
+                    let mut sink = render::JsonSink::new(out);
+                    match crate::derive_streaming(&program, &options, &mut sink)? {
+                        Streamed::Parts => return sink.finish().map(|()| 0).map_err(io),
+                        Streamed::Whole(d) => *d,
+                    }
+                }
+                (false, false, false) => {
+                    let mut sink = render::TextSink::new(out);
+                    match crate::derive_streaming(&program, &options, &mut sink)? {
+                        Streamed::Parts => return sink.finish().map(|()| 0).map_err(io),
+                        Streamed::Whole(d) => *d,
+                    }
+                }
+                _ => crate::derive(&program, &options)?,
+            };
             if json {
                 render::write_derivation_json(out, &derivation, steps).map_err(io)?;
                 return Ok(0);

@@ -24,10 +24,17 @@ pub(super) struct Bar {
 struct State {
     start: Instant,
     bar: Option<ProgressBar>,
+    /// Output was written at `start`: no bar until DELAY has passed since.
+    written: bool,
 }
 
 impl State {
     fn show(&mut self, p: &Progress) {
+        // Work that writes as it goes (a long derivation's lines) would
+        // otherwise make a bar, and its threads, between every two writes.
+        if self.bar.is_none() && self.written && self.start.elapsed() < DELAY {
+            return;
+        }
         if self.bar.is_none() {
             // Hidden until the command has run DELAY: a step may itself be
             // long (one gradient's differences), so a timer shows it.
@@ -62,7 +69,7 @@ impl State {
 
 impl Bar {
     pub(super) fn new() -> Bar {
-        Bar { state: Arc::new(Mutex::new(State { start: Instant::now(), bar: None })) }
+        Bar { state: Arc::new(Mutex::new(State { start: Instant::now(), bar: None, written: false })) }
     }
 
     /// `control`, also reporting its progress to this bar.
@@ -76,6 +83,16 @@ impl Bar {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         state.clear();
         state.start = Instant::now();
+        state.written = false;
+    }
+
+    /// [`Bar::restart`], for output just written: the bar comes back only
+    /// with progress reported half a second later.
+    fn written(&self) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.clear();
+        state.start = Instant::now();
+        state.written = true;
     }
 }
 
@@ -100,7 +117,7 @@ impl<'a> Cleared<'a> {
 
 impl std::io::Write for Cleared<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.bar.restart();
+        self.bar.written();
         self.inner.write(buf)
     }
 

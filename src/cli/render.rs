@@ -6,8 +6,10 @@ use crate::calculus::Mode;
 use crate::explain;
 use crate::numeric::{CheckReport, Compared, Outcome, NOISE_MARGIN, TOLERANCE};
 use crate::plan::PlanOptions;
+use crate::shape::Typing;
+use crate::syntax::Expr;
 use crate::syntax::{index_latex, latex_lines, latex_width, to_latex, var_latex, VarName};
-use crate::Derivation;
+use crate::{Derivation, Gradient};
 
 /// `derive` output: a header, then `d/dV = FORMULA  : SHAPE` per variable
 /// (`derive --json`'s document, docs/cli.md, is written separately).
@@ -22,51 +24,70 @@ pub fn render_derivation(d: &Derivation) -> String {
 /// derivation).
 pub fn write_derivation(out: &mut dyn Write, d: &Derivation) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(out);
-    let expr = &d.typing.program.expr;
-    let shape = d.typing.shape();
     // The names of repeated subexpressions first, as definitions of the
     // language: pasted before a formula below, they make it a program.
     if let Some(shared) = &d.shared {
         out.write_all(shared.definitions_text().as_bytes())?;
     }
-    match &d.mode {
+    write_header(&mut out, &d.typing, &d.mode)?;
+    let lines: Vec<(String, String)> =
+        d.gradients.iter().enumerate().map(|(k, g)| gradient_line(g, d.printed_gradient(k))).collect();
+    let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).min(MAX_ALIGNED);
+    write_lines(&mut out, lines, width)?;
+    let stopped: Vec<String> =
+        d.gradients.iter().filter(|g| !g.saturated).map(|g| format!("d/d{}", g.wrt)).collect();
+    write_stopped(&mut out, &stopped)?;
+    out.flush()
+}
+
+/// The shapes are aligned in a column after the longest formula, or after
+/// this many characters, past which alignment no longer helps.
+const MAX_ALIGNED: usize = 100;
+
+/// The expression, and the upstream gradient of a layer, with their shapes.
+fn write_header(out: &mut dyn Write, typing: &Typing, mode: &Mode) -> std::io::Result<()> {
+    let expr = &typing.program.expr;
+    let shape = typing.shape();
+    match mode {
         Mode::Scalar => writeln!(out, "L = {expr}")?,
         Mode::Layer { upstream } => {
-            let name = d.typing.program.name.as_deref().unwrap_or("Z");
+            let name = typing.program.name.as_deref().unwrap_or("Z");
             writeln!(out, "{name} = {expr}  : {shape}")?;
             writeln!(out, "{upstream} = dL/d{name}  : {shape}")?;
         }
     }
     // A definition kept as a variable (`--wrt H`): what it stands for.
-    for v in d.typing.variables() {
-        let program = d.typing.program;
+    for v in typing.variables() {
+        let program = typing.program;
         let def = program.definitions.iter().rev().find(|x| v.index.is_none() && x.name == v.name);
-        if let (Some(def), Some(s)) = (def, d.typing.var_shape(v)) {
+        if let (Some(def), Some(s)) = (def, typing.var_shape(v)) {
             writeln!(out, "{v} = {}  : {s}   (held fixed as an input)", def.expr)?;
         }
     }
-    let lines: Vec<(String, String)> = d
-        .gradients
-        .iter()
-        .enumerate()
-        .map(|(k, g)| {
-            let conditions = &g.differential.conditions;
-            let shape = if conditions.is_empty() {
-                g.shape.to_string()
-            } else {
-                let c: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
-                format!("{}   for {}", g.shape, c.join(", "))
-            };
-            (format!("d/d{} = {}", g.wrt, d.printed_gradient(k)), shape)
-        })
-        .collect();
-    // Align the shapes, unless a formula is too long for alignment to help.
-    let width = lines.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).min(100);
+    Ok(())
+}
+
+/// `d/dV = formula` and the shape column (with the side conditions) of a gradient.
+fn gradient_line(g: &Gradient, printed: &Expr) -> (String, String) {
+    let conditions = &g.differential.conditions;
+    let shape = if conditions.is_empty() {
+        g.shape.to_string()
+    } else {
+        let c: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
+        format!("{}   for {}", g.shape, c.join(", "))
+    };
+    (format!("d/d{} = {}", g.wrt, printed), shape)
+}
+
+fn write_lines(out: &mut dyn Write, lines: Vec<(String, String)>, width: usize) -> std::io::Result<()> {
     for (line, shape) in lines {
         writeln!(out, "{line:<width$}  : {shape}")?;
     }
-    let stopped: Vec<String> =
-        d.gradients.iter().filter(|g| !g.saturated).map(|g| format!("d/d{}", g.wrt)).collect();
+    Ok(())
+}
+
+/// The note naming the gradients whose simplification stopped at a limit.
+fn write_stopped(out: &mut dyn Write, stopped: &[String]) -> std::io::Result<()> {
     if !stopped.is_empty() {
         use crate::simplify::{BUDGET, ITER_LIMIT, MAX_INPUT_NODES, NODE_LIMIT, TIME_LIMIT};
         writeln!(
@@ -77,7 +98,125 @@ pub fn write_derivation(out: &mut dyn Write, d: &Derivation) -> std::io::Result<
             BUDGET.as_secs_f64(),
         )?;
     }
-    out.flush()
+    Ok(())
+}
+
+/// [`write_derivation`]'s text for a derivation handed over part by part
+/// ([`crate::derive_streaming`]): each line written once the width of the
+/// shape column is known, which is as soon as one line reaches it.
+pub struct TextSink<'o> {
+    out: std::io::BufWriter<&'o mut dyn Write>,
+    /// The lines not yet written, while the column's width is unknown.
+    pending: Vec<(String, String)>,
+    width: Option<usize>,
+    stopped: Vec<String>,
+}
+
+impl<'o> TextSink<'o> {
+    /// Writing to `out`.
+    pub fn new(out: &'o mut dyn Write) -> TextSink<'o> {
+        TextSink { out: std::io::BufWriter::new(out), pending: Vec::new(), width: None, stopped: Vec::new() }
+    }
+
+    /// The lines still held and the note, once every gradient was given.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        let width = self.pending.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0).min(MAX_ALIGNED);
+        write_lines(&mut self.out, std::mem::take(&mut self.pending), self.width.unwrap_or(width))?;
+        write_stopped(&mut self.out, &self.stopped)?;
+        self.out.flush()
+    }
+}
+
+impl<'p> crate::GradientSink<'p> for TextSink<'_> {
+    fn begin(&mut self, typing: &Typing<'p>, mode: &Mode) -> crate::Result<()> {
+        write_header(&mut self.out, typing, mode).map_err(io_error)
+    }
+
+    fn gradient(&mut self, _: &Typing<'p>, g: Gradient) -> crate::Result<()> {
+        if !g.saturated {
+            self.stopped.push(format!("d/d{}", g.wrt));
+        }
+        let line = gradient_line(&g, &g.expr);
+        drop(g);
+        if self.width.is_none() && line.0.chars().count() >= MAX_ALIGNED {
+            self.width = Some(MAX_ALIGNED);
+        }
+        self.pending.push(line);
+        if let Some(width) = self.width {
+            write_lines(&mut self.out, std::mem::take(&mut self.pending), width).map_err(io_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// [`write_derivation_json`]'s document (without steps) for a derivation
+/// handed over part by part ([`crate::derive_streaming`]): the same bytes,
+/// each gradient written as it comes. Such a derivation has no shared names.
+pub struct JsonSink<'o> {
+    out: std::io::BufWriter<&'o mut dyn Write>,
+    /// What follows the gradients: `saturated` (of them all), `shape` and
+    /// `upstream` (as JSON, from the program).
+    saturated: bool,
+    shape: String,
+    upstream: String,
+    count: usize,
+}
+
+impl<'o> JsonSink<'o> {
+    /// Writing to `out`.
+    pub fn new(out: &'o mut dyn Write) -> JsonSink<'o> {
+        JsonSink {
+            out: std::io::BufWriter::new(out),
+            saturated: true,
+            shape: String::new(),
+            upstream: String::new(),
+            count: 0,
+        }
+    }
+
+    /// The document's end, once every gradient was given.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        // The keys in the order of every document (a `serde_json::Value`'s,
+        // sorted): `expr`, `gradients` (begun), `saturated`, `shape`, `upstream`.
+        let close = if self.count == 0 { "]" } else { "\n  ]" };
+        write!(self.out, "{close},\n  \"saturated\": {},\n", self.saturated)?;
+        write!(self.out, "  \"shape\": {},\n  \"upstream\": {}\n}}\n", self.shape, self.upstream)?;
+        self.out.flush()
+    }
+}
+
+impl<'p> crate::GradientSink<'p> for JsonSink<'_> {
+    fn begin(&mut self, typing: &Typing<'p>, mode: &Mode) -> crate::Result<()> {
+        self.shape = indented(&typing.shape(), 1);
+        self.upstream = indented(
+            &match mode {
+                Mode::Scalar => None,
+                Mode::Layer { upstream } => Some(upstream),
+            },
+            1,
+        );
+        let expr = indented(&typing.program.expr.to_string(), 1);
+        write!(self.out, "{{\n  \"expr\": {expr},\n  \"gradients\": [").map_err(io_error)
+    }
+
+    fn gradient(&mut self, _: &Typing<'p>, g: Gradient) -> crate::Result<()> {
+        self.saturated &= g.saturated;
+        let sep = if self.count == 0 { "\n    " } else { ",\n    " };
+        self.count += 1;
+        write!(self.out, "{sep}{}", indented(&g, 2)).map_err(io_error)
+    }
+}
+
+/// `value` as [`pretty`] writes it at `depth` levels of nesting (each two
+/// spaces; a JSON string holds no raw line break, so every one is the layout's).
+fn indented(value: &impl serde::Serialize, depth: usize) -> String {
+    let value = serde_json::to_value(value).expect("results serialize");
+    let text = serde_json::to_string_pretty(&value).expect("results serialize");
+    text.replace('\n', &format!("\n{}", "  ".repeat(depth)))
+}
+
+fn io_error(e: std::io::Error) -> crate::Error {
+    crate::Error::new(crate::ErrorKind::Usage, format!("cannot write output: {e}"))
 }
 
 /// The derivation steps as text (empty unless asked for).
@@ -643,4 +782,64 @@ fn symbolic_plan(d: &Derivation, output: PlanOutput) -> crate::Result<String> {
     }
     out.push_str("for numbers, give the length: --dims n=8 (and sizes, d[0]=64,...)\n");
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::GradientSink;
+
+    /// Derivations of every kind a sink may be given: layer and scalar, side
+    /// conditions, a definition kept as a variable, short and long lines,
+    /// a gradient whose simplification stopped, none at all.
+    fn derivations() -> Vec<(&'static str, Vec<&'static str>)> {
+        vec![
+            ("W1*W2*X", vec![]),
+            ("x : n; A : n x n; x^T*A*x", vec![]),
+            ("prod(W[i], i=1..n) * X", vec![]),
+            ("H = tanh(W*X); V*H", vec!["H", "V"]),
+            ("V*X + W1*W2*W3*W4*W5*W6*W7*W8*W9*W10*W11*W12*W13*W14*W15*W16*W17*W18*W19*W20*X", vec![]),
+            ("W1*W2*W3*W4*W5*W6*W7*W8*W9*W10*W11*W12*W13*W14*W15*W16*W17*W18*W19*W20*X + V*X", vec![]),
+        ]
+    }
+
+    /// The sinks write what the whole derivation's renderers write, byte
+    /// for byte, for a derivation without shared names (the only kind
+    /// streamed).
+    #[test]
+    fn sinks_write_what_the_whole_derivation_renders() {
+        for (src, wrt) in derivations() {
+            let wrt: Vec<VarName> = wrt.iter().map(|w| crate::syntax::parse_var(w).unwrap()).collect();
+            let program = crate::parse(src).unwrap().with_definitions_kept(&wrt);
+            let options = crate::DeriveOptions { wrt, ..Default::default() };
+            let whole = crate::derive(&program, &options).unwrap();
+            let mut variants = vec![whole.clone()];
+            let mut stopped = whole.clone();
+            stopped.gradients[0].saturated = false;
+            variants.push(stopped);
+            let mut none = whole.clone();
+            none.gradients.clear();
+            variants.push(none);
+            for mut d in variants {
+                d.shared = None;
+                let (mut text, mut json) = (Vec::new(), Vec::new());
+                let mut sink = TextSink::new(&mut text);
+                sink.begin(&d.typing, &d.mode).unwrap();
+                for g in &d.gradients {
+                    sink.gradient(&d.typing, g.clone()).unwrap();
+                }
+                sink.finish().unwrap();
+                assert_eq!(String::from_utf8(text).unwrap(), render_derivation(&d), "{src}");
+                let mut sink = JsonSink::new(&mut json);
+                sink.begin(&d.typing, &d.mode).unwrap();
+                for g in &d.gradients {
+                    sink.gradient(&d.typing, g.clone()).unwrap();
+                }
+                sink.finish().unwrap();
+                let mut want = Vec::new();
+                write_derivation_json(&mut want, &d, false).unwrap();
+                assert_eq!(String::from_utf8(json).unwrap(), String::from_utf8(want).unwrap(), "{src}");
+            }
+        }
+    }
 }

@@ -49,6 +49,14 @@ impl Shared {
 /// search is linear per name, but a name saves little in a formula no one reads.
 pub const MAX_SHARED_NODES: usize = 100_000;
 
+/// `total` plus the nodes of `e`, or `None` once that passes
+/// [`MAX_SHARED_NODES`]: the one measure of which gradients are too large
+/// to share names ([`share`], [`one_order_per_sum`], and the streamed
+/// derivation, which relies on both leaving such gradients as they are).
+pub(super) fn add_size(total: usize, e: &Expr) -> Option<usize> {
+    e.size_within(MAX_SHARED_NODES.checked_sub(total)?).map(|n| total + n)
+}
+
 /// Most names given in one derivation.
 pub const MAX_NAMES: usize = 40;
 
@@ -77,7 +85,7 @@ pub fn share(program: &Program, gradients: &[Expr], sharing: Sharing) -> Option<
     }
     let mut total = 0usize;
     for e in gradients {
-        total += e.size_within(MAX_SHARED_NODES + 1 - total)?;
+        total = add_size(total, e)?;
     }
     let mut exprs: Vec<Expr> = gradients.to_vec();
     let roots = exprs.len();
@@ -167,8 +175,8 @@ pub fn share(program: &Program, gradients: &[Expr], sharing: Sharing) -> Option<
 pub(super) fn one_order_per_sum(exprs: &[Expr]) -> Vec<Expr> {
     let mut total = 0usize;
     for e in exprs {
-        match e.size_within(MAX_SHARED_NODES + 1 - total) {
-            Some(n) => total += n,
+        match add_size(total, e) {
+            Some(sum) => total = sum,
             None => return exprs.to_vec(),
         }
     }

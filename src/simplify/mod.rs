@@ -208,6 +208,11 @@ impl Simplifier {
     /// See [`simplify`]; `typer` comes back as it was.
     pub fn simplify(&mut self, e: &Expr, typer: &mut Typer, expect: Option<&Shape>) -> Result<Simplified> {
         self.control.check()?;
+        // Every gradient of a matrix chain: its own normal form, found
+        // without the general pass (see `is_plain_product`).
+        if let Some(chain) = tidy::plain_chain(e, typer, &mut self.leaves) {
+            return Ok(Simplified { expr: chain, saturated: true });
+        }
         let tidied = self.tidy(e, typer)?;
         let tidied = typer.scratch(|typer| entrywise::collect(&tidied, typer));
         if is_plain_product(&tidied, typer) || is_plain_leaf(&tidied) {
@@ -578,5 +583,60 @@ mod tests {
             assert_eq!(via_egraph.expr.to_string(), tidied.to_string(), "{text}");
         }
         assert!(plain > 100, "the fast path was taken {plain} times");
+    }
+
+    /// A random product of `names` under transposes and brackets.
+    fn random_product(rng: &mut StdRng, names: &[&str], depth: usize) -> String {
+        let leaf = depth == 0 || rng.random_bool(0.3);
+        let e = if leaf {
+            names[rng.random_range(0..names.len())].to_string()
+        } else {
+            let (l, r) = (random_product(rng, names, depth - 1), random_product(rng, names, depth - 1));
+            format!("({l} * {r})")
+        };
+        if rng.random_bool(0.3) {
+            format!("{e}^T")
+        } else {
+            e
+        }
+    }
+
+    /// The chain fast path of `simplify` (`tidy::plain_chain`) returns what
+    /// tidy and the entrywise pass make of the same product, a plain
+    /// product; and it declines scalars, scalar multiples and neighbours alike.
+    #[test]
+    fn plain_chains_are_what_tidy_makes_of_them() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let names = ["A", "B", "C", "S", "A", "B", "C", "S", "A", "B", "C", "x", "y", "R", "Q", "s"];
+        let src = "A : n x n; B : n x n; C : n x n; S : n x n spd; x : n; y : n; R : n x m; Q : m x n; s : scalar; A";
+        let program = crate::syntax::parse_program(src).unwrap();
+        let typing = crate::shape::infer(&program).unwrap();
+        let (mut taken, mut declined) = (0, 0);
+        for _ in 0..6000 {
+            let text = random_product(&mut rng, &names, 4);
+            let e = crate::syntax::parse_expr(&text).unwrap();
+            let mut typer = typing.typer().clone();
+            let mut simplifier = Simplifier::default().with_domains(&program, &Default::default());
+            let fast = tidy::plain_chain(&e, &typer, &mut simplifier.leaves);
+            let Ok(tidied) = simplifier.tidy(&e, &mut typer) else {
+                assert!(fast.is_none(), "{text}: a chain of an ill-typed product");
+                continue;
+            };
+            let general = typer.scratch(|typer| entrywise::collect(&tidied, typer));
+            match fast {
+                Some(chain) => {
+                    taken += 1;
+                    assert_eq!(chain.to_string(), general.to_string(), "{text}");
+                    assert!(is_plain_product(&general, &typer), "{text}");
+                    // One node per variable, shared with the general pass.
+                    let nodes = |e: &Expr| -> Vec<*const Expr> {
+                        e.factors().into_iter().map(|f| f as *const Expr).collect()
+                    };
+                    assert_eq!(nodes(&chain), nodes(&general), "{text}");
+                }
+                None => declined += 1,
+            }
+        }
+        assert!(taken > 300 && declined > 300, "taken {taken}, declined {declined}");
     }
 }

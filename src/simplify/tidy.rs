@@ -47,6 +47,55 @@ pub(super) fn tidy_sharing(e: &Expr, typer: &mut Typer, leaves: &mut Leaves) -> 
     Ok(build_sum(sum))
 }
 
+/// What [`tidy_sharing`] makes of a product of matrix variables under
+/// transposes, in any bracketing (every gradient of a matrix chain,
+/// `W1^T * G * (W3 * X)^T`), found without building its terms: the
+/// variables in order, transposes at the leaves, as one left-bracketed
+/// product. `None` for anything else, and where tidy's rules could see
+/// more than the order: a 1×1 variable (a scalar factor), two neighbours
+/// whose dimensions the typing does not already equate (a product of a
+/// 1×1 part may be a scalar multiple), or two neighbours alike (`X * X`,
+/// the e-graph's `X^2`). The unit test `plain_chains_are_what_tidy_makes_of_them`
+/// holds the two equal.
+pub(super) fn plain_chain(e: &Expr, typer: &Typer, leaves: &mut Leaves) -> Option<Expr> {
+    let mut factors: Vec<Rc<Expr>> = Vec::new();
+    let mut last: Option<(bool, &VarName, crate::shape::Dim)> = None;
+    // Explicit stack, right child first out when transposed: no recursion.
+    let root = Rc::new(e.clone());
+    let mut todo: Vec<(&Rc<Expr>, bool)> = vec![(&root, false)];
+    while let Some((node, t)) = todo.pop() {
+        match &node.kind {
+            ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } => {
+                let (first, second) = if t { (rhs, lhs) } else { (lhs, rhs) };
+                todo.push((second, t));
+                todo.push((first, t));
+            }
+            ExprKind::Transpose(a) => todo.push((a, !t)),
+            ExprKind::Var(v) => {
+                let s = typer.declared(v)?;
+                if typer.is_scalar(s) {
+                    return None;
+                }
+                let (rows, cols) = if t { (s.cols, s.rows) } else { (s.rows, s.cols) };
+                let leaf = leaves.get(node, v, t);
+                let transposed = matches!(leaf.kind, ExprKind::Transpose(_));
+                if let Some((was_t, was_v, inner)) = &last {
+                    if inner != &typer.resolve_dim(rows) || (*was_t == transposed && *was_v == &**v) {
+                        return None;
+                    }
+                }
+                last = Some((transposed, v, typer.resolve_dim(cols)));
+                factors.push(leaf);
+            }
+            _ => return None,
+        }
+    }
+    if factors.len() < 2 {
+        return None;
+    }
+    Expr::product_of(factors)
+}
+
 /// The variables of the formulas tidied so far, plain and transposed, as
 /// shared nodes.
 #[derive(Default)]
