@@ -325,6 +325,25 @@ fn check_shape(typer: &mut shape::Typer, grad: &Expr, want: &Shape, v: &VarName)
     if grad.kind == ExprKind::Num(0.0) {
         return Ok(()); // the zero gradient, `0`, of any shape
     }
+    // A product of variables (a chain's gradient) typed without a walk; a
+    // mismatch, or anything else, takes the walk, which names it.
+    let factors: Option<Vec<(&VarName, bool)>> = grad
+        .factors()
+        .into_iter()
+        .map(|f| match &f.kind {
+            ExprKind::Var(v) => Some((&**v, false)),
+            ExprKind::Transpose(a) => match &a.kind {
+                ExprKind::Var(v) => Some((&**v, true)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    if let Some(got) = factors.and_then(|f| typer.chain_shape(f)) {
+        if typer.resolve(got) == *want {
+            return Ok(());
+        }
+    }
     let want_i = typer.lift(want);
     let shape::Inferred { shape: got, fits, sized } = typer.infer_as(grad, want_i)?;
     if !fits {
@@ -340,4 +359,32 @@ fn check_shape(typer: &mut shape::Typer, grad: &Expr, want: &Shape, v: &VarName)
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shape check types a product of variables without a walk (the
+    /// chain's gradients): it passes each gradient at its own variable's
+    /// shape and fails it at every other.
+    #[test]
+    fn the_shape_check_of_a_chain_fails_a_wrong_shape() {
+        let program = crate::parse("W1 : 2x3; W2 : 3x4; X : 4x5; W1*W2*X").unwrap();
+        let d = derive(&program, &DeriveOptions::default()).unwrap();
+        let mut typing = d.typing.clone();
+        for g in &d.gradients {
+            assert!(g.expr.factors().len() >= 2, "{}", g.expr);
+            for h in &d.gradients {
+                let checked = typing.scratch(|typer| check_shape(typer, &g.expr, &h.shape, &h.wrt));
+                match checked {
+                    Ok(()) => assert_eq!(g.wrt, h.wrt, "{} passed as d/d{}", g.expr, h.wrt),
+                    Err(e) => {
+                        assert_ne!(g.wrt, h.wrt, "{}", g.expr);
+                        assert_eq!(e.kind, ErrorKind::Internal);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -6,6 +6,13 @@
 /// stages (pest, clap, the line editor); it costs address space only.
 const STACK_BYTES: usize = 512 * 1024 * 1024;
 
+/// A derivation allocates and frees a node per factor of every gradient;
+/// glibc's malloc spent a third of a long chain's time doing so
+/// (consolidating its fast bins at every larger request). BENCHMARKS.md.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     // As bytes: `std::env::args` panics on an argument that is not UTF-8,
     // and a file name need not be.

@@ -277,6 +277,40 @@ impl Typer {
         self.term(d) == Some(&Dim::Const(1))
     }
 
+    /// Whether two dimensions are known to be equal: one, or bound to the
+    /// same size (without unifying anything, so `false` for two open ones).
+    pub fn known_equal(&self, a: DimId, b: DimId) -> bool {
+        let (ra, rb) = (self.find(a), self.find(b));
+        ra == rb
+            || self.binding[ra.0 as usize]
+                .as_ref()
+                .is_some_and(|t| self.binding[rb.0 as usize].as_ref() == Some(t))
+    }
+
+    /// The shape of a product of declared variables, each transposed or
+    /// not, where the typing already makes it a chain of matrix products:
+    /// no variable 1×1 (a scalar factor to tidy) and each neighbour's
+    /// inner dimensions known equal. `None` otherwise, where only
+    /// [`Typer::rule`]'s unification, or a scalar multiple, could tell.
+    /// Every gradient of a matrix chain is such a product: this types it
+    /// without a walk over its nodes.
+    pub fn chain_shape<'v>(&self, factors: impl IntoIterator<Item = (&'v VarName, bool)>) -> Option<IShape> {
+        let mut shape: Option<IShape> = None;
+        for (v, transposed) in factors {
+            let s = self.declared(v)?;
+            if self.is_scalar(s) {
+                return None;
+            }
+            let s = if transposed { IShape { rows: s.cols, cols: s.rows } } else { s };
+            shape = Some(match shape {
+                None => s,
+                Some(acc) if self.known_equal(acc.cols, s.rows) => IShape { rows: acc.rows, cols: s.cols },
+                Some(_) => return None,
+            });
+        }
+        shape
+    }
+
     /// Known to be 1×1.
     pub fn is_scalar(&self, s: IShape) -> bool {
         self.is_one(s.rows) && self.is_one(s.cols)

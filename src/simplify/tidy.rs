@@ -58,10 +58,9 @@ pub(super) fn tidy_sharing(e: &Expr, typer: &mut Typer, leaves: &mut Leaves) -> 
 /// the e-graph's `X^2`). The unit test `plain_chains_are_what_tidy_makes_of_them`
 /// holds the two equal.
 pub(super) fn plain_chain(e: &Expr, typer: &Typer, leaves: &mut Leaves) -> Option<Expr> {
-    let mut factors: Vec<Rc<Expr>> = Vec::new();
-    let mut last: Option<(bool, &VarName, crate::shape::Dim)> = None;
-    // Explicit stack, right child first out when transposed: no recursion.
     let root = Rc::new(e.clone());
+    let mut vars: Vec<(&Rc<Expr>, &VarName, bool)> = Vec::new();
+    // Explicit stack, right child first out when transposed: no recursion.
     let mut todo: Vec<(&Rc<Expr>, bool)> = vec![(&root, false)];
     while let Some((node, t)) = todo.pop() {
         match &node.kind {
@@ -71,27 +70,24 @@ pub(super) fn plain_chain(e: &Expr, typer: &Typer, leaves: &mut Leaves) -> Optio
                 todo.push((first, t));
             }
             ExprKind::Transpose(a) => todo.push((a, !t)),
-            ExprKind::Var(v) => {
-                let s = typer.declared(v)?;
-                if typer.is_scalar(s) {
-                    return None;
-                }
-                let (rows, cols) = if t { (s.cols, s.rows) } else { (s.rows, s.cols) };
-                let leaf = leaves.get(node, v, t);
-                let transposed = matches!(leaf.kind, ExprKind::Transpose(_));
-                if let Some((was_t, was_v, inner)) = &last {
-                    if inner != &typer.resolve_dim(rows) || (*was_t == transposed && *was_v == &**v) {
-                        return None;
-                    }
-                }
-                last = Some((transposed, v, typer.resolve_dim(cols)));
-                factors.push(leaf);
-            }
+            ExprKind::Var(v) => vars.push((node, v, t)),
             _ => return None,
         }
     }
-    if factors.len() < 2 {
+    if vars.len() < 2 {
         return None;
+    }
+    typer.chain_shape(vars.iter().map(|&(_, v, t)| (v, t)))?;
+    let mut factors = Vec::with_capacity(vars.len());
+    let mut last = None;
+    for (node, v, t) in vars {
+        let leaf = leaves.get(node, v, t);
+        let this = (matches!(leaf.kind, ExprKind::Transpose(_)), v);
+        if last == Some(this) {
+            return None;
+        }
+        last = Some(this);
+        factors.push(leaf);
     }
     Expr::product_of(factors)
 }

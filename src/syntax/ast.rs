@@ -214,7 +214,7 @@ impl VarName {
 impl fmt::Display for VarName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.index {
-            None => write!(f, "{}", self.name),
+            None => f.write_str(&self.name),
             Some(i) => write!(f, "{}[{i}]", self.name),
         }
     }
@@ -911,7 +911,12 @@ impl Expr {
         f: &mut impl FnMut(&Expr, Kids<T>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
         crate::stack::ensure(|| {
-            let kids = self.children().map(|c| c.try_fold(f)).collect::<std::result::Result<_, E>>()?;
+            // A loop, not `collect` into a `Result`: this is every pass's
+            // walk, and the adapters cost more than the node's own work.
+            let mut kids = Kids::new();
+            for c in self.children() {
+                kids.push(c.try_fold(f)?);
+            }
             f(self, kids)
         })
     }

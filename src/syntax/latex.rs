@@ -33,22 +33,46 @@ pub fn to_latex(e: &Expr) -> String {
 /// assert_eq!(var_latex(&parse_var("W__").unwrap()), r"W_{\_}");
 /// ```
 pub fn var_latex(v: &VarName) -> String {
+    let mut out = String::new();
+    write_var(&mut out, v);
+    out
+}
+
+/// [`var_latex`], appended to `out` (a formula has a variable per factor).
+fn write_var(out: &mut String, v: &VarName) {
     let (base, sub) = split_name(&v.name);
-    let base = if GREEK.contains(&base) {
-        format!("\\{base}")
+    if GREEK.contains(&base) {
+        out.push('\\');
+        out.push_str(base);
     } else if base.chars().count() > 1 {
-        format!("\\mathit{{{}}}", escape(base))
+        out.push_str("\\mathit{");
+        push_escaped(out, base);
+        out.push('}');
     } else {
-        base.to_string()
-    };
-    let mut subs: Vec<String> = sub.into_iter().map(escape).collect();
-    if let Some(i) = &v.index {
-        subs.push(index_latex(i));
+        out.push_str(base);
     }
-    if subs.is_empty() {
-        base
+    if sub.is_none() && v.index.is_none() {
+        return;
+    }
+    out.push_str("_{");
+    if let Some(sub) = sub {
+        push_escaped(out, sub);
+    }
+    if let Some(i) = &v.index {
+        if sub.is_some() {
+            out.push(',');
+        }
+        out.push_str(&index_latex(i));
+    }
+    out.push('}');
+}
+
+/// [`escape`], appended to `out`.
+fn push_escaped(out: &mut String, text: &str) {
+    if text.contains('_') {
+        out.push_str(&escape(text));
     } else {
-        format!("{base}_{{{}}}", subs.join(","))
+        out.push_str(text);
     }
 }
 
@@ -97,7 +121,7 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
             return;
         }
         match &e.kind {
-            ExprKind::Var(v) => out.push_str(&var_latex(v)),
+            ExprKind::Var(v) => write_var(out, v),
             ExprKind::Identity => out.push('I'),
             // The ones matrix as \mathbf{1}, with its size below.
             ExprKind::Ones(sizes) => {

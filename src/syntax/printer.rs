@@ -196,86 +196,101 @@ fn complement(f: &str) -> String {
 
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write_expr(f, self, Prec::Loosest)
+        // Into a string first: a gradient of a long chain is a million
+        // pieces, each a dynamic call through a formatter.
+        let mut out = String::new();
+        write_expr(&mut out, self, Prec::Loosest);
+        f.write_str(&out)
     }
 }
 
-fn write_expr(f: &mut fmt::Formatter<'_>, e: &Expr, min: Prec) -> fmt::Result {
+/// Writing to a string cannot fail.
+fn w(written: fmt::Result) {
+    written.expect("a string takes every write")
+}
+
+fn write_expr(f: &mut String, e: &Expr, min: Prec) {
+    use std::fmt::Write as _;
     // Explicit recursion: the precedence a node needs comes from above.
     crate::stack::ensure(|| {
         let p = prec(e);
         if p < min {
-            f.write_str("(")?;
-            write_expr(f, e, Prec::Loosest)?;
-            return f.write_str(")");
+            f.push('(');
+            write_expr(f, e, Prec::Loosest);
+            f.push(')');
+            return;
         }
         match &e.kind {
-            ExprKind::Var(v) => write!(f, "{v}"),
-            ExprKind::Identity => f.write_str("I"),
+            ExprKind::Var(v) => w(write!(f, "{v}")),
+            ExprKind::Identity => f.push('I'),
             ExprKind::Ones(sizes) => match &**sizes {
-                (rows, crate::syntax::DimSpec::Const(1)) => write!(f, "ones({rows})"),
-                (rows, cols) => write!(f, "ones({rows}, {cols})"),
+                (rows, crate::syntax::DimSpec::Const(1)) => w(write!(f, "ones({rows})")),
+                (rows, cols) => w(write!(f, "ones({rows}, {cols})")),
             },
-            ExprKind::Num(x) => f.write_str(&format_number(*x)),
+            ExprKind::Num(x) => f.push_str(&format_number(*x)),
             ExprKind::Neg(a) => {
-                f.write_str("-")?;
+                f.push('-');
                 write_expr(f, a, Prec::Postfix)
             }
             ExprKind::Binary { op, lhs, rhs, .. } if op.is_call() => {
-                write!(f, "{}(", op.symbol())?;
-                write_expr(f, lhs, Prec::Loosest)?;
-                f.write_str(", ")?;
-                write_expr(f, rhs, Prec::Loosest)?;
-                f.write_str(")")
+                f.push_str(op.symbol());
+                f.push('(');
+                write_expr(f, lhs, Prec::Loosest);
+                f.push_str(", ");
+                write_expr(f, rhs, Prec::Loosest);
+                f.push(')')
             }
             ExprKind::Binary { op: BinOp::Power, lhs, rhs, .. } => {
-                write_expr(f, lhs, Prec::Postfix)?;
-                f.write_str(" .^ ")?;
+                write_expr(f, lhs, Prec::Postfix);
+                f.push_str(" .^ ");
                 match &rhs.kind {
                     ExprKind::Neg(x) if exponent_bare(rhs) => {
-                        f.write_str("-")?;
+                        f.push('-');
                         write_expr(f, x, Prec::Atom)
                     }
                     _ if exponent_bare(rhs) => write_expr(f, rhs, Prec::Atom),
                     _ => {
-                        f.write_str("(")?;
-                        write_expr(f, rhs, Prec::Loosest)?;
-                        f.write_str(")")
+                        f.push('(');
+                        write_expr(f, rhs, Prec::Loosest);
+                        f.push(')')
                     }
                 }
             }
             ExprKind::Binary { op, lhs, rhs, .. } => {
-                write_expr(f, lhs, operand_prec(*op, lhs, Side::Left))?;
-                write!(f, " {} ", op.symbol())?;
+                write_expr(f, lhs, operand_prec(*op, lhs, Side::Left));
+                f.push(' ');
+                f.push_str(op.symbol());
+                f.push(' ');
                 write_expr(f, rhs, operand_prec(*op, rhs, Side::Right))
             }
             ExprKind::Transpose(a) => {
-                write_expr(f, a, Prec::Postfix)?;
-                f.write_str("^T")
+                write_expr(f, a, Prec::Postfix);
+                f.push_str("^T")
             }
             ExprKind::Power(a, k) => {
-                write_expr(f, a, Prec::Postfix)?;
-                write!(f, "^{k}")
+                write_expr(f, a, Prec::Postfix);
+                w(write!(f, "^{k}"))
             }
             ExprKind::HadamardPower(a, k) => {
-                write_expr(f, a, Prec::Postfix)?;
+                write_expr(f, a, Prec::Postfix);
                 let sign = if *k < 0.0 { "-" } else { "" };
-                write!(f, " .^ {sign}{}", format_number(k.abs()))
+                w(write!(f, " .^ {sign}{}", format_number(k.abs())))
             }
             ExprKind::Call(func, a) => {
-                write!(f, "{}(", func.name())?;
-                write_expr(f, a, Prec::Loosest)?;
+                f.push_str(func.name());
+                f.push('(');
+                write_expr(f, a, Prec::Loosest);
                 match (func, func.axis()) {
-                    (Func::Norm2, _) => f.write_str(", 2)"),
-                    (_, Some(k)) => write!(f, ", {k})"),
-                    (_, None) => f.write_str(")"),
+                    (Func::Norm2, _) => f.push_str(", 2)"),
+                    (_, Some(k)) => w(write!(f, ", {k})")),
+                    (_, None) => f.push(')'),
                 }
             }
             ExprKind::Prod(prod) => {
                 let crate::syntax::Prod { body, var, lo, hi } = &**prod;
-                f.write_str("prod(")?;
-                write_expr(f, body, Prec::Loosest)?;
-                write!(f, ", {var}={lo}..{hi})")
+                f.push_str("prod(");
+                write_expr(f, body, Prec::Loosest);
+                w(write!(f, ", {var}={lo}..{hi})"))
             }
         }
     })
