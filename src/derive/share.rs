@@ -92,7 +92,7 @@ pub fn share(program: &Program, gradients: &[Expr], sharing: Sharing) -> Option<
     // Placeholders: names no program can have (`#0`), renamed at the end.
     let mut found = 0usize;
     while found < MAX_NAMES {
-        let Some(target) = most_repeated(&exprs) else { break };
+        let Some(target) = most_repeated(&exprs, total) else { break };
         // `T1^T` reads better than a name for a transpose: name the inside.
         let target = match &target.kind {
             ExprKind::Transpose(inner) => (**inner).clone(),
@@ -196,7 +196,10 @@ pub(super) fn one_order_per_sum(exprs: &[Expr]) -> Vec<Expr> {
         })
     }
     let mut seen = HashMap::new();
-    exprs.iter().map(|e| (*walk(e, &mut seen)).clone()).collect()
+    let sum = |x: &Expr| matches!(x.kind, ExprKind::Binary { op: BinOp::Add | BinOp::Sub, .. });
+    // A formula without a sum (every gradient of a chain) is left as it
+    // is, not rebuilt.
+    exprs.iter().map(|e| if e.any(sum) { (*walk(e, &mut seen)).clone() } else { e.clone() }).collect()
 }
 
 /// A leaf under transposes, powers and negations.
@@ -225,16 +228,33 @@ struct Class {
 }
 
 /// The largest qualifying subexpression that occurs at least twice.
-fn most_repeated(exprs: &[Expr]) -> Option<Expr> {
-    let mut ids: HashMap<(String, crate::syntax::Kids<usize>), usize> = HashMap::new();
-    let mut classes: Vec<Class> = Vec::new();
-    let mut first: Vec<Expr> = Vec::new();
+/// `nodes` is their number (at most [`MAX_SHARED_NODES`]), to size the table.
+fn most_repeated(exprs: &[Expr], nodes: usize) -> Option<Expr> {
+    let mut ids: rustc_hash::FxHashMap<(NodeKey, crate::syntax::Kids<usize>), usize> =
+        rustc_hash::FxHashMap::with_capacity_and_hasher(nodes, Default::default());
+    let mut classes: Vec<Class> = Vec::with_capacity(nodes);
+    let mut first: Vec<&Expr> = Vec::with_capacity(nodes);
+    // Post-order, children left to right (as `Expr::fold`), with its own
+    // stack: the nodes are borrowed, not cloned, and no level recurses.
+    let mut todo: Vec<(&Expr, bool)> = Vec::new();
+    let mut done: Vec<usize> = Vec::new();
     for e in exprs {
-        e.fold(&mut |node: &Expr, kids: crate::syntax::Kids<usize>| {
+        todo.push((e, false));
+        while let Some((node, expanded)) = todo.pop() {
+            if !expanded {
+                todo.push((node, true));
+                let at = todo.len();
+                todo.extend(node.children().map(|c| (c, false)));
+                todo[at..].reverse();
+                continue;
+            }
+            let arity = node.children().count();
+            let kids: crate::syntax::Kids<usize> = done.drain(done.len() - arity..).collect();
             let key = (node_key(node), kids);
             if let Some(&id) = ids.get(&key) {
                 classes[id].count += 1;
-                return id;
+                done.push(id);
+                continue;
             }
             let kid = |i: usize| classes[key.1[i]];
             let size = 1 + key.1.iter().map(|&k| classes[k].size).sum::<usize>();
@@ -261,16 +281,16 @@ fn most_repeated(exprs: &[Expr]) -> Option<Expr> {
                 };
             let id = classes.len();
             classes.push(Class { size, count: 1, var, barred, decorated, qualifies });
-            first.push(node.clone());
+            first.push(node);
             ids.insert(key, id);
-            id
-        });
+            done.push(id);
+        }
     }
     // `a - b` and `b - a` are one name, negated: each counts the other's
     // occurrences.
     let mut counts: Vec<usize> = classes.iter().map(|c| c.count).collect();
     for ((key, kids), &id) in &ids {
-        if let ([l, r], "bSub") = (kids.as_slice(), key.as_str()) {
+        if let ([l, r], NodeKey::Binary(BinOp::Sub)) = (kids.as_slice(), key) {
             if let Some(&other) = ids.get(&(key.clone(), smallvec::smallvec![*r, *l])) {
                 counts[id] += classes[other].count;
             }
@@ -283,7 +303,7 @@ fn most_repeated(exprs: &[Expr]) -> Option<Expr> {
             qualifies && count >= 2 && count * size >= size + count + MIN_SAVING
         })
         .max_by_key(|&k| (classes[k].size, classes[k].count, std::cmp::Reverse(k)))?;
-    Some(first.swap_remove(best))
+    Some(first[best].clone())
 }
 
 /// `b - a` for the difference `a - b`.
@@ -356,20 +376,37 @@ fn negate_first(e: &Expr) -> Rc<Expr> {
 
 /// A node's own data, its children aside: equal keys and equal children
 /// make equal subexpressions.
-fn node_key(e: &Expr) -> String {
+fn node_key(e: &Expr) -> NodeKey {
     match &e.kind {
-        ExprKind::Var(v) => format!("v{v}"),
-        ExprKind::Identity => "I".into(),
-        ExprKind::Num(x) => format!("n{}", x.to_bits()),
-        ExprKind::Ones(d) => format!("o{d:?}"),
-        ExprKind::Neg(_) => "-".into(),
-        ExprKind::Binary { op, .. } => format!("b{op:?}"),
-        ExprKind::Transpose(_) => "t".into(),
-        ExprKind::Power(_, k) => format!("p{k}"),
-        ExprKind::HadamardPower(_, p) => format!("h{}", p.to_bits()),
-        ExprKind::Call(f, _) => format!("c{f:?}"),
-        ExprKind::Prod(p) => format!("P{} {} {}", p.var, p.lo, p.hi),
+        ExprKind::Var(v) => NodeKey::Var(v.clone()),
+        ExprKind::Identity => NodeKey::Identity,
+        ExprKind::Num(x) => NodeKey::Num(x.to_bits()),
+        ExprKind::Ones(d) => NodeKey::Ones(d.clone()),
+        ExprKind::Neg(_) => NodeKey::Neg,
+        ExprKind::Binary { op, .. } => NodeKey::Binary(*op),
+        ExprKind::Transpose(_) => NodeKey::Transpose,
+        ExprKind::Power(_, k) => NodeKey::Power(*k),
+        ExprKind::HadamardPower(_, p) => NodeKey::HadamardPower(p.to_bits()),
+        ExprKind::Call(f, _) => NodeKey::Call(*f),
+        ExprKind::Prod(p) => NodeKey::Prod(p.var.clone(), p.lo.clone(), p.hi.clone()),
     }
+}
+
+/// A node's own data, its children aside ([`node_key`]): what hash-consing
+/// tells nodes apart by. (Variables and sizes are shared, not copied.)
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum NodeKey {
+    Var(Rc<crate::syntax::VarName>),
+    Identity,
+    Num(u64),
+    Ones(Rc<(crate::syntax::DimSpec, crate::syntax::DimSpec)>),
+    Neg,
+    Binary(BinOp),
+    Transpose,
+    Power(i64),
+    HadamardPower(u64),
+    Call(crate::syntax::Func),
+    Prod(String, crate::syntax::Index, crate::syntax::Index),
 }
 
 /// `e` with every subexpression equal to `target` replaced by `with`.
