@@ -279,7 +279,7 @@ fn derive_each<'p>(
         let differential = occurrences.differentiate_checked(&typing, &v, &mode, options.steps)?;
         for c in &differential.contributions {
             // Each was counted by the calculus, up to its own limit.
-            total += c.adjoint.size_within(MAX_TOTAL_NODES - total + 1).unwrap_or(MAX_TOTAL_NODES + 1);
+            total = total.saturating_add(c.size);
             if total > MAX_TOTAL_NODES {
                 return Err(Error::new(
                     ErrorKind::Limit,

@@ -341,6 +341,9 @@ pub struct Contribution {
     pub steps: Vec<Step>,
     /// The A of tr(Aᵀ dV), before simplification.
     pub adjoint: Expr,
+    /// The adjoint's nodes as printed ([`Expr::size_within`]), counted by
+    /// the calculus against its limit.
+    pub size: usize,
 }
 
 /// A side condition `lo <= at <= hi` on index expressions.
@@ -604,7 +607,7 @@ impl<'t, 'p> Walk<'t, 'p> {
                         s.at_index(var, at)?;
                     }
                 }
-                self.out.push(Contribution { occurrence: e.span, steps, adjoint });
+                self.out.push(Contribution { occurrence: e.span, steps, adjoint, size });
                 return Ok(());
             }
             match &e.kind {

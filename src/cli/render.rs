@@ -160,6 +160,8 @@ pub struct JsonSink<'o> {
     shape: String,
     upstream: String,
     count: usize,
+    /// A gradient's document, reused from one to the next.
+    buffer: Vec<u8>,
 }
 
 impl<'o> JsonSink<'o> {
@@ -171,6 +173,7 @@ impl<'o> JsonSink<'o> {
             shape: String::new(),
             upstream: String::new(),
             count: 0,
+            buffer: Vec::new(),
         }
     }
 
@@ -203,7 +206,21 @@ impl<'p> crate::GradientSink<'p> for JsonSink<'_> {
         self.saturated &= g.saturated;
         let sep = if self.count == 0 { "\n    " } else { ",\n    " };
         self.count += 1;
-        write!(self.out, "{sep}{}", indented(&g, 2)).map_err(io_error)
+        self.out.write_all(sep.as_bytes()).map_err(io_error)?;
+        // Through a `Value`, whose maps keep their keys in order; each line
+        // two levels in (a JSON string holds no raw line break: each is the
+        // layout's).
+        let value = serde_json::to_value(&g).expect("results serialize");
+        drop(g);
+        self.buffer.clear();
+        serde_json::to_writer_pretty(&mut self.buffer, &value).expect("results serialize");
+        for (k, line) in self.buffer.split(|&b| b == b'\n').enumerate() {
+            if k > 0 {
+                self.out.write_all(b"\n    ").map_err(io_error)?;
+            }
+            self.out.write_all(line).map_err(io_error)?;
+        }
+        Ok(())
     }
 }
 

@@ -268,23 +268,15 @@ impl Typer {
         }
     }
 
-    fn same(&self, a: DimId, b: DimId) -> bool {
+    /// Whether two dimensions are known to be equal: one, or bound to the
+    /// same size (without unifying anything, so `false` for two open ones).
+    pub fn same(&self, a: DimId, b: DimId) -> bool {
         let (ra, rb) = (self.find(a), self.find(b));
         ra == rb || matches!((self.term(ra), self.term(rb)), (Some(x), Some(y)) if x == y)
     }
 
     fn is_one(&self, d: DimId) -> bool {
         self.term(d) == Some(&Dim::Const(1))
-    }
-
-    /// Whether two dimensions are known to be equal: one, or bound to the
-    /// same size (without unifying anything, so `false` for two open ones).
-    pub fn known_equal(&self, a: DimId, b: DimId) -> bool {
-        let (ra, rb) = (self.find(a), self.find(b));
-        ra == rb
-            || self.binding[ra.0 as usize]
-                .as_ref()
-                .is_some_and(|t| self.binding[rb.0 as usize].as_ref() == Some(t))
     }
 
     /// The shape of a product of declared variables, each transposed or
@@ -304,7 +296,7 @@ impl Typer {
             let s = if transposed { IShape { rows: s.cols, cols: s.rows } } else { s };
             shape = Some(match shape {
                 None => s,
-                Some(acc) if self.known_equal(acc.cols, s.rows) => IShape { rows: acc.rows, cols: s.cols },
+                Some(acc) if self.same(acc.cols, s.rows) => IShape { rows: acc.rows, cols: s.cols },
                 Some(_) => return None,
             });
         }

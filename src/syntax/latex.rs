@@ -40,8 +40,24 @@ pub fn var_latex(v: &VarName) -> String {
 
 /// [`var_latex`], appended to `out` (a formula has a variable per factor).
 fn write_var(out: &mut String, v: &VarName) {
+    // The common name, a letter and digits (`W12`), as the rule below writes it.
+    let name = v.name.as_bytes();
+    let digits = name.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    if v.index.is_none() && digits > 0 && name.len() == digits + 1 && name[0].is_ascii_alphabetic() {
+        out.push_str(&v.name[..1]);
+        out.push_str("_{");
+        out.push_str(&v.name[1..]);
+        out.push('}');
+        return;
+    }
+    write_var_by_rule(out, v);
+}
+
+/// [`var_latex`]'s rule, whatever the name.
+fn write_var_by_rule(out: &mut String, v: &VarName) {
     let (base, sub) = split_name(&v.name);
-    if GREEK.contains(&base) {
+    // (Every Greek name has two letters or more.)
+    if base.len() > 1 && GREEK.contains(&base) {
         out.push('\\');
         out.push_str(base);
     } else if base.chars().count() > 1 {
@@ -391,5 +407,22 @@ fn write_base(out: &mut String, a: &Expr) {
             out.push('}');
         }
         _ => write(out, a, Prec::Atom),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The shortcut for a letter and digits writes what the rule writes.
+    #[test]
+    fn common_names_are_written_by_the_rule() {
+        for name in ["G", "W1", "W12", "x0", "W01", "ab1", "W_1", "sigma2", "mu", "a", "A1b", "X_", "t9", "Z"] {
+            let v = crate::syntax::parse_var(name).unwrap();
+            let (mut fast, mut rule) = (String::new(), String::new());
+            write_var(&mut fast, &v);
+            write_var_by_rule(&mut rule, &v);
+            assert_eq!(fast, rule, "{name}");
+        }
     }
 }

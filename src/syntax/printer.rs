@@ -221,7 +221,10 @@ fn write_expr(f: &mut String, e: &Expr, min: Prec) {
             return;
         }
         match &e.kind {
-            ExprKind::Var(v) => w(write!(f, "{v}")),
+            ExprKind::Var(v) => match v.index {
+                None => f.push_str(&v.name),
+                Some(_) => w(write!(f, "{v}")),
+            },
             ExprKind::Identity => f.push('I'),
             ExprKind::Ones(sizes) => match &**sizes {
                 (rows, crate::syntax::DimSpec::Const(1)) => w(write!(f, "ones({rows})")),
