@@ -417,7 +417,8 @@ mod tests {
     /// The shortcut for a letter and digits writes what the rule writes.
     #[test]
     fn common_names_are_written_by_the_rule() {
-        for name in ["G", "W1", "W12", "x0", "W01", "ab1", "W_1", "sigma2", "mu", "a", "A1b", "X_", "t9", "Z"] {
+        for name in ["G", "W1", "W12", "x0", "W01", "ab1", "W_1", "sigma2", "mu", "a", "A1b", "X_", "t9", "Z"]
+        {
             let v = crate::syntax::parse_var(name).unwrap();
             let (mut fast, mut rule) = (String::new(), String::new());
             write_var(&mut fast, &v);
