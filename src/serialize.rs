@@ -64,10 +64,11 @@ impl Serialize for Method {
     }
 }
 
-/// `{wrt, expr, latex, shape, occurrences, saturated}`, and `condition`
+/// `{expr, latex, occurrences, saturated, shape, wrt}`, and `condition`
 /// (the side conditions, joined) where there are any; in a derivation's
 /// document also `shared_expr` and `shared_latex`, the formula in terms of
-/// the shared names, where it uses them.
+/// the shared names, where it uses them. The keys in sorted order, as every
+/// document prints them.
 impl Serialize for Gradient {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("Gradient", gradient_len(self, None))?;
@@ -103,22 +104,25 @@ fn gradient_fields<S: SerializeStruct>(
     shared: Option<&Expr>,
     s: &mut S,
 ) -> Result<(), S::Error> {
+    // In the order of the documents' keys (sorted, as a `serde_json::Value`
+    // keeps them), so that a gradient serialized directly, as a long
+    // derivation's is when streamed, reads as its document does.
     let conditions = &g.differential.conditions;
-    s.serialize_field("wrt", &g.wrt)?;
-    // The full formula, self-contained, whatever is shared.
-    s.serialize_field("expr", &g.expr.to_string())?;
-    s.serialize_field("latex", &to_latex(&g.expr))?;
-    if let Some(e) = shared {
-        s.serialize_field("shared_expr", &e.to_string())?;
-        s.serialize_field("shared_latex", &to_latex(e))?;
-    }
-    s.serialize_field("shape", &g.shape)?;
-    s.serialize_field("occurrences", &g.occurrences)?;
-    s.serialize_field("saturated", &g.saturated)?;
     if !conditions.is_empty() {
         let c: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
         s.serialize_field("condition", &c.join(", "))?;
     }
+    // The full formula, self-contained, whatever is shared.
+    s.serialize_field("expr", &g.expr.to_string())?;
+    s.serialize_field("latex", &to_latex(&g.expr))?;
+    s.serialize_field("occurrences", &g.occurrences)?;
+    s.serialize_field("saturated", &g.saturated)?;
+    s.serialize_field("shape", &g.shape)?;
+    if let Some(e) = shared {
+        s.serialize_field("shared_expr", &e.to_string())?;
+        s.serialize_field("shared_latex", &to_latex(e))?;
+    }
+    s.serialize_field("wrt", &g.wrt)?;
     Ok(())
 }
 
@@ -384,5 +388,30 @@ impl Serialize for Verdict {
         s.serialize_field("derived", &self.derived.to_string())?;
         s.serialize_field("evidence", &self.evidence)?;
         s.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// A gradient serialized directly (as a streamed derivation writes it)
+    /// has its keys in the order a document's `Value` prints them, with a
+    /// side condition and without.
+    #[test]
+    fn a_gradient_serializes_with_its_keys_in_the_documents_order() {
+        for (src, wrt) in
+            [("prod(W[i], i=1..n) * X", vec!["W[j]", "X"]), ("X : 3x3; logdet(X) + x^T*X*x", vec![])]
+        {
+            let wrt = wrt.iter().map(|w| crate::syntax::parse_var(w).unwrap()).collect();
+            let program = crate::parse(src).unwrap();
+            let d = crate::derive(&program, &crate::DeriveOptions { wrt, ..Default::default() }).unwrap();
+            for g in &d.gradients {
+                let direct = serde_json::to_string_pretty(g).unwrap();
+                let sorted = serde_json::to_string_pretty(&serde_json::to_value(g).unwrap()).unwrap();
+                assert_eq!(direct, sorted, "{src}");
+            }
+            assert!(
+                d.gradients.iter().any(|g| !g.differential.conditions.is_empty()) || !src.contains("prod")
+            );
+        }
     }
 }

@@ -207,19 +207,19 @@ impl<'p> crate::GradientSink<'p> for JsonSink<'_> {
         let sep = if self.count == 0 { "\n    " } else { ",\n    " };
         self.count += 1;
         self.out.write_all(sep.as_bytes()).map_err(io_error)?;
-        // Through a `Value`, whose maps keep their keys in order; each line
-        // two levels in (a JSON string holds no raw line break: each is the
-        // layout's).
-        let value = serde_json::to_value(&g).expect("results serialize");
-        drop(g);
+        // Directly, not through a `Value` (its keys are in the documents'
+        // order already); each line two levels in (a JSON string holds no raw
+        // line break: each is the layout's).
         self.buffer.clear();
-        serde_json::to_writer_pretty(&mut self.buffer, &value).expect("results serialize");
-        for (k, line) in self.buffer.split(|&b| b == b'\n').enumerate() {
-            if k > 0 {
-                self.out.write_all(b"\n    ").map_err(io_error)?;
-            }
-            self.out.write_all(line).map_err(io_error)?;
+        serde_json::to_writer_pretty(&mut self.buffer, &g).expect("results serialize");
+        drop(g);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', &self.buffer) {
+            self.out.write_all(&self.buffer[start..end]).map_err(io_error)?;
+            self.out.write_all(b"\n    ").map_err(io_error)?;
+            start = end + 1;
         }
+        self.out.write_all(&self.buffer[start..]).map_err(io_error)?;
         Ok(())
     }
 }

@@ -96,6 +96,11 @@ pub(super) fn plain_chain(e: &Expr, typer: &Typer, leaves: &mut Leaves) -> Optio
 /// shared nodes.
 #[derive(Default)]
 pub(super) struct Leaves {
+    /// The leaves by the node they were asked for, and whether transposed: a
+    /// chain's gradients share the program's variable nodes, and an address
+    /// hashes in one step where a name takes a pass over its bytes. The node
+    /// is held, so its address never becomes another's.
+    by_node: FxHashMap<(*const Expr, bool), Held>,
     plain: FxHashMap<VarName, Rc<Expr>>,
     transposed: FxHashMap<VarName, Rc<Expr>>,
     /// Variables known to be symmetric (declared `spd`): their transpose is
@@ -104,6 +109,9 @@ pub(super) struct Leaves {
     /// Variables whose every column sums to 1 (declared `onehot`).
     pub(super) stochastic: rustc_hash::FxHashSet<String>,
 }
+
+/// A node asked for, held, and its leaf.
+type Held = (Rc<Expr>, Rc<Expr>);
 
 /// The variables declared symmetric, by name, and whether the name is a
 /// family's (`W[i] : n x n spd` makes every member symmetric; `W` is not a
@@ -138,6 +146,17 @@ impl Symmetric {
 impl Leaves {
     /// `e` (the variable `v`), or its transpose.
     fn get(&mut self, e: &Rc<Expr>, v: &VarName, transposed: bool) -> Rc<Expr> {
+        let key = (Rc::as_ptr(e), transposed);
+        if let Some((_, leaf)) = self.by_node.get(&key) {
+            return leaf.clone();
+        }
+        let leaf = self.by_name(e, v, transposed);
+        self.by_node.insert(key, (e.clone(), leaf.clone()));
+        leaf
+    }
+
+    /// [`Leaves::get`] by the variable's name.
+    fn by_name(&mut self, e: &Rc<Expr>, v: &VarName, transposed: bool) -> Rc<Expr> {
         let transposed = transposed && !self.symmetric.contains(v);
         let map = if transposed { &mut self.transposed } else { &mut self.plain };
         if let Some(leaf) = map.get(v) {

@@ -44,9 +44,11 @@ fn write_var(out: &mut String, v: &VarName) {
     let name = v.name.as_bytes();
     let digits = name.iter().rev().take_while(|b| b.is_ascii_digit()).count();
     if v.index.is_none() && digits > 0 && name.len() == digits + 1 && name[0].is_ascii_alphabetic() {
-        out.push_str(&v.name[..1]);
+        // Byte by byte (all ASCII): a copy call per piece costs more.
+        out.reserve(name.len() + 3);
+        out.push(char::from(name[0]));
         out.push_str("_{");
-        out.push_str(&v.name[1..]);
+        name[1..].iter().for_each(|&b| out.push(char::from(b)));
         out.push('}');
         return;
     }
@@ -127,6 +129,18 @@ fn split_name(name: &str) -> (&str, Option<&str>) {
 }
 
 fn write(out: &mut String, e: &Expr, min: Prec) {
+    // A name or its transpose (every factor of a chain's gradient) needs
+    // neither brackets nor stack.
+    match &e.kind {
+        ExprKind::Var(v) => return write_var(out, v),
+        ExprKind::Transpose(a) if min <= Prec::Postfix => {
+            if let ExprKind::Var(v) = &a.kind {
+                write_var(out, v);
+                return out.push_str("^{\\top}");
+            }
+        }
+        _ => {}
+    }
     // Explicit recursion: the precedence a node needs comes from above.
     crate::stack::ensure(|| {
         let p = prec(e);
@@ -201,25 +215,30 @@ fn write(out: &mut String, e: &Expr, min: Prec) {
                 }
                 out.push('}');
             }
-            ExprKind::Binary { op, lhs, rhs, .. } => {
-                write(out, lhs, operand_prec(*op, lhs, Side::Left));
-                let right = operand_prec(*op, rhs, Side::Right);
-                out.push_str(match op {
-                    BinOp::Add => " + ",
-                    BinOp::Sub => " - ",
-                    // Juxtaposed, `A -B` would read as a difference and `2 3`
-                    // as 23: a sign or a digit on the right takes `\cdot`.
-                    BinOp::Mul if starts_with_sign_or_digit(rhs, right) => " \\cdot ",
-                    // `\sigma \left(x\right)` would read as the sigmoid.
-                    BinOp::Mul if ends_with_sigma(lhs, operand_prec(*op, lhs, Side::Left)) => " \\cdot ",
-                    BinOp::Mul => " ",
-                    BinOp::Hadamard => " \\odot ",
-                    BinOp::HadamardDiv => " \\oslash ",
-                    BinOp::Div | BinOp::Max | BinOp::Min | BinOp::Power | BinOp::Kron => {
-                        unreachable!("handled above")
-                    }
-                });
-                write(out, rhs, right);
+            ExprKind::Binary { op, .. } => {
+                // A left-nested run of one operator (a chain's product) in a
+                // loop: its left operands need no brackets.
+                let (first, operands) = super::printer::left_run(e, *op);
+                write(out, first, operand_prec(*op, first, Side::Left));
+                for (lhs, rhs) in operands.into_iter().rev() {
+                    let right = operand_prec(*op, rhs, Side::Right);
+                    out.push_str(match op {
+                        BinOp::Add => " + ",
+                        BinOp::Sub => " - ",
+                        // Juxtaposed, `A -B` would read as a difference and `2 3`
+                        // as 23: a sign or a digit on the right takes `\cdot`.
+                        BinOp::Mul if starts_with_sign_or_digit(rhs, right) => " \\cdot ",
+                        // `\sigma \left(x\right)` would read as the sigmoid.
+                        BinOp::Mul if ends_with_sigma(lhs, operand_prec(*op, lhs, Side::Left)) => " \\cdot ",
+                        BinOp::Mul => " ",
+                        BinOp::Hadamard => " \\odot ",
+                        BinOp::HadamardDiv => " \\oslash ",
+                        BinOp::Div | BinOp::Max | BinOp::Min | BinOp::Power | BinOp::Kron => {
+                            unreachable!("handled above")
+                        }
+                    });
+                    write(out, rhs, right);
+                }
             }
             // The inverse of a transpose and the transpose of an inverse are
             // one matrix, written X^{-T} as textbooks do.

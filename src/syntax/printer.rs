@@ -204,6 +204,23 @@ impl fmt::Display for Expr {
     }
 }
 
+/// The operands of a left-nested run of `op` from its top `e` (which is an
+/// `op`): the innermost left operand, and each node's (left, right)
+/// operands from the top down. A left operand that is `op` again is
+/// written without brackets (`operand_prec`), so the run prints flat.
+pub(crate) fn left_run(e: &Expr, op: BinOp) -> (&Expr, smallvec::SmallVec<[(&Expr, &Expr); 4]>) {
+    let mut rights = smallvec::SmallVec::new();
+    let mut e = e;
+    while let ExprKind::Binary { op: o, lhs, rhs, .. } = &e.kind {
+        if *o != op {
+            break;
+        }
+        rights.push((&**lhs, &**rhs));
+        e = lhs;
+    }
+    (e, rights)
+}
+
 /// Writing to a string cannot fail.
 fn w(written: fmt::Result) {
     written.expect("a string takes every write")
@@ -211,6 +228,20 @@ fn w(written: fmt::Result) {
 
 fn write_expr(f: &mut String, e: &Expr, min: Prec) {
     use std::fmt::Write as _;
+    // A plain name or its transpose (every factor of a chain's gradient)
+    // needs neither brackets nor stack.
+    match &e.kind {
+        ExprKind::Var(v) if v.index.is_none() => return f.push_str(&v.name),
+        ExprKind::Transpose(a) if min <= Prec::Postfix => {
+            if let ExprKind::Var(v) = &a.kind {
+                if v.index.is_none() {
+                    f.push_str(&v.name);
+                    return f.push_str("^T");
+                }
+            }
+        }
+        _ => {}
+    }
     // Explicit recursion: the precedence a node needs comes from above.
     crate::stack::ensure(|| {
         let p = prec(e);
@@ -259,12 +290,17 @@ fn write_expr(f: &mut String, e: &Expr, min: Prec) {
                     }
                 }
             }
-            ExprKind::Binary { op, lhs, rhs, .. } => {
-                write_expr(f, lhs, operand_prec(*op, lhs, Side::Left));
-                f.push(' ');
-                f.push_str(op.symbol());
-                f.push(' ');
-                write_expr(f, rhs, operand_prec(*op, rhs, Side::Right))
+            ExprKind::Binary { op, .. } => {
+                // A left-nested run of one operator (a chain's product) in a
+                // loop: its left operands need no brackets.
+                let (first, rights) = left_run(e, *op);
+                write_expr(f, first, operand_prec(*op, first, Side::Left));
+                for (_, rhs) in rights.into_iter().rev() {
+                    f.push(' ');
+                    f.push_str(op.symbol());
+                    f.push(' ');
+                    write_expr(f, rhs, operand_prec(*op, rhs, Side::Right))
+                }
             }
             ExprKind::Transpose(a) => {
                 write_expr(f, a, Prec::Postfix);
