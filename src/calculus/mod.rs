@@ -552,6 +552,11 @@ impl Drop for Trail {
 pub(crate) struct Factor<'p> {
     pub(crate) expr: &'p Rc<Expr>,
     pub(crate) scalar: bool,
+    /// The program's node that is the product of the factors up to this
+    /// one, where the product is nested to the left (`W1*W2*…` as parsed):
+    /// an adjoint's left part, `(M1⋯Mi)ᵀ`, shares it instead of building it
+    /// again (a chain's gradients would build n²/2 nodes).
+    pub(crate) prefix: Option<&'p Rc<Expr>>,
 }
 
 impl<'t, 'p> Walk<'t, 'p> {

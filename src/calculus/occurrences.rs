@@ -322,6 +322,7 @@ pub(super) fn flatten_product<'p>(typing: &Typing, e: &'p Expr, out: &mut Vec<Fa
         [lhs, rhs].map(|side| Factor {
             expr: side,
             scalar: scaling && typing.node_is_scalar(side).unwrap_or(false),
+            prefix: None,
         })
     };
     // A worklist of sides, left to right: a product side is read further.
@@ -336,6 +337,17 @@ pub(super) fn flatten_product<'p>(typing: &Typing, e: &'p Expr, out: &mut Vec<Fa
             }
             _ => out.push(f),
         }
+    }
+    // The left spine's nodes: while a node's right side is its last factor,
+    // its left side is the product of the factors before.
+    let (mut node, mut end) = (e, out.len());
+    while let ExprKind::Binary { op: BinOp::Mul, lhs, rhs, .. } = &node.kind {
+        if end < 2 || !Rc::ptr_eq(out[end - 1].expr, rhs) {
+            break;
+        }
+        end -= 1;
+        out[end - 1].prefix = Some(lhs);
+        node = lhs;
     }
 }
 

@@ -53,7 +53,16 @@ pub(super) fn product(factors: &[Factor], i: usize, a: &Expr) -> Expr {
     let scalars =
         factors.iter().enumerate().filter(|(j, f)| f.scalar && *j != i).map(|(_, f)| f.expr.clone());
     let matrices: Vec<(usize, &Factor)> = factors.iter().enumerate().filter(|(_, f)| !f.scalar).collect();
-    let before = fold_product(matrices.iter().filter(|(j, _)| *j < i).map(|(_, f)| f.expr.clone()));
+    // The program's own node for the factors before, where it is their
+    // product as built here (no scalar or literal 1 among them).
+    let plain = |f: &Factor| !f.scalar && f.expr.kind != ExprKind::Num(1.0);
+    let shared = match i.checked_sub(1).map(|j| &factors[j]) {
+        Some(Factor { prefix: Some(p), .. }) if factors[..i].iter().all(plain) => Some(Rc::clone(p)),
+        _ => None,
+    };
+    let before = shared.or_else(|| {
+        fold_product(matrices.iter().filter(|(j, _)| *j < i).map(|(_, f)| f.expr.clone())).map(Rc::new)
+    });
     let after = fold_product(matrices.iter().filter(|(j, _)| *j > i).map(|(_, f)| f.expr.clone()));
     // An identity adjoint (from a trace) vanishes between other factors.
     let keep_a = a.kind != ExprKind::Identity || (before.is_none() && after.is_none());
