@@ -327,13 +327,13 @@ fn check_shape(typer: &mut shape::Typer, grad: &Expr, want: &Shape, v: &VarName)
     }
     // A product of variables (a chain's gradient) typed without a walk; a
     // mismatch, or anything else, takes the walk, which names it.
-    let factors: Option<Vec<(&VarName, bool)>> = grad
+    let factors: Option<Vec<(&Expr, bool)>> = grad
         .factors()
         .into_iter()
         .map(|f| match &f.kind {
-            ExprKind::Var(v) => Some((&**v, false)),
+            ExprKind::Var(_) => Some((f, false)),
             ExprKind::Transpose(a) => match &a.kind {
-                ExprKind::Var(v) => Some((&**v, true)),
+                ExprKind::Var(_) => Some((&**a, true)),
                 _ => None,
             },
             _ => None,

@@ -57,6 +57,11 @@ pub struct Typer {
     // Shared between clones: simplification clones the typer once per
     // formula, and a thousand-variable map copied each time would dominate.
     vars: Rc<FxHashMap<VarName, IShape>>,
+    /// The program's variable nodes and their shapes, by address
+    /// ([`Typer::know_nodes`]): the factors of a chain's gradients are these
+    /// nodes, and an address hashes in one step where a name takes a pass
+    /// over its bytes. Each node is held, so its address is never another's.
+    var_nodes: Rc<FxHashMap<*const Expr, (Rc<Expr>, IShape)>>,
     families: Rc<FxHashMap<String, Family>>,
     /// Inside [`Typer::scratch`]: the old value of every entry overwritten.
     trail: Option<Vec<Undo>>,
@@ -279,17 +284,39 @@ impl Typer {
         self.term(d) == Some(&Dim::Const(1))
     }
 
-    /// The shape of a product of declared variables, each transposed or
+    /// Remembers the shapes of the variable nodes under `e` (a program's
+    /// expression, typed), for [`Typer::chain_shape`].
+    pub fn know_nodes(&mut self, e: &Expr) {
+        let mut nodes = FxHashMap::default();
+        e.for_each(|node| {
+            for c in node.kind.child_links() {
+                if let ExprKind::Var(v) = &c.kind {
+                    if let Some(s) = self.declared(v) {
+                        nodes.insert(Rc::as_ptr(c), (Rc::clone(c), s));
+                    }
+                }
+            }
+        });
+        self.var_nodes = Rc::new(nodes);
+    }
+
+    /// The shape of a product of variables (their nodes), each transposed or
     /// not, where the typing already makes it a chain of matrix products:
     /// no variable 1×1 (a scalar factor to tidy) and each neighbour's
     /// inner dimensions known equal. `None` otherwise, where only
     /// [`Typer::rule`]'s unification, or a scalar multiple, could tell.
     /// Every gradient of a matrix chain is such a product: this types it
     /// without a walk over its nodes.
-    pub fn chain_shape<'v>(&self, factors: impl IntoIterator<Item = (&'v VarName, bool)>) -> Option<IShape> {
+    pub fn chain_shape<'e>(&self, factors: impl IntoIterator<Item = (&'e Expr, bool)>) -> Option<IShape> {
         let mut shape: Option<IShape> = None;
-        for (v, transposed) in factors {
-            let s = self.declared(v)?;
+        for (e, transposed) in factors {
+            let s = match self.var_nodes.get(&(e as *const Expr)) {
+                Some(&(_, s)) => s,
+                None => match &e.kind {
+                    ExprKind::Var(v) => self.declared(v)?,
+                    _ => return None,
+                },
+            };
             if self.is_scalar(s) {
                 return None;
             }
@@ -885,5 +912,59 @@ fn brief(e: &Expr) -> String {
         text
     } else {
         format!("{}...", text.chars().take(37).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A product of the program's own variable nodes (looked up by
+    /// address) is typed as the same product of new nodes (looked up by
+    /// name), factor by factor and transposed.
+    #[test]
+    fn the_programs_nodes_have_their_variables_shapes() {
+        let p = crate::parse("A : 3x4; B : 4x5; C : 5x2; D : 2x2; A*B*C*D + A*B*C*D^T").unwrap();
+        let t = crate::shape::infer(&p).unwrap();
+        let typer = t.typer();
+        let mut held: Vec<Rc<Expr>> = Vec::new();
+        p.expr.for_each(|e| {
+            for c in e.kind.child_links() {
+                if matches!(c.kind, ExprKind::Var(_)) {
+                    held.push(Rc::clone(c));
+                }
+            }
+        });
+        let nodes: Vec<&Expr> = held.iter().map(|e| &**e).collect();
+        assert_eq!(nodes.len(), 8);
+        let fresh: Vec<Expr> = nodes
+            .iter()
+            .map(|e| match &e.kind {
+                ExprKind::Var(v) => Expr::var(&v.name),
+                _ => unreachable!("variables"),
+            })
+            .collect();
+        assert!(nodes.iter().all(|e| typer.var_nodes.contains_key(&(*e as *const Expr))));
+        assert!(fresh.iter().all(|e| !typer.var_nodes.contains_key(&(e as *const Expr))));
+        for t_ in [false, true] {
+            for (n, f) in nodes.iter().zip(&fresh) {
+                let (by_node, by_name) = (typer.chain_shape([(*n, t_)]), typer.chain_shape([(f, t_)]));
+                assert_eq!(by_node.map(|s| typer.resolve(s)), by_name.map(|s| typer.resolve(s)));
+                assert!(by_node.is_some());
+            }
+        }
+        let chain = |list: Vec<&Expr>| {
+            typer.chain_shape(list.into_iter().map(|e| (e, false))).map(|s| typer.resolve(s))
+        };
+        // The program's first node of each name, A to D.
+        let node = |name: &str| {
+            *nodes.iter().find(|e| matches!(&e.kind, ExprKind::Var(v) if v.name == name)).unwrap()
+        };
+        let (a, b, c, d) = (node("A"), node("B"), node("C"), node("D"));
+        let fresh: Vec<Expr> = ["A", "B", "C", "D"].map(Expr::var).into();
+        assert_eq!(chain(vec![a, b, c, d]), chain(fresh.iter().collect()));
+        assert_eq!(chain(vec![a, b, c, d]).unwrap().to_string(), "3x2");
+        assert_eq!(chain(vec![b, c]).unwrap().to_string(), "4x2");
+        assert_eq!(chain(vec![a, c]), None);
     }
 }

@@ -108,6 +108,7 @@ pub fn infer(program: &Program) -> Result<Typing<'_>> {
     collect_variables(&program.expr, &mut variables, &mut families);
     typer.name_open_dims(&variables, &taken);
     typer.compress();
+    typer.know_nodes(&program.expr);
     Ok(Typing { program, typer, shape, nodes, variables, families })
 }
 

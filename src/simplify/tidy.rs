@@ -77,7 +77,7 @@ pub(super) fn plain_chain(e: &Expr, typer: &Typer, leaves: &mut Leaves) -> Optio
     if vars.len() < 2 {
         return None;
     }
-    typer.chain_shape(vars.iter().map(|&(_, v, t)| (v, t)))?;
+    typer.chain_shape(vars.iter().map(|&(node, _, t)| (&**node, t)))?;
     let mut factors = Vec::with_capacity(vars.len());
     let mut last = None;
     for (node, v, t) in vars {

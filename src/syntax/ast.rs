@@ -1088,7 +1088,7 @@ impl ExprKind {
 
     /// The links to the children that dropping this node would follow
     /// (a shared `prod` is not followed).
-    fn child_links(&self) -> impl Iterator<Item = &Rc<Expr>> {
+    pub(crate) fn child_links(&self) -> impl Iterator<Item = &Rc<Expr>> {
         use ExprKind as K;
         let (a, b) = match self {
             K::Var(_) | K::Identity | K::Num(_) | K::Ones(_) => (None, None),
