@@ -286,7 +286,7 @@ impl Typer {
 
     /// Remembers the shapes of the variable nodes under `e` (a program's
     /// expression, typed), for [`Typer::chain_shape`].
-    pub fn know_nodes(&mut self, e: &Expr) {
+    pub(crate) fn know_nodes(&mut self, e: &Expr) {
         let mut nodes = FxHashMap::default();
         e.for_each(|node| {
             for c in node.kind.child_links() {
